@@ -1,0 +1,7 @@
+/**
+ * The Twinserve gateway Worker.
+ * @module
+ */
+import { app } from './app.ts'
+
+export default app

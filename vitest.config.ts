@@ -1,0 +1,23 @@
+import { defineConfig } from 'vitest/config'
+
+/**
+ * One `vitest run` for the whole repository: node tests (shared, gpu-runner, cross-component tests in test/)
+ * and the gateway's tests inside workerd.
+ */
+export default defineConfig({
+  test: {
+    reporters: ['default', './scripts/summary-reporter.ts'],
+    projects: [
+      {
+        test: {
+          name: 'node',
+          include: ['shared/src/**/*.test.ts', 'gpu-runner/src/**/*.test.ts', 'test/**/*.test.ts'],
+          pool: 'forks',
+          testTimeout: 60_000,
+          hookTimeout: 120_000,
+        },
+      },
+      './gateway/vitest.config.ts',
+    ],
+  },
+})
