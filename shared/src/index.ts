@@ -37,6 +37,21 @@ export {
   TensorMetadataSchema,
 } from './schemas/inference.ts'
 export {
+  ExclusiveTensorSchema,
+  NameSchema,
+  PACKAGE_FORMAT,
+  PACKAGE_FORMAT_VERSION,
+  type PackageExpert,
+  PackageExpertSchema,
+  type PackageManifest,
+  PackageManifestSchema,
+  RouterInfoSchema,
+  TWIN_INPUTS,
+  TWIN_OUTPUT_WEIGHTS,
+  type Variant,
+  VariantSchema,
+} from './schemas/twin-package.ts'
+export {
   DEFAULT_MAX_SKEW_S,
   SIGNATURE_HEADER,
   type SignInput,

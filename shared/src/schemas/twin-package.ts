@@ -1,0 +1,105 @@
+/**
+ * The twin package: what `twinserve build` writes and `twinserve serve` loads. A directory with
+ * `manifest.json` (this schema) and ONNX files, each listed with its sha256 so that a tampered or incomplete
+ * package is refused at load.
+ *
+ * The twin graph (`model.file`) contract, which the runner relies on:
+ * - inputs: the base model's inputs unchanged, plus
+ *   - `mix_weights`  float32 [batch, T]  explicit expert weights per row (used where `use_router` is 0)
+ *   - `use_router`   float32 [batch, 1]  1: the row's weights come from the embedded router; 0: from `mix_weights`
+ *   - `expert_mask`  float32 [batch, T]  1 keeps an expert, 0 excludes it (router rows only), then renormalised
+ *   - `top_k`        int64   [batch, 1]  keep the row's k largest router weights (k >= T: dense), renormalised
+ * - outputs: the base model's outputs unchanged, plus
+ *   - `expert_weights` float32 [batch, T]  the weights actually applied to each row
+ * With all weights 0 the graph computes the shared model exactly.
+ * Variants are plain graphs (the base model's inputs and outputs only): static merges served as A/B arms.
+ * @module
+ */
+import { z } from 'zod'
+import { TensorMetadataSchema } from './inference.ts'
+
+export const PACKAGE_FORMAT = 'twinserve.twin-package'
+export const PACKAGE_FORMAT_VERSION = 1
+
+/** Names of the extra twin-graph tensors (see the module comment). */
+export const TWIN_INPUTS = {
+  mixWeights: 'mix_weights',
+  useRouter: 'use_router',
+  expertMask: 'expert_mask',
+  topK: 'top_k',
+} as const
+export const TWIN_OUTPUT_WEIGHTS = 'expert_weights'
+
+/** Names users type in recipes and requests: experts, variants, packages. */
+export const NameSchema = z
+  .string()
+  .regex(
+    /^[a-z0-9][a-z0-9._-]{0,62}$/,
+    'lowercase letters, digits, dot, dash, underscore; 1-63 chars',
+  )
+
+const Sha256Schema = z.string().regex(/^[0-9a-f]{64}$/)
+/** A file inside the package: relative, no parent references. */
+const PackagePathSchema = z
+  .string()
+  .min(1)
+  .refine(
+    (p) => !p.startsWith('/') && !p.split('/').includes('..'),
+    'must be a relative path inside the package',
+  )
+
+export const PackageExpertSchema = z.strictObject({
+  name: NameSchema,
+  /** Column of this expert in `mix_weights` / `expert_weights`. */
+  index: z.number().int().nonnegative(),
+})
+
+export const ExclusiveTensorSchema = z.strictObject({
+  /** Initializer name in the base graph. */
+  name: z.string(),
+  kind: z.enum(['matrix', 'vector']),
+  shape: z.array(z.number().int().positive()),
+  /** Rank kept per expert (matrices); vectors are exact. */
+  ranks: z.array(z.number().int().nonnegative()).optional(),
+  /** Relative Frobenius reconstruction error per expert, ‖v − v̂‖ / ‖v‖. */
+  relError: z.array(z.number().nonnegative()),
+})
+
+export const RouterInfoSchema = z.strictObject({
+  kind: z.enum(['mlp', 'prototype']),
+  /** Tensor of the shared model whose values feed the router. */
+  feature: z.string(),
+  featureSize: z.number().int().positive(),
+  /** Accuracy on the builder's held-out split of the routing data (never the test split). */
+  heldoutAccuracy: z.number().min(0).max(1).optional(),
+})
+
+export const VariantSchema = z.strictObject({
+  name: NameSchema,
+  file: PackagePathSchema,
+  description: z.string(),
+  /** Whether the variant carries exclusive knowledge (false for static merges). */
+  exclusive: z.boolean(),
+})
+
+export const PackageManifestSchema = z.strictObject({
+  format: z.literal(PACKAGE_FORMAT),
+  formatVersion: z.literal(PACKAGE_FORMAT_VERSION),
+  name: NameSchema,
+  createdAt: z.string(),
+  experts: z.array(PackageExpertSchema).min(1),
+  /** The base model's inputs and outputs (V2 metadata; -1 = variable). */
+  inputs: z.array(TensorMetadataSchema).min(1),
+  outputs: z.array(TensorMetadataSchema).min(1),
+  model: z.strictObject({ file: PackagePathSchema }),
+  router: RouterInfoSchema,
+  exclusive: z.array(ExclusiveTensorSchema),
+  variants: z.array(VariantSchema),
+  /** The recipe the package was built from, as parsed (paths as given). */
+  recipe: z.unknown(),
+  /** sha256 of every file in the package except manifest.json. */
+  files: z.record(PackagePathSchema, Sha256Schema),
+})
+export type PackageManifest = z.infer<typeof PackageManifestSchema>
+export type PackageExpert = z.infer<typeof PackageExpertSchema>
+export type Variant = z.infer<typeof VariantSchema>
