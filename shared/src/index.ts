@@ -37,6 +37,17 @@ export {
   TensorMetadataSchema,
 } from './schemas/inference.ts'
 export {
+  type RegistryAck,
+  RegistryAckSchema,
+  RUNNER_REGISTRY_PATHS,
+  RunnerDeregistrationSchema,
+  type RunnerLoad,
+  RunnerLoadSchema,
+  RunnerModelSchema,
+  type RunnerRegistration,
+  RunnerRegistrationSchema,
+} from './schemas/registry.ts'
+export {
   ExclusiveTensorSchema,
   NameSchema,
   PACKAGE_FORMAT,
