@@ -57,6 +57,7 @@ export {
   type PackageManifest,
   PackageManifestSchema,
   RouterInfoSchema,
+  TWIN_FACTOR_SUFFIXES,
   TWIN_INPUTS,
   TWIN_OUTPUT_WEIGHTS,
   type Variant,

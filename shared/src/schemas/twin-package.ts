@@ -12,6 +12,21 @@
  * - outputs: the base model's outputs unchanged, plus
  *   - `expert_weights` float32 [batch, T]  the weights actually applied to each row
  * With all weights 0 the graph computes the shared model exactly.
+ *
+ * Exclusive knowledge inside the twin graph, by name (the builder writes it; the runner's materialised
+ * `merge_method` path reads it back to rebuild each expert's delta). For every manifest `exclusive[]` entry `<w>`:
+ * - `<w>` stays an initializer of the twin graph, same name and shape as in the base graph, holding the SHARED
+ *   value θ_s (so a graph fed all-zero weights is the shared model);
+ * - kind `matrix`, stored shape [rows, cols] (a MatMul weight X·W is [d_in, d_out]; for Gemm transB=1 the factors
+ *   still follow the stored layout [d_out, d_in]):
+ *   - `<w>.twin_u`              float [rows, R]
+ *   - `<w>.twin_v`              float [R, cols]   (Vᵀ, pre-transposed)
+ *   - `<w>.twin_sigma`          float [R]         singular values
+ *   - `<w>.twin_expert_of_rank` int64 [R]         expert index (manifest `experts[].index`) of each rank column;
+ *     per tensor, because ranks differ per tensor; R = Σ_t ranks[t], 0 < R
+ *   and expert t's delta is ΔW_t = Σ_{r : e(r)=t} σ_r · U[:, r] ⊗ V[r, :] (a rank-0 expert has ΔW_t = 0);
+ * - kind `vector`, shape [d]: `<w>.twin_delta` float [T, d], row t = expert t's exact delta.
+ * A row with expert weights w then computes θ_s + Σ_t w_t·Δ_t in every exclusive tensor.
  * Variants are plain graphs (the base model's inputs and outputs only): static merges served as A/B arms.
  * @module
  */
@@ -29,6 +44,14 @@ export const TWIN_INPUTS = {
   topK: 'top_k',
 } as const
 export const TWIN_OUTPUT_WEIGHTS = 'expert_weights'
+/** Suffixes of the exclusive-knowledge initializers `<w><suffix>` (see the module comment). */
+export const TWIN_FACTOR_SUFFIXES = {
+  u: '.twin_u',
+  v: '.twin_v',
+  sigma: '.twin_sigma',
+  expertOfRank: '.twin_expert_of_rank',
+  delta: '.twin_delta',
+} as const
 
 /** Names users type in recipes and requests: experts, variants, packages. */
 export const NameSchema = z
