@@ -1,0 +1,188 @@
+/**
+ * The runner's configuration: command-line flags over environment variables over defaults, parsed by one zod
+ * schema so that a bad value is refused at start with the flag (or variable) named, never discovered mid-request.
+ *
+ * `RUNNER_ENV` is the complete list of environment variables the runner reads; deployment manifests set exactly
+ * these (infra's tests compare the two).
+ * @module
+ */
+import { parseArgs } from 'node:util'
+import { z } from 'zod'
+
+/**
+ * Config key → [flag, environment variable]. The flag is `--<flag>`; a null flag means environment only (secrets:
+ * a flag would show in `ps`). `--insecure-local` is a flag only, so that it is always a visible, explicit choice.
+ */
+export const RUNNER_OPTIONS = {
+  packages: ['package', 'RUNNER_PACKAGES'],
+  host: ['host', 'RUNNER_HOST'],
+  port: ['port', 'RUNNER_PORT'],
+  provider: ['provider', 'RUNNER_PROVIDER'],
+  threads: ['threads', 'RUNNER_THREADS'],
+  signingSecret: [null, 'RUNNER_SIGNING_SECRET'],
+  gatewayUrl: ['gateway-url', 'GATEWAY_URL'],
+  publicUrl: ['public-url', 'RUNNER_PUBLIC_URL'],
+  runnerId: ['runner-id', 'RUNNER_ID'],
+  maxBatchSize: ['max-batch-size', 'RUNNER_MAX_BATCH_SIZE'],
+  maxBatchWaitMs: ['max-batch-wait-ms', 'RUNNER_MAX_BATCH_WAIT_MS'],
+  maxQueue: ['max-queue', 'RUNNER_MAX_QUEUE'],
+  concurrency: ['concurrency', 'RUNNER_CONCURRENCY'],
+  requestTimeoutMs: ['request-timeout-ms', 'RUNNER_REQUEST_TIMEOUT_MS'],
+  maxBodyBytes: ['max-body-bytes', 'RUNNER_MAX_BODY_BYTES'],
+  mergeCacheEntries: ['merge-cache-entries', 'RUNNER_MERGE_CACHE_ENTRIES'],
+  mergeCacheMb: ['merge-cache-mb', 'RUNNER_MERGE_CACHE_MB'],
+  drainTimeoutMs: ['drain-timeout-ms', 'RUNNER_DRAIN_TIMEOUT_MS'],
+  logLevel: ['log-level', 'RUNNER_LOG_LEVEL'],
+} as const
+
+/** Every environment variable the runner reads. */
+export const RUNNER_ENV: readonly string[] = Object.values(RUNNER_OPTIONS).map(([, env]) => env)
+
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max)
+
+export const RunnerConfigSchema = z
+  .strictObject({
+    /** Twin package directories; each is one model, named by its manifest. */
+    packages: z.array(z.string().min(1)).min(1, 'at least one --package <dir> is required'),
+    host: z.string().min(1).default('127.0.0.1'),
+    /** 0 picks a free port (tests); the chosen port is logged. */
+    port: int(0, 65535).default(8790),
+    provider: z.enum(['auto', 'cuda', 'cpu']).default('auto'),
+    /** onnxruntime intra-op threads per session; default: onnxruntime's choice (all cores). */
+    threads: int(1, 1024).optional(),
+    /** Accept unsigned requests. Only for local use; never set it where the port is reachable by others. */
+    insecureLocal: z.boolean().default(false),
+    /** HMAC secret shared with the gateway (environment only: a flag would show in `ps`). */
+    signingSecret: z.string().min(16, 'must be at least 16 characters').optional(),
+    /** Gateway base URL; when set the runner registers, heartbeats and deregisters there. */
+    gatewayUrl: z.url().optional(),
+    /** URL the gateway should call this runner on; default http://<host>:<port>. */
+    publicUrl: z.url().optional(),
+    runnerId: z.string().min(1).max(128).optional(),
+    /** Most rows one coalesced run may hold (a single larger request still runs, alone). */
+    maxBatchSize: int(1, 65536).default(16),
+    /** How long the first request of a batch may wait for others to join. 0: no waiting. */
+    maxBatchWaitMs: int(0, 60_000).default(2),
+    /** Requests waiting (not yet running) beyond which new ones get 503 + Retry-After. */
+    maxQueue: int(1, 1_000_000).default(256),
+    /** Runs executing at once; 1 suits one device (onnxruntime parallelises inside a run). */
+    concurrency: int(1, 256).default(1),
+    /** Per-request deadline, from arrival to response (a request may ask for less). */
+    requestTimeoutMs: int(1, 3_600_000).default(30_000),
+    maxBodyBytes: int(1024, 2 ** 31).default(32 * 1024 * 1024),
+    /** Materialised merges kept (LRU), bounded by count and by size. */
+    mergeCacheEntries: int(0, 100_000).default(8),
+    mergeCacheMb: int(0, 1_048_576).default(2048),
+    /** On SIGTERM, how long to wait for accepted requests before giving up on them. */
+    drainTimeoutMs: int(0, 3_600_000).default(120_000),
+    logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+  })
+  .superRefine((c, ctx) => {
+    if (!c.insecureLocal && !c.signingSecret)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['signingSecret'],
+        message:
+          'RUNNER_SIGNING_SECRET is required to verify requests (pass --insecure-local to accept unsigned requests locally)',
+      })
+    if (c.gatewayUrl && !c.signingSecret)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['signingSecret'],
+        message:
+          'RUNNER_SIGNING_SECRET is required with --gateway-url (membership calls are signed)',
+      })
+  })
+export type RunnerConfig = z.output<typeof RunnerConfigSchema>
+export type RunnerConfigInput = z.input<typeof RunnerConfigSchema>
+
+export const SERVE_USAGE = `usage: twinserve serve --package <dir> [--package <dir> …] [options]
+
+  --package <dir>            a twin package to serve (repeatable; env RUNNER_PACKAGES, comma-separated)
+  --host <addr>              listen address (default 127.0.0.1)
+  --port <n>                 listen port (default 8790; 0 = any free port)
+  --provider auto|cuda|cpu   execution provider (default auto: CUDA when it loads, else CPU)
+  --threads <n>              onnxruntime intra-op threads per session
+  --insecure-local           accept unsigned requests (local use only); otherwise RUNNER_SIGNING_SECRET is required
+  --gateway-url <url>        register with this gateway, heartbeat, deregister on SIGTERM
+  --public-url <url>         URL the gateway calls this runner on (default http://<host>:<port>)
+  --runner-id <id>           stable id in the gateway's registry (default host-pid-random)
+  --max-batch-size <n>       rows per coalesced run (default 16)
+  --max-batch-wait-ms <n>    wait for a batch to fill (default 2)
+  --max-queue <n>            waiting requests before 503 (default 256)
+  --concurrency <n>          runs at once (default 1)
+  --request-timeout-ms <n>   per-request deadline (default 30000)
+  --max-body-bytes <n>       request body limit (default 33554432)
+  --merge-cache-entries <n>  materialised merges kept (default 8)
+  --merge-cache-mb <n>       ... and their total size bound (default 2048)
+  --drain-timeout-ms <n>     on SIGTERM, wait this long for accepted requests (default 120000)
+  --log-level <l>            debug|info|warn|error (default info)
+
+Each flag also reads from its environment variable (${RUNNER_ENV.join(', ')});
+flags win. The signing secret is read from the environment only.
+`
+
+/** Thrown for a bad flag or value; the message names it. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError'
+}
+
+function flagOf(key: string): string {
+  if (key === 'insecureLocal') return '--insecure-local'
+  const entry = RUNNER_OPTIONS[key as keyof typeof RUNNER_OPTIONS]
+  if (!entry) return key
+  return entry[0] === null ? entry[1] : `--${entry[0]} (${entry[1]})`
+}
+
+/**
+ * Parses `twinserve serve` arguments and the environment into a validated config.
+ * @throws ConfigError naming the offending flag or variable
+ */
+export function parseServeArgs(
+  args: readonly string[],
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): RunnerConfig | 'help' {
+  let parsed: ReturnType<typeof parseArgs>
+  const options = {
+    help: { type: 'boolean', short: 'h' },
+    'insecure-local': { type: 'boolean' },
+    package: { type: 'string', multiple: true },
+  } as Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }>
+  for (const [key, [flag]] of Object.entries(RUNNER_OPTIONS))
+    if (flag !== null && key !== 'packages') options[flag] = { type: 'string' }
+  try {
+    parsed = parseArgs({ args: [...args], options, strict: true, allowPositionals: false })
+  } catch (err) {
+    throw new ConfigError(err instanceof Error ? err.message : String(err))
+  }
+  const v = parsed.values
+  if (v.help === true) return 'help'
+
+  const raw: Record<string, unknown> = {}
+  for (const [key, [flag, envName]] of Object.entries(RUNNER_OPTIONS)) {
+    const fromFlag = flag === null ? undefined : v[flag]
+    const fromEnv = env[envName]
+    if (key === 'packages') {
+      const list = Array.isArray(fromFlag)
+        ? fromFlag
+        : fromEnv
+          ? fromEnv
+              .split(',')
+              .map((s) => s.trim())
+              .filter(Boolean)
+          : []
+      raw[key] = list
+    } else if (fromFlag !== undefined) raw[key] = fromFlag
+    else if (fromEnv !== undefined && fromEnv !== '') raw[key] = fromEnv
+  }
+  raw.insecureLocal = v['insecure-local'] === true
+  const result = RunnerConfigSchema.safeParse(raw)
+  if (!result.success) {
+    const messages = result.error.issues.map((i) => {
+      const key = String(i.path[0] ?? '')
+      return `${key ? `${flagOf(key)}: ` : ''}${i.message}`
+    })
+    throw new ConfigError(messages.join('; '))
+  }
+  return result.data
+}
