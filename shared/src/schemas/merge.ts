@@ -1,0 +1,262 @@
+/**
+ * Merge specifications: which data-free merge method to run and with what parameters. One strict object per
+ * method, discriminated by `method`, with mergekit's names and defaults so a recipe moved from mergekit gives
+ * the same numbers. Global parameters sit on the spec; per-expert ones (`weight`, `density`, and for some
+ * methods `gamma` / `epsilon`) in `experts`, keyed by expert name. An expert missing from `experts` gets
+ * weight 1 and the global values.
+ *
+ * Divergences from mergekit, on purpose: `weight` defaults to 1 (mergekit requires it); `model_stock` takes
+ * no weights (mergekit ignores them); `consensus` (TALL-mask consensus) is not in mergekit.
+ * @see https://github.com/arcee-ai/mergekit/blob/main/mergekit/merge_methods/registry.py
+ * @module
+ */
+import { z } from 'zod'
+import { AppError } from '../errors.ts'
+import { NameSchema } from './twin-package.ts'
+
+/** The closed list of strategy names (mergekit / LoRAX spelling). */
+export const MERGE_METHOD_NAMES = [
+  'linear',
+  'task_arithmetic',
+  'ties',
+  'dare_linear',
+  'dare_ties',
+  'breadcrumbs',
+  'breadcrumbs_ties',
+  'della',
+  'della_linear',
+  'model_stock',
+  'consensus',
+] as const
+export const MergeMethodNameSchema = z.enum(MERGE_METHOD_NAMES)
+export type MergeMethodName = z.infer<typeof MergeMethodNameSchema>
+
+// zod 4's z.number() already refuses NaN and ±Infinity, so every number below is finite.
+const WeightSchema = z.number()
+/** Fraction of a task vector's entries kept by sparsification; 1 keeps everything. */
+const DensitySchema = z.number().gt(0).lte(1)
+/** Makes the random methods (DARE, DELLA) reproducible: mixed with the tensor and expert names. */
+const SeedSchema = z.number().int().min(0).max(0xffff_ffff)
+/** Breadcrumbs: fraction of the largest-magnitude entries removed as outliers. */
+const GammaSchema = z.number().gte(0).lt(1)
+/** DELLA: keep probabilities span [density − epsilon, density + epsilon]. */
+const EpsilonSchema = z.number().gte(0).lt(0.5)
+/** TIES sign election: `total` = sign of the summed values (mergekit `sum`), `frequency` = majority of signs (`count`). */
+export const MajoritySignMethodSchema = z.enum(['total', 'frequency'])
+export type MajoritySignMethod = z.infer<typeof MajoritySignMethodSchema>
+
+const ExpertWeightSchema = z.strictObject({ weight: WeightSchema.optional() })
+const ExpertDensitySchema = z.strictObject({
+  weight: WeightSchema.optional(),
+  density: DensitySchema.optional(),
+})
+const ExpertBreadcrumbsSchema = z.strictObject({
+  weight: WeightSchema.optional(),
+  density: DensitySchema.optional(),
+  gamma: GammaSchema.optional(),
+})
+const ExpertDellaSchema = z.strictObject({
+  weight: WeightSchema.optional(),
+  density: DensitySchema.optional(),
+  epsilon: EpsilonSchema.optional(),
+})
+
+function expertsOf<T extends z.ZodType>(entry: T) {
+  return z.record(NameSchema, entry).default({})
+}
+
+export const LinearSpecSchema = z.strictObject({
+  method: z.literal('linear'),
+  /** Divide by Σ weight (mergekit default true): a weighted average of the expert models. */
+  normalize: z.boolean().default(true),
+  experts: expertsOf(ExpertWeightSchema),
+})
+
+export const TaskArithmeticSpecSchema = z.strictObject({
+  method: z.literal('task_arithmetic'),
+  lambda: z.number().default(1),
+  normalize: z.boolean().default(false),
+  experts: expertsOf(ExpertWeightSchema),
+})
+
+export const TiesSpecSchema = z.strictObject({
+  method: z.literal('ties'),
+  lambda: z.number().default(1),
+  normalize: z.boolean().default(true),
+  rescale: z.boolean().default(false),
+  density: DensitySchema.default(1),
+  majority_sign_method: MajoritySignMethodSchema.default('total'),
+  experts: expertsOf(ExpertDensitySchema),
+})
+
+export const DareLinearSpecSchema = z.strictObject({
+  method: z.literal('dare_linear'),
+  lambda: z.number().default(1),
+  normalize: z.boolean().default(false),
+  rescale: z.boolean().default(true),
+  density: DensitySchema.default(1),
+  seed: SeedSchema.default(0),
+  experts: expertsOf(ExpertDensitySchema),
+})
+
+export const DareTiesSpecSchema = z.strictObject({
+  method: z.literal('dare_ties'),
+  lambda: z.number().default(1),
+  normalize: z.boolean().default(false),
+  rescale: z.boolean().default(true),
+  density: DensitySchema.default(1),
+  majority_sign_method: MajoritySignMethodSchema.default('total'),
+  seed: SeedSchema.default(0),
+  experts: expertsOf(ExpertDensitySchema),
+})
+
+export const BreadcrumbsSpecSchema = z.strictObject({
+  method: z.literal('breadcrumbs'),
+  lambda: z.number().default(1),
+  normalize: z.boolean().default(false),
+  rescale: z.boolean().default(false),
+  density: DensitySchema.default(1),
+  gamma: GammaSchema.default(0.01),
+  experts: expertsOf(ExpertBreadcrumbsSchema),
+})
+
+export const BreadcrumbsTiesSpecSchema = z.strictObject({
+  method: z.literal('breadcrumbs_ties'),
+  lambda: z.number().default(1),
+  normalize: z.boolean().default(false),
+  rescale: z.boolean().default(false),
+  density: DensitySchema.default(1),
+  gamma: GammaSchema.default(0.01),
+  majority_sign_method: MajoritySignMethodSchema.default('total'),
+  experts: expertsOf(ExpertBreadcrumbsSchema),
+})
+
+/** mergekit's check: below density 1, each expert's keep probabilities must lie inside (0, 1). */
+function checkDellaRange(
+  spec: {
+    density: number
+    epsilon: number
+    experts: Record<string, { density?: number; epsilon?: number }>
+  },
+  ctx: z.RefinementCtx,
+): void {
+  const check = (density: number, epsilon: number, path: (string | number)[]) => {
+    if (density < 1 && (density - epsilon <= 0 || density + epsilon >= 1))
+      ctx.addIssue({
+        code: 'custom',
+        path,
+        message: `density ± epsilon must lie in (0, 1): density ${density}, epsilon ${epsilon}`,
+      })
+  }
+  check(spec.density, spec.epsilon, ['epsilon'])
+  for (const [name, e] of Object.entries(spec.experts))
+    if (e.density !== undefined || e.epsilon !== undefined)
+      check(e.density ?? spec.density, e.epsilon ?? spec.epsilon, ['experts', name])
+}
+
+export const DellaSpecSchema = z
+  .strictObject({
+    method: z.literal('della'),
+    lambda: z.number().default(1),
+    normalize: z.boolean().default(true),
+    rescale: z.boolean().default(true),
+    density: DensitySchema.default(1),
+    epsilon: EpsilonSchema.default(0.15),
+    majority_sign_method: MajoritySignMethodSchema.default('total'),
+    seed: SeedSchema.default(0),
+    experts: expertsOf(ExpertDellaSchema),
+  })
+  .superRefine(checkDellaRange)
+
+export const DellaLinearSpecSchema = z
+  .strictObject({
+    method: z.literal('della_linear'),
+    lambda: z.number().default(1),
+    normalize: z.boolean().default(false),
+    rescale: z.boolean().default(true),
+    density: DensitySchema.default(1),
+    epsilon: EpsilonSchema.default(0.15),
+    seed: SeedSchema.default(0),
+    experts: expertsOf(ExpertDellaSchema),
+  })
+  .superRefine(checkDellaRange)
+
+export const ModelStockSpecSchema = z.strictObject({
+  method: z.literal('model_stock'),
+  /** One interpolation ratio per row (first dimension) instead of per tensor. */
+  filter_wise: z.boolean().default(false),
+})
+
+export const ConsensusSpecSchema = z.strictObject({
+  method: z.literal('consensus'),
+  /** Scale of the kept multi-task vector (task arithmetic's lambda). */
+  lambda: z.number().default(1),
+  normalize: z.boolean().default(false),
+  /** TALL-mask threshold λ_t: expert t claims an entry when |τ_t| > λ_t·|τ_MTL − τ_t|. Paper default 0.6. */
+  tall_mask_lambda: z.number().gte(0).default(0.6),
+  /** Keep an entry when at least k experts claim it; k=2 drops "selfish" and "catastrophic" weights. */
+  k: z.number().int().min(1).default(2),
+  experts: expertsOf(ExpertWeightSchema),
+})
+
+export const MergeSpecSchema = z.discriminatedUnion('method', [
+  LinearSpecSchema,
+  TaskArithmeticSpecSchema,
+  TiesSpecSchema,
+  DareLinearSpecSchema,
+  DareTiesSpecSchema,
+  BreadcrumbsSpecSchema,
+  BreadcrumbsTiesSpecSchema,
+  DellaSpecSchema,
+  DellaLinearSpecSchema,
+  ModelStockSpecSchema,
+  ConsensusSpecSchema,
+])
+/** A parsed spec: every default filled in. */
+export type MergeSpec = z.output<typeof MergeSpecSchema>
+/** What a user writes: defaults optional. */
+export type MergeSpecInput = z.input<typeof MergeSpecSchema>
+export type MergeSpecOf<K extends MergeMethodName> = Extract<MergeSpec, { method: K }>
+
+/** Compile-time check that the union covers exactly the closed list of names. */
+type _AssertNamesCovered = [MergeMethodName] extends [MergeSpec['method']]
+  ? [MergeSpec['method']] extends [MergeMethodName]
+    ? true
+    : never
+  : never
+const _namesCovered: _AssertNamesCovered = true
+void _namesCovered
+
+function describeIssues(error: z.ZodError): string {
+  return error.issues
+    .map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`)
+    .join('; ')
+}
+
+/**
+ * Parses a merge spec, throwing `AppError('INVALID_REQUEST')` that names each bad field.
+ * @example parseMergeSpec({ method: 'ties', density: 0.2 }) // → { method: 'ties', lambda: 1, normalize: true, … }
+ */
+export function parseMergeSpec(input: unknown): MergeSpec {
+  const parsed = MergeSpecSchema.safeParse(input)
+  if (!parsed.success)
+    throw new AppError('INVALID_REQUEST', `invalid merge spec: ${describeIssues(parsed.error)}`)
+  return parsed.data
+}
+
+/**
+ * Exclusive-knowledge compression (Twin-Merging): each 2-D tensor's v_t = θ_t − θ_shared is truncated to a
+ * fixed `rank`, or to the smallest rank that keeps `energy` of ‖v_t‖²_F; 1-D tensors stay exact. `include` /
+ * `exclude` pick tensors by name: a `/regex/` or a glob (`*` any run of characters, `?` one).
+ */
+export const ExclusiveSpecSchema = z
+  .strictObject({
+    rank: z.number().int().min(1).optional(),
+    energy: z.number().gt(0).lte(1).optional(),
+    include: z.array(z.string().min(1)).optional(),
+    exclude: z.array(z.string().min(1)).optional(),
+  })
+  .refine((s) => (s.rank === undefined) !== (s.energy === undefined), {
+    message: 'give exactly one of rank or energy',
+  })
+export type ExclusiveSpec = z.output<typeof ExclusiveSpecSchema>
