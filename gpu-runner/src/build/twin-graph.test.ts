@@ -1,0 +1,287 @@
+import { TWIN_FACTOR_SUFFIXES } from '@twinserve/shared'
+import { describe, expect, it } from 'vitest'
+import type { ModelProto } from '../onnx/proto.ts'
+import { onnx } from '../onnx/proto.ts'
+import { openSession, ort } from '../runtime/ort-session.ts'
+import { modelInputs, syntheticFeeds } from './model-io.ts'
+import { rowLayout, TensorProbe } from './probe.ts'
+import { readOnnxBytes, tensorToFloat32, withFloatInitializers } from './read-onnx.ts'
+import { routerEmitter } from './router-graph.ts'
+import {
+  mlpModel,
+  type ParamProvider,
+  perturbedParams,
+  randomParams,
+  transformerModel,
+} from './test-models.ts'
+import {
+  type MatrixFactors,
+  type RowLayout,
+  rewriteTwinGraph,
+  type VectorDelta,
+} from './twin-graph.ts'
+import { analyseSites } from './weight-sites.ts'
+
+const T = 3
+
+/** Float initializers of a model, by name. */
+function floats(bytes: Uint8Array): Map<string, Float32Array> {
+  const m = readOnnxBytes(bytes, 'test')
+  const out = new Map<string, Float32Array>()
+  for (const [name, t] of m.initializers) if (t.dataType === 1) out.set(name, tensorToFloat32(t))
+  return out
+}
+
+/**
+ * An exact factorisation without SVD: Δ_t = Δ_t · I, i.e. U_t = Δ_t [rows, cols], σ = 1, Vᵀ_t = I [cols, cols].
+ * Lets the graph rewrite be checked exactly, independently of the compression.
+ */
+function identityFactors(
+  name: string,
+  rows: number,
+  cols: number,
+  deltas: Float32Array[],
+): MatrixFactors {
+  const R = deltas.length * cols
+  const U = new Float32Array(rows * R)
+  const Vt = new Float32Array(R * cols)
+  const expertOfRank: number[] = []
+  deltas.forEach((d, t) => {
+    for (let r = 0; r < rows; r++)
+      for (let c = 0; c < cols; c++) U[r * R + t * cols + c] = d[r * cols + c] as number
+    for (let c = 0; c < cols; c++) {
+      Vt[(t * cols + c) * cols + c] = 1
+      expertOfRank.push(t)
+    }
+  })
+  return { name, rows, cols, U, sigma: new Float32Array(R).fill(1), Vt, expertOfRank }
+}
+
+async function setup(build: (p: ParamProvider) => Uint8Array) {
+  const base = randomParams(1)
+  const experts = Array.from({ length: T }, (_, t) => perturbedParams(base, t + 2, 0.1))
+  const expertBytes = experts.map(build)
+  const ex = expertBytes.map(floats)
+  const baseBytes = build(base)
+  const model = readOnnxBytes(baseBytes, 'base')
+  const sites = analyseSites(model.graph, model.initializers)
+  // Shared: the plain mean of the experts (any merge will do for the rewrite).
+  const shared = new Map<string, Float32Array>()
+  for (const name of ex[0]?.keys() ?? []) {
+    const vs = ex.map((m) => m.get(name) as Float32Array)
+    shared.set(
+      name,
+      (vs[0] as Float32Array).map((_, i) => vs.reduce((a, v) => a + (v[i] as number), 0) / T),
+    )
+  }
+  const sharedModel = withFloatInitializers(model.model, shared)
+  const matrices: MatrixFactors[] = []
+  const vectors: VectorDelta[] = []
+  for (const [name, site] of sites) {
+    const s = shared.get(name) as Float32Array
+    const deltas = ex.map((m) => (m.get(name) as Float32Array).map((x, i) => x - (s[i] as number)))
+    if (site.kind === 'matrix')
+      matrices.push(identityFactors(name, site.shape[0], site.shape[1], deltas))
+    if (site.kind === 'vector') {
+      const delta = new Float32Array(T * site.shape[0])
+      deltas.forEach((d, t) => delta.set(d, t * site.shape[0]))
+      vectors.push({ name, size: site.shape[0], delta })
+    }
+  }
+  const inputs = modelInputs(model.graph)
+  const siteOutputs = new Set<string>()
+  for (const site of sites.values())
+    if (site.kind !== 'unsupported')
+      for (const u of site.uses) siteOutputs.add(model.graph.node?.[u.node]?.output?.[0] ?? '')
+  const names = [...siteOutputs]
+  const featureName = findFeature(model.model)
+  const probe = await TensorProbe.open(sharedModel, [...names, featureName])
+  const runs = await Promise.all(
+    [3, 5].map(async (batch) => ({
+      batch,
+      out: await probe.run(syntheticFeeds(inputs, batch, 7), [...names, featureName]),
+    })),
+  )
+  await probe.release()
+  const layouts = new Map<string, RowLayout>()
+  for (const n of [...names, featureName])
+    layouts.set(
+      n,
+      rowLayout(
+        n,
+        runs.map((r) => ({ batch: r.batch, dims: r.out.get(n)?.dims ?? [] })),
+      ),
+    )
+  const d = runs[0]?.out.get(featureName)?.dims.at(-1) ?? 0
+  const twin = rewriteTwinGraph({
+    model: sharedModel,
+    sites,
+    matrices,
+    vectors,
+    experts: T,
+    layouts,
+    feature: { tensor: featureName, layout: layouts.get(featureName) as RowLayout },
+    router: routerEmitter({
+      kind: 'prototype',
+      standardizer: { mean: new Float32Array(d), std: new Float32Array(d).fill(1) },
+      prototypes: Float32Array.from({ length: d * T }, (_, i) => Math.sin(i)),
+      temperature: 0.5,
+    }),
+    controls: 'inputs',
+    batchDim: 'batch',
+  })
+  return { twin, sharedModel, expertBytes, ex, shared, inputs, sites, model }
+}
+
+/** Input of the last MatMul/Gemm: the default router feature. */
+function findFeature(model: ModelProto): string {
+  const nodes = model.graph?.node ?? []
+  for (let i = nodes.length - 1; i >= 0; i--) {
+    const n = nodes[i]
+    if (n?.opType === 'MatMul' || n?.opType === 'Gemm') return n.input?.[0] ?? ''
+  }
+  throw new Error('no MatMul')
+}
+
+async function run(model: Uint8Array | ModelProto, feeds: Record<string, ort.Tensor>) {
+  const bytes = model instanceof Uint8Array ? model : onnx.ModelProto.encode(model).finish()
+  const { session } = await openSession(bytes, { provider: 'cpu' })
+  const out = await session.run(feeds)
+  await session.release()
+  return out
+}
+
+function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let m = 0
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs((a[i] as number) - (b[i] as number)))
+  return m
+}
+
+function controls(rows: { mix: number[]; router: boolean; mask?: number[]; k?: number }[]) {
+  const B = rows.length
+  return {
+    mix_weights: new ort.Tensor('float32', Float32Array.from(rows.flatMap((r) => r.mix)), [B, T]),
+    use_router: new ort.Tensor('float32', Float32Array.from(rows.map((r) => (r.router ? 1 : 0))), [
+      B,
+      1,
+    ]),
+    expert_mask: new ort.Tensor(
+      'float32',
+      Float32Array.from(rows.flatMap((r) => r.mask ?? Array(T).fill(1))),
+      [B, T],
+    ),
+    top_k: new ort.Tensor('int64', BigInt64Array.from(rows.map((r) => BigInt(r.k ?? T))), [B, 1]),
+  }
+}
+
+/** The row slice b of a [B, ...] output. */
+function row(t: ort.Tensor | undefined, b: number): Float32Array {
+  const data = t?.data as Float32Array
+  const per = data.length / (t?.dims[0] ?? 1)
+  return data.subarray(b * per, (b + 1) * per)
+}
+
+describe.each([
+  ['MLP (Gemm, MatMul+Add, Gemm transB)', mlpModel],
+  [
+    'transformer block (LayerNorm, tied Q/K, Transpose, flattened Gemm, tied head)',
+    transformerModel,
+  ],
+])('twin graph rewrite: %s', (_label, build) => {
+  it('zero weights give the shared model exactly; one-hot rows give each expert; mixes give the materialised merge', async () => {
+    const { twin, sharedModel, expertBytes, ex, shared, inputs, model } = await setup(build)
+    const B = 4
+    const x = syntheticFeeds(inputs, B, 11)
+    const sharedOut = await run(sharedModel, x)
+    const zero = await run(twin, {
+      ...x,
+      ...controls(Array(B).fill({ mix: [0, 0, 0], router: false })),
+    })
+    expect(Array.from(zero.logits?.data as Float32Array)).toEqual(
+      Array.from(sharedOut.logits?.data as Float32Array),
+    )
+    expect(Array.from(zero.expert_weights?.data as Float32Array)).toEqual(new Array(B * T).fill(0))
+
+    for (let t = 0; t < T; t++) {
+      const onehot = [0, 0, 0].map((_, j) => (j === t ? 1 : 0))
+      const out = await run(twin, {
+        ...x,
+        ...controls(Array(B).fill({ mix: onehot, router: false })),
+      })
+      const expert = await run(expertBytes[t] as Uint8Array, x)
+      // The check has teeth: each expert is far from the shared model.
+      expect(
+        maxAbsDiff(expert.logits?.data as Float32Array, sharedOut.logits?.data as Float32Array),
+      ).toBeGreaterThan(1e-2)
+      expect(
+        maxAbsDiff(out.logits?.data as Float32Array, expert.logits?.data as Float32Array),
+      ).toBeLessThan(2e-5)
+    }
+
+    // Different weights per row in one batch, against a materialised θ_s + Σ w_t Δ_t per row.
+    const mixes = [
+      [0.2, 0.5, 0.3],
+      [1, 0, 0],
+      [0, 0, 0],
+      [-0.5, 1.5, 0.25],
+    ]
+    const out = await run(twin, { ...x, ...controls(mixes.map((mix) => ({ mix, router: false }))) })
+    for (let b = 0; b < B; b++) {
+      const w = mixes[b] as number[]
+      const merged = new Map<string, Float32Array>()
+      for (const [name, s] of shared)
+        merged.set(
+          name,
+          s.map(
+            (v, i) =>
+              v + w.reduce((a, wt, t) => a + wt * ((ex[t]?.get(name)?.[i] as number) - v), 0),
+          ),
+        )
+      const single = syntheticFeeds(inputs, B, 11)
+      const ref = await run(withFloatInitializers(model.model, merged), single)
+      expect(maxAbsDiff(row(out.logits, b), row(ref.logits, b))).toBeLessThan(2e-5)
+    }
+  })
+
+  it('routes rows: probabilities sum to 1, mask and per-row top-k renormalise, explicit rows pass through', async () => {
+    const { twin, inputs } = await setup(build)
+    const x = syntheticFeeds(inputs, 4, 3)
+    const out = await run(twin, {
+      ...x,
+      ...controls([
+        { mix: [0, 0, 0], router: true },
+        { mix: [0, 0, 0], router: true, k: 1 },
+        { mix: [0, 0, 0], router: true, mask: [1, 0, 1], k: 5 },
+        { mix: [0.1, 0.2, 0.7], router: false },
+      ]),
+    })
+    const w = out.expert_weights
+    const dense = Array.from(row(w, 0))
+    expect(dense.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 5)
+    expect(dense.every((v) => v > 0)).toBe(true)
+    const top1 = Array.from(row(w, 1))
+    expect(top1.filter((v) => v === 1)).toHaveLength(1)
+    expect(top1.filter((v) => v === 0)).toHaveLength(T - 1)
+    const masked = Array.from(row(w, 2))
+    expect(masked[1]).toBe(0)
+    expect((masked[0] as number) + (masked[2] as number)).toBeCloseTo(1, 5)
+    expect(Array.from(row(w, 3))).toEqual(Array.from(Float32Array.of(0.1, 0.2, 0.7)))
+  })
+})
+
+describe('twin graph naming convention', () => {
+  it('writes <w>.twin_u/_v/_sigma/_expert_of_rank and <p>.twin_delta with the documented shapes', async () => {
+    const { twin } = await setup(mlpModel)
+    const inits = new Map(
+      (twin.graph?.initializer ?? []).map((t) => [t.name ?? '', t.dims?.map(Number)]),
+    )
+    const R = 3 * 12 // identity factors: T × cols for fc2.weight [16, 12]
+    expect(inits.get(`fc2.weight${TWIN_FACTOR_SUFFIXES.u}`)).toEqual([16, R])
+    expect(inits.get(`fc2.weight${TWIN_FACTOR_SUFFIXES.v}`)).toEqual([R, 12])
+    expect(inits.get(`fc2.weight${TWIN_FACTOR_SUFFIXES.sigma}`)).toEqual([R])
+    expect(inits.get(`fc2.weight${TWIN_FACTOR_SUFFIXES.expertOfRank}`)).toEqual([R])
+    expect(inits.get(`head.weight${TWIN_FACTOR_SUFFIXES.u}`)).toEqual([4, 3 * 12]) // stored [out, in]
+    expect(inits.get(`fc1.bias${TWIN_FACTOR_SUFFIXES.delta}`)).toEqual([3, 16])
+    expect(inits.get('fc2.weight')).toEqual([16, 12])
+  })
+})
