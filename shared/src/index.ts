@@ -6,7 +6,33 @@ export {
   isErrorCode,
   toAppError,
 } from './errors.ts'
+export {
+  ALL_MODELS,
+  API_KEY_SCOPES,
+  type ApiKey,
+  ApiKeyIdSchema,
+  type ApiKeyList,
+  ApiKeyListSchema,
+  ApiKeySchema,
+  type ApiKeyScope,
+  ApiKeyScopeSchema,
+  type CreateApiKeyRequest,
+  CreateApiKeyRequestSchema,
+  type CreatedApiKey,
+  CreatedApiKeySchema,
+  type RateLimit,
+  RateLimitSchema,
+  TenantSchema,
+} from './schemas/api-keys.ts'
 export { type ErrorBody, ErrorBodySchema, ErrorCodeSchema } from './schemas/error.ts'
+export {
+  type GatewayMetrics,
+  GatewayMetricsSchema,
+  type MetricFamily,
+  MetricFamilySchema,
+  type MetricSample,
+  MetricSampleSchema,
+} from './schemas/gateway-metrics.ts'
 export {
   DATATYPES,
   type Datatype,
@@ -62,6 +88,26 @@ export {
   TiesSpecSchema,
 } from './schemas/merge.ts'
 export {
+  MERGE_PARAMETER_KEYS,
+  type MergeControls,
+  MergeControlsSchema,
+  type MergeSelection,
+  parseMergeControls,
+} from './schemas/merge-controls.ts'
+export {
+  parseRecipe,
+  type Recipe,
+  RecipeExpertSchema,
+  type RecipeInput,
+  RecipeSchema,
+  type RouterRecipe,
+  RouterRecipeSchema,
+  SHARED_VARIANT,
+  type VariantRecipe,
+  VariantRecipeSchema,
+  VerifyRecipeSchema,
+} from './schemas/recipe.ts'
+export {
   type RegistryAck,
   RegistryAckSchema,
   RUNNER_REGISTRY_PATHS,
@@ -72,6 +118,15 @@ export {
   type RunnerRegistration,
   RunnerRegistrationSchema,
 } from './schemas/registry.ts'
+export {
+  BREAKER_STATES,
+  type BreakerState,
+  BreakerStateSchema,
+  type RunnerList,
+  RunnerListSchema,
+  type RunnerStatus,
+  RunnerStatusSchema,
+} from './schemas/runner-status.ts'
 export {
   ExclusiveTensorSchema,
   NameSchema,

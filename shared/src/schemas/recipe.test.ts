@@ -1,0 +1,115 @@
+import { describe, expect, it } from 'vitest'
+import { AppError } from '../errors.ts'
+import { parseRecipe, RecipeSchema } from './recipe.ts'
+
+const minimal = {
+  name: 'demo',
+  base: 'base.onnx',
+  experts: [
+    { name: 'a', model: 'a.onnx' },
+    { name: 'b', model: 'b.onnx' },
+  ],
+  exclusive: { rank: 4 },
+  router: { data: 'routing.jsonl' },
+}
+
+describe('RecipeSchema', () => {
+  it('fills Twin-Merging defaults: task arithmetic λ=0.3 shared, an MLP router, no variants', () => {
+    const r = parseRecipe(minimal)
+    expect(r.shared).toMatchObject({ method: 'task_arithmetic', lambda: 0.3 })
+    expect(r.router).toMatchObject({ kind: 'mlp', hidden: [64], epochs: 30, seed: 0 })
+    expect(r.variants).toEqual([])
+    expect(r.verify.examples_per_expert).toBe(8)
+  })
+
+  const valid: [string, unknown][] = [
+    ['hidden as one number', { ...minimal, router: { data: 'r.jsonl', hidden: 32 } }],
+    [
+      'prototype router from an earlier tensor',
+      { ...minimal, router: { data: 'r.jsonl', kind: 'prototype', feature: 'h1' } },
+    ],
+    [
+      'energy + patterns',
+      { ...minimal, exclusive: { energy: 0.9, include: ['fc*'], exclude: ['/bias$/'] } },
+    ],
+    [
+      'variants',
+      {
+        ...minimal,
+        variants: [
+          { name: 'ties', shared: { method: 'ties', density: 0.2 } },
+          {
+            name: 'ties-twin',
+            shared: { method: 'ties', experts: { a: { weight: 2 } } },
+            exclusive: true,
+          },
+        ],
+      },
+    ],
+  ]
+  it.each(valid)('accepts %s', (_n, input) => {
+    expect(RecipeSchema.safeParse(input).success).toBe(true)
+  })
+
+  const invalid: [string, unknown, RegExp][] = [
+    ['a typo (strict)', { ...minimal, routr: {} }, /routr/],
+    ['no experts', { ...minimal, experts: [] }, /experts/],
+    [
+      'duplicate experts',
+      {
+        ...minimal,
+        experts: [
+          { name: 'a', model: 'x' },
+          { name: 'a', model: 'y' },
+        ],
+      },
+      /duplicate expert 'a'/,
+    ],
+    ['bad expert name', { ...minimal, experts: [{ name: 'A B', model: 'x' }] }, /experts\.0\.name/],
+    [
+      'both rank and energy',
+      { ...minimal, exclusive: { rank: 2, energy: 0.5 } },
+      /exactly one of rank or energy/,
+    ],
+    ['no router data', { ...minimal, router: {} }, /router\.data/],
+    ['unknown merge method', { ...minimal, shared: { method: 'magic' } }, /shared/],
+    [
+      'merge weights for an unknown expert',
+      { ...minimal, shared: { method: 'linear', experts: { zz: { weight: 1 } } } },
+      /no expert named 'zz'/,
+    ],
+    [
+      'a variant called shared',
+      { ...minimal, variants: [{ name: 'shared', shared: { method: 'linear' } }] },
+      /built from the recipe's shared merge/,
+    ],
+    [
+      'duplicate variants',
+      {
+        ...minimal,
+        variants: [
+          { name: 'v', shared: { method: 'linear' } },
+          { name: 'v', shared: { method: 'ties' } },
+        ],
+      },
+      /duplicate variant/,
+    ],
+    [
+      'splits leaving no training data',
+      { ...minimal, router: { data: 'r', heldout_fraction: 0.5, validation_fraction: 0.45 } },
+      /at least 10%/,
+    ],
+  ]
+  it.each(invalid)('refuses %s with a message naming it', (_n, input, message) => {
+    let err: unknown
+    try {
+      parseRecipe(input, 'r.yaml')
+    } catch (e) {
+      err = e
+    }
+    expect(err).toBeInstanceOf(AppError)
+    expect((err as AppError).code).toBe('INVALID_REQUEST')
+    expect((err as AppError).message).toMatch(/^r\.yaml is invalid: /)
+    expect((err as AppError).message).toMatch(message)
+  })
+})

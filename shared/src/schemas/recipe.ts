@@ -1,0 +1,167 @@
+/**
+ * The recipe `twinserve build <recipe.yaml> --out <dir>` reads (YAML or JSON): which base and expert ONNX files,
+ * how to build the shared model (any merge strategy; Twin-Merging's default is task arithmetic with λ = 0.3),
+ * how to compress each expert's exclusive knowledge, how to train the router, and which static variants to add
+ * as A/B arms. Paths are relative to the recipe file. Multi-word keys are snake_case, like the merge specs
+ * (mergekit's YAML spelling).
+ * @example
+ * name: fashion-twin
+ * base: zoo/base.onnx
+ * experts: [{ name: original, model: zoo/experts/original.onnx }, …]
+ * shared: { method: task_arithmetic, lambda: 0.3 }
+ * exclusive: { rank: 16, exclude: ['*.bias'] }
+ * router: { data: routing.jsonl, hidden: [64], epochs: 30, seed: 1 }
+ * variants: [{ name: ties, shared: { method: ties, density: 0.2, lambda: 1 } }]
+ * @see https://arxiv.org/abs/2406.15479 (Twin-Merging)
+ * @module
+ */
+import { z } from 'zod'
+import { AppError } from '../errors.ts'
+import { ExclusiveSpecSchema, type MergeSpec, MergeSpecSchema } from './merge.ts'
+import { NameSchema } from './twin-package.ts'
+
+const PathSchema = z.string().min(1)
+
+export const RecipeExpertSchema = z.strictObject({
+  name: NameSchema,
+  /** Path of the fine-tuned expert's ONNX file (same graph as the base). */
+  model: PathSchema,
+})
+
+export const RouterRecipeSchema = z.strictObject({
+  /** `mlp`: Twin-Merging's trained router; `prototype`: per-expert mean features, cosine softmax (no training). */
+  kind: z.enum(['mlp', 'prototype']).default('mlp'),
+  /**
+   * Tensor of the shared model the router reads (mean-pooled over middle axes when [batch, …, d]). Default: the
+   * input of the last MatMul/Gemm, i.e. the shared model's last hidden features. An earlier tensor routes for less.
+   */
+  feature: z.string().min(1).optional(),
+  /** Routing data, JSON lines `{"expert": "<name>", "inputs": {"<input>": [flat values]}}`. */
+  data: PathSchema,
+  /** Hidden layer widths of the MLP router; [] is a linear (softmax regression) router. */
+  hidden: z
+    .union([z.number().int().min(1), z.array(z.number().int().min(1)).max(4)])
+    .default([64])
+    .transform((h) => (typeof h === 'number' ? [h] : h)),
+  epochs: z.number().int().min(1).max(1000).default(30),
+  lr: z.number().gt(0).lte(1).default(1e-3),
+  batch_size: z.number().int().min(1).max(65536).default(64),
+  seed: z.number().int().min(0).max(0xffff_ffff).default(0),
+  /** Epochs without validation improvement before stopping (the validation split, never the held-out one). */
+  patience: z.number().int().min(1).default(5),
+  /** Fraction of each expert's examples held out to REPORT accuracy; never used for training or selection. */
+  heldout_fraction: z.number().gt(0).lt(0.9).default(0.2),
+  /** Fraction of each expert's examples used for early stopping / restore-best. */
+  validation_fraction: z.number().gt(0).lt(0.9).default(0.1),
+  /** Cap on examples per expert read from `data` (the first ones in file order). */
+  max_per_expert: z.number().int().min(3).optional(),
+  /** Softmax temperature of the prototype router's cosine similarities. */
+  temperature: z.number().gt(0).lte(10).default(0.1),
+})
+
+export const VariantRecipeSchema = z.strictObject({
+  name: NameSchema,
+  description: z.string().optional(),
+  /** The variant's shared merge. */
+  shared: MergeSpecSchema,
+  /**
+   * false: the static merge alone (a plain graph). true: that merge plus the experts' exclusive knowledge
+   * relative to it, weighted by the recipe's router (retrained on this variant's features), still a plain graph.
+   */
+  exclusive: z.boolean().default(false),
+})
+
+export const VerifyRecipeSchema = z.strictObject({
+  /** Check inputs per expert taken from the routing data (held-out part first). */
+  examples_per_expert: z.number().int().min(1).max(256).default(8),
+})
+
+/** The name of the variant every package has: the shared model without exclusive knowledge. */
+export const SHARED_VARIANT = 'shared'
+
+const DEFAULT_SHARED: MergeSpec = MergeSpecSchema.parse({ method: 'task_arithmetic', lambda: 0.3 })
+
+/** Expert names a merge spec's per-expert table refers to. */
+function specExperts(spec: MergeSpec): string[] {
+  return 'experts' in spec ? Object.keys(spec.experts) : []
+}
+
+export const RecipeSchema = z
+  .strictObject({
+    name: NameSchema,
+    description: z.string().optional(),
+    base: PathSchema,
+    experts: z.array(RecipeExpertSchema).min(1).max(64),
+    shared: MergeSpecSchema.default(DEFAULT_SHARED),
+    exclusive: ExclusiveSpecSchema,
+    router: RouterRecipeSchema,
+    variants: z.array(VariantRecipeSchema).default([]),
+    verify: VerifyRecipeSchema.default({ examples_per_expert: 8 }),
+  })
+  .superRefine((r, ctx) => {
+    const names = new Set<string>()
+    r.experts.forEach((e, i) => {
+      if (names.has(e.name))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['experts', i, 'name'],
+          message: `duplicate expert '${e.name}'`,
+        })
+      names.add(e.name)
+    })
+    const checkSpec = (spec: MergeSpec, path: (string | number)[]) => {
+      for (const n of specExperts(spec))
+        if (!names.has(n))
+          ctx.addIssue({
+            code: 'custom',
+            path: [...path, 'experts', n],
+            message: `no expert named '${n}'`,
+          })
+    }
+    checkSpec(r.shared, ['shared'])
+    const variants = new Set<string>()
+    r.variants.forEach((v, i) => {
+      if (v.name === SHARED_VARIANT)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['variants', i, 'name'],
+          message: `'${SHARED_VARIANT}' is built from the recipe's shared merge automatically; pick another name`,
+        })
+      if (variants.has(v.name))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['variants', i, 'name'],
+          message: `duplicate variant '${v.name}'`,
+        })
+      variants.add(v.name)
+      checkSpec(v.shared, ['variants', i, 'shared'])
+    })
+    if (r.router.heldout_fraction + r.router.validation_fraction >= 0.9)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['router', 'heldout_fraction'],
+        message:
+          'heldout_fraction + validation_fraction must leave at least 10% of the data for training',
+      })
+  })
+
+export type Recipe = z.output<typeof RecipeSchema>
+export type RecipeInput = z.input<typeof RecipeSchema>
+export type RouterRecipe = Recipe['router']
+export type VariantRecipe = Recipe['variants'][number]
+
+/**
+ * Parses a recipe, throwing `AppError('INVALID_REQUEST')` that names every bad field by its path.
+ * @example parseRecipe(YAML.parse(text))
+ */
+export function parseRecipe(input: unknown, label = 'recipe'): Recipe {
+  const parsed = RecipeSchema.safeParse(input)
+  if (!parsed.success)
+    throw new AppError(
+      'INVALID_REQUEST',
+      `${label} is invalid: ${parsed.error.issues
+        .map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`)
+        .join('; ')}`,
+    )
+  return parsed.data
+}
