@@ -1,0 +1,74 @@
+/**
+ * Loads a twin package into onnxruntime sessions: the twin graph and every variant, opened once at start (never
+ * per request), on the provider resolved for the first session (so a CPU-only host tries CUDA once, not once per
+ * graph). The exclusive-knowledge factors are checked here too, so that a package the materialised path cannot
+ * use is known at start; such a package still serves its factored and static paths.
+ * @module
+ */
+import { AppError } from '@twinserve/shared'
+import { onnx } from '../onnx/proto.ts'
+import { loadPackage } from '../package/load-package.ts'
+import { type OpenedSession, openSession, type ProviderChoice } from '../runtime/ort-session.ts'
+import { type MergeTensorFn, readExclusiveFactors } from './materialize.ts'
+import { ServedModel } from './served-model.ts'
+
+export interface LoadModelOptions {
+  provider: ProviderChoice
+  threads?: number
+  /** The merge engine's `mergeTensor`; without it `merge_method` requests are refused. */
+  merge?: MergeTensorFn
+  mergeCache: { maxEntries: number; maxBytes: number; onLookup?: (hit: boolean) => void }
+}
+
+export async function loadModel(dir: string, opts: LoadModelOptions): Promise<ServedModel> {
+  const pkg = await loadPackage(dir)
+  const { manifest } = pkg
+  const sessionOpts = (provider: ProviderChoice) => ({
+    provider,
+    ...(opts.threads ? { threads: opts.threads } : {}),
+  })
+  let twin: OpenedSession
+  try {
+    twin = await openSession(pkg.model, sessionOpts(opts.provider))
+  } catch (err) {
+    throw new AppError(
+      'INVALID_MODEL',
+      `model '${manifest.name}': onnxruntime cannot load ${manifest.model.file}: ${err instanceof Error ? err.message : String(err)}`,
+      { cause: err },
+    )
+  }
+  const variants = new Map<string, OpenedSession>()
+  for (const [name, bytes] of pkg.variants) {
+    try {
+      variants.set(name, await openSession(bytes, sessionOpts(twin.provider)))
+    } catch (err) {
+      throw new AppError(
+        'INVALID_MODEL',
+        `model '${manifest.name}': onnxruntime cannot load variant '${name}': ${err instanceof Error ? err.message : String(err)}`,
+        { cause: err },
+      )
+    }
+  }
+
+  let materializedUnavailable: string | undefined
+  if (!opts.merge) materializedUnavailable = 'the merge engine is not available in this runner'
+  else
+    try {
+      // Decoded only to check; the factors are read again (and kept) on the first materialised request.
+      const graph = onnx.ModelProto.decode(pkg.model).graph
+      readExclusiveFactors(graph ?? {}, manifest)
+    } catch (err) {
+      materializedUnavailable = err instanceof Error ? err.message : String(err)
+    }
+
+  return new ServedModel({
+    dir,
+    manifest,
+    twin,
+    variants,
+    ...(opts.threads ? { threads: opts.threads } : {}),
+    ...(materializedUnavailable ? { materializedUnavailable } : {}),
+    ...(opts.merge ? { merge: opts.merge } : {}),
+    mergeCache: opts.mergeCache,
+  })
+}

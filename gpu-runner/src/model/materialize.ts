@@ -1,0 +1,251 @@
+/**
+ * The materialised merge path: for a per-request nonlinear merge (`merge_method`: ties, dare_ties, …) the
+ * experts' deltas are rebuilt from the twin graph's factors (naming convention in
+ * shared/src/schemas/twin-package.ts), merged one tensor at a time by the merge engine, and the merged tensors are
+ * fed to a copy of the twin graph whose exclusive initializers have become inputs (one session per model, built
+ * once; no session per recipe). With weights 0 the twin graph's factored branch adds nothing, so that graph then
+ * computes exactly the model with the merged weights.
+ *
+ * This is what the Twin-Merging reference code does per input (merge, then run); Twinserve caches the merged
+ * tensors per canonical recipe (merge-cache.ts) so a repeated recipe pays the merge once.
+ * @see https://arxiv.org/abs/2406.15479
+ * @module
+ */
+import {
+  AppError,
+  type MergeSpec,
+  type PackageManifest,
+  TWIN_FACTOR_SUFFIXES,
+} from '@twinserve/shared'
+import { valueInfo } from '../onnx/graph-builder.ts'
+import { type ITensorProto, onnx, TensorDataType, toNumber } from '../onnx/proto.ts'
+
+/** The merge engine's tensor-level entry point (gpu-runner/src/merge): merged θ of one tensor. */
+export type MergeTensorFn = (
+  spec: MergeSpec,
+  input: {
+    base: Float32Array
+    experts: Float32Array[]
+    names: string[]
+    shape: number[]
+    tensorName: string
+  },
+) => Float32Array | Promise<Float32Array>
+
+export interface MatrixFactors {
+  kind: 'matrix'
+  name: string
+  shape: [number, number]
+  shared: Float32Array // [rows, cols]
+  u: Float32Array // [rows, R]
+  v: Float32Array // [R, cols]
+  sigma: Float32Array // [R]
+  expertOfRank: Int32Array // [R]
+}
+
+export interface VectorFactors {
+  kind: 'vector'
+  name: string
+  shape: [number]
+  shared: Float32Array // [d]
+  delta: Float32Array // [T, d]
+}
+
+export type ExclusiveFactors = MatrixFactors | VectorFactors
+
+function invalid(model: string, message: string): AppError {
+  return new AppError('INVALID_MODEL', `model '${model}': ${message}`)
+}
+
+function dimsOf(t: ITensorProto): number[] {
+  return (t.dims ?? []).map((d) => toNumber(d))
+}
+
+function floatsOf(t: ITensorProto, model: string): Float32Array {
+  if (t.dataType !== TensorDataType.FLOAT)
+    throw invalid(model, `initializer '${t.name}' is not float32`)
+  const n = dimsOf(t).reduce((a, b) => a * b, 1)
+  if (t.rawData && t.rawData.length > 0) {
+    if (t.rawData.length !== n * 4)
+      throw invalid(
+        model,
+        `initializer '${t.name}' has ${t.rawData.length} bytes, expected ${n * 4}`,
+      )
+    // Copy: protobuf's raw bytes need not be 4-byte aligned.
+    const copy = new Uint8Array(t.rawData)
+    return new Float32Array(copy.buffer, 0, n)
+  }
+  const fd = t.floatData ?? []
+  if (fd.length !== n) throw invalid(model, `initializer '${t.name}' has no data`)
+  return Float32Array.from(fd)
+}
+
+function intsOf(t: ITensorProto, model: string): Int32Array {
+  const n = dimsOf(t).reduce((a, b) => a * b, 1)
+  if (t.dataType === TensorDataType.INT64) {
+    if (t.rawData && t.rawData.length > 0) {
+      const copy = new Uint8Array(t.rawData)
+      return Int32Array.from(new BigInt64Array(copy.buffer, 0, n), (v) => Number(v))
+    }
+    return Int32Array.from((t.int64Data ?? []).map((v) => toNumber(v)))
+  }
+  throw invalid(model, `initializer '${t.name}' is not int64`)
+}
+
+/**
+ * Reads every exclusive tensor's shared value and factors from the twin graph, checking names and shapes against
+ * the manifest and the convention.
+ * @throws AppError INVALID_MODEL naming the first missing or misshapen initializer
+ */
+export function readExclusiveFactors(
+  graph: { initializer?: ITensorProto[] | null },
+  manifest: PackageManifest,
+): ExclusiveFactors[] {
+  const model = manifest.name
+  const T = manifest.experts.length
+  const inits = new Map<string, ITensorProto>()
+  for (const t of graph.initializer ?? []) if (t.name) inits.set(t.name, t)
+  const need = (name: string, dims: (number | 'R')[]): { t: ITensorProto; R: number } => {
+    const t = inits.get(name)
+    if (!t)
+      throw invalid(
+        model,
+        `the twin graph has no initializer '${name}' (exclusive-knowledge naming convention, shared/src/schemas/twin-package.ts)`,
+      )
+    const got = dimsOf(t)
+    let R = -1
+    const ok =
+      got.length === dims.length &&
+      dims.every((d, i) => {
+        const g = got[i] ?? -1
+        if (d !== 'R') return g === d
+        if (R === -1) R = g
+        return g === R && g > 0
+      })
+    if (!ok)
+      throw invalid(
+        model,
+        `initializer '${name}' has shape [${got.join(',')}], expected [${dims.join(',')}]`,
+      )
+    return { t, R }
+  }
+  return manifest.exclusive.map((e): ExclusiveFactors => {
+    const S = TWIN_FACTOR_SUFFIXES
+    if (e.kind === 'vector') {
+      const [d] = e.shape
+      if (e.shape.length !== 1 || d === undefined)
+        throw invalid(model, `exclusive vector '${e.name}' must be 1-D, got [${e.shape.join(',')}]`)
+      return {
+        kind: 'vector',
+        name: e.name,
+        shape: [d],
+        shared: floatsOf(need(e.name, [d]).t, model),
+        delta: floatsOf(need(`${e.name}${S.delta}`, [T, d]).t, model),
+      }
+    }
+    const [rows, cols] = e.shape
+    if (e.shape.length !== 2 || rows === undefined || cols === undefined)
+      throw invalid(model, `exclusive matrix '${e.name}' must be 2-D, got [${e.shape.join(',')}]`)
+    const u = need(`${e.name}${S.u}`, [rows, 'R'])
+    const R = u.R
+    const expertOfRank = intsOf(need(`${e.name}${S.expertOfRank}`, [R]).t, model)
+    for (const t of expertOfRank)
+      if (t < 0 || t >= T)
+        throw invalid(model, `'${e.name}${S.expertOfRank}' names expert ${t}, outside [0, ${T})`)
+    return {
+      kind: 'matrix',
+      name: e.name,
+      shape: [rows, cols],
+      shared: floatsOf(need(e.name, [rows, cols]).t, model),
+      u: floatsOf(u.t, model),
+      v: floatsOf(need(`${e.name}${S.v}`, [R, cols]).t, model),
+      sigma: floatsOf(need(`${e.name}${S.sigma}`, [R]).t, model),
+      expertOfRank,
+    }
+  })
+}
+
+/** Expert `t`'s dense delta of one exclusive tensor: ΔW_t = Σ_{r: e(r)=t} σ_r·U[:, r] ⊗ V[r, :], or Δb_t. */
+export function expertDelta(f: ExclusiveFactors, t: number): Float32Array {
+  if (f.kind === 'vector') {
+    const d = f.shape[0]
+    return f.delta.slice(t * d, (t + 1) * d)
+  }
+  const [rows, cols] = f.shape
+  const R = f.sigma.length
+  const out = new Float32Array(rows * cols) // [rows, cols]
+  for (let r = 0; r < R; r++) {
+    if (f.expertOfRank[r] !== t) continue
+    const s = f.sigma[r] ?? 0
+    for (let i = 0; i < rows; i++) {
+      const ui = (f.u[i * R + r] ?? 0) * s
+      if (ui === 0) continue
+      const o = i * cols
+      const vo = r * cols
+      for (let j = 0; j < cols; j++) out[o + j] = (out[o + j] ?? 0) + ui * (f.v[vo + j] ?? 0)
+    }
+  }
+  return out
+}
+
+/**
+ * Merges the named experts tensor by tensor: base θ_s, experts θ_s + Δ_t (the experts as the package knows them:
+ * shared plus exclusive knowledge). Only exclusive tensors differ between experts; everything else is θ_s.
+ * @returns merged value per exclusive tensor name
+ */
+export async function materializeMerge(
+  factors: readonly ExclusiveFactors[],
+  spec: MergeSpec,
+  experts: readonly { name: string; index: number }[],
+  merge: MergeTensorFn,
+): Promise<Map<string, Float32Array>> {
+  const out = new Map<string, Float32Array>()
+  for (const f of factors) {
+    const thetas = experts.map(({ index }) => {
+      const d = expertDelta(f, index)
+      for (let i = 0; i < d.length; i++) d[i] = (d[i] ?? 0) + (f.shared[i] ?? 0)
+      return d
+    })
+    let merged: Float32Array
+    try {
+      merged = await merge(spec, {
+        base: f.shared,
+        experts: thetas,
+        names: experts.map((e) => e.name),
+        shape: [...f.shape],
+        tensorName: f.name,
+      })
+    } catch (err) {
+      if (err instanceof AppError) throw err
+      throw new AppError('MERGE_FAILED', `merge of tensor '${f.name}' failed`, { cause: err })
+    }
+    if (merged.length !== f.shared.length)
+      throw new AppError(
+        'MERGE_FAILED',
+        `merge of tensor '${f.name}' returned ${merged.length} values, expected ${f.shared.length}`,
+      )
+    out.set(f.name, merged)
+  }
+  return out
+}
+
+/**
+ * A copy of the twin graph in which the named initializers are graph inputs instead (fed per run with merged
+ * values). Everything else, the factored branch and the router included, is unchanged.
+ */
+export function initializersToInputs(twin: Uint8Array, names: readonly string[]): Uint8Array {
+  const model = onnx.ModelProto.decode(twin)
+  const graph = model.graph
+  if (!graph) throw new AppError('INVALID_MODEL', 'twin graph has no graph')
+  const wanted = new Set(names)
+  const kept: ITensorProto[] = []
+  const moved: ITensorProto[] = []
+  for (const t of graph.initializer ?? []) (wanted.has(t.name ?? '') ? moved : kept).push(t)
+  graph.initializer = kept as typeof graph.initializer
+  // ONNX IR ≥ 4 also allows an initializer listed among inputs (an overridable default); drop such entries.
+  const inputs = (graph.input ?? []).filter((i) => !wanted.has(i.name ?? ''))
+  for (const t of moved)
+    inputs.push(onnx.ValueInfoProto.create(valueInfo(t.name ?? '', 'float', dimsOf(t))))
+  graph.input = inputs
+  return onnx.ModelProto.encode(model).finish()
+}

@@ -1,0 +1,404 @@
+/**
+ * A twin package being served: its onnxruntime sessions (the twin graph, the static variants, and lazily the
+ * materialised-merge graph), the request → run preparation (input validation, merge controls → per-row graph
+ * inputs, the batch key) and the batched run that splits results back per request.
+ *
+ * Three execution paths, reported as the response parameter `merge_path`:
+ * - `factored`: the twin graph, each row with its own router/explicit weights (batches mix freely);
+ * - `materialized`: a per-request `merge_method` merge, weights materialised and cached per recipe;
+ * - `static`: a variant's plain graph (a static merge built into the package).
+ * @module
+ */
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import {
+  AppError,
+  type InferenceRequest,
+  type MergeSelection,
+  type ModelMetadata,
+  type PackageManifest,
+  parseMergeControls,
+  type ResponseOutput,
+  type TensorMetadata,
+  TWIN_INPUTS,
+  TWIN_OUTPUT_WEIGHTS,
+} from '@twinserve/shared'
+import { onnx } from '../onnx/proto.ts'
+import { sha256 } from '../package/write-package.ts'
+import { type OpenedSession, openSession, ort, type Provider } from '../runtime/ort-session.ts'
+import { expertColumns, type RowControls, rowControls } from './controls.ts'
+import {
+  type ExclusiveFactors,
+  initializersToInputs,
+  type MergeTensorFn,
+  materializeMerge,
+  readExclusiveFactors,
+} from './materialize.ts'
+import { MergeCache, recipeKey } from './merge-cache.ts'
+import { concatRows, decodeInputs, type HostTensor, sliceRows } from './tensors.ts'
+
+export type MergePath = 'factored' | 'materialized' | 'static'
+
+/** The label of the twin graph where a response names its variant. */
+export const TWIN_VARIANT = 'twin'
+
+/** One request, validated and converted, waiting to be batched. */
+export interface PreparedRequest {
+  model: string
+  path: MergePath
+  /** `twin` for the twin graph, else the variant's name. */
+  variant: string
+  /** Requests with equal keys may run in one batch. */
+  batchKey: string
+  rows: number
+  inputs: HostTensor[]
+  /** Factored path: this request's per-row controls. */
+  controls?: RowControls
+  /** Materialised path: the recipe. */
+  recipe?: {
+    key: string
+    selection: Extract<MergeSelection, { kind: 'materialized' }>
+    experts: { name: string; index: number }[]
+  }
+  /** Expert weights reported for paths that do not compute them per row ([T]). */
+  reportedWeights?: Float32Array
+  /** Output names to return, in order. */
+  outputs: string[]
+}
+
+export interface ServedModelInit {
+  dir: string
+  manifest: PackageManifest
+  twin: OpenedSession
+  variants: Map<string, OpenedSession>
+  threads?: number
+  /** Null: the materialised path is unavailable, with this reason. */
+  materializedUnavailable?: string
+  merge?: MergeTensorFn
+  mergeCache: { maxEntries: number; maxBytes: number; onLookup?: (hit: boolean) => void }
+}
+
+type Feeds = Record<string, ort.Tensor>
+
+function sameNames(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && [...a].sort().join('\0') === [...b].sort().join('\0')
+}
+
+export class ServedModel {
+  readonly name: string
+  readonly manifest: PackageManifest
+  readonly provider: Provider
+  readonly fallbackReason?: string
+  private readonly T: number
+  private readonly twin: OpenedSession
+  private readonly variants: Map<string, OpenedSession>
+  private readonly declaredOutputs: TensorMetadata[]
+  private readonly cache: MergeCache<Map<string, ort.Tensor>>
+  private materialized?: Promise<{ session: ort.InferenceSession; factors: ExclusiveFactors[] }>
+
+  constructor(private readonly init: ServedModelInit) {
+    this.manifest = init.manifest
+    this.name = init.manifest.name
+    this.twin = init.twin
+    this.provider = init.twin.provider
+    if (init.twin.fallbackReason) this.fallbackReason = init.twin.fallbackReason
+    this.variants = init.variants
+    this.T = init.manifest.experts.length
+    this.declaredOutputs = [
+      ...init.manifest.outputs,
+      { name: TWIN_OUTPUT_WEIGHTS, datatype: 'FP32', shape: [-1, this.T] },
+    ]
+    this.cache = new MergeCache(init.mergeCache)
+    ServedModel.checkContract(init)
+  }
+
+  /** The twin graph and every variant must have exactly the inputs and outputs the contract says. */
+  private static checkContract(init: ServedModelInit): void {
+    const m = init.manifest
+    const base = m.inputs.map((i) => i.name)
+    const outs = m.outputs.map((o) => o.name)
+    const s = init.twin.session
+    const problem = (what: string, got: readonly string[], want: readonly string[]) =>
+      new AppError(
+        'INVALID_MODEL',
+        `model '${m.name}': ${what} has [${got.join(', ')}], the manifest and twin-graph contract say [${want.join(', ')}]`,
+      )
+    const twinIn = [...base, ...Object.values(TWIN_INPUTS)]
+    if (!sameNames(s.inputNames, twinIn))
+      throw problem('the twin graph’s inputs', s.inputNames, twinIn)
+    const twinOut = [...outs, TWIN_OUTPUT_WEIGHTS]
+    if (!sameNames(s.outputNames, twinOut))
+      throw problem('the twin graph’s outputs', s.outputNames, twinOut)
+    for (const [name, v] of init.variants) {
+      if (!sameNames(v.session.inputNames, base))
+        throw problem(`variant '${name}'’s inputs`, v.session.inputNames, base)
+      if (!sameNames(v.session.outputNames, outs))
+        throw problem(`variant '${name}'’s outputs`, v.session.outputNames, outs)
+    }
+  }
+
+  /** Variant names a request may ask for; `shared` always (served from the twin graph if not built). */
+  get variantNames(): string[] {
+    const names = [...this.variants.keys()]
+    return names.includes('shared') ? names : ['shared', ...names]
+  }
+
+  get experts(): string[] {
+    return [...this.manifest.experts].sort((a, b) => a.index - b.index).map((e) => e.name)
+  }
+
+  cacheStats() {
+    return this.cache.snapshot()
+  }
+
+  metadata(): ModelMetadata {
+    const m = this.manifest
+    return {
+      name: m.name,
+      platform: 'onnxruntime_onnx',
+      inputs: m.inputs,
+      outputs: this.declaredOutputs,
+      parameters: {
+        experts: this.experts,
+        variants: this.variantNames,
+        router: m.router.kind,
+        router_feature: m.router.feature,
+        provider: this.provider,
+        merge_paths: this.init.materializedUnavailable
+          ? ['factored', 'static']
+          : ['factored', 'materialized', 'static'],
+        ...(this.init.materializedUnavailable
+          ? { materialized_unavailable: this.init.materializedUnavailable }
+          : {}),
+      },
+    }
+  }
+
+  /**
+   * Validates a parsed V2 request against this model and converts it, ready to batch.
+   * @throws AppError with a 4xx code for anything the caller got wrong
+   */
+  prepare(request: InferenceRequest): PreparedRequest {
+    const selection = parseMergeControls(request.parameters)
+    const { tensors, rows } = decodeInputs(request.inputs, this.manifest.inputs)
+    const outputs = this.selectOutputs(request)
+    const shapes = tensors.map((t) => t.dims.slice(1).join('x')).join(';')
+    const common = { model: this.name, rows, inputs: tensors, outputs }
+
+    if (selection.kind === 'variant') {
+      const name = selection.variant
+      if (!this.variantNames.includes(name))
+        throw new AppError(
+          'NOT_FOUND',
+          `model '${this.name}' has no variant '${name}'; its variants are ${this.variantNames.join(', ')}`,
+        )
+      if (!this.variants.has(name))
+        // `shared` without a built file: the twin graph at all-zero weights is the shared model exactly.
+        return {
+          ...common,
+          path: 'factored',
+          variant: name,
+          batchKey: `${this.name}|twin|${shapes}`,
+          controls: rowControls({ kind: 'zero' }, this.manifest.experts, this.name),
+        }
+      return {
+        ...common,
+        path: 'static',
+        variant: name,
+        batchKey: `${this.name}|variant:${name}|${shapes}`,
+        reportedWeights: new Float32Array(this.T),
+      }
+    }
+    if (selection.kind === 'materialized') {
+      if (this.init.materializedUnavailable || !this.init.merge)
+        throw new AppError(
+          'INVALID_MODEL',
+          `model '${this.name}' cannot run merge_method: ${this.init.materializedUnavailable ?? 'no merge engine'}`,
+        )
+      const names = Object.keys(selection.experts)
+      const cols = expertColumns(names, this.manifest.experts, this.name)
+      const experts = names.map((name, i) => ({ name, index: cols[i] ?? 0 }))
+      const reportedWeights = new Float32Array(this.T)
+      names.forEach((n, i) => {
+        reportedWeights[cols[i] ?? 0] = selection.experts[n] ?? 0
+      })
+      const key = recipeKey(selection.spec)
+      return {
+        ...common,
+        path: 'materialized',
+        variant: TWIN_VARIANT,
+        batchKey: `${this.name}|materialized:${key}|${shapes}`,
+        recipe: { key, selection, experts },
+        reportedWeights,
+      }
+    }
+    return {
+      ...common,
+      path: 'factored',
+      variant: TWIN_VARIANT,
+      batchKey: `${this.name}|twin|${shapes}`,
+      controls: rowControls(selection, this.manifest.experts, this.name),
+    }
+  }
+
+  private selectOutputs(request: InferenceRequest): string[] {
+    const known = this.declaredOutputs.map((o) => o.name)
+    if (!request.outputs || request.outputs.length === 0) return known
+    const names = request.outputs.map((o) => o.name)
+    const seen = new Set<string>()
+    for (const n of names) {
+      if (!known.includes(n))
+        throw new AppError(
+          'INVALID_REQUEST',
+          `unknown output '${n}'; model '${this.name}' has outputs ${known.join(', ')}`,
+        )
+      if (seen.has(n)) throw new AppError('INVALID_REQUEST', `output '${n}' is requested twice`)
+      seen.add(n)
+    }
+    return names
+  }
+
+  /**
+   * Runs one batch (requests with the same batch key) and splits the outputs back per request.
+   * @returns each request's response outputs, in the batch's order
+   */
+  async run(batch: readonly PreparedRequest[]): Promise<ResponseOutput[][]> {
+    const first = batch[0]
+    if (!first) return []
+    if (batch.some((r) => r.batchKey !== first.batchKey))
+      throw new AppError('INTERNAL', 'a batch mixed requests with different batch keys')
+    const feeds: Feeds = {}
+    first.inputs.forEach((t, i) => {
+      feeds[t.name] = concatRows(batch.map((r) => r.inputs[i] as HostTensor))
+    })
+    const wanted = new Set(batch.flatMap((r) => r.outputs))
+    const baseOutputs = this.manifest.outputs.map((o) => o.name).filter((n) => wanted.has(n))
+
+    let results: Record<string, ort.Tensor>
+    if (first.path === 'static') {
+      const v = this.variants.get(first.variant)
+      if (!v) throw new AppError('INTERNAL', `variant '${first.variant}' vanished`)
+      results = baseOutputs.length > 0 ? await v.session.run(feeds, baseOutputs) : {}
+    } else if (first.path === 'factored') {
+      Object.assign(feeds, this.controlFeeds(batch))
+      const fetch = [
+        ...baseOutputs,
+        ...(wanted.has(TWIN_OUTPUT_WEIGHTS) ? [TWIN_OUTPUT_WEIGHTS] : []),
+      ]
+      results = await this.twin.session.run(feeds, fetch.length ? fetch : [TWIN_OUTPUT_WEIGHTS])
+    } else {
+      const { session, weights } = await this.materializedWeights(first)
+      Object.assign(
+        feeds,
+        this.controlFeeds(batch.map((r) => ({ rows: r.rows }))),
+        Object.fromEntries(weights),
+      )
+      results = await session.run(feeds, baseOutputs.length ? baseOutputs : [TWIN_OUTPUT_WEIGHTS])
+    }
+
+    const totalRows = batch.reduce((a, r) => a + r.rows, 0)
+    const out: ResponseOutput[][] = []
+    let row = 0
+    for (const r of batch) {
+      const from = row
+      row += r.rows
+      out.push(
+        r.outputs.map((name) => {
+          const reported = r.reportedWeights
+          if (name === TWIN_OUTPUT_WEIGHTS && reported) {
+            const data: number[] = []
+            for (let i = 0; i < r.rows; i++) data.push(...reported)
+            return { name, datatype: 'FP32', shape: [r.rows, this.T], data }
+          }
+          const t = results[name]
+          if (!t) throw new AppError('INTERNAL', `the model did not return output '${name}'`)
+          if (t.dims[0] !== totalRows)
+            throw new AppError(
+              'INTERNAL',
+              `output '${name}' does not have the batch as dimension 0`,
+            )
+          return sliceRows(name, t, from, row)
+        }),
+      )
+    }
+    return out
+  }
+
+  /** The twin graph's control inputs for a batch; requests without controls get all-zero weights. */
+  private controlFeeds(batch: readonly { rows: number; controls?: RowControls }[]): Feeds {
+    const T = this.T
+    const n = batch.reduce((a, r) => a + r.rows, 0)
+    const mix = new Float32Array(n * T) // [n, T]
+    const useRouter = new Float32Array(n) // [n, 1]
+    const mask = new Float32Array(n * T).fill(1) // [n, T]
+    const topK = new BigInt64Array(n).fill(BigInt(T)) // [n, 1]
+    let row = 0
+    for (const r of batch) {
+      const c = r.controls
+      for (let i = 0; i < r.rows; i++, row++) {
+        if (!c) continue
+        mix.set(c.mix, row * T)
+        mask.set(c.mask, row * T)
+        useRouter[row] = c.useRouter
+        topK[row] = BigInt(c.topK)
+      }
+    }
+    return {
+      [TWIN_INPUTS.mixWeights]: new ort.Tensor('float32', mix, [n, T]),
+      [TWIN_INPUTS.useRouter]: new ort.Tensor('float32', useRouter, [n, 1]),
+      [TWIN_INPUTS.expertMask]: new ort.Tensor('float32', mask, [n, T]),
+      [TWIN_INPUTS.topK]: new ort.Tensor('int64', topK, [n, 1]),
+    }
+  }
+
+  /** The merged tensors for a materialised request (cached per recipe) and the session that takes them. */
+  private async materializedWeights(
+    r: PreparedRequest,
+  ): Promise<{ session: ort.InferenceSession; weights: Map<string, ort.Tensor> }> {
+    const recipe = r.recipe
+    const merge = this.init.merge
+    if (!recipe || !merge) throw new AppError('INTERNAL', 'materialised request without a recipe')
+    this.materialized ??= this.openMaterialized()
+    const { session, factors } = await this.materialized
+    const weights = await this.cache.get(
+      recipe.key,
+      async () => {
+        const merged = await materializeMerge(factors, recipe.selection.spec, recipe.experts, merge)
+        const tensors = new Map<string, ort.Tensor>()
+        for (const f of factors)
+          tensors.set(
+            f.name,
+            new ort.Tensor('float32', merged.get(f.name) ?? f.shared, [...f.shape]),
+          )
+        return tensors
+      },
+      (m) => [...m.values()].reduce((n, t) => n + (t.data as Float32Array).byteLength, 0),
+    )
+    return { session, weights }
+  }
+
+  private async openMaterialized(): Promise<{
+    session: ort.InferenceSession
+    factors: ExclusiveFactors[]
+  }> {
+    const rel = this.manifest.model.file
+    const bytes = await readFile(join(this.init.dir, rel))
+    if (sha256(bytes) !== this.manifest.files[rel])
+      throw new AppError(
+        'INVALID_MODEL',
+        `model '${this.name}': ${rel} changed on disk since it was loaded`,
+      )
+    const decoded = onnx.ModelProto.decode(bytes)
+    if (!decoded.graph) throw new AppError('INVALID_MODEL', `model '${this.name}': no graph`)
+    const factors = readExclusiveFactors(decoded.graph, this.manifest)
+    const graph = initializersToInputs(
+      bytes,
+      factors.map((f) => f.name),
+    )
+    const opened = await openSession(graph, {
+      provider: this.provider,
+      ...(this.init.threads ? { threads: this.init.threads } : {}),
+    })
+    return { session: opened.session, factors }
+  }
+}
