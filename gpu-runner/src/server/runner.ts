@@ -1,0 +1,248 @@
+/**
+ * The runner's lifecycle: load every package into sessions, start the scheduler and the HTTP server, join the
+ * gateway, and on shutdown (SIGTERM) stop taking work, drain what was accepted, deregister, close and exit.
+ * @module
+ */
+
+import { randomBytes } from 'node:crypto'
+import type { AddressInfo } from 'node:net'
+import { hostname } from 'node:os'
+import { serve } from '@hono/node-server'
+import { AppError, type ResponseOutput, type RunnerRegistration } from '@twinserve/shared'
+import type { RunnerConfig } from '../config.ts'
+import { loadModel } from '../model/load-model.ts'
+import type { MergeTensorFn } from '../model/materialize.ts'
+import type { PreparedRequest, ServedModel } from '../model/served-model.ts'
+import { createApp } from './app.ts'
+import { createLogger, errorFields, type Logger } from './logger.ts'
+import { Membership } from './membership.ts'
+import { createMetrics } from './metrics.ts'
+import { Scheduler } from './scheduler.ts'
+
+export interface RunnerDeps {
+  logger?: Logger
+  /** The merge engine's `mergeTensor` (materialised `merge_method` path). */
+  merge?: MergeTensorFn
+}
+
+export interface Runner {
+  url: string
+  port: number
+  models: ReadonlyMap<string, ServedModel>
+  /** Stops taking work, drains, deregisters, closes the server. Idempotent. */
+  shutdown(reason: string): Promise<{ drained: boolean }>
+}
+
+type HttpServer = ReturnType<typeof serve>
+
+export async function startRunner(config: RunnerConfig, deps: RunnerDeps = {}): Promise<Runner> {
+  const logger = deps.logger ?? createLogger({ level: config.logLevel })
+  const started = performance.now()
+
+  let cacheLookup: (model: string, hit: boolean) => void = () => undefined
+  const models = new Map<string, ServedModel>()
+  let provider = config.provider
+  for (const dir of config.packages) {
+    const model = await loadModel(dir, {
+      provider,
+      ...(config.threads ? { threads: config.threads } : {}),
+      ...(deps.merge ? { merge: deps.merge } : {}),
+      mergeCache: {
+        maxEntries: config.mergeCacheEntries,
+        maxBytes: config.mergeCacheMb * 1024 * 1024,
+        onLookup: (hit) => cacheLookup(model.name, hit),
+      },
+    })
+    if (models.has(model.name))
+      throw new AppError('INVALID_MODEL', `two packages are named '${model.name}' (${dir})`)
+    models.set(model.name, model)
+    // The first session settled the provider; the rest open on it directly instead of retrying CUDA.
+    provider = model.provider
+    logger.info('model loaded', {
+      model: model.name,
+      dir,
+      provider: model.provider,
+      experts: model.experts,
+      variants: model.variantNames,
+      ...(model.metadata().parameters?.materialized_unavailable
+        ? { materialized_unavailable: model.metadata().parameters?.materialized_unavailable }
+        : {}),
+    })
+  }
+  const first = models.values().next().value
+  const usedProvider = first?.provider ?? 'cpu'
+  const fallbackReason = first?.fallbackReason
+  if (fallbackReason)
+    logger.warn('CUDA execution provider unavailable; running on CPU', {
+      requested: config.provider,
+      reason: fallbackReason,
+    })
+
+  let draining = false
+  let metrics: ReturnType<typeof createMetrics> | undefined
+  const scheduler = new Scheduler<PreparedRequest, ResponseOutput[]>(
+    (batch) => {
+      const name = batch[0]?.model ?? ''
+      const model = models.get(name)
+      if (!model) return Promise.reject(new AppError('INTERNAL', `model '${name}' vanished`))
+      return model.run(batch)
+    },
+    {
+      maxBatchSize: config.maxBatchSize,
+      maxBatchWaitMs: config.maxBatchWaitMs,
+      maxQueue: config.maxQueue,
+      concurrency: config.concurrency,
+      onBatch: ({ key, requests, rows }) => {
+        const model = key.split('|')[0] ?? ''
+        metrics?.batchRows.observe({ model }, rows)
+        metrics?.batchRequests.observe({ model }, requests)
+      },
+    },
+  )
+  metrics = createMetrics({
+    queueDepth: () => scheduler.queueDepth,
+    inFlight: () => scheduler.inFlight,
+    capacity: config.maxQueue,
+    draining: () => draining,
+    cache: () => [...models.values()].map((m) => ({ model: m.name, ...m.cacheStats() })),
+  })
+  metrics.provider.set({ provider: usedProvider }, 1)
+  const m = metrics
+  cacheLookup = (model, hit) => m.cacheLookups.inc({ model, result: hit ? 'hit' : 'miss' })
+
+  const app = createApp({
+    models,
+    scheduler,
+    metrics,
+    logger,
+    provider: usedProvider,
+    ...(fallbackReason ? { providerFallbackReason: fallbackReason } : {}),
+    signingSecret: config.insecureLocal ? null : (config.signingSecret ?? null),
+    maxBodyBytes: config.maxBodyBytes,
+    requestTimeoutMs: config.requestTimeoutMs,
+    ready: () => !draining,
+  })
+  if (config.insecureLocal)
+    logger.warn('--insecure-local: accepting unsigned requests; do not expose this port')
+
+  const server = await new Promise<HttpServer>((resolve, reject) => {
+    const s = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, () =>
+      resolve(s),
+    )
+    s.once('error', reject)
+  })
+  const port = (server.address() as AddressInfo).port
+  const url =
+    config.publicUrl ??
+    `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`
+  const runnerId =
+    config.runnerId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`
+
+  const registration = (): RunnerRegistration => ({
+    runner_id: runnerId,
+    url,
+    provider: usedProvider,
+    models: [...models.values()].map((mm) => ({
+      name: mm.name,
+      variants: mm.variantNames,
+      experts: mm.experts,
+      ready: !draining,
+    })),
+    load: {
+      queue_depth: scheduler.queueDepth,
+      in_flight: scheduler.inFlight,
+      capacity: scheduler.capacity,
+    },
+    draining,
+  })
+  const membership =
+    config.gatewayUrl && config.signingSecret
+      ? new Membership({
+          gatewayUrl: config.gatewayUrl,
+          secret: config.signingSecret,
+          state: registration,
+          logger,
+        })
+      : undefined
+  membership?.start()
+
+  logger.info('listening', {
+    url,
+    port,
+    host: config.host,
+    runner_id: runnerId,
+    provider: usedProvider,
+    models: [...models.keys()],
+    signed: !config.insecureLocal,
+    gateway: config.gatewayUrl ?? null,
+    startup_ms: Math.round(performance.now() - started),
+  })
+
+  let shutdown: Promise<{ drained: boolean }> | undefined
+  return {
+    url,
+    port,
+    models,
+    shutdown(reason) {
+      shutdown ??= (async () => {
+        draining = true
+        logger.info('draining', {
+          reason,
+          queue_depth: scheduler.queueDepth,
+          in_flight: scheduler.inFlight,
+        })
+        const drainedPromise = scheduler.drain(config.drainTimeoutMs)
+        // Tell the gateway at once so that it stops routing here while we finish.
+        await membership?.beat()
+        const drained = await drainedPromise
+        if (!drained)
+          logger.error('drain timed out; abandoning requests still running', {
+            queue_depth: scheduler.queueDepth,
+            in_flight: scheduler.inFlight,
+          })
+        await membership?.stop()
+        await closeServer(server, logger)
+        logger.info('stopped', { drained })
+        return { drained }
+      })()
+      return shutdown
+    },
+  }
+}
+
+/** Closes the listener and waits for responses being written; idle keep-alive sockets are closed at once. */
+async function closeServer(server: HttpServer, logger: Logger): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const force = setTimeout(() => {
+      logger.warn('closing connections that did not finish')
+      if ('closeAllConnections' in server) server.closeAllConnections()
+      resolve()
+    }, 5000)
+    server.close((err) => {
+      if (err) logger.warn('server close', errorFields(err))
+      clearTimeout(force)
+      resolve()
+    })
+    if ('closeIdleConnections' in server) server.closeIdleConnections()
+  })
+}
+
+/** SIGTERM/SIGINT → graceful shutdown, then exit (0 when everything accepted was answered). */
+export function exitOnSignals(runner: Runner, logger: Logger): void {
+  let signalled = false
+  for (const sig of ['SIGTERM', 'SIGINT'] as const)
+    process.on(sig, () => {
+      if (signalled) {
+        logger.warn('second signal: exiting without finishing the drain', { signal: sig })
+        process.exit(1)
+      }
+      signalled = true
+      runner.shutdown(sig).then(
+        ({ drained }) => process.exit(drained ? 0 : 1),
+        (err: unknown) => {
+          logger.error('shutdown failed', errorFields(err))
+          process.exit(1)
+        },
+      )
+    })
+}
