@@ -1,0 +1,230 @@
+/**
+ * End-of-build verification on the package as written: reload it through `loadPackage` (hashes checked), then
+ * - all-zero weights must reproduce the `shared` variant (the twin contract says exactly);
+ * - a one-hot row for expert t is compared with expert t's own ONNX model (max |Δ| reported: the compression
+ *   error, 0 up to float rounding at full rank), next to how far expert t is from the shared model;
+ * - the embedded router, run on the held-out routing examples, must agree with the router as trained;
+ * - every variant must load and give finite outputs.
+ * @module
+ */
+import { AppError, SHARED_VARIANT, TWIN_INPUTS, TWIN_OUTPUT_WEIGHTS } from '@twinserve/shared'
+import { loadPackage } from '../package/load-package.ts'
+import { openSession, ort } from '../runtime/ort-session.ts'
+import { argmaxRows } from '../train/index.ts'
+import { batchesOf } from './features.ts'
+import { type IoTensor, stackExamples } from './model-io.ts'
+import type { RoutingExample } from './routing-data.ts'
+
+export interface VerifyInput {
+  /** The package directory (staged, before it is renamed into place). */
+  dir: string
+  inputs: readonly IoTensor[]
+  /** Float outputs of the base model to compare. */
+  outputs: readonly string[]
+  /** Expert ONNX files (paths, so that external data loads too), in manifest order. */
+  experts: readonly { name: string; path: string }[]
+  /** Check inputs for the output comparisons. */
+  checks: readonly RoutingExample[]
+  /** Held-out routing examples and the trained router's predictions for them. */
+  heldout: readonly RoutingExample[]
+  heldoutPredictions: Int32Array
+  onProgress?: (done: number, total: number) => void
+}
+
+export interface ExpertCheck {
+  name: string
+  /** max |twin(one-hot t) − expert t| over the check inputs and outputs. */
+  oneHotMaxAbsDiff: number
+  /** max |shared − expert t|: the scale the diff above should be small against. */
+  sharedMaxAbsDiff: number
+}
+
+export interface VerifyResult {
+  /** max |twin(w = 0) − shared variant|; 0 when the contract holds exactly. */
+  zeroWeightsMaxAbsDiff: number
+  experts: ExpertCheck[]
+  /** Held-out accuracy of the router as embedded in the package. */
+  routerHeldoutAccuracy: number
+  /** Fraction of held-out examples where the embedded router picks what the trained one picked. */
+  routerAgreement: number
+  /** Largest |Σ_t w_t − 1| over routed rows. */
+  routerSumError: number
+  variants: { name: string; finite: boolean }[]
+}
+
+function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let m = a.length === b.length ? 0 : Number.POSITIVE_INFINITY
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs((a[i] as number) - (b[i] as number))
+    m = Number.isNaN(d) ? Number.POSITIVE_INFINITY : Math.max(m, d)
+  }
+  return m
+}
+
+function controls(
+  rows: number,
+  experts: number,
+  mix: (row: number, t: number) => number,
+  useRouter: boolean,
+) {
+  const w = new Float32Array(rows * experts)
+  for (let r = 0; r < rows; r++) for (let t = 0; t < experts; t++) w[r * experts + t] = mix(r, t)
+  return {
+    [TWIN_INPUTS.mixWeights]: new ort.Tensor('float32', w, [rows, experts]),
+    [TWIN_INPUTS.useRouter]: new ort.Tensor(
+      'float32',
+      new Float32Array(rows).fill(useRouter ? 1 : 0),
+      [rows, 1],
+    ),
+    [TWIN_INPUTS.expertMask]: new ort.Tensor('float32', new Float32Array(rows * experts).fill(1), [
+      rows,
+      experts,
+    ]),
+    [TWIN_INPUTS.topK]: new ort.Tensor('int64', new BigInt64Array(rows).fill(BigInt(experts)), [
+      rows,
+      1,
+    ]),
+  }
+}
+
+export async function verifyPackage(v: VerifyInput): Promise<VerifyResult> {
+  const pkg = await loadPackage(v.dir)
+  const T = pkg.manifest.experts.length
+  const sessions: ort.InferenceSession[] = []
+  const open = async (model: Uint8Array | string) => {
+    const { session } = await openSession(model, { provider: 'cpu' })
+    sessions.push(session)
+    return session
+  }
+  try {
+    const twin = await open(pkg.model)
+    const sharedBytes = pkg.variants.get(SHARED_VARIANT)
+    if (!sharedBytes)
+      throw new AppError('INVALID_MODEL', `package has no '${SHARED_VARIANT}' variant`)
+    const shared = await open(sharedBytes)
+    const experts = await Promise.all(v.experts.map((e) => open(e.path)))
+    const total = v.checks.length * (T + 2) + v.heldout.length
+    let done = 0
+    const tick = (n: number) => {
+      done += n
+      v.onProgress?.(done, total)
+    }
+    const outputsOf = (out: ort.InferenceSession.OnnxValueMapType) =>
+      v.outputs.map((name) => {
+        const t = out[name]
+        if (!t) throw new AppError('INVALID_MODEL', `verification: output '${name}' is missing`)
+        return t.data as Float32Array
+      })
+
+    let zeroDiff = 0
+    const oneHot = v.experts.map(() => 0)
+    const gap = v.experts.map(() => 0)
+    for (const group of batchesOf(v.checks, 64)) {
+      const feeds = stackExamples(
+        v.inputs,
+        group.map((g) => g.inputs),
+        'verification',
+      )
+      const B = group.length
+      const base = outputsOf(await shared.run(feeds))
+      const zero = outputsOf(await twin.run({ ...feeds, ...controls(B, T, () => 0, false) }))
+      zero.forEach((z, i) => {
+        zeroDiff = Math.max(zeroDiff, maxAbsDiff(z, base[i] as Float32Array))
+      })
+      tick(B * 2)
+      for (let t = 0; t < T; t++) {
+        const twinT = outputsOf(
+          await twin.run({ ...feeds, ...controls(B, T, (_r, j) => (j === t ? 1 : 0), false) }),
+        )
+        const expertT = outputsOf(await (experts[t] as ort.InferenceSession).run(feeds))
+        twinT.forEach((y, i) => {
+          oneHot[t] = Math.max(oneHot[t] as number, maxAbsDiff(y, expertT[i] as Float32Array))
+          gap[t] = Math.max(
+            gap[t] as number,
+            maxAbsDiff(base[i] as Float32Array, expertT[i] as Float32Array),
+          )
+        })
+        tick(B)
+      }
+    }
+
+    let agree = 0
+    let correct = 0
+    let sumError = 0
+    let offset = 0
+    for (const group of batchesOf(v.heldout, 256)) {
+      const B = group.length
+      const feeds = stackExamples(
+        v.inputs,
+        group.map((g) => g.inputs),
+        'verification',
+      )
+      const out = await twin.run({ ...feeds, ...controls(B, T, () => 0, true) })
+      const w = out[TWIN_OUTPUT_WEIGHTS]?.data as Float32Array
+      const picked = argmaxRows(w, T)
+      for (let r = 0; r < B; r++) {
+        if (picked[r] === v.heldoutPredictions[offset + r]) agree++
+        if (picked[r] === group[r]?.expert) correct++
+        let s = 0
+        for (let t = 0; t < T; t++) s += w[r * T + t] as number
+        sumError = Math.max(sumError, Math.abs(s - 1))
+      }
+      offset += B
+      tick(B)
+    }
+
+    const variants: { name: string; finite: boolean }[] = []
+    const first = v.checks.slice(0, 8)
+    for (const [name, bytes] of pkg.variants) {
+      const s = await open(bytes)
+      const out = outputsOf(
+        await s.run(
+          stackExamples(
+            v.inputs,
+            first.map((g) => g.inputs),
+            'verification',
+          ),
+        ),
+      )
+      variants.push({ name, finite: out.every((o) => o.every((x) => Number.isFinite(x))) })
+    }
+
+    const result: VerifyResult = {
+      zeroWeightsMaxAbsDiff: zeroDiff,
+      experts: v.experts.map((e, t) => ({
+        name: e.name,
+        oneHotMaxAbsDiff: oneHot[t] as number,
+        sharedMaxAbsDiff: gap[t] as number,
+      })),
+      routerHeldoutAccuracy: v.heldout.length ? correct / v.heldout.length : 0,
+      routerAgreement: v.heldout.length ? agree / v.heldout.length : 1,
+      routerSumError: sumError,
+      variants,
+    }
+    const problems: string[] = []
+    if (result.zeroWeightsMaxAbsDiff !== 0)
+      problems.push(
+        `all-zero weights differ from the shared model by ${result.zeroWeightsMaxAbsDiff}`,
+      )
+    for (const e of result.experts)
+      if (!Number.isFinite(e.oneHotMaxAbsDiff))
+        problems.push(`expert '${e.name}' one-hot output is not finite`)
+    // Float rounding can flip an argmax between two near-equal weights; more than 1% is a broken router.
+    if (result.routerAgreement < 0.99)
+      problems.push(
+        `the embedded router agrees with the trained one on only ${(result.routerAgreement * 100).toFixed(1)}% of held-out examples`,
+      )
+    if (result.routerSumError > 1e-4)
+      problems.push(`router weights sum to 1 ± ${result.routerSumError}`)
+    for (const x of variants)
+      if (!x.finite) problems.push(`variant '${x.name}' gives non-finite outputs`)
+    if (problems.length > 0)
+      throw new AppError(
+        'INVALID_MODEL',
+        `verification of the built package failed: ${problems.join('; ')}`,
+      )
+    return result
+  } finally {
+    for (const s of sessions) await s.release()
+  }
+}
