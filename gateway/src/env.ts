@@ -1,13 +1,48 @@
 /**
  * The gateway's bindings and per-request variables: one `AppEnv` generic flows through every handler.
+ * Binding names match wrangler.toml; vars arrive as strings and are parsed by config.ts.
  * @module
  */
+import type { GatewayConfig } from './config.ts'
+import type { RateLimiter } from './durable-objects/rate-limiter.ts'
+import type { RunnerRegistry } from './durable-objects/runner-registry.ts'
+import type { Principal } from './middleware/auth/principal.ts'
+import type { RequestLog } from './middleware/request-log/request-log.ts'
+
 export interface Bindings {
-  /** Version string reported by `GET /v2`. */
+  /** D1: API keys (gateway/migrations). */
+  DB: D1Database
+  /** One instance (`global`): runners, health, circuit breakers, counters. */
+  RUNNER_REGISTRY: DurableObjectNamespace<RunnerRegistry>
+  /** One instance per API key id: its token bucket and daily quota. */
+  RATE_LIMITER: DurableObjectNamespace<RateLimiter>
+  /** Secret: HMAC key shared with the runners (both directions). */
+  RUNNER_SIGNING_SECRET?: string
+  /** Secret: a bearer token with the admin scope, for creating the first keys. */
+  ADMIN_BOOTSTRAP_SECRET?: string
   GATEWAY_VERSION?: string
+  COLD_START_WAIT_MS?: string
+  COLD_START_RETRY_AFTER_S?: string
+  REQUEST_DEADLINE_MS?: string
+  HEARTBEAT_INTERVAL_MS?: string
+  RATE_LIMIT_RPS?: string
+  RATE_LIMIT_BURST?: string
+  MAX_ATTEMPTS?: string
+  MAX_BODY_BYTES?: string
+  BREAKER_FAILURE_THRESHOLD?: string
+  BREAKER_COOLDOWN_MS?: string
 }
 
 export type AppEnv = {
   Bindings: Bindings
-  Variables: { requestId: string }
+  Variables: {
+    requestId: string
+    config: GatewayConfig
+    /** Set by the auth middleware on routes that need a key. */
+    principal: Principal
+    /** Fields the access log writes when the request ends; handlers add to it. */
+    requestLog: RequestLog
+    /** The verified body of a signed runner → gateway call (runner-signature middleware). */
+    signedBody: string
+  }
 }

@@ -1,0 +1,60 @@
+/**
+ * The gateway's tunables, parsed from wrangler vars (strings) once per `env` object. A malformed value is an
+ * operator mistake: every request answers 500 naming the variable, rather than running with a silent default.
+ * @module
+ */
+import { AppError } from '@twinserve/shared'
+import { z } from 'zod'
+import type { Bindings } from './env.ts'
+
+const int = (min: number, max: number, fallback: number) =>
+  z.coerce.number().int().min(min).max(max).default(fallback)
+
+export const GatewayConfigSchema = z.object({
+  GATEWAY_VERSION: z.string().default('0.1.0'),
+  /** How long a request waits for a runner holding its model to appear. 0 disables the wait. */
+  COLD_START_WAIT_MS: int(0, 15 * 60_000, 30_000),
+  COLD_START_RETRY_AFTER_S: int(1, 3600, 10),
+  /** Upper bound for a request's whole life at the gateway (clients may ask for less). */
+  REQUEST_DEADLINE_MS: int(100, 15 * 60_000, 60_000),
+  HEARTBEAT_INTERVAL_MS: int(100, 10 * 60_000, 5_000),
+  RATE_LIMIT_RPS: z.coerce.number().positive().max(1_000_000).default(50),
+  RATE_LIMIT_BURST: int(1, 1_000_000, 100),
+  /** Runners tried per request (first try plus retries on other runners). */
+  MAX_ATTEMPTS: int(1, 10, 3),
+  MAX_BODY_BYTES: int(1024, 100 * 1024 * 1024, 32 * 1024 * 1024),
+  /** Consecutive failures that open a runner's circuit breaker. */
+  BREAKER_FAILURE_THRESHOLD: int(1, 1000, 3),
+  BREAKER_COOLDOWN_MS: int(10, 10 * 60_000, 10_000),
+  RUNNER_SIGNING_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
+  ADMIN_BOOTSTRAP_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
+})
+export type GatewayConfig = z.infer<typeof GatewayConfigSchema>
+
+/** The part of the config the registry Durable Object needs (it reads its own env). */
+export type RegistryConfig = Pick<
+  GatewayConfig,
+  'HEARTBEAT_INTERVAL_MS' | 'BREAKER_FAILURE_THRESHOLD' | 'BREAKER_COOLDOWN_MS'
+>
+
+const cache = new WeakMap<object, GatewayConfig>()
+
+/** Parses (and memoises per env object) the gateway config; throws AppError INTERNAL naming bad vars. */
+export function loadConfig(env: Partial<Bindings>): GatewayConfig {
+  const hit = cache.get(env)
+  if (hit) return hit
+  const parsed = GatewayConfigSchema.safeParse(env)
+  if (!parsed.success) {
+    const what = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')
+    throw new AppError('INTERNAL', `gateway misconfigured: ${what}`)
+  }
+  cache.set(env, parsed.data)
+  return parsed.data
+}
+
+/** The signing secret, or a clear 500: without it the gateway can neither sign nor verify runner traffic. */
+export function signingSecret(config: GatewayConfig): string {
+  if (!config.RUNNER_SIGNING_SECRET)
+    throw new AppError('INTERNAL', 'gateway misconfigured: RUNNER_SIGNING_SECRET is not set')
+  return config.RUNNER_SIGNING_SECRET
+}

@@ -1,0 +1,2 @@
+export { type ApiKeyAuthOptions, apiKeyAuth } from './api-key-auth.ts'
+export type { Principal } from './principal.ts'

@@ -1,0 +1,1 @@
+export { countAs, RequestLog, requestLogger } from './request-log.ts'

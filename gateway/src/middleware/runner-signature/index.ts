@@ -1,0 +1,1 @@
+export { runnerSignature } from './runner-signature.ts'

@@ -1,0 +1,1 @@
+export { buildOpenApiDocument, openApiDocument } from './openapi-document.ts'

@@ -1,0 +1,70 @@
+import {
+  InferenceRequestSchema,
+  InferenceResponseSchema,
+  ModelMetadataSchema,
+  parseMergeControls,
+} from '@twinserve/shared'
+import { Hono } from 'hono'
+import { signingSecret } from '../config.ts'
+import type { AppEnv } from '../env.ts'
+import { readJsonBody } from '../lib/json-body.ts'
+import { registryStub } from '../lib/registry-stub.ts'
+import { modelParam, requestDeadline } from '../lib/request-deadline.ts'
+import { routeRequest } from '../lib/route-request.ts'
+import { apiKeyAuth } from '../middleware/auth/index.ts'
+import { rateLimit } from '../middleware/rate-limit/index.ts'
+import { countAs } from '../middleware/request-log/index.ts'
+
+const modelAccess = () => apiKeyAuth({ scope: 'infer', modelParam: 'model' })
+
+/**
+ * The V2 model endpoints, for keys with the `infer` scope that cover the model. Metadata and inference are
+ * proxied to a runner (routing, failover, cold-start wait); model readiness is answered from the registry.
+ */
+export const models = new Hono<AppEnv>()
+  .get('/v2/models/:model/ready', countAs('model_ready'), modelAccess(), rateLimit(), async (c) => {
+    const name = modelParam(c)
+    const ready = await registryStub(c.env).ready(name)
+    return c.json({ name, ready }, ready ? 200 : 503)
+  })
+  .get('/v2/models/:model', countAs('model_metadata'), modelAccess(), rateLimit(), async (c) => {
+    const arrived = Date.now()
+    const model = modelParam(c)
+    const config = c.get('config')
+    return routeRequest({
+      env: c.env,
+      config,
+      secret: signingSecret(config),
+      requestId: c.get('requestId'),
+      requestLog: c.get('requestLog'),
+      model,
+      method: 'GET',
+      path: `/v2/models/${model}`,
+      body: '',
+      okSchema: ModelMetadataSchema,
+      deadlineMs: requestDeadline(c, arrived),
+    })
+  })
+  .post('/v2/models/:model/infer', countAs('infer'), modelAccess(), rateLimit(), async (c) => {
+    const arrived = Date.now()
+    const model = modelParam(c)
+    const config = c.get('config')
+    const deadlineMs = requestDeadline(c, arrived)
+    const { text, data } = await readJsonBody(c, InferenceRequestSchema, config.MAX_BODY_BYTES)
+    // Merge controls are checked here too, so a misspelt control never costs a runner round trip.
+    const selection = parseMergeControls(data.parameters)
+    return routeRequest({
+      env: c.env,
+      config,
+      secret: signingSecret(config),
+      requestId: c.get('requestId'),
+      requestLog: c.get('requestLog'),
+      model,
+      variant: selection.kind === 'variant' ? selection.variant : undefined,
+      method: 'POST',
+      path: `/v2/models/${model}/infer`,
+      body: text,
+      okSchema: InferenceResponseSchema,
+      deadlineMs,
+    })
+  })
