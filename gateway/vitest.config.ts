@@ -1,11 +1,26 @@
-import { cloudflareTest } from '@cloudflare/vitest-pool-workers'
+import path from 'node:path'
+import { cloudflareTest, readD1Migrations } from '@cloudflare/vitest-pool-workers'
 import { defineConfig } from 'vitest/config'
+import { TEST_BINDINGS } from './test/test-env.ts'
 
-export default defineConfig({
-  plugins: [cloudflareTest({ wrangler: { configPath: '../wrangler.toml' } })],
-  test: {
-    name: 'gateway',
-    root: import.meta.dirname,
-    include: ['test/**/*.workers.test.ts', 'src/**/*.workers.test.ts'],
-  },
+export default defineConfig(async () => {
+  // Applied by each test file (applyD1Migrations) to its own fresh D1.
+  const migrations = await readD1Migrations(path.join(import.meta.dirname, 'migrations'))
+  return {
+    plugins: [
+      cloudflareTest({
+        wrangler: { configPath: '../wrangler.toml' },
+        miniflare: { bindings: { ...TEST_BINDINGS, TEST_MIGRATIONS: migrations } },
+      }),
+    ],
+    test: {
+      name: 'gateway',
+      root: import.meta.dirname,
+      include: ['test/**/*.workers.test.ts', 'src/**/*.workers.test.ts'],
+      // Runner stand-ins: real HTTP servers on 127.0.0.1 in Node, which the Worker under test calls.
+      globalSetup: ['test/node/global-setup.ts'],
+      // The gateway logs a JSON line per request: captured per test, printed only when the test fails.
+      setupFiles: ['test/capture-logs.ts'],
+    },
+  }
 })

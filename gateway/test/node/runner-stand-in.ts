@@ -1,0 +1,151 @@
+/**
+ * A runner STAND-IN for the gateway's workerd tests: a small real HTTP server on 127.0.0.1 that speaks the
+ * Open Inference Protocol V2 like a Twinserve runner (verifying the gateway's HMAC signature with the shared
+ * secret) but computes something trivial (each output is the sum of an input's values), with switchable
+ * failure modes for routing, failover and breaker tests. The real runner is tested end to end in test/e2e/.
+ * @module
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { AddressInfo, Socket } from 'node:net'
+import { flattenTensorData, InferenceRequestSchema, verifyRequest } from '@twinserve/shared'
+import type { StandInBehavior, StandInStats } from '../test-env.ts'
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  const text = typeof body === 'string' ? body : JSON.stringify(body)
+  res.writeHead(status, { 'content-type': 'application/json' })
+  res.end(text)
+}
+
+async function readBody(req: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = []
+  for await (const c of req) chunks.push(c as Buffer)
+  return Buffer.concat(chunks).toString('utf8')
+}
+
+export class RunnerStandIn {
+  behavior: StandInBehavior = { mode: 'ok' }
+  private readonly server: Server
+  private readonly sockets = new Set<Socket>()
+  private inFlight = 0
+  readonly stats: StandInStats
+
+  private constructor(
+    readonly id: string,
+    readonly models: readonly string[],
+    private readonly secret: string,
+  ) {
+    this.stats = {
+      id,
+      url: '',
+      infer: 0,
+      metadata: 0,
+      bad_signatures: 0,
+      last_headers: {},
+      max_in_flight: 0,
+    }
+    this.server = createServer((req, res) => {
+      this.handle(req, res).catch((err: unknown) =>
+        send(res, 500, { error: String(err), code: 'INTERNAL' }),
+      )
+    })
+    this.server.on('connection', (s) => {
+      this.sockets.add(s)
+      s.on('close', () => this.sockets.delete(s))
+    })
+  }
+
+  static async start(
+    id: string,
+    models: readonly string[],
+    secret: string,
+  ): Promise<RunnerStandIn> {
+    const r = new RunnerStandIn(id, models, secret)
+    await new Promise<void>((resolve) => r.server.listen(0, '127.0.0.1', resolve))
+    r.stats.url = `http://127.0.0.1:${(r.server.address() as AddressInfo).port}`
+    return r
+  }
+
+  /** Stops like a killed process: open connections are destroyed, the port refuses new ones. */
+  async kill(): Promise<void> {
+    for (const s of this.sockets) s.destroy()
+    await new Promise<void>((resolve) => this.server.close(() => resolve()))
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://stand-in')
+    const body = await readBody(req)
+    if (url.pathname === '/v2/health/live') return send(res, 200, { live: true })
+    if (url.pathname === '/v2/health/ready') return send(res, 200, { ready: true })
+    const m = /^\/v2\/models\/([^/]+)(\/infer)?$/.exec(url.pathname)
+    if (!m) return send(res, 404, { error: 'no route', code: 'NOT_FOUND' })
+
+    const verdict = await verifyRequest(this.secret, {
+      method: req.method ?? 'GET',
+      path: url.pathname + url.search,
+      body,
+      timestampHeader: req.headers['x-twinserve-timestamp'] as string | undefined,
+      signatureHeader: req.headers['x-twinserve-signature'] as string | undefined,
+    })
+    if (!verdict.ok) {
+      this.stats.bad_signatures += 1
+      return send(res, 401, { error: verdict.reason, code: 'UNAUTHENTICATED' })
+    }
+    this.stats.last_headers = Object.fromEntries(
+      Object.entries(req.headers).map(([k, v]) => [k, String(v)]),
+    )
+    const model = decodeURIComponent(m[1] ?? '')
+    const infer = m[2] !== undefined
+    if (infer) this.stats.infer += 1
+    else this.stats.metadata += 1
+
+    this.inFlight += 1
+    this.stats.max_in_flight = Math.max(this.stats.max_in_flight, this.inFlight)
+    try {
+      const b = this.behavior
+      if (b.mode === 'reset') {
+        req.socket.destroy()
+        return
+      }
+      if (b.mode === 'fail')
+        return send(res, b.status, {
+          error: `stand-in failing with ${b.status}`,
+          code: b.status === 503 ? 'RUNNER_OVERLOADED' : 'INTERNAL',
+        })
+      if (b.mode === 'garbage') return send(res, 200, '{"not":"a v2 response"}')
+      if (b.mode === 'delay') await new Promise((r) => setTimeout(r, b.ms))
+
+      if (!this.models.includes(model))
+        return send(res, 404, { error: `model '${model}' not found`, code: 'NOT_FOUND' })
+      if (!infer)
+        return send(res, 200, {
+          name: model,
+          versions: ['1'],
+          platform: 'twinserve-stand-in',
+          inputs: [{ name: 'x', datatype: 'FP32', shape: [-1, -1] }],
+          outputs: [{ name: 'sum', datatype: 'FP64', shape: [1] }],
+        })
+      if (req.method !== 'POST')
+        return send(res, 405, { error: 'POST only', code: 'METHOD_NOT_ALLOWED' })
+      const parsed = InferenceRequestSchema.safeParse(JSON.parse(body))
+      if (!parsed.success)
+        return send(res, 400, { error: parsed.error.message, code: 'INVALID_REQUEST' })
+      const r = parsed.data
+      return send(res, 200, {
+        model_name: model,
+        ...(r.id !== undefined ? { id: r.id } : {}),
+        parameters: {
+          runner_id: this.id,
+          received_parameters: JSON.stringify(r.parameters ?? {}),
+        },
+        outputs: r.inputs.map((input) => ({
+          name: `sum_${input.name}`,
+          shape: [1],
+          datatype: 'FP64',
+          data: [flattenTensorData(input.data).reduce<number>((a, v) => a + Number(v), 0)],
+        })),
+      })
+    } finally {
+      this.inFlight -= 1
+    }
+  }
+}

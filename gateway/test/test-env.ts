@@ -1,0 +1,51 @@
+/**
+ * Values the gateway tests run with, shared by vitest.config.ts (Node: miniflare bindings) and the tests
+ * (workerd). Test-only secrets: never used outside `npm test`.
+ * @module
+ */
+export const TEST_SIGNING_SECRET = 'test-runner-signing-secret-7f3a9c'
+export const TEST_ADMIN_SECRET = 'test-admin-bootstrap-secret-51d2e8'
+export const TEST_COLD_START_WAIT_MS = 1500
+export const TEST_COLD_START_RETRY_AFTER_S = 7
+export const TEST_HEARTBEAT_INTERVAL_MS = 5000
+export const TEST_BREAKER_FAILURE_THRESHOLD = 2
+export const TEST_BREAKER_COOLDOWN_MS = 60_000
+export const TEST_MAX_BODY_BYTES = 256 * 1024
+
+/** The string vars the gateway reads, as wrangler would pass them. */
+export const TEST_BINDINGS = {
+  RUNNER_SIGNING_SECRET: TEST_SIGNING_SECRET,
+  ADMIN_BOOTSTRAP_SECRET: TEST_ADMIN_SECRET,
+  COLD_START_WAIT_MS: String(TEST_COLD_START_WAIT_MS),
+  COLD_START_RETRY_AFTER_S: String(TEST_COLD_START_RETRY_AFTER_S),
+  HEARTBEAT_INTERVAL_MS: String(TEST_HEARTBEAT_INTERVAL_MS),
+  BREAKER_FAILURE_THRESHOLD: String(TEST_BREAKER_FAILURE_THRESHOLD),
+  BREAKER_COOLDOWN_MS: String(TEST_BREAKER_COOLDOWN_MS),
+  MAX_BODY_BYTES: String(TEST_MAX_BODY_BYTES),
+  REQUEST_DEADLINE_MS: '10000',
+  RATE_LIMIT_RPS: '1000',
+  RATE_LIMIT_BURST: '1000',
+} as const
+
+/** Behaviours of the runner stand-ins (test/node/runner-stand-in.ts). */
+export type StandInBehavior =
+  | { mode: 'ok' }
+  /** Answers every model call with this status and an error body. */
+  | { mode: 'fail'; status: number }
+  /** Destroys the connection without answering (a crashed process). */
+  | { mode: 'reset' }
+  /** Answers correctly after a delay. */
+  | { mode: 'delay'; ms: number }
+  /** Answers 200 with a body that is not the protocol. */
+  | { mode: 'garbage' }
+
+export interface StandInStats {
+  id: string
+  url: string
+  infer: number
+  metadata: number
+  bad_signatures: number
+  /** Headers of the last model call, lower-cased. */
+  last_headers: Record<string, string>
+  max_in_flight: number
+}
