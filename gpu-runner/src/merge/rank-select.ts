@@ -1,0 +1,86 @@
+/**
+ * Selection by magnitude rank without sorting: which entries of a tensor have an ascending |x| rank inside
+ * [lo, hi). Ranks are stable (equal magnitudes ordered by index), so results are deterministic where torch's
+ * argsort is not. O(n) radix selection on the IEEE-754 bits: for non-negative floats the bit pattern orders
+ * like the value, so |x| is `bits & 0x7fffffff` as an unsigned integer.
+ * @module
+ */
+
+/** Radix digits over the 31 magnitude bits: [30..21], [20..10], [9..0]. */
+const DIGITS: readonly { shift: number; bits: number }[] = [
+  { shift: 21, bits: 10 },
+  { shift: 10, bits: 11 },
+  { shift: 0, bits: 10 },
+]
+
+function magnitudeKeys(values: Float32Array): Uint32Array {
+  return new Uint32Array(values.buffer, values.byteOffset, values.length)
+}
+
+/**
+ * The magnitude key at ascending rank `r` (0-based) and how many entries have a strictly smaller key.
+ * Requires 0 ≤ r < n.
+ */
+export function keyAtRank(values: Float32Array, r: number): { key: number; less: number } {
+  const bits = magnitudeKeys(values)
+  const n = bits.length
+  let prefix = 0 // the key's digits fixed so far
+  let prefixMask = 0 // which bits of the key are fixed
+  let less = 0
+  let rank = r
+  for (const { shift, bits: width } of DIGITS) {
+    const hist = new Uint32Array(1 << width)
+    const digitMask = (1 << width) - 1
+    for (let i = 0; i < n; i++) {
+      const k = (bits[i] as number) & 0x7fffffff
+      if ((k & prefixMask) === prefix) {
+        const b = (k >>> shift) & digitMask
+        hist[b] = (hist[b] as number) + 1
+      }
+    }
+    let d = 0
+    for (; d < hist.length; d++) {
+      const c = hist[d] as number
+      if (rank < c) break
+      rank -= c
+      less += c
+    }
+    prefix = (prefix | (d << shift)) >>> 0
+    prefixMask = (prefixMask | (digitMask << shift)) >>> 0
+  }
+  return { key: prefix, less }
+}
+
+/**
+ * Zeroes, in place, every entry whose stable ascending |x| rank is outside [lo, hi); returns `values`.
+ * @example keepRankRange(delta, n - k, n) // keep the k largest magnitudes (TIES trim)
+ */
+export function keepRankRange(values: Float32Array, lo: number, hi: number): Float32Array {
+  const n = values.length
+  const from = Math.max(0, Math.min(lo, n))
+  const to = Math.max(from, Math.min(hi, n))
+  if (from === 0 && to === n) return values
+  if (from === to) {
+    values.fill(0)
+    return values
+  }
+  const bits = magnitudeKeys(values)
+  // Keys at the two boundary ranks; an entry with a boundary key gets its exact stable rank:
+  // (#keys smaller) + (#equal keys before it).
+  const low = from > 0 ? keyAtRank(values, from) : null
+  const high = to < n ? keyAtRank(values, to - 1) : null
+  let seenLo = 0
+  let seenHi = 0
+  for (let i = 0; i < n; i++) {
+    const k = (bits[i] as number) & 0x7fffffff
+    let keep = true
+    if (low && k < low.key) keep = false
+    else if (high && k > high.key) keep = false
+    else if (low && k === low.key) {
+      const rank = low.less + seenLo++
+      keep = rank >= from && rank < to
+    } else if (high && k === high.key) keep = high.less + seenHi++ < to
+    if (!keep) values[i] = 0
+  }
+  return values
+}
