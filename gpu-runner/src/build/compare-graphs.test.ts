@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { GraphBuilder } from '../onnx/graph-builder.ts'
-import { onnx } from '../onnx/proto.ts'
+import { type ModelProto, onnx } from '../onnx/proto.ts'
 import { assertSameGraph, firstGraphDifference } from './compare-graphs.ts'
 import { readOnnxBytes } from './read-onnx.ts'
 import { mlpModel, perturbedParams, randomParams, transformerModel } from './test-models.ts'
@@ -8,7 +8,7 @@ import { mlpModel, perturbedParams, randomParams, transformerModel } from './tes
 const base = readOnnxBytes(mlpModel(randomParams(1)), 'base.onnx')
 
 /** The MLP with one edit applied to its decoded model. */
-function edited(edit: (m: onnx.ModelProto) => void) {
+function edited(edit: (m: ModelProto) => void) {
   const m = onnx.ModelProto.decode(mlpModel(perturbedParams(randomParams(1), 2)))
   edit(m)
   return readOnnxBytes(onnx.ModelProto.encode(m).finish(), 'expert.onnx')

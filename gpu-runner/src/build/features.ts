@@ -83,7 +83,7 @@ export async function extractFeatures(
         [feature],
       )
       const t = out.get(feature)
-      if (!t || t.type !== 'float32')
+      if (t?.type !== 'float32')
         throw new AppError('INVALID_REQUEST', `router feature '${feature}' is not a float32 tensor`)
       const pooled = poolRows(t.data as Float32Array, t.dims)
       if (d !== 0 && pooled.d !== d)

@@ -84,7 +84,9 @@ async function setup(build: (p: ParamProvider) => Uint8Array) {
       matrices.push(identityFactors(name, site.shape[0], site.shape[1], deltas))
     if (site.kind === 'vector') {
       const delta = new Float32Array(T * site.shape[0])
-      deltas.forEach((d, t) => delta.set(d, t * site.shape[0]))
+      deltas.forEach((d, t) => {
+        delta.set(d, t * site.shape[0])
+      })
       vectors.push({ name, size: site.shape[0], delta })
     }
   }
