@@ -134,6 +134,8 @@ export class Scheduler<T extends Batchable, R> {
    */
   async drain(timeoutMs: number): Promise<boolean> {
     this.closed = true
+    // Batches waiting to fill go now: nothing more will join them.
+    this.pump()
     if (this.idle()) return true
     return new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => resolve(false), timeoutMs)
