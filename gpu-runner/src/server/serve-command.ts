@@ -1,8 +1,11 @@
 /**
- * `twinserve serve`: parses flags and environment, then starts the runner.
+ * `twinserve serve`: parses flags and environment, starts the runner, and drains on SIGTERM/SIGINT.
  * @module
  */
 import { ConfigError, parseServeArgs, SERVE_USAGE } from '../config.ts'
+import { mergeTensor } from '../merge/merge-tensor.ts'
+import { createLogger, errorFields } from './logger.ts'
+import { exitOnSignals, startRunner } from './runner.ts'
 
 export async function run(args: string[]): Promise<number> {
   let config: ReturnType<typeof parseServeArgs>
@@ -19,7 +22,15 @@ export async function run(args: string[]): Promise<number> {
     process.stdout.write(SERVE_USAGE)
     return 0
   }
-  // The HTTP server lands in the next commit; until then `serve` validates its configuration only.
-  process.stderr.write('twinserve serve: the server is not implemented yet\n')
-  return 1
+  const logger = createLogger({ level: config.logLevel })
+  try {
+    const runner = await startRunner(config, { logger, merge: mergeTensor })
+    exitOnSignals(runner, logger)
+  } catch (err) {
+    // A package that fails to load is fatal: a runner serving half its models would mislead the gateway.
+    logger.error('startup failed', errorFields(err))
+    return 1
+  }
+  // The server keeps the process alive; exitOnSignals ends it.
+  return new Promise<number>(() => undefined)
 }
