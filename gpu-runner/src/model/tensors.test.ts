@@ -107,7 +107,7 @@ describe('batching helpers', () => {
       expect(fromHalf(toHalf(v))).toBe(v)
     expect(fromHalf(toHalf(1 / 3))).toBeCloseTo(1 / 3, 3)
     expect(fromHalf(toHalf(1e6))).toBe(Number.POSITIVE_INFINITY)
-    expect(Array.from(toHostData('BOOL', [true, false]))).toEqual([1, 0])
+    expect(toHostData('BOOL', [true, false])).toEqual(Uint8Array.from([1, 0]))
     expect(toHostData('BYTES', ['a', 'b'])).toEqual(['a', 'b'])
   })
 })
