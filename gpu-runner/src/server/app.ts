@@ -103,6 +103,12 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     await next()
   })
 
+  app.use(async function closeWhenDraining(c, next) {
+    await next()
+    // Keep-alive sockets would hold the server open after the drain; ask clients to reconnect elsewhere.
+    if (!deps.ready()) c.header('connection', 'close')
+  })
+
   app.use(async function accessLog(c, next) {
     const started = performance.now()
     await next()
@@ -130,6 +136,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   })
 
   app.use('/v2/*', async function readAndVerify(c, next) {
+    if (c.req.path.startsWith('/v2/health/')) return next()
     c.set(
       'body',
       c.req.method === 'GET' || c.req.method === 'HEAD'

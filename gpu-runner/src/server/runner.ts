@@ -214,13 +214,19 @@ export async function startRunner(config: RunnerConfig, deps: RunnerDeps = {}): 
 async function closeServer(server: HttpServer, logger: Logger): Promise<void> {
   await new Promise<void>((resolve) => {
     const force = setTimeout(() => {
+      clearInterval(sweep)
       logger.warn('closing connections that did not finish')
       if ('closeAllConnections' in server) server.closeAllConnections()
       resolve()
     }, 5000)
+    // Connections that finish their last response after close() become idle later; sweep them until closed.
+    const sweep = setInterval(() => {
+      if ('closeIdleConnections' in server) server.closeIdleConnections()
+    }, 50)
     server.close((err) => {
       if (err) logger.warn('server close', errorFields(err))
       clearTimeout(force)
+      clearInterval(sweep)
       resolve()
     })
     if ('closeIdleConnections' in server) server.closeIdleConnections()
