@@ -1,0 +1,83 @@
+import { describe, expect, it } from 'vitest'
+import { ConfigError, parseServeArgs, RUNNER_ENV } from './config.ts'
+
+const secret = { RUNNER_SIGNING_SECRET: 'a-long-enough-secret' }
+
+function fails(args: string[], env: Record<string, string> = secret): string {
+  try {
+    parseServeArgs(args, env)
+  } catch (e) {
+    expect(e).toBeInstanceOf(ConfigError)
+    return (e as Error).message
+  }
+  throw new Error('expected a ConfigError')
+}
+
+describe('parseServeArgs', () => {
+  it('applies defaults', () => {
+    expect(parseServeArgs(['--package', 'p'], secret)).toMatchObject({
+      packages: ['p'],
+      host: '127.0.0.1',
+      port: 8790,
+      provider: 'auto',
+      insecureLocal: false,
+      maxBatchSize: 16,
+      maxBatchWaitMs: 2,
+      maxQueue: 256,
+      concurrency: 1,
+      requestTimeoutMs: 30000,
+      signingSecret: 'a-long-enough-secret',
+    })
+  })
+
+  it('takes repeated --package, flags over environment, and lists from the environment', () => {
+    const env = { ...secret, RUNNER_PORT: '9000', RUNNER_PROVIDER: 'cpu', RUNNER_PACKAGES: 'a, b' }
+    expect(parseServeArgs([], env)).toMatchObject({
+      packages: ['a', 'b'],
+      port: 9000,
+      provider: 'cpu',
+    })
+    expect(parseServeArgs(['--package', 'x', '--package', 'y', '--port', '0'], env)).toMatchObject({
+      packages: ['x', 'y'],
+      port: 0,
+    })
+    expect(parseServeArgs(['--package', 'p', '--insecure-local'], {})).toMatchObject({
+      insecureLocal: true,
+    })
+    expect(
+      parseServeArgs(
+        ['--package', 'p', '--gateway-url', 'http://127.0.0.1:8787', '--max-batch-wait-ms', '0'],
+        secret,
+      ),
+    ).toMatchObject({ gatewayUrl: 'http://127.0.0.1:8787', maxBatchWaitMs: 0 })
+  })
+
+  it('names the flag or variable that is wrong', () => {
+    expect(fails([])).toMatch(
+      /--package \(RUNNER_PACKAGES\): at least one --package <dir> is required/,
+    )
+    expect(fails(['--package', 'p', '--port', '99999'])).toMatch(/--port \(RUNNER_PORT\)/)
+    expect(fails(['--package', 'p', '--provider', 'tpu'])).toMatch(/--provider \(RUNNER_PROVIDER\)/)
+    expect(fails(['--package', 'p', '--max-queue', '0'])).toMatch(/--max-queue/)
+    expect(fails(['--package', 'p', '--gateway-url', 'not a url'])).toMatch(
+      /--gateway-url \(GATEWAY_URL\)/,
+    )
+    expect(fails(['--package', 'p', '--frobnicate'])).toMatch(/frobnicate/)
+    expect(fails(['--package', 'p'], {})).toMatch(
+      /RUNNER_SIGNING_SECRET: RUNNER_SIGNING_SECRET is required to verify requests \(pass --insecure-local/,
+    )
+    expect(fails(['--package', 'p'], { RUNNER_SIGNING_SECRET: 'short' })).toMatch(
+      /at least 16 characters/,
+    )
+    expect(fails(['--package', 'p', '--insecure-local', '--gateway-url', 'http://g'], {})).toMatch(
+      /required with --gateway-url/,
+    )
+  })
+
+  it('has help, and lists every environment variable it reads', () => {
+    expect(parseServeArgs(['--help'], {})).toBe('help')
+    expect(RUNNER_ENV).toContain('RUNNER_SIGNING_SECRET')
+    expect(RUNNER_ENV).toContain('GATEWAY_URL')
+    expect(new Set(RUNNER_ENV).size).toBe(RUNNER_ENV.length)
+  })
+})
