@@ -384,10 +384,10 @@ describe('inference', () => {
       ],
       [
         'a bad timeout header',
-        { body: body(), headers: { 'x-twinserve-timeout-ms': 'soon' } },
+        { body: body(), headers: { 'x-twinserve-deadline-ms': 'soon' } },
         400,
         'INVALID_REQUEST',
-        /x-twinserve-timeout-ms/,
+        /x-twinserve-deadline-ms/,
       ],
     ]
     for (const [name, opts, status, code, message] of cases) {
@@ -514,7 +514,7 @@ describe('backpressure and deadlines', () => {
   it('a request past its deadline is 504; a caller can shorten the deadline', async () => {
     const slow = await start({ maxBatchWaitMs: 400, maxBatchSize: 64 })
     expectError(
-      await call(INFER, { body: body(), on: slow, headers: { 'x-twinserve-timeout-ms': '50' } }),
+      await call(INFER, { body: body(), on: slow, headers: { 'x-twinserve-deadline-ms': '50' } }),
       504,
       'RUNNER_TIMEOUT',
       /deadline \(\d+ ms\) passed/,

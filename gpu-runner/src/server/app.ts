@@ -37,8 +37,8 @@ import type { Scheduler } from './scheduler.ts'
 
 export const SERVER_NAME = 'twinserve-gpu-runner'
 export const SERVER_VERSION = '0.1.0'
-/** A caller (the gateway) may shorten the runner's deadline for one request, in milliseconds. */
-export const TIMEOUT_HEADER = 'x-twinserve-timeout-ms'
+/** The gateway says how long it will wait for this attempt (ms from now); the runner never waits longer. */
+export const DEADLINE_HEADER = 'x-twinserve-deadline-ms'
 export const REQUEST_ID_HEADER = 'x-request-id'
 
 export interface AppDeps {
@@ -237,12 +237,12 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       rows = prepared.rows
 
       let timeoutMs = deps.requestTimeoutMs
-      const asked = c.req.header(TIMEOUT_HEADER)
+      const asked = c.req.header(DEADLINE_HEADER)
       if (asked !== undefined) {
         const n = Number(asked)
-        if (!Number.isInteger(n) || n <= 0)
-          throw new AppError('INVALID_REQUEST', `${TIMEOUT_HEADER} must be a positive integer (ms)`)
-        timeoutMs = Math.min(timeoutMs, n)
+        if (!Number.isFinite(n) || n <= 0)
+          throw new AppError('INVALID_REQUEST', `${DEADLINE_HEADER} must be a positive number (ms)`)
+        timeoutMs = Math.min(timeoutMs, Math.ceil(n))
       }
       timeoutMs = Math.max(1, Math.round(timeoutMs - (performance.now() - started)))
       const outputs = await scheduler.submit(prepared, { timeoutMs, signal: c.req.raw.signal })
