@@ -7,7 +7,8 @@
 import type { BuildReport } from './build-package.ts'
 import { markdownTable } from './progress.ts'
 
-const mb = (bytes: number) => `${(bytes / 1e6).toFixed(2)} MB`
+const mb = (bytes: number) =>
+  bytes >= 1e6 ? `${(bytes / 1e6).toFixed(2)} MB` : `${(bytes / 1e3).toFixed(1)} kB`
 const pct = (x: number) => `${(x * 100).toFixed(1)}%`
 const sci = (x: number) => (x === 0 ? '0' : x.toExponential(2))
 

@@ -11,6 +11,7 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import YAML from 'yaml'
 import { GraphBuilder } from '../onnx/graph-builder.ts'
 import { type ITensorProto, onnx, TensorDataType } from '../onnx/proto.ts'
 import { decodeModel, elementCount, tensorDims } from './read-onnx.ts'
@@ -204,4 +205,76 @@ export async function writeWithExternalData(
   const path = join(dir, file)
   await writeFile(path, onnx.ModelProto.encode(model).finish())
   return path
+}
+
+export interface BuildFixture {
+  dir: string
+  recipePath: string
+  base: string
+  experts: { name: string; model: string }[]
+  routing: string
+  params: { base: ParamProvider; experts: ParamProvider[] }
+}
+
+/**
+ * Writes a complete build input to `dir`: base and expert ONNX files of the MLP or the transformer block,
+ * routing data where each expert's examples are shifted along their own input coordinates (so a router can
+ * learn them), and a recipe (YAML) with `recipe` merged over defaults.
+ */
+export async function writeBuildFixture(
+  dir: string,
+  opts: {
+    kind?: 'mlp' | 'block'
+    experts?: number
+    perExpert?: number
+    recipe?: Record<string, unknown>
+    seed?: number
+  } = {},
+): Promise<BuildFixture> {
+  const kind = opts.kind ?? 'mlp'
+  const T = opts.experts ?? 3
+  const build = kind === 'mlp' ? mlpModel : transformerModel
+  const seed = opts.seed ?? 1
+  const base = randomParams(seed)
+  const experts = Array.from({ length: T }, (_, t) =>
+    perturbedParams(base, seed * 100 + t + 1, 0.1),
+  )
+  await mkdir(join(dir, 'experts'), { recursive: true })
+  await writeFile(join(dir, 'base.onnx'), build(base))
+  const names = Array.from({ length: T }, (_, t) => `task-${String.fromCharCode(97 + t)}`)
+  for (const [t, p] of experts.entries())
+    await writeFile(join(dir, 'experts', `${names[t]}.onnx`), build(p))
+  const perExample = kind === 'mlp' ? MLP_SIZES.dIn : BLOCK_SIZES.seq * BLOCK_SIZES.vocab
+  const width = kind === 'mlp' ? MLP_SIZES.dIn : BLOCK_SIZES.vocab
+  const rand = seededNormal(seed + 17)
+  const lines: string[] = []
+  for (let i = 0; i < (opts.perExpert ?? 40); i++)
+    for (let t = 0; t < T; t++) {
+      const x = Array.from({ length: perExample }, (_, k) => {
+        const shifted = k % width === t % width ? 2 : 0
+        return Math.round((shifted + 0.5 * rand()) * 1000) / 1000
+      })
+      lines.push(JSON.stringify({ expert: names[t], inputs: { x } }))
+    }
+  await writeFile(join(dir, 'routing.jsonl'), `${lines.join('\n')}\n`)
+  const recipe = {
+    name: `test-${kind}`,
+    base: 'base.onnx',
+    experts: names.map((name) => ({ name, model: `experts/${name}.onnx` })),
+    exclusive: { rank: 2 },
+    router: { data: 'routing.jsonl', hidden: [16], epochs: 20, lr: 0.01, batch_size: 16, seed: 1 },
+    variants: [{ name: 'ties', shared: { method: 'ties', density: 0.5 } }],
+    verify: { examples_per_expert: 4 },
+    ...opts.recipe,
+  }
+  const recipePath = join(dir, 'recipe.yaml')
+  await writeFile(recipePath, YAML.stringify(recipe))
+  return {
+    dir,
+    recipePath,
+    base: join(dir, 'base.onnx'),
+    experts: names.map((name) => ({ name, model: join(dir, 'experts', `${name}.onnx`) })),
+    routing: join(dir, 'routing.jsonl'),
+    params: { base, experts },
+  }
 }

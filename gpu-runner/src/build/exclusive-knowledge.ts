@@ -1,0 +1,128 @@
+/**
+ * Exclusive knowledge (Twin-Merging §3.2): for each selected tensor, v_t = θ_t − θ_shared per expert; matrices
+ * are compressed by truncated SVD (fixed rank or an energy fraction) and stacked over experts in the layout the
+ * twin graph and the runner expect; vectors are kept exact.
+ * @see https://arxiv.org/abs/2406.15479
+ * @module
+ */
+import { AppError, type ExclusiveSpec } from '@twinserve/shared'
+import { compressDelta, selectTensors } from '../merge/index.ts'
+import type { MatrixFactors, VectorDelta } from './twin-graph.ts'
+import type { TensorSite } from './weight-sites.ts'
+
+export interface ExclusiveRow {
+  name: string
+  kind: 'matrix' | 'vector'
+  shape: number[]
+  /** Rank kept per expert (matrices). */
+  ranks?: number[]
+  /** ‖v_t − v̂_t‖ / ‖v_t‖ per expert (0 for vectors and for zero deltas). */
+  relError: number[]
+}
+
+export interface ExclusiveKnowledge {
+  matrices: MatrixFactors[]
+  vectors: VectorDelta[]
+  /** Every selected tensor, in graph order; matrices with total rank 0 are listed but carry no factors. */
+  rows: ExclusiveRow[]
+}
+
+/**
+ * The tensors that get exclusive knowledge: by default every MatMul/Gemm weight and every 1-D parameter the
+ * rewrite supports; with `include`, exactly what the patterns pick, and a picked tensor that cannot be rewritten
+ * is an error naming why. Patterns that match nothing are errors (from selectTensors).
+ */
+export function selectExclusive(
+  sites: ReadonlyMap<string, TensorSite>,
+  spec: ExclusiveSpec,
+): TensorSite[] {
+  const names = [...sites.keys()]
+  const picked = selectTensors(names, {
+    ...(spec.include ? { include: spec.include } : {}),
+    ...(spec.exclude ? { exclude: spec.exclude } : {}),
+  })
+  const out: TensorSite[] = []
+  for (const name of picked) {
+    const site = sites.get(name)
+    if (!site) continue
+    if (site.kind === 'unsupported') {
+      if (spec.include)
+        throw new AppError(
+          'INVALID_REQUEST',
+          `exclusive.include selects '${name}', which cannot carry exclusive knowledge: ${site.reason}`,
+        )
+      continue
+    }
+    out.push(site)
+  }
+  return out
+}
+
+export async function computeExclusive(opts: {
+  selected: readonly TensorSite[]
+  shared: ReadonlyMap<string, Float32Array>
+  /** Per expert, float initializers by name. */
+  experts: readonly ReadonlyMap<string, Float32Array>[]
+  spec: ExclusiveSpec
+  onTensor?: (done: number, total: number) => void
+}): Promise<ExclusiveKnowledge> {
+  const T = opts.experts.length
+  const out: ExclusiveKnowledge = { matrices: [], vectors: [], rows: [] }
+  let done = 0
+  for (const site of opts.selected) {
+    const s = opts.shared.get(site.name)
+    if (!s) throw new AppError('INTERNAL', `no shared value for '${site.name}'`)
+    const deltas = opts.experts.map((m) => {
+      const e = m.get(site.name)
+      if (!e) throw new AppError('INTERNAL', `no expert value for '${site.name}'`)
+      return e.map((x, i) => x - (s[i] as number))
+    })
+    if (site.kind === 'vector') {
+      const d = site.shape[0]
+      const delta = new Float32Array(T * d) // [T, d]
+      deltas.forEach((v, t) => {
+        delta.set(v, t * d)
+      })
+      out.vectors.push({ name: site.name, size: d, delta })
+      out.rows.push({ name: site.name, kind: 'vector', shape: [d], relError: deltas.map(() => 0) })
+    } else if (site.kind === 'matrix') {
+      const [rows, cols] = site.shape
+      const opt =
+        opts.spec.rank !== undefined
+          ? { rank: Math.min(opts.spec.rank, rows, cols) }
+          : { energy: opts.spec.energy as number }
+      const parts = []
+      for (const delta of deltas) parts.push(await compressDelta(delta, rows, cols, opt))
+      const ranks = parts.map((p) => p.rank)
+      const R = ranks.reduce((a, b) => a + b, 0)
+      out.rows.push({
+        name: site.name,
+        kind: 'matrix',
+        shape: [rows, cols],
+        ranks,
+        relError: parts.map((p) => p.relError),
+      })
+      if (R > 0) {
+        const U = new Float32Array(rows * R) // [rows, R]
+        const Vt = new Float32Array(R * cols) // [R, cols]
+        const sigma = new Float32Array(R)
+        const expertOfRank: number[] = []
+        let col = 0
+        parts.forEach((p, t) => {
+          const k = p.rank
+          for (let r = 0; r < k; r++) {
+            for (let i = 0; i < rows; i++) U[i * R + col + r] = p.U[i * k + r] as number
+            for (let j = 0; j < cols; j++) Vt[(col + r) * cols + j] = p.V[j * k + r] as number
+            sigma[col + r] = p.S[r] as number
+            expertOfRank.push(t)
+          }
+          col += k
+        })
+        out.matrices.push({ name: site.name, rows, cols, U, sigma, Vt, expertOfRank })
+      }
+    }
+    done++
+    opts.onTensor?.(done, opts.selected.length)
+  }
+  return out
+}
