@@ -2,6 +2,7 @@
  * The `twinserve` command line: a small dispatcher. Each subcommand is one entry in `COMMANDS`, loaded lazily so
  * that `twinserve build` does not pay for the server's imports and vice versa.
  *
+ *   twinserve build <recipe.yaml> --out <dir> [--force] [--quiet]
  *   twinserve serve --package <dir> [--package <dir> …] [--port 8790] [--provider auto|cuda|cpu] …
  *   twinserve help
  * @module
@@ -14,6 +15,10 @@ export interface Command {
 }
 
 export const COMMANDS: Record<string, Command> = {
+  build: {
+    summary: 'build a twin package from a base ONNX model, fine-tuned experts and a recipe',
+    load: () => import('./build/build-command.ts'),
+  },
   serve: {
     summary: 'serve twin packages over the Open Inference Protocol (V2 REST)',
     load: () => import('./server/serve-command.ts'),
