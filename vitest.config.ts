@@ -11,7 +11,13 @@ export default defineConfig({
       {
         test: {
           name: 'node',
-          include: ['shared/src/**/*.test.ts', 'gpu-runner/src/**/*.test.ts', 'test/**/*.test.ts'],
+          include: [
+            'shared/src/**/*.test.ts',
+            'gpu-runner/src/**/*.test.ts',
+            'test/**/*.test.ts',
+            // The gateway's Node-side helpers (wrangler dev as a real process).
+            'gateway/dev/**/*.test.ts',
+          ],
           pool: 'forks',
           testTimeout: 60_000,
           hookTimeout: 120_000,
