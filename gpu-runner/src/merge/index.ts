@@ -1,14 +1,29 @@
 export { signConsensusSum, tallConsensus } from './consensus.ts'
 export {
+  type CompressedDelta,
+  type CompressionTarget,
+  type CompressOptions,
+  compressDelta,
+  compressExclusive,
+  type ExclusiveTensor,
+} from './exclusive.ts'
+export {
   type ExpertParams,
   type GtaOptions,
   generalizedTaskArithmetic,
   resolveExpertParams,
 } from './gta.ts'
+export {
+  defaultMatmulBackend,
+  type GemmOptions,
+  MatmulBackend,
+  type MatmulStats,
+} from './matmul.ts'
 export { mergeTensor, validateMergeInput } from './merge-tensor.ts'
 export { keepRankRange } from './rank-select.ts'
 export { getStrategy, MERGE_STRATEGIES } from './registry.ts'
 export { createRng, type Rng } from './rng.ts'
+export { selectTensors, type TensorSelection } from './select-tensors.ts'
 export {
   bernoulli,
   dellaMagprune,
@@ -17,4 +32,6 @@ export {
   type SparsificationMethod,
   sparsify,
 } from './sparsify.ts'
+export { gramSvd, jacobiSvd, orthonormalize, randomizedSvd, type SvdFactors } from './svd.ts'
+export { type SymEig, symEig } from './sym-eig.ts'
 export type { MergeContext, MergeStrategy, TensorMergeInput } from './types.ts'
