@@ -97,14 +97,15 @@ export interface LocalGateway {
 export async function startLocalGateway(opts: LocalGatewayOptions): Promise<LocalGateway> {
   const port = opts.port ?? (await freePort())
   const envFile = join(opts.persistTo, 'gateway.env')
-  const escape = (v: string) => JSON.stringify(v)
-  await writeFile(
-    envFile,
-    `${Object.entries(opts.vars)
-      .map(([k, v]) => `${k}=${escape(v)}`)
-      .join('\n')}\n`,
-    { mode: 0o600 },
-  )
+  const lines = Object.entries(opts.vars).map(([k, v]) => {
+    // Single-quoted dotenv values are taken literally; refuse what would need escaping rather than guess.
+    if (!/^[A-Z][A-Z0-9_]*$/.test(k) || /['"\\\r\n]/.test(v))
+      throw new Error(
+        `var ${k}: names are UPPER_SNAKE and values may not contain quotes, \\ or newlines`,
+      )
+    return `${k}='${v}'`
+  })
+  await writeFile(envFile, `${lines.join('\n')}\n`, { mode: 0o600 })
   const child = spawn(
     process.execPath,
     [
