@@ -8,7 +8,7 @@
  *   npm run zoo -- --out DIR --routing FILE
  * @module
  */
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { availableParallelism, cpus, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -101,13 +101,27 @@ async function main(): Promise<number> {
       log,
     })
     console.log(resultsMarkdown(r.manifest, r.timings))
-    const files = ['zoo.json', committed.base.file, ...committed.experts.map((e) => e.file)]
+    const pairs = ['zoo.json', committed.base.file, ...committed.experts.map((e) => e.file)].map(
+      (f) => ({
+        label: f,
+        ours: join(committedDir, f),
+        fresh: join(tmp, f),
+      }),
+    )
+    // The routing file is not committed; compare it too when a previous run left one here.
+    const routing = resolve(committed.routing.file)
+    if (existsSync(routing))
+      pairs.push({
+        label: committed.routing.file,
+        ours: routing,
+        fresh: join(tmp, 'routing.jsonl'),
+      })
     let same = true
-    for (const f of files) {
-      const a = sha256Hex(readFileSync(join(committedDir, f)))
-      const b = sha256Hex(readFileSync(join(tmp, f)))
+    for (const p of pairs) {
+      const a = sha256Hex(readFileSync(p.ours))
+      const b = sha256Hex(readFileSync(p.fresh))
       if (a !== b) same = false
-      console.log(`${a === b ? 'identical' : 'DIFFERENT'}  ${f}  ${b}`)
+      console.log(`${a === b ? 'identical' : 'DIFFERENT'}  ${p.label}  ${b}`)
     }
     console.log(
       same
