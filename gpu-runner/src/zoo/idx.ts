@@ -85,8 +85,8 @@ export function parseIdx(bytes: Uint8Array, source: string, expect: IdxExpect = 
       source,
       `header says dims [${dims}] = ${count} bytes of data, file has ${payload} (${payload < count ? 'truncated' : 'trailing bytes'})`,
     )
-  // Copy out so the (possibly large) gunzip buffer is not kept alive by a view.
-  return { dims, data: raw.slice(header) }
+  // Copy out (Buffer#slice would be a view) so the whole file buffer is not kept alive by the result.
+  return { dims, data: new Uint8Array(raw.subarray(header)) }
 }
 
 /** Reads and parses an IDX file; a missing file is NOT_FOUND, a malformed one INVALID_MODEL. */
