@@ -32,6 +32,8 @@ export class Membership {
   private registered = false
   private intervalMs = 5000
   private failures = 0
+  /** The call in progress, so that stop() deregisters only after it (else a late heartbeat re-registers). */
+  private inflight: Promise<void> = Promise.resolve()
 
   constructor(private readonly opts: MembershipOptions) {}
 
@@ -46,13 +48,16 @@ export class Membership {
 
   /** Sends a heartbeat right away (e.g. when draining starts, so the gateway stops routing here at once). */
   async beat(): Promise<void> {
-    await this.send(this.registered ? 'heartbeat' : 'register').catch(() => undefined)
+    const call = this.inflight.then(() => this.send(this.registered ? 'heartbeat' : 'register'))
+    this.inflight = call.catch(() => undefined)
+    await this.inflight
   }
 
   /** Stops heartbeating and deregisters (best effort, bounded by the call timeout). */
   async stop(): Promise<void> {
     this.stopped = true
     if (this.timer) clearTimeout(this.timer)
+    await this.inflight
     try {
       await this.post(RUNNER_REGISTRY_PATHS.deregister, { runner_id: this.opts.state().runner_id })
       this.opts.logger.info('deregistered from the gateway', { gateway: this.opts.gatewayUrl })
@@ -69,7 +74,9 @@ export class Membership {
     if (this.stopped) return
     let delay: number
     try {
-      await this.send(this.registered ? 'heartbeat' : 'register')
+      const call = this.send(this.registered ? 'heartbeat' : 'register')
+      this.inflight = call.catch(() => undefined)
+      await call
       this.failures = 0
       delay = this.intervalMs
     } catch (err) {
