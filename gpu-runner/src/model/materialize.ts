@@ -129,40 +129,51 @@ export function readExclusiveFactors(
       )
     return { t, R }
   }
-  return manifest.exclusive.map((e): ExclusiveFactors => {
-    const S = TWIN_FACTOR_SUFFIXES
-    if (e.kind === 'vector') {
-      const [d] = e.shape
-      if (e.shape.length !== 1 || d === undefined)
-        throw invalid(model, `exclusive vector '${e.name}' must be 1-D, got [${e.shape.join(',')}]`)
-      return {
-        kind: 'vector',
-        name: e.name,
-        shape: [d],
-        shared: floatsOf(need(e.name, [d]).t, model),
-        delta: floatsOf(need(`${e.name}${S.delta}`, [T, d]).t, model),
+  const S = TWIN_FACTOR_SUFFIXES
+  // A matrix kept at rank 0 for every expert has no factors (and no exclusive knowledge): nothing to merge.
+  const rankless = (e: (typeof manifest.exclusive)[number]) =>
+    e.kind === 'matrix' &&
+    (e.ranks ?? []).reduce((a, b) => a + b, 0) === 0 &&
+    e.ranks !== undefined &&
+    !inits.has(`${e.name}${S.u}`)
+  return manifest.exclusive
+    .filter((e) => !rankless(e))
+    .map((e): ExclusiveFactors => {
+      if (e.kind === 'vector') {
+        const [d] = e.shape
+        if (e.shape.length !== 1 || d === undefined)
+          throw invalid(
+            model,
+            `exclusive vector '${e.name}' must be 1-D, got [${e.shape.join(',')}]`,
+          )
+        return {
+          kind: 'vector',
+          name: e.name,
+          shape: [d],
+          shared: floatsOf(need(e.name, [d]).t, model),
+          delta: floatsOf(need(`${e.name}${S.delta}`, [T, d]).t, model),
+        }
       }
-    }
-    const [rows, cols] = e.shape
-    if (e.shape.length !== 2 || rows === undefined || cols === undefined)
-      throw invalid(model, `exclusive matrix '${e.name}' must be 2-D, got [${e.shape.join(',')}]`)
-    const u = need(`${e.name}${S.u}`, [rows, 'R'])
-    const R = u.R
-    const expertOfRank = intsOf(need(`${e.name}${S.expertOfRank}`, [R]).t, model)
-    for (const t of expertOfRank)
-      if (t < 0 || t >= T)
-        throw invalid(model, `'${e.name}${S.expertOfRank}' names expert ${t}, outside [0, ${T})`)
-    return {
-      kind: 'matrix',
-      name: e.name,
-      shape: [rows, cols],
-      shared: floatsOf(need(e.name, [rows, cols]).t, model),
-      u: floatsOf(u.t, model),
-      v: floatsOf(need(`${e.name}${S.v}`, [R, cols]).t, model),
-      sigma: floatsOf(need(`${e.name}${S.sigma}`, [R]).t, model),
-      expertOfRank,
-    }
-  })
+      const [rows, cols] = e.shape
+      if (e.shape.length !== 2 || rows === undefined || cols === undefined)
+        throw invalid(model, `exclusive matrix '${e.name}' must be 2-D, got [${e.shape.join(',')}]`)
+      const u = need(`${e.name}${S.u}`, [rows, 'R'])
+      const R = u.R
+      const expertOfRank = intsOf(need(`${e.name}${S.expertOfRank}`, [R]).t, model)
+      for (const t of expertOfRank)
+        if (t < 0 || t >= T)
+          throw invalid(model, `'${e.name}${S.expertOfRank}' names expert ${t}, outside [0, ${T})`)
+      return {
+        kind: 'matrix',
+        name: e.name,
+        shape: [rows, cols],
+        shared: floatsOf(need(e.name, [rows, cols]).t, model),
+        u: floatsOf(u.t, model),
+        v: floatsOf(need(`${e.name}${S.v}`, [R, cols]).t, model),
+        sigma: floatsOf(need(`${e.name}${S.sigma}`, [R]).t, model),
+        expertOfRank,
+      }
+    })
 }
 
 /** Expert `t`'s dense delta of one exclusive tensor: ΔW_t = Σ_{r: e(r)=t} σ_r·U[:, r] ⊗ V[r, :], or Δb_t. */

@@ -309,6 +309,41 @@ describe('ServedModel, materialised merges', () => {
   })
 })
 
+describe('rank-0 exclusive matrices', () => {
+  it('have no factors by convention, and leave the materialised path available', async () => {
+    const f = makeTwinFixture()
+    await writePackage(
+      join(root, 'rank0'),
+      {
+        ...f.manifest,
+        exclusive: [
+          ...f.manifest.exclusive,
+          {
+            name: 'router.weight',
+            kind: 'matrix',
+            shape: [6, 3],
+            ranks: [0, 0, 0],
+            relError: [1, 1, 1],
+          },
+        ],
+      },
+      f.files,
+    )
+    const m = await loadModel(join(root, 'rank0'), {
+      provider: 'cpu',
+      merge: mergeTensor,
+      mergeCache: cacheOpts,
+    })
+    expect(m.metadata().parameters?.merge_paths).toContain('materialized')
+    const x = example(8)
+    const mat = await runOne(
+      request([x], { experts: { beta: 1 }, merge_method: 'task_arithmetic' }),
+      m,
+    )
+    expectClose(output(mat.out, 'y'), f.reference(x, [0, 1, 0]).y)
+  })
+})
+
 describe('loading', () => {
   it('refuses a package whose twin graph breaks the contract', async () => {
     const f = makeTwinFixture()

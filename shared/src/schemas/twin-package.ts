@@ -23,7 +23,7 @@
  *   - `<w>.twin_v`              float [R, cols]   (Vᵀ, pre-transposed)
  *   - `<w>.twin_sigma`          float [R]         singular values
  *   - `<w>.twin_expert_of_rank` int64 [R]         expert index (manifest `experts[].index`) of each rank column;
- *     per tensor, because ranks differ per tensor; R = Σ_t ranks[t], 0 < R
+ *     per tensor, because ranks differ per tensor; R = Σ_t ranks[t] (R = 0: the four are absent)
  *   and expert t's delta is ΔW_t = Σ_{r : e(r)=t} σ_r · U[:, r] ⊗ V[r, :] (a rank-0 expert has ΔW_t = 0);
  * - kind `vector`, shape [d]: `<w>.twin_delta` float [T, d], row t = expert t's exact delta.
  * A row with expert weights w then computes θ_s + Σ_t w_t·Δ_t in every exclusive tensor.
