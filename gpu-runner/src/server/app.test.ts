@@ -524,6 +524,35 @@ describe('backpressure and deadlines', () => {
   })
 })
 
+describe('client disconnects', () => {
+  it('a request whose client hung up leaves the queue and is counted as 499', async () => {
+    const r = await start({ maxBatchWaitMs: 5000, maxBatchSize: 64 })
+    const ac = new AbortController()
+    const headers = {
+      'content-type': 'application/json',
+      ...(await signRequest(SECRET, { method: 'POST', path: INFER, body: body() })),
+    }
+    const pending = fetch(`${r.url}${INFER}`, {
+      method: 'POST',
+      headers,
+      body: body(),
+      signal: ac.signal,
+    })
+    await new Promise((res) => setTimeout(res, 100))
+    ac.abort()
+    await expect(pending).rejects.toThrow()
+    let text = ''
+    for (let i = 0; i < 50 && !/code="499"\} 1/.test(text); i++) {
+      await new Promise((res) => setTimeout(res, 20))
+      text = (await call('/metrics', { sign: false, on: r })).text
+    }
+    expect(text).toMatch(
+      /twinserve_runner_requests_total\{model="tiny-twin",variant="twin",merge_path="factored",code="499"\} 1/,
+    )
+    expect(text).toMatch(/twinserve_runner_queue_depth 0/)
+  })
+})
+
 describe('metrics', () => {
   it('exposes request counts, latency, batches, queue, cache and provider', async () => {
     await call(INFER, {

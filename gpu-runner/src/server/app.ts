@@ -270,15 +270,17 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       return c.json(response)
     } catch (err) {
       const e = toAppError(err)
-      metrics.requests.inc({ ...labels, code: String(e.status) })
+      // A client that hung up gets no response; count it as nginx does (499), not as the client's mistake.
+      const status = c.req.raw.signal.aborted ? 499 : e.status
+      metrics.requests.inc({ ...labels, code: String(status) })
       if (e.code === 'RUNNER_OVERLOADED')
         metrics.rejected.inc({ reason: scheduler.draining ? 'draining' : 'overloaded' })
       if (e.code === 'RUNNER_TIMEOUT') metrics.rejected.inc({ reason: 'timeout' })
-      logger[e.status >= 500 ? 'error' : 'info']('infer', {
+      logger[status >= 500 ? 'error' : 'info']('infer', {
         request_id: requestId,
         ...labels,
         rows,
-        status: e.status,
+        status,
         code: e.code,
         duration_ms: Math.round((performance.now() - started) * 1000) / 1000,
         ...errorFields(err),
