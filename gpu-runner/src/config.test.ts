@@ -22,7 +22,7 @@ describe('parseServeArgs', () => {
       provider: 'auto',
       insecureLocal: false,
       maxBatchSize: 16,
-      maxBatchWaitMs: 2,
+      maxBatchWaitMs: 0,
       maxQueue: 256,
       concurrency: 1,
       requestTimeoutMs: 30000,
@@ -46,10 +46,10 @@ describe('parseServeArgs', () => {
     })
     expect(
       parseServeArgs(
-        ['--package', 'p', '--gateway-url', 'http://127.0.0.1:8787', '--max-batch-wait-ms', '0'],
+        ['--package', 'p', '--gateway-url', 'http://127.0.0.1:8787', '--max-batch-wait-ms', '5'],
         secret,
       ),
-    ).toMatchObject({ gatewayUrl: 'http://127.0.0.1:8787', maxBatchWaitMs: 0 })
+    ).toMatchObject({ gatewayUrl: 'http://127.0.0.1:8787', maxBatchWaitMs: 5 })
   })
 
   it('names the flag or variable that is wrong', () => {

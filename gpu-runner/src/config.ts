@@ -61,8 +61,11 @@ export const RunnerConfigSchema = z
     runnerId: z.string().min(1).max(128).optional(),
     /** Most rows one coalesced run may hold (a single larger request still runs, alone). */
     maxBatchSize: int(1, 65536).default(16),
-    /** How long the first request of a batch may wait for others to join. 0: no waiting. */
-    maxBatchWaitMs: int(0, 60_000).default(2),
+    /**
+     * How long the first request of a batch may wait for others to join. Default 0 (Triton's default too): an idle
+     * runner starts at once, and batches still form from the requests that arrive while a run executes.
+     */
+    maxBatchWaitMs: int(0, 60_000).default(0),
     /** Requests waiting (not yet running) beyond which new ones get 503 + Retry-After. */
     maxQueue: int(1, 1_000_000).default(256),
     /** Runs executing at once; 1 suits one device (onnxruntime parallelises inside a run). */
@@ -108,7 +111,7 @@ export const SERVE_USAGE = `usage: twinserve serve --package <dir> [--package <d
   --public-url <url>         URL the gateway calls this runner on (default http://<host>:<port>)
   --runner-id <id>           stable id in the gateway's registry (default host-pid-random)
   --max-batch-size <n>       rows per coalesced run (default 16)
-  --max-batch-wait-ms <n>    wait for a batch to fill (default 2)
+  --max-batch-wait-ms <n>    wait for a batch to fill (default 0: batches form while a run executes)
   --max-queue <n>            waiting requests before 503 (default 256)
   --concurrency <n>          runs at once (default 1)
   --request-timeout-ms <n>   per-request deadline (default 30000)
