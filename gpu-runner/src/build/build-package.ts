@@ -64,7 +64,7 @@ import {
   splitRouting,
 } from './routing-data.ts'
 import { type TrainedRouter, trainRouter } from './train-router.ts'
-import { type RowLayout, rewriteTwinGraph } from './twin-graph.ts'
+import { correctedOutputs, type RowLayout, rewriteTwinGraph } from './twin-graph.ts'
 import { type VerifyResult, verifyPackage } from './verify.ts'
 import { analyseSites, type TensorSite } from './weight-sites.ts'
 
@@ -251,18 +251,10 @@ async function buildTwin(
   )
 
   // Shapes: how each rewritten node's output and the feature line up with the batch.
-  const nodes = ctx.base.graph.node ?? []
-  const outputs = new Set<string>()
-  for (const m of exclusive.matrices) {
-    const site = ctx.sites.get(m.name)
-    if (site?.kind === 'matrix')
-      for (const u of site.uses) outputs.add(nodes[u.node]?.output?.[0] ?? '')
-  }
-  for (const v of exclusive.vectors) {
-    const site = ctx.sites.get(v.name)
-    if (site?.kind === 'vector')
-      for (const u of site.uses) outputs.add(nodes[u.node]?.output?.[0] ?? '')
-  }
+  const outputs = correctedOutputs(ctx.base.model, ctx.sites, [
+    ...exclusive.matrices,
+    ...exclusive.vectors,
+  ])
   const probeNames = [...new Set([...outputs, ctx.feature])]
   const fixed = fixedBatch(ctx.inputs)
   const batches = fixed === undefined ? [3, 5] : [fixed]

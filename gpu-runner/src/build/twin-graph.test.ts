@@ -15,6 +15,7 @@ import {
   transformerModel,
 } from './test-models.ts'
 import {
+  correctedOutputs,
   type MatrixFactors,
   type RowLayout,
   rewriteTwinGraph,
@@ -91,10 +92,7 @@ async function setup(build: (p: ParamProvider) => Uint8Array) {
     }
   }
   const inputs = modelInputs(model.graph)
-  const siteOutputs = new Set<string>()
-  for (const site of sites.values())
-    if (site.kind !== 'unsupported')
-      for (const u of site.uses) siteOutputs.add(model.graph.node?.[u.node]?.output?.[0] ?? '')
+  const siteOutputs = correctedOutputs(model.model, sites, [...matrices, ...vectors])
   const names = [...siteOutputs]
   const featureName = findFeature(model.model)
   const probe = await TensorProbe.open(sharedModel, [...names, featureName])

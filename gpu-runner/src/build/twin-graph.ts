@@ -24,7 +24,7 @@ import type { IModelProto, INodeProto, ModelProto } from '../onnx/proto.ts'
 import { onnx } from '../onnx/proto.ts'
 import { GraphEditor } from './graph-editor.ts'
 import { defaultOpset, Ops } from './ops.ts'
-import { floatAttr, intAttr, type TensorSite } from './weight-sites.ts'
+import { consumersOf, floatAttr, intAttr, type TensorSite } from './weight-sites.ts'
 
 export interface MatrixFactors {
   name: string
@@ -97,6 +97,64 @@ function ancestors(nodes: readonly INodeProto[], tensor: string): number[] {
   return [...seen].sort((a, b) => a - b)
 }
 
+/**
+ * The node whose output receives a matrix use's correction. Usually the MatMul/Gemm itself; but when a MatMul's
+ * only consumer is an `Add` of a constant (the bias of a Linear layer), after that Add: onnxruntime fuses
+ * MatMul + bias Add into one Gemm that accumulates the bias inside its K loop, so inserting the correction
+ * between them would change the shared computation's rounding. Past the Add, zero weights stay bit-exact.
+ */
+export function correctionTarget(
+  nodes: readonly INodeProto[],
+  consumers: ReadonlyMap<string, readonly { node: number; slot: number }[]>,
+  constants: ReadonlySet<string>,
+  graphOutputs: ReadonlySet<string>,
+  use: { node: number; op: string },
+): number {
+  if (use.op !== 'MatMul') return use.node
+  const y = nodes[use.node]?.output?.[0] ?? ''
+  const next = consumers.get(y) ?? []
+  const only = next[0]
+  if (next.length !== 1 || !only || graphOutputs.has(y)) return use.node
+  const add = nodes[only.node]
+  if (add?.opType !== 'Add' || (add.input ?? []).length !== 2) return use.node
+  const other = add.input?.[1 - only.slot] ?? ''
+  return constants.has(other) ? only.node : use.node
+}
+
+/** Tensors whose layout (batch alignment) the rewrite needs: the outputs of every node that gets a correction. */
+export function correctedOutputs(
+  model: IModelProto,
+  sites: ReadonlyMap<string, TensorSite>,
+  tensors: readonly { name: string }[],
+): string[] {
+  const nodes = model.graph?.node ?? []
+  const targets = correctionTargets(model, sites, tensors)
+  return [...new Set([...targets.values()].flat())].map((i) => nodes[i]?.output?.[0] ?? '')
+}
+
+/** For each (tensor, use index): the node whose output gets the correction. */
+function correctionTargets(
+  model: IModelProto,
+  sites: ReadonlyMap<string, TensorSite>,
+  tensors: readonly { name: string }[],
+): Map<string, number[]> {
+  const graph = model.graph ?? {}
+  const nodes = graph.node ?? []
+  const consumers = consumersOf(graph)
+  const constants = new Set((graph.initializer ?? []).map((t) => t.name ?? ''))
+  const outputs = new Set((graph.output ?? []).map((o) => o.name ?? ''))
+  const out = new Map<string, number[]>()
+  for (const { name } of tensors) {
+    const site = sites.get(name)
+    if (!site || site.kind === 'unsupported') continue
+    out.set(
+      name,
+      site.uses.map((u) => correctionTarget(nodes, consumers, constants, outputs, u)),
+    )
+  }
+  return out
+}
+
 export function rewriteTwinGraph(opts: TwinRewriteOptions): ModelProto {
   const model = cloneModel(opts.model)
   const graph = model.graph
@@ -107,28 +165,21 @@ export function rewriteTwinGraph(opts: TwinRewriteOptions): ModelProto {
   const orig = [...(graph.node ?? [])]
 
   // Which nodes get a correction, and the factors per tensor.
-  const siteNodes = new Set<number>()
-  const siteOf = (name: string) => {
+  const siteOf = (name: string, kind: 'matrix' | 'vector') => {
     const s = opts.sites.get(name)
     if (!s)
       throw new AppError(
         'INVALID_MODEL',
         `tensor '${name}' is not an initializer of the base graph`,
       )
+    if (s.kind !== kind)
+      throw new AppError('INVALID_MODEL', `tensor '${name}' is not a ${kind} site`)
     return s
   }
-  for (const m of opts.matrices) {
-    const s = siteOf(m.name)
-    if (s.kind !== 'matrix')
-      throw new AppError('INVALID_MODEL', `tensor '${m.name}' is not a matrix site`)
-    for (const u of s.uses) siteNodes.add(u.node)
-  }
-  for (const v of opts.vectors) {
-    const s = siteOf(v.name)
-    if (s.kind !== 'vector')
-      throw new AppError('INVALID_MODEL', `tensor '${v.name}' is not a vector site`)
-    for (const u of s.uses) siteNodes.add(u.node)
-  }
+  for (const m of opts.matrices) siteOf(m.name, 'matrix')
+  for (const v of opts.vectors) siteOf(v.name, 'vector')
+  const targets = correctionTargets(opts.model, opts.sites, [...opts.matrices, ...opts.vectors])
+  const siteNodes = new Set([...targets.values()].flat())
 
   // 1. Router input from the shared model: copy the feature's ancestors when any of them gets rewritten.
   let feature = opts.feature.tensor
@@ -309,7 +360,9 @@ export function rewriteTwinGraph(opts: TwinRewriteOptions): ModelProto {
     const s = ed.node('Mul', [gathered, sigma], { hint: `${m.name}/s` }) // [batch, R]
     let inT: string | undefined // [cols, R] for transposed uses
     let outT: string | undefined // [R, rows]
-    for (const use of site.uses) {
+    const uses = targets.get(m.name) ?? []
+    for (const [k, use] of site.uses.entries()) {
+      const target = uses[k] ?? use.node
       const n = orig[use.node] as INodeProto
       let x = n.input?.[0] ?? ''
       if (use.op === 'Gemm' && intAttr(n, 'transA', 0) === 1)
@@ -323,11 +376,11 @@ export function rewriteTwinGraph(opts: TwinRewriteOptions): ModelProto {
         outF = outT
       }
       const xu = ed.node('MatMul', [x, inF], { hint: `${m.name}/xu` }) // [.., R]
-      const z = ed.node('Mul', [xu, align(s, use.node)], { hint: `${m.name}/xus` })
+      const z = ed.node('Mul', [xu, align(s, target)], { hint: `${m.name}/xus` })
       let c = ed.node('MatMul', [z, outF], { hint: `${m.name}/delta` }) // [.., d_out]
       const alpha = use.op === 'Gemm' ? floatAttr(n, 'alpha', 1) : 1
       if (alpha !== 1) c = ed.node('Mul', [c, ops.scalar(alpha)], { hint: `${m.name}/alpha` })
-      addCorrection(use.node, c)
+      addCorrection(target, c)
     }
   }
 

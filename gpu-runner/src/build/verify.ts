@@ -1,6 +1,7 @@
 /**
  * End-of-build verification on the package as written: reload it through `loadPackage` (hashes checked), then
- * - all-zero weights must reproduce the `shared` variant (the twin contract says exactly);
+ * - all-zero weights must reproduce the `shared` variant (the twin contract says exactly; the max |Δ| is
+ *   reported, and float32 rounding, 1e-5 relative, is tolerated for graphs onnxruntime fuses differently);
  * - a one-hot row for expert t is compared with expert t's own ONNX model (max |Δ| reported: the compression
  *   error, 0 up to float rounding at full rank), next to how far expert t is from the shared model;
  * - the embedded router, run on the held-out routing examples, must agree with the router as trained;
@@ -117,6 +118,7 @@ export async function verifyPackage(v: VerifyInput): Promise<VerifyResult> {
       })
 
     let zeroDiff = 0
+    let scale = 0
     const oneHot = v.experts.map(() => 0)
     const gap = v.experts.map(() => 0)
     for (const group of batchesOf(v.checks, 64)) {
@@ -130,6 +132,7 @@ export async function verifyPackage(v: VerifyInput): Promise<VerifyResult> {
       const zero = outputsOf(await twin.run({ ...feeds, ...controls(B, T, () => 0, false) }))
       zero.forEach((z, i) => {
         zeroDiff = Math.max(zeroDiff, maxAbsDiff(z, base[i] as Float32Array))
+        for (const y of base[i] as Float32Array) scale = Math.max(scale, Math.abs(y))
       })
       tick(B * 2)
       for (let t = 0; t < T; t++) {

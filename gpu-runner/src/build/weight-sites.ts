@@ -54,7 +54,9 @@ function intsAttr(node: INodeProto, name: string): number[] | undefined {
 }
 
 /** Consumers of every tensor name: node index and input slot. */
-export function consumersOf(graph: GraphProto): Map<string, { node: number; slot: number }[]> {
+export function consumersOf(graph: {
+  node?: INodeProto[] | null
+}): Map<string, { node: number; slot: number }[]> {
   const map = new Map<string, { node: number; slot: number }[]>()
   ;(graph.node ?? []).forEach((n, node) => {
     ;(n.input ?? []).forEach((name, slot) => {
