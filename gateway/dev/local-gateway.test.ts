@@ -8,14 +8,14 @@ import {
   signRequest,
 } from '@twinserve/shared'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { RunnerStandIn } from '../test/node/runner-stand-in.ts'
 import { applyLocalMigrations, type LocalGateway, startLocalGateway } from './local-gateway.ts'
+import { RunnerStandIn } from './runner-stand-in.ts'
 
 const SECRET = 'dev-test-signing-secret-0123456789'
 const ADMIN = 'dev-test-admin-secret-0123456789'
 
 // The gateway as a real workerd process under `wrangler dev`, with migrations applied the documented way;
-// the upstream is a runner STAND-IN (gateway/test/node/runner-stand-in.ts), not the real runner.
+// the upstream is a runner STAND-IN (gateway/dev/runner-stand-in.ts), not the real runner.
 describe('gateway under wrangler dev (real process)', () => {
   let dir: string
   let gw: LocalGateway

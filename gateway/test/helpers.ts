@@ -120,7 +120,7 @@ export async function deregister(runnerId: string) {
   expect(res.status).toBe(200)
 }
 
-/** Runner stand-ins: real HTTP servers in Node (see test/node/runner-stand-in.ts). */
+/** Runner stand-ins: real HTTP servers in Node (see dev/runner-stand-in.ts). */
 export const standIns = {
   async start(id: string, models: string[]): Promise<StandInStats> {
     const res = await fetch(`${inject('standInControlUrl')}/stand-ins`, {

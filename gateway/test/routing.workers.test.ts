@@ -21,7 +21,7 @@ import {
   TEST_MAX_BODY_BYTES,
 } from './test-env.ts'
 
-// Runners here are STAND-INS (test/node/runner-stand-in.ts): real HTTP servers that speak V2 and check the
+// Runners here are STAND-INS (dev/runner-stand-in.ts): real HTTP servers that speak V2 and check the
 // gateway's signatures, standing in for runner processes in these workerd-only tests.
 
 let key: string

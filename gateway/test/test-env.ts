@@ -27,25 +27,4 @@ export const TEST_BINDINGS = {
   RATE_LIMIT_BURST: '1000',
 } as const
 
-/** Behaviours of the runner stand-ins (test/node/runner-stand-in.ts). */
-export type StandInBehavior =
-  | { mode: 'ok' }
-  /** Answers every model call with this status and an error body. */
-  | { mode: 'fail'; status: number }
-  /** Destroys the connection without answering (a crashed process). */
-  | { mode: 'reset' }
-  /** Answers correctly after a delay. */
-  | { mode: 'delay'; ms: number }
-  /** Answers 200 with a body that is not the protocol. */
-  | { mode: 'garbage' }
-
-export interface StandInStats {
-  id: string
-  url: string
-  infer: number
-  metadata: number
-  bad_signatures: number
-  /** Headers of the last model call, lower-cased. */
-  last_headers: Record<string, string>
-  max_in_flight: number
-}
+export type { StandInBehavior, StandInStats } from '../dev/stand-in-protocol.ts'

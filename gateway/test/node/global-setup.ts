@@ -11,8 +11,8 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { TestProject } from 'vitest/node'
+import { RunnerStandIn } from '../../dev/runner-stand-in.ts'
 import { type StandInBehavior, TEST_SIGNING_SECRET } from '../test-env.ts'
-import { RunnerStandIn } from './runner-stand-in.ts'
 
 async function json(req: IncomingMessage): Promise<unknown> {
   const chunks: Buffer[] = []

@@ -2,13 +2,14 @@
  * A runner STAND-IN for the gateway's workerd tests: a small real HTTP server on 127.0.0.1 that speaks the
  * Open Inference Protocol V2 like a Twinserve runner (verifying the gateway's HMAC signature with the shared
  * secret) but computes something trivial (each output is the sum of an input's values), with switchable
- * failure modes for routing, failover and breaker tests. The real runner is tested end to end in test/e2e/.
+ * failure modes for routing, failover and breaker tests, and a fixed upstream for the gateway-overhead
+ * benchmark. The real runner is tested end to end in test/e2e/.
  * @module
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 import { flattenTensorData, InferenceRequestSchema, verifyRequest } from '@twinserve/shared'
-import type { StandInBehavior, StandInStats } from '../test-env.ts'
+import type { StandInBehavior, StandInStats } from './stand-in-protocol.ts'
 
 function send(res: ServerResponse, status: number, body: unknown): void {
   const text = typeof body === 'string' ? body : JSON.stringify(body)
