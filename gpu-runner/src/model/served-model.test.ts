@@ -344,6 +344,35 @@ describe('rank-0 exclusive matrices', () => {
   })
 })
 
+describe('failure isolation', () => {
+  it('a request the graph refuses fails alone, as a 4xx naming the cause', async () => {
+    await writeTwinFixture(join(root, 'masked'), { sequence: true, withMask: true, name: 'masked' })
+    const m = await loadModel(join(root, 'masked'), { provider: 'cpu', mergeCache: cacheOpts })
+    const req = (seq: number, maskSeq: number): InferenceRequest => ({
+      inputs: [
+        { name: 'x', shape: [1, seq, 6], datatype: 'FP32', data: example(1, 6, seq) },
+        {
+          name: 'mask',
+          shape: [1, maskSeq],
+          datatype: 'FP32',
+          data: Array.from({ length: maskSeq }, () => 1),
+        },
+      ],
+    })
+    const good = m.prepare(req(2, 2))
+    // Every declared check passes: the mismatch is only between the two inputs, inside the graph.
+    const bad = m.prepare(req(2, 3))
+    const [alone] = await m.runIsolated([bad])
+    expect(alone).toBeInstanceOf(AppError)
+    expect((alone as AppError).code).toBe('INVALID_REQUEST')
+    expect((alone as AppError).message).toMatch(/model 'masked' cannot run this input: /)
+    // Coalesced with a good request (forced into one batch), only the bad one fails.
+    const results = await m.runIsolated([good, { ...bad, batchKey: good.batchKey }])
+    expect(results[0]).toEqual((await m.run([good]))[0])
+    expect(results[1]).toBeInstanceOf(AppError)
+  })
+})
+
 describe('loading', () => {
   it('refuses a package whose twin graph breaks the contract', async () => {
     const f = makeTwinFixture()

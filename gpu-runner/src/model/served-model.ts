@@ -324,6 +324,40 @@ export class ServedModel {
     return out
   }
 
+  /**
+   * Runs a batch so that one request cannot fail the others: when a coalesced run fails, each request is run
+   * alone, and only those that fail alone fail. A request that onnxruntime refuses on its own passed every
+   * declared check but not the graph's own (e.g. two inputs whose sequence lengths disagree): the caller's input.
+   * @returns per request: its outputs, or the AppError it failed with
+   */
+  async runIsolated(batch: readonly PreparedRequest[]): Promise<(ResponseOutput[] | AppError)[]> {
+    try {
+      return await this.run(batch)
+    } catch (err) {
+      if (batch.length === 1) return [this.classify(err)]
+      return Promise.all(
+        batch.map((r) =>
+          this.run([r]).then(
+            (out) => out[0] ?? this.classify(new Error('no result')),
+            (e: unknown) => this.classify(e),
+          ),
+        ),
+      )
+    }
+  }
+
+  private classify(err: unknown): AppError {
+    if (err instanceof AppError) return err
+    const detail = err instanceof Error ? (err.message.split('\n')[0] ?? '') : String(err)
+    return new AppError(
+      'INVALID_REQUEST',
+      `model '${this.name}' cannot run this input: ${detail}`,
+      {
+        cause: err,
+      },
+    )
+  }
+
   /** The twin graph's control inputs for a batch; requests without controls get all-zero weights. */
   private controlFeeds(batch: readonly { rows: number; controls?: RowControls }[]): Feeds {
     const T = this.T

@@ -399,6 +399,32 @@ describe('inference', () => {
     expect((await call(INFER, { body: body() })).status).toBe(200)
   })
 
+  it('an input the graph itself refuses is a 400, not a 500, and the runner goes on', async () => {
+    const masked = join(root, 'masked')
+    await writeTwinFixture(masked, { sequence: true, withMask: true, name: 'masked' })
+    const two = await start({ packages: [pkg, masked] })
+    const req = (maskSeq: number) =>
+      JSON.stringify({
+        inputs: [
+          { name: 'x', shape: [1, 2, 6], datatype: 'FP32', data: [...row, ...row] },
+          {
+            name: 'mask',
+            shape: [1, maskSeq],
+            datatype: 'FP32',
+            data: Array.from({ length: maskSeq }, () => 1),
+          },
+        ],
+      })
+    expectError(
+      await call('/v2/models/masked/infer', { body: req(3), on: two }),
+      400,
+      'INVALID_REQUEST',
+      /model 'masked' cannot run this input/,
+    )
+    expect((await call('/v2/models/masked/infer', { body: req(2), on: two })).status).toBe(200)
+    expect((await call(INFER, { body: body(), on: two })).status).toBe(200)
+  })
+
   it('refuses bodies over the limit with 413, with or without Content-Length', async () => {
     const small = await start({ maxBodyBytes: 2048 })
     const big = JSON.stringify({

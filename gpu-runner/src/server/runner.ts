@@ -85,7 +85,7 @@ export async function startRunner(config: RunnerConfig, deps: RunnerDeps = {}): 
       const name = batch[0]?.model ?? ''
       const model = models.get(name)
       if (!model) return Promise.reject(new AppError('INTERNAL', `model '${name}' vanished`))
-      return model.run(batch)
+      return model.runIsolated(batch)
     },
     {
       maxBatchSize: config.maxBatchSize,

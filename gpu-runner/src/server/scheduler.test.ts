@@ -158,6 +158,20 @@ describe('Scheduler', () => {
     expect(await s.submit({ batchKey: 'a', rows: 1, id: 3 }, { timeoutMs: 1000 })).toBe(3)
   })
 
+  it('fails only the requests the executor answers with an Error', async () => {
+    const s = new Scheduler<Item, number>(
+      async (batch) =>
+        batch.map((b) => (b.id === 2 ? new AppError('INVALID_REQUEST', 'bad row') : b.id)),
+      { ...opts, maxBatchWaitMs: 20 },
+    )
+    const settled = await Promise.allSettled(
+      [1, 2, 3].map((id) => s.submit({ batchKey: 'a', rows: 1, id }, { timeoutMs: 1000 })),
+    )
+    expect(
+      settled.map((r) => (r.status === 'fulfilled' ? r.value : (r.reason as AppError).code)),
+    ).toEqual([1, 'INVALID_REQUEST', 3])
+  })
+
   it('drain finishes everything accepted and refuses new work', async () => {
     const r = recorder(20)
     const s = new Scheduler<Item, number>(r.execute, { ...opts, maxBatchSize: 2 })

@@ -54,8 +54,12 @@ export class Scheduler<T extends Batchable, R> {
   private wake?: { at: number; timer: ReturnType<typeof setTimeout> }
   private idleWaiters: (() => void)[] = []
 
+  /**
+   * @param execute runs one batch; returns one entry per request, in order: its result, or an Error that fails
+   * only that request (a run that throws fails the whole batch)
+   */
   constructor(
-    private readonly execute: (batch: T[]) => Promise<R[]>,
+    private readonly execute: (batch: T[]) => Promise<(R | Error)[]>,
     private readonly opts: SchedulerOptions,
   ) {}
 
@@ -235,7 +239,7 @@ export class Scheduler<T extends Batchable, R> {
       this.pump()
       this.checkIdle()
     }
-    let run: Promise<R[]>
+    let run: Promise<(R | Error)[]>
     try {
       run = this.execute(batch.map((j) => j.item))
     } catch (err) {
@@ -245,11 +249,12 @@ export class Scheduler<T extends Batchable, R> {
       (results) => {
         batch.forEach((job, i) => {
           const r = results[i]
-          this.settle(job, (j) =>
-            r === undefined
-              ? j.reject(new AppError('INTERNAL', 'the batch returned fewer results than requests'))
-              : j.resolve(r),
-          )
+          this.settle(job, (j) => {
+            if (r === undefined)
+              j.reject(new AppError('INTERNAL', 'the batch returned fewer results than requests'))
+            else if (r instanceof Error) j.reject(r)
+            else j.resolve(r)
+          })
         })
         finish()
       },
