@@ -1,21 +1,24 @@
 /**
- * `npm run bench:twin-build`: builds the demo twin package from the zoo at several exclusive ranks (side by
+ * `npm run bench:twin-build`: builds the demo twin package from the zoo under several configurations (side by
  * side, one process) and measures, on every task's TEST split (never seen by the zoo's training, the router's
  * training or its selection):
  * - the experts, the base, the static `shared` (task arithmetic λ=0.3) and `ties` variants;
  * - the twin graph with oracle one-hot weights (the compression's cost alone) and with its own router
  *   (route → merge → infer in one run, what serving does by default);
- * plus the package size and the build time. Used to choose the committed demo's rank.
+ * plus the router's held-out accuracy, the package size and the build time. Used to choose the committed
+ * demo's rank and to show routing from an earlier tensor and the prototype router.
  *
- *   npm run bench:twin-build [-- --ranks 8,16,32,e0.5 --recipe gpu-runner/demo/recipe.yaml]   (e0.5: energy 0.5)
+ *   npm run bench:twin-build [-- --configs r8,r12,e0.5,r12:feature=pixels,r12:kind=prototype]
+ * A config is `r<rank>` or `e<energy>`, then `:key=value` router overrides.
  * @module
  */
 import { readFileSync } from 'node:fs'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { cpus, tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import { SHARED_VARIANT, TWIN_INPUTS } from '@twinserve/shared'
+import { type Recipe, SHARED_VARIANT, TWIN_INPUTS } from '@twinserve/shared'
+import YAML from 'yaml'
 import { buildPackage } from '../gpu-runner/src/build/build-package.ts'
 import { createReporter, markdownTable } from '../gpu-runner/src/build/progress.ts'
 import { loadPackage } from '../gpu-runner/src/package/load-package.ts'
@@ -25,20 +28,39 @@ import { loadTaskSplit } from '../gpu-runner/src/zoo/index.ts'
 
 const { values } = parseArgs({
   options: {
-    ranks: { type: 'string', default: '8,16,32,64' },
+    configs: {
+      type: 'string',
+      default: 'r8,r12,r16,r32,r64,r12:feature=hidden1,r12:feature=pixels,r12:kind=prototype',
+    },
     recipe: { type: 'string', default: 'gpu-runner/demo/recipe.yaml' },
   },
 })
-/** `16` is a fixed rank, `e0.6` an energy fraction. */
-const ranks = (values.ranks ?? '').split(',')
-const exclusiveOf = (r: string) => (r.startsWith('e') ? `energy: ${r.slice(1)}` : `rank: ${r}`)
 const recipePath = resolve(values.recipe ?? '')
-const recipeText = await readFile(recipePath, 'utf8')
-const experts = [...recipeText.matchAll(/- \{ name: ([a-z0-9-]+), model: (\S+) \}/g)].map((m) => ({
-  name: m[1] as string,
-  model: resolve(recipePath, '..', m[2] as string),
-}))
+const recipeDir = dirname(recipePath)
+const recipe = YAML.parse(await readFile(recipePath, 'utf8')) as Recipe
+const experts = recipe.experts.map((e) => ({ name: e.name, model: resolve(recipeDir, e.model) }))
 const T = experts.length
+
+function configRecipe(config: string): Recipe {
+  const [size, ...overrides] = config.split(':')
+  const router: Record<string, unknown> = {
+    ...recipe.router,
+    data: resolve(recipeDir, recipe.router.data),
+  }
+  for (const o of overrides) {
+    const [k, v] = o.split('=') as [string, string]
+    router[k] = Number.isNaN(Number(v)) ? v : Number(v)
+  }
+  return {
+    ...recipe,
+    base: resolve(recipeDir, recipe.base),
+    experts: experts.map((e) => ({ name: e.name, model: e.model })),
+    exclusive: size?.startsWith('e')
+      ? { energy: Number(size.slice(1)) }
+      : { rank: Number(size?.slice(1)) },
+    router: router as Recipe['router'],
+  }
+}
 
 type Session = ort.InferenceSession
 async function open(model: Uint8Array | string): Promise<Session> {
@@ -74,6 +96,7 @@ async function accuracy(
   return out
 }
 
+/** Twin controls: a one-hot row for `oneHot`, or the embedded router (dense) when undefined. */
 function controls(rows: number, oneHot: number | undefined): Record<string, ort.Tensor> {
   const mix = new Float32Array(rows * T)
   if (oneHot !== undefined) for (let r = 0; r < rows; r++) mix[r * T + oneHot] = 1
@@ -98,34 +121,22 @@ const rows: string[][] = []
 const row = (label: string, accs: number[], extra = '') =>
   rows.push([label, ...accs.map(pct), pct(mean(accs)), extra])
 
-const zoo = JSON.parse(await readFile(resolve(recipePath, '../zoo/zoo.json'), 'utf8')) as {
-  threads?: number
-}
-void zoo
-const expertAcc = await Promise.all(
-  experts.map(async (e, t) => (await accuracy(await open(e.model)))[t] as number),
-)
+const expertAcc: number[] = []
+for (const [t, e] of experts.entries())
+  expertAcc.push((await accuracy(await open(e.model)))[t] as number)
 row('experts (each on its own task)', expertAcc)
-const base = await open(resolve(recipePath, '../zoo/base.onnx'))
-row('base', await accuracy(base))
+row('base', await accuracy(await open(resolve(recipeDir, recipe.base))))
 
 const dir = await mkdtemp(join(tmpdir(), 'twin-build-bench-'))
 const sizes: string[][] = []
 let staticDone = false
 try {
-  for (const rank of ranks) {
-    const recipe = join(dir, `recipe-r${rank}.yaml`)
-    // Same recipe, paths made absolute, only the rank changed.
-    const text = recipeText
-      .replace(/rank: \d+/, exclusiveOf(rank))
-      .replace(
-        /(base|model|data): (\S+?)([ ,}\n])/g,
-        (_m, k, p, end) => `${k}: ${resolve(recipePath, '..', p)}${end}`,
-      )
-    await writeFile(recipe, text)
+  for (const config of (values.configs ?? '').split(',')) {
+    const path = join(dir, `${config.replace(/\W/g, '_')}.yaml`)
+    await writeFile(path, YAML.stringify(configRecipe(config)))
     const t0 = performance.now()
-    const report = await buildPackage(recipe, {
-      out: join(dir, `pkg-r${rank}`),
+    const report = await buildPackage(path, {
+      out: join(dir, `pkg-${config.replace(/\W/g, '_')}`),
       reporter: createReporter({ quiet: true }),
     })
     const seconds = (performance.now() - t0) / 1000
@@ -142,15 +153,16 @@ try {
       staticDone = true
     }
     const twin = await open(pkg.model)
-    row(`twin r${rank}, oracle one-hot`, await accuracy(twin, (n, t) => controls(n, t)))
+    const routerNote = `router: ${report.manifest.router.kind} on '${report.router.feature}', held-out ${pct(report.router.heldoutAccuracy)}%`
+    row(`twin ${config}, oracle one-hot`, await accuracy(twin, (n, t) => controls(n, t)))
     row(
-      `twin r${rank}, own router`,
+      `twin ${config}, own router`,
       await accuracy(twin, (n) => controls(n, undefined)),
-      `router held-out ${pct(report.router.heldoutAccuracy)}%`,
+      routerNote,
     )
     sizes.push([
-      `r${rank}`,
-      `${(report.sizes.files['model.onnx'] ?? 0) / 1e6}`.slice(0, 5),
+      config,
+      ((report.sizes.files['model.onnx'] ?? 0) / 1e6).toFixed(2),
       (report.sizes.packageBytes / 1e6).toFixed(2),
       (report.sizes.expertsBytes / 1e6).toFixed(2),
       seconds.toFixed(1),
@@ -166,8 +178,8 @@ process.stdout.write(
   `Machine: nproc ${cpus().length}, ${cpu}, Node ${process.version}, onnxruntime-node CPU. ${new Date().toISOString().slice(0, 10)}\n\n`,
 )
 process.stdout.write(
-  `Test accuracy, % (rows: model; columns: task)\n\n${markdownTable(['model', ...experts.map((e) => e.name), 'mean', ''], rows)}\n\n`,
+  `Test accuracy, % (rows: model; columns: task)\n\n${markdownTable(['model', ...experts.map((e) => e.name), 'mean', 'note'], rows)}\n\n`,
 )
 process.stdout.write(
-  `${markdownTable(['rank', 'model.onnx MB', 'package MB', 'experts MB', 'build s'], sizes)}\n`,
+  `${markdownTable(['config', 'model.onnx MB', 'package MB', 'experts MB', 'build s'], sizes)}\n`,
 )
