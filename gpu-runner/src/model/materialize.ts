@@ -17,6 +17,7 @@ import {
   type PackageManifest,
   TWIN_FACTOR_SUFFIXES,
 } from '@twinserve/shared'
+import type { MatmulBackend } from '../merge/matmul.ts'
 import { valueInfo } from '../onnx/graph-builder.ts'
 import { type ITensorProto, onnx, TensorDataType, toNumber } from '../onnx/proto.ts'
 
@@ -176,17 +177,40 @@ export function readExclusiveFactors(
     })
 }
 
-/** Expert `t`'s dense delta of one exclusive tensor: ΔW_t = Σ_{r: e(r)=t} σ_r·U[:, r] ⊗ V[r, :], or Δb_t. */
-export function expertDelta(f: ExclusiveFactors, t: number): Float32Array {
+/** Below this many multiply-adds a JS loop beats a call into onnxruntime. */
+const GEMM_MIN_MACS = 1 << 16
+
+/**
+ * Expert `t`'s dense delta of one exclusive tensor: ΔW_t = Σ_{r: e(r)=t} σ_r·U[:, r] ⊗ V[r, :] (as one product
+ * (U_t·diag σ_t)·V_t on onnxruntime when a backend is given and the product is large), or Δb_t.
+ */
+export async function expertDelta(
+  f: ExclusiveFactors,
+  t: number,
+  backend?: MatmulBackend,
+): Promise<Float32Array> {
   if (f.kind === 'vector') {
     const d = f.shape[0]
     return f.delta.slice(t * d, (t + 1) * d)
   }
   const [rows, cols] = f.shape
   const R = f.sigma.length
+  const ranks: number[] = []
+  for (let r = 0; r < R; r++) if (f.expertOfRank[r] === t) ranks.push(r)
+  const k = ranks.length
+  if (k === 0) return new Float32Array(rows * cols)
+  if (backend && rows * cols * k >= GEMM_MIN_MACS) {
+    const a = new Float32Array(rows * k) // [rows, k] = U_t·diag(σ_t)
+    const b = new Float32Array(k * cols) // [k, cols] = V_t
+    ranks.forEach((r, j) => {
+      const s = f.sigma[r] ?? 0
+      for (let i = 0; i < rows; i++) a[i * k + j] = (f.u[i * R + r] ?? 0) * s
+      b.set(f.v.subarray(r * cols, (r + 1) * cols), j * cols)
+    })
+    return backend.gemm(a, [rows, k], b, [k, cols])
+  }
   const out = new Float32Array(rows * cols) // [rows, cols]
-  for (let r = 0; r < R; r++) {
-    if (f.expertOfRank[r] !== t) continue
+  for (const r of ranks) {
     const s = f.sigma[r] ?? 0
     for (let i = 0; i < rows; i++) {
       const ui = (f.u[i * R + r] ?? 0) * s
@@ -209,14 +233,16 @@ export async function materializeMerge(
   spec: MergeSpec,
   experts: readonly { name: string; index: number }[],
   merge: MergeTensorFn,
+  backend?: MatmulBackend,
 ): Promise<Map<string, Float32Array>> {
   const out = new Map<string, Float32Array>()
   for (const f of factors) {
-    const thetas = experts.map(({ index }) => {
-      const d = expertDelta(f, index)
+    const thetas: Float32Array[] = []
+    for (const { index } of experts) {
+      const d = await expertDelta(f, index, backend)
       for (let i = 0; i < d.length; i++) d[i] = (d[i] ?? 0) + (f.shared[i] ?? 0)
-      return d
-    })
+      thetas.push(d)
+    }
     let merged: Float32Array
     try {
       merged = await merge(spec, {

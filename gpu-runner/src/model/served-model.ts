@@ -23,6 +23,7 @@ import {
   TWIN_INPUTS,
   TWIN_OUTPUT_WEIGHTS,
 } from '@twinserve/shared'
+import { MatmulBackend } from '../merge/matmul.ts'
 import { onnx } from '../onnx/proto.ts'
 import { sha256 } from '../package/write-package.ts'
 import { type OpenedSession, openSession, ort, type Provider } from '../runtime/ort-session.ts'
@@ -94,7 +95,11 @@ export class ServedModel {
   private readonly variants: Map<string, OpenedSession>
   private readonly declaredOutputs: TensorMetadata[]
   private readonly cache: MergeCache<Map<string, ort.Tensor>>
-  private materialized?: Promise<{ session: ort.InferenceSession; factors: ExclusiveFactors[] }>
+  private materialized?: Promise<{
+    session: ort.InferenceSession
+    factors: ExclusiveFactors[]
+    backend: MatmulBackend
+  }>
 
   constructor(private readonly init: ServedModelInit) {
     this.manifest = init.manifest
@@ -393,11 +398,17 @@ export class ServedModel {
     const merge = this.init.merge
     if (!recipe || !merge) throw new AppError('INTERNAL', 'materialised request without a recipe')
     this.materialized ??= this.openMaterialized()
-    const { session, factors } = await this.materialized
+    const { session, factors, backend } = await this.materialized
     const weights = await this.cache.get(
       recipe.key,
       async () => {
-        const merged = await materializeMerge(factors, recipe.selection.spec, recipe.experts, merge)
+        const merged = await materializeMerge(
+          factors,
+          recipe.selection.spec,
+          recipe.experts,
+          merge,
+          backend,
+        )
         const tensors = new Map<string, ort.Tensor>()
         for (const f of factors)
           tensors.set(
@@ -414,6 +425,7 @@ export class ServedModel {
   private async openMaterialized(): Promise<{
     session: ort.InferenceSession
     factors: ExclusiveFactors[]
+    backend: MatmulBackend
   }> {
     const rel = this.manifest.model.file
     const bytes = await readFile(join(this.init.dir, rel))
@@ -433,6 +445,11 @@ export class ServedModel {
       provider: this.provider,
       ...(this.init.threads ? { threads: this.init.threads } : {}),
     })
-    return { session: opened.session, factors }
+    // Rebuilding each expert's delta is a product per tensor: on onnxruntime, on this model's provider.
+    const backend = new MatmulBackend({
+      provider: this.provider,
+      ...(this.init.threads ? { threads: this.init.threads } : {}),
+    })
+    return { session: opened.session, factors, backend }
   }
 }
