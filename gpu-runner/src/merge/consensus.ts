@@ -5,40 +5,72 @@
  */
 import type { MajoritySignMethod } from '@twinserve/shared'
 
+/** Entries per block of the expert-major loops (fits L1/L2 with a Float64Array accumulator). */
+const BLOCK = 4096
+
 /**
- * Σ_i m_i·x_i and Σ_i m_i·w_i for each entry, where x_i = w_i·δ'_i are the weighted deltas and
- * m_i = [sign(x_i) = elected sign]. The elected sign is that of Σ_i x_i (`total`, mergekit `sum`) or of
- * Σ_i sign(x_i) (`frequency`, mergekit `count`), +1 on a tie; zero entries never agree with it, so they add
- * nothing to either sum (the disjoint mean).
+ * TIES sign election and the agreeing-entries sums, block by block. For weighted deltas x_i = w_i·δ'_i
+ * (weights applied here, on the fly) and m_i = [sign(x_i) = elected sign], calls
+ * `emit(start, len, sum, divisor)` with sum = Σ_i m_i·x_i and divisor = Σ_i m_i·w_i for entries
+ * start..start+len−1 (the arrays are reused between calls). The elected sign is that of Σ_i x_i (`total`,
+ * mergekit `sum`) or of Σ_i sign(x_i) (`frequency`, mergekit `count`), +1 on a tie; zero entries never agree
+ * with it, so they add nothing to either sum (the disjoint mean).
  * @see https://arxiv.org/abs/2306.01708
  */
+export function signConsensusBlocks(
+  deltas: readonly Float32Array[], // [T][n], unweighted δ'_i
+  weights: readonly number[], // [T]
+  method: MajoritySignMethod,
+  emit: (start: number, len: number, sum: Float64Array, divisor: Float64Array) => void,
+): void {
+  const n = deltas[0]?.length ?? 0
+  // Blocks of entries with the experts in the outer loop, so each expert's array is read sequentially
+  // (entry-major loops over T arrays made the whole TIES merge ~1.5× slower on a 768×3072 tensor), and the
+  // accumulators stay in cache.
+  const vote = new Float64Array(BLOCK)
+  const sum = new Float64Array(BLOCK)
+  const divisor = new Float64Array(BLOCK)
+  for (let start = 0; start < n; start += BLOCK) {
+    const len = Math.min(BLOCK, n - start)
+    vote.fill(0)
+    sum.fill(0)
+    divisor.fill(0)
+    deltas.forEach((d, i) => {
+      const w = weights[i] as number
+      if (method === 'total')
+        for (let j = 0; j < len; j++) vote[j] = (vote[j] as number) + w * (d[start + j] as number)
+      else
+        for (let j = 0; j < len; j++)
+          vote[j] = (vote[j] as number) + Math.sign(w * (d[start + j] as number))
+    })
+    // Elected sign as ±1, then a branchless agreement test (signs are random: branches mispredict).
+    for (let j = 0; j < len; j++) vote[j] = (vote[j] as number) >= 0 ? 1 : -1
+    deltas.forEach((d, i) => {
+      const w = weights[i] as number
+      for (let j = 0; j < len; j++) {
+        const v = w * (d[start + j] as number)
+        const agree = v * (vote[j] as number) > 0 ? 1 : 0
+        sum[j] = (sum[j] as number) + agree * v
+        divisor[j] = (divisor[j] as number) + agree * w
+      }
+    })
+    emit(start, len, sum, divisor)
+  }
+}
+
+/** `signConsensusBlocks` gathered into whole arrays (for callers that want them; the engine streams). */
 export function signConsensusSum(
-  weighted: readonly Float32Array[], // [T][n]
+  deltas: readonly Float32Array[], // [T][n]
   weights: readonly number[], // [T]
   method: MajoritySignMethod,
 ): { sum: Float64Array; divisor: Float64Array } {
-  const n = weighted[0]?.length ?? 0
+  const n = deltas[0]?.length ?? 0
   const sum = new Float64Array(n)
   const divisor = new Float64Array(n)
-  const T = weighted.length
-  for (let j = 0; j < n; j++) {
-    let vote = 0
-    if (method === 'total')
-      for (let i = 0; i < T; i++) vote += (weighted[i] as Float32Array)[j] as number
-    else for (let i = 0; i < T; i++) vote += Math.sign((weighted[i] as Float32Array)[j] as number)
-    const up = vote >= 0
-    let s = 0
-    let d = 0
-    for (let i = 0; i < T; i++) {
-      const x = (weighted[i] as Float32Array)[j] as number
-      if (up ? x > 0 : x < 0) {
-        s += x
-        d += weights[i] as number
-      }
-    }
-    sum[j] = s
-    divisor[j] = d
-  }
+  signConsensusBlocks(deltas, weights, method, (start, len, s, d) => {
+    sum.set(s.subarray(0, len), start)
+    divisor.set(d.subarray(0, len), start)
+  })
   return { sum, divisor }
 }
 
@@ -54,17 +86,23 @@ export function tallConsensus(
   k: number,
 ): Float64Array {
   const n = weighted[0]?.length ?? 0
-  const T = weighted.length
   const out = new Float64Array(n)
-  for (let j = 0; j < n; j++) {
-    let mtl = 0
-    for (let i = 0; i < T; i++) mtl += (weighted[i] as Float32Array)[j] as number
-    let votes = 0
-    for (let i = 0; i < T; i++) {
-      const x = (weighted[i] as Float32Array)[j] as number
-      if (Math.abs(x) > tallLambda * Math.abs(mtl - x)) votes++
-    }
-    out[j] = votes >= k ? mtl : 0
+  const mtl = new Float64Array(BLOCK)
+  const votes = new Uint32Array(BLOCK)
+  for (let start = 0; start < n; start += BLOCK) {
+    const len = Math.min(BLOCK, n - start)
+    mtl.fill(0)
+    votes.fill(0)
+    for (const x of weighted)
+      for (let j = 0; j < len; j++) mtl[j] = (mtl[j] as number) + (x[start + j] as number)
+    for (const x of weighted)
+      for (let j = 0; j < len; j++) {
+        const v = x[start + j] as number
+        if (Math.abs(v) > tallLambda * Math.abs((mtl[j] as number) - v))
+          votes[j] = (votes[j] as number) + 1
+      }
+    for (let j = 0; j < len; j++)
+      out[start + j] = (votes[j] as number) >= k ? (mtl[j] as number) : 0
   }
   return out
 }

@@ -7,7 +7,6 @@
  */
 import { AppError } from '@twinserve/shared'
 import { defaultMatmulBackend, type MatmulBackend } from './matmul.ts'
-import { createRng } from './rng.ts'
 import { jacobiSvd, randomizedSvd, type SvdFactors } from './svd.ts'
 
 export type CompressionTarget = { rank: number } | { energy: number }
@@ -128,9 +127,16 @@ function validate(
       'INVALID_REQUEST',
       `compressDelta: energy must lie in (0, 1], got ${target.energy}`,
     )
+}
+
+/** ‖delta‖²_F, checking finiteness on the way (a NaN or Inf makes the sum non-finite). */
+function checkedFrobenius2(delta: Float32Array): number {
+  const total = frobenius2(delta)
+  if (Number.isFinite(total)) return total
   for (let i = 0; i < delta.length; i++)
     if (!Number.isFinite(delta[i] as number))
       throw new AppError('INVALID_MODEL', `compressDelta: value ${i} is ${delta[i]}`)
+  return total
 }
 
 /**
@@ -150,7 +156,7 @@ export async function compressDelta(
   validate(delta, rows, cols, target)
   const be = opts.backend ?? defaultMatmulBackend()
   const minDim = Math.min(rows, cols)
-  const total = frobenius2(delta)
+  const total = checkedFrobenius2(delta)
   const empty = (): CompressedDelta => ({
     U: new Float32Array(0),
     S: new Float32Array(0),
@@ -171,7 +177,7 @@ export async function compressDelta(
         ? Math.min(target.rank, minDim)
         : rankForEnergy(factors.S, total, target.energy).k
   } else {
-    const rng = createRng(opts.seed ?? 0, 'svd', `${rows}x${cols}`)
+    const seed = opts.seed ?? 0
     const oversample = opts.oversample ?? 10
     const powerIterations = opts.powerIterations ?? 2
     if ('rank' in target) {
@@ -180,7 +186,7 @@ export async function compressDelta(
         sketch: k + oversample,
         powerIterations,
         keep: k,
-        rng,
+        seed,
       })
     } else {
       let sketch = Math.min(ENERGY_FIRST_SKETCH, minDim)
@@ -189,7 +195,7 @@ export async function compressDelta(
           sketch,
           powerIterations,
           keep: sketch,
-          rng,
+          seed,
         })
         const found = rankForEnergy(factors.S, total, target.energy)
         k = found.k

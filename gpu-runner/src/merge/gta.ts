@@ -6,7 +6,7 @@
  * @module
  */
 import type { MajoritySignMethod } from '@twinserve/shared'
-import { signConsensusSum } from './consensus.ts'
+import { signConsensusBlocks } from './consensus.ts'
 import { type SparsificationMethod, sparsify } from './sparsify.ts'
 import type { MergeContext } from './types.ts'
 
@@ -68,10 +68,11 @@ export function generalizedTaskArithmetic(ctx: MergeContext, opts: GtaOptions): 
   const { base } = ctx
   const n = base.length
   const weights = opts.params.map((p) => p.weight)
-  // δ_i → sparsify → w_i·δ'_i, each expert's array reused in place (one [n] buffer per expert alive).
-  const weighted = taskVectors(ctx).map((delta, i) => {
+  // δ_i → sparsify, each expert's array reused in place (one [n] buffer per expert alive); the weights are
+  // applied inside the mixing loops rather than in a pass of their own.
+  const sparse = taskVectors(ctx).map((delta, i) => {
     const p = opts.params[i] as ExpertParams
-    const sparse = opts.sparsification
+    return opts.sparsification
       ? sparsify(delta, {
           method: opts.sparsification,
           density: p.density,
@@ -82,27 +83,29 @@ export function generalizedTaskArithmetic(ctx: MergeContext, opts: GtaOptions): 
           rng: ctx.rngFor(i),
         })
       : delta
-    for (let j = 0; j < n; j++) sparse[j] = (sparse[j] as number) * p.weight
-    return sparse
   })
 
   const out = new Float32Array(n)
   if (opts.consensus) {
-    const { sum, divisor } = signConsensusSum(weighted, weights, opts.consensus)
-    for (let j = 0; j < n; j++) {
-      const d = divisor[j] as number
-      const mixed = opts.normalize ? (sum[j] as number) / (d === 0 ? 1 : d) : (sum[j] as number)
-      out[j] = (base[j] as number) + mixed * opts.lambda
-    }
+    const { normalize, lambda } = opts
+    signConsensusBlocks(sparse, weights, opts.consensus, (start, len, sum, divisor) => {
+      for (let j = 0; j < len; j++) {
+        const d = divisor[j] as number
+        const mixed = normalize ? (sum[j] as number) / (d === 0 ? 1 : d) : (sum[j] as number)
+        out[start + j] = (base[start + j] as number) + mixed * lambda
+      }
+    })
   } else {
     const total = weights.reduce((a, b) => a + b, 0)
     const divisor = opts.normalize && Math.abs(total) >= SUM_DIVISOR_EPS ? total : 1
     const scale = opts.lambda / divisor
-    for (let j = 0; j < n; j++) {
-      let s = 0
-      for (let i = 0; i < weighted.length; i++) s += (weighted[i] as Float32Array)[j] as number
-      out[j] = (base[j] as number) + s * scale
-    }
+    const acc = new Float64Array(n)
+    // Expert-major: each array is read sequentially.
+    sparse.forEach((d, i) => {
+      const w = weights[i] as number
+      for (let j = 0; j < n; j++) acc[j] = (acc[j] as number) + w * (d[j] as number)
+    })
+    for (let j = 0; j < n; j++) out[j] = (base[j] as number) + (acc[j] as number) * scale
   }
   return out
 }

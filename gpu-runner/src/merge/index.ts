@@ -1,4 +1,4 @@
-export { signConsensusSum, tallConsensus } from './consensus.ts'
+export { signConsensusBlocks, signConsensusSum, tallConsensus } from './consensus.ts'
 export {
   type CompressedDelta,
   type CompressionTarget,

@@ -19,34 +19,59 @@ function magnitudeKeys(values: Float32Array): Uint32Array {
 
 /**
  * The magnitude key at ascending rank `r` (0-based) and how many entries have a strictly smaller key.
- * Requires 0 ≤ r < n.
+ * Requires 0 ≤ r < n. Two passes over the data: a histogram of the top digit, then a gather of that digit's
+ * bucket; the remaining digits only look at the bucket.
  */
 export function keyAtRank(values: Float32Array, r: number): { key: number; less: number } {
   const bits = magnitudeKeys(values)
   const n = bits.length
-  let prefix = 0 // the key's digits fixed so far
-  let prefixMask = 0 // which bits of the key are fixed
-  let less = 0
+  const [first, ...rest] = DIGITS as [
+    { shift: number; bits: number },
+    ...{ shift: number; bits: number }[],
+  ]
+  const hist = new Uint32Array(1 << first.bits)
+  for (let i = 0; i < n; i++) {
+    const b = ((bits[i] as number) & 0x7fffffff) >>> first.shift
+    hist[b] = (hist[b] as number) + 1
+  }
   let rank = r
-  for (const { shift, bits: width } of DIGITS) {
-    const hist = new Uint32Array(1 << width)
+  let less = 0
+  let d = 0
+  for (; d < hist.length; d++) {
+    const c = hist[d] as number
+    if (rank < c) break
+    rank -= c
+    less += c
+  }
+  let candidates = new Uint32Array(hist[d] as number)
+  let m = 0
+  for (let i = 0; i < n; i++) {
+    const k = (bits[i] as number) & 0x7fffffff
+    if (k >>> first.shift === d) candidates[m++] = k
+  }
+  let prefix = (d << first.shift) >>> 0
+  for (const { shift, bits: width } of rest) {
     const digitMask = (1 << width) - 1
-    for (let i = 0; i < n; i++) {
-      const k = (bits[i] as number) & 0x7fffffff
-      if ((k & prefixMask) === prefix) {
-        const b = (k >>> shift) & digitMask
-        hist[b] = (hist[b] as number) + 1
-      }
+    const h = new Uint32Array(1 << width)
+    for (let i = 0; i < candidates.length; i++) {
+      const b = ((candidates[i] as number) >>> shift) & digitMask
+      h[b] = (h[b] as number) + 1
     }
-    let d = 0
-    for (; d < hist.length; d++) {
-      const c = hist[d] as number
+    let e = 0
+    for (; e < h.length; e++) {
+      const c = h[e] as number
       if (rank < c) break
       rank -= c
       less += c
     }
-    prefix = (prefix | (d << shift)) >>> 0
-    prefixMask = (prefixMask | (digitMask << shift)) >>> 0
+    prefix = (prefix | (e << shift)) >>> 0
+    const next = new Uint32Array(h[e] as number)
+    let t = 0
+    for (let i = 0; i < candidates.length; i++) {
+      const k = candidates[i] as number
+      if (((k >>> shift) & digitMask) === e) next[t++] = k
+    }
+    candidates = next
   }
   return { key: prefix, less }
 }

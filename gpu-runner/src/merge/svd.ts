@@ -10,7 +10,7 @@
  * @module
  */
 import type { MatmulBackend } from './matmul.ts'
-import type { Rng } from './rng.ts'
+import { createRng, type Rng } from './rng.ts'
 import { symEig } from './sym-eig.ts'
 
 /** A (possibly truncated) SVD: A ≈ U·diag(S)·Vᵀ, singular values descending. */
@@ -138,18 +138,21 @@ export function gramSvd(r: Float32Array, rows: number, cols: number): SvdFactors
 const ORTH_TOL = [1e-10, 1e-5] as const
 
 /**
- * Orthonormal basis of the columns of Y ([rows, c]): two passes of G = YᵀY = WΛWᵀ, Y ← Y·W·Λ^(-1/2), dropping
- * directions whose eigenvalue is negligible. Returns the basis and its width (≤ c; 0 for Y = 0).
+ * Orthonormal basis of the columns of Y ([rows, c]): passes of G = YᵀY = WΛWᵀ, Y ← Y·W·Λ^(-1/2), dropping
+ * directions whose eigenvalue is negligible. One pass leaves an orthogonality error of about κ(Y)²·ε (enough
+ * inside the power iterations, which only need a well-conditioned basis); the second makes it ~ε.
+ * Returns the basis and its width (≤ c; 0 for Y = 0).
  */
 export async function orthonormalize(
   be: MatmulBackend,
   y: Float32Array,
   rows: number,
   c: number,
+  passes: 1 | 2 = 2,
 ): Promise<{ Q: Float32Array; cols: number }> {
   let Q = y
   let cols = c
-  for (const tol of ORTH_TOL) {
+  for (const tol of ORTH_TOL.slice(0, passes)) {
     if (cols === 0) break
     const G = await be.gemm(Q, [rows, cols], Q, [rows, cols], { transA: true }) // [cols, cols]
     // Symmetrize: float32 rounding can make G[i][j] and G[j][i] differ in the last bit.
@@ -181,7 +184,31 @@ export interface RandomizedSvdOptions {
   powerIterations: number
   /** Keep at most this many components of the result. */
   keep: number
-  rng: Rng
+  /** Seed of the Gaussian test matrix. */
+  seed: number
+}
+
+const sketchCache = new Map<string, Float32Array>()
+/** How many test matrices to keep: a model has only a few distinct shapes. */
+const SKETCH_CACHE_SIZE = 8
+
+/**
+ * The Gaussian test matrix Ω ([cols, l]) for a seed and shape. Deterministic, so it is cached: generating
+ * it costs more than the JS side of a whole rank-32 compression otherwise.
+ */
+export function gaussianSketch(cols: number, l: number, seed: number): Float32Array {
+  const key = `${seed}:${cols}x${l}`
+  const hit = sketchCache.get(key)
+  if (hit) return hit
+  const rng: Rng = createRng(seed, 'svd-sketch', key)
+  const omega = new Float32Array(cols * l)
+  for (let i = 0; i < omega.length; i++) omega[i] = rng.normal()
+  if (sketchCache.size >= SKETCH_CACHE_SIZE) {
+    const oldest = sketchCache.keys().next().value
+    if (oldest !== undefined) sketchCache.delete(oldest)
+  }
+  sketchCache.set(key, omega)
+  return omega
 }
 
 /** Takes the first k columns of a [rows, c] row-major matrix. */
@@ -206,13 +233,14 @@ export async function randomizedSvd(
   const l = Math.min(opts.sketch, rows, cols)
   // A sketch as wide as the smaller side spans A's whole range already: no power iterations needed.
   const q = l >= Math.min(rows, cols) ? 0 : opts.powerIterations
-  const omega = new Float32Array(cols * l) // [cols, l]
-  for (let i = 0; i < omega.length; i++) omega[i] = opts.rng.normal()
+  const omega = gaussianSketch(cols, l, opts.seed) // [cols, l]
+  // Intermediate bases get one orthonormalization pass, the final Q two.
   let { Q, cols: c } = await orthonormalize(
     be,
     await be.gemm(a, [rows, cols], omega, [cols, l]),
     rows,
     l,
+    q > 0 ? 1 : 2,
   )
   for (let it = 0; it < q && c > 0; it++) {
     const z = await orthonormalize(
@@ -220,12 +248,14 @@ export async function randomizedSvd(
       await be.gemm(a, [rows, cols], Q, [rows, c], { transA: true }),
       cols,
       c,
+      1,
     )
     const y = await orthonormalize(
       be,
       await be.gemm(a, [rows, cols], z.Q, [cols, z.cols]),
       rows,
       z.cols,
+      it === q - 1 ? 2 : 1,
     )
     Q = y.Q
     c = y.cols

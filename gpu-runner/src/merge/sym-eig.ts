@@ -18,14 +18,10 @@ export function symEig(a: ArrayLike<number>, n: number): SymEig {
   const V = Float64Array.from({ length: n * n }, (_, i) => a[i] as number)
   const d = new Float64Array(n)
   const e = new Float64Array(n)
-  const at = (i: number, j: number) => V[i * n + j] as number
-  const set = (i: number, j: number, v: number) => {
-    V[i * n + j] = v
-  }
   if (n === 0) return { values: d, vectors: V }
 
   // tred2: reduce to tridiagonal form, accumulating the transformations in V.
-  for (let j = 0; j < n; j++) d[j] = at(n - 1, j)
+  for (let j = 0; j < n; j++) d[j] = V[(n - 1) * n + j] as number
   for (let i = n - 1; i > 0; i--) {
     let scale = 0
     let h = 0
@@ -33,9 +29,9 @@ export function symEig(a: ArrayLike<number>, n: number): SymEig {
     if (scale === 0) {
       e[i] = d[i - 1] as number
       for (let j = 0; j < i; j++) {
-        d[j] = at(i - 1, j)
-        set(i, j, 0)
-        set(j, i, 0)
+        d[j] = V[(i - 1) * n + j] as number
+        V[i * n + j] = 0
+        V[j * n + i] = 0
       }
     } else {
       for (let k = 0; k < i; k++) {
@@ -51,11 +47,11 @@ export function symEig(a: ArrayLike<number>, n: number): SymEig {
       for (let j = 0; j < i; j++) e[j] = 0
       for (let j = 0; j < i; j++) {
         f = d[j] as number
-        set(j, i, f)
-        g = (e[j] as number) + at(j, j) * f
+        V[j * n + i] = f
+        g = (e[j] as number) + (V[j * n + j] as number) * f
         for (let k = j + 1; k <= i - 1; k++) {
-          g += at(k, j) * (d[k] as number)
-          e[k] = (e[k] as number) + at(k, j) * f
+          g += (V[k * n + j] as number) * (d[k] as number)
+          e[k] = (e[k] as number) + (V[k * n + j] as number) * f
         }
         e[j] = g
       }
@@ -70,32 +66,32 @@ export function symEig(a: ArrayLike<number>, n: number): SymEig {
         f = d[j] as number
         g = e[j] as number
         for (let k = j; k <= i - 1; k++)
-          set(k, j, at(k, j) - (f * (e[k] as number) + g * (d[k] as number)))
-        d[j] = at(i - 1, j)
-        set(i, j, 0)
+          V[k * n + j] = (V[k * n + j] as number) - (f * (e[k] as number) + g * (d[k] as number))
+        d[j] = V[(i - 1) * n + j] as number
+        V[i * n + j] = 0
       }
     }
     d[i] = h
   }
   for (let i = 0; i < n - 1; i++) {
-    set(n - 1, i, at(i, i))
-    set(i, i, 1)
+    V[(n - 1) * n + i] = V[i * n + i] as number
+    V[i * n + i] = 1
     const h = d[i + 1] as number
     if (h !== 0) {
-      for (let k = 0; k <= i; k++) d[k] = at(k, i + 1) / h
+      for (let k = 0; k <= i; k++) d[k] = (V[k * n + i + 1] as number) / h
       for (let j = 0; j <= i; j++) {
         let g = 0
-        for (let k = 0; k <= i; k++) g += at(k, i + 1) * at(k, j)
-        for (let k = 0; k <= i; k++) set(k, j, at(k, j) - g * (d[k] as number))
+        for (let k = 0; k <= i; k++) g += (V[k * n + i + 1] as number) * (V[k * n + j] as number)
+        for (let k = 0; k <= i; k++) V[k * n + j] = (V[k * n + j] as number) - g * (d[k] as number)
       }
     }
-    for (let k = 0; k <= i; k++) set(k, i + 1, 0)
+    for (let k = 0; k <= i; k++) V[k * n + i + 1] = 0
   }
   for (let j = 0; j < n; j++) {
-    d[j] = at(n - 1, j)
-    set(n - 1, j, 0)
+    d[j] = V[(n - 1) * n + j] as number
+    V[(n - 1) * n + j] = 0
   }
-  set(n - 1, n - 1, 1)
+  V[(n - 1) * n + (n - 1)] = 1
   e[0] = 0
 
   // tql2: implicit QL on the tridiagonal matrix.
@@ -143,10 +139,10 @@ export function symEig(a: ArrayLike<number>, n: number): SymEig {
           p = c * (d[i] as number) - s * g
           d[i + 1] = h + s * (c * g + s * (d[i] as number))
           for (let k = 0; k < n; k++) {
-            const vk1 = at(k, i + 1)
-            const vk = at(k, i)
-            set(k, i + 1, s * vk + c * vk1)
-            set(k, i, c * vk - s * vk1)
+            const vk1 = V[k * n + i + 1] as number
+            const vk = V[k * n + i] as number
+            V[k * n + i + 1] = s * vk + c * vk1
+            V[k * n + i] = c * vk - s * vk1
           }
         }
         p = (-s * s2 * c3 * el1 * (e[l] as number)) / dl1
