@@ -17,7 +17,6 @@ import { rename, rm, stat } from 'node:fs/promises'
 import { basename, dirname, join, resolve } from 'node:path'
 import {
   AppError,
-  type ExclusiveSpec,
   type MergeSpec,
   PACKAGE_FORMAT,
   PACKAGE_FORMAT_VERSION,
@@ -55,7 +54,7 @@ import {
   tensorToFloat32,
   withFloatInitializers,
 } from './read-onnx.ts'
-import { type LoadedRecipe, loadRecipe } from './recipe-file.ts'
+import { loadRecipe } from './recipe-file.ts'
 import { routerEmitter } from './router-graph.ts'
 import {
   type RoutingExample,
@@ -213,7 +212,6 @@ interface TwinBuild {
 
 interface Context {
   recipe: Recipe
-  loaded: LoadedRecipe
   base: OnnxModel
   baseValues: Map<string, Float32Array>
   expertValues: Map<string, Float32Array>[]
@@ -242,7 +240,7 @@ async function buildTwin(
     selected: ctx.selected,
     shared,
     experts: ctx.expertValues,
-    spec: recipe.exclusive as ExclusiveSpec,
+    spec: recipe.exclusive,
     onTensor: (d, t) => step.tick(d, t),
   })
   const totalRank = exclusive.matrices.reduce((a, m) => a + m.sigma.length, 0)
@@ -351,7 +349,7 @@ export async function buildPackage(recipePath: string, opts: BuildOptions): Prom
   const inputs = modelInputs(base.graph)
   const outputs = modelOutputs(base.graph)
   const sites = analyseSites(base.graph, base.initializers)
-  const selected = selectExclusive(sites, recipe.exclusive as ExclusiveSpec)
+  const selected = selectExclusive(sites, recipe.exclusive)
   const feature = recipe.router.feature ?? defaultFeature(base)
   checkFeature(base, feature)
   const baseValues = floatValues(base)
@@ -375,7 +373,6 @@ export async function buildPackage(recipePath: string, opts: BuildOptions): Prom
   )
   const ctx: Context = {
     recipe,
-    loaded,
     base,
     baseValues,
     expertValues,
