@@ -1,0 +1,207 @@
+/**
+ * Merge-engine benchmark (issue #3): build the shared expert with TIES and compress 8 experts' exclusive
+ * knowledge at rank 32, on BERT-base-sized tensors (12 layers × {4 × 768×768, 768×3072, 3072×768}), streaming
+ * one tensor name at a time; plus the rate the SVD's matrix products reach against onnxruntime's plain MatMul
+ * rate, in the same process.
+ *
+ * Run: npm run bench:merge            (full size; about a minute on 2 cores)
+ *      npm run bench:merge -- --layers 2   (quick look)
+ * @module
+ */
+import { readFileSync } from 'node:fs'
+import os from 'node:os'
+import {
+  compressDelta,
+  createRng,
+  MatmulBackend,
+  mergeTensor,
+  type Rng,
+} from '@twinserve/gpu-runner/src/merge/index.ts'
+import { parseMergeSpec } from '@twinserve/shared'
+
+const EXPERTS = 8
+const RANK = 32
+/** Task vectors: a rank-8 signal per expert plus dense noise, so the spectrum has a head and a tail. */
+const SIGNAL_RANK = 8
+const SIGNAL_SCALE = 0.01
+const NOISE_SCALE = 0.001
+const BASE_SCALE = 0.02
+const TIES = { method: 'ties', density: 0.2, lambda: 1 } as const
+
+function arg(name: string, fallback: number): number {
+  const i = process.argv.indexOf(`--${name}`)
+  const v = i >= 0 ? Number(process.argv[i + 1]) : fallback
+  if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} needs a positive number`)
+  return v
+}
+
+function cpuModel(): string {
+  try {
+    const line = readFileSync('/proc/cpuinfo', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('model name'))
+    return line?.split(':')[1]?.trim() ?? os.cpus()[0]?.model ?? 'unknown'
+  } catch {
+    return os.cpus()[0]?.model ?? 'unknown'
+  }
+}
+
+function gaussian(n: number, rng: Rng, scale: number): Float32Array {
+  const out = new Float32Array(n)
+  for (let i = 0; i < n; i++) out[i] = rng.normal() * scale
+  return out
+}
+
+const rssMb = () => process.memoryUsage().rss / 2 ** 20
+
+/** Plain MatMul rate: median of `runs` timed calls after warm-up. */
+async function plainRate(
+  be: MatmulBackend,
+  m: number,
+  k: number,
+  n: number,
+  opts: { transA?: boolean } = {},
+): Promise<{ label: string; ms: number; gflops: number }> {
+  const rng = createRng(1, 'plain', `${m}x${k}x${n}`)
+  const a = gaussian(m * k, rng, 1)
+  const b = gaussian(k * n, rng, 1)
+  const aShape: [number, number] = opts.transA ? [k, m] : [m, k]
+  for (let i = 0; i < 3; i++) await be.gemm(a, aShape, b, [k, n], opts)
+  const times: number[] = []
+  for (let i = 0; i < 20; i++) {
+    const t = performance.now()
+    await be.gemm(a, aShape, b, [k, n], opts)
+    times.push(performance.now() - t)
+  }
+  times.sort((x, y) => x - y)
+  const ms = times[Math.floor(times.length / 2)] as number
+  const label = `[${m}×${k}]${opts.transA ? ' (as Aᵀ)' : ''} · [${k}×${n}]`
+  return { label, ms, gflops: (2 * m * k * n) / ms / 1e6 }
+}
+
+async function main(): Promise<void> {
+  const layers = arg('layers', 12)
+  const loadBefore = os.loadavg()[0] as number
+  const shapes: [string, number, number][] = []
+  for (let l = 0; l < layers; l++) {
+    for (const p of ['query', 'key', 'value', 'attention.output'])
+      shapes.push([`layer.${l}.${p}.weight`, 768, 768])
+    shapes.push([`layer.${l}.intermediate.weight`, 768, 3072])
+    shapes.push([`layer.${l}.output.weight`, 3072, 768])
+  }
+  const params = shapes.reduce((s, [, r, c]) => s + r * c, 0)
+
+  // 1. onnxruntime's plain MatMul rate, same backend type and settings as the SVD uses.
+  const plainBe = new MatmulBackend()
+  const plain = [
+    await plainRate(plainBe, 1024, 1024, 1024),
+    await plainRate(plainBe, 768, 3072, 42),
+    await plainRate(plainBe, 3072, 768, 42, { transA: true }),
+  ]
+  await plainBe.dispose()
+
+  // 2. The streaming pipeline.
+  const spec = parseMergeSpec(TIES)
+  const svdBe = new MatmulBackend()
+  const genBe = new MatmulBackend() // task-vector generation, kept out of the SVD's counters
+  const names = Array.from({ length: EXPERTS }, (_, i) => `expert-${i}`)
+  let genMs = 0
+  let tiesMs = 0
+  let compressMs = 0
+  let peakSampledRss = rssMb()
+  const relErrors: number[] = []
+  const ranks: number[] = []
+  const methods = new Set<string>()
+  const started = performance.now()
+  for (const [tensorName, rows, cols] of shapes) {
+    const g0 = performance.now()
+    const rng = createRng(0, 'bench', tensorName)
+    const base = gaussian(rows * cols, rng, BASE_SCALE)
+    const experts: Float32Array[] = []
+    for (let t = 0; t < EXPERTS; t++) {
+      const left = gaussian(rows * SIGNAL_RANK, rng, SIGNAL_SCALE)
+      const right = gaussian(SIGNAL_RANK * cols, rng, 1 / Math.sqrt(SIGNAL_RANK))
+      const theta = await genBe.gemm(left, [rows, SIGNAL_RANK], right, [SIGNAL_RANK, cols])
+      for (let i = 0; i < theta.length; i++)
+        theta[i] = (theta[i] as number) + (base[i] as number) + rng.normal() * NOISE_SCALE
+      experts.push(theta)
+    }
+    genMs += performance.now() - g0
+
+    const t0 = performance.now()
+    const shared = mergeTensor(spec, { base, experts, names, shape: [rows, cols], tensorName })
+    const t1 = performance.now()
+    tiesMs += t1 - t0
+    for (const theta of experts) {
+      const v = new Float32Array(theta.length)
+      for (let i = 0; i < v.length; i++) v[i] = (theta[i] as number) - (shared[i] as number)
+      const c = await compressDelta(v, rows, cols, { rank: RANK }, { backend: svdBe })
+      relErrors.push(c.relError)
+      ranks.push(c.rank)
+      methods.add(c.method)
+    }
+    compressMs += performance.now() - t1
+    peakSampledRss = Math.max(peakSampledRss, rssMb())
+  }
+  const wallMs = performance.now() - started
+  const peakRssMb = process.resourceUsage().maxRSS / 1024
+  const loadAfter = os.loadavg()[0] as number
+  await svdBe.dispose()
+  await genBe.dispose()
+
+  const svdRate = svdBe.stats.flops / svdBe.stats.seconds / 1e9
+  const endToEnd = svdBe.stats.flops / (compressMs / 1000) / 1e9
+  const sorted = [...relErrors].sort((a, b) => a - b)
+  const q = (p: number) =>
+    (sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] as number).toFixed(4)
+  const fmt = (x: number, d = 1) => x.toFixed(d)
+  const sq = plain[0] as { gflops: number }
+  const thin = plain[1] as { gflops: number }
+
+  console.log(`# merge-engine benchmark, ${new Date().toISOString().slice(0, 10)}`)
+  console.log(
+    `machine: ${os.availableParallelism()} cores (${cpuModel()}), ${fmt(os.totalmem() / 2 ** 30, 0)} GiB, node ${process.version}, onnxruntime-node CPU provider (${svdBe.provider ?? 'cpu'}); 1-min load average ${fmt(loadBefore, 2)} before, ${fmt(loadAfter, 2)} after (other processes share the cores)`,
+  )
+  console.log(
+    `workload: ${layers} layers × 6 tensors = ${shapes.length} tensors, ${fmt(params / 1e6, 2)} M params per model, ${EXPERTS} experts; TIES density ${TIES.density}; rank ${RANK} (${[...methods].join('/')} SVD, oversample 10, 2 power iterations)`,
+  )
+  console.log('')
+  console.log('| phase | seconds |')
+  console.log('| --- | --- |')
+  console.log(
+    `| TIES shared expert (${shapes.length} tensors × ${EXPERTS} experts) | ${fmt(tiesMs / 1000, 2)} |`,
+  )
+  console.log(
+    `| compress ${EXPERTS} experts × ${shapes.length} tensors at rank ${RANK} | ${fmt(compressMs / 1000, 2)} |`,
+  )
+  console.log(
+    `| **TIES + compression** (target ≤ 60 s) | **${fmt((tiesMs + compressMs) / 1000, 2)}** |`,
+  )
+  console.log(`| (generating the random experts, not counted) | ${fmt(genMs / 1000, 2)} |`)
+  console.log(`| wall, everything | ${fmt(wallMs / 1000, 2)} |`)
+  console.log('')
+  console.log(
+    `peak RSS: **${fmt(peakRssMb, 0)} MB** (getrusage maxrss; target ≤ 2048 MB); highest sampled after a tensor: ${fmt(peakSampledRss, 0)} MB`,
+  )
+  console.log(
+    `relError per expert-tensor (${relErrors.length}): min ${q(0)}, median ${q(0.5)}, max ${q(0.9999)}; ranks kept: ${Math.min(...ranks)}–${Math.max(...ranks)}`,
+  )
+  console.log('')
+  console.log('| matrix products | GFLOP/s | ms/call | vs square MatMul |')
+  console.log('| --- | --- | --- | --- |')
+  for (const p of plain)
+    console.log(
+      `| plain MatMul ${p.label} | ${fmt(p.gflops)} | ${fmt(p.ms, 3)} | ${fmt(p.gflops / sq.gflops, 2)}× |`,
+    )
+  console.log(
+    `| SVD products, inside session.run (${svdBe.stats.calls} calls, ${fmt(svdBe.stats.flops / 1e9, 1)} GFLOP) | ${fmt(svdRate)} | ${fmt((svdBe.stats.seconds * 1000) / svdBe.stats.calls, 3)} | ${fmt(svdRate / sq.gflops, 2)}× (${fmt(svdRate / thin.gflops, 2)}× of the thin [768×3072]·[3072×42]) |`,
+  )
+  console.log(
+    `| SVD products over the whole compression time (incl. JS: orthonormalization, residual) | ${fmt(endToEnd)} | | ${fmt(endToEnd / sq.gflops, 2)}× |`,
+  )
+}
+
+main().catch((err: unknown) => {
+  console.error(err)
+  process.exitCode = 1
+})
