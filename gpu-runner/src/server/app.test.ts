@@ -597,6 +597,14 @@ describe('metrics', () => {
     expect(t).toMatch(
       /twinserve_runner_requests_total\{model="tiny-twin",variant="",merge_path="",code="400"\} \d+/,
     )
+    // Unknown model names (caller-chosen) do not become label values.
+    expect(t).toMatch(
+      /twinserve_runner_requests_total\{model="",variant="",merge_path="",code="404"\} \d+/,
+    )
+    expect(t).not.toMatch(/model="nope"/)
+    expect(t).toMatch(
+      /twinserve_runner_requests_total\{model="tiny-twin",variant="",merge_path="",code="415"\} \d+/,
+    )
     expect(t).toMatch(
       /twinserve_runner_request_duration_seconds_count\{model="tiny-twin",variant="uniform",merge_path="static"\} 1/,
     )

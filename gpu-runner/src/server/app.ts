@@ -206,7 +206,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.post('/v2/models/:model/infer', async (c) => {
     const started = performance.now()
     const requestId = c.get('requestId')
-    let labels = { model: c.req.param('model'), variant: '', merge_path: '' }
+    // Labels stay empty until the model is known: caller-chosen names must not grow the metric's label set.
+    let labels = { model: '', variant: '', merge_path: '' }
     let rows = 0
     try {
       const model = modelOf(c.req.param('model'))
@@ -279,6 +280,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       logger[status >= 500 ? 'error' : 'info']('infer', {
         request_id: requestId,
         ...labels,
+        model: labels.model || c.req.param('model'),
         rows,
         status,
         code: e.code,
