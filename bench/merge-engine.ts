@@ -16,6 +16,7 @@ import {
   MatmulBackend,
   mergeTensor,
   type Rng,
+  symEig,
 } from '@twinserve/gpu-runner/src/merge/index.ts'
 import { parseMergeSpec } from '@twinserve/shared'
 
@@ -112,6 +113,8 @@ async function main(): Promise<void> {
   const relErrors: number[] = []
   const ranks: number[] = []
   const methods = new Set<string>()
+  /** One 768×768 exclusive matrix kept aside to compare the randomized SVD with the optimum. */
+  let probe: Float32Array | undefined
   const started = performance.now()
   for (const [tensorName, rows, cols] of shapes) {
     const g0 = performance.now()
@@ -135,6 +138,7 @@ async function main(): Promise<void> {
     for (const theta of experts) {
       const v = new Float32Array(theta.length)
       for (let i = 0; i < v.length; i++) v[i] = (theta[i] as number) - (shared[i] as number)
+      if (!probe && rows === 768 && cols === 768) probe = v
       const c = await compressDelta(v, rows, cols, { rank: RANK }, { backend: svdBe })
       relErrors.push(c.relError)
       ranks.push(c.rank)
@@ -148,6 +152,22 @@ async function main(): Promise<void> {
   const loadAfter = os.loadavg()[0] as number
   await svdBe.dispose()
   await genBe.dispose()
+
+  // Quality, outside the timings: the optimal rank-32 error (Eckart–Young, from the float64 eigenvalues of
+  // vᵀv) against what the randomized SVD reached on the same matrix.
+  let quality = ''
+  if (probe) {
+    const qBe = new MatmulBackend()
+    const gram = await qBe.gemm(probe, [768, 768], probe, [768, 768], { transA: true })
+    const eig = symEig(Float64Array.from(gram), 768)
+    const s2 = Array.from(eig.values, (x) => Math.max(0, x)).sort((a, b) => b - a)
+    const all = s2.reduce((a, b) => a + b, 0)
+    const optimal = Math.sqrt(s2.slice(RANK).reduce((a, b) => a + b, 0) / all)
+    const reached = (await compressDelta(probe, 768, 768, { rank: RANK }, { backend: qBe }))
+      .relError
+    quality = `rank-${RANK} relError on one 768×768 exclusive matrix: ${reached.toFixed(4)} vs optimal ${optimal.toFixed(4)} (+${((reached / optimal - 1) * 100).toFixed(2)}%)`
+    await qBe.dispose()
+  }
 
   const svdRate = svdBe.stats.flops / svdBe.stats.seconds / 1e9
   const endToEnd = svdBe.stats.flops / (compressMs / 1000) / 1e9
@@ -186,6 +206,7 @@ async function main(): Promise<void> {
   console.log(
     `relError per expert-tensor (${relErrors.length}): min ${q(0)}, median ${q(0.5)}, max ${q(0.9999)}; ranks kept: ${Math.min(...ranks)}–${Math.max(...ranks)}`,
   )
+  if (quality) console.log(quality)
   console.log('')
   console.log('| matrix products | GFLOP/s | ms/call | vs square MatMul |')
   console.log('| --- | --- | --- | --- |')
