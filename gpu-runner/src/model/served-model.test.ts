@@ -373,6 +373,25 @@ describe('failure isolation', () => {
   })
 })
 
+describe('fixed batch dimension', () => {
+  it('a model declaring batch 1 never coalesces requests', async () => {
+    const f = makeTwinFixture({ name: 'fixed-batch' })
+    await writePackage(
+      join(root, 'fixed'),
+      { ...f.manifest, inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 6] }] },
+      f.files,
+    )
+    const m = await loadModel(join(root, 'fixed'), { provider: 'cpu', mergeCache: cacheOpts })
+    const a = m.prepare(request([example(1)]))
+    const b = m.prepare(request([example(2)]))
+    expect(a.batchKey).not.toBe(b.batchKey)
+    expect(model.prepare(request([example(1)])).batchKey).toBe(
+      model.prepare(request([example(2)])).batchKey,
+    )
+    expect(codeOf(() => m.prepare(request([example(1), example(2)])))).toMatch(/shape \[2,6\]/)
+  })
+})
+
 describe('loading', () => {
   it('refuses a package whose twin graph breaks the contract', async () => {
     const f = makeTwinFixture()

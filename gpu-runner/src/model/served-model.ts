@@ -95,6 +95,9 @@ export class ServedModel {
   private readonly variants: Map<string, OpenedSession>
   private readonly declaredOutputs: TensorMetadata[]
   private readonly cache: MergeCache<Map<string, ort.Tensor>>
+  /** Rows of different requests can share a run only if every declared input and output is batched on dim 0. */
+  private readonly batchable: boolean
+  private solo = 0
   private materialized?: Promise<{
     session: ort.InferenceSession
     factors: ExclusiveFactors[]
@@ -114,6 +117,9 @@ export class ServedModel {
       { name: TWIN_OUTPUT_WEIGHTS, datatype: 'FP32', shape: [-1, this.T] },
     ]
     this.cache = new MergeCache(init.mergeCache)
+    this.batchable = [...init.manifest.inputs, ...init.manifest.outputs].every(
+      (t) => t.shape[0] === -1,
+    )
     ServedModel.checkContract(init)
   }
 
@@ -187,7 +193,10 @@ export class ServedModel {
     const selection = parseMergeControls(request.parameters)
     const { tensors, rows } = decodeInputs(request.inputs, this.manifest.inputs)
     const outputs = this.selectOutputs(request)
-    const shapes = tensors.map((t) => t.dims.slice(1).join('x')).join(';')
+    // A model with a fixed batch dimension runs each request alone: a key no other request has.
+    const shapes =
+      tensors.map((t) => t.dims.slice(1).join('x')).join(';') +
+      (this.batchable ? '' : `|solo:${++this.solo}`)
     const common = { model: this.name, rows, inputs: tensors, outputs }
 
     if (selection.kind === 'variant') {
