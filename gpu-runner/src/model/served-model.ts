@@ -73,7 +73,7 @@ export interface ServedModelInit {
   twin: OpenedSession
   variants: Map<string, OpenedSession>
   threads?: number
-  /** Null: the materialised path is unavailable, with this reason. */
+  /** Set when the materialised path is unavailable: the reason, reported in metadata and errors. */
   materializedUnavailable?: string
   merge?: MergeTensorFn
   mergeCache: { maxEntries: number; maxBytes: number; onLookup?: (hit: boolean) => void }
