@@ -523,7 +523,8 @@ describe('request signatures', () => {
 
 describe('backpressure and deadlines', () => {
   it('a full queue answers 503 with Retry-After, and the accepted requests still succeed', async () => {
-    const tight = await start({ maxQueue: 2, maxBatchWaitMs: 300, maxBatchSize: 64 })
+    // A 1.5 s batch window holds the first two in the queue while the other three arrive, even on a busy machine.
+    const tight = await start({ maxQueue: 2, maxBatchWaitMs: 1500, maxBatchSize: 64 })
     const calls = Array.from({ length: 5 }, () => call(INFER, { body: body(), on: tight }))
     const results = await Promise.all(calls)
     const statuses = results.map((r) => r.status).sort()
