@@ -6,6 +6,7 @@
 import { AppError } from '@twinserve/shared'
 import { z } from 'zod'
 import type { Bindings } from './env.ts'
+import { LOG_LEVELS } from './lib/log.ts'
 
 const int = (min: number, max: number, fallback: number) =>
   z.coerce.number().int().min(min).max(max).default(fallback)
@@ -26,16 +27,18 @@ export const GatewayConfigSchema = z.object({
   /** Consecutive failures that open a runner's circuit breaker. */
   BREAKER_FAILURE_THRESHOLD: int(1, 1000, 3),
   BREAKER_COOLDOWN_MS: int(10, 10 * 60_000, 10_000),
+  /** Per-isolate cache of API key lookups; a key revoked elsewhere stops working within this time. */
+  AUTH_CACHE_TTL_MS: int(0, 10 * 60_000, 5_000),
+  /** How old an isolate's snapshot of the registry may be before it is fetched again. */
+  ROUTING_CACHE_MS: int(0, 60_000, 1_000),
+  /** How often each isolate flushes its counters to the registry object. */
+  METRICS_FLUSH_MS: int(10, 60_000, 1_000),
+  /** Minimum level of the structured logs (info logs one line per request). */
+  LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
   RUNNER_SIGNING_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
   ADMIN_BOOTSTRAP_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
 })
 export type GatewayConfig = z.infer<typeof GatewayConfigSchema>
-
-/** The part of the config the registry Durable Object needs (it reads its own env). */
-export type RegistryConfig = Pick<
-  GatewayConfig,
-  'HEARTBEAT_INTERVAL_MS' | 'BREAKER_FAILURE_THRESHOLD' | 'BREAKER_COOLDOWN_MS'
->
 
 const cache = new WeakMap<object, GatewayConfig>()
 

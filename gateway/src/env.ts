@@ -12,7 +12,7 @@ import type { RequestLog } from './middleware/request-log/request-log.ts'
 export interface Bindings {
   /** D1: API keys (gateway/migrations). */
   DB: D1Database
-  /** One instance (`global`): runners, health, circuit breakers, counters. */
+  /** One instance (`global`): membership, cold-start waits, counters. */
   RUNNER_REGISTRY: DurableObjectNamespace<RunnerRegistry>
   /** One instance per API key id: its token bucket and daily quota. */
   RATE_LIMITER: DurableObjectNamespace<RateLimiter>
@@ -31,6 +31,10 @@ export interface Bindings {
   MAX_BODY_BYTES?: string
   BREAKER_FAILURE_THRESHOLD?: string
   BREAKER_COOLDOWN_MS?: string
+  AUTH_CACHE_TTL_MS?: string
+  ROUTING_CACHE_MS?: string
+  METRICS_FLUSH_MS?: string
+  LOG_LEVEL?: string
 }
 
 export type AppEnv = {

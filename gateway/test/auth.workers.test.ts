@@ -2,7 +2,7 @@ import { env } from 'cloudflare:test'
 import { ApiKeyListSchema, ApiKeySchema, sha256Hex } from '@twinserve/shared'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { bearer, createKey, expectError, gw, migrate } from './helpers.ts'
-import { TEST_ADMIN_SECRET } from './test-env.ts'
+import { TEST_ADMIN_SECRET, TEST_AUTH_CACHE_TTL_MS } from './test-env.ts'
 
 beforeAll(migrate)
 
@@ -48,6 +48,18 @@ describe('API key authentication (inside workerd, real D1)', () => {
       'UNAUTHENTICATED',
     )
     expect(body.error).toMatch(/revoked/)
+  })
+
+  it('a key revoked by another isolate (straight in D1) stops working within AUTH_CACHE_TTL_MS', async () => {
+    const key = await createKey({ tenant: 'acme', scopes: ['infer'], models: ['alpha'] })
+    expect((await modelReady('alpha', bearer(key.key))).status).toBe(503)
+    await env.DB.prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ?')
+      .bind(new Date().toISOString(), key.id)
+      .run()
+    // Still cached here: this isolate did not see the revocation.
+    expect((await modelReady('alpha', bearer(key.key))).status).toBe(503)
+    await new Promise((r) => setTimeout(r, TEST_AUTH_CACHE_TTL_MS + 50))
+    await expectError(await modelReady('alpha', bearer(key.key)), 401, 'UNAUTHENTICATED')
   })
 
   it('403 for a key outside its models; "*" covers every model', async () => {

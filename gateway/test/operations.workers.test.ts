@@ -63,7 +63,8 @@ describe('metrics', () => {
     expect(text).toContain(
       'twinserve_gateway_request_duration_ms_bucket{route="infer",model="m-ops",le="+Inf"} 3',
     )
-    expect(text).toContain('twinserve_gateway_runners{state="healthy"} 1')
+    expect(text).toContain('twinserve_gateway_runners{state="ready"} 1')
+    expect(text).toContain('twinserve_gateway_runner_breaker_open{runner="ops-runner"} 0')
     expect(text).toContain('# TYPE twinserve_gateway_request_duration_ms histogram')
 
     const json = GatewayMetricsSchema.parse(

@@ -1,7 +1,7 @@
 import { env, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test'
 import { RegistryAckSchema, RUNNER_REGISTRY_PATHS, RunnerListSchema } from '@twinserve/shared'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { EXPIRY_INTERVALS } from '../src/durable-objects/runner-registry.ts'
+import { EXPIRY_INTERVALS } from '../src/lib/registry-snapshot.ts'
 import { REGISTRY_NAME } from '../src/lib/registry-stub.ts'
 import {
   bearer,

@@ -1,7 +1,11 @@
 import { describe, expect, it } from 'vitest'
 import { CircuitBreaker } from '../src/lib/circuit-breaker.ts'
+import { MetricsBuffer } from '../src/lib/metrics-buffer.ts'
 import { pickPowerOfTwo } from '../src/lib/power-of-two.ts'
+import type { RunnerRecord } from '../src/lib/registry-snapshot.ts'
+import { RunnerPool } from '../src/lib/runner-pool.ts'
 import { initialBucket, takeToken } from '../src/lib/token-bucket.ts'
+import { TtlCache } from '../src/lib/ttl-cache.ts'
 
 /** A seeded LCG, so the random draws are reproducible. */
 function rng(seed: number): () => number {
@@ -136,5 +140,127 @@ describe('token bucket', () => {
     const r = takeToken(s, q, 6 * day - 5000)
     expect(r).toMatchObject({ allowed: false, reason: 'quota', retryAfterS: 5 })
     expect(takeToken(r.state, q, 6 * day).allowed).toBe(true)
+  })
+})
+
+describe('RunnerPool (per-isolate routing state)', () => {
+  const record = (id: string, over: Partial<RunnerRecord> = {}): RunnerRecord => ({
+    runner_id: id,
+    url: `http://${id}`,
+    provider: 'cpu',
+    models: [{ name: 'm', variants: ['shared'], experts: [], ready: true }],
+    load: { queue_depth: 0, in_flight: 0, capacity: 10 },
+    draining: false,
+    registered_at: 0,
+    last_seen: 1_000_000,
+    ...over,
+  })
+  const snap = (runners: RunnerRecord[]) => ({ runners, heartbeat_interval_ms: 1000 })
+  const make = () =>
+    new RunnerPool({ cacheMs: 500, breakerThreshold: 2, breakerCooldownMs: 1000, random: rng(3) })
+
+  it('serves a snapshot while fresh, then asks again', () => {
+    const pool = make()
+    expect(pool.fresh(0)).toBeUndefined()
+    pool.adopt(snap([record('a')]), 1000)
+    expect(pool.fresh(1500)?.runners).toHaveLength(1)
+    expect(pool.fresh(1501)).toBeUndefined()
+    pool.adopt(snap([]), 2000)
+    pool.invalidate()
+    expect(pool.fresh(2000)).toBeUndefined()
+  })
+
+  it('holders: live (3 heartbeat intervals), not draining, model ready', () => {
+    const pool = make()
+    const s = snap([
+      record('live'),
+      record('stale', { last_seen: 1_000_000 - 3001 }),
+      record('draining', { draining: true }),
+      record('loading', { models: [{ name: 'm', variants: [], experts: [], ready: false }] }),
+      record('other', { models: [{ name: 'x', variants: [], experts: [], ready: true }] }),
+    ])
+    expect(pool.holders(s, 'm', 1_000_000).map((r) => r.runner_id)).toEqual(['live'])
+  })
+
+  it('picks by load, skips tried runners, prefers the variant, and honours its breakers', () => {
+    const pool = make()
+    const busy = record('busy', { load: { queue_depth: 8, in_flight: 2, capacity: 10 } })
+    const idle = record('idle')
+    const ties = record('ties', {
+      models: [{ name: 'm', variants: ['shared', 'ties'], experts: [], ready: true }],
+      load: { queue_depth: 9, in_flight: 1, capacity: 10 },
+    })
+    expect(pool.pick([busy, idle], 'm', undefined, [], 0)?.runner_id).toBe('idle')
+    expect(pool.pick([busy, idle], 'm', undefined, ['idle'], 0)?.runner_id).toBe('busy')
+    expect(pool.pick([busy, idle, ties], 'm', 'ties', [], 0)?.runner_id).toBe('ties')
+    // Our own in-flight count outweighs a stale report of an idle runner.
+    for (let i = 0; i < 12; i++) pool.dispatch('idle', 0)
+    expect(pool.pick([busy, idle], 'm', undefined, [], 0)?.runner_id).toBe('busy')
+    for (let i = 0; i < 12; i++) pool.settle('idle', 'ok', 0)
+    expect(pool.view('idle', 0).outstanding).toBe(0)
+
+    pool.dispatch('idle', 0)
+    expect(pool.settle('idle', 'server_error', 0)).toBe(false)
+    pool.dispatch('idle', 0)
+    expect(pool.settle('idle', 'timeout', 0)).toBe(true)
+    expect(pool.view('idle', 10)).toEqual({
+      breaker: 'open',
+      consecutive_failures: 2,
+      outstanding: 0,
+    })
+    expect(pool.pick([busy, idle], 'm', undefined, [], 10)?.runner_id).toBe('busy')
+    // 4xx verdicts and overload are not the runner failing.
+    pool.dispatch('busy', 0)
+    pool.settle('busy', 'client_error', 0)
+    pool.dispatch('busy', 0)
+    pool.settle('busy', 'overloaded', 0)
+    expect(pool.view('busy', 0).breaker).toBe('closed')
+  })
+
+  it('a connection failure drops the cached snapshot (the runner may have left)', () => {
+    const pool = make()
+    pool.adopt(snap([record('a')]), 0)
+    pool.dispatch('a', 0)
+    pool.settle('a', 'connect_error', 0)
+    expect(pool.fresh(0)).toBeUndefined()
+  })
+})
+
+describe('MetricsBuffer', () => {
+  it('sums counters and histograms per label set until drained', () => {
+    const b = new MetricsBuffer()
+    expect(b.empty).toBe(true)
+    b.inc('twinserve_gateway_retries_total', { model: 'm' })
+    b.inc('twinserve_gateway_retries_total', { model: 'm' }, 2)
+    b.inc('twinserve_gateway_retries_total', { model: 'n' })
+    b.observe('twinserve_gateway_cold_start_wait_ms', { model: 'm' }, 3)
+    b.observe('twinserve_gateway_cold_start_wait_ms', { model: 'm' }, 4)
+    b.observe('twinserve_gateway_cold_start_wait_ms', { model: 'm' }, 1e9)
+    const batch = b.drain()
+    expect(b.empty).toBe(true)
+    expect(batch.counters).toEqual([
+      { name: 'twinserve_gateway_retries_total', key: '["m"]', by: 3 },
+      { name: 'twinserve_gateway_retries_total', key: '["n"]', by: 1 },
+    ])
+    const [h] = batch.histograms
+    expect(h?.count).toBe(3)
+    expect(h?.sum).toBe(1e9 + 7)
+    // 3 and 4 fall in the (2.5, 5] bucket; 1e9 is above every bound (only in count).
+    expect(h?.buckets.reduce((a, c) => a + c, 0)).toBe(2)
+    expect(h?.buckets[2]).toBe(2)
+  })
+})
+
+describe('TtlCache', () => {
+  it('expires entries and evicts the oldest beyond its size', () => {
+    const c = new TtlCache<number>(2)
+    c.set('a', 1, 100)
+    expect(c.get('a', 99)).toBe(1)
+    expect(c.get('a', 100)).toBeUndefined()
+    c.set('a', 1, 1000)
+    c.set('b', 2, 1000)
+    c.set('c', 3, 1000)
+    expect(c.get('a', 0)).toBeUndefined()
+    expect(c.get('c', 0)).toBe(3)
   })
 })

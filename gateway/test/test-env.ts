@@ -11,6 +11,7 @@ export const TEST_HEARTBEAT_INTERVAL_MS = 5000
 export const TEST_BREAKER_FAILURE_THRESHOLD = 2
 export const TEST_BREAKER_COOLDOWN_MS = 60_000
 export const TEST_MAX_BODY_BYTES = 256 * 1024
+export const TEST_AUTH_CACHE_TTL_MS = 400
 
 /** The string vars the gateway reads, as wrangler would pass them. */
 export const TEST_BINDINGS = {
@@ -25,6 +26,8 @@ export const TEST_BINDINGS = {
   REQUEST_DEADLINE_MS: '10000',
   RATE_LIMIT_RPS: '1000',
   RATE_LIMIT_BURST: '1000',
+  AUTH_CACHE_TTL_MS: String(TEST_AUTH_CACHE_TTL_MS),
+  METRICS_FLUSH_MS: '50',
 } as const
 
 export type { StandInBehavior, StandInStats } from '../dev/stand-in-protocol.ts'

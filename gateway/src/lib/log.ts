@@ -4,10 +4,19 @@
  * @module
  */
 
-type Level = 'debug' | 'info' | 'warn' | 'error'
+export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const
+export type LogLevel = (typeof LOG_LEVELS)[number]
 export type LogFields = Record<string, string | number | boolean | null | undefined>
 
-export function log(level: Level, event: string, fields: LogFields = {}): void {
+let threshold = LOG_LEVELS.indexOf('info')
+
+/** Sets the isolate's minimum level (from LOG_LEVEL); lines below it are not written. */
+export function setLogLevel(level: LogLevel): void {
+  threshold = LOG_LEVELS.indexOf(level)
+}
+
+export function log(level: LogLevel, event: string, fields: LogFields = {}): void {
+  if (LOG_LEVELS.indexOf(level) < threshold) return
   const line = JSON.stringify({ ts: new Date().toISOString(), level, event, ...fields })
   if (level === 'error') console.error(line)
   else if (level === 'warn') console.warn(line)

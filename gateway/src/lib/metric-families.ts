@@ -66,17 +66,22 @@ export const METRIC_FAMILIES = {
     labels: ['reason', 'tenant'],
   },
   twinserve_gateway_runner_events_total: {
-    help: 'Registry membership events, by kind (register, heartbeat, deregister, expire, breaker_open).',
+    help: 'Membership and health events, by kind (register, heartbeat, deregister, expire, breaker_open).',
     type: 'counter',
     labels: ['event'],
   },
   twinserve_gateway_runners: {
-    help: 'Registered runners, by health (healthy | draining | breaker_open).',
+    help: 'Registered live runners, by state (ready | loading | draining).',
     type: 'gauge',
     labels: ['state'],
   },
   twinserve_gateway_runner_outstanding: {
-    help: 'Requests the gateway has in flight at each runner.',
+    help: 'Requests in flight at each runner from the gateway isolate that answered this scrape.',
+    type: 'gauge',
+    labels: ['runner'],
+  },
+  twinserve_gateway_runner_breaker_open: {
+    help: 'Whether the answering isolate has the runner’s circuit breaker open (1) or not (0).',
     type: 'gauge',
     labels: ['runner'],
   },

@@ -1,7 +1,7 @@
 /**
- * Counter and histogram values for METRIC_FAMILIES, kept in a Durable Object's SQLite so that they are global
- * (every isolate reports to the one registry object) and survive the object being evicted. Histograms are
- * stored per bucket (not cumulative) so one observation is three upserts; rendering accumulates.
+ * Counter and histogram values for METRIC_FAMILIES, kept in the registry Durable Object's SQLite so that they
+ * are global (every isolate flushes its MetricsBuffer there) and survive the object being evicted. Histograms
+ * are stored per bucket (not cumulative); rendering accumulates.
  * @module
  */
 import type { MetricFamily, MetricSample } from '@twinserve/shared'
@@ -20,8 +20,22 @@ export type GaugeValue = {
   [N in GaugeName]: { name: N; labels: LabelsOf<N>; value: number }
 }[GaugeName]
 
-const labelKey = (names: readonly string[], labels: Record<string, string>): string =>
+/** Label values in the family's declared order, as one string key. */
+export const labelKey = (names: readonly string[], labels: Record<string, string>): string =>
   JSON.stringify(names.map((n) => labels[n] ?? ''))
+
+/** Aggregated increments from one isolate since its last flush (see metrics-buffer.ts). */
+export interface MetricsBatch {
+  counters: Array<{ name: CounterName; key: string; by: number }>
+  histograms: Array<{
+    name: HistogramName
+    key: string
+    /** Observations per bucket of the family (not cumulative); those above every bound are only in count. */
+    buckets: number[]
+    sum: number
+    count: number
+  }>
+}
 
 export class MetricsStore {
   constructor(private readonly sql: SqlStorage) {
@@ -45,14 +59,16 @@ export class MetricsStore {
     this.add(name, labelKey(METRIC_FAMILIES[name].labels, labels), by)
   }
 
-  observe<N extends HistogramName>(name: N, labels: LabelsOf<N>, value: number): void {
-    const def = METRIC_FAMILIES[name]
-    const key = labelKey(def.labels, labels)
-    const bucket = def.buckets.findIndex((le) => value <= le)
-    // Bucket index -1 (above every bound) lands only in +Inf, which is the count.
-    if (bucket >= 0) this.add(`${name}_bucket`, JSON.stringify([key, bucket]), 1)
-    this.add(`${name}_sum`, key, value)
-    this.add(`${name}_count`, key, 1)
+  /** Adds a batch: a handful of upserts however many requests it sums up. */
+  apply(batch: MetricsBatch): void {
+    for (const c of batch.counters) this.add(c.name, c.key, c.by)
+    for (const h of batch.histograms) {
+      h.buckets.forEach((n, i) => {
+        if (n > 0) this.add(`${h.name}_bucket`, JSON.stringify([h.key, i]), n)
+      })
+      this.add(`${h.name}_sum`, h.key, h.sum)
+      this.add(`${h.name}_count`, h.key, h.count)
+    }
   }
 
   /** All families with their samples; gauges are computed by the caller at read time. */

@@ -1,18 +1,20 @@
 /**
- * Routing with failover: ask the registry for a runner (power of two choices; on the first try it may wait for
- * a cold start), call it signed, and on a connection failure, timeout, 5xx or malformed answer try a different
- * runner, within the request's deadline and MAX_ATTEMPTS. Inference is idempotent, so a retry is safe.
+ * Routing with failover: pick a runner from the isolate's registry snapshot (power of two choices), call it
+ * signed, and on a connection failure, timeout, 5xx or malformed answer try a different runner, within the
+ * request's deadline and MAX_ATTEMPTS (inference is idempotent, so a retry is safe). When no runner holds the
+ * model, the request waits in the registry object for one to register (cold start), up to COLD_START_WAIT_MS.
  * @module
  */
 import { AppError } from '@twinserve/shared'
 import type { z } from 'zod'
 import type { GatewayConfig } from '../config.ts'
-import type { AttemptReport } from '../durable-objects/runner-registry.ts'
 import type { Bindings } from '../env.ts'
 import type { RequestLog } from '../middleware/request-log/index.ts'
 import { errorFields, log } from './log.ts'
+import { metrics } from './metrics-flush.ts'
 import { registryStub } from './registry-stub.ts'
 import { callRunner, type RunnerResult } from './runner-client.ts'
+import { routingSnapshot, runnerPool } from './runner-pool.ts'
 
 export const RUNNER_HEADER = 'x-twinserve-runner'
 
@@ -44,49 +46,50 @@ function jsonResponse(status: number, body: string, headers: Record<string, stri
 export async function routeRequest(input: RouteInput): Promise<Response> {
   const { config, requestLog: rl, model } = input
   const registry = registryStub(input.env)
+  const pool = runnerPool(config)
+  let snapshot = await routingSnapshot(pool, () => registry.snapshot())
   const tried: string[] = []
-  let report: AttemptReport | undefined
   let lastFailure: Failure | undefined
 
   for (let attempt = 1; attempt <= config.MAX_ATTEMPTS; attempt++) {
     const remaining = input.deadlineMs - Date.now()
     if (remaining <= 0) break
-    const acquired = await registry.acquire({
-      model,
-      variant: input.variant,
-      exclude: tried,
-      // Only the first look waits for a cold start; a retry takes what is there now.
-      wait_ms: attempt === 1 ? Math.min(config.COLD_START_WAIT_MS, remaining) : 0,
-      report,
-    })
-    report = undefined
-    if (attempt === 1 && acquired.cold) {
-      rl.coldStart = {
-        waited_ms: acquired.waited_ms,
-        result: acquired.ok ? 'served' : 'timed_out',
-      }
-      log(acquired.ok ? 'info' : 'warn', acquired.ok ? 'cold_start_served' : 'cold_start_timeout', {
-        request_id: input.requestId,
+    let holders = pool.holders(snapshot, model, Date.now())
+    if (holders.length === 0 && attempt === 1) {
+      // Our snapshot may just be stale; the registry answers at once if a runner holds the model, and
+      // otherwise holds the request until one registers (cold start) or the wait is over.
+      const waited = await registry.waitForModel(
         model,
-        waited_ms: acquired.waited_ms,
-        runner_id: acquired.ok ? acquired.runner_id : undefined,
-      })
-    }
-    if (!acquired.ok) {
-      if (attempt === 1 && acquired.reason === 'no_runner')
+        Math.min(config.COLD_START_WAIT_MS, remaining),
+      )
+      pool.adopt(waited.snapshot, Date.now())
+      snapshot = waited.snapshot
+      holders = pool.holders(snapshot, model, Date.now())
+      if (waited.cold) {
+        const served = holders.length > 0
+        rl.coldStart = { waited_ms: waited.waited_ms, result: served ? 'served' : 'timed_out' }
+        log(served ? 'info' : 'warn', served ? 'cold_start_served' : 'cold_start_timeout', {
+          request_id: input.requestId,
+          model,
+          waited_ms: waited.waited_ms,
+        })
+      }
+      if (holders.length === 0)
         throw new AppError(
           'NO_RUNNER',
-          `no runner holds model '${model}' (waited ${acquired.waited_ms} ms for one to start)`,
+          `no runner holds model '${model}' (waited ${waited.waited_ms} ms for one to start)`,
           { retryAfter: config.COLD_START_RETRY_AFTER_S },
         )
-      break
     }
+    const now = Date.now()
+    const runner = pool.pick(holders, model, input.variant, tried, now)
+    if (!runner) break
 
     rl.attempts = attempt
-    rl.runnerId = acquired.runner_id
-    const started = Date.now()
+    rl.runnerId = runner.runner_id
+    pool.dispatch(runner.runner_id, now)
     const result = await callRunner({
-      baseUrl: acquired.url,
+      baseUrl: runner.url,
       method: input.method,
       path: input.path,
       body: input.body,
@@ -95,27 +98,36 @@ export async function routeRequest(input: RouteInput): Promise<Response> {
       secret: input.secret,
       okSchema: input.okSchema,
     })
-    const latency = Date.now() - started
-    if (result.kind === 'answer') {
-      rl.pendingAttempt = {
-        runner_id: acquired.runner_id,
-        model,
-        outcome: result.status < 400 ? 'ok' : 'client_error',
-        latency_ms: latency,
-      }
-      return jsonResponse(result.status, result.body, { [RUNNER_HEADER]: acquired.runner_id })
-    }
-    report = {
-      runner_id: acquired.runner_id,
+    const ended = Date.now()
+    const outcome =
+      result.kind === 'answer' ? (result.status < 400 ? 'ok' : 'client_error') : result.outcome
+    const opened = pool.settle(runner.runner_id, outcome, ended)
+    metrics.inc('twinserve_gateway_runner_requests_total', {
+      runner: runner.runner_id,
       model,
-      outcome: result.outcome,
-      latency_ms: latency,
+      outcome,
+    })
+    metrics.observe(
+      'twinserve_gateway_runner_latency_ms',
+      { runner: runner.runner_id, model },
+      ended - now,
+    )
+    if (opened) {
+      metrics.inc('twinserve_gateway_runner_events_total', { event: 'breaker_open' })
+      log('warn', 'runner_breaker_open', {
+        runner_id: runner.runner_id,
+        consecutive_failures: pool.view(runner.runner_id, ended).consecutive_failures,
+        last_outcome: outcome,
+      })
     }
-    tried.push(acquired.runner_id)
+    if (result.kind === 'answer')
+      return jsonResponse(result.status, result.body, { [RUNNER_HEADER]: runner.runner_id })
+
+    tried.push(runner.runner_id)
     lastFailure = result
     log('warn', 'runner_attempt_failed', {
       request_id: input.requestId,
-      runner_id: acquired.runner_id,
+      runner_id: runner.runner_id,
       model,
       attempt,
       outcome: result.outcome,
@@ -123,8 +135,7 @@ export async function routeRequest(input: RouteInput): Promise<Response> {
     })
   }
 
-  // Out of attempts, runners or time. The registry still has to hear about the last failure.
-  rl.pendingAttempt = report
+  // Out of attempts, runners or time.
   if (Date.now() >= input.deadlineMs)
     throw new AppError(
       'RUNNER_TIMEOUT',

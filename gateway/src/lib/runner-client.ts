@@ -6,9 +6,9 @@
  */
 import { type ErrorBody, isErrorCode, signRequest } from '@twinserve/shared'
 import { z } from 'zod'
-import type { AttemptOutcome } from '../durable-objects/runner-registry.ts'
 import { REQUEST_ID_HEADER } from '../middleware/request-id/index.ts'
 import { codeForStatus } from './error-response.ts'
+import type { AttemptOutcome } from './runner-pool.ts'
 
 /** Tells the runner how long the gateway will wait for this attempt (ms), so it can drop work nobody awaits. */
 export const DEADLINE_HEADER = 'x-twinserve-deadline-ms'

@@ -10,6 +10,7 @@ import { z } from 'zod'
 import type { AppEnv } from '../env.ts'
 import { createKey, listKeys, revokeKey } from '../lib/api-key-store.ts'
 import { describeIssues, readJsonBody } from '../lib/json-body.ts'
+import { forgetCachedKeys } from '../lib/key-cache.ts'
 import { log } from '../lib/log.ts'
 import { apiKeyAuth } from '../middleware/auth/index.ts'
 import { rateLimit } from '../middleware/rate-limit/index.ts'
@@ -53,6 +54,7 @@ export const adminKeys = new Hono<AppEnv>()
     if (!id.success) throw new AppError('INVALID_REQUEST', describeIssues(id.error, 'id'))
     const revoked = await revokeKey(c.env.DB, id.data)
     if (!revoked) throw new AppError('NOT_FOUND', `no API key '${id.data}'`)
+    forgetCachedKeys()
     log('info', 'api_key_revoked', {
       request_id: c.get('requestId'),
       by: c.get('principal').key_id,

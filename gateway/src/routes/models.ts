@@ -11,6 +11,7 @@ import { readJsonBody } from '../lib/json-body.ts'
 import { registryStub } from '../lib/registry-stub.ts'
 import { modelParam, requestDeadline } from '../lib/request-deadline.ts'
 import { routeRequest } from '../lib/route-request.ts'
+import { routingSnapshot, runnerPool } from '../lib/runner-pool.ts'
 import { apiKeyAuth } from '../middleware/auth/index.ts'
 import { rateLimit } from '../middleware/rate-limit/index.ts'
 import { countAs } from '../middleware/request-log/index.ts'
@@ -24,7 +25,9 @@ const modelAccess = () => apiKeyAuth({ scope: 'infer', modelParam: 'model' })
 export const models = new Hono<AppEnv>()
   .get('/v2/models/:model/ready', countAs('model_ready'), modelAccess(), rateLimit(), async (c) => {
     const name = modelParam(c)
-    const ready = await registryStub(c.env).ready(name)
+    const pool = runnerPool(c.get('config'))
+    const snapshot = await routingSnapshot(pool, () => registryStub(c.env).snapshot())
+    const ready = pool.anyReady(snapshot, Date.now(), name)
     return c.json({ name, ready }, ready ? 200 : 503)
   })
   .get('/v2/models/:model', countAs('model_metadata'), modelAccess(), rateLimit(), async (c) => {

@@ -7,19 +7,30 @@ import { Hono } from 'hono'
 import type { AppEnv } from '../env.ts'
 import { parseJsonText } from '../lib/json-body.ts'
 import { registryStub } from '../lib/registry-stub.ts'
+import { runnerPool } from '../lib/runner-pool.ts'
 import { runnerSignature } from '../middleware/runner-signature/index.ts'
 
-/** The runner ⇄ gateway membership protocol (shared/src/schemas/registry.ts), HMAC-signed by the runners. */
+/**
+ * The runner ⇄ gateway membership protocol (shared/src/schemas/registry.ts), HMAC-signed by the runners.
+ * The isolate that takes a membership call drops its routing snapshot, so it routes by the news at once;
+ * the others catch up within ROUTING_CACHE_MS.
+ */
 export const runnerMembership = new Hono<AppEnv>()
   .post(RUNNER_REGISTRY_PATHS.register, runnerSignature(), async (c) => {
     const reg = parseJsonText(c.get('signedBody'), RunnerRegistrationSchema)
-    return c.json(await registryStub(c.env).register(reg, 'register'))
+    const ack = await registryStub(c.env).register(reg, 'register')
+    runnerPool(c.get('config')).invalidate()
+    return c.json(ack)
   })
   .post(RUNNER_REGISTRY_PATHS.heartbeat, runnerSignature(), async (c) => {
     const reg = parseJsonText(c.get('signedBody'), RunnerRegistrationSchema)
-    return c.json(await registryStub(c.env).register(reg, 'heartbeat'))
+    const ack = await registryStub(c.env).register(reg, 'heartbeat')
+    runnerPool(c.get('config')).invalidate()
+    return c.json(ack)
   })
   .post(RUNNER_REGISTRY_PATHS.deregister, runnerSignature(), async (c) => {
     const { runner_id } = parseJsonText(c.get('signedBody'), RunnerDeregistrationSchema)
-    return c.json(await registryStub(c.env).deregister(runner_id))
+    const ack = await registryStub(c.env).deregister(runner_id)
+    runnerPool(c.get('config')).invalidate()
+    return c.json(ack)
   })

@@ -2,7 +2,7 @@ import { ALL_MODELS, type ApiKeyScope, AppError, sha256Hex } from '@twinserve/sh
 import { createMiddleware } from 'hono/factory'
 import type { AppEnv } from '../../env.ts'
 import { looksLikeKey } from '../../lib/api-key-secret.ts'
-import { findKeyByHash } from '../../lib/api-key-store.ts'
+import { lookupKey } from '../../lib/key-cache.ts'
 import type { Principal } from './principal.ts'
 
 export interface ApiKeyAuthOptions {
@@ -59,7 +59,7 @@ export function apiKeyAuth(options: ApiKeyAuthOptions) {
       principal = BOOTSTRAP
     else {
       const found = looksLikeKey(token)
-        ? await findKeyByHash(c.env.DB, await sha256Hex(token))
+        ? await lookupKey(c.env.DB, await sha256Hex(token), c.get('config').AUTH_CACHE_TTL_MS)
         : ({ found: false } as const)
       if (!found.found) throw deny('UNAUTHENTICATED', 'unknown_key', 'invalid API key')
       rl.tenant = found.principal.tenant

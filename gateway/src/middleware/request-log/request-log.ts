@@ -1,10 +1,9 @@
 import type { ErrorCode } from '@twinserve/shared'
 import { createMiddleware } from 'hono/factory'
 import { loadConfig } from '../../config.ts'
-import type { AttemptReport, RequestReport } from '../../durable-objects/runner-registry.ts'
 import type { AppEnv } from '../../env.ts'
-import { errorFields, log } from '../../lib/log.ts'
-import { registryStub } from '../../lib/registry-stub.ts'
+import { log, setLogLevel } from '../../lib/log.ts'
+import { metrics, scheduleMetricsFlush } from '../../lib/metrics-flush.ts'
 
 /** What a request did, filled in by the middleware and handlers it passes through. */
 export class RequestLog {
@@ -16,9 +15,7 @@ export class RequestLog {
   runnerId: string | undefined
   attempts = 0
   errorCode: ErrorCode | undefined
-  /** An attempt whose outcome the registry has not heard yet. */
-  pendingAttempt: AttemptReport | undefined
-  coldStart: RequestReport['cold_start']
+  coldStart: { waited_ms: number; result: 'served' | 'timed_out' } | undefined
   rejection: string | undefined
 
   setError(code: ErrorCode): void {
@@ -32,7 +29,7 @@ export class RequestLog {
 
 /**
  * One structured log line per request (request id, route, model, tenant, runner, attempts, status, duration,
- * cold-start wait) and, for counted routes, one report to the registry's counters after the response is sent.
+ * cold-start wait), and the request's counters into the isolate's metrics buffer.
  */
 export function requestLogger() {
   return createMiddleware<AppEnv>(async function requestLogger(c, next) {
@@ -40,7 +37,9 @@ export function requestLogger() {
     const rl = new RequestLog()
     c.set('requestLog', rl)
     // Parsing the config here makes a misconfigured gateway fail every request loudly, health included.
-    c.set('config', loadConfig(c.env))
+    const config = loadConfig(c.env)
+    c.set('config', config)
+    setLogLevel(config.LOG_LEVEL)
     await next()
     const durationMs = Date.now() - started
     const status = c.res.status
@@ -61,32 +60,43 @@ export function requestLogger() {
       error_code: rl.errorCode,
       rejection: rl.rejection,
     })
-    if (rl.route === undefined && rl.rejection === undefined && rl.pendingAttempt === undefined)
-      return
-    const report: RequestReport = {
-      route: rl.route ?? 'other',
-      model: rl.model,
-      status,
-      duration_ms: durationMs,
-      attempt: rl.pendingAttempt,
-      retries: Math.max(0, rl.attempts - 1),
-      cold_start: rl.coldStart,
-      rejection: rl.rejection ? { reason: rl.rejection, tenant: rl.tenant } : undefined,
-    }
-    const send = registryStub(c.env)
-      .finish(report)
-      .catch((err: unknown) =>
-        log('error', 'metrics_report_failed', {
-          request_id: c.get('requestId'),
-          ...errorFields(err),
-        }),
+
+    if (rl.route !== undefined) {
+      metrics.inc('twinserve_gateway_requests_total', {
+        route: rl.route,
+        model: rl.model,
+        status: String(status),
+      })
+      metrics.observe(
+        'twinserve_gateway_request_duration_ms',
+        { route: rl.route, model: rl.model },
+        durationMs,
       )
-    try {
-      c.executionCtx.waitUntil(send)
-    } catch {
-      // No execution context (a direct app.request in a unit test): finish inline instead.
-      await send
     }
+    if (rl.attempts > 1)
+      metrics.inc('twinserve_gateway_retries_total', { model: rl.model }, rl.attempts - 1)
+    if (rl.coldStart) {
+      metrics.inc('twinserve_gateway_cold_starts_total', {
+        model: rl.model,
+        result: rl.coldStart.result,
+      })
+      metrics.observe(
+        'twinserve_gateway_cold_start_wait_ms',
+        { model: rl.model },
+        rl.coldStart.waited_ms,
+      )
+    }
+    if (rl.rejection)
+      metrics.inc('twinserve_gateway_rejections_total', { reason: rl.rejection, tenant: rl.tenant })
+
+    const flush = scheduleMetricsFlush(c.env, config)
+    if (flush)
+      try {
+        c.executionCtx.waitUntil(flush)
+      } catch {
+        // No execution context (a direct app.request in a unit test): flush inline instead.
+        await flush
+      }
   })
 }
 

@@ -1,0 +1,38 @@
+/**
+ * What the registry object hands to isolates: the live runners as registered, and the rules for reading them.
+ * Kept apart from the Durable Object class so routing code does not import the `cloudflare:workers` runtime.
+ * @module
+ */
+import type { RunnerLoad, RunnerRegistration } from '@twinserve/shared'
+
+/** A runner missing this many heartbeat intervals in a row is expired. */
+export const EXPIRY_INTERVALS = 3
+
+export interface RunnerRecord {
+  runner_id: string
+  url: string
+  provider: 'cuda' | 'cpu'
+  models: RunnerRegistration['models']
+  load: RunnerLoad
+  draining: boolean
+  /** ms since epoch */
+  registered_at: number
+  last_seen: number
+}
+
+export interface RegistrySnapshot {
+  runners: RunnerRecord[]
+  heartbeat_interval_ms: number
+}
+
+export interface ColdStartResult {
+  snapshot: RegistrySnapshot
+  /** No runner held the model when asked, so the call waited (until one registered or the time was up). */
+  cold: boolean
+  waited_ms: number
+}
+
+/** Whether `r` can take new requests for `model` (live-ness is checked separately). */
+export function holdsModel(r: RunnerRecord, model: string): boolean {
+  return !r.draining && r.models.some((m) => m.name === model && m.ready)
+}

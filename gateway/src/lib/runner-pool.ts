@@ -1,0 +1,200 @@
+/**
+ * The routing state of one gateway isolate: a snapshot of the registry (refetched when older than
+ * ROUTING_CACHE_MS, or at once after a membership call or a connection failure), and this isolate's own view of
+ * each runner — requests it has in flight there and a circuit breaker — as every node of a load balancer keeps
+ * its own. Picks use power of two choices over the live holders of the model.
+ * @module
+ */
+import type { BreakerState } from '@twinserve/shared'
+import type { GatewayConfig } from '../config.ts'
+import { CircuitBreaker } from './circuit-breaker.ts'
+import { pickPowerOfTwo } from './power-of-two.ts'
+import {
+  EXPIRY_INTERVALS,
+  holdsModel,
+  type RegistrySnapshot,
+  type RunnerRecord,
+} from './registry-snapshot.ts'
+
+/** What one attempt at a runner came to; the failure kinds count against its circuit breaker. */
+export type AttemptOutcome =
+  | 'ok'
+  | 'client_error'
+  | 'overloaded'
+  | 'server_error'
+  | 'connect_error'
+  | 'timeout'
+  | 'bad_response'
+
+const BREAKER_FAILURES: ReadonlySet<AttemptOutcome> = new Set([
+  'server_error',
+  'connect_error',
+  'timeout',
+  'bad_response',
+])
+
+export interface RunnerView {
+  breaker: BreakerState
+  consecutive_failures: number
+  outstanding: number
+}
+
+export class RunnerPool {
+  private cached: { snapshot: RegistrySnapshot; fetchedAt: number } | undefined
+  private readonly breakers = new Map<string, CircuitBreaker>()
+  private readonly outstanding = new Map<string, number>()
+
+  constructor(
+    private readonly options: {
+      cacheMs: number
+      breakerThreshold: number
+      breakerCooldownMs: number
+      random?: () => number
+    },
+  ) {}
+
+  /** The cached snapshot if fresh enough, else undefined (the caller fetches one and `adopt`s it). */
+  fresh(now: number): RegistrySnapshot | undefined {
+    const c = this.cached
+    return c && now - c.fetchedAt <= this.options.cacheMs ? c.snapshot : undefined
+  }
+
+  adopt(snapshot: RegistrySnapshot, now: number): void {
+    this.cached = { snapshot, fetchedAt: now }
+    // Forget runners that left: their breakers and counts would otherwise pile up.
+    const ids = new Set(snapshot.runners.map((r) => r.runner_id))
+    for (const id of this.breakers.keys()) if (!ids.has(id)) this.breakers.delete(id)
+  }
+
+  invalidate(): void {
+    this.cached = undefined
+  }
+
+  private breaker(runnerId: string): CircuitBreaker {
+    let b = this.breakers.get(runnerId)
+    if (!b) {
+      b = new CircuitBreaker({
+        threshold: this.options.breakerThreshold,
+        cooldownMs: this.options.breakerCooldownMs,
+      })
+      this.breakers.set(runnerId, b)
+    }
+    return b
+  }
+
+  /** Live runners that hold `model` ready and are not draining (breakers not considered). */
+  holders(snapshot: RegistrySnapshot, model: string, now: number): RunnerRecord[] {
+    const cutoff = now - EXPIRY_INTERVALS * snapshot.heartbeat_interval_ms
+    return snapshot.runners.filter((r) => r.last_seen >= cutoff && holdsModel(r, model))
+  }
+
+  /** Whether a live runner holds any model ready and this isolate's breaker lets traffic through. */
+  anyReady(snapshot: RegistrySnapshot, now: number, model?: string): boolean {
+    const cutoff = now - EXPIRY_INTERVALS * snapshot.heartbeat_interval_ms
+    return snapshot.runners.some(
+      (r) =>
+        r.last_seen >= cutoff &&
+        !r.draining &&
+        this.breaker(r.runner_id).allows(now) &&
+        r.models.some((m) => m.ready && (model === undefined || m.name === model)),
+    )
+  }
+
+  /** Load per unit of capacity: the runner's reported queue and work, or our own in-flight count if higher. */
+  private score(r: RunnerRecord): number {
+    const reported = r.load.in_flight + r.load.queue_depth
+    return Math.max(this.outstanding.get(r.runner_id) ?? 0, reported) / r.load.capacity
+  }
+
+  /**
+   * Power of two choices among `holders` not yet tried whose breaker allows traffic; runners listing the
+   * requested variant are preferred (if none does, any holder decides: versions may skew).
+   */
+  pick(
+    holders: readonly RunnerRecord[],
+    model: string,
+    variant: string | undefined,
+    exclude: readonly string[],
+    now: number,
+  ): RunnerRecord | undefined {
+    const open = holders.filter(
+      (r) => !exclude.includes(r.runner_id) && this.breaker(r.runner_id).allows(now),
+    )
+    const withVariant =
+      variant === undefined
+        ? []
+        : open.filter((r) => r.models.some((m) => m.name === model && m.variants.includes(variant)))
+    return pickPowerOfTwo(
+      withVariant.length > 0 ? withVariant : open,
+      (r) => this.score(r),
+      this.options.random,
+    )
+  }
+
+  /** A request is sent to `runnerId`. */
+  dispatch(runnerId: string, now: number): void {
+    this.breaker(runnerId).onDispatch(now)
+    this.outstanding.set(runnerId, (this.outstanding.get(runnerId) ?? 0) + 1)
+  }
+
+  /** The attempt at `runnerId` ended; returns true when this outcome opened its breaker. */
+  settle(runnerId: string, outcome: AttemptOutcome, now: number): boolean {
+    const left = (this.outstanding.get(runnerId) ?? 0) - 1
+    if (left > 0) this.outstanding.set(runnerId, left)
+    else this.outstanding.delete(runnerId)
+    const b = this.breaker(runnerId)
+    if (BREAKER_FAILURES.has(outcome)) {
+      const wasOpen = b.state(now) === 'open'
+      b.onFailure(now)
+      // A runner that drops connections may have left: look again before the next pick.
+      if (outcome === 'connect_error') this.invalidate()
+      return !wasOpen && b.state(now) === 'open'
+    }
+    if (outcome === 'ok' || outcome === 'client_error') b.onSuccess()
+    return false
+  }
+
+  view(runnerId: string, now: number): RunnerView {
+    const b = this.breakers.get(runnerId)
+    return {
+      breaker: b?.state(now) ?? 'closed',
+      consecutive_failures: b?.consecutiveFailures ?? 0,
+      outstanding: this.outstanding.get(runnerId) ?? 0,
+    }
+  }
+}
+
+let current: { key: string; pool: RunnerPool } | undefined
+
+/**
+ * The isolate's pool. Keyed by the settings it was built with (not by object identity), so a redeploy with new
+ * settings starts a fresh pool and nothing else does.
+ */
+export function runnerPool(config: GatewayConfig): RunnerPool {
+  const key = `${config.ROUTING_CACHE_MS}/${config.BREAKER_FAILURE_THRESHOLD}/${config.BREAKER_COOLDOWN_MS}`
+  if (current?.key !== key)
+    current = {
+      key,
+      pool: new RunnerPool({
+        cacheMs: config.ROUTING_CACHE_MS,
+        breakerThreshold: config.BREAKER_FAILURE_THRESHOLD,
+        breakerCooldownMs: config.BREAKER_COOLDOWN_MS,
+      }),
+    }
+  return current.pool
+}
+
+/**
+ * The pool's snapshot if fresh, else a new one from the registry. Concurrent requests on a stale cache each
+ * fetch (a promise shared across requests is not allowed to carry I/O in Workers); it is one small read.
+ */
+export async function routingSnapshot(
+  pool: RunnerPool,
+  fetchSnapshot: () => Promise<RegistrySnapshot>,
+): Promise<RegistrySnapshot> {
+  const fresh = pool.fresh(Date.now())
+  if (fresh) return fresh
+  const snapshot = await fetchSnapshot()
+  pool.adopt(snapshot, Date.now())
+  return snapshot
+}
