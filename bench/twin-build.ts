@@ -30,7 +30,7 @@ const { values } = parseArgs({
   options: {
     configs: {
       type: 'string',
-      default: 'r8,r12,r16,r32,r64,r12:feature=hidden1,r12:feature=pixels,r12:kind=prototype',
+      default: 'r8,r12,r16,r32,r64,r12:feature=hidden2,r12:feature=pixels,r12:kind=prototype',
     },
     recipe: { type: 'string', default: 'gpu-runner/demo/recipe.yaml' },
   },
