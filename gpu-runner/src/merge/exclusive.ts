@@ -1,7 +1,8 @@
 /**
  * Exclusive knowledge (Twin-Merging): v_t = θ_t − θ_shared per tensor. Matrices are compressed to a truncated
  * SVD, to a fixed rank or to the smallest rank that keeps a fraction of ‖v_t‖²_F ("energy"); vectors are kept
- * exact. The relative reconstruction error ‖v − U·diag(S)·Vᵀ‖_F / ‖v‖_F is measured, not estimated.
+ * exact. The relative reconstruction error ‖v − U·diag(S)·Vᵀ‖_F / ‖v‖_F is measured (the reconstruction is
+ * subtracted and summed on onnxruntime), not estimated from the discarded singular values.
  * @see https://arxiv.org/abs/2406.15479
  * @module
  */
@@ -81,7 +82,7 @@ function significant(S: Float32Array): number {
   return k
 }
 
-/** ‖A − U·diag(S)·Vᵀ‖_F, the product on the backend, the difference summed in float64. */
+/** ‖A − U·diag(S)·Vᵀ‖_F, computed on the backend (the reconstruction never comes back to JS). */
 async function residual(
   be: MatmulBackend,
   a: Float32Array,
@@ -89,18 +90,11 @@ async function residual(
   rows: number,
   cols: number,
 ): Promise<number> {
-  if (f.r === 0) return Math.sqrt(frobenius2(a))
   const us = new Float32Array(rows * f.r) // [rows, r], U scaled by S
   for (let i = 0; i < rows; i++)
     for (let j = 0; j < f.r; j++)
       us[i * f.r + j] = (f.U[i * f.r + j] as number) * (f.S[j] as number)
-  const approx = await be.gemm(us, [rows, f.r], f.V, [cols, f.r], { transB: true }) // [rows, cols]
-  let s = 0
-  for (let i = 0; i < a.length; i++) {
-    const d = (a[i] as number) - (approx[i] as number)
-    s += d * d
-  }
-  return Math.sqrt(s)
+  return Math.sqrt(Math.max(0, await be.residualSquared(a, rows, cols, us, f.V, f.r)))
 }
 
 function validate(

@@ -63,8 +63,30 @@ describe('MatmulBackend (onnxruntime Gemm)', () => {
     expect(fresh.sessionCount).toBe(1)
     expect(fresh.stats.calls).toBe(3)
     expect(fresh.stats.flops).toBe(2 * (3 * 4 * 5 + 64 * 32 * 8 + 100))
+    expect(fresh.stats.large.calls).toBe(0) // all far below 50 MFLOP
+    await fresh.gemm(rand(400 * 300), [400, 300], rand(300 * 300), [300, 300])
+    expect(fresh.stats.large).toMatchObject({ calls: 1, flops: 2 * 400 * 300 * 300 })
     expect(fresh.provider).toBe('cpu')
     await fresh.dispose()
+  })
+
+  it('residualSquared is ‖A − L·Rᵀ‖² (checked against a float64 reference)', async () => {
+    const m = 9
+    const n = 11
+    const k = 3
+    const a = rand(m * n)
+    const left = rand(m * k)
+    const right = rand(n * k)
+    const approx = ref(left, [m, k], right, [n, k], false, true)
+    let expected = 0
+    for (let i = 0; i < m * n; i++) expected += ((a[i] as number) - (approx[i] as number)) ** 2
+    const got = await be.residualSquared(a, m, n, left, right, k)
+    expect(got / expected).toBeCloseTo(1, 5)
+    // rank 0: the whole norm
+    const norm = a.reduce((acc, x) => acc + x * x, 0)
+    expect(
+      await be.residualSquared(a, m, n, new Float32Array(0), new Float32Array(0), 0),
+    ).toBeCloseTo(norm, 3)
   })
 
   it('returns zeros for an empty inner dimension and rejects mismatched shapes', async () => {

@@ -1,8 +1,8 @@
 /**
- * Matrix products on onnxruntime: one Gemm graph per transpose combination, with symbolic dimensions, so one
- * cached session serves every shape (sessions are built once per backend, never per call). The SVD's heavy
- * products run here; JS loops are ~200× slower (toolchain handbook §2.4). Counts FLOPs and time so benchmarks
- * can report the rate the products reach.
+ * Matrix products on onnxruntime: one Gemm graph per transpose combination (plus a fused residual-norm
+ * graph), with symbolic dimensions, so one cached session serves every shape: sessions are built once per
+ * backend, never per call. The SVD's heavy products run here; JS loops are ~200× slower (toolchain handbook
+ * §2.4). Counts FLOPs and time so benchmarks can report the rate the products reach.
  * @module
  */
 import { AppError } from '@twinserve/shared'
@@ -22,13 +22,21 @@ export interface GemmOptions {
   transB?: boolean
 }
 
-export interface MatmulStats {
+export interface CallStats {
   calls: number
-  /** 2·m·n·k per call. */
+  /** 2·m·n·k per product. */
   flops: number
   /** Wall time inside session.run, including the tensor hand-over. */
   seconds: number
 }
+
+export interface MatmulStats extends CallStats {
+  /** The share of products of at least LARGE_FLOPS (the ones with the big matrix, not the l×l helpers). */
+  large: CallStats
+}
+
+/** A product this big (50 MFLOP) is "large" in the stats. */
+export const LARGE_FLOPS = 5e7
 
 function gemmGraph(transA: boolean, transB: boolean): Uint8Array {
   const g = new GraphBuilder(`gemm_${Number(transA)}${Number(transB)}`)
@@ -42,14 +50,32 @@ function gemmGraph(transA: boolean, transB: boolean): Uint8Array {
   return g.build()
 }
 
+/** ‖A − L·Rᵀ‖²_F without bringing the [m, n] product back to JS. */
+function residualGraph(): Uint8Array {
+  const g = new GraphBuilder('residual')
+    .input('A', 'float', ['m', 'n'])
+    .input('L', 'float', ['m', 'k'])
+    .input('R', 'float', ['n', 'k'])
+  const approx = g.node('Gemm', ['L', 'R'], { attrs: { transB: 1 } })
+  const diff = g.node('Sub', ['A', approx])
+  g.node('ReduceSumSquare', [diff], { outputs: ['Y'], attrs: { keepdims: 0 } })
+  g.output('Y', 'float', [])
+  return g.build({ opset: 17 })
+}
+
 export class MatmulBackend {
-  readonly stats: MatmulStats = { calls: 0, flops: 0, seconds: 0 }
+  readonly stats: MatmulStats = {
+    calls: 0,
+    flops: 0,
+    seconds: 0,
+    large: { calls: 0, flops: 0, seconds: 0 },
+  }
   private readonly sessions = new Map<string, Promise<OpenedSession>>()
   private openedProvider: Provider | undefined
 
   constructor(private readonly opts: { provider?: ProviderChoice; threads?: number } = {}) {}
 
-  /** Sessions built so far (one per transpose combination used). */
+  /** Sessions built so far (one per graph kind used). */
   get sessionCount(): number {
     return this.sessions.size
   }
@@ -59,17 +85,35 @@ export class MatmulBackend {
     return this.openedProvider
   }
 
-  private session(transA: boolean, transB: boolean): Promise<OpenedSession> {
-    const key = `${Number(transA)}${Number(transB)}`
+  private session(key: string, build: () => Uint8Array): Promise<OpenedSession> {
     let s = this.sessions.get(key)
     if (!s) {
-      s = openSession(gemmGraph(transA, transB), {
+      s = openSession(build(), {
         provider: this.opts.provider ?? 'cpu',
         ...(this.opts.threads ? { threads: this.opts.threads } : {}),
       })
       this.sessions.set(key, s)
     }
     return s
+  }
+
+  private async run(
+    key: string,
+    build: () => Uint8Array,
+    feeds: Record<string, ort.Tensor>,
+    flops: number,
+  ): Promise<ort.Tensor | undefined> {
+    const opened = await this.session(key, build)
+    this.openedProvider = opened.provider
+    const t0 = performance.now()
+    const out = await opened.session.run(feeds)
+    const seconds = (performance.now() - t0) / 1000
+    for (const s of flops >= LARGE_FLOPS ? [this.stats, this.stats.large] : [this.stats]) {
+      s.calls++
+      s.flops += flops
+      s.seconds += seconds
+    }
+    return out.Y
   }
 
   /**
@@ -94,26 +138,65 @@ export class MatmulBackend {
       )
     // onnxruntime refuses some zero-sized products; the answer is all zeros anyway.
     if (m === 0 || n === 0 || kA === 0) return new Float32Array(m * n)
-    const opened = await this.session(transA, transB)
-    this.openedProvider = opened.provider
-    const t0 = performance.now()
-    const out = await opened.session.run({
-      A: new ort.Tensor('float32', a, [aShape[0], aShape[1]]),
-      B: new ort.Tensor('float32', b, [bShape[0], bShape[1]]),
-    })
-    this.stats.seconds += (performance.now() - t0) / 1000
-    this.stats.calls++
-    this.stats.flops += 2 * m * n * kA
-    const y = out.Y?.data
+    const y = (
+      await this.run(
+        `gemm${Number(transA)}${Number(transB)}`,
+        () => gemmGraph(transA, transB),
+        {
+          A: new ort.Tensor('float32', a, [aShape[0], aShape[1]]),
+          B: new ort.Tensor('float32', b, [bShape[0], bShape[1]]),
+        },
+        2 * m * n * kA,
+      )
+    )?.data
     if (!(y instanceof Float32Array) || y.length !== m * n)
-      throw new AppError('INTERNAL', `gemm: onnxruntime returned ${out.Y?.dims} for [${m}, ${n}]`)
+      throw new AppError('INTERNAL', `gemm: onnxruntime returned no [${m}, ${n}] float tensor`)
     return y
   }
 
+  /**
+   * ‖A − L·Rᵀ‖²_F for A [m, n], L [m, k], R [n, k] (a low-rank approximation's squared error), computed
+   * inside onnxruntime (float32 accumulation) so the [m, n] product never crosses into JS.
+   */
+  async residualSquared(
+    a: Float32Array,
+    m: number,
+    n: number,
+    left: Float32Array,
+    right: Float32Array,
+    k: number,
+  ): Promise<number> {
+    if (a.length !== m * n || left.length !== m * k || right.length !== n * k)
+      throw new AppError('INTERNAL', `residualSquared: data does not fit ${m}×${n} at rank ${k}`)
+    if (k === 0) {
+      let s = 0
+      for (let i = 0; i < a.length; i++) s += (a[i] as number) ** 2
+      return s
+    }
+    const y = (
+      await this.run(
+        'residual',
+        residualGraph,
+        {
+          A: new ort.Tensor('float32', a, [m, n]),
+          L: new ort.Tensor('float32', left, [m, k]),
+          R: new ort.Tensor('float32', right, [n, k]),
+        },
+        2 * m * n * k,
+      )
+    )?.data
+    const v = y instanceof Float32Array ? y[0] : undefined
+    if (v === undefined)
+      throw new AppError('INTERNAL', 'residualSquared: onnxruntime returned no scalar')
+    return v
+  }
+
   resetStats(): void {
-    this.stats.calls = 0
-    this.stats.flops = 0
-    this.stats.seconds = 0
+    for (const s of [this.stats, this.stats.large]) {
+      s.calls = 0
+      s.flops = 0
+      s.seconds = 0
+    }
   }
 
   /** Releases the sessions; the backend can be used again (sessions are rebuilt). */
