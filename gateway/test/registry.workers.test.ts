@@ -81,6 +81,8 @@ describe('runner membership signatures', () => {
     const body = await expectError(signed, 400, 'INVALID_REQUEST')
     expect(body.error).toMatch(/url/)
     expect(body.error).toMatch(/surprise/)
+    const file = await runnerCall(path, { ...reg, url: 'file:///etc/passwd' })
+    expect((await expectError(file, 400, 'INVALID_REQUEST')).error).toMatch(/http\(s\)/)
   })
 })
 

@@ -1,6 +1,8 @@
 import {
+  AppError,
   RUNNER_REGISTRY_PATHS,
   RunnerDeregistrationSchema,
+  type RunnerRegistration,
   RunnerRegistrationSchema,
 } from '@twinserve/shared'
 import { Hono } from 'hono'
@@ -10,6 +12,15 @@ import { registryStub } from '../lib/registry-stub.ts'
 import { runnerPool } from '../lib/runner-pool.ts'
 import { runnerSignature } from '../middleware/runner-signature/index.ts'
 
+/** The shared schema takes any URL; the gateway can only call http(s) runners, so it says so up front. */
+function checkedRegistration(body: string): RunnerRegistration {
+  const reg = parseJsonText(body, RunnerRegistrationSchema)
+  const { protocol } = new URL(reg.url)
+  if (protocol !== 'http:' && protocol !== 'https:')
+    throw new AppError('INVALID_REQUEST', `url: runners are called over http(s), not ${protocol}`)
+  return reg
+}
+
 /**
  * The runner ⇄ gateway membership protocol (shared/src/schemas/registry.ts), HMAC-signed by the runners.
  * The isolate that takes a membership call drops its routing snapshot, so it routes by the news at once;
@@ -17,13 +28,13 @@ import { runnerSignature } from '../middleware/runner-signature/index.ts'
  */
 export const runnerMembership = new Hono<AppEnv>()
   .post(RUNNER_REGISTRY_PATHS.register, runnerSignature(), async (c) => {
-    const reg = parseJsonText(c.get('signedBody'), RunnerRegistrationSchema)
+    const reg = checkedRegistration(c.get('signedBody'))
     const ack = await registryStub(c.env).register(reg, 'register')
     runnerPool(c.get('config')).invalidate()
     return c.json(ack)
   })
   .post(RUNNER_REGISTRY_PATHS.heartbeat, runnerSignature(), async (c) => {
-    const reg = parseJsonText(c.get('signedBody'), RunnerRegistrationSchema)
+    const reg = checkedRegistration(c.get('signedBody'))
     const ack = await registryStub(c.env).register(reg, 'heartbeat')
     runnerPool(c.get('config')).invalidate()
     return c.json(ack)
