@@ -36,11 +36,12 @@ describe('per-key rate limits (RateLimiter Durable Object)', () => {
       tenant: 'rl',
       scopes: ['infer'],
       models: ['*'],
-      rate_limit: { requests_per_second: 20, burst: 1 },
+      rate_limit: { requests_per_second: 2, burst: 1 },
     })
     expect((await call(key.key)).status).toBe(503)
     await expectError(await call(key.key), 429, 'RATE_LIMITED')
-    await new Promise((r) => setTimeout(r, 120))
+    // One token every 500 ms.
+    await new Promise((r) => setTimeout(r, 600))
     expect((await call(key.key)).status).toBe(503)
   })
 

@@ -180,10 +180,10 @@ describe('failover', () => {
       const good = ids[1] ?? ''
       await standIns.behave(bad, behavior)
       const statuses = await Promise.all(
-        Array.from({ length: 12 }, () => infer(`m-${prefix}`, key).then((r) => r.status)),
+        Array.from({ length: 20 }, () => infer(`m-${prefix}`, key).then((r) => r.status)),
       )
-      expect(statuses).toEqual(Array(12).fill(200))
-      expect((await standIns.stats(good)).infer).toBe(12)
+      expect(statuses).toEqual(Array(20).fill(200))
+      expect((await standIns.stats(good)).infer).toBe(20)
       const failedAttempts = (await standIns.stats(bad)).infer
       expect(failedAttempts).toBeGreaterThan(0)
       expect(
@@ -204,7 +204,7 @@ describe('failover', () => {
     const ids = await fleet('kill', 3, 'm-kill')
     for (const id of ids) await standIns.behave(id, { mode: 'delay', ms: 30 })
     const inflight = Array.from({ length: 30 }, (_, i) =>
-      new Promise((r) => setTimeout(r, i * 4))
+      new Promise((r) => setTimeout(r, i * 6))
         .then(() => infer('m-kill', key))
         .then((r) => r.status),
     )

@@ -11,7 +11,7 @@ export const TEST_HEARTBEAT_INTERVAL_MS = 5000
 export const TEST_BREAKER_FAILURE_THRESHOLD = 2
 export const TEST_BREAKER_COOLDOWN_MS = 60_000
 export const TEST_MAX_BODY_BYTES = 256 * 1024
-export const TEST_AUTH_CACHE_TTL_MS = 400
+export const TEST_AUTH_CACHE_TTL_MS = 1000
 
 /** The string vars the gateway reads, as wrangler would pass them. */
 export const TEST_BINDINGS = {
