@@ -208,8 +208,10 @@ describe('failover', () => {
         .then(() => infer('m-kill', key))
         .then((r) => r.status),
     )
-    await new Promise((r) => setTimeout(r, 60))
+    // Kill it once it is serving (mid-load, with requests still to come).
     const victim = ids[0] ?? ''
+    for (let i = 0; i < 100 && (await standIns.stats(victim)).infer === 0; i++)
+      await new Promise((r) => setTimeout(r, 10))
     expect((await standIns.stats(victim)).infer).toBeGreaterThan(0)
     await standIns.kill(victim)
     const statuses = await Promise.all(inflight)
