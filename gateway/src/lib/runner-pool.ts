@@ -64,6 +64,7 @@ export class RunnerPool {
     // Forget runners that left: their breakers and counts would otherwise pile up.
     const ids = new Set(snapshot.runners.map((r) => r.runner_id))
     for (const id of this.breakers.keys()) if (!ids.has(id)) this.breakers.delete(id)
+    for (const id of this.outstanding.keys()) if (!ids.has(id)) this.outstanding.delete(id)
   }
 
   invalidate(): void {
