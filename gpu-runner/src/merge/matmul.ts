@@ -31,12 +31,15 @@ export interface CallStats {
 }
 
 export interface MatmulStats extends CallStats {
-  /** The share of products of at least LARGE_FLOPS (the ones with the big matrix, not the l×l helpers). */
+  /** The share of products of at least LARGE_FLOPS (the ones with the big matrix, not the helpers). */
   large: CallStats
 }
 
-/** A product this big (50 MFLOP) is "large" in the stats. */
-export const LARGE_FLOPS = 5e7
+/**
+ * A product this big (25 MFLOP) is "large" in the stats: in the SVD that separates the products with the
+ * task-vector matrix (≥ 2·768·768·32) from the sketch-sized helpers (Gram matrices, basis changes).
+ */
+export const LARGE_FLOPS = 2.5e7
 
 function gemmGraph(transA: boolean, transB: boolean): Uint8Array {
   const g = new GraphBuilder(`gemm_${Number(transA)}${Number(transB)}`)
