@@ -1,7 +1,7 @@
 /**
  * End-of-build verification on the package as written: reload it through `loadPackage` (hashes checked), then
- * - all-zero weights must reproduce the `shared` variant (the twin contract says exactly; the max |Δ| is
- *   reported, and float32 rounding, 1e-5 relative, is tolerated for graphs onnxruntime fuses differently);
+ * - all-zero weights must reproduce the shared model exactly (the package's `shared` variant file when it has
+ *   one, else the shared merge as the builder holds it in memory; the max |Δ| is reported);
  * - a one-hot row for expert t is compared with expert t's own ONNX model (max |Δ| reported: the compression
  *   error, 0 up to float rounding at full rank), next to how far expert t is from the shared model;
  * - the embedded router, run on the held-out routing examples, must agree with the router as trained;
@@ -24,6 +24,11 @@ export interface VerifyInput {
   outputs: readonly string[]
   /** Expert ONNX files (paths, so that external data loads too), in manifest order. */
   experts: readonly { name: string; path: string }[]
+  /**
+   * The shared model as a plain graph, for packages without a `shared` variant file (recipe `shared_file:
+   * false`); a package that has the file is checked against the file.
+   */
+  shared?: Uint8Array
   /** Check inputs for the output comparisons. */
   checks: readonly RoutingExample[]
   /** Held-out routing examples and the trained router's predictions for them. */
@@ -99,9 +104,12 @@ export async function verifyPackage(v: VerifyInput): Promise<VerifyResult> {
   }
   try {
     const twin = await open(pkg.model)
-    const sharedBytes = pkg.variants.get(SHARED_VARIANT)
+    const sharedBytes = pkg.variants.get(SHARED_VARIANT) ?? v.shared
     if (!sharedBytes)
-      throw new AppError('INVALID_MODEL', `package has no '${SHARED_VARIANT}' variant`)
+      throw new AppError(
+        'INVALID_MODEL',
+        `package has no '${SHARED_VARIANT}' variant file and no shared model was given to verify against`,
+      )
     const shared = await open(sharedBytes)
     const experts = await Promise.all(v.experts.map((e) => open(e.path)))
     const total = v.checks.length * (T + 2) + v.heldout.length
@@ -205,7 +213,10 @@ export async function verifyPackage(v: VerifyInput): Promise<VerifyResult> {
       variants,
     }
     const problems: string[] = []
-    if (result.zeroWeightsMaxAbsDiff !== 0)
+    // Exact in principle (the corrections add 0), but onnxruntime fuses the shared nodes differently once
+    // corrections sit between them (e.g. Add + Gelu → BiasGelu, Add + LayerNormalization → SkipLayerNormalization),
+    // which changes float32 rounding: measured 5.7e-7 on a 12-layer BERT-shaped encoder.
+    if (result.zeroWeightsMaxAbsDiff > 1e-5 * scale)
       problems.push(
         `all-zero weights differ from the shared model by ${result.zeroWeightsMaxAbsDiff}`,
       )
