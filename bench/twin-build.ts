@@ -56,8 +56,8 @@ function configRecipe(config: string): Recipe {
     base: resolve(recipeDir, recipe.base),
     experts: experts.map((e) => ({ name: e.name, model: e.model })),
     exclusive: size?.startsWith('e')
-      ? { energy: Number(size.slice(1)) }
-      : { rank: Number(size?.slice(1)) },
+      ? { energy: Number(size.slice(1)), dtype: 'float32' }
+      : { rank: Number(size?.slice(1)), dtype: 'float32' },
     router: router as Recipe['router'],
   }
 }

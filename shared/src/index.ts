@@ -72,6 +72,8 @@ export {
   DellaSpecSchema,
   type ExclusiveSpec,
   ExclusiveSpecSchema,
+  type ExclusiveTensorRule,
+  ExclusiveTensorRuleSchema,
   LinearSpecSchema,
   type MajoritySignMethod,
   MajoritySignMethodSchema,

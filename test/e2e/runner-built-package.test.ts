@@ -1,6 +1,7 @@
 /**
  * The builder and the runner agree: packages made by `twinserve build` (generated MLP with a transposed Gemm head,
- * and a transformer block with 3-D inputs) served by a runner process. Zero weights give the shared variant, a
+ * a transformer block with 3-D inputs, and a compact MLP package: no shared file, float16 factors) served by a
+ * runner process. Zero weights give the shared variant, a
  * materialised linear merge gives what the factored graph computes (so the factors follow the documented naming
  * and layout convention), and the router's weights are a distribution over the experts.
  */
@@ -22,9 +23,23 @@ let runner: RunnerProcess
 
 beforeAll(async () => {
   const dirs: string[] = []
-  for (const kind of ['mlp', 'block'] as const) {
-    const fx = await writeBuildFixture(join(root, `${kind}-in`), { kind })
-    const out = join(root, `${kind}-pkg`)
+  // The third package is compact: no shared variant file (the runner serves `shared` from the twin graph) and
+  // float16 factors, which the materialised path must widen to rebuild the experts' deltas.
+  const compact = {
+    name: 'test-mlp-compact',
+    shared_file: false,
+    exclusive: { rank: 2, dtype: 'float16', tensors: [{ match: 'head.*', rank: 4 }] },
+  }
+  for (const [label, kind, recipe] of [
+    ['mlp', 'mlp', undefined],
+    ['block', 'block', undefined],
+    ['mlp-compact', 'mlp', compact],
+  ] as const) {
+    const fx = await writeBuildFixture(join(root, `${label}-in`), {
+      kind,
+      ...(recipe ? { recipe } : {}),
+    })
+    const out = join(root, `${label}-pkg`)
     await buildPackage(fx.recipePath, { out, reporter: createReporter({ quiet: true }) })
     manifests.push((await loadPackage(out)).manifest)
     dirs.push(out)
@@ -79,7 +94,7 @@ describe('runner serving packages from twinserve build', () => {
     )
   })
 
-  for (const i of [0, 1])
+  for (const i of [0, 1, 2])
     it(`package ${i}: zero weights = shared variant, materialised linear = factored, router sums to 1`, async () => {
       const m = manifests[i] as PackageManifest
       const out = m.outputs[0]?.name ?? ''
@@ -87,6 +102,9 @@ describe('runner serving packages from twinserve build', () => {
       const zero = await infer(m, { experts: { [experts[0] ?? '']: 0 } })
       const shared = await infer(m, { variant: 'shared' })
       expect(maxDiff(data(zero, out), data(shared, out))).toBeLessThan(1e-5)
+      // Without a shared file the twin graph serves `shared` (at zero weights); with one, the plain graph does.
+      expect('variants/shared.onnx' in m.files).toBe(i !== 2)
+      expect(shared.parameters).toMatchObject({ merge_path: i === 2 ? 'factored' : 'static' })
 
       const mix = Object.fromEntries(experts.map((e, t) => [e, [0.5, 0.3, 0.2][t] ?? 0]))
       const factored = await infer(m, { experts: mix })

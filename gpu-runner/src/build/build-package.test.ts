@@ -173,6 +173,76 @@ describe('exclusive knowledge and rank', () => {
   })
 })
 
+describe('compact packages: no shared file, float16 factors, per-tensor ranks', async () => {
+  const recipe = {
+    variants: [],
+    shared_file: false,
+    exclusive: {
+      rank: 2,
+      dtype: 'float16',
+      tensors: [
+        { match: 'head.*', rank: 4 }, // full rank of the [4, 12] head
+        { match: '/^fc2/', energy: 1 },
+      ],
+    },
+  }
+  const fx = await writeBuildFixture(join(root, 'compact'), { recipe })
+  const report = await buildPackage(fx.recipePath, quiet(join(root, 'compact-out')))
+  const fx32 = await writeBuildFixture(join(root, 'compact32'), {
+    recipe: { ...recipe, exclusive: { ...recipe.exclusive, dtype: 'float32' } },
+  })
+  const report32 = await buildPackage(fx32.recipePath, quiet(join(root, 'compact32-out')))
+
+  it('writes no shared variant file, and verifies zero weights against the shared merge in memory', async () => {
+    const pkg = await loadPackage(report.dir)
+    expect(Object.keys(pkg.manifest.files)).toEqual(['model.onnx'])
+    expect(pkg.manifest.variants).toEqual([])
+    expect(report.verification.zeroWeightsMaxAbsDiff).toBe(0)
+    expect(report.sizes.files['variants/shared.onnx']).toBeUndefined()
+  })
+
+  it('applies the first matching tensor rule, else the global rank', () => {
+    const ranks = Object.fromEntries(report.manifest.exclusive.map((e) => [e.name, e.ranks]))
+    expect(ranks['fc1.weight']).toEqual([2, 2, 2])
+    expect(ranks['fc2.weight']).toEqual([12, 12, 12]) // energy 1: every singular value of [16, 12]
+    expect(ranks['head.weight']).toEqual([4, 4, 4])
+  })
+
+  it('stores U and Vᵀ as FLOAT16 behind a Cast (σ and vector deltas stay float32), about half the factor bytes', async () => {
+    const half = readOnnxBytes((await loadPackage(report.dir)).model, 'half')
+    const full = readOnnxBytes((await loadPackage(report32.dir)).model, 'full')
+    for (const w of ['fc1.weight', 'fc2.weight', 'head.weight']) {
+      for (const suffix of ['.twin_u', '.twin_v']) {
+        expect(half.initializers.get(`${w}${suffix}`)?.dataType, w + suffix).toBe(10) // FLOAT16
+        expect(full.initializers.get(`${w}${suffix}`)?.dataType, w + suffix).toBe(1)
+        const casts = (half.graph.node ?? []).filter(
+          (n) => n.opType === 'Cast' && n.input?.[0] === `${w}${suffix}`,
+        )
+        expect(casts).toHaveLength(1)
+      }
+      expect(half.initializers.get(`${w}.twin_sigma`)?.dataType).toBe(1)
+    }
+    expect(half.initializers.get('fc1.bias.twin_delta')?.dataType).toBe(1)
+    const factorBytes = (m: typeof half) =>
+      [...m.initializers.entries()]
+        .filter(([n]) => n.endsWith('.twin_u') || n.endsWith('.twin_v'))
+        .reduce((a, [, t]) => a + (t.rawData?.byteLength ?? 0), 0)
+    expect(factorBytes(half) * 2).toBe(factorBytes(full))
+    expect(report.sizes.packageBytes).toBeLessThan(report32.sizes.packageBytes)
+  })
+
+  it('float16 factors cost only rounding: one-hot outputs stay within 1e-2 relative of the float32 build', () => {
+    report.verification.experts.forEach((e, t) => {
+      const e32 = report32.verification.experts[t]
+      expect(e.sharedMaxAbsDiff).toBe(e32?.sharedMaxAbsDiff)
+      // head and fc2 are at full rank in both: what remains is fc1's rank-2 truncation, plus float16 rounding.
+      expect(Math.abs(e.oneHotMaxAbsDiff - (e32?.oneHotMaxAbsDiff ?? 0))).toBeLessThan(
+        1e-2 * e.sharedMaxAbsDiff,
+      )
+    })
+  })
+})
+
 describe('bad input: clear errors, nothing written to --out', () => {
   const cases: [
     string,
@@ -200,6 +270,14 @@ describe('bad input: clear errors, nothing written to --out', () => {
       async (fx) =>
         rewrite(fx.recipePath, (t) => t.replace('rank: 2', 'rank: 2\n  exclude: ["nosuch.*"]')),
       /nosuch/,
+    ],
+    [
+      'a per-tensor rule that matches no matrix',
+      async (fx) =>
+        rewrite(fx.recipePath, (t) =>
+          t.replace('rank: 2', 'rank: 2\n  tensors: [{ match: "fc9.*", rank: 3 }]'),
+        ),
+      /exclusive.tensors: tensor pattern fc9.\* matches none of the 3 matrices that carry exclusive knowledge/,
     ],
     [
       'an unknown router feature',

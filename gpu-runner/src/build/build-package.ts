@@ -316,6 +316,7 @@ async function buildTwin(
     router: routerEmitter(router.model),
     controls,
     batchDim: batchDim(ctx.inputs),
+    factorDtype: recipe.exclusive.dtype,
   })
   const bytes = encode(twin, {
     'twinserve.package': recipe.name,
@@ -399,15 +400,17 @@ export async function buildPackage(recipePath: string, opts: BuildOptions): Prom
     'twinserve.experts': JSON.stringify(expertNames),
     'twinserve.graph': `variant:${name}`,
   })
-  files[variantFile(SHARED_VARIANT)] = encode(
-    withFloatInitializers(base.model, shared),
-    variantMeta(SHARED_VARIANT),
-  )
-  variants.push({
-    name: SHARED_VARIANT,
-    description: `shared model only (${recipe.shared.method}), no exclusive knowledge`,
-    exclusive: false,
-  })
+  // The shared model as a plain graph: written as a variant file, or (shared_file: false) kept only to verify
+  // the twin graph at zero weights against, since the runner then serves `shared` from the twin graph.
+  const sharedBytes = encode(withFloatInitializers(base.model, shared), variantMeta(SHARED_VARIANT))
+  if (recipe.shared_file) {
+    files[variantFile(SHARED_VARIANT)] = sharedBytes
+    variants.push({
+      name: SHARED_VARIANT,
+      description: `shared model only (${recipe.shared.method}), no exclusive knowledge`,
+      exclusive: false,
+    })
+  }
   for (const v of recipe.variants) {
     step = reporter.step(`variant '${v.name}' (${v.shared.method})`, baseValues.size)
     const merged = mergeAll(v.shared, base, baseValues, expertValues, expertNames, (d, t) =>
@@ -488,6 +491,7 @@ export async function buildPackage(recipePath: string, opts: BuildOptions): Prom
       inputs,
       outputs: outputs.filter((o) => o.elem === 'float').map((o) => o.name),
       experts: expertNames.map((name, i) => ({ name, path: loaded.files.experts[i] as string })),
+      shared: sharedBytes,
       checks,
       heldout: split.heldout,
       heldoutPredictions: twin.router.heldoutPredictions,

@@ -58,6 +58,37 @@ export function selectExclusive(
   return out
 }
 
+/**
+ * The compression target of each matrix: the first `tensors` rule whose pattern matches its name, else the
+ * spec's own rank / energy. A rule that matches none of the matrices is an error naming it (a typo would
+ * otherwise silently change nothing).
+ */
+export function compressionTargets(
+  matrices: readonly string[],
+  spec: ExclusiveSpec,
+): (name: string) => { rank?: number; energy?: number } {
+  const rules = (spec.tensors ?? []).map((rule) => {
+    let hits: Set<string>
+    try {
+      hits = new Set(selectTensors(matrices, { include: [rule.match] }))
+    } catch (err) {
+      if (err instanceof AppError && err.code === 'INVALID_REQUEST')
+        throw new AppError(
+          'INVALID_REQUEST',
+          `exclusive.tensors: ${err.message.replace(/ tensors \(/, ' matrices that carry exclusive knowledge (')}`,
+        )
+      throw err
+    }
+    return { rule, hits }
+  })
+  const fallback = spec.rank !== undefined ? { rank: spec.rank } : { energy: spec.energy as number }
+  return (name) => {
+    const r = rules.find((x) => x.hits.has(name))?.rule
+    if (!r) return fallback
+    return r.rank !== undefined ? { rank: r.rank } : { energy: r.energy as number }
+  }
+}
+
 export async function computeExclusive(opts: {
   selected: readonly TensorSite[]
   shared: ReadonlyMap<string, Float32Array>
@@ -68,6 +99,10 @@ export async function computeExclusive(opts: {
 }): Promise<ExclusiveKnowledge> {
   const T = opts.experts.length
   const out: ExclusiveKnowledge = { matrices: [], vectors: [], rows: [] }
+  const targetOf = compressionTargets(
+    opts.selected.filter((s) => s.kind === 'matrix').map((s) => s.name),
+    opts.spec,
+  )
   let done = 0
   for (const site of opts.selected) {
     const s = opts.shared.get(site.name)
@@ -87,10 +122,11 @@ export async function computeExclusive(opts: {
       out.rows.push({ name: site.name, kind: 'vector', shape: [d], relError: deltas.map(() => 0) })
     } else if (site.kind === 'matrix') {
       const [rows, cols] = site.shape
+      const target = targetOf(site.name)
       const opt =
-        opts.spec.rank !== undefined
-          ? { rank: Math.min(opts.spec.rank, rows, cols) }
-          : { energy: opts.spec.energy as number }
+        target.rank !== undefined
+          ? { rank: Math.min(target.rank, rows, cols) }
+          : { energy: target.energy as number }
       const parts = []
       for (const delta of deltas) parts.push(await compressDelta(delta, rows, cols, opt))
       const ranks = parts.map((p) => p.rank)

@@ -19,6 +19,7 @@
  * @module
  */
 import { AppError, TWIN_FACTOR_SUFFIXES, TWIN_INPUTS, TWIN_OUTPUT_WEIGHTS } from '@twinserve/shared'
+import { float16Tensor } from '../onnx/float16.ts'
 import { type Dim, valueInfo } from '../onnx/graph-builder.ts'
 import type { IModelProto, INodeProto, ModelProto } from '../onnx/proto.ts'
 import { onnx } from '../onnx/proto.ts'
@@ -73,6 +74,12 @@ export interface TwinRewriteOptions {
    */
   controls: 'inputs' | 'router'
   batchDim: Dim
+  /**
+   * Storage type of the U and Vᵀ factors. `float16` halves their bytes: they are stored as FLOAT16 initializers
+   * under the convention names and Cast to float32 in the graph (onnxruntime folds the Cast of a constant when
+   * it creates the session, so serving computes in float32 as before). Default float32.
+   */
+  factorDtype?: 'float32' | 'float16'
 }
 
 function cloneModel(model: IModelProto): ModelProto {
@@ -334,6 +341,16 @@ export function rewriteTwinGraph(opts: TwinRewriteOptions): ModelProto {
   }
 
   // 4. Matrices.
+  const half = opts.factorDtype === 'float16'
+  /** A factor under its convention name; in float16, the float32 tensor the graph computes with is a Cast. */
+  const factor = (name: string, data: Float32Array, dims: readonly number[]): string => {
+    if (!half) return ed.float(name, data, dims, true)
+    ed.initializer(float16Tensor(ed.claim(name), data, dims))
+    return ed.node('Cast', [name], {
+      attrs: { to: onnx.TensorProto.DataType.FLOAT },
+      hint: `${name}/f32`,
+    })
+  }
   for (const m of opts.matrices) {
     const site = opts.sites.get(m.name)
     if (site?.kind !== 'matrix') continue
@@ -344,8 +361,8 @@ export function rewriteTwinGraph(opts: TwinRewriteOptions): ModelProto {
         'INVALID_MODEL',
         `factors of '${m.name}' do not match [${m.rows}, ${m.cols}] at rank ${R}`,
       )
-    const U = ed.float(`${m.name}${TWIN_FACTOR_SUFFIXES.u}`, m.U, [m.rows, R], true)
-    const Vt = ed.float(`${m.name}${TWIN_FACTOR_SUFFIXES.v}`, m.Vt, [R, m.cols], true)
+    const U = factor(`${m.name}${TWIN_FACTOR_SUFFIXES.u}`, m.U, [m.rows, R]) // [rows, R]
+    const Vt = factor(`${m.name}${TWIN_FACTOR_SUFFIXES.v}`, m.Vt, [R, m.cols]) // [R, cols]
     const sigma = ed.float(`${m.name}${TWIN_FACTOR_SUFFIXES.sigma}`, m.sigma, [R], true)
     const eor = ed.int64(
       `${m.name}${TWIN_FACTOR_SUFFIXES.expertOfRank}`,

@@ -18,6 +18,7 @@ import {
   TWIN_FACTOR_SUFFIXES,
 } from '@twinserve/shared'
 import type { MatmulBackend } from '../merge/matmul.ts'
+import { float16TensorValues } from '../onnx/float16.ts'
 import { valueInfo } from '../onnx/graph-builder.ts'
 import { type ITensorProto, onnx, TensorDataType, toNumber } from '../onnx/proto.ts'
 
@@ -62,10 +63,16 @@ function dimsOf(t: ITensorProto): number[] {
   return (t.dims ?? []).map((d) => toNumber(d))
 }
 
-function floatsOf(t: ITensorProto, model: string): Float32Array {
-  if (t.dataType !== TensorDataType.FLOAT)
-    throw invalid(model, `initializer '${t.name}' is not float32`)
+function floatsOf(t: ITensorProto, model: string, allowHalf = false): Float32Array {
   const n = dimsOf(t).reduce((a, b) => a * b, 1)
+  // Factors may be stored as float16 (recipe `exclusive.dtype`); widening them is exact.
+  if (allowHalf && t.dataType === TensorDataType.FLOAT16) {
+    const values = float16TensorValues(t, n)
+    if (!values) throw invalid(model, `initializer '${t.name}' has no data for ${n} float16 values`)
+    return values
+  }
+  if (t.dataType !== TensorDataType.FLOAT)
+    throw invalid(model, `initializer '${t.name}' is not float32${allowHalf ? ' or float16' : ''}`)
   if (t.rawData && t.rawData.length > 0) {
     if (t.rawData.length !== n * 4)
       throw invalid(
@@ -169,8 +176,8 @@ export function readExclusiveFactors(
         name: e.name,
         shape: [rows, cols],
         shared: floatsOf(need(e.name, [rows, cols]).t, model),
-        u: floatsOf(u.t, model),
-        v: floatsOf(need(`${e.name}${S.v}`, [R, cols]).t, model),
+        u: floatsOf(u.t, model, true),
+        v: floatsOf(need(`${e.name}${S.v}`, [R, cols]).t, model, true),
         sigma: floatsOf(need(`${e.name}${S.sigma}`, [R]).t, model),
         expertOfRank,
       }

@@ -137,7 +137,26 @@ describe('ExclusiveSpecSchema', () => {
     [{ rank: 0 }, false],
     [{ energy: 0 }, false],
     [{ rank: 4, include: [''] }, false],
+    [{ rank: 4, dtype: 'float16' }, true],
+    [{ rank: 4, dtype: 'bfloat16' }, false],
+    [
+      {
+        rank: 4,
+        tensors: [
+          { match: 'fc2.*', rank: 96 },
+          { match: '/head/', energy: 1 },
+        ],
+      },
+      true,
+    ],
+    [{ rank: 4, tensors: [{ match: 'fc2.*', rank: 8, energy: 0.5 }] }, false],
+    [{ rank: 4, tensors: [{ match: 'fc2.*' }] }, false],
+    [{ rank: 4, tensors: [{ match: '', rank: 2 }] }, false],
+    [{ rank: 4, tensors: [{ match: 'fc2.*', rank: 2, extra: 1 }] }, false],
   ])('%j → %s', (input, ok) => {
     expect(ExclusiveSpecSchema.safeParse(input).success).toBe(ok)
+  })
+  it('defaults the factor dtype to float32', () => {
+    expect(ExclusiveSpecSchema.parse({ rank: 4 }).dtype).toBe('float32')
   })
 })

@@ -244,19 +244,40 @@ export function parseMergeSpec(input: unknown): MergeSpec {
   return parsed.data
 }
 
+const oneOfRankOrEnergy = {
+  message: 'give exactly one of rank or energy',
+}
+
+/** A per-tensor compression target: the first entry whose `match` pattern names a tensor wins. */
+export const ExclusiveTensorRuleSchema = z
+  .strictObject({
+    /** Tensor name pattern: a `/regex/` or a glob, as in `include`. */
+    match: z.string().min(1),
+    rank: z.number().int().min(1).optional(),
+    energy: z.number().gt(0).lte(1).optional(),
+  })
+  .refine((s) => (s.rank === undefined) !== (s.energy === undefined), oneOfRankOrEnergy)
+export type ExclusiveTensorRule = z.output<typeof ExclusiveTensorRuleSchema>
+
 /**
  * Exclusive-knowledge compression (Twin-Merging): each 2-D tensor's v_t = θ_t − θ_shared is truncated to a
- * fixed `rank`, or to the smallest rank that keeps `energy` of ‖v_t‖²_F; 1-D tensors stay exact. `include` /
+ * fixed `rank`, or to the smallest rank that keeps `energy` of ‖v_t‖²_F; 1-D tensors stay exact. `tensors`
+ * overrides the target per tensor (e.g. more rank where a tensor's bytes per rank are low). `include` /
  * `exclude` pick tensors by name: a `/regex/` or a glob (`*` any run of characters, `?` one).
  */
 export const ExclusiveSpecSchema = z
   .strictObject({
     rank: z.number().int().min(1).optional(),
     energy: z.number().gt(0).lte(1).optional(),
+    /** Per-tensor targets, first match wins; tensors no rule matches get `rank` / `energy`. */
+    tensors: z.array(ExclusiveTensorRuleSchema).max(256).optional(),
     include: z.array(z.string().min(1)).optional(),
     exclude: z.array(z.string().min(1)).optional(),
+    /**
+     * Storage type of the low-rank factors in the package: `float16` halves their bytes (computed in float32
+     * after a Cast that onnxruntime folds at load); σ and exact vector deltas stay float32.
+     */
+    dtype: z.enum(['float32', 'float16']).default('float32'),
   })
-  .refine((s) => (s.rank === undefined) !== (s.energy === undefined), {
-    message: 'give exactly one of rank or energy',
-  })
+  .refine((s) => (s.rank === undefined) !== (s.energy === undefined), oneOfRankOrEnergy)
 export type ExclusiveSpec = z.output<typeof ExclusiveSpecSchema>

@@ -20,6 +20,8 @@ describe('RecipeSchema', () => {
     expect(r.router).toMatchObject({ kind: 'mlp', hidden: [64], epochs: 30, seed: 0 })
     expect(r.variants).toEqual([])
     expect(r.verify.examples_per_expert).toBe(8)
+    expect(r.shared_file).toBe(true)
+    expect(r.exclusive.dtype).toBe('float32')
   })
 
   const valid: [string, unknown][] = [
@@ -31,6 +33,14 @@ describe('RecipeSchema', () => {
     [
       'energy + patterns',
       { ...minimal, exclusive: { energy: 0.9, include: ['fc*'], exclude: ['/bias$/'] } },
+    ],
+    [
+      'a compact package: no shared file, float16 factors, per-tensor ranks',
+      {
+        ...minimal,
+        shared_file: false,
+        exclusive: { rank: 48, dtype: 'float16', tensors: [{ match: 'fc2.*', rank: 96 }] },
+      },
     ],
     [
       'variants',

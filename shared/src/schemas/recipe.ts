@@ -93,6 +93,12 @@ export const RecipeSchema = z
     base: PathSchema,
     experts: z.array(RecipeExpertSchema).min(1).max(64),
     shared: MergeSpecSchema.default(DEFAULT_SHARED),
+    /**
+     * Write the shared model as its own plain graph, `variants/shared.onnx` (one model's bytes; the cheapest
+     * graph to serve `variant: shared` from). false: no file; the runner serves `shared` from the twin graph at
+     * all-zero weights, which computes the same model (the builder verifies it against the merge in memory).
+     */
+    shared_file: z.boolean().default(true),
     exclusive: ExclusiveSpecSchema,
     router: RouterRecipeSchema,
     variants: z.array(VariantRecipeSchema).default([]),

@@ -19,8 +19,8 @@
  *   value θ_s (so a graph fed all-zero weights is the shared model);
  * - kind `matrix`, stored shape [rows, cols] (a MatMul weight X·W is [d_in, d_out]; for Gemm transB=1 the factors
  *   still follow the stored layout [d_out, d_in]):
- *   - `<w>.twin_u`              float [rows, R]
- *   - `<w>.twin_v`              float [R, cols]   (Vᵀ, pre-transposed)
+ *   - `<w>.twin_u`              float [rows, R]   (float32, or float16 followed by a Cast to float32 in the graph)
+ *   - `<w>.twin_v`              float [R, cols]   (Vᵀ, pre-transposed; float32 or float16 like `twin_u`)
  *   - `<w>.twin_sigma`          float [R]         singular values
  *   - `<w>.twin_expert_of_rank` int64 [R]         expert index (manifest `experts[].index`) of each rank column;
  *     per tensor, because ranks differ per tensor; R = Σ_t ranks[t] (R = 0: the four are absent)
