@@ -84,6 +84,11 @@ export interface LocalGatewayOptions {
   startTimeoutMs?: number
   /** Receives wrangler's and the Worker's output (JSON log lines included). */
   onOutput?: (chunk: string) => void
+  /**
+   * Run wrangler in its own process group, so a terminal's Ctrl-C reaches only the parent, which can then stop
+   * its processes in order (npm start: the runner drains and deregisters before the gateway goes).
+   */
+  detached?: boolean
 }
 
 export interface LocalGateway {
@@ -125,7 +130,12 @@ export async function startLocalGateway(opts: LocalGatewayOptions): Promise<Loca
       '--log-level',
       'warn',
     ],
-    { cwd: REPO_ROOT, env: { ...process.env, ...WRANGLER_ENV }, stdio: ['ignore', 'pipe', 'pipe'] },
+    {
+      cwd: REPO_ROOT,
+      env: { ...process.env, ...WRANGLER_ENV },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: opts.detached ?? false,
+    },
   )
   let output = ''
   const collect = (d: Buffer) => {

@@ -41,7 +41,7 @@ const COVERAGE: Record<string, Coverage> = {
   'cd twinserve': { outside: 'the clone above', checkedBy: '.ci/run' },
   'npm ci': { by: '.ci/run', contains: 'npm ci' },
   'npm test': { by: '.ci/run', contains: 'npm test' },
-  'npm start': { by: 'gateway/dev/local-gateway.test.ts', contains: 'wrangler' },
+  'npm start': { by: 'test/e2e/quick-start.test.ts', contains: 'scripts/start.ts' },
   'npm run serve:demo': { run: 'demo-runner', expect: /.*/ },
   'openssl rand -hex 32': { run: 'here', expect: /^[0-9a-f]{64}\n$/ },
   'npx wrangler login': cloudflare(),
