@@ -317,6 +317,9 @@ async function buildTwin(
     controls,
     batchDim: batchDim(ctx.inputs),
     factorDtype: recipe.exclusive.dtype,
+    ...(recipe.exclusive.topk_gather !== undefined
+      ? { topkGather: recipe.exclusive.topk_gather }
+      : {}),
   })
   const bytes = encode(twin, {
     'twinserve.package': recipe.name,

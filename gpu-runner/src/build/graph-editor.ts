@@ -22,6 +22,23 @@ function toAttribute(name: string, v: AttrValue): IAttributeProto {
 
 type IGraphProto = onnxProto.onnx.IGraphProto
 
+/** Tensors a node's subgraphs (If/Loop/Scan bodies) read from the enclosing scope. */
+export function outerInputs(node: INodeProto): string[] {
+  const out: string[] = []
+  for (const a of node.attribute ?? [])
+    for (const g of [...(a.g ? [a.g] : []), ...(a.graphs ?? [])]) {
+      const local = new Set<string>([
+        ...(g.input ?? []).map((v) => v.name ?? ''),
+        ...(g.initializer ?? []).map((t) => t.name ?? ''),
+      ])
+      for (const n of g.node ?? []) {
+        for (const x of [...(n.input ?? []), ...outerInputs(n)]) if (x && !local.has(x)) out.push(x)
+        for (const o of n.output ?? []) local.add(o)
+      }
+    }
+  return out
+}
+
 export class GraphEditor {
   private counter = 0
   private readonly taken: Set<string>
@@ -100,7 +117,10 @@ export class GraphEditor {
     return this.initializer(int64Tensor(exact ? this.claim(hint) : this.fresh(hint), data, dims))
   }
 
-  /** Reorders graph.node topologically, keeping the existing order wherever it is already valid. */
+  /**
+   * Reorders graph.node topologically, keeping the existing order wherever it is already valid. A node with
+   * subgraphs (`If`) also depends on the outer-scope tensors its subgraphs read.
+   */
   sortTopologically(): void {
     const nodes = this.graph.node ?? []
     const producer = new Map<string, number>()
@@ -110,7 +130,9 @@ export class GraphEditor {
     const deps = nodes.map(
       (n) =>
         new Set(
-          (n.input ?? []).map((x) => producer.get(x)).filter((p): p is number => p !== undefined),
+          [...(n.input ?? []), ...outerInputs(n)]
+            .map((x) => producer.get(x))
+            .filter((p): p is number => p !== undefined),
         ),
     )
     const users = nodes.map(() => [] as number[])

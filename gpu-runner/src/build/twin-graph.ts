@@ -14,7 +14,11 @@
  *
  * The router reads the shared model's value of `feature`. When that tensor depends on a rewritten node, the
  * nodes that compute it are copied under `router/` names so that the router sees shared-model features (as
- * Twin-Merging's router does) and the graph stays acyclic.
+ * Twin-Merging's router does) and the graph stays acyclic. In the twin graph the router's nodes run inside an
+ * `If`, only for batches where some row uses the router (router-gate.ts): explicit mixes, `shared` rows and the
+ * materialised path do not pay for a router pass (with the default feature, a whole pass of the shared model).
+ * With `topkGather: k`, each row applies only its k largest weights and every matrix gathers those experts'
+ * factors per row instead of multiplying by all of them (topk-gather.ts).
  * @see https://arxiv.org/abs/2406.15479 (Twin-Merging)
  * @module
  */
@@ -25,6 +29,8 @@ import type { IModelProto, INodeProto, ModelProto } from '../onnx/proto.ts'
 import { onnx } from '../onnx/proto.ts'
 import { GraphEditor } from './graph-editor.ts'
 import { defaultOpset, Ops } from './ops.ts'
+import { gateRouter } from './router-gate.ts'
+import { emitTopK, gatherMatrix, padExpertMajor } from './topk-gather.ts'
 import { consumersOf, floatAttr, intAttr, type TensorSite } from './weight-sites.ts'
 
 export interface MatrixFactors {
@@ -80,6 +86,13 @@ export interface TwinRewriteOptions {
    * it creates the session, so serving computes in float32 as before). Default float32.
    */
   factorDtype?: 'float32' | 'float16'
+  /**
+   * Top-k gather (controls 'inputs' only): each row applies at most this many experts, those with the largest
+   * |weight| (router rows: top_k is capped at it before renormalising), and each matrix gathers just their
+   * factors per row: the FLOPs of rank k·r instead of T·r. Factors are stored expert-major, padded to the
+   * tensor's largest per-expert rank with zero singular values (R = T·r). Default: dense, every expert applied.
+   */
+  topkGather?: number
 }
 
 function cloneModel(model: IModelProto): ModelProto {
@@ -188,7 +201,15 @@ export function rewriteTwinGraph(opts: TwinRewriteOptions): ModelProto {
   const targets = correctionTargets(opts.model, opts.sites, [...opts.matrices, ...opts.vectors])
   const siteNodes = new Set([...targets.values()].flat())
 
+  const K = opts.controls === 'inputs' ? opts.topkGather : undefined
+  if (K !== undefined && (!Number.isInteger(K) || K < 1 || K >= T))
+    throw new AppError(
+      'INVALID_REQUEST',
+      `exclusive.topk_gather must be a whole number below the number of experts (${T}), got ${K}`,
+    )
+
   // 1. Router input from the shared model: copy the feature's ancestors when any of them gets rewritten.
+  const routerStart = (graph.node ?? []).length
   let feature = opts.feature.tensor
   const up = ancestors(orig, feature)
   if (up.some((i) => siteNodes.has(i))) {
@@ -219,10 +240,12 @@ export function rewriteTwinGraph(opts: TwinRewriteOptions): ModelProto {
       false,
       'router/pool',
     )
-  const probs = opts.router(ed, ops, feature)
+  let probs = opts.router(ed, ops, feature)
 
   // 2. Expert weights per row.
   let w = probs
+  /** Top-k gather: each row's applied experts [batch, K] (int64). */
+  let picked: { idx: string } | undefined
   if (opts.controls === 'inputs') {
     const b = opts.batchDim
     graph.input = [
@@ -232,10 +255,17 @@ export function rewriteTwinGraph(opts: TwinRewriteOptions): ModelProto {
       valueInfo(ed.claim(TWIN_INPUTS.expertMask), 'float', [b, T]),
       valueInfo(ed.claim(TWIN_INPUTS.topK), 'int64', [b, 1]),
     ]
+    probs = gateRouter(ed, ops, {
+      from: routerStart,
+      probs,
+      dims: [b, T],
+      useRouter: TWIN_INPUTS.useRouter,
+      passThrough: TWIN_INPUTS.mixWeights,
+    })
     const masked = ed.node('Mul', [probs, TWIN_INPUTS.expertMask], { hint: 'weights/masked' })
     // Per-row top-k: the k-th largest value of each row is the threshold (ties at the threshold are all kept).
     const one = ed.int64('weights/one', [1], [])
-    const tCount = ed.int64('weights/t', [T], [])
+    const tCount = ed.int64('weights/t', [K ?? T], [])
     const k = ed.node(
       'Min',
       [ed.node('Max', [TWIN_INPUTS.topK, one], { hint: 'weights/k_lo' }), tCount],
@@ -265,6 +295,11 @@ export function rewriteTwinGraph(opts: TwinRewriteOptions): ModelProto {
       hint: 'weights/use_router',
     })
     w = ed.node('Where', [useRouter, routed, TWIN_INPUTS.mixWeights], { hint: 'weights/w' })
+    if (K !== undefined) {
+      const top = emitTopK(ed, w, K)
+      picked = { idx: top.idx }
+      w = top.applied
+    }
     ed.node('Identity', [w], { outputs: [ed.claim(TWIN_OUTPUT_WEIGHTS)] })
     graph.output = [...(graph.output ?? []), valueInfo(TWIN_OUTPUT_WEIGHTS, 'float', [b, T])]
   }
@@ -351,16 +386,22 @@ export function rewriteTwinGraph(opts: TwinRewriteOptions): ModelProto {
       hint: `${name}/f32`,
     })
   }
-  for (const m of opts.matrices) {
-    const site = opts.sites.get(m.name)
+  for (const given of opts.matrices) {
+    const site = opts.sites.get(given.name)
     if (site?.kind !== 'matrix') continue
-    const R = m.sigma.length
-    if (R === 0) continue
-    if (m.U.length !== m.rows * R || m.Vt.length !== R * m.cols || m.expertOfRank.length !== R)
+    if (given.sigma.length === 0) continue
+    if (
+      given.U.length !== given.rows * given.sigma.length ||
+      given.Vt.length !== given.sigma.length * given.cols ||
+      given.expertOfRank.length !== given.sigma.length
+    )
       throw new AppError(
         'INVALID_MODEL',
-        `factors of '${m.name}' do not match [${m.rows}, ${m.cols}] at rank ${R}`,
+        `factors of '${given.name}' do not match [${given.rows}, ${given.cols}] at rank ${given.sigma.length}`,
       )
+    const padded = picked ? padExpertMajor(given, T) : undefined
+    const m = padded ? { ...given, ...padded } : given
+    const R = m.sigma.length
     const U = factor(`${m.name}${TWIN_FACTOR_SUFFIXES.u}`, m.U, [m.rows, R]) // [rows, R]
     const Vt = factor(`${m.name}${TWIN_FACTOR_SUFFIXES.v}`, m.Vt, [R, m.cols]) // [R, cols]
     const sigma = ed.float(`${m.name}${TWIN_FACTOR_SUFFIXES.sigma}`, m.sigma, [R], true)
@@ -370,6 +411,35 @@ export function rewriteTwinGraph(opts: TwinRewriteOptions): ModelProto {
       [R],
       true,
     )
+    const uses = targets.get(m.name) ?? []
+    if (picked && padded && K !== undefined) {
+      const g = gatherMatrix(ed, {
+        name: m.name,
+        U,
+        Vt,
+        sigma,
+        expertOfRank: eor,
+        rows: m.rows,
+        cols: m.cols,
+        r: padded.r,
+        T,
+        K,
+        w,
+        idx: picked.idx,
+      })
+      for (const [k, use] of site.uses.entries()) {
+        const target = uses[k] ?? use.node
+        const n = orig[use.node] as INodeProto
+        let x = n.input?.[0] ?? ''
+        if (use.op === 'Gemm' && intAttr(n, 'transA', 0) === 1)
+          x = ed.node('Transpose', [x], { attrs: { perm: [1, 0] }, hint: `${m.name}/a_t` })
+        let c = g.correction(x, use.transposed, sharedName.get(target) ?? '')
+        const alpha = use.op === 'Gemm' ? floatAttr(n, 'alpha', 1) : 1
+        if (alpha !== 1) c = ed.node('Mul', [c, ops.scalar(alpha)], { hint: `${m.name}/alpha` })
+        addCorrection(target, c)
+      }
+      continue
+    }
     const gathered = ed.node('Gather', [w, eor], {
       attrs: { axis: 1 },
       hint: `${m.name}/w_of_rank`,
@@ -377,7 +447,6 @@ export function rewriteTwinGraph(opts: TwinRewriteOptions): ModelProto {
     const s = ed.node('Mul', [gathered, sigma], { hint: `${m.name}/s` }) // [batch, R]
     let inT: string | undefined // [cols, R] for transposed uses
     let outT: string | undefined // [R, rows]
-    const uses = targets.get(m.name) ?? []
     for (const [k, use] of site.uses.entries()) {
       const target = uses[k] ?? use.node
       const n = orig[use.node] as INodeProto

@@ -278,6 +278,12 @@ export const ExclusiveSpecSchema = z
      * after a Cast that onnxruntime folds at load); σ and exact vector deltas stay float32.
      */
     dtype: z.enum(['float32', 'float16']).default('float32'),
+    /**
+     * Serve with at most this many experts per row, gathering their factors per row (the twin graph's top-k
+     * gather formulation): the FLOPs of rank k·r instead of T·r. Rows apply their k largest |weights| (router
+     * rows: `top_k` is capped at k); must be below the number of experts. Default: dense, every expert applied.
+     */
+    topk_gather: z.number().int().min(1).optional(),
   })
   .refine((s) => (s.rank === undefined) !== (s.energy === undefined), oneOfRankOrEnergy)
 export type ExclusiveSpec = z.output<typeof ExclusiveSpecSchema>

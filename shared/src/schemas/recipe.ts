@@ -149,6 +149,13 @@ export const RecipeSchema = z
         message:
           'heldout_fraction + validation_fraction must leave at least 10% of the data for training',
       })
+    const k = r.exclusive.topk_gather
+    if (k !== undefined && k >= r.experts.length)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['exclusive', 'topk_gather'],
+        message: `must be below the number of experts (${r.experts.length}); at ${k} every expert is applied, which the dense graph does faster`,
+      })
   })
 
 export type Recipe = z.output<typeof RecipeSchema>

@@ -23,7 +23,9 @@
  *   - `<w>.twin_v`              float [R, cols]   (Vᵀ, pre-transposed; float32 or float16 like `twin_u`)
  *   - `<w>.twin_sigma`          float [R]         singular values
  *   - `<w>.twin_expert_of_rank` int64 [R]         expert index (manifest `experts[].index`) of each rank column;
- *     per tensor, because ranks differ per tensor; R = Σ_t ranks[t] (R = 0: the four are absent)
+ *     per tensor, because ranks differ per tensor; R = Σ_t ranks[t] (R = 0: the four are absent); a package
+ *     built with `exclusive.topk_gather` stores columns expert-major, every expert padded to the tensor's
+ *     largest rank r with σ = 0, so there R = T·r
  *   and expert t's delta is ΔW_t = Σ_{r : e(r)=t} σ_r · U[:, r] ⊗ V[r, :] (a rank-0 expert has ΔW_t = 0);
  * - kind `vector`, shape [d]: `<w>.twin_delta` float [T, d], row t = expert t's exact delta.
  * A row with expert weights w then computes θ_s + Σ_t w_t·Δ_t in every exclusive tensor.
