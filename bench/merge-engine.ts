@@ -11,6 +11,7 @@
 import { readFileSync } from 'node:fs'
 import os from 'node:os'
 import {
+  type CallStats,
   compressDelta,
   createRng,
   MatmulBackend,
@@ -56,29 +57,64 @@ function gaussian(n: number, rng: Rng, scale: number): Float32Array {
 
 const rssMb = () => process.memoryUsage().rss / 2 ** 20
 
-/** Plain MatMul rate: median of `runs` timed calls after warm-up. */
-async function plainRate(
-  be: MatmulBackend,
-  m: number,
-  k: number,
-  n: number,
-  opts: { transA?: boolean } = {},
-): Promise<{ label: string; ms: number; gflops: number }> {
-  const rng = createRng(1, 'plain', `${m}x${k}x${n}`)
-  const a = gaussian(m * k, rng, 1)
-  const b = gaussian(k * n, rng, 1)
-  const aShape: [number, number] = opts.transA ? [k, m] : [m, k]
-  for (let i = 0; i < 3; i++) await be.gemm(a, aShape, b, [k, n], opts)
-  const times: number[] = []
-  for (let i = 0; i < 20; i++) {
-    const t = performance.now()
-    await be.gemm(a, aShape, b, [k, n], opts)
-    times.push(performance.now() - t)
+interface Rate {
+  label: string
+  gflops: number
+  msPerCall: number
+}
+
+function rateOf(label: string, be: MatmulBackend, stats: CallStats = be.stats): Rate {
+  return {
+    label,
+    gflops: stats.flops / stats.seconds / 1e9,
+    msPerCall: (stats.seconds * 1000) / stats.calls,
   }
-  times.sort((x, y) => x - y)
-  const ms = times[Math.floor(times.length / 2)] as number
-  const label = `[${m}×${k}]${opts.transA ? ' (as Aᵀ)' : ''} · [${k}×${n}]`
-  return { label, ms, gflops: (2 * m * k * n) / ms / 1e6 }
+}
+
+/**
+ * The SVD's products against onnxruntime's plain MatMul, in interleaved rounds so both see the same load:
+ * each round runs one square 1024³ product, five [768×3072]·[3072×42] and five [3072×768]ᵀ·[768×42] (the
+ * sketch-shaped products the SVD makes), then one rank-32 compression of a random 768×3072 matrix.
+ */
+async function productRates(rounds: number): Promise<{ plain: Rate[]; svd: Rate[] }> {
+  const rng = createRng(2, 'rates')
+  const rows = 768
+  const cols = 3072
+  const l = RANK + 10
+  const square = gaussian(1024 * 1024, rng, 1)
+  const v = gaussian(rows * cols, rng, 1)
+  const omega = gaussian(cols * l, rng, 1)
+  const q = gaussian(rows * l, rng, 1)
+  const squareBe = new MatmulBackend()
+  const thinBe = new MatmulBackend()
+  const thinTBe = new MatmulBackend()
+  const svdBe = new MatmulBackend()
+  const round = async () => {
+    await squareBe.gemm(square, [1024, 1024], square, [1024, 1024])
+    for (let i = 0; i < 5; i++) await thinBe.gemm(v, [rows, cols], omega, [cols, l])
+    for (let i = 0; i < 5; i++) await thinTBe.gemm(v, [rows, cols], q, [rows, l], { transA: true })
+    await compressDelta(v, rows, cols, { rank: RANK }, { backend: svdBe })
+  }
+  await round() // warm-up: sessions, caches
+  for (const be of [squareBe, thinBe, thinTBe, svdBe]) be.resetStats()
+  for (let r = 0; r < rounds; r++) await round()
+  const out = {
+    plain: [
+      rateOf('plain MatMul [1024×1024]·[1024×1024]', squareBe),
+      rateOf(`plain MatMul [768×3072]·[3072×${l}]`, thinBe),
+      rateOf(`plain MatMul [3072×768]ᵀ·[768×${l}]`, thinTBe),
+    ],
+    svd: [
+      rateOf(`SVD, all products (${svdBe.stats.calls / rounds} per compression)`, svdBe),
+      rateOf(
+        `SVD, the ${svdBe.stats.large.calls / rounds} products with the matrix (${((100 * svdBe.stats.large.flops) / svdBe.stats.flops).toFixed(0)}% of FLOPs)`,
+        svdBe,
+        svdBe.stats.large,
+      ),
+    ],
+  }
+  for (const be of [squareBe, thinBe, thinTBe, svdBe]) await be.dispose()
+  return out
 }
 
 async function main(): Promise<void> {
@@ -93,16 +129,7 @@ async function main(): Promise<void> {
   }
   const params = shapes.reduce((s, [, r, c]) => s + r * c, 0)
 
-  // 1. onnxruntime's plain MatMul rate, same backend type and settings as the SVD uses.
-  const plainBe = new MatmulBackend()
-  const plain = [
-    await plainRate(plainBe, 1024, 1024, 1024),
-    await plainRate(plainBe, 768, 3072, 42),
-    await plainRate(plainBe, 3072, 768, 42, { transA: true }),
-  ]
-  await plainBe.dispose()
-
-  // 2. The streaming pipeline.
+  // 1. The streaming pipeline.
   const spec = parseMergeSpec(TIES)
   const svdBe = new MatmulBackend()
   const genBe = new MatmulBackend() // task-vector generation, kept out of the SVD's counters
@@ -184,16 +211,14 @@ async function main(): Promise<void> {
     await qBe.dispose()
   }
 
+  // 2. Product rates, interleaved with plain MatMul.
+  const rates = await productRates(arg('rounds', 10))
   const svdRate = svdBe.stats.flops / svdBe.stats.seconds / 1e9
-  const large = svdBe.stats.large
-  const largeRate = large.flops / large.seconds / 1e9
   const endToEnd = svdBe.stats.flops / (compressMs / 1000) / 1e9
   const sorted = [...relErrors].sort((a, b) => a - b)
   const q = (p: number) =>
     (sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] as number).toFixed(4)
   const fmt = (x: number, d = 1) => x.toFixed(d)
-  const sq = plain[0] as { gflops: number }
-  const thin = plain[1] as { gflops: number }
 
   console.log(`# merge-engine benchmark, ${new Date().toISOString().slice(0, 10)}`)
   console.log(
@@ -225,20 +250,20 @@ async function main(): Promise<void> {
   )
   if (quality) console.log(quality)
   console.log('')
-  console.log('| matrix products | GFLOP/s | ms/call | vs square MatMul |')
+  const thinRate = (rates.plain[1] as Rate).gflops
+  console.log(
+    `matrix products, interleaved rounds (${arg('rounds', 10)}), in-session time (tensor hand-over included):`,
+  )
+  console.log('')
+  console.log('| products | GFLOP/s | ms/call | vs plain [768×3072]·[3072×42] |')
   console.log('| --- | --- | --- | --- |')
-  for (const p of plain)
+  for (const r of [...rates.plain, ...rates.svd])
     console.log(
-      `| plain MatMul ${p.label} | ${fmt(p.gflops)} | ${fmt(p.ms, 3)} | ${fmt(p.gflops / sq.gflops, 2)}× |`,
+      `| ${r.label} | ${fmt(r.gflops)} | ${fmt(r.msPerCall, 3)} | ${fmt(r.gflops / thinRate, 2)}× |`,
     )
+  console.log('')
   console.log(
-    `| SVD products, inside session.run (${svdBe.stats.calls} calls, ${fmt(svdBe.stats.flops / 1e9, 1)} GFLOP) | ${fmt(svdRate)} | ${fmt((svdBe.stats.seconds * 1000) / svdBe.stats.calls, 3)} | ${fmt(svdRate / sq.gflops, 2)}× (${fmt(svdRate / thin.gflops, 2)}× of the thin [768×3072]·[3072×42]) |`,
-  )
-  console.log(
-    `| … of which the ${large.calls} products with the big matrix (≥ 25 MFLOP each, ${fmt((100 * large.flops) / svdBe.stats.flops, 0)}% of FLOPs) | ${fmt(largeRate)} | ${fmt((large.seconds * 1000) / large.calls, 3)} | ${fmt(largeRate / sq.gflops, 2)}× (${fmt(largeRate / thin.gflops, 2)}× of the thin one) |`,
-  )
-  console.log(
-    `| SVD products over the whole compression time (incl. JS: eigensolver, sketch, bookkeeping) | ${fmt(endToEnd)} | | ${fmt(endToEnd / sq.gflops, 2)}× |`,
+    `whole pipeline: ${svdBe.stats.calls} SVD products, ${fmt(svdBe.stats.flops / 1e9, 1)} GFLOP, ${fmt(svdRate)} GFLOP/s in session; ${fmt(endToEnd)} GFLOP/s over the whole compression time (JS eigensolver, sketch and bookkeeping included)`,
   )
 }
 

@@ -14,8 +14,10 @@ export {
   resolveExpertParams,
 } from './gta.ts'
 export {
+  type CallStats,
   defaultMatmulBackend,
   type GemmOptions,
+  LARGE_FLOPS,
   MatmulBackend,
   type MatmulStats,
 } from './matmul.ts'
