@@ -94,18 +94,20 @@ export function keepRankRange(values: Float32Array, lo: number, hi: number): Flo
   // (#keys smaller) + (#equal keys before it).
   const low = from > 0 ? keyAtRank(values, from) : null
   const high = to < n ? keyAtRank(values, to - 1) : null
+  // Keys are < 2^31, so (a − b) >>> 31 is 1 exactly when a < b: a branch-free in/out test for the many
+  // entries away from the boundaries (random data makes a branch there mispredict half the time).
+  const loKey = low ? low.key : -1
+  const hiKey = high ? high.key : 0x80000000
   let seenLo = 0
   let seenHi = 0
   for (let i = 0; i < n; i++) {
     const k = (bits[i] as number) & 0x7fffffff
-    let keep = true
-    if (low && k < low.key) keep = false
-    else if (high && k > high.key) keep = false
-    else if (low && k === low.key) {
-      const rank = low.less + seenLo++
-      keep = rank >= from && rank < to
-    } else if (high && k === high.key) keep = high.less + seenHi++ < to
-    if (!keep) values[i] = 0
+    // Boundary keys need the entry's exact stable rank; the rest the branch-free test (+ 0 turns the −0
+    // of a dropped negative entry into +0).
+    if (k === loKey || k === hiKey) {
+      const rank = low && k === loKey ? low.less + seenLo++ : (high?.less ?? 0) + seenHi++
+      if (rank < from || rank >= to) values[i] = 0
+    } else values[i] = (values[i] as number) * (((loKey - k) >>> 31) & ((k - hiKey) >>> 31)) + 0
   }
   return values
 }
