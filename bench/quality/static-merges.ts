@@ -1,0 +1,78 @@
+/**
+ * The static merges the twin package is compared with, each with its usual hyperparameters and lambda chosen
+ * on the zoo's validation split (carved from the training data), never on test:
+ * - `linear`: the plain average of the experts (no lambda; mergekit's default, normalize=true);
+ * - `task_arithmetic`: θ₀ + λ·Σ τ_t (Twin-Merging and FusionBench default λ=0.3);
+ * - `ties`: trim to the top 20% of |τ_t| (the TIES paper's k=20), sign election, disjoint mean (normalize=true);
+ * - `dare_ties`: DARE drop with keep probability 0.3 (Twin-Merging's p=0.7), rescale, then TIES' sign election;
+ * - `consensus`: TALL-mask consensus, λ_t = 0.6 and k = 2 (the paper's defaults), on top of task arithmetic.
+ * @see https://arxiv.org/abs/2212.04089 (task arithmetic) · https://arxiv.org/abs/2306.01708 (TIES) ·
+ *   https://arxiv.org/abs/2311.03099 (DARE) · https://arxiv.org/abs/2405.07813 (TALL masks / consensus)
+ * @module
+ */
+import { type MergeSpecInput, parseMergeSpec } from '@twinserve/shared'
+import { type Accuracy, evaluate, mean, openCpu, type TaskData } from './evaluate.ts'
+import { graphBytes, mergeValues, type ZooModels } from './zoo-models.ts'
+
+export interface StaticMethod {
+  label: string
+  /** The spec without lambda; `lambda` is searched unless `fixed`. */
+  spec: MergeSpecInput
+  fixed?: boolean
+}
+
+export const STATIC_METHODS: readonly StaticMethod[] = [
+  { label: 'linear (average)', spec: { method: 'linear' }, fixed: true },
+  { label: 'task_arithmetic', spec: { method: 'task_arithmetic' } },
+  { label: 'ties (density 0.2)', spec: { method: 'ties', density: 0.2 } },
+  { label: 'dare_ties (density 0.3)', spec: { method: 'dare_ties', density: 0.3, seed: 0 } },
+  { label: 'consensus (λ_t 0.6, k 2)', spec: { method: 'consensus', tall_mask_lambda: 0.6, k: 2 } },
+]
+
+/** The lambda grid searched on validation: around 0.3 (task arithmetic's default) up to 1 (normalised methods). */
+export const LAMBDA_GRID: readonly number[] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1, 1.2, 1.5]
+
+export interface StaticResult {
+  method: StaticMethod
+  /** Mean validation accuracy per lambda of the grid (one entry for fixed methods). */
+  validation: { lambda: number | undefined; mean: number }[]
+  lambda: number | undefined
+  test: Accuracy
+}
+
+function specWith(m: StaticMethod, lambda: number | undefined) {
+  return parseMergeSpec(lambda === undefined ? m.spec : { ...m.spec, lambda })
+}
+
+async function accuracyOf(
+  z: ZooModels,
+  m: StaticMethod,
+  lambda: number | undefined,
+  data: readonly TaskData[],
+): Promise<Accuracy> {
+  const session = await openCpu(graphBytes(z, mergeValues(z, specWith(m, lambda))))
+  try {
+    return await evaluate(session, data)
+  } finally {
+    await session.release()
+  }
+}
+
+/** Picks lambda by mean validation accuracy (ties: the smaller lambda), then measures that merge on test. */
+export async function runStaticMerge(
+  z: ZooModels,
+  m: StaticMethod,
+  data: { val: readonly TaskData[]; test: readonly TaskData[] },
+): Promise<StaticResult> {
+  const grid = m.fixed ? [undefined] : LAMBDA_GRID
+  const validation: StaticResult['validation'] = []
+  for (const lambda of grid)
+    validation.push({ lambda, mean: mean((await accuracyOf(z, m, lambda, data.val)).perTask) })
+  const best = validation.reduce((a, b) => (b.mean > a.mean ? b : a))
+  return {
+    method: m,
+    validation,
+    lambda: best.lambda,
+    test: await accuracyOf(z, m, best.lambda, data.test),
+  }
+}

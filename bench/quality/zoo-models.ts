@@ -1,0 +1,75 @@
+/**
+ * The zoo's base and expert models as the quality report needs them: float initializers by name, and plain ONNX
+ * graphs with merged values swapped in (the static merges), built with the merge engine `twinserve build` uses,
+ * one tensor at a time.
+ * @module
+ */
+import type { MergeSpec } from '@twinserve/shared'
+import {
+  type OnnxModel,
+  readOnnx,
+  tensorDims,
+  tensorToFloat32,
+  withFloatInitializers,
+} from '../../gpu-runner/src/build/read-onnx.ts'
+import { mergeTensor } from '../../gpu-runner/src/merge/index.ts'
+import { onnx } from '../../gpu-runner/src/onnx/proto.ts'
+
+export interface ZooModels {
+  base: OnnxModel
+  baseValues: Map<string, Float32Array>
+  /** In expert order. */
+  names: string[]
+  experts: Map<string, Float32Array>[]
+  expertPaths: string[]
+  /** Bytes of the expert files together (what a package is compared with). */
+  expertBytes: number
+}
+
+function floatValues(m: OnnxModel): Map<string, Float32Array> {
+  const out = new Map<string, Float32Array>()
+  for (const [name, t] of m.initializers)
+    if (t.dataType === onnx.TensorProto.DataType.FLOAT)
+      out.set(name, tensorToFloat32(t, `${m.path}: ${name}`))
+  return out
+}
+
+export async function readZooModels(
+  basePath: string,
+  experts: readonly { name: string; path: string }[],
+): Promise<ZooModels> {
+  const base = await readOnnx(basePath)
+  const models = await Promise.all(experts.map((e) => readOnnx(e.path)))
+  return {
+    base,
+    baseValues: floatValues(base),
+    names: experts.map((e) => e.name),
+    experts: models.map(floatValues),
+    expertPaths: experts.map((e) => e.path),
+    expertBytes: models.reduce((a, m) => a + m.sizeBytes, 0),
+  }
+}
+
+/** The merged value of every float tensor under `spec`. */
+export function mergeValues(z: ZooModels, spec: MergeSpec): Map<string, Float32Array> {
+  const out = new Map<string, Float32Array>()
+  for (const [name, b] of z.baseValues) {
+    const t = z.base.initializers.get(name)
+    out.set(
+      name,
+      mergeTensor(spec, {
+        base: b,
+        experts: z.experts.map((e) => e.get(name) as Float32Array),
+        names: z.names,
+        shape: t ? tensorDims(t) : [b.length],
+        tensorName: name,
+      }),
+    )
+  }
+  return out
+}
+
+/** A plain graph (the base's) holding `values`: what a static variant file contains. */
+export function graphBytes(z: ZooModels, values: ReadonlyMap<string, Float32Array>): Uint8Array {
+  return onnx.ModelProto.encode(withFloatInitializers(z.base.model, values)).finish()
+}
