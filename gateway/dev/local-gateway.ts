@@ -89,6 +89,11 @@ export interface LocalGatewayOptions {
    * its processes in order (npm start: the runner drains and deregisters before the gateway goes).
    */
   detached?: boolean
+  /**
+   * wrangler's own --log-level (default warn). It also filters the Worker's console output: the gateway's info
+   * lines (one per request, cold_start_served) need 'log'; its warn/error lines pass at 'warn'.
+   */
+  wranglerLogLevel?: 'error' | 'warn' | 'info' | 'log' | 'debug'
 }
 
 export interface LocalGateway {
@@ -128,7 +133,7 @@ export async function startLocalGateway(opts: LocalGatewayOptions): Promise<Loca
       envFile,
       '--show-interactive-dev-session=false',
       '--log-level',
-      'warn',
+      opts.wranglerLogLevel ?? 'warn',
     ],
     {
       cwd: REPO_ROOT,
