@@ -1,6 +1,7 @@
 import path from 'node:path'
 import { cloudflareTest, readD1Migrations } from '@cloudflare/vitest-pool-workers'
 import { defineConfig } from 'vitest/config'
+import { textModulesPlugin } from './test/node/text-modules-plugin.ts'
 import { TEST_BINDINGS } from './test/test-env.ts'
 
 export default defineConfig(async () => {
@@ -8,6 +9,8 @@ export default defineConfig(async () => {
   const migrations = await readD1Migrations(path.join(import.meta.dirname, 'migrations'))
   return {
     plugins: [
+      // Chart.js's browser bundle as text, as wrangler bundles it (the experiments dashboard serves it).
+      textModulesPlugin(),
       cloudflareTest({
         wrangler: { configPath: '../wrangler.toml' },
         miniflare: { bindings: { ...TEST_BINDINGS, TEST_MIGRATIONS: migrations } },

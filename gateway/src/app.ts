@@ -9,8 +9,11 @@ import type { AppEnv } from './env.ts'
 import { errorResponse } from './lib/error-response.ts'
 import { requestId } from './middleware/request-id/index.ts'
 import { requestLogger } from './middleware/request-log/index.ts'
+import { adminExperiments } from './routes/admin-experiments.ts'
 import { adminKeys } from './routes/admin-keys.ts'
 import { adminRunners } from './routes/admin-runners.ts'
+import { dashboard } from './routes/dashboard.ts'
+import { feedback } from './routes/feedback.ts'
 import { health } from './routes/health.ts'
 import { metrics } from './routes/metrics.ts'
 import { models } from './routes/models.ts'
@@ -42,6 +45,9 @@ app
   .route('/', models)
   .route('/', adminKeys)
   .route('/', adminRunners)
+  .route('/', adminExperiments)
+  .route('/', feedback)
+  .route('/', dashboard)
   .route('/', metrics)
   .route('/', runnerMembership)
   .route('/', openapi)

@@ -33,6 +33,12 @@ export const GatewayConfigSchema = z.object({
   ROUTING_CACHE_MS: int(0, 60_000, 1_000),
   /** How often each isolate flushes its counters to the registry object. */
   METRICS_FLUSH_MS: int(10, 60_000, 1_000),
+  /** Per-isolate cache of each model's running experiment; starting or stopping one elsewhere shows within this. */
+  EXPERIMENT_CACHE_MS: int(0, 60_000, 1_000),
+  /** Exposures are written to D1 in batches at most this long after their response (off the request path). */
+  EXPOSURE_FLUSH_MS: int(1, 60_000, 250),
+  /** How often an isolate re-checks a running experiment's guardrails after writing its exposures. */
+  GUARDRAIL_CHECK_MS: int(0, 10 * 60_000, 5_000),
   /** Minimum level of the structured logs (info logs one line per request). */
   LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
   RUNNER_SIGNING_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),

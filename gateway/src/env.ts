@@ -4,18 +4,21 @@
  * @module
  */
 import type { GatewayConfig } from './config.ts'
+import type { ExperimentBandit } from './durable-objects/experiment-bandit.ts'
 import type { RateLimiter } from './durable-objects/rate-limiter.ts'
 import type { RunnerRegistry } from './durable-objects/runner-registry.ts'
 import type { Principal } from './middleware/auth/principal.ts'
 import type { RequestLog } from './middleware/request-log/request-log.ts'
 
 export interface Bindings {
-  /** D1: API keys (gateway/migrations). */
+  /** D1: API keys, experiments and their exposures (gateway/migrations). */
   DB: D1Database
   /** One instance (`global`): membership, cold-start waits, counters. */
   RUNNER_REGISTRY: DurableObjectNamespace<RunnerRegistry>
   /** One instance per API key id: its token bucket and daily quota. */
   RATE_LIMITER: DurableObjectNamespace<RateLimiter>
+  /** One instance per Thompson-sampling experiment (its id): arm posteriors and the traffic split. */
+  EXPERIMENT_BANDIT: DurableObjectNamespace<ExperimentBandit>
   /** Secret: HMAC key shared with the runners (both directions). */
   RUNNER_SIGNING_SECRET?: string
   /** Secret: a bearer token with the admin scope, for creating the first keys. */
@@ -34,6 +37,9 @@ export interface Bindings {
   AUTH_CACHE_TTL_MS?: string
   ROUTING_CACHE_MS?: string
   METRICS_FLUSH_MS?: string
+  EXPERIMENT_CACHE_MS?: string
+  EXPOSURE_FLUSH_MS?: string
+  GUARDRAIL_CHECK_MS?: string
   LOG_LEVEL?: string
 }
 

@@ -4,6 +4,7 @@
  */
 import { app } from './app.ts'
 
+export { ExperimentBandit } from './durable-objects/experiment-bandit.ts'
 export { RateLimiter } from './durable-objects/rate-limiter.ts'
 export { RunnerRegistry } from './durable-objects/runner-registry.ts'
 

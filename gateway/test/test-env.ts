@@ -28,6 +28,9 @@ export const TEST_BINDINGS = {
   RATE_LIMIT_BURST: '1000',
   AUTH_CACHE_TTL_MS: String(TEST_AUTH_CACHE_TTL_MS),
   METRICS_FLUSH_MS: '50',
+  // Experiments: exposures written quickly, guardrails checked after every write.
+  EXPOSURE_FLUSH_MS: '20',
+  GUARDRAIL_CHECK_MS: '0',
 } as const
 
 export type { StandInBehavior, StandInStats } from '../dev/stand-in-protocol.ts'

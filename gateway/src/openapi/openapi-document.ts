@@ -29,6 +29,12 @@ import { DEADLINE_HEADER } from '../lib/runner-client.ts'
 import { RATE_LIMIT_REMAINING_HEADER } from '../middleware/rate-limit/index.ts'
 import { REQUEST_ID_HEADER } from '../middleware/request-id/index.ts'
 import { componentSchemas } from './component-schemas.ts'
+import {
+  experimentComponents,
+  experimentInferHeaders,
+  experimentInferParameters,
+  experimentPaths,
+} from './experiment-paths.ts'
 
 type Json = Record<string, unknown>
 const ref = (id: string): Json => ({ $ref: `#/components/schemas/${id}` })
@@ -144,6 +150,7 @@ export function buildOpenApiDocument(version: string): Json {
       'output',
       'OutputShared_',
     ),
+    ...experimentComponents(),
   }
 
   return {
@@ -158,6 +165,10 @@ export function buildOpenApiDocument(version: string): Json {
       { name: 'inference', description: 'Open Inference Protocol V2' },
       { name: 'admin', description: 'API keys, runners, metrics (admin scope)' },
       { name: 'runners', description: 'Runner membership (HMAC-signed by runners)' },
+      {
+        name: 'experiments',
+        description: 'A/B experiments on merge strategies, feedback, dashboard',
+      },
     ],
     components: {
       schemas,
@@ -241,13 +252,16 @@ export function buildOpenApiDocument(version: string): Json {
           description:
             'Validated (tensors against their shape and datatype, merge controls in `parameters`) before anything is forwarded. Waits up to COLD_START_WAIT_MS for a runner when none holds the model.',
           security: keySecurity,
-          parameters: [modelParam, deadlineParam],
+          parameters: [modelParam, deadlineParam, ...experimentInferParameters],
           requestBody: {
             required: true,
             content: { 'application/json': { schema: ref('InferenceRequest') } },
           },
           responses: {
-            '200': { ...json('InferenceResponse', 'The runner’s answer.'), headers: routedHeaders },
+            '200': {
+              ...json('InferenceResponse', 'The runner’s answer.'),
+              headers: { ...routedHeaders, ...experimentInferHeaders },
+            },
             '400': error('Malformed body, tensor or merge control (INVALID_REQUEST).'),
             '404': error('Unknown model or expert at the runner.'),
             '413': error('Body larger than MAX_BODY_BYTES.'),
@@ -338,6 +352,7 @@ export function buildOpenApiDocument(version: string): Json {
         'A runner reports its state and load',
       ),
       [RUNNER_REGISTRY_PATHS.deregister]: membership('RunnerDeregistration', 'A runner leaves'),
+      ...experimentPaths({ ref, json, error, keyErrors, keySecurity }),
       '/openapi.json': {
         get: {
           summary: 'This document',

@@ -7,6 +7,7 @@ import {
 import { Hono } from 'hono'
 import { signingSecret } from '../config.ts'
 import type { AppEnv } from '../env.ts'
+import { serveWithExperiment } from '../experiments/infer-hook.ts'
 import { readJsonBody } from '../lib/json-body.ts'
 import { registryStub } from '../lib/registry-stub.ts'
 import { modelParam, requestDeadline } from '../lib/request-deadline.ts'
@@ -55,19 +56,23 @@ export const models = new Hono<AppEnv>()
     const deadlineMs = requestDeadline(c, arrived)
     const { text, data } = await readJsonBody(c, InferenceRequestSchema, config.MAX_BODY_BYTES)
     // Merge controls are checked here too, so a misspelt control never costs a runner round trip.
-    const selection = parseMergeControls(data.parameters)
-    return routeRequest({
-      env: c.env,
-      config,
-      secret: signingSecret(config),
-      requestId: c.get('requestId'),
-      requestLog: c.get('requestLog'),
-      model,
-      variant: selection.kind === 'variant' ? selection.variant : undefined,
-      method: 'POST',
-      path: `/v2/models/${model}/infer`,
-      body: text,
-      okSchema: InferenceResponseSchema,
-      deadlineMs,
-    })
+    parseMergeControls(data.parameters)
+    // A running A/B experiment on the model may replace the controls with its arm's (experiments/).
+    const input = { model, text, parameters: data.parameters, arrived }
+    return serveWithExperiment(c, input, (forward) =>
+      routeRequest({
+        env: c.env,
+        config,
+        secret: signingSecret(config),
+        requestId: c.get('requestId'),
+        requestLog: c.get('requestLog'),
+        model,
+        variant: forward.variant,
+        method: 'POST',
+        path: `/v2/models/${model}/infer`,
+        body: forward.body,
+        okSchema: InferenceResponseSchema,
+        deadlineMs,
+      }),
+    )
   })

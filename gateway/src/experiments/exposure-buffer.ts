@@ -1,0 +1,112 @@
+/**
+ * Exposures (a request served by an arm) are buffered per isolate and written to D1 in one batch at most
+ * EXPOSURE_FLUSH_MS after the first of them, kept alive with waitUntil: the request path never waits for D1.
+ * A record is added as a promise, because its prediction is read from the response body after the response has
+ * left. After each write the isolate re-checks the guardrails of the experiments it wrote for (throttled).
+ * An isolate evicted between a response and its flush loses those exposures: they then never count, and
+ * feedback for them is refused as unknown.
+ * @module
+ */
+import type { GatewayConfig } from '../config.ts'
+import type { Bindings } from '../env.ts'
+import { errorFields, log } from '../lib/log.ts'
+import { checkGuardrailsThrottled } from './guardrails.ts'
+
+export interface ExposureRecord {
+  tenant: string
+  request_id: string
+  experiment_id: string
+  arm: string
+  unit_id: string
+  key_id: string
+  model: string
+  pinned: boolean
+  /** ms since epoch when the request arrived */
+  ts: number
+  latency_ms: number
+  status: number
+  runner_id: string | null
+  prediction: string[] | null
+}
+
+/** Statements per D1 batch. */
+const BATCH = 50
+
+let pending: Promise<ExposureRecord>[] = []
+let scheduled: Promise<void> | undefined
+
+export function addExposure(record: Promise<ExposureRecord>): void {
+  pending.push(record)
+}
+
+async function write(env: Bindings, config: GatewayConfig): Promise<void> {
+  const batch = pending
+  pending = []
+  if (batch.length === 0) return
+  const records = await Promise.all(batch)
+  const db = env.DB
+  try {
+    for (let i = 0; i < records.length; i += BATCH)
+      await db.batch(
+        records.slice(i, i + BATCH).map((r) =>
+          // A request id the tenant already used keeps its first exposure (request ids are the caller's).
+          db
+            .prepare(
+              `INSERT OR IGNORE INTO exposures (tenant, request_id, experiment_id, arm, unit_id, key_id, model,
+                 pinned, ts, latency_ms, status, runner_id, prediction)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+            )
+            .bind(
+              r.tenant,
+              r.request_id,
+              r.experiment_id,
+              r.arm,
+              r.unit_id,
+              r.key_id,
+              r.model,
+              r.pinned ? 1 : 0,
+              r.ts,
+              r.latency_ms,
+              r.status,
+              r.runner_id,
+              r.prediction ? JSON.stringify(r.prediction) : null,
+            ),
+        ),
+      )
+  } catch (err) {
+    log('warn', 'exposure_write_failed', { exposures: records.length, ...errorFields(err) })
+    return
+  }
+  const experiments = new Set(records.filter((r) => !r.pinned).map((r) => r.experiment_id))
+  for (const id of experiments) await checkGuardrailsThrottled(env, config, id)
+}
+
+/**
+ * Schedules the flush of what is buffered; returns the promise to hand to waitUntil (undefined when a flush
+ * is already scheduled: the new record rides along).
+ */
+export function scheduleExposureFlush(
+  env: Bindings,
+  config: GatewayConfig,
+): Promise<void> | undefined {
+  if (scheduled) return undefined
+  scheduled = new Promise<void>((resolve) => setTimeout(resolve, config.EXPOSURE_FLUSH_MS))
+    .then(() => {
+      scheduled = undefined
+      return write(env, config)
+    })
+    .catch((err: unknown) => {
+      scheduled = undefined
+      log('warn', 'exposure_flush_failed', errorFields(err))
+    })
+  return scheduled
+}
+
+/** Writes what this isolate has buffered now (feedback does, so that it finds an exposure made a moment ago). */
+export async function flushExposures(env: Bindings, config: GatewayConfig): Promise<void> {
+  try {
+    await write(env, config)
+  } catch (err) {
+    log('warn', 'exposure_flush_failed', errorFields(err))
+  }
+}
