@@ -12,7 +12,7 @@
  *   npm run bench:quality -- --ranks 4,16,64 --skip-levers
  * @module
  */
-import { readdirSync, readFileSync, statSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -58,6 +58,12 @@ const elapsed = () => `${((performance.now() - started) / 1000).toFixed(0)} s`
 
 const recipePath = resolve(values.recipe ?? '')
 const recipe = await readRecipe(recipePath)
+if (!existsSync(recipe.router.data)) {
+  process.stderr.write(
+    `bench:quality: no routing data at ${recipe.router.data}; \`npm run zoo\` writes it (about 2 minutes)\n`,
+  )
+  process.exit(2)
+}
 const tasks = recipe.experts.map((e) => e.name)
 const T = tasks.length
 const zoo = await readZooModels(
