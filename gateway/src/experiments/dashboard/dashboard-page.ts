@@ -17,6 +17,7 @@ export const DASHBOARD_HTML = `<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Twinserve experiments</title>
+<link rel="icon" href="data:,">
 <style>
   :root { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; color: #111827; background: #f9fafb; }
   body { margin: 0; padding: 16px 24px; }

@@ -219,7 +219,10 @@
       options: {
         ...base,
         scales: {
-          x: { type: 'linear', ticks: { callback: timeTick, maxTicksLimit: 6 } },
+          x: {
+            type: 'linear',
+            ticks: { callback: timeTick, maxTicksLimit: 6, stepSize: r.timeseries.bucket_ms },
+          },
           y: {
             beginAtZero: true,
             title: { display: true, text: `exposures / ${r.timeseries.bucket_ms / 1000} s` },
@@ -302,6 +305,15 @@
             type: 'logarithmic',
             max: 1,
             title: { display: true, text: 'always-valid p-value' },
+            // Decades only: 1, 0.1, 0.01, 1e-3, …
+            ticks: {
+              callback: (v) =>
+                Math.abs(Math.log10(v) % 1) < 1e-9
+                  ? v >= 0.01
+                    ? String(v)
+                    : `1e${Math.round(Math.log10(v))}`
+                  : '',
+            },
           },
         },
       },
