@@ -1,0 +1,110 @@
+/**
+ * The experiments dashboard with real data in a real browser: the gateway (wrangler dev) in front of a runner
+ * process on the bundled demo package, an experiment of twin routing against the static TIES variant, simulated
+ * users sending Fashion-MNIST test images with label feedback; then headless Chromium (Debian's) opens
+ * /dashboard and the test checks that the table shows the API's numbers and that every chart drew each arm in
+ * its colour (counted in a screenshot).
+ */
+import { mkdir, writeFile } from 'node:fs/promises'
+import { dirname } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import type { ExperimentResults } from '@twinserve/shared'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import {
+  createAndStart,
+  experimentResults,
+  simulateUsers,
+  type TrafficResult,
+  twinVersusTies,
+} from './ab-traffic.ts'
+import { viewDashboard } from './dashboard-browser.ts'
+import { type E2eGateway, startE2eGateway, startGatewayRunner } from './gateway-harness.ts'
+import type { RunnerProcess } from './runner-harness.ts'
+
+const DEMO_PACKAGE = fileURLToPath(new URL('../../gpu-runner/demo/package', import.meta.url))
+const MODEL = 'fashion-twin'
+
+let gw: E2eGateway
+let runner: RunnerProcess
+let traffic: TrafficResult
+let results: ExperimentResults
+
+beforeAll(async () => {
+  gw = await startE2eGateway({
+    EXPOSURE_FLUSH_MS: '50',
+    GUARDRAIL_CHECK_MS: '1000',
+    // The simulated users send faster than the default 50 requests/s per key.
+    RATE_LIMIT_RPS: '1000',
+    RATE_LIMIT_BURST: '1000',
+  })
+  runner = await startGatewayRunner(gw, { packages: [DEMO_PACKAGE], runnerId: 'dashboard-runner' })
+  const key = await gw.createKey([MODEL])
+  const e = await createAndStart(gw, twinVersusTies(MODEL, { statistics: { burn_in: 10 } }))
+  traffic = await simulateUsers({
+    gatewayUrl: gw.url,
+    key,
+    model: MODEL,
+    users: 40,
+    requests: 120,
+    concurrency: 4,
+    seed: 1,
+    imagesPerTask: 200,
+  })
+  results = await experimentResults(gw, e.id)
+}, 180_000)
+
+afterAll(async () => {
+  await runner?.stop()
+  await gw?.stop()
+})
+
+describe('experiments dashboard in headless Chromium', () => {
+  it('the run itself: every request enrolled, sticky per user, rewards as the client scored them', () => {
+    expect(traffic.failed).toBe(0)
+    expect(traffic.unenrolled).toBe(0)
+    for (const arms of traffic.armsOfUser.values()) expect(arms.size).toBe(1)
+    for (const a of results.arms) {
+      const mine = traffic.byArm[a.arm]
+      expect(a.n).toBe(mine?.served)
+      expect(a.feedback).toBe(mine?.served)
+      expect(a.reward?.mean).toBeCloseTo((mine?.correct ?? 0) / (mine?.served ?? 1), 12)
+    }
+  })
+
+  it('renders the experiment’s real data and draws every chart', async () => {
+    const view = await viewDashboard({ gatewayUrl: gw.url, adminKey: gw.admin, arms: 2 })
+    const out = process.env.DASHBOARD_SCREENSHOT
+    if (out) {
+      await mkdir(dirname(out), { recursive: true })
+      await writeFile(out, view.screenshot)
+    }
+    expect(view.problems).toEqual([])
+    expect(view.title).toBe(`twin routing vs static TIES — ${MODEL}`)
+    expect(view.rows.map((r) => r.arm)).toEqual(['ties', 'twin'])
+    for (const row of view.rows) {
+      const a = results.arms.find((x) => x.arm === row.arm)
+      expect(row.n).toBe(String(a?.n))
+      expect(row.feedback).toBe(String(a?.feedback))
+      expect(row.reward).toContain((a?.reward?.mean ?? Number.NaN).toFixed(3))
+    }
+    const twin = results.arms.find((a) => a.arm === 'twin')
+    const p = twin?.versus_control?.p_value ?? Number.NaN
+    expect(view.rows[1]?.['p-value']).toBe(p < 1e-4 ? p.toExponential(1) : p.toFixed(4))
+    expect(view.verdicts[0]).toMatch(/^twin: /)
+
+    // Every chart drew in the arms' colours: both arms in the reward, traffic and latency charts; the p-value
+    // chart compares twin with the control, so it has twin's line only.
+    const [ties, tw] = [0, 1]
+    for (const id of ['chart-reward', 'chart-traffic', 'chart-latency']) {
+      expect(view.colorPixels[id]?.[ties], `${id}: ties`).toBeGreaterThan(40)
+      expect(view.colorPixels[id]?.[tw], `${id}: twin`).toBeGreaterThan(40)
+    }
+    expect(view.colorPixels['chart-pvalue']?.[tw]).toBeGreaterThan(40)
+    expect(view.colorPixels['chart-pvalue']?.[ties]).toBeLessThan(40)
+  }, 60_000)
+
+  it('shows nothing without a key', async () => {
+    const res = await fetch(`${gw.url}/admin/experiments`)
+    expect(res.status).toBe(401)
+  })
+})
