@@ -143,12 +143,17 @@ export async function simulateUsers(opts: TrafficOptions): Promise<TrafficResult
   let next = 0
   let stop = false
 
-  const one = async (i: number) => {
-    const user = `user-${Math.floor(random() * opts.users)}`
+  // The whole plan is drawn up front, so a run is the same whatever order concurrent requests finish in.
+  const plan = Array.from({ length: opts.requests }, () => {
+    const u = Math.floor(random() * opts.users)
     // Each user lives in one domain (their camera, their lighting), as real traffic clusters.
-    const task = FASHION_TASKS[Number(user.slice(5)) % FASHION_TASKS.length] ?? 'original'
+    const task = FASHION_TASKS[u % FASHION_TASKS.length] ?? 'original'
     const split = splits.get(task) as TaskSplit
-    const row = Math.floor(random() * split.n)
+    return { user: `user-${u}`, split, row: Math.floor(random() * split.n) }
+  })
+
+  const one = async (i: number) => {
+    const { user, split, row } = plan[i] as (typeof plan)[number]
     const requestId = `ab-${opts.seed}-${i}`
     const started = performance.now()
     const res = await fetch(`${opts.gatewayUrl}/v2/models/${opts.model}/infer`, {
