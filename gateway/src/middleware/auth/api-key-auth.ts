@@ -1,7 +1,7 @@
-import { ALL_MODELS, type ApiKeyScope, AppError, sha256Hex } from '@twinserve/shared'
+import { ALL_MODELS, type ApiKeyScope, AppError } from '@twinserve/shared'
 import { createMiddleware } from 'hono/factory'
 import type { AppEnv } from '../../env.ts'
-import { looksLikeKey } from '../../lib/api-key-secret.ts'
+import { hex, looksLikeKey } from '../../lib/api-key-secret.ts'
 import { lookupKey } from '../../lib/key-cache.ts'
 import type { Principal } from './principal.ts'
 
@@ -14,14 +14,18 @@ export interface ApiKeyAuthOptions {
 
 const encoder = new TextEncoder()
 
-/** Constant-time comparison of a presented token with the bootstrap secret (hash first: equal lengths). */
-async function isBootstrapSecret(token: string, secret: string | undefined): Promise<boolean> {
+/** The bootstrap secret's SHA-256, computed once per isolate (the secret changes only with a redeploy). */
+let secretDigest: { secret: string; digest: ArrayBuffer } | undefined
+
+/**
+ * Constant-time comparison of a presented token (its digest) with the bootstrap secret: digests have equal
+ * lengths whatever the inputs.
+ */
+async function isBootstrapSecret(tokenDigest: ArrayBuffer, secret: string | undefined) {
   if (!secret) return false
-  const [a, b] = await Promise.all([
-    crypto.subtle.digest('SHA-256', encoder.encode(token)),
-    crypto.subtle.digest('SHA-256', encoder.encode(secret)),
-  ])
-  return crypto.subtle.timingSafeEqual(a, b)
+  if (secretDigest?.secret !== secret)
+    secretDigest = { secret, digest: await crypto.subtle.digest('SHA-256', encoder.encode(secret)) }
+  return crypto.subtle.timingSafeEqual(tokenDigest, secretDigest.digest)
 }
 
 const BOOTSTRAP: Principal = {
@@ -55,11 +59,17 @@ export function apiKeyAuth(options: ApiKeyAuthOptions) {
     const token = match[1]
 
     let principal: Principal
-    if (await isBootstrapSecret(token, c.get('config').ADMIN_BOOTSTRAP_SECRET))
+    // One digest serves both the bootstrap comparison and the key lookup (keys are stored as SHA-256 hex).
+    const tokenDigest = await crypto.subtle.digest('SHA-256', encoder.encode(token))
+    if (await isBootstrapSecret(tokenDigest, c.get('config').ADMIN_BOOTSTRAP_SECRET))
       principal = BOOTSTRAP
     else {
       const found = looksLikeKey(token)
-        ? await lookupKey(c.env.DB, await sha256Hex(token), c.get('config').AUTH_CACHE_TTL_MS)
+        ? await lookupKey(
+            c.env.DB,
+            hex(new Uint8Array(tokenDigest)),
+            c.get('config').AUTH_CACHE_TTL_MS,
+          )
         : ({ found: false } as const)
       if (!found.found) throw deny('UNAUTHENTICATED', 'unknown_key', 'invalid API key')
       rl.tenant = found.principal.tenant
