@@ -74,7 +74,11 @@ describe('wrangler environments', () => {
   it('the gateway declares the bindings these checks look for', async () => {
     const b = await gatewayBindings()
     expect(b.d1).toEqual(['DB'])
-    expect(b.durableObjects.sort()).toEqual(['EXPERIMENT_BANDIT', 'RATE_LIMITER', 'RUNNER_REGISTRY'])
+    expect(b.durableObjects.sort()).toEqual([
+      'EXPERIMENT_BANDIT',
+      'RATE_LIMITER',
+      'RUNNER_REGISTRY',
+    ])
     expect(b.secrets.sort()).toEqual(['ADMIN_BOOTSTRAP_SECRET', 'RUNNER_SIGNING_SECRET'])
   })
 

@@ -80,7 +80,20 @@ export async function serveWithExperiment(
       `${ARM_HEADER}: pinning an arm needs a key with the admin scope`,
     )
   const config = c.get('config')
-  const active = await activeExperiment(c.env, config, input.model)
+  let active: Awaited<ReturnType<typeof activeExperiment>>
+  try {
+    active = await activeExperiment(c.env, config, input.model)
+  } catch (err) {
+    // Experiments must never take serving down: without its experiment (D1 or the bandit unreachable), the
+    // request is served as sent and simply not enrolled.
+    log('warn', 'experiment_lookup_failed', {
+      request_id: c.get('requestId'),
+      model: input.model,
+      ...errorFields(err),
+    })
+    if (pin !== undefined) throw err
+    return route(asSent)
+  }
   if (!active) {
     if (pin !== undefined)
       throw new AppError(
