@@ -1,0 +1,657 @@
+/**
+ * `npm run bench:perf`: the serving performance report (issue #6 "Measure", issue #9 "Performance", runner and
+ * builder parts), regenerated into its own section of bench/RESULTS.md.
+ *
+ * 1. Builder: `twinserve build` of the BERT-base-shaped r16 package in a child process (wall time, peak RSS);
+ *    the other BERT packages are built once and cached (rebuilt when their recipe or the builder changes).
+ * 2. Sessions: plain shared model vs the twin graph (weights given; router end to end, from the default and an
+ *    early feature; dense and top-2 gather) vs per-request materialisation, at batch 1 and 8, interleaved.
+ * 3. HTTP: real `twinserve serve` processes, batching on and off: latency at concurrency 1, throughput at 8
+ *    and 32, on the demo package and the BERT packages.
+ *
+ *   npm run bench:perf                        full run (≤ 10 min on 2 cores once the encoder is cached)
+ *   npm run bench:perf -- --quick             shorter windows, no RESULTS.md write (a smoke run)
+ *   npm run bench:perf -- --provider cuda     on a GPU machine (bench/perf/gpu-run.sh)
+ *   options: --only build,session,http   --no-write   --cached-build (reuse the r16 package, report its last build)
+ * @module
+ */
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import os from 'node:os'
+import { join, relative } from 'node:path'
+import { parseArgs } from 'node:util'
+import type { PackageManifest } from '@twinserve/shared'
+import { openSession, type Provider } from '../../gpu-runner/src/runtime/ort-session.ts'
+import { type HttpCase, type HttpResult, runHttpCases, startRunner } from './http-bench.ts'
+import {
+  BERT_PACKAGES,
+  type BuildStats,
+  CACHE,
+  EARLY_FEATURE,
+  ensureBertPackage,
+  ensureDemoPackage,
+  REPO,
+} from './packages.ts'
+import { fmt, machine, table, withRatio, writeSection } from './report.ts'
+import {
+  type CaseResult,
+  exampleInputs,
+  materializedCases,
+  measure,
+  plainCase,
+  randomMix,
+  SessionPool,
+  twinCases,
+} from './session-bench.ts'
+
+const { values } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    provider: { type: 'string', default: 'cpu' },
+    only: { type: 'string', default: 'build,session,http' },
+    'no-write': { type: 'boolean', default: false },
+    'cached-build': { type: 'boolean', default: false },
+    /** RESULTS.md section (markers `<!-- name:start -->`); the GPU script writes its own. */
+    section: { type: 'string', default: 'bench:perf' },
+  },
+})
+const section = values.section ?? 'bench:perf'
+const quick = values.quick ?? false
+const providerArg = values.provider as 'cpu' | 'cuda' | 'auto'
+if (!['cpu', 'cuda', 'auto'].includes(providerArg)) throw new Error('--provider cpu|cuda|auto')
+const only = new Set((values.only ?? '').split(','))
+const write = !values['no-write'] && !quick
+const log = (s: string) => process.stderr.write(`${s}\n`)
+const started = performance.now()
+const mach = machine()
+const scale = quick ? 0.35 : 1
+log(
+  `bench:perf on ${mach.nproc} × ${mach.cpu}, load ${mach.loadStart.toFixed(2)}, provider ${providerArg}`,
+)
+
+async function manifestOf(dir: string): Promise<PackageManifest> {
+  return JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as PackageManifest
+}
+
+// The provider actually used: what a session on this machine resolves `--provider` to.
+const probe = await openSession(join(REPO, 'gpu-runner/demo/zoo/base.onnx'), {
+  provider: providerArg,
+})
+const provider: Provider = probe.provider
+const providerNote = probe.fallbackReason ? ` (CUDA unavailable: ${probe.fallbackReason})` : ''
+await probe.session.release()
+// Asked for CUDA explicitly: CPU numbers must never be reported as a GPU run.
+if (providerArg === 'cuda' && provider !== 'cuda')
+  throw new Error(`--provider cuda, but onnxruntime fell back to CPU${providerNote}`)
+
+// ---------------------------------------------------------------------------------------------- 1. packages
+const measureBuild = only.has('build') && !values['cached-build']
+const r16 = await ensureBertPackage(BERT_PACKAGES.r16, { force: measureBuild, log })
+const r16early = await ensureBertPackage(BERT_PACKAGES.r16early, { log })
+const r64 = await ensureBertPackage(BERT_PACKAGES.r64, { log })
+const r64top2 = await ensureBertPackage(BERT_PACKAGES.r64top2, { log })
+const demo = await ensureDemoPackage({ log })
+const DEMO_PACKAGE = demo.dir
+
+const builds: { spec: string; stats?: BuildStats; fresh: boolean }[] = [
+  { spec: BERT_PACKAGES.r16.label, fresh: r16.built, ...(r16.stats ? { stats: r16.stats } : {}) },
+  {
+    spec: BERT_PACKAGES.r16early.label,
+    fresh: r16early.built,
+    ...(r16early.stats ? { stats: r16early.stats } : {}),
+  },
+  { spec: BERT_PACKAGES.r64.label, fresh: r64.built, ...(r64.stats ? { stats: r64.stats } : {}) },
+  {
+    spec: BERT_PACKAGES.r64top2.label,
+    fresh: r64top2.built,
+    ...(r64top2.stats ? { stats: r64top2.stats } : {}),
+  },
+]
+const m = {
+  demo: await manifestOf(DEMO_PACKAGE),
+  r16: await manifestOf(r16.dir),
+  r16early: await manifestOf(r16early.dir),
+  r64: await manifestOf(r64.dir),
+  r64top2: await manifestOf(r64top2.dir),
+}
+const T = m.r16.experts.length
+
+// ---------------------------------------------------------------------------------------------- 2. sessions
+interface SessionBlock {
+  title: string
+  b1: CaseResult[]
+  b8: CaseResult[]
+}
+const sessionBlocks: SessionBlock[] = []
+if (only.has('session')) {
+  const pool = new SessionPool(provider)
+  const dense = randomMix(T, T, 1)
+  const two = randomMix(T, 2, 2)
+  const bertCases = async (rows: number) => [
+    await plainCase(pool, r16.dir, m.r16, rows),
+    ...(await twinCases(pool, r16.dir, m.r16, rows, [
+      { key: 'r16-weights', label: 'r16 dense, weights given (8 experts)', mix: dense },
+      { key: 'r16-router', label: 'r16 dense, router on last hidden (default)', router: true },
+    ])),
+    ...(await twinCases(
+      pool,
+      r16.dir,
+      m.r16,
+      rows,
+      [
+        {
+          key: 'r16-weights-ungated',
+          label: 'r16 dense, weights given, router not gated (before 6d09a8e)',
+          mix: dense,
+        },
+      ],
+      { ungated: true },
+    )),
+    ...(await twinCases(pool, r16early.dir, m.r16early, rows, [
+      { key: 'r16e-weights', label: 'r16 dense (early-router package), weights given', mix: dense },
+      { key: 'r16e-router', label: `r16 dense, router on ${EARLY_FEATURE}`, router: true },
+    ])),
+    ...(await twinCases(pool, r64.dir, m.r64, rows, [
+      { key: 'r64-weights', label: 'r64 dense, weights given (8 experts)', mix: dense },
+      { key: 'r64-two', label: 'r64 dense graph, 2 experts given', mix: two },
+    ])),
+    ...(await twinCases(pool, r64top2.dir, m.r64top2, rows, [
+      { key: 'r64g-two', label: 'r64 top-2 gather, 2 experts given', mix: two },
+      { key: 'r64g-router', label: 'r64 top-2 gather, router on last hidden', router: true },
+    ])),
+  ]
+  const demoCases = async (rows: number) => [
+    await plainCase(pool, DEMO_PACKAGE, m.demo, rows),
+    ...(await twinCases(pool, DEMO_PACKAGE, m.demo, rows, [
+      {
+        key: 'demo-weights',
+        label: 'twin, weights given',
+        mix: randomMix(m.demo.experts.length, m.demo.experts.length, 3),
+      },
+      { key: 'demo-router', label: `twin, router on ${m.demo.router.feature}`, router: true },
+      { key: 'demo-top2', label: 'twin, router top-2 (dense graph)', router: true, topK: 2 },
+    ])),
+  ]
+
+  log('sessions: demo package')
+  const demoMat = await materializedCases(DEMO_PACKAGE, provider)
+  const demoB1 = await measure([...(await demoCases(1)), ...demoMat.cases], {
+    warmup: 20,
+    rounds: 5,
+    perRound: Math.round(300 * scale),
+  })
+  const demoB8 = await measure(await demoCases(8), {
+    warmup: 20,
+    rounds: 5,
+    perRound: Math.round(200 * scale),
+  })
+  sessionBlocks.push({
+    title: `demo package (${m.demo.name}, MLP 784-256-128-10, T=${m.demo.experts.length})`,
+    b1: demoB1,
+    b8: demoB8,
+  })
+
+  log('sessions: BERT-base-shaped packages, batch 1')
+  const mat = await materializedCases(r16.dir, provider)
+  const b1 = await measure([...(await bertCases(1)), ...mat.cases], {
+    warmup: 1,
+    rounds: 6,
+    perRound: Math.max(2, Math.round(8 * scale)),
+    budgetMs: 6000 * scale,
+  })
+  log('sessions: BERT-base-shaped packages, batch 8')
+  const b8 = await measure(await bertCases(8), {
+    warmup: 1,
+    rounds: 3,
+    perRound: Math.max(1, Math.round(2 * scale)),
+  })
+  sessionBlocks.push({ title: 'BERT-base-shaped encoder (12 layers, d=768, seq 128, T=8)', b1, b8 })
+  await pool.release()
+}
+
+// ---------------------------------------------------------------------------------------------- 3. HTTP
+let httpResults: HttpResult[] = []
+if (only.has('http')) {
+  const common = [
+    '--provider',
+    providerArg,
+    '--threads',
+    String(mach.nproc),
+    '--max-queue',
+    '4096',
+    '--request-timeout-ms',
+    '300000',
+    '--merge-cache-entries',
+    '2',
+  ]
+  const packages = [DEMO_PACKAGE, r16.dir, r64top2.dir]
+  log('http: starting runners (batching on and off)')
+  const on = await startRunner('batching on', packages, [...common, '--max-batch-size', '16'])
+  const off = await startRunner('batching off', packages, [...common, '--max-batch-size', '1'])
+  try {
+    const inputsJson = (manifest: PackageManifest) =>
+      Array.from({ length: 8 }, (_, i) => {
+        const x = exampleInputs(manifest.inputs, 1, 100 + i)
+        return JSON.stringify(
+          Object.entries(x).map(([name, t]) => ({
+            name,
+            shape: [...t.dims],
+            datatype: t.type === 'int64' ? 'INT64' : 'FP32',
+            data: Array.from(t.data as ArrayLike<number | bigint>, (v) =>
+              typeof v === 'bigint' ? Number(v) : Math.round(v * 1000) / 1000,
+            ),
+          })),
+        )
+      })
+    let n = 0
+    const body = (manifest: PackageManifest, params: () => Record<string, unknown> | undefined) => {
+      const inputs = inputsJson(manifest)
+      return () => {
+        const p = params()
+        return `{"inputs":${inputs[n++ % inputs.length]}${p ? `,"parameters":${JSON.stringify(p)}` : ''}}`
+      }
+    }
+    const mix = (manifest: PackageManifest, w: readonly number[]) =>
+      Object.fromEntries(
+        manifest.experts.map((e) => [e.name, Math.round((w[e.index] ?? 0) * 1e4) / 1e4]),
+      )
+    let fresh = 0
+    const all: HttpCase['plan'] = [
+      { concurrency: 1, runners: ['on'] },
+      { concurrency: 8, runners: ['on', 'off'] },
+      { concurrency: 32, runners: ['on', 'off'] },
+    ]
+    // Fresh recipes never coalesce (the batch key holds the recipe), so batching on/off is the same for them.
+    const matPlan: HttpCase['plan'] = [
+      { concurrency: 1, runners: ['on'] },
+      { concurrency: 8, runners: ['on'] },
+      { concurrency: 32, runners: ['on'] },
+    ]
+    const Td = m.demo.experts.length
+    const cases: HttpCase[] = [
+      {
+        key: 'demo-plain',
+        label: 'plain shared model',
+        model: m.demo.name,
+        mergePath: 'static',
+        plan: all,
+        body: body(m.demo, () => ({ variant: 'shared' })),
+      },
+      {
+        key: 'demo-weights',
+        label: 'twin, weights given',
+        model: m.demo.name,
+        mergePath: 'factored',
+        plan: all,
+        body: body(m.demo, () => ({ experts: mix(m.demo, randomMix(Td, Td, 3)) })),
+      },
+      {
+        key: 'demo-router',
+        label: `twin, router on ${m.demo.router.feature}`,
+        model: m.demo.name,
+        mergePath: 'factored',
+        plan: all,
+        body: body(m.demo, () => undefined),
+      },
+      {
+        key: 'demo-top2',
+        label: 'twin, router top-2',
+        model: m.demo.name,
+        mergePath: 'factored',
+        plan: all,
+        body: body(m.demo, () => ({ top_k: 2 })),
+      },
+      {
+        key: 'demo-mat',
+        label: 'materialised per request (fresh mix)',
+        model: m.demo.name,
+        mergePath: 'materialized',
+        plan: matPlan,
+        body: body(m.demo, () => ({
+          experts: mix(m.demo, randomMix(Td, Td, ++fresh)),
+          merge_method: 'task_arithmetic',
+          lambda: 1,
+        })),
+      },
+      {
+        key: 'bert-plain',
+        label: 'plain shared model',
+        model: m.r16.name,
+        mergePath: 'static',
+        plan: all,
+        body: body(m.r16, () => ({ variant: 'shared' })),
+      },
+      {
+        key: 'bert-r16-weights',
+        label: 'r16 dense, weights given',
+        model: m.r16.name,
+        mergePath: 'factored',
+        plan: all,
+        body: body(m.r16, () => ({ experts: mix(m.r16, randomMix(T, T, 1)) })),
+      },
+      {
+        key: 'bert-r16-router',
+        label: 'r16 dense, router (last hidden)',
+        model: m.r16.name,
+        mergePath: 'factored',
+        plan: all,
+        body: body(m.r16, () => undefined),
+      },
+      {
+        key: 'bert-r64g-two',
+        label: 'r64 top-2 gather, 2 experts given',
+        model: m.r64top2.name,
+        mergePath: 'factored',
+        plan: all,
+        body: body(m.r64top2, () => ({ experts: mix(m.r64top2, randomMix(T, 2, 2)) })),
+      },
+      {
+        key: 'bert-r64g-router',
+        label: 'r64 top-2 gather, router (last hidden)',
+        model: m.r64top2.name,
+        mergePath: 'factored',
+        plan: all,
+        body: body(m.r64top2, () => undefined),
+      },
+      {
+        key: 'bert-mat',
+        label: 'materialised per request (fresh mix)',
+        model: m.r16.name,
+        mergePath: 'materialized',
+        plan: matPlan,
+        body: body(m.r16, () => ({
+          experts: mix(m.r16, randomMix(T, T, ++fresh)),
+          merge_method: 'task_arithmetic',
+          lambda: 1,
+        })),
+      },
+    ]
+    const isBert = (c: HttpCase) => c.key.startsWith('bert')
+    // Demo windows are cheap: two interleaved rounds. BERT windows must hold several batch cycles (at c=32 with
+    // batching on a request waits for about two runs of 16 rows), so one round of longer windows fits the budget.
+    httpResults = [
+      ...(await runHttpCases(
+        { on, off },
+        cases.filter((c) => !isBert(c)),
+        {
+          rounds: 2,
+          log,
+          windowMs: () => Math.round(1500 * scale),
+          warmupMs: () => Math.round(300 * (quick ? 0.5 : 1)),
+        },
+      )),
+      ...(await runHttpCases({ on, off }, cases.filter(isBert), {
+        rounds: 1,
+        log,
+        windowMs: (c, conc) =>
+          Math.round((c.key === 'bert-mat' || conc === 1 ? 5000 : 4000) * scale),
+        warmupMs: (c, conc) =>
+          Math.round((conc >= 8 && c.key !== 'bert-mat' ? 2000 : 400) * (quick ? 0.5 : 1)),
+      })),
+    ]
+  } finally {
+    await on.stop()
+    await off.stop()
+  }
+}
+
+// ---------------------------------------------------------------------------------------------- 4. report
+mach.loadEnd = os.loadavg()[0] ?? 0
+const minutes = (performance.now() - started) / 60000
+log(`bench:perf done in ${minutes.toFixed(1)} min`)
+const md = renderReport()
+await mkdir(CACHE, { recursive: true })
+await writeFile(join(CACHE, 'last-run.md'), md)
+await writeFile(
+  join(CACHE, 'last-run.json'),
+  `${JSON.stringify({ mach, builds, sessionBlocks, httpResults: httpResults.map(({ result: { latencies: _l, ...r }, ...h }) => ({ ...h, result: r })) }, null, 2)}\n`,
+)
+if (write) {
+  await writeSection(join(REPO, 'bench/RESULTS.md'), section, md)
+  log(`wrote the ${section} section of bench/RESULTS.md`)
+} else log(`report (not written to RESULTS.md): ${relative(REPO, join(CACHE, 'last-run.md'))}`)
+process.stdout.write(`${md}\n`)
+
+/** Issue #6's targets for the merge itself, on the BERT-base-shaped packages: measured, and whether met. */
+function targets(): string[] {
+  const bert = sessionBlocks.find((b) => b.title.startsWith('BERT'))
+  const s1 = (k: string) => bert?.b1.find((r) => r.key === k)
+  const s8 = (k: string) => bert?.b8.find((r) => r.key === k)
+  const h = (k: string, c: number) =>
+    httpResults.find((x) => x.key === k && x.concurrency === c && x.batching === 'on')
+  const lat = (k: string, hk: string) => {
+    const a = s1(k)
+    const p = s1('plain')
+    const ha = h(hk, 1)
+    const hp = h('bert-plain', 1)
+    const session = a && p ? a.p50 / p.p50 : Number.NaN
+    const http = ha && hp ? ha.result.p50 / hp.result.p50 : Number.NaN
+    return {
+      session,
+      http,
+      text: `${fmt(session, 2)}× (${fmt(a?.p50 ?? Number.NaN)} vs ${fmt(p?.p50 ?? Number.NaN)} ms)`,
+      httpText: Number.isFinite(http)
+        ? `${fmt(http, 2)}× (${fmt(ha?.result.p50 ?? Number.NaN)} vs ${fmt(hp?.result.p50 ?? Number.NaN)} ms)`
+        : '–',
+    }
+  }
+  const thr = (k: string, hk: string) => {
+    const a = s8(k)
+    const p = s8('plain')
+    const ha = h(hk, 32)
+    const hp = h('bert-plain', 32)
+    const session = a && p ? a.rowsPerS / p.rowsPerS : Number.NaN
+    const http = ha && hp ? ha.result.rps / hp.result.rps : Number.NaN
+    return {
+      session,
+      http,
+      text: `${fmt(session, 2)}× (${fmt(a?.rowsPerS ?? Number.NaN)} vs ${fmt(p?.rowsPerS ?? Number.NaN)} rows/s)`,
+      httpText: Number.isFinite(http)
+        ? `${fmt(http, 2)}× (${fmt(ha?.result.rps ?? Number.NaN)} vs ${fmt(hp?.result.rps ?? Number.NaN)} req/s)`
+        : '–',
+    }
+  }
+  const verdict = (x: number, ok: (v: number) => boolean) =>
+    Number.isFinite(x) ? (ok(x) ? 'met' : '**missed**') : '–'
+  const rows: string[][] = []
+  for (const [label, key, hk] of [
+    ['r16 dense, 8 experts given', 'r16-weights', 'bert-r16-weights'],
+    ['r64 top-2 gather, 2 experts given', 'r64g-two', 'bert-r64g-two'],
+  ] as const) {
+    const l = lat(key, hk)
+    const t = thr(key, hk)
+    rows.push([
+      label,
+      'batch-1 latency ≤ 1.3× plain',
+      l.text,
+      l.httpText,
+      verdict(Math.max(l.session, Number.isFinite(l.http) ? l.http : 0), (v) => v <= 1.3),
+    ])
+    rows.push([
+      label,
+      'throughput ≥ 0.75× plain',
+      t.text,
+      t.httpText,
+      verdict(
+        Math.min(t.session, Number.isFinite(t.http) ? t.http : Number.POSITIVE_INFINITY),
+        (v) => v >= 0.75,
+      ),
+    ])
+  }
+  return [
+    '### Targets for the merge itself (issue #6), BERT-base-shaped encoder',
+    '',
+    'Session: p50 at batch 1 and rows/s at batch 8 (one run at a time), in-process. HTTP: p50 at concurrency 1 and req/s at concurrency 32 with dynamic batching on. "met" needs both.',
+    '',
+    table(['configuration', 'target', 'session (× plain)', 'HTTP (× plain)', 'verdict'], rows),
+  ]
+}
+
+function renderReport(): string {
+  const out: string[] = []
+  const date = new Date().toISOString().slice(0, 10)
+  out.push(
+    `## Serving performance: runner and builder${provider === 'cuda' ? ' on GPU' : ''} (\`npm run bench:perf\`)`,
+  )
+  out.push('')
+  out.push(
+    `- **Command:** \`npm run bench:perf\` (${minutes.toFixed(1)} min this run). **Date:** ${date}. **Machine:** \`nproc\` = ${mach.nproc}, ` +
+      `CPU "${mach.cpu}", ${mach.memGb} GB; Node ${mach.node}, onnxruntime-node ${mach.ort}; **provider: ${provider.toUpperCase()}**${providerNote}, ` +
+      `${mach.nproc} intra-op threads, sessions as the runner opens them (graph optimisation "all", no thread spinning).`,
+  )
+  out.push(
+    `- **Load average** at start / end: ${mach.loadStart.toFixed(2)} / ${(mach.loadEnd ?? 0).toFixed(2)}` +
+      (Math.max(mach.loadStart, mach.loadEnd ?? 0) > mach.nproc * 0.5
+        ? ' — other jobs shared the machine during this run, so absolute times are upper bounds; the ratios come from interleaved runs and are the numbers to compare.'
+        : '.'),
+  )
+  out.push(
+    '- **Models:** the bundled demo package, and a BERT-base-shaped encoder with random weights (bench/perf/bert-encoder.ts: 12 post-LN layers, d=768, 12 heads, FFN 3072, seq 128, vocabulary 8192) with 8 experts from random task vectors (rank-8 signal + noise), built into twin packages by `twinserve build` (task arithmetic λ=0.3 shared model; every matrix at the stated rank per expert, vectors exact; MLP router).',
+  )
+  out.push('')
+
+  out.push(...targets(), '')
+
+  // Builder.
+  out.push('### Builder: `twinserve build` of the BERT-base-shaped package')
+  out.push('')
+  out.push(
+    table(
+      ['package', 'wall time', 'peak RSS', 'package / experts', 'router held-out', 'measured'],
+      builds.map((b) => [
+        b.spec,
+        b.stats ? `${fmt(b.stats.seconds)} s` : '–',
+        b.stats ? `${fmt(b.stats.maxRssMb / 1024, 2)} GiB` : '–',
+        b.stats
+          ? `${fmt(b.stats.packageBytes / 1e6, 0)} MB / ${fmt(b.stats.expertsBytes / 1e6, 0)} MB`
+          : '–',
+        b.stats ? `${fmt(b.stats.heldoutAccuracy * 100)}%` : '–',
+        b.fresh ? 'this run' : b.stats ? `cached (built ${b.stats.builtAt.slice(0, 16)}Z)` : '–',
+      ]),
+    ),
+  )
+  const steps = builds[0]?.stats?.steps ?? []
+  if (steps.length > 0)
+    out.push(
+      '',
+      `Steps of the ${builds[0]?.spec} build: ${steps.map((s) => `${s.label} ${fmt(s.seconds)} s`).join('; ')}.`,
+    )
+  out.push('')
+
+  // Sessions.
+  for (const block of sessionBlocks) {
+    out.push(`### Sessions: ${block.title}`)
+    out.push('')
+    const plain1 = block.b1.find((r) => r.key === 'plain')
+    const plain8 = block.b8.find((r) => r.key === 'plain')
+    const rows = block.b1.map((r) => {
+      const r8 = block.b8.find((x) => x.key === r.key)
+      return [
+        r.label,
+        withRatio(r.p50, plain1?.p50 ?? Number.NaN, r.p50 < 10 ? 3 : 1),
+        fmt(r.p99, r.p99 < 10 ? 3 : 1),
+        r8 ? withRatio(r8.rowsPerS, plain8?.rowsPerS ?? Number.NaN, 1) : '–',
+        `${r.n}${r8 ? ` / ${r8.n}` : ''}`,
+      ]
+    })
+    out.push(
+      table(
+        [
+          'case',
+          'batch 1: p50 ms (× plain)',
+          'batch 1: p99 ms',
+          'batch 8: rows/s (× plain)',
+          'runs (b1 / b8)',
+        ],
+        rows,
+      ),
+    )
+    out.push('')
+    const get = (k: string) => block.b1.find((r) => r.key === k)
+    const routerPass = (withRouter: string, without: string, label: string) => {
+      const a = get(withRouter)
+      const b = get(without)
+      if (!a || !b || !plain1) return undefined
+      const extra = a.p50 - b.p50
+      const sign = extra >= 0 ? '+' : '−'
+      return `${label}: ${sign}${fmt(Math.abs(extra))} ms at batch 1 (${sign}${Math.abs(extra / plain1.p50).toFixed(2)}× the plain model's latency; the difference of two medians, so within noise when small)`
+    }
+    const notes = [
+      routerPass(
+        'r16-router',
+        'r16-weights',
+        "Router from the default feature (the shared model's last hidden features, a second pass of the shared model)",
+      ),
+      routerPass(
+        'r16e-router',
+        'r16e-weights',
+        `Router from an earlier tensor (\`${EARLY_FEATURE}\`)`,
+      ),
+    ].filter((x): x is string => !!x)
+    if (notes.length) out.push(...notes.map((n) => `- ${n}.`), '')
+  }
+
+  // HTTP.
+  if (httpResults.length > 0) {
+    out.push(
+      '### HTTP: `twinserve serve` on loopback (closed-loop clients, unsigned `--insecure-local`)',
+    )
+    out.push('')
+    out.push(
+      'Latency at concurrency 1; throughput at 8 and 32 concurrent clients, dynamic batching on (`--max-batch-size 16`, no added wait) and off (`--max-batch-size 1`). "rows/run" is the mean batch the runner formed (its batch_rows histogram). Ratios are against the plain shared model (the package\'s `shared` variant) under the same concurrency and batching.',
+    )
+    out.push('')
+    for (const model of [...new Set(httpResults.map((h) => h.model))]) {
+      const rs = httpResults.filter((h) => h.model === model)
+      const isBert = model !== m.demo.name
+      const ref = (c: number, b: string) =>
+        httpResults.find(
+          (h) =>
+            (isBert ? h.key === 'bert-plain' : h.key === 'demo-plain') &&
+            h.concurrency === c &&
+            h.batching === b,
+        )
+      out.push(`**${model}**${isBert ? '' : ' (demo)'}`)
+      out.push('')
+      const labels = [...new Set(rs.map((h) => h.label))]
+      const cell = (h: HttpResult | undefined, kind: 'lat' | 'rps') => {
+        if (!h) return '–'
+        const r = ref(h.concurrency, h.batching)
+        const fails = Object.values(h.result.failures).reduce((a, b) => a + b, 0)
+        const note = `${fails ? ` ⚠ ${fails} failed` : ''}${h.batching === 'on' && h.concurrency > 1 ? `, ${fmt(h.meanRows)} rows/run` : ''}`
+        return kind === 'lat'
+          ? `${withRatio(h.result.p50, r?.result.p50 ?? Number.NaN, h.result.p50 < 10 ? 2 : 1)} / ${fmt(h.result.p99, h.result.p99 < 10 ? 2 : 1)}`
+          : `${withRatio(h.result.rps, r?.result.rps ?? Number.NaN, 1)}${note}`
+      }
+      const find = (label: string, c: number, b: string) =>
+        rs.find((h) => h.label === label && h.concurrency === c && h.batching === b)
+      out.push(
+        table(
+          [
+            'case',
+            'c=1 p50 / p99 ms',
+            'c=8 req/s, batching on',
+            'c=8 off',
+            'c=32 req/s, batching on',
+            'c=32 off',
+          ],
+          labels.map((l) => [
+            l,
+            cell(find(l, 1, 'on'), 'lat'),
+            cell(find(l, 8, 'on'), 'rps'),
+            cell(find(l, 8, 'off'), 'rps'),
+            cell(find(l, 32, 'on'), 'rps'),
+            cell(find(l, 32, 'off'), 'rps'),
+          ]),
+        ),
+      )
+      const mat = rs.filter((h) => h.key.endsWith('-mat'))
+      if (mat.length)
+        out.push(
+          '',
+          `Materialised requests: ${mat.reduce((a, h) => a + h.cache.misses, 0)} merge-cache misses, ${mat.reduce((a, h) => a + h.cache.hits, 0)} hits (every request a fresh mix, as the Twin-Merging reference code merges per input).`,
+        )
+      out.push('')
+    }
+  }
+  return out.join('\n')
+}

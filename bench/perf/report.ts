@@ -1,0 +1,118 @@
+/**
+ * Reporting helpers for the performance benchmarks: machine facts, order statistics, ratio formatting, markdown
+ * tables, and regenerating one section of bench/RESULTS.md between markers (written to a temp file, then renamed).
+ * @module
+ */
+import { readFileSync } from 'node:fs'
+import { readFile, rename, writeFile } from 'node:fs/promises'
+import os from 'node:os'
+
+export interface Machine {
+  nproc: number
+  cpu: string
+  memGb: number
+  node: string
+  ort: string
+  /** 1-minute load average when the run started and ended (other jobs on a shared machine show here). */
+  loadStart: number
+  loadEnd?: number
+}
+
+function cpuModel(): string {
+  try {
+    const line = readFileSync('/proc/cpuinfo', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('model name'))
+    return line?.split(':')[1]?.trim() ?? os.cpus()[0]?.model ?? 'unknown'
+  } catch {
+    return os.cpus()[0]?.model ?? 'unknown'
+  }
+}
+
+function ortVersion(): string {
+  try {
+    const pkg = JSON.parse(
+      readFileSync(
+        new URL('../../node_modules/onnxruntime-node/package.json', import.meta.url),
+        'utf8',
+      ),
+    ) as { version?: string }
+    return pkg.version ?? 'unknown'
+  } catch {
+    return 'unknown'
+  }
+}
+
+export function machine(): Machine {
+  return {
+    nproc: os.availableParallelism(),
+    cpu: cpuModel(),
+    memGb: Math.round(os.totalmem() / 2 ** 30),
+    node: process.version,
+    ort: ortVersion(),
+    loadStart: os.loadavg()[0] ?? 0,
+  }
+}
+
+/** The q-quantile (0..1) of already-sorted values, nearest rank. */
+export function quantile(sorted: readonly number[], q: number): number {
+  if (sorted.length === 0) return Number.NaN
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))
+  return sorted[i] as number
+}
+
+export function summarize(samples: readonly number[]): {
+  n: number
+  p50: number
+  p99: number
+  mean: number
+} {
+  const s = [...samples].sort((a, b) => a - b)
+  return {
+    n: s.length,
+    p50: quantile(s, 0.5),
+    p99: quantile(s, 0.99),
+    mean: s.reduce((a, b) => a + b, 0) / Math.max(1, s.length),
+  }
+}
+
+export const fmt = (x: number, digits = 1): string => (Number.isFinite(x) ? x.toFixed(digits) : '–')
+
+/** "12.3 (1.27×)": an absolute value with its ratio to a reference. */
+export function withRatio(value: number, reference: number, digits = 1): string {
+  if (!Number.isFinite(value)) return '–'
+  if (!Number.isFinite(reference) || reference === 0) return fmt(value, digits)
+  return `${fmt(value, digits)} (${(value / reference).toFixed(2)}×)`
+}
+
+export function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
+  const line = (cells: readonly string[]) =>
+    `| ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(' | ')} |`
+  return [
+    line(header),
+    `| ${widths.map((w) => '-'.repeat(w)).join(' | ')} |`,
+    ...rows.map(line),
+  ].join('\n')
+}
+
+/**
+ * Replaces the text between `<!-- name:start -->` and `<!-- name:end -->` in `path` (appending the block when the
+ * markers are absent), leaving every other section as it was. Re-reads the file right before writing: other
+ * benchmarks write their own sections of the same file.
+ */
+export async function writeSection(path: string, name: string, body: string): Promise<void> {
+  const start = `<!-- ${name}:start -->`
+  const end = `<!-- ${name}:end -->`
+  const block = `${start}\n${body.trim()}\n${end}`
+  const current = await readFile(path, 'utf8').catch(() => '# Benchmark results\n')
+  const a = current.indexOf(start)
+  const b = current.indexOf(end)
+  const next =
+    a >= 0 && b > a
+      ? `${current.slice(0, a)}${block}${current.slice(b + end.length)}`
+      : `${current.trimEnd()}\n\n${block}\n`
+  const tmp = `${path}.tmp-${process.pid}`
+  await writeFile(tmp, next)
+  await rename(tmp, path)
+}
