@@ -18,7 +18,7 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
-import { join, relative } from 'node:path'
+import { isAbsolute, join, relative } from 'node:path'
 import {
   applyLocalMigrations,
   freePort,
@@ -251,15 +251,13 @@ async function main(): Promise<void> {
   }
   const model = manifest.name
   await mkdir(stateDir, { recursive: true, mode: 0o700 })
-  const shownState = relative(REPO_ROOT, stateDir).startsWith('..')
-    ? stateDir
-    : relative(REPO_ROOT, stateDir)
+  // Inside the repository relative to it (.twinserve), elsewhere absolute.
+  const inRepo = relative(REPO_ROOT, stateDir)
+  const shownState = inRepo && !inRepo.startsWith('..') && !isAbsolute(inRepo) ? inRepo : stateDir
   const persistTo = join(stateDir, 'wrangler')
   const secret = await secrets(stateDir)
 
-  console.log(
-    `twinserve: state in ${relative(REPO_ROOT, stateDir) || stateDir}; applying D1 migrations`,
-  )
+  console.log(`twinserve: state in ${shownState}; applying D1 migrations`)
   await applyLocalMigrations({ persistTo })
   if (stopping) return
   const starting = startLocalGateway({
