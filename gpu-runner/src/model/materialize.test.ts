@@ -1,12 +1,17 @@
+import { type MergeSpec, parseMergeSpec } from '@twinserve/shared'
 import { describe, expect, it } from 'vitest'
 import { makeTwinFixture } from '../../../test/fixtures/twin-fixture.ts'
 import { MatmulBackend } from '../merge/matmul.ts'
+import { mergeTensor } from '../merge/merge-tensor.ts'
 import { onnx } from '../onnx/proto.ts'
 import { ort } from '../runtime/ort-session.ts'
 import {
+  type ExclusiveFactors,
   expertDelta,
   initializersToInputs,
+  linearForm,
   type MatrixFactors,
+  materializeMerge,
   readExclusiveFactors,
 } from './materialize.ts'
 
@@ -85,5 +90,110 @@ describe('initializersToInputs', () => {
     expect(s.inputNames).toContain('layer1.bias')
     expect(s.inputNames).not.toContain('layer2.weight')
     await s.release()
+  })
+})
+
+describe('linear merges in closed form', () => {
+  /** The general path: every named expert's dense θ_s + Δ_t through the merge engine. */
+  async function viaEngine(
+    factors: readonly ExclusiveFactors[],
+    spec: MergeSpec,
+    experts: { name: string; index: number }[],
+  ) {
+    const out = new Map<string, Float32Array>()
+    for (const f of factors) {
+      const thetas: Float32Array[] = []
+      for (const e of experts) {
+        const d = await expertDelta(f, e.index)
+        thetas.push(d.map((x, i) => x + (f.shared[i] ?? 0)))
+      }
+      out.set(
+        f.name,
+        await mergeTensor(spec, {
+          base: f.shared,
+          experts: thetas,
+          names: experts.map((e) => e.name),
+          shape: [...f.shape],
+          tensorName: f.name,
+        }),
+      )
+    }
+    return out
+  }
+
+  it('equal the merge engine on the dense tensors (task_arithmetic and linear, normalised or not)', async () => {
+    const m = randomFactors(96, 80, [5, 3, 4]) // 96·80·9 MACs: the onnxruntime product too
+    m.shared = Float32Array.from({ length: 96 * 80 }, (_, i) => Math.sin(i))
+    const vector: ExclusiveFactors = {
+      kind: 'vector',
+      name: 'b',
+      shape: [6],
+      shared: Float32Array.of(1, 2, 3, 4, 5, 6),
+      delta: Float32Array.from({ length: 18 }, (_, i) => Math.cos(i)),
+    }
+    const factors = [m, vector]
+    const experts = [
+      { name: 'a', index: 0 },
+      { name: 'c', index: 2 },
+    ]
+    const backend = new MatmulBackend({ provider: 'cpu', threads: 1 })
+    const never = () => {
+      throw new Error('the closed form must not call the merge engine')
+    }
+    for (const input of [
+      {
+        method: 'task_arithmetic',
+        lambda: 0.7,
+        experts: { a: { weight: 0.3 }, c: { weight: 1.2 } },
+      },
+      {
+        method: 'task_arithmetic',
+        normalize: true,
+        experts: { a: { weight: 0.3 }, c: { weight: 1.2 } },
+      },
+      { method: 'linear', experts: { a: { weight: 2 }, c: { weight: -0.5 } } },
+      { method: 'linear', normalize: false, experts: { a: { weight: 0.25 }, c: {} } },
+    ]) {
+      const spec = parseMergeSpec(input)
+      const want = await viaEngine(factors, spec, experts)
+      for (const be of [undefined, backend]) {
+        const got = await materializeMerge(factors, spec, experts, never, be)
+        for (const [name, w] of want) {
+          const g = got.get(name) as Float32Array
+          expect(g).toHaveLength(w.length)
+          let max = 0
+          for (let i = 0; i < w.length; i++)
+            max = Math.max(max, Math.abs((g[i] ?? 0) - (w[i] ?? 0)))
+          expect(max, `${input.method} ${name}`).toBeLessThan(1e-5)
+        }
+      }
+    }
+    await backend.dispose()
+  })
+
+  it('leave other methods, and a linear average of weights summing to 0, to the merge engine', () => {
+    const experts = [
+      { name: 'a', index: 0 },
+      { name: 'b', index: 1 },
+    ]
+    expect(linearForm(parseMergeSpec({ method: 'ties', density: 0.5 }), experts)).toBeUndefined()
+    expect(
+      linearForm(
+        parseMergeSpec({ method: 'linear', experts: { a: { weight: 1 }, b: { weight: -1 } } }),
+        experts,
+      ),
+    ).toBeUndefined()
+    expect(
+      linearForm(
+        parseMergeSpec({ method: 'task_arithmetic', lambda: 2, experts: { a: { weight: 0.5 } } }),
+        experts,
+      ),
+    ).toEqual({
+      a: 1,
+      c: new Map([
+        [0, 1],
+        [1, 2],
+      ]),
+    })
   })
 })
