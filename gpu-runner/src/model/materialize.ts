@@ -268,7 +268,8 @@ export function linearForm(
  * θ = a·θ_s + Σ_t c_t·Δ_t for every exclusive tensor, in closed form: a matrix's Σ_t c_t·ΔW_t is one product
  * U·diag(σ ⊙ c[expert_of_rank])·Vᵀ over the mixed experts' rank columns, instead of rebuilding each expert's dense
  * delta and mixing them element by element: on a BERT-base-sized package with 8 experts at rank 16, 0.65–0.95 s
- * per request instead of 6.8–8.9 s (same 2-core machine, same load; bench:perf measures the whole request).
+ * per request instead of 6.8–8.9 s (minutes apart on the same shared 2-core machine; bench:perf times the whole
+ * request).
  */
 async function linearMerge(
   factors: readonly ExclusiveFactors[],
