@@ -1,7 +1,8 @@
 import { AppError, type RequestInput, type TensorMetadata } from '@twinserve/shared'
 import { describe, expect, it } from 'vitest'
+import { fromFloat16Bits, toFloat16Bits } from '../onnx/float16.ts'
 import { ort } from '../runtime/ort-session.ts'
-import { concatRows, decodeInputs, fromHalf, sliceRows, toHalf, toHostData } from './tensors.ts'
+import { concatRows, decodeInputs, sliceRows, toHostData } from './tensors.ts'
 
 const declared: TensorMetadata[] = [
   { name: 'ids', datatype: 'INT64', shape: [-1, -1] },
@@ -104,9 +105,9 @@ describe('batching helpers', () => {
 
   it('round-trips FP16 values exactly where they are representable', () => {
     for (const v of [0, 1, -2, 0.5, 65504, 2 ** -24, -0.333251953125])
-      expect(fromHalf(toHalf(v))).toBe(v)
-    expect(fromHalf(toHalf(1 / 3))).toBeCloseTo(1 / 3, 3)
-    expect(fromHalf(toHalf(1e6))).toBe(Number.POSITIVE_INFINITY)
+      expect(fromFloat16Bits(toFloat16Bits(v))).toBe(v)
+    expect(fromFloat16Bits(toFloat16Bits(1 / 3))).toBeCloseTo(1 / 3, 3)
+    expect(fromFloat16Bits(toFloat16Bits(1e6))).toBe(Number.POSITIVE_INFINITY)
     expect(toHostData('BOOL', [true, false])).toEqual(Uint8Array.from([1, 0]))
     expect(toHostData('BYTES', ['a', 'b'])).toEqual(['a', 'b'])
   })

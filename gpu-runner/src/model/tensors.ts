@@ -11,6 +11,7 @@ import {
   type RequestInput,
   type TensorMetadata,
 } from '@twinserve/shared'
+import { fromFloat16Bits, toFloat16Bits } from '../onnx/float16.ts'
 import { ort } from '../runtime/ort-session.ts'
 
 type OrtType = ort.Tensor.Type
@@ -45,42 +46,6 @@ export function datatypeOfOrt(type: OrtType): Datatype {
   const d = ORT_TO_V2[type]
   if (!d) throw new AppError('INTERNAL', `model produced a tensor of unsupported type ${type}`)
   return d
-}
-
-const f32 = new Float32Array(1)
-const u32 = new Uint32Array(f32.buffer)
-
-/** IEEE float32 → float16 bits, round to nearest even (JSON carries FP16 as ordinary numbers). */
-export function toHalf(value: number): number {
-  f32[0] = value
-  const x = u32[0] ?? 0
-  const sign = (x >>> 16) & 0x8000
-  const exp = (x >>> 23) & 0xff
-  let mant = x & 0x7fffff
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0)
-  const e = exp - 127 + 15
-  if (e >= 0x1f) return sign | 0x7c00
-  if (e <= 0) {
-    if (e < -10) return sign
-    mant |= 0x800000
-    const shift = 14 - e
-    const half = mant >>> shift
-    const rem = mant & ((1 << shift) - 1)
-    const mid = 1 << (shift - 1)
-    return sign | (half + (rem > mid || (rem === mid && half & 1) ? 1 : 0))
-  }
-  const half = (e << 10) | (mant >>> 13)
-  const rem = mant & 0x1fff
-  return sign | (half + (rem > 0x1000 || (rem === 0x1000 && half & 1) ? 1 : 0))
-}
-
-export function fromHalf(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1
-  const exp = (h >>> 10) & 0x1f
-  const mant = h & 0x3ff
-  if (exp === 0) return sign * mant * 2 ** -24
-  if (exp === 0x1f) return mant ? Number.NaN : sign * Number.POSITIVE_INFINITY
-  return sign * (1 + mant / 1024) * 2 ** (exp - 15)
 }
 
 /** Allocates host data of `type` for `n` elements. */
@@ -136,7 +101,7 @@ export function toHostData(
     })
   else if (type === 'float16')
     values.forEach((v, i) => {
-      out[i] = toHalf(v as number)
+      out[i] = toFloat16Bits(v as number)
     })
   else
     values.forEach((v, i) => {
@@ -149,7 +114,7 @@ export function toHostData(
 export function toJsonValues(type: OrtType, data: HostData): (number | boolean | string)[] {
   if (Array.isArray(data)) return data
   if (type === 'bool') return Array.from(data as Uint8Array, (v) => v !== 0)
-  if (type === 'float16') return Array.from(data as Uint16Array, fromHalf)
+  if (type === 'float16') return Array.from(data as Uint16Array, fromFloat16Bits)
   if (data instanceof BigInt64Array || data instanceof BigUint64Array)
     // Beyond ±2^53 a JSON number cannot be exact; V2 clients read INT64 as JSON numbers anyway.
     return Array.from(data as ArrayLike<bigint>, (v) => Number(v))
