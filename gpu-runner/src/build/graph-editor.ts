@@ -6,19 +6,8 @@
  */
 import { AppError } from '@twinserve/shared'
 import type onnxProto from 'onnx-proto'
-import { type AttrValue, floatTensor, int64Tensor } from '../onnx/graph-builder.ts'
-import type { IAttributeProto, INodeProto, ITensorProto } from '../onnx/proto.ts'
-import { onnx } from '../onnx/proto.ts'
-
-function toAttribute(name: string, v: AttrValue): IAttributeProto {
-  const A = onnx.AttributeProto.AttributeType
-  if (typeof v === 'number')
-    return Number.isInteger(v) ? { name, type: A.INT, i: v } : { name, type: A.FLOAT, f: v }
-  if (typeof v === 'string') return { name, type: A.STRING, s: new TextEncoder().encode(v) }
-  if (v instanceof Float32Array) return { name, type: A.FLOATS, floats: Array.from(v) }
-  if (Array.isArray(v)) return { name, type: A.INTS, ints: v }
-  return { name, type: A.TENSOR, t: v.tensor }
-}
+import { type AttrValue, floatTensor, int64Tensor, toAttribute } from '../onnx/graph-builder.ts'
+import type { INodeProto, ITensorProto } from '../onnx/proto.ts'
 
 type IGraphProto = onnxProto.onnx.IGraphProto
 

@@ -69,7 +69,8 @@ export function int64Tensor(
   }
 }
 
-function attribute(name: string, v: AttrValue): IAttributeProto {
+/** A node attribute from a plain value (integers → INT, other numbers → FLOAT, arrays → INTS, …). */
+export function toAttribute(name: string, v: AttrValue): IAttributeProto {
   const A = onnx.AttributeProto.AttributeType
   if (typeof v === 'number')
     return Number.isInteger(v) ? { name, type: A.INT, i: v } : { name, type: A.FLOAT, f: v }
@@ -130,7 +131,7 @@ export class GraphBuilder {
       domain: opts.domain ?? '',
       input: [...inputs],
       output: [...outputs],
-      attribute: Object.entries(opts.attrs ?? {}).map(([k, v]) => attribute(k, v)),
+      attribute: Object.entries(opts.attrs ?? {}).map(([k, v]) => toAttribute(k, v)),
     })
     return outputs[0] as string
   }
