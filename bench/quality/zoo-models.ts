@@ -6,10 +6,10 @@
  */
 import type { MergeSpec } from '@twinserve/shared'
 import {
+  floatInitializers,
   type OnnxModel,
   readOnnx,
   tensorDims,
-  tensorToFloat32,
   withFloatInitializers,
 } from '../../gpu-runner/src/build/read-onnx.ts'
 import { mergeTensor } from '../../gpu-runner/src/merge/index.ts'
@@ -26,14 +26,6 @@ export interface ZooModels {
   expertBytes: number
 }
 
-function floatValues(m: OnnxModel): Map<string, Float32Array> {
-  const out = new Map<string, Float32Array>()
-  for (const [name, t] of m.initializers)
-    if (t.dataType === onnx.TensorProto.DataType.FLOAT)
-      out.set(name, tensorToFloat32(t, `${m.path}: ${name}`))
-  return out
-}
-
 export async function readZooModels(
   basePath: string,
   experts: readonly { name: string; path: string }[],
@@ -42,9 +34,9 @@ export async function readZooModels(
   const models = await Promise.all(experts.map((e) => readOnnx(e.path)))
   return {
     base,
-    baseValues: floatValues(base),
+    baseValues: floatInitializers(base),
     names: experts.map((e) => e.name),
-    experts: models.map(floatValues),
+    experts: models.map(floatInitializers),
     expertPaths: experts.map((e) => e.path),
     expertBytes: models.reduce((a, m) => a + m.sizeBytes, 0),
   }

@@ -48,10 +48,10 @@ import { checkOpset } from './ops.ts'
 import { rowLayout, TensorProbe } from './probe.ts'
 import { createReporter, type Reporter } from './progress.ts'
 import {
+  floatInitializers,
   type OnnxModel,
   readOnnx,
   tensorDims,
-  tensorToFloat32,
   withFloatInitializers,
 } from './read-onnx.ts'
 import { loadRecipe } from './recipe-file.ts'
@@ -134,15 +134,6 @@ function checkFeature(model: OnnxModel, feature: string): void {
       'INVALID_REQUEST',
       `router.feature '${feature}' is not a tensor of the base graph (${model.path}); name a node output or input`,
     )
-}
-
-/** Float initializers of a model by name. */
-function floatValues(m: OnnxModel): Map<string, Float32Array> {
-  const out = new Map<string, Float32Array>()
-  for (const [name, t] of m.initializers)
-    if (t.dataType === onnx.TensorProto.DataType.FLOAT)
-      out.set(name, tensorToFloat32(t, `${m.path}: ${name}`))
-  return out
 }
 
 function mergeAll(
@@ -356,8 +347,8 @@ export async function buildPackage(recipePath: string, opts: BuildOptions): Prom
   const selected = selectExclusive(sites, recipe.exclusive)
   const feature = recipe.router.feature ?? defaultFeature(base)
   checkFeature(base, feature)
-  const baseValues = floatValues(base)
-  const expertValues = expertModels.map(floatValues)
+  const baseValues = floatInitializers(base)
+  const expertValues = expertModels.map(floatInitializers)
   const expertNames = recipe.experts.map((e) => e.name)
   step.done(
     `${recipe.experts.length} experts, ${baseValues.size} float tensors, ${selected.length} selected for exclusive knowledge`,

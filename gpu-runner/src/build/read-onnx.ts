@@ -187,6 +187,14 @@ export function tensorToFloat32(t: ITensorProto, label = t.name ?? ''): Float32A
   return Float32Array.from(data)
 }
 
+/** Float initializers of a model by name, as float32 copies (other types are left out). */
+export function floatInitializers(m: OnnxModel): Map<string, Float32Array> {
+  const out = new Map<string, Float32Array>()
+  for (const [name, t] of m.initializers)
+    if (isFloatTensor(t)) out.set(name, tensorToFloat32(t, `${m.path}: ${name}`))
+  return out
+}
+
 /** Replaces a float initializer's values in place (raw data, which is what ORT reads fastest). */
 export function setTensorFloat32(t: ITensorProto, data: Float32Array): void {
   const bytes = new Uint8Array(data.byteLength)
