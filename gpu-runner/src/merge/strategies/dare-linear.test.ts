@@ -1,13 +1,6 @@
 import { describe, it } from 'vitest'
-import {
-  expectClose,
-  fixedUniforms,
-  makeContext,
-  runStrategyConformance,
-  specOf,
-} from '../conformance.case.ts'
-import { getStrategy } from '../registry.ts'
-import { goldenInput } from './golden.fixture.ts'
+import { expectClose, runStrategyConformance } from '../conformance.case.ts'
+import { DARE_GOLDEN, mergeGoldenPair } from './golden.fixture.ts'
 
 runStrategyConformance({
   method: 'dare_linear',
@@ -24,20 +17,13 @@ runStrategyConformance({
 })
 
 describe('dare_linear: golden vectors', () => {
-  // Fixed uniforms; an entry survives when u < density = 0.5.
+  // Fixed uniforms (DARE_GOLDEN); an entry survives when u < density = 0.5.
   //   a: u = [0.1, 0.7, 0.3, 0.9, 0.2, 0.6] → keep 0, 2, 4: [1, 0, 0.25, 0, 2, 0]
   //      L1 rescale ‖δ_a‖₁ / ‖kept‖₁ = 5.375 / 3.25 = 43/26
   //   b: u = [0.6, 0.2, 0.8, 0.4, 0.1, 0.95] → keep 1, 3, 4: [0, 0.5, 0, 1, -1.5, 0]
   //      scale 4.375 / 3 = 35/24
-  const rngs = () => [
-    fixedUniforms([0.1, 0.7, 0.3, 0.9, 0.2, 0.6]),
-    fixedUniforms([0.6, 0.2, 0.8, 0.4, 0.1, 0.95]),
-  ]
-  const dare = getStrategy('dare_linear')
-
   it('drop, L1-rescale, sum', () => {
-    const spec = specOf({ method: 'dare_linear', density: 0.5 })
-    const out = dare.merge(spec, makeContext(goldenInput(['a', 'b']), rngs()))
+    const out = mergeGoldenPair({ method: 'dare_linear', density: 0.5 }, DARE_GOLDEN)
     expectClose(out, [
       0.5 + 43 / 26,
       -1 + 35 / 48,
@@ -49,8 +35,10 @@ describe('dare_linear: golden vectors', () => {
   })
 
   it('rescale=false keeps the survivors as they are', () => {
-    const spec = specOf({ method: 'dare_linear', density: 0.5, rescale: false })
-    const out = dare.merge(spec, makeContext(goldenInput(['a', 'b']), rngs()))
+    const out = mergeGoldenPair(
+      { method: 'dare_linear', density: 0.5, rescale: false },
+      DARE_GOLDEN,
+    )
     // [1, 0.5, 0.25, 1, 2 - 1.5, 0] + base
     expectClose(out, [1.5, -0.5, 2.25, 1, 1.5, -2])
   })

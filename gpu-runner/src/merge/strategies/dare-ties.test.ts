@@ -1,13 +1,6 @@
 import { describe, it } from 'vitest'
-import {
-  expectClose,
-  fixedUniforms,
-  makeContext,
-  runStrategyConformance,
-  specOf,
-} from '../conformance.case.ts'
-import { getStrategy } from '../registry.ts'
-import { goldenInput } from './golden.fixture.ts'
+import { expectClose, runStrategyConformance } from '../conformance.case.ts'
+import { DARE_GOLDEN, mergeGoldenPair } from './golden.fixture.ts'
 
 runStrategyConformance({
   method: 'dare_ties',
@@ -27,14 +20,7 @@ describe('dare_ties: golden vectors', () => {
   // Σ = [43/26, 35/48, 43/104, 35/24, 43/13 - 35/16 > 0, 0] → all +; value 4 keeps only a'' (b'' disagrees);
   // value 5: nothing agrees → 0. normalize=false (default): the agreeing sum.
   it('drop, rescale, elect, sum the agreeing entries', () => {
-    const spec = specOf({ method: 'dare_ties', density: 0.5 })
-    const out = getStrategy('dare_ties').merge(
-      spec,
-      makeContext(goldenInput(['a', 'b']), [
-        fixedUniforms([0.1, 0.7, 0.3, 0.9, 0.2, 0.6]),
-        fixedUniforms([0.6, 0.2, 0.8, 0.4, 0.1, 0.95]),
-      ]),
-    )
+    const out = mergeGoldenPair({ method: 'dare_ties', density: 0.5 }, DARE_GOLDEN)
     expectClose(out, [0.5 + 43 / 26, -1 + 35 / 48, 2 + 43 / 104, 35 / 24, 1 + 43 / 13, -2])
   })
 })

@@ -1,13 +1,6 @@
 import { describe, it } from 'vitest'
-import {
-  expectClose,
-  fixedUniforms,
-  makeContext,
-  runStrategyConformance,
-  specOf,
-} from '../conformance.case.ts'
-import { getStrategy } from '../registry.ts'
-import { BASE, DELLA_GOLDEN, goldenInput } from './golden.fixture.ts'
+import { expectClose, runStrategyConformance } from '../conformance.case.ts'
+import { BASE, DELLA_GOLDEN, mergeGoldenPair } from './golden.fixture.ts'
 
 runStrategyConformance({
   method: 'della_linear',
@@ -22,18 +15,14 @@ runStrategyConformance({
 describe('della_linear: golden vectors', () => {
   it('MagPrune per row, rescale, plain sum', () => {
     // Same masks as della's golden (see DELLA_GOLDEN), summed without sign election.
-    const g = DELLA_GOLDEN
-    const spec = specOf({ method: 'della_linear', density: 0.5, epsilon: 0.2 })
-    const out = getStrategy('della_linear').merge(
-      spec,
-      makeContext(goldenInput(['a', 'b'], [2, 3]), [
-        fixedUniforms(g.uniformsA),
-        fixedUniforms(g.uniformsB),
-      ]),
+    const out = mergeGoldenPair(
+      { method: 'della_linear', density: 0.5, epsilon: 0.2 },
+      DELLA_GOLDEN,
+      [2, 3],
     )
     expectClose(
       out,
-      BASE.map((b, j) => b + (g.a[j] as number) + (g.b[j] as number)),
+      BASE.map((b, j) => b + (DELLA_GOLDEN.a[j] as number) + (DELLA_GOLDEN.b[j] as number)),
     )
     // Spot-check the arithmetic above with the numbers written out.
     expectClose(

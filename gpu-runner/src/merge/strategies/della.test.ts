@@ -1,13 +1,6 @@
 import { describe, it } from 'vitest'
-import {
-  expectClose,
-  fixedUniforms,
-  makeContext,
-  runStrategyConformance,
-  specOf,
-} from '../conformance.case.ts'
-import { getStrategy } from '../registry.ts'
-import { DELLA_GOLDEN, goldenInput } from './golden.fixture.ts'
+import { expectClose, runStrategyConformance } from '../conformance.case.ts'
+import { DELLA_GOLDEN, mergeGoldenPair } from './golden.fixture.ts'
 
 runStrategyConformance({
   method: 'della',
@@ -20,14 +13,10 @@ runStrategyConformance({
 describe('della: golden vectors', () => {
   // Σ = a + b: value 4 is 86/38 - 52.5/26 > 0 → only a agrees; value 5: both negative → mean of the two.
   it('MagPrune per row, rescale, elect, disjoint mean', () => {
-    const g = DELLA_GOLDEN
-    const spec = specOf({ method: 'della', density: 0.5, epsilon: 0.2 })
-    const out = getStrategy('della').merge(
-      spec,
-      makeContext(goldenInput(['a', 'b'], [2, 3]), [
-        fixedUniforms(g.uniformsA),
-        fixedUniforms(g.uniformsB),
-      ]),
+    const out = mergeGoldenPair(
+      { method: 'della', density: 0.5, epsilon: 0.2 },
+      DELLA_GOLDEN,
+      [2, 3],
     )
     expectClose(out, [
       0.5 + 43 / 38,

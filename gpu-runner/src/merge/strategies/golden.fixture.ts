@@ -3,6 +3,9 @@
  * trim boundary) and every value is exact in float32, so expected numbers can be worked out on paper from
  * the published formulas; each test writes its numbers out with the working.
  */
+import type { MergeMethodName, MergeSpecInput } from '@twinserve/shared'
+import { fixedUniforms, makeContext, specOf } from '../conformance.case.ts'
+import { getStrategy } from '../registry.ts'
 import type { TensorMergeInput } from '../types.ts'
 
 export const BASE = [0.5, -1, 2, 0, 1, -2]
@@ -39,4 +42,30 @@ export const DELLA_GOLDEN = {
   uniformsB: [0.31, 0.45, 0.71, 0.2, 0.5, 0.29],
   a: [43 / 38, 0, 43 / 152, 0, 86 / 38, -64.5 / 38],
   b: [0, 17.5 / 26, 0, 35 / 26, -52.5 / 26, -8.75 / 26],
+}
+
+/** dare_linear/dare_ties golden: fixed uniforms for experts a and b; an entry survives when u < density = 0.5. */
+export const DARE_GOLDEN = {
+  //   a: keep 0, 2, 4: [1, 0, 0.25, 0, 2, 0]; L1 rescale ‖δ_a‖₁ / ‖kept‖₁ = 5.375 / 3.25 = 43/26
+  uniformsA: [0.1, 0.7, 0.3, 0.9, 0.2, 0.6],
+  //   b: keep 1, 3, 4: [0, 0.5, 0, 1, -1.5, 0]; L1 rescale 4.375 / 3 = 35/24
+  uniformsB: [0.6, 0.2, 0.8, 0.4, 0.1, 0.95],
+}
+
+/**
+ * Runs `spec`'s strategy on experts a and b of the golden tensor, their random streams replaying `golden`'s
+ * fixed uniforms (the DARE/DELLA golden tests).
+ */
+export function mergeGoldenPair<K extends MergeMethodName>(
+  spec: Extract<MergeSpecInput, { method: K }>,
+  golden: { uniformsA: readonly number[]; uniformsB: readonly number[] },
+  shape?: readonly number[],
+): Float32Array {
+  return getStrategy<K>(spec.method).merge(
+    specOf(spec),
+    makeContext(goldenInput(['a', 'b'], shape), [
+      fixedUniforms(golden.uniformsA),
+      fixedUniforms(golden.uniformsB),
+    ]),
+  )
 }
