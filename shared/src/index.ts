@@ -6,6 +6,7 @@ export {
   isErrorCode,
   toAppError,
 } from './errors.ts'
+export { readBodyText } from './read-body-text.ts'
 export {
   ALL_MODELS,
   API_KEY_SCOPES,

@@ -4,7 +4,7 @@
  * well, because signed forwarding must send the exact bytes it validated.
  * @module
  */
-import { AppError } from '@twinserve/shared'
+import { AppError, readBodyText } from '@twinserve/shared'
 import type { Context } from 'hono'
 import type { z } from 'zod'
 
@@ -20,40 +20,6 @@ export function describeIssues(error: z.ZodError, root = ''): string {
   return more > 0 ? `${parts.join('; ')}; and ${more} more` : parts.join('; ')
 }
 
-async function readLimited(req: Request, maxBytes: number): Promise<string> {
-  const declared = req.headers.get('content-length')
-  if (declared !== null && Number(declared) > maxBytes)
-    throw new AppError(
-      'PAYLOAD_TOO_LARGE',
-      `body of ${declared} bytes exceeds the limit of ${maxBytes}`,
-    )
-  if (!req.body) return ''
-  const reader = req.body.getReader()
-  const chunks: Uint8Array[] = []
-  let size = 0
-  for (;;) {
-    const { done, value } = await reader.read()
-    if (done) break
-    size += value.byteLength
-    if (size > maxBytes) {
-      await reader.cancel()
-      throw new AppError('PAYLOAD_TOO_LARGE', `body exceeds the limit of ${maxBytes} bytes`)
-    }
-    chunks.push(value)
-  }
-  const all = new Uint8Array(size)
-  let offset = 0
-  for (const c of chunks) {
-    all.set(c, offset)
-    offset += c.byteLength
-  }
-  try {
-    return new TextDecoder('utf-8', { fatal: true, ignoreBOM: false }).decode(all)
-  } catch {
-    throw new AppError('INVALID_REQUEST', 'body is not valid UTF-8')
-  }
-}
-
 export interface JsonBody<T> {
   text: string
   data: T
@@ -67,7 +33,7 @@ export async function readJsonText(c: Context, maxBytes: number): Promise<string
       'UNSUPPORTED_MEDIA_TYPE',
       `Content-Type must be application/json (got ${type ? `'${type}'` : 'none'})`,
     )
-  return readLimited(c.req.raw, maxBytes)
+  return readBodyText(c.req.raw, maxBytes)
 }
 
 /** JSON syntax (400) and schema (400 naming each bad field). */

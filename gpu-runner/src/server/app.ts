@@ -22,6 +22,7 @@ import {
   InferenceRequestSchema,
   type InferenceResponse,
   type ResponseOutput,
+  readBodyText,
   type ServerMetadata,
   SIGNATURE_HEADER,
   TIMESTAMP_HEADER,
@@ -60,29 +61,6 @@ export interface AppDeps {
 type AppEnv = { Variables: { requestId: string; body: string } }
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/
-
-/** Reads the body as text, refusing more than `max` bytes whether or not Content-Length says so. */
-async function readBody(req: Request, max: number): Promise<string> {
-  const tooLarge = () =>
-    new AppError('PAYLOAD_TOO_LARGE', `request body exceeds the runner's limit of ${max} bytes`)
-  const declared = req.headers.get('content-length')
-  if (declared && Number(declared) > max) throw tooLarge()
-  if (!req.body) return ''
-  const reader = req.body.getReader()
-  const chunks: Uint8Array[] = []
-  let size = 0
-  for (;;) {
-    const { done, value } = await reader.read()
-    if (done) break
-    size += value.byteLength
-    if (size > max) {
-      await reader.cancel()
-      throw tooLarge()
-    }
-    chunks.push(value)
-  }
-  return Buffer.concat(chunks, size).toString('utf8')
-}
 
 function describeIssues(error: { issues: { path: PropertyKey[]; message: string }[] }): string {
   return error.issues
@@ -141,7 +119,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       'body',
       c.req.method === 'GET' || c.req.method === 'HEAD'
         ? ''
-        : await readBody(c.req.raw, deps.maxBodyBytes),
+        : await readBodyText(c.req.raw, deps.maxBodyBytes, "the runner's limit"),
     )
     if (deps.signingSecret !== null) {
       const url = new URL(c.req.url)
