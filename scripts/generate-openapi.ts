@@ -13,53 +13,31 @@
  */
 import { readFile, rename, writeFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
+import { componentSchemas } from '../gateway/src/openapi/component-schemas.ts'
 import {
-  ErrorBodySchema,
-  InferenceRequestSchema,
-  InferenceResponseSchema,
-  LiveResponseSchema,
-  MergeControlsSchema,
-  ModelMetadataSchema,
-  ModelReadyResponseSchema,
-  ReadyResponseSchema,
-  ServerMetadataSchema,
-  SIGNATURE_HEADER,
-  TIMESTAMP_HEADER,
-} from '@twinserve/shared'
-import type { z } from 'zod'
+  error,
+  type Json,
+  json,
+  OIP_INPUT_SCHEMAS,
+  OIP_OUTPUT_SCHEMAS,
+  RUNNER_SIGNATURE_SCHEMES,
+  ref,
+} from '../gateway/src/openapi/doc-parts.ts'
 
-type Json = Record<string, unknown>
 const ROOT = fileURLToPath(new URL('../', import.meta.url))
 const VERSION = (JSON.parse(await readFile(`${ROOT}package.json`, 'utf8')) as { version: string })
   .version
 
 /**
- * The gateway's document builder and its zod → components helper. The gateway package exports only ./dev and its
- * source typechecks against Workers types, so both are loaded by path at run time (they run in Node as is).
+ * The gateway's document builder. Its module graph reaches gateway code typed for workerd (this script
+ * typechecks with Node's types), so it is loaded by path at run time; it runs in Node as is.
  */
-const gateway = {
-  document: `${ROOT}gateway/src/openapi/openapi-document.ts`,
-  components: `${ROOT}gateway/src/openapi/component-schemas.ts`,
-}
-const { buildOpenApiDocument } = (await import(gateway.document)) as {
-  buildOpenApiDocument: (version: string) => Json
-}
-const { componentSchemas } = (await import(gateway.components)) as {
-  componentSchemas: (
-    schemas: Record<string, z.ZodType>,
-    io: 'input' | 'output',
-    prefix: string,
-  ) => Record<string, Json>
-}
+const { buildOpenApiDocument } = (await import(
+  `${ROOT}gateway/src/openapi/openapi-document.ts`
+)) as { buildOpenApiDocument: (version: string) => Json }
 
 /** The runner's routes (gpu-runner/src/server/app.ts), with the shared schemas they speak. */
 export function buildRunnerOpenApiDocument(version: string): Json {
-  const ref = (id: string): Json => ({ $ref: `#/components/schemas/${id}` })
-  const json = (id: string, description: string): Json => ({
-    description,
-    content: { 'application/json': { schema: ref(id) } },
-  })
-  const error = (description: string) => json('ErrorBody', description)
   const signed = [{ runnerSignature: [], runnerTimestamp: [] }]
   const model: Json = { name: 'model', in: 'path', required: true, schema: { type: 'string' } }
   const deadline: Json = {
@@ -80,35 +58,10 @@ export function buildRunnerOpenApiDocument(version: string): Json {
     },
     components: {
       schemas: {
-        ...componentSchemas(
-          { InferenceRequest: InferenceRequestSchema, MergeControls: MergeControlsSchema },
-          'input',
-          'InputShared_',
-        ),
-        ...componentSchemas(
-          {
-            ErrorBody: ErrorBodySchema,
-            InferenceResponse: InferenceResponseSchema,
-            ModelMetadata: ModelMetadataSchema,
-            ServerMetadata: ServerMetadataSchema,
-            LiveResponse: LiveResponseSchema,
-            ReadyResponse: ReadyResponseSchema,
-            ModelReadyResponse: ModelReadyResponseSchema,
-          },
-          'output',
-          'OutputShared_',
-        ),
+        ...componentSchemas(OIP_INPUT_SCHEMAS, 'input', 'InputShared_'),
+        ...componentSchemas(OIP_OUTPUT_SCHEMAS, 'output', 'OutputShared_'),
       },
-      securitySchemes: {
-        runnerSignature: {
-          type: 'apiKey',
-          in: 'header',
-          name: SIGNATURE_HEADER,
-          description:
-            'hex HMAC-SHA256 with RUNNER_SIGNING_SECRET over METHOD\\nPATH\\nTIMESTAMP\\nsha256(body)',
-        },
-        runnerTimestamp: { type: 'apiKey', in: 'header', name: TIMESTAMP_HEADER },
-      },
+      securitySchemes: RUNNER_SIGNATURE_SCHEMES,
     },
     paths: {
       '/v2/health/live': {

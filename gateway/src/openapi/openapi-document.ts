@@ -8,21 +8,12 @@ import {
   ApiKeySchema,
   CreateApiKeyRequestSchema,
   CreatedApiKeySchema,
-  ErrorBodySchema,
   GatewayMetricsSchema,
-  InferenceRequestSchema,
-  InferenceResponseSchema,
-  LiveResponseSchema,
-  MergeControlsSchema,
-  ModelMetadataSchema,
-  ModelReadyResponseSchema,
-  ReadyResponseSchema,
   RegistryAckSchema,
   RUNNER_REGISTRY_PATHS,
   RunnerDeregistrationSchema,
   RunnerListSchema,
   RunnerRegistrationSchema,
-  ServerMetadataSchema,
 } from '@twinserve/shared'
 import { RUNNER_HEADER } from '../lib/route-request.ts'
 import { DEADLINE_HEADER } from '../lib/runner-client.ts'
@@ -30,19 +21,20 @@ import { RATE_LIMIT_REMAINING_HEADER } from '../middleware/rate-limit/index.ts'
 import { REQUEST_ID_HEADER } from '../middleware/request-id/index.ts'
 import { componentSchemas } from './component-schemas.ts'
 import {
+  error,
+  type Json,
+  json,
+  OIP_INPUT_SCHEMAS,
+  OIP_OUTPUT_SCHEMAS,
+  RUNNER_SIGNATURE_SCHEMES,
+  ref,
+} from './doc-parts.ts'
+import {
   experimentComponents,
   experimentInferHeaders,
   experimentInferParameters,
   experimentPaths,
 } from './experiment-paths.ts'
-
-type Json = Record<string, unknown>
-const ref = (id: string): Json => ({ $ref: `#/components/schemas/${id}` })
-const json = (schemaId: string, description: string): Json => ({
-  description,
-  content: { 'application/json': { schema: ref(schemaId) } },
-})
-const error = (description: string): Json => json('ErrorBody', description)
 
 const requestIdHeader = {
   [REQUEST_ID_HEADER]: {
@@ -122,8 +114,7 @@ export function buildOpenApiDocument(version: string): Json {
   const schemas = {
     ...componentSchemas(
       {
-        InferenceRequest: InferenceRequestSchema,
-        MergeControls: MergeControlsSchema,
+        ...OIP_INPUT_SCHEMAS,
         CreateApiKeyRequest: CreateApiKeyRequestSchema,
         RunnerRegistration: RunnerRegistrationSchema,
         RunnerDeregistration: RunnerDeregistrationSchema,
@@ -133,13 +124,7 @@ export function buildOpenApiDocument(version: string): Json {
     ),
     ...componentSchemas(
       {
-        ErrorBody: ErrorBodySchema,
-        InferenceResponse: InferenceResponseSchema,
-        ModelMetadata: ModelMetadataSchema,
-        ServerMetadata: ServerMetadataSchema,
-        LiveResponse: LiveResponseSchema,
-        ReadyResponse: ReadyResponseSchema,
-        ModelReadyResponse: ModelReadyResponseSchema,
+        ...OIP_OUTPUT_SCHEMAS,
         ApiKey: ApiKeySchema,
         CreatedApiKey: CreatedApiKeySchema,
         ApiKeyList: ApiKeyListSchema,
@@ -178,14 +163,7 @@ export function buildOpenApiDocument(version: string): Json {
           scheme: 'bearer',
           description: 'An API key (tsk_…) or, for admin routes, the bootstrap admin secret.',
         },
-        runnerSignature: {
-          type: 'apiKey',
-          in: 'header',
-          name: 'x-twinserve-signature',
-          description:
-            'hex HMAC-SHA256 with RUNNER_SIGNING_SECRET over METHOD\\nPATH\\nTIMESTAMP\\nsha256(body)',
-        },
-        runnerTimestamp: { type: 'apiKey', in: 'header', name: 'x-twinserve-timestamp' },
+        ...RUNNER_SIGNATURE_SCHEMES,
       },
     },
     paths: {
