@@ -14,6 +14,7 @@ import {
   ExperimentSchema,
   FeedbackResponseSchema,
 } from '@twinserve/shared'
+import { seededRng } from '../../gateway/src/experiments/statistics/random.ts'
 
 /** The Fashion-MNIST domains of the demo zoo (digits is another data set, so it is left out here). */
 export const FASHION_TASKS = ['original', 'inverted', 'rotated', 'permuted', 'blur-noise'] as const
@@ -78,17 +79,6 @@ export function twinVersusTies(
   }
 }
 
-/** Deterministic uniform [0, 1) generator (mulberry32), so a run is replayable. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) | 0
-    let t = Math.imul(a ^ (a >>> 15), 1 | a)
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-
 export interface TrafficOptions {
   gatewayUrl: string
   /** An API key with the infer scope covering `model`. */
@@ -130,7 +120,8 @@ export async function simulateUsers(opts: TrafficOptions): Promise<TrafficResult
   const splits = new Map<string, TaskSplit>()
   for (const t of FASHION_TASKS)
     splits.set(t, loadTaskSplit(t, 'test', { limit: opts.imagesPerTask }))
-  const random = rng(opts.seed)
+  // Seeded (the gateway's own mulberry32), so a run is replayable.
+  const random = seededRng(opts.seed)
   const result: TrafficResult = {
     sent: 0,
     unenrolled: 0,
