@@ -4,7 +4,7 @@ import {
   ModelMetadataSchema,
   parseMergeControls,
 } from '@twinserve/shared'
-import { Hono } from 'hono'
+import { type Context, Hono } from 'hono'
 import { signingSecret } from '../config.ts'
 import type { AppEnv } from '../env.ts'
 import { serveWithExperiment } from '../experiments/infer-hook.ts'
@@ -19,6 +19,20 @@ import { countAs } from '../middleware/request-log/index.ts'
 
 const modelAccess = () => apiKeyAuth({ scope: 'infer', modelParam: 'model' })
 
+/** What every proxied call to a runner for `model` carries from the request context. */
+function routeBase(c: Context<AppEnv>, model: string, deadlineMs: number) {
+  const config = c.get('config')
+  return {
+    env: c.env,
+    config,
+    secret: signingSecret(config),
+    requestId: c.get('requestId'),
+    requestLog: c.get('requestLog'),
+    model,
+    deadlineMs,
+  }
+}
+
 /**
  * The V2 model endpoints, for keys with the `infer` scope that cover the model. Metadata and inference are
  * proxied to a runner (routing, failover, cold-start wait); model readiness is answered from the registry.
@@ -32,47 +46,36 @@ export const models = new Hono<AppEnv>()
     return c.json({ name, ready }, ready ? 200 : 503)
   })
   .get('/v2/models/:model', countAs('model_metadata'), modelAccess(), rateLimit(), async (c) => {
-    const arrived = Date.now()
     const model = modelParam(c)
-    const config = c.get('config')
     return routeRequest({
-      env: c.env,
-      config,
-      secret: signingSecret(config),
-      requestId: c.get('requestId'),
-      requestLog: c.get('requestLog'),
-      model,
+      ...routeBase(c, model, requestDeadline(c, Date.now())),
       method: 'GET',
       path: `/v2/models/${model}`,
       body: '',
       okSchema: ModelMetadataSchema,
-      deadlineMs: requestDeadline(c, arrived),
     })
   })
   .post('/v2/models/:model/infer', countAs('infer'), modelAccess(), rateLimit(), async (c) => {
     const arrived = Date.now()
     const model = modelParam(c)
-    const config = c.get('config')
     const deadlineMs = requestDeadline(c, arrived)
-    const { text, data } = await readJsonBody(c, InferenceRequestSchema, config.MAX_BODY_BYTES)
+    const { text, data } = await readJsonBody(
+      c,
+      InferenceRequestSchema,
+      c.get('config').MAX_BODY_BYTES,
+    )
     // Merge controls are checked here too, so a misspelt control never costs a runner round trip.
     parseMergeControls(data.parameters)
     // A running A/B experiment on the model may replace the controls with its arm's (experiments/).
     const input = { model, text, parameters: data.parameters, arrived }
     return serveWithExperiment(c, input, (forward) =>
       routeRequest({
-        env: c.env,
-        config,
-        secret: signingSecret(config),
-        requestId: c.get('requestId'),
-        requestLog: c.get('requestLog'),
-        model,
+        ...routeBase(c, model, deadlineMs),
         variant: forward.variant,
         method: 'POST',
         path: `/v2/models/${model}/infer`,
         body: forward.body,
         okSchema: InferenceResponseSchema,
-        deadlineMs,
       }),
     )
   })
