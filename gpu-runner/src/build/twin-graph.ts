@@ -31,7 +31,7 @@ import { GraphEditor } from './graph-editor.ts'
 import { defaultOpset, Ops } from './ops.ts'
 import { gateRouter } from './router-gate.ts'
 import { emitTopK, gatherMatrix, padExpertMajor } from './topk-gather.ts'
-import { consumersOf, floatAttr, intAttr, type TensorSite } from './weight-sites.ts'
+import { consumersOf, floatAttr, intAttr, type MatrixUse, type TensorSite } from './weight-sites.ts'
 
 export interface MatrixFactors {
   name: string
@@ -386,6 +386,12 @@ export function rewriteTwinGraph(opts: TwinRewriteOptions): ModelProto {
       hint: `${name}/f32`,
     })
   }
+  /** The activation a use multiplies with the weight, as [batch, cols] (Gemm's transA undone). */
+  const activationOf = (n: INodeProto, use: MatrixUse, name: string): string => {
+    const x = n.input?.[0] ?? ''
+    if (use.op !== 'Gemm' || intAttr(n, 'transA', 0) !== 1) return x
+    return ed.node('Transpose', [x], { attrs: { perm: [1, 0] }, hint: `${name}/a_t` })
+  }
   for (const given of opts.matrices) {
     const site = opts.sites.get(given.name)
     if (site?.kind !== 'matrix') continue
@@ -430,9 +436,7 @@ export function rewriteTwinGraph(opts: TwinRewriteOptions): ModelProto {
       for (const [k, use] of site.uses.entries()) {
         const target = uses[k] ?? use.node
         const n = orig[use.node] as INodeProto
-        let x = n.input?.[0] ?? ''
-        if (use.op === 'Gemm' && intAttr(n, 'transA', 0) === 1)
-          x = ed.node('Transpose', [x], { attrs: { perm: [1, 0] }, hint: `${m.name}/a_t` })
+        const x = activationOf(n, use, m.name)
         let c = g.correction(x, use.transposed, sharedName.get(target) ?? '')
         const alpha = use.op === 'Gemm' ? floatAttr(n, 'alpha', 1) : 1
         if (alpha !== 1) c = ed.node('Mul', [c, ops.scalar(alpha)], { hint: `${m.name}/alpha` })
@@ -450,9 +454,7 @@ export function rewriteTwinGraph(opts: TwinRewriteOptions): ModelProto {
     for (const [k, use] of site.uses.entries()) {
       const target = uses[k] ?? use.node
       const n = orig[use.node] as INodeProto
-      let x = n.input?.[0] ?? ''
-      if (use.op === 'Gemm' && intAttr(n, 'transA', 0) === 1)
-        x = ed.node('Transpose', [x], { attrs: { perm: [1, 0] }, hint: `${m.name}/a_t` })
+      const x = activationOf(n, use, m.name)
       let inF = U
       let outF = Vt
       if (use.transposed) {
