@@ -4,13 +4,14 @@
  * even when only k experts have non-zero weight; gathering the k experts' factors per row costs the FLOPs of
  * rank k·r (plus the gather copies, and the gathered factors cannot be prepacked by onnxruntime):
  *   idx = TopK(|w|, k); w keeps those experts' weights, 0 elsewhere   // idx [batch, k]
- *   Ug  = Gather(U3, idx) → [batch, k·r, d_in], transposed            // U3 [T, r, d_in]
- *   Vg  = Gather(V3, idx) → [batch, k·r, d_out]                       // V3 [T, r, d_out]
- *   s   = w[expert_of_rank] ⊙ σ (the dense graph's s(w)), the row's k experts → [batch, 1, k·r]
+ *   col = idx·r + [0, r)                                              // the rows' rank columns [batch, k·r]
+ *   Ug  = Gather(Uᵀ, col) → [batch, k·r, d_in], transposed            // Uᵀ [T·r, d_in]
+ *   Vg  = Gather(Vᵀ, col) → [batch, k·r, d_out]                       // Vᵀ [T·r, d_out]
+ *   s   = (w[expert_of_rank] ⊙ σ)[col] (the dense graph's s(w), gathered) → [batch, 1, k·r]
  *   ΔY  = ((X·Ugᵀ) ⊙ s)·Vg, X viewed as [batch, rows per example, d_in]
- * U3 and V3 are Reshape/Transpose views of the convention initializers `<w>.twin_u` [rows, T·r] and
- * `<w>.twin_v` [T·r, cols] (stored expert-major and padded to equal ranks), so the package keeps one copy of the
- * factors, and onnxruntime folds the views into constants when it creates the session.
+ * The row tables are the convention initializers `<w>.twin_v` [T·r, cols] as stored and a Transpose of
+ * `<w>.twin_u` [rows, T·r] (expert-major, padded to equal ranks), so the package keeps one copy of the factors and
+ * onnxruntime folds the Transpose into a constant when it creates the session.
  * @module
  */
 import type { GraphEditor } from './graph-editor.ts'
@@ -79,6 +80,25 @@ export function emitTopK(ed: GraphEditor, w: string, K: number): { idx: string; 
   return { idx, applied }
 }
 
+/**
+ * Tensors shared by every matrix of one rewrite (row indices per rank r, the batch size, X's 3-D shape per d_in):
+ * built once per graph, since onnxruntime pays a few microseconds per node and there are hundreds of matrices.
+ */
+const sharedTensors = new WeakMap<GraphEditor, Map<string, string>>()
+
+function once(ed: GraphEditor, key: string, make: () => string): string {
+  let m = sharedTensors.get(ed)
+  if (!m) {
+    m = new Map()
+    sharedTensors.set(ed, m)
+  }
+  const hit = m.get(key)
+  if (hit) return hit
+  const made = make()
+  m.set(key, made)
+  return made
+}
+
 /** Emits one matrix's gathered factors; `correction` adds the nodes for one use. */
 export function gatherMatrix(
   ed: GraphEditor,
@@ -99,60 +119,75 @@ export function gatherMatrix(
     idx: string
   },
 ): { correction: (x: string, transposed: boolean, shapeOf: string) => string } {
-  const { name, rows, cols, r, T, K, idx } = p
+  const { name, rows, cols, r, K, idx } = p
   const kr = K * r
-  const u3 = ed.node(
-    'Transpose',
-    [
-      ed.node('Reshape', [p.U, ed.int64(`${name}/u3_shape`, [rows, T, r])], {
-        hint: `${name}/u3r`,
-      }),
-    ],
-    { attrs: { perm: [1, 2, 0] }, hint: `${name}/u3` },
-  ) // [T, r, rows]
-  const v3 = ed.node('Reshape', [p.Vt, ed.int64(`${name}/v3_shape`, [T, r, cols])], {
-    hint: `${name}/v3`,
-  }) // [T, r, cols]
-  const wOfRank = ed.node('Gather', [p.w, p.expertOfRank], {
-    attrs: { axis: 1 },
-    hint: `${name}/w_of_rank`,
-  }) // [batch, T·r]
-  const perExpert = ed.node(
-    'Reshape',
-    [
-      ed.node('Mul', [wOfRank, p.sigma], { hint: `${name}/s_all` }),
-      ed.int64(`${name}/s3_shape`, [0, T, r]),
-    ],
-    { hint: `${name}/s3` },
-  ) // [batch, T, r]
-  const rowIdx = ed.node('Unsqueeze', [idx, ed.int64(`${name}/idx_axes`, [2])], {
-    hint: `${name}/idx3`,
-  }) // [batch, K, 1]
-  const picked = ed.node('GatherND', [perExpert, rowIdx], {
-    attrs: { batch_dims: 1 },
-    hint: `${name}/s_k`,
-  }) // [batch, K, r]
-  const s = ed.node('Reshape', [picked, ed.int64(`${name}/s_shape`, [0, 1, kr])], {
-    hint: `${name}/s`,
-  }) // [batch, 1, K·r]
-  const batch = ed.node(
-    'Gather',
-    [ed.node('Shape', [idx], { hint: `${name}/idx_shape` }), ed.int64(`${name}/i0`, [0])],
-    { attrs: { axis: 0 }, hint: `${name}/batch` },
+  // Each row's rank columns: expert e owns columns e·r … e·r + r − 1 (expert-major, padded).
+  const columns = once(ed, `columns|${idx}|${r}|${K}`, () => {
+    const first = ed.node(
+      'Mul',
+      [
+        ed.node('Unsqueeze', [idx, ed.int64('gather/axis2', [2])], { hint: 'gather/idx3' }),
+        ed.int64(`gather/r${r}`, [r], []),
+      ],
+      { hint: 'gather/first_column' },
+    ) // [batch, K, 1]
+    const all = ed.node(
+      'Add',
+      [
+        first,
+        ed.int64(
+          `gather/range${r}`,
+          Array.from({ length: r }, (_, j) => j),
+        ),
+      ],
+      { hint: 'gather/columns3' },
+    ) // [batch, K, r]
+    return ed.node('Reshape', [all, ed.int64(`gather/columns_shape${kr}`, [0, kr])], {
+      hint: 'gather/columns',
+    }) // [batch, K·r]
+  })
+  const batch = once(ed, `batch|${idx}`, () =>
+    ed.node(
+      'Gather',
+      [ed.node('Shape', [idx], { hint: 'gather/idx_shape' }), ed.int64('gather/i0', [0])],
+      { attrs: { axis: 0 }, hint: 'gather/batch' },
+    ),
   ) // [1]
+  // Row tables [T·r, d]: Vᵀ as stored, and Uᵀ (a Transpose of a constant, folded when the session is created).
+  const uT = ed.node('Transpose', [p.U], { attrs: { perm: [1, 0] }, hint: `${name}/u_rows` }) // [T·r, rows]
+  // s = w[expert_of_rank] ⊙ σ at the row's columns, as the dense graph's s(w).
+  const s = ed.node(
+    'Unsqueeze',
+    [
+      ed.node(
+        'GatherElements',
+        [
+          ed.node(
+            'Mul',
+            [
+              ed.node('Gather', [p.w, p.expertOfRank], {
+                attrs: { axis: 1 },
+                hint: `${name}/w_of_rank`,
+              }),
+              p.sigma,
+            ],
+            { hint: `${name}/s_all` },
+          ), // [batch, T·r]
+          columns,
+        ],
+        { attrs: { axis: 1 }, hint: `${name}/s_k` },
+      ), // [batch, K·r]
+      ed.int64('gather/axis1', [1]),
+    ],
+    { hint: `${name}/s` },
+  ) // [batch, 1, K·r]
   const cache = new Map<string, string>()
-  const gathered = (f3: string, d: number, transpose: boolean): string => {
-    const key = `${f3}|${transpose}`
+  const gathered = (table: string, transpose: boolean): string => {
+    const key = `${table}|${transpose}`
     const hit = cache.get(key)
     if (hit) return hit
-    const g = ed.node(
-      'Reshape',
-      [
-        ed.node('Gather', [f3, idx], { attrs: { axis: 0 }, hint: `${name}/g` }), // [batch, K, r, d]
-        ed.int64(`${name}/g_shape`, [0, kr, d]),
-      ],
-      { hint: `${name}/g_rows` },
-    ) // [batch, K·r, d]
+    // Rows of the table by index: [batch, K·r, d] directly, no reshape (a copy) of the gathered factors.
+    const g = ed.node('Gather', [table, columns], { attrs: { axis: 0 }, hint: `${name}/g` })
     // Transposed for X·Ugᵀ: onnxruntime fuses the Transpose into the MatMul (FusedMatMul transB), no copy.
     const out = transpose
       ? ed.node('Transpose', [g], { attrs: { perm: [0, 2, 1] }, hint: `${name}/g_t` })
@@ -162,21 +197,23 @@ export function gatherMatrix(
   }
   return {
     correction(x, transposed, shapeOf) {
-      const [inF, dIn, outF, dOut] = transposed ? [v3, cols, u3, rows] : [u3, rows, v3, cols]
+      const [inF, dIn, outF] = transposed ? [p.Vt, cols, uT] : [uT, rows, p.Vt]
       const x3 = ed.node(
         'Reshape',
         [
           x,
-          ed.node('Concat', [batch, ed.int64(`${name}/x3_tail`, [-1, dIn])], {
-            attrs: { axis: 0 },
-            hint: `${name}/x3_shape`,
-          }),
+          once(ed, `x3|${idx}|${dIn}`, () =>
+            ed.node('Concat', [batch, ed.int64(`gather/x3_tail${dIn}`, [-1, dIn])], {
+              attrs: { axis: 0 },
+              hint: 'gather/x3_shape',
+            }),
+          ),
         ],
         { hint: `${name}/x3` },
       ) // [batch, rows per example, d_in]
-      const xu = ed.node('MatMul', [x3, gathered(inF, dIn, true)], { hint: `${name}/xu` }) // [batch, M, K·r]
+      const xu = ed.node('MatMul', [x3, gathered(inF, true)], { hint: `${name}/xu` }) // [batch, M, K·r]
       const z = ed.node('Mul', [xu, s], { hint: `${name}/xus` })
-      const c3 = ed.node('MatMul', [z, gathered(outF, dOut, false)], { hint: `${name}/delta` }) // [batch, M, d_out]
+      const c3 = ed.node('MatMul', [z, gathered(outF, false)], { hint: `${name}/delta` }) // [batch, M, d_out]
       return ed.node('Reshape', [c3, ed.node('Shape', [shapeOf], { hint: `${name}/y_shape` })], {
         hint: `${name}/delta_y`,
       })
