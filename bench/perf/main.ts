@@ -464,23 +464,20 @@ function targets(): string[] {
       'batch-1 latency ≤ 1.3× plain',
       l.text,
       l.httpText,
-      verdict(Math.max(l.session, Number.isFinite(l.http) ? l.http : 0), (v) => v <= 1.3),
+      `session ${verdict(l.session, (v) => v <= 1.3)}, HTTP ${verdict(l.http, (v) => v <= 1.3)}`,
     ])
     rows.push([
       label,
       'throughput ≥ 0.75× plain',
       t.text,
       t.httpText,
-      verdict(
-        Math.min(t.session, Number.isFinite(t.http) ? t.http : Number.POSITIVE_INFINITY),
-        (v) => v >= 0.75,
-      ),
+      `session ${verdict(t.session, (v) => v >= 0.75)}, HTTP ${verdict(t.http, (v) => v >= 0.75)}`,
     ])
   }
   return [
     '### Targets for the merge itself (issue #6), BERT-base-shaped encoder',
     '',
-    'Session: p50 at batch 1 and rows/s at batch 8 (one run at a time), in-process. HTTP: p50 at concurrency 1 and req/s at concurrency 32 with dynamic batching on. "met" needs both.',
+    'Session: p50 at batch 1 and rows/s at batch 8 (one run at a time), in-process. HTTP: p50 at concurrency 1 and req/s at concurrency 32 with dynamic batching on. The session columns isolate the merge (interleaved runs, a few percent of noise); the HTTP columns add serving and are noisier (see Findings), so each gets its own verdict.',
     '',
     table(['configuration', 'target', 'session (× plain)', 'HTTP (× plain)', 'verdict'], rows),
   ]
