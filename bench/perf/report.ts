@@ -16,6 +16,8 @@ export interface Machine {
   /** 1-minute load average when the run started and ended (other jobs on a shared machine show here). */
   loadStart: number
   loadEnd?: number
+  /** 1-minute load average at each phase boundary (the benchmark itself keeps about 2 cores busy). */
+  loads: { phase: string; load: number }[]
 }
 
 function cpuModel(): string {
@@ -51,7 +53,13 @@ export function machine(): Machine {
     node: process.version,
     ort: ortVersion(),
     loadStart: os.loadavg()[0] ?? 0,
+    loads: [{ phase: 'start', load: os.loadavg()[0] ?? 0 }],
   }
+}
+
+/** Records the load average at a phase boundary. */
+export function markLoad(m: Machine, phase: string): void {
+  m.loads.push({ phase, load: os.loadavg()[0] ?? 0 })
 }
 
 /** The q-quantile (0..1) of already-sorted values, nearest rank. */
