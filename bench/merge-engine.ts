@@ -8,7 +8,6 @@
  *      npm run bench:merge -- --layers 2   (quick look)
  * @module
  */
-import { readFileSync } from 'node:fs'
 import os from 'node:os'
 import {
   type CallStats,
@@ -20,6 +19,7 @@ import {
   symEig,
 } from '@twinserve/gpu-runner/src/merge/index.ts'
 import { parseMergeSpec } from '@twinserve/shared'
+import { cpuModel } from './perf/report.ts'
 
 const EXPERTS = 8
 const RANK = 32
@@ -36,17 +36,6 @@ function arg(name: string, fallback: number): number {
   const v = i >= 0 ? Number(process.argv[i + 1]) : fallback
   if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} needs a positive number`)
   return v
-}
-
-function cpuModel(): string {
-  try {
-    const line = readFileSync('/proc/cpuinfo', 'utf8')
-      .split('\n')
-      .find((l) => l.startsWith('model name'))
-    return line?.split(':')[1]?.trim() ?? os.cpus()[0]?.model ?? 'unknown'
-  } catch {
-    return os.cpus()[0]?.model ?? 'unknown'
-  }
 }
 
 function gaussian(n: number, rng: Rng, scale: number): Float32Array {

@@ -20,7 +20,8 @@ export interface Machine {
   loads: { phase: string; load: number }[]
 }
 
-function cpuModel(): string {
+/** The CPU's model name, as /proc/cpuinfo gives it (every benchmark records it beside its numbers). */
+export function cpuModel(): string {
   try {
     const line = readFileSync('/proc/cpuinfo', 'utf8')
       .split('\n')
