@@ -19,8 +19,8 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import { join, relative } from 'node:path'
 import { parseArgs } from 'node:util'
+import { openSession, type Provider } from '@twinserve/gpu-runner/runtime'
 import type { PackageManifest } from '@twinserve/shared'
-import { openSession, type Provider } from '../../gpu-runner/src/runtime/ort-session.ts'
 import { type HttpCase, type HttpResult, runHttpCases, startRunner } from './http-bench.ts'
 import {
   BERT_PACKAGES,
@@ -73,7 +73,7 @@ async function manifestOf(dir: string): Promise<PackageManifest> {
 }
 
 // The provider actually used: what a session on this machine resolves `--provider` to.
-const probe = await openSession(join(REPO, 'gpu-runner/demo/zoo/base.onnx'), {
+const probe = await openSession(join(REPO, 'zoo/fashion/models/base.onnx'), {
   provider: providerArg,
 })
 const provider: Provider = probe.provider

@@ -5,7 +5,7 @@
  * it recorded. Used by the dashboard e2e test and bench/ab-demo.ts (the issue's end-to-end run).
  * @module
  */
-import { IMAGE_PIXELS, loadTaskSplit, type TaskSplit } from '@twinserve/gpu-runner/src/zoo/index.ts'
+
 import {
   type CreateExperimentRequestInput,
   type Experiment,
@@ -14,6 +14,7 @@ import {
   ExperimentSchema,
   FeedbackResponseSchema,
 } from '@twinserve/shared'
+import { IMAGE_PIXELS, loadTaskSplit, type TaskSplit } from '@twinserve/zoo/fashion'
 import { seededRng } from '../../gateway/src/experiments/statistics/random.ts'
 
 /** The Fashion-MNIST domains of the demo zoo (digits is another data set, so it is left out here). */

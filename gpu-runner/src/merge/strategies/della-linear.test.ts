@@ -1,5 +1,5 @@
 import { describe, it } from 'vitest'
-import { expectClose, runStrategyConformance } from '../conformance.case.ts'
+import { expectClose, runStrategyConformance } from '../../../test-support/merge-conformance.ts'
 import { BASE, DELLA_GOLDEN, mergeGoldenPair } from './golden.fixture.ts'
 
 runStrategyConformance({

@@ -4,7 +4,7 @@
  * the published formulas; each test writes its numbers out with the working.
  */
 import type { MergeMethodName, MergeSpecInput } from '@twinserve/shared'
-import { fixedUniforms, makeContext, specOf } from '../conformance.case.ts'
+import { fixedUniforms, makeContext, specOf } from '../../../test-support/merge-conformance.ts'
 import { getStrategy } from '../registry.ts'
 import type { TensorMergeInput } from '../types.ts'
 

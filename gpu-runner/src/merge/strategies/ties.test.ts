@@ -1,6 +1,6 @@
 import { parseMergeSpec } from '@twinserve/shared'
 import { describe, it } from 'vitest'
-import { expectClose, runStrategyConformance } from '../conformance.case.ts'
+import { expectClose, runStrategyConformance } from '../../../test-support/merge-conformance.ts'
 import { mergeTensor } from '../merge-tensor.ts'
 import { goldenInput } from './golden.fixture.ts'
 

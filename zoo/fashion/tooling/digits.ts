@@ -1,6 +1,6 @@
 /**
  * sklearn's 8×8 handwritten digits (UCI Optical Recognition of Handwritten Digits, CC BY 4.0), bundled in
- * ./data with its attribution. 1,797 rows of 64 pixel counts (0..16) and a label.
+ * ../data with its attribution. 1,797 rows of 64 pixel counts (0..16) and a label.
  * @module
  */
 import { readFileSync } from 'node:fs'
@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url'
 import { gunzipSync } from 'node:zlib'
 import { AppError } from '@twinserve/shared'
 
-export const DIGITS_PATH = fileURLToPath(new URL('./data/digits.csv.gz', import.meta.url))
+export const DIGITS_PATH = fileURLToPath(new URL('../data/digits.csv.gz', import.meta.url))
 export const DIGITS_SIDE = 8
 export const DIGITS_MAX = 16
 export const DIGIT_CLASSES = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'] as const

@@ -7,8 +7,8 @@
  */
 import { closeSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs'
 import { dirname } from 'node:path'
+import { createRng, mixSeed, permutation } from '@twinserve/gpu-runner/train'
 import { AppError } from '@twinserve/shared'
-import { createRng, mixSeed, permutation } from '../train/rng.ts'
 import { IMAGE_PIXELS } from './fashion-mnist.ts'
 
 export const ROUTING_INPUT_NAME = 'pixels'

@@ -1,9 +1,8 @@
 /**
- * Small generated problems for the trainer's tests (not exported from the module).
+ * Small generated problems for the trainer's tests: Gaussian blobs, a reference loss, one-hot labels.
  * @module
  */
-import type { MlpWeights } from './mlp.ts'
-import { createRng } from './rng.ts'
+import { createRng, type MlpWeights } from '../src/train/index.ts'
 
 /** Gaussian blobs: `classes` clusters in `dim` dimensions, `perClass` points each, labels 0..classes-1. */
 export function blobs(

@@ -12,10 +12,14 @@ import {
   parseMergeSpec,
 } from '@twinserve/shared'
 import { describe, expect, it } from 'vitest'
-import { mergeTensor } from './merge-tensor.ts'
-import { getStrategy } from './registry.ts'
-import { createRng, type Rng } from './rng.ts'
-import type { MergeContext, TensorMergeInput } from './types.ts'
+import {
+  createRng,
+  getStrategy,
+  type MergeContext,
+  mergeTensor,
+  type Rng,
+  type TensorMergeInput,
+} from '../src/merge/index.ts'
 
 export interface ConformanceOptions {
   method: MergeMethodName

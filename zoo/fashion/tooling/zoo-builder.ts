@@ -21,7 +21,7 @@ import {
   parameterCount,
   type TrainMlpResult,
   trainMlp,
-} from '../train/index.ts'
+} from '@twinserve/gpu-runner/train'
 import { FASHION_MNIST_DEBIAN_PACKAGE, IMAGE_PIXELS } from './fashion-mnist.ts'
 import { writeRoutingJsonl } from './routing-data.ts'
 import { loadTaskSplit, SPLIT_SEED, type TaskSplit } from './task-data.ts'
@@ -151,7 +151,7 @@ function trainingRecord(
 /**
  * Trains and writes the zoo. Files: `<outDir>/base.onnx`, `<outDir>/experts/<task>.onnx`, `<outDir>/zoo.json`
  * (written last, so it only ever lists complete files), and the routing JSONL at `routingPath`.
- * @example await buildZoo({ outDir: 'gpu-runner/demo/zoo', routingPath: 'bench/.cache/zoo/routing.jsonl' })
+ * @example await buildZoo({ outDir: 'zoo/fashion/models', routingPath: 'bench/.cache/zoo/routing.jsonl' })
  */
 export async function buildZoo(opts: BuildZooOptions): Promise<BuildZooResult> {
   const recipe = opts.recipe ?? ZOO_RECIPE
@@ -329,7 +329,7 @@ export async function buildZoo(opts: BuildZooOptions): Promise<BuildZooResult> {
       totalBytes: baseBytes.length + experts.reduce((a, e) => a + e.bytes, 0),
       data: [
         `Fashion-MNIST: Debian package ${FASHION_MNIST_DEBIAN_PACKAGE} (/usr/share/datasets/fashion-mnist), MIT, (c) 2017 Zalando SE`,
-        'digits: gpu-runner/src/zoo/data/digits.csv.gz, UCI Optical Recognition of Handwritten Digits (Alpaydin & Kaynak 1998), CC BY 4.0, via scikit-learn',
+        'digits: zoo/fashion/data/digits.csv.gz, UCI Optical Recognition of Handwritten Digits (Alpaydin & Kaynak 1998), CC BY 4.0, via scikit-learn',
       ],
     })
     writeFileAtomic(join(opts.outDir, 'zoo.json'), `${JSON.stringify(manifest, null, 2)}\n`)

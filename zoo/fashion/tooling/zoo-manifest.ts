@@ -100,7 +100,7 @@ export type ZooExpert = z.infer<typeof ZooExpertSchema>
 export type ZooTraining = z.infer<typeof ZooTrainingSchema>
 
 /** The committed demo zoo, relative to the repository root. */
-export const DEMO_ZOO_DIR = 'gpu-runner/demo/zoo'
+export const DEMO_ZOO_DIR = 'zoo/fashion/models'
 
 /** Reads and validates `<dir>/zoo.json`. */
 export function readZooManifest(dir: string): ZooManifest {

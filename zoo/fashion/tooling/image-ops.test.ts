@@ -1,5 +1,5 @@
+import { createRng } from '@twinserve/gpu-runner/train'
 import { describe, expect, it } from 'vitest'
-import { createRng } from '../train/rng.ts'
 import {
   addGaussianNoise,
   blur3x3,

@@ -6,8 +6,9 @@
  * makes a static merge visibly lose accuracy while per-input routing does not.
  * @module
  */
+
+import { createRng, mixSeed, permutation } from '@twinserve/gpu-runner/train'
 import { AppError } from '@twinserve/shared'
-import { createRng, mixSeed, permutation } from '../train/rng.ts'
 import { DIGIT_CLASSES, DIGITS_SIDE } from './digits.ts'
 import { FASHION_CLASSES, IMAGE_PIXELS, IMAGE_SIDE } from './fashion-mnist.ts'
 import {

@@ -6,8 +6,9 @@
  * Every Fashion task sees the same source images in each split, each through its own transform.
  * @module
  */
+
+import { createRng, mixSeed, permutation, shuffleInPlace } from '@twinserve/gpu-runner/train'
 import { AppError } from '@twinserve/shared'
-import { createRng, mixSeed, permutation, shuffleInPlace } from '../train/rng.ts'
 import { DIGITS_MAX, DIGITS_SIDE, loadDigits, type RawDigits } from './digits.ts'
 import { IMAGE_PIXELS, loadFashionMnist, type RawImages } from './fashion-mnist.ts'
 import { getZooTask, type ZooTask } from './tasks.ts'

@@ -1,14 +1,14 @@
 import { readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
+import { onnx } from '@twinserve/gpu-runner/onnx'
+import { openSession, ort } from '@twinserve/gpu-runner/runtime'
+import { scoreLogits } from '@twinserve/gpu-runner/train'
 import { describe, expect, it } from 'vitest'
-import { onnx } from '../onnx/proto.ts'
-import { openSession, ort } from '../runtime/ort-session.ts'
-import { scoreLogits } from '../train/index.ts'
 import { loadTaskSplit } from './task-data.ts'
 import { sha256Hex } from './zoo-builder.ts'
 import { DEMO_ZOO_DIR, readZooManifest } from './zoo-manifest.ts'
 
-// The committed demo zoo (gpu-runner/demo/zoo), as a fresh clone serves it without training.
+// The committed demo zoo (zoo/fashion/models), as a fresh clone serves it without training.
 const dir = resolve(import.meta.dirname, '../../..', DEMO_ZOO_DIR)
 const manifest = readZooManifest(dir)
 const files = [manifest.base, ...manifest.experts]

@@ -3,7 +3,7 @@
  * Each writes into `out` (same length as the result) so callers can reuse buffers across 60k images.
  * @module
  */
-import type { Rng } from '../train/rng.ts'
+import type { Rng } from '@twinserve/gpu-runner/train'
 
 /** 1 − x: dark background becomes white. */
 export function invert(src: Float32Array, out: Float32Array): Float32Array {

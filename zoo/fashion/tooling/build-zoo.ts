@@ -1,5 +1,5 @@
 /**
- * `npm run zoo`: regenerates the bundled demo zoo (gpu-runner/demo/zoo) and the routing data
+ * `npm run zoo`: regenerates the bundled demo zoo (zoo/fashion/models) and the routing data
  * (bench/.cache/zoo/routing.jsonl) from the Debian Fashion-MNIST data and the bundled digits, then prints the
  * accuracy table and timings for bench/RESULTS.md.
  *
@@ -13,8 +13,8 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { availableParallelism, cpus, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
+import { ort } from '@twinserve/gpu-runner/runtime'
 import { AppError } from '@twinserve/shared'
-import { ort } from '../runtime/ort-session.ts'
 import { DEFAULT_ROUTING_PATH } from './routing-data.ts'
 import { type BuildZooResult, buildZoo, sha256Hex } from './zoo-builder.ts'
 import { DEMO_ZOO_DIR, readZooManifest, type ZooManifest } from './zoo-manifest.ts'

@@ -4,6 +4,7 @@ export {
   FASHION_MNIST_DEBIAN_PACKAGE,
   FASHION_MNIST_DIR,
   FASHION_MNIST_DIR_ENV,
+  fashionMnistDir,
   IMAGE_PIXELS,
   IMAGE_SIDE,
   loadFashionMnist,
