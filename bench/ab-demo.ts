@@ -22,9 +22,9 @@ import {
   simulateUsers,
   type TrafficResult,
   twinVersusTies,
-} from '../test/e2e/ab-traffic.ts'
-import { viewDashboard } from '../test/e2e/dashboard-browser.ts'
-import { startE2eGateway, startGatewayRunner } from '../test/e2e/gateway-harness.ts'
+} from '../test/support/ab-traffic.ts'
+import { viewDashboard } from '../test/support/dashboard-browser.ts'
+import { startE2eGateway, startGatewayRunner } from '../test/support/gateway-harness.ts'
 
 const { values: args } = parseArgs({
   options: {

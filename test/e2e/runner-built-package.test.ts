@@ -13,7 +13,7 @@ import { loadPackage } from '@twinserve/gpu-runner/package'
 import { writeBuildFixture } from '@twinserve/gpu-runner/test-support'
 import { InferenceResponseSchema, type PackageManifest } from '@twinserve/shared'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { type RunnerProcess, signedFetch, startRunnerProcess } from './runner-harness.ts'
+import { type RunnerProcess, signedFetch, startRunnerProcess } from '../support/runner-harness.ts'
 
 const SECRET = 'built-secret-0123456789abcdef'
 const root = await mkdtemp(join(tmpdir(), 'twinserve-e2e-built-'))
