@@ -10,29 +10,10 @@
  * An import that does not resolve fails the check too: an edge dpdm cannot follow could hide a cycle.
  * @module
  */
-import { existsSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import { type DependencyTree, parseCircular, parseDependencyTree } from 'dpdm'
-
-/** Every file that can start an import chain, relative to the repository root. */
-export const REPOSITORY_ENTRIES = [
-  'shared/src/**/*.ts',
-  'gpu-runner/src/**/*.ts',
-  'gpu-runner/bin/*.mjs',
-  'gpu-runner/test-support/**/*.ts',
-  'gateway/src/**/*.ts',
-  'gateway/dev/**/*.ts',
-  'gateway/test/**/*.ts',
-  'gateway/*.ts',
-  'infra/**/*.ts',
-  'infra/**/*.mjs',
-  'zoo/**/*.ts',
-  'scripts/**/*.ts',
-  'bench/**/*.ts',
-  'test/**/*.ts',
-  '*.ts',
-]
+import { type DependencyTree, parseCircular } from 'dpdm'
+import { importGraph, isRuntimeModule, REPOSITORY_ENTRIES } from './import-graph.ts'
 
 /** A cycle tolerated for now, named by the set of files it runs through. */
 export interface KnownCycle {
@@ -80,13 +61,10 @@ export interface CycleReport {
   unresolved: string[]
 }
 
-/** Bare specifiers that are not files: Node built-ins and the Workers runtime's modules. */
-const RUNTIME_MODULE = /^(node|cloudflare|workerd):/
-
 function unresolvedImports(tree: DependencyTree): string[] {
   return Object.entries(tree).flatMap(([issuer, deps]) =>
     (deps ?? [])
-      .filter((d) => d.id === null && !RUNTIME_MODULE.test(d.request))
+      .filter((d) => d.id === null && !isRuntimeModule(d.request))
       .map((d) => `${issuer} -> ${d.request}`),
   )
 }
@@ -97,17 +75,7 @@ export async function findCycles(
   entries: readonly string[],
   allow: readonly KnownCycle[] = [],
 ): Promise<CycleReport> {
-  const tsconfig = join(root, 'tsconfig.base.json')
-  const tree = await parseDependencyTree([...entries], {
-    cwd: root,
-    context: root,
-    // false: type-only imports stay in the graph.
-    transform: false,
-    exclude: /node_modules|\/\.cache\//,
-    // One resolver for every folder (bench/ and scripts/ have no tsconfig of their own): Bundler resolution, so
-    // `@twinserve/gpu-runner/build` resolves through the package's exports as TypeScript and tsx see it.
-    tsconfig: existsSync(tsconfig) ? tsconfig : undefined,
-  })
+  const tree = await importGraph(root, entries)
   const all = parseCircular(tree)
   const covers = (k: KnownCycle, cycle: string[]) => cycle.every((f) => k.files.includes(f))
   return {

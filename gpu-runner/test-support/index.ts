@@ -1,7 +1,8 @@
 /**
  * What tests (and benchmarks) share about the runner (`@twinserve/gpu-runner/test-support`): the conformance
  * suite every merge strategy passes, the trainer's small generated problems, and the builder's test models.
- * Not part of the runner image.
+ * The folder also holds the merge tests' fixed data (merge-golden.ts, svd-fixture.ts), imported by relative
+ * path. Not part of the runner image.
  * @module
  */
 

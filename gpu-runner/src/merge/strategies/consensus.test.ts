@@ -5,8 +5,8 @@ import {
   expectClose,
   runStrategyConformance,
 } from '../../../test-support/merge-conformance.ts'
+import { goldenInput } from '../../../test-support/merge-golden.ts'
 import { mergeTensor } from '../merge-tensor.ts'
-import { goldenInput } from './golden.fixture.ts'
 
 runStrategyConformance({
   method: 'consensus',

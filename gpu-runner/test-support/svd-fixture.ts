@@ -1,5 +1,5 @@
 /** Test matrices with a known SVD (shared by the SVD and compression tests). */
-import { createRng } from './rng.ts'
+import { createRng } from '../src/merge/index.ts'
 
 /** Random orthonormal columns ([rows, r], Gram–Schmidt twice in float64). */
 function orthonormal(rows: number, r: number, seed: number): Float64Array {

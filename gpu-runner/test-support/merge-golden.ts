@@ -4,9 +4,8 @@
  * the published formulas; each test writes its numbers out with the working.
  */
 import type { MergeMethodName, MergeSpecInput } from '@twinserve/shared'
-import { fixedUniforms, makeContext, specOf } from '../../../test-support/merge-conformance.ts'
-import { getStrategy } from '../registry.ts'
-import type { TensorMergeInput } from '../types.ts'
+import { getStrategy, type TensorMergeInput } from '../src/merge/index.ts'
+import { fixedUniforms, makeContext, specOf } from './merge-conformance.ts'
 
 export const BASE = [0.5, -1, 2, 0, 1, -2]
 export const DELTA_A = [1.0, -0.5, 0.25, 0.125, 2.0, -1.5]
