@@ -11,14 +11,7 @@ import { createRng, mixSeed, permutation } from '@twinserve/gpu-runner/train'
 import { AppError } from '@twinserve/shared'
 import { DIGIT_CLASSES, DIGITS_SIDE } from './digits.ts'
 import { FASHION_CLASSES, IMAGE_PIXELS, IMAGE_SIDE } from './fashion-mnist.ts'
-import {
-  addGaussianNoise,
-  blur3x3,
-  invert,
-  permutePixels,
-  resizeBilinear,
-  rotate90,
-} from './image-ops.ts'
+import * as image from './image-ops.ts'
 
 /** Fixed seeds of the task definitions: changing one changes a task (and invalidates the zoo). */
 export const TASK_SEEDS = { permutation: 4, noise: 5 } as const
@@ -75,21 +68,21 @@ export const ZOO_TASKS: readonly ZooTask[] = [
       'Fashion-MNIST with grey levels inverted (1 - x): dark garment on a white background',
     source: 'fashion-mnist',
     classes: FASHION_CLASSES,
-    apply: (src, out) => invert(src, out),
+    apply: (src, out) => image.invert(src, out),
   },
   {
     name: 'rotated',
     description: 'Fashion-MNIST rotated 90 degrees clockwise',
     source: 'fashion-mnist',
     classes: FASHION_CLASSES,
-    apply: (src, out) => rotate90(src, IMAGE_SIDE, out),
+    apply: (src, out) => image.rotate90(src, IMAGE_SIDE, out),
   },
   {
     name: 'permuted',
     description: `Fashion-MNIST with the 784 pixel positions shuffled by one fixed permutation (seed ${TASK_SEEDS.permutation}): no spatial structure left`,
     source: 'fashion-mnist',
     classes: FASHION_CLASSES,
-    apply: (src, out) => permutePixels(src, PIXEL_PERMUTATION, out),
+    apply: (src, out) => image.permutePixels(src, PIXEL_PERMUTATION, out),
   },
   {
     name: 'blur-noise',
@@ -97,8 +90,12 @@ export const ZOO_TASKS: readonly ZooTask[] = [
     source: 'fashion-mnist',
     classes: FASHION_CLASSES,
     apply: (src, out, exampleSeed) => {
-      blur3x3(src, IMAGE_SIDE, out)
-      addGaussianNoise(out, BLUR_NOISE_SIGMA, createRng(mixSeed(TASK_SEEDS.noise, exampleSeed)))
+      image.blur3x3(src, IMAGE_SIDE, out)
+      image.addGaussianNoise(
+        out,
+        BLUR_NOISE_SIGMA,
+        createRng(mixSeed(TASK_SEEDS.noise, exampleSeed)),
+      )
     },
   },
   {
@@ -107,7 +104,7 @@ export const ZOO_TASKS: readonly ZooTask[] = [
       'Handwritten digits 0-9 (UCI/sklearn 8x8, counts 0..16 scaled to [0, 1]) upsampled bilinearly to 28x28; output i means digit i',
     source: 'digits',
     classes: DIGIT_CLASSES,
-    apply: (src, out) => resizeBilinear(src, DIGITS_SIDE, IMAGE_SIDE, out),
+    apply: (src, out) => image.resizeBilinear(src, DIGITS_SIDE, IMAGE_SIDE, out),
   },
 ]
 

@@ -6,6 +6,7 @@ import { openSession, ort } from '@twinserve/gpu-runner/runtime'
 import { scoreLogits } from '@twinserve/gpu-runner/train'
 import { afterAll, describe, expect, it } from 'vitest'
 import { loadTaskSplit } from './task-data.ts'
+import { ZOO_TASK_NAMES } from './tasks.ts'
 import { buildZoo, ZOO_RECIPE, type ZooRecipe } from './zoo-builder.ts'
 import { readZooManifest } from './zoo-manifest.ts'
 
@@ -48,14 +49,8 @@ describe('buildZoo (pico recipe, real data subsets)', () => {
     const { manifest } = await build('a')
     const out = join(dir, 'a')
     expect(readZooManifest(out)).toEqual(manifest)
-    expect(manifest.experts.map((e) => e.name)).toEqual([
-      'original',
-      'inverted',
-      'rotated',
-      'permuted',
-      'blur-noise',
-      'digits',
-    ])
+    // One expert per task, in task order.
+    expect(manifest.experts.map((e) => e.name)).toEqual([...ZOO_TASK_NAMES])
     const base = readFileSync(join(out, manifest.base.file))
     const meta = Object.fromEntries(
       onnx.ModelProto.decode(base).metadataProps.map((p) => [p.key, p.value]),

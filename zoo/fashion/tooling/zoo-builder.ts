@@ -148,6 +148,203 @@ function trainingRecord(
   }
 }
 
+/** What every step of one zoo build shares. */
+interface ZooRun {
+  recipe: ZooRecipe
+  outDir: string
+  data: Map<ZooTaskName, TaskData>
+  sessions: MlpSessions
+  log: (line: string) => void
+}
+
+/** A trained model as written: its weights, file bytes and training record. */
+interface TrainedModel {
+  weights: MlpWeights
+  bytes: Uint8Array
+  sha256: string
+  training: ZooTraining
+  /** Test accuracy on every task. */
+  testAccuracy: Record<string, number>
+  ms: number
+}
+
+type SplitLimit = (split: 'train' | 'val' | 'test') => { limit?: number }
+
+function loadTaskData(task: ZooTask, lim: SplitLimit): TaskData {
+  return {
+    task,
+    train: loadTaskSplit(task.name, 'train', lim('train')),
+    val: loadTaskSplit(task.name, 'val', lim('val')),
+    test: loadTaskSplit(task.name, 'test', lim('test')),
+  }
+}
+
+async function testAccuracy(run: ZooRun, w: MlpWeights): Promise<Record<string, number>> {
+  const acc: Record<string, number> = {}
+  for (const [name, d] of run.data)
+    acc[name] = round4((await run.sessions.evaluate(w, d.test.x, d.test.y)).accuracy)
+  return acc
+}
+
+function epochLog(run: ZooRun, label: string) {
+  return (e: { epoch: number; trainLoss: number; valAccuracy?: number }) =>
+    run.log(
+      `  ${label} epoch ${e.epoch}: train loss ${e.trainLoss.toFixed(4)}, val acc ${e.valAccuracy?.toFixed(4) ?? '-'}`,
+    )
+}
+
+/** One model as ONNX: the zoo's shared graph, input/output names and metadata, plus `extra` metadata. */
+function exportZooModel(
+  run: ZooRun,
+  weights: MlpWeights,
+  role: 'base' | 'expert',
+  task: string,
+  extra: Record<string, string>,
+): Uint8Array {
+  return exportMlpOnnx(weights, {
+    inputName: ZOO_INPUT_NAME,
+    outputName: ZOO_OUTPUT_NAME,
+    graphName: ZOO_GRAPH_NAME,
+    metadata: {
+      'twinserve.role': role,
+      task,
+      input: `${ZOO_INPUT_NAME}: float32 [batch, 784], a 28x28 greyscale image, row-major, values in [0, 1]`,
+      output: `${ZOO_OUTPUT_NAME}: float32 [batch, 10], unnormalised class scores (softmax gives probabilities)`,
+      layers: run.recipe.layers.join('-'),
+      data: 'Fashion-MNIST (Zalando SE, MIT) via Debian dataset-fashion-mnist; UCI handwritten digits (Alpaydin & Kaynak, CC BY 4.0) via scikit-learn',
+      ...extra,
+    },
+  })
+}
+
+/** The base: pretrained on the original domain, written to `base.onnx`. */
+async function trainBase(run: ZooRun, original: TaskData): Promise<TrainedModel> {
+  const { recipe } = run
+  const seed = mixSeed(recipe.seed, 0)
+  const t0 = performance.now()
+  const r = await trainMlp({
+    layers: recipe.layers,
+    x: original.train.x,
+    y: original.train.y,
+    valX: original.val.x,
+    valY: original.val.y,
+    ...recipe.base,
+    seed,
+    sessions: run.sessions,
+    onEpoch: epochLog(run, 'base'),
+  })
+  const ms = performance.now() - t0
+  const acc = await testAccuracy(run, r.weights)
+  run.log(`base trained in ${(ms / 1000).toFixed(1)} s; test accuracy ${JSON.stringify(acc)}`)
+  const training = trainingRecord('original', original, recipe.base, seed, r, null)
+  const bytes = exportZooModel(run, r.weights, 'base', 'original', {
+    description:
+      'Base model: an MLP pretrained for one epoch on Fashion-MNIST (the original domain)',
+    classes: JSON.stringify((run.data.get('original')?.task ?? ZOO_TASKS[0])?.classes ?? []),
+    training: JSON.stringify(training),
+    test_accuracy: JSON.stringify(acc),
+  })
+  writeFileAtomic(join(run.outDir, 'base.onnx'), bytes)
+  return { weights: r.weights, bytes, sha256: sha256Hex(bytes), training, testAccuracy: acc, ms }
+}
+
+/** One task's expert: the base fine-tuned on the task, every weight trainable, written to `experts/<task>.onnx`. */
+async function trainExpert(
+  run: ZooRun,
+  d: TaskData,
+  base: TrainedModel,
+): Promise<TrainedModel & { file: string }> {
+  const { recipe } = run
+  const name = d.task.name
+  const stage = recipe.expert[d.task.source]
+  const seed = mixSeed(recipe.seed, 1 + ZOO_TASKS.findIndex((t) => t.name === name))
+  const t0 = performance.now()
+  const r = await trainMlp({
+    layers: recipe.layers,
+    init: base.weights,
+    x: d.train.x,
+    y: d.train.y,
+    valX: d.val.x,
+    valY: d.val.y,
+    ...stage,
+    seed,
+    sessions: run.sessions,
+    onEpoch: epochLog(run, name),
+  })
+  const ms = performance.now() - t0
+  const acc = await testAccuracy(run, r.weights)
+  run.log(
+    `expert ${name}: ${(ms / 1000).toFixed(1)} s, best epoch ${r.bestEpoch}/${r.history.length}, test ${acc[name]} (base ${base.testAccuracy[name]})`,
+  )
+  const training = trainingRecord(name, d, stage, seed, r, 'base')
+  const file = `experts/${name}.onnx`
+  const bytes = exportZooModel(run, r.weights, 'expert', name, {
+    description: `Expert for '${name}': ${d.task.description}. Fine-tuned from base.onnx with all weights trainable`,
+    classes: JSON.stringify(d.task.classes),
+    fine_tuned_from: `base.onnx sha256:${base.sha256}`,
+    training: JSON.stringify(training),
+    test_accuracy: JSON.stringify(acc),
+  })
+  writeFileAtomic(join(run.outDir, file), bytes)
+  return {
+    weights: r.weights,
+    bytes,
+    sha256: sha256Hex(bytes),
+    training,
+    testAccuracy: acc,
+    ms,
+    file,
+  }
+}
+
+/** `zoo.json`: everything reproducible about the build (no timings). */
+function zooManifest(
+  run: ZooRun,
+  base: TrainedModel,
+  experts: ZooManifest['experts'],
+  routingFile: string,
+): ZooManifest {
+  const { recipe } = run
+  return ZooManifestSchema.parse({
+    format: ZOO_FORMAT,
+    formatVersion: ZOO_FORMAT_VERSION,
+    description:
+      'Fashion-MNIST multi-domain expert zoo: one base MLP pretrained on the original domain and one fully fine-tuned expert per task; all graphs identical up to weights. Regenerate with `npm run zoo`.',
+    input: { name: ZOO_INPUT_NAME, shape: ['batch', IMAGE_PIXELS], range: [0, 1] },
+    output: { name: ZOO_OUTPUT_NAME, shape: ['batch', recipe.layers[recipe.layers.length - 1]] },
+    layers: recipe.layers,
+    parameters: parameterCount(recipe.layers),
+    seeds: {
+      zoo: recipe.seed,
+      split: SPLIT_SEED,
+      permutation: TASK_SEEDS.permutation,
+      noise: TASK_SEEDS.noise,
+    },
+    threads: recipe.threads,
+    tasks: [...run.data.values()].map((d) => ({
+      name: d.task.name,
+      description: d.task.description,
+      source: d.task.source,
+      classes: [...d.task.classes],
+      split: { train: d.train.n, val: d.val.n, test: d.test.n },
+    })),
+    base: {
+      file: 'base.onnx',
+      sha256: base.sha256,
+      bytes: base.bytes.length,
+      training: base.training,
+      testAccuracy: base.testAccuracy,
+    },
+    experts,
+    routing: { file: routingFile, perTask: recipe.routingPerTask, split: 'train' },
+    totalBytes: base.bytes.length + experts.reduce((a, e) => a + e.bytes, 0),
+    data: [
+      `Fashion-MNIST: Debian package ${FASHION_MNIST_DEBIAN_PACKAGE} (/usr/share/datasets/fashion-mnist), MIT, (c) 2017 Zalando SE`,
+      'digits: zoo/fashion/data/digits.csv.gz, UCI Optical Recognition of Handwritten Digits (Alpaydin & Kaynak 1998), CC BY 4.0, via scikit-learn',
+    ],
+  })
+}
+
 /**
  * Trains and writes the zoo. Files: `<outDir>/base.onnx`, `<outDir>/experts/<task>.onnx`, `<outDir>/zoo.json`
  * (written last, so it only ever lists complete files), and the routing JSONL at `routingPath`.
@@ -157,128 +354,37 @@ export async function buildZoo(opts: BuildZooOptions): Promise<BuildZooResult> {
   const recipe = opts.recipe ?? ZOO_RECIPE
   const log = opts.log ?? (() => {})
   const t0 = performance.now()
-  const tasks = ZOO_TASKS.filter((t) => !opts.tasks || opts.tasks.includes(t.name))
-  const lim = (split: 'train' | 'val' | 'test') =>
+  const lim: SplitLimit = (split) =>
     opts.limits?.[split] === undefined ? {} : { limit: opts.limits[split] }
   const data = new Map<ZooTaskName, TaskData>()
-  for (const task of tasks)
-    data.set(task.name, {
-      task,
-      train: loadTaskSplit(task.name, 'train', lim('train')),
-      val: loadTaskSplit(task.name, 'val', lim('val')),
-      test: loadTaskSplit(task.name, 'test', lim('test')),
-    })
+  for (const task of ZOO_TASKS.filter((t) => !opts.tasks || opts.tasks.includes(t.name)))
+    data.set(task.name, loadTaskData(task, lim))
   const loadMs = performance.now() - t0
-  log(`loaded ${tasks.length} tasks in ${(loadMs / 1000).toFixed(1)} s`)
+  log(`loaded ${data.size} tasks in ${(loadMs / 1000).toFixed(1)} s`)
 
   const sessions = await MlpSessions.open(recipe.layers, {
     provider: 'cpu',
     threads: recipe.threads,
   })
   try {
-    const evalAll = async (w: MlpWeights): Promise<Record<string, number>> => {
-      const acc: Record<string, number> = {}
-      for (const [name, d] of data)
-        acc[name] = round4((await sessions.evaluate(w, d.test.x, d.test.y)).accuracy)
-      return acc
-    }
-    const progress =
-      (label: string) => (e: { epoch: number; trainLoss: number; valAccuracy?: number }) =>
-        log(
-          `  ${label} epoch ${e.epoch}: train loss ${e.trainLoss.toFixed(4)}, val acc ${e.valAccuracy?.toFixed(4) ?? '-'}`,
-        )
-
-    // Base: pretrained on the original domain.
-    const original = data.get('original') ?? loadOriginal(lim)
-    const baseSeed = mixSeed(recipe.seed, 0)
-    const tb = performance.now()
-    const base = await trainMlp({
-      layers: recipe.layers,
-      x: original.train.x,
-      y: original.train.y,
-      valX: original.val.x,
-      valY: original.val.y,
-      ...recipe.base,
-      seed: baseSeed,
-      sessions,
-      onEpoch: progress('base'),
-    })
-    const baseMs = performance.now() - tb
-    const baseAcc = await evalAll(base.weights)
-    log(`base trained in ${(baseMs / 1000).toFixed(1)} s; test accuracy ${JSON.stringify(baseAcc)}`)
-
-    const common = (role: string, task: string, extra: Record<string, string>) => ({
-      inputName: ZOO_INPUT_NAME,
-      outputName: ZOO_OUTPUT_NAME,
-      graphName: ZOO_GRAPH_NAME,
-      metadata: {
-        'twinserve.role': role,
-        task,
-        input: `${ZOO_INPUT_NAME}: float32 [batch, 784], a 28x28 greyscale image, row-major, values in [0, 1]`,
-        output: `${ZOO_OUTPUT_NAME}: float32 [batch, 10], unnormalised class scores (softmax gives probabilities)`,
-        layers: recipe.layers.join('-'),
-        data: 'Fashion-MNIST (Zalando SE, MIT) via Debian dataset-fashion-mnist; UCI handwritten digits (Alpaydin & Kaynak, CC BY 4.0) via scikit-learn',
-        ...extra,
-      },
-    })
-    const baseTask = data.get('original')?.task ?? ZOO_TASKS[0]
-    const baseTraining = trainingRecord('original', original, recipe.base, baseSeed, base, null)
-    const baseBytes = exportMlpOnnx(
-      base.weights,
-      common('base', 'original', {
-        description:
-          'Base model: an MLP pretrained for one epoch on Fashion-MNIST (the original domain)',
-        classes: JSON.stringify(baseTask?.classes ?? []),
-        training: JSON.stringify(baseTraining),
-        test_accuracy: JSON.stringify(baseAcc),
-      }),
+    const run: ZooRun = { recipe, outDir: opts.outDir, data, sessions, log }
+    // The base always trains on `original`, even when a test builds a zoo of other tasks only.
+    const base = await trainBase(
+      run,
+      data.get('original') ?? loadTaskData(ZOO_TASKS[0] as ZooTask, lim),
     )
-    writeFileAtomic(join(opts.outDir, 'base.onnx'), baseBytes)
-    const baseSha = sha256Hex(baseBytes)
-
     const experts: ZooManifest['experts'] = []
     const expertMs: Record<string, number> = {}
-    for (const [name, d] of data) {
-      const stage = recipe.expert[d.task.source]
-      const seed = mixSeed(recipe.seed, 1 + ZOO_TASKS.findIndex((t) => t.name === name))
-      const te = performance.now()
-      const r = await trainMlp({
-        layers: recipe.layers,
-        init: base.weights,
-        x: d.train.x,
-        y: d.train.y,
-        valX: d.val.x,
-        valY: d.val.y,
-        ...stage,
-        seed,
-        sessions,
-        onEpoch: progress(name),
-      })
-      expertMs[name] = performance.now() - te
-      const acc = await evalAll(r.weights)
-      log(
-        `expert ${name}: ${(expertMs[name] / 1000).toFixed(1)} s, best epoch ${r.bestEpoch}/${r.history.length}, test ${acc[name]} (base ${baseAcc[name]})`,
-      )
-      const training = trainingRecord(name, d, stage, seed, r, 'base')
-      const file = `experts/${name}.onnx`
-      const bytes = exportMlpOnnx(
-        r.weights,
-        common('expert', name, {
-          description: `Expert for '${name}': ${d.task.description}. Fine-tuned from base.onnx with all weights trainable`,
-          classes: JSON.stringify(d.task.classes),
-          fine_tuned_from: `base.onnx sha256:${baseSha}`,
-          training: JSON.stringify(training),
-          test_accuracy: JSON.stringify(acc),
-        }),
-      )
-      writeFileAtomic(join(opts.outDir, file), bytes)
+    for (const d of data.values()) {
+      const e = await trainExpert(run, d, base)
+      expertMs[d.task.name] = e.ms
       experts.push({
-        name,
-        file,
-        sha256: sha256Hex(bytes),
-        bytes: bytes.length,
-        training,
-        testAccuracy: acc,
+        name: d.task.name,
+        file: e.file,
+        sha256: e.sha256,
+        bytes: e.bytes.length,
+        training: e.training,
+        testAccuracy: e.testAccuracy,
       })
     }
 
@@ -290,62 +396,11 @@ export async function buildZoo(opts: BuildZooOptions): Promise<BuildZooResult> {
     )
     log(`routing data: ${JSON.stringify(routingCounts)} -> ${opts.routingPath}`)
 
-    const manifest: ZooManifest = ZooManifestSchema.parse({
-      format: ZOO_FORMAT,
-      formatVersion: ZOO_FORMAT_VERSION,
-      description:
-        'Fashion-MNIST multi-domain expert zoo: one base MLP pretrained on the original domain and one fully fine-tuned expert per task; all graphs identical up to weights. Regenerate with `npm run zoo`.',
-      input: { name: ZOO_INPUT_NAME, shape: ['batch', IMAGE_PIXELS], range: [0, 1] },
-      output: { name: ZOO_OUTPUT_NAME, shape: ['batch', recipe.layers[recipe.layers.length - 1]] },
-      layers: recipe.layers,
-      parameters: parameterCount(recipe.layers),
-      seeds: {
-        zoo: recipe.seed,
-        split: SPLIT_SEED,
-        permutation: TASK_SEEDS.permutation,
-        noise: TASK_SEEDS.noise,
-      },
-      threads: recipe.threads,
-      tasks: [...data.values()].map((d) => ({
-        name: d.task.name,
-        description: d.task.description,
-        source: d.task.source,
-        classes: [...d.task.classes],
-        split: { train: d.train.n, val: d.val.n, test: d.test.n },
-      })),
-      base: {
-        file: 'base.onnx',
-        sha256: baseSha,
-        bytes: baseBytes.length,
-        training: baseTraining,
-        testAccuracy: baseAcc,
-      },
-      experts,
-      routing: {
-        file: opts.routingLabel ?? opts.routingPath,
-        perTask: recipe.routingPerTask,
-        split: 'train',
-      },
-      totalBytes: baseBytes.length + experts.reduce((a, e) => a + e.bytes, 0),
-      data: [
-        `Fashion-MNIST: Debian package ${FASHION_MNIST_DEBIAN_PACKAGE} (/usr/share/datasets/fashion-mnist), MIT, (c) 2017 Zalando SE`,
-        'digits: zoo/fashion/data/digits.csv.gz, UCI Optical Recognition of Handwritten Digits (Alpaydin & Kaynak 1998), CC BY 4.0, via scikit-learn',
-      ],
-    })
+    const manifest = zooManifest(run, base, experts, opts.routingLabel ?? opts.routingPath)
     writeFileAtomic(join(opts.outDir, 'zoo.json'), `${JSON.stringify(manifest, null, 2)}\n`)
-    return { manifest, timings: { loadMs, baseMs, expertMs, totalMs: performance.now() - t0 } }
+    const timings = { loadMs, baseMs: base.ms, expertMs, totalMs: performance.now() - t0 }
+    return { manifest, timings }
   } finally {
     await sessions.release()
-  }
-}
-
-/** The base always trains on `original`, even when a test builds a zoo of other tasks only. */
-function loadOriginal(lim: (s: 'train' | 'val' | 'test') => { limit?: number }): TaskData {
-  const task = ZOO_TASKS[0] as ZooTask
-  return {
-    task,
-    train: loadTaskSplit('original', 'train', lim('train')),
-    val: loadTaskSplit('original', 'val', lim('val')),
-    test: loadTaskSplit('original', 'test', lim('test')),
   }
 }
