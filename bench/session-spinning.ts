@@ -18,12 +18,8 @@ import { GraphBuilder } from '@twinserve/gpu-runner/onnx'
 import { openSession, ort } from '@twinserve/gpu-runner/runtime'
 import { fmt, machine, markLoad, summarize, table, writeSection } from './perf/report.ts'
 
-const LAYERS = 8
-const D = 768
-const TOKENS = 32
-const RUNS = 200
-const WARMUP = 20
-const ROUNDS = 3
+/** Layers of the stack, model width, tokens per run; timed runs per cell and round, untimed first runs, rounds. */
+const [LAYERS, D, TOKENS, RUNS, WARMUP, ROUNDS] = [8, 768, 32, 200, 20, 3] as const
 
 function linearStack(seed: number): Uint8Array {
   const g = new GraphBuilder('linear_stack').input('x', 'float', [1, TOKENS, D])

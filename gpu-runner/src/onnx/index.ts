@@ -3,14 +3,8 @@
  * float16 conversion.
  * @module
  */
-export {
-  decodeFloat16,
-  encodeFloat16,
-  float16Tensor,
-  float16TensorValues,
-  fromFloat16Bits,
-  toFloat16Bits,
-} from './float16.ts'
+// float16.ts is conversion functions only, all of them public.
+export * from './float16.ts'
 export {
   type AttrValue,
   type Dim,
