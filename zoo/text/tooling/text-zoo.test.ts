@@ -1,29 +1,21 @@
 /**
- * The committed text zoo (zoo/text, made once by zoo/text/make_zoo.py) as TypeScript sees it, without Python:
- * the runner's tokenizer library encodes exactly as training did, the exported experts share one graph, onnxruntime
- * reproduces PyTorch's logits, and the recorded accuracies come back from the ONNX files on the committed test splits.
+ * The committed text zoo (zoo/text, made once by make_zoo.py) as TypeScript sees it, without Python: the runner's
+ * tokenizer library encodes exactly as training did, the exported experts share one graph, onnxruntime reproduces
+ * PyTorch's logits, and the recorded accuracies come back from the ONNX files on the committed test splits.
  */
 import { createHash } from 'node:crypto'
 import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { Tokenizer } from '@huggingface/tokenizers'
-import { onnx } from '@twinserve/gpu-runner/src/onnx/proto.ts'
-import { ort } from '@twinserve/gpu-runner/src/runtime/ort-session.ts'
+import { onnx } from '@twinserve/gpu-runner/onnx'
+import { ort } from '@twinserve/gpu-runner/runtime'
 import { describe, expect, it } from 'vitest'
+import { loadTextSplit, readTextZoo, textZooPath } from './text-zoo.ts'
 
-const DIR = resolve(import.meta.dirname, '../../zoo/text')
-const readJson = <T>(file: string): T => JSON.parse(readFileSync(join(DIR, file), 'utf8')) as T
-
-interface Zoo {
-  inputs: { name: string }[]
-  output: { name: string; shape: [string, number] }
-  tokenizer: { max_length: number; pad_id: number; sep_id: number }
-  files: Record<string, { path: string; bytes: number; sha256: string }>
-  tasks: { name: string; classes: string[]; files: { test: string }; expert: { file: string } }[]
-  accuracy: Record<string, Record<string, { val: number; test: number }>>
-}
-const zoo = readJson<Zoo>('zoo.json')
-const tokenizer = new Tokenizer(readJson('tokenizer.json'), readJson('tokenizer_config.json'))
+const zoo = readTextZoo(resolve(import.meta.dirname, '../models'))
+const readJson = <T>(file: string): T =>
+  JSON.parse(readFileSync(textZooPath(zoo, file), 'utf8')) as T
+const tokenizer = new Tokenizer(readJson(zoo.tokenizer.file), readJson(zoo.tokenizer.config))
 const { max_length: MAX, pad_id: PAD, sep_id: SEP } = zoo.tokenizer
 
 /** The models' input rule: [CLS], the first MAX − 2 pieces, [SEP]. */
@@ -50,7 +42,9 @@ function feeds(rows: number[][]) {
 }
 
 async function withSession<T>(file: string, run: (s: ort.InferenceSession) => Promise<T>) {
-  const session = await ort.InferenceSession.create(join(DIR, file), { intraOpNumThreads: 1 })
+  const session = await ort.InferenceSession.create(textZooPath(zoo, file), {
+    intraOpNumThreads: 1,
+  })
   try {
     return await run(session)
   } finally {
@@ -83,7 +77,7 @@ describe('text zoo models', () => {
   it('lists every file intact, base and experts with one graph, within the 25 MB budget', () => {
     const graphs = new Map<string, string>()
     for (const [name, f] of Object.entries(zoo.files)) {
-      const bytes = readFileSync(join(DIR, f.path))
+      const bytes = readFileSync(textZooPath(zoo, f.path))
       expect(createHash('sha256').update(bytes).digest('hex'), f.path).toBe(f.sha256)
       expect(bytes.length, f.path).toBe(f.bytes)
       if (name !== 'base-opset11') graphs.set(name, graphOf(bytes))
@@ -100,7 +94,7 @@ describe('text zoo models', () => {
             (e.isDirectory() ? committed(join(dir, e.name)) : statSync(join(dir, e.name)).size),
           0,
         )
-    expect(committed(DIR)).toBeLessThanOrEqual(25 * 1024 * 1024)
+    expect(committed(resolve(zoo.dir, '..'))).toBeLessThanOrEqual(25 * 1024 * 1024)
   })
 
   it('onnxruntime reproduces the PyTorch logits of every model, the opset-11 base included', async () => {
@@ -129,10 +123,7 @@ describe('text zoo models', () => {
 
   it('reproduces the recorded test accuracy of the base and of each expert on its own task', async () => {
     for (const task of zoo.tasks) {
-      const test = readFileSync(join(DIR, task.files.test), 'utf8')
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => JSON.parse(l) as { text: string; label: number })
+      const test = loadTextSplit(zoo, task.name, 'test')
       const k = task.classes.length
       for (const model of ['base', task.name]) {
         const file = zoo.files[model]?.path ?? ''

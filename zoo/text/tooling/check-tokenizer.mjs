@@ -2,14 +2,14 @@
 // training did. Reads tokenizer.json, tokenizer_config.json and a JSON file {"cases": [{"text", "ids"}]} (the
 // committed tokenizer-parity.json, or .cache/parity-all.json: every text of every split, written by make_zoo.py);
 // prints the count and the first mismatches; exits 1 on any mismatch.
-//   node zoo/text/check-tokenizer.mjs zoo/text zoo/text/.cache/parity-all.json
+//   node zoo/text/tooling/check-tokenizer.mjs zoo/text/models zoo/text/.cache/parity-all.json
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Tokenizer } from '@huggingface/tokenizers'
 
 const [dir, expectedPath] = process.argv.slice(2)
 if (!dir || !expectedPath) {
-  console.error('usage: node zoo/text/check-tokenizer.mjs <tokenizer dir> <cases.json>')
+  console.error('usage: node zoo/text/tooling/check-tokenizer.mjs <tokenizer dir> <cases.json>')
   process.exit(2)
 }
 const readJson = (p) => JSON.parse(readFileSync(p, 'utf8'))

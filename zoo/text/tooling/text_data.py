@@ -14,8 +14,9 @@ import os
 import random
 import re
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-CACHE = os.path.join(HERE, ".cache")
+# zoo/text: tooling/ (this file), models/, data/, and the git-ignored raw-data cache .cache/.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CACHE = os.path.join(ROOT, ".cache")
 NPM = os.path.join(CACHE, "npm")
 FORTUNES = os.path.join(CACHE, "deb", "root", "usr", "share", "games", "fortunes")
 MAX_CHARS = 400
