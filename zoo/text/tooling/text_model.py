@@ -53,7 +53,10 @@ class Block(nn.Module):
         return self.ln2(x + self.fc2(F.gelu(self.fc1(x))))
 
 
-class TextEncoder(nn.Module):
+class EncoderClassifier(nn.Module):
+    """Embeddings, post-LN blocks, mask-aware mean pooling and a linear head, with PyTorch's default
+    initialisation. Also the architecture of the builder's encoder fixtures (zoo/pytorch-fixtures)."""
+
     def __init__(self, vocab, d, heads, ffn, layers, max_len, classes):
         super().__init__()
         self.tok = nn.Embedding(vocab, d)
@@ -61,9 +64,6 @@ class TextEncoder(nn.Module):
         self.ln_e = nn.LayerNorm(d)
         self.blocks = nn.ModuleList([Block(d, heads, ffn) for _ in range(layers)])
         self.cls = nn.Linear(d, classes)
-        # Masked-LM output bias (pretraining only; the MLM head's matrix is the token embedding).
-        self.mlm_bias = nn.Parameter(torch.zeros(vocab))
-        self.apply(init_weights)
 
     def hidden(self, input_ids, attention_mask):
         seq = input_ids.shape[1]
@@ -79,6 +79,16 @@ class TextEncoder(nn.Module):
         m = attention_mask.to(torch.float32)[:, :, None]
         pooled = (x * m).sum(1) / m.sum(1).clamp(min=1.0)  # [b, d]
         return self.cls(pooled)  # [b, classes]
+
+
+class TextEncoder(EncoderClassifier):
+    """The zoo's model: BERT initialisation, and a masked-LM output bias for pretraining."""
+
+    def __init__(self, vocab, d, heads, ffn, layers, max_len, classes):
+        super().__init__(vocab, d, heads, ffn, layers, max_len, classes)
+        # Masked-LM output bias (pretraining only; the MLM head's matrix is the token embedding).
+        self.mlm_bias = nn.Parameter(torch.zeros(vocab))
+        self.apply(init_weights)
 
     def mlm_logits(self, input_ids, attention_mask, selected):
         """Vocabulary logits at the selected (masked) positions only: [n selected, vocab]."""
