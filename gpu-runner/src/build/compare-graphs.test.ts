@@ -1,9 +1,14 @@
 import { describe, expect, it } from 'vitest'
+import {
+  mlpModel,
+  perturbedParams,
+  randomParams,
+  transformerModel,
+} from '../../test-support/test-models.ts'
 import { GraphBuilder } from '../onnx/graph-builder.ts'
 import { type ModelProto, onnx } from '../onnx/proto.ts'
 import { assertSameGraph, firstGraphDifference } from './compare-graphs.ts'
 import { readOnnxBytes } from './read-onnx.ts'
-import { mlpModel, perturbedParams, randomParams, transformerModel } from './test-models.ts'
 
 const base = readOnnxBytes(mlpModel(randomParams(1)), 'base.onnx')
 

@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
+import { writeBuildFixture } from '../../test-support/test-models.ts'
 import type { INodeProto } from '../onnx/proto.ts'
 import { loadPackage } from '../package/load-package.ts'
 import { openSession, ort } from '../runtime/ort-session.ts'
@@ -10,7 +11,6 @@ import { outerInputs } from './graph-editor.ts'
 import { modelInputs, syntheticFeeds } from './model-io.ts'
 import { createReporter } from './progress.ts'
 import { readOnnx, readOnnxBytes } from './read-onnx.ts'
-import { writeBuildFixture } from './test-models.ts'
 
 const root = await mkdtemp(join(tmpdir(), 'twinserve-gate-'))
 afterAll(() => rm(root, { recursive: true, force: true }))

@@ -1,5 +1,12 @@
 import { TWIN_FACTOR_SUFFIXES } from '@twinserve/shared'
 import { describe, expect, it } from 'vitest'
+import {
+  mlpModel,
+  type ParamProvider,
+  perturbedParams,
+  randomParams,
+  transformerModel,
+} from '../../test-support/test-models.ts'
 import type { ModelProto } from '../onnx/proto.ts'
 import { onnx } from '../onnx/proto.ts'
 import { openSession, ort } from '../runtime/ort-session.ts'
@@ -7,13 +14,6 @@ import { modelInputs, syntheticFeeds } from './model-io.ts'
 import { rowLayout, TensorProbe } from './probe.ts'
 import { readOnnxBytes, tensorToFloat32, withFloatInitializers } from './read-onnx.ts'
 import { routerEmitter } from './router-graph.ts'
-import {
-  mlpModel,
-  type ParamProvider,
-  perturbedParams,
-  randomParams,
-  transformerModel,
-} from './test-models.ts'
 import {
   correctedOutputs,
   type MatrixFactors,

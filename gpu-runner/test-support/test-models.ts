@@ -12,9 +12,9 @@
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import YAML from 'yaml'
-import { GraphBuilder } from '../onnx/graph-builder.ts'
-import { type ITensorProto, onnx, TensorDataType } from '../onnx/proto.ts'
-import { decodeModel, elementCount, tensorDims } from './read-onnx.ts'
+import { decodeModel, elementCount, tensorDims } from '../src/build/read-onnx.ts'
+import { GraphBuilder } from '../src/onnx/graph-builder.ts'
+import { type ITensorProto, onnx, TensorDataType } from '../src/onnx/proto.ts'
 
 export type ParamProvider = (name: string, dims: readonly number[]) => Float32Array
 
