@@ -12,7 +12,7 @@ import { dirname, join, resolve } from 'node:path'
 import type { RecipeInput } from '@twinserve/shared'
 import YAML from 'yaml'
 import { type BuildReport, buildPackage } from '../../gpu-runner/src/build/build-package.ts'
-import { createReporter } from '../../gpu-runner/src/build/progress.ts'
+import { createReporter } from '../../gpu-runner/src/build/pipeline/progress.ts'
 import { loadPackage } from '../../gpu-runner/src/package/load-package.ts'
 import { type Accuracy, evaluate, openCpu, type RoutingMode, type TaskData } from './evaluate.ts'
 

@@ -11,7 +11,7 @@ import {
   readOnnx,
   tensorDims,
   withFloatInitializers,
-} from '../../gpu-runner/src/build/read-onnx.ts'
+} from '../../gpu-runner/src/build/import/read-onnx.ts'
 import { mergeTensor } from '../../gpu-runner/src/merge/index.ts'
 import { onnx } from '../../gpu-runner/src/onnx/proto.ts'
 

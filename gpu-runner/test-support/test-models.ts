@@ -12,7 +12,7 @@
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import YAML from 'yaml'
-import { decodeModel, elementCount, tensorDims } from '../src/build/read-onnx.ts'
+import { decodeModel, elementCount, tensorDims } from '../src/build/import/read-onnx.ts'
 import { GraphBuilder } from '../src/onnx/graph-builder.ts'
 import { type ITensorProto, onnx, TensorDataType } from '../src/onnx/proto.ts'
 

@@ -28,13 +28,10 @@ import { mergeTensor } from '../merge/index.ts'
 import type { IModelProto } from '../onnx/proto.ts'
 import { onnx } from '../onnx/proto.ts'
 import { type ManifestWithoutFiles, writePackage } from '../package/write-package.ts'
-import { assertSameGraph } from './compare-graphs.ts'
-import {
-  computeExclusive,
-  type ExclusiveKnowledge,
-  selectExclusive,
-} from './exclusive-knowledge.ts'
-import { extractFeatures, type Features } from './features.ts'
+import { checkOpset } from './graph/ops.ts'
+import { rowLayout, TensorProbe } from './graph/probe.ts'
+import { analyseSites, type TensorSite } from './graph/weight-sites.ts'
+import { assertSameGraph } from './import/compare-graphs.ts'
 import {
   batchDim,
   fixedBatch,
@@ -43,29 +40,32 @@ import {
   modelOutputs,
   stackExamples,
   toMetadata,
-} from './model-io.ts'
-import { checkOpset } from './ops.ts'
-import { rowLayout, TensorProbe } from './probe.ts'
-import { createReporter, type Reporter } from './progress.ts'
+} from './import/model-io.ts'
 import {
   floatInitializers,
   type OnnxModel,
   readOnnx,
   tensorDims,
   withFloatInitializers,
-} from './read-onnx.ts'
-import { loadRecipe } from './recipe-file.ts'
-import { routerEmitter } from './router-graph.ts'
+} from './import/read-onnx.ts'
+import { loadRecipe } from './import/recipe-file.ts'
+import {
+  computeExclusive,
+  type ExclusiveKnowledge,
+  selectExclusive,
+} from './pipeline/exclusive-knowledge.ts'
+import { createReporter, type Reporter } from './pipeline/progress.ts'
+import { type VerifyResult, verifyPackage } from './pipeline/verify.ts'
+import { extractFeatures, type Features } from './router/features.ts'
+import { routerEmitter } from './router/router-graph.ts'
 import {
   type RoutingExample,
   type RoutingSplit,
   readRoutingData,
   splitRouting,
-} from './routing-data.ts'
-import { type TrainedRouter, trainRouter } from './train-router.ts'
-import { correctedOutputs, type RowLayout, rewriteTwinGraph } from './twin-graph.ts'
-import { type VerifyResult, verifyPackage } from './verify.ts'
-import { analyseSites, type TensorSite } from './weight-sites.ts'
+} from './router/routing-data.ts'
+import { type TrainedRouter, trainRouter } from './router/train-router.ts'
+import { correctedOutputs, type RowLayout, rewriteTwinGraph } from './twin-graph/rewrite.ts'
 
 export interface BuildOptions {
   /** Package directory to create. */

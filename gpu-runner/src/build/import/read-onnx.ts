@@ -15,7 +15,7 @@ import {
   onnx,
   TensorDataType,
   toNumber,
-} from '../onnx/proto.ts'
+} from '../../onnx/proto.ts'
 
 export interface OnnxModel {
   /** Where it was read from (for messages). */

@@ -9,10 +9,10 @@
  * (about 1.8× the shared model's latency on a BERT-base-shaped encoder instead of the 1.25× the factors cost).
  * @module
  */
-import { type Dim, valueInfo } from '../onnx/graph-builder.ts'
-import { onnx } from '../onnx/proto.ts'
-import type { GraphEditor } from './graph-editor.ts'
-import type { Ops } from './ops.ts'
+import { type Dim, valueInfo } from '../../onnx/graph-builder.ts'
+import { onnx } from '../../onnx/proto.ts'
+import type { GraphEditor } from '../graph/graph-editor.ts'
+import type { Ops } from '../graph/ops.ts'
 
 /**
  * Moves the nodes appended since `from` (which compute `probs`) into an `If` on any(`useRouter` > 0.5).

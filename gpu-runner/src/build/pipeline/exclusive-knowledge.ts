@@ -6,9 +6,9 @@
  * @module
  */
 import { AppError, type ExclusiveSpec } from '@twinserve/shared'
-import { compressDelta, selectTensors } from '../merge/index.ts'
-import type { MatrixFactors, VectorDelta } from './twin-graph.ts'
-import type { TensorSite } from './weight-sites.ts'
+import { compressDelta, selectTensors } from '../../merge/index.ts'
+import type { TensorSite } from '../graph/weight-sites.ts'
+import type { MatrixFactors, VectorDelta } from '../twin-graph/rewrite.ts'
 
 export interface ExclusiveRow {
   name: string

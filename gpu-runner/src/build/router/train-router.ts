@@ -7,7 +7,7 @@
  * @module
  */
 import type { RouterRecipe } from '@twinserve/shared'
-import { argmaxRows, MlpSessions, trainMlp } from '../train/index.ts'
+import { argmaxRows, MlpSessions, trainMlp } from '../../train/index.ts'
 import type { Features } from './features.ts'
 import type { RouterModel, Standardizer } from './router-graph.ts'
 

@@ -5,10 +5,10 @@
  * @module
  */
 import { AppError, type Datatype, type TensorMetadata } from '@twinserve/shared'
-import type { Dim } from '../onnx/graph-builder.ts'
-import type { GraphProto, IValueInfoProto } from '../onnx/proto.ts'
-import { TensorDataType, toNumber } from '../onnx/proto.ts'
-import { ort } from '../runtime/ort-session.ts'
+import type { Dim } from '../../onnx/graph-builder.ts'
+import type { GraphProto, IValueInfoProto } from '../../onnx/proto.ts'
+import { TensorDataType, toNumber } from '../../onnx/proto.ts'
+import { ort } from '../../runtime/ort-session.ts'
 
 export type IoElem = 'float' | 'int64' | 'int32' | 'bool' | 'double'
 

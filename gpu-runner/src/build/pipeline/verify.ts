@@ -10,12 +10,12 @@
  * @module
  */
 import { AppError, SHARED_VARIANT, TWIN_INPUTS, TWIN_OUTPUT_WEIGHTS } from '@twinserve/shared'
-import { loadPackage } from '../package/load-package.ts'
-import { openSession, ort } from '../runtime/ort-session.ts'
-import { argmaxRows } from '../train/index.ts'
-import { batchesOf } from './features.ts'
-import { type IoTensor, stackExamples } from './model-io.ts'
-import type { RoutingExample } from './routing-data.ts'
+import { loadPackage } from '../../package/load-package.ts'
+import { openSession, ort } from '../../runtime/ort-session.ts'
+import { argmaxRows } from '../../train/index.ts'
+import { type IoTensor, stackExamples } from '../import/model-io.ts'
+import { batchesOf } from '../router/features.ts'
+import type { RoutingExample } from '../router/routing-data.ts'
 
 export interface VerifyInput {
   /** The package directory (staged, before it is renamed into place). */

@@ -2,7 +2,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import type { IoTensor } from './model-io.ts'
+import type { IoTensor } from '../import/model-io.ts'
 import { readRoutingData, splitRouting } from './routing-data.ts'
 
 const root = await mkdtemp(join(tmpdir(), 'twinserve-routing-'))

@@ -14,8 +14,8 @@
  * onnxruntime folds the Transpose into a constant when it creates the session.
  * @module
  */
-import type { GraphEditor } from './graph-editor.ts'
-import type { MatrixFactors } from './twin-graph.ts'
+import type { GraphEditor } from '../graph/graph-editor.ts'
+import type { MatrixFactors } from './rewrite.ts'
 
 export interface PaddedFactors {
   /** [rows, T·r] */

@@ -12,9 +12,9 @@
  * Anything else (Conv kernels, Gather tables, Constant-only tensors) is reported as unsupported with the reason.
  * @module
  */
-import type { GraphProto, IAttributeProto, INodeProto, ITensorProto } from '../onnx/proto.ts'
-import { toNumber } from '../onnx/proto.ts'
-import { isFloatTensor, tensorDims } from './read-onnx.ts'
+import type { GraphProto, IAttributeProto, INodeProto, ITensorProto } from '../../onnx/proto.ts'
+import { toNumber } from '../../onnx/proto.ts'
+import { isFloatTensor, tensorDims } from '../import/read-onnx.ts'
 
 export interface MatrixUse {
   /** Index of the MatMul/Gemm node in graph.node. */

@@ -8,8 +8,8 @@ import { createReadStream } from 'node:fs'
 import { stat } from 'node:fs/promises'
 import { createInterface } from 'node:readline'
 import { AppError } from '@twinserve/shared'
-import { createRng, mixSeed, permutation } from '../train/index.ts'
-import type { ExampleInputs, IoTensor } from './model-io.ts'
+import { createRng, mixSeed, permutation } from '../../train/index.ts'
+import type { ExampleInputs, IoTensor } from '../import/model-io.ts'
 
 export interface RoutingExample {
   /** Index of the expert in the recipe's order. */

@@ -4,9 +4,9 @@ import {
   perturbedParams,
   randomParams,
   transformerModel,
-} from '../../test-support/test-models.ts'
-import { GraphBuilder } from '../onnx/graph-builder.ts'
-import { type ModelProto, onnx } from '../onnx/proto.ts'
+} from '../../../test-support/test-models.ts'
+import { GraphBuilder } from '../../onnx/graph-builder.ts'
+import { type ModelProto, onnx } from '../../onnx/proto.ts'
 import { assertSameGraph, firstGraphDifference } from './compare-graphs.ts'
 import { readOnnxBytes } from './read-onnx.ts'
 

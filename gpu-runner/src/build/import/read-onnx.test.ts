@@ -2,9 +2,9 @@ import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { mlpModel, randomParams, writeWithExternalData } from '../../test-support/test-models.ts'
-import { onnx } from '../onnx/proto.ts'
-import { openSession, ort } from '../runtime/ort-session.ts'
+import { mlpModel, randomParams, writeWithExternalData } from '../../../test-support/test-models.ts'
+import { onnx } from '../../onnx/proto.ts'
+import { openSession, ort } from '../../runtime/ort-session.ts'
 import { readOnnx, readOnnxBytes, tensorToFloat32 } from './read-onnx.ts'
 
 const root = await mkdtemp(join(tmpdir(), 'twinserve-read-'))

@@ -4,11 +4,11 @@
  * @module
  */
 import { AppError } from '@twinserve/shared'
-import { valueInfo } from '../onnx/graph-builder.ts'
-import type { IModelProto } from '../onnx/proto.ts'
-import { onnx } from '../onnx/proto.ts'
-import { openSession, type ort } from '../runtime/ort-session.ts'
-import type { RowLayout } from './twin-graph.ts'
+import { valueInfo } from '../../onnx/graph-builder.ts'
+import type { IModelProto } from '../../onnx/proto.ts'
+import { onnx } from '../../onnx/proto.ts'
+import { openSession, type ort } from '../../runtime/ort-session.ts'
+import type { RowLayout } from '../twin-graph/rewrite.ts'
 
 /** The model's bytes with `names` added as float outputs (intermediates keep their values). */
 export function exposeTensors(model: IModelProto, names: readonly string[]): Uint8Array {

@@ -6,22 +6,22 @@ import {
   perturbedParams,
   randomParams,
   transformerModel,
-} from '../../test-support/test-models.ts'
-import type { ModelProto } from '../onnx/proto.ts'
-import { onnx } from '../onnx/proto.ts'
-import { openSession, ort } from '../runtime/ort-session.ts'
-import { modelInputs, syntheticFeeds } from './model-io.ts'
-import { rowLayout, TensorProbe } from './probe.ts'
-import { readOnnxBytes, tensorToFloat32, withFloatInitializers } from './read-onnx.ts'
-import { routerEmitter } from './router-graph.ts'
+} from '../../../test-support/test-models.ts'
+import type { ModelProto } from '../../onnx/proto.ts'
+import { onnx } from '../../onnx/proto.ts'
+import { openSession, ort } from '../../runtime/ort-session.ts'
+import { rowLayout, TensorProbe } from '../graph/probe.ts'
+import { analyseSites } from '../graph/weight-sites.ts'
+import { modelInputs, syntheticFeeds } from '../import/model-io.ts'
+import { readOnnxBytes, tensorToFloat32, withFloatInitializers } from '../import/read-onnx.ts'
+import { routerEmitter } from '../router/router-graph.ts'
 import {
   correctedOutputs,
   type MatrixFactors,
   type RowLayout,
   rewriteTwinGraph,
   type VectorDelta,
-} from './twin-graph.ts'
-import { analyseSites } from './weight-sites.ts'
+} from './rewrite.ts'
 
 const T = 3
 

@@ -6,8 +6,8 @@
  */
 import { AppError } from '@twinserve/shared'
 import type onnxProto from 'onnx-proto'
-import { type AttrValue, floatTensor, int64Tensor, toAttribute } from '../onnx/graph-builder.ts'
-import type { INodeProto, ITensorProto } from '../onnx/proto.ts'
+import { type AttrValue, floatTensor, int64Tensor, toAttribute } from '../../onnx/graph-builder.ts'
+import type { INodeProto, ITensorProto } from '../../onnx/proto.ts'
 
 type IGraphProto = onnxProto.onnx.IGraphProto
 

@@ -4,9 +4,9 @@
  * @module
  */
 import { AppError } from '@twinserve/shared'
-import type { IModelProto } from '../onnx/proto.ts'
-import { type IoTensor, stackExamples } from './model-io.ts'
-import { TensorProbe } from './probe.ts'
+import type { IModelProto } from '../../onnx/proto.ts'
+import { TensorProbe } from '../graph/probe.ts'
+import { type IoTensor, stackExamples } from '../import/model-io.ts'
 import type { RoutingExample } from './routing-data.ts'
 
 export interface Features {

@@ -23,15 +23,21 @@
  * @module
  */
 import { AppError, TWIN_FACTOR_SUFFIXES, TWIN_INPUTS, TWIN_OUTPUT_WEIGHTS } from '@twinserve/shared'
-import { float16Tensor } from '../onnx/float16.ts'
-import { type Dim, valueInfo } from '../onnx/graph-builder.ts'
-import type { IModelProto, INodeProto, ModelProto } from '../onnx/proto.ts'
-import { onnx } from '../onnx/proto.ts'
-import { GraphEditor } from './graph-editor.ts'
-import { defaultOpset, Ops } from './ops.ts'
-import { gateRouter } from './router-gate.ts'
+import { float16Tensor } from '../../onnx/float16.ts'
+import { type Dim, valueInfo } from '../../onnx/graph-builder.ts'
+import type { IModelProto, INodeProto, ModelProto } from '../../onnx/proto.ts'
+import { onnx } from '../../onnx/proto.ts'
+import { GraphEditor } from '../graph/graph-editor.ts'
+import { defaultOpset, Ops } from '../graph/ops.ts'
+import {
+  consumersOf,
+  floatAttr,
+  intAttr,
+  type MatrixUse,
+  type TensorSite,
+} from '../graph/weight-sites.ts'
+import { gateRouter } from '../router/router-gate.ts'
 import { emitTopK, gatherMatrix, padExpertMajor } from './topk-gather.ts'
-import { consumersOf, floatAttr, intAttr, type MatrixUse, type TensorSite } from './weight-sites.ts'
 
 export interface MatrixFactors {
   name: string

@@ -7,8 +7,13 @@
  */
 import { createHash } from 'node:crypto'
 import { AppError } from '@twinserve/shared'
-import type { IAttributeProto, INodeProto, ITensorProto, IValueInfoProto } from '../onnx/proto.ts'
-import { TensorDataType, toNumber } from '../onnx/proto.ts'
+import type {
+  IAttributeProto,
+  INodeProto,
+  ITensorProto,
+  IValueInfoProto,
+} from '../../onnx/proto.ts'
+import { TensorDataType, toNumber } from '../../onnx/proto.ts'
 import { type OnnxModel, tensorDims } from './read-onnx.ts'
 
 function describeValueInfo(v: IValueInfoProto): string {

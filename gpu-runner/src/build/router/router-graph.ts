@@ -7,10 +7,10 @@
  * @see https://arxiv.org/abs/2406.15479 (Twin-Merging, §3.3 and its router.py)
  * @module
  */
-import type { MlpWeights } from '../train/mlp.ts'
-import type { GraphEditor } from './graph-editor.ts'
-import type { Ops } from './ops.ts'
-import type { RouterEmitter } from './twin-graph.ts'
+import type { MlpWeights } from '../../train/mlp.ts'
+import type { GraphEditor } from '../graph/graph-editor.ts'
+import type { Ops } from '../graph/ops.ts'
+import type { RouterEmitter } from '../twin-graph/rewrite.ts'
 
 export interface Standardizer {
   /** [d] */

@@ -5,8 +5,8 @@
  * @module
  */
 import { AppError } from '@twinserve/shared'
-import type { IModelProto } from '../onnx/proto.ts'
-import { toNumber } from '../onnx/proto.ts'
+import type { IModelProto } from '../../onnx/proto.ts'
+import { toNumber } from '../../onnx/proto.ts'
 import type { GraphEditor } from './graph-editor.ts'
 
 /** Lowest default-domain opset the rewrite emits for (GatherElements 11, int64 Max and GreaterOrEqual 12). */
