@@ -23,13 +23,13 @@ import {
   TWIN_INPUTS,
   TWIN_OUTPUT_WEIGHTS,
 } from '@twinserve/shared'
+import { type FactorsWithShared, shapeOf } from '../factors/exclusive-factors.ts'
 import { MatmulBackend } from '../merge/matmul.ts'
 import { onnx } from '../onnx/proto.ts'
 import { sha256 } from '../package/write-package.ts'
 import { type OpenedSession, openSession, ort, type Provider } from '../runtime/ort-session.ts'
 import { expertColumns, type RowControls, rowControls } from './controls.ts'
 import {
-  type ExclusiveFactors,
   initializersToInputs,
   type MergeTensorFn,
   materializeMerge,
@@ -100,7 +100,7 @@ export class ServedModel {
   private solo = 0
   private materialized?: Promise<{
     session: ort.InferenceSession
-    factors: ExclusiveFactors[]
+    factors: FactorsWithShared[]
     backend: MatmulBackend
   }>
 
@@ -420,10 +420,7 @@ export class ServedModel {
         )
         const tensors = new Map<string, ort.Tensor>()
         for (const f of factors)
-          tensors.set(
-            f.name,
-            new ort.Tensor('float32', merged.get(f.name) ?? f.shared, [...f.shape]),
-          )
+          tensors.set(f.name, new ort.Tensor('float32', merged.get(f.name) ?? f.shared, shapeOf(f)))
         return tensors
       },
       (m) => [...m.values()].reduce((n, t) => n + (t.data as Float32Array).byteLength, 0),
@@ -433,7 +430,7 @@ export class ServedModel {
 
   private async openMaterialized(): Promise<{
     session: ort.InferenceSession
-    factors: ExclusiveFactors[]
+    factors: FactorsWithShared[]
     backend: MatmulBackend
   }> {
     const rel = this.manifest.model.file

@@ -6,9 +6,13 @@
  * @module
  */
 import { AppError, type ExclusiveSpec } from '@twinserve/shared'
+import {
+  type MatrixFactors,
+  stackExperts,
+  type VectorFactors,
+} from '../../factors/exclusive-factors.ts'
 import { compressDelta, selectTensors } from '../../merge/index.ts'
 import type { TensorSite } from '../graph/weight-sites.ts'
-import type { MatrixFactors, VectorDelta } from '../twin-graph/rewrite.ts'
 
 export interface ExclusiveRow {
   name: string
@@ -22,7 +26,7 @@ export interface ExclusiveRow {
 
 export interface ExclusiveKnowledge {
   matrices: MatrixFactors[]
-  vectors: VectorDelta[]
+  vectors: VectorFactors[]
   /** Every selected tensor, in graph order; matrices with total rank 0 are listed but carry no factors. */
   rows: ExclusiveRow[]
 }
@@ -118,7 +122,7 @@ export async function computeExclusive(opts: {
       deltas.forEach((v, t) => {
         delta.set(v, t * d)
       })
-      out.vectors.push({ name: site.name, size: d, delta })
+      out.vectors.push({ kind: 'vector', name: site.name, size: d, delta })
       out.rows.push({ name: site.name, kind: 'vector', shape: [d], relError: deltas.map(() => 0) })
     } else if (site.kind === 'matrix') {
       const [rows, cols] = site.shape
@@ -129,33 +133,15 @@ export async function computeExclusive(opts: {
           : { energy: target.energy as number }
       const parts = []
       for (const delta of deltas) parts.push(await compressDelta(delta, rows, cols, opt))
-      const ranks = parts.map((p) => p.rank)
-      const R = ranks.reduce((a, b) => a + b, 0)
       out.rows.push({
         name: site.name,
         kind: 'matrix',
         shape: [rows, cols],
-        ranks,
+        ranks: parts.map((p) => p.rank),
         relError: parts.map((p) => p.relError),
       })
-      if (R > 0) {
-        const U = new Float32Array(rows * R) // [rows, R]
-        const Vt = new Float32Array(R * cols) // [R, cols]
-        const sigma = new Float32Array(R)
-        const expertOfRank: number[] = []
-        let col = 0
-        parts.forEach((p, t) => {
-          const k = p.rank
-          for (let r = 0; r < k; r++) {
-            for (let i = 0; i < rows; i++) U[i * R + col + r] = p.U[i * k + r] as number
-            for (let j = 0; j < cols; j++) Vt[(col + r) * cols + j] = p.V[j * k + r] as number
-            sigma[col + r] = p.S[r] as number
-            expertOfRank.push(t)
-          }
-          col += k
-        })
-        out.matrices.push({ name: site.name, rows, cols, U, sigma, Vt, expertOfRank })
-      }
+      const stacked = stackExperts(site.name, rows, cols, parts)
+      if (stacked) out.matrices.push(stacked)
     }
     done++
     opts.onTensor?.(done, opts.selected.length)

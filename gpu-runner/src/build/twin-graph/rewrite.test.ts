@@ -7,6 +7,7 @@ import {
   randomParams,
   transformerModel,
 } from '../../../test-support/test-models.ts'
+import type { MatrixFactors, VectorFactors } from '../../factors/exclusive-factors.ts'
 import type { ModelProto } from '../../onnx/proto.ts'
 import { onnx } from '../../onnx/proto.ts'
 import { openSession, ort } from '../../runtime/ort-session.ts'
@@ -15,13 +16,7 @@ import { analyseSites } from '../graph/weight-sites.ts'
 import { modelInputs, syntheticFeeds } from '../import/model-io.ts'
 import { readOnnxBytes, tensorToFloat32, withFloatInitializers } from '../import/read-onnx.ts'
 import { routerEmitter } from '../router/router-graph.ts'
-import {
-  correctedOutputs,
-  type MatrixFactors,
-  type RowLayout,
-  rewriteTwinGraph,
-  type VectorDelta,
-} from './rewrite.ts'
+import { correctedOutputs, type RowLayout, rewriteTwinGraph } from './rewrite.ts'
 
 const T = 3
 
@@ -44,18 +39,19 @@ function identityFactors(
   deltas: Float32Array[],
 ): MatrixFactors {
   const R = deltas.length * cols
-  const U = new Float32Array(rows * R)
-  const Vt = new Float32Array(R * cols)
-  const expertOfRank: number[] = []
+  const u = new Float32Array(rows * R)
+  const vt = new Float32Array(R * cols)
+  const expertOfRank = new Int32Array(R)
   deltas.forEach((d, t) => {
     for (let r = 0; r < rows; r++)
-      for (let c = 0; c < cols; c++) U[r * R + t * cols + c] = d[r * cols + c] as number
+      for (let c = 0; c < cols; c++) u[r * R + t * cols + c] = d[r * cols + c] as number
     for (let c = 0; c < cols; c++) {
-      Vt[(t * cols + c) * cols + c] = 1
-      expertOfRank.push(t)
+      vt[(t * cols + c) * cols + c] = 1
+      expertOfRank[t * cols + c] = t
     }
   })
-  return { name, rows, cols, U, sigma: new Float32Array(R).fill(1), Vt, expertOfRank }
+  const sigma = new Float32Array(R).fill(1)
+  return { kind: 'matrix', name, rows, cols, u, sigma, vt, expertOfRank }
 }
 
 async function setup(build: (p: ParamProvider) => Uint8Array) {
@@ -77,7 +73,7 @@ async function setup(build: (p: ParamProvider) => Uint8Array) {
   }
   const sharedModel = withFloatInitializers(model.model, shared)
   const matrices: MatrixFactors[] = []
-  const vectors: VectorDelta[] = []
+  const vectors: VectorFactors[] = []
   for (const [name, site] of sites) {
     const s = shared.get(name) as Float32Array
     const deltas = ex.map((m) => (m.get(name) as Float32Array).map((x, i) => x - (s[i] as number)))
@@ -88,7 +84,7 @@ async function setup(build: (p: ParamProvider) => Uint8Array) {
       deltas.forEach((d, t) => {
         delta.set(d, t * site.shape[0])
       })
-      vectors.push({ name, size: site.shape[0], delta })
+      vectors.push({ kind: 'vector', name, size: site.shape[0], delta })
     }
   }
   const inputs = modelInputs(model.graph)

@@ -23,6 +23,7 @@
  * @module
  */
 import { AppError, TWIN_FACTOR_SUFFIXES, TWIN_INPUTS, TWIN_OUTPUT_WEIGHTS } from '@twinserve/shared'
+import type { MatrixFactors, VectorFactors } from '../../factors/exclusive-factors.ts'
 import { float16Tensor } from '../../onnx/float16.ts'
 import { type Dim, valueInfo } from '../../onnx/graph-builder.ts'
 import type { IModelProto, INodeProto, ModelProto } from '../../onnx/proto.ts'
@@ -39,28 +40,6 @@ import {
 import { gateRouter } from '../router/router-gate.ts'
 import { emitTopK, gatherMatrix, padExpertMajor } from './topk-gather.ts'
 
-export interface MatrixFactors {
-  name: string
-  /** Stored layout [rows, cols]. */
-  rows: number
-  cols: number
-  /** [rows, R] */
-  U: Float32Array
-  /** [R] */
-  sigma: Float32Array
-  /** [R, cols] (Vᵀ) */
-  Vt: Float32Array
-  /** [R] expert index of each rank column. */
-  expertOfRank: readonly number[]
-}
-
-export interface VectorDelta {
-  name: string
-  size: number
-  /** [T, size], row t = expert t's exact delta. */
-  delta: Float32Array
-}
-
 /** How a tensor's leading axis relates to the batch (from probing the model at two batch sizes). */
 export type RowLayout = { rank: number; mode: 'lead' } | { rank: 2; mode: 'flat' }
 
@@ -72,7 +51,7 @@ export interface TwinRewriteOptions {
   model: IModelProto
   sites: ReadonlyMap<string, TensorSite>
   matrices: readonly MatrixFactors[]
-  vectors: readonly VectorDelta[]
+  vectors: readonly VectorFactors[]
   /** Number of experts T. */
   experts: number
   /** Layout of every rewritten node's first output, by tensor name. */
@@ -403,8 +382,8 @@ export function rewriteTwinGraph(opts: TwinRewriteOptions): ModelProto {
     if (site?.kind !== 'matrix') continue
     if (given.sigma.length === 0) continue
     if (
-      given.U.length !== given.rows * given.sigma.length ||
-      given.Vt.length !== given.sigma.length * given.cols ||
+      given.u.length !== given.rows * given.sigma.length ||
+      given.vt.length !== given.sigma.length * given.cols ||
       given.expertOfRank.length !== given.sigma.length
     )
       throw new AppError(
@@ -414,8 +393,8 @@ export function rewriteTwinGraph(opts: TwinRewriteOptions): ModelProto {
     const padded = picked ? padExpertMajor(given, T) : undefined
     const m = padded ? { ...given, ...padded } : given
     const R = m.sigma.length
-    const U = factor(`${m.name}${TWIN_FACTOR_SUFFIXES.u}`, m.U, [m.rows, R]) // [rows, R]
-    const Vt = factor(`${m.name}${TWIN_FACTOR_SUFFIXES.v}`, m.Vt, [R, m.cols]) // [R, cols]
+    const U = factor(`${m.name}${TWIN_FACTOR_SUFFIXES.u}`, m.u, [m.rows, R]) // [rows, R]
+    const Vt = factor(`${m.name}${TWIN_FACTOR_SUFFIXES.v}`, m.vt, [R, m.cols]) // [R, cols]
     const sigma = ed.float(`${m.name}${TWIN_FACTOR_SUFFIXES.sigma}`, m.sigma, [R], true)
     const eor = ed.int64(
       `${m.name}${TWIN_FACTOR_SUFFIXES.expertOfRank}`,

@@ -5,13 +5,13 @@ import { parseRecipe, TWIN_FACTOR_SUFFIXES } from '@twinserve/shared'
 import { afterAll, describe, expect, it } from 'vitest'
 import YAML from 'yaml'
 import { writeBuildFixture } from '../../../test-support/test-models.ts'
+import type { MatrixFactors } from '../../factors/exclusive-factors.ts'
 import { loadPackage } from '../../package/load-package.ts'
 import { openSession, ort } from '../../runtime/ort-session.ts'
 import { buildPackage } from '../build-package.ts'
 import { modelInputs, syntheticFeeds } from '../import/model-io.ts'
 import { readOnnx, readOnnxBytes } from '../import/read-onnx.ts'
 import { createReporter } from '../pipeline/progress.ts'
-import type { MatrixFactors } from './rewrite.ts'
 import { padExpertMajor } from './topk-gather.ts'
 
 const root = await mkdtemp(join(tmpdir(), 'twinserve-topk-'))
@@ -122,26 +122,25 @@ describe.each([
 describe('padExpertMajor', () => {
   it('groups interleaved rank columns by expert and pads with zero σ; ΔW_t is unchanged', () => {
     // rows 2, cols 3; ranks: expert 0 → 2, expert 1 → 0, expert 2 → 1, interleaved as [0, 2, 0].
-    const U = Float32Array.of(1, 2, 3, 4, 5, 6) // [2, 3]
-    const Vt = Float32Array.of(1, 0, 1, 0, 1, 0, 2, 2, 2) // [3, 3]
     const m: MatrixFactors = {
+      kind: 'matrix',
       name: 'w',
       rows: 2,
       cols: 3,
-      U,
+      u: Float32Array.of(1, 2, 3, 4, 5, 6), // [2, 3]
       sigma: Float32Array.of(0.5, 2, 0.25),
-      Vt,
-      expertOfRank: [0, 2, 0],
+      vt: Float32Array.of(1, 0, 1, 0, 1, 0, 2, 2, 2), // [3, 3]
+      expertOfRank: Int32Array.of(0, 2, 0),
     }
     const p = padExpertMajor(m, 3)
     expect(p.r).toBe(2)
-    expect(p.expertOfRank).toEqual([0, 0, 1, 1, 2, 2])
+    expect(Array.from(p.expertOfRank)).toEqual([0, 0, 1, 1, 2, 2])
     expect(Array.from(p.sigma)).toEqual([0.5, 0.25, 0, 0, 2, 0])
     const delta = (
       u: Float32Array,
       s: Float32Array,
       v: Float32Array,
-      eor: readonly number[],
+      eor: Int32Array,
       t: number,
     ) => {
       const R = s.length
@@ -156,8 +155,8 @@ describe('padExpertMajor', () => {
       return Array.from(out)
     }
     for (let t = 0; t < 3; t++)
-      expect(delta(p.U, p.sigma, p.Vt, p.expertOfRank, t)).toEqual(
-        delta(m.U, m.sigma, m.Vt, m.expertOfRank, t),
+      expect(delta(p.u, p.sigma, p.vt, p.expertOfRank, t)).toEqual(
+        delta(m.u, m.sigma, m.vt, m.expertOfRank, t),
       )
   })
 })

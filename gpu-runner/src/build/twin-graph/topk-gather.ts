@@ -14,18 +14,12 @@
  * onnxruntime folds the Transpose into a constant when it creates the session.
  * @module
  */
-import type { GraphEditor } from '../graph/graph-editor.ts'
-import type { MatrixFactors } from './rewrite.ts'
 
-export interface PaddedFactors {
-  /** [rows, T·r] */
-  U: Float32Array
-  /** [T·r, cols] */
-  Vt: Float32Array
-  /** [T·r]; 0 where an expert has fewer than r components */
-  sigma: Float32Array
-  /** [T·r]: t repeated r times */
-  expertOfRank: number[]
+import { columnsOf, type MatrixFactors } from '../../factors/exclusive-factors.ts'
+import type { GraphEditor } from '../graph/graph-editor.ts'
+
+/** Factors in expert-major order: u [rows, T·r], vt [T·r, cols], σ 0 where an expert has fewer than r components. */
+export interface PaddedFactors extends MatrixFactors {
   /** Components per expert (the largest per-expert rank). */
   r: number
 }
@@ -36,25 +30,22 @@ export interface PaddedFactors {
  */
 export function padExpertMajor(m: MatrixFactors, T: number): PaddedFactors {
   const R = m.sigma.length
-  const columns: number[][] = Array.from({ length: T }, () => [])
-  m.expertOfRank.forEach((t, c) => {
-    columns[t]?.push(c)
-  })
+  const columns = Array.from({ length: T }, (_, t) => columnsOf(m, t))
   const r = Math.max(1, ...columns.map((c) => c.length))
   const P = T * r
-  const U = new Float32Array(m.rows * P)
-  const Vt = new Float32Array(P * m.cols)
+  const u = new Float32Array(m.rows * P)
+  const vt = new Float32Array(P * m.cols)
   const sigma = new Float32Array(P)
   columns.forEach((cols, t) => {
     cols.forEach((src, j) => {
       const dst = t * r + j
-      for (let i = 0; i < m.rows; i++) U[i * P + dst] = m.U[i * R + src] as number
-      Vt.set(m.Vt.subarray(src * m.cols, (src + 1) * m.cols), dst * m.cols)
+      for (let i = 0; i < m.rows; i++) u[i * P + dst] = m.u[i * R + src] as number
+      vt.set(m.vt.subarray(src * m.cols, (src + 1) * m.cols), dst * m.cols)
       sigma[dst] = m.sigma[src] as number
     })
   })
-  const expertOfRank = Array.from({ length: P }, (_, c) => Math.floor(c / r))
-  return { U, Vt, sigma, expertOfRank, r }
+  const expertOfRank = Int32Array.from({ length: P }, (_, c) => Math.floor(c / r))
+  return { ...m, u, vt, sigma, expertOfRank, r }
 }
 
 /**
