@@ -29,7 +29,8 @@ import type { IModelProto } from '../onnx/proto.ts'
 import { onnx } from '../onnx/proto.ts'
 import { type ManifestWithoutFiles, writePackage } from '../package/write-package.ts'
 import { checkOpset } from './graph/ops.ts'
-import { rowLayout, TensorProbe } from './graph/probe.ts'
+import { TensorProbe } from './graph/probe.ts'
+import { type RowLayout, rowLayout } from './graph/row-layout.ts'
 import { analyseSites, type TensorSite } from './graph/weight-sites.ts'
 import { assertSameGraph } from './import/compare-graphs.ts'
 import {
@@ -65,7 +66,8 @@ import {
   splitRouting,
 } from './router/routing-data.ts'
 import { type TrainedRouter, trainRouter } from './router/train-router.ts'
-import { correctedOutputs, type RowLayout, rewriteTwinGraph } from './twin-graph/rewrite.ts'
+import { correctedOutputs } from './twin-graph/correction-targets.ts'
+import { rewriteTwinGraph } from './twin-graph/rewrite.ts'
 
 export interface BuildOptions {
   /** Package directory to create. */

@@ -29,14 +29,14 @@ export function checkOpset(model: IModelProto, label: string): number {
 
 export class Ops {
   constructor(
-    private readonly ed: GraphEditor,
+    private readonly editor: GraphEditor,
     private readonly opset: number,
   ) {}
 
   unsqueeze(x: string, axes: readonly number[], hint = 'unsqueeze'): string {
     if (axes.length === 0) return x
-    const a = this.ed.int64(`${hint}_axes`, [...axes])
-    return this.ed.node('Unsqueeze', [x, a], { hint })
+    const a = this.editor.int64(`${hint}_axes`, [...axes])
+    return this.editor.node('Unsqueeze', [x, a], { hint })
   }
 
   private reduce(
@@ -49,10 +49,10 @@ export class Ops {
     const inputAxes = op === 'ReduceSum' ? this.opset >= 13 : this.opset >= 18
     const keep = keepdims ? 1 : 0
     if (inputAxes) {
-      const a = this.ed.int64(`${hint}_axes`, [...axes])
-      return this.ed.node(op, [x, a], { attrs: { keepdims: keep }, hint })
+      const a = this.editor.int64(`${hint}_axes`, [...axes])
+      return this.editor.node(op, [x, a], { attrs: { keepdims: keep }, hint })
     }
-    return this.ed.node(op, [x], { attrs: { axes: [...axes], keepdims: keep }, hint })
+    return this.editor.node(op, [x], { attrs: { axes: [...axes], keepdims: keep }, hint })
   }
 
   reduceSum(x: string, axes: readonly number[], keepdims: boolean, hint = 'reduce_sum'): string {
@@ -64,6 +64,6 @@ export class Ops {
   }
 
   scalar(value: number, hint = 'const'): string {
-    return this.ed.float(hint, Float32Array.of(value), [])
+    return this.editor.float(hint, Float32Array.of(value), [])
   }
 }

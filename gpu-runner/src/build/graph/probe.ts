@@ -8,7 +8,6 @@ import { valueInfo } from '../../onnx/graph-builder.ts'
 import type { IModelProto } from '../../onnx/proto.ts'
 import { onnx } from '../../onnx/proto.ts'
 import { openSession, type ort } from '../../runtime/ort-session.ts'
-import type { RowLayout } from '../twin-graph/rewrite.ts'
 
 /** The model's bytes with `names` added as float outputs (intermediates keep their values). */
 export function exposeTensors(model: IModelProto, names: readonly string[]): Uint8Array {
@@ -62,29 +61,4 @@ export class TensorProbe {
   async release(): Promise<void> {
     await this.session.release()
   }
-}
-
-/**
- * Infers how each tensor's leading axis relates to the batch from its dims at two batch sizes: `lead` when it
- * is the batch, `flat` when it is batch × k for a rank-2 tensor (rows flattened from [batch, seq, d]).
- */
-export function rowLayout(
-  name: string,
-  runs: readonly { batch: number; dims: readonly number[] }[],
-): RowLayout {
-  const first = runs[0]
-  if (!first) throw new AppError('INTERNAL', 'rowLayout needs at least one probe run')
-  const rank = first.dims.length
-  const fail = (why: string) =>
-    new AppError(
-      'INVALID_MODEL',
-      `tensor '${name}' (dims [${first.dims.join(',')}] at batch ${first.batch}) ${why}; exclude the tensors that feed it from exclusive knowledge, or route from another feature`,
-    )
-  if (rank < 2) throw fail('has no batch axis')
-  if (runs.every((r) => r.dims.length === rank && r.dims[0] === r.batch))
-    return { rank, mode: 'lead' }
-  const k = (first.dims[0] ?? 0) / first.batch
-  if (rank === 2 && Number.isInteger(k) && k > 0 && runs.every((r) => r.dims[0] === r.batch * k))
-    return { rank: 2, mode: 'flat' }
-  throw fail('does not have the batch as its leading axis')
 }

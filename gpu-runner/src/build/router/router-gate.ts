@@ -20,7 +20,7 @@ import type { Ops } from '../graph/ops.ts'
  * @returns the tensor to use in place of `probs`
  */
 export function gateRouter(
-  ed: GraphEditor,
+  editor: GraphEditor,
   ops: Ops,
   opts: {
     from: number
@@ -30,23 +30,23 @@ export function gateRouter(
     passThrough: string
   },
 ): string {
-  const graph = ed.graph
+  const graph = editor.graph
   const nodes = graph.node ?? []
   const body = nodes.slice(opts.from)
   graph.node = nodes.slice(0, opts.from)
   // ReduceMax without axes reduces every axis in all opsets (attribute before 18, optional input from 18).
-  const anyRow = ed.node('ReduceMax', [opts.useRouter], {
+  const anyRow = editor.node('ReduceMax', [opts.useRouter], {
     attrs: { keepdims: 0 },
     hint: 'router/any_row',
   })
-  const needed = ed.node('Greater', [anyRow, ops.scalar(0.5, 'router/half')], {
+  const needed = editor.node('Greater', [anyRow, ops.scalar(0.5, 'router/half')], {
     hint: 'router/needed',
   })
-  const skipped = ed.fresh('router/skipped')
-  const gated = ed.fresh('router/gated')
+  const skipped = editor.fresh('router/skipped')
+  const gated = editor.fresh('router/gated')
   const GRAPH = onnx.AttributeProto.AttributeType.GRAPH
-  ed.addNode({
-    name: ed.fresh('router/gate_node'),
+  editor.addNode({
+    name: editor.fresh('router/gate_node'),
     opType: 'If',
     domain: '',
     input: [needed],
@@ -64,7 +64,7 @@ export function gateRouter(
           name: 'no_router',
           node: [
             {
-              name: ed.fresh('router/skipped_node'),
+              name: editor.fresh('router/skipped_node'),
               opType: 'Identity',
               domain: '',
               input: [opts.passThrough],

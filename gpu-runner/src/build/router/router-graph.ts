@@ -10,7 +10,7 @@
 import type { MlpWeights } from '../../train/mlp.ts'
 import type { GraphEditor } from '../graph/graph-editor.ts'
 import type { Ops } from '../graph/ops.ts'
-import type { RouterEmitter } from '../twin-graph/rewrite.ts'
+import type { RouterEmitter } from '../twin-graph/rewrite-context.ts'
 
 export interface Standardizer {
   /** [d] */
@@ -29,51 +29,61 @@ export type RouterModel =
       temperature: number
     }
 
-function standardize(ed: GraphEditor, feature: string, s: Standardizer): string {
+function standardize(editor: GraphEditor, feature: string, s: Standardizer): string {
   const d = s.mean.length
-  const mean = ed.float('router/mean', s.mean, [d])
-  const std = ed.float('router/std', s.std, [d])
-  return ed.node('Div', [ed.node('Sub', [feature, mean], { hint: 'router/centered' }), std], {
-    hint: 'router/z',
-  })
+  const mean = editor.float('router/mean', s.mean, [d])
+  const std = editor.float('router/std', s.std, [d])
+  return editor.node(
+    'Div',
+    [editor.node('Sub', [feature, mean], { hint: 'router/centered' }), std],
+    {
+      hint: 'router/z',
+    },
+  )
 }
 
 /** L2-normalises rows of a [batch, d] tensor (norm floored so a zero row stays zero). */
-export function emitL2Normalize(ed: GraphEditor, ops: Ops, x: string, hint: string): string {
-  const sq = ed.node('Mul', [x, x], { hint: `${hint}/sq` })
-  const norm = ed.node('Sqrt', [ops.reduceSum(sq, [1], true, `${hint}/sumsq`)], {
+export function emitL2Normalize(editor: GraphEditor, ops: Ops, x: string, hint: string): string {
+  const sq = editor.node('Mul', [x, x], { hint: `${hint}/sq` })
+  const norm = editor.node('Sqrt', [ops.reduceSum(sq, [1], true, `${hint}/sumsq`)], {
     hint: `${hint}/norm`,
   })
-  const floor = ed.node('Max', [norm, ops.scalar(1e-12, `${hint}/eps`)], { hint: `${hint}/den` })
-  return ed.node('Div', [x, floor], { hint })
+  const floor = editor.node('Max', [norm, ops.scalar(1e-12, `${hint}/eps`)], {
+    hint: `${hint}/den`,
+  })
+  return editor.node('Div', [x, floor], { hint })
 }
 
 export function routerEmitter(router: RouterModel): RouterEmitter {
-  return (ed, ops, feature) => {
-    const z = standardize(ed, feature, router.standardizer)
+  return (editor, ops, feature) => {
+    const z = standardize(editor, feature, router.standardizer)
     if (router.kind === 'mlp') {
       let h = z
       const { sizes, layers } = router.mlp
       layers.forEach((layer, i) => {
         const nIn = sizes[i] as number
         const nOut = sizes[i + 1] as number
-        const W = ed.float(`router/fc${i + 1}.weight`, layer.weight, [nIn, nOut])
-        const b = ed.float(`router/fc${i + 1}.bias`, layer.bias, [nOut])
-        h = ed.node('Add', [ed.node('MatMul', [h, W], { hint: `router/fc${i + 1}` }), b], {
+        const W = editor.float(`router/fc${i + 1}.weight`, layer.weight, [nIn, nOut])
+        const b = editor.float(`router/fc${i + 1}.bias`, layer.bias, [nOut])
+        h = editor.node('Add', [editor.node('MatMul', [h, W], { hint: `router/fc${i + 1}` }), b], {
           hint: `router/fc${i + 1}_out`,
         })
-        if (i + 1 < layers.length) h = ed.node('Relu', [h], { hint: `router/relu${i + 1}` })
+        if (i + 1 < layers.length) h = editor.node('Relu', [h], { hint: `router/relu${i + 1}` })
       })
-      return ed.node('Softmax', [h], { attrs: { axis: -1 }, hint: 'router/probs' })
+      return editor.node('Softmax', [h], { attrs: { axis: -1 }, hint: 'router/probs' })
     }
     const d = router.standardizer.mean.length
     const T = router.prototypes.length / d
-    const zn = emitL2Normalize(ed, ops, z, 'router/unit')
-    const P = ed.float('router/prototypes', router.prototypes, [d, T])
-    const cos = ed.node('MatMul', [zn, P], { hint: 'router/cosine' })
-    const scaled = ed.node('Mul', [cos, ops.scalar(1 / router.temperature, 'router/inv_temp')], {
-      hint: 'router/logits',
-    })
-    return ed.node('Softmax', [scaled], { attrs: { axis: -1 }, hint: 'router/probs' })
+    const zn = emitL2Normalize(editor, ops, z, 'router/unit')
+    const P = editor.float('router/prototypes', router.prototypes, [d, T])
+    const cos = editor.node('MatMul', [zn, P], { hint: 'router/cosine' })
+    const scaled = editor.node(
+      'Mul',
+      [cos, ops.scalar(1 / router.temperature, 'router/inv_temp')],
+      {
+        hint: 'router/logits',
+      },
+    )
+    return editor.node('Softmax', [scaled], { attrs: { axis: -1 }, hint: 'router/probs' })
   }
 }

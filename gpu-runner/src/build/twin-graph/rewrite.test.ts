@@ -11,12 +11,14 @@ import type { MatrixFactors, VectorFactors } from '../../factors/exclusive-facto
 import type { ModelProto } from '../../onnx/proto.ts'
 import { onnx } from '../../onnx/proto.ts'
 import { openSession, ort } from '../../runtime/ort-session.ts'
-import { rowLayout, TensorProbe } from '../graph/probe.ts'
+import { TensorProbe } from '../graph/probe.ts'
+import { type RowLayout, rowLayout } from '../graph/row-layout.ts'
 import { analyseSites } from '../graph/weight-sites.ts'
 import { modelInputs, syntheticFeeds } from '../import/model-io.ts'
 import { readOnnxBytes, tensorToFloat32, withFloatInitializers } from '../import/read-onnx.ts'
 import { routerEmitter } from '../router/router-graph.ts'
-import { correctedOutputs, type RowLayout, rewriteTwinGraph } from './rewrite.ts'
+import { correctedOutputs } from './correction-targets.ts'
+import { rewriteTwinGraph } from './rewrite.ts'
 
 const T = 3
 

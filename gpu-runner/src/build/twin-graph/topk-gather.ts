@@ -1,6 +1,6 @@
 /**
- * The top-k gather formulation of the twin graph's matrix corrections (handbook factored-serving.md, "Top-2
- * formulation"). With T experts at rank r, the dense formulation multiplies every row by all T·r factor columns
+ * The top-k gather formulation of the twin graph's matrix corrections (step 4 with `topkGather: k`). With T
+ * experts at rank r, the dense formulation multiplies every row by all T·r factor columns
  * even when only k experts have non-zero weight; gathering the k experts' factors per row costs the FLOPs of
  * rank k·r (plus the gather copies, and the gathered factors cannot be prepacked by onnxruntime):
  *   idx = TopK(|w|, k); w keeps those experts' weights, 0 elsewhere   // idx [batch, k]
@@ -11,7 +11,8 @@
  *   ΔY  = ((X·Ugᵀ) ⊙ s)·Vg, X viewed as [batch, rows per example, d_in]
  * The row tables are the convention initializers `<w>.twin_v` [T·r, cols] as stored and a Transpose of
  * `<w>.twin_u` [rows, T·r] (expert-major, padded to equal ranks), so the package keeps one copy of the factors and
- * onnxruntime folds the Transpose into a constant when it creates the session.
+ * onnxruntime folds the Transpose into a constant when it creates the session. What it costs against the dense
+ * graph and the plain shared model is measured by `npm run bench:perf` (bench/RESULTS.md, "Serving performance").
  * @module
  */
 
@@ -52,19 +53,27 @@ export function padExpertMajor(m: MatrixFactors, T: number): PaddedFactors {
  * Per row, the K weights of largest magnitude: their expert indices [batch, K], and the dense [batch, T] weights
  * actually applied (zeros elsewhere).
  */
-export function emitTopK(ed: GraphEditor, w: string, K: number): { idx: string; applied: string } {
-  const idx = ed.fresh('weights/top_idx') // [batch, K] int64
-  const abs = ed.node('Abs', [w], { hint: 'weights/abs' })
-  ed.node('TopK', [abs, ed.int64('weights/k_gather', [K])], {
-    outputs: [ed.fresh('weights/top_abs'), idx],
+export function emitTopK(
+  editor: GraphEditor,
+  w: string,
+  K: number,
+): { idx: string; applied: string } {
+  const idx = editor.fresh('weights/top_idx') // [batch, K] int64
+  const abs = editor.node('Abs', [w], { hint: 'weights/abs' })
+  editor.node('TopK', [abs, editor.int64('weights/k_gather', [K])], {
+    outputs: [editor.fresh('weights/top_abs'), idx],
     attrs: { axis: -1, largest: 1, sorted: 1 },
     hint: 'weights/top',
   })
-  const wk = ed.node('GatherElements', [w, idx], { attrs: { axis: 1 }, hint: 'weights/top_w' })
-  const zeros = ed.node('ConstantOfShape', [ed.node('Shape', [w], { hint: 'weights/shape' })], {
-    hint: 'weights/zeros',
-  })
-  const applied = ed.node('ScatterElements', [zeros, idx, wk], {
+  const wk = editor.node('GatherElements', [w, idx], { attrs: { axis: 1 }, hint: 'weights/top_w' })
+  const zeros = editor.node(
+    'ConstantOfShape',
+    [editor.node('Shape', [w], { hint: 'weights/shape' })],
+    {
+      hint: 'weights/zeros',
+    },
+  )
+  const applied = editor.node('ScatterElements', [zeros, idx, wk], {
     attrs: { axis: 1 },
     hint: 'weights/applied',
   })
@@ -77,11 +86,11 @@ export function emitTopK(ed: GraphEditor, w: string, K: number): { idx: string; 
  */
 const sharedTensors = new WeakMap<GraphEditor, Map<string, string>>()
 
-function once(ed: GraphEditor, key: string, make: () => string): string {
-  let m = sharedTensors.get(ed)
+function once(editor: GraphEditor, key: string, make: () => string): string {
+  let m = sharedTensors.get(editor)
   if (!m) {
     m = new Map()
-    sharedTensors.set(ed, m)
+    sharedTensors.set(editor, m)
   }
   const hit = m.get(key)
   if (hit) return hit
@@ -92,12 +101,12 @@ function once(ed: GraphEditor, key: string, make: () => string): string {
 
 /** Emits one matrix's gathered factors; `correction` adds the nodes for one use. */
 export function gatherMatrix(
-  ed: GraphEditor,
+  editor: GraphEditor,
   p: {
     name: string
     /** Graph tensors of the padded factors: U [rows, T·r], Vᵀ [T·r, cols], σ and expert of rank [T·r]. */
-    U: string
-    Vt: string
+    u: string
+    vt: string
     sigma: string
     expertOfRank: string
     rows: number
@@ -113,50 +122,50 @@ export function gatherMatrix(
   const { name, rows, cols, r, K, idx } = p
   const kr = K * r
   // Each row's rank columns: expert e owns columns e·r … e·r + r − 1 (expert-major, padded).
-  const columns = once(ed, `columns|${idx}|${r}|${K}`, () => {
-    const first = ed.node(
+  const columns = once(editor, `columns|${idx}|${r}|${K}`, () => {
+    const first = editor.node(
       'Mul',
       [
-        ed.node('Unsqueeze', [idx, ed.int64('gather/axis2', [2])], { hint: 'gather/idx3' }),
-        ed.int64(`gather/r${r}`, [r], []),
+        editor.node('Unsqueeze', [idx, editor.int64('gather/axis2', [2])], { hint: 'gather/idx3' }),
+        editor.int64(`gather/r${r}`, [r], []),
       ],
       { hint: 'gather/first_column' },
     ) // [batch, K, 1]
-    const all = ed.node(
+    const all = editor.node(
       'Add',
       [
         first,
-        ed.int64(
+        editor.int64(
           `gather/range${r}`,
           Array.from({ length: r }, (_, j) => j),
         ),
       ],
       { hint: 'gather/columns3' },
     ) // [batch, K, r]
-    return ed.node('Reshape', [all, ed.int64(`gather/columns_shape${kr}`, [0, kr])], {
+    return editor.node('Reshape', [all, editor.int64(`gather/columns_shape${kr}`, [0, kr])], {
       hint: 'gather/columns',
     }) // [batch, K·r]
   })
-  const batch = once(ed, `batch|${idx}`, () =>
-    ed.node(
+  const batch = once(editor, `batch|${idx}`, () =>
+    editor.node(
       'Gather',
-      [ed.node('Shape', [idx], { hint: 'gather/idx_shape' }), ed.int64('gather/i0', [0])],
+      [editor.node('Shape', [idx], { hint: 'gather/idx_shape' }), editor.int64('gather/i0', [0])],
       { attrs: { axis: 0 }, hint: 'gather/batch' },
     ),
   ) // [1]
   // Row tables [T·r, d]: Vᵀ as stored, and Uᵀ (a Transpose of a constant, folded when the session is created).
-  const uT = ed.node('Transpose', [p.U], { attrs: { perm: [1, 0] }, hint: `${name}/u_rows` }) // [T·r, rows]
+  const uT = editor.node('Transpose', [p.u], { attrs: { perm: [1, 0] }, hint: `${name}/u_rows` }) // [T·r, rows]
   // s = w[expert_of_rank] ⊙ σ at the row's columns, as the dense graph's s(w).
-  const s = ed.node(
+  const s = editor.node(
     'Unsqueeze',
     [
-      ed.node(
+      editor.node(
         'GatherElements',
         [
-          ed.node(
+          editor.node(
             'Mul',
             [
-              ed.node('Gather', [p.w, p.expertOfRank], {
+              editor.node('Gather', [p.w, p.expertOfRank], {
                 attrs: { axis: 1 },
                 hint: `${name}/w_of_rank`,
               }),
@@ -168,7 +177,7 @@ export function gatherMatrix(
         ],
         { attrs: { axis: 1 }, hint: `${name}/s_k` },
       ), // [batch, K·r]
-      ed.int64('gather/axis1', [1]),
+      editor.int64('gather/axis1', [1]),
     ],
     { hint: `${name}/s` },
   ) // [batch, 1, K·r]
@@ -178,23 +187,23 @@ export function gatherMatrix(
     const hit = cache.get(key)
     if (hit) return hit
     // Rows of the table by index: [batch, K·r, d] directly, no reshape (a copy) of the gathered factors.
-    const g = ed.node('Gather', [table, columns], { attrs: { axis: 0 }, hint: `${name}/g` })
+    const g = editor.node('Gather', [table, columns], { attrs: { axis: 0 }, hint: `${name}/g` })
     // Transposed for X·Ugᵀ: onnxruntime fuses the Transpose into the MatMul (FusedMatMul transB), no copy.
     const out = transpose
-      ? ed.node('Transpose', [g], { attrs: { perm: [0, 2, 1] }, hint: `${name}/g_t` })
+      ? editor.node('Transpose', [g], { attrs: { perm: [0, 2, 1] }, hint: `${name}/g_t` })
       : g
     cache.set(key, out)
     return out
   }
   return {
     correction(x, transposed, shapeOf) {
-      const [inF, dIn, outF] = transposed ? [p.Vt, cols, uT] : [uT, rows, p.Vt]
-      const x3 = ed.node(
+      const [inF, dIn, outF] = transposed ? [p.vt, cols, uT] : [uT, rows, p.vt]
+      const x3 = editor.node(
         'Reshape',
         [
           x,
-          once(ed, `x3|${idx}|${dIn}`, () =>
-            ed.node('Concat', [batch, ed.int64(`gather/x3_tail${dIn}`, [-1, dIn])], {
+          once(editor, `x3|${idx}|${dIn}`, () =>
+            editor.node('Concat', [batch, editor.int64(`gather/x3_tail${dIn}`, [-1, dIn])], {
               attrs: { axis: 0 },
               hint: 'gather/x3_shape',
             }),
@@ -202,12 +211,16 @@ export function gatherMatrix(
         ],
         { hint: `${name}/x3` },
       ) // [batch, rows per example, d_in]
-      const xu = ed.node('MatMul', [x3, gathered(inF, true)], { hint: `${name}/xu` }) // [batch, M, K·r]
-      const z = ed.node('Mul', [xu, s], { hint: `${name}/xus` })
-      const c3 = ed.node('MatMul', [z, gathered(outF, false)], { hint: `${name}/delta` }) // [batch, M, d_out]
-      return ed.node('Reshape', [c3, ed.node('Shape', [shapeOf], { hint: `${name}/y_shape` })], {
-        hint: `${name}/delta_y`,
-      })
+      const xu = editor.node('MatMul', [x3, gathered(inF, true)], { hint: `${name}/xu` }) // [batch, M, K·r]
+      const z = editor.node('Mul', [xu, s], { hint: `${name}/xus` })
+      const c3 = editor.node('MatMul', [z, gathered(outF, false)], { hint: `${name}/delta` }) // [batch, M, d_out]
+      return editor.node(
+        'Reshape',
+        [c3, editor.node('Shape', [shapeOf], { hint: `${name}/y_shape` })],
+        {
+          hint: `${name}/delta_y`,
+        },
+      )
     },
   }
 }

@@ -1,0 +1,106 @@
+/**
+ * Step 2 of the rewrite: the [batch, T] expert weights each row applies. In the twin contract (controls
+ * 'inputs') the control inputs are declared, the router runs behind its gate (router/router-gate.ts), router rows
+ * are masked, cut to their top_k and renormalised, explicit rows pass `mix_weights` through, and the applied
+ * weights are a graph output. A variant graph (controls 'router') applies the router's dense weights.
+ * @module
+ */
+import { TWIN_INPUTS, TWIN_OUTPUT_WEIGHTS } from '@twinserve/shared'
+import { valueInfo } from '../../onnx/graph-builder.ts'
+import { gateRouter } from '../router/router-gate.ts'
+import type { RewriteContext } from './rewrite-context.ts'
+import { emitTopK } from './topk-gather.ts'
+
+export interface ExpertWeights {
+  /** [batch, T] the weights each row applies. */
+  applied: string
+  /** Top-k gather: each row's applied experts [batch, K] (int64). */
+  picked?: string
+}
+
+/** Declares the twin graph's control inputs (see TWIN_INPUTS). */
+function declareControls(ctx: RewriteContext): void {
+  const { editor, experts: T } = ctx
+  const b = ctx.options.batchDim
+  const graph = editor.graph
+  graph.input = [
+    ...(graph.input ?? []),
+    valueInfo(editor.claim(TWIN_INPUTS.mixWeights), 'float', [b, T]),
+    valueInfo(editor.claim(TWIN_INPUTS.useRouter), 'float', [b, 1]),
+    valueInfo(editor.claim(TWIN_INPUTS.expertMask), 'float', [b, T]),
+    valueInfo(editor.claim(TWIN_INPUTS.topK), 'int64', [b, 1]),
+  ]
+}
+
+/**
+ * The router's weights for router rows: masked, each row's top_k kept (the k-th largest value is the threshold;
+ * ties at the threshold are all kept), renormalised. k is clamped to [1, K] (K = T, or top-k gather's K).
+ */
+function routedWeights(ctx: RewriteContext, probs: string): string {
+  const { editor, ops, experts: T } = ctx
+  const masked = editor.node('Mul', [probs, TWIN_INPUTS.expertMask], { hint: 'weights/masked' })
+  const one = editor.int64('weights/one', [1], [])
+  const kMax = editor.int64('weights/t', [ctx.gatherK ?? T], [])
+  const kAtLeastOne = editor.node('Max', [TWIN_INPUTS.topK, one], { hint: 'weights/k_lo' })
+  const k = editor.node('Min', [kAtLeastOne, kMax], { hint: 'weights/k' })
+  const kIndex = editor.node('Sub', [k, one], { hint: 'weights/k_index' }) // [batch, 1]
+  const sorted = editor.node('TopK', [masked, editor.int64('weights/all', [T])], {
+    outputs: [editor.fresh('weights/sorted'), editor.fresh('weights/sorted_idx')],
+    attrs: { axis: -1, largest: 1, sorted: 1 },
+    hint: 'weights/topk',
+  })
+  const kth = editor.node('GatherElements', [sorted, kIndex], {
+    attrs: { axis: 1 },
+    hint: 'weights/kth',
+  })
+  const keep = editor.node('GreaterOrEqual', [masked, kth], { hint: 'weights/keep' })
+  const kept = editor.node('Where', [keep, masked, ops.scalar(0, 'weights/zero')], {
+    hint: 'weights/kept',
+  })
+  const sum = ops.reduceSum(kept, [1], true, 'weights/sum')
+  // A row whose experts are all masked gets weights 0, i.e. the shared model, instead of NaN.
+  const den = editor.node('Max', [sum, ops.scalar(1e-12, 'weights/eps')], { hint: 'weights/den' })
+  return editor.node('Div', [kept, den], { hint: 'weights/routed' })
+}
+
+/**
+ * Emits the weights each row applies, from the router's probabilities.
+ * @param router step 1's output: the probabilities and the first node that computes only the router
+ */
+export function emitExpertWeights(
+  ctx: RewriteContext,
+  router: { probs: string; firstNode: number },
+): ExpertWeights {
+  if (ctx.options.controls === 'router') return { applied: router.probs }
+  const { editor, ops, experts: T } = ctx
+  const b = ctx.options.batchDim
+  declareControls(ctx)
+  const probs = gateRouter(editor, ops, {
+    from: router.firstNode,
+    probs: router.probs,
+    dims: [b, T],
+    useRouter: TWIN_INPUTS.useRouter,
+    passThrough: TWIN_INPUTS.mixWeights,
+  })
+  const routed = routedWeights(ctx, probs)
+  const useRouter = editor.node(
+    'Greater',
+    [TWIN_INPUTS.useRouter, ops.scalar(0.5, 'weights/half')],
+    { hint: 'weights/use_router' },
+  )
+  let applied = editor.node('Where', [useRouter, routed, TWIN_INPUTS.mixWeights], {
+    hint: 'weights/w',
+  })
+  let picked: string | undefined
+  if (ctx.gatherK !== undefined) {
+    const top = emitTopK(editor, applied, ctx.gatherK)
+    picked = top.idx
+    applied = top.applied
+  }
+  editor.node('Identity', [applied], { outputs: [editor.claim(TWIN_OUTPUT_WEIGHTS)] })
+  editor.graph.output = [
+    ...(editor.graph.output ?? []),
+    valueInfo(TWIN_OUTPUT_WEIGHTS, 'float', [b, T]),
+  ]
+  return picked === undefined ? { applied } : { applied, picked }
+}
