@@ -17,6 +17,7 @@ import { loadModel } from '../../gpu-runner/src/model/load-model.ts'
 import type { ServedModel } from '../../gpu-runner/src/model/served-model.ts'
 import { type INodeProto, onnx } from '../../gpu-runner/src/onnx/proto.ts'
 import { openSession, ort, type Provider } from '../../gpu-runner/src/runtime/ort-session.ts'
+import { encodeControls } from '../../gpu-runner/src/twin-contract/encode-controls.ts'
 import { BERT, routingTokens } from './bert-encoder.ts'
 import { summarize } from './report.ts'
 
@@ -81,17 +82,12 @@ export function twinControls(
   T: number,
   opts: { mix?: readonly number[]; router?: boolean; topK?: number },
 ): Feeds {
-  const mix = new Float32Array(rows * T)
-  if (opts.mix) for (let r = 0; r < rows; r++) mix.set(opts.mix, r * T)
-  return {
-    mix_weights: new ort.Tensor('float32', mix, [rows, T]),
-    use_router: new ort.Tensor('float32', new Float32Array(rows).fill(opts.router ? 1 : 0), [
-      rows,
-      1,
-    ]),
-    expert_mask: new ort.Tensor('float32', new Float32Array(rows * T).fill(1), [rows, T]),
-    top_k: new ort.Tensor('int64', new BigInt64Array(rows).fill(BigInt(opts.topK ?? T)), [rows, 1]),
+  const row = {
+    ...(opts.mix ? { mixWeights: opts.mix } : {}),
+    useRouter: opts.router ? 1 : 0,
+    ...(opts.topK !== undefined ? { topK: opts.topK } : {}),
   }
+  return encodeControls(Array(rows).fill(row), T)
 }
 
 /** A normalised random mix over `experts` of T (the rest 0). */

@@ -20,15 +20,17 @@ import {
   parseMergeControls,
   type ResponseOutput,
   type TensorMetadata,
-  TWIN_INPUTS,
   TWIN_OUTPUT_WEIGHTS,
+  type TwinInputKey,
 } from '@twinserve/shared'
 import { type FactorsWithShared, shapeOf } from '../factors/exclusive-factors.ts'
 import { MatmulBackend } from '../merge/matmul.ts'
 import { onnx } from '../onnx/proto.ts'
 import { sha256 } from '../package/write-package.ts'
 import { type OpenedSession, openSession, ort, type Provider } from '../runtime/ort-session.ts'
-import { expertColumns, type RowControls, rowControls } from './controls.ts'
+import { checkContract } from '../twin-contract/check-contract.ts'
+import { encodeControls, type RowControls } from '../twin-contract/encode-controls.ts'
+import { expertColumns, rowControls } from './controls.ts'
 import {
   initializersToInputs,
   type MergeTensorFn,
@@ -81,10 +83,6 @@ export interface ServedModelInit {
 
 type Feeds = Record<string, ort.Tensor>
 
-function sameNames(a: readonly string[], b: readonly string[]): boolean {
-  return a.length === b.length && [...a].sort().join('\0') === [...b].sort().join('\0')
-}
-
 export class ServedModel {
   readonly name: string
   readonly manifest: PackageManifest
@@ -97,6 +95,8 @@ export class ServedModel {
   private readonly cache: MergeCache<Map<string, ort.Tensor>>
   /** Rows of different requests can share a run only if every declared input and output is batched on dim 0. */
   private readonly batchable: boolean
+  /** The control inputs this package's twin graph has (older packages lack the optional ones). */
+  private readonly controls: readonly TwinInputKey[]
   private solo = 0
   private materialized?: Promise<{
     session: ort.InferenceSession
@@ -120,32 +120,11 @@ export class ServedModel {
     this.batchable = [...init.manifest.inputs, ...init.manifest.outputs].every(
       (t) => t.shape[0] === -1,
     )
-    ServedModel.checkContract(init)
-  }
-
-  /** The twin graph and every variant must have exactly the inputs and outputs the contract says. */
-  private static checkContract(init: ServedModelInit): void {
-    const m = init.manifest
-    const base = m.inputs.map((i) => i.name)
-    const outs = m.outputs.map((o) => o.name)
-    const s = init.twin.session
-    const problem = (what: string, got: readonly string[], want: readonly string[]) =>
-      new AppError(
-        'INVALID_MODEL',
-        `model '${m.name}': ${what} has [${got.join(', ')}], the manifest and twin-graph contract say [${want.join(', ')}]`,
-      )
-    const twinIn = [...base, ...Object.values(TWIN_INPUTS)]
-    if (!sameNames(s.inputNames, twinIn))
-      throw problem('the twin graph’s inputs', s.inputNames, twinIn)
-    const twinOut = [...outs, TWIN_OUTPUT_WEIGHTS]
-    if (!sameNames(s.outputNames, twinOut))
-      throw problem('the twin graph’s outputs', s.outputNames, twinOut)
-    for (const [name, v] of init.variants) {
-      if (!sameNames(v.session.inputNames, base))
-        throw problem(`variant '${name}'’s inputs`, v.session.inputNames, base)
-      if (!sameNames(v.session.outputNames, outs))
-        throw problem(`variant '${name}'’s outputs`, v.session.outputNames, outs)
-    }
+    this.controls = checkContract(
+      init.manifest,
+      init.twin.session,
+      new Map([...init.variants].map(([name, v]) => [name, v.session])),
+    )
   }
 
   /** Variant names a request may ask for; `shared` always (served from the twin graph if not built). */
@@ -374,29 +353,8 @@ export class ServedModel {
 
   /** The twin graph's control inputs for a batch; requests without controls get all-zero weights. */
   private controlFeeds(batch: readonly { rows: number; controls?: RowControls }[]): Feeds {
-    const T = this.T
-    const n = batch.reduce((a, r) => a + r.rows, 0)
-    const mix = new Float32Array(n * T) // [n, T]
-    const useRouter = new Float32Array(n) // [n, 1]
-    const mask = new Float32Array(n * T).fill(1) // [n, T]
-    const topK = new BigInt64Array(n).fill(BigInt(T)) // [n, 1]
-    let row = 0
-    for (const r of batch) {
-      const c = r.controls
-      for (let i = 0; i < r.rows; i++, row++) {
-        if (!c) continue
-        mix.set(c.mix, row * T)
-        mask.set(c.mask, row * T)
-        useRouter[row] = c.useRouter
-        topK[row] = BigInt(c.topK)
-      }
-    }
-    return {
-      [TWIN_INPUTS.mixWeights]: new ort.Tensor('float32', mix, [n, T]),
-      [TWIN_INPUTS.useRouter]: new ort.Tensor('float32', useRouter, [n, 1]),
-      [TWIN_INPUTS.expertMask]: new ort.Tensor('float32', mask, [n, T]),
-      [TWIN_INPUTS.topK]: new ort.Tensor('int64', topK, [n, 1]),
-    }
+    const rows = batch.flatMap((r) => Array<RowControls>(r.rows).fill(r.controls ?? {}))
+    return encodeControls(rows, this.T, this.controls)
   }
 
   /** The merged tensors for a materialised request (cached per recipe) and the session that takes them. */

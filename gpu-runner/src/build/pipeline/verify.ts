@@ -9,10 +9,11 @@
  * - every variant must load and give finite outputs.
  * @module
  */
-import { AppError, SHARED_VARIANT, TWIN_INPUTS, TWIN_OUTPUT_WEIGHTS } from '@twinserve/shared'
+import { AppError, SHARED_VARIANT, TWIN_OUTPUT_WEIGHTS } from '@twinserve/shared'
 import { loadPackage } from '../../package/load-package.ts'
-import { openSession, ort } from '../../runtime/ort-session.ts'
+import { openSession, type ort } from '../../runtime/ort-session.ts'
 import { argmaxRows } from '../../train/index.ts'
+import { encodeControls, type RowControls } from '../../twin-contract/encode-controls.ts'
 import { type IoTensor, stackExamples } from '../import/model-io.ts'
 import { batchesOf } from '../router/features.ts'
 import type { RoutingExample } from '../router/routing-data.ts'
@@ -68,36 +69,155 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return m
 }
 
-function controls(
-  rows: number,
-  experts: number,
-  mix: (row: number, t: number) => number,
-  useRouter: boolean,
-) {
-  const w = new Float32Array(rows * experts)
-  for (let r = 0; r < rows; r++) for (let t = 0; t < experts; t++) w[r * experts + t] = mix(r, t)
-  return {
-    [TWIN_INPUTS.mixWeights]: new ort.Tensor('float32', w, [rows, experts]),
-    [TWIN_INPUTS.useRouter]: new ort.Tensor(
-      'float32',
-      new Float32Array(rows).fill(useRouter ? 1 : 0),
-      [rows, 1],
-    ),
-    [TWIN_INPUTS.expertMask]: new ort.Tensor('float32', new Float32Array(rows * experts).fill(1), [
-      rows,
-      experts,
-    ]),
-    [TWIN_INPUTS.topK]: new ort.Tensor('int64', new BigInt64Array(rows).fill(BigInt(experts)), [
-      rows,
-      1,
-    ]),
+type Session = ort.InferenceSession
+type Feeds = Record<string, ort.Tensor>
+
+/** What the checks share: the open sessions, the check inputs in batches, progress. */
+interface Checking {
+  v: VerifyInput
+  T: number
+  twin: Session
+  shared: Session
+  groups: { B: number; feeds: Feeds; base: Float32Array[] }[]
+  outputsOf: (out: ort.InferenceSession.OnnxValueMapType) => Float32Array[]
+  tick: (n: number) => void
+}
+
+/** Every row with the same controls. */
+const rowsOf = (B: number, T: number, row: RowControls) => encodeControls(Array(B).fill(row), T)
+
+/** All-zero weights against the shared model; also records the shared outputs for the one-hot check. */
+async function checkZeroWeights(c: Checking): Promise<{ maxAbsDiff: number; scale: number }> {
+  let zeroDiff = 0
+  let scale = 0
+  for (const g of c.groups) {
+    g.base = c.outputsOf(await c.shared.run(g.feeds))
+    const zero = c.outputsOf(await c.twin.run({ ...g.feeds, ...rowsOf(g.B, c.T, {}) }))
+    zero.forEach((z, i) => {
+      zeroDiff = Math.max(zeroDiff, maxAbsDiff(z, g.base[i] as Float32Array))
+      for (const y of g.base[i] as Float32Array) scale = Math.max(scale, Math.abs(y))
+    })
+    c.tick(g.B * 2)
   }
+  return { maxAbsDiff: zeroDiff, scale }
+}
+
+/** A one-hot row for expert t against expert t's own model, next to how far expert t is from the shared model. */
+async function checkOneHot(c: Checking): Promise<ExpertCheck[]> {
+  const out: ExpertCheck[] = []
+  // One expert session open at a time: all of them at once held every expert's weights (and onnxruntime's
+  // prepacked copies) together, ~3 GB more peak memory for eight BERT-base-sized experts.
+  for (const [t, e] of c.v.experts.entries()) {
+    let oneHot = 0
+    let gap = 0
+    const { session: expert } = await openSession(e.path, { provider: 'cpu' })
+    try {
+      const mixWeights = Array.from({ length: c.T }, (_, j) => (j === t ? 1 : 0))
+      for (const g of c.groups) {
+        const twinT = c.outputsOf(
+          await c.twin.run({ ...g.feeds, ...rowsOf(g.B, c.T, { mixWeights }) }),
+        )
+        const expertT = c.outputsOf(await expert.run(g.feeds))
+        twinT.forEach((y, i) => {
+          oneHot = Math.max(oneHot, maxAbsDiff(y, expertT[i] as Float32Array))
+          gap = Math.max(gap, maxAbsDiff(g.base[i] as Float32Array, expertT[i] as Float32Array))
+        })
+        c.tick(g.B)
+      }
+    } finally {
+      await expert.release()
+    }
+    out.push({ name: e.name, oneHotMaxAbsDiff: oneHot, sharedMaxAbsDiff: gap })
+  }
+  return out
+}
+
+/** The embedded router on the held-out examples, against the router as trained and the true experts. */
+async function checkRouter(
+  c: Checking,
+): Promise<Pick<VerifyResult, 'routerHeldoutAccuracy' | 'routerAgreement' | 'routerSumError'>> {
+  const { v, T } = c
+  let agree = 0
+  let correct = 0
+  let sumError = 0
+  let offset = 0
+  for (const group of batchesOf(v.heldout, 256)) {
+    const B = group.length
+    const feeds = stackExamples(
+      v.inputs,
+      group.map((g) => g.inputs),
+      'verification',
+    )
+    const out = await c.twin.run({ ...feeds, ...rowsOf(B, T, { useRouter: 1 }) })
+    const w = out[TWIN_OUTPUT_WEIGHTS]?.data as Float32Array
+    const picked = argmaxRows(w, T)
+    for (let r = 0; r < B; r++) {
+      if (picked[r] === v.heldoutPredictions[offset + r]) agree++
+      if (picked[r] === group[r]?.expert) correct++
+      let s = 0
+      for (let t = 0; t < T; t++) s += w[r * T + t] as number
+      sumError = Math.max(sumError, Math.abs(s - 1))
+    }
+    offset += B
+    c.tick(B)
+  }
+  return {
+    routerHeldoutAccuracy: v.heldout.length ? correct / v.heldout.length : 0,
+    routerAgreement: v.heldout.length ? agree / v.heldout.length : 1,
+    routerSumError: sumError,
+  }
+}
+
+/** Every variant loads and gives finite outputs on the first check inputs. */
+async function checkVariants(
+  c: Checking,
+  variants: ReadonlyMap<string, Uint8Array>,
+  open: (bytes: Uint8Array) => Promise<Session>,
+): Promise<VerifyResult['variants']> {
+  const out: VerifyResult['variants'] = []
+  if (variants.size === 0) return out
+  const first = c.v.checks.slice(0, 8)
+  const feeds = stackExamples(
+    c.v.inputs,
+    first.map((g) => g.inputs),
+    'verification',
+  )
+  for (const [name, bytes] of variants) {
+    const s = await open(bytes)
+    const outputs = c.outputsOf(await s.run(feeds))
+    out.push({ name, finite: outputs.every((o) => o.every((x) => Number.isFinite(x))) })
+  }
+  return out
+}
+
+function problemsOf(result: VerifyResult, scale: number): string[] {
+  const problems: string[] = []
+  // Exact in principle (the corrections add 0), but onnxruntime fuses the shared nodes differently once
+  // corrections sit between them (e.g. Add + Gelu → BiasGelu, Add + LayerNormalization → SkipLayerNormalization),
+  // which changes float32 rounding: measured 5.7e-7 on a 12-layer BERT-shaped encoder.
+  if (result.zeroWeightsMaxAbsDiff > 1e-5 * scale)
+    problems.push(
+      `all-zero weights differ from the shared model by ${result.zeroWeightsMaxAbsDiff}`,
+    )
+  for (const e of result.experts)
+    if (!Number.isFinite(e.oneHotMaxAbsDiff))
+      problems.push(`expert '${e.name}' one-hot output is not finite`)
+  // Float rounding can flip an argmax between two near-equal weights; more than 1% is a broken router.
+  if (result.routerAgreement < 0.99)
+    problems.push(
+      `the embedded router agrees with the trained one on only ${(result.routerAgreement * 100).toFixed(1)}% of held-out examples`,
+    )
+  if (result.routerSumError > 1e-4)
+    problems.push(`router weights sum to 1 ± ${result.routerSumError}`)
+  for (const x of result.variants)
+    if (!x.finite) problems.push(`variant '${x.name}' gives non-finite outputs`)
+  return problems
 }
 
 export async function verifyPackage(v: VerifyInput): Promise<VerifyResult> {
   const pkg = await loadPackage(v.dir)
   const T = pkg.manifest.experts.length
-  const sessions: ort.InferenceSession[] = []
+  const sessions: Session[] = []
   const open = async (model: Uint8Array | string) => {
     const { session } = await openSession(model, { provider: 'cpu' })
     sessions.push(session)
@@ -111,142 +231,41 @@ export async function verifyPackage(v: VerifyInput): Promise<VerifyResult> {
         'INVALID_MODEL',
         `package has no '${SHARED_VARIANT}' variant file and no shared model was given to verify against`,
       )
-    const shared = await open(sharedBytes)
     const total = v.checks.length * (T + 2) + v.heldout.length
     let done = 0
-    const tick = (n: number) => {
-      done += n
-      v.onProgress?.(done, total)
-    }
-    const outputsOf = (out: ort.InferenceSession.OnnxValueMapType) =>
-      v.outputs.map((name) => {
-        const t = out[name]
-        if (!t) throw new AppError('INVALID_MODEL', `verification: output '${name}' is missing`)
-        return t.data as Float32Array
-      })
-
-    let zeroDiff = 0
-    let scale = 0
-    const oneHot = v.experts.map(() => 0)
-    const gap = v.experts.map(() => 0)
-    const groups = [...batchesOf(v.checks, 64)].map((group) => ({
-      B: group.length,
-      feeds: stackExamples(
-        v.inputs,
-        group.map((g) => g.inputs),
-        'verification',
-      ),
-      base: [] as Float32Array[],
-    }))
-    for (const g of groups) {
-      g.base = outputsOf(await shared.run(g.feeds))
-      const zero = outputsOf(await twin.run({ ...g.feeds, ...controls(g.B, T, () => 0, false) }))
-      zero.forEach((z, i) => {
-        zeroDiff = Math.max(zeroDiff, maxAbsDiff(z, g.base[i] as Float32Array))
-        for (const y of g.base[i] as Float32Array) scale = Math.max(scale, Math.abs(y))
-      })
-      tick(g.B * 2)
-    }
-    // One expert session open at a time: all of them at once held every expert's weights (and onnxruntime's
-    // prepacked copies) together, ~3 GB more peak memory for eight BERT-base-sized experts.
-    for (let t = 0; t < T; t++) {
-      const { session: expert } = await openSession(v.experts[t]?.path ?? '', { provider: 'cpu' })
-      try {
-        for (const g of groups) {
-          const twinT = outputsOf(
-            await twin.run({
-              ...g.feeds,
-              ...controls(g.B, T, (_r, j) => (j === t ? 1 : 0), false),
-            }),
-          )
-          const expertT = outputsOf(await expert.run(g.feeds))
-          twinT.forEach((y, i) => {
-            oneHot[t] = Math.max(oneHot[t] as number, maxAbsDiff(y, expertT[i] as Float32Array))
-            gap[t] = Math.max(
-              gap[t] as number,
-              maxAbsDiff(g.base[i] as Float32Array, expertT[i] as Float32Array),
-            )
-          })
-          tick(g.B)
-        }
-      } finally {
-        await expert.release()
-      }
-    }
-
-    let agree = 0
-    let correct = 0
-    let sumError = 0
-    let offset = 0
-    for (const group of batchesOf(v.heldout, 256)) {
-      const B = group.length
-      const feeds = stackExamples(
-        v.inputs,
-        group.map((g) => g.inputs),
-        'verification',
-      )
-      const out = await twin.run({ ...feeds, ...controls(B, T, () => 0, true) })
-      const w = out[TWIN_OUTPUT_WEIGHTS]?.data as Float32Array
-      const picked = argmaxRows(w, T)
-      for (let r = 0; r < B; r++) {
-        if (picked[r] === v.heldoutPredictions[offset + r]) agree++
-        if (picked[r] === group[r]?.expert) correct++
-        let s = 0
-        for (let t = 0; t < T; t++) s += w[r * T + t] as number
-        sumError = Math.max(sumError, Math.abs(s - 1))
-      }
-      offset += B
-      tick(B)
-    }
-
-    const variants: { name: string; finite: boolean }[] = []
-    const first = v.checks.slice(0, 8)
-    for (const [name, bytes] of pkg.variants) {
-      const s = await open(bytes)
-      const out = outputsOf(
-        await s.run(
-          stackExamples(
-            v.inputs,
-            first.map((g) => g.inputs),
-            'verification',
-          ),
+    const c: Checking = {
+      v,
+      T,
+      twin,
+      shared: await open(sharedBytes),
+      groups: [...batchesOf(v.checks, 64)].map((group) => ({
+        B: group.length,
+        feeds: stackExamples(
+          v.inputs,
+          group.map((g) => g.inputs),
+          'verification',
         ),
-      )
-      variants.push({ name, finite: out.every((o) => o.every((x) => Number.isFinite(x))) })
-    }
-
-    const result: VerifyResult = {
-      zeroWeightsMaxAbsDiff: zeroDiff,
-      experts: v.experts.map((e, t) => ({
-        name: e.name,
-        oneHotMaxAbsDiff: oneHot[t] as number,
-        sharedMaxAbsDiff: gap[t] as number,
+        base: [],
       })),
-      routerHeldoutAccuracy: v.heldout.length ? correct / v.heldout.length : 0,
-      routerAgreement: v.heldout.length ? agree / v.heldout.length : 1,
-      routerSumError: sumError,
-      variants,
+      outputsOf: (out) =>
+        v.outputs.map((name) => {
+          const t = out[name]
+          if (!t) throw new AppError('INVALID_MODEL', `verification: output '${name}' is missing`)
+          return t.data as Float32Array
+        }),
+      tick: (n) => {
+        done += n
+        v.onProgress?.(done, total)
+      },
     }
-    const problems: string[] = []
-    // Exact in principle (the corrections add 0), but onnxruntime fuses the shared nodes differently once
-    // corrections sit between them (e.g. Add + Gelu → BiasGelu, Add + LayerNormalization → SkipLayerNormalization),
-    // which changes float32 rounding: measured 5.7e-7 on a 12-layer BERT-shaped encoder.
-    if (result.zeroWeightsMaxAbsDiff > 1e-5 * scale)
-      problems.push(
-        `all-zero weights differ from the shared model by ${result.zeroWeightsMaxAbsDiff}`,
-      )
-    for (const e of result.experts)
-      if (!Number.isFinite(e.oneHotMaxAbsDiff))
-        problems.push(`expert '${e.name}' one-hot output is not finite`)
-    // Float rounding can flip an argmax between two near-equal weights; more than 1% is a broken router.
-    if (result.routerAgreement < 0.99)
-      problems.push(
-        `the embedded router agrees with the trained one on only ${(result.routerAgreement * 100).toFixed(1)}% of held-out examples`,
-      )
-    if (result.routerSumError > 1e-4)
-      problems.push(`router weights sum to 1 ± ${result.routerSumError}`)
-    for (const x of variants)
-      if (!x.finite) problems.push(`variant '${x.name}' gives non-finite outputs`)
+    const zero = await checkZeroWeights(c)
+    const result: VerifyResult = {
+      zeroWeightsMaxAbsDiff: zero.maxAbsDiff,
+      experts: await checkOneHot(c),
+      ...(await checkRouter(c)),
+      variants: await checkVariants(c, pkg.variants, open),
+    }
+    const problems = problemsOf(result, zero.scale)
     if (problems.length > 0)
       throw new AppError(
         'INVALID_MODEL',

@@ -5,7 +5,8 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { writeBuildFixture } from '../../../test-support/test-models.ts'
 import type { INodeProto } from '../../onnx/proto.ts'
 import { loadPackage } from '../../package/load-package.ts'
-import { openSession, ort } from '../../runtime/ort-session.ts'
+import { openSession, type ort } from '../../runtime/ort-session.ts'
+import { encodeControls } from '../../twin-contract/encode-controls.ts'
 import { buildPackage } from '../build-package.ts'
 import { outerInputs } from '../graph/graph-editor.ts'
 import { modelInputs, syntheticFeeds } from '../import/model-io.ts'
@@ -17,16 +18,13 @@ afterAll(() => rm(root, { recursive: true, force: true }))
 const T = 3
 
 function controls(rows: { mix: number[]; router: boolean }[]) {
-  const B = rows.length
-  return {
-    mix_weights: new ort.Tensor('float32', Float32Array.from(rows.flatMap((r) => r.mix)), [B, T]),
-    use_router: new ort.Tensor('float32', Float32Array.from(rows.map((r) => (r.router ? 1 : 0))), [
-      B,
-      1,
-    ]),
-    expert_mask: new ort.Tensor('float32', new Float32Array(B * T).fill(1), [B, T]),
-    top_k: new ort.Tensor('int64', new BigInt64Array(B).fill(BigInt(T)), [B, 1]),
-  }
+  return encodeControls(
+    rows.map((r) => ({
+      mixWeights: r.mix,
+      useRouter: r.router ? 1 : 0,
+    })),
+    T,
+  )
 }
 
 describe('router gate', async () => {

@@ -5,8 +5,8 @@
  * weights are a graph output. A variant graph (controls 'router') applies the router's dense weights.
  * @module
  */
-import { TWIN_INPUTS, TWIN_OUTPUT_WEIGHTS } from '@twinserve/shared'
-import { valueInfo } from '../../onnx/graph-builder.ts'
+import { TWIN_INPUTS, TWIN_OUTPUT_WEIGHTS, type TwinInputSpec } from '@twinserve/shared'
+import { type Dim, valueInfo } from '../../onnx/graph-builder.ts'
 import { gateRouter } from '../router/router-gate.ts'
 import type { RewriteContext } from './rewrite-context.ts'
 import { emitTopK } from './topk-gather.ts'
@@ -18,17 +18,24 @@ export interface ExpertWeights {
   picked?: string
 }
 
-/** Declares the twin graph's control inputs (see TWIN_INPUTS). */
+const { mixWeights, useRouter, expertMask, topK } = TWIN_INPUTS
+
+/** Declares the twin graph's control inputs, every one of the spec (TWIN_INPUTS) in its order. */
 function declareControls(ctx: RewriteContext): void {
   const { editor, experts: T } = ctx
-  const b = ctx.options.batchDim
+  const dim = (d: TwinInputSpec['dims'][number]): Dim =>
+    d === 'batch' ? ctx.options.batchDim : d === 'T' ? T : d
   const graph = editor.graph
+  const specs: readonly TwinInputSpec[] = Object.values(TWIN_INPUTS)
   graph.input = [
     ...(graph.input ?? []),
-    valueInfo(editor.claim(TWIN_INPUTS.mixWeights), 'float', [b, T]),
-    valueInfo(editor.claim(TWIN_INPUTS.useRouter), 'float', [b, 1]),
-    valueInfo(editor.claim(TWIN_INPUTS.expertMask), 'float', [b, T]),
-    valueInfo(editor.claim(TWIN_INPUTS.topK), 'int64', [b, 1]),
+    ...specs.map((spec) =>
+      valueInfo(
+        editor.claim(spec.name),
+        spec.dtype === 'int64' ? 'int64' : 'float',
+        spec.dims.map(dim),
+      ),
+    ),
   ]
 }
 
@@ -38,10 +45,10 @@ function declareControls(ctx: RewriteContext): void {
  */
 function routedWeights(ctx: RewriteContext, probs: string): string {
   const { editor, ops, experts: T } = ctx
-  const masked = editor.node('Mul', [probs, TWIN_INPUTS.expertMask], { hint: 'weights/masked' })
+  const masked = editor.node('Mul', [probs, expertMask.name], { hint: 'weights/masked' })
   const one = editor.int64('weights/one', [1], [])
   const kMax = editor.int64('weights/t', [ctx.gatherK ?? T], [])
-  const kAtLeastOne = editor.node('Max', [TWIN_INPUTS.topK, one], { hint: 'weights/k_lo' })
+  const kAtLeastOne = editor.node('Max', [topK.name, one], { hint: 'weights/k_lo' })
   const k = editor.node('Min', [kAtLeastOne, kMax], { hint: 'weights/k' })
   const kIndex = editor.node('Sub', [k, one], { hint: 'weights/k_index' }) // [batch, 1]
   const sorted = editor.node('TopK', [masked, editor.int64('weights/all', [T])], {
@@ -79,16 +86,14 @@ export function emitExpertWeights(
     from: router.firstNode,
     probs: router.probs,
     dims: [b, T],
-    useRouter: TWIN_INPUTS.useRouter,
-    passThrough: TWIN_INPUTS.mixWeights,
+    useRouter: useRouter.name,
+    passThrough: mixWeights.name,
   })
   const routed = routedWeights(ctx, probs)
-  const useRouter = editor.node(
-    'Greater',
-    [TWIN_INPUTS.useRouter, ops.scalar(0.5, 'weights/half')],
-    { hint: 'weights/use_router' },
-  )
-  let applied = editor.node('Where', [useRouter, routed, TWIN_INPUTS.mixWeights], {
+  const routerRow = editor.node('Greater', [useRouter.name, ops.scalar(0.5, 'weights/half')], {
+    hint: 'weights/use_router',
+  })
+  let applied = editor.node('Where', [routerRow, routed, mixWeights.name], {
     hint: 'weights/w',
   })
   let picked: string | undefined

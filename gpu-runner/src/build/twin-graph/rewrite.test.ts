@@ -10,7 +10,8 @@ import {
 import type { MatrixFactors, VectorFactors } from '../../factors/exclusive-factors.ts'
 import type { ModelProto } from '../../onnx/proto.ts'
 import { onnx } from '../../onnx/proto.ts'
-import { openSession, ort } from '../../runtime/ort-session.ts'
+import { openSession, type ort } from '../../runtime/ort-session.ts'
+import { encodeControls } from '../../twin-contract/encode-controls.ts'
 import { TensorProbe } from '../graph/probe.ts'
 import { type RowLayout, rowLayout } from '../graph/row-layout.ts'
 import { analyseSites } from '../graph/weight-sites.ts'
@@ -156,20 +157,15 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 function controls(rows: { mix: number[]; router: boolean; mask?: number[]; k?: number }[]) {
-  const B = rows.length
-  return {
-    mix_weights: new ort.Tensor('float32', Float32Array.from(rows.flatMap((r) => r.mix)), [B, T]),
-    use_router: new ort.Tensor('float32', Float32Array.from(rows.map((r) => (r.router ? 1 : 0))), [
-      B,
-      1,
-    ]),
-    expert_mask: new ort.Tensor(
-      'float32',
-      Float32Array.from(rows.flatMap((r) => r.mask ?? Array(T).fill(1))),
-      [B, T],
-    ),
-    top_k: new ort.Tensor('int64', BigInt64Array.from(rows.map((r) => BigInt(r.k ?? T))), [B, 1]),
-  }
+  return encodeControls(
+    rows.map((r) => ({
+      mixWeights: r.mix,
+      useRouter: r.router ? 1 : 0,
+      ...(r.mask ? { expertMask: r.mask } : {}),
+      ...(r.k !== undefined ? { topK: r.k } : {}),
+    })),
+    T,
+  )
 }
 
 /** The row slice b of a [B, ...] output. */

@@ -7,7 +7,8 @@ import YAML from 'yaml'
 import { writeBuildFixture } from '../../../test-support/test-models.ts'
 import type { MatrixFactors } from '../../factors/exclusive-factors.ts'
 import { loadPackage } from '../../package/load-package.ts'
-import { openSession, ort } from '../../runtime/ort-session.ts'
+import { openSession } from '../../runtime/ort-session.ts'
+import { encodeControls } from '../../twin-contract/encode-controls.ts'
 import { buildPackage } from '../build-package.ts'
 import { modelInputs, syntheticFeeds } from '../import/model-io.ts'
 import { readOnnx, readOnnxBytes } from '../import/read-onnx.ts'
@@ -20,16 +21,14 @@ const T = 4
 const K = 2
 
 function controls(rows: { mix: number[]; router: boolean; k?: number }[]) {
-  const B = rows.length
-  return {
-    mix_weights: new ort.Tensor('float32', Float32Array.from(rows.flatMap((r) => r.mix)), [B, T]),
-    use_router: new ort.Tensor('float32', Float32Array.from(rows.map((r) => (r.router ? 1 : 0))), [
-      B,
-      1,
-    ]),
-    expert_mask: new ort.Tensor('float32', new Float32Array(B * T).fill(1), [B, T]),
-    top_k: new ort.Tensor('int64', BigInt64Array.from(rows.map((r) => BigInt(r.k ?? T))), [B, 1]),
-  }
+  return encodeControls(
+    rows.map((r) => ({
+      mixWeights: r.mix,
+      useRouter: r.router ? 1 : 0,
+      ...(r.k !== undefined ? { topK: r.k } : {}),
+    })),
+    T,
+  )
 }
 
 function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
