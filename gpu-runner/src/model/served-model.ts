@@ -28,7 +28,7 @@ import { MatmulBackend } from '../merge/matmul.ts'
 import { onnx } from '../onnx/proto.ts'
 import { sha256 } from '../package/write-package.ts'
 import { type OpenedSession, openSession, ort, type Provider } from '../runtime/ort-session.ts'
-import { checkContract } from '../twin-contract/check-contract.ts'
+import { assertControlsSupported, checkContract } from '../twin-contract/check-contract.ts'
 import { encodeControls, type RowControls } from '../twin-contract/encode-controls.ts'
 import { expertColumns, rowControls } from './controls.ts'
 import {
@@ -225,12 +225,14 @@ export class ServedModel {
         reportedWeights,
       }
     }
+    const controls = rowControls(selection, this.manifest.experts, this.name)
+    assertControlsSupported(this.name, controls, this.controls)
     return {
       ...common,
       path: 'factored',
       variant: TWIN_VARIANT,
       batchKey: `${this.name}|twin|${shapes}`,
-      controls: rowControls(selection, this.manifest.experts, this.name),
+      controls,
     }
   }
 

@@ -11,9 +11,10 @@ import {
   TWIN_INPUTS,
   TWIN_OUTPUT_WEIGHTS,
   type TwinInputKey,
+  type TwinInputSpec,
 } from '@twinserve/shared'
 import type { ort } from '../runtime/ort-session.ts'
-import { TWIN_INPUT_KEYS } from './encode-controls.ts'
+import { type RowControls, TWIN_INPUT_KEYS } from './encode-controls.ts'
 
 type Session = Pick<ort.InferenceSession, 'inputNames' | 'outputNames'> & {
   inputMetadata?: ort.InferenceSession['inputMetadata']
@@ -94,4 +95,23 @@ export function checkContract(
       throw problem(m.name, `variant '${name}'’s outputs`, v.outputNames, `[${outs.join(', ')}]`)
   }
   return controls
+}
+
+/**
+ * A request may only set controls the package's twin graph has: an older package lacks the optional ones.
+ * @throws AppError INVALID_REQUEST naming the package and the control
+ */
+export function assertControlsSupported(
+  model: string,
+  row: RowControls,
+  controls: readonly TwinInputKey[],
+): void {
+  const missing = TWIN_INPUT_KEYS.find((k) => row[k] !== undefined && !controls.includes(k))
+  if (missing === undefined) return
+  const spec: TwinInputSpec = TWIN_INPUTS[missing]
+  const what = spec.parameter ? `parameters.${spec.parameter}` : `the control '${spec.name}'`
+  throw new AppError(
+    'INVALID_REQUEST',
+    `model '${model}' does not support ${what}: its twin graph has no '${spec.name}' input (the package was built before that control existed; rebuild it with a newer twinserve build)`,
+  )
 }
