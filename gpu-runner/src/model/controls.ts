@@ -51,5 +51,10 @@ export function rowControls(
       `exclude_experts removes every expert of model '${model}'; keep at least one (or use variant 'shared')`,
     )
   // k beyond the experts left is dense; the graph clamps k to T, and masked experts already weigh 0.
-  return { useRouter: 1, expertMask: mask, topK: Math.min(selection.topK ?? T, T) }
+  return {
+    useRouter: 1,
+    expertMask: mask,
+    topK: Math.min(selection.topK ?? T, T),
+    ...(selection.abstainBelow !== undefined ? { abstainBelow: selection.abstainBelow } : {}),
+  }
 }

@@ -95,6 +95,18 @@ export const TWIN_INPUTS = {
     optional: false,
     parameter: 'top_k',
   },
+  /**
+   * A router row whose router is less sure than this (its largest weight over the experts the row allows,
+   * after `expert_mask`, before `top_k`) applies no expert: weights 0, the shared model. 0: never.
+   */
+  abstainBelow: {
+    name: 'abstain_below',
+    dtype: 'float32',
+    dims: ['batch', 1],
+    absent: 0,
+    optional: true,
+    parameter: 'abstain_below',
+  },
 } as const satisfies Record<string, TwinInputSpec>
 export type TwinInputKey = keyof typeof TWIN_INPUTS
 

@@ -1,6 +1,6 @@
 /**
  * Node emitters whose form changed across ONNX opsets (axes moved from attributes to inputs: Unsqueeze and
- * ReduceSum at 13, ReduceMean at 18). The rewrite keeps the base model's opset, because raising it could change
+ * ReduceSum at 13, ReduceMean and ReduceMax at 18). The rewrite keeps the base model's opset, because raising it could change
  * the meaning of the nodes already there.
  * @module
  */
@@ -40,7 +40,7 @@ export class Ops {
   }
 
   private reduce(
-    op: 'ReduceSum' | 'ReduceMean',
+    op: 'ReduceSum' | 'ReduceMean' | 'ReduceMax',
     x: string,
     axes: readonly number[],
     keepdims: boolean,
@@ -61,6 +61,10 @@ export class Ops {
 
   reduceMean(x: string, axes: readonly number[], keepdims: boolean, hint = 'reduce_mean'): string {
     return this.reduce('ReduceMean', x, axes, keepdims, hint)
+  }
+
+  reduceMax(x: string, axes: readonly number[], keepdims: boolean, hint = 'reduce_max'): string {
+    return this.reduce('ReduceMax', x, axes, keepdims, hint)
   }
 
   scalar(value: number, hint = 'const'): string {

@@ -1,7 +1,8 @@
 /**
  * Step 2 of the rewrite: the [batch, T] expert weights each row applies. In the twin contract (controls
  * 'inputs') the control inputs are declared, the router runs behind its gate (router/router-gate.ts), router rows
- * are masked, cut to their top_k and renormalised, explicit rows pass `mix_weights` through, and the applied
+ * are masked, cut to their top_k and renormalised (or abstain: weights 0 when the router is less sure than
+ * `abstain_below`), explicit rows pass `mix_weights` through, and the applied
  * weights are a graph output. A variant graph (controls 'router') applies the router's dense weights.
  * @module
  */
@@ -18,7 +19,7 @@ export interface ExpertWeights {
   picked?: string
 }
 
-const { mixWeights, useRouter, expertMask, topK } = TWIN_INPUTS
+const { mixWeights, useRouter, expertMask, topK, abstainBelow } = TWIN_INPUTS
 
 /** Declares the twin graph's control inputs, every one of the spec (TWIN_INPUTS) in its order. */
 function declareControls(ctx: RewriteContext): void {
@@ -67,7 +68,27 @@ function routedWeights(ctx: RewriteContext, probs: string): string {
   const sum = ops.reduceSum(kept, [1], true, 'weights/sum')
   // A row whose experts are all masked gets weights 0, i.e. the shared model, instead of NaN.
   const den = editor.node('Max', [sum, ops.scalar(1e-12, 'weights/eps')], { hint: 'weights/den' })
-  return editor.node('Div', [kept, den], { hint: 'weights/routed' })
+  const routed = editor.node('Div', [kept, den], { hint: 'weights/routed' })
+  return abstain(ctx, masked, routed)
+}
+
+/**
+ * Router rows less sure than `abstain_below` get weights 0 (the shared model). The router's confidence is its
+ * largest weight over the experts the row allows, taken before top_k: after top_k's renormalisation a top-1 row
+ * would always be sure.
+ */
+function abstain(ctx: RewriteContext, masked: string, routed: string): string {
+  const { editor, ops } = ctx
+  const total = ops.reduceSum(masked, [1], true, 'weights/allowed')
+  const den = editor.node('Max', [total, ops.scalar(1e-12, 'weights/allowed_eps')], {
+    hint: 'weights/allowed_den',
+  })
+  const largest = ops.reduceMax(masked, [1], true, 'weights/largest')
+  const confidence = editor.node('Div', [largest, den], { hint: 'weights/confidence' }) // [batch, 1]
+  const unsure = editor.node('Less', [confidence, abstainBelow.name], { hint: 'weights/unsure' })
+  return editor.node('Where', [unsure, ops.scalar(0, 'weights/abstained'), routed], {
+    hint: 'weights/abstain',
+  })
 }
 
 /**

@@ -156,13 +156,16 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return m
 }
 
-function controls(rows: { mix: number[]; router: boolean; mask?: number[]; k?: number }[]) {
+function controls(
+  rows: { mix: number[]; router: boolean; mask?: number[]; k?: number; abstain?: number }[],
+) {
   return encodeControls(
     rows.map((r) => ({
       mixWeights: r.mix,
       useRouter: r.router ? 1 : 0,
       ...(r.mask ? { expertMask: r.mask } : {}),
       ...(r.k !== undefined ? { topK: r.k } : {}),
+      ...(r.abstain !== undefined ? { abstainBelow: r.abstain } : {}),
     })),
     T,
   )
@@ -260,6 +263,64 @@ describe.each([
     expect(masked[1]).toBe(0)
     expect((masked[0] as number) + (masked[2] as number)).toBeCloseTo(1, 5)
     expect(Array.from(row(w, 3))).toEqual(Array.from(Float32Array.of(0.1, 0.2, 0.7)))
+  })
+
+  it('abstains (issue #18): router rows less sure than abstain_below apply no expert and compute the shared model', async () => {
+    const { twin, inputs, sharedModel } = await setup(build)
+    const B = 4
+    const x = syntheticFeeds(inputs, B, 5)
+    const routed = await run(twin, {
+      ...x,
+      ...controls(Array(B).fill({ mix: [0, 0, 0], router: true })),
+    })
+    // The router's confidence per row: its largest weight (dense routing, no mask).
+    const sure = Array.from({ length: B }, (_, b) => Math.max(...row(routed.expert_weights, b)))
+    expect(Math.min(...sure)).toBeLessThan(1)
+    const rows = [
+      { mix: [0, 0, 0], router: true, abstain: (sure[0] as number) + 1e-3 }, // less sure: abstains
+      { mix: [0, 0, 0], router: true, abstain: (sure[1] as number) - 1e-3 }, // sure enough
+      // Confidence is taken before top_k (after it, a top-1 row would always be sure): still abstains.
+      { mix: [0, 0, 0], router: true, k: 1, abstain: (sure[2] as number) + 1e-3 },
+      { mix: [0.2, 0.3, 0.5], router: false, abstain: 1 }, // explicit rows never abstain
+    ]
+    const out = await run(twin, { ...x, ...controls(rows) })
+    const shared = await run(sharedModel, x)
+    expect(Array.from(row(out.expert_weights, 0))).toEqual([0, 0, 0])
+    expect(Array.from(row(out.logits, 0))).toEqual(Array.from(row(shared.logits, 0)))
+    expect(Array.from(row(out.expert_weights, 1))).toEqual(
+      Array.from(row(routed.expert_weights, 1)),
+    )
+    expect(Array.from(row(out.logits, 1))).toEqual(Array.from(row(routed.logits, 1)))
+    expect(Array.from(row(out.expert_weights, 2))).toEqual([0, 0, 0])
+    expect(Array.from(row(out.expert_weights, 3))).toEqual(
+      Array.from(Float32Array.of(0.2, 0.3, 0.5)),
+    )
+    // The check has teeth: a routed row is not the shared model.
+    expect(maxAbsDiff(row(routed.logits, 0), row(shared.logits, 0))).toBeGreaterThan(1e-3)
+
+    // With experts excluded, the confidence is over the experts the row allows (renormalised).
+    const mask = [1, 1, 0]
+    const allowed = await run(twin, {
+      ...x,
+      ...controls(Array(B).fill({ mix: [0, 0, 0], router: true, mask })),
+    })
+    const c0 = Math.max(...row(allowed.expert_weights, 0))
+    const edge = await run(twin, {
+      ...x,
+      ...controls([
+        { mix: [0, 0, 0], router: true, mask, abstain: c0 - 1e-3 },
+        { mix: [0, 0, 0], router: true, mask, abstain: 1 },
+        { mix: [0, 0, 0], router: true, mask, abstain: 0 },
+        { mix: [0, 0, 0], router: true, mask },
+      ]),
+    })
+    expect(Array.from(row(edge.expert_weights, 0))).toEqual(
+      Array.from(row(allowed.expert_weights, 0)),
+    )
+    expect(Array.from(row(edge.expert_weights, 1))).toEqual([0, 0, 0])
+    expect(Array.from(row(edge.expert_weights, 2))).toEqual(
+      Array.from(row(allowed.expert_weights, 2)),
+    )
   })
 })
 
