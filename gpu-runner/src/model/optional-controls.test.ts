@@ -22,7 +22,13 @@ const cacheOpts = { maxEntries: 2, maxBytes: 1 << 20 }
 
 let built: ServedModel
 beforeAll(async () => {
-  const fx = await writeBuildFixture(join(root, 'fx'), { recipe: { variants: [] } })
+  // The recipe's default threshold: 1, so every row the router is not fully sure about abstains by default.
+  const fx = await writeBuildFixture(join(root, 'fx'), {
+    recipe: {
+      variants: [],
+      router: { data: 'routing.jsonl', hidden: [16], epochs: 20, seed: 1, abstain_below: 1 },
+    },
+  })
   await buildPackage(fx.recipePath, {
     out: join(root, 'pkg'),
     reporter: createReporter({ quiet: true }),
@@ -42,9 +48,14 @@ function request(
   }
 }
 
-async function run(m: ServedModel, req: InferenceRequest): Promise<ResponseOutput[]> {
+async function runWithParameters(m: ServedModel, req: InferenceRequest) {
   const [out] = await m.run([m.prepare(req)])
-  return out ?? []
+  if (!out) throw new Error('no result')
+  return out
+}
+
+async function run(m: ServedModel, req: InferenceRequest): Promise<ResponseOutput[]> {
+  return (await runWithParameters(m, req)).outputs
 }
 
 const data = (outs: readonly ResponseOutput[], name: string) =>
@@ -65,14 +76,14 @@ describe('a package built with abstain_below', () => {
 
   it('never abstains at 0; rows less sure than the threshold get weights 0 and the shared model', async () => {
     const B = 8
-    const routed = await run(built, request(x, B))
-    const never = await run(built, request(x, B, { abstain_below: 0 }))
-    expect(never).toEqual(routed)
+    const routed = await run(built, request(x, B, { abstain_below: 0 }))
     const shared = await run(built, request(x, B, { variant: 'shared' }))
     const weights = data(routed, 'expert_weights')
     const sure = Array.from({ length: B }, (_, b) => Math.max(...weights.slice(b * 3, b * 3 + 3)))
     const threshold = [...sure].sort((a, b) => a - b)[B / 2] as number
-    const out = await run(built, request(x, B, { abstain_below: threshold }))
+    const result = await runWithParameters(built, request(x, B, { abstain_below: threshold }))
+    const out = result.outputs
+    expect(result.parameters).toEqual({ abstained_rows: B / 2 })
     let abstained = 0
     for (let b = 0; b < B; b++) {
       const w = data(out, 'expert_weights').slice(b * 3, b * 3 + 3)
@@ -89,6 +100,22 @@ describe('a package built with abstain_below', () => {
       }
     }
     expect(abstained).toBe(B / 2)
+  })
+
+  it('takes the recipe’s default threshold when a request sets none, and reports it in the metadata', async () => {
+    expect(built.manifest.router.abstainBelow).toBe(1)
+    expect(built.metadata().parameters).toMatchObject({ abstain_below: 1 })
+    const B = 8
+    const byDefault = await runWithParameters(built, request(x, B))
+    const w = data(byDefault.outputs, 'expert_weights')
+    const zeroRows = Array.from({ length: B }, (_, b) => b).filter((b) =>
+      w.slice(b * 3, b * 3 + 3).every((v) => v === 0),
+    )
+    expect(zeroRows.length).toBeGreaterThan(0)
+    expect(byDefault.parameters).toEqual({ abstained_rows: zeroRows.length })
+    // Explicit mixes and variants never abstain, and say nothing about it.
+    const mix = await runWithParameters(built, request(x, 2, { experts: { 'task-a': 1 } }))
+    expect(mix.parameters).toEqual({})
   })
 })
 

@@ -42,6 +42,16 @@ import { concatRows, decodeInputs, type HostTensor, sliceRows } from './tensors.
 
 export type MergePath = 'factored' | 'materialized' | 'static'
 
+/** One request's result: its outputs and the response parameters the run adds. */
+export interface RunResult {
+  outputs: ResponseOutput[]
+  /** Added to the V2 response's `parameters` (e.g. `abstained_rows`); empty for most requests. */
+  parameters: Record<string, number>
+}
+
+/** A router request with an abstain threshold: some of its rows may fall back to the shared model. */
+const mayAbstain = (r: { controls?: RowControls }) => (r.controls?.abstainBelow ?? 0) > 0
+
 /** The label of the twin graph where a response names its variant. */
 export const TWIN_VARIANT = 'twin'
 
@@ -153,6 +163,7 @@ export class ServedModel {
         variants: this.variantNames,
         router: m.router.kind,
         router_feature: m.router.feature,
+        ...(m.router.abstainBelow !== undefined ? { abstain_below: m.router.abstainBelow } : {}),
         provider: this.provider,
         merge_paths: this.init.materializedUnavailable
           ? ['factored', 'static']
@@ -225,7 +236,12 @@ export class ServedModel {
         reportedWeights,
       }
     }
-    const controls = rowControls(selection, this.manifest.experts, this.name)
+    const fallback = this.manifest.router.abstainBelow
+    const routed =
+      selection.kind === 'router' && selection.abstainBelow === undefined && fallback !== undefined
+        ? { ...selection, abstainBelow: fallback }
+        : selection
+    const controls = rowControls(routed, this.manifest.experts, this.name)
     assertControlsSupported(this.name, controls, this.controls)
     return {
       ...common,
@@ -255,9 +271,9 @@ export class ServedModel {
 
   /**
    * Runs one batch (requests with the same batch key) and splits the outputs back per request.
-   * @returns each request's response outputs, in the batch's order
+   * @returns each request's response outputs and parameters, in the batch's order
    */
-  async run(batch: readonly PreparedRequest[]): Promise<ResponseOutput[][]> {
+  async run(batch: readonly PreparedRequest[]): Promise<RunResult[]> {
     const first = batch[0]
     if (!first) return []
     if (batch.some((r) => r.batchKey !== first.batchKey))
@@ -266,57 +282,75 @@ export class ServedModel {
     first.inputs.forEach((t, i) => {
       feeds[t.name] = concatRows(batch.map((r) => r.inputs[i] as HostTensor))
     })
-    const wanted = new Set(batch.flatMap((r) => r.outputs))
-    const baseOutputs = this.manifest.outputs.map((o) => o.name).filter((n) => wanted.has(n))
-
-    let results: Record<string, ort.Tensor>
-    if (first.path === 'static') {
-      const v = this.variants.get(first.variant)
-      if (!v) throw new AppError('INTERNAL', `variant '${first.variant}' vanished`)
-      results = baseOutputs.length > 0 ? await v.session.run(feeds, baseOutputs) : {}
-    } else if (first.path === 'factored') {
-      Object.assign(feeds, this.controlFeeds(batch))
-      const fetch = [
-        ...baseOutputs,
-        ...(wanted.has(TWIN_OUTPUT_WEIGHTS) ? [TWIN_OUTPUT_WEIGHTS] : []),
-      ]
-      results = await this.twin.session.run(feeds, fetch.length ? fetch : [TWIN_OUTPUT_WEIGHTS])
-    } else {
-      const { session, weights } = await this.materializedWeights(first)
-      Object.assign(
-        feeds,
-        this.controlFeeds(batch.map((r) => ({ rows: r.rows }))),
-        Object.fromEntries(weights),
-      )
-      results = await session.run(feeds, baseOutputs.length ? baseOutputs : [TWIN_OUTPUT_WEIGHTS])
-    }
-
+    const results = await this.runGraph(batch, feeds)
     const totalRows = batch.reduce((a, r) => a + r.rows, 0)
-    const out: ResponseOutput[][] = []
+    const out: RunResult[] = []
     let row = 0
     for (const r of batch) {
       const from = row
       row += r.rows
-      out.push(
-        r.outputs.map((name) => {
-          const reported = r.reportedWeights
-          if (name === TWIN_OUTPUT_WEIGHTS && reported) {
-            const data: number[] = []
-            for (let i = 0; i < r.rows; i++) data.push(...reported)
-            return { name, datatype: 'FP32', shape: [r.rows, this.T], data }
-          }
-          const t = results[name]
-          if (!t) throw new AppError('INTERNAL', `the model did not return output '${name}'`)
-          if (t.dims[0] !== totalRows)
-            throw new AppError(
-              'INTERNAL',
-              `output '${name}' does not have the batch as dimension 0`,
-            )
-          return sliceRows(name, t, from, row)
-        }),
-      )
+      const outputs = r.outputs.map((name) => {
+        const reported = r.reportedWeights
+        if (name === TWIN_OUTPUT_WEIGHTS && reported) {
+          const data: number[] = []
+          for (let i = 0; i < r.rows; i++) data.push(...reported)
+          return { name, datatype: 'FP32' as const, shape: [r.rows, this.T], data }
+        }
+        const t = results[name]
+        if (!t) throw new AppError('INTERNAL', `the model did not return output '${name}'`)
+        if (t.dims[0] !== totalRows)
+          throw new AppError('INTERNAL', `output '${name}' does not have the batch as dimension 0`)
+        return sliceRows(name, t, from, row)
+      })
+      out.push({ outputs, parameters: this.rowReport(r, results[TWIN_OUTPUT_WEIGHTS], from) })
     }
     return out
+  }
+
+  /** The batch's graph run: a variant's plain graph, the twin graph, or the materialised-merge graph. */
+  private async runGraph(
+    batch: readonly PreparedRequest[],
+    feeds: Feeds,
+  ): Promise<Record<string, ort.Tensor>> {
+    const first = batch[0] as PreparedRequest
+    const wanted = new Set(batch.flatMap((r) => r.outputs))
+    const baseOutputs = this.manifest.outputs.map((o) => o.name).filter((n) => wanted.has(n))
+    if (first.path === 'static') {
+      const v = this.variants.get(first.variant)
+      if (!v) throw new AppError('INTERNAL', `variant '${first.variant}' vanished`)
+      return baseOutputs.length > 0 ? await v.session.run(feeds, baseOutputs) : {}
+    }
+    if (first.path === 'factored') {
+      Object.assign(feeds, this.controlFeeds(batch))
+      // The applied weights also say which rows abstained.
+      const weights = wanted.has(TWIN_OUTPUT_WEIGHTS) || batch.some(mayAbstain)
+      const fetch = [...baseOutputs, ...(weights ? [TWIN_OUTPUT_WEIGHTS] : [])]
+      return this.twin.session.run(feeds, fetch.length ? fetch : [TWIN_OUTPUT_WEIGHTS])
+    }
+    const { session, weights } = await this.materializedWeights(first)
+    Object.assign(
+      feeds,
+      this.controlFeeds(batch.map((r) => ({ rows: r.rows }))),
+      Object.fromEntries(weights),
+    )
+    return session.run(feeds, baseOutputs.length ? baseOutputs : [TWIN_OUTPUT_WEIGHTS])
+  }
+
+  /**
+   * Response parameters from the run, per request: with an abstain threshold, `abstained_rows`, how many of
+   * its rows the router was too unsure for (they applied no expert: the shared model).
+   */
+  private rowReport(
+    r: PreparedRequest,
+    weights: ort.Tensor | undefined,
+    from: number,
+  ): Record<string, number> {
+    if (!mayAbstain(r) || weights?.type !== 'float32') return {}
+    const w = weights.data as Float32Array // [batch, T]
+    let abstained = 0
+    for (let i = from; i < from + r.rows; i++)
+      if (w.subarray(i * this.T, (i + 1) * this.T).every((x) => x === 0)) abstained++
+    return { abstained_rows: abstained }
   }
 
   /**
@@ -325,7 +359,7 @@ export class ServedModel {
    * declared check but not the graph's own (e.g. two inputs whose sequence lengths disagree): the caller's input.
    * @returns per request: its outputs, or the AppError it failed with
    */
-  async runIsolated(batch: readonly PreparedRequest[]): Promise<(ResponseOutput[] | AppError)[]> {
+  async runIsolated(batch: readonly PreparedRequest[]): Promise<(RunResult | AppError)[]> {
     try {
       return await this.run(batch)
     } catch (err) {

@@ -57,6 +57,11 @@ export const RouterRecipeSchema = z.strictObject({
   max_per_expert: z.number().int().min(3).optional(),
   /** Softmax temperature of the prototype router's cosine similarities. */
   temperature: z.number().gt(0).lte(10).default(0.1),
+  /**
+   * The package's default abstain threshold: router rows less sure than this use the shared model, unless a
+   * request sets its own `abstain_below` (see merge-controls.ts). Default: never abstain.
+   */
+  abstain_below: z.number().min(0).max(1).optional(),
 })
 
 export const VariantRecipeSchema = z.strictObject({

@@ -163,6 +163,8 @@ export const RouterInfoSchema = z.strictObject({
   featureSize: z.number().int().positive(),
   /** Accuracy on the builder's held-out split of the routing data (never the test split). */
   heldoutAccuracy: z.number().min(0).max(1).optional(),
+  /** Default `abstain_below` of router requests that do not set one (recipe `router.abstain_below`). */
+  abstainBelow: z.number().min(0).max(1).optional(),
 })
 
 export const VariantSchema = z.strictObject({

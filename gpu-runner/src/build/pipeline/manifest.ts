@@ -31,6 +31,9 @@ export function packageManifest(
       feature: ctx.feature,
       featureSize: twin.featureSize,
       heldoutAccuracy: twin.router.heldoutAccuracy,
+      ...(recipe.router.abstain_below !== undefined
+        ? { abstainBelow: recipe.router.abstain_below }
+        : {}),
     },
     // A matrix kept at rank 0 for every expert carries nothing; it is reported, not listed.
     exclusive: twin.exclusive.rows
