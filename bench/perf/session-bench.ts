@@ -12,6 +12,7 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { InferenceRequest, PackageManifest, TensorMetadata } from '@twinserve/shared'
+import { xorshift32 } from '../../gpu-runner/src/build/import/model-io.ts'
 import { mergeTensor } from '../../gpu-runner/src/merge/merge-tensor.ts'
 import { loadModel } from '../../gpu-runner/src/model/load-model.ts'
 import type { ServedModel } from '../../gpu-runner/src/model/served-model.ts'
@@ -50,15 +51,7 @@ export function exampleInputs(
   seed: number,
 ): Feeds {
   const feeds: Feeds = {}
-  let s = seed >>> 0 || 1
-  const next = () => {
-    s ^= s << 13
-    s >>>= 0
-    s ^= s >>> 17
-    s ^= s << 5
-    s >>>= 0
-    return s / 2 ** 32
-  }
+  const next = xorshift32(seed)
   for (const input of inputs) {
     const dims = input.shape.map((d, i) => (i === 0 ? rows : d < 0 ? BERT.seq : d))
     const n = dims.reduce((a, b) => a * b, 1)

@@ -9,10 +9,9 @@ import {
   floatInitializers,
   type OnnxModel,
   readOnnx,
-  tensorDims,
   withFloatInitializers,
 } from '../../gpu-runner/src/build/import/read-onnx.ts'
-import { mergeTensor } from '../../gpu-runner/src/merge/index.ts'
+import { mergeTensors } from '../../gpu-runner/src/build/pipeline/shared-merge.ts'
 import { onnx } from '../../gpu-runner/src/onnx/proto.ts'
 
 export interface ZooModels {
@@ -42,23 +41,9 @@ export async function readZooModels(
   }
 }
 
-/** The merged value of every float tensor under `spec`. */
+/** The merged value of every float tensor under `spec` (the builder's shared-merge step). */
 export function mergeValues(z: ZooModels, spec: MergeSpec): Map<string, Float32Array> {
-  const out = new Map<string, Float32Array>()
-  for (const [name, b] of z.baseValues) {
-    const t = z.base.initializers.get(name)
-    out.set(
-      name,
-      mergeTensor(spec, {
-        base: b,
-        experts: z.experts.map((e) => e.get(name) as Float32Array),
-        names: z.names,
-        shape: t ? tensorDims(t) : [b.length],
-        tensorName: name,
-      }),
-    )
-  }
-  return out
+  return mergeTensors(z, spec)
 }
 
 /** A plain graph (the base's) holding `values`: what a static variant file contains. */

@@ -147,6 +147,19 @@ export function stackExamples(
   return feeds
 }
 
+/** A seeded xorshift32 generator of uniform [0, 1) values: deterministic and good enough for probe inputs. */
+export function xorshift32(seed: number): () => number {
+  let state = seed >>> 0 || 1
+  return () => {
+    state ^= state << 13
+    state >>>= 0
+    state ^= state >>> 17
+    state ^= state << 5
+    state >>>= 0
+    return state / 2 ** 32
+  }
+}
+
 /**
  * Generated feeds for models without examples: floats uniform in [0, 1) from a seeded generator, integers 0,
  * booleans false; dynamic non-batch dims become `dynamicSize`.
@@ -157,16 +170,7 @@ export function syntheticFeeds(
   seed: number,
   dynamicSize = 4,
 ): Record<string, ort.Tensor> {
-  let state = seed >>> 0 || 1
-  const next = () => {
-    // xorshift32: deterministic and good enough for probe inputs.
-    state ^= state << 13
-    state >>>= 0
-    state ^= state >>> 17
-    state ^= state << 5
-    state >>>= 0
-    return state / 2 ** 32
-  }
+  const next = xorshift32(seed)
   const feeds: Record<string, ort.Tensor> = {}
   for (const input of inputs) {
     const dims = input.dims.map((d, i) =>

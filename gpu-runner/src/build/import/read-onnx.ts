@@ -28,21 +28,18 @@ export interface OnnxModel {
   sizeBytes: number
 }
 
-const ELEM_BYTES: Partial<Record<number, number>> = {
-  [TensorDataType.FLOAT]: 4,
-  [TensorDataType.UINT8]: 1,
-  [TensorDataType.INT8]: 1,
-  [TensorDataType.UINT16]: 2,
-  [TensorDataType.INT16]: 2,
-  [TensorDataType.INT32]: 4,
-  [TensorDataType.INT64]: 8,
-  [TensorDataType.BOOL]: 1,
-  [TensorDataType.FLOAT16]: 2,
-  [TensorDataType.DOUBLE]: 8,
-  [TensorDataType.UINT32]: 4,
-  [TensorDataType.UINT64]: 8,
-  [TensorDataType.BFLOAT16]: 2,
-}
+const D = TensorDataType
+/** Bytes per element of each tensor data type, grouped by size. */
+const ELEM_BYTES = new Map<number, number>(
+  (
+    [
+      [1, [D.UINT8, D.INT8, D.BOOL]],
+      [2, [D.UINT16, D.INT16, D.FLOAT16, D.BFLOAT16]],
+      [4, [D.FLOAT, D.INT32, D.UINT32]],
+      [8, [D.INT64, D.DOUBLE, D.UINT64]],
+    ] as const
+  ).flatMap(([bytes, types]) => types.map((t) => [t, bytes] as const)),
+)
 
 function invalid(path: string, message: string, cause?: unknown): AppError {
   return new AppError(
@@ -117,7 +114,7 @@ export async function readOnnx(path: string): Promise<OnnxModel> {
       sizeBytes += data.byteLength
     }
     const dims = tensorDims(t)
-    const elem = ELEM_BYTES[t.dataType ?? 0]
+    const elem = ELEM_BYTES.get(t.dataType ?? 0)
     if (elem === undefined)
       throw invalid(path, `initializer '${name}' has unsupported data type ${t.dataType}`)
     const expected = elementCount(dims) * elem

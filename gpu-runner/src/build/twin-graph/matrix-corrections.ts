@@ -68,6 +68,17 @@ function activationOf(ctx: RewriteContext, n: INodeProto, use: MatrixUse, name: 
   return ctx.editor.node('Transpose', [x], { attrs: { perm: [1, 0] }, hint: `${name}/a_t` })
 }
 
+/** Each use of matrix `name`: the use, its node, and the index of the node whose output gets the correction. */
+function usesOf(ctx: RewriteContext, name: string) {
+  const site = ctx.options.sites.get(name)
+  const targets = ctx.targets.get(name) ?? []
+  return (site?.kind === 'matrix' ? site.uses : []).map((use, k) => ({
+    use,
+    node: ctx.original[use.node] as INodeProto,
+    target: targets[k] ?? use.node,
+  }))
+}
+
 /** Gemm computes alpha·A·B: the correction of its B is scaled alike. */
 function scaledByAlpha(
   ctx: RewriteContext,
@@ -97,12 +108,7 @@ function denseCorrections(
   const s = editor.node('Mul', [gathered, stored.sigma], { hint: `${m.name}/s` }) // [batch, R]
   let vtT: string | undefined // [cols, R] for transposed uses
   let uT: string | undefined // [R, rows]
-  const site = ctx.options.sites.get(m.name)
-  const uses = site?.kind === 'matrix' ? site.uses : []
-  const targets = ctx.targets.get(m.name) ?? []
-  for (const [k, use] of uses.entries()) {
-    const target = targets[k] ?? use.node
-    const n = ctx.original[use.node] as INodeProto
+  for (const { use, node: n, target } of usesOf(ctx, m.name)) {
     const x = activationOf(ctx, n, use, m.name)
     let inFactor = stored.u
     let outFactor = stored.vt
@@ -147,12 +153,7 @@ function gatheredCorrections(
     w: weights.applied,
     idx: weights.picked,
   })
-  const site = ctx.options.sites.get(m.name)
-  const uses = site?.kind === 'matrix' ? site.uses : []
-  const targets = ctx.targets.get(m.name) ?? []
-  for (const [k, use] of uses.entries()) {
-    const target = targets[k] ?? use.node
-    const n = ctx.original[use.node] as INodeProto
+  for (const { use, node: n, target } of usesOf(ctx, m.name)) {
     const x = activationOf(ctx, n, use, m.name)
     const c = g.correction(x, use.transposed, corrections.sharedOutput(target))
     corrections.add(target, scaledByAlpha(ctx, n, use, c, m.name))
