@@ -1,9 +1,8 @@
 /**
  * Step 2 of the rewrite: the [batch, T] expert weights each row applies. In the twin contract (controls
  * 'inputs') the control inputs are declared, the router runs behind its gate (router/router-gate.ts), router rows
- * are masked, cut to their top_k and renormalised (or abstain: weights 0 when the router is less sure than
- * `abstain_below`), explicit rows pass `mix_weights` through, and the applied
- * weights are a graph output. A variant graph (controls 'router') applies the router's dense weights.
+ * abstain when the router is less sure than `abstain_below` (weights 0), are masked, cut to their top_k and
+ * renormalised, explicit rows pass `mix_weights` through, and the applied weights are a graph output. A variant graph (controls 'router') applies the router's dense weights.
  * @module
  */
 import { TWIN_INPUTS, TWIN_OUTPUT_WEIGHTS, type TwinInputSpec } from '@twinserve/shared'
@@ -68,26 +67,27 @@ function routedWeights(ctx: RewriteContext, probs: string): string {
   const sum = ops.reduceSum(kept, [1], true, 'weights/sum')
   // A row whose experts are all masked gets weights 0, i.e. the shared model, instead of NaN.
   const den = editor.node('Max', [sum, ops.scalar(1e-12, 'weights/eps')], { hint: 'weights/den' })
-  const routed = editor.node('Div', [kept, den], { hint: 'weights/routed' })
-  return abstain(ctx, masked, routed)
+  return editor.node('Div', [kept, den], { hint: 'weights/routed' })
 }
 
 /**
- * Router rows less sure than `abstain_below` get weights 0 (the shared model). The router's confidence is its
- * largest weight over the experts the row allows, taken before top_k: after top_k's renormalisation a top-1 row
- * would always be sure.
+ * Router rows less sure than `abstain_below` get probabilities 0, so mask, top_k and renormalisation leave them
+ * at weights 0 (the shared model). The router's confidence is its largest probability over the experts the row
+ * allows (renormalised), taken before top_k: after top_k's renormalisation a top-1 row would always be sure.
+ * Emitted right after the router, so that it runs inside the router gate: batches without router rows skip it.
  */
-function abstain(ctx: RewriteContext, masked: string, routed: string): string {
+function abstain(ctx: RewriteContext, probs: string): string {
   const { editor, ops } = ctx
-  const total = ops.reduceSum(masked, [1], true, 'weights/allowed')
-  const den = editor.node('Max', [total, ops.scalar(1e-12, 'weights/allowed_eps')], {
-    hint: 'weights/allowed_den',
+  const allowed = editor.node('Mul', [probs, expertMask.name], { hint: 'router/allowed' })
+  const total = ops.reduceSum(allowed, [1], true, 'router/allowed_sum')
+  const den = editor.node('Max', [total, ops.scalar(1e-12, 'router/allowed_eps')], {
+    hint: 'router/allowed_den',
   })
-  const largest = ops.reduceMax(masked, [1], true, 'weights/largest')
-  const confidence = editor.node('Div', [largest, den], { hint: 'weights/confidence' }) // [batch, 1]
-  const unsure = editor.node('Less', [confidence, abstainBelow.name], { hint: 'weights/unsure' })
-  return editor.node('Where', [unsure, ops.scalar(0, 'weights/abstained'), routed], {
-    hint: 'weights/abstain',
+  const largest = ops.reduceMax(allowed, [1], true, 'router/largest')
+  const confidence = editor.node('Div', [largest, den], { hint: 'router/confidence' }) // [batch, 1]
+  const unsure = editor.node('Less', [confidence, abstainBelow.name], { hint: 'router/unsure' })
+  return editor.node('Where', [unsure, ops.scalar(0, 'router/abstained'), probs], {
+    hint: 'router/probs_or_abstain',
   })
 }
 
@@ -105,7 +105,7 @@ export function emitExpertWeights(
   declareControls(ctx)
   const probs = gateRouter(editor, ops, {
     from: router.firstNode,
-    probs: router.probs,
+    probs: abstain(ctx, router.probs),
     dims: [b, T],
     useRouter: useRouter.name,
     passThrough: mixWeights.name,
