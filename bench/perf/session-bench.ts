@@ -11,14 +11,23 @@
  */
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { InferenceRequest, PackageManifest, TensorMetadata } from '@twinserve/shared'
+import type {
+  InferenceRequest,
+  PackageManifest,
+  TensorMetadata,
+  TwinInputKey,
+} from '@twinserve/shared'
 import { xorshift32 } from '../../gpu-runner/src/build/import/model-io.ts'
 import { mergeTensor } from '../../gpu-runner/src/merge/merge-tensor.ts'
 import { loadModel } from '../../gpu-runner/src/model/load-model.ts'
 import type { ServedModel } from '../../gpu-runner/src/model/served-model.ts'
 import { type INodeProto, onnx } from '../../gpu-runner/src/onnx/proto.ts'
 import { openSession, ort, type Provider } from '../../gpu-runner/src/runtime/ort-session.ts'
-import { encodeControls } from '../../gpu-runner/src/twin-contract/encode-controls.ts'
+import {
+  controlsOf,
+  encodeControls,
+  TWIN_INPUT_KEYS,
+} from '../../gpu-runner/src/twin-contract/encode-controls.ts'
 import { BERT, routingTokens } from './bert-encoder.ts'
 import { summarize } from './report.ts'
 
@@ -69,18 +78,22 @@ export function exampleInputs(
   return feeds
 }
 
-/** The twin graph's control inputs: every row with the same explicit mix, or the router (top_k per row). */
+/**
+ * The twin graph's control inputs: every row with the same explicit mix, or the router (top_k per row).
+ * @param controls the controls the graph has (an older package lacks the optional ones)
+ */
 export function twinControls(
   rows: number,
   T: number,
   opts: { mix?: readonly number[]; router?: boolean; topK?: number },
+  controls: readonly TwinInputKey[] = TWIN_INPUT_KEYS,
 ): Feeds {
   const row = {
     ...(opts.mix ? { mixWeights: opts.mix } : {}),
     useRouter: opts.router ? 1 : 0,
     ...(opts.topK !== undefined ? { topK: opts.topK } : {}),
   }
-  return encodeControls(Array(rows).fill(row), T)
+  return encodeControls(Array(rows).fill(row), T, controls)
 }
 
 /** A normalised random mix over `experts` of T (the rest 0). */
@@ -156,7 +169,7 @@ export async function twinCases(
     : await pool.get(path)
   const x = exampleInputs(manifest.inputs, rows, 7)
   return cases.map((c) => {
-    const feeds = { ...x, ...twinControls(rows, T, c) }
+    const feeds = { ...x, ...twinControls(rows, T, c, controlsOf(twin.inputNames)) }
     return { key: c.key, label: c.label, rows, run: () => twin.run(feeds) }
   })
 }
