@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs'
 import { readFile, rename, writeFile } from 'node:fs/promises'
 import os from 'node:os'
-import { markdownTable } from '../../gpu-runner/src/build/pipeline/progress.ts'
+import { markdownTable } from '@twinserve/gpu-runner/build'
 
 export interface Machine {
   nproc: number

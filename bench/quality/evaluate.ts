@@ -5,15 +5,12 @@
  * argmax is the example's true task (router accuracy).
  * @module
  */
+
+import { openSession, ort } from '@twinserve/gpu-runner/runtime'
+import { argmaxRows } from '@twinserve/gpu-runner/train'
+import { controlsOf, encodeControls, type RowControls } from '@twinserve/gpu-runner/twin-contract'
 import { TWIN_OUTPUT_WEIGHTS } from '@twinserve/shared'
-import { openSession, ort } from '../../gpu-runner/src/runtime/ort-session.ts'
-import { argmaxRows } from '../../gpu-runner/src/train/index.ts'
-import {
-  controlsOf,
-  encodeControls,
-  type RowControls,
-} from '../../gpu-runner/src/twin-contract/encode-controls.ts'
-import { loadTaskSplit, type TaskSplit, type ZooSplit } from '../../gpu-runner/src/zoo/index.ts'
+import { loadTaskSplit, type TaskSplit, type ZooSplit } from '@twinserve/zoo/fashion'
 
 /** The zoo models' input and output names. */
 const INPUT = 'pixels'

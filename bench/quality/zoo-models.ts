@@ -4,15 +4,16 @@
  * one tensor at a time.
  * @module
  */
-import type { MergeSpec } from '@twinserve/shared'
+
 import {
   floatInitializers,
+  mergeTensors,
   type OnnxModel,
   readOnnx,
   withFloatInitializers,
-} from '../../gpu-runner/src/build/import/read-onnx.ts'
-import { mergeTensors } from '../../gpu-runner/src/build/pipeline/shared-merge.ts'
-import { onnx } from '../../gpu-runner/src/onnx/proto.ts'
+} from '@twinserve/gpu-runner/build'
+import { onnx } from '@twinserve/gpu-runner/onnx'
+import type { MergeSpec } from '@twinserve/shared'
 
 export interface ZooModels {
   base: OnnxModel

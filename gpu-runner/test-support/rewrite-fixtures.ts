@@ -37,7 +37,11 @@ export interface RewriteCase {
   uneven?: boolean
 }
 
-function identityFactors(
+/**
+ * An exact factorisation without SVD: Δ_t = Δ_t · I, i.e. U_t = Δ_t [rows, cols], σ = 1, Vᵀ_t = I [cols, cols].
+ * Lets the graph rewrite be checked exactly, independently of the compression.
+ */
+export function identityFactors(
   name: string,
   rows: number,
   cols: number,
@@ -84,7 +88,8 @@ function uneven(f: MatrixFactors): MatrixFactors {
   return { ...f, u, vt, sigma, expertOfRank }
 }
 
-function floats(bytes: Uint8Array): Map<string, Float32Array> {
+/** Float initializers of a model, by name. */
+export function floatValues(bytes: Uint8Array): Map<string, Float32Array> {
   const out = new Map<string, Float32Array>()
   for (const [name, t] of readOnnxBytes(bytes, 'test').initializers)
     if (t.dataType === onnx.TensorProto.DataType.FLOAT) out.set(name, tensorToFloat32(t))
@@ -129,11 +134,12 @@ function router(c: RewriteCase, d: number): RouterModel {
   }
 }
 
-/** The encoded twin graph of one case: base and experts from the test models, shared = the experts' mean. */
-export async function emitRewriteCase(c: RewriteCase): Promise<Uint8Array> {
+/** The rewrite of one case and what it was made from: base and experts from the test models, shared = their mean. */
+export async function rewriteSetup(c: RewriteCase) {
   const build = c.kind === 'mlp' ? mlpModel : transformerModel
   const base = randomParams(1)
-  const ex = Array.from({ length: T }, (_, t) => floats(build(perturbedParams(base, t + 2, 0.1))))
+  const expertBytes = Array.from({ length: T }, (_, t) => build(perturbedParams(base, t + 2, 0.1)))
+  const ex = expertBytes.map(floatValues)
   const model = readOnnxBytes(build(base), 'base')
   const sites = analyseSites(model.graph, model.initializers)
   const shared = new Map<string, Float32Array>()
@@ -197,5 +203,10 @@ export async function emitRewriteCase(c: RewriteCase): Promise<Uint8Array> {
     ...(c.half ? { factorDtype: 'float16' as const } : {}),
     ...(c.topk ? { topkGather: c.topk } : {}),
   })
-  return onnx.ModelProto.encode(twin).finish()
+  return { twin, sharedModel, expertBytes, ex, shared, inputs, sites, model }
+}
+
+/** The encoded twin graph of one case. */
+export async function emitRewriteCase(c: RewriteCase): Promise<Uint8Array> {
+  return onnx.ModelProto.encode((await rewriteSetup(c)).twin).finish()
 }

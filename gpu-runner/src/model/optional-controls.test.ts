@@ -1,6 +1,7 @@
 /**
  * Optional twin-graph controls (issue #18's abstain threshold, `abstain_below`): a package built now has the
- * control and honours it; a package built before it (the committed demo package, the hand-built fixture) still
+ * control and honours it; a package built before it (the committed demo package, zoo/fashion/package, and the
+ * hand-built fixture) still
  * loads and serves, and a request that sets the control gets a 400 naming the package and the control.
  */
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -17,7 +18,7 @@ import type { ServedModel } from './served-model.ts'
 
 const root = await mkdtemp(join(tmpdir(), 'twinserve-controls-'))
 afterAll(() => rm(root, { recursive: true, force: true }))
-const DEMO_PACKAGE = join(import.meta.dirname, '../../demo/package')
+const DEMO_PACKAGE = join(import.meta.dirname, '../../../zoo/fashion/package')
 const cacheOpts = { maxEntries: 2, maxBytes: 1 << 20 }
 
 let built: ServedModel

@@ -1,146 +1,19 @@
 import { TWIN_FACTOR_SUFFIXES } from '@twinserve/shared'
 import { describe, expect, it } from 'vitest'
-import {
-  mlpModel,
-  type ParamProvider,
-  perturbedParams,
-  randomParams,
-  transformerModel,
-} from '../../../test-support/test-models.ts'
-import type { MatrixFactors, VectorFactors } from '../../factors/exclusive-factors.ts'
+import { rewriteSetup } from '../../../test-support/rewrite-fixtures.ts'
+import { mlpModel, transformerModel } from '../../../test-support/test-models.ts'
 import type { ModelProto } from '../../onnx/proto.ts'
 import { onnx } from '../../onnx/proto.ts'
 import { openSession, type ort } from '../../runtime/ort-session.ts'
 import { encodeControls } from '../../twin-contract/encode-controls.ts'
-import { TensorProbe } from '../graph/probe.ts'
-import { type RowLayout, rowLayout } from '../graph/row-layout.ts'
-import { analyseSites } from '../graph/weight-sites.ts'
-import { modelInputs, syntheticFeeds } from '../import/model-io.ts'
-import { readOnnxBytes, tensorToFloat32, withFloatInitializers } from '../import/read-onnx.ts'
-import { routerEmitter } from '../router/router-graph.ts'
-import { correctedOutputs } from './correction-targets.ts'
-import { rewriteTwinGraph } from './rewrite.ts'
+import { syntheticFeeds } from '../import/model-io.ts'
+import { withFloatInitializers } from '../import/read-onnx.ts'
 
 const T = 3
 
-/** Float initializers of a model, by name. */
-function floats(bytes: Uint8Array): Map<string, Float32Array> {
-  const m = readOnnxBytes(bytes, 'test')
-  const out = new Map<string, Float32Array>()
-  for (const [name, t] of m.initializers) if (t.dataType === 1) out.set(name, tensorToFloat32(t))
-  return out
-}
-
-/**
- * An exact factorisation without SVD: Δ_t = Δ_t · I, i.e. U_t = Δ_t [rows, cols], σ = 1, Vᵀ_t = I [cols, cols].
- * Lets the graph rewrite be checked exactly, independently of the compression.
- */
-function identityFactors(
-  name: string,
-  rows: number,
-  cols: number,
-  deltas: Float32Array[],
-): MatrixFactors {
-  const R = deltas.length * cols
-  const u = new Float32Array(rows * R)
-  const vt = new Float32Array(R * cols)
-  const expertOfRank = new Int32Array(R)
-  deltas.forEach((d, t) => {
-    for (let r = 0; r < rows; r++)
-      for (let c = 0; c < cols; c++) u[r * R + t * cols + c] = d[r * cols + c] as number
-    for (let c = 0; c < cols; c++) {
-      vt[(t * cols + c) * cols + c] = 1
-      expertOfRank[t * cols + c] = t
-    }
-  })
-  const sigma = new Float32Array(R).fill(1)
-  return { kind: 'matrix', name, rows, cols, u, sigma, vt, expertOfRank }
-}
-
-async function setup(build: (p: ParamProvider) => Uint8Array) {
-  const base = randomParams(1)
-  const experts = Array.from({ length: T }, (_, t) => perturbedParams(base, t + 2, 0.1))
-  const expertBytes = experts.map(build)
-  const ex = expertBytes.map(floats)
-  const baseBytes = build(base)
-  const model = readOnnxBytes(baseBytes, 'base')
-  const sites = analyseSites(model.graph, model.initializers)
-  // Shared: the plain mean of the experts (any merge will do for the rewrite).
-  const shared = new Map<string, Float32Array>()
-  for (const name of ex[0]?.keys() ?? []) {
-    const vs = ex.map((m) => m.get(name) as Float32Array)
-    shared.set(
-      name,
-      (vs[0] as Float32Array).map((_, i) => vs.reduce((a, v) => a + (v[i] as number), 0) / T),
-    )
-  }
-  const sharedModel = withFloatInitializers(model.model, shared)
-  const matrices: MatrixFactors[] = []
-  const vectors: VectorFactors[] = []
-  for (const [name, site] of sites) {
-    const s = shared.get(name) as Float32Array
-    const deltas = ex.map((m) => (m.get(name) as Float32Array).map((x, i) => x - (s[i] as number)))
-    if (site.kind === 'matrix')
-      matrices.push(identityFactors(name, site.shape[0], site.shape[1], deltas))
-    if (site.kind === 'vector') {
-      const delta = new Float32Array(T * site.shape[0])
-      deltas.forEach((d, t) => {
-        delta.set(d, t * site.shape[0])
-      })
-      vectors.push({ kind: 'vector', name, size: site.shape[0], delta })
-    }
-  }
-  const inputs = modelInputs(model.graph)
-  const siteOutputs = correctedOutputs(model.model, sites, [...matrices, ...vectors])
-  const names = [...siteOutputs]
-  const featureName = findFeature(model.model)
-  const probe = await TensorProbe.open(sharedModel, [...names, featureName])
-  const runs = await Promise.all(
-    [3, 5].map(async (batch) => ({
-      batch,
-      out: await probe.run(syntheticFeeds(inputs, batch, 7), [...names, featureName]),
-    })),
-  )
-  await probe.release()
-  const layouts = new Map<string, RowLayout>()
-  for (const n of [...names, featureName])
-    layouts.set(
-      n,
-      rowLayout(
-        n,
-        runs.map((r) => ({ batch: r.batch, dims: r.out.get(n)?.dims ?? [] })),
-      ),
-    )
-  const d = runs[0]?.out.get(featureName)?.dims.at(-1) ?? 0
-  const twin = rewriteTwinGraph({
-    model: sharedModel,
-    sites,
-    matrices,
-    vectors,
-    experts: T,
-    layouts,
-    feature: { tensor: featureName, layout: layouts.get(featureName) as RowLayout },
-    router: routerEmitter({
-      kind: 'prototype',
-      standardizer: { mean: new Float32Array(d), std: new Float32Array(d).fill(1) },
-      prototypes: Float32Array.from({ length: d * T }, (_, i) => Math.sin(i)),
-      temperature: 0.5,
-    }),
-    controls: 'inputs',
-    batchDim: 'batch',
-  })
-  return { twin, sharedModel, expertBytes, ex, shared, inputs, sites, model }
-}
-
-/** Input of the last MatMul/Gemm: the default router feature. */
-function findFeature(model: ModelProto): string {
-  const nodes = model.graph?.node ?? []
-  for (let i = nodes.length - 1; i >= 0; i--) {
-    const n = nodes[i]
-    if (n?.opType === 'MatMul' || n?.opType === 'Gemm') return n.input?.[0] ?? ''
-  }
-  throw new Error('no MatMul')
-}
+/** The rewrite with exact factors (Δ_t = Δ_t·I) and a prototype router on the default feature. */
+const setup = (build: typeof mlpModel) =>
+  rewriteSetup({ kind: build === mlpModel ? 'mlp' : 'block' })
 
 async function run(model: Uint8Array | ModelProto, feeds: Record<string, ort.Tensor>) {
   const bytes = model instanceof Uint8Array ? model : onnx.ModelProto.encode(model).finish()

@@ -1,0 +1,35 @@
+/**
+ * The offline builder's public surface (`@twinserve/gpu-runner/build`): build a twin package from a recipe, the
+ * build's progress reporter, the ONNX model reading and the per-tensor merge the benchmarks share with it, and a
+ * seeded generator for example inputs. Everything else in build/ (layout: build/README.md) is internal and may
+ * move; import from here.
+ * @module
+ */
+export {
+  type BuildOptions,
+  type BuildReport,
+  buildPackage,
+  type VariantReport,
+} from './build-package.ts'
+export { xorshift32 } from './import/model-io.ts'
+export {
+  decodeModel,
+  elementCount,
+  floatInitializers,
+  isFloatTensor,
+  type OnnxModel,
+  readOnnx,
+  readOnnxBytes,
+  setTensorFloat32,
+  tensorDims,
+  tensorToFloat32,
+  withFloatInitializers,
+} from './import/read-onnx.ts'
+export { type LoadedRecipe, loadRecipe } from './import/recipe-file.ts'
+export {
+  createReporter,
+  markdownTable,
+  type Reporter,
+  type ReporterOptions,
+} from './pipeline/progress.ts'
+export { type MergeInputs, mergeTensors } from './pipeline/shared-merge.ts'
