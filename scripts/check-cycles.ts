@@ -41,11 +41,6 @@ export const KNOWN_CYCLES: readonly KnownCycle[] = [
       'gateway/src/lib/registry-stub.ts',
     ],
   },
-  {
-    // arch-runner moves the factor types into a module of their own.
-    why: 'gpu-runner builder: the factor types live in twin-graph.ts, which calls topk-gather.ts, which uses them',
-    files: ['gpu-runner/src/build/twin-graph.ts', 'gpu-runner/src/build/topk-gather.ts'],
-  },
 ]
 
 export interface CycleReport {

@@ -21,7 +21,6 @@ import {
   type ErrorBody,
   InferenceRequestSchema,
   type InferenceResponse,
-  type ResponseOutput,
   readBodyText,
   type ServerMetadata,
   SIGNATURE_HEADER,
@@ -31,7 +30,7 @@ import {
 } from '@twinserve/shared'
 import { Hono } from 'hono'
 import { HTTPException } from 'hono/http-exception'
-import type { PreparedRequest, ServedModel } from '../model/served-model.ts'
+import type { PreparedRequest, RunResult, ServedModel } from '../model/served-model.ts'
 import { errorFields, type Logger } from './logger.ts'
 import type { RunnerMetrics } from './metrics.ts'
 import type { Scheduler } from './scheduler.ts'
@@ -44,7 +43,7 @@ export const REQUEST_ID_HEADER = 'x-request-id'
 
 export interface AppDeps {
   models: ReadonlyMap<string, ServedModel>
-  scheduler: Scheduler<PreparedRequest, ResponseOutput[]>
+  scheduler: Scheduler<PreparedRequest, RunResult>
   metrics: RunnerMetrics
   logger: Logger
   provider: 'cuda' | 'cpu'
@@ -224,7 +223,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
         timeoutMs = Math.min(timeoutMs, Math.ceil(n))
       }
       timeoutMs = Math.max(1, Math.round(timeoutMs - (performance.now() - started)))
-      const outputs = await scheduler.submit(prepared, { timeoutMs, signal: c.req.raw.signal })
+      const result = await scheduler.submit(prepared, { timeoutMs, signal: c.req.raw.signal })
 
       const response: InferenceResponse = {
         model_name: model.name,
@@ -233,8 +232,9 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
           variant: prepared.variant,
           merge_path: prepared.path,
           provider: model.provider,
+          ...result.parameters,
         },
-        outputs,
+        outputs: result.outputs,
       }
       const seconds = (performance.now() - started) / 1000
       metrics.requests.inc({ ...labels, code: '200' })
