@@ -2,15 +2,15 @@
  * One-off parity check of the LM zoo tokenizer over the (uncommitted) train split: make_zoo.py's `tokenizer`
  * stage writes each train document with its training ids to zoo/lm/.cache/parity/<domain>-train.jsonl; this
  * encodes every text with tokenizers.js and counts documents whose ids differ.
- *   node --import tsx zoo/lm/scripts/check-tokenizer.ts
+ *   node --import tsx zoo/lm/tooling/check-tokenizer.ts
  * @module
  */
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { loadZooTokenizer, ZOO_LM_DIR } from '../../../test/zoo-lm/zoo-lm-files.ts'
+import { LM_ZOO_DIR, loadLmZooTokenizer } from './lm-zoo-files.ts'
 
-const dir = join(ZOO_LM_DIR, '.cache', 'parity')
-const tokenizer = loadZooTokenizer()
+const dir = join(LM_ZOO_DIR, '.cache', 'parity')
+const tokenizer = loadLmZooTokenizer()
 let docs = 0
 let mismatches = 0
 for (const file of readdirSync(dir).sort()) {

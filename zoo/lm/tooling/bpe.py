@@ -4,7 +4,8 @@ The encoder here mirrors what @huggingface/tokenizers does with the saved file: 
 out first, the ByteLevel pre-tokenizer splits the rest with GPT-2's regex and maps every UTF-8 byte to a printable
 character, and BPE applies merges lowest rank first (leftmost first on ties). The regex classes \\p{L}, \\p{N} and
 JavaScript's \\s are rebuilt from Python's unicodedata, so the two agree on every character both Unicode versions
-assign; check/tokenizer-parity.ts verifies the ids on the committed splits and the parity fixture.
+assign; tooling/tokenizer.test.ts checks the ids on the committed splits and the parity fixture, and
+check-tokenizer.ts on the train split.
 """
 
 import collections

@@ -1,9 +1,10 @@
 /**
  * A minimal onnxruntime-node driver for the LM zoo's decoder layout (Hugging Face style, with past key/values),
- * used by the zoo's tests to check the exported graphs: prefill, decode steps through the cache, left padding.
- * It is a reference for the runner's generation loop, not that loop.
+ * used by the zoo's tests to check the exported graphs: prefill, decode steps through the cache, left padding,
+ * summed NLL. A reference for the runner's generation loop and the perplexity benchmark, not that loop.
+ * @module
  */
-import * as ort from 'onnxruntime-node'
+import { ort } from '@twinserve/gpu-runner/runtime'
 
 export interface DecoderDims {
   layers: number

