@@ -15,7 +15,7 @@ import {
   StatisticsConfigSchema,
 } from '@twinserve/shared'
 import { z } from 'zod'
-import { hex } from '../lib/api-key-secret.ts'
+import { hex } from '../auth/api-key-secret.ts'
 import {
   type Allocation,
   allocationCounts,

@@ -7,12 +7,14 @@ import {
   ARM_HEADER,
   ArmConfigSchema,
   CreateExperimentRequestSchema,
+  componentSchemas,
   EXPERIMENT_HEADER,
   ExperimentListSchema,
   ExperimentResultsSchema,
   ExperimentSchema,
   FeedbackRequestSchema,
   FeedbackResponseSchema,
+  type Json,
   StopExperimentRequestSchema,
   UpdateWeightsRequestSchema,
   USER_ID_HEADER,
@@ -21,9 +23,6 @@ import {
   CHART_SCRIPT_PATH,
   DASHBOARD_SCRIPT_PATH,
 } from '../experiments/dashboard/dashboard-page.ts'
-import { componentSchemas } from './component-schemas.ts'
-
-type Json = Record<string, unknown>
 
 export interface DocHelpers {
   ref: (id: string) => Json

@@ -8,27 +8,25 @@ import {
   ApiKeySchema,
   CreateApiKeyRequestSchema,
   CreatedApiKeySchema,
+  componentSchemas,
+  DEADLINE_HEADER,
+  errorContent as error,
   GatewayMetricsSchema,
+  type Json,
+  jsonContent as json,
+  OIP_INPUT_SCHEMAS,
+  OIP_OUTPUT_SCHEMAS,
+  REQUEST_ID_HEADER,
   RegistryAckSchema,
   RUNNER_REGISTRY_PATHS,
+  RUNNER_SIGNATURE_SCHEMES,
   RunnerDeregistrationSchema,
   RunnerListSchema,
   RunnerRegistrationSchema,
+  schemaRef as ref,
 } from '@twinserve/shared'
-import { RUNNER_HEADER } from '../lib/route-request.ts'
-import { DEADLINE_HEADER } from '../lib/runner-client.ts'
-import { RATE_LIMIT_REMAINING_HEADER } from '../middleware/rate-limit/index.ts'
-import { REQUEST_ID_HEADER } from '../middleware/request-id/index.ts'
-import { componentSchemas } from './component-schemas.ts'
-import {
-  error,
-  type Json,
-  json,
-  OIP_INPUT_SCHEMAS,
-  OIP_OUTPUT_SCHEMAS,
-  RUNNER_SIGNATURE_SCHEMES,
-  ref,
-} from './doc-parts.ts'
+import { RATE_LIMIT_REMAINING_HEADER } from '../rate-limit/rate-limit.ts'
+import { RUNNER_HEADER } from '../routing/route-request.ts'
 import {
   experimentComponents,
   experimentInferHeaders,
