@@ -1,7 +1,8 @@
 import { ALL_MODELS, type ApiKeyScope, AppError } from '@twinserve/shared'
 import { createMiddleware } from 'hono/factory'
 import type { AppEnv } from '../app-env.ts'
-import { hex, looksLikeKey } from './api-key-secret.ts'
+import { hex } from '../util/hex.ts'
+import { looksLikeKey } from './api-key-secret.ts'
 import { lookupKey } from './key-cache.ts'
 import type { Principal } from './principal.ts'
 

@@ -3,6 +3,7 @@
  * @module
  */
 import { sha256Hex } from '@twinserve/shared'
+import { randomHex } from '../util/hex.ts'
 
 export const API_KEY_PREFIX = 'tsk_'
 /** Characters of the token kept in clear to tell keys apart in lists (prefix + 8). */
@@ -12,10 +13,6 @@ function base64url(bytes: Uint8Array): string {
   let bin = ''
   for (const b of bytes) bin += String.fromCharCode(b)
   return btoa(bin).replaceAll('+', '-').replaceAll('/', '_').replace(/=+$/, '')
-}
-
-export function hex(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('')
 }
 
 export interface NewKeySecret {
@@ -28,7 +25,7 @@ export interface NewKeySecret {
 export async function generateKeySecret(): Promise<NewKeySecret> {
   const token = API_KEY_PREFIX + base64url(crypto.getRandomValues(new Uint8Array(32)))
   return {
-    id: `key_${hex(crypto.getRandomValues(new Uint8Array(8)))}`,
+    id: `key_${randomHex(8)}`,
     token,
     hash: await sha256Hex(token),
     prefix: token.slice(0, DISPLAY_CHARS),

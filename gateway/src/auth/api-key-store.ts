@@ -9,6 +9,7 @@ import {
   type CreatedApiKey,
 } from '@twinserve/shared'
 import { z } from 'zod'
+import { where } from '../util/d1-where.ts'
 import { generateKeySecret } from './api-key-secret.ts'
 import type { Principal } from './principal.ts'
 
@@ -117,18 +118,10 @@ export async function listKeys(
   db: D1Database,
   opts: { tenant?: string | undefined; includeRevoked: boolean },
 ): Promise<ApiKey[]> {
-  const where: string[] = []
-  const binds: string[] = []
-  if (opts.tenant !== undefined) {
-    where.push('tenant = ?')
-    binds.push(opts.tenant)
-  }
-  if (!opts.includeRevoked) where.push('revoked_at IS NULL')
-  const sql = `SELECT * FROM api_keys ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
-    ORDER BY created_at, id`
+  const filter = where({ tenant: opts.tenant }, opts.includeRevoked ? [] : ['revoked_at IS NULL'])
   const { results } = await db
-    .prepare(sql)
-    .bind(...binds)
+    .prepare(`SELECT * FROM api_keys ${filter.sql} ORDER BY created_at, id`)
+    .bind(...filter.binds)
     .all<KeyRow>()
   return results.map(toApiKey)
 }

@@ -84,25 +84,19 @@ export async function callRunner(call: RunnerCall): Promise<RunnerResult> {
     }
   }
 
-  if (res.status === 503 || res.status === 429)
+  if (res.status === 429 || res.status >= 500) {
+    // Busy (429, 503: try another runner, relay Retry-After if none does better) or broken (other 5xx).
+    const overloaded = res.status === 503 || res.status === 429
+    const retryAfter = overloaded ? res.headers.get('retry-after') : null
     return {
       kind: 'failure',
-      outcome: 'overloaded',
+      outcome: overloaded ? 'overloaded' : 'server_error',
       detail: `runner answered ${res.status}: ${snippet(text)}`,
       status: res.status,
       body: text,
-      ...(res.headers.get('retry-after')
-        ? { retryAfter: res.headers.get('retry-after') ?? '' }
-        : {}),
+      ...(retryAfter ? { retryAfter } : {}),
     }
-  if (res.status >= 500)
-    return {
-      kind: 'failure',
-      outcome: 'server_error',
-      detail: `runner answered ${res.status}: ${snippet(text)}`,
-      status: res.status,
-      body: text,
-    }
+  }
 
   let json: unknown
   try {

@@ -13,7 +13,7 @@ import {
   type RunnerRegistration,
   RunnerRegistrationSchema,
 } from '@twinserve/shared'
-import { Hono } from 'hono'
+import { type Context, Hono } from 'hono'
 import type { AppEnv } from '../app-env.ts'
 import { guard } from '../guard.ts'
 import { registryStub } from './registry-stub.ts'
@@ -33,19 +33,18 @@ const below = (path: string) => path.slice(RUNNER_REGISTRY_BASE.length)
 
 const signed = () => guard({ access: 'runner' })
 
+/** Register and heartbeat are the same upsert (the body is the runner's full state); only the event differs. */
+const upsert = (kind: 'register' | 'heartbeat') =>
+  async function upsert(c: Context<AppEnv>) {
+    const reg = checkedRegistration(c.get('signedBody'))
+    const ack = await registryStub(c.env).register(reg, kind)
+    runnerPool(c.get('config')).invalidate()
+    return c.json(ack)
+  }
+
 export const runnerMembership = new Hono<AppEnv>()
-  .post(below(RUNNER_REGISTRY_PATHS.register), signed(), async (c) => {
-    const reg = checkedRegistration(c.get('signedBody'))
-    const ack = await registryStub(c.env).register(reg, 'register')
-    runnerPool(c.get('config')).invalidate()
-    return c.json(ack)
-  })
-  .post(below(RUNNER_REGISTRY_PATHS.heartbeat), signed(), async (c) => {
-    const reg = checkedRegistration(c.get('signedBody'))
-    const ack = await registryStub(c.env).register(reg, 'heartbeat')
-    runnerPool(c.get('config')).invalidate()
-    return c.json(ack)
-  })
+  .post(below(RUNNER_REGISTRY_PATHS.register), signed(), upsert('register'))
+  .post(below(RUNNER_REGISTRY_PATHS.heartbeat), signed(), upsert('heartbeat'))
   .post(below(RUNNER_REGISTRY_PATHS.deregister), signed(), async (c) => {
     const { runner_id } = parseJsonText(c.get('signedBody'), RunnerDeregistrationSchema)
     const ack = await registryStub(c.env).deregister(runner_id)

@@ -69,7 +69,7 @@ export const DASHBOARD_HTML = `<!doctype html>
   </section>
 </main>
 <script src="${CHART_SCRIPT_PATH}"></script>
-<script src="${DASHBOARD_SCRIPT_PATH}"></script>
+<script type="module" src="${DASHBOARD_SCRIPT_PATH}"></script>
 </body>
 </html>
 `
