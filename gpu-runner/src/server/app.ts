@@ -19,7 +19,6 @@
 import {
   AppError,
   REQUEST_ID_HEADER,
-  type ResponseOutput,
   readBodyText,
   requestIdFrom,
   type ServerMetadata,
@@ -29,32 +28,14 @@ import {
 } from '@twinserve/shared'
 import { Hono, type MiddlewareHandler } from 'hono'
 import { methodNotAllowed } from 'hono/method-not-allowed'
-import type { PreparedRequest, ServedModel } from '../model/served-model.ts'
+import type { ServedModel } from '../model/served-model.ts'
+import type { AppDeps } from './app-deps.ts'
 import { errorResponse, methodNotAllowedResponse } from './error-response.ts'
 import { inferHandler } from './infer-route.ts'
-import type { Logger } from './logger.ts'
-import type { RunnerMetrics } from './metrics.ts'
 import type { RunnerAppEnv } from './runner-app-env.ts'
-import type { Scheduler } from './scheduler.ts'
 
 export const SERVER_NAME = 'twinserve-gpu-runner'
 export const SERVER_VERSION = '0.1.0'
-
-export interface AppDeps {
-  models: ReadonlyMap<string, ServedModel>
-  scheduler: Scheduler<PreparedRequest, ResponseOutput[]>
-  metrics: RunnerMetrics
-  logger: Logger
-  provider: 'cuda' | 'cpu'
-  /** Why CUDA was not used, when it was asked for. */
-  providerFallbackReason?: string
-  /** HMAC secret; null accepts unsigned requests (`--insecure-local`). */
-  signingSecret: string | null
-  maxBodyBytes: number
-  requestTimeoutMs: number
-  /** Ready to take requests (models loaded, not draining). */
-  ready: () => boolean
-}
 
 /** Request id, keep-alive off while draining, the access log (infer logs its own line). */
 function useRequestBasics(app: Hono<RunnerAppEnv>, deps: AppDeps): void {

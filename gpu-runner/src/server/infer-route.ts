@@ -15,7 +15,7 @@ import {
 } from '@twinserve/shared'
 import type { Context } from 'hono'
 import type { PreparedRequest, ServedModel } from '../model/served-model.ts'
-import type { AppDeps } from './app.ts'
+import type { AppDeps } from './app-deps.ts'
 import { errorFields } from './logger.ts'
 import type { RunnerAppEnv } from './runner-app-env.ts'
 
