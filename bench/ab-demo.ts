@@ -22,9 +22,9 @@ import {
   simulateUsers,
   type TrafficResult,
   twinVersusTies,
-} from '../test/e2e/ab-traffic.ts'
-import { viewDashboard } from '../test/e2e/dashboard-browser.ts'
-import { startE2eGateway, startGatewayRunner } from '../test/e2e/gateway-harness.ts'
+} from '../test/support/ab-traffic.ts'
+import { viewDashboard } from '../test/support/dashboard-browser.ts'
+import { startE2eGateway, startGatewayRunner } from '../test/support/gateway-harness.ts'
 
 const { values: args } = parseArgs({
   options: {
@@ -39,7 +39,7 @@ const { values: args } = parseArgs({
 const MAX = Number(args['max-requests'])
 const MIN = Number(args['min-requests'])
 const MODEL = 'fashion-twin'
-const DEMO_PACKAGE = fileURLToPath(new URL('../gpu-runner/demo/package', import.meta.url))
+const DEMO_PACKAGE = fileURLToPath(new URL('../zoo/fashion/package', import.meta.url))
 
 function firstCrossing(r: ExperimentResults, arm: string): number | undefined {
   const alpha = r.arms.find((a) => a.arm === arm)?.versus_control?.alpha ?? 0.05
@@ -137,7 +137,7 @@ async function main() {
   decision, ${args.users} simulated users, ${args.concurrency} at a time, seed ${args.seed}); wall ${wall} s.
 - **Date:** ${new Date().toISOString().slice(0, 10)}. **Machine:** ${cpus().length} cores (nproc), ${cpu}; runner on CPU
   (onnxruntime-node, 1 intra-op thread); gateway in workerd (wrangler dev), local D1.
-- **Setup:** real gateway + real runner process on \`gpu-runner/demo/package\` (\`fashion-twin\`, rank 12); users
+- **Setup:** real gateway + real runner process on \`zoo/fashion/package\` (\`fashion-twin\`, rank 12); users
   (x-twinserve-user, 50/50 by murmur3 bucket) each send test-split images of one Fashion-MNIST domain (original,
   inverted, rotated, permuted, blur-noise) and answer with label feedback; the gateway scores the label against the
   argmax it recorded. mSPRT: τ = 0.1, burn-in 20 per arm, α = 0.05.

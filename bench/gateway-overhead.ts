@@ -6,7 +6,7 @@
  *     [--rounds 2] [--log-level info] [--runner-threads 1] [--baseline-ref <git ref>]   (npm run bench:gateway -- …)
  *
  * `--upstream runner` (default): the REAL runner (`twinserve serve`) on the bundled demo package
- * (gpu-runner/demo/package), registered with the gateway and called signed, with one Fashion-MNIST test image
+ * (zoo/fashion/package), registered with the gateway and called signed, with one Fashion-MNIST test image
  * (docs/examples/ankle-boot.json) per request. `--upstream stand-in`: the runner stand-in
  * (gateway/dev/runner-stand-in.ts: verifies the HMAC, sums the input, no model), which isolates the gateway's own
  * cost. `--baseline-ref`: the gateway as of that commit (git archive into a temporary directory) runs beside the
@@ -43,7 +43,7 @@ const ROUNDS = Number(args.rounds)
 
 const SECRET = `bench-${crypto.randomUUID()}`
 const ADMIN = `bench-admin-${crypto.randomUUID()}`
-const DEMO_PACKAGE = join(REPO_ROOT, 'gpu-runner', 'demo', 'package')
+const DEMO_PACKAGE = join(REPO_ROOT, 'zoo', 'fashion', 'package')
 const MODEL =
   UPSTREAM === 'runner'
     ? (JSON.parse(await readFile(join(DEMO_PACKAGE, 'manifest.json'), 'utf8')) as { name: string })

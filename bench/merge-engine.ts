@@ -17,7 +17,7 @@ import {
   mergeTensor,
   type Rng,
   symEig,
-} from '@twinserve/gpu-runner/src/merge/index.ts'
+} from '@twinserve/gpu-runner/merge'
 import { parseMergeSpec } from '@twinserve/shared'
 import { cpuModel } from './perf/report.ts'
 

@@ -14,8 +14,8 @@
  */
 import { readFile, rename, writeFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
+import { buildRunnerOpenApiDocument } from '@twinserve/gpu-runner/server'
 import type { Json } from '@twinserve/shared'
-import { buildRunnerOpenApiDocument } from '../gpu-runner/src/server/openapi-document.ts'
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url))
 const VERSION = (JSON.parse(await readFile(`${ROOT}package.json`, 'utf8')) as { version: string })

@@ -30,7 +30,7 @@ import { CreatedApiKeySchema } from '@twinserve/shared'
 import { z } from 'zod'
 import { type QuickStartReady, READY_PREFIX } from './quick-start-ready.ts'
 
-const DEMO_PACKAGE = join(REPO_ROOT, 'gpu-runner', 'demo', 'package')
+const DEMO_PACKAGE = join(REPO_ROOT, 'zoo', 'fashion', 'package')
 const TWINSERVE_BIN = join(REPO_ROOT, 'gpu-runner', 'bin', 'twinserve.mjs')
 const RUNNER_ID = 'local-demo'
 /** One Fashion-MNIST test image (an ankle boot) as a V2 request; docs/user-guide.md uses it too. */

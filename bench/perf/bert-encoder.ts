@@ -16,7 +16,7 @@
  */
 import { mkdir, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { GraphBuilder } from '../../gpu-runner/src/onnx/graph-builder.ts'
+import { GraphBuilder } from '@twinserve/gpu-runner/onnx'
 
 export const BERT = {
   layers: 12,

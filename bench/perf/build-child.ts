@@ -7,7 +7,7 @@
  * @module
  */
 import { writeFile } from 'node:fs/promises'
-import { main } from '../../gpu-runner/src/cli.ts'
+import { main } from '@twinserve/gpu-runner'
 
 const started = performance.now()
 const code = await main(process.argv.slice(2))

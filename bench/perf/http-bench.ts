@@ -7,7 +7,7 @@
  * @module
  */
 import { type ChildProcess, spawn } from 'node:child_process'
-import { TWINSERVE_BIN } from '../../test/e2e/runner-harness.ts'
+import { TWINSERVE_BIN } from '../../test/support/runner-harness.ts'
 import { closedLoop, combine, type LoadResult } from './http-load.ts'
 
 export interface RunnerHandle {

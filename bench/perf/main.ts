@@ -19,8 +19,8 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import { join, relative } from 'node:path'
 import { parseArgs } from 'node:util'
+import { openSession, type Provider } from '@twinserve/gpu-runner/runtime'
 import type { PackageManifest } from '@twinserve/shared'
-import { openSession, type Provider } from '../../gpu-runner/src/runtime/ort-session.ts'
 import { type HttpCase, type HttpResult, runHttpCases, startRunner } from './http-bench.ts'
 import {
   BERT_PACKAGES,
@@ -73,7 +73,7 @@ async function manifestOf(dir: string): Promise<PackageManifest> {
 }
 
 // The provider actually used: what a session on this machine resolves `--provider` to.
-const probe = await openSession(join(REPO, 'gpu-runner/demo/zoo/base.onnx'), {
+const probe = await openSession(join(REPO, 'zoo/fashion/models/base.onnx'), {
   provider: providerArg,
 })
 const provider: Provider = probe.provider
@@ -269,104 +269,72 @@ if (only.has('http')) {
       { concurrency: 32, runners: ['on'] },
     ]
     const Td = m.demo.experts.length
+    /** One HTTP case on `pkg`: every request carries `params()` as its parameters (none when undefined). */
+    const httpCase = (
+      key: string,
+      label: string,
+      pkg: PackageManifest,
+      mergePath: HttpCase['mergePath'],
+      params: () => Record<string, unknown> | undefined,
+      plan: HttpCase['plan'] = all,
+    ): HttpCase => ({ key, label, model: pkg.name, mergePath, plan, body: body(pkg, params) })
+    const freshMix = (pkg: PackageManifest, experts: number) => () => ({
+      experts: mix(pkg, randomMix(experts, experts, ++fresh)),
+      merge_method: 'task_arithmetic',
+      lambda: 1,
+    })
     const cases: HttpCase[] = [
-      {
-        key: 'demo-plain',
-        label: 'plain shared model',
-        model: m.demo.name,
-        mergePath: 'static',
-        plan: all,
-        body: body(m.demo, () => ({ variant: 'shared' })),
-      },
-      {
-        key: 'demo-weights',
-        label: 'twin, weights given',
-        model: m.demo.name,
-        mergePath: 'factored',
-        plan: all,
-        body: body(m.demo, () => ({ experts: mix(m.demo, randomMix(Td, Td, 3)) })),
-      },
-      {
-        key: 'demo-router',
-        label: `twin, router on ${m.demo.router.feature}`,
-        model: m.demo.name,
-        mergePath: 'factored',
-        plan: all,
-        body: body(m.demo, () => undefined),
-      },
-      {
-        key: 'demo-top2',
-        label: 'twin, router top-2',
-        model: m.demo.name,
-        mergePath: 'factored',
-        plan: all,
-        body: body(m.demo, () => ({ top_k: 2 })),
-      },
-      {
-        key: 'demo-mat',
-        label: 'materialised per request (fresh mix)',
-        model: m.demo.name,
-        mergePath: 'materialized',
-        plan: matPlan,
-        body: body(m.demo, () => ({
-          experts: mix(m.demo, randomMix(Td, Td, ++fresh)),
-          merge_method: 'task_arithmetic',
-          lambda: 1,
-        })),
-      },
-      {
-        key: 'bert-plain',
-        label: 'plain shared model',
-        model: m.r16.name,
-        mergePath: 'static',
-        plan: all,
-        body: body(m.r16, () => ({ variant: 'shared' })),
-      },
-      {
-        key: 'bert-r16-weights',
-        label: 'r16 dense, weights given',
-        model: m.r16.name,
-        mergePath: 'factored',
-        plan: all,
-        body: body(m.r16, () => ({ experts: mix(m.r16, randomMix(T, T, 1)) })),
-      },
-      {
-        key: 'bert-r16-router',
-        label: 'r16 dense, router (last hidden)',
-        model: m.r16.name,
-        mergePath: 'factored',
-        plan: all,
-        body: body(m.r16, () => undefined),
-      },
-      {
-        key: 'bert-r64g-two',
-        label: 'r64 top-2 gather, 2 experts given',
-        model: m.r64top2.name,
-        mergePath: 'factored',
-        plan: all,
-        body: body(m.r64top2, () => ({ experts: mix(m.r64top2, randomMix(T, 2, 2)) })),
-      },
-      {
-        key: 'bert-r64g-router',
-        label: 'r64 top-2 gather, router (last hidden)',
-        model: m.r64top2.name,
-        mergePath: 'factored',
-        // End to end with the router: latency only (its throughput is the session table's batch-8 column).
-        plan: [{ concurrency: 1, runners: ['on'] }],
-        body: body(m.r64top2, () => undefined),
-      },
-      {
-        key: 'bert-mat',
-        label: 'materialised per request (fresh mix)',
-        model: m.r16.name,
-        mergePath: 'materialized',
-        plan: matPlan,
-        body: body(m.r16, () => ({
-          experts: mix(m.r16, randomMix(T, T, ++fresh)),
-          merge_method: 'task_arithmetic',
-          lambda: 1,
-        })),
-      },
+      httpCase('demo-plain', 'plain shared model', m.demo, 'static', () => ({ variant: 'shared' })),
+      httpCase('demo-weights', 'twin, weights given', m.demo, 'factored', () => ({
+        experts: mix(m.demo, randomMix(Td, Td, 3)),
+      })),
+      httpCase(
+        'demo-router',
+        `twin, router on ${m.demo.router.feature}`,
+        m.demo,
+        'factored',
+        () => undefined,
+      ),
+      httpCase('demo-top2', 'twin, router top-2', m.demo, 'factored', () => ({ top_k: 2 })),
+      httpCase(
+        'demo-mat',
+        'materialised per request (fresh mix)',
+        m.demo,
+        'materialized',
+        freshMix(m.demo, Td),
+        matPlan,
+      ),
+      httpCase('bert-plain', 'plain shared model', m.r16, 'static', () => ({ variant: 'shared' })),
+      httpCase('bert-r16-weights', 'r16 dense, weights given', m.r16, 'factored', () => ({
+        experts: mix(m.r16, randomMix(T, T, 1)),
+      })),
+      httpCase(
+        'bert-r16-router',
+        'r16 dense, router (last hidden)',
+        m.r16,
+        'factored',
+        () => undefined,
+      ),
+      httpCase('bert-r64g-two', 'r64 top-2 gather, 2 experts given', m.r64top2, 'factored', () => ({
+        experts: mix(m.r64top2, randomMix(T, 2, 2)),
+      })),
+      // End to end with the router: latency only (its throughput is the session table's batch-8 column).
+      httpCase(
+        'bert-r64g-router',
+        'r64 top-2 gather, router (last hidden)',
+        m.r64top2,
+        'factored',
+        () => undefined,
+        [{ concurrency: 1, runners: ['on'] }],
+      ),
+      httpCase(
+        'bert-mat',
+        'materialised per request (fresh mix)',
+        m.r16,
+        'materialized',
+        freshMix(m.r16, T),
+        matPlan,
+      ),
     ]
     const isBert = (c: HttpCase) => c.key.startsWith('bert')
     // Two interleaved rounds each (the machine's drift then hits every case). A BERT window holds a few batch
@@ -421,38 +389,38 @@ function targets(): string[] {
   const s8 = (k: string) => bert?.b8.find((r) => r.key === k)
   const h = (k: string, c: number) =>
     httpResults.find((x) => x.key === k && x.concurrency === c && x.batching === 'on')
-  const lat = (k: string, hk: string) => {
-    const a = s1(k)
-    const p = s1('plain')
-    const ha = h(hk, 1)
-    const hp = h('bert-plain', 1)
-    const session = a && p ? a.p50 / p.p50 : Number.NaN
-    const http = ha && hp ? ha.result.p50 / hp.result.p50 : Number.NaN
+  /** Latency: p50 of one request (batch 1, concurrency 1); throughput: batch 8 and concurrency 32. */
+  const METRICS = {
+    latency: {
+      session: (k: string) => s1(k)?.p50,
+      http: (k: string) => h(k, 1)?.result.p50,
+      units: ['ms', 'ms'],
+    },
+    throughput: {
+      session: (k: string) => s8(k)?.rowsPerS,
+      http: (k: string) => h(k, 32)?.result.rps,
+      units: ['rows/s', 'req/s'],
+    },
+  } as const
+  /** Twin case `k` (HTTP case `hk`) over the plain model, in the session and over HTTP, measurements in the text. */
+  const compare = (metric: keyof typeof METRICS, k: string, hk: string) => {
+    const { session: bySession, http: byHttp, units } = METRICS[metric]
+    const [twin, plain] = [bySession(k), bySession('plain')]
+    const [httpTwin, httpPlain] = [byHttp(hk), byHttp('bert-plain')]
+    const session = twin !== undefined && plain !== undefined ? twin / plain : Number.NaN
+    const http =
+      httpTwin !== undefined && httpPlain !== undefined ? httpTwin / httpPlain : Number.NaN
     return {
       session,
       http,
-      text: `${fmt(session, 2)}× (${fmt(a?.p50 ?? Number.NaN)} vs ${fmt(p?.p50 ?? Number.NaN)} ms)`,
+      text: `${fmt(session, 2)}× (${fmt(twin ?? Number.NaN)} vs ${fmt(plain ?? Number.NaN)} ${units[0]})`,
       httpText: Number.isFinite(http)
-        ? `${fmt(http, 2)}× (${fmt(ha?.result.p50 ?? Number.NaN)} vs ${fmt(hp?.result.p50 ?? Number.NaN)} ms)`
+        ? `${fmt(http, 2)}× (${fmt(httpTwin ?? Number.NaN)} vs ${fmt(httpPlain ?? Number.NaN)} ${units[1]})`
         : '–',
     }
   }
-  const thr = (k: string, hk: string) => {
-    const a = s8(k)
-    const p = s8('plain')
-    const ha = h(hk, 32)
-    const hp = h('bert-plain', 32)
-    const session = a && p ? a.rowsPerS / p.rowsPerS : Number.NaN
-    const http = ha && hp ? ha.result.rps / hp.result.rps : Number.NaN
-    return {
-      session,
-      http,
-      text: `${fmt(session, 2)}× (${fmt(a?.rowsPerS ?? Number.NaN)} vs ${fmt(p?.rowsPerS ?? Number.NaN)} rows/s)`,
-      httpText: Number.isFinite(http)
-        ? `${fmt(http, 2)}× (${fmt(ha?.result.rps ?? Number.NaN)} vs ${fmt(hp?.result.rps ?? Number.NaN)} req/s)`
-        : '–',
-    }
-  }
+  const lat = (k: string, hk: string) => compare('latency', k, hk)
+  const thr = (k: string, hk: string) => compare('throughput', k, hk)
   const verdict = (x: number, ok: (v: number) => boolean) =>
     Number.isFinite(x) ? (ok(x) ? 'met' : '**missed**') : '–'
   const rows: string[][] = []
@@ -497,7 +465,7 @@ function findings(): string[] {
     '',
     `- **The router's feature pass.** With the default feature (the input of the last MatMul: the shared model's last hidden features) routing is a second pass of the shared model: end to end the r16 twin costs ${x('r16-router')}× the plain model against ${x('r16-weights')}× with weights given. Routing from \`${EARLY_FEATURE}\` costs ${x('r16e-router')}× (${x('r16e-weights')}× with weights given on that package): route from an early tensor when its accuracy is enough (here 100% held out either way).`,
     `- **Router gate (this work, commit 6d09a8e).** Before it, onnxruntime computed the router for every run because the per-row \`Where\` depends on it: weights given cost ${x('r16-weights-ungated')}× (the "not gated" row, the old graph rebuilt in this run) instead of ${x('r16-weights')}×. Explicit mixes, \`shared\` served from the twin graph and the materialised path all gained.`,
-    `- **Rank 64.** Dense r64 costs ${x('r64-weights')}× (the extra FLOPs are 2·L·R·(d_in + d_out) per MatMul, +100% at R = 512), and restricting a dense graph to 2 experts saves nothing (${x('r64-two')}×). The top-2 gather graph (recipe \`exclusive.topk_gather: 2\`, this work) runs 2 experts at ${x('r64g-two')}×: the FLOPs of R = 128 plus the per-row gathers, which scale with the batch (hence its lower batch-8 ratio). The handbook measured 1.37× for top-2 r64 on a stack of linear layers alone; here the denominator also holds the attention and LayerNorm work that the factors do not touch.`,
+    `- **Rank 64.** Dense r64 costs ${x('r64-weights')}× (the extra FLOPs are 2·L·R·(d_in + d_out) per MatMul, +100% at R = 512), and restricting a dense graph to 2 experts saves nothing (${x('r64-two')}×). The top-2 gather graph (recipe \`exclusive.topk_gather: 2\`, this work) runs 2 experts at ${x('r64g-two')}×: the FLOPs of R = 128 plus the per-row gathers, which scale with the batch (hence its lower batch-8 ratio).`,
     `- **Materialised per request** (what the Twin-Merging reference code does): ${x('materialized-miss')}× at batch 1 with a fresh mix. Linear mixes now take a closed form on the factors (this work: 0.65–0.95 s per BERT-base-sized merge instead of 6.8–8.9 s); nonlinear merges (ties, dare_ties, …) still rebuild every expert's dense tensors in the merge engine. A cached recipe runs at ${x('materialized-hit')}×: weights fed as graph inputs are not prepacked, and the twin graph's factored branch still runs at zero weights.`,
     '- **Dynamic batching and the event loop.** onnxruntime-node runs a session synchronously on the Node event loop, so while a BERT batch runs (~1 s) the runner reads no requests and answers no health checks. The scheduler now starts a batch that is not full only at the end of the event-loop turn (this work): at 32 clients on the BERT-base-sized model, 4.4 → 15.1 rows per run and 14.2 → 17.3 req/s (measured by hand, same machine, minutes apart). Moving sessions to a worker thread would also keep the HTTP side responsive during runs.',
     '- **Builder memory.** Verification now opens one expert session at a time (this work): the r16 build peaked at 14.31 GiB before and 10.34 GiB after.',

@@ -18,7 +18,7 @@ import { BERT, BERT_EXPERTS, BERT_VERSION, expertName, writeBertInputs } from '.
 
 export const REPO = resolve(fileURLToPath(new URL('../..', import.meta.url)))
 export const CACHE = join(REPO, 'bench/.cache/perf')
-export const DEMO_RECIPE = join(REPO, 'gpu-runner/demo/recipe.yaml')
+export const DEMO_RECIPE = join(REPO, 'zoo/fashion/recipe.yaml')
 
 export interface BertPackageSpec {
   name: string
@@ -177,7 +177,7 @@ async function runBuild(recipePath: string, out: string, name: string): Promise<
 }
 
 /**
- * The bundled demo package, rebuilt from its own recipe (gpu-runner/demo/recipe.yaml) into the cache with the
+ * The bundled demo package, rebuilt from its own recipe (zoo/fashion/recipe.yaml) into the cache with the
  * `shared` variant file kept (`shared_file: true`) and no static variants: the committed package leaves that file
  * out to save space, and the benchmark needs the plain shared model as its baseline. The twin graph is the same
  * build of the same recipe. Needs the zoo's routing data (`npm run zoo` writes it).

@@ -11,12 +11,12 @@
  */
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { mergeTensor } from '@twinserve/gpu-runner/merge'
+import type { ServedModel } from '@twinserve/gpu-runner/model'
+import { loadModel } from '@twinserve/gpu-runner/model'
+import { type INodeProto, onnx } from '@twinserve/gpu-runner/onnx'
+import { openSession, ort, type Provider } from '@twinserve/gpu-runner/runtime'
 import type { InferenceRequest, PackageManifest, TensorMetadata } from '@twinserve/shared'
-import { mergeTensor } from '../../gpu-runner/src/merge/merge-tensor.ts'
-import { loadModel } from '../../gpu-runner/src/model/load-model.ts'
-import type { ServedModel } from '../../gpu-runner/src/model/served-model.ts'
-import { type INodeProto, onnx } from '../../gpu-runner/src/onnx/proto.ts'
-import { openSession, ort, type Provider } from '../../gpu-runner/src/runtime/ort-session.ts'
 import { BERT, routingTokens } from './bert-encoder.ts'
 import { summarize } from './report.ts'
 

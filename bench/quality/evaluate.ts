@@ -5,10 +5,11 @@
  * argmax is the example's true task (router accuracy).
  * @module
  */
+
+import { openSession, ort } from '@twinserve/gpu-runner/runtime'
+import { argmaxRows } from '@twinserve/gpu-runner/train'
 import { TWIN_INPUTS, TWIN_OUTPUT_WEIGHTS } from '@twinserve/shared'
-import { openSession, ort } from '../../gpu-runner/src/runtime/ort-session.ts'
-import { argmaxRows } from '../../gpu-runner/src/train/index.ts'
-import { loadTaskSplit, type TaskSplit, type ZooSplit } from '../../gpu-runner/src/zoo/index.ts'
+import { loadTaskSplit, type TaskSplit, type ZooSplit } from '@twinserve/zoo/fashion'
 
 /** The zoo models' input and output names. */
 const INPUT = 'pixels'

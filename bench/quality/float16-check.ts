@@ -8,9 +8,9 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { onnx } from '@twinserve/gpu-runner/onnx'
+import { ort } from '@twinserve/gpu-runner/runtime'
 import { TWIN_INPUTS } from '@twinserve/shared'
-import { onnx } from '../../gpu-runner/src/onnx/proto.ts'
-import { ort } from '../../gpu-runner/src/runtime/ort-session.ts'
 import type { TaskData } from './evaluate.ts'
 
 export interface DtypeArm {

@@ -4,7 +4,7 @@
  * validation, the quality-per-byte levers, and the float16 storage check.
  * @module
  */
-import { markdownTable } from '../../gpu-runner/src/build/progress.ts'
+import { markdownTable } from '@twinserve/gpu-runner/build'
 import type { DtypeCheck } from './float16-check.ts'
 
 export interface Row {

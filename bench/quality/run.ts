@@ -16,10 +16,10 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
+import { loadPackage } from '@twinserve/gpu-runner/package'
+import { ort } from '@twinserve/gpu-runner/runtime'
 import { parseRecipe, type RecipeInput, SHARED_VARIANT } from '@twinserve/shared'
 import YAML from 'yaml'
-import { loadPackage } from '../../gpu-runner/src/package/load-package.ts'
-import { ort } from '../../gpu-runner/src/runtime/ort-session.ts'
 import { type Accuracy, evaluate, loadSplits, mean, openCpu, type TaskData } from './evaluate.ts'
 import { checkFloat16 } from './float16-check.ts'
 import { LEVER_STAGES, type LeverArm } from './levers.ts'
@@ -42,9 +42,9 @@ import { readZooModels } from './zoo-models.ts'
 
 const { values } = parseArgs({
   options: {
-    recipe: { type: 'string', default: 'gpu-runner/demo/recipe.yaml' },
-    package: { type: 'string', default: 'gpu-runner/demo/package' },
-    zoo: { type: 'string', default: 'gpu-runner/demo/zoo' },
+    recipe: { type: 'string', default: 'zoo/fashion/recipe.yaml' },
+    package: { type: 'string', default: 'zoo/fashion/package' },
+    zoo: { type: 'string', default: 'zoo/fashion/models' },
     ranks: { type: 'string', default: '4,16,64' },
     results: { type: 'string', default: 'bench/RESULTS.md' },
     'budget-mb': { type: 'string', default: '10' },

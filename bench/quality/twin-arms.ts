@@ -9,11 +9,10 @@
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
+import { type BuildReport, buildPackage, createReporter } from '@twinserve/gpu-runner/build'
+import { loadPackage } from '@twinserve/gpu-runner/package'
 import type { RecipeInput } from '@twinserve/shared'
 import YAML from 'yaml'
-import { type BuildReport, buildPackage } from '../../gpu-runner/src/build/build-package.ts'
-import { createReporter } from '../../gpu-runner/src/build/progress.ts'
-import { loadPackage } from '../../gpu-runner/src/package/load-package.ts'
 import { type Accuracy, evaluate, openCpu, type RoutingMode, type TaskData } from './evaluate.ts'
 
 /** The demo recipe with every path made absolute, so that copies can be written anywhere. */

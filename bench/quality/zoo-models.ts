@@ -4,16 +4,17 @@
  * one tensor at a time.
  * @module
  */
-import type { MergeSpec } from '@twinserve/shared'
+
 import {
   floatInitializers,
   type OnnxModel,
   readOnnx,
   tensorDims,
   withFloatInitializers,
-} from '../../gpu-runner/src/build/read-onnx.ts'
-import { mergeTensor } from '../../gpu-runner/src/merge/index.ts'
-import { onnx } from '../../gpu-runner/src/onnx/proto.ts'
+} from '@twinserve/gpu-runner/build'
+import { mergeTensor } from '@twinserve/gpu-runner/merge'
+import { onnx } from '@twinserve/gpu-runner/onnx'
+import type { MergeSpec } from '@twinserve/shared'
 
 export interface ZooModels {
   base: OnnxModel

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { ConfigError, parseServeArgs, RUNNER_ENV } from './config.ts'
+import { ConfigError, parseServeArgs, RUNNER_ENV, RUNNER_OPTIONS, SERVE_USAGE } from './config.ts'
 
 const secret = { RUNNER_SIGNING_SECRET: 'a-long-enough-secret' }
 
@@ -79,5 +79,33 @@ describe('parseServeArgs', () => {
     expect(RUNNER_ENV).toContain('RUNNER_SIGNING_SECRET')
     expect(RUNNER_ENV).toContain('GATEWAY_URL')
     expect(new Set(RUNNER_ENV).size).toBe(RUNNER_ENV.length)
+  })
+
+  it('derives each flag and variable from the config key, with the documented exceptions', () => {
+    // Pinned: a renamed flag or variable breaks scripts and deployments, so it must show up here.
+    expect(RUNNER_OPTIONS).toEqual({
+      packages: ['package', 'RUNNER_PACKAGES'],
+      host: ['host', 'RUNNER_HOST'],
+      port: ['port', 'RUNNER_PORT'],
+      provider: ['provider', 'RUNNER_PROVIDER'],
+      threads: ['threads', 'RUNNER_THREADS'],
+      signingSecret: [null, 'RUNNER_SIGNING_SECRET'],
+      gatewayUrl: ['gateway-url', 'GATEWAY_URL'],
+      publicUrl: ['public-url', 'RUNNER_PUBLIC_URL'],
+      runnerId: ['runner-id', 'RUNNER_ID'],
+      maxBatchSize: ['max-batch-size', 'RUNNER_MAX_BATCH_SIZE'],
+      maxBatchWaitMs: ['max-batch-wait-ms', 'RUNNER_MAX_BATCH_WAIT_MS'],
+      maxQueue: ['max-queue', 'RUNNER_MAX_QUEUE'],
+      concurrency: ['concurrency', 'RUNNER_CONCURRENCY'],
+      requestTimeoutMs: ['request-timeout-ms', 'RUNNER_REQUEST_TIMEOUT_MS'],
+      maxBodyBytes: ['max-body-bytes', 'RUNNER_MAX_BODY_BYTES'],
+      mergeCacheEntries: ['merge-cache-entries', 'RUNNER_MERGE_CACHE_ENTRIES'],
+      mergeCacheMb: ['merge-cache-mb', 'RUNNER_MERGE_CACHE_MB'],
+      drainTimeoutMs: ['drain-timeout-ms', 'RUNNER_DRAIN_TIMEOUT_MS'],
+      logLevel: ['log-level', 'RUNNER_LOG_LEVEL'],
+    })
+    // --help documents every flag.
+    for (const [flag] of Object.values(RUNNER_OPTIONS))
+      if (flag !== null) expect(SERVE_USAGE).toContain(`--${flag} `)
   })
 })

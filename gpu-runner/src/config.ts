@@ -9,35 +9,6 @@
 import { parseArgs } from 'node:util'
 import { z } from 'zod'
 
-/**
- * Config key → [flag, environment variable]. The flag is `--<flag>`; a null flag means environment only (secrets:
- * a flag would show in `ps`). `--insecure-local` is a flag only, so that it is always a visible, explicit choice.
- */
-export const RUNNER_OPTIONS = {
-  packages: ['package', 'RUNNER_PACKAGES'],
-  host: ['host', 'RUNNER_HOST'],
-  port: ['port', 'RUNNER_PORT'],
-  provider: ['provider', 'RUNNER_PROVIDER'],
-  threads: ['threads', 'RUNNER_THREADS'],
-  signingSecret: [null, 'RUNNER_SIGNING_SECRET'],
-  gatewayUrl: ['gateway-url', 'GATEWAY_URL'],
-  publicUrl: ['public-url', 'RUNNER_PUBLIC_URL'],
-  runnerId: ['runner-id', 'RUNNER_ID'],
-  maxBatchSize: ['max-batch-size', 'RUNNER_MAX_BATCH_SIZE'],
-  maxBatchWaitMs: ['max-batch-wait-ms', 'RUNNER_MAX_BATCH_WAIT_MS'],
-  maxQueue: ['max-queue', 'RUNNER_MAX_QUEUE'],
-  concurrency: ['concurrency', 'RUNNER_CONCURRENCY'],
-  requestTimeoutMs: ['request-timeout-ms', 'RUNNER_REQUEST_TIMEOUT_MS'],
-  maxBodyBytes: ['max-body-bytes', 'RUNNER_MAX_BODY_BYTES'],
-  mergeCacheEntries: ['merge-cache-entries', 'RUNNER_MERGE_CACHE_ENTRIES'],
-  mergeCacheMb: ['merge-cache-mb', 'RUNNER_MERGE_CACHE_MB'],
-  drainTimeoutMs: ['drain-timeout-ms', 'RUNNER_DRAIN_TIMEOUT_MS'],
-  logLevel: ['log-level', 'RUNNER_LOG_LEVEL'],
-} as const
-
-/** Every environment variable the runner reads. */
-export const RUNNER_ENV: readonly string[] = Object.values(RUNNER_OPTIONS).map(([, env]) => env)
-
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max)
 
 export const RunnerConfigSchema = z
@@ -96,6 +67,47 @@ export const RunnerConfigSchema = z
           'RUNNER_SIGNING_SECRET is required with --gateway-url (membership calls are signed)',
       })
   })
+/**
+ * Config keys whose flag or variable is not the usual one: `--<key in kebab-case>` and `RUNNER_<KEY IN
+ * SNAKE_CASE>`. A null flag means environment only.
+ */
+const FLAG_EXCEPTIONS: Readonly<Record<string, string | null>> = {
+  // Repeatable: one directory per --package.
+  packages: 'package',
+  // A secret: a flag would show in `ps`.
+  signingSecret: null,
+}
+const ENV_EXCEPTIONS: Readonly<Record<string, string>> = {
+  gatewayUrl: 'GATEWAY_URL',
+  runnerId: 'RUNNER_ID',
+}
+/** Flag only, so that accepting unsigned requests is always a visible, explicit choice. */
+const FLAG_ONLY = 'insecureLocal'
+
+const kebabCase = (key: string) => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)
+const snakeCase = (key: string) => key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()
+
+/**
+ * Config key → [flag, environment variable], for every key of `RunnerConfigSchema` but `insecureLocal`. The flag
+ * is `--<flag>`. `RUNNER_ENV` is the complete list of environment variables the runner reads; deployment
+ * manifests set exactly these (infra's tests compare the two).
+ */
+export const RUNNER_OPTIONS: Readonly<Record<string, readonly [flag: string | null, env: string]>> =
+  Object.fromEntries(
+    Object.keys(RunnerConfigSchema.shape)
+      .filter((key) => key !== FLAG_ONLY)
+      .map((key) => [
+        key,
+        [
+          key in FLAG_EXCEPTIONS ? (FLAG_EXCEPTIONS[key] ?? null) : kebabCase(key),
+          ENV_EXCEPTIONS[key] ?? `RUNNER_${snakeCase(key)}`,
+        ],
+      ]),
+  )
+
+/** Every environment variable the runner reads. */
+export const RUNNER_ENV: readonly string[] = Object.values(RUNNER_OPTIONS).map(([, env]) => env)
+
 export type RunnerConfig = z.output<typeof RunnerConfigSchema>
 export type RunnerConfigInput = z.input<typeof RunnerConfigSchema>
 
@@ -131,8 +143,8 @@ export class ConfigError extends Error {
 }
 
 function flagOf(key: string): string {
-  if (key === 'insecureLocal') return '--insecure-local'
-  const entry = RUNNER_OPTIONS[key as keyof typeof RUNNER_OPTIONS]
+  if (key === FLAG_ONLY) return `--${kebabCase(key)}`
+  const entry = RUNNER_OPTIONS[key]
   if (!entry) return key
   return entry[0] === null ? entry[1] : `--${entry[0]} (${entry[1]})`
 }

@@ -5,7 +5,7 @@
  * pull fails: the container then stops before the runner starts, and the log line names the source and file.
  * @module
  */
-import { createLogger, errorFields } from '@twinserve/gpu-runner/src/server/logger.ts'
+import { createLogger, errorFields } from '@twinserve/gpu-runner/server'
 import { parsePullEnv } from './pull-config.ts'
 import { pullPackages } from './pull-packages.ts'
 

@@ -16,12 +16,12 @@ import {
   simulateUsers,
   type TrafficResult,
   twinVersusTies,
-} from './ab-traffic.ts'
-import { viewDashboard } from './dashboard-browser.ts'
-import { type E2eGateway, startE2eGateway, startGatewayRunner } from './gateway-harness.ts'
-import type { RunnerProcess } from './runner-harness.ts'
+} from '../support/ab-traffic.ts'
+import { viewDashboard } from '../support/dashboard-browser.ts'
+import { type E2eGateway, startE2eGateway, startGatewayRunner } from '../support/gateway-harness.ts'
+import type { RunnerProcess } from '../support/runner-harness.ts'
 
-const DEMO_PACKAGE = fileURLToPath(new URL('../../gpu-runner/demo/package', import.meta.url))
+const DEMO_PACKAGE = fileURLToPath(new URL('../../zoo/fashion/package', import.meta.url))
 const MODEL = 'fashion-twin'
 
 let gw: E2eGateway

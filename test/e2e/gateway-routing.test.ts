@@ -14,8 +14,8 @@ import {
   metricValue,
   startE2eGateway,
   startGatewayRunner,
-} from './gateway-harness.ts'
-import type { RunnerProcess } from './runner-harness.ts'
+} from '../support/gateway-harness.ts'
+import type { RunnerProcess } from '../support/runner-harness.ts'
 
 const MODEL = 'routing-twin'
 const root = await mkdtemp(join(tmpdir(), 'twinserve-e2e-routing-'))

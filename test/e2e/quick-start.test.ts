@@ -11,13 +11,13 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { REPO_ROOT } from '@twinserve/gateway/dev'
+import { InferenceRequestSchema, InferenceResponseSchema } from '@twinserve/shared'
 import {
   FASHION_CLASSES,
   fashionMnistDir,
   IMAGE_PIXELS,
   loadFashionMnist,
-} from '@twinserve/gpu-runner/src/zoo/fashion-mnist.ts'
-import { InferenceRequestSchema, InferenceResponseSchema } from '@twinserve/shared'
+} from '@twinserve/zoo/fashion'
 import { afterAll, describe, expect, it } from 'vitest'
 import {
   type QuickStartReady,

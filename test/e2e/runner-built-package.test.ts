@@ -8,13 +8,12 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { buildPackage } from '@twinserve/gpu-runner/src/build/build-package.ts'
-import { createReporter } from '@twinserve/gpu-runner/src/build/progress.ts'
-import { writeBuildFixture } from '@twinserve/gpu-runner/src/build/test-models.ts'
-import { loadPackage } from '@twinserve/gpu-runner/src/package/load-package.ts'
+import { buildPackage, createReporter } from '@twinserve/gpu-runner/build'
+import { loadPackage } from '@twinserve/gpu-runner/package'
+import { writeBuildFixture } from '@twinserve/gpu-runner/test-support'
 import { InferenceResponseSchema, type PackageManifest } from '@twinserve/shared'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { type RunnerProcess, signedFetch, startRunnerProcess } from './runner-harness.ts'
+import { type RunnerProcess, signedFetch, startRunnerProcess } from '../support/runner-harness.ts'
 
 const SECRET = 'built-secret-0123456789abcdef'
 const root = await mkdtemp(join(tmpdir(), 'twinserve-e2e-built-'))

@@ -23,7 +23,7 @@ import {
 } from '@twinserve/shared'
 import { afterAll, describe, expect, it } from 'vitest'
 import { writeTwinFixture } from '../fixtures/twin-fixture.ts'
-import { signedFetch, startRunnerProcess } from './runner-harness.ts'
+import { signedFetch, startRunnerProcess } from '../support/runner-harness.ts'
 
 const SECRET = 'drain-secret-0123456789abcdef'
 const root = await mkdtemp(join(tmpdir(), 'twinserve-e2e-drain-'))

@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { InferenceResponseSchema } from '@twinserve/shared'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type TwinFixture, writeTwinFixture } from '../fixtures/twin-fixture.ts'
-import { type RunnerProcess, signedFetch, startRunnerProcess } from './runner-harness.ts'
+import { type RunnerProcess, signedFetch, startRunnerProcess } from '../support/runner-harness.ts'
 
 const SECRET = 'e2e-secret-abcdefghijklmnop'
 const root = await mkdtemp(join(tmpdir(), 'twinserve-e2e-proc-'))

@@ -75,7 +75,7 @@ const COVERAGE: Record<string, Coverage> = {
     cloudflare(GATEWAY_API),
   'curl https://twinserve-gateway-staging.example.workers.dev/admin/runners -H "authorization: Bearer $ADMIN_BOOTSTRAP_SECRET"':
     cloudflare('gateway/test/registry.workers.test.ts'),
-  'aws s3 sync gpu-runner/demo/package s3://twinserve-packages-staging/demo --endpoint-url https://<account-id>.r2.cloudflarestorage.com':
+  'aws s3 sync zoo/fashion/package s3://twinserve-packages-staging/demo --endpoint-url https://<account-id>.r2.cloudflarestorage.com':
     { outside: 'a bucket', checkedBy: PULL },
   'docker build -f infra/runner-image/Dockerfile -t ghcr.io/example/twinserve-runner:0.1.0 .': {
     outside: 'a Docker engine',
@@ -124,7 +124,7 @@ const COVERAGE: Record<string, Coverage> = {
   // user-guide.md
   'npx twinserve build --help': { run: 'here', expect: /usage: twinserve build/ },
   // The CLI through its real bin on a generated recipe; the demo recipe itself needs `npm run zoo`'s data (2 min).
-  'npx twinserve build gpu-runner/demo/recipe.yaml --out /tmp/fashion-twin --force': {
+  'npx twinserve build zoo/fashion/recipe.yaml --out /tmp/fashion-twin --force': {
     by: 'gpu-runner/src/build/build-command.test.ts',
     contains: "'build',",
   },

@@ -96,6 +96,22 @@ describe('runner Dockerfile', () => {
     ).toBe(dockerfileEnv().get('RUNNER_PORT'))
   })
 
+  it('copies every npm workspace manifest before `npm ci` (which refuses a lockfile naming a missing workspace)', () => {
+    const { workspaces } = JSON.parse(readFileSync(`${REPO}package.json`, 'utf8')) as {
+      workspaces: string[]
+    }
+    const install = df
+      .getInstructions()
+      .findIndex((i) => i.getKeyword() === 'RUN' && /npm ci/.test(i.getTextContent()))
+    const copiedBefore = df
+      .getInstructions()
+      .slice(0, install)
+      .filter((i) => i.getKeyword() === 'COPY')
+      .flatMap((c) => (c.getArgumentsContent()?.split(/\s+/) ?? []).slice(0, -1))
+    expect(workspaces.length).toBeGreaterThan(0)
+    for (const ws of workspaces) expect(copiedBefore, ws).toContain(`${ws}/package.json`)
+  })
+
   it('copies only files that exist and that the build context keeps', () => {
     const ignore = readFileSync(`${REPO}infra/runner-image/Dockerfile.dockerignore`, 'utf8')
       .split('\n')

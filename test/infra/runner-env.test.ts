@@ -6,7 +6,7 @@
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
-import { parseServeArgs, RUNNER_ENV } from '@twinserve/gpu-runner/src/config.ts'
+import { parseServeArgs, RUNNER_ENV } from '@twinserve/gpu-runner'
 import { PULL_ENV, parsePullEnv } from '@twinserve/infra/runner-image/pull-config.ts'
 import { describe, expect, it } from 'vitest'
 import { dockerfileEnv, OVERLAYS, REPO, render, runnerContainer } from './manifests.ts'

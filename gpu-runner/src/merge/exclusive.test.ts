@@ -1,8 +1,8 @@
 import { afterAll, describe, expect, it } from 'vitest'
+import { knownSvd } from '../../test-support/svd-fixture.ts'
 import { compressDelta, compressExclusive } from './exclusive.ts'
 import { MatmulBackend } from './matmul.ts'
 import { createRng } from './rng.ts'
-import { knownSvd } from './svd.fixture.ts'
 
 async function expectRejects(p: Promise<unknown>, code: string, message?: RegExp): Promise<void> {
   await expect(p).rejects.toMatchObject({ code })

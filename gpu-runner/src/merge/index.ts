@@ -32,6 +32,7 @@ export {
   magnitude,
   magnitudeOutliers,
   type SparsificationMethod,
+  type SparsifyParams,
   sparsify,
 } from './sparsify.ts'
 export { gramSvd, jacobiSvd, orthonormalize, randomizedSvd, type SvdFactors } from './svd.ts'

@@ -1,8 +1,9 @@
 /**
  * Matrix products on onnxruntime: one Gemm graph per transpose combination (plus a fused residual-norm
  * graph), with symbolic dimensions, so one cached session serves every shape: sessions are built once per
- * backend, never per call. The SVD's heavy products run here; JS loops are ~200× slower (toolchain handbook
- * §2.4). Counts FLOPs and time so benchmarks can report the rate the products reach.
+ * backend, never per call. The SVD's heavy products run here rather than in JS loops; each backend counts FLOPs
+ * and time, and `npm run bench:merge` reports the rate the products reach against onnxruntime's plain MatMul
+ * (bench/RESULTS.md, "Merge engine").
  * @module
  */
 import { AppError } from '@twinserve/shared'

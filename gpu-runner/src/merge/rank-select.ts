@@ -18,6 +18,26 @@ function magnitudeKeys(values: Float32Array): Uint32Array {
 }
 
 /**
+ * The histogram bucket that holds ascending rank `rank`, the rank inside that bucket, and how many entries the
+ * buckets below it hold.
+ */
+function bucketOfRank(
+  hist: Uint32Array,
+  rank: number,
+): { bucket: number; rankInBucket: number; below: number } {
+  let rest = rank
+  let below = 0
+  let bucket = 0
+  for (; bucket < hist.length; bucket++) {
+    const c = hist[bucket] as number
+    if (rest < c) break
+    rest -= c
+    below += c
+  }
+  return { bucket, rankInBucket: rest, below }
+}
+
+/**
  * The magnitude key at ascending rank `r` (0-based) and how many entries have a strictly smaller key.
  * Requires 0 ≤ r < n. Two passes over the data: a histogram of the top digit, then a gather of that digit's
  * bucket; the remaining digits only look at the bucket.
@@ -34,15 +54,10 @@ export function keyAtRank(values: Float32Array, r: number): { key: number; less:
     const b = ((bits[i] as number) & 0x7fffffff) >>> first.shift
     hist[b] = (hist[b] as number) + 1
   }
-  let rank = r
-  let less = 0
-  let d = 0
-  for (; d < hist.length; d++) {
-    const c = hist[d] as number
-    if (rank < c) break
-    rank -= c
-    less += c
-  }
+  const top = bucketOfRank(hist, r)
+  const d = top.bucket
+  let rank = top.rankInBucket
+  let less = top.below
   let candidates = new Uint32Array(hist[d] as number)
   let m = 0
   for (let i = 0; i < n; i++) {
@@ -57,13 +72,10 @@ export function keyAtRank(values: Float32Array, r: number): { key: number; less:
       const b = ((candidates[i] as number) >>> shift) & digitMask
       h[b] = (h[b] as number) + 1
     }
-    let e = 0
-    for (; e < h.length; e++) {
-      const c = h[e] as number
-      if (rank < c) break
-      rank -= c
-      less += c
-    }
+    const digit = bucketOfRank(h, rank)
+    const e = digit.bucket
+    rank = digit.rankInBucket
+    less += digit.below
     prefix = (prefix | (e << shift)) >>> 0
     const next = new Uint32Array(h[e] as number)
     let t = 0

@@ -5,17 +5,19 @@
  * @module
  */
 import type { MergeMethodName } from '@twinserve/shared'
-import { breadcrumbs } from './strategies/breadcrumbs.ts'
-import { breadcrumbsTies } from './strategies/breadcrumbs-ties.ts'
 import { consensus } from './strategies/consensus.ts'
-import { dareLinear } from './strategies/dare-linear.ts'
-import { dareTies } from './strategies/dare-ties.ts'
-import { della } from './strategies/della.ts'
-import { dellaLinear } from './strategies/della-linear.ts'
+import {
+  breadcrumbs,
+  breadcrumbsTies,
+  dareLinear,
+  dareTies,
+  della,
+  dellaLinear,
+  taskArithmetic,
+  ties,
+} from './strategies/generalized-task-arithmetic.ts'
 import { linear } from './strategies/linear.ts'
 import { modelStock } from './strategies/model-stock.ts'
-import { taskArithmetic } from './strategies/task-arithmetic.ts'
-import { ties } from './strategies/ties.ts'
 import type { MergeStrategy } from './types.ts'
 
 export const MERGE_STRATEGIES = {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { expectAppError } from './conformance.case.ts'
+import { expectAppError } from '../../test-support/merge-conformance.ts'
 import { selectTensors } from './select-tensors.ts'
 
 const names = [

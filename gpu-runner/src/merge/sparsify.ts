@@ -1,8 +1,8 @@
 /**
- * Task-vector sparsifiers, as mergekit's `sparsify.py` defines them. Each takes one expert's δ (its own copy:
- * modified in place and returned) and keeps a `density` fraction of it; with `rescale` the survivors are scaled
- * so the L1 norm matches the original (mergekit's `rescaled_masked_tensor`, which equals 1/density only in
- * expectation). Density 1 returns δ untouched.
+ * Task-vector sparsifiers, as mergekit's `sparsify.py` defines them. Each zeroes entries of one expert's δ (its
+ * own copy, modified in place) so that about a `density` fraction remains; `sparsify` dispatches to them and,
+ * with `rescale`, scales the survivors so the L1 norm matches the original (mergekit's `rescaled_masked_tensor`,
+ * which equals 1/density only in expectation). Density 1 returns δ untouched.
  *
  * Deliberate divergences from mergekit, all at edges where mergekit crashes or misbehaves:
  * - `magnitude` with density·n < 1 keeps nothing (mergekit asserts).
@@ -35,17 +35,25 @@ function rescaleL1(masked: Float32Array, before: number): Float32Array {
   return masked
 }
 
+export interface SparsifyParams {
+  method: SparsificationMethod
+  density: number
+  rescale: boolean
+  /** magnitude_outliers */
+  gamma: number
+  /** della_magprune */
+  epsilon: number
+  shape: readonly number[]
+  rng: Rng
+}
+
 /**
  * TIES trim: keeps the ⌊density·n⌋ largest |δ|.
  * @see https://arxiv.org/abs/2306.01708
  */
-export function magnitude(delta: Float32Array, density: number, rescale: boolean): Float32Array {
-  if (density >= 1) return delta
+export function magnitude(delta: Float32Array, { density }: Pick<SparsifyParams, 'density'>): void {
   const n = delta.length
-  const before = rescale ? l1(delta) : 0
-  const k = Math.floor(density * n)
-  keepRankRange(delta, n - k, n)
-  return rescale ? rescaleL1(delta, before) : delta
+  keepRankRange(delta, n - Math.floor(density * n), n)
 }
 
 /**
@@ -55,11 +63,9 @@ export function magnitude(delta: Float32Array, density: number, rescale: boolean
  */
 export function magnitudeOutliers(
   delta: Float32Array,
-  density: number,
-  gamma: number,
-  rescale: boolean,
-): Float32Array {
-  if (density >= 1) return delta
+  p: Pick<SparsifyParams, 'density' | 'gamma'>,
+): void {
+  const { density, gamma } = p
   const n = delta.length
   const target = Math.floor(density * n)
   let nTop = Math.floor(gamma * n)
@@ -68,9 +74,7 @@ export function magnitudeOutliers(
     nTop += nBot
     nBot = 0
   }
-  const before = rescale ? l1(delta) : 0
   keepRankRange(delta, nBot, n - nTop)
-  return rescale ? rescaleL1(delta, before) : delta
 }
 
 /**
@@ -79,14 +83,9 @@ export function magnitudeOutliers(
  */
 export function bernoulli(
   delta: Float32Array,
-  density: number,
-  rescale: boolean,
-  rng: Rng,
-): Float32Array {
-  if (density >= 1) return delta
-  const before = rescale ? l1(delta) : 0
+  { density, rng }: Pick<SparsifyParams, 'density' | 'rng'>,
+): void {
   for (let i = 0; i < delta.length; i++) if (!(rng.uniform() < density)) delta[i] = 0
-  return rescale ? rescaleL1(delta, before) : delta
 }
 
 /**
@@ -97,13 +96,9 @@ export function bernoulli(
  */
 export function dellaMagprune(
   delta: Float32Array,
-  shape: readonly number[],
-  density: number,
-  epsilon: number,
-  rescale: boolean,
-  rng: Rng,
-): Float32Array {
-  if (density >= 1) return delta
+  p: Pick<SparsifyParams, 'shape' | 'density' | 'epsilon' | 'rng'>,
+): void {
+  const { shape, density, epsilon, rng } = p
   const n = delta.length
   // mergekit unsqueezes tensors below 2-D to one row and ranks along dim 1: lines of `len` entries spaced
   // `stride` apart, one line per (index along dim 0, index over dims ≥ 2).
@@ -140,33 +135,21 @@ export function dellaMagprune(
       }
     }
   }
-  const before = rescale ? l1(delta) : 0
   for (let i = 0; i < n; i++) if (!(rng.uniform() < (probs[i] as number))) delta[i] = 0
-  return rescale ? rescaleL1(delta, before) : delta
 }
 
-export interface SparsifyParams {
-  method: SparsificationMethod
-  density: number
-  rescale: boolean
-  /** magnitude_outliers */
-  gamma: number
-  /** della_magprune */
-  epsilon: number
-  shape: readonly number[]
-  rng: Rng
-}
-
-/** Dispatches to the sparsifier; `delta` is modified in place and returned. */
-export function sparsify(delta: Float32Array, p: SparsifyParams): Float32Array {
-  switch (p.method) {
-    case 'magnitude':
-      return magnitude(delta, p.density, p.rescale)
-    case 'random':
-      return bernoulli(delta, p.density, p.rescale, p.rng)
-    case 'magnitude_outliers':
-      return magnitudeOutliers(delta, p.density, p.gamma, p.rescale)
-    case 'della_magprune':
-      return dellaMagprune(delta, p.shape, p.density, p.epsilon, p.rescale, p.rng)
+const SPARSIFIERS: Record<SparsificationMethod, (delta: Float32Array, p: SparsifyParams) => void> =
+  {
+    magnitude,
+    random: bernoulli,
+    magnitude_outliers: magnitudeOutliers,
+    della_magprune: dellaMagprune,
   }
+
+/** Sparsifies `delta` in place by `p.method` (and rescales it with `p.rescale`); returns it. */
+export function sparsify(delta: Float32Array, p: SparsifyParams): Float32Array {
+  if (p.density >= 1) return delta
+  const before = p.rescale ? l1(delta) : 0
+  SPARSIFIERS[p.method](delta, p)
+  return p.rescale ? rescaleL1(delta, before) : delta
 }

@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest'
+import { knownSvd } from '../../test-support/svd-fixture.ts'
 import { MatmulBackend } from './matmul.ts'
 import { createRng } from './rng.ts'
-import { knownSvd } from './svd.fixture.ts'
 import { gramSvd, jacobiSvd, orthonormalize, randomizedSvd, type SvdFactors } from './svd.ts'
 
 function reconstruct(f: SvdFactors, rows: number, cols: number): Float64Array {

@@ -13,6 +13,12 @@ export interface SessionOptions {
   provider?: ProviderChoice
   /** Intra-op threads; defaults to onnxruntime's choice (all cores). */
   threads?: number
+  /**
+   * Let intra-op threads spin-wait for work between runs (onnxruntime's own default). Off unless asked for:
+   * with several sessions in one process, one session's spinning threads take the cores another session needs
+   * (measured by `npm run bench:spinning`, bench/RESULTS.md).
+   */
+  spinning?: boolean
 }
 
 export interface OpenedSession {
@@ -22,14 +28,12 @@ export interface OpenedSession {
   fallbackReason?: string
 }
 
-function baseOptions(threads: number | undefined): ort.InferenceSession.SessionOptions {
+function baseOptions(opts: SessionOptions): ort.InferenceSession.SessionOptions {
   return {
     graphOptimizationLevel: 'all',
     executionMode: 'sequential',
-    ...(threads ? { intraOpNumThreads: threads, interOpNumThreads: 1 } : {}),
-    // Several sessions in one process spin-wait against each other on small machines; measured 2x slowdowns
-    // (handbook, factored-serving.md). Yielding threads removes the interference at no cost to one session.
-    extra: { session: { intra_op: { allow_spinning: '0' } } },
+    ...(opts.threads ? { intraOpNumThreads: opts.threads, interOpNumThreads: 1 } : {}),
+    extra: { session: { intra_op: { allow_spinning: opts.spinning ? '1' : '0' } } },
   }
 }
 
@@ -38,7 +42,7 @@ export async function openSession(
   opts: SessionOptions = {},
 ): Promise<OpenedSession> {
   const choice = opts.provider ?? 'auto'
-  const base = baseOptions(opts.threads)
+  const base = baseOptions(opts)
   const create = (providers: string[]) =>
     typeof model === 'string'
       ? ort.InferenceSession.create(model, { ...base, executionProviders: providers })

@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest'
+import { blobs } from '../../test-support/train-helpers.ts'
 import { onnx, toNumber } from '../onnx/proto.ts'
 import { openSession, ort } from '../runtime/ort-session.ts'
 import { exportMlpOnnx } from './export-onnx.ts'
 import { initMlp } from './mlp.ts'
 import { MlpSessions } from './mlp-sessions.ts'
-import { blobs } from './test-helpers.ts'
 import { trainMlp } from './train-mlp.ts'
 
 function structure(bytes: Uint8Array) {

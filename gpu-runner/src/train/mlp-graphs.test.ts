@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
+import { blobs, oneHot, referenceLoss } from '../../test-support/train-helpers.ts'
 import { initMlp } from './mlp.ts'
 import { MlpSessions } from './mlp-sessions.ts'
-import { blobs, oneHot, referenceLoss } from './test-helpers.ts'
 
 describe('training graph (ORT forward + backward)', () => {
   it('computes the loss of an independent double-precision reference', async () => {

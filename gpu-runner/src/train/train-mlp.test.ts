@@ -1,8 +1,8 @@
 import { AppError } from '@twinserve/shared'
 import { describe, expect, it } from 'vitest'
+import { blobs } from '../../test-support/train-helpers.ts'
 import { initMlp, type MlpWeights } from './mlp.ts'
 import { MlpSessions } from './mlp-sessions.ts'
-import { blobs } from './test-helpers.ts'
 import { trainMlp } from './train-mlp.ts'
 
 const sameBits = (a: MlpWeights, b: MlpWeights): boolean =>

@@ -1,6 +1,6 @@
 import { describe, it } from 'vitest'
-import { expectClose, runStrategyConformance } from '../conformance.case.ts'
-import { DARE_GOLDEN, mergeGoldenPair } from './golden.fixture.ts'
+import { expectClose, runStrategyConformance } from '../../../test-support/merge-conformance.ts'
+import { DARE_GOLDEN, mergeGoldenPair } from '../../../test-support/merge-golden.ts'
 
 runStrategyConformance({
   method: 'dare_ties',

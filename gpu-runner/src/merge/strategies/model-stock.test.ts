@@ -1,6 +1,10 @@
 import { parseMergeSpec } from '@twinserve/shared'
 import { describe, it } from 'vitest'
-import { expectAppError, expectClose, runStrategyConformance } from '../conformance.case.ts'
+import {
+  expectAppError,
+  expectClose,
+  runStrategyConformance,
+} from '../../../test-support/merge-conformance.ts'
 import { mergeTensor } from '../merge-tensor.ts'
 import type { TensorMergeInput } from '../types.ts'
 

@@ -1,8 +1,8 @@
 import { parseMergeSpec } from '@twinserve/shared'
 import { describe, it } from 'vitest'
-import { expectClose, runStrategyConformance } from '../conformance.case.ts'
+import { expectClose, runStrategyConformance } from '../../../test-support/merge-conformance.ts'
+import { goldenInput } from '../../../test-support/merge-golden.ts'
 import { mergeTensor } from '../merge-tensor.ts'
-import { goldenInput } from './golden.fixture.ts'
 
 runStrategyConformance({
   method: 'ties',

@@ -1,0 +1,12 @@
+/**
+ * onnxruntime-node behind one door (`@twinserve/gpu-runner/runtime`): sessions on CUDA or CPU, and `ort` itself.
+ * @module
+ */
+export {
+  type OpenedSession,
+  openSession,
+  ort,
+  type Provider,
+  type ProviderChoice,
+  type SessionOptions,
+} from './ort-session.ts'

@@ -1,0 +1,19 @@
+/**
+ * The serving process (`@twinserve/gpu-runner/server`): the V2 app, the runner that owns it, its OpenAPI document,
+ * and the structured logger and Prometheus metrics that other processes on the runner's machine (the image's
+ * package pull, the deployment tests) share with it.
+ * @module
+ */
+export { createApp } from './app.ts'
+export type { AppDeps } from './app-deps.ts'
+export {
+  createLogger,
+  errorFields,
+  LOG_LEVELS,
+  type LogFields,
+  type Logger,
+  type LogLevel,
+} from './logger.ts'
+export { createMetrics, type RunnerMetrics } from './metrics.ts'
+export { buildRunnerOpenApiDocument } from './openapi-document.ts'
+export { exitOnSignals, type Runner, type RunnerDeps, startRunner } from './runner.ts'

@@ -1,0 +1,33 @@
+/**
+ * What tests (and benchmarks) share about the runner (`@twinserve/gpu-runner/test-support`): the conformance
+ * suite every merge strategy passes, the trainer's small generated problems, and the builder's test models.
+ * The folder also holds the merge tests' fixed data (merge-golden.ts, svd-fixture.ts), imported by relative
+ * path. Not part of the runner image.
+ * @module
+ */
+
+// The builder's test models still live in build/ (they move here with the builder's reorganisation).
+export {
+  BLOCK_SIZES,
+  type BuildFixture,
+  MLP_SIZES,
+  mlpModel,
+  type ParamProvider,
+  perturbedParams,
+  randomParams,
+  seededNormal,
+  transformerModel,
+  writeBuildFixture,
+  writeWithExternalData,
+} from '../src/build/test-models.ts'
+export {
+  type ConformanceOptions,
+  expectAppError,
+  expectClose,
+  fixedUniforms,
+  makeContext,
+  plus,
+  runStrategyConformance,
+  specOf,
+} from './merge-conformance.ts'
+export { blobs, oneHot, referenceLoss } from './train-helpers.ts'
