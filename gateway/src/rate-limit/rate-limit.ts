@@ -10,7 +10,7 @@ export const RATE_LIMIT_REMAINING_HEADER = 'x-ratelimit-remaining'
  * Takes a token from the caller's bucket (one RateLimiter object per key): the key's own limits, else the
  * gateway defaults; 429 RATE_LIMITED with Retry-After when empty or over the daily quota. Runs after apiKeyAuth.
  * A token this isolate holds on lease is spent locally; otherwise the bucket is asked, for a lease when the
- * key's limits allow one (lib/token-lease.ts).
+ * key's limits allow one (token-lease.ts).
  */
 export function rateLimit() {
   return createMiddleware<AppEnv>(async function rateLimit(c, next) {

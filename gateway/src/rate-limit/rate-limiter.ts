@@ -2,7 +2,7 @@
  * One Durable Object per API key (`RATE_LIMITER.getByName(keyId)`): its token bucket and daily quota. A single
  * object per key makes the count exact across every isolate and location, which the Workers Rate Limiting
  * binding (approximate, per location, no Retry-After) is not. Isolates take tokens in small leases
- * (lib/token-lease.ts) so that most requests do not wait on this object.
+ * (token-lease.ts) so that most requests do not wait on this object.
  * @module
  */
 import { DurableObject } from 'cloudflare:workers'
@@ -24,7 +24,7 @@ export type RateDecision =
 export class RateLimiter extends DurableObject<Env> {
   /**
    * Up to `want` tokens: the first for the caller's request, the rest a lease valid for `leaseTtlMs`, after
-   * settling the caller's `finished` leases (see lib/token-bucket.ts). Never more than the bucket holds, so a
+   * settling the caller's `finished` leases (see token-bucket.ts). Never more than the bucket holds, so a
    * refused caller is refused for real.
    */
   async lease(

@@ -1,11 +1,11 @@
 /**
- * The tokens one gateway isolate holds on lease from API keys' buckets (durable-objects/rate-limiter.ts), so
+ * The tokens one gateway isolate holds on lease from API keys' buckets (rate-limiter.ts), so
  * that most requests are admitted without a round trip to the key's Durable Object — on Cloudflare a call to
  * wherever that object lives, locally the largest cost per request after the Worker runtime itself.
  *
  * Correctness: every admitted request spends a token the bucket granted, and leased tokens count against the
  * bucket's burst until the isolate reports the lease finished (with its next take from that bucket) or it
- * lapses, so the limits hold exactly in aggregate (lib/token-bucket.ts). What leasing costs: a token one isolate
+ * lapses, so the limits hold exactly in aggregate (token-bucket.ts). What leasing costs: a token one isolate
  * holds cannot serve a request at another (a refusal there, bounded by the lease size for at most LEASE_TTL_MS).
  * Leases are sized to a small slice of the key's rate and burst; keys with a daily quota take one token at a
  * time so the quota is counted exactly; a refused request leases nothing.

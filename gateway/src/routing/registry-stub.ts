@@ -1,4 +1,4 @@
-/** The single registry object every isolate shares (see durable-objects/runner-registry.ts). */
+/** The single registry object every isolate shares (runner-registry.ts). */
 export const REGISTRY_NAME = 'global'
 
 export function registryStub(env: Env) {

@@ -5,7 +5,7 @@
  *   EXPIRY_INTERVALS heartbeat intervals (filtered on every read, pruned by an alarm);
  * - cold-start waiters: a request for a model no runner holds parks here until one registers or it times out;
  * - the gateway's counters (SQLite), flushed to it in batches by every isolate.
- * It is deliberately NOT on the per-request path: isolates route from a cached snapshot (lib/runner-pool.ts) and
+ * It is deliberately NOT on the per-request path: isolates route from a cached snapshot (runner-pool.ts) and
  * call here only to refresh it, to wait out a cold start, and to flush counters — one object could not take
  * every request of a global deployment.
  * @module
