@@ -26,13 +26,7 @@ export interface KnownCycle {
  * file in it belongs to one entry's set. Delete each entry when its fix merges: an entry that matches no cycle
  * fails the check, so a stale one cannot linger.
  */
-export const KNOWN_CYCLES: readonly KnownCycle[] = [
-  {
-    // arch-runner moves the factor types into a module of their own.
-    why: 'gpu-runner builder: the factor types live in twin-graph.ts, which calls topk-gather.ts, which uses them',
-    files: ['gpu-runner/src/build/twin-graph.ts', 'gpu-runner/src/build/topk-gather.ts'],
-  },
-]
+export const KNOWN_CYCLES: readonly KnownCycle[] = []
 
 export interface CycleReport {
   /** Files analysed. */

@@ -10,7 +10,7 @@
 import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { existsSync } from 'node:fs'
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { dirname, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import YAML from 'yaml'
@@ -89,18 +89,24 @@ function recipeFor(spec: BertPackageSpec, dir: string) {
  * rebuilt on every full run anyway (it is the builder benchmark).
  */
 const GRAPH_SOURCES = [
-  'gpu-runner/src/build/twin-graph.ts',
-  'gpu-runner/src/build/topk-gather.ts',
-  'gpu-runner/src/build/router-gate.ts',
-  'gpu-runner/src/build/router-graph.ts',
-  'gpu-runner/src/build/graph-editor.ts',
-  'gpu-runner/src/build/ops.ts',
+  'gpu-runner/src/build/router/router-gate.ts',
+  'gpu-runner/src/build/router/router-graph.ts',
+  'gpu-runner/src/build/graph/graph-editor.ts',
+  'gpu-runner/src/build/graph/ops.ts',
+  // The twin-graph contract: the control inputs the rewrite declares.
+  'shared/src/schemas/twin-package.ts',
 ]
+/** Every step of the rewrite (one file each). */
+const GRAPH_SOURCE_DIR = 'gpu-runner/src/build/twin-graph'
 
 async function graphSourceHash(): Promise<string> {
+  const steps = (await readdir(join(REPO, GRAPH_SOURCE_DIR)))
+    .filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts'))
+    .sort()
+    .map((f) => `${GRAPH_SOURCE_DIR}/${f}`)
   const h = createHash('sha256')
-  for (const f of GRAPH_SOURCES)
-    h.update(f).update(await readFile(join(REPO, f)).catch(() => Buffer.alloc(0)))
+  // A missing file is an error: a stale list would silently stop rebuilding changed packages.
+  for (const f of [...GRAPH_SOURCES, ...steps]) h.update(f).update(await readFile(join(REPO, f)))
   return h.digest('hex')
 }
 

@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs'
 import { readFile, rename, writeFile } from 'node:fs/promises'
 import os from 'node:os'
+import { markdownTable } from '@twinserve/gpu-runner/build'
 
 export interface Machine {
   nproc: number
@@ -94,16 +95,8 @@ export function withRatio(value: number, reference: number, digits = 1): string 
   return `${fmt(value, digits)} (${(value / reference).toFixed(2)}×)`
 }
 
-export function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
-  const line = (cells: readonly string[]) =>
-    `| ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(' | ')} |`
-  return [
-    line(header),
-    `| ${widths.map((w) => '-'.repeat(w)).join(' | ')} |`,
-    ...rows.map(line),
-  ].join('\n')
-}
+/** A Markdown table, columns padded (the builder's report table). */
+export const table = markdownTable
 
 /**
  * Replaces the text between `<!-- name:start -->` and `<!-- name:end -->` in `path` (appending the block when the

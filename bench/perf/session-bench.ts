@@ -11,12 +11,19 @@
  */
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { xorshift32 } from '@twinserve/gpu-runner/build'
 import { mergeTensor } from '@twinserve/gpu-runner/merge'
 import type { ServedModel } from '@twinserve/gpu-runner/model'
 import { loadModel } from '@twinserve/gpu-runner/model'
 import { type INodeProto, onnx } from '@twinserve/gpu-runner/onnx'
 import { openSession, ort, type Provider } from '@twinserve/gpu-runner/runtime'
-import type { InferenceRequest, PackageManifest, TensorMetadata } from '@twinserve/shared'
+import { controlsOf, encodeControls, TWIN_INPUT_KEYS } from '@twinserve/gpu-runner/twin-contract'
+import type {
+  InferenceRequest,
+  PackageManifest,
+  TensorMetadata,
+  TwinInputKey,
+} from '@twinserve/shared'
 import { BERT, routingTokens } from './bert-encoder.ts'
 import { summarize } from './report.ts'
 
@@ -49,15 +56,7 @@ export function exampleInputs(
   seed: number,
 ): Feeds {
   const feeds: Feeds = {}
-  let s = seed >>> 0 || 1
-  const next = () => {
-    s ^= s << 13
-    s >>>= 0
-    s ^= s >>> 17
-    s ^= s << 5
-    s >>>= 0
-    return s / 2 ** 32
-  }
+  const next = xorshift32(seed)
   for (const input of inputs) {
     const dims = input.shape.map((d, i) => (i === 0 ? rows : d < 0 ? BERT.seq : d))
     const n = dims.reduce((a, b) => a * b, 1)
@@ -75,23 +74,22 @@ export function exampleInputs(
   return feeds
 }
 
-/** The twin graph's control inputs: every row with the same explicit mix, or the router (top_k per row). */
+/**
+ * The twin graph's control inputs: every row with the same explicit mix, or the router (top_k per row).
+ * @param controls the controls the graph has (an older package lacks the optional ones)
+ */
 export function twinControls(
   rows: number,
   T: number,
   opts: { mix?: readonly number[]; router?: boolean; topK?: number },
+  controls: readonly TwinInputKey[] = TWIN_INPUT_KEYS,
 ): Feeds {
-  const mix = new Float32Array(rows * T)
-  if (opts.mix) for (let r = 0; r < rows; r++) mix.set(opts.mix, r * T)
-  return {
-    mix_weights: new ort.Tensor('float32', mix, [rows, T]),
-    use_router: new ort.Tensor('float32', new Float32Array(rows).fill(opts.router ? 1 : 0), [
-      rows,
-      1,
-    ]),
-    expert_mask: new ort.Tensor('float32', new Float32Array(rows * T).fill(1), [rows, T]),
-    top_k: new ort.Tensor('int64', new BigInt64Array(rows).fill(BigInt(opts.topK ?? T)), [rows, 1]),
+  const row = {
+    ...(opts.mix ? { mixWeights: opts.mix } : {}),
+    useRouter: opts.router ? 1 : 0,
+    ...(opts.topK !== undefined ? { topK: opts.topK } : {}),
   }
+  return encodeControls(Array(rows).fill(row), T, controls)
 }
 
 /** A normalised random mix over `experts` of T (the rest 0). */
@@ -167,7 +165,7 @@ export async function twinCases(
     : await pool.get(path)
   const x = exampleInputs(manifest.inputs, rows, 7)
   return cases.map((c) => {
-    const feeds = { ...x, ...twinControls(rows, T, c) }
+    const feeds = { ...x, ...twinControls(rows, T, c, controlsOf(twin.inputNames)) }
     return { key: c.key, label: c.label, rows, run: () => twin.run(feeds) }
   })
 }

@@ -8,7 +8,8 @@
 
 import { openSession, ort } from '@twinserve/gpu-runner/runtime'
 import { argmaxRows } from '@twinserve/gpu-runner/train'
-import { TWIN_INPUTS, TWIN_OUTPUT_WEIGHTS } from '@twinserve/shared'
+import { controlsOf, encodeControls, type RowControls } from '@twinserve/gpu-runner/twin-contract'
+import { TWIN_OUTPUT_WEIGHTS } from '@twinserve/shared'
 import { loadTaskSplit, type TaskSplit, type ZooSplit } from '@twinserve/zoo/fashion'
 
 /** The zoo models' input and output names. */
@@ -48,23 +49,14 @@ export async function openCpu(model: Uint8Array | string): Promise<Session> {
   return (await openSession(model, { provider: 'cpu' })).session
 }
 
-function twinFeeds(rows: number, T: number, task: number, mode: RoutingMode) {
-  const mix = new Float32Array(rows * T) // [rows, T]
-  if (mode.kind === 'oracle') for (let r = 0; r < rows; r++) mix[r * T + task] = 1
-  const useRouter = mode.kind === 'router' ? 1 : 0
-  const k = mode.kind === 'router' ? (mode.topK ?? T) : T
-  return {
-    [TWIN_INPUTS.mixWeights]: new ort.Tensor('float32', mix, [rows, T]),
-    [TWIN_INPUTS.useRouter]: new ort.Tensor('float32', new Float32Array(rows).fill(useRouter), [
-      rows,
-      1,
-    ]),
-    [TWIN_INPUTS.expertMask]: new ort.Tensor('float32', new Float32Array(rows * T).fill(1), [
-      rows,
-      T,
-    ]),
-    [TWIN_INPUTS.topK]: new ort.Tensor('int64', new BigInt64Array(rows).fill(BigInt(k)), [rows, 1]),
-  }
+function twinFeeds(session: Session, rows: number, T: number, task: number, mode: RoutingMode) {
+  const row: RowControls =
+    mode.kind === 'oracle'
+      ? { mixWeights: Array.from({ length: T }, (_, t) => (t === task ? 1 : 0)) }
+      : mode.kind === 'router'
+        ? { useRouter: 1, topK: mode.topK ?? T }
+        : {}
+  return encodeControls(Array(rows).fill(row), T, controlsOf(session.inputNames))
 }
 
 /**
@@ -89,7 +81,7 @@ export async function evaluate(
           split.x.subarray(start * PIXELS, (start + rows) * PIXELS),
           [rows, PIXELS],
         ),
-        ...(twin ? twinFeeds(rows, twin.experts, t, twin.mode) : {}),
+        ...(twin ? twinFeeds(session, rows, twin.experts, t, twin.mode) : {}),
       }
       const out = await session.run(feeds, twin ? [OUTPUT, TWIN_OUTPUT_WEIGHTS] : [OUTPUT])
       const pred = argmaxRows(out[OUTPUT]?.data as Float32Array, CLASSES)

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { onnx } from '@twinserve/gpu-runner/onnx'
 import { ort } from '@twinserve/gpu-runner/runtime'
-import { TWIN_INPUTS } from '@twinserve/shared'
+import { encodeControls } from '@twinserve/gpu-runner/twin-contract'
 import type { TaskData } from './evaluate.ts'
 
 export interface DtypeArm {
@@ -47,16 +47,11 @@ function countCasts(bytes: Uint8Array): number {
   return (graph?.node ?? []).filter((n) => n.opType === 'Cast').length
 }
 
+/** Routed rows (the embedded router, dense): the factored graph as served. */
 function feeds(x: Float32Array, rows: number, T: number): Record<string, ort.Tensor> {
   return {
     pixels: new ort.Tensor('float32', x.subarray(0, rows * 784), [rows, 784]),
-    [TWIN_INPUTS.mixWeights]: new ort.Tensor('float32', new Float32Array(rows * T), [rows, T]),
-    [TWIN_INPUTS.useRouter]: new ort.Tensor('float32', new Float32Array(rows).fill(1), [rows, 1]),
-    [TWIN_INPUTS.expertMask]: new ort.Tensor('float32', new Float32Array(rows * T).fill(1), [
-      rows,
-      T,
-    ]),
-    [TWIN_INPUTS.topK]: new ort.Tensor('int64', new BigInt64Array(rows).fill(BigInt(T)), [rows, 1]),
+    ...encodeControls(Array(rows).fill({ useRouter: 1 }), T),
   }
 }
 

@@ -7,12 +7,11 @@
 
 import {
   floatInitializers,
+  mergeTensors,
   type OnnxModel,
   readOnnx,
-  tensorDims,
   withFloatInitializers,
 } from '@twinserve/gpu-runner/build'
-import { mergeTensor } from '@twinserve/gpu-runner/merge'
 import { onnx } from '@twinserve/gpu-runner/onnx'
 import type { MergeSpec } from '@twinserve/shared'
 
@@ -43,23 +42,9 @@ export async function readZooModels(
   }
 }
 
-/** The merged value of every float tensor under `spec`. */
+/** The merged value of every float tensor under `spec` (the builder's shared-merge step). */
 export function mergeValues(z: ZooModels, spec: MergeSpec): Map<string, Float32Array> {
-  const out = new Map<string, Float32Array>()
-  for (const [name, b] of z.baseValues) {
-    const t = z.base.initializers.get(name)
-    out.set(
-      name,
-      mergeTensor(spec, {
-        base: b,
-        experts: z.experts.map((e) => e.get(name) as Float32Array),
-        names: z.names,
-        shape: t ? tensorDims(t) : [b.length],
-        tensorName: name,
-      }),
-    )
-  }
-  return out
+  return mergeTensors(z, spec)
 }
 
 /** A plain graph (the base's) holding `values`: what a static variant file contains. */

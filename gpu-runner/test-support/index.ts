@@ -6,7 +6,16 @@
  * @module
  */
 
-// The builder's test models still live in build/ (they move here with the builder's reorganisation).
+export {
+  type ConformanceOptions,
+  expectAppError,
+  expectClose,
+  fixedUniforms,
+  makeContext,
+  plus,
+  runStrategyConformance,
+  specOf,
+} from './merge-conformance.ts'
 export {
   BLOCK_SIZES,
   type BuildFixture,
@@ -19,15 +28,5 @@ export {
   transformerModel,
   writeBuildFixture,
   writeWithExternalData,
-} from '../src/build/test-models.ts'
-export {
-  type ConformanceOptions,
-  expectAppError,
-  expectClose,
-  fixedUniforms,
-  makeContext,
-  plus,
-  runStrategyConformance,
-  specOf,
-} from './merge-conformance.ts'
+} from './test-models.ts'
 export { blobs, oneHot, referenceLoss } from './train-helpers.ts'

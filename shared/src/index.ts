@@ -213,6 +213,8 @@ export {
   TWIN_FACTOR_SUFFIXES,
   TWIN_INPUTS,
   TWIN_OUTPUT_WEIGHTS,
+  type TwinInputKey,
+  type TwinInputSpec,
   type Variant,
   VariantSchema,
 } from './schemas/twin-package.ts'

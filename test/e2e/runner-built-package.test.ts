@@ -3,7 +3,8 @@
  * a transformer block with 3-D inputs, and a compact MLP package: no shared file, float16 factors) served by a
  * runner process. Zero weights give the shared variant, a
  * materialised linear merge gives what the factored graph computes (so the factors follow the documented naming
- * and layout convention), and the router's weights are a distribution over the experts.
+ * and layout convention), the router's weights are a distribution over the experts, and rows the router is unsure
+ * about abstain to the shared model when asked (`abstain_below`).
  */
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -124,5 +125,21 @@ describe('runner serving packages from twinserve build', () => {
       const top1 = data(await infer(m, { top_k: 1 }), 'expert_weights')
       for (let r = 0; r < 2; r++)
         expect(top1.slice(r * T, (r + 1) * T).filter((v) => v > 0)).toHaveLength(1)
+
+      // The abstain threshold (issue #18): rows whose router is less sure than 1 apply no expert (the shared
+      // model), and the response counts them.
+      expect(routed.parameters).not.toHaveProperty('abstained_rows')
+      const unsure = await infer(m, { abstain_below: 1 })
+      const aw = data(unsure, 'expert_weights')
+      const abstained = [0, 1].filter((r) => aw.slice(r * T, (r + 1) * T).every((v) => v === 0))
+      expect(unsure.parameters).toMatchObject({ abstained_rows: abstained.length })
+      const per = data(shared, out).length / 2
+      for (const r of abstained)
+        expect(
+          maxDiff(
+            data(unsure, out).slice(r * per, (r + 1) * per),
+            data(shared, out).slice(r * per, (r + 1) * per),
+          ),
+        ).toBeLessThan(1e-5)
     })
 })

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, describe, expect, it } from 'vitest'
-import { writeBuildFixture } from './test-models.ts'
+import { writeBuildFixture } from '../../test-support/test-models.ts'
 
 const root = await mkdtemp(join(tmpdir(), 'twinserve-cli-'))
 afterAll(() => rm(root, { recursive: true, force: true }))

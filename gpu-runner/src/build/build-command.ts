@@ -8,7 +8,7 @@ import { writeFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import { AppError } from '@twinserve/shared'
 import { buildPackage } from './build-package.ts'
-import { createReporter } from './progress.ts'
+import { createReporter } from './pipeline/progress.ts'
 import { formatReport } from './report.ts'
 
 const USAGE = `usage: twinserve build <recipe.yaml|recipe.json> --out <dir> [options]

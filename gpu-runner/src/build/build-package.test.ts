@@ -3,11 +3,11 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { SHARED_VARIANT } from '@twinserve/shared'
 import { afterAll, describe, expect, it } from 'vitest'
+import { MLP_SIZES, transformerModel, writeBuildFixture } from '../../test-support/test-models.ts'
 import { loadPackage } from '../package/load-package.ts'
 import { type BuildOptions, buildPackage } from './build-package.ts'
-import { createReporter } from './progress.ts'
-import { readOnnxBytes, tensorToFloat32 } from './read-onnx.ts'
-import { MLP_SIZES, transformerModel, writeBuildFixture } from './test-models.ts'
+import { readOnnxBytes, tensorToFloat32 } from './import/read-onnx.ts'
+import { createReporter } from './pipeline/progress.ts'
 
 const root = await mkdtemp(join(tmpdir(), 'twinserve-build-'))
 afterAll(() => rm(root, { recursive: true, force: true }))

@@ -1,7 +1,8 @@
 /**
  * The offline builder's public surface (`@twinserve/gpu-runner/build`): build a twin package from a recipe, the
- * build's progress reporter, and the ONNX model reading the benchmarks share with it. Everything else in build/
- * is internal and may move; import from here.
+ * build's progress reporter, the ONNX model reading and the per-tensor merge the benchmarks share with it, and a
+ * seeded generator for example inputs. Everything else in build/ (layout: build/README.md) is internal and may
+ * move; import from here.
  * @module
  */
 export {
@@ -10,7 +11,7 @@ export {
   buildPackage,
   type VariantReport,
 } from './build-package.ts'
-export { createReporter, markdownTable, type Reporter, type ReporterOptions } from './progress.ts'
+export { xorshift32 } from './import/model-io.ts'
 export {
   decodeModel,
   elementCount,
@@ -23,5 +24,12 @@ export {
   tensorDims,
   tensorToFloat32,
   withFloatInitializers,
-} from './read-onnx.ts'
-export { type LoadedRecipe, loadRecipe } from './recipe-file.ts'
+} from './import/read-onnx.ts'
+export { type LoadedRecipe, loadRecipe } from './import/recipe-file.ts'
+export {
+  createReporter,
+  markdownTable,
+  type Reporter,
+  type ReporterOptions,
+} from './pipeline/progress.ts'
+export { type MergeInputs, mergeTensors } from './pipeline/shared-merge.ts'

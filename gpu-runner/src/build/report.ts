@@ -5,7 +5,7 @@
  * @module
  */
 import type { BuildReport } from './build-package.ts'
-import { markdownTable } from './progress.ts'
+import { markdownTable } from './pipeline/progress.ts'
 
 const mb = (bytes: number) =>
   bytes >= 1e6 ? `${(bytes / 1e6).toFixed(2)} MB` : `${(bytes / 1e3).toFixed(1)} kB`

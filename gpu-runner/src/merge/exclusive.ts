@@ -7,6 +7,7 @@
  * @module
  */
 import { AppError } from '@twinserve/shared'
+import type { LowRankFactors } from '../factors/exclusive-factors.ts'
 import { defaultMatmulBackend, type MatmulBackend } from './matmul.ts'
 import { jacobiSvd, randomizedSvd, type SvdFactors } from './svd.ts'
 
@@ -23,10 +24,8 @@ export interface CompressOptions {
   backend?: MatmulBackend
 }
 
-export interface CompressedDelta {
-  U: Float32Array // [rows, rank]
-  S: Float32Array // [rank], descending
-  V: Float32Array // [cols, rank]
+/** One expert's factors (u [rows, rank], σ [rank] descending, vt [rank, cols]) and how well they fit. */
+export interface CompressedDelta extends LowRankFactors {
   /** Components kept: the requested rank, or fewer when the matrix has lower numerical rank. */
   rank: number
   /** ‖delta − U·diag(S)·Vᵀ‖_F / ‖delta‖_F (0 for a zero delta). */
@@ -152,9 +151,9 @@ export async function compressDelta(
   const minDim = Math.min(rows, cols)
   const total = checkedFrobenius2(delta)
   const empty = (): CompressedDelta => ({
-    U: new Float32Array(0),
-    S: new Float32Array(0),
-    V: new Float32Array(0),
+    u: new Float32Array(0),
+    sigma: new Float32Array(0),
+    vt: new Float32Array(0),
     rank: 0,
     relError: 0,
     method: 'exact',
@@ -202,44 +201,15 @@ export async function compressDelta(
   k = Math.min(k, significant(factors.S), factors.r)
   const kept = truncate(factors, rows, cols, k)
   const err = await residual(be, delta, kept, rows, cols)
+  const vt = new Float32Array(k * cols) // [k, cols] = Vᵀ of V [cols, k]
+  for (let j = 0; j < cols; j++)
+    for (let r = 0; r < k; r++) vt[r * cols + j] = kept.V[j * k + r] as number
   return {
-    U: kept.U,
-    S: kept.S,
-    V: kept.V,
+    u: kept.U,
+    sigma: kept.S,
+    vt,
     rank: k,
     relError: err / Math.sqrt(total),
     method: exact ? 'exact' : 'randomized',
-  }
-}
-
-export type ExclusiveTensor =
-  | ({ kind: 'matrix'; shape: [number, number] } & CompressedDelta)
-  | { kind: 'vector'; shape: number[]; delta: Float32Array; relError: 0 }
-
-/**
- * v = expert − shared for one tensor: tensors of rank ≥ 2 are compressed as [shape[0], rest] matrices,
- * vectors (and scalars) are kept exact.
- */
-export async function compressExclusive(
-  shared: Float32Array,
-  expert: Float32Array,
-  shape: readonly number[],
-  target: CompressionTarget,
-  opts: CompressOptions = {},
-): Promise<ExclusiveTensor> {
-  if (shared.length !== expert.length)
-    throw new AppError(
-      'INCOMPATIBLE_EXPERTS',
-      `exclusive knowledge: expert has ${expert.length} values, the shared model ${shared.length}`,
-    )
-  const v = new Float32Array(shared.length)
-  for (let i = 0; i < v.length; i++) v[i] = (expert[i] as number) - (shared[i] as number)
-  if (shape.length < 2) return { kind: 'vector', shape: [...shape], delta: v, relError: 0 }
-  const rows = shape[0] as number
-  const cols = v.length / Math.max(rows, 1)
-  return {
-    kind: 'matrix',
-    shape: [rows, cols],
-    ...(await compressDelta(v, rows, cols, target, opts)),
   }
 }

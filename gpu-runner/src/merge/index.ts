@@ -4,8 +4,6 @@ export {
   type CompressionTarget,
   type CompressOptions,
   compressDelta,
-  compressExclusive,
-  type ExclusiveTensor,
 } from './exclusive.ts'
 export {
   type ExpertParams,

@@ -13,14 +13,11 @@ export interface SymEig {
   vectors: Float64Array // [n, n]
 }
 
-/** Eigenvalues and eigenvectors of the symmetric matrix `a` ([n, n] row-major; only read, never changed). */
-export function symEig(a: ArrayLike<number>, n: number): SymEig {
-  const V = Float64Array.from({ length: n * n }, (_, i) => a[i] as number)
-  const d = new Float64Array(n)
-  const e = new Float64Array(n)
-  if (n === 0) return { values: d, vectors: V }
-
-  // tred2: reduce to tridiagonal form, accumulating the transformations in V.
+/**
+ * tred2: reduces V (the symmetric matrix, [n, n]) to tridiagonal form in place, accumulating the orthogonal
+ * transformations in V; d gets the diagonal, e the subdiagonal.
+ */
+function tridiagonalize(V: Float64Array, d: Float64Array, e: Float64Array, n: number): void {
   for (let j = 0; j < n; j++) d[j] = V[(n - 1) * n + j] as number
   for (let i = n - 1; i > 0; i--) {
     let scale = 0
@@ -93,8 +90,10 @@ export function symEig(a: ArrayLike<number>, n: number): SymEig {
   }
   V[(n - 1) * n + (n - 1)] = 1
   e[0] = 0
+}
 
-  // tql2: implicit QL on the tridiagonal matrix.
+/** tql2: implicit QL on the tridiagonal (d, e), rotating V alike; d ends up holding the eigenvalues. */
+function tridiagonalQl(V: Float64Array, d: Float64Array, e: Float64Array, n: number): void {
   for (let i = 1; i < n; i++) e[i - 1] = e[i] as number
   e[n - 1] = 0
   let f = 0
@@ -153,8 +152,10 @@ export function symEig(a: ArrayLike<number>, n: number): SymEig {
     d[l] = (d[l] as number) + f
     e[l] = 0
   }
+}
 
-  // Sort ascending, permuting the eigenvector columns alike.
+/** Eigenvalues ascending, the eigenvector columns of V permuted alike. */
+function sortAscending(V: Float64Array, d: Float64Array, n: number): SymEig {
   const order = Array.from({ length: n }, (_, i) => i).sort(
     (x, y) => (d[x] as number) - (d[y] as number),
   )
@@ -163,4 +164,15 @@ export function symEig(a: ArrayLike<number>, n: number): SymEig {
   for (let r = 0; r < n; r++)
     for (let c = 0; c < n; c++) vectors[r * n + c] = V[r * n + (order[c] as number)] as number
   return { values, vectors }
+}
+
+/** Eigenvalues and eigenvectors of the symmetric matrix `a` ([n, n] row-major; only read, never changed). */
+export function symEig(a: ArrayLike<number>, n: number): SymEig {
+  const V = Float64Array.from({ length: n * n }, (_, i) => a[i] as number)
+  const d = new Float64Array(n)
+  const e = new Float64Array(n)
+  if (n === 0) return { values: d, vectors: V }
+  tridiagonalize(V, d, e, n)
+  tridiagonalQl(V, d, e, n)
+  return sortAscending(V, d, n)
 }

@@ -5,18 +5,7 @@
  * @module
  */
 import { AppError, type MergeSelection, type PackageExpert } from '@twinserve/shared'
-
-/** One request's row of controls; repeated for each of its rows when batched. */
-export interface RowControls {
-  /** [T] explicit weights (used where useRouter is 0) */
-  mix: Float32Array
-  /** 1: the router weighs the experts; 0: `mix` does */
-  useRouter: 0 | 1
-  /** [T] 1 keeps an expert in the router's mix, 0 excludes it */
-  mask: Float32Array
-  /** k largest router weights kept (T = dense) */
-  topK: number
-}
+import type { RowControls } from '../twin-contract/encode-controls.ts'
 
 /** Column index of each expert name, checking that every named expert exists. */
 export function expertColumns(
@@ -35,23 +24,26 @@ export function expertColumns(
   })
 }
 
-/** Per-row controls for the factored paths (router or explicit mix). */
+/**
+ * Per-row controls for the factored paths (router or explicit mix); one request's row, repeated for each of its
+ * rows when batched. Controls left out get the spec's default (zero: the shared model).
+ */
 export function rowControls(
   selection: Extract<MergeSelection, { kind: 'router' | 'explicit' }> | { kind: 'zero' },
   experts: readonly PackageExpert[],
   model: string,
 ): RowControls {
   const T = experts.length
-  const mix = new Float32Array(T)
-  const mask = new Float32Array(T).fill(1)
-  if (selection.kind === 'zero') return { mix, useRouter: 0, mask, topK: T }
+  if (selection.kind === 'zero') return {}
   if (selection.kind === 'explicit') {
+    const mix = new Float32Array(T)
     const names = Object.keys(selection.experts)
     expertColumns(names, experts, model).forEach((col, i) => {
       mix[col] = selection.experts[names[i] as string] ?? 0
     })
-    return { mix, useRouter: 0, mask, topK: T }
+    return { mixWeights: mix }
   }
+  const mask = new Float32Array(T).fill(1)
   for (const col of expertColumns(selection.exclude, experts, model)) mask[col] = 0
   if (selection.exclude.length >= T)
     throw new AppError(
@@ -59,5 +51,10 @@ export function rowControls(
       `exclude_experts removes every expert of model '${model}'; keep at least one (or use variant 'shared')`,
     )
   // k beyond the experts left is dense; the graph clamps k to T, and masked experts already weigh 0.
-  return { mix, useRouter: 1, mask, topK: Math.min(selection.topK ?? T, T) }
+  return {
+    useRouter: 1,
+    expertMask: mask,
+    topK: Math.min(selection.topK ?? T, T),
+    ...(selection.abstainBelow !== undefined ? { abstainBelow: selection.abstainBelow } : {}),
+  }
 }

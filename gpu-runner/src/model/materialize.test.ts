@@ -1,21 +1,28 @@
 import { type MergeSpec, parseMergeSpec } from '@twinserve/shared'
 import { describe, expect, it } from 'vitest'
 import { makeTwinFixture } from '../../../test/fixtures/twin-fixture.ts'
+import {
+  type FactorsWithShared,
+  type MatrixFactors,
+  shapeOf,
+} from '../factors/exclusive-factors.ts'
 import { MatmulBackend } from '../merge/matmul.ts'
 import { mergeTensor } from '../merge/merge-tensor.ts'
 import { onnx } from '../onnx/proto.ts'
 import { ort } from '../runtime/ort-session.ts'
 import {
-  type ExclusiveFactors,
   expertDelta,
   initializersToInputs,
   linearForm,
-  type MatrixFactors,
   materializeMerge,
   readExclusiveFactors,
 } from './materialize.ts'
 
-function randomFactors(rows: number, cols: number, perExpert: number[]): MatrixFactors {
+function randomFactors(
+  rows: number,
+  cols: number,
+  perExpert: number[],
+): MatrixFactors & { shared: Float32Array } {
   let seed = 3
   const rand = () => {
     seed = (seed * 1103515245 + 12345) % 2 ** 31
@@ -30,10 +37,11 @@ function randomFactors(rows: number, cols: number, perExpert: number[]): MatrixF
   return {
     kind: 'matrix',
     name: 'w',
-    shape: [rows, cols],
+    rows,
+    cols,
     shared: new Float32Array(rows * cols),
     u: Float32Array.from({ length: rows * R }, rand),
-    v: Float32Array.from({ length: R * cols }, rand),
+    vt: Float32Array.from({ length: R * cols }, rand),
     sigma: Float32Array.from({ length: R }, () => 1 + rand()),
     expertOfRank,
   }
@@ -96,7 +104,7 @@ describe('initializersToInputs', () => {
 describe('linear merges in closed form', () => {
   /** The general path: every named expert's dense θ_s + Δ_t through the merge engine. */
   async function viaEngine(
-    factors: readonly ExclusiveFactors[],
+    factors: readonly FactorsWithShared[],
     spec: MergeSpec,
     experts: { name: string; index: number }[],
   ) {
@@ -113,7 +121,7 @@ describe('linear merges in closed form', () => {
           base: f.shared,
           experts: thetas,
           names: experts.map((e) => e.name),
-          shape: [...f.shape],
+          shape: shapeOf(f),
           tensorName: f.name,
         }),
       )
@@ -124,10 +132,10 @@ describe('linear merges in closed form', () => {
   it('equal the merge engine on the dense tensors (task_arithmetic and linear, normalised or not)', async () => {
     const m = randomFactors(96, 80, [5, 3, 4]) // 96·80·9 MACs: the onnxruntime product too
     m.shared = Float32Array.from({ length: 96 * 80 }, (_, i) => Math.sin(i))
-    const vector: ExclusiveFactors = {
+    const vector: FactorsWithShared = {
       kind: 'vector',
       name: 'b',
-      shape: [6],
+      size: 6,
       shared: Float32Array.of(1, 2, 3, 4, 5, 6),
       delta: Float32Array.from({ length: 18 }, (_, i) => Math.cos(i)),
     }

@@ -17,6 +17,12 @@ import {
   type PackageManifest,
   TWIN_FACTOR_SUFFIXES,
 } from '@twinserve/shared'
+import {
+  columnsOf,
+  type ExclusiveFactors,
+  type FactorsWithShared,
+  shapeOf,
+} from '../factors/exclusive-factors.ts'
 import type { MatmulBackend } from '../merge/matmul.ts'
 import { float16TensorValues } from '../onnx/float16.ts'
 import { valueInfo } from '../onnx/graph-builder.ts'
@@ -33,27 +39,6 @@ export type MergeTensorFn = (
     tensorName: string
   },
 ) => Float32Array | Promise<Float32Array>
-
-export interface MatrixFactors {
-  kind: 'matrix'
-  name: string
-  shape: [number, number]
-  shared: Float32Array // [rows, cols]
-  u: Float32Array // [rows, R]
-  v: Float32Array // [R, cols]
-  sigma: Float32Array // [R]
-  expertOfRank: Int32Array // [R]
-}
-
-export interface VectorFactors {
-  kind: 'vector'
-  name: string
-  shape: [number]
-  shared: Float32Array // [d]
-  delta: Float32Array // [T, d]
-}
-
-export type ExclusiveFactors = MatrixFactors | VectorFactors
 
 function invalid(model: string, message: string): AppError {
   return new AppError('INVALID_MODEL', `model '${model}': ${message}`)
@@ -108,7 +93,7 @@ function intsOf(t: ITensorProto, model: string): Int32Array {
 export function readExclusiveFactors(
   graph: { initializer?: ITensorProto[] | null },
   manifest: PackageManifest,
-): ExclusiveFactors[] {
+): FactorsWithShared[] {
   const model = manifest.name
   const T = manifest.experts.length
   const inits = new Map<string, ITensorProto>()
@@ -146,7 +131,7 @@ export function readExclusiveFactors(
     !inits.has(`${e.name}${S.u}`)
   return manifest.exclusive
     .filter((e) => !rankless(e))
-    .map((e): ExclusiveFactors => {
+    .map((e): FactorsWithShared => {
       if (e.kind === 'vector') {
         const [d] = e.shape
         if (e.shape.length !== 1 || d === undefined)
@@ -157,7 +142,7 @@ export function readExclusiveFactors(
         return {
           kind: 'vector',
           name: e.name,
-          shape: [d],
+          size: d,
           shared: floatsOf(need(e.name, [d]).t, model),
           delta: floatsOf(need(`${e.name}${S.delta}`, [T, d]).t, model),
         }
@@ -174,10 +159,11 @@ export function readExclusiveFactors(
       return {
         kind: 'matrix',
         name: e.name,
-        shape: [rows, cols],
+        rows,
+        cols,
         shared: floatsOf(need(e.name, [rows, cols]).t, model),
         u: floatsOf(u.t, model, true),
-        v: floatsOf(need(`${e.name}${S.v}`, [R, cols]).t, model, true),
+        vt: floatsOf(need(`${e.name}${S.v}`, [R, cols]).t, model, true),
         sigma: floatsOf(need(`${e.name}${S.sigma}`, [R]).t, model),
         expertOfRank,
       }
@@ -196,14 +182,10 @@ export async function expertDelta(
   t: number,
   backend?: MatmulBackend,
 ): Promise<Float32Array> {
-  if (f.kind === 'vector') {
-    const d = f.shape[0]
-    return f.delta.slice(t * d, (t + 1) * d)
-  }
-  const [rows, cols] = f.shape
+  if (f.kind === 'vector') return f.delta.slice(t * f.size, (t + 1) * f.size)
+  const { rows, cols } = f
   const R = f.sigma.length
-  const ranks: number[] = []
-  for (let r = 0; r < R; r++) if (f.expertOfRank[r] === t) ranks.push(r)
+  const ranks = columnsOf(f, t)
   const k = ranks.length
   if (k === 0) return new Float32Array(rows * cols)
   if (backend && rows * cols * k >= GEMM_MIN_MACS) {
@@ -212,7 +194,7 @@ export async function expertDelta(
     ranks.forEach((r, j) => {
       const s = f.sigma[r] ?? 0
       for (let i = 0; i < rows; i++) a[i * k + j] = (f.u[i * R + r] ?? 0) * s
-      b.set(f.v.subarray(r * cols, (r + 1) * cols), j * cols)
+      b.set(f.vt.subarray(r * cols, (r + 1) * cols), j * cols)
     })
     return backend.gemm(a, [rows, k], b, [k, cols])
   }
@@ -224,7 +206,7 @@ export async function expertDelta(
       if (ui === 0) continue
       const o = i * cols
       const vo = r * cols
-      for (let j = 0; j < cols; j++) out[o + j] = (out[o + j] ?? 0) + ui * (f.v[vo + j] ?? 0)
+      for (let j = 0; j < cols; j++) out[o + j] = (out[o + j] ?? 0) + ui * (f.vt[vo + j] ?? 0)
     }
   }
   return out
@@ -272,7 +254,7 @@ export function linearForm(
  * request).
  */
 async function linearMerge(
-  factors: readonly ExclusiveFactors[],
+  factors: readonly FactorsWithShared[],
   form: { a: number; c: Map<number, number> },
   backend?: MatmulBackend,
 ): Promise<Map<string, Float32Array>> {
@@ -281,14 +263,14 @@ async function linearMerge(
     const merged = new Float32Array(f.shared.length)
     for (let i = 0; i < merged.length; i++) merged[i] = form.a * (f.shared[i] as number)
     if (f.kind === 'vector') {
-      const d = f.shape[0]
+      const d = f.size
       for (const [t, ct] of form.c) {
         if (ct === 0) continue
         for (let j = 0; j < d; j++)
           merged[j] = (merged[j] as number) + ct * (f.delta[t * d + j] as number)
       }
     } else {
-      const [rows, cols] = f.shape
+      const { rows, cols } = f
       const R = f.sigma.length
       const used: number[] = []
       for (let r = 0; r < R; r++)
@@ -300,7 +282,7 @@ async function linearMerge(
         used.forEach((r, j) => {
           const s = (f.sigma[r] as number) * (form.c.get(f.expertOfRank[r] as number) ?? 0)
           for (let i = 0; i < rows; i++) us[i * k + j] = (f.u[i * R + r] as number) * s
-          v.set(f.v.subarray(r * cols, (r + 1) * cols), j * cols)
+          v.set(f.vt.subarray(r * cols, (r + 1) * cols), j * cols)
         })
         const delta =
           backend && rows * cols * k >= GEMM_MIN_MACS
@@ -336,7 +318,7 @@ function jsProduct(a: Float32Array, b: Float32Array, rows: number, k: number, co
  * @returns merged value per exclusive tensor name
  */
 export async function materializeMerge(
-  factors: readonly ExclusiveFactors[],
+  factors: readonly FactorsWithShared[],
   spec: MergeSpec,
   experts: readonly { name: string; index: number }[],
   merge: MergeTensorFn,
@@ -358,7 +340,7 @@ export async function materializeMerge(
         base: f.shared,
         experts: thetas,
         names: experts.map((e) => e.name),
-        shape: [...f.shape],
+        shape: shapeOf(f),
         tensorName: f.name,
       })
     } catch (err) {

@@ -51,7 +51,7 @@ function request(rows: number[][], parameters?: InferenceRequest['parameters']):
 async function runOne(req: InferenceRequest, m: ServedModel = model) {
   const prepared = m.prepare(req)
   const [out] = await m.run([prepared])
-  return { prepared, out: out ?? [] }
+  return { prepared, out: out?.outputs ?? [] }
 }
 
 function output(outs: readonly ResponseOutput[], name: string): number[] {
@@ -133,7 +133,7 @@ describe('ServedModel, factored path', () => {
     expect(batched).toHaveLength(reqs.length)
     for (const [i, r] of reqs.entries()) {
       const alone = (await runOne(r)).out
-      const together = batched[i] ?? []
+      const together = batched[i]?.outputs ?? []
       for (const name of ['y', 'expert_weights', 'label']) {
         expect(together.find((o) => o.name === name)?.shape).toEqual(
           alone.find((o) => o.name === name)?.shape,
@@ -274,7 +274,7 @@ describe('ServedModel, materialised merges', () => {
     expect(a.batchKey).toBe(b.batchKey)
     expect(a.batchKey).not.toBe(c.batchKey)
     const [ra, rb] = await model.run([a, b])
-    expect(output(ra ?? [], 'y')).toEqual(output(rb ?? [], 'y'))
+    expect(output(ra?.outputs ?? [], 'y')).toEqual(output(rb?.outputs ?? [], 'y'))
     await model.run([a])
     const after = model.cacheStats()
     expect(after.misses - before.misses).toBe(1)
@@ -419,7 +419,7 @@ describe('loading', () => {
     expect(p2.batchKey).toBe(p2b.batchKey)
     expect(p2.batchKey).not.toBe(p3.batchKey)
     const [o1, o2] = await m.run([p2, p2b])
-    for (const [i, out] of [o1, o2].entries()) {
+    for (const [i, out] of [o1?.outputs, o2?.outputs].entries()) {
       const xi = example(i + 1, 6, 2)
       expect(out?.find((o) => o.name === 'y')?.shape).toEqual([1, 2, 3])
       expectClose(output(out ?? [], 'y'), sfx.reference(xi, sfx.routerWeights(xi)).y)

@@ -20,16 +20,18 @@ import {
   parseMergeControls,
   type ResponseOutput,
   type TensorMetadata,
-  TWIN_INPUTS,
   TWIN_OUTPUT_WEIGHTS,
+  type TwinInputKey,
 } from '@twinserve/shared'
+import { type FactorsWithShared, shapeOf } from '../factors/exclusive-factors.ts'
 import { MatmulBackend } from '../merge/matmul.ts'
 import { onnx } from '../onnx/proto.ts'
 import { sha256 } from '../package/write-package.ts'
 import { type OpenedSession, openSession, ort, type Provider } from '../runtime/ort-session.ts'
-import { expertColumns, type RowControls, rowControls } from './controls.ts'
+import { assertControlsSupported, checkContract } from '../twin-contract/check-contract.ts'
+import { encodeControls, type RowControls } from '../twin-contract/encode-controls.ts'
+import { expertColumns, rowControls } from './controls.ts'
 import {
-  type ExclusiveFactors,
   initializersToInputs,
   type MergeTensorFn,
   materializeMerge,
@@ -39,6 +41,16 @@ import { MergeCache, recipeKey } from './merge-cache.ts'
 import { concatRows, decodeInputs, type HostTensor, sliceRows } from './tensors.ts'
 
 export type MergePath = 'factored' | 'materialized' | 'static'
+
+/** One request's result: its outputs and the response parameters the run adds. */
+export interface RunResult {
+  outputs: ResponseOutput[]
+  /** Added to the V2 response's `parameters` (e.g. `abstained_rows`); empty for most requests. */
+  parameters: Record<string, number>
+}
+
+/** A router request with an abstain threshold: some of its rows may fall back to the shared model. */
+const mayAbstain = (r: { controls?: RowControls }) => (r.controls?.abstainBelow ?? 0) > 0
 
 /** The label of the twin graph where a response names its variant. */
 export const TWIN_VARIANT = 'twin'
@@ -81,10 +93,6 @@ export interface ServedModelInit {
 
 type Feeds = Record<string, ort.Tensor>
 
-function sameNames(a: readonly string[], b: readonly string[]): boolean {
-  return a.length === b.length && [...a].sort().join('\0') === [...b].sort().join('\0')
-}
-
 export class ServedModel {
   readonly name: string
   readonly manifest: PackageManifest
@@ -97,10 +105,12 @@ export class ServedModel {
   private readonly cache: MergeCache<Map<string, ort.Tensor>>
   /** Rows of different requests can share a run only if every declared input and output is batched on dim 0. */
   private readonly batchable: boolean
+  /** The control inputs this package's twin graph has (older packages lack the optional ones). */
+  private readonly controls: readonly TwinInputKey[]
   private solo = 0
   private materialized?: Promise<{
     session: ort.InferenceSession
-    factors: ExclusiveFactors[]
+    factors: FactorsWithShared[]
     backend: MatmulBackend
   }>
 
@@ -120,32 +130,11 @@ export class ServedModel {
     this.batchable = [...init.manifest.inputs, ...init.manifest.outputs].every(
       (t) => t.shape[0] === -1,
     )
-    ServedModel.checkContract(init)
-  }
-
-  /** The twin graph and every variant must have exactly the inputs and outputs the contract says. */
-  private static checkContract(init: ServedModelInit): void {
-    const m = init.manifest
-    const base = m.inputs.map((i) => i.name)
-    const outs = m.outputs.map((o) => o.name)
-    const s = init.twin.session
-    const problem = (what: string, got: readonly string[], want: readonly string[]) =>
-      new AppError(
-        'INVALID_MODEL',
-        `model '${m.name}': ${what} has [${got.join(', ')}], the manifest and twin-graph contract say [${want.join(', ')}]`,
-      )
-    const twinIn = [...base, ...Object.values(TWIN_INPUTS)]
-    if (!sameNames(s.inputNames, twinIn))
-      throw problem('the twin graph’s inputs', s.inputNames, twinIn)
-    const twinOut = [...outs, TWIN_OUTPUT_WEIGHTS]
-    if (!sameNames(s.outputNames, twinOut))
-      throw problem('the twin graph’s outputs', s.outputNames, twinOut)
-    for (const [name, v] of init.variants) {
-      if (!sameNames(v.session.inputNames, base))
-        throw problem(`variant '${name}'’s inputs`, v.session.inputNames, base)
-      if (!sameNames(v.session.outputNames, outs))
-        throw problem(`variant '${name}'’s outputs`, v.session.outputNames, outs)
-    }
+    this.controls = checkContract(
+      init.manifest,
+      init.twin.session,
+      new Map([...init.variants].map(([name, v]) => [name, v.session])),
+    )
   }
 
   /** Variant names a request may ask for; `shared` always (served from the twin graph if not built). */
@@ -174,6 +163,7 @@ export class ServedModel {
         variants: this.variantNames,
         router: m.router.kind,
         router_feature: m.router.feature,
+        ...(m.router.abstainBelow !== undefined ? { abstain_below: m.router.abstainBelow } : {}),
         provider: this.provider,
         merge_paths: this.init.materializedUnavailable
           ? ['factored', 'static']
@@ -246,12 +236,19 @@ export class ServedModel {
         reportedWeights,
       }
     }
+    const fallback = this.manifest.router.abstainBelow
+    const routed =
+      selection.kind === 'router' && selection.abstainBelow === undefined && fallback !== undefined
+        ? { ...selection, abstainBelow: fallback }
+        : selection
+    const controls = rowControls(routed, this.manifest.experts, this.name)
+    assertControlsSupported(this.name, controls, this.controls)
     return {
       ...common,
       path: 'factored',
       variant: TWIN_VARIANT,
       batchKey: `${this.name}|twin|${shapes}`,
-      controls: rowControls(selection, this.manifest.experts, this.name),
+      controls,
     }
   }
 
@@ -274,9 +271,9 @@ export class ServedModel {
 
   /**
    * Runs one batch (requests with the same batch key) and splits the outputs back per request.
-   * @returns each request's response outputs, in the batch's order
+   * @returns each request's response outputs and parameters, in the batch's order
    */
-  async run(batch: readonly PreparedRequest[]): Promise<ResponseOutput[][]> {
+  async run(batch: readonly PreparedRequest[]): Promise<RunResult[]> {
     const first = batch[0]
     if (!first) return []
     if (batch.some((r) => r.batchKey !== first.batchKey))
@@ -285,57 +282,75 @@ export class ServedModel {
     first.inputs.forEach((t, i) => {
       feeds[t.name] = concatRows(batch.map((r) => r.inputs[i] as HostTensor))
     })
-    const wanted = new Set(batch.flatMap((r) => r.outputs))
-    const baseOutputs = this.manifest.outputs.map((o) => o.name).filter((n) => wanted.has(n))
-
-    let results: Record<string, ort.Tensor>
-    if (first.path === 'static') {
-      const v = this.variants.get(first.variant)
-      if (!v) throw new AppError('INTERNAL', `variant '${first.variant}' vanished`)
-      results = baseOutputs.length > 0 ? await v.session.run(feeds, baseOutputs) : {}
-    } else if (first.path === 'factored') {
-      Object.assign(feeds, this.controlFeeds(batch))
-      const fetch = [
-        ...baseOutputs,
-        ...(wanted.has(TWIN_OUTPUT_WEIGHTS) ? [TWIN_OUTPUT_WEIGHTS] : []),
-      ]
-      results = await this.twin.session.run(feeds, fetch.length ? fetch : [TWIN_OUTPUT_WEIGHTS])
-    } else {
-      const { session, weights } = await this.materializedWeights(first)
-      Object.assign(
-        feeds,
-        this.controlFeeds(batch.map((r) => ({ rows: r.rows }))),
-        Object.fromEntries(weights),
-      )
-      results = await session.run(feeds, baseOutputs.length ? baseOutputs : [TWIN_OUTPUT_WEIGHTS])
-    }
-
+    const results = await this.runGraph(batch, feeds)
     const totalRows = batch.reduce((a, r) => a + r.rows, 0)
-    const out: ResponseOutput[][] = []
+    const out: RunResult[] = []
     let row = 0
     for (const r of batch) {
       const from = row
       row += r.rows
-      out.push(
-        r.outputs.map((name) => {
-          const reported = r.reportedWeights
-          if (name === TWIN_OUTPUT_WEIGHTS && reported) {
-            const data: number[] = []
-            for (let i = 0; i < r.rows; i++) data.push(...reported)
-            return { name, datatype: 'FP32', shape: [r.rows, this.T], data }
-          }
-          const t = results[name]
-          if (!t) throw new AppError('INTERNAL', `the model did not return output '${name}'`)
-          if (t.dims[0] !== totalRows)
-            throw new AppError(
-              'INTERNAL',
-              `output '${name}' does not have the batch as dimension 0`,
-            )
-          return sliceRows(name, t, from, row)
-        }),
-      )
+      const outputs = r.outputs.map((name) => {
+        const reported = r.reportedWeights
+        if (name === TWIN_OUTPUT_WEIGHTS && reported) {
+          const data: number[] = []
+          for (let i = 0; i < r.rows; i++) data.push(...reported)
+          return { name, datatype: 'FP32' as const, shape: [r.rows, this.T], data }
+        }
+        const t = results[name]
+        if (!t) throw new AppError('INTERNAL', `the model did not return output '${name}'`)
+        if (t.dims[0] !== totalRows)
+          throw new AppError('INTERNAL', `output '${name}' does not have the batch as dimension 0`)
+        return sliceRows(name, t, from, row)
+      })
+      out.push({ outputs, parameters: this.rowReport(r, results[TWIN_OUTPUT_WEIGHTS], from) })
     }
     return out
+  }
+
+  /** The batch's graph run: a variant's plain graph, the twin graph, or the materialised-merge graph. */
+  private async runGraph(
+    batch: readonly PreparedRequest[],
+    feeds: Feeds,
+  ): Promise<Record<string, ort.Tensor>> {
+    const first = batch[0] as PreparedRequest
+    const wanted = new Set(batch.flatMap((r) => r.outputs))
+    const baseOutputs = this.manifest.outputs.map((o) => o.name).filter((n) => wanted.has(n))
+    if (first.path === 'static') {
+      const v = this.variants.get(first.variant)
+      if (!v) throw new AppError('INTERNAL', `variant '${first.variant}' vanished`)
+      return baseOutputs.length > 0 ? await v.session.run(feeds, baseOutputs) : {}
+    }
+    if (first.path === 'factored') {
+      Object.assign(feeds, this.controlFeeds(batch))
+      // The applied weights also say which rows abstained.
+      const weights = wanted.has(TWIN_OUTPUT_WEIGHTS) || batch.some(mayAbstain)
+      const fetch = [...baseOutputs, ...(weights ? [TWIN_OUTPUT_WEIGHTS] : [])]
+      return this.twin.session.run(feeds, fetch.length ? fetch : [TWIN_OUTPUT_WEIGHTS])
+    }
+    const { session, weights } = await this.materializedWeights(first)
+    Object.assign(
+      feeds,
+      this.controlFeeds(batch.map((r) => ({ rows: r.rows }))),
+      Object.fromEntries(weights),
+    )
+    return session.run(feeds, baseOutputs.length ? baseOutputs : [TWIN_OUTPUT_WEIGHTS])
+  }
+
+  /**
+   * Response parameters from the run, per request: with an abstain threshold, `abstained_rows`, how many of
+   * its rows the router was too unsure for (they applied no expert: the shared model).
+   */
+  private rowReport(
+    r: PreparedRequest,
+    weights: ort.Tensor | undefined,
+    from: number,
+  ): Record<string, number> {
+    if (!mayAbstain(r) || weights?.type !== 'float32') return {}
+    const w = weights.data as Float32Array // [batch, T]
+    let abstained = 0
+    for (let i = from; i < from + r.rows; i++)
+      if (w.subarray(i * this.T, (i + 1) * this.T).every((x) => x === 0)) abstained++
+    return { abstained_rows: abstained }
   }
 
   /**
@@ -344,7 +359,7 @@ export class ServedModel {
    * declared check but not the graph's own (e.g. two inputs whose sequence lengths disagree): the caller's input.
    * @returns per request: its outputs, or the AppError it failed with
    */
-  async runIsolated(batch: readonly PreparedRequest[]): Promise<(ResponseOutput[] | AppError)[]> {
+  async runIsolated(batch: readonly PreparedRequest[]): Promise<(RunResult | AppError)[]> {
     try {
       return await this.run(batch)
     } catch (err) {
@@ -374,29 +389,8 @@ export class ServedModel {
 
   /** The twin graph's control inputs for a batch; requests without controls get all-zero weights. */
   private controlFeeds(batch: readonly { rows: number; controls?: RowControls }[]): Feeds {
-    const T = this.T
-    const n = batch.reduce((a, r) => a + r.rows, 0)
-    const mix = new Float32Array(n * T) // [n, T]
-    const useRouter = new Float32Array(n) // [n, 1]
-    const mask = new Float32Array(n * T).fill(1) // [n, T]
-    const topK = new BigInt64Array(n).fill(BigInt(T)) // [n, 1]
-    let row = 0
-    for (const r of batch) {
-      const c = r.controls
-      for (let i = 0; i < r.rows; i++, row++) {
-        if (!c) continue
-        mix.set(c.mix, row * T)
-        mask.set(c.mask, row * T)
-        useRouter[row] = c.useRouter
-        topK[row] = BigInt(c.topK)
-      }
-    }
-    return {
-      [TWIN_INPUTS.mixWeights]: new ort.Tensor('float32', mix, [n, T]),
-      [TWIN_INPUTS.useRouter]: new ort.Tensor('float32', useRouter, [n, 1]),
-      [TWIN_INPUTS.expertMask]: new ort.Tensor('float32', mask, [n, T]),
-      [TWIN_INPUTS.topK]: new ort.Tensor('int64', topK, [n, 1]),
-    }
+    const rows = batch.flatMap((r) => Array<RowControls>(r.rows).fill(r.controls ?? {}))
+    return encodeControls(rows, this.T, this.controls)
   }
 
   /** The merged tensors for a materialised request (cached per recipe) and the session that takes them. */
@@ -420,10 +414,7 @@ export class ServedModel {
         )
         const tensors = new Map<string, ort.Tensor>()
         for (const f of factors)
-          tensors.set(
-            f.name,
-            new ort.Tensor('float32', merged.get(f.name) ?? f.shared, [...f.shape]),
-          )
+          tensors.set(f.name, new ort.Tensor('float32', merged.get(f.name) ?? f.shared, shapeOf(f)))
         return tensors
       },
       (m) => [...m.values()].reduce((n, t) => n + (t.data as Float32Array).byteLength, 0),
@@ -433,7 +424,7 @@ export class ServedModel {
 
   private async openMaterialized(): Promise<{
     session: ort.InferenceSession
-    factors: ExclusiveFactors[]
+    factors: FactorsWithShared[]
     backend: MatmulBackend
   }> {
     const rel = this.manifest.model.file

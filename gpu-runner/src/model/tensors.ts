@@ -48,36 +48,30 @@ export function datatypeOfOrt(type: OrtType): Datatype {
   return d
 }
 
+type NumericData = Exclude<HostData, string[]>
+
+/** The typed array onnxruntime takes for each numeric type (float16 as its raw bits, bool as bytes). */
+const ARRAY_OF: Partial<Record<OrtType, new (n: number) => NumericData>> = {
+  float32: Float32Array,
+  float64: Float64Array,
+  float16: Uint16Array,
+  uint16: Uint16Array,
+  int8: Int8Array,
+  uint8: Uint8Array,
+  bool: Uint8Array,
+  int16: Int16Array,
+  int32: Int32Array,
+  uint32: Uint32Array,
+  int64: BigInt64Array,
+  uint64: BigUint64Array,
+}
+
 /** Allocates host data of `type` for `n` elements. */
 export function allocate(type: OrtType, n: number): HostData {
-  switch (type) {
-    case 'float32':
-      return new Float32Array(n)
-    case 'float64':
-      return new Float64Array(n)
-    case 'float16':
-    case 'uint16':
-      return new Uint16Array(n)
-    case 'int8':
-      return new Int8Array(n)
-    case 'uint8':
-    case 'bool':
-      return new Uint8Array(n)
-    case 'int16':
-      return new Int16Array(n)
-    case 'int32':
-      return new Int32Array(n)
-    case 'uint32':
-      return new Uint32Array(n)
-    case 'int64':
-      return new BigInt64Array(n)
-    case 'uint64':
-      return new BigUint64Array(n)
-    case 'string':
-      return new Array<string>(n).fill('')
-    default:
-      throw new AppError('INTERNAL', `unsupported tensor type ${type}`)
-  }
+  if (type === 'string') return new Array<string>(n).fill('')
+  const Data = ARRAY_OF[type]
+  if (!Data) throw new AppError('INTERNAL', `unsupported tensor type ${type}`)
+  return new Data(n)
 }
 
 /** Converts validated V2 JSON values (the schema checked types and ranges) into host data. */

@@ -2,15 +2,14 @@
  * What the runner's HTTP app is built from (runner.ts wires the real ones; tests may build their own).
  * @module
  */
-import type { ResponseOutput } from '@twinserve/shared'
-import type { PreparedRequest, ServedModel } from '../model/served-model.ts'
+import type { PreparedRequest, RunResult, ServedModel } from '../model/served-model.ts'
 import type { Logger } from './logger.ts'
 import type { RunnerMetrics } from './metrics.ts'
 import type { Scheduler } from './scheduler.ts'
 
 export interface AppDeps {
   models: ReadonlyMap<string, ServedModel>
-  scheduler: Scheduler<PreparedRequest, ResponseOutput[]>
+  scheduler: Scheduler<PreparedRequest, RunResult>
   metrics: RunnerMetrics
   logger: Logger
   provider: 'cuda' | 'cpu'

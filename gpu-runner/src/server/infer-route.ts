@@ -14,7 +14,7 @@ import {
   toAppError,
 } from '@twinserve/shared'
 import type { Context } from 'hono'
-import type { PreparedRequest, ServedModel } from '../model/served-model.ts'
+import type { PreparedRequest, RunResult, ServedModel } from '../model/served-model.ts'
 import type { AppDeps } from './app-deps.ts'
 import { errorFields } from './logger.ts'
 import type { RunnerAppEnv } from './runner-app-env.ts'
@@ -36,11 +36,22 @@ function timeoutMs(c: Context<RunnerAppEnv>, deps: AppDeps, started: number): nu
   return Math.max(1, Math.round(limit - (performance.now() - started)))
 }
 
-function response(model: ServedModel, req: InferenceRequest, prepared: PreparedRequest) {
+function response(
+  model: ServedModel,
+  req: InferenceRequest,
+  prepared: PreparedRequest,
+  result: RunResult,
+): InferenceResponse {
   return {
     model_name: model.name,
     ...(req.id !== undefined ? { id: req.id } : {}),
-    parameters: { variant: prepared.variant, merge_path: prepared.path, provider: model.provider },
+    parameters: {
+      variant: prepared.variant,
+      merge_path: prepared.path,
+      provider: model.provider,
+      ...result.parameters,
+    },
+    outputs: result.outputs,
   }
 }
 
@@ -61,11 +72,11 @@ export function inferHandler(deps: AppDeps, modelOf: (name: string) => ServedMod
       const prepared = model.prepare(req)
       labels = { ...labels, variant: prepared.variant, merge_path: prepared.path }
       rows = prepared.rows
-      const outputs = await scheduler.submit(prepared, {
+      const result = await scheduler.submit(prepared, {
         timeoutMs: timeoutMs(c, deps, started),
         signal: c.req.raw.signal,
       })
-      const body: InferenceResponse = { ...response(model, req, prepared), outputs }
+      const body = response(model, req, prepared, result)
       metrics.requests.inc({ ...labels, code: '200' })
       metrics.duration.observe(labels, (performance.now() - started) / 1000)
       logger.info('infer', {

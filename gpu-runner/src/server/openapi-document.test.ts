@@ -2,9 +2,8 @@
  * The runner's OpenAPI document names exactly the routes its app serves (app.routes of a real createApp), and
  * every $ref in it resolves: a route added to app.ts without a document entry, or documented and gone, fails.
  */
-import type { ResponseOutput } from '@twinserve/shared'
 import { describe, expect, it } from 'vitest'
-import type { PreparedRequest } from '../model/served-model.ts'
+import type { PreparedRequest, RunResult } from '../model/served-model.ts'
 import { createApp } from './app.ts'
 import { createLogger } from './logger.ts'
 import { createMetrics } from './metrics.ts'
@@ -13,7 +12,7 @@ import { Scheduler } from './scheduler.ts'
 
 /** A runner app with no models: its routes are registered all the same. */
 function emptyApp() {
-  const scheduler = new Scheduler<PreparedRequest, ResponseOutput[]>(() => Promise.resolve([]), {
+  const scheduler = new Scheduler<PreparedRequest, RunResult>(() => Promise.resolve([]), {
     maxBatchSize: 1,
     maxBatchWaitMs: 0,
     maxQueue: 1,

@@ -8,11 +8,11 @@ import { randomBytes } from 'node:crypto'
 import type { AddressInfo } from 'node:net'
 import { hostname } from 'node:os'
 import { serve } from '@hono/node-server'
-import { AppError, type ResponseOutput, type RunnerRegistration } from '@twinserve/shared'
+import { AppError, type RunnerRegistration } from '@twinserve/shared'
 import type { RunnerConfig } from '../config.ts'
 import { loadModel } from '../model/load-model.ts'
 import type { MergeTensorFn } from '../model/materialize.ts'
-import type { PreparedRequest, ServedModel } from '../model/served-model.ts'
+import type { PreparedRequest, RunResult, ServedModel } from '../model/served-model.ts'
 import { createApp } from './app.ts'
 import { createLogger, errorFields, type Logger } from './logger.ts'
 import { Membership } from './membership.ts'
@@ -93,10 +93,10 @@ function servingPipeline(
   config: RunnerConfig,
   loaded: LoadedModels,
   draining: () => boolean,
-): { scheduler: Scheduler<PreparedRequest, ResponseOutput[]>; metrics: RunnerMetrics } {
+): { scheduler: Scheduler<PreparedRequest, RunResult>; metrics: RunnerMetrics } {
   const { models } = loaded
   let metrics: RunnerMetrics | undefined
-  const scheduler = new Scheduler<PreparedRequest, ResponseOutput[]>(
+  const scheduler = new Scheduler<PreparedRequest, RunResult>(
     (batch) => {
       const name = batch[0]?.model ?? ''
       const model = models.get(name)

@@ -8,6 +8,9 @@ describe('MergeControlsSchema', () => {
     ['top_k', { top_k: 2 }],
     ['exclude_experts', { exclude_experts: ['medical', 'legal'] }],
     ['top_k with exclude', { top_k: 1, exclude_experts: ['legal'] }],
+    ['abstain_below', { abstain_below: 0.6 }],
+    ['abstain_below at its bounds, with top_k', { abstain_below: 1, top_k: 1 }],
+    ['abstain_below 0 (never)', { abstain_below: 0 }],
     ['explicit mix', { experts: { math: 0.7, code: 0.3 } }],
     ['negative weight (task negation)', { experts: { toxic: -0.5 } }],
     ['variant', { variant: 'shared' }],
@@ -42,6 +45,19 @@ describe('MergeControlsSchema', () => {
       'experts with top_k',
       { experts: { a: 1 }, top_k: 1 },
       /parameters\.top_k: applies to the router/,
+    ],
+    ['abstain_below above 1', { abstain_below: 1.5 }, /abstain_below: must be between 0 and 1/],
+    ['abstain_below negative', { abstain_below: -0.1 }, /abstain_below: must be between 0 and 1/],
+    ['abstain_below as a string', { abstain_below: '0.5' }, /abstain_below: must be a number/],
+    [
+      'experts with abstain_below',
+      { experts: { a: 1 }, abstain_below: 0.5 },
+      /parameters\.abstain_below: applies to the router/,
+    ],
+    [
+      'variant with abstain_below',
+      { variant: 'shared', abstain_below: 0.5 },
+      /abstain_below: cannot be combined with variant/,
     ],
     ['merge_method without experts', { merge_method: 'ties' }, /needs experts/],
     [
@@ -84,6 +100,11 @@ describe('parseMergeControls', () => {
       kind: 'router',
       topK: 2,
       exclude: ['b'],
+    })
+    expect(parseMergeControls({ abstain_below: 0.7 })).toEqual({
+      kind: 'router',
+      exclude: [],
+      abstainBelow: 0.7,
     })
     expect(parseMergeControls({ experts: { a: 0.25 } })).toEqual({
       kind: 'explicit',

@@ -7,6 +7,7 @@
  * | ----------------------------------- | -------------------------------------------------------------------- |
  * | (none)                              | the package's router weighs the experts per row (Twin-Merging)       |
  * | `top_k: 2`                          | keep each row's k largest router weights, renormalised               |
+ * | `abstain_below: 0.6`                | rows where the router's largest weight is below 0.6 use the shared model (weights 0) |
  * | `exclude_experts: ["medical"]`      | those experts get weight 0 in the router's mix, renormalised         |
  * | `experts: {"math": 0.7, "code": 0.3}` | this explicit mix for every row, bypassing the router (missing = 0) |
  * | `variant: "shared"`                 | a static arm built into the package (`shared` always exists)         |
@@ -32,7 +33,14 @@ export const MERGE_PARAMETER_KEYS: readonly string[] = [
   ),
 ].sort()
 
-const CONTROL_KEYS = ['experts', 'top_k', 'exclude_experts', 'variant', 'merge_method'] as const
+const CONTROL_KEYS = [
+  'experts',
+  'top_k',
+  'exclude_experts',
+  'abstain_below',
+  'variant',
+  'merge_method',
+] as const
 
 const ScalarSchema = z.union([z.number(), z.boolean(), z.string()])
 
@@ -53,6 +61,12 @@ export const MergeControlsSchema = z
       .min(1)
       .refine((a) => new Set(a).size === a.length, 'lists an expert twice')
       .optional(),
+    /** The router's confidence (its largest weight, in [0, 1]) below which a row uses the shared model. */
+    abstain_below: z
+      .number({ error: 'must be a number' })
+      .min(0, 'must be between 0 and 1')
+      .max(1, 'must be between 0 and 1')
+      .optional(),
     variant: NameSchema.optional(),
     merge_method: z
       .enum(MERGE_METHOD_NAMES, {
@@ -67,11 +81,11 @@ export const MergeControlsSchema = z
     const fail = (path: string, message: string) =>
       ctx.addIssue({ code: 'custom', path: [path], message })
     if (c.variant !== undefined)
-      for (const k of ['experts', 'top_k', 'exclude_experts', 'merge_method'])
+      for (const k of ['experts', 'top_k', 'exclude_experts', 'abstain_below', 'merge_method'])
         if (given(k))
           fail(k, `cannot be combined with variant (a variant is a fixed, static merge)`)
     if (c.experts !== undefined)
-      for (const k of ['top_k', 'exclude_experts'])
+      for (const k of ['top_k', 'exclude_experts', 'abstain_below'])
         if (given(k))
           fail(
             k,
@@ -121,7 +135,7 @@ function specInput(c: MergeControls): Record<string, unknown> {
 
 /** What the runner executes, one of four paths. */
 export type MergeSelection =
-  | { kind: 'router'; topK?: number; exclude: string[] }
+  | { kind: 'router'; topK?: number; exclude: string[]; abstainBelow?: number }
   | { kind: 'explicit'; experts: Record<string, number> }
   | { kind: 'variant'; variant: string }
   | { kind: 'materialized'; experts: Record<string, number>; spec: MergeSpec }
@@ -155,5 +169,6 @@ export function parseMergeControls(
     kind: 'router',
     ...(c.top_k !== undefined ? { topK: c.top_k } : {}),
     exclude: c.exclude_experts ?? [],
+    ...(c.abstain_below !== undefined ? { abstainBelow: c.abstain_below } : {}),
   }
 }

@@ -15,8 +15,7 @@ import { AppError } from '../errors.ts'
 import { describeIssues } from '../http.ts'
 import { NameSchema } from './twin-package.ts'
 
-/** The closed list of strategy names (mergekit / LoRAX spelling). */
-export const MERGE_METHOD_NAMES = [
+export const MergeMethodNameSchema = z.enum([
   'linear',
   'task_arithmetic',
   'ties',
@@ -28,8 +27,9 @@ export const MERGE_METHOD_NAMES = [
   'della_linear',
   'model_stock',
   'consensus',
-] as const
-export const MergeMethodNameSchema = z.enum(MERGE_METHOD_NAMES)
+])
+/** The closed list of strategy names (mergekit / LoRAX spelling). */
+export const MERGE_METHOD_NAMES = MergeMethodNameSchema.options
 export type MergeMethodName = z.infer<typeof MergeMethodNameSchema>
 
 // zod 4's z.number() already refuses NaN and ±Infinity, so every number below is finite.
@@ -66,6 +66,21 @@ function expertsOf<T extends z.ZodType>(entry: T) {
   return z.record(NameSchema, entry).default({})
 }
 
+/** Task-vector methods: θ = θ_base + lambda·Σ_t w_t·τ_t, divided by Σ w_t when `normalize`. */
+const scaled = (normalize: boolean) => ({
+  lambda: z.number().default(1),
+  normalize: z.boolean().default(normalize),
+})
+/** …whose task vectors are sparsified to `density` first, the kept entries rescaled by 1/density if `rescale`. */
+const sparsified = (normalize: boolean, rescale: boolean) => ({
+  ...scaled(normalize),
+  rescale: z.boolean().default(rescale),
+  density: DensitySchema.default(1),
+})
+/** TIES-style sign election before the sum. */
+const signElected = () => ({ majority_sign_method: MajoritySignMethodSchema.default('total') })
+const seeded = () => ({ seed: SeedSchema.default(0) })
+
 export const LinearSpecSchema = z.strictObject({
   method: z.literal('linear'),
   /** Divide by Σ weight (mergekit default true): a weighted average of the expert models. */
@@ -75,60 +90,44 @@ export const LinearSpecSchema = z.strictObject({
 
 export const TaskArithmeticSpecSchema = z.strictObject({
   method: z.literal('task_arithmetic'),
-  lambda: z.number().default(1),
-  normalize: z.boolean().default(false),
+  ...scaled(false),
   experts: expertsOf(ExpertWeightSchema),
 })
 
 export const TiesSpecSchema = z.strictObject({
   method: z.literal('ties'),
-  lambda: z.number().default(1),
-  normalize: z.boolean().default(true),
-  rescale: z.boolean().default(false),
-  density: DensitySchema.default(1),
-  majority_sign_method: MajoritySignMethodSchema.default('total'),
+  ...sparsified(true, false),
+  ...signElected(),
   experts: expertsOf(ExpertDensitySchema),
 })
 
 export const DareLinearSpecSchema = z.strictObject({
   method: z.literal('dare_linear'),
-  lambda: z.number().default(1),
-  normalize: z.boolean().default(false),
-  rescale: z.boolean().default(true),
-  density: DensitySchema.default(1),
-  seed: SeedSchema.default(0),
+  ...sparsified(false, true),
+  ...seeded(),
   experts: expertsOf(ExpertDensitySchema),
 })
 
 export const DareTiesSpecSchema = z.strictObject({
   method: z.literal('dare_ties'),
-  lambda: z.number().default(1),
-  normalize: z.boolean().default(false),
-  rescale: z.boolean().default(true),
-  density: DensitySchema.default(1),
-  majority_sign_method: MajoritySignMethodSchema.default('total'),
-  seed: SeedSchema.default(0),
+  ...sparsified(false, true),
+  ...signElected(),
+  ...seeded(),
   experts: expertsOf(ExpertDensitySchema),
 })
 
 export const BreadcrumbsSpecSchema = z.strictObject({
   method: z.literal('breadcrumbs'),
-  lambda: z.number().default(1),
-  normalize: z.boolean().default(false),
-  rescale: z.boolean().default(false),
-  density: DensitySchema.default(1),
+  ...sparsified(false, false),
   gamma: GammaSchema.default(0.01),
   experts: expertsOf(ExpertBreadcrumbsSchema),
 })
 
 export const BreadcrumbsTiesSpecSchema = z.strictObject({
   method: z.literal('breadcrumbs_ties'),
-  lambda: z.number().default(1),
-  normalize: z.boolean().default(false),
-  rescale: z.boolean().default(false),
-  density: DensitySchema.default(1),
+  ...sparsified(false, false),
   gamma: GammaSchema.default(0.01),
-  majority_sign_method: MajoritySignMethodSchema.default('total'),
+  ...signElected(),
   experts: expertsOf(ExpertBreadcrumbsSchema),
 })
 
@@ -155,31 +154,20 @@ function checkDellaRange(
       check(e.density ?? spec.density, e.epsilon ?? spec.epsilon, ['experts', name])
 }
 
+/** DELLA's magnitude-ranked keep probabilities span density ± epsilon. */
+const dellaPruned = (normalize: boolean) => ({
+  ...sparsified(normalize, true),
+  epsilon: EpsilonSchema.default(0.15),
+})
+
 export const DellaSpecSchema = z
-  .strictObject({
-    method: z.literal('della'),
-    lambda: z.number().default(1),
-    normalize: z.boolean().default(true),
-    rescale: z.boolean().default(true),
-    density: DensitySchema.default(1),
-    epsilon: EpsilonSchema.default(0.15),
-    majority_sign_method: MajoritySignMethodSchema.default('total'),
-    seed: SeedSchema.default(0),
-    experts: expertsOf(ExpertDellaSchema),
-  })
+  .strictObject({ method: z.literal('della'), ...dellaPruned(true), ...signElected(), ...seeded() })
+  .extend({ experts: expertsOf(ExpertDellaSchema) })
   .superRefine(checkDellaRange)
 
 export const DellaLinearSpecSchema = z
-  .strictObject({
-    method: z.literal('della_linear'),
-    lambda: z.number().default(1),
-    normalize: z.boolean().default(false),
-    rescale: z.boolean().default(true),
-    density: DensitySchema.default(1),
-    epsilon: EpsilonSchema.default(0.15),
-    seed: SeedSchema.default(0),
-    experts: expertsOf(ExpertDellaSchema),
-  })
+  .strictObject({ method: z.literal('della_linear'), ...dellaPruned(false), ...seeded() })
+  .extend({ experts: expertsOf(ExpertDellaSchema) })
   .superRefine(checkDellaRange)
 
 export const ModelStockSpecSchema = z.strictObject({
@@ -190,9 +178,8 @@ export const ModelStockSpecSchema = z.strictObject({
 
 export const ConsensusSpecSchema = z.strictObject({
   method: z.literal('consensus'),
-  /** Scale of the kept multi-task vector (task arithmetic's lambda). */
-  lambda: z.number().default(1),
-  normalize: z.boolean().default(false),
+  /** lambda scales the kept multi-task vector, as in task arithmetic. */
+  ...scaled(false),
   /** TALL-mask threshold λ_t: expert t claims an entry when |τ_t| > λ_t·|τ_MTL − τ_t|. Paper default 0.6. */
   tall_mask_lambda: z.number().gte(0).default(0.6),
   /** Keep an entry when at least k experts claim it; k=2 drops "selfish" and "catastrophic" weights. */

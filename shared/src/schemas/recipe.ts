@@ -58,6 +58,11 @@ export const RouterRecipeSchema = z.strictObject({
   max_per_expert: z.number().int().min(3).optional(),
   /** Softmax temperature of the prototype router's cosine similarities. */
   temperature: z.number().gt(0).lte(10).default(0.1),
+  /**
+   * The package's default abstain threshold: router rows less sure than this use the shared model, unless a
+   * request sets its own `abstain_below` (see merge-controls.ts). Default: never abstain.
+   */
+  abstain_below: z.number().min(0).max(1).optional(),
 })
 
 export const VariantRecipeSchema = z.strictObject({
@@ -106,57 +111,40 @@ export const RecipeSchema = z
     verify: VerifyRecipeSchema.default({ examples_per_expert: 8 }),
   })
   .superRefine((r, ctx) => {
+    const issue = (path: (string | number)[], message: string) =>
+      ctx.addIssue({ code: 'custom', path, message })
     const names = new Set<string>()
     r.experts.forEach((e, i) => {
-      if (names.has(e.name))
-        ctx.addIssue({
-          code: 'custom',
-          path: ['experts', i, 'name'],
-          message: `duplicate expert '${e.name}'`,
-        })
+      if (names.has(e.name)) issue(['experts', i, 'name'], `duplicate expert '${e.name}'`)
       names.add(e.name)
     })
     const checkSpec = (spec: MergeSpec, path: (string | number)[]) => {
       for (const n of specExperts(spec))
-        if (!names.has(n))
-          ctx.addIssue({
-            code: 'custom',
-            path: [...path, 'experts', n],
-            message: `no expert named '${n}'`,
-          })
+        if (!names.has(n)) issue([...path, 'experts', n], `no expert named '${n}'`)
     }
     checkSpec(r.shared, ['shared'])
     const variants = new Set<string>()
     r.variants.forEach((v, i) => {
       if (v.name === SHARED_VARIANT)
-        ctx.addIssue({
-          code: 'custom',
-          path: ['variants', i, 'name'],
-          message: `'${SHARED_VARIANT}' is built from the recipe's shared merge automatically; pick another name`,
-        })
-      if (variants.has(v.name))
-        ctx.addIssue({
-          code: 'custom',
-          path: ['variants', i, 'name'],
-          message: `duplicate variant '${v.name}'`,
-        })
+        issue(
+          ['variants', i, 'name'],
+          `'${SHARED_VARIANT}' is built from the recipe's shared merge automatically; pick another name`,
+        )
+      if (variants.has(v.name)) issue(['variants', i, 'name'], `duplicate variant '${v.name}'`)
       variants.add(v.name)
       checkSpec(v.shared, ['variants', i, 'shared'])
     })
     if (r.router.heldout_fraction + r.router.validation_fraction >= 0.9)
-      ctx.addIssue({
-        code: 'custom',
-        path: ['router', 'heldout_fraction'],
-        message:
-          'heldout_fraction + validation_fraction must leave at least 10% of the data for training',
-      })
+      issue(
+        ['router', 'heldout_fraction'],
+        'heldout_fraction + validation_fraction must leave at least 10% of the data for training',
+      )
     const k = r.exclusive.topk_gather
     if (k !== undefined && k >= r.experts.length)
-      ctx.addIssue({
-        code: 'custom',
-        path: ['exclusive', 'topk_gather'],
-        message: `must be below the number of experts (${r.experts.length}); at ${k} every expert is applied, which the dense graph does faster`,
-      })
+      issue(
+        ['exclusive', 'topk_gather'],
+        `must be below the number of experts (${r.experts.length}); at ${k} every expert is applied, which the dense graph does faster`,
+      )
   })
 
 export type Recipe = z.output<typeof RecipeSchema>

@@ -4,11 +4,9 @@
  * package is refused at load.
  *
  * The twin graph (`model.file`) contract, which the runner relies on:
- * - inputs: the base model's inputs unchanged, plus
- *   - `mix_weights`  float32 [batch, T]  explicit expert weights per row (used where `use_router` is 0)
- *   - `use_router`   float32 [batch, 1]  1: the row's weights come from the embedded router; 0: from `mix_weights`
- *   - `expert_mask`  float32 [batch, T]  1 keeps an expert, 0 excludes it (router rows only), then renormalised
- *   - `top_k`        int64   [batch, 1]  keep the row's k largest router weights (k >= T: dense), renormalised
+ * - inputs: the base model's inputs unchanged, plus the control inputs of `TWIN_INPUTS` (below: name, type,
+ *   dims, and the value a row gets when its request does not set it). The builder declares them from this spec,
+ *   the runner checks a loaded graph against it and encodes every batch's controls from it;
  * - outputs: the base model's outputs unchanged, plus
  *   - `expert_weights` float32 [batch, T]  the weights actually applied to each row
  * With all weights 0 the graph computes the shared model exactly.
@@ -38,13 +36,81 @@ import { TensorMetadataSchema } from './inference.ts'
 export const PACKAGE_FORMAT = 'twinserve.twin-package'
 export const PACKAGE_FORMAT_VERSION = 1
 
-/** Names of the extra twin-graph tensors (see the module comment). */
+/** One control input of the twin graph. */
+export interface TwinInputSpec {
+  /** Input name in the twin graph. */
+  readonly name: string
+  readonly dtype: 'float32' | 'int64'
+  /** [batch, T]: one value per expert and row; [batch, 1]: one value per row. */
+  readonly dims: readonly ['batch', 'T' | 1]
+  /** A row's value when its request does not set it: a number, or `'T'` for the number of experts. */
+  readonly absent: number | 'T'
+  /**
+   * true for a control added after packages were first built: a twin graph may lack it (and is served without
+   * it), and a request that needs it on such a package is refused with a 400 naming the package and the control.
+   */
+  readonly optional: boolean
+  /** The request parameter (merge control) that sets it, if any. */
+  readonly parameter?: string
+}
+
+/**
+ * The twin graph's control inputs. Adding a control means adding it here and to its consumers: the graph that
+ * reads it (gpu-runner/src/build/twin-graph/expert-weights.ts) and the request → row mapping
+ * (gpu-runner/src/model/controls.ts); declaration, contract check and encoding follow from this entry.
+ */
 export const TWIN_INPUTS = {
-  mixWeights: 'mix_weights',
-  useRouter: 'use_router',
-  expertMask: 'expert_mask',
-  topK: 'top_k',
-} as const
+  /** Explicit expert weights per row (used where `use_router` is 0). */
+  mixWeights: {
+    name: 'mix_weights',
+    dtype: 'float32',
+    dims: ['batch', 'T'],
+    absent: 0,
+    optional: false,
+    parameter: 'experts',
+  },
+  /** 1: the row's weights come from the embedded router; 0: from `mix_weights`. */
+  useRouter: {
+    name: 'use_router',
+    dtype: 'float32',
+    dims: ['batch', 1],
+    absent: 0,
+    optional: false,
+  },
+  /** 1 keeps an expert, 0 excludes it (router rows only), then renormalised. */
+  expertMask: {
+    name: 'expert_mask',
+    dtype: 'float32',
+    dims: ['batch', 'T'],
+    absent: 1,
+    optional: false,
+    parameter: 'exclude_experts',
+  },
+  /** Keep the row's k largest router weights (k >= T: dense), renormalised. */
+  topK: {
+    name: 'top_k',
+    dtype: 'int64',
+    dims: ['batch', 1],
+    absent: 'T',
+    optional: false,
+    parameter: 'top_k',
+  },
+  /**
+   * A router row whose router is less sure than this (its largest weight over the experts the row allows,
+   * after `expert_mask`, before `top_k`) applies no expert: weights 0, the shared model. 0: never.
+   */
+  abstainBelow: {
+    name: 'abstain_below',
+    dtype: 'float32',
+    dims: ['batch', 1],
+    absent: 0,
+    optional: true,
+    parameter: 'abstain_below',
+  },
+} as const satisfies Record<string, TwinInputSpec>
+export type TwinInputKey = keyof typeof TWIN_INPUTS
+
+/** The weights each row applied, float32 [batch, T] (0 for every expert: the shared model). */
 export const TWIN_OUTPUT_WEIGHTS = 'expert_weights'
 /** Suffixes of the exclusive-knowledge initializers `<w><suffix>` (see the module comment). */
 export const TWIN_FACTOR_SUFFIXES = {
@@ -97,6 +163,8 @@ export const RouterInfoSchema = z.strictObject({
   featureSize: z.number().int().positive(),
   /** Accuracy on the builder's held-out split of the routing data (never the test split). */
   heldoutAccuracy: z.number().min(0).max(1).optional(),
+  /** Default `abstain_below` of router requests that do not set one (recipe `router.abstain_below`). */
+  abstainBelow: z.number().min(0).max(1).optional(),
 })
 
 export const VariantSchema = z.strictObject({

@@ -1,0 +1,150 @@
+/**
+ * Exclusive knowledge (Twin-Merging §3.2): for each selected tensor, v_t = θ_t − θ_shared per expert; matrices
+ * are compressed by truncated SVD (fixed rank or an energy fraction) and stacked over experts in the layout the
+ * twin graph and the runner expect; vectors are kept exact.
+ * @see https://arxiv.org/abs/2406.15479
+ * @module
+ */
+import { AppError, type ExclusiveSpec } from '@twinserve/shared'
+import {
+  type MatrixFactors,
+  stackExperts,
+  type VectorFactors,
+} from '../../factors/exclusive-factors.ts'
+import { compressDelta, selectTensors } from '../../merge/index.ts'
+import type { TensorSite } from '../graph/weight-sites.ts'
+
+export interface ExclusiveRow {
+  name: string
+  kind: 'matrix' | 'vector'
+  shape: number[]
+  /** Rank kept per expert (matrices). */
+  ranks?: number[]
+  /** ‖v_t − v̂_t‖ / ‖v_t‖ per expert (0 for vectors and for zero deltas). */
+  relError: number[]
+}
+
+export interface ExclusiveKnowledge {
+  matrices: MatrixFactors[]
+  vectors: VectorFactors[]
+  /** Every selected tensor, in graph order; matrices with total rank 0 are listed but carry no factors. */
+  rows: ExclusiveRow[]
+}
+
+/**
+ * The tensors that get exclusive knowledge: by default every MatMul/Gemm weight and every 1-D parameter the
+ * rewrite supports; with `include`, exactly what the patterns pick, and a picked tensor that cannot be rewritten
+ * is an error naming why. Patterns that match nothing are errors (from selectTensors).
+ */
+export function selectExclusive(
+  sites: ReadonlyMap<string, TensorSite>,
+  spec: ExclusiveSpec,
+): TensorSite[] {
+  const names = [...sites.keys()]
+  const picked = selectTensors(names, {
+    ...(spec.include ? { include: spec.include } : {}),
+    ...(spec.exclude ? { exclude: spec.exclude } : {}),
+  })
+  const out: TensorSite[] = []
+  for (const name of picked) {
+    const site = sites.get(name)
+    if (!site) continue
+    if (site.kind === 'unsupported') {
+      if (spec.include)
+        throw new AppError(
+          'INVALID_REQUEST',
+          `exclusive.include selects '${name}', which cannot carry exclusive knowledge: ${site.reason}`,
+        )
+      continue
+    }
+    out.push(site)
+  }
+  return out
+}
+
+/**
+ * The compression target of each matrix: the first `tensors` rule whose pattern matches its name, else the
+ * spec's own rank / energy. A rule that matches none of the matrices is an error naming it (a typo would
+ * otherwise silently change nothing).
+ */
+export function compressionTargets(
+  matrices: readonly string[],
+  spec: ExclusiveSpec,
+): (name: string) => { rank?: number; energy?: number } {
+  const rules = (spec.tensors ?? []).map((rule) => {
+    let hits: Set<string>
+    try {
+      hits = new Set(selectTensors(matrices, { include: [rule.match] }))
+    } catch (err) {
+      if (err instanceof AppError && err.code === 'INVALID_REQUEST')
+        throw new AppError(
+          'INVALID_REQUEST',
+          `exclusive.tensors: ${err.message.replace(/ tensors \(/, ' matrices that carry exclusive knowledge (')}`,
+        )
+      throw err
+    }
+    return { rule, hits }
+  })
+  const fallback = spec.rank !== undefined ? { rank: spec.rank } : { energy: spec.energy as number }
+  return (name) => {
+    const r = rules.find((x) => x.hits.has(name))?.rule
+    if (!r) return fallback
+    return r.rank !== undefined ? { rank: r.rank } : { energy: r.energy as number }
+  }
+}
+
+export async function computeExclusive(opts: {
+  selected: readonly TensorSite[]
+  shared: ReadonlyMap<string, Float32Array>
+  /** Per expert, float initializers by name. */
+  experts: readonly ReadonlyMap<string, Float32Array>[]
+  spec: ExclusiveSpec
+  onTensor?: (done: number, total: number) => void
+}): Promise<ExclusiveKnowledge> {
+  const T = opts.experts.length
+  const out: ExclusiveKnowledge = { matrices: [], vectors: [], rows: [] }
+  const targetOf = compressionTargets(
+    opts.selected.filter((s) => s.kind === 'matrix').map((s) => s.name),
+    opts.spec,
+  )
+  let done = 0
+  for (const site of opts.selected) {
+    const s = opts.shared.get(site.name)
+    if (!s) throw new AppError('INTERNAL', `no shared value for '${site.name}'`)
+    const deltas = opts.experts.map((m) => {
+      const e = m.get(site.name)
+      if (!e) throw new AppError('INTERNAL', `no expert value for '${site.name}'`)
+      return e.map((x, i) => x - (s[i] as number))
+    })
+    if (site.kind === 'vector') {
+      const d = site.shape[0]
+      const delta = new Float32Array(T * d) // [T, d]
+      deltas.forEach((v, t) => {
+        delta.set(v, t * d)
+      })
+      out.vectors.push({ kind: 'vector', name: site.name, size: d, delta })
+      out.rows.push({ name: site.name, kind: 'vector', shape: [d], relError: deltas.map(() => 0) })
+    } else if (site.kind === 'matrix') {
+      const [rows, cols] = site.shape
+      const target = targetOf(site.name)
+      const opt =
+        target.rank !== undefined
+          ? { rank: Math.min(target.rank, rows, cols) }
+          : { energy: target.energy as number }
+      const parts = []
+      for (const delta of deltas) parts.push(await compressDelta(delta, rows, cols, opt))
+      out.rows.push({
+        name: site.name,
+        kind: 'matrix',
+        shape: [rows, cols],
+        ranks: parts.map((p) => p.rank),
+        relError: parts.map((p) => p.relError),
+      })
+      const stacked = stackExperts(site.name, rows, cols, parts)
+      if (stacked) out.matrices.push(stacked)
+    }
+    done++
+    opts.onTensor?.(done, opts.selected.length)
+  }
+  return out
+}

@@ -1,0 +1,98 @@
+/**
+ * Build step 1: read the recipe and every model (external data resolved), check each expert has the base's
+ * graph, find where each float tensor is used and which carry exclusive knowledge, and read and split the
+ * routing data. Conversions of what exporters emit (lifting Constant-node weights, opset upgrades) belong to
+ * this step, in import/.
+ * @module
+ */
+import { AppError } from '@twinserve/shared'
+import { checkOpset } from '../graph/ops.ts'
+import { analyseSites } from '../graph/weight-sites.ts'
+import { assertSameGraph } from '../import/compare-graphs.ts'
+import { modelInputs, modelOutputs } from '../import/model-io.ts'
+import { floatInitializers, type OnnxModel, readOnnx } from '../import/read-onnx.ts'
+import { loadRecipe } from '../import/recipe-file.ts'
+import { readRoutingData, splitRouting } from '../router/routing-data.ts'
+import type { BuildContext } from './build-context.ts'
+import { selectExclusive } from './exclusive-knowledge.ts'
+import type { Reporter } from './progress.ts'
+
+/** The input of the last MatMul/Gemm in graph order: the shared model's last hidden features. */
+export function defaultFeature(model: OnnxModel): string {
+  const nodes = model.graph.node ?? []
+  for (let i = nodes.length - 1; i >= 0; i--) {
+    const n = nodes[i]
+    if ((n?.opType === 'MatMul' || n?.opType === 'Gemm') && n.input?.[0]) return n.input[0]
+  }
+  throw new AppError(
+    'INVALID_MODEL',
+    `${model.path} has no MatMul/Gemm; name the router feature in the recipe`,
+  )
+}
+
+function checkFeature(model: OnnxModel, feature: string): void {
+  const produced = new Set<string>()
+  for (const n of model.graph.node ?? []) for (const o of n.output ?? []) produced.add(o)
+  for (const i of model.graph.input ?? []) produced.add(i.name ?? '')
+  if (!produced.has(feature))
+    throw new AppError(
+      'INVALID_REQUEST',
+      `router.feature '${feature}' is not a tensor of the base graph (${model.path}); name a node output or input`,
+    )
+}
+
+type ModelsRead = Omit<BuildContext, 'split' | 'reporter'>
+
+async function readModels(recipePath: string, reporter: Reporter): Promise<ModelsRead> {
+  const step = reporter.step('reading recipe and models')
+  const { recipe, files } = await loadRecipe(recipePath)
+  const base = await readOnnx(files.base)
+  checkOpset(base.model, base.path)
+  const experts: OnnxModel[] = []
+  for (const [i, e] of recipe.experts.entries()) {
+    const m = await readOnnx(files.experts[i] as string)
+    assertSameGraph(base, m, e.name)
+    experts.push(m)
+    step.tick(i + 1, recipe.experts.length)
+  }
+  const sites = analyseSites(base.graph, base.initializers)
+  const selected = selectExclusive(sites, recipe.exclusive)
+  const feature = recipe.router.feature ?? defaultFeature(base)
+  checkFeature(base, feature)
+  const baseValues = floatInitializers(base)
+  step.done(
+    `${recipe.experts.length} experts, ${baseValues.size} float tensors, ${selected.length} selected for exclusive knowledge`,
+  )
+  return {
+    recipe,
+    files,
+    base,
+    expertsBytes: experts.reduce((a, m) => a + m.sizeBytes, 0),
+    baseValues,
+    expertValues: experts.map(floatInitializers),
+    expertNames: recipe.experts.map((e) => e.name),
+    sites,
+    selected,
+    inputs: modelInputs(base.graph),
+    outputs: modelOutputs(base.graph),
+    feature,
+  }
+}
+
+export async function loadInputs(recipePath: string, reporter: Reporter): Promise<BuildContext> {
+  const read = await readModels(recipePath, reporter)
+  const { recipe, expertNames } = read
+  const step = reporter.step('routing data')
+  const examples = await readRoutingData(read.files.routing, expertNames, read.inputs, {
+    ...(recipe.router.max_per_expert ? { maxPerExpert: recipe.router.max_per_expert } : {}),
+  })
+  const split = splitRouting(examples, expertNames.length, {
+    heldoutFraction: recipe.router.heldout_fraction,
+    validationFraction: recipe.router.validation_fraction,
+    seed: recipe.router.seed,
+  })
+  step.done(
+    `${examples.length} examples: ${split.train.length} train, ${split.validation.length} validation, ${split.heldout.length} held out`,
+  )
+  return { ...read, split, reporter }
+}

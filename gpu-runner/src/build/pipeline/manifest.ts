@@ -1,0 +1,56 @@
+/**
+ * Build step: the package manifest (without the file hashes, which writePackage adds).
+ * @module
+ */
+import { PACKAGE_FORMAT, PACKAGE_FORMAT_VERSION } from '@twinserve/shared'
+import type { ManifestWithoutFiles } from '../../package/write-package.ts'
+import { toMetadata } from '../import/model-io.ts'
+import type { BuildContext } from './build-context.ts'
+import type { TwinModel } from './twin-model.ts'
+import { type VariantReport, variantFile } from './variants.ts'
+
+export const MODEL_FILE = 'model.onnx'
+
+export function packageManifest(
+  ctx: BuildContext,
+  twin: TwinModel,
+  variants: readonly VariantReport[],
+): ManifestWithoutFiles {
+  const { recipe } = ctx
+  return {
+    format: PACKAGE_FORMAT,
+    formatVersion: PACKAGE_FORMAT_VERSION,
+    name: recipe.name,
+    createdAt: new Date().toISOString(),
+    experts: ctx.expertNames.map((name, index) => ({ name, index })),
+    inputs: ctx.inputs.map(toMetadata),
+    outputs: ctx.outputs.map(toMetadata),
+    model: { file: MODEL_FILE },
+    router: {
+      kind: recipe.router.kind,
+      feature: ctx.feature,
+      featureSize: twin.featureSize,
+      heldoutAccuracy: twin.router.heldoutAccuracy,
+      ...(recipe.router.abstain_below !== undefined
+        ? { abstainBelow: recipe.router.abstain_below }
+        : {}),
+    },
+    // A matrix kept at rank 0 for every expert carries nothing; it is reported, not listed.
+    exclusive: twin.exclusive.rows
+      .filter((r) => r.kind === 'vector' || (r.ranks ?? []).some((k) => k > 0))
+      .map((r) => ({
+        name: r.name,
+        kind: r.kind,
+        shape: r.shape,
+        ...(r.ranks ? { ranks: r.ranks } : {}),
+        relError: r.relError,
+      })),
+    variants: variants.map((v) => ({
+      name: v.name,
+      file: variantFile(v.name),
+      description: v.description,
+      exclusive: v.exclusive,
+    })),
+    recipe,
+  }
+}

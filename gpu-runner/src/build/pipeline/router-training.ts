@@ -1,0 +1,50 @@
+/**
+ * Build step: the router's features (the shared model's value of the feature tensor on every routing example)
+ * and the router trained on them: an MLP (or prototypes) fitted on the train split, early-stopped on the
+ * validation split, reported on the held-out split.
+ * @module
+ */
+import type { IModelProto } from '../../onnx/proto.ts'
+import { extractFeatures, type Features } from '../router/features.ts'
+import type { RoutingExample } from '../router/routing-data.ts'
+import { type TrainedRouter, trainRouter } from '../router/train-router.ts'
+import type { BuildContext } from './build-context.ts'
+
+export async function trainPackageRouter(
+  ctx: BuildContext,
+  label: string,
+  sharedModel: IModelProto,
+): Promise<{ router: TrainedRouter; featureSize: number }> {
+  const { recipe, split, reporter } = ctx
+  let step = reporter.step(
+    `${label}: router features`,
+    split.train.length + split.validation.length + split.heldout.length,
+  )
+  let offset = 0
+  const feats = async (examples: RoutingExample[]): Promise<Features> => {
+    const f = await extractFeatures(sharedModel, ctx.feature, ctx.inputs, examples, {
+      onBatch: (d) => step.tick(offset + d),
+    })
+    offset += examples.length
+    return f
+  }
+  const train = await feats(split.train)
+  const validation = await feats(split.validation)
+  const heldout = await feats(split.heldout)
+  step.done(`${train.d}-d '${ctx.feature}'`)
+
+  step = reporter.step(
+    `${label}: router (${recipe.router.kind})`,
+    recipe.router.kind === 'mlp' ? recipe.router.epochs : undefined,
+  )
+  const router = await trainRouter(
+    recipe.router,
+    { train, validation, heldout },
+    ctx.expertNames.length,
+    { onEpoch: (e) => step.tick(e) },
+  )
+  step.done(
+    `held-out accuracy ${(router.heldoutAccuracy * 100).toFixed(1)}% on ${heldout.y.length}`,
+  )
+  return { router, featureSize: train.d }
+}

@@ -1,0 +1,152 @@
+/**
+ * Trains the router on shared-model features: Twin-Merging's MLP (cross-entropy on the expert label, trained with
+ * the generic ORT trainer, early stopping and restore-best on the validation split) or the data-light prototype
+ * router. Accuracy is reported on the held-out split only, which nothing is selected on (the reference
+ * implementation picks its checkpoint on the test split; we do not).
+ * @see https://arxiv.org/abs/2406.15479 (Twin-Merging, router.py)
+ * @module
+ */
+import type { RouterRecipe } from '@twinserve/shared'
+import { argmaxRows, MlpSessions, trainMlp } from '../../train/index.ts'
+import type { Features } from './features.ts'
+import type { RouterModel, Standardizer } from './router-graph.ts'
+
+export interface TrainedRouter {
+  model: RouterModel
+  /** Accuracy on the held-out split (argmax of the router's weights = the example's expert). */
+  heldoutAccuracy: number
+  /** Predicted expert per held-out example (to check the embedded router against). */
+  heldoutPredictions: Int32Array
+  epochs?: number
+  bestEpoch?: number
+}
+
+export function fitStandardizer(f: Features): Standardizer {
+  const { x, d } = f
+  const n = x.length / d
+  const mean = new Float64Array(d)
+  const sq = new Float64Array(d)
+  for (let i = 0; i < n; i++)
+    for (let j = 0; j < d; j++) mean[j] = (mean[j] as number) + (x[i * d + j] as number)
+  for (let j = 0; j < d; j++) mean[j] = (mean[j] as number) / n
+  for (let i = 0; i < n; i++)
+    for (let j = 0; j < d; j++) {
+      const c = (x[i * d + j] as number) - (mean[j] as number)
+      sq[j] = (sq[j] as number) + c * c
+    }
+  // A constant feature (dead ReLU unit) has std 0: dividing by 1 keeps it at 0 instead of NaN.
+  const std = Float32Array.from(sq, (s) => {
+    const v = Math.sqrt(s / n)
+    return v > 1e-6 ? v : 1
+  })
+  return { mean: Float32Array.from(mean), std }
+}
+
+export function standardize(f: Features, s: Standardizer): Float32Array {
+  const { x, d } = f
+  return x.map((v, i) => (v - (s.mean[i % d] as number)) / (s.std[i % d] as number))
+}
+
+function accuracy(pred: Int32Array, y: Int32Array): number {
+  let ok = 0
+  for (let i = 0; i < y.length; i++) if (pred[i] === y[i]) ok++
+  return y.length === 0 ? 0 : ok / y.length
+}
+
+/** Prototype router: unit-norm mean standardised feature per expert, as a [d, T] matrix. */
+export function prototypeRouter(
+  train: Features,
+  s: Standardizer,
+  experts: number,
+  temperature: number,
+): Extract<RouterModel, { kind: 'prototype' }> {
+  const z = standardize(train, s)
+  const d = train.d
+  const P = new Float64Array(d * experts) // [d, T]
+  const counts = new Float64Array(experts)
+  for (let i = 0; i < train.y.length; i++) {
+    const e = train.y[i] as number
+    counts[e] = (counts[e] as number) + 1
+    for (let j = 0; j < d; j++)
+      P[j * experts + e] = (P[j * experts + e] as number) + (z[i * d + j] as number)
+  }
+  for (let e = 0; e < experts; e++) {
+    let norm = 0
+    for (let j = 0; j < d; j++) norm += (P[j * experts + e] as number) ** 2
+    norm = Math.sqrt(norm) || 1
+    for (let j = 0; j < d; j++) P[j * experts + e] = (P[j * experts + e] as number) / norm
+  }
+  return { kind: 'prototype', standardizer: s, prototypes: Float32Array.from(P), temperature }
+}
+
+/** Argmax of cosine similarity to each prototype (the softmax does not change the argmax). */
+function prototypePredict(r: Extract<RouterModel, { kind: 'prototype' }>, f: Features): Int32Array {
+  const z = standardize(f, r.standardizer)
+  const d = f.d
+  const T = r.prototypes.length / d
+  const n = f.y.length
+  const scores = new Float32Array(n * T)
+  for (let i = 0; i < n; i++)
+    for (let e = 0; e < T; e++) {
+      let s = 0
+      for (let j = 0; j < d; j++)
+        s += (z[i * d + j] as number) * (r.prototypes[j * T + e] as number)
+      scores[i * T + e] = s
+    }
+  return argmaxRows(scores, T)
+}
+
+export async function trainRouter(
+  recipe: RouterRecipe,
+  data: { train: Features; validation: Features; heldout: Features },
+  experts: number,
+  opts: { onEpoch?: (epoch: number, valAccuracy: number | undefined) => void } = {},
+): Promise<TrainedRouter> {
+  const s = fitStandardizer(data.train)
+  if (recipe.kind === 'prototype') {
+    // The prototype router needs no validation data: its means come from train and validation together.
+    const x = new Float32Array(data.train.x.length + data.validation.x.length)
+    x.set(data.train.x)
+    x.set(data.validation.x, data.train.x.length)
+    const y = new Int32Array(data.train.y.length + data.validation.y.length)
+    y.set(data.train.y)
+    y.set(data.validation.y, data.train.y.length)
+    const both: Features = { x, y, d: data.train.d }
+    const model = prototypeRouter(both, s, experts, recipe.temperature)
+    const heldoutPredictions = prototypePredict(model, data.heldout)
+    return {
+      model,
+      heldoutAccuracy: accuracy(heldoutPredictions, data.heldout.y),
+      heldoutPredictions,
+    }
+  }
+  const layers = [data.train.d, ...recipe.hidden, experts]
+  const sessions = await MlpSessions.open(layers, { provider: 'cpu' })
+  try {
+    const result = await trainMlp({
+      layers,
+      x: standardize(data.train, s),
+      y: data.train.y,
+      valX: standardize(data.validation, s),
+      valY: data.validation.y,
+      epochs: recipe.epochs,
+      lr: recipe.lr,
+      batchSize: recipe.batch_size,
+      seed: recipe.seed,
+      patience: recipe.patience,
+      sessions,
+      onEpoch: (r) => opts.onEpoch?.(r.epoch, r.valAccuracy),
+    })
+    const logits = await sessions.logits(result.weights, standardize(data.heldout, s))
+    const heldoutPredictions = argmaxRows(logits, experts)
+    return {
+      model: { kind: 'mlp', standardizer: s, mlp: result.weights },
+      heldoutAccuracy: accuracy(heldoutPredictions, data.heldout.y),
+      heldoutPredictions,
+      epochs: result.history.length,
+      bestEpoch: result.bestEpoch,
+    }
+  } finally {
+    await sessions.release()
+  }
+}

@@ -1,0 +1,226 @@
+/**
+ * The top-k gather formulation of the twin graph's matrix corrections (step 4 with `topkGather: k`). With T
+ * experts at rank r, the dense formulation multiplies every row by all T·r factor columns
+ * even when only k experts have non-zero weight; gathering the k experts' factors per row costs the FLOPs of
+ * rank k·r (plus the gather copies, and the gathered factors cannot be prepacked by onnxruntime):
+ *   idx = TopK(|w|, k); w keeps those experts' weights, 0 elsewhere   // idx [batch, k]
+ *   col = idx·r + [0, r)                                              // the rows' rank columns [batch, k·r]
+ *   Ug  = Gather(Uᵀ, col) → [batch, k·r, d_in], transposed            // Uᵀ [T·r, d_in]
+ *   Vg  = Gather(Vᵀ, col) → [batch, k·r, d_out]                       // Vᵀ [T·r, d_out]
+ *   s   = (w[expert_of_rank] ⊙ σ)[col] (the dense graph's s(w), gathered) → [batch, 1, k·r]
+ *   ΔY  = ((X·Ugᵀ) ⊙ s)·Vg, X viewed as [batch, rows per example, d_in]
+ * The row tables are the convention initializers `<w>.twin_v` [T·r, cols] as stored and a Transpose of
+ * `<w>.twin_u` [rows, T·r] (expert-major, padded to equal ranks), so the package keeps one copy of the factors and
+ * onnxruntime folds the Transpose into a constant when it creates the session. What it costs against the dense
+ * graph and the plain shared model is measured by `npm run bench:perf` (bench/RESULTS.md, "Serving performance").
+ * @module
+ */
+
+import { columnsOf, type MatrixFactors } from '../../factors/exclusive-factors.ts'
+import type { GraphEditor } from '../graph/graph-editor.ts'
+
+/** Factors in expert-major order: u [rows, T·r], vt [T·r, cols], σ 0 where an expert has fewer than r components. */
+export interface PaddedFactors extends MatrixFactors {
+  /** Components per expert (the largest per-expert rank). */
+  r: number
+}
+
+/**
+ * Reorders a matrix's factors expert-major and pads every expert to the same rank r with zero singular values
+ * (a zero σ column adds nothing to ΔW_t, so the naming convention's meaning is unchanged).
+ */
+export function padExpertMajor(m: MatrixFactors, T: number): PaddedFactors {
+  const R = m.sigma.length
+  const columns = Array.from({ length: T }, (_, t) => columnsOf(m, t))
+  const r = Math.max(1, ...columns.map((c) => c.length))
+  const P = T * r
+  const u = new Float32Array(m.rows * P)
+  const vt = new Float32Array(P * m.cols)
+  const sigma = new Float32Array(P)
+  columns.forEach((cols, t) => {
+    cols.forEach((src, j) => {
+      const dst = t * r + j
+      for (let i = 0; i < m.rows; i++) u[i * P + dst] = m.u[i * R + src] as number
+      vt.set(m.vt.subarray(src * m.cols, (src + 1) * m.cols), dst * m.cols)
+      sigma[dst] = m.sigma[src] as number
+    })
+  })
+  const expertOfRank = Int32Array.from({ length: P }, (_, c) => Math.floor(c / r))
+  return { ...m, u, vt, sigma, expertOfRank, r }
+}
+
+/**
+ * Per row, the K weights of largest magnitude: their expert indices [batch, K], and the dense [batch, T] weights
+ * actually applied (zeros elsewhere).
+ */
+export function emitTopK(
+  editor: GraphEditor,
+  w: string,
+  K: number,
+): { idx: string; applied: string } {
+  const idx = editor.fresh('weights/top_idx') // [batch, K] int64
+  const abs = editor.node('Abs', [w], { hint: 'weights/abs' })
+  editor.node('TopK', [abs, editor.int64('weights/k_gather', [K])], {
+    outputs: [editor.fresh('weights/top_abs'), idx],
+    attrs: { axis: -1, largest: 1, sorted: 1 },
+    hint: 'weights/top',
+  })
+  const wk = editor.node('GatherElements', [w, idx], { attrs: { axis: 1 }, hint: 'weights/top_w' })
+  const zeros = editor.node(
+    'ConstantOfShape',
+    [editor.node('Shape', [w], { hint: 'weights/shape' })],
+    {
+      hint: 'weights/zeros',
+    },
+  )
+  const applied = editor.node('ScatterElements', [zeros, idx, wk], {
+    attrs: { axis: 1 },
+    hint: 'weights/applied',
+  })
+  return { idx, applied }
+}
+
+/**
+ * Tensors shared by every matrix of one rewrite (row indices per rank r, the batch size, X's 3-D shape per d_in):
+ * built once per graph, since onnxruntime pays a few microseconds per node and there are hundreds of matrices.
+ */
+const sharedTensors = new WeakMap<GraphEditor, Map<string, string>>()
+
+function once(editor: GraphEditor, key: string, make: () => string): string {
+  let m = sharedTensors.get(editor)
+  if (!m) {
+    m = new Map()
+    sharedTensors.set(editor, m)
+  }
+  const hit = m.get(key)
+  if (hit) return hit
+  const made = make()
+  m.set(key, made)
+  return made
+}
+
+/** Emits one matrix's gathered factors; `correction` adds the nodes for one use. */
+export function gatherMatrix(
+  editor: GraphEditor,
+  p: {
+    name: string
+    /** Graph tensors of the padded factors: U [rows, T·r], Vᵀ [T·r, cols], σ and expert of rank [T·r]. */
+    u: string
+    vt: string
+    sigma: string
+    expertOfRank: string
+    rows: number
+    cols: number
+    r: number
+    T: number
+    K: number
+    /** The applied weights [batch, T] and each row's experts [batch, K]. */
+    w: string
+    idx: string
+  },
+): { correction: (x: string, transposed: boolean, shapeOf: string) => string } {
+  const { name, rows, cols, r, K, idx } = p
+  const kr = K * r
+  // Each row's rank columns: expert e owns columns e·r … e·r + r − 1 (expert-major, padded).
+  const columns = once(editor, `columns|${idx}|${r}|${K}`, () => {
+    const first = editor.node(
+      'Mul',
+      [
+        editor.node('Unsqueeze', [idx, editor.int64('gather/axis2', [2])], { hint: 'gather/idx3' }),
+        editor.int64(`gather/r${r}`, [r], []),
+      ],
+      { hint: 'gather/first_column' },
+    ) // [batch, K, 1]
+    const all = editor.node(
+      'Add',
+      [
+        first,
+        editor.int64(
+          `gather/range${r}`,
+          Array.from({ length: r }, (_, j) => j),
+        ),
+      ],
+      { hint: 'gather/columns3' },
+    ) // [batch, K, r]
+    return editor.node('Reshape', [all, editor.int64(`gather/columns_shape${kr}`, [0, kr])], {
+      hint: 'gather/columns',
+    }) // [batch, K·r]
+  })
+  const batch = once(editor, `batch|${idx}`, () =>
+    editor.node(
+      'Gather',
+      [editor.node('Shape', [idx], { hint: 'gather/idx_shape' }), editor.int64('gather/i0', [0])],
+      { attrs: { axis: 0 }, hint: 'gather/batch' },
+    ),
+  ) // [1]
+  // Row tables [T·r, d]: Vᵀ as stored, and Uᵀ (a Transpose of a constant, folded when the session is created).
+  const uT = editor.node('Transpose', [p.u], { attrs: { perm: [1, 0] }, hint: `${name}/u_rows` }) // [T·r, rows]
+  // s = w[expert_of_rank] ⊙ σ at the row's columns, as the dense graph's s(w).
+  const s = editor.node(
+    'Unsqueeze',
+    [
+      editor.node(
+        'GatherElements',
+        [
+          editor.node(
+            'Mul',
+            [
+              editor.node('Gather', [p.w, p.expertOfRank], {
+                attrs: { axis: 1 },
+                hint: `${name}/w_of_rank`,
+              }),
+              p.sigma,
+            ],
+            { hint: `${name}/s_all` },
+          ), // [batch, T·r]
+          columns,
+        ],
+        { attrs: { axis: 1 }, hint: `${name}/s_k` },
+      ), // [batch, K·r]
+      editor.int64('gather/axis1', [1]),
+    ],
+    { hint: `${name}/s` },
+  ) // [batch, 1, K·r]
+  const cache = new Map<string, string>()
+  const gathered = (table: string, transpose: boolean): string => {
+    const key = `${table}|${transpose}`
+    const hit = cache.get(key)
+    if (hit) return hit
+    // Rows of the table by index: [batch, K·r, d] directly, no reshape (a copy) of the gathered factors.
+    const g = editor.node('Gather', [table, columns], { attrs: { axis: 0 }, hint: `${name}/g` })
+    // Transposed for X·Ugᵀ: onnxruntime fuses the Transpose into the MatMul (FusedMatMul transB), no copy.
+    const out = transpose
+      ? editor.node('Transpose', [g], { attrs: { perm: [0, 2, 1] }, hint: `${name}/g_t` })
+      : g
+    cache.set(key, out)
+    return out
+  }
+  return {
+    correction(x, transposed, shapeOf) {
+      const [inF, dIn, outF] = transposed ? [p.vt, cols, uT] : [uT, rows, p.vt]
+      const x3 = editor.node(
+        'Reshape',
+        [
+          x,
+          once(editor, `x3|${idx}|${dIn}`, () =>
+            editor.node('Concat', [batch, editor.int64(`gather/x3_tail${dIn}`, [-1, dIn])], {
+              attrs: { axis: 0 },
+              hint: 'gather/x3_shape',
+            }),
+          ),
+        ],
+        { hint: `${name}/x3` },
+      ) // [batch, rows per example, d_in]
+      const xu = editor.node('MatMul', [x3, gathered(inF, true)], { hint: `${name}/xu` }) // [batch, M, K·r]
+      const z = editor.node('Mul', [xu, s], { hint: `${name}/xus` })
+      const c3 = editor.node('MatMul', [z, gathered(outF, false)], { hint: `${name}/delta` }) // [batch, M, d_out]
+      return editor.node(
+        'Reshape',
+        [c3, editor.node('Shape', [shapeOf], { hint: `${name}/y_shape` })],
+        {
+          hint: `${name}/delta_y`,
+        },
+      )
+    },
+  }
+}
