@@ -84,8 +84,7 @@ export class RunnerStandIn {
       method: req.method ?? 'GET',
       path: url.pathname + url.search,
       body,
-      timestampHeader: req.headers['x-twinserve-timestamp'] as string | undefined,
-      signatureHeader: req.headers['x-twinserve-signature'] as string | undefined,
+      headers: req.headers,
     })
     if (!verdict.ok) {
       this.stats.bad_signatures += 1
