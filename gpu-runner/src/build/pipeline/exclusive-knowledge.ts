@@ -93,6 +93,37 @@ export function compressionTargets(
   }
 }
 
+/**
+ * Refuses a requested rank that no matrix it applies to can have (issue #16, case 7: `rank: 100000` was clamped
+ * silently, and the package came out at 235% of the experts' bytes). A rank above min(rows, cols) of SOME
+ * matrices is fine (a global rank 64 with a 10-class head): those are clamped, and the report lists each
+ * matrix's rank.
+ * @throws AppError INVALID_REQUEST naming the rank and the largest rank it could have
+ */
+export function checkRequestedRanks(
+  matrices: readonly TensorSite[],
+  targetOf: (name: string) => { rank?: number },
+): void {
+  const byRank = new Map<number, { name: string; rows: number; cols: number }[]>()
+  for (const m of matrices) {
+    const rank = targetOf(m.name).rank
+    if (rank === undefined) continue
+    const [rows = 0, cols = 0] = m.shape
+    byRank.set(rank, [...(byRank.get(rank) ?? []), { name: m.name, rows, cols }])
+  }
+  for (const [rank, sites] of byRank) {
+    const largest = sites.reduce((a, b) =>
+      Math.min(b.rows, b.cols) > Math.min(a.rows, a.cols) ? b : a,
+    )
+    const max = Math.min(largest.rows, largest.cols)
+    if (rank > max)
+      throw new AppError(
+        'INVALID_REQUEST',
+        `exclusive rank ${rank} exceeds the rank of every matrix it applies to (the largest is ${max}: '${largest.name}' [${largest.rows}, ${largest.cols}]); factors of rank above min(rows, cols) store more than the dense difference, so give a rank ≤ ${max} or an energy fraction`,
+      )
+  }
+}
+
 export async function computeExclusive(opts: {
   selected: readonly TensorSite[]
   shared: ReadonlyMap<string, Float32Array>
@@ -103,10 +134,12 @@ export async function computeExclusive(opts: {
 }): Promise<ExclusiveKnowledge> {
   const T = opts.experts.length
   const out: ExclusiveKnowledge = { matrices: [], vectors: [], rows: [] }
+  const matrices = opts.selected.filter((s) => s.kind === 'matrix')
   const targetOf = compressionTargets(
-    opts.selected.filter((s) => s.kind === 'matrix').map((s) => s.name),
+    matrices.map((s) => s.name),
     opts.spec,
   )
+  checkRequestedRanks(matrices, targetOf)
   let done = 0
   for (const site of opts.selected) {
     const s = opts.shared.get(site.name)
