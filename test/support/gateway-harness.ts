@@ -34,8 +34,8 @@ export interface E2eGateway {
   logs: LogLine[]
   /** Resolves with the first Worker log line matching `pred` (already logged or future). */
   waitForLog(pred: (l: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>
-  /** A new API key (scope infer) for `models` (default all). */
-  createKey(models?: string[]): Promise<string>
+  /** A new API key (scope infer) for `models` (default all), of `tenant` (default `e2e`). */
+  createKey(models?: string[], tenant?: string): Promise<string>
   /** POST /v2/models/{model}/infer with a bearer key; the body is sent as given (string) or as JSON. */
   infer(
     key: string,
@@ -117,11 +117,11 @@ export async function startE2eGateway(vars: Record<string, string> = {}): Promis
     admin,
     logs,
     waitForLog,
-    async createKey(models = ['*']) {
+    async createKey(models = ['*'], tenant = 'e2e') {
       const res = await fetch(`${gw.url}/admin/keys`, {
         method: 'POST',
         headers: { ...adminHeaders, 'content-type': 'application/json' },
-        body: JSON.stringify({ tenant: 'e2e', scopes: ['infer'], models }),
+        body: JSON.stringify({ tenant, scopes: ['infer'], models }),
       })
       if (res.status !== 201) throw new Error(`create key: ${res.status} ${await res.text()}`)
       return CreatedApiKeySchema.parse(await res.json()).key
