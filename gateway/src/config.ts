@@ -28,7 +28,8 @@ export const GatewayConfigSchema = z.object({
   /**
    * Each attempt at a runner may take ATTEMPT_TIMEOUT_FACTOR × the p99 latency this isolate has seen from the
    * runners for the model (and body size), but at least ATTEMPT_TIMEOUT_MIN_MS; a frozen runner is abandoned then
-   * and its timeout counts against its breaker. Without enough samples, the minimum applies.
+   * and its timeout counts against its breaker. Without enough samples (or for per-request merges) an attempt
+   * has the caller's whole deadline, and running out of it is no one's fault.
    */
   ATTEMPT_TIMEOUT_MIN_MS: int(50, 15 * 60_000, 5_000),
   ATTEMPT_TIMEOUT_FACTOR: int(1, 1000, 10),

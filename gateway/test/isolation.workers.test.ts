@@ -85,27 +85,36 @@ describe('what one tenant sends does not cost the others their runner', () => {
     await retire([id])
   })
 
-  it('a hung runner is routed around: an attempt past the observed p99 is hedged to another runner (faults)', async () => {
+  it('a hung runner is routed around (hedged past the observed p99), and its own timeouts open its breaker (faults)', async () => {
     const [hung = '', healthy = ''] = await fleet('hedge', 2, 'm-hedge')
     // Enough answers for a p99 of this request class.
     for (let i = 0; i < 40; i++) expect((await infer('m-hedge', tenantA)).status).toBe(200)
-    await standIns.behave(hung, { mode: 'delay', ms: 4000 })
+    // Longer than an attempt's own budget (ATTEMPT_TIMEOUT_MIN_MS 5 s here): the hung runner's attempts time out.
+    await standIns.behave(hung, { mode: 'delay', ms: 7000 })
     const started = Date.now()
-    const answers = []
-    for (let i = 0; i < 8; i++) answers.push(await infer('m-hedge', tenantB))
+    // Concurrent, so that the hung runner (whose outstanding attempts keep picks away) still gets several.
+    const answers = await Promise.all(Array.from({ length: 8 }, () => infer('m-hedge', tenantB)))
     const took = Date.now() - started
     for (const r of answers) {
       expect(r.status).toBe(200)
       expect(r.headers.get('x-twinserve-runner')).toBe(healthy)
     }
-    // Eight requests waiting out the hung runner would take 4 s each; hedged, all eight finish well before one.
-    expect(took).toBeLessThan(4000)
+    // Eight requests waiting out the hung runner would take 7 s each; hedged, all eight finish well before one.
+    expect(took).toBeLessThan(5000)
     expect(
       gatewayLogs().some((l) => l.event === 'runner_attempt_hedged' && l.runner_id === healthy),
     ).toBe(true)
+    // The attempts left running at the hung runner time out within their own budget: its fault, so its breaker
+    // opens (threshold 2 in tests).
+    let breaker = await breakerOf(hung)
+    for (let i = 0; i < 80 && breaker !== 'open'; i++) {
+      await new Promise((r) => setTimeout(r, 100))
+      breaker = await breakerOf(hung)
+    }
+    expect(breaker).toBe('open')
     await standIns.behave(hung, { mode: 'ok' })
     await retire([hung, healthy])
-  })
+  }, 20_000)
 })
 
 describe('the edge', () => {

@@ -6,8 +6,8 @@
  *
  * Against a runner that hangs (issue #16: a SIGSTOPped runner held its requests for the caller's whole deadline):
  * - every attempt has its own budget, ATTEMPT_TIMEOUT_FACTOR × the p99 latency this isolate has seen for the
- *   model and request class (at least ATTEMPT_TIMEOUT_MIN_MS); running out of it is the runner's fault (breaker),
- *   running out of the caller's deadline is not;
+ *   model and request class (at least ATTEMPT_TIMEOUT_MIN_MS; the caller's deadline while the class has too few
+ *   samples); running out of it is the runner's fault (breaker), running out of the caller's deadline is not;
  * - an attempt unanswered past the p99 (at least HEDGE_MIN_MS) is hedged: the request also goes to another
  *   runner, the first answer wins and the other attempt is abandoned (within the HEDGE_BUDGET_PERCENT budget;
  *   per-request merges are not hedged, a second merge would double an expensive miss);
@@ -198,12 +198,14 @@ class Route {
     const now = Date.now()
     const remaining = this.input.deadlineMs - now
     const p99 = this.p99()
-    // A per-request merge may take many times a plain request (a cache miss): it keeps the caller's deadline.
+    // Without a p99 for this class (a new isolate, an unusual body size) nothing says how long an answer takes,
+    // and a per-request merge may take many times a plain request (a cache miss): both keep the caller's
+    // deadline, and running out of it is nobody's fault.
     const own =
       this.input.merge || p99 === undefined
-        ? config.ATTEMPT_TIMEOUT_MIN_MS
+        ? Number.POSITIVE_INFINITY
         : Math.max(config.ATTEMPT_TIMEOUT_MIN_MS, config.ATTEMPT_TIMEOUT_FACTOR * p99)
-    const callerBound = this.input.merge === true || remaining <= own
+    const callerBound = remaining <= own
     const abort = new AbortController()
     const signal = this.input.clientSignal
       ? AbortSignal.any([abort.signal, this.input.clientSignal])
