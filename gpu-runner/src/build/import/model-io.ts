@@ -73,6 +73,14 @@ export function batchDim(inputs: readonly IoTensor[]): Dim {
   return first === undefined || first === '?' ? 'batch' : first
 }
 
+/** A graph input whose axis 0 is the batch: the first one declared with the batch's dim. */
+export function batchInput(inputs: readonly IoTensor[]): string {
+  const b = batchDim(inputs)
+  const found = inputs.find((i) => i.dims[0] === b || (b === 'batch' && i.dims[0] === '?'))
+  if (!found) throw new AppError('INVALID_MODEL', 'the model has no input with a batch axis')
+  return found.name
+}
+
 /** One example: flat values per input name, without the batch axis. */
 export type ExampleInputs = Record<string, readonly number[]>
 

@@ -142,7 +142,7 @@ export function readOnnxBytes(bytes: Uint8Array, label: string): OnnxModel {
   return indexModel(decodeModel(bytes, label), label, bytes.byteLength)
 }
 
-function indexModel(model: ModelProto, path: string, sizeBytes: number): OnnxModel {
+export function indexModel(model: ModelProto, path: string, sizeBytes: number): OnnxModel {
   const graph = model.graph as GraphProto
   const initializers = new Map<string, ITensorProto>()
   for (const t of graph.initializer ?? []) {

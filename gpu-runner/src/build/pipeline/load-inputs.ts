@@ -10,7 +10,8 @@ import { checkOpset } from '../graph/ops.ts'
 import { analyseSites } from '../graph/weight-sites.ts'
 import { assertSameGraph } from '../import/compare-graphs.ts'
 import { modelInputs, modelOutputs } from '../import/model-io.ts'
-import { floatInitializers, type OnnxModel, readOnnx } from '../import/read-onnx.ts'
+import { normaliseModel } from '../import/normalise.ts'
+import { floatInitializers, indexModel, type OnnxModel, readOnnx } from '../import/read-onnx.ts'
 import { loadRecipe } from '../import/recipe-file.ts'
 import { readRoutingData, splitRouting } from '../router/routing-data.ts'
 import type { BuildContext } from './build-context.ts'
@@ -43,14 +44,21 @@ function checkFeature(model: OnnxModel, feature: string): void {
 
 type ModelsRead = Omit<BuildContext, 'split' | 'reporter'>
 
+/** Reads a model and brings it to the form the builder reads (import/normalise.ts). */
+async function readNormalised(path: string): Promise<OnnxModel & { liftedConstants: string[] }> {
+  const m = await readOnnx(path)
+  const { liftedConstants } = normaliseModel(m.model)
+  return { ...indexModel(m.model, m.path, m.sizeBytes), liftedConstants }
+}
+
 async function readModels(recipePath: string, reporter: Reporter): Promise<ModelsRead> {
   const step = reporter.step('reading recipe and models')
   const { recipe, files } = await loadRecipe(recipePath)
-  const base = await readOnnx(files.base)
+  const base = await readNormalised(files.base)
   checkOpset(base.model, base.path)
   const experts: OnnxModel[] = []
   for (const [i, e] of recipe.experts.entries()) {
-    const m = await readOnnx(files.experts[i] as string)
+    const m = await readNormalised(files.experts[i] as string)
     assertSameGraph(base, m, e.name)
     experts.push(m)
     step.tick(i + 1, recipe.experts.length)

@@ -4,18 +4,17 @@
  * package's twin graph (controls 'inputs') and for every variant with exclusive knowledge (controls 'router').
  * @module
  */
-import type { RowLayout } from '../graph/row-layout.ts'
-import { batchDim } from '../import/model-io.ts'
+import { batchDim, batchInput } from '../import/model-io.ts'
 import { withFloatInitializers } from '../import/read-onnx.ts'
+import { featureRows } from '../router/features.ts'
 import { routerEmitter } from '../router/router-graph.ts'
 import type { TrainedRouter } from '../router/train-router.ts'
-import { correctedOutputs } from '../twin-graph/correction-targets.ts'
 import { rewriteTwinGraph } from '../twin-graph/rewrite.ts'
 import type { BuildContext } from './build-context.ts'
 import { computeExclusive, type ExclusiveKnowledge } from './exclusive-knowledge.ts'
 import { encodeGraph } from './graph-file.ts'
 import { trainPackageRouter } from './router-training.ts'
-import { probeRowLayouts } from './row-layouts.ts'
+import { trackRoutingRows } from './row-layouts.ts'
 
 export interface TwinModel {
   bytes: Uint8Array
@@ -57,10 +56,9 @@ export async function buildTwinModel(
   const { recipe } = ctx
   const sharedModel = withFloatInitializers(ctx.base.model, shared)
   const exclusive = await exclusiveKnowledge(ctx, label, shared)
-  const tensors = [...exclusive.matrices, ...exclusive.vectors]
-  const outputs = correctedOutputs(ctx.base.model, ctx.sites, tensors)
-  const layouts = await probeRowLayouts(ctx, sharedModel, [...new Set([...outputs, ctx.feature])])
-  const { router, featureSize } = await trainPackageRouter(ctx, label, sharedModel)
+  const { layouts } = await trackRoutingRows(sharedModel, ctx.inputs, ctx.split.train)
+  const featureLayout = featureRows(ctx.feature, layouts.get(ctx.feature))
+  const { router, featureSize } = await trainPackageRouter(ctx, label, sharedModel, featureLayout)
   const twin = rewriteTwinGraph({
     model: sharedModel,
     sites: ctx.sites,
@@ -68,7 +66,8 @@ export async function buildTwinModel(
     vectors: exclusive.vectors,
     experts: ctx.expertNames.length,
     layouts,
-    feature: { tensor: ctx.feature, layout: layouts.get(ctx.feature) as RowLayout },
+    feature: { tensor: ctx.feature, layout: featureLayout },
+    batchInput: batchInput(ctx.inputs),
     router: routerEmitter(router.model),
     controls,
     batchDim: batchDim(ctx.inputs),
