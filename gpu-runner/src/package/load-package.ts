@@ -3,6 +3,8 @@
  * its schema, a listed file that is missing or whose sha256 differs, or a model/variant file not listed.
  * @module
  */
+import { createHash } from 'node:crypto'
+import { createReadStream } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { AppError, type PackageManifest, PackageManifestSchema } from '@twinserve/shared'
@@ -47,6 +49,13 @@ export async function readManifest(dir: string): Promise<PackageManifest> {
     )
   }
   return parsed.data
+}
+
+/** A file's sha256, read in chunks (package files can be larger than a Buffer may hold). */
+export async function sha256File(path: string): Promise<string> {
+  const hash = createHash('sha256')
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 22 })) hash.update(chunk)
+  return hash.digest('hex')
 }
 
 /** Reads every listed file and checks its hash; returns the model and variant bytes. */

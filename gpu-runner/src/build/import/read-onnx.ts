@@ -4,7 +4,7 @@
  * float32 views of initializers. Every failure is an `INVALID_MODEL` AppError that names the file.
  * @module
  */
-import { readFile } from 'node:fs/promises'
+import { readFile, stat } from 'node:fs/promises'
 import { dirname, isAbsolute, relative, resolve } from 'node:path'
 import { AppError } from '@twinserve/shared'
 import {
@@ -16,6 +16,8 @@ import {
   TensorDataType,
   toNumber,
 } from '../../onnx/proto.ts'
+import { type Normalised, normaliseModel } from './normalise.ts'
+import { inlineFloat32, readLocation, setLocation, type TensorLocation } from './tensor-data.ts'
 
 export interface OnnxModel {
   /** Where it was read from (for messages). */
@@ -70,71 +72,114 @@ export function decodeModel(bytes: Uint8Array, label: string): ModelProto {
   return model
 }
 
-/**
- * Reads `path` and resolves external data relative to the model's directory. External locations must stay
- * inside that directory: an ONNX file is input from users, and a `../../etc/...` location is not a weight file.
- */
-export async function readOnnx(path: string): Promise<OnnxModel> {
-  let bytes: Uint8Array
+/** The bytes of a model file; a missing or unreadable file is an INVALID_MODEL naming it. */
+async function readModelFile(path: string): Promise<Buffer> {
   try {
-    bytes = await readFile(path)
+    return await readFile(path)
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code
     throw invalid(path, code === 'ENOENT' ? 'file not found' : `cannot read (${code})`, err)
   }
-  const model = decodeModel(bytes, path)
-  let sizeBytes = bytes.byteLength
+}
+
+/**
+ * Where an initializer stored as external data has its bytes, checked: the location must stay inside the model's
+ * directory (an ONNX file is input from users, and a `../../etc/...` location is not a weight file), the file must
+ * exist, and offset and length must fit the tensor and the file.
+ * @param sizes file sizes already looked up, by absolute path
+ */
+async function externalLocation(
+  path: string,
+  t: ITensorProto,
+  sizes: Map<string, number>,
+): Promise<TensorLocation> {
   const dir = dirname(resolve(path))
-  const externalFiles = new Map<string, Uint8Array>()
+  const name = t.name ?? ''
+  const entries = new Map((t.externalData ?? []).map((e) => [e.key ?? '', e.value ?? '']))
+  const location = entries.get('location')
+  if (!location) throw invalid(path, `initializer '${name}' is external but has no location`)
+  const file = resolve(dir, location)
+  const rel = relative(dir, file)
+  if (isAbsolute(location) || rel.startsWith('..'))
+    throw invalid(
+      path,
+      `initializer '${name}': external location '${location}' leaves the model directory`,
+    )
+  let size = sizes.get(file)
+  if (size === undefined) {
+    try {
+      size = (await stat(file)).size
+    } catch (err) {
+      throw invalid(path, `initializer '${name}': external data file '${location}' is missing`, err)
+    }
+    sizes.set(file, size)
+  }
+  const dims = tensorDims(t)
+  const elem = ELEM_BYTES.get(t.dataType ?? 0)
+  if (elem === undefined)
+    throw invalid(path, `initializer '${name}' has unsupported data type ${t.dataType}`)
+  const expected = elementCount(dims) * elem
+  const offset = Number(entries.get('offset') ?? '0')
+  const length = entries.has('length') ? Number(entries.get('length')) : expected
+  if (!Number.isInteger(offset) || offset < 0 || length !== expected)
+    throw invalid(
+      path,
+      `initializer '${name}': external data offset ${entries.get('offset')} / length ${entries.get('length')} do not fit shape [${dims.join(',')}] (${expected} bytes)`,
+    )
+  if (offset + length > size)
+    throw invalid(
+      path,
+      `initializer '${name}': external data file '${location}' is truncated (needs ${offset + length} bytes, has ${size})`,
+    )
+  return { file, offset, length }
+}
+
+/** Reads `path` with every initializer's data in memory (external data resolved into inline raw data). */
+export async function readOnnx(path: string): Promise<OnnxModel> {
+  const bytes = await readModelFile(path)
+  const model = decodeModel(bytes, path)
+  const sizes = new Map<string, number>()
   for (const t of model.graph?.initializer ?? []) {
     if (t.dataLocation !== onnx.TensorProto.DataLocation.EXTERNAL) continue
-    const name = t.name ?? ''
-    const entries = new Map((t.externalData ?? []).map((e) => [e.key ?? '', e.value ?? '']))
-    const location = entries.get('location')
-    if (!location) throw invalid(path, `initializer '${name}' is external but has no location`)
-    const file = resolve(dir, location)
-    const rel = relative(dir, file)
-    if (isAbsolute(location) || rel.startsWith('..'))
-      throw invalid(
-        path,
-        `initializer '${name}': external location '${location}' leaves the model directory`,
-      )
-    let data = externalFiles.get(file)
-    if (!data) {
-      try {
-        data = await readFile(file)
-      } catch (err) {
-        throw invalid(
-          path,
-          `initializer '${name}': external data file '${location}' is missing`,
-          err,
-        )
-      }
-      externalFiles.set(file, data)
-      sizeBytes += data.byteLength
-    }
-    const dims = tensorDims(t)
-    const elem = ELEM_BYTES.get(t.dataType ?? 0)
-    if (elem === undefined)
-      throw invalid(path, `initializer '${name}' has unsupported data type ${t.dataType}`)
-    const expected = elementCount(dims) * elem
-    const offset = Number(entries.get('offset') ?? '0')
-    const length = entries.has('length') ? Number(entries.get('length')) : expected
-    if (!Number.isInteger(offset) || offset < 0 || length !== expected)
-      throw invalid(
-        path,
-        `initializer '${name}': external data offset ${entries.get('offset')} / length ${entries.get('length')} do not fit shape [${dims.join(',')}] (${expected} bytes)`,
-      )
-    if (offset + length > data.byteLength)
-      throw invalid(
-        path,
-        `initializer '${name}': external data file '${location}' is truncated (needs ${offset + length} bytes, has ${data.byteLength})`,
-      )
-    t.rawData = data.subarray(offset, offset + length)
+    const loc = await externalLocation(path, t, sizes)
+    t.rawData = await readLocation(loc, `${path}: ${t.name ?? ''}`)
     t.externalData = []
     t.dataLocation = onnx.TensorProto.DataLocation.DEFAULT
   }
-  return indexModel(model, path, sizeBytes)
+  const external = [...sizes.values()].reduce((a, b) => a + b, 0)
+  return indexModel(model, path, bytes.byteLength + external)
+}
+
+/**
+ * Reads `path` as a skeleton (tensor-data.ts): normalised (import/normalise.ts), every float32 initializer pointing
+ * at its bytes on disk, so that only the graph stays in memory. Integer initializers (shapes) stay inline.
+ */
+export async function openOnnx(path: string): Promise<OnnxModel & Normalised> {
+  const file = resolve(path)
+  let bytes: Buffer | undefined = await readModelFile(path)
+  const model = decodeModel(bytes, path)
+  const normalised = normaliseModel(model)
+  const sizes = new Map<string, number>()
+  for (const t of model.graph?.initializer ?? []) {
+    const external = t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL
+    if (external && t.dataType !== TensorDataType.FLOAT) {
+      const loc = await externalLocation(path, t, sizes)
+      t.rawData = await readLocation(loc, `${path}: ${t.name ?? ''}`)
+      t.externalData = []
+      t.dataLocation = onnx.TensorProto.DataLocation.DEFAULT
+    } else if (external) setLocation(t, await externalLocation(path, t, sizes))
+    else if (t.dataType === TensorDataType.FLOAT && t.rawData && t.rawData.byteLength > 0) {
+      // Raw data decodes as a view of the file's buffer: its place in the file is its offset in that buffer.
+      const raw = t.rawData
+      if (raw.buffer !== bytes.buffer) throw new AppError('INTERNAL', 'protobuf copied raw data')
+      setLocation(t, { file, offset: raw.byteOffset - bytes.byteOffset, length: raw.byteLength })
+    }
+  }
+  const sizeBytes = bytes.byteLength + [...sizes.values()].reduce((a, b) => a + b, 0)
+  // Re-encoded so that nothing (small inline tensors, attributes) keeps the file's buffer alive.
+  const skeleton = onnx.ModelProto.decode(onnx.ModelProto.encode(model).finish())
+  bytes = undefined
+  return { ...indexModel(skeleton, path, sizeBytes, true), ...normalised }
 }
 
 /** Decodes in-memory ONNX bytes (no external data: that needs the model's directory, see readOnnx). */
@@ -142,13 +187,18 @@ export function readOnnxBytes(bytes: Uint8Array, label: string): OnnxModel {
   return indexModel(decodeModel(bytes, label), label, bytes.byteLength)
 }
 
-export function indexModel(model: ModelProto, path: string, sizeBytes: number): OnnxModel {
+export function indexModel(
+  model: ModelProto,
+  path: string,
+  sizeBytes: number,
+  allowExternal = false,
+): OnnxModel {
   const graph = model.graph as GraphProto
   const initializers = new Map<string, ITensorProto>()
   for (const t of graph.initializer ?? []) {
     const name = t.name ?? ''
     if (initializers.has(name)) throw invalid(path, `initializer '${name}' is defined twice`)
-    if (t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL)
+    if (t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL && !allowExternal)
       throw invalid(
         path,
         `initializer '${name}' is stored as external data; read the model from its file`,
@@ -162,26 +212,11 @@ export function isFloatTensor(t: ITensorProto): boolean {
   return t.dataType === TensorDataType.FLOAT
 }
 
-/** A float32 copy of an initializer's values (raw little-endian data or `float_data`). */
+/** A float32 copy of an inline initializer's values (raw little-endian data or `float_data`). */
 export function tensorToFloat32(t: ITensorProto, label = t.name ?? ''): Float32Array {
   if (t.dataType !== TensorDataType.FLOAT)
     throw new AppError('INVALID_MODEL', `tensor '${label}' is not float32 (type ${t.dataType})`)
-  const n = elementCount(tensorDims(t))
-  const raw = t.rawData
-  if (raw && raw.byteLength > 0) {
-    if (raw.byteLength !== n * 4)
-      throw new AppError(
-        'INVALID_MODEL',
-        `tensor '${label}' has ${raw.byteLength} bytes of data for ${n} float32 values`,
-      )
-    // Copy: protobuf byte views are not 4-byte aligned in general.
-    const copy = new Uint8Array(raw)
-    return new Float32Array(copy.buffer, 0, n)
-  }
-  const data = t.floatData ?? []
-  if (data.length !== n)
-    throw new AppError('INVALID_MODEL', `tensor '${label}' has ${data.length} values for ${n}`)
-  return Float32Array.from(data)
+  return inlineFloat32(t, label)
 }
 
 /** Float initializers of a model by name, as float32 copies (other types are left out). */

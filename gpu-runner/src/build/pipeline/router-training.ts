@@ -26,6 +26,7 @@ export async function trainPackageRouter(
   const feats = async (examples: RoutingExample[]): Promise<Features> => {
     const f = await extractFeatures(sharedModel, ctx.feature, ctx.inputs, examples, {
       layout,
+      dir: ctx.staging,
       onBatch: (d) => step.tick(offset + d),
     })
     offset += examples.length

@@ -69,6 +69,7 @@ export async function trackRows(
   model: IModelProto,
   inputs: readonly IoTensor[],
   feeds: Record<string, ort.Tensor>,
+  dir?: string,
 ): Promise<{ infos: Map<string, TensorInfo>; layouts: BatchLayouts }> {
   const graph = model.graph
   if (!graph) throw new AppError('INVALID_MODEL', 'the shared model has no graph')
@@ -78,7 +79,8 @@ export async function trackRows(
   const probed = new Map<string, number[]>()
   if (list.length > 0) {
     const names = list.map((x) => x.name)
-    const probe = await TensorProbe.open(model, names, new Map(list.map((x) => [x.name, x.elem])))
+    const elems = new Map(list.map((x) => [x.name, x.elem]))
+    const probe = await TensorProbe.open(model, names, elems, dir)
     try {
       for (const [name, t] of await probe.run(feeds, names)) probed.set(name, [...t.dims])
     } finally {
@@ -94,6 +96,7 @@ export function trackRoutingRows(
   model: IModelProto,
   inputs: readonly IoTensor[],
   examples: readonly RoutingExample[],
+  dir: string,
 ) {
-  return trackRows(model, inputs, probeFeeds(inputs, examples, fixedBatch(inputs) ?? 3))
+  return trackRows(model, inputs, probeFeeds(inputs, examples, fixedBatch(inputs) ?? 3), dir)
 }

@@ -93,9 +93,9 @@ export async function extractFeatures(
   feature: string,
   inputs: readonly IoTensor[],
   examples: readonly RoutingExample[],
-  opts: { batch?: number; layout?: RowLayout; onBatch?: (done: number) => void } = {},
+  opts: { batch?: number; layout?: RowLayout; dir?: string; onBatch?: (done: number) => void } = {},
 ): Promise<Features> {
-  const probe = await TensorProbe.open(model, [feature])
+  const probe = await TensorProbe.open(model, [feature], undefined, opts.dir)
   const chunks: Float32Array[] = []
   let d = 0
   let done = 0
