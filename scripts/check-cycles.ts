@@ -26,22 +26,7 @@ export interface KnownCycle {
  * file in it belongs to one entry's set. Delete each entry when its fix merges: an entry that matches no cycle
  * fails the check, so a stale one cannot linger.
  */
-export const KNOWN_CYCLES: readonly KnownCycle[] = [
-  {
-    // arch-gateway replaces the hand-written Env (gateway/src/env.ts) with the one `wrangler types` generates.
-    why: "gateway: the hand-written Env (env.ts) imports the Durable Object classes, whose modules import Env's type",
-    files: [
-      'gateway/src/env.ts',
-      'gateway/src/config.ts',
-      'gateway/src/durable-objects/experiment-bandit.ts',
-      'gateway/src/durable-objects/rate-limiter.ts',
-      'gateway/src/durable-objects/runner-registry.ts',
-      'gateway/src/middleware/request-log/request-log.ts',
-      'gateway/src/lib/metrics-flush.ts',
-      'gateway/src/lib/registry-stub.ts',
-    ],
-  },
-]
+export const KNOWN_CYCLES: readonly KnownCycle[] = []
 
 export interface CycleReport {
   /** Files analysed. */

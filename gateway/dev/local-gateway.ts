@@ -11,11 +11,12 @@
  *   await gw.stop()
  * @module
  */
-import { type ChildProcess, spawn } from 'node:child_process'
+import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { writeFile } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import { createServer } from 'node:net'
 import { join, resolve } from 'node:path'
+import { promisify } from 'node:util'
 
 const require = createRequire(import.meta.url)
 const WRANGLER_BIN = require.resolve('wrangler/bin/wrangler.js')
@@ -25,27 +26,24 @@ export const REPO_ROOT = resolve(import.meta.dirname, '..', '..')
 /** Offline, quiet wrangler: no telemetry, no Request.cf download. */
 const WRANGLER_ENV = { WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false' }
 
-function run(args: string[], cwd: string): Promise<string> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [WRANGLER_BIN, ...args], {
+const execFileP = promisify(execFile)
+
+/** Runs wrangler to completion; its output (stdout then stderr) is in the error when it fails. */
+async function run(args: string[], cwd: string): Promise<string> {
+  try {
+    const { stdout, stderr } = await execFileP(process.execPath, [WRANGLER_BIN, ...args], {
       cwd,
       env: { ...process.env, ...WRANGLER_ENV, CI: 'true' },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      maxBuffer: 16 * 1024 * 1024,
     })
-    let out = ''
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString()
-    })
-    child.stderr.on('data', (d: Buffer) => {
-      out += d.toString()
-    })
-    child.on('error', reject)
-    child.on('exit', (code) =>
-      code === 0
-        ? resolvePromise(out)
-        : reject(new Error(`wrangler ${args.join(' ')} exited with ${code}:\n${out}`)),
+    return stdout + stderr
+  } catch (err) {
+    const e = err as { code?: unknown; stdout?: string; stderr?: string }
+    throw new Error(
+      `wrangler ${args.join(' ')} exited with ${String(e.code)}:\n${e.stdout ?? ''}${e.stderr ?? ''}`,
+      { cause: err },
     )
-  })
+  }
 }
 
 /**

@@ -1,56 +1,35 @@
 /**
- * The gateway app: request id → log/config → routes; errors become the shared error body.
+ * The gateway app: request id → access log and config → 405 check → the features' sub-apps, each mounted at its
+ * own path and guarded route by route (guard.ts); errors become the shared error body.
  * @module
  */
-import { AppError } from '@twinserve/shared'
+import { AppError, RUNNER_REGISTRY_BASE } from '@twinserve/shared'
 import { Hono } from 'hono'
 import { methodNotAllowed } from 'hono/method-not-allowed'
-import type { AppEnv } from './env.ts'
-import { errorResponse } from './lib/error-response.ts'
-import { requestId } from './middleware/request-id/index.ts'
-import { requestLogger } from './middleware/request-log/index.ts'
-import { adminExperiments } from './routes/admin-experiments.ts'
-import { adminKeys } from './routes/admin-keys.ts'
-import { adminRunners } from './routes/admin-runners.ts'
-import { dashboard } from './routes/dashboard.ts'
-import { feedback } from './routes/feedback.ts'
-import { health } from './routes/health.ts'
-import { metrics } from './routes/metrics.ts'
-import { models } from './routes/models.ts'
-import { openapi } from './routes/openapi.ts'
-import { runnerMembership } from './routes/runner-membership.ts'
+import type { AppEnv } from './app-env.ts'
+import { adminKeys } from './auth/index.ts'
+import { adminExperiments, DASHBOARD_PATH, dashboard, feedback } from './experiments/index.ts'
+import { errorResponse, methodNotAllowedResponse, requestId, requestLogger } from './http/index.ts'
+import { metrics } from './metrics/index.ts'
+import { openapi } from './openapi/index.ts'
+import { adminRunners, health, models, runnerMembership } from './routing/index.ts'
 
 export const app = new Hono<AppEnv>()
 
 app.use(requestId())
 app.use(requestLogger())
-app.use(
-  methodNotAllowed({
-    app,
-    onMethodNotAllowed: (c, allowed) => {
-      const res = errorResponse(
-        c,
-        new AppError(
-          'METHOD_NOT_ALLOWED',
-          `${c.req.method} is not allowed here; use ${allowed.join(', ')}`,
-        ),
-      )
-      res.headers.set('allow', allowed.join(', '))
-      return res
-    },
-  }),
-)
+app.use(methodNotAllowed({ app, onMethodNotAllowed: methodNotAllowedResponse }))
 app
-  .route('/', health)
-  .route('/', models)
-  .route('/', adminKeys)
-  .route('/', adminRunners)
-  .route('/', adminExperiments)
-  .route('/', feedback)
-  .route('/', dashboard)
-  .route('/', metrics)
-  .route('/', runnerMembership)
-  .route('/', openapi)
+  .route('/v2', health)
+  .route('/v2/models', models)
+  .route('/v1/feedback', feedback)
+  .route('/admin/keys', adminKeys)
+  .route('/admin/experiments', adminExperiments)
+  .route('/admin/runners', adminRunners)
+  .route('/metrics', metrics)
+  .route(RUNNER_REGISTRY_BASE, runnerMembership)
+  .route(DASHBOARD_PATH, dashboard)
+  .route('/openapi.json', openapi)
 
 app.notFound((c) =>
   errorResponse(c, new AppError('NOT_FOUND', `no route for ${c.req.method} ${c.req.path}`)),

@@ -5,8 +5,7 @@
  */
 import { AppError } from '@twinserve/shared'
 import { z } from 'zod'
-import type { Bindings } from './env.ts'
-import { LOG_LEVELS } from './lib/log.ts'
+import { LOG_LEVELS } from './util/log.ts'
 
 const int = (min: number, max: number, fallback: number) =>
   z.coerce.number().int().min(min).max(max).default(fallback)
@@ -49,7 +48,7 @@ export type GatewayConfig = z.infer<typeof GatewayConfigSchema>
 const cache = new WeakMap<object, GatewayConfig>()
 
 /** Parses (and memoises per env object) the gateway config; throws AppError INTERNAL naming bad vars. */
-export function loadConfig(env: Partial<Bindings>): GatewayConfig {
+export function loadConfig(env: Env): GatewayConfig {
   const hit = cache.get(env)
   if (hit) return hit
   const parsed = GatewayConfigSchema.safeParse(env)

@@ -1,9 +1,9 @@
 import type { D1Migration } from 'cloudflare:test'
-import type { Bindings } from '../src/env.ts'
 
+// The bindings come from wrangler.toml (worker-configuration.d.ts, generated); the tests add their migrations.
 declare global {
   namespace Cloudflare {
-    interface Env extends Bindings {
+    interface Env {
       TEST_MIGRATIONS: D1Migration[]
     }
   }

@@ -12,7 +12,7 @@ describe('dashboard assets', () => {
     expect(csp).toContain("connect-src 'self'")
     const html = await res.text()
     expect(html).toContain('<script src="/dashboard/chart.umd.min.js"></script>')
-    expect(html).toContain('<script src="/dashboard/dashboard.js"></script>')
+    expect(html).toContain('<script type="module" src="/dashboard/dashboard.js"></script>')
     expect(html).not.toMatch(/exp_[0-9a-f]{16}/)
   })
 

@@ -5,7 +5,7 @@ import {
 } from '@twinserve/shared'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { app } from '../src/app.ts'
-import { toPrometheusText } from '../src/lib/prometheus-text.ts'
+import { toPrometheusText } from '../src/metrics/prometheus-text.ts'
 import {
   bearer,
   createKey,

@@ -6,14 +6,14 @@ import {
   initialBucket,
   takeToken,
   takeTokens,
-} from '../src/lib/token-bucket.ts'
+} from '../src/rate-limit/token-bucket.ts'
 import {
   LEASE_TTL_MS,
   leaseSize,
   limitsKey,
   MAX_LEASE,
   TokenLeases,
-} from '../src/lib/token-lease.ts'
+} from '../src/rate-limit/token-lease.ts'
 import { bearer, createKey, gw, migrate } from './helpers.ts'
 
 beforeAll(migrate)

@@ -1,8 +1,8 @@
 import { env, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test'
 import { RegistryAckSchema, RUNNER_REGISTRY_PATHS, RunnerListSchema } from '@twinserve/shared'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { EXPIRY_INTERVALS } from '../src/lib/registry-snapshot.ts'
-import { REGISTRY_NAME } from '../src/lib/registry-stub.ts'
+import { EXPIRY_INTERVALS } from '../src/routing/registry-snapshot.ts'
+import { REGISTRY_NAME } from '../src/routing/registry-stub.ts'
 import {
   bearer,
   deregister,

@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest'
-import { CircuitBreaker } from '../src/lib/circuit-breaker.ts'
-import { MetricsBuffer } from '../src/lib/metrics-buffer.ts'
-import { pickPowerOfTwo } from '../src/lib/power-of-two.ts'
-import type { RunnerRecord } from '../src/lib/registry-snapshot.ts'
-import { RunnerPool } from '../src/lib/runner-pool.ts'
-import { initialBucket, takeToken } from '../src/lib/token-bucket.ts'
-import { TtlCache } from '../src/lib/ttl-cache.ts'
+import { MetricsBuffer } from '../src/metrics/metrics-buffer.ts'
+import { initialBucket, takeToken } from '../src/rate-limit/token-bucket.ts'
+import { CircuitBreaker } from '../src/routing/circuit-breaker.ts'
+import { pickPowerOfTwo } from '../src/routing/power-of-two.ts'
+import type { RunnerRecord } from '../src/routing/registry-snapshot.ts'
+import { RunnerPool } from '../src/routing/runner-pool.ts'
+import { TtlCache } from '../src/util/ttl-cache.ts'
 
 /** A seeded LCG, so the random draws are reproducible. */
 function rng(seed: number): () => number {

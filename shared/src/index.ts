@@ -6,6 +6,30 @@ export {
   isErrorCode,
   toAppError,
 } from './errors.ts'
+export {
+  DEADLINE_HEADER,
+  type DescribeIssuesOptions,
+  describeIssues,
+  isJsonContentType,
+  MAX_DESCRIBED_ISSUES,
+  methodNotAllowed,
+  parseDeadlineHeader,
+  parseJsonText,
+  REQUEST_ID_HEADER,
+  REQUEST_ID_PATTERN,
+  requestIdFrom,
+  requireJsonContentType,
+} from './http.ts'
+export { componentSchemas, type JsonSchema } from './openapi/component-schemas.ts'
+export {
+  errorContent,
+  type Json,
+  jsonContent,
+  OIP_INPUT_SCHEMAS,
+  OIP_OUTPUT_SCHEMAS,
+  RUNNER_SIGNATURE_SCHEMES,
+  schemaRef,
+} from './openapi/doc-parts.ts'
 export { readBodyText } from './read-body-text.ts'
 export {
   ALL_MODELS,
@@ -158,6 +182,7 @@ export {
 export {
   type RegistryAck,
   RegistryAckSchema,
+  RUNNER_REGISTRY_BASE,
   RUNNER_REGISTRY_PATHS,
   RunnerDeregistrationSchema,
   type RunnerLoad,

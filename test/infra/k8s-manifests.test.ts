@@ -18,7 +18,7 @@ import { ConfigMap, Namespace, Service, ServiceAccount } from 'kubernetes-models
 import { describe, expect, it } from 'vitest'
 import { unstable_readConfig } from 'wrangler'
 // The gateway package exports only ./dev; its metric table is plain data, read here by path.
-import { METRIC_FAMILIES } from '../../gateway/src/lib/metric-families.ts'
+import { METRIC_FAMILIES } from '../../gateway/src/metrics/metric-families.ts'
 import {
   find,
   type K8sObject,

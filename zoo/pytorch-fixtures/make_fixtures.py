@@ -13,17 +13,21 @@ Run from the repository root with Debian's interpreter (torch 1.13 CPU, onnx 1.1
 Deterministic: fixed seeds, and the exporter is deterministic for one module class, so a rerun rewrites the same
 bytes (checked by running it twice and comparing sha256 sums).
 """
+import copy
 import json
-import math
 import os
 import shutil
+import sys
 
 import onnx
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from onnx import helper, numpy_helper
+from onnx import helper
 from onnx.external_data_helper import convert_model_to_external_data
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "text", "tooling"))
+from text_model import EncoderClassifier  # noqa: E402
 
 OUT = os.path.join("test", "fixtures", "pytorch")
 DEFAULT_OPSET = torch.onnx._constants.ONNX_DEFAULT_OPSET  # 14 in torch 1.13
@@ -99,56 +103,13 @@ class TiedLM(nn.Module):
         return F.linear(h, self.tok.weight, self.head_bias)  # [batch, vocab]
 
 
-class EncoderBlock(nn.Module):
-    """Post-LN block with explicit (BERT-style) attention: Q/K/V are nn.Linear on 3-D input (MatMul with transposed
-    initializers) and heads are split by Reshape/Transpose to [batch, heads, seq, head_dim], batch leading."""
-
-    def __init__(self, d, heads, ffn):
-        super().__init__()
-        self.heads = heads
-        self.q = nn.Linear(d, d)
-        self.k = nn.Linear(d, d)
-        self.v = nn.Linear(d, d)
-        self.o = nn.Linear(d, d)
-        self.ln1 = nn.LayerNorm(d)
-        self.fc1 = nn.Linear(d, ffn)
-        self.fc2 = nn.Linear(ffn, d)
-        self.ln2 = nn.LayerNorm(d)
-
-    def split(self, t):
-        b, s, d = t.shape
-        return t.view(b, s, self.heads, d // self.heads).transpose(1, 2)  # [b, h, s, dh]
-
-    def forward(self, x, bias):
-        b, s, d = x.shape
-        q, k, v = self.split(self.q(x)), self.split(self.k(x)), self.split(self.v(x))
-        scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(d // self.heads) + bias  # [b, h, s, s]
-        ctx = torch.matmul(torch.softmax(scores, dim=-1), v).transpose(1, 2).reshape(b, s, d)
-        x = self.ln1(x + self.o(ctx))
-        return self.ln2(x + self.fc2(F.gelu(self.fc1(x))))
-
-
-class Encoder(nn.Module):
-    """input_ids, attention_mask int64 [batch, seq] -> logits float32 [batch, classes]; mean-pool over the tokens
-    whose mask is 1, then an nn.Linear on the 2-D pooled vector (exports as Gemm with transB=1)."""
-
-    def __init__(self, vocab=48, d=32, heads=4, ffn=64, layers=2, max_len=16, classes=4):
-        super().__init__()
-        self.tok = nn.Embedding(vocab, d)
-        self.pos = nn.Embedding(max_len, d)
-        self.ln_e = nn.LayerNorm(d)
-        self.blocks = nn.ModuleList([EncoderBlock(d, heads, ffn) for _ in range(layers)])
-        self.cls = nn.Linear(d, classes)
-
-    def forward(self, input_ids, attention_mask):
-        seq = input_ids.shape[1]
-        x = self.ln_e(self.tok(input_ids) + self.pos(torch.arange(seq, device=input_ids.device)))
-        m = attention_mask.to(torch.float32)
-        bias = (1.0 - m)[:, None, None, :] * -10000.0  # [b, 1, 1, s]: padded keys get no attention
-        for block in self.blocks:
-            x = block(x, bias)
-        pooled = (x * m[:, :, None]).sum(1) / m.sum(1, keepdim=True).clamp(min=1.0)
-        return self.cls(pooled)
+def Encoder():
+    """The text zoo's encoder classifier (zoo/text/tooling/text_model.py, PyTorch's default init), small: explicit
+    BERT-style attention (Q/K/V nn.Linear on 3-D input, i.e. MatMul with transposed initializers; heads split by
+    Reshape/Transpose to [batch, heads, seq, head_dim], batch leading), post-LN blocks, mean-pool over the tokens
+    whose mask is 1, and an nn.Linear on the 2-D pooled vector (exports as Gemm with transB=1).
+    input_ids, attention_mask int64 [batch, seq] -> logits float32 [batch, 4]."""
+    return EncoderClassifier(vocab=48, d=32, heads=4, ffn=64, layers=2, max_len=16, classes=4)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -159,8 +120,7 @@ def make_expert(base, seed):
     """A copy of `base` with Δ = A·B (rank 4, entries scaled so ‖Δ‖ is about a quarter of ‖W‖) on every matrix,
     including the embeddings, and small dense deltas on every vector (LayerNorm γ/β, biases)."""
     g = torch.Generator().manual_seed(seed)
-    expert = type(base)()
-    expert.load_state_dict(base.state_dict())
+    expert = copy.deepcopy(base)
     with torch.no_grad():
         for _, p in expert.named_parameters():
             if p.dim() == 2:
@@ -263,7 +223,7 @@ def to_external_data(src, dst_dir, name):
 
 def models_of(cls, seed):
     torch.manual_seed(seed)
-    base = cls().eval()
+    base = cls().eval()  # a module class or a factory
     # A pretrained base has no two equal vectors. A fresh one does (every LayerNorm starts at γ=1, β=0), and the
     # exporter then deduplicates those initializers behind Identity nodes, so base and experts would export to
     # different graphs. Give the base's vectors the spread training would.

@@ -6,8 +6,7 @@
  * @module
  */
 import type { GatewayConfig } from '../config.ts'
-import type { Bindings } from '../env.ts'
-import { TtlCache } from '../lib/ttl-cache.ts'
+import { TtlCache } from '../util/ttl-cache.ts'
 import type { Allocation } from './allocation.ts'
 import { banditFor } from './bandit.ts'
 import { runningExperiment, type StoredExperiment } from './experiment-store.ts'
@@ -21,7 +20,7 @@ export interface ActiveExperiment {
 const cache = new TtlCache<{ active: ActiveExperiment | undefined }>(1_000)
 
 export async function loadActiveExperiment(
-  env: Bindings,
+  env: Env,
   model: string,
 ): Promise<ActiveExperiment | undefined> {
   const experiment = await runningExperiment(env.DB, model)
@@ -32,7 +31,7 @@ export async function loadActiveExperiment(
 }
 
 export async function activeExperiment(
-  env: Bindings,
+  env: Env,
   config: GatewayConfig,
   model: string,
 ): Promise<ActiveExperiment | undefined> {

@@ -5,9 +5,8 @@
  */
 import { BucketRangeSchema } from '@twinserve/shared'
 import { z } from 'zod'
-import type { BanditView } from '../durable-objects/experiment-bandit.ts'
-import type { Bindings } from '../env.ts'
 import type { Allocation } from './allocation.ts'
+import type { BanditView } from './experiment-bandit.ts'
 import type { StoredExperiment } from './experiment-store.ts'
 
 /** The bandit's state as an isolate sees it (RPC turns the allocation's tuples into plain arrays). */
@@ -24,12 +23,12 @@ function typed(v: { allocation: number[][] } & Omit<BanditView, 'allocation'>): 
   }
 }
 
-export function banditStub(env: Bindings, experimentId: string) {
+export function banditStub(env: Env, experimentId: string) {
   return env.EXPERIMENT_BANDIT.getByName(experimentId)
 }
 
 /** The bandit's state, set up from the experiment on first use. */
-export async function banditFor(env: Bindings, e: StoredExperiment): Promise<BanditState> {
+export async function banditFor(env: Env, e: StoredExperiment): Promise<BanditState> {
   const stub = banditStub(env, e.id)
   const state = await stub.state()
   if (state) return typed(state)

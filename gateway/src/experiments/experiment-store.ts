@@ -15,7 +15,8 @@ import {
   StatisticsConfigSchema,
 } from '@twinserve/shared'
 import { z } from 'zod'
-import { hex } from '../lib/api-key-secret.ts'
+import { where } from '../util/d1-where.ts'
+import { randomHex } from '../util/hex.ts'
 import {
   type Allocation,
   allocationCounts,
@@ -133,8 +134,8 @@ export async function createExperiment(
   db: D1Database,
   req: CreateExperimentRequest,
 ): Promise<StoredExperiment> {
-  const id = `exp_${hex(crypto.getRandomValues(new Uint8Array(8)))}`
-  const salt = hex(crypto.getRandomValues(new Uint8Array(8)))
+  const id = `exp_${randomHex(8)}`
+  const salt = randomHex(8)
   const allocation = initialAllocation(bucketCounts(req.arms.map((a) => a.weight)))
   const config = {
     guardrails: req.guardrails,
@@ -199,22 +200,10 @@ export async function listExperiments(
   db: D1Database,
   filter: { model?: string | undefined; status?: string | undefined },
 ): Promise<StoredExperiment[]> {
-  const where: string[] = []
-  const binds: string[] = []
-  if (filter.model !== undefined) {
-    where.push('model = ?')
-    binds.push(filter.model)
-  }
-  if (filter.status !== undefined) {
-    where.push('status = ?')
-    binds.push(filter.status)
-  }
+  const clause = where({ model: filter.model, status: filter.status })
   const { results } = await db
-    .prepare(
-      `SELECT * FROM experiments ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
-       ORDER BY created_at DESC, id`,
-    )
-    .bind(...binds)
+    .prepare(`SELECT * FROM experiments ${clause.sql} ORDER BY created_at DESC, id`)
+    .bind(...clause.binds)
     .all<ExperimentRow>()
   const arms = await armsOf(
     db,

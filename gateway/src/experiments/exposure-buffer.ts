@@ -8,8 +8,7 @@
  * @module
  */
 import type { GatewayConfig } from '../config.ts'
-import type { Bindings } from '../env.ts'
-import { errorFields, log } from '../lib/log.ts'
+import { errorFields, log } from '../util/log.ts'
 import { checkGuardrailsThrottled } from './guardrails.ts'
 
 export interface ExposureRecord {
@@ -39,7 +38,7 @@ export function addExposure(record: Promise<ExposureRecord>): void {
   pending.push(record)
 }
 
-async function write(env: Bindings, config: GatewayConfig): Promise<void> {
+async function write(env: Env, config: GatewayConfig): Promise<void> {
   const batch = pending
   pending = []
   if (batch.length === 0) return
@@ -85,10 +84,7 @@ async function write(env: Bindings, config: GatewayConfig): Promise<void> {
  * Schedules the flush of what is buffered; returns the promise to hand to waitUntil (undefined when a flush
  * is already scheduled: the new record rides along).
  */
-export function scheduleExposureFlush(
-  env: Bindings,
-  config: GatewayConfig,
-): Promise<void> | undefined {
+export function scheduleExposureFlush(env: Env, config: GatewayConfig): Promise<void> | undefined {
   if (scheduled) return undefined
   scheduled = new Promise<void>((resolve) => setTimeout(resolve, config.EXPOSURE_FLUSH_MS))
     .then(() => {
@@ -103,7 +99,7 @@ export function scheduleExposureFlush(
 }
 
 /** Writes what this isolate has buffered now (feedback does, so that it finds an exposure made a moment ago). */
-export async function flushExposures(env: Bindings, config: GatewayConfig): Promise<void> {
+export async function flushExposures(env: Env, config: GatewayConfig): Promise<void> {
   try {
     await write(env, config)
   } catch (err) {

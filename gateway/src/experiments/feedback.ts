@@ -12,9 +12,8 @@ import {
   type FeedbackResponse,
 } from '@twinserve/shared'
 import { z } from 'zod'
+import type { Principal } from '../auth/principal.ts'
 import type { GatewayConfig } from '../config.ts'
-import type { Bindings } from '../env.ts'
-import type { Principal } from '../middleware/auth/principal.ts'
 import { banditStub } from './bandit.ts'
 import { flushExposures } from './exposure-buffer.ts'
 
@@ -50,7 +49,7 @@ function rewardFromLabel(req: FeedbackRequest, row: ExposureRow): number {
 }
 
 export async function recordFeedback(
-  env: Bindings,
+  env: Env,
   config: GatewayConfig,
   principal: Principal,
   req: FeedbackRequest,

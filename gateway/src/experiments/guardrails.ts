@@ -6,8 +6,7 @@
  */
 import type { Guardrails } from '@twinserve/shared'
 import type { GatewayConfig } from '../config.ts'
-import type { Bindings } from '../env.ts'
-import { errorFields, log } from '../lib/log.ts'
+import { errorFields, log } from '../util/log.ts'
 import { forgetActiveExperiments } from './active-experiments.ts'
 import { banditStub } from './bandit.ts'
 import { getExperiment, stopArm, stopExperiment } from './experiment-store.ts'
@@ -43,7 +42,7 @@ export function guardrailViolation(
 }
 
 /** Checks every active arm of a running experiment and stops those crossing a guardrail. */
-export async function checkGuardrails(env: Bindings, experimentId: string): Promise<string[]> {
+export async function checkGuardrails(env: Env, experimentId: string): Promise<string[]> {
   const e = await getExperiment(env.DB, experimentId)
   if (e?.status !== 'running') return []
   const g = e.guardrails
@@ -85,7 +84,7 @@ export async function checkGuardrails(env: Bindings, experimentId: string): Prom
 const lastCheck = new Map<string, number>()
 
 export async function checkGuardrailsThrottled(
-  env: Bindings,
+  env: Env,
   config: GatewayConfig,
   experimentId: string,
 ): Promise<void> {

@@ -14,9 +14,9 @@ import {
   UserIdSchema,
 } from '@twinserve/shared'
 import type { Context } from 'hono'
-import type { AppEnv } from '../env.ts'
-import { errorFields, log } from '../lib/log.ts'
-import { RUNNER_HEADER } from '../lib/route-request.ts'
+import type { AppEnv } from '../app-env.ts'
+import { RUNNER_HEADER } from '../routing/route-request.ts'
+import { errorFields, log } from '../util/log.ts'
 import { activeExperiment } from './active-experiments.ts'
 import { type AssignmentOutcome, assign } from './assignment.ts'
 import { addExposure, type ExposureRecord, scheduleExposureFlush } from './exposure-buffer.ts'

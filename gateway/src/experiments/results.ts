@@ -6,7 +6,6 @@
  * @module
  */
 import { type ArmResults, EXPERIMENT_BUCKETS, type ExperimentResults } from '@twinserve/shared'
-import type { Bindings } from '../env.ts'
 import { banditFor } from './bandit.ts'
 import { publicExperiment, type StoredExperiment } from './experiment-store.ts'
 import { decide } from './statistics/decision.ts'
@@ -52,7 +51,7 @@ function compare(
 }
 
 export async function experimentResults(
-  env: Bindings,
+  env: Env,
   e: StoredExperiment,
   now = Date.now(),
 ): Promise<ExperimentResults> {

@@ -7,12 +7,17 @@ import {
   ARM_HEADER,
   ArmConfigSchema,
   CreateExperimentRequestSchema,
+  componentSchemas,
   EXPERIMENT_HEADER,
   ExperimentListSchema,
   ExperimentResultsSchema,
   ExperimentSchema,
+  errorContent as error,
   FeedbackRequestSchema,
   FeedbackResponseSchema,
+  type Json,
+  jsonContent as json,
+  schemaRef as ref,
   StopExperimentRequestSchema,
   UpdateWeightsRequestSchema,
   USER_ID_HEADER,
@@ -21,17 +26,7 @@ import {
   CHART_SCRIPT_PATH,
   DASHBOARD_SCRIPT_PATH,
 } from '../experiments/dashboard/dashboard-page.ts'
-import { componentSchemas } from './component-schemas.ts'
-
-type Json = Record<string, unknown>
-
-export interface DocHelpers {
-  ref: (id: string) => Json
-  json: (schemaId: string, description: string) => Json
-  error: (description: string) => Json
-  keyErrors: Json
-  keySecurity: Json[]
-}
+import { keyErrors, keySecurity } from './doc-common.ts'
 
 export function experimentComponents(): Record<string, Json> {
   return {
@@ -91,7 +86,7 @@ export const experimentInferHeaders: Json = {
   },
 }
 
-export function experimentPaths(h: DocHelpers): Json {
+export function experimentPaths(): Json {
   const idParam = {
     name: 'id',
     in: 'path',
@@ -101,15 +96,15 @@ export function experimentPaths(h: DocHelpers): Json {
   const admin = (summary: string, op: Json): Json => ({
     tags: ['experiments'],
     summary,
-    security: h.keySecurity,
+    security: keySecurity,
     ...op,
-    responses: { ...(op.responses as Json), ...h.keyErrors },
+    responses: { ...(op.responses as Json), ...keyErrors },
   })
   const body = (id: string, required = true): Json => ({
     required,
-    content: { 'application/json': { schema: h.ref(id) } },
+    content: { 'application/json': { schema: ref(id) } },
   })
-  const experiment = (description: string) => h.json('Experiment', description)
+  const experiment = (description: string) => json('Experiment', description)
   const script = (summary: string): Json => ({
     get: {
       tags: ['experiments'],
@@ -128,7 +123,7 @@ export function experimentPaths(h: DocHelpers): Json {
         requestBody: body('CreateExperimentRequest'),
         responses: {
           '201': experiment('Created.'),
-          '400': h.error('Invalid experiment, naming the field.'),
+          '400': error('Invalid experiment, naming the field.'),
         },
       }),
       get: admin('List experiments, newest first', {
@@ -142,15 +137,15 @@ export function experimentPaths(h: DocHelpers): Json {
           },
         ],
         responses: {
-          '200': h.json('ExperimentList', 'Experiments.'),
-          '400': h.error('Invalid query.'),
+          '200': json('ExperimentList', 'Experiments.'),
+          '400': error('Invalid query.'),
         },
       }),
     },
     '/admin/experiments/{id}': {
       get: admin('One experiment', {
         parameters: [idParam],
-        responses: { '200': experiment('The experiment.'), '404': h.error('No such experiment.') },
+        responses: { '200': experiment('The experiment.'), '404': error('No such experiment.') },
       }),
     },
     '/admin/experiments/{id}/results': {
@@ -159,8 +154,8 @@ export function experimentPaths(h: DocHelpers): Json {
         {
           parameters: [idParam],
           responses: {
-            '200': h.json('ExperimentResults', 'Results now.'),
-            '404': h.error('No such experiment.'),
+            '200': json('ExperimentResults', 'Results now.'),
+            '404': error('No such experiment.'),
           },
         },
       ),
@@ -170,8 +165,8 @@ export function experimentPaths(h: DocHelpers): Json {
         parameters: [idParam],
         responses: {
           '200': experiment('Running.'),
-          '400': h.error('Stopped already, or the model has another running experiment.'),
-          '404': h.error('No such experiment.'),
+          '400': error('Stopped already, or the model has another running experiment.'),
+          '404': error('No such experiment.'),
         },
       }),
     },
@@ -179,7 +174,7 @@ export function experimentPaths(h: DocHelpers): Json {
       post: admin('Stop (final)', {
         parameters: [idParam],
         requestBody: body('StopExperimentRequest', false),
-        responses: { '200': experiment('Stopped.'), '404': h.error('No such experiment.') },
+        responses: { '200': experiment('Stopped.'), '404': error('No such experiment.') },
       }),
     },
     '/admin/experiments/{id}/weights': {
@@ -188,8 +183,8 @@ export function experimentPaths(h: DocHelpers): Json {
         requestBody: body('UpdateWeightsRequest'),
         responses: {
           '200': experiment('Re-weighted.'),
-          '400': h.error('Unknown arm, total over 100%, stopped or running thompson experiment.'),
-          '404': h.error('No such experiment.'),
+          '400': error('Unknown arm, total over 100%, stopped or running thompson experiment.'),
+          '404': error('No such experiment.'),
         },
       }),
     },
@@ -199,8 +194,8 @@ export function experimentPaths(h: DocHelpers): Json {
         requestBody: body('ArmConfig'),
         responses: {
           '201': experiment('The experiment with the new arm.'),
-          '400': h.error('Duplicate name, a second control, total over 100%.'),
-          '404': h.error('No such experiment.'),
+          '400': error('Duplicate name, a second control, total over 100%.'),
+          '404': error('No such experiment.'),
         },
       }),
     },
@@ -208,17 +203,17 @@ export function experimentPaths(h: DocHelpers): Json {
       post: {
         tags: ['experiments'],
         summary: 'Attach an outcome (reward, or label compared with the prediction) to an exposure',
-        security: h.keySecurity,
+        security: keySecurity,
         requestBody: body('FeedbackRequest'),
         responses: {
-          '200': h.json('FeedbackResponse', 'Recorded (or a duplicate of what was).'),
-          '400': h.error(
+          '200': json('FeedbackResponse', 'Recorded (or a duplicate of what was).'),
+          '400': error(
             'Invalid body, a label that does not fit the prediction, or different feedback again.',
           ),
-          '404': h.error(
+          '404': error(
             'No exposure with that request id for this key (unknown or another tenant’s).',
           ),
-          ...h.keyErrors,
+          ...keyErrors,
         },
       },
     },

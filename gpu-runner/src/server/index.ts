@@ -1,10 +1,11 @@
 /**
- * The serving process (`@twinserve/gpu-runner/server`): the V2 app, the runner that owns it, and the structured
- * logger and Prometheus metrics that other processes on the runner's machine (the image's package pull, the
- * deployment tests) share with it.
+ * The serving process (`@twinserve/gpu-runner/server`): the V2 app, the runner that owns it, its OpenAPI document,
+ * and the structured logger and Prometheus metrics that other processes on the runner's machine (the image's
+ * package pull, the deployment tests) share with it.
  * @module
  */
-export { type AppDeps, createApp } from './app.ts'
+export { createApp } from './app.ts'
+export type { AppDeps } from './app-deps.ts'
 export {
   createLogger,
   errorFields,
@@ -14,4 +15,5 @@ export {
   type LogLevel,
 } from './logger.ts'
 export { createMetrics, type RunnerMetrics } from './metrics.ts'
+export { buildRunnerOpenApiDocument } from './openapi-document.ts'
 export { exitOnSignals, type Runner, type RunnerDeps, startRunner } from './runner.ts'

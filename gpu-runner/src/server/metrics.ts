@@ -93,24 +93,20 @@ export function createMetrics(opts: {
     labelNames: ['model', 'result'] as const,
     registers: [registry],
   })
-  new Gauge({
-    name: 'twinserve_runner_merge_cache_entries',
-    help: 'Materialised merges held in the cache.',
-    labelNames: ['model'] as const,
-    registers: [registry],
-    collect() {
-      for (const c of opts.cache()) this.set({ model: c.model }, c.entries)
-    },
-  })
-  new Gauge({
-    name: 'twinserve_runner_merge_cache_bytes',
-    help: 'Bytes of materialised merges held in the cache.',
-    labelNames: ['model'] as const,
-    registers: [registry],
-    collect() {
-      for (const c of opts.cache()) this.set({ model: c.model }, c.bytes)
-    },
-  })
+  const cacheGauges = [
+    ['entries', 'Materialised merges held in the cache.'],
+    ['bytes', 'Bytes of materialised merges held in the cache.'],
+  ] as const
+  for (const [field, help] of cacheGauges)
+    new Gauge({
+      name: `twinserve_runner_merge_cache_${field}`,
+      help,
+      labelNames: ['model'] as const,
+      registers: [registry],
+      collect() {
+        for (const c of opts.cache()) this.set({ model: c.model }, c[field])
+      },
+    })
   const provider = new Gauge({
     name: 'twinserve_runner_provider_info',
     help: 'Execution provider in use (1 for the provider in use).',

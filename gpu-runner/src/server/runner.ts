@@ -16,7 +16,7 @@ import type { PreparedRequest, RunResult, ServedModel } from '../model/served-mo
 import { createApp } from './app.ts'
 import { createLogger, errorFields, type Logger } from './logger.ts'
 import { Membership } from './membership.ts'
-import { createMetrics } from './metrics.ts'
+import { createMetrics, type RunnerMetrics } from './metrics.ts'
 import { Scheduler } from './scheduler.ts'
 
 export interface RunnerDeps {
@@ -35,22 +35,31 @@ export interface Runner {
 
 type HttpServer = ReturnType<typeof serve>
 
-export async function startRunner(config: RunnerConfig, deps: RunnerDeps = {}): Promise<Runner> {
-  const logger = deps.logger ?? createLogger({ level: config.logLevel })
-  const started = performance.now()
+interface LoadedModels {
+  models: Map<string, ServedModel>
+  provider: 'cuda' | 'cpu'
+  /** Why CUDA was not used, when it was asked for. */
+  fallbackReason: string | undefined
+}
 
-  let cacheLookup: (model: string, hit: boolean) => void = () => undefined
+/** Opens every package's sessions; `onCacheLookup` counts merge-cache hits (wired once metrics exist). */
+async function loadModels(
+  config: RunnerConfig,
+  logger: Logger,
+  merge: MergeTensorFn | undefined,
+  onCacheLookup: (model: string, hit: boolean) => void,
+): Promise<LoadedModels> {
   const models = new Map<string, ServedModel>()
   let provider = config.provider
   for (const dir of config.packages) {
     const model = await loadModel(dir, {
       provider,
       ...(config.threads ? { threads: config.threads } : {}),
-      ...(deps.merge ? { merge: deps.merge } : {}),
+      ...(merge ? { merge } : {}),
       mergeCache: {
         maxEntries: config.mergeCacheEntries,
         maxBytes: config.mergeCacheMb * 1024 * 1024,
-        onLookup: (hit) => cacheLookup(model.name, hit),
+        onLookup: (hit) => onCacheLookup(model.name, hit),
       },
     })
     if (models.has(model.name))
@@ -70,16 +79,23 @@ export async function startRunner(config: RunnerConfig, deps: RunnerDeps = {}): 
     })
   }
   const first = models.values().next().value
-  const usedProvider = first?.provider ?? 'cpu'
   const fallbackReason = first?.fallbackReason
   if (fallbackReason)
     logger.warn('CUDA execution provider unavailable; running on CPU', {
       requested: config.provider,
       reason: fallbackReason,
     })
+  return { models, provider: first?.provider ?? 'cpu', fallbackReason }
+}
 
-  let draining = false
-  let metrics: ReturnType<typeof createMetrics> | undefined
+/** The scheduler that batches requests onto the models' sessions, and the metrics that watch it. */
+function servingPipeline(
+  config: RunnerConfig,
+  loaded: LoadedModels,
+  draining: () => boolean,
+): { scheduler: Scheduler<PreparedRequest, RunResult>; metrics: RunnerMetrics } {
+  const { models } = loaded
+  let metrics: RunnerMetrics | undefined
   const scheduler = new Scheduler<PreparedRequest, RunResult>(
     (batch) => {
       const name = batch[0]?.model ?? ''
@@ -103,12 +119,39 @@ export async function startRunner(config: RunnerConfig, deps: RunnerDeps = {}): 
     queueDepth: () => scheduler.queueDepth,
     inFlight: () => scheduler.inFlight,
     capacity: config.maxQueue,
-    draining: () => draining,
+    draining,
     cache: () => [...models.values()].map((m) => ({ model: m.name, ...m.cacheStats() })),
   })
-  metrics.provider.set({ provider: usedProvider }, 1)
-  const m = metrics
-  cacheLookup = (model, hit) => m.cacheLookups.inc({ model, result: hit ? 'hit' : 'miss' })
+  metrics.provider.set({ provider: loaded.provider }, 1)
+  return { scheduler, metrics }
+}
+
+async function listen(
+  fetch: (req: Request) => Response | Promise<Response>,
+  config: RunnerConfig,
+): Promise<{ server: HttpServer; port: number; url: string }> {
+  const server = await new Promise<HttpServer>((resolve, reject) => {
+    const s = serve({ fetch, hostname: config.host, port: config.port }, () => resolve(s))
+    s.once('error', reject)
+  })
+  const port = (server.address() as AddressInfo).port
+  const url =
+    config.publicUrl ??
+    `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`
+  return { server, port, url }
+}
+
+export async function startRunner(config: RunnerConfig, deps: RunnerDeps = {}): Promise<Runner> {
+  const logger = deps.logger ?? createLogger({ level: config.logLevel })
+  const started = performance.now()
+  let cacheLookup: (model: string, hit: boolean) => void = () => undefined
+  const loaded = await loadModels(config, logger, deps.merge, (model, hit) =>
+    cacheLookup(model, hit),
+  )
+  const { models, provider: usedProvider, fallbackReason } = loaded
+  let draining = false
+  const { scheduler, metrics } = servingPipeline(config, loaded, () => draining)
+  cacheLookup = (model, hit) => metrics.cacheLookups.inc({ model, result: hit ? 'hit' : 'miss' })
 
   const app = createApp({
     models,
@@ -125,16 +168,7 @@ export async function startRunner(config: RunnerConfig, deps: RunnerDeps = {}): 
   if (config.insecureLocal)
     logger.warn('--insecure-local: accepting unsigned requests; do not expose this port')
 
-  const server = await new Promise<HttpServer>((resolve, reject) => {
-    const s = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, () =>
-      resolve(s),
-    )
-    s.once('error', reject)
-  })
-  const port = (server.address() as AddressInfo).port
-  const url =
-    config.publicUrl ??
-    `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`
+  const { server, port, url } = await listen(app.fetch, config)
   const runnerId =
     config.runnerId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`
 

@@ -8,9 +8,9 @@
  * A batch that is not full never starts in the middle of an event-loop turn: it waits for the turn's end (one
  * setImmediate). onnxruntime-node runs a session synchronously on this thread, so every request that arrived
  * during a run is read in the single I/O phase after it; starting a batch at the first of them (with
- * maxBatchWaitMs 0) would run it nearly alone and leave the rest for the next run. Measured through HTTP on a
- * BERT-base-sized model at 32 concurrent clients (2 cores, minutes apart): 4.4 rows per run and 14.2 req/s before,
- * 15.1 rows per run and 17.3 req/s after.
+ * maxBatchWaitMs 0) would run it nearly alone and leave the rest for the next run. What that bought (rows per
+ * run and req/s at 32 clients on the BERT-base-sized model) is in bench/RESULTS.md, "Serving performance",
+ * Findings: "Dynamic batching and the event loop".
  *
  * A full queue answers RUNNER_OVERLOADED (503 + Retry-After) at once instead of queueing without bound; every
  * request has a deadline (RUNNER_TIMEOUT, 504) whether it is still queued or already running; `drain()` stops

@@ -16,6 +16,7 @@
  * @module
  */
 import { z } from 'zod'
+import { REQUEST_ID_HEADER, REQUEST_ID_PATTERN } from '../http.ts'
 import { ParametersSchema } from './inference.ts'
 import { MergeControlsSchema } from './merge-controls.ts'
 import { NameSchema } from './twin-package.ts'
@@ -51,7 +52,7 @@ export const UserIdSchema = z
 /** The gateway's request id (x-request-id): what feedback refers to. */
 export const FeedbackRequestIdSchema = z
   .string()
-  .regex(/^[A-Za-z0-9._:-]{1,128}$/, 'a request id as the gateway returned it in x-request-id')
+  .regex(REQUEST_ID_PATTERN, `a request id as the gateway returned it in ${REQUEST_ID_HEADER}`)
 
 /** Merge controls (merge-controls.ts), kept as written so the forwarded request carries exactly these. */
 const ArmParametersSchema = ParametersSchema.superRefine((p, ctx) => {

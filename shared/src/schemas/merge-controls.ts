@@ -20,6 +20,7 @@
  */
 import { z } from 'zod'
 import { AppError } from '../errors.ts'
+import { describeIssues } from '../http.ts'
 import { MERGE_METHOD_NAMES, type MergeSpec, MergeSpecSchema } from './merge.ts'
 import { NameSchema } from './twin-package.ts'
 
@@ -139,15 +140,10 @@ export type MergeSelection =
   | { kind: 'variant'; variant: string }
   | { kind: 'materialized'; experts: Record<string, number>; spec: MergeSpec }
 
-function describeIssues(error: z.ZodError): string {
-  return error.issues
-    .map((i) => {
-      const path = ['parameters', ...i.path.map(String)].join('.')
-      return i.code === 'unrecognized_keys'
-        ? `parameters: unknown merge control${i.keys.length > 1 ? 's' : ''} ${i.keys.map((k) => `'${k}'`).join(', ')} (known: ${CONTROL_KEYS.join(', ')} and merge_method's parameters ${MERGE_PARAMETER_KEYS.join(', ')})`
-        : `${path}: ${i.message}`
-    })
-    .join('; ')
+/** Unknown controls are named with the list of known ones: a misspelt `top_k` should say what it meant. */
+function describeControlIssue(i: z.core.$ZodIssue): string | undefined {
+  if (i.code !== 'unrecognized_keys') return undefined
+  return `parameters: unknown merge control${i.keys.length > 1 ? 's' : ''} ${i.keys.map((k) => `'${k}'`).join(', ')} (known: ${CONTROL_KEYS.join(', ')} and merge_method's parameters ${MERGE_PARAMETER_KEYS.join(', ')})`
 }
 
 /**
@@ -159,7 +155,11 @@ export function parseMergeControls(
   parameters: Record<string, unknown> | undefined,
 ): MergeSelection {
   const parsed = MergeControlsSchema.safeParse(parameters ?? {})
-  if (!parsed.success) throw new AppError('INVALID_REQUEST', describeIssues(parsed.error))
+  if (!parsed.success)
+    throw new AppError(
+      'INVALID_REQUEST',
+      describeIssues(parsed.error, { root: 'parameters', describe: describeControlIssue }),
+    )
   const c = parsed.data
   if (c.variant !== undefined) return { kind: 'variant', variant: c.variant }
   if (c.experts !== undefined && c.merge_method !== undefined)

@@ -12,6 +12,7 @@
  */
 import { z } from 'zod'
 import { AppError } from '../errors.ts'
+import { describeIssues } from '../http.ts'
 import { NameSchema } from './twin-package.ts'
 
 export const MergeMethodNameSchema = z.enum([
@@ -213,12 +214,6 @@ type _AssertNamesCovered = [MergeMethodName] extends [MergeSpec['method']]
   : never
 const _namesCovered: _AssertNamesCovered = true
 void _namesCovered
-
-function describeIssues(error: z.ZodError): string {
-  return error.issues
-    .map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`)
-    .join('; ')
-}
 
 /**
  * Parses a merge spec, throwing `AppError('INVALID_REQUEST')` that names each bad field.

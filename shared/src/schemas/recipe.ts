@@ -17,6 +17,7 @@
  */
 import { z } from 'zod'
 import { AppError } from '../errors.ts'
+import { describeIssues } from '../http.ts'
 import { ExclusiveSpecSchema, type MergeSpec, MergeSpecSchema } from './merge.ts'
 import { NameSchema } from './twin-package.ts'
 
@@ -158,11 +159,6 @@ export type VariantRecipe = Recipe['variants'][number]
 export function parseRecipe(input: unknown, label = 'recipe'): Recipe {
   const parsed = RecipeSchema.safeParse(input)
   if (!parsed.success)
-    throw new AppError(
-      'INVALID_REQUEST',
-      `${label} is invalid: ${parsed.error.issues
-        .map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`)
-        .join('; ')}`,
-    )
+    throw new AppError('INVALID_REQUEST', `${label} is invalid: ${describeIssues(parsed.error)}`)
   return parsed.data
 }

@@ -10,10 +10,12 @@
  */
 import { z } from 'zod'
 
+/** Where the gateway serves the membership calls. */
+export const RUNNER_REGISTRY_BASE = '/internal/runners'
 export const RUNNER_REGISTRY_PATHS = {
-  register: '/internal/runners/register',
-  heartbeat: '/internal/runners/heartbeat',
-  deregister: '/internal/runners/deregister',
+  register: `${RUNNER_REGISTRY_BASE}/register`,
+  heartbeat: `${RUNNER_REGISTRY_BASE}/heartbeat`,
+  deregister: `${RUNNER_REGISTRY_BASE}/deregister`,
 } as const
 
 export const RunnerLoadSchema = z.strictObject({

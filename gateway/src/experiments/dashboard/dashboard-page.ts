@@ -4,8 +4,12 @@
  * @module
  */
 
-export const DASHBOARD_SCRIPT_PATH = '/dashboard/dashboard.js'
-export const CHART_SCRIPT_PATH = '/dashboard/chart.umd.min.js'
+/** Where the dashboard is mounted; its scripts are files under it. */
+export const DASHBOARD_PATH = '/dashboard'
+export const DASHBOARD_SCRIPT = 'dashboard.js'
+export const CHART_SCRIPT = 'chart.umd.min.js'
+export const DASHBOARD_SCRIPT_PATH = `${DASHBOARD_PATH}/${DASHBOARD_SCRIPT}`
+export const CHART_SCRIPT_PATH = `${DASHBOARD_PATH}/${CHART_SCRIPT}`
 
 /** Scripts only from the gateway; inline styles because Chart.js sizes its canvases with style attributes. */
 export const DASHBOARD_CSP =
@@ -65,7 +69,7 @@ export const DASHBOARD_HTML = `<!doctype html>
   </section>
 </main>
 <script src="${CHART_SCRIPT_PATH}"></script>
-<script src="${DASHBOARD_SCRIPT_PATH}"></script>
+<script type="module" src="${DASHBOARD_SCRIPT_PATH}"></script>
 </body>
 </html>
 `

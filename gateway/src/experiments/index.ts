@@ -1,0 +1,6 @@
+export { adminExperiments } from './admin-experiments.ts'
+export { DASHBOARD_PATH } from './dashboard/dashboard-page.ts'
+export { dashboard } from './dashboard/dashboard-routes.ts'
+export { ExperimentBandit } from './experiment-bandit.ts'
+export { feedback } from './feedback-route.ts'
+export { serveWithExperiment } from './infer-hook.ts'

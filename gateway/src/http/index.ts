@@ -1,0 +1,7 @@
+export { codeForStatus, errorResponse, methodNotAllowedResponse } from './error-response.ts'
+export { readJsonBody, readJsonText } from './json-body.ts'
+export { requestDeadline } from './request-deadline.ts'
+export { requestId } from './request-id.ts'
+export { requestLogger } from './request-log.ts'
+export { RequestLog, type RouteLabel } from './request-log-entry.ts'
+export { MAX_ADMIN_BODY_BYTES, modelParam, pathParam, queryParams } from './request-params.ts'

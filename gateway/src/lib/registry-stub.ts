@@ -1,8 +1,0 @@
-import type { Bindings } from '../env.ts'
-
-/** The single registry object every isolate shares (see durable-objects/runner-registry.ts). */
-export const REGISTRY_NAME = 'global'
-
-export function registryStub(env: Bindings) {
-  return env.RUNNER_REGISTRY.getByName(REGISTRY_NAME)
-}

@@ -1,2 +1,0 @@
-export { type ApiKeyAuthOptions, apiKeyAuth } from './api-key-auth.ts'
-export type { Principal } from './principal.ts'

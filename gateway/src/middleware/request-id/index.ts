@@ -1,1 +1,0 @@
-export { REQUEST_ID_HEADER, requestId } from './request-id.ts'

@@ -1,1 +1,0 @@
-export { countAs, RequestLog, requestLogger } from './request-log.ts'

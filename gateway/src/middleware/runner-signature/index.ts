@@ -1,1 +1,0 @@
-export { runnerSignature } from './runner-signature.ts'

@@ -1,0 +1,24 @@
+/**
+ * What the runner's HTTP app is built from (runner.ts wires the real ones; tests may build their own).
+ * @module
+ */
+import type { PreparedRequest, RunResult, ServedModel } from '../model/served-model.ts'
+import type { Logger } from './logger.ts'
+import type { RunnerMetrics } from './metrics.ts'
+import type { Scheduler } from './scheduler.ts'
+
+export interface AppDeps {
+  models: ReadonlyMap<string, ServedModel>
+  scheduler: Scheduler<PreparedRequest, RunResult>
+  metrics: RunnerMetrics
+  logger: Logger
+  provider: 'cuda' | 'cpu'
+  /** Why CUDA was not used, when it was asked for. */
+  providerFallbackReason?: string
+  /** HMAC secret; null accepts unsigned requests (`--insecure-local`). */
+  signingSecret: string | null
+  maxBodyBytes: number
+  requestTimeoutMs: number
+  /** Ready to take requests (models loaded, not draining). */
+  ready: () => boolean
+}

@@ -1,0 +1,118 @@
+/**
+ * Wire details of Twinserve's two HTTP edges, the gateway (workerd) and the runner (Node), kept in one place so
+ * that they cannot drift: the request-id and deadline headers, how a schema failure is described, the JSON
+ * content-type check, and the 405 answer. Runtime-neutral: zod and plain TS (`crypto.randomUUID` is global in
+ * both runtimes).
+ * @module
+ */
+import type { z } from 'zod'
+import { AppError } from './errors.ts'
+
+/** Names the request in logs, error bodies and runner calls; the gateway forwards it to the runner. */
+export const REQUEST_ID_HEADER = 'x-request-id'
+/** Caller-chosen request ids are kept only when tame: they end up in logs, headers and D1 keys. */
+export const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/
+
+/** The caller's request id when it matches REQUEST_ID_PATTERN, else a fresh UUID. */
+export function requestIdFrom(given: string | null | undefined): string {
+  return given && REQUEST_ID_PATTERN.test(given) ? given : crypto.randomUUID()
+}
+
+/**
+ * How long the caller will wait (ms from now): a client may ask the gateway for less than its deadline, and the
+ * gateway tells each runner attempt how long it has left, so a runner drops work nobody waits for.
+ */
+export const DEADLINE_HEADER = 'x-twinserve-deadline-ms'
+
+/** The deadline header's value in ms: a positive integer (400 INVALID_REQUEST otherwise). */
+export function parseDeadlineHeader(value: string): number {
+  if (!/^\d{1,9}$/.test(value) || Number(value) === 0)
+    throw new AppError('INVALID_REQUEST', `${DEADLINE_HEADER} must be a positive integer (ms)`)
+  return Number(value)
+}
+
+/** Schema failures name at most this many issues, then how many more there are. */
+export const MAX_DESCRIBED_ISSUES = 5
+
+export interface DescribeIssuesOptions {
+  /** Prefixed to every issue's path, e.g. `query` or `parameters`. */
+  root?: string
+  /** A message of its own for some issues (undefined: the default `path: message`). */
+  describe?: (issue: z.core.$ZodIssue) => string | undefined
+}
+
+/**
+ * One line naming each bad field: `inputs.0.data.3: expected a number; id: too long; and 2 more`.
+ * @example describeIssues(parsed.error, { root: 'query' })
+ */
+export function describeIssues(
+  error: { readonly issues: readonly z.core.$ZodIssue[] },
+  options: DescribeIssuesOptions = {},
+): string {
+  const parts = error.issues.slice(0, MAX_DESCRIBED_ISSUES).map((issue) => {
+    const own = options.describe?.(issue)
+    if (own !== undefined) return own
+    const path = [options.root ?? '', ...issue.path.map(String)].filter((p) => p !== '').join('.')
+    return path ? `${path}: ${issue.message}` : issue.message
+  })
+  const more = error.issues.length - MAX_DESCRIBED_ISSUES
+  return more > 0 ? `${parts.join('; ')}; and ${more} more` : parts.join('; ')
+}
+
+/** `application/json`, or a structured-syntax `+json` type, with any parameters (charset). */
+const JSON_CONTENT_TYPE = /^application\/(?:[\w.+-]+\+)?json\b/i
+
+export function isJsonContentType(value: string | null | undefined): boolean {
+  return value !== null && value !== undefined && JSON_CONTENT_TYPE.test(value)
+}
+
+/** @throws AppError UNSUPPORTED_MEDIA_TYPE (415) unless the Content-Type is JSON */
+export function requireJsonContentType(value: string | null | undefined): void {
+  if (!isJsonContentType(value))
+    throw new AppError(
+      'UNSUPPORTED_MEDIA_TYPE',
+      `Content-Type must be application/json (got ${value ? `'${value}'` : 'none'})`,
+    )
+}
+
+/**
+ * JSON syntax, then the schema; 400 INVALID_REQUEST naming what is wrong.
+ * @param what prefixes schema failures, e.g. `invalid inference request`
+ */
+export function parseJsonText<S extends z.ZodType>(
+  text: string,
+  schema: S,
+  what?: string,
+): z.output<S> {
+  let json: unknown
+  try {
+    json = JSON.parse(text)
+  } catch (err) {
+    throw new AppError(
+      'INVALID_REQUEST',
+      `body is not valid JSON: ${err instanceof Error ? err.message : String(err)}`,
+    )
+  }
+  const parsed = schema.safeParse(json)
+  if (!parsed.success) {
+    const issues = describeIssues(parsed.error)
+    throw new AppError('INVALID_REQUEST', what ? `${what}: ${issues}` : issues)
+  }
+  return parsed.data
+}
+
+/**
+ * The answer to a known path called with a method it does not serve: 405 METHOD_NOT_ALLOWED and the methods
+ * that it does serve, in the message and in `Allow`.
+ */
+export function methodNotAllowed(
+  method: string,
+  path: string,
+  allowed: readonly string[],
+): { error: AppError; headers: { allow: string } } {
+  const allow = allowed.join(', ')
+  return {
+    error: new AppError('METHOD_NOT_ALLOWED', `${method} is not allowed on ${path}; use ${allow}`),
+    headers: { allow },
+  }
+}

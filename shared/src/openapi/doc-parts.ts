@@ -1,0 +1,60 @@
+/**
+ * Pieces the gateway's OpenAPI document (gateway/src/openapi) and the runner's (gpu-runner/src/server) both use:
+ * references into `#/components/schemas`, the Open Inference Protocol schemas both services speak, and the
+ * runner-signature security schemes.
+ * @module
+ */
+
+import { ErrorBodySchema } from '../schemas/error.ts'
+import {
+  InferenceRequestSchema,
+  InferenceResponseSchema,
+  LiveResponseSchema,
+  ModelMetadataSchema,
+  ModelReadyResponseSchema,
+  ReadyResponseSchema,
+  ServerMetadataSchema,
+} from '../schemas/inference.ts'
+import { MergeControlsSchema } from '../schemas/merge-controls.ts'
+import { SIGNATURE_HEADER, TIMESTAMP_HEADER } from '../signing.ts'
+
+export type Json = Record<string, unknown>
+
+/** A reference to the component schema `id`. */
+export const schemaRef = (id: string): Json => ({ $ref: `#/components/schemas/${id}` })
+/** A JSON response (or request body) described by the component `schemaId`. */
+export const jsonContent = (schemaId: string, description: string): Json => ({
+  description,
+  content: { 'application/json': { schema: schemaRef(schemaId) } },
+})
+/** An error response: the shared error body. */
+export const errorContent = (description: string): Json => jsonContent('ErrorBody', description)
+
+/** Open Inference Protocol V2 request bodies (component id → schema), for `componentSchemas(…, 'input', …)`. */
+export const OIP_INPUT_SCHEMAS = {
+  InferenceRequest: InferenceRequestSchema,
+  MergeControls: MergeControlsSchema,
+}
+
+/** Open Inference Protocol V2 responses (and the error body), for `componentSchemas(…, 'output', …)`. */
+export const OIP_OUTPUT_SCHEMAS = {
+  ErrorBody: ErrorBodySchema,
+  InferenceResponse: InferenceResponseSchema,
+  ModelMetadata: ModelMetadataSchema,
+  ServerMetadata: ServerMetadataSchema,
+  LiveResponse: LiveResponseSchema,
+  ReadyResponse: ReadyResponseSchema,
+  ModelReadyResponse: ModelReadyResponseSchema,
+}
+
+/** How a request signed with RUNNER_SIGNING_SECRET (shared/src/signing.ts) is described. */
+export const RUNNER_SIGNATURE_SCHEMES = {
+  runnerSignature: {
+    type: 'apiKey',
+    in: 'header',
+    name: SIGNATURE_HEADER,
+    description:
+      'hex HMAC-SHA256 with RUNNER_SIGNING_SECRET over METHOD\\nPATH\\nTIMESTAMP\\nsha256(body)',
+  },
+  runnerTimestamp: { type: 'apiKey', in: 'header', name: TIMESTAMP_HEADER },
+}
