@@ -128,6 +128,17 @@ function makeTensor(elem: IoElem, values: ArrayLike<number>, dims: number[]): or
   }
 }
 
+/**
+ * The per-example dims of an input that examples may leave out, or undefined: one with exactly one dynamic dim
+ * besides the batch, fed with that dim 0 (a KV cache's past at prefill, `past_key_values.N.key` [batch, heads,
+ * past, head_dim] in the Hugging Face decoder layout).
+ */
+export function emptyDims(input: IoTensor): number[] | undefined {
+  const rest = input.dims.slice(1)
+  if (rest.filter((d) => typeof d !== 'number').length !== 1) return undefined
+  return rest.map((d) => (typeof d === 'number' ? d : 0))
+}
+
 /** Stacks examples (all of the same per-example shape) into one batch of feeds. */
 export function stackExamples(
   inputs: readonly IoTensor[],
@@ -137,6 +148,11 @@ export function stackExamples(
   const feeds: Record<string, ort.Tensor> = {}
   for (const input of inputs) {
     const first = examples[0]?.[input.name]
+    const empty = emptyDims(input)
+    if (!first && empty) {
+      feeds[input.name] = makeTensor(input.elem, [], [examples.length, ...empty])
+      continue
+    }
     if (!first)
       throw new AppError('INVALID_REQUEST', `${where}: examples lack input '${input.name}'`)
     const shape = exampleShape(input, first.length, where)
