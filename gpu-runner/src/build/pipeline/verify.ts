@@ -195,7 +195,7 @@ async function checkVariants(
   const out: VerifyResult['variants'] = []
   if (variants.size === 0) return out
   // The first check inputs of one shape (prompts of a decoder differ in length).
-  const first = batchesOf(c.v.checks, 8).next().value ?? []
+  const first: RoutingExample[] = batchesOf(c.v.checks, 8).next().value ?? []
   const feeds = stackExamples(
     c.v.inputs,
     first.map((g) => g.inputs),
