@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { buildPackage, createReporter, xorshift32 } from '@twinserve/gpu-runner/build'
+import { loadModel } from '@twinserve/gpu-runner/model'
 import { ort } from '@twinserve/gpu-runner/runtime'
 import { encodeControls } from '@twinserve/gpu-runner/twin-contract'
 import { afterAll, describe, expect, it } from 'vitest'
@@ -61,7 +62,13 @@ async function routingData(path: string, inputs: readonly string[], seq: number)
 }
 
 /** Builds base (from `baseDir`) + the experts of `expertDir` at full rank; returns the package directory. */
-async function build(name: string, baseDir: string, expertDir: string, inputs: string[]) {
+async function build(
+  name: string,
+  baseDir: string,
+  expertDir: string,
+  inputs: string[],
+  externalDataAbove?: number,
+) {
   const dir = join(root, name)
   const data = join(root, `${name}.jsonl`)
   await routingData(data, inputs, 6)
@@ -78,6 +85,7 @@ async function build(name: string, baseDir: string, expertDir: string, inputs: s
   const report = await buildPackage(recipePath, {
     out: dir,
     reporter: createReporter({ quiet: true }),
+    ...(externalDataAbove === undefined ? {} : { externalDataAbove }),
   })
   return { dir, report }
 }
@@ -164,6 +172,36 @@ describe('twinserve build on torch.onnx.export output, one-hot mixes reproduce e
   it('a base with external data and experts without', async () => {
     const { dir } = await build('external', 'external-data', 'encoder', ENCODER_INPUTS)
     await expectOneHotReproduces(dir, 'encoder', 'encoder')
+  })
+
+  it('a package written with external data (as graphs over 2 GB are) verifies, reproduces and serves', async () => {
+    const { dir, report } = await build('ext-out', 'encoder', 'encoder', ENCODER_INPUTS, 1024)
+    expect(report.graph.externalOutputs).toBe(true)
+    expect(Object.keys(report.manifest.files).sort()).toEqual([
+      'model.onnx',
+      'model.onnx.data',
+      'variants/shared.onnx',
+      'variants/shared.onnx.data',
+    ])
+    await expectOneHotReproduces(dir, 'encoder', 'encoder')
+    // The runner opens such graphs by path (their data beside them) and serves them.
+    const model = await loadModel(dir, {
+      provider: 'cpu',
+      mergeCache: { maxEntries: 1, maxBytes: 1 },
+    })
+    const c = reference('encoder').cases[0]
+    const ids = c?.inputs.input_ids as JsonTensor
+    const mask = c?.inputs.attention_mask as JsonTensor
+    const prepared = model.prepare({
+      inputs: [
+        { name: 'input_ids', datatype: 'INT64', shape: ids.dims, data: ids.data },
+        { name: 'attention_mask', datatype: 'INT64', shape: mask.dims, data: mask.data },
+      ],
+      parameters: { experts: { 'expert-2': 1 } },
+    })
+    const [out] = await model.run([prepared])
+    const logits = out?.outputs.find((o) => o.name === 'logits')?.data as number[]
+    expect(relErr(logits, c?.outputs['expert-2']?.data ?? [])).toBeLessThan(1e-3)
   })
 
   it('tied token embedding and LM head (one initializer in a Gather and a Gemm transB)', async () => {

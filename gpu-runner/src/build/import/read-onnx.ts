@@ -17,6 +17,7 @@ import {
   toNumber,
 } from '../../onnx/proto.ts'
 import { type Normalised, normaliseModel } from './normalise.ts'
+import { NotProtobuf, scanModel } from './scan-onnx.ts'
 import { inlineFloat32, readLocation, setLocation, type TensorLocation } from './tensor-data.ts'
 
 export interface OnnxModel {
@@ -151,35 +152,43 @@ export async function readOnnx(path: string): Promise<OnnxModel> {
 }
 
 /**
- * Reads `path` as a skeleton (tensor-data.ts): normalised (import/normalise.ts), every float32 initializer pointing
- * at its bytes on disk, so that only the graph stays in memory. Integer initializers (shapes) stay inline.
+ * Reads `path` as a skeleton without reading its weights (scan-onnx.ts): every float32 initializer points at its
+ * bytes on disk, in the file or in its external data file, so that only the graph is in memory. Normalised
+ * (import/normalise.ts: Constant-node weights, which are read with their nodes, become inline initializers).
  */
 export async function openOnnx(path: string): Promise<OnnxModel & Normalised> {
-  const file = resolve(path)
-  let bytes: Buffer | undefined = await readModelFile(path)
-  const model = decodeModel(bytes, path)
+  let scanned: Awaited<ReturnType<typeof scanModel>>
+  try {
+    scanned = await scanModel(resolve(path))
+  } catch (err) {
+    if (err instanceof NotProtobuf)
+      throw invalid(
+        path,
+        `is not a readable ONNX model (protobuf decoding failed: ${err.message})`,
+        err,
+      )
+    const code = (err as NodeJS.ErrnoException).code
+    throw invalid(path, code === 'ENOENT' ? 'file not found' : `cannot read (${code})`, err)
+  }
+  const { model } = scanned
+  if (!model.graph || (model.graph.node ?? []).length === 0)
+    throw invalid(path, 'is not a readable ONNX model (no graph or no nodes)')
   const normalised = normaliseModel(model)
   const sizes = new Map<string, number>()
-  for (const t of model.graph?.initializer ?? []) {
-    const external = t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL
-    if (external && t.dataType !== TensorDataType.FLOAT) {
-      const loc = await externalLocation(path, t, sizes)
-      t.rawData = await readLocation(loc, `${path}: ${t.name ?? ''}`)
+  for (const t of model.graph.initializer ?? []) {
+    // The scan located raw data in the file itself; external data is checked and resolved here.
+    if (scanned.located.has(t) || t.dataLocation !== onnx.TensorProto.DataLocation.EXTERNAL)
+      continue
+    const resolved = await externalLocation(path, t, sizes)
+    if (t.dataType === TensorDataType.FLOAT) setLocation(t, resolved)
+    else {
+      t.rawData = await readLocation(resolved, `${path}: ${t.name ?? ''}`)
       t.externalData = []
       t.dataLocation = onnx.TensorProto.DataLocation.DEFAULT
-    } else if (external) setLocation(t, await externalLocation(path, t, sizes))
-    else if (t.dataType === TensorDataType.FLOAT && t.rawData && t.rawData.byteLength > 0) {
-      // Raw data decodes as a view of the file's buffer: its place in the file is its offset in that buffer.
-      const raw = t.rawData
-      if (raw.buffer !== bytes.buffer) throw new AppError('INTERNAL', 'protobuf copied raw data')
-      setLocation(t, { file, offset: raw.byteOffset - bytes.byteOffset, length: raw.byteLength })
     }
   }
-  const sizeBytes = bytes.byteLength + [...sizes.values()].reduce((a, b) => a + b, 0)
-  // Re-encoded so that nothing (small inline tensors, attributes) keeps the file's buffer alive.
-  const skeleton = onnx.ModelProto.decode(onnx.ModelProto.encode(model).finish())
-  bytes = undefined
-  return { ...indexModel(skeleton, path, sizeBytes, true), ...normalised }
+  const sizeBytes = scanned.bytes + [...sizes.values()].reduce((a, b) => a + b, 0)
+  return { ...indexModel(model, path, sizeBytes, true), ...normalised }
 }
 
 /** Decodes in-memory ONNX bytes (no external data: that needs the model's directory, see readOnnx). */
