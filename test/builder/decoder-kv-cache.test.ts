@@ -31,7 +31,11 @@ const int64 = (rows: number[][]) =>
 function stepFeeds(ids: number[][], mask: number[][], cache: ort.Tensor[] | undefined): Feeds {
   const positions = mask.map((row) => {
     let kept = 0
-    return row.map((m) => Math.max(0, (kept += m) - 1)).slice(row.length - (ids[0]?.length ?? 0))
+    const pos = row.map((m) => {
+      kept += m
+      return Math.max(0, kept - 1)
+    })
+    return pos.slice(row.length - (ids[0]?.length ?? 0))
   })
   const feeds: Feeds = {
     input_ids: int64(ids),
