@@ -35,7 +35,8 @@ class Reader {
       throw new NotProtobuf('a field runs past the end of the file')
     if (pos >= this.at && pos + len <= this.at + this.window.byteLength)
       return this.window.subarray(pos - this.at, pos - this.at + len)
-    const want = Math.min(Math.max(len, 1 << 20), this.size - pos)
+    // A small window: the next field is usually just past a skipped tensor, not in the bytes after this one.
+    const want = Math.min(Math.max(len, 1 << 16), this.size - pos)
     const buf = new Uint8Array(want)
     let done = 0
     while (done < want) {
@@ -98,9 +99,9 @@ async function fields(r: Reader, start: number, end: number): Promise<Field[]> {
 
 /** The bytes of `kept` fields, back to back (a message of just those fields). */
 async function concat(r: Reader, kept: readonly Field[]): Promise<Uint8Array> {
-  const parts = await Promise.all(
-    kept.map(async (f) => (await r.bytes(f.key, f.end - f.key)).slice()),
-  )
+  const parts: Uint8Array[] = []
+  // One at a time: the reads share the reader's window.
+  for (const f of kept) parts.push((await r.bytes(f.key, f.end - f.key)).slice())
   const out = new Uint8Array(parts.reduce((a, p) => a + p.byteLength, 0))
   let at = 0
   for (const p of parts) {
