@@ -13,23 +13,30 @@
  *   npm run bench:perf -- --quick             shorter windows, no RESULTS.md write (a smoke run)
  *   npm run bench:perf -- --provider cuda     on a GPU machine (bench/perf/gpu-run.sh)
  *   options: --only build,session,http   --no-write   --cached-build (reuse the r16 package, report its last build)
+ *            --baseline <git ref> (also build the r16 package with the builder at that commit, just before
+ *            this one's: before/after rows in one run; baseline.ts)
  * @module
  */
-import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import { join, relative } from 'node:path'
 import { parseArgs } from 'node:util'
 import { openSession, type Provider } from '@twinserve/gpu-runner/runtime'
 import type { PackageManifest } from '@twinserve/shared'
+import YAML from 'yaml'
+import { baselineBuilder, resolveRef } from './baseline.ts'
 import { type HttpCase, type HttpResult, runHttpCases, startRunner } from './http-bench.ts'
 import {
   BERT_PACKAGES,
   type BuildStats,
   CACHE,
   EARLY_FEATURE,
+  ensureBertInputs,
   ensureBertPackage,
   ensureDemoPackage,
   REPO,
+  recipeFor,
+  runBuild,
 } from './packages.ts'
 import { fmt, machine, markLoad, table, withRatio, writeSection } from './report.ts'
 import {
@@ -50,6 +57,7 @@ const { values } = parseArgs({
     only: { type: 'string', default: 'build,session,http' },
     'no-write': { type: 'boolean', default: false },
     'cached-build': { type: 'boolean', default: false },
+    baseline: { type: 'string' },
     /** RESULTS.md section (markers `<!-- name:start -->`); the GPU script writes its own. */
     section: { type: 'string', default: 'bench:perf' },
   },
@@ -85,6 +93,28 @@ if (providerArg === 'cuda' && provider !== 'cuda')
 
 // ---------------------------------------------------------------------------------------------- 1. packages
 const measureBuild = only.has('build') && !values['cached-build']
+
+/** The r16 package built by another commit's builder, just before this one's (before/after in one run). */
+async function baselineBuild(ref: string): Promise<{ sha: string; stats: BuildStats }> {
+  const sha = await resolveRef(ref)
+  const builder = await baselineBuilder(sha, log)
+  const name = 'bert-r16-baseline'
+  const recipePath = join(CACHE, 'recipes', `${name}.yaml`)
+  await mkdir(join(CACHE, 'recipes'), { recursive: true })
+  await writeFile(
+    recipePath,
+    YAML.stringify(recipeFor(BERT_PACKAGES.r16, await ensureBertInputs(log))),
+  )
+  log(`building the r16 package with the builder at ${sha.slice(0, 10)} (baseline)`)
+  const out = join(CACHE, 'packages', name)
+  const stats = await runBuild(recipePath, out, name, builder)
+  await rm(out, { recursive: true, force: true })
+  log(
+    `  baseline: ${stats.seconds.toFixed(1)} s, peak RSS ${(stats.maxRssMb / 1024).toFixed(2)} GiB`,
+  )
+  return { sha, stats }
+}
+const baseline = measureBuild && values.baseline ? await baselineBuild(values.baseline) : undefined
 const r16 = await ensureBertPackage(BERT_PACKAGES.r16, { force: measureBuild, log })
 const r16early = await ensureBertPackage(BERT_PACKAGES.r16early, { log })
 const r64 = await ensureBertPackage(BERT_PACKAGES.r64, { log })
@@ -95,6 +125,15 @@ const DEMO_PACKAGE = demo.dir
 markLoad(mach, 'after builds')
 const builds: { spec: string; stats?: BuildStats; fresh: boolean }[] = [
   { spec: BERT_PACKAGES.r16.label, fresh: r16.built, ...(r16.stats ? { stats: r16.stats } : {}) },
+  ...(baseline
+    ? [
+        {
+          spec: `${BERT_PACKAGES.r16.label}, builder at ${baseline.sha.slice(0, 10)} (before)`,
+          fresh: true,
+          stats: baseline.stats,
+        },
+      ]
+    : []),
   {
     spec: BERT_PACKAGES.r16early.label,
     fresh: r16early.built,
@@ -382,6 +421,17 @@ if (write) {
 } else log(`report (not written to RESULTS.md): ${relative(REPO, join(CACHE, 'last-run.md'))}`)
 process.stdout.write(`${md}\n`)
 
+/** The streaming builder against the baseline, when the run built one. */
+function builderFinding(): string {
+  const now = builds[0]?.stats
+  const before = baseline?.stats
+  if (!now || !before)
+    return '- **Builder memory.** The streaming builder (issue #13) holds one tensor of every model at a time; run with `--baseline <ref>` for before/after rows.'
+  const gib = (s: BuildStats) => fmt(s.maxRssMb / 1024, 2)
+  const cpu = (s: BuildStats) => (s.cpuSeconds === undefined ? '–' : `${fmt(s.cpuSeconds)} s`)
+  return `- **Builder memory (issue #13).** The r16 build peaked at ${gib(now)} GiB with the streaming builder against ${gib(before)} GiB with the builder at ${baseline?.sha.slice(0, 10)}, built back to back in this run (target ≤ 2 GB); CPU time ${cpu(now)} against ${cpu(before)}, wall time ${fmt(now.seconds)} s against ${fmt(before.seconds)} s.`
+}
+
 /** Issue #6's targets for the merge itself, on the BERT-base-shaped packages: measured, and whether met. */
 function targets(): string[] {
   const bert = sessionBlocks.find((b) => b.title.startsWith('BERT'))
@@ -468,7 +518,7 @@ function findings(): string[] {
     `- **Rank 64.** Dense r64 costs ${x('r64-weights')}× (the extra FLOPs are 2·L·R·(d_in + d_out) per MatMul, +100% at R = 512), and restricting a dense graph to 2 experts saves nothing (${x('r64-two')}×). The top-2 gather graph (recipe \`exclusive.topk_gather: 2\`, this work) runs 2 experts at ${x('r64g-two')}×: the FLOPs of R = 128 plus the per-row gathers, which scale with the batch (hence its lower batch-8 ratio).`,
     `- **Materialised per request** (what the Twin-Merging reference code does): ${x('materialized-miss')}× at batch 1 with a fresh mix. Linear mixes now take a closed form on the factors (this work: 0.65–0.95 s per BERT-base-sized merge instead of 6.8–8.9 s); nonlinear merges (ties, dare_ties, …) still rebuild every expert's dense tensors in the merge engine. A cached recipe runs at ${x('materialized-hit')}×: weights fed as graph inputs are not prepacked, and the twin graph's factored branch still runs at zero weights.`,
     '- **Dynamic batching and the event loop.** onnxruntime-node runs a session synchronously on the Node event loop, so while a BERT batch runs (~1 s) the runner reads no requests and answers no health checks. The scheduler now starts a batch that is not full only at the end of the event-loop turn (this work): at 32 clients on the BERT-base-sized model, 4.4 → 15.1 rows per run and 14.2 → 17.3 req/s (measured by hand, same machine, minutes apart). Moving sessions to a worker thread would also keep the HTTP side responsive during runs.',
-    '- **Builder memory.** Verification now opens one expert session at a time (this work): the r16 build peaked at 14.31 GiB before and 10.34 GiB after.',
+    builderFinding(),
     '- **Noise.** Session numbers are interleaved per run and stable to a few percent; the HTTP tables are windows of a few seconds on a 2-core machine that also runs the load generator, and at concurrency 8–32 a BERT window holds only a few 16-row runs, so expect ±20–30% there. The demo package is so small (0.02 ms per run) that its HTTP numbers measure JSON, HTTP and the client, not the model.',
   ]
 }
@@ -500,10 +550,19 @@ function renderReport(): string {
   out.push('')
   out.push(
     table(
-      ['package', 'wall time', 'peak RSS', 'package / experts', 'router held-out', 'measured'],
+      [
+        'package',
+        'wall time',
+        'CPU time',
+        'peak RSS',
+        'package / experts',
+        'router held-out',
+        'measured',
+      ],
       builds.map((b) => [
         b.spec,
         b.stats ? `${fmt(b.stats.seconds)} s` : '–',
+        b.stats?.cpuSeconds === undefined ? '–' : `${fmt(b.stats.cpuSeconds)} s`,
         b.stats ? `${fmt(b.stats.maxRssMb / 1024, 2)} GiB` : '–',
         b.stats
           ? `${fmt(b.stats.packageBytes / 1e6, 0)} MB / ${fmt(b.stats.expertsBytes / 1e6, 0)} MB`
@@ -521,7 +580,7 @@ function renderReport(): string {
     )
   out.push(
     '',
-    'Rows marked "cached" were measured when that package was built (under the load of that moment, and with the builder of that moment); the benchmark rebuilds them only when their recipe or the twin-graph source changes. Peak RSS is dominated by holding the base and 8 experts (2.9 GB of weights) as decoded protobufs and float arrays at once.',
+    'Rows marked "cached" were measured when that package was built (under the load of that moment, and with the builder of that moment); the benchmark rebuilds them only when their recipe or the twin-graph source changes. CPU time is the build process\'s own user + system time, which the other jobs on the machine move far less than its wall time. The builder streams (issue #13): it reads each tensor of the base and every expert once, merges it, collects its exclusive knowledge and writes it before reading the next, and opens one onnxruntime session at a time, so peak RSS follows one model\'s sessions, not the 2.9 GB of experts.',
     '',
   )
 

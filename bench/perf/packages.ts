@@ -67,7 +67,7 @@ export async function ensureBertInputs(log: (s: string) => void): Promise<string
   return dir
 }
 
-function recipeFor(spec: BertPackageSpec, dir: string) {
+export function recipeFor(spec: BertPackageSpec, dir: string) {
   return {
     name: spec.name,
     description: `BERT-base-shaped benchmark package (${spec.label})`,
@@ -93,6 +93,13 @@ const GRAPH_SOURCES = [
   'gpu-runner/src/build/router/router-graph.ts',
   'gpu-runner/src/build/graph/graph-editor.ts',
   'gpu-runner/src/build/graph/ops.ts',
+  // Where the batch is in each tensor decides how per-row weights are broadcast.
+  'gpu-runner/src/build/graph/row-layout.ts',
+  'gpu-runner/src/build/graph/batch-axes.ts',
+  'gpu-runner/src/build/graph/node-infos.ts',
+  'gpu-runner/src/build/graph/tensor-atoms.ts',
+  // How a graph is laid out in its file (inline or external data).
+  'gpu-runner/src/build/pipeline/write-model.ts',
   // The twin-graph contract: the control inputs the rewrite declares.
   'shared/src/schemas/twin-package.ts',
 ]
@@ -113,6 +120,8 @@ async function graphSourceHash(): Promise<string> {
 export interface BuildStats {
   package: string
   seconds: number
+  /** User + system CPU seconds of the build process (absent in stats from before it was measured). */
+  cpuSeconds?: number
   maxRssMb: number
   /** The builder's own step timings. */
   steps: { label: string; seconds: number }[]
@@ -122,8 +131,16 @@ export interface BuildStats {
   builtAt: string
 }
 
-/** Runs `twinserve build` in a child process; peak RSS from its getrusage. */
-async function runBuild(recipePath: string, out: string, name: string): Promise<BuildStats> {
+/**
+ * Runs `twinserve build` in a child process; peak RSS and CPU time from its getrusage.
+ * @param builder another builder's entry module (baseline.ts), default this checkout's
+ */
+export async function runBuild(
+  recipePath: string,
+  out: string,
+  name: string,
+  builder?: string,
+): Promise<BuildStats> {
   const statsPath = join(CACHE, `${name}.stats.json`)
   const reportPath = join(CACHE, `${name}.report.json`)
   const logPath = join(CACHE, `${name}.build.log`)
@@ -144,7 +161,11 @@ async function runBuild(recipePath: string, out: string, name: string): Promise<
     ],
     {
       cwd: REPO,
-      env: { ...process.env, TWINSERVE_BENCH_STATS: statsPath },
+      env: {
+        ...process.env,
+        TWINSERVE_BENCH_STATS: statsPath,
+        ...(builder ? { TWINSERVE_BENCH_BUILDER: builder } : {}),
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   )
@@ -163,6 +184,7 @@ async function runBuild(recipePath: string, out: string, name: string): Promise<
     )
   const stats = JSON.parse(await readFile(statsPath, 'utf8')) as {
     seconds: number
+    cpuSeconds: number
     maxRssMb: number
   }
   const report = JSON.parse(await readFile(reportPath, 'utf8')) as {
@@ -173,6 +195,7 @@ async function runBuild(recipePath: string, out: string, name: string): Promise<
   return {
     package: name,
     seconds: stats.seconds,
+    cpuSeconds: stats.cpuSeconds,
     maxRssMb: stats.maxRssMb,
     steps: report.timings,
     packageBytes: report.sizes.packageBytes,

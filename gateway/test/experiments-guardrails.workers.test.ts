@@ -159,8 +159,14 @@ describe('guardrails on live traffic (runner stand-ins)', () => {
       guardrails: { max_error_rate: 0.5, min_samples: 3, window: 10 },
     })
     await startExperiment(e.id)
-    for (let i = 0; i < 12; i++) {
-      const res = await inferAs(model, key, `gr-err-${i}`)
+    // Users picked by their bucket, six per arm: with the random salt, 12 arbitrary users left the control arm
+    // under min_samples about 2 % of the time, and the guardrail never fired.
+    const alloc = initialAllocation(bucketCounts([50, 50]))
+    const users = Array.from({ length: 60 }, (_, i) => `gr-err-${i}`)
+    const inArm = (arm: number) =>
+      users.filter((u) => armAt(alloc, unitBucket(e.salt, u)) === arm).slice(0, 6)
+    for (const u of [...inArm(0), ...inArm(1)]) {
+      const res = await inferAs(model, key, u)
       expect(res.status).toBeGreaterThanOrEqual(500)
     }
     const stopped = await eventually(e.id, (x) => x.status === 'stopped')
@@ -169,7 +175,7 @@ describe('guardrails on live traffic (runner stand-ins)', () => {
     )
     expect(stopped.arms[0]?.status).toBe('stopped')
     // Nobody is enrolled any more.
-    const res = await inferAs(model, key, 'gr-err-0')
+    const res = await inferAs(model, key, inArm(0)[0] ?? 'gr-err-0')
     expect(res.headers.get('x-twinserve-arm')).toBeNull()
   }, 20_000)
 })

@@ -7,8 +7,6 @@
  * @module
  */
 
-import { TensorProbe } from '../src/build/graph/probe.ts'
-import { type RowLayout, rowLayout } from '../src/build/graph/row-layout.ts'
 import { analyseSites } from '../src/build/graph/weight-sites.ts'
 import { modelInputs, syntheticFeeds } from '../src/build/import/model-io.ts'
 import {
@@ -16,8 +14,8 @@ import {
   tensorToFloat32,
   withFloatInitializers,
 } from '../src/build/import/read-onnx.ts'
+import { trackRows } from '../src/build/pipeline/row-layouts.ts'
 import { type RouterModel, routerEmitter } from '../src/build/router/router-graph.ts'
-import { correctedOutputs } from '../src/build/twin-graph/correction-targets.ts'
 import { rewriteTwinGraph } from '../src/build/twin-graph/rewrite.ts'
 import type { MatrixFactors, VectorFactors } from '../src/factors/exclusive-factors.ts'
 import { onnx } from '../src/onnx/proto.ts'
@@ -169,26 +167,9 @@ export async function rewriteSetup(c: RewriteCase) {
   }
   const sharedModel = withFloatInitializers(model.model, shared)
   const feature = c.feature ?? lastLinearInput(model.graph.node ?? [])
-  const names = [...correctedOutputs(model.model, sites, [...matrices, ...vectors]), feature]
-  const probe = await TensorProbe.open(sharedModel, names)
   const inputs = modelInputs(model.graph)
-  const runs = []
-  try {
-    for (const batch of [3, 5])
-      runs.push({ batch, out: await probe.run(syntheticFeeds(inputs, batch, 7), names) })
-  } finally {
-    await probe.release()
-  }
-  const layouts = new Map<string, RowLayout>()
-  for (const n of names)
-    layouts.set(
-      n,
-      rowLayout(
-        n,
-        runs.map((r) => ({ batch: r.batch, dims: r.out.get(n)?.dims ?? [] })),
-      ),
-    )
-  const d = runs[0]?.out.get(feature)?.dims.at(-1) ?? 0
+  const { infos, layouts } = await trackRows(sharedModel, inputs, syntheticFeeds(inputs, 3, 7))
+  const d = infos.get(feature)?.dims.at(-1) ?? 0
   const twin = rewriteTwinGraph({
     model: sharedModel,
     sites,
@@ -196,7 +177,8 @@ export async function rewriteSetup(c: RewriteCase) {
     vectors,
     experts: T,
     layouts,
-    feature: { tensor: feature, layout: layouts.get(feature) as RowLayout },
+    feature: { tensor: feature, layout: layouts.get(feature) },
+    batchInput: inputs[0]?.name ?? '',
     router: routerEmitter(router(c, d)),
     controls: c.controls ?? 'inputs',
     batchDim: 'batch',

@@ -63,7 +63,7 @@ export function perturbedParams(base: ParamProvider, seed: number, scale = 0.05)
 
 export const MLP_SIZES = { dIn: 8, h1: 16, h2: 12, dOut: 4 } as const
 
-export function mlpModel(param: ParamProvider): Uint8Array {
+export function mlpModel(param: ParamProvider, opset?: number): Uint8Array {
   const { dIn, h1, h2, dOut } = MLP_SIZES
   const g = new GraphBuilder('test-mlp')
     .input('x', 'float', ['batch', dIn])
@@ -86,7 +86,7 @@ export function mlpModel(param: ParamProvider): Uint8Array {
     outputs: ['logits'],
     attrs: { transB: 1, alpha: 0.5, beta: 1.5 },
   })
-  return g.build({ metadata: { kind: 'test-mlp' } })
+  return g.build({ metadata: { kind: 'test-mlp' }, ...(opset ? { opset } : {}) })
 }
 
 export const BLOCK_SIZES = { vocab: 6, d: 8, ff: 16, seq: 5 } as const
@@ -229,11 +229,13 @@ export async function writeBuildFixture(
     perExpert?: number
     recipe?: Record<string, unknown>
     seed?: number
+    /** The MLP's ONNX opset (default 17). */
+    opset?: number
   } = {},
 ): Promise<BuildFixture> {
   const kind = opts.kind ?? 'mlp'
   const T = opts.experts ?? 3
-  const build = kind === 'mlp' ? mlpModel : transformerModel
+  const build = kind === 'mlp' ? (p: ParamProvider) => mlpModel(p, opts.opset) : transformerModel
   const seed = opts.seed ?? 1
   const base = randomParams(seed)
   const experts = Array.from({ length: T }, (_, t) =>

@@ -1,30 +1,35 @@
 /**
  * `twinserve build`: base + fine-tuned expert ONNX files and a recipe in, a verified twin package out. The steps,
  * each in pipeline/:
- * 1. read the recipe and every model, check each expert has the base's graph (load-inputs.ts);
- * 2. shared model: the recipe's merge strategy over every float tensor, one tensor at a time (shared-merge.ts);
- * 3. the twin graph (twin-model.ts): exclusive knowledge v_t = θ_t − θ_shared for the selected tensors, matrices
- *    SVD-compressed (exclusive-knowledge.ts); the row layouts (row-layouts.ts); a router on shared-model features
- *    of the routing data (router-training.ts); the rewrite (twin-graph/);
- * 4. the static variants, `shared` then the recipe's (variants.ts), and the manifest (manifest.ts);
- * 5. the package is written to a staging directory beside `--out`, verified from disk, and only then renamed
- *    into place: a failed build leaves `--out` as it was (write-verified.ts, verify.ts).
+ * 1. read the recipe and every model as skeletons, normalised, check each expert has the base's graph
+ *    (load-inputs.ts);
+ * 2. one streamed pass over the float tensors: each read from the base and every expert, merged by the recipe's
+ *    strategy, its exclusive knowledge v_t = θ_t − θ_shared collected (matrices SVD-compressed), and written
+ *    into the shared model's file before the next is read (shared-merge.ts, exclusive-knowledge.ts);
+ * 3. the twin graph (twin-model.ts): where the batch is in every tensor (row-layouts.ts), a router on
+ *    shared-model features of the routing data (router-training.ts), the rewrite (twin-graph/), written tensor
+ *    by tensor (write-model.ts);
+ * 4. the static variants (variants.ts) and the manifest (manifest.ts);
+ * 5. everything is written into a staging directory beside `--out`, verified from disk one session at a time,
+ *    and only then renamed into place: a failed build leaves `--out` as it was (write-verified.ts, verify.ts).
  * @see https://arxiv.org/abs/2406.15479 (Twin-Merging)
  * @module
  */
+
+import { rm } from 'node:fs/promises'
 import { resolve } from 'node:path'
-import { AppError, type PackageManifest, SHARED_VARIANT } from '@twinserve/shared'
-import { withFloatInitializers } from './import/read-onnx.ts'
+import { AppError, type PackageManifest } from '@twinserve/shared'
+import type { ImportReport } from './pipeline/build-context.ts'
 import type { ExclusiveKnowledge } from './pipeline/exclusive-knowledge.ts'
-import { encodeGraph } from './pipeline/graph-file.ts'
 import { loadInputs } from './pipeline/load-inputs.ts'
 import { MODEL_FILE, packageManifest } from './pipeline/manifest.ts'
 import { createReporter, type Reporter } from './pipeline/progress.ts'
-import { mergeAll } from './pipeline/shared-merge.ts'
+import { mergeToFile } from './pipeline/shared-merge.ts'
 import { buildTwinModel } from './pipeline/twin-model.ts'
-import { buildVariants, type VariantReport } from './pipeline/variants.ts'
+import { buildVariants, scratchFile, type VariantReport, variantFile } from './pipeline/variants.ts'
 import type { VerifyResult } from './pipeline/verify.ts'
-import { exists, writeVerified } from './pipeline/write-verified.ts'
+import { EXTERNAL_ABOVE } from './pipeline/write-model.ts'
+import { createStaging, exists, finishPackage } from './pipeline/write-verified.ts'
 import type { TrainedRouter } from './router/train-router.ts'
 
 export type { VariantReport } from './pipeline/variants.ts'
@@ -35,11 +40,21 @@ export interface BuildOptions {
   /** Replace `out` if it exists (only after the new package is verified). */
   force?: boolean
   reporter?: Reporter
+  /**
+   * Package graphs above this many bytes are written with external data files (`<graph>.onnx.data`). Default:
+   * just under protobuf's 2 GB limit, so only graphs that cannot be one file are split.
+   */
+  externalDataAbove?: number
 }
 
 export interface BuildReport {
   dir: string
   manifest: PackageManifest
+  /** The models as read: opset (kept) and the op forms emitted for it, Constant weights lifted, external data. */
+  graph: ImportReport & {
+    /** Whether the package's graphs were written with external data files. */
+    externalOutputs: boolean
+  }
   exclusive: ExclusiveKnowledge['rows']
   router: TrainedRouter & {
     feature: string
@@ -65,31 +80,57 @@ export async function buildPackage(recipePath: string, opts: BuildOptions): Prom
       'INVALID_REQUEST',
       `output directory ${opts.out} already exists (pass --force to replace it)`,
     )
-  const ctx = await loadInputs(recipePath, reporter)
+  const staging = await createStaging(out)
+  try {
+    return await buildInto(recipePath, opts, reporter, { out, staging })
+  } catch (err) {
+    await rm(staging, { recursive: true, force: true })
+    throw err
+  }
+}
+
+async function buildInto(
+  recipePath: string,
+  opts: BuildOptions,
+  reporter: Reporter,
+  where: { out: string; staging: string },
+): Promise<BuildReport> {
+  const ctx = await loadInputs(recipePath, reporter, {
+    staging: where.staging,
+    externalAbove: opts.externalDataAbove ?? EXTERNAL_ABOVE,
+  })
   const { recipe, split } = ctx
-  const shared = mergeAll(ctx, recipe.shared, `shared model (${recipe.shared.method})`)
-  const twin = await buildTwinModel(ctx, 'twin', shared, 'inputs')
-  const sharedBytes = encodeGraph(
+  const sharedRel = recipe.shared_file ? variantFile('shared') : scratchFile('shared')
+  const shared = await mergeToFile(
     ctx,
-    withFloatInitializers(ctx.base.model, shared),
-    SHARED_VARIANT,
+    recipe.shared,
+    `shared model (${recipe.shared.method}) and exclusive knowledge`,
+    { rel: sharedRel, variant: 'shared' },
+    true,
   )
-  const built = await buildVariants(ctx, sharedBytes)
-  const files = { [MODEL_FILE]: twin.bytes, ...built.files }
-  const written = await writeVerified(
+  const twin = await buildTwinModel(
     ctx,
-    { out, label: opts.out, force: opts.force ?? false },
+    'twin',
+    { model: shared.model, exclusive: shared.exclusive ?? { matrices: [], vectors: [], rows: [] } },
+    'inputs',
+    MODEL_FILE,
+  )
+  const built = await buildVariants(ctx)
+  const files = [...twin.files, ...(recipe.shared_file ? shared.files : []), ...built.files]
+  const written = await finishPackage(
+    ctx,
+    { out: where.out, label: opts.out, force: opts.force ?? false },
     packageManifest(ctx, twin, built.variants),
     files,
-    { sharedBytes, router: twin.router },
+    { sharedPath: shared.files[0]?.path ?? '', router: twin.router },
   )
-
   const fileSizes: Record<string, number> = {}
-  for (const [rel, bytes] of Object.entries(files)) fileSizes[rel] = bytes.byteLength
+  for (const f of files) fileSizes[f.path.slice(where.staging.length + 1)] = f.bytes
   fileSizes['manifest.json'] = Buffer.byteLength(`${JSON.stringify(written.manifest, null, 2)}\n`)
   return {
-    dir: out,
+    dir: where.out,
     manifest: written.manifest,
+    graph: { ...ctx.imported, externalOutputs: files.some((f) => f.path.endsWith('.data')) },
     exclusive: twin.exclusive.rows,
     router: {
       ...twin.router,

@@ -18,6 +18,18 @@ function ranksCell(ranks: readonly number[] | undefined): string {
   return unique.length === 1 ? `${unique[0]} × ${ranks.length}` : ranks.join(', ')
 }
 
+/** What import did to the models and how the graphs were written (opset forms, lifted weights, external data). */
+function importLines(g: BuildReport['graph']): string[] {
+  const forms =
+    g.forms.length === 0
+      ? 'every op the rewrite adds in its current form'
+      : `the rewrite's ops in that opset's forms (${g.forms.join('; ')})`
+  return [
+    `models: ONNX opset ${g.opset}, kept (not upgraded): ${forms}`,
+    `import: ${g.liftedConstants} Constant-node weights lifted to initializers; external data in the inputs: ${g.externalInputs ? 'yes' : 'no'}; in the package: ${g.externalOutputs ? 'yes (graphs over the 2 GB protobuf limit)' : 'no'}`,
+  ]
+}
+
 export function formatReport(r: BuildReport): string {
   const m = r.manifest
   const parts: string[] = []
@@ -27,6 +39,7 @@ export function formatReport(r: BuildReport): string {
       (m.recipe as { shared?: unknown }).shared,
     )}`,
   )
+  parts.push(...importLines(r.graph))
   parts.push('')
   parts.push(
     markdownTable(

@@ -7,7 +7,7 @@
  */
 import { AppError } from '@twinserve/shared'
 import { onnx } from '../onnx/proto.ts'
-import { loadPackage } from '../package/load-package.ts'
+import { externalGraphPath, loadPackage } from '../package/load-package.ts'
 import { type OpenedSession, openSession, type ProviderChoice } from '../runtime/ort-session.ts'
 import { type MergeTensorFn, readExclusiveFactors } from './materialize.ts'
 import { ServedModel } from './served-model.ts'
@@ -34,7 +34,10 @@ export async function loadModel(dir: string, opts: LoadModelOptions): Promise<Se
   })
   let twin: OpenedSession
   try {
-    twin = await openSession(pkg.model, sessionOpts(opts.provider))
+    twin = await openSession(
+      externalGraphPath(pkg, manifest.model.file) ?? pkg.model,
+      sessionOpts(opts.provider),
+    )
   } catch (err) {
     throw new AppError(
       'INVALID_MODEL',
@@ -44,8 +47,12 @@ export async function loadModel(dir: string, opts: LoadModelOptions): Promise<Se
   }
   const variants = new Map<string, OpenedSession>()
   for (const [name, bytes] of pkg.variants) {
+    const file = manifest.variants.find((v) => v.name === name)?.file ?? ''
     try {
-      variants.set(name, await openSession(bytes, sessionOpts(twin.provider)))
+      variants.set(
+        name,
+        await openSession(externalGraphPath(pkg, file) ?? bytes, sessionOpts(twin.provider)),
+      )
     } catch (err) {
       throw new AppError(
         'INVALID_MODEL',

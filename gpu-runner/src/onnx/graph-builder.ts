@@ -140,10 +140,12 @@ export class GraphBuilder {
   build(
     opts: { opset?: number; metadata?: Record<string, string>; producer?: string } = {},
   ): Uint8Array {
+    const opset = opts.opset ?? 17
     const model = onnx.ModelProto.create({
-      irVersion: 8,
+      // The IR version each opset came with (opset 19 with IR 9, 21 with IR 10); 8 for the ones before.
+      irVersion: opset >= 21 ? 10 : opset >= 19 ? 9 : 8,
       producerName: opts.producer ?? 'twinserve',
-      opsetImport: [{ domain: '', version: opts.opset ?? 17 }],
+      opsetImport: [{ domain: '', version: opset }],
       metadataProps: Object.entries(opts.metadata ?? {}).map(([key, value]) => ({ key, value })),
       graph: {
         name: this.name,

@@ -8,6 +8,7 @@ import onnxProto from 'onnx-proto'
 export const onnx = onnxProto.onnx
 export type ModelProto = onnxProto.onnx.ModelProto
 export type GraphProto = onnxProto.onnx.GraphProto
+export type IGraphProto = onnxProto.onnx.IGraphProto
 export type NodeProto = onnxProto.onnx.NodeProto
 export type TensorProto = onnxProto.onnx.TensorProto
 export type IModelProto = onnxProto.onnx.IModelProto

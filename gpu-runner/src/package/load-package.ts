@@ -3,10 +3,22 @@
  * its schema, a listed file that is missing or whose sha256 differs, or a model/variant file not listed.
  * @module
  */
+import { createHash } from 'node:crypto'
+import { createReadStream } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { AppError, type PackageManifest, PackageManifestSchema } from '@twinserve/shared'
 import { sha256 } from './write-package.ts'
+
+/** A graph `<file>` whose tensors are in `<file>.data` (written by the builder for graphs over 2 GB). */
+export const EXTERNAL_DATA_SUFFIX = '.data'
+
+/** The graph file to open by path (its external data beside it), or undefined when its bytes are enough. */
+export function externalGraphPath(pkg: LoadedPackage, rel: string): string | undefined {
+  return pkg.manifest.files[`${rel}${EXTERNAL_DATA_SUFFIX}`] === undefined
+    ? undefined
+    : join(pkg.dir, rel)
+}
 
 export interface LoadedPackage {
   dir: string
@@ -49,20 +61,34 @@ export async function readManifest(dir: string): Promise<PackageManifest> {
   return parsed.data
 }
 
+/** A file's sha256, read in chunks (package files can be larger than a Buffer may hold). */
+export async function sha256File(path: string): Promise<string> {
+  const hash = createHash('sha256')
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 22 })) hash.update(chunk)
+  return hash.digest('hex')
+}
+
 /** Reads every listed file and checks its hash; returns the model and variant bytes. */
 export async function loadPackage(dir: string): Promise<LoadedPackage> {
   const manifest = await readManifest(dir)
   const bytes = new Map<string, Uint8Array>()
   for (const [rel, expected] of Object.entries(manifest.files)) {
-    let data: Uint8Array
+    // External data (graphs over 2 GB) is hashed as a stream and left on disk: onnxruntime reads it from there.
+    const external = rel.endsWith(EXTERNAL_DATA_SUFFIX)
+    let data: Uint8Array | undefined
+    let actual: string
     try {
-      data = await readFile(join(dir, rel))
+      if (external) actual = await sha256File(join(dir, rel))
+      else {
+        data = await readFile(join(dir, rel))
+        actual = sha256(data)
+      }
     } catch (err) {
       throw invalid(dir, `file ${rel} listed in the manifest is missing`, err)
     }
-    if (sha256(data) !== expected)
+    if (actual !== expected)
       throw invalid(dir, `file ${rel} does not match its sha256 (tampered or truncated)`)
-    bytes.set(rel, data)
+    if (data) bytes.set(rel, data)
   }
   const need = (rel: string, what: string): Uint8Array => {
     const b = bytes.get(rel)

@@ -14,6 +14,7 @@ import { LM_ZOO_DIR, LM_ZOO_DOMAINS, lmZooPath, readLmZooManifest } from './lm-z
 const manifest = readLmZooManifest()
 /** The issue's LM package must fit 30 MB in all; the zoo keeps 8 MB of that for what the builder adds. */
 const ZOO_BUDGET_BYTES = 22 * 1024 * 1024
+const PACKAGE_BUDGET_BYTES = 30 * 1024 * 1024
 
 function filesUnder(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
@@ -54,9 +55,12 @@ describe('LM zoo manifest', () => {
     }
   })
 
-  it('fits the committed-size budget', () => {
-    const total = filesUnder(LM_ZOO_DIR).reduce((sum, f) => sum + statSync(f).size, 0)
-    expect(total).toBeLessThan(ZOO_BUDGET_BYTES)
+  it('fits the committed-size budget: the zoo 22 MB, with the twin package the builder adds 30 MB', () => {
+    const files = filesUnder(LM_ZOO_DIR)
+    const size = (fs: string[]) => fs.reduce((sum, f) => sum + statSync(f).size, 0)
+    const pkg = join(LM_ZOO_DIR, 'package')
+    expect(size(files.filter((f) => !f.startsWith(pkg)))).toBeLessThan(ZOO_BUDGET_BYTES)
+    expect(size(files)).toBeLessThan(PACKAGE_BUDGET_BYTES)
   })
 
   it('has experts whose graphs equal the base graph except for initializer values', async () => {

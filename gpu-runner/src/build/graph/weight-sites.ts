@@ -5,7 +5,9 @@
  * - `MatMul(X, W)` (input 1);
  * - `Gemm(A, W, C)` (input 1), with `transB` deciding whether the stored layout is [d_in, d_out] or [d_out, d_in];
  * - either of the above behind a `Transpose` node (PyTorch exporters emit `Transpose(W)` → MatMul for
- *   `nn.Linear` with fixed batch shapes, and tied embeddings reuse one W in both layouts).
+ *   `nn.Linear` with fixed batch shapes, and tied embeddings reuse one W in both layouts);
+ * - `Gather(W, ids)` on axis 0: an embedding table, whose lookup is the product of a one-hot row with W (so a
+ *   tied embedding and LM head, one W in a Gather and a Gemm, is one matrix with two uses).
  * A 1-D initializer p is a *vector* tensor when every use is elementwise on the last axis: `Add`/`Sub`/`Mul` with
  * an activation, `LayerNormalization` scale or bias, or `Gemm`'s C. One initializer may be used by several nodes
  * (shared weights): each use becomes its own site, all fed from the same factors.
@@ -17,9 +19,9 @@ import { toNumber } from '../../onnx/proto.ts'
 import { isFloatTensor, tensorDims } from '../import/read-onnx.ts'
 
 export interface MatrixUse {
-  /** Index of the MatMul/Gemm node in graph.node. */
+  /** Index of the MatMul/Gemm/Gather node in graph.node. */
   node: number
-  op: 'MatMul' | 'Gemm'
+  op: 'MatMul' | 'Gemm' | 'Gather'
   /** True when the node multiplies by Wᵀ (W as stored): Gemm transB=1, or a Transpose in between, not both. */
   transposed: boolean
   /** Index of the Transpose node between the initializer and the node, if any. */
@@ -118,6 +120,10 @@ export function analyseSites(
           })
           return true
         }
+        if (n.opType === 'Gather' && slot === 0 && !flipped && intAttr(n, 'axis', 0) === 0) {
+          matrixUses.push({ node, op: 'Gather', transposed: false })
+          return true
+        }
         return false
       }
       for (const u of uses) {
@@ -138,7 +144,7 @@ export function analyseSites(
           }
           continue
         }
-        reason = `it is consumed by ${describe(u)}; only MatMul/Gemm weights (input 1) can carry exclusive knowledge`
+        reason = `it is consumed by ${describe(u)}; only MatMul/Gemm weights (input 1) and Gather tables (axis 0) can carry exclusive knowledge`
         break
       }
       sites.set(

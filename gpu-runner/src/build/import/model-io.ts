@@ -73,6 +73,14 @@ export function batchDim(inputs: readonly IoTensor[]): Dim {
   return first === undefined || first === '?' ? 'batch' : first
 }
 
+/** A graph input whose axis 0 is the batch: the first one declared with the batch's dim. */
+export function batchInput(inputs: readonly IoTensor[]): string {
+  const b = batchDim(inputs)
+  const found = inputs.find((i) => i.dims[0] === b || (b === 'batch' && i.dims[0] === '?'))
+  if (!found) throw new AppError('INVALID_MODEL', 'the model has no input with a batch axis')
+  return found.name
+}
+
 /** One example: flat values per input name, without the batch axis. */
 export type ExampleInputs = Record<string, readonly number[]>
 
@@ -120,6 +128,17 @@ function makeTensor(elem: IoElem, values: ArrayLike<number>, dims: number[]): or
   }
 }
 
+/**
+ * The per-example dims of an input that examples may leave out, or undefined: one with exactly one dynamic dim
+ * besides the batch, fed with that dim 0 (a KV cache's past at prefill, `past_key_values.N.key` [batch, heads,
+ * past, head_dim] in the Hugging Face decoder layout).
+ */
+export function emptyDims(input: IoTensor): number[] | undefined {
+  const rest = input.dims.slice(1)
+  if (rest.filter((d) => typeof d !== 'number').length !== 1) return undefined
+  return rest.map((d) => (typeof d === 'number' ? d : 0))
+}
+
 /** Stacks examples (all of the same per-example shape) into one batch of feeds. */
 export function stackExamples(
   inputs: readonly IoTensor[],
@@ -129,6 +148,11 @@ export function stackExamples(
   const feeds: Record<string, ort.Tensor> = {}
   for (const input of inputs) {
     const first = examples[0]?.[input.name]
+    const empty = emptyDims(input)
+    if (!first && empty) {
+      feeds[input.name] = makeTensor(input.elem, [], [examples.length, ...empty])
+      continue
+    }
     if (!first)
       throw new AppError('INVALID_REQUEST', `${where}: examples lack input '${input.name}'`)
     const shape = exampleShape(input, first.length, where)

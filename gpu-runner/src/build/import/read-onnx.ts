@@ -4,7 +4,7 @@
  * float32 views of initializers. Every failure is an `INVALID_MODEL` AppError that names the file.
  * @module
  */
-import { readFile } from 'node:fs/promises'
+import { readFile, stat } from 'node:fs/promises'
 import { dirname, isAbsolute, relative, resolve } from 'node:path'
 import { AppError } from '@twinserve/shared'
 import {
@@ -16,6 +16,9 @@ import {
   TensorDataType,
   toNumber,
 } from '../../onnx/proto.ts'
+import { type Normalised, normaliseModel } from './normalise.ts'
+import { NotProtobuf, scanModel } from './scan-onnx.ts'
+import { inlineFloat32, readLocation, setLocation, type TensorLocation } from './tensor-data.ts'
 
 export interface OnnxModel {
   /** Where it was read from (for messages). */
@@ -70,71 +73,122 @@ export function decodeModel(bytes: Uint8Array, label: string): ModelProto {
   return model
 }
 
-/**
- * Reads `path` and resolves external data relative to the model's directory. External locations must stay
- * inside that directory: an ONNX file is input from users, and a `../../etc/...` location is not a weight file.
- */
-export async function readOnnx(path: string): Promise<OnnxModel> {
-  let bytes: Uint8Array
+/** The bytes of a model file; a missing or unreadable file is an INVALID_MODEL naming it. */
+async function readModelFile(path: string): Promise<Buffer> {
   try {
-    bytes = await readFile(path)
+    return await readFile(path)
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code
     throw invalid(path, code === 'ENOENT' ? 'file not found' : `cannot read (${code})`, err)
   }
-  const model = decodeModel(bytes, path)
-  let sizeBytes = bytes.byteLength
+}
+
+/**
+ * Where an initializer stored as external data has its bytes, checked: the location must stay inside the model's
+ * directory (an ONNX file is input from users, and a `../../etc/...` location is not a weight file), the file must
+ * exist, and offset and length must fit the tensor and the file.
+ * @param sizes file sizes already looked up, by absolute path
+ */
+async function externalLocation(
+  path: string,
+  t: ITensorProto,
+  sizes: Map<string, number>,
+): Promise<TensorLocation> {
   const dir = dirname(resolve(path))
-  const externalFiles = new Map<string, Uint8Array>()
+  const name = t.name ?? ''
+  const entries = new Map((t.externalData ?? []).map((e) => [e.key ?? '', e.value ?? '']))
+  const location = entries.get('location')
+  if (!location) throw invalid(path, `initializer '${name}' is external but has no location`)
+  const file = resolve(dir, location)
+  const rel = relative(dir, file)
+  if (isAbsolute(location) || rel.startsWith('..'))
+    throw invalid(
+      path,
+      `initializer '${name}': external location '${location}' leaves the model directory`,
+    )
+  let size = sizes.get(file)
+  if (size === undefined) {
+    try {
+      size = (await stat(file)).size
+    } catch (err) {
+      throw invalid(path, `initializer '${name}': external data file '${location}' is missing`, err)
+    }
+    sizes.set(file, size)
+  }
+  const dims = tensorDims(t)
+  const elem = ELEM_BYTES.get(t.dataType ?? 0)
+  if (elem === undefined)
+    throw invalid(path, `initializer '${name}' has unsupported data type ${t.dataType}`)
+  const expected = elementCount(dims) * elem
+  const offset = Number(entries.get('offset') ?? '0')
+  const length = entries.has('length') ? Number(entries.get('length')) : expected
+  if (!Number.isInteger(offset) || offset < 0 || length !== expected)
+    throw invalid(
+      path,
+      `initializer '${name}': external data offset ${entries.get('offset')} / length ${entries.get('length')} do not fit shape [${dims.join(',')}] (${expected} bytes)`,
+    )
+  if (offset + length > size)
+    throw invalid(
+      path,
+      `initializer '${name}': external data file '${location}' is truncated (needs ${offset + length} bytes, has ${size})`,
+    )
+  return { file, offset, length }
+}
+
+/** Reads `path` with every initializer's data in memory (external data resolved into inline raw data). */
+export async function readOnnx(path: string): Promise<OnnxModel> {
+  const bytes = await readModelFile(path)
+  const model = decodeModel(bytes, path)
+  const sizes = new Map<string, number>()
   for (const t of model.graph?.initializer ?? []) {
     if (t.dataLocation !== onnx.TensorProto.DataLocation.EXTERNAL) continue
-    const name = t.name ?? ''
-    const entries = new Map((t.externalData ?? []).map((e) => [e.key ?? '', e.value ?? '']))
-    const location = entries.get('location')
-    if (!location) throw invalid(path, `initializer '${name}' is external but has no location`)
-    const file = resolve(dir, location)
-    const rel = relative(dir, file)
-    if (isAbsolute(location) || rel.startsWith('..'))
-      throw invalid(
-        path,
-        `initializer '${name}': external location '${location}' leaves the model directory`,
-      )
-    let data = externalFiles.get(file)
-    if (!data) {
-      try {
-        data = await readFile(file)
-      } catch (err) {
-        throw invalid(
-          path,
-          `initializer '${name}': external data file '${location}' is missing`,
-          err,
-        )
-      }
-      externalFiles.set(file, data)
-      sizeBytes += data.byteLength
-    }
-    const dims = tensorDims(t)
-    const elem = ELEM_BYTES.get(t.dataType ?? 0)
-    if (elem === undefined)
-      throw invalid(path, `initializer '${name}' has unsupported data type ${t.dataType}`)
-    const expected = elementCount(dims) * elem
-    const offset = Number(entries.get('offset') ?? '0')
-    const length = entries.has('length') ? Number(entries.get('length')) : expected
-    if (!Number.isInteger(offset) || offset < 0 || length !== expected)
-      throw invalid(
-        path,
-        `initializer '${name}': external data offset ${entries.get('offset')} / length ${entries.get('length')} do not fit shape [${dims.join(',')}] (${expected} bytes)`,
-      )
-    if (offset + length > data.byteLength)
-      throw invalid(
-        path,
-        `initializer '${name}': external data file '${location}' is truncated (needs ${offset + length} bytes, has ${data.byteLength})`,
-      )
-    t.rawData = data.subarray(offset, offset + length)
+    const loc = await externalLocation(path, t, sizes)
+    t.rawData = await readLocation(loc, `${path}: ${t.name ?? ''}`)
     t.externalData = []
     t.dataLocation = onnx.TensorProto.DataLocation.DEFAULT
   }
-  return indexModel(model, path, sizeBytes)
+  const external = [...sizes.values()].reduce((a, b) => a + b, 0)
+  return indexModel(model, path, bytes.byteLength + external)
+}
+
+/**
+ * Reads `path` as a skeleton without reading its weights (scan-onnx.ts): every float32 initializer points at its
+ * bytes on disk, in the file or in its external data file, so that only the graph is in memory. Normalised
+ * (import/normalise.ts: Constant-node weights, which are read with their nodes, become inline initializers).
+ */
+export async function openOnnx(path: string): Promise<OnnxModel & Normalised> {
+  let scanned: Awaited<ReturnType<typeof scanModel>>
+  try {
+    scanned = await scanModel(resolve(path))
+  } catch (err) {
+    if (err instanceof NotProtobuf)
+      throw invalid(
+        path,
+        `is not a readable ONNX model (protobuf decoding failed: ${err.message})`,
+        err,
+      )
+    const code = (err as NodeJS.ErrnoException).code
+    throw invalid(path, code === 'ENOENT' ? 'file not found' : `cannot read (${code})`, err)
+  }
+  const { model } = scanned
+  if (!model.graph || (model.graph.node ?? []).length === 0)
+    throw invalid(path, 'is not a readable ONNX model (no graph or no nodes)')
+  const normalised = normaliseModel(model)
+  const sizes = new Map<string, number>()
+  for (const t of model.graph.initializer ?? []) {
+    // The scan located raw data in the file itself; external data is checked and resolved here.
+    if (scanned.located.has(t) || t.dataLocation !== onnx.TensorProto.DataLocation.EXTERNAL)
+      continue
+    const resolved = await externalLocation(path, t, sizes)
+    if (t.dataType === TensorDataType.FLOAT) setLocation(t, resolved)
+    else {
+      t.rawData = await readLocation(resolved, `${path}: ${t.name ?? ''}`)
+      t.externalData = []
+      t.dataLocation = onnx.TensorProto.DataLocation.DEFAULT
+    }
+  }
+  const sizeBytes = scanned.bytes + [...sizes.values()].reduce((a, b) => a + b, 0)
+  return { ...indexModel(model, path, sizeBytes, true), ...normalised }
 }
 
 /** Decodes in-memory ONNX bytes (no external data: that needs the model's directory, see readOnnx). */
@@ -142,13 +196,18 @@ export function readOnnxBytes(bytes: Uint8Array, label: string): OnnxModel {
   return indexModel(decodeModel(bytes, label), label, bytes.byteLength)
 }
 
-function indexModel(model: ModelProto, path: string, sizeBytes: number): OnnxModel {
+export function indexModel(
+  model: ModelProto,
+  path: string,
+  sizeBytes: number,
+  allowExternal = false,
+): OnnxModel {
   const graph = model.graph as GraphProto
   const initializers = new Map<string, ITensorProto>()
   for (const t of graph.initializer ?? []) {
     const name = t.name ?? ''
     if (initializers.has(name)) throw invalid(path, `initializer '${name}' is defined twice`)
-    if (t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL)
+    if (t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL && !allowExternal)
       throw invalid(
         path,
         `initializer '${name}' is stored as external data; read the model from its file`,
@@ -162,26 +221,11 @@ export function isFloatTensor(t: ITensorProto): boolean {
   return t.dataType === TensorDataType.FLOAT
 }
 
-/** A float32 copy of an initializer's values (raw little-endian data or `float_data`). */
+/** A float32 copy of an inline initializer's values (raw little-endian data or `float_data`). */
 export function tensorToFloat32(t: ITensorProto, label = t.name ?? ''): Float32Array {
   if (t.dataType !== TensorDataType.FLOAT)
     throw new AppError('INVALID_MODEL', `tensor '${label}' is not float32 (type ${t.dataType})`)
-  const n = elementCount(tensorDims(t))
-  const raw = t.rawData
-  if (raw && raw.byteLength > 0) {
-    if (raw.byteLength !== n * 4)
-      throw new AppError(
-        'INVALID_MODEL',
-        `tensor '${label}' has ${raw.byteLength} bytes of data for ${n} float32 values`,
-      )
-    // Copy: protobuf byte views are not 4-byte aligned in general.
-    const copy = new Uint8Array(raw)
-    return new Float32Array(copy.buffer, 0, n)
-  }
-  const data = t.floatData ?? []
-  if (data.length !== n)
-    throw new AppError('INVALID_MODEL', `tensor '${label}' has ${data.length} values for ${n}`)
-  return Float32Array.from(data)
+  return inlineFloat32(t, label)
 }
 
 /** Float initializers of a model by name, as float32 copies (other types are left out). */

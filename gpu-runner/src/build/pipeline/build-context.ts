@@ -1,6 +1,8 @@
 /**
- * What every build step reads: the parsed recipe, the base and expert models' float tensors, where each tensor is
- * used, the router's feature and the routing data split. Built once by the first step (load-inputs.ts).
+ * What every build step reads: the parsed recipe, the base and expert models as skeletons (their float tensors
+ * stay on disk and are read one at a time: import/tensor-data.ts), where each tensor is used, the router's feature,
+ * the routing data split, and the staging directory the package is written into. Built once by the first step
+ * (load-inputs.ts).
  * @module
  */
 import type { Datatype, Recipe } from '@twinserve/shared'
@@ -11,16 +13,27 @@ import type { LoadedRecipe } from '../import/recipe-file.ts'
 import type { RoutingSplit } from '../router/routing-data.ts'
 import type { Reporter } from './progress.ts'
 
+/** What was done to bring the models to the form the builder reads, for the build report. */
+export interface ImportReport {
+  /** The models' default-domain opset, which the twin graph keeps. */
+  opset: number
+  /** The forms the rewrite emitted for that opset (graph/ops.ts opsetForms); empty from opset 18. */
+  forms: string[]
+  /** Constant-node weights lifted to initializers (per model; the same in every one). */
+  liftedConstants: number
+  /** Whether any input model kept its weights in external data files. */
+  externalInputs: boolean
+}
+
 export interface BuildContext {
   recipe: Recipe
   /** Absolute paths of the files the recipe names. */
   files: LoadedRecipe['files']
+  /** The base and the experts (recipe order), as skeletons. */
   base: OnnxModel
+  experts: OnnxModel[]
   /** Bytes of every expert file (with external data), for the size report. */
   expertsBytes: number
-  /** Float initializers by name: the base's, and each expert's in recipe order. */
-  baseValues: Map<string, Float32Array>
-  expertValues: Map<string, Float32Array>[]
   expertNames: string[]
   sites: Map<string, TensorSite>
   /** The tensors that carry exclusive knowledge. */
@@ -31,4 +44,9 @@ export interface BuildContext {
   feature: string
   split: RoutingSplit
   reporter: Reporter
+  imported: ImportReport
+  /** The directory the package is written into, beside `--out`; renamed into place once verified. */
+  staging: string
+  /** Package graphs above this many bytes get external data files (write-model.ts). */
+  externalAbove: number
 }

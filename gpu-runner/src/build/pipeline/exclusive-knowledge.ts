@@ -1,7 +1,7 @@
 /**
  * Exclusive knowledge (Twin-Merging §3.2): for each selected tensor, v_t = θ_t − θ_shared per expert; matrices
  * are compressed by truncated SVD (fixed rank or an energy fraction) and stacked over experts in the layout the
- * twin graph and the runner expect; vectors are kept exact.
+ * twin graph and the runner expect; vectors are kept exact. Collected tensor by tensor during the merge pass.
  * @see https://arxiv.org/abs/2406.15479
  * @module
  */
@@ -124,60 +124,67 @@ export function checkRequestedRanks(
   }
 }
 
-export async function computeExclusive(opts: {
-  selected: readonly TensorSite[]
-  shared: ReadonlyMap<string, Float32Array>
-  /** Per expert, float initializers by name. */
-  experts: readonly ReadonlyMap<string, Float32Array>[]
-  spec: ExclusiveSpec
-  onTensor?: (done: number, total: number) => void
-}): Promise<ExclusiveKnowledge> {
-  const T = opts.experts.length
-  const out: ExclusiveKnowledge = { matrices: [], vectors: [], rows: [] }
-  const matrices = opts.selected.filter((s) => s.kind === 'matrix')
-  const targetOf = compressionTargets(
-    matrices.map((s) => s.name),
-    opts.spec,
-  )
-  checkRequestedRanks(matrices, targetOf)
-  let done = 0
-  for (const site of opts.selected) {
-    const s = opts.shared.get(site.name)
-    if (!s) throw new AppError('INTERNAL', `no shared value for '${site.name}'`)
-    const deltas = opts.experts.map((m) => {
-      const e = m.get(site.name)
-      if (!e) throw new AppError('INTERNAL', `no expert value for '${site.name}'`)
-      return e.map((x, i) => x - (s[i] as number))
-    })
+/**
+ * Collects the exclusive knowledge one tensor at a time, as the merge pass (shared-merge.ts) reads each tensor of
+ * every expert once: v_t = θ_t − θ_shared per expert, matrices SVD-compressed, vectors kept exact.
+ */
+export class ExclusiveCollector {
+  readonly knowledge: ExclusiveKnowledge = { matrices: [], vectors: [], rows: [] }
+  private readonly sites: Map<string, TensorSite>
+  private readonly targetOf: (name: string) => { rank?: number; energy?: number }
+
+  constructor(
+    selected: readonly TensorSite[],
+    spec: ExclusiveSpec,
+    private readonly T: number,
+  ) {
+    this.sites = new Map(selected.map((s) => [s.name, s]))
+    this.targetOf = compressionTargets(
+      selected.filter((s) => s.kind === 'matrix').map((s) => s.name),
+      spec,
+    )
+    checkRequestedRanks(
+      selected.filter((s) => s.kind === 'matrix'),
+      this.targetOf,
+    )
+  }
+
+  has(name: string): boolean {
+    return this.sites.has(name)
+  }
+
+  /** Adds one selected tensor, given its shared value and each expert's. */
+  async add(name: string, shared: Float32Array, experts: readonly Float32Array[]): Promise<void> {
+    const site = this.sites.get(name)
+    if (!site || site.kind === 'unsupported') return
+    const deltas = experts.map((e) => e.map((x, i) => x - (shared[i] as number)))
+    const out = this.knowledge
     if (site.kind === 'vector') {
       const d = site.shape[0]
-      const delta = new Float32Array(T * d) // [T, d]
+      const delta = new Float32Array(this.T * d) // [T, d]
       deltas.forEach((v, t) => {
         delta.set(v, t * d)
       })
-      out.vectors.push({ kind: 'vector', name: site.name, size: d, delta })
-      out.rows.push({ name: site.name, kind: 'vector', shape: [d], relError: deltas.map(() => 0) })
-    } else if (site.kind === 'matrix') {
-      const [rows, cols] = site.shape
-      const target = targetOf(site.name)
-      const opt =
-        target.rank !== undefined
-          ? { rank: Math.min(target.rank, rows, cols) }
-          : { energy: target.energy as number }
-      const parts = []
-      for (const delta of deltas) parts.push(await compressDelta(delta, rows, cols, opt))
-      out.rows.push({
-        name: site.name,
-        kind: 'matrix',
-        shape: [rows, cols],
-        ranks: parts.map((p) => p.rank),
-        relError: parts.map((p) => p.relError),
-      })
-      const stacked = stackExperts(site.name, rows, cols, parts)
-      if (stacked) out.matrices.push(stacked)
+      out.vectors.push({ kind: 'vector', name, size: d, delta })
+      out.rows.push({ name, kind: 'vector', shape: [d], relError: deltas.map(() => 0) })
+      return
     }
-    done++
-    opts.onTensor?.(done, opts.selected.length)
+    const [rows, cols] = site.shape
+    const target = this.targetOf(name)
+    const opt =
+      target.rank !== undefined
+        ? { rank: Math.min(target.rank, rows, cols) }
+        : { energy: target.energy as number }
+    const parts = []
+    for (const delta of deltas) parts.push(await compressDelta(delta, rows, cols, opt))
+    out.rows.push({
+      name,
+      kind: 'matrix',
+      shape: [rows, cols],
+      ranks: parts.map((p) => p.rank),
+      relError: parts.map((p) => p.relError),
+    })
+    const stacked = stackExperts(name, rows, cols, parts)
+    if (stacked) out.matrices.push(stacked)
   }
-  return out
 }

@@ -1,17 +1,19 @@
 /**
- * Build step 1: read the recipe and every model (external data resolved), check each expert has the base's
- * graph, find where each float tensor is used and which carry exclusive knowledge, and read and split the
- * routing data. Conversions of what exporters emit (lifting Constant-node weights, opset upgrades) belong to
- * this step, in import/.
+ * Build step 1: read the recipe and every model as a skeleton (float tensors stay on disk, external data files
+ * checked; import/read-onnx.ts), normalised (Constant-node weights lifted: import/normalise.ts), check the opset
+ * and that each expert has the base's graph, find where each float tensor is used and which carry exclusive
+ * knowledge, and read and split the routing data.
  * @module
  */
+import { resolve } from 'node:path'
 import { AppError } from '@twinserve/shared'
-import { checkOpset } from '../graph/ops.ts'
+import { checkOpset, opsetForms } from '../graph/ops.ts'
 import { analyseSites } from '../graph/weight-sites.ts'
 import { assertSameGraph } from '../import/compare-graphs.ts'
 import { modelInputs, modelOutputs } from '../import/model-io.ts'
-import { floatInitializers, type OnnxModel, readOnnx } from '../import/read-onnx.ts'
+import { type OnnxModel, openOnnx } from '../import/read-onnx.ts'
 import { loadRecipe } from '../import/recipe-file.ts'
+import { locationOf } from '../import/tensor-data.ts'
 import { readRoutingData, splitRouting } from '../router/routing-data.ts'
 import type { BuildContext } from './build-context.ts'
 import { selectExclusive } from './exclusive-knowledge.ts'
@@ -41,16 +43,23 @@ function checkFeature(model: OnnxModel, feature: string): void {
     )
 }
 
-type ModelsRead = Omit<BuildContext, 'split' | 'reporter'>
+type ModelsRead = Omit<BuildContext, 'split' | 'reporter' | 'staging' | 'externalAbove'>
+
+/** True when a model keeps some weights in an external data file (not in its own .onnx). */
+const usesExternalData = (m: OnnxModel) =>
+  [...m.initializers.values()].some((t) => {
+    const loc = locationOf(t)
+    return loc !== undefined && loc.file !== resolve(m.path)
+  })
 
 async function readModels(recipePath: string, reporter: Reporter): Promise<ModelsRead> {
   const step = reporter.step('reading recipe and models')
   const { recipe, files } = await loadRecipe(recipePath)
-  const base = await readOnnx(files.base)
-  checkOpset(base.model, base.path)
+  const base = await openOnnx(files.base)
+  const opset = checkOpset(base.model, base.path)
   const experts: OnnxModel[] = []
   for (const [i, e] of recipe.experts.entries()) {
-    const m = await readOnnx(files.experts[i] as string)
+    const m = await openOnnx(files.experts[i] as string)
     assertSameGraph(base, m, e.name)
     experts.push(m)
     step.tick(i + 1, recipe.experts.length)
@@ -59,18 +68,23 @@ async function readModels(recipePath: string, reporter: Reporter): Promise<Model
   const selected = selectExclusive(sites, recipe.exclusive)
   const feature = recipe.router.feature ?? defaultFeature(base)
   checkFeature(base, feature)
-  const baseValues = floatInitializers(base)
+  const floats = [...base.initializers.values()].filter((t) => locationOf(t) !== undefined).length
   step.done(
-    `${recipe.experts.length} experts, ${baseValues.size} float tensors, ${selected.length} selected for exclusive knowledge`,
+    `${recipe.experts.length} experts, ${floats} float tensors, ${selected.length} selected for exclusive knowledge`,
   )
   return {
     recipe,
     files,
     base,
+    experts,
     expertsBytes: experts.reduce((a, m) => a + m.sizeBytes, 0),
-    baseValues,
-    expertValues: experts.map(floatInitializers),
     expertNames: recipe.experts.map((e) => e.name),
+    imported: {
+      opset,
+      forms: opsetForms(opset),
+      liftedConstants: base.liftedConstants.length,
+      externalInputs: [base, ...experts].some(usesExternalData),
+    },
     sites,
     selected,
     inputs: modelInputs(base.graph),
@@ -79,7 +93,11 @@ async function readModels(recipePath: string, reporter: Reporter): Promise<Model
   }
 }
 
-export async function loadInputs(recipePath: string, reporter: Reporter): Promise<BuildContext> {
+export async function loadInputs(
+  recipePath: string,
+  reporter: Reporter,
+  output: Pick<BuildContext, 'staging' | 'externalAbove'>,
+): Promise<BuildContext> {
   const read = await readModels(recipePath, reporter)
   const { recipe, expertNames } = read
   const step = reporter.step('routing data')
@@ -94,5 +112,5 @@ export async function loadInputs(recipePath: string, reporter: Reporter): Promis
   step.done(
     `${examples.length} examples: ${split.train.length} train, ${split.validation.length} validation, ${split.heldout.length} held out`,
   )
-  return { ...read, split, reporter }
+  return { ...read, split, reporter, ...output }
 }

@@ -1,5 +1,5 @@
 /**
- * Build step: the package manifest (without the file hashes, which writePackage adds).
+ * Build step: the package manifest (without the file hashes, which finishPackage adds from the writers').
  * @module
  */
 import { PACKAGE_FORMAT, PACKAGE_FORMAT_VERSION } from '@twinserve/shared'

@@ -5,6 +5,7 @@
  * @module
  */
 import type { IModelProto } from '../../onnx/proto.ts'
+import type { RowLayout } from '../graph/row-layout.ts'
 import { extractFeatures, type Features } from '../router/features.ts'
 import type { RoutingExample } from '../router/routing-data.ts'
 import { type TrainedRouter, trainRouter } from '../router/train-router.ts'
@@ -14,6 +15,7 @@ export async function trainPackageRouter(
   ctx: BuildContext,
   label: string,
   sharedModel: IModelProto,
+  layout: RowLayout,
 ): Promise<{ router: TrainedRouter; featureSize: number }> {
   const { recipe, split, reporter } = ctx
   let step = reporter.step(
@@ -23,6 +25,8 @@ export async function trainPackageRouter(
   let offset = 0
   const feats = async (examples: RoutingExample[]): Promise<Features> => {
     const f = await extractFeatures(sharedModel, ctx.feature, ctx.inputs, examples, {
+      layout,
+      dir: ctx.staging,
       onBatch: (d) => step.tick(offset + d),
     })
     offset += examples.length

@@ -1,14 +1,21 @@
 /**
- * Build step 2 (and each variant's merge): a merge strategy over every float tensor of the experts, one tensor
- * at a time, through the merge engine.
+ * Build step 2 (and each variant's merge), streamed as mergekit's lazy loader does: for one float tensor at a time,
+ * read it from the base and every expert, merge it with the recipe's strategy (merge engine), hand it to the
+ * exclusive-knowledge collector when it carries exclusive knowledge, and write it into the merged model's file
+ * before the next tensor is read. Peak memory is one tensor of every model, not every model.
  * @module
  */
 import type { MergeSpec } from '@twinserve/shared'
 import { mergeTensor } from '../../merge/index.ts'
+import type { ModelProto } from '../../onnx/proto.ts'
 import { type OnnxModel, tensorDims } from '../import/read-onnx.ts'
+import { floatBytes, readFloat32 } from '../import/tensor-data.ts'
 import type { BuildContext } from './build-context.ts'
+import { ExclusiveCollector as Collector, type ExclusiveCollector } from './exclusive-knowledge.ts'
+import { writeGraph } from './graph-file.ts'
+import type { WrittenFile } from './write-model.ts'
 
-/** The float tensors to merge: the base's (by name), and each expert's in order with its name. */
+/** The float tensors to merge, in memory: the base's (by name), and each expert's in order with its name. */
 export interface MergeInputs {
   base: OnnxModel
   baseValues: ReadonlyMap<string, Float32Array>
@@ -16,7 +23,7 @@ export interface MergeInputs {
   names: readonly string[]
 }
 
-/** θ merged per tensor by `spec`. */
+/** θ merged per tensor by `spec`, from values in memory (bench:quality's static merges of small zoos). */
 export function mergeTensors(
   inputs: MergeInputs,
   spec: MergeSpec,
@@ -40,15 +47,60 @@ export function mergeTensors(
   return out
 }
 
-/** θ merged per tensor by `spec`, with progress under `label`. */
-export function mergeAll(
+export interface MergedModel {
+  /** The merged model as a skeleton pointing into its file. */
+  model: ModelProto
+  files: WrittenFile[]
+  /** The experts' exclusive knowledge against this merge, when asked for. */
+  exclusive?: ExclusiveCollector['knowledge']
+}
+
+/**
+ * Merges every float tensor by `spec` into the file `rel` (relative to the staging directory), tensor by tensor.
+ * @param variant the name written into the file's metadata (`variant:<name>`)
+ * @param exclusive also collect the exclusive knowledge of the selected tensors against this merge
+ */
+export async function mergeToFile(
   ctx: BuildContext,
   spec: MergeSpec,
   label: string,
-): Map<string, Float32Array> {
-  const step = ctx.reporter.step(label, ctx.baseValues.size)
-  const { base, baseValues, expertValues: experts, expertNames: names } = ctx
-  const out = mergeTensors({ base, baseValues, experts, names }, spec, (d, t) => step.tick(d, t))
-  step.done()
-  return out
+  out: { rel: string; variant: string },
+  exclusive: boolean,
+): Promise<MergedModel> {
+  const floats = [...ctx.base.initializers.values()].filter((t) => t.dataType === 1)
+  const step = ctx.reporter.step(label, floats.length)
+  const collector = exclusive
+    ? new Collector(ctx.selected, ctx.recipe.exclusive, ctx.experts.length)
+    : undefined
+  let done = 0
+  const written = await writeGraph(ctx, out.rel, ctx.base.model, out.variant, async (t) => {
+    const name = t.name ?? ''
+    const base = await readFloat32(t, `${ctx.base.path}: ${name}`)
+    const experts: Float32Array[] = []
+    for (const e of ctx.experts) {
+      const et = e.initializers.get(name)
+      experts.push(await readFloat32(et ?? {}, `${e.path}: ${name}`))
+    }
+    const merged = mergeTensor(spec, {
+      base,
+      experts,
+      names: ctx.expertNames,
+      shape: tensorDims(t),
+      tensorName: name,
+    })
+    if (collector?.has(name)) await collector.add(name, merged, experts)
+    step.tick(++done, floats.length)
+    return floatBytes(merged)
+  })
+  const knowledge = collector?.knowledge
+  step.done(
+    knowledge
+      ? `${knowledge.matrices.length} matrices (Σ rank ${knowledge.matrices.reduce((a, m) => a + m.sigma.length, 0)}), ${knowledge.vectors.length} vectors of exclusive knowledge`
+      : undefined,
+  )
+  return {
+    model: written.skeleton,
+    files: written.files,
+    ...(knowledge ? { exclusive: knowledge } : {}),
+  }
 }

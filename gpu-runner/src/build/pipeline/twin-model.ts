@@ -1,66 +1,48 @@
 /**
- * Build step: one twin graph against a shared merge: the experts' exclusive knowledge relative to it, the row
- * layouts the rewrite needs, a router trained on its features, and the rewritten graph, encoded. Runs for the
- * package's twin graph (controls 'inputs') and for every variant with exclusive knowledge (controls 'router').
+ * Build step: one twin graph against a shared merge (a skeleton on disk, from the merge pass, with the experts'
+ * exclusive knowledge against it): where the batch is in every tensor, a router trained on the merge's features,
+ * and the rewritten graph, written tensor by tensor. Runs for the package's twin graph (controls 'inputs') and for
+ * every variant with exclusive knowledge (controls 'router').
  * @module
  */
-import type { RowLayout } from '../graph/row-layout.ts'
-import { batchDim } from '../import/model-io.ts'
-import { withFloatInitializers } from '../import/read-onnx.ts'
+import type { ModelProto } from '../../onnx/proto.ts'
+import { batchDim, batchInput } from '../import/model-io.ts'
+import { featureRows } from '../router/features.ts'
 import { routerEmitter } from '../router/router-graph.ts'
 import type { TrainedRouter } from '../router/train-router.ts'
-import { correctedOutputs } from '../twin-graph/correction-targets.ts'
 import { rewriteTwinGraph } from '../twin-graph/rewrite.ts'
 import type { BuildContext } from './build-context.ts'
-import { computeExclusive, type ExclusiveKnowledge } from './exclusive-knowledge.ts'
-import { encodeGraph } from './graph-file.ts'
+import type { ExclusiveKnowledge } from './exclusive-knowledge.ts'
+import { writeGraph } from './graph-file.ts'
 import { trainPackageRouter } from './router-training.ts'
-import { probeRowLayouts } from './row-layouts.ts'
+import { trackRoutingRows } from './row-layouts.ts'
+import type { WrittenFile } from './write-model.ts'
 
 export interface TwinModel {
-  bytes: Uint8Array
+  files: WrittenFile[]
   router: TrainedRouter
   exclusive: ExclusiveKnowledge
   featureSize: number
 }
 
-async function exclusiveKnowledge(
-  ctx: BuildContext,
-  label: string,
-  shared: ReadonlyMap<string, Float32Array>,
-): Promise<ExclusiveKnowledge> {
-  const step = ctx.reporter.step(`${label}: exclusive knowledge`, ctx.selected.length)
-  const exclusive = await computeExclusive({
-    selected: ctx.selected,
-    shared,
-    experts: ctx.expertValues,
-    spec: ctx.recipe.exclusive,
-    onTensor: (d, t) => step.tick(d, t),
-  })
-  const totalRank = exclusive.matrices.reduce((a, m) => a + m.sigma.length, 0)
-  step.done(
-    `${exclusive.matrices.length} matrices (Σ rank ${totalRank}), ${exclusive.vectors.length} vectors`,
-  )
-  return exclusive
-}
-
 /**
  * @param label `twin` for the package's twin graph, else the variant's name
+ * @param shared the shared merge and the exclusive knowledge against it
  * @param controls 'inputs': the twin contract; 'router': a variant's plain graph with the router's weights
+ * @param rel where to write the graph, relative to the staging directory
  */
 export async function buildTwinModel(
   ctx: BuildContext,
   label: string,
-  shared: Map<string, Float32Array>,
+  shared: { model: ModelProto; exclusive: ExclusiveKnowledge },
   controls: 'inputs' | 'router',
+  rel: string,
 ): Promise<TwinModel> {
   const { recipe } = ctx
-  const sharedModel = withFloatInitializers(ctx.base.model, shared)
-  const exclusive = await exclusiveKnowledge(ctx, label, shared)
-  const tensors = [...exclusive.matrices, ...exclusive.vectors]
-  const outputs = correctedOutputs(ctx.base.model, ctx.sites, tensors)
-  const layouts = await probeRowLayouts(ctx, sharedModel, [...new Set([...outputs, ctx.feature])])
-  const { router, featureSize } = await trainPackageRouter(ctx, label, sharedModel)
+  const { model: sharedModel, exclusive } = shared
+  const { layouts } = await trackRoutingRows(sharedModel, ctx.inputs, ctx.split.train, ctx.staging)
+  const featureLayout = featureRows(ctx.feature, layouts.get(ctx.feature))
+  const { router, featureSize } = await trainPackageRouter(ctx, label, sharedModel, featureLayout)
   const twin = rewriteTwinGraph({
     model: sharedModel,
     sites: ctx.sites,
@@ -68,7 +50,8 @@ export async function buildTwinModel(
     vectors: exclusive.vectors,
     experts: ctx.expertNames.length,
     layouts,
-    feature: { tensor: ctx.feature, layout: layouts.get(ctx.feature) as RowLayout },
+    feature: { tensor: ctx.feature, layout: featureLayout },
+    batchInput: batchInput(ctx.inputs),
     router: routerEmitter(router.model),
     controls,
     batchDim: batchDim(ctx.inputs),
@@ -77,6 +60,6 @@ export async function buildTwinModel(
       ? { topkGather: recipe.exclusive.topk_gather }
       : {}),
   })
-  const bytes = encodeGraph(ctx, twin, controls === 'inputs' ? undefined : label)
-  return { bytes, router, exclusive, featureSize }
+  const written = await writeGraph(ctx, rel, twin, controls === 'inputs' ? undefined : label)
+  return { files: written.files, router, exclusive, featureSize }
 }

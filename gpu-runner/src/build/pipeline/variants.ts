@@ -4,12 +4,12 @@
  * experts' exclusive knowledge weighted by a router trained on its features.
  * @module
  */
+import { rm } from 'node:fs/promises'
 import { SHARED_VARIANT } from '@twinserve/shared'
-import { withFloatInitializers } from '../import/read-onnx.ts'
 import type { BuildContext } from './build-context.ts'
-import { encodeGraph } from './graph-file.ts'
-import { mergeAll } from './shared-merge.ts'
+import { mergeToFile } from './shared-merge.ts'
 import { buildTwinModel } from './twin-model.ts'
+import type { WrittenFile } from './write-model.ts'
 
 export interface VariantReport {
   name: string
@@ -21,39 +21,37 @@ export interface VariantReport {
 export const variantFile = (name: string) => `variants/${name}.onnx`
 
 export interface BuiltVariants {
-  /** Package files by relative path. */
-  files: Record<string, Uint8Array>
+  /** Package files written, by path relative to the staging directory. */
+  files: WrittenFile[]
   variants: VariantReport[]
 }
 
 /**
- * @param sharedBytes the shared model as a plain graph: written as the `shared` variant file, or (shared_file:
- * false) kept only to verify the twin graph at zero weights against, since the runner then serves `shared` from
- * the twin graph
+ * Every recipe variant, written into the staging directory beside the `shared` variant (already written by the
+ * shared merge when the recipe keeps its file). A variant with exclusive knowledge merges into a scratch file
+ * first, which its twin graph is then written from.
  */
-export async function buildVariants(
-  ctx: BuildContext,
-  sharedBytes: Uint8Array,
-): Promise<BuiltVariants> {
+export async function buildVariants(ctx: BuildContext): Promise<BuiltVariants> {
   const { recipe } = ctx
-  const files: Record<string, Uint8Array> = {}
+  const files: WrittenFile[] = []
   const variants: VariantReport[] = []
-  if (recipe.shared_file) {
-    files[variantFile(SHARED_VARIANT)] = sharedBytes
+  if (recipe.shared_file)
     variants.push({
       name: SHARED_VARIANT,
       description: `shared model only (${recipe.shared.method}), no exclusive knowledge`,
       exclusive: false,
     })
-  }
   for (const v of recipe.variants) {
-    const merged = mergeAll(ctx, v.shared, `variant '${v.name}' (${v.shared.method})`)
+    const label = `variant '${v.name}' (${v.shared.method})`
     if (!v.exclusive) {
-      files[variantFile(v.name)] = encodeGraph(
+      const merged = await mergeToFile(
         ctx,
-        withFloatInitializers(ctx.base.model, merged),
-        v.name,
+        v.shared,
+        label,
+        { rel: variantFile(v.name), variant: v.name },
+        false,
       )
+      files.push(...merged.files)
       variants.push({
         name: v.name,
         description: v.description ?? `static ${v.shared.method} merge`,
@@ -61,8 +59,20 @@ export async function buildVariants(
       })
       continue
     }
-    const built = await buildTwinModel(ctx, v.name, merged, 'router')
-    files[variantFile(v.name)] = built.bytes
+    const scratch = scratchFile(`variant-${v.name}`)
+    const merged = await mergeToFile(ctx, v.shared, label, { rel: scratch, variant: v.name }, true)
+    const built = await buildTwinModel(
+      ctx,
+      v.name,
+      {
+        model: merged.model,
+        exclusive: merged.exclusive ?? { matrices: [], vectors: [], rows: [] },
+      },
+      'router',
+      variantFile(v.name),
+    )
+    await removeFiles(merged.files)
+    files.push(...built.files)
     variants.push({
       name: v.name,
       description:
@@ -72,4 +82,11 @@ export async function buildVariants(
     })
   }
   return { files, variants }
+}
+
+/** A scratch model's path in the staging directory (dot-named; removed before the package is renamed into place). */
+export const scratchFile = (name: string) => `.${name}.onnx`
+
+export async function removeFiles(files: readonly WrittenFile[]): Promise<void> {
+  for (const f of files) await rm(f.path, { force: true })
 }

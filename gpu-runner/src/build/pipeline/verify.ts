@@ -1,5 +1,7 @@
 /**
- * End-of-build verification on the package as written: reload it through `loadPackage` (hashes checked), then
+ * End-of-build verification on the package as written: every file listed in the manifest is read back and
+ * checked against its sha256 (streamed), then, with one onnxruntime session open at a time (the shared model, the
+ * twin graph, each expert, each variant: several BERT-base-sized sessions at once would hold gigabytes),
  * - all-zero weights must reproduce the shared model (the package's `shared` variant file when it has one, else
  *   the shared merge as the builder holds it in memory): exactly in principle, the max |Δ| is reported, and
  *   float32 rounding, 1e-5 relative, is tolerated for graphs onnxruntime fuses differently;
@@ -9,8 +11,14 @@
  * - every variant must load and give finite outputs.
  * @module
  */
-import { AppError, SHARED_VARIANT, TWIN_OUTPUT_WEIGHTS } from '@twinserve/shared'
-import { loadPackage } from '../../package/load-package.ts'
+import { join } from 'node:path'
+import {
+  AppError,
+  type PackageManifest,
+  SHARED_VARIANT,
+  TWIN_OUTPUT_WEIGHTS,
+} from '@twinserve/shared'
+import { readManifest, sha256File } from '../../package/load-package.ts'
 import { openSession, type ort } from '../../runtime/ort-session.ts'
 import { argmaxRows } from '../../train/index.ts'
 import { encodeControls, type RowControls } from '../../twin-contract/encode-controls.ts'
@@ -27,10 +35,10 @@ export interface VerifyInput {
   /** Expert ONNX files (paths, so that external data loads too), in manifest order. */
   experts: readonly { name: string; path: string }[]
   /**
-   * The shared model as a plain graph, for packages without a `shared` variant file (recipe `shared_file:
+   * The shared model as a plain graph file, for packages without a `shared` variant file (recipe `shared_file:
    * false`); a package that has the file is checked against the file.
    */
-  shared?: Uint8Array
+  shared?: string
   /** Check inputs for the output comparisons. */
   checks: readonly RoutingExample[]
   /** Held-out routing examples and the trained router's predictions for them. */
@@ -72,70 +80,81 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 type Session = ort.InferenceSession
 type Feeds = Record<string, ort.Tensor>
 
-/** What the checks share: the open sessions, the check inputs in batches, progress. */
+/** What the checks share: the check inputs in batches with the outputs collected so far, progress. */
 interface Checking {
   v: VerifyInput
   T: number
-  twin: Session
-  shared: Session
-  groups: { B: number; feeds: Feeds; base: Float32Array[] }[]
+  groups: { B: number; feeds: Feeds; shared: Float32Array[]; oneHot: Float32Array[][] }[]
   outputsOf: (out: ort.InferenceSession.OnnxValueMapType) => Float32Array[]
   tick: (n: number) => void
+}
+
+/** Opens one session on a file, runs `fn`, releases it. */
+async function withSession<R>(path: string, fn: (s: Session) => Promise<R>): Promise<R> {
+  const { session } = await openSession(path, { provider: 'cpu' })
+  try {
+    return await fn(session)
+  } finally {
+    await session.release()
+  }
 }
 
 /** Every row with the same controls. */
 const rowsOf = (B: number, T: number, row: RowControls) => encodeControls(Array(B).fill(row), T)
 
-/** All-zero weights against the shared model; also records the shared outputs for the one-hot check. */
-async function checkZeroWeights(c: Checking): Promise<{ maxAbsDiff: number; scale: number }> {
+/**
+ * The twin graph's checks in one session: all-zero weights against the shared outputs, one-hot rows for each
+ * expert (kept for the experts' sessions), and the embedded router on the held-out examples.
+ */
+async function checkTwin(
+  c: Checking,
+  twin: Session,
+): Promise<{ zero: { maxAbsDiff: number; scale: number } } & RouterResult> {
   let zeroDiff = 0
   let scale = 0
   for (const g of c.groups) {
-    g.base = c.outputsOf(await c.shared.run(g.feeds))
-    const zero = c.outputsOf(await c.twin.run({ ...g.feeds, ...rowsOf(g.B, c.T, {}) }))
+    const zero = c.outputsOf(await twin.run({ ...g.feeds, ...rowsOf(g.B, c.T, {}) }))
     zero.forEach((z, i) => {
-      zeroDiff = Math.max(zeroDiff, maxAbsDiff(z, g.base[i] as Float32Array))
-      for (const y of g.base[i] as Float32Array) scale = Math.max(scale, Math.abs(y))
+      zeroDiff = Math.max(zeroDiff, maxAbsDiff(z, g.shared[i] as Float32Array))
+      for (const y of g.shared[i] as Float32Array) scale = Math.max(scale, Math.abs(y))
     })
+    for (let t = 0; t < c.T; t++) {
+      const mixWeights = Array.from({ length: c.T }, (_, j) => (j === t ? 1 : 0))
+      g.oneHot[t] = c.outputsOf(await twin.run({ ...g.feeds, ...rowsOf(g.B, c.T, { mixWeights }) }))
+    }
     c.tick(g.B * 2)
   }
-  return { maxAbsDiff: zeroDiff, scale }
+  return { zero: { maxAbsDiff: zeroDiff, scale }, ...(await checkRouter(c, twin)) }
 }
 
-/** A one-hot row for expert t against expert t's own model, next to how far expert t is from the shared model. */
-async function checkOneHot(c: Checking): Promise<ExpertCheck[]> {
+/** Each expert's own model against the twin graph's one-hot rows, next to how far it is from the shared model. */
+async function checkExperts(c: Checking): Promise<ExpertCheck[]> {
   const out: ExpertCheck[] = []
-  // One expert session open at a time: all of them at once held every expert's weights (and onnxruntime's
-  // prepacked copies) together, ~3 GB more peak memory for eight BERT-base-sized experts.
   for (const [t, e] of c.v.experts.entries()) {
     let oneHot = 0
     let gap = 0
-    const { session: expert } = await openSession(e.path, { provider: 'cpu' })
-    try {
-      const mixWeights = Array.from({ length: c.T }, (_, j) => (j === t ? 1 : 0))
+    await withSession(e.path, async (expert) => {
       for (const g of c.groups) {
-        const twinT = c.outputsOf(
-          await c.twin.run({ ...g.feeds, ...rowsOf(g.B, c.T, { mixWeights }) }),
-        )
         const expertT = c.outputsOf(await expert.run(g.feeds))
-        twinT.forEach((y, i) => {
-          oneHot = Math.max(oneHot, maxAbsDiff(y, expertT[i] as Float32Array))
-          gap = Math.max(gap, maxAbsDiff(g.base[i] as Float32Array, expertT[i] as Float32Array))
+        expertT.forEach((y, i) => {
+          oneHot = Math.max(oneHot, maxAbsDiff(g.oneHot[t]?.[i] ?? new Float32Array(), y))
+          gap = Math.max(gap, maxAbsDiff(g.shared[i] as Float32Array, y))
         })
         c.tick(g.B)
       }
-    } finally {
-      await expert.release()
-    }
+    })
     out.push({ name: e.name, oneHotMaxAbsDiff: oneHot, sharedMaxAbsDiff: gap })
   }
   return out
 }
 
+type RouterResult = Pick<
+  VerifyResult,
+  'routerHeldoutAccuracy' | 'routerAgreement' | 'routerSumError'
+>
+
 /** The embedded router on the held-out examples, against the router as trained and the true experts. */
-async function checkRouter(
-  c: Checking,
-): Promise<Pick<VerifyResult, 'routerHeldoutAccuracy' | 'routerAgreement' | 'routerSumError'>> {
+async function checkRouter(c: Checking, twin: Session): Promise<RouterResult> {
   const { v, T } = c
   let agree = 0
   let correct = 0
@@ -148,7 +167,7 @@ async function checkRouter(
       group.map((g) => g.inputs),
       'verification',
     )
-    const out = await c.twin.run({ ...feeds, ...rowsOf(B, T, { useRouter: 1 }) })
+    const out = await twin.run({ ...feeds, ...rowsOf(B, T, { useRouter: 1 }) })
     const w = out[TWIN_OUTPUT_WEIGHTS]?.data as Float32Array
     const picked = argmaxRows(w, T)
     for (let r = 0; r < B; r++) {
@@ -171,20 +190,19 @@ async function checkRouter(
 /** Every variant loads and gives finite outputs on the first check inputs. */
 async function checkVariants(
   c: Checking,
-  variants: ReadonlyMap<string, Uint8Array>,
-  open: (bytes: Uint8Array) => Promise<Session>,
+  variants: ReadonlyMap<string, string>,
 ): Promise<VerifyResult['variants']> {
   const out: VerifyResult['variants'] = []
   if (variants.size === 0) return out
-  const first = c.v.checks.slice(0, 8)
+  // The first check inputs of one shape (prompts of a decoder differ in length).
+  const first: RoutingExample[] = batchesOf(c.v.checks, 8).next().value ?? []
   const feeds = stackExamples(
     c.v.inputs,
     first.map((g) => g.inputs),
     'verification',
   )
-  for (const [name, bytes] of variants) {
-    const s = await open(bytes)
-    const outputs = c.outputsOf(await s.run(feeds))
+  for (const [name, path] of variants) {
+    const outputs = await withSession(path, async (s) => c.outputsOf(await s.run(feeds)))
     out.push({ name, finite: outputs.every((o) => o.every((x) => Number.isFinite(x))) })
   }
   return out
@@ -214,65 +232,81 @@ function problemsOf(result: VerifyResult, scale: number): string[] {
   return problems
 }
 
+/** The manifest, after every file it lists is read back and matches its sha256. */
+async function checkedManifest(dir: string): Promise<PackageManifest> {
+  const manifest = await readManifest(dir)
+  for (const [rel, expected] of Object.entries(manifest.files)) {
+    let actual: string
+    try {
+      actual = await sha256File(join(dir, rel))
+    } catch (err) {
+      throw new AppError(
+        'INVALID_MODEL',
+        `package ${dir}: file ${rel} listed in the manifest is missing`,
+        {
+          cause: err,
+        },
+      )
+    }
+    if (actual !== expected)
+      throw new AppError('INVALID_MODEL', `package ${dir}: file ${rel} does not match its sha256`)
+  }
+  return manifest
+}
+
 export async function verifyPackage(v: VerifyInput): Promise<VerifyResult> {
-  const pkg = await loadPackage(v.dir)
-  const T = pkg.manifest.experts.length
-  const sessions: Session[] = []
-  const open = async (model: Uint8Array | string) => {
-    const { session } = await openSession(model, { provider: 'cpu' })
-    sessions.push(session)
-    return session
+  const manifest = await checkedManifest(v.dir)
+  const T = manifest.experts.length
+  const variants = new Map(manifest.variants.map((x) => [x.name, join(v.dir, x.file)]))
+  const sharedPath = variants.get(SHARED_VARIANT) ?? v.shared
+  if (!sharedPath)
+    throw new AppError(
+      'INVALID_MODEL',
+      `package has no '${SHARED_VARIANT}' variant file and no shared model was given to verify against`,
+    )
+  const total = v.checks.length * (T + 2) + v.heldout.length
+  let done = 0
+  const c: Checking = {
+    v,
+    T,
+    groups: [...batchesOf(v.checks, 64)].map((group) => ({
+      B: group.length,
+      feeds: stackExamples(
+        v.inputs,
+        group.map((g) => g.inputs),
+        'verification',
+      ),
+      shared: [],
+      oneHot: [],
+    })),
+    outputsOf: (out) =>
+      v.outputs.map((name) => {
+        const t = out[name]
+        if (!t) throw new AppError('INVALID_MODEL', `verification: output '${name}' is missing`)
+        return t.data as Float32Array
+      }),
+    tick: (n) => {
+      done += n
+      v.onProgress?.(done, total)
+    },
   }
-  try {
-    const twin = await open(pkg.model)
-    const sharedBytes = pkg.variants.get(SHARED_VARIANT) ?? v.shared
-    if (!sharedBytes)
-      throw new AppError(
-        'INVALID_MODEL',
-        `package has no '${SHARED_VARIANT}' variant file and no shared model was given to verify against`,
-      )
-    const total = v.checks.length * (T + 2) + v.heldout.length
-    let done = 0
-    const c: Checking = {
-      v,
-      T,
-      twin,
-      shared: await open(sharedBytes),
-      groups: [...batchesOf(v.checks, 64)].map((group) => ({
-        B: group.length,
-        feeds: stackExamples(
-          v.inputs,
-          group.map((g) => g.inputs),
-          'verification',
-        ),
-        base: [],
-      })),
-      outputsOf: (out) =>
-        v.outputs.map((name) => {
-          const t = out[name]
-          if (!t) throw new AppError('INVALID_MODEL', `verification: output '${name}' is missing`)
-          return t.data as Float32Array
-        }),
-      tick: (n) => {
-        done += n
-        v.onProgress?.(done, total)
-      },
-    }
-    const zero = await checkZeroWeights(c)
-    const result: VerifyResult = {
-      zeroWeightsMaxAbsDiff: zero.maxAbsDiff,
-      experts: await checkOneHot(c),
-      ...(await checkRouter(c)),
-      variants: await checkVariants(c, pkg.variants, open),
-    }
-    const problems = problemsOf(result, zero.scale)
-    if (problems.length > 0)
-      throw new AppError(
-        'INVALID_MODEL',
-        `verification of the built package failed: ${problems.join('; ')}`,
-      )
-    return result
-  } finally {
-    for (const s of sessions) await s.release()
+  await withSession(sharedPath, async (shared) => {
+    for (const g of c.groups) g.shared = c.outputsOf(await shared.run(g.feeds))
+  })
+  const twin = await withSession(join(v.dir, manifest.model.file), (s) => checkTwin(c, s))
+  const result: VerifyResult = {
+    zeroWeightsMaxAbsDiff: twin.zero.maxAbsDiff,
+    experts: await checkExperts(c),
+    routerHeldoutAccuracy: twin.routerHeldoutAccuracy,
+    routerAgreement: twin.routerAgreement,
+    routerSumError: twin.routerSumError,
+    variants: await checkVariants(c, variants),
   }
+  const problems = problemsOf(result, twin.zero.scale)
+  if (problems.length > 0)
+    throw new AppError(
+      'INVALID_MODEL',
+      `verification of the built package failed: ${problems.join('; ')}`,
+    )
+  return result
 }

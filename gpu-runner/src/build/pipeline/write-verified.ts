@@ -1,16 +1,19 @@
 /**
- * Build step: the package is written to a staging directory beside `--out` (same filesystem, so the final rename
- * is atomic), verified from disk, and only then renamed into place: a failed build leaves `--out` as it was.
+ * Build step: the package is built in a staging directory beside `--out` (same filesystem, so the final rename is
+ * atomic): every step writes its files there, this one adds the manifest (with the sha256 each writer computed),
+ * verifies the package from disk, removes the scratch files, and only then renames it into place. A failed build
+ * removes the staging directory and leaves `--out` as it was.
  * @module
  */
 import { randomBytes } from 'node:crypto'
-import { rename, rm, stat } from 'node:fs/promises'
-import { basename, dirname, join } from 'node:path'
-import { AppError, type PackageManifest } from '@twinserve/shared'
-import { type ManifestWithoutFiles, writePackage } from '../../package/write-package.ts'
+import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises'
+import { basename, dirname, join, relative } from 'node:path'
+import { AppError, type PackageManifest, PackageManifestSchema } from '@twinserve/shared'
+import type { ManifestWithoutFiles } from '../../package/write-package.ts'
 import type { TrainedRouter } from '../router/train-router.ts'
 import type { BuildContext } from './build-context.ts'
 import { type VerifyResult, verifyPackage } from './verify.ts'
+import type { WrittenFile } from './write-model.ts'
 
 export async function exists(path: string): Promise<boolean> {
   return stat(path).then(
@@ -27,11 +30,18 @@ export interface WriteTarget {
   force: boolean
 }
 
+/** A fresh staging directory beside `out`. */
+export async function createStaging(out: string): Promise<string> {
+  await mkdir(dirname(out), { recursive: true })
+  const staging = join(dirname(out), `.${basename(out)}.build-${randomBytes(4).toString('hex')}`)
+  await mkdir(staging)
+  return staging
+}
+
 /** Verification against the staged package: check inputs per expert (held-out first), the router's split. */
 function verifyStaged(
   ctx: BuildContext,
-  dir: string,
-  sharedBytes: Uint8Array,
+  sharedPath: string,
   router: TrainedRouter,
 ): Promise<VerifyResult> {
   const { split, recipe } = ctx
@@ -43,11 +53,11 @@ function verifyStaged(
     return pool.slice(0, recipe.verify.examples_per_expert)
   })
   return verifyPackage({
-    dir,
+    dir: ctx.staging,
     inputs: ctx.inputs,
     outputs: ctx.outputs.filter((o) => o.elem === 'float').map((o) => o.name),
     experts: ctx.expertNames.map((name, i) => ({ name, path: ctx.files.experts[i] as string })),
-    shared: sharedBytes,
+    shared: sharedPath,
     checks,
     heldout: split.heldout,
     heldoutPredictions: router.heldoutPredictions,
@@ -58,30 +68,38 @@ function verifyStaged(
   })
 }
 
-export async function writeVerified(
+/** Removes the staging directory's scratch files (dot-named: sessions' model files, merges kept only to build). */
+async function removeScratch(staging: string): Promise<void> {
+  for (const name of await readdir(staging))
+    if (name.startsWith('.')) await rm(join(staging, name), { recursive: true, force: true })
+}
+
+/**
+ * Writes the manifest of the files in staging, verifies, and renames the staging directory to `out`.
+ * @param files the package's files as written (scratch files are not among them)
+ * @param verifyWith the shared model's file (the `shared` variant or a scratch merge) and the trained router
+ */
+export async function finishPackage(
   ctx: BuildContext,
   target: WriteTarget,
   manifest: ManifestWithoutFiles,
-  files: Record<string, Uint8Array>,
-  verifyWith: { sharedBytes: Uint8Array; router: TrainedRouter },
+  files: readonly WrittenFile[],
+  verifyWith: { sharedPath: string; router: TrainedRouter },
 ): Promise<{ manifest: PackageManifest; verification: VerifyResult }> {
-  const { out } = target
-  const staging = join(dirname(out), `.${basename(out)}.build-${randomBytes(4).toString('hex')}`)
-  try {
-    const written = await writePackage(staging, manifest, files)
-    const verification = await verifyStaged(ctx, staging, verifyWith.sharedBytes, verifyWith.router)
-    if (await exists(out)) {
-      if (!target.force)
-        throw new AppError(
-          'INVALID_REQUEST',
-          `output directory ${target.label} appeared during the build; not replacing it`,
-        )
-      await rm(out, { recursive: true, force: true })
-    }
-    await rename(staging, out)
-    return { manifest: written, verification }
-  } catch (err) {
-    await rm(staging, { recursive: true, force: true })
-    throw err
+  const hashes: Record<string, string> = {}
+  for (const f of files) hashes[relative(ctx.staging, f.path)] = f.sha256
+  const full = PackageManifestSchema.parse({ ...manifest, files: hashes })
+  await writeFile(join(ctx.staging, 'manifest.json'), `${JSON.stringify(full, null, 2)}\n`)
+  const verification = await verifyStaged(ctx, verifyWith.sharedPath, verifyWith.router)
+  await removeScratch(ctx.staging)
+  if (await exists(target.out)) {
+    if (!target.force)
+      throw new AppError(
+        'INVALID_REQUEST',
+        `output directory ${target.label} appeared during the build; not replacing it`,
+      )
+    await rm(target.out, { recursive: true, force: true })
   }
+  await rename(ctx.staging, target.out)
+  return { manifest: full, verification }
 }

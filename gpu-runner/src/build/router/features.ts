@@ -1,11 +1,17 @@
 /**
- * Router features: the shared model's value of one tensor per example, mean-pooled over the middle axes when
- * it is [batch, …, d] (as the twin graph pools it), read in batches through onnxruntime.
+ * Router features: the shared model's value of one tensor per example, mean-pooled per row over every axis but
+ * the batch's and the last (as the twin graph pools it), read in batches through onnxruntime.
  * @module
  */
 import { AppError } from '@twinserve/shared'
 import type { IModelProto } from '../../onnx/proto.ts'
 import { TensorProbe } from '../graph/probe.ts'
+import {
+  leadLayout,
+  type RowLayout,
+  rowOf as rowOfPosition,
+  type TensorLayout,
+} from '../graph/row-layout.ts'
 import { type IoTensor, stackExamples } from '../import/model-io.ts'
 import type { RoutingExample } from './routing-data.ts'
 
@@ -17,26 +23,47 @@ export interface Features {
   d: number
 }
 
-/** Mean over the middle axes of a [batch, …, d] tensor → [batch, d]. */
+/** The router feature's layout, which must have the batch on an axis before the last (feature) axis. */
+export function featureRows(name: string, layout: TensorLayout): RowLayout {
+  if (layout.kind !== 'rows' || layout.axis >= layout.rank - 1)
+    throw new AppError(
+      'INVALID_REQUEST',
+      `router feature '${name}' must have the batch on an axis before its last (feature) axis (got rank ${layout.rank}, ${layout.kind === 'rows' ? `batch on axis ${layout.axis}` : 'no batch axis: it is the same for every example'})`,
+    )
+  return layout
+}
+
+/**
+ * Mean per batch row over every axis but the batch's and the last → [batch, d], as the twin graph pools the
+ * feature (twin-graph/router-feature.ts). Without a layout the batch is axis 0.
+ */
 export function poolRows(
   data: Float32Array,
   dims: readonly number[],
+  layout: RowLayout = leadLayout(dims.length),
+  batch = dims[0] ?? 0,
 ): { rows: Float32Array; d: number } {
-  const batch = dims[0] ?? 0
   const d = dims.at(-1) ?? 0
-  const mid = dims.slice(1, -1).reduce((a, b) => a * b, 1)
-  if (dims.length < 2 || batch * mid * d !== data.length)
+  const positions = dims.slice(0, -1).reduce((a, b) => a * b, 1)
+  const mid = positions / batch
+  if (
+    dims.length < 2 ||
+    layout.axis >= dims.length - 1 ||
+    !Number.isInteger(mid) ||
+    positions * d !== data.length
+  )
     throw new AppError(
       'INVALID_REQUEST',
-      `router feature has dims [${dims.join(',')}]; expected [batch, …, d]`,
+      `router feature has dims [${dims.join(',')}]; expected the batch (${batch}) on an axis before the last`,
     )
-  if (mid === 1) return { rows: data, d }
+  if (mid === 1 && layout.axis === 0) return { rows: data, d }
+  const rowOf = rowOfPosition(layout, dims, batch)
   const rows = new Float32Array(batch * d)
-  for (let b = 0; b < batch; b++)
-    for (let m = 0; m < mid; m++)
-      for (let j = 0; j < d; j++)
-        rows[b * d + j] =
-          (rows[b * d + j] as number) + (data[(b * mid + m) * d + j] as number) / mid
+  for (let p = 0; p < positions; p++) {
+    const b = rowOf(p)
+    for (let j = 0; j < d; j++)
+      rows[b * d + j] = (rows[b * d + j] as number) + (data[p * d + j] as number) / mid
+  }
   return { rows, d }
 }
 
@@ -66,9 +93,9 @@ export async function extractFeatures(
   feature: string,
   inputs: readonly IoTensor[],
   examples: readonly RoutingExample[],
-  opts: { batch?: number; onBatch?: (done: number) => void } = {},
+  opts: { batch?: number; layout?: RowLayout; dir?: string; onBatch?: (done: number) => void } = {},
 ): Promise<Features> {
-  const probe = await TensorProbe.open(model, [feature])
+  const probe = await TensorProbe.open(model, [feature], undefined, opts.dir)
   const chunks: Float32Array[] = []
   let d = 0
   let done = 0
@@ -85,7 +112,7 @@ export async function extractFeatures(
       const t = out.get(feature)
       if (t?.type !== 'float32')
         throw new AppError('INVALID_REQUEST', `router feature '${feature}' is not a float32 tensor`)
-      const pooled = poolRows(t.data as Float32Array, t.dims)
+      const pooled = poolRows(t.data as Float32Array, t.dims, opts.layout, group.length)
       if (d !== 0 && pooled.d !== d)
         throw new AppError(
           'INVALID_REQUEST',

@@ -70,7 +70,7 @@ export function routerEmitter(router: RouterModel): RouterEmitter {
         })
         if (i + 1 < layers.length) h = editor.node('Relu', [h], { hint: `router/relu${i + 1}` })
       })
-      return editor.node('Softmax', [h], { attrs: { axis: -1 }, hint: 'router/probs' })
+      return ops.softmax(h, 'router/probs')
     }
     const d = router.standardizer.mean.length
     const T = router.prototypes.length / d
@@ -84,6 +84,6 @@ export function routerEmitter(router: RouterModel): RouterEmitter {
         hint: 'router/logits',
       },
     )
-    return editor.node('Softmax', [scaled], { attrs: { axis: -1 }, hint: 'router/probs' })
+    return ops.softmax(scaled, 'router/probs')
   }
 }

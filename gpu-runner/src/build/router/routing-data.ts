@@ -1,7 +1,8 @@
 /**
  * The router's labelled data: JSON lines `{"expert": "<name>", "inputs": {"<input>": [flat values]}}` (one
  * example per line, no batch axis), read line by line, checked, and split per expert with a seeded shuffle into
- * train / validation (early stopping) / held-out (reported accuracy only) parts.
+ * train / validation (early stopping) / held-out (reported accuracy only) parts. An input with one dynamic dim
+ * besides the batch may be left out: it is fed empty along that dim (a decoder's past key/values at prefill).
  * @module
  */
 import { createReadStream } from 'node:fs'
@@ -9,7 +10,7 @@ import { stat } from 'node:fs/promises'
 import { createInterface } from 'node:readline'
 import { AppError } from '@twinserve/shared'
 import { createRng, mixSeed, permutation } from '../../train/index.ts'
-import type { ExampleInputs, IoTensor } from '../import/model-io.ts'
+import { type ExampleInputs, emptyDims, type IoTensor } from '../import/model-io.ts'
 
 export interface RoutingExample {
   /** Index of the expert in the recipe's order. */
@@ -81,7 +82,9 @@ export async function readRoutingData(
           throw bad(path, n, `input '${k}' must be a non-empty flat array of finite numbers`)
         ex[k] = v as number[]
       }
-      for (const name of names) if (!ex[name]) throw bad(path, n, `input '${name}' is missing`)
+      for (const input of inputs)
+        if (!ex[input.name] && !emptyDims(input))
+          throw bad(path, n, `input '${input.name}' is missing`)
       if ((counts[e] as number) >= cap) {
         if (counts.every((c) => c >= cap)) break
         continue

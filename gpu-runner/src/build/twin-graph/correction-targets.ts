@@ -1,9 +1,12 @@
 /**
  * Which node's output receives each exclusive tensor's correction: the node that uses the tensor, or the bias
- * `Add` right after a MatMul (see correctionTarget).
+ * `Add` right after a MatMul (see correctionTarget), or, when that output is the same for every row, the `Add`
+ * that first brings it together with the batch (see pastSharedOutputs).
  * @module
  */
+import { AppError } from '@twinserve/shared'
 import type { IModelProto, INodeProto } from '../../onnx/proto.ts'
+import type { TensorLayout } from '../graph/row-layout.ts'
 import { consumersOf, type TensorSite } from '../graph/weight-sites.ts'
 
 /**
@@ -30,11 +33,40 @@ export function correctionTarget(
   return constants.has(other) ? only.node : use.node
 }
 
+/**
+ * A correction is per row, so it must land on a tensor that has the batch. A node whose output has none (a
+ * position embedding looked up from `arange(seq)`, then broadcast-added to the token embeddings) passes its
+ * correction on through `Add`s, which are linear in each operand, to the first output that has the batch.
+ */
+function pastSharedOutputs(
+  nodes: readonly INodeProto[],
+  consumers: ReadonlyMap<string, readonly { node: number; slot: number }[]>,
+  graphOutputs: ReadonlySet<string>,
+  layouts: { get(tensor: string): TensorLayout | undefined },
+  weight: string,
+  start: number,
+): number {
+  let at = start
+  for (;;) {
+    const y = nodes[at]?.output?.[0] ?? ''
+    if (layouts.get(y)?.kind !== 'shared') return at
+    const next = consumers.get(y) ?? []
+    const add = next.length === 1 ? nodes[next[0]?.node ?? -1] : undefined
+    if (graphOutputs.has(y) || add?.opType !== 'Add' || (add.input ?? []).length !== 2)
+      throw new AppError(
+        'INVALID_MODEL',
+        `tensor '${weight}': the output '${y}' of ${nodes[at]?.opType} node '${nodes[at]?.name ?? ''}' is the same for every row (it has no batch axis) and does not flow into an Add with the batch, so a per-row correction has nowhere to go; exclude '${weight}' from exclusive knowledge`,
+      )
+    at = next[0]?.node ?? at
+  }
+}
+
 /** For each tensor, per use (in the site's order): the index of the node whose output gets the correction. */
 export function correctionTargets(
   model: IModelProto,
   sites: ReadonlyMap<string, TensorSite>,
   tensors: readonly { name: string }[],
+  layouts: { get(tensor: string): TensorLayout | undefined },
 ): Map<string, number[]> {
   const graph = model.graph ?? {}
   const nodes = graph.node ?? []
@@ -47,19 +79,17 @@ export function correctionTargets(
     if (!site || site.kind === 'unsupported') continue
     out.set(
       name,
-      site.uses.map((u) => correctionTarget(nodes, consumers, constants, outputs, u)),
+      site.uses.map((u) =>
+        pastSharedOutputs(
+          nodes,
+          consumers,
+          outputs,
+          layouts,
+          name,
+          correctionTarget(nodes, consumers, constants, outputs, u),
+        ),
+      ),
     )
   }
   return out
-}
-
-/** Tensors whose layout (batch alignment) the rewrite needs: the outputs of every node that gets a correction. */
-export function correctedOutputs(
-  model: IModelProto,
-  sites: ReadonlyMap<string, TensorSite>,
-  tensors: readonly { name: string }[],
-): string[] {
-  const nodes = model.graph?.node ?? []
-  const targets = correctionTargets(model, sites, tensors)
-  return [...new Set([...targets.values()].flat())].map((i) => nodes[i]?.output?.[0] ?? '')
 }

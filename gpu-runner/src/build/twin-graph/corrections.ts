@@ -4,14 +4,15 @@
  * them back into the original name `y`, so every consumer of `y` sees the corrected value and, with all-zero
  * weights, the shared model bit for bit.
  *
- * Per-row terms are [batch, K] and broadcast to the node's output by its row layout: unsqueezed for
- * [batch, …, d], or repeated per row when an exporter flattened [batch, seq, d] to [batch·seq, d] (e.g. before a
- * Gemm).
+ * Per-row terms are [batch, K] and broadcast to the node's output by its row layout (graph/row-layout.ts):
+ * unsqueezed around the batch's axis when the batch is alone on it ([batch, seq, d], [seq, batch, d]), or repeated
+ * per position when an exporter flattened it with other sizes ([batch·seq, d] before a Gemm, [seq·batch, d] in
+ * nn.MultiheadAttention's output projection).
  * @module
  */
 import { AppError } from '@twinserve/shared'
 import type { INodeProto } from '../../onnx/proto.ts'
-import type { RowLayout } from '../graph/row-layout.ts'
+import { isAlone, type RowLayout } from '../graph/row-layout.ts'
 import type { RewriteContext } from './rewrite-context.ts'
 
 export class Corrections {
@@ -44,41 +45,40 @@ export class Corrections {
     this.terms.set(node, [...(this.terms.get(node) ?? []), term])
   }
 
-  private layoutOf(node: number): RowLayout {
+  /** The layout of a corrected node's output (retargeted past outputs without the batch, so never 'shared'). */
+  layoutOf(node: number): RowLayout {
     const y = this.finalName.get(node) ?? ''
     const layout = this.ctx.options.layouts.get(y)
-    if (!layout)
-      throw new AppError(
-        'INVALID_MODEL',
-        `no shape information for '${y}' (internal: probe it first)`,
-      )
+    if (layout?.kind !== 'rows')
+      throw new AppError('INTERNAL', `no batch layout for corrected tensor '${y}'`)
     return layout
   }
 
   /** Broadcasts a per-row [batch, K] tensor to the output of corrected node `node`. */
   alignRows(t: string, node: number): string {
     const layout = this.layoutOf(node)
-    const key =
-      layout.mode === 'lead' ? `${t}|lead|${layout.rank}` : `${t}|flat|${this.sharedOutput(node)}`
+    const alone = isAlone(layout)
+    const key = alone
+      ? `${t}|axis${layout.axis}|${layout.rank}`
+      : `${t}|rows|${this.sharedOutput(node)}`
     const hit = this.aligned.get(key)
     if (hit) return hit
-    const out =
-      layout.mode === 'lead'
-        ? this.ctx.ops.unsqueeze(
-            t,
-            Array.from({ length: layout.rank - 2 }, (_, j) => j + 1),
-            'align',
-          )
-        : this.repeatPerRow(t, this.sharedOutput(node))
+    // Every axis but the batch's and the last (where K goes) gets size 1.
+    const others = Array.from({ length: layout.rank - 1 }, (_, j) => j).filter(
+      (j) => j !== layout.axis,
+    )
+    const rows = alone ? t : this.repeatPerRow(t, this.sharedOutput(node), layout)
+    const out = this.ctx.ops.unsqueeze(rows, others, 'align')
     this.aligned.set(key, out)
     return out
   }
 
   /**
-   * [batch, K] → [batch·k, K], row-major over (batch, k), k = rows of `target` per example: the layout of a
-   * [batch, seq, d] → [batch·seq, d] reshape.
+   * [batch, K] → [n, K] along a batch axis of n = outer·batch·inner positions (row-major: each batch row repeated
+   * `inner` times in a row, the whole batch `outer` times), e.g. `[batch·seq, d]` (outer 1) or `[seq·batch, d]`
+   * (inner 1). The size not fixed in the layout is the axis's dim over the others, at run time.
    */
-  private repeatPerRow(t: string, target: string): string {
+  private repeatPerRow(t: string, target: string, layout: RowLayout): string {
     const { editor, ops } = this.ctx
     const zero = editor.int64('align/i0', [0])
     const oneIdx = editor.int64('align/i1', [1])
@@ -86,15 +86,40 @@ export class Corrections {
     const bDim = editor.node('Gather', [shapeT, zero], { attrs: { axis: 0 }, hint: 'align/b' })
     const kDim = editor.node('Gather', [shapeT, oneIdx], { attrs: { axis: 0 }, hint: 'align/k' })
     const targetShape = editor.node('Shape', [target], { hint: 'align/shape_y' })
-    const nDim = editor.node('Gather', [targetShape, zero], { attrs: { axis: 0 }, hint: 'align/n' })
-    const per = editor.node('Div', [nDim, bDim], { hint: 'align/per' })
-    const full = editor.node('Concat', [bDim, per, kDim], {
+    const axisIdx = layout.axis === 0 ? zero : editor.int64('align/axis', [layout.axis])
+    const nDim = editor.node('Gather', [targetShape, axisIdx], {
       attrs: { axis: 0 },
-      hint: 'align/full',
+      hint: 'align/n',
     })
-    const expanded = editor.node('Expand', [ops.unsqueeze(t, [1], 'align'), full], {
-      hint: 'align/expand',
-    })
+    let expanded: string
+    if (layout.outer.fixed && layout.outer.size === 1) {
+      const per = editor.node('Div', [nDim, bDim], { hint: 'align/per' })
+      const full = editor.node('Concat', [bDim, per, kDim], {
+        attrs: { axis: 0 },
+        hint: 'align/full',
+      })
+      expanded = editor.node('Expand', [ops.unsqueeze(t, [1], 'align'), full], {
+        hint: 'align/expand',
+      })
+    } else {
+      const known = layout.outer.fixed ? layout.outer : layout.inner
+      const fixed = editor.int64('align/fixed', [known.size])
+      const other = editor.node(
+        'Div',
+        [nDim, editor.node('Mul', [bDim, fixed], { hint: 'align/bf' })],
+        {
+          hint: 'align/other',
+        },
+      )
+      const [outer, inner] = layout.outer.fixed ? [fixed, other] : [other, fixed]
+      const full = editor.node('Concat', [outer, bDim, inner, kDim], {
+        attrs: { axis: 0 },
+        hint: 'align/full',
+      })
+      expanded = editor.node('Expand', [ops.unsqueeze(t, [0, 2], 'align'), full], {
+        hint: 'align/expand',
+      })
+    }
     const flat = editor.node('Concat', [editor.int64('align/minus1', [-1]), kDim], {
       attrs: { axis: 0 },
       hint: 'align/flat',

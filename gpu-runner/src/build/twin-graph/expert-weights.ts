@@ -48,19 +48,15 @@ function routedWeights(ctx: RewriteContext, probs: string): string {
   const masked = editor.node('Mul', [probs, expertMask.name], { hint: 'weights/masked' })
   const one = editor.int64('weights/one', [1], [])
   const kMax = editor.int64('weights/t', [ctx.gatherK ?? T], [])
-  const kAtLeastOne = editor.node('Max', [topK.name, one], { hint: 'weights/k_lo' })
-  const k = editor.node('Min', [kAtLeastOne, kMax], { hint: 'weights/k' })
+  const k = ops.clampInt64(topK.name, one, kMax, 'weights/k')
   const kIndex = editor.node('Sub', [k, one], { hint: 'weights/k_index' }) // [batch, 1]
-  const sorted = editor.node('TopK', [masked, editor.int64('weights/all', [T])], {
-    outputs: [editor.fresh('weights/sorted'), editor.fresh('weights/sorted_idx')],
-    attrs: { axis: -1, largest: 1, sorted: 1 },
-    hint: 'weights/topk',
-  })
-  const kth = editor.node('GatherElements', [sorted, kIndex], {
-    attrs: { axis: 1 },
-    hint: 'weights/kth',
-  })
-  const keep = editor.node('GreaterOrEqual', [masked, kth], { hint: 'weights/keep' })
+  const sorted = ops.topK(masked, T, 'weights/topk', {
+    k: 'weights/all',
+    values: 'weights/sorted',
+    indices: 'weights/sorted_idx',
+  }).values
+  const kth = ops.gatherElements(sorted, kIndex, 'weights/kth')
+  const keep = ops.greaterOrEqual(masked, kth, 'weights/keep')
   const kept = editor.node('Where', [keep, masked, ops.scalar(0, 'weights/zero')], {
     hint: 'weights/kept',
   })
@@ -119,7 +115,7 @@ export function emitExpertWeights(
   })
   let picked: string | undefined
   if (ctx.gatherK !== undefined) {
-    const top = emitTopK(editor, applied, ctx.gatherK)
+    const top = emitTopK(editor, ops, applied, ctx.gatherK)
     picked = top.idx
     applied = top.applied
   }

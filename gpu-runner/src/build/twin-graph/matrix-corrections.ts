@@ -92,6 +92,36 @@ function scaledByAlpha(
   return ctx.editor.node('Mul', [c, ctx.ops.scalar(alpha)], { hint: `${name}/alpha` })
 }
 
+/** s(w) = w[expert_of_rank] ⊙ σ: each rank column's weight for each row. */
+function rankWeights(ctx: RewriteContext, name: string, stored: StoredFactors, weights: string) {
+  const { editor } = ctx
+  const gathered = editor.node('Gather', [weights, stored.expertOfRank], {
+    attrs: { axis: 1 },
+    hint: `${name}/w_of_rank`,
+  })
+  return editor.node('Mul', [gathered, stored.sigma], { hint: `${name}/s` }) // [batch, R]
+}
+
+/**
+ * An embedding lookup's correction: ΔW[ids] = (U[ids] ⊙ s(w))·Vᵀ, the rows of U picked by the same ids, so no
+ * dense ΔW is formed (a one-hot row times W is the lookup, and the factored product follows it).
+ */
+function lookupCorrection(
+  ctx: RewriteContext,
+  m: MatrixFactors,
+  stored: StoredFactors,
+  s: string,
+  n: INodeProto,
+  target: number,
+  corrections: Corrections,
+): void {
+  const { editor } = ctx
+  const ids = n.input?.[1] ?? ''
+  const xu = editor.node('Gather', [stored.u, ids], { attrs: { axis: 0 }, hint: `${m.name}/rows` }) // [.., R]
+  const z = editor.node('Mul', [xu, corrections.alignRows(s, target)], { hint: `${m.name}/xus` })
+  corrections.add(target, editor.node('MatMul', [z, stored.vt], { hint: `${m.name}/delta` })) // [.., cols]
+}
+
 /** Each use of one matrix, multiplying every row by all R factor columns. */
 function denseCorrections(
   ctx: RewriteContext,
@@ -101,14 +131,14 @@ function denseCorrections(
   corrections: Corrections,
 ): void {
   const { editor } = ctx
-  const gathered = editor.node('Gather', [weights, stored.expertOfRank], {
-    attrs: { axis: 1 },
-    hint: `${m.name}/w_of_rank`,
-  })
-  const s = editor.node('Mul', [gathered, stored.sigma], { hint: `${m.name}/s` }) // [batch, R]
+  const s = rankWeights(ctx, m.name, stored, weights)
   let vtT: string | undefined // [cols, R] for transposed uses
   let uT: string | undefined // [R, rows]
   for (const { use, node: n, target } of usesOf(ctx, m.name)) {
+    if (use.op === 'Gather') {
+      lookupCorrection(ctx, m, stored, s, n, target, corrections)
+      continue
+    }
     const x = activationOf(ctx, n, use, m.name)
     let inFactor = stored.u
     let outFactor = stored.vt
@@ -139,7 +169,7 @@ function gatheredCorrections(
   weights: Required<ExpertWeights>,
   corrections: Corrections,
 ): void {
-  const g = gatherMatrix(ctx.editor, {
+  const g = gatherMatrix(ctx.editor, ctx.ops, {
     name: m.name,
     u: stored.u,
     vt: stored.vt,
@@ -153,9 +183,20 @@ function gatheredCorrections(
     w: weights.applied,
     idx: weights.picked,
   })
+  let s: string | undefined // the dense s(w), for lookups: a row's ids pick table rows, not K experts' columns
   for (const { use, node: n, target } of usesOf(ctx, m.name)) {
+    if (use.op === 'Gather') {
+      s ??= rankWeights(ctx, m.name, stored, weights.applied)
+      lookupCorrection(ctx, m, stored, s, n, target, corrections)
+      continue
+    }
     const x = activationOf(ctx, n, use, m.name)
-    const c = g.correction(x, use.transposed, corrections.sharedOutput(target))
+    const c = g.correction(
+      x,
+      use.transposed,
+      corrections.sharedOutput(target),
+      corrections.layoutOf(target),
+    )
     corrections.add(target, scaledByAlpha(ctx, n, use, c, m.name))
   }
 }

@@ -9,7 +9,7 @@ import type { Dim } from '../../onnx/graph-builder.ts'
 import type { IModelProto, INodeProto, ModelProto } from '../../onnx/proto.ts'
 import { GraphEditor } from '../graph/graph-editor.ts'
 import { defaultOpset, Ops } from '../graph/ops.ts'
-import type { RowLayout } from '../graph/row-layout.ts'
+import type { TensorLayout } from '../graph/row-layout.ts'
 import type { TensorSite } from '../graph/weight-sites.ts'
 import { correctionTargets } from './correction-targets.ts'
 
@@ -24,10 +24,15 @@ export interface TwinRewriteOptions {
   vectors: readonly VectorFactors[]
   /** Number of experts T. */
   experts: number
-  /** Layout of every rewritten node's first output, by tensor name. */
-  layouts: ReadonlyMap<string, RowLayout>
-  /** Router input: a tensor of the base graph and its layout (rank > 2 is mean-pooled over the middle axes). */
-  feature: { tensor: string; layout: RowLayout }
+  /**
+   * Where the batch is in each tensor (pipeline/row-layouts.ts): the rewrite reads the outputs of the nodes that get
+   * corrections and the router feature. A lookup may throw, naming a tensor whose batch axis cannot be tracked.
+   */
+  layouts: { get(tensor: string): TensorLayout | undefined }
+  /** Router input: a tensor of the base graph, mean-pooled per row over every axis but the batch and the last. */
+  feature: { tensor: string; layout: TensorLayout }
+  /** A graph input whose axis 0 is the batch (the router reads the batch size from it for flattened features). */
+  batchInput: string
   router: RouterEmitter
   /**
    * 'inputs': the twin contract (the control inputs of TWIN_INPUTS in, expert_weights out).
@@ -89,10 +94,12 @@ export function rewriteContext(model: ModelProto, options: TwinRewriteOptions): 
   const experts = options.experts
   for (const m of options.matrices) checkSite(options.sites, m.name, 'matrix')
   for (const v of options.vectors) checkSite(options.sites, v.name, 'vector')
-  const targets = correctionTargets(options.model, options.sites, [
-    ...options.matrices,
-    ...options.vectors,
-  ])
+  const targets = correctionTargets(
+    options.model,
+    options.sites,
+    [...options.matrices, ...options.vectors],
+    options.layouts,
+  )
   const gatherK = options.controls === 'inputs' ? options.topkGather : undefined
   if (gatherK !== undefined && (!Number.isInteger(gatherK) || gatherK < 1 || gatherK >= experts))
     throw new AppError(

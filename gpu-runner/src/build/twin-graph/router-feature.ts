@@ -2,11 +2,12 @@
  * Step 1 of the rewrite: the router, reading the shared model's value of the feature tensor. When that tensor
  * depends on a node that gets a correction, the nodes computing it are copied under `router/` names, so that the
  * router sees shared-model features (as Twin-Merging's router does) and the graph stays acyclic. A feature of
- * rank > 2 ([batch, …, d]) is mean-pooled over its middle axes.
+ * rank > 2 is mean-pooled per row over every axis but the batch's and the last, wherever the batch is.
  * @module
  */
-import { AppError } from '@twinserve/shared'
 import type { INodeProto } from '../../onnx/proto.ts'
+import { isAlone, type RowLayout, type TensorLayout } from '../graph/row-layout.ts'
+import { featureRows } from '../router/features.ts'
 import type { RewriteContext } from './rewrite-context.ts'
 
 /** Nodes (indices) that `tensor` depends on, in graph order. */
@@ -48,6 +49,52 @@ function sharedModelFeature(ctx: RewriteContext, feature: string): string {
 }
 
 /**
+ * [.., n, ..] with n = outer·batch·inner on the batch's axis → [.., outer, batch, inner, ..]: the batch on an axis
+ * of its own, so that pooling can keep it. The batch size comes from a graph input whose axis 0 is the batch.
+ */
+function splitBatchAxis(ctx: RewriteContext, x: string, layout: RowLayout): string {
+  const { editor, ops } = ctx
+  const shape = editor.node('Shape', [x], { hint: 'router/feature_shape' })
+  const b = ops.slice(
+    editor.node('Shape', [ctx.options.batchInput], { hint: 'router/input_shape' }),
+    0,
+    0,
+    1,
+    'router/batch',
+  )
+  const n = ops.slice(shape, 0, layout.axis, layout.axis + 1, 'router/n')
+  const known = layout.outer.fixed ? layout.outer : layout.inner
+  const fixed = editor.int64('router/fixed', [known.size])
+  const other = editor.node('Div', [n, editor.node('Mul', [b, fixed], { hint: 'router/bf' })], {
+    hint: 'router/other',
+  })
+  const [outer, inner] = layout.outer.fixed ? [fixed, other] : [other, fixed]
+  const parts = [
+    ...(layout.axis > 0 ? [ops.slice(shape, 0, 0, layout.axis, 'router/before')] : []),
+    outer,
+    b,
+    inner,
+    ops.slice(shape, 0, layout.axis + 1, layout.rank, 'router/after'),
+  ]
+  const split = editor.node('Concat', parts, { attrs: { axis: 0 }, hint: 'router/split_shape' })
+  return editor.node('Reshape', [x, split], { hint: 'router/split' })
+}
+
+/**
+ * The feature as [batch, d]: the mean over every axis but the batch's and the last (a no-op for [batch, d]).
+ * This is what the router was trained on (router/features.ts pools the same way on the host).
+ */
+function poolPerRow(ctx: RewriteContext, feature: string, given: TensorLayout): string {
+  const layout = featureRows(ctx.options.feature.tensor, given)
+  const alone = isAlone(layout)
+  const x = alone ? feature : splitBatchAxis(ctx, feature, layout)
+  const rank = alone ? layout.rank : layout.rank + 2
+  const keep = alone ? layout.axis : layout.axis + 1
+  const axes = Array.from({ length: rank - 1 }, (_, i) => i).filter((i) => i !== keep)
+  return axes.length === 0 ? x : ctx.ops.reduceMean(x, axes, false, 'router/pool')
+}
+
+/**
  * Emits the router on the shared model's features.
  * @returns the router's [batch, T] probabilities, and the index of its first node in graph.node (everything
  * from there on computes only the router, which step 2 moves behind the router gate)
@@ -55,19 +102,10 @@ function sharedModelFeature(ctx: RewriteContext, feature: string): string {
 export function emitRouter(ctx: RewriteContext): { probs: string; firstNode: number } {
   const { options, editor, ops } = ctx
   const firstNode = (editor.graph.node ?? []).length
-  let feature = sharedModelFeature(ctx, options.feature.tensor)
-  const layout = options.feature.layout
-  if (layout.mode !== 'lead' || layout.rank < 2)
-    throw new AppError(
-      'INVALID_REQUEST',
-      `router feature '${options.feature.tensor}' must have shape [batch, ..., d] (got rank ${layout.rank}, ${layout.mode === 'flat' ? 'batch flattened into rows' : 'no batch axis'})`,
-    )
-  if (layout.rank > 2)
-    feature = ops.reduceMean(
-      feature,
-      Array.from({ length: layout.rank - 2 }, (_, i) => i + 1),
-      false,
-      'router/pool',
-    )
+  const feature = poolPerRow(
+    ctx,
+    sharedModelFeature(ctx, options.feature.tensor),
+    options.feature.layout,
+  )
   return { probs: options.router(editor, ops, feature), firstNode }
 }

@@ -16,8 +16,11 @@
  * @module
  */
 
+import { AppError } from '@twinserve/shared'
 import { columnsOf, type MatrixFactors } from '../../factors/exclusive-factors.ts'
 import type { GraphEditor } from '../graph/graph-editor.ts'
+import type { Ops } from '../graph/ops.ts'
+import { isAlone, type RowLayout } from '../graph/row-layout.ts'
 
 /** Factors in expert-major order: u [rows, T·r], vt [T·r, cols], σ 0 where an expert has fewer than r components. */
 export interface PaddedFactors extends MatrixFactors {
@@ -55,17 +58,17 @@ export function padExpertMajor(m: MatrixFactors, T: number): PaddedFactors {
  */
 export function emitTopK(
   editor: GraphEditor,
+  ops: Ops,
   w: string,
   K: number,
 ): { idx: string; applied: string } {
-  const idx = editor.fresh('weights/top_idx') // [batch, K] int64
   const abs = editor.node('Abs', [w], { hint: 'weights/abs' })
-  editor.node('TopK', [abs, editor.int64('weights/k_gather', [K])], {
-    outputs: [editor.fresh('weights/top_abs'), idx],
-    attrs: { axis: -1, largest: 1, sorted: 1 },
-    hint: 'weights/top',
-  })
-  const wk = editor.node('GatherElements', [w, idx], { attrs: { axis: 1 }, hint: 'weights/top_w' })
+  const idx = ops.topK(abs, K, 'weights/top', {
+    k: 'weights/k_gather',
+    values: 'weights/top_abs',
+    indices: 'weights/top_idx',
+  }).indices // [batch, K] int64
+  const wk = ops.gatherElements(w, idx, 'weights/top_w')
   const zeros = editor.node(
     'ConstantOfShape',
     [editor.node('Shape', [w], { hint: 'weights/shape' })],
@@ -73,10 +76,7 @@ export function emitTopK(
       hint: 'weights/zeros',
     },
   )
-  const applied = editor.node('ScatterElements', [zeros, idx, wk], {
-    attrs: { axis: 1 },
-    hint: 'weights/applied',
-  })
+  const applied = ops.scatterElements(zeros, idx, wk, 'weights/applied')
   return { idx, applied }
 }
 
@@ -102,6 +102,7 @@ function once(editor: GraphEditor, key: string, make: () => string): string {
 /** Emits one matrix's gathered factors; `correction` adds the nodes for one use. */
 export function gatherMatrix(
   editor: GraphEditor,
+  ops: Ops,
   p: {
     name: string
     /** Graph tensors of the padded factors: U [rows, T·r], Vᵀ [T·r, cols], σ and expert of rank [T·r]. */
@@ -118,7 +119,9 @@ export function gatherMatrix(
     w: string
     idx: string
   },
-): { correction: (x: string, transposed: boolean, shapeOf: string) => string } {
+): {
+  correction: (x: string, transposed: boolean, shapeOf: string, layout: RowLayout) => string
+} {
   const { name, rows, cols, r, K, idx } = p
   const kr = K * r
   // Each row's rank columns: expert e owns columns e·r … e·r + r − 1 (expert-major, padded).
@@ -126,7 +129,7 @@ export function gatherMatrix(
     const first = editor.node(
       'Mul',
       [
-        editor.node('Unsqueeze', [idx, editor.int64('gather/axis2', [2])], { hint: 'gather/idx3' }),
+        ops.unsqueeze(idx, [2], 'gather/idx3', 'gather/axis2'),
         editor.int64(`gather/r${r}`, [r], []),
       ],
       { hint: 'gather/first_column' },
@@ -156,30 +159,25 @@ export function gatherMatrix(
   // Row tables [T·r, d]: Vᵀ as stored, and Uᵀ (a Transpose of a constant, folded when the session is created).
   const uT = editor.node('Transpose', [p.u], { attrs: { perm: [1, 0] }, hint: `${name}/u_rows` }) // [T·r, rows]
   // s = w[expert_of_rank] ⊙ σ at the row's columns, as the dense graph's s(w).
-  const s = editor.node(
-    'Unsqueeze',
-    [
+  const s = ops.unsqueeze(
+    ops.gatherElements(
       editor.node(
-        'GatherElements',
+        'Mul',
         [
-          editor.node(
-            'Mul',
-            [
-              editor.node('Gather', [p.w, p.expertOfRank], {
-                attrs: { axis: 1 },
-                hint: `${name}/w_of_rank`,
-              }),
-              p.sigma,
-            ],
-            { hint: `${name}/s_all` },
-          ), // [batch, T·r]
-          columns,
+          editor.node('Gather', [p.w, p.expertOfRank], {
+            attrs: { axis: 1 },
+            hint: `${name}/w_of_rank`,
+          }),
+          p.sigma,
         ],
-        { attrs: { axis: 1 }, hint: `${name}/s_k` },
-      ), // [batch, K·r]
-      editor.int64('gather/axis1', [1]),
-    ],
-    { hint: `${name}/s` },
+        { hint: `${name}/s_all` },
+      ), // [batch, T·r]
+      columns,
+      `${name}/s_k`,
+    ), // [batch, K·r]
+    [1],
+    `${name}/s`,
+    'gather/axis1',
   ) // [batch, 1, K·r]
   const cache = new Map<string, string>()
   const gathered = (table: string, transpose: boolean): string => {
@@ -195,32 +193,57 @@ export function gatherMatrix(
     cache.set(key, out)
     return out
   }
+  /** [batch, rows per example, d_in] → the correction [batch, rows per example, d_out]. */
+  const perRow = (x3: string, transposed: boolean): string => {
+    const [inF, outF] = transposed ? [p.vt, uT] : [uT, p.vt]
+    const xu = editor.node('MatMul', [x3, gathered(inF, true)], { hint: `${name}/xu` }) // [batch, M, K·r]
+    const z = editor.node('Mul', [xu, s], { hint: `${name}/xus` })
+    return editor.node('MatMul', [z, gathered(outF, false)], { hint: `${name}/delta` }) // [batch, M, d_out]
+  }
+  const x3Shape = (dIn: number) =>
+    once(editor, `x3|${idx}|${dIn}`, () =>
+      editor.node('Concat', [batch, editor.int64(`gather/x3_tail${dIn}`, [-1, dIn])], {
+        attrs: { axis: 0 },
+        hint: 'gather/x3_shape',
+      }),
+    )
   return {
-    correction(x, transposed, shapeOf) {
-      const [inF, dIn, outF] = transposed ? [p.vt, cols, uT] : [uT, rows, p.vt]
-      const x3 = editor.node(
-        'Reshape',
+    correction(x, transposed, shapeOf, layout) {
+      const dIn = transposed ? cols : rows
+      if (layout.axis === 0 && layout.outer.fixed && layout.outer.size === 1) {
+        // The batch is the outermost row index: X viewed as [batch, rows per example, d_in] directly.
+        const x3 = editor.node('Reshape', [x, x3Shape(dIn)], { hint: `${name}/x3` })
+        return editor.node(
+          'Reshape',
+          [perRow(x3, transposed), editor.node('Shape', [shapeOf], { hint: `${name}/y_shape` })],
+          { hint: `${name}/delta_y` },
+        )
+      }
+      if (!isAlone(layout))
+        throw new AppError(
+          'INVALID_REQUEST',
+          `exclusive.topk_gather: the output '${shapeOf}' of a use of '${name}' has the batch flattened inside axis ${layout.axis} after other sizes (as in [seq·batch, d]); the gather needs each example's rows together. Build without topk_gather, or exclude '${name}'`,
+        )
+      // The batch alone on axis a ([seq, batch, d]): moved to the front and back again.
+      const perm = [
+        layout.axis,
+        ...Array.from({ length: layout.rank }, (_, i) => i).filter((i) => i !== layout.axis),
+      ]
+      const inverse = perm.map((_, i) => perm.indexOf(i))
+      const xt = editor.node('Transpose', [x], { attrs: { perm }, hint: `${name}/x_batch_first` })
+      const x3 = editor.node('Reshape', [xt, x3Shape(dIn)], { hint: `${name}/x3` })
+      const yShape = editor.node(
+        'Gather',
         [
-          x,
-          once(editor, `x3|${idx}|${dIn}`, () =>
-            editor.node('Concat', [batch, editor.int64(`gather/x3_tail${dIn}`, [-1, dIn])], {
-              attrs: { axis: 0 },
-              hint: 'gather/x3_shape',
-            }),
-          ),
+          editor.node('Shape', [shapeOf], { hint: `${name}/y_shape` }),
+          editor.int64(`${name}/perm`, perm),
         ],
-        { hint: `${name}/x3` },
-      ) // [batch, rows per example, d_in]
-      const xu = editor.node('MatMul', [x3, gathered(inF, true)], { hint: `${name}/xu` }) // [batch, M, K·r]
-      const z = editor.node('Mul', [xu, s], { hint: `${name}/xus` })
-      const c3 = editor.node('MatMul', [z, gathered(outF, false)], { hint: `${name}/delta` }) // [batch, M, d_out]
-      return editor.node(
-        'Reshape',
-        [c3, editor.node('Shape', [shapeOf], { hint: `${name}/y_shape` })],
-        {
-          hint: `${name}/delta_y`,
-        },
+        { attrs: { axis: 0 }, hint: `${name}/y_shape_batch_first` },
       )
+      const c = editor.node('Reshape', [perRow(x3, transposed), yShape], {
+        hint: `${name}/delta_t`,
+      })
+      return editor.node('Transpose', [c], { attrs: { perm: inverse }, hint: `${name}/delta_y` })
     },
   }
 }

@@ -83,9 +83,11 @@ export function emitVectorCorrections(
       throw new AppError('INVALID_MODEL', `delta of '${v.name}' is not [${T}, ${v.size}]`)
     const D = editor.float(`${v.name}${TWIN_FACTOR_SUFFIXES.delta}`, v.delta, [T, v.size], true)
     const dp = editor.node('MatMul', [weights, D], { hint: `${v.name}/delta` }) // [batch, d]
-    for (const use of site.uses) {
-      const aligned = corrections.alignRows(dp, use.node)
-      corrections.add(use.node, vectorTerm(ctx, normalized, v, use, aligned))
-    }
+    const targets = ctx.targets.get(v.name) ?? []
+    site.uses.forEach((use, k) => {
+      const target = targets[k] ?? use.node
+      const aligned = corrections.alignRows(dp, target)
+      corrections.add(target, vectorTerm(ctx, normalized, v, use, aligned))
+    })
   }
 }
