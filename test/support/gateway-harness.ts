@@ -47,6 +47,8 @@ export interface E2eGateway {
   runners(): Promise<string[]>
   /** GET /metrics as JSON (admin). */
   metrics(): Promise<GatewayMetrics>
+  /** Stops the gateway process and starts it again on the same port, state directory and secrets. */
+  restart(): Promise<void>
   stop(): Promise<void>
 }
 
@@ -73,13 +75,13 @@ export async function startE2eGateway(vars: Record<string, string> = {}): Promis
   const listeners: ((l: LogLine) => void)[] = []
   let partial = ''
   await applyLocalMigrations({ persistTo: dir })
-  const gw = await startLocalGateway({
+  const options = {
     persistTo: dir,
     vars: { RUNNER_SIGNING_SECRET: secret, ADMIN_BOOTSTRAP_SECRET: admin, ...vars },
     // 'log' lets the Worker's info lines (request, cold_start_served) through.
-    wranglerLogLevel: 'log',
+    wranglerLogLevel: 'log' as const,
     startTimeoutMs: 60_000,
-    onOutput: (chunk) => {
+    onOutput: (chunk: string) => {
       partial += chunk
       const lines = partial.split('\n')
       partial = lines.pop() ?? ''
@@ -90,7 +92,8 @@ export async function startE2eGateway(vars: Record<string, string> = {}): Promis
         for (const f of [...listeners]) f(l)
       }
     },
-  })
+  }
+  let gw = await startLocalGateway(options)
   const adminHeaders = { authorization: `Bearer ${admin}` }
 
   const waitForLog: E2eGateway['waitForLog'] = (pred, timeoutMs = 20_000) => {
@@ -157,6 +160,10 @@ export async function startE2eGateway(vars: Record<string, string> = {}): Promis
       if (!res.ok) throw new Error(`metrics: ${res.status} ${await res.text()}`)
       return GatewayMetricsSchema.parse(await res.json())
     },
+    async restart() {
+      await gw.stop()
+      gw = await startLocalGateway({ ...options, port: gw.port })
+    },
     async stop() {
       await gw.stop()
       await rm(dir, { recursive: true, force: true })
@@ -179,13 +186,14 @@ export function metricValue(
 /** A real runner process registered with `gw` (waits for the registration to be acknowledged). */
 export async function startGatewayRunner(
   gw: E2eGateway,
-  opts: { packages: string[]; runnerId: string; args?: string[] },
+  opts: { packages: string[]; runnerId: string; args?: string[]; startTimeoutMs?: number },
 ): Promise<RunnerProcess> {
   const r = await startRunnerProcess({
     packages: opts.packages,
     secret: gw.secret,
     args: ['--gateway-url', gw.url, '--runner-id', opts.runnerId, ...(opts.args ?? [])],
+    ...(opts.startTimeoutMs ? { startTimeoutMs: opts.startTimeoutMs } : {}),
   })
-  await r.waitForLog((l) => l.msg === 'registered with the gateway')
+  await r.waitForLog((l) => l.msg === 'registered with the gateway', opts.startTimeoutMs)
   return r
 }
