@@ -8,13 +8,13 @@
  */
 
 import { mkdtemp, rm } from 'node:fs/promises'
-import { request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { RunnerListSchema, signRequest } from '@twinserve/shared'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { writeTwinFixture } from '../fixtures/twin-fixture.ts'
 import { type E2eGateway, startE2eGateway, startGatewayRunner } from '../support/gateway-harness.ts'
+import { announcedHugePost } from '../support/raw-post.ts'
 import type { RunnerProcess } from '../support/runner-harness.ts'
 
 const MODEL = 'isolation-twin'
@@ -71,32 +71,6 @@ async function tenantB(stop: Promise<void>): Promise<number[]> {
   return statuses
 }
 
-/** A raw unsigned POST to a runner announcing `bytes`, sending only 1 KB: the status, or 'no answer' in 5 s. */
-function unsignedHugePost(url: string, bytes: number): Promise<number | 'no answer'> {
-  return new Promise((resolve, reject) => {
-    const u = new URL(`${url}/v2/models/${MODEL}/infer`)
-    const req = request({
-      host: u.hostname,
-      port: u.port,
-      path: u.pathname,
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'content-length': bytes },
-    })
-    const timer = setTimeout(() => {
-      req.destroy()
-      resolve('no answer')
-    }, 5000)
-    req.on('response', (res) => {
-      clearTimeout(timer)
-      res.resume()
-      resolve(res.statusCode ?? 0)
-      req.destroy()
-    })
-    req.on('error', reject)
-    req.write(Buffer.alloc(1024, 0x20))
-  })
-}
-
 /** Tenant A's hostile requests, each with the status it must get. */
 async function tenantA(): Promise<{ what: string; status: number; expected: number[] }[]> {
   const out: { what: string; status: number; expected: number[] }[] = []
@@ -136,7 +110,7 @@ async function tenantA(): Promise<{ what: string; status: number; expected: numb
   for (const r of runners)
     out.push({
       what: `unsigned 30 MiB at runner ${r.url}`,
-      status: Number(await unsignedHugePost(r.url, 30 * 2 ** 20)),
+      status: Number(await announcedHugePost(`${r.url}/v2/models/${MODEL}/infer`, 30 * 2 ** 20)),
       expected: [401],
     })
   // A signed request, sent twice straight to a runner (as if captured on the way).
