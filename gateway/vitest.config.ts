@@ -2,7 +2,7 @@ import path from 'node:path'
 import { cloudflareTest, readD1Migrations } from '@cloudflare/vitest-pool-workers'
 import { defineConfig } from 'vitest/config'
 import { textModulesPlugin } from './test/node/text-modules-plugin.ts'
-import { TEST_BINDINGS } from './test/test-env.ts'
+import { TEST_BINDINGS, TEST_PREAUTH_LIMIT } from './test/test-env.ts'
 
 export default defineConfig(async () => {
   // Applied by each test file (applyD1Migrations) to its own fresh D1.
@@ -13,7 +13,11 @@ export default defineConfig(async () => {
       textModulesPlugin(),
       cloudflareTest({
         wrangler: { configPath: '../wrangler.toml' },
-        miniflare: { bindings: { ...TEST_BINDINGS, TEST_MIGRATIONS: migrations } },
+        miniflare: {
+          bindings: { ...TEST_BINDINGS, TEST_MIGRATIONS: migrations },
+          // A small pre-auth IP limit, so a test can reach it (wrangler.toml's is sized for real traffic).
+          ratelimits: { PREAUTH_LIMITER: { simple: { limit: TEST_PREAUTH_LIMIT, period: 60 } } },
+        },
       }),
     ],
     test: {

@@ -23,6 +23,13 @@ async function readBody(req: IncomingMessage): Promise<string> {
   return Buffer.concat(chunks).toString('utf8')
 }
 
+/** The code a real runner sends with each status a stand-in may fail with. */
+const FAIL_CODES: Record<number, string> = {
+  503: 'RUNNER_OVERLOADED',
+  429: 'RATE_LIMITED',
+  422: 'NON_FINITE_OUTPUT',
+}
+
 export class RunnerStandIn {
   behavior: StandInBehavior = { mode: 'ok' }
   private readonly server: Server
@@ -84,8 +91,7 @@ export class RunnerStandIn {
       method: req.method ?? 'GET',
       path: url.pathname + url.search,
       body,
-      timestampHeader: req.headers['x-twinserve-timestamp'] as string | undefined,
-      signatureHeader: req.headers['x-twinserve-signature'] as string | undefined,
+      headers: req.headers,
     })
     if (!verdict.ok) {
       this.stats.bad_signatures += 1
@@ -107,11 +113,14 @@ export class RunnerStandIn {
         req.socket.destroy()
         return
       }
-      if (b.mode === 'fail')
+      if (b.mode === 'fail') {
+        // 429 with Retry-After as the runner's per-tenant merge quota answers; 422 as a non-finite output.
+        if (b.status === 429) res.setHeader('retry-after', '7')
         return send(res, b.status, {
           error: `stand-in failing with ${b.status}`,
-          code: b.status === 503 ? 'RUNNER_OVERLOADED' : 'INTERNAL',
+          code: FAIL_CODES[b.status] ?? 'INTERNAL',
         })
+      }
       if (b.mode === 'garbage') return send(res, 200, '{"not":"a v2 response"}')
       if (b.mode === 'delay') await new Promise((r) => setTimeout(r, b.ms))
 

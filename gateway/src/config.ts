@@ -23,6 +23,23 @@ export const GatewayConfigSchema = z.object({
   /** Runners tried per request (first try plus retries on other runners). */
   MAX_ATTEMPTS: int(1, 10, 3),
   MAX_BODY_BYTES: int(1024, 100 * 1024 * 1024, 32 * 1024 * 1024),
+  /** The whole request body must arrive within this (408 REQUEST_TIMEOUT): a trickled body never holds a request. */
+  BODY_TIMEOUT_MS: int(100, 15 * 60_000, 30_000),
+  /**
+   * Each attempt at a runner may take ATTEMPT_TIMEOUT_FACTOR × the p99 latency this isolate has seen from the
+   * runners for the model (and body size), but at least ATTEMPT_TIMEOUT_MIN_MS; a frozen runner is abandoned then
+   * and its timeout counts against its breaker. Without enough samples (or for per-request merges) an attempt
+   * has the caller's whole deadline, and running out of it is no one's fault.
+   */
+  ATTEMPT_TIMEOUT_MIN_MS: int(50, 15 * 60_000, 5_000),
+  ATTEMPT_TIMEOUT_FACTOR: int(1, 1000, 10),
+  /**
+   * An attempt still unanswered after the observed p99 (at least HEDGE_MIN_MS) is hedged: the same request goes
+   * to a second runner and the first answer wins (inference is idempotent). Hedges are budgeted to
+   * HEDGE_BUDGET_PERCENT of requests, so a slow fleet is not sent twice the load. 0 turns hedging off.
+   */
+  HEDGE_MIN_MS: int(1, 60_000, 50),
+  HEDGE_BUDGET_PERCENT: int(0, 100, 10),
   /** Consecutive failures that open a runner's circuit breaker. */
   BREAKER_FAILURE_THRESHOLD: int(1, 1000, 3),
   BREAKER_COOLDOWN_MS: int(10, 10 * 60_000, 10_000),

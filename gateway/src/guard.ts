@@ -7,8 +7,9 @@
  *                                               everything else: an API key with `scope` (and the model)
  *
  * For key routes the chain always runs in this order: label the request for the counters (first, so that a
- * refused request is counted under its route too) → authenticate and authorize the key (401/403) → take a token
- * from the key's bucket (429). test/guard.workers.test.ts walks every route the app serves against a table of
+ * refused request is counted under its route too) → the client IP's pre-authentication limit (429) →
+ * authenticate and authorize the key (401/403) → take a token from the key's bucket (429). Runner routes pass the
+ * IP limit before their signature is checked. test/guard.workers.test.ts walks every route the app serves against a table of
  * the protection each is meant to have.
  * @module
  */
@@ -20,6 +21,7 @@ import type { AppEnv } from './app-env.ts'
 import { apiKeyAuth } from './auth/api-key-auth.ts'
 import { countAs } from './http/request-log.ts'
 import type { RouteLabel } from './http/request-log-entry.ts'
+import { ipRateLimit } from './rate-limit/ip-rate-limit.ts'
 import { rateLimit } from './rate-limit/rate-limit.ts'
 import { runnerSignature } from './routing/runner-signature.ts'
 
@@ -45,10 +47,11 @@ function chain(options: GuardOptions): MiddlewareHandler<AppEnv>[] {
     case 'public':
       return []
     case 'runner':
-      return [runnerSignature()]
+      return [ipRateLimit(), runnerSignature()]
     case 'key':
       return [
         countAs(options.countAs),
+        ipRateLimit(),
         apiKeyAuth({ scope: options.scope, modelParam: options.modelParam }),
         ...(options.rateLimit ? [rateLimit()] : []),
       ]

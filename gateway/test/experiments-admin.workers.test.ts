@@ -8,6 +8,7 @@ import {
   twoArms,
 } from './experiments-helpers.ts'
 import { bearer, createKey, expectError, gw, migrate } from './helpers.ts'
+import { TEST_ADMIN_SECRET } from './test-env.ts'
 
 let inferKey: string
 beforeAll(async () => {
@@ -56,6 +57,20 @@ describe('experiment admin API', () => {
       400,
       'INVALID_REQUEST',
     )
+  })
+
+  // Issue #16, case 7: content-length 0 and no Content-Type (curl -X POST -d '') was a 415.
+  it('stops with an empty body announced by content-length: 0 and no Content-Type', async () => {
+    const e = await createExperiment(twoArms('m-admin-empty-stop'))
+    await startExperiment(e.id)
+    const res = await gw(`/admin/experiments/${e.id}/stop`, {
+      method: 'POST',
+      headers: { ...bearer(TEST_ADMIN_SECRET), 'content-length': '0' },
+      // Bytes, not a string: a string body would get a text/plain Content-Type.
+      body: new Uint8Array(0),
+    })
+    expect(res.status, await res.clone().text()).toBe(200)
+    expect(ExperimentSchema.parse(await res.json()).status).toBe('stopped')
   })
 
   it('runs one experiment per model at a time', async () => {

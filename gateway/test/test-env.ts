@@ -12,6 +12,9 @@ export const TEST_BREAKER_FAILURE_THRESHOLD = 2
 export const TEST_BREAKER_COOLDOWN_MS = 60_000
 export const TEST_MAX_BODY_BYTES = 256 * 1024
 export const TEST_AUTH_CACHE_TTL_MS = 1000
+export const TEST_BODY_TIMEOUT_MS = 1000
+/** The pre-auth IP limit in tests (per 60 s); only requests that carry cf-connecting-ip are counted. */
+export const TEST_PREAUTH_LIMIT = 20
 
 /** The string vars the gateway reads, as wrangler would pass them. */
 export const TEST_BINDINGS = {
@@ -23,6 +26,7 @@ export const TEST_BINDINGS = {
   BREAKER_FAILURE_THRESHOLD: String(TEST_BREAKER_FAILURE_THRESHOLD),
   BREAKER_COOLDOWN_MS: String(TEST_BREAKER_COOLDOWN_MS),
   MAX_BODY_BYTES: String(TEST_MAX_BODY_BYTES),
+  BODY_TIMEOUT_MS: String(TEST_BODY_TIMEOUT_MS),
   REQUEST_DEADLINE_MS: '10000',
   RATE_LIMIT_RPS: '1000',
   RATE_LIMIT_BURST: '1000',

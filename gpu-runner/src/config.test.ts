@@ -99,8 +99,15 @@ describe('parseServeArgs', () => {
       concurrency: ['concurrency', 'RUNNER_CONCURRENCY'],
       requestTimeoutMs: ['request-timeout-ms', 'RUNNER_REQUEST_TIMEOUT_MS'],
       maxBodyBytes: ['max-body-bytes', 'RUNNER_MAX_BODY_BYTES'],
+      bodyTimeoutMs: ['body-timeout-ms', 'RUNNER_BODY_TIMEOUT_MS'],
+      keepAliveTimeoutMs: ['keep-alive-timeout-ms', 'RUNNER_KEEP_ALIVE_TIMEOUT_MS'],
       mergeCacheEntries: ['merge-cache-entries', 'RUNNER_MERGE_CACHE_ENTRIES'],
       mergeCacheMb: ['merge-cache-mb', 'RUNNER_MERGE_CACHE_MB'],
+      mergeCacheEntriesPerTenant: [
+        'merge-cache-entries-per-tenant',
+        'RUNNER_MERGE_CACHE_ENTRIES_PER_TENANT',
+      ],
+      mergeQuotaPerMinute: ['merge-quota-per-minute', 'RUNNER_MERGE_QUOTA_PER_MINUTE'],
       drainTimeoutMs: ['drain-timeout-ms', 'RUNNER_DRAIN_TIMEOUT_MS'],
       logLevel: ['log-level', 'RUNNER_LOG_LEVEL'],
     })

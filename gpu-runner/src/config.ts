@@ -44,9 +44,24 @@ export const RunnerConfigSchema = z
     /** Per-request deadline, from arrival to response (a request may ask for less). */
     requestTimeoutMs: int(1, 3_600_000).default(30_000),
     maxBodyBytes: int(1024, 2 ** 31).default(32 * 1024 * 1024),
+    /** The whole request body must arrive within this (408 otherwise): a trickled body never holds a request. */
+    bodyTimeoutMs: int(1, 3_600_000).default(30_000),
+    /**
+     * How long an idle keep-alive connection stays open. Longer than every client's idle timeout (workerd's
+     * outbound pool, an ingress's upstream keep-alive), so that a client never sends on a connection the runner
+     * is closing ("Network connection lost"); Node's default is 5 s, the same as workerd's.
+     */
+    keepAliveTimeoutMs: int(1000, 3_600_000).default(75_000),
     /** Materialised merges kept (LRU), bounded by count and by size. */
     mergeCacheEntries: int(0, 100_000).default(8),
     mergeCacheMb: int(0, 1_048_576).default(2048),
+    /**
+     * Cache entries one tenant's recipes may hold; beyond it the tenant's own least recent entry goes, so a
+     * tenant cycling recipes cannot push out everyone else's. Default: half of --merge-cache-entries.
+     */
+    mergeCacheEntriesPerTenant: int(1, 100_000).optional(),
+    /** New (uncached) materialised merges a tenant may cause per minute (429 beyond); 0: no quota. */
+    mergeQuotaPerMinute: int(0, 1_000_000).default(30),
     /** On SIGTERM, how long to wait for accepted requests before giving up on them. */
     drainTimeoutMs: int(0, 3_600_000).default(120_000),
     logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
@@ -128,8 +143,13 @@ export const SERVE_USAGE = `usage: twinserve serve --package <dir> [--package <d
   --concurrency <n>          runs at once (default 1)
   --request-timeout-ms <n>   per-request deadline (default 30000)
   --max-body-bytes <n>       request body limit (default 33554432)
+  --body-timeout-ms <n>      the body must arrive within this (default 30000; 408 after)
+  --keep-alive-timeout-ms <n>  idle keep-alive connections close after this (default 75000; keep it above
+                             every client's and proxy's idle timeout)
   --merge-cache-entries <n>  materialised merges kept (default 8)
   --merge-cache-mb <n>       ... and their total size bound (default 2048)
+  --merge-cache-entries-per-tenant <n>  entries one tenant's recipes may hold (default half the cache)
+  --merge-quota-per-minute <n>  new materialised merges per tenant per minute (default 30; 0 = no quota)
   --drain-timeout-ms <n>     on SIGTERM, wait this long for accepted requests (default 120000)
   --log-level <l>            debug|info|warn|error (default info)
 

@@ -17,6 +17,8 @@ export const ERROR_CODES = {
   UNKNOWN_EXPERT: 404,
   /** The method is not allowed on this path. */
   METHOD_NOT_ALLOWED: 405,
+  /** The request body did not arrive within the body-read deadline (a trickled or stalled upload). */
+  REQUEST_TIMEOUT: 408,
   /** The body is larger than the server accepts. */
   PAYLOAD_TOO_LARGE: 413,
   /** Content-Type is not application/json. */
@@ -25,8 +27,18 @@ export const ERROR_CODES = {
   INCOMPATIBLE_EXPERTS: 422,
   /** Numbers that cannot be merged (NaN, Inf) or a build input that fails its checks. */
   INVALID_MODEL: 422,
+  /**
+   * The model computed NaN or ±Infinity for this input (float32 overflow on extreme values): the answer names
+   * the rows and outputs. It is the input's doing, so it is a 4xx, never a runner fault.
+   */
+  NON_FINITE_OUTPUT: 422,
   /** The caller exceeded its rate limit or quota. */
   RATE_LIMITED: 429,
+  /**
+   * The client hung up before the answer (nginx's 499). Recorded in logs and metrics, never sent: there is
+   * nobody left to send it to. Not a server fault.
+   */
+  CLIENT_CLOSED: 499,
   /** The runner's queue is full or it is draining. */
   RUNNER_OVERLOADED: 503,
   /** No runner holds the model (cold start deadline passed) or all failed. */

@@ -2,9 +2,11 @@ import { describe, expect, it } from 'vitest'
 import { z } from 'zod'
 import { AppError } from './errors.ts'
 import {
+  checkJsonDepth,
   describeIssues,
   isJsonContentType,
   MAX_DESCRIBED_ISSUES,
+  MAX_JSON_DEPTH,
   methodNotAllowed,
   parseDeadlineHeader,
   parseJsonText,
@@ -110,5 +112,22 @@ describe('405', () => {
     expect(error.status).toBe(405)
     expect(error.message).toBe('GET is not allowed on /v2/models/m/infer; use POST')
     expect(headers).toEqual({ allow: 'POST' })
+  })
+})
+
+// Issue #16, case 3: a 4 KB body nesting `data` about 2,000 levels deep overflowed the stack in the recursive
+// tensor schema (500 INTERNAL on the runner and the gateway).
+describe('JSON nesting limit', () => {
+  const nested = (depth: number) => `${'['.repeat(depth)}1${']'.repeat(depth)}`
+  it('refuses deep nesting before parsing, naming the limit', () => {
+    const body = `{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":${nested(2000)}}]}`
+    const e = thrown(() => parseJsonText(body, z.unknown()))
+    expect(e.code).toBe('INVALID_REQUEST')
+    expect(e.message).toMatch(new RegExp(`nests deeper than ${MAX_JSON_DEPTH} levels`))
+  })
+  it('accepts the limit exactly, and brackets inside strings do not count', () => {
+    expect(() => checkJsonDepth(nested(MAX_JSON_DEPTH))).not.toThrow()
+    expect(() => checkJsonDepth(nested(MAX_JSON_DEPTH + 1))).toThrow(/nests deeper/)
+    expect(() => checkJsonDepth(`{"a":"${'['.repeat(500)}\\"${'{'.repeat(500)}"}`)).not.toThrow()
   })
 })

@@ -76,7 +76,40 @@ export function requireJsonContentType(value: string | null | undefined): void {
 }
 
 /**
- * JSON syntax, then the schema; 400 INVALID_REQUEST naming what is wrong.
+ * How deep JSON bodies may nest. A V2 request needs about 5 levels around its tensors plus one per tensor
+ * dimension (MAX_TENSOR_RANK 8); admin bodies fewer. The limit exists because schema validation of nested data
+ * (zod's recursive tensor `data`) recurses once per level: 2,000 levels overflowed the stack.
+ */
+export const MAX_JSON_DEPTH = 32
+
+/**
+ * Refuses JSON text that nests deeper than `maxDepth`, in one iterative pass over the characters (brackets
+ * inside strings do not count), before anything parses or validates it recursively.
+ * @throws AppError INVALID_REQUEST naming the limit
+ */
+export function checkJsonDepth(text: string, maxDepth = MAX_JSON_DEPTH): void {
+  let depth = 0
+  let inString = false
+  for (let i = 0; i < text.length; i++) {
+    const ch = text.charCodeAt(i)
+    if (inString) {
+      if (ch === 0x5c)
+        i++ // backslash: skip the escaped character
+      else if (ch === 0x22) inString = false
+    } else if (ch === 0x22) inString = true
+    else if (ch === 0x5b || ch === 0x7b) {
+      if (++depth > maxDepth)
+        throw new AppError(
+          'INVALID_REQUEST',
+          `body nests deeper than ${maxDepth} levels (at character ${i}); tensors need one level per dimension`,
+        )
+    } else if (ch === 0x5d || ch === 0x7d) depth--
+  }
+}
+
+/**
+ * JSON syntax (nesting checked first, see checkJsonDepth), then the schema; 400 INVALID_REQUEST naming what is
+ * wrong.
  * @param what prefixes schema failures, e.g. `invalid inference request`
  */
 export function parseJsonText<S extends z.ZodType>(
@@ -84,6 +117,7 @@ export function parseJsonText<S extends z.ZodType>(
   schema: S,
   what?: string,
 ): z.output<S> {
+  checkJsonDepth(text)
   let json: unknown
   try {
     json = JSON.parse(text)

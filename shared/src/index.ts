@@ -7,11 +7,13 @@ export {
   toAppError,
 } from './errors.ts'
 export {
+  checkJsonDepth,
   DEADLINE_HEADER,
   type DescribeIssuesOptions,
   describeIssues,
   isJsonContentType,
   MAX_DESCRIBED_ISSUES,
+  MAX_JSON_DEPTH,
   methodNotAllowed,
   parseDeadlineHeader,
   parseJsonText,
@@ -30,7 +32,7 @@ export {
   RUNNER_SIGNATURE_SCHEMES,
   schemaRef,
 } from './openapi/doc-parts.ts'
-export { readBodyText } from './read-body-text.ts'
+export { type ReadBodyOptions, readBodyText } from './read-body-text.ts'
 export {
   ALL_MODELS,
   API_KEY_SCOPES,
@@ -107,6 +109,7 @@ export {
   DATATYPES,
   type Datatype,
   DatatypeSchema,
+  FLOAT_MAX,
   flattenTensorData,
   type InferenceRequest,
   InferenceRequestSchema,
@@ -145,17 +148,23 @@ export {
   type ExclusiveTensorRule,
   ExclusiveTensorRuleSchema,
   LinearSpecSchema,
+  MAX_MERGE_LAMBDA,
+  MAX_MERGE_WEIGHT,
   type MajoritySignMethod,
   MajoritySignMethodSchema,
   MERGE_METHOD_NAMES,
+  MERGE_PARAMETER_GRID,
   type MergeMethodName,
   MergeMethodNameSchema,
   type MergeSpec,
   type MergeSpecInput,
   type MergeSpecOf,
   MergeSpecSchema,
+  MergeWeightSchema,
   ModelStockSpecSchema,
   parseMergeSpec,
+  snapMergeSpec,
+  snapToGrid,
   TaskArithmeticSpecSchema,
   TiesSpecSchema,
 } from './schemas/merge.ts'
@@ -219,13 +228,23 @@ export {
   VariantSchema,
 } from './schemas/twin-package.ts'
 export {
+  bodyMatches,
+  CONTENT_SHA256_HEADER,
   DEFAULT_MAX_SKEW_S,
+  type HeaderSource,
+  type HeaderVerdict,
+  NONCE_HEADER,
+  newNonce,
   SIGNATURE_HEADER,
+  type SignedClaims,
   type SignInput,
   sha256Hex,
   signRequest,
+  TENANT_HEADER,
   TIMESTAMP_HEADER,
+  type VerifyHeadersInput,
   type VerifyInput,
   type VerifyResult,
   verifyRequest,
+  verifySignedHeaders,
 } from './signing.ts'

@@ -34,7 +34,9 @@ describe('readBodyText', () => {
 
   it('refuses more than the limit, by Content-Length or while streaming, naming the limit', async () => {
     const declared = await errorOf(
-      readBodyText(post('x'.repeat(10), { 'content-length': '10' }), 8, "the runner's limit"),
+      readBodyText(post('x'.repeat(10), { 'content-length': '10' }), 8, {
+        limitName: "the runner's limit",
+      }),
     )
     expect(declared.code).toBe('PAYLOAD_TOO_LARGE')
     expect(declared.message).toBe("request body of 10 bytes exceeds the runner's limit of 8 bytes")
@@ -46,5 +48,47 @@ describe('readBodyText', () => {
   it('refuses bytes that are not UTF-8 with INVALID_REQUEST', async () => {
     const err = await errorOf(readBodyText(post(new Uint8Array([0x7b, 0xff, 0x7d])), 8))
     expect(err.code).toBe('INVALID_REQUEST')
+  })
+
+  // Issue #16 (faults): a body trickled at 5 bytes/s was read for as long as the client kept sending.
+  it('refuses a body that does not arrive within the deadline with 408 REQUEST_TIMEOUT', async () => {
+    const enc = new TextEncoder()
+    let timer: ReturnType<typeof setInterval> | undefined
+    const trickle = new ReadableStream<Uint8Array>({
+      start(ctrl) {
+        timer = setInterval(() => ctrl.enqueue(enc.encode('x')), 20)
+      },
+      cancel() {
+        clearInterval(timer)
+      },
+    })
+    const started = Date.now()
+    const err = await errorOf(readBodyText(post(trickle), 1_000_000, { timeoutMs: 150 }))
+    expect(err.code).toBe('REQUEST_TIMEOUT')
+    expect(err.status).toBe(408)
+    expect(err.message).toMatch(/request body not received within 150 ms \(\d+ bytes arrived\)/)
+    expect(Date.now() - started).toBeLessThan(1000)
+    clearInterval(timer)
+  })
+
+  it('calls it CLIENT_CLOSED (499) when the body stream breaks mid-way', async () => {
+    const broken = new ReadableStream<Uint8Array>({
+      start(ctrl) {
+        ctrl.enqueue(new TextEncoder().encode('{"a":'))
+        ctrl.error(new TypeError('Network connection lost.'))
+      },
+    })
+    const err = await errorOf(readBodyText(post(broken), 1024, { timeoutMs: 5000 }))
+    expect(err.code).toBe('CLIENT_CLOSED')
+    expect(err.status).toBe(499)
+  })
+
+  it('hands every chunk to onChunk as it arrives', async () => {
+    const seen: string[] = []
+    const dec = new TextDecoder()
+    await readBodyText(post(chunked('ab', 'cd', 'e')), 8, {
+      onChunk: (c) => seen.push(dec.decode(c)),
+    })
+    expect(seen).toEqual(['ab', 'cd', 'e'])
   })
 })

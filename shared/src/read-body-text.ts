@@ -1,20 +1,62 @@
 /**
  * Reads a request body as UTF-8 text without buffering past a byte limit, whether or not Content-Length says
- * how big it is (a chunked body is counted while it streams). Shared by the gateway (workerd) and the runner
+ * how big it is (a chunked body is counted while it streams), and within a time limit (a body trickled a few
+ * bytes a second would otherwise hold the request open forever). Shared by the gateway (workerd) and the runner
  * (Node): both take web-standard `Request`s.
  * @module
  */
 import { AppError } from './errors.ts'
 
+type Reader = ReadableStreamDefaultReader<Uint8Array>
+type ReadResult = Awaited<ReturnType<Reader['read']>>
+
+export interface ReadBodyOptions {
+  /** How the 413 message names the limit, e.g. `the runner's limit`. */
+  limitName?: string
+  /** The whole body must have arrived within this many ms from the call (408 REQUEST_TIMEOUT otherwise). */
+  timeoutMs?: number
+  /** Sees every chunk as it arrives, before the next is read (e.g. a streaming hash for a signature check). */
+  onChunk?: (chunk: Uint8Array) => void
+}
+
+/** Resolves with the read, or rejects with REQUEST_TIMEOUT when `deadline` (ms since epoch) passes first. */
+async function readBefore(
+  reader: Reader,
+  deadline: number | undefined,
+  timeoutMs: number | undefined,
+  received: number,
+): Promise<ReadResult> {
+  if (deadline === undefined) return reader.read()
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new AppError(
+            'REQUEST_TIMEOUT',
+            `request body not received within ${timeoutMs} ms (${received} bytes arrived)`,
+          ),
+        ),
+      Math.max(0, deadline - Date.now()),
+    )
+  })
+  try {
+    return await Promise.race([reader.read(), late])
+  } finally {
+    if (timer !== undefined) clearTimeout(timer)
+  }
+}
+
 /**
- * @param limitName how the 413 message names the limit, e.g. `the runner's limit`
- * @throws AppError PAYLOAD_TOO_LARGE over `maxBytes`; INVALID_REQUEST when the bytes are not UTF-8
+ * @throws AppError PAYLOAD_TOO_LARGE over `maxBytes`; REQUEST_TIMEOUT past `timeoutMs`; CLIENT_CLOSED when the
+ * connection breaks mid-body; INVALID_REQUEST when the bytes are not UTF-8
  */
 export async function readBodyText(
   req: Request,
   maxBytes: number,
-  limitName = 'the limit',
+  options: ReadBodyOptions = {},
 ): Promise<string> {
+  const limitName = options.limitName ?? 'the limit'
   const declared = req.headers.get('content-length')
   if (declared !== null && Number(declared) > maxBytes)
     throw new AppError(
@@ -22,20 +64,37 @@ export async function readBodyText(
       `request body of ${declared} bytes exceeds ${limitName} of ${maxBytes} bytes`,
     )
   if (!req.body) return ''
+  const deadline = options.timeoutMs === undefined ? undefined : Date.now() + options.timeoutMs
   const reader = req.body.getReader()
   const chunks: Uint8Array[] = []
   let size = 0
   for (;;) {
-    const { done, value } = await reader.read()
+    let step: ReadResult
+    try {
+      step = await readBefore(reader, deadline, options.timeoutMs, size)
+    } catch (err) {
+      reader.cancel().catch(() => undefined)
+      if (err instanceof AppError) throw err
+      // The stream broke: the client went away (or its connection did) while sending.
+      throw new AppError(
+        'CLIENT_CLOSED',
+        'the client closed the connection while sending the body',
+        {
+          cause: err,
+        },
+      )
+    }
+    const { done, value } = step
     if (done) break
     size += value.byteLength
     if (size > maxBytes) {
-      await reader.cancel()
+      reader.cancel().catch(() => undefined)
       throw new AppError(
         'PAYLOAD_TOO_LARGE',
         `request body exceeds ${limitName} of ${maxBytes} bytes`,
       )
     }
+    options.onChunk?.(value)
     chunks.push(value)
   }
   const all = new Uint8Array(size)

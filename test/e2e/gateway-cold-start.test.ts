@@ -76,12 +76,15 @@ describe('cold starts through the real gateway', () => {
       (l) => l.event === 'cold_start_timeout' && l.request_id === 'nobody-home',
     )
     expect(Number(logged.waited_ms)).toBeGreaterThanOrEqual(1400)
+    // No runner ever registered 'absent-twin' and the key covers every model: the caller-chosen name is
+    // counted under `other`, never as a label value of its own (issue #16, case 4).
     await metricsUntil(
       (m) =>
         metricValue(m, 'twinserve_gateway_cold_starts_total', {
-          model: 'absent-twin',
+          model: 'other',
           result: 'timed_out',
-        }) === 1,
+        }) === 1 &&
+        metricValue(m, 'twinserve_gateway_cold_starts_total', { model: 'absent-twin' }) === 0,
     )
   })
 

@@ -34,8 +34,8 @@ export interface E2eGateway {
   logs: LogLine[]
   /** Resolves with the first Worker log line matching `pred` (already logged or future). */
   waitForLog(pred: (l: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>
-  /** A new API key (scope infer) for `models` (default all). */
-  createKey(models?: string[]): Promise<string>
+  /** A new API key (scope infer) for `models` (default all), of `tenant` (default `e2e`). */
+  createKey(models?: string[], tenant?: string): Promise<string>
   /** POST /v2/models/{model}/infer with a bearer key; the body is sent as given (string) or as JSON. */
   infer(
     key: string,
@@ -47,6 +47,8 @@ export interface E2eGateway {
   runners(): Promise<string[]>
   /** GET /metrics as JSON (admin). */
   metrics(): Promise<GatewayMetrics>
+  /** Stops the gateway process and starts it again on the same port, state directory and secrets. */
+  restart(): Promise<void>
   stop(): Promise<void>
 }
 
@@ -73,13 +75,13 @@ export async function startE2eGateway(vars: Record<string, string> = {}): Promis
   const listeners: ((l: LogLine) => void)[] = []
   let partial = ''
   await applyLocalMigrations({ persistTo: dir })
-  const gw = await startLocalGateway({
+  const options = {
     persistTo: dir,
     vars: { RUNNER_SIGNING_SECRET: secret, ADMIN_BOOTSTRAP_SECRET: admin, ...vars },
     // 'log' lets the Worker's info lines (request, cold_start_served) through.
-    wranglerLogLevel: 'log',
+    wranglerLogLevel: 'log' as const,
     startTimeoutMs: 60_000,
-    onOutput: (chunk) => {
+    onOutput: (chunk: string) => {
       partial += chunk
       const lines = partial.split('\n')
       partial = lines.pop() ?? ''
@@ -90,7 +92,8 @@ export async function startE2eGateway(vars: Record<string, string> = {}): Promis
         for (const f of [...listeners]) f(l)
       }
     },
-  })
+  }
+  let gw = await startLocalGateway(options)
   const adminHeaders = { authorization: `Bearer ${admin}` }
 
   const waitForLog: E2eGateway['waitForLog'] = (pred, timeoutMs = 20_000) => {
@@ -117,11 +120,11 @@ export async function startE2eGateway(vars: Record<string, string> = {}): Promis
     admin,
     logs,
     waitForLog,
-    async createKey(models = ['*']) {
+    async createKey(models = ['*'], tenant = 'e2e') {
       const res = await fetch(`${gw.url}/admin/keys`, {
         method: 'POST',
         headers: { ...adminHeaders, 'content-type': 'application/json' },
-        body: JSON.stringify({ tenant: 'e2e', scopes: ['infer'], models }),
+        body: JSON.stringify({ tenant, scopes: ['infer'], models }),
       })
       if (res.status !== 201) throw new Error(`create key: ${res.status} ${await res.text()}`)
       return CreatedApiKeySchema.parse(await res.json()).key
@@ -157,6 +160,10 @@ export async function startE2eGateway(vars: Record<string, string> = {}): Promis
       if (!res.ok) throw new Error(`metrics: ${res.status} ${await res.text()}`)
       return GatewayMetricsSchema.parse(await res.json())
     },
+    async restart() {
+      await gw.stop()
+      gw = await startLocalGateway({ ...options, port: gw.port })
+    },
     async stop() {
       await gw.stop()
       await rm(dir, { recursive: true, force: true })
@@ -179,13 +186,14 @@ export function metricValue(
 /** A real runner process registered with `gw` (waits for the registration to be acknowledged). */
 export async function startGatewayRunner(
   gw: E2eGateway,
-  opts: { packages: string[]; runnerId: string; args?: string[] },
+  opts: { packages: string[]; runnerId: string; args?: string[]; startTimeoutMs?: number },
 ): Promise<RunnerProcess> {
   const r = await startRunnerProcess({
     packages: opts.packages,
     secret: gw.secret,
     args: ['--gateway-url', gw.url, '--runner-id', opts.runnerId, ...(opts.args ?? [])],
+    ...(opts.startTimeoutMs ? { startTimeoutMs: opts.startTimeoutMs } : {}),
   })
-  await r.waitForLog((l) => l.msg === 'registered with the gateway')
+  await r.waitForLog((l) => l.msg === 'registered with the gateway', opts.startTimeoutMs)
   return r
 }

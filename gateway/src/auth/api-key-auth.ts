@@ -93,7 +93,9 @@ export function apiKeyAuth(options: ApiKeyAuthOptions) {
     if (modelParam !== undefined) {
       const model = c.req.param(modelParam) ?? ''
       if (!principal.models.includes(ALL_MODELS) && !principal.models.includes(model))
-        throw deny('FORBIDDEN', 'model', `API key does not cover model '${model}'`)
+        throw deny('FORBIDDEN', 'model', `API key does not cover model '${model.slice(0, 128)}'`)
+      rl.modelAuthorized = true
+      rl.keyNamesModel = principal.models.includes(model)
     }
     c.set('principal', principal)
     await next()

@@ -82,8 +82,12 @@ export const adminExperiments = new Hono<AppEnv>()
   })
   .post('/:id/stop', adminApi(), async (c) => {
     const id = experimentId(c)
-    // The body is optional: none (or an empty one) stops without a reason.
-    const hasBody = c.req.header('content-type') !== undefined || c.req.header('content-length')
+    // The body is optional: none (or an empty one, `content-length: 0` without a type) stops without a reason.
+    const length = c.req.header('content-length')
+    const hasBody =
+      c.req.header('content-type') !== undefined ||
+      (length !== undefined && length !== '0') ||
+      c.req.header('transfer-encoding') !== undefined
     const text = hasBody ? await readJsonText(c, MAX_ADMIN_BODY_BYTES) : ''
     const reason =
       text.trim() === '' ? undefined : parseJsonText(text, StopExperimentRequestSchema).reason

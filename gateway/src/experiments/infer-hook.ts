@@ -22,10 +22,11 @@ import { type AssignmentOutcome, assign } from './assignment.ts'
 import { addExposure, type ExposureRecord, scheduleExposureFlush } from './exposure-buffer.ts'
 import { extractPrediction } from './prediction.ts'
 
-/** What goes to the runner: the body, and the variant to prefer runners for. */
+/** What goes to the runner: the body, the variant to prefer runners for, and whether it merges per request. */
 export interface Forward {
   body: string
   variant: string | undefined
+  merge: boolean
 }
 
 export interface InferInput {
@@ -41,6 +42,9 @@ function variantOf(parameters: Parameters | undefined): string | undefined {
   const v = parameters?.variant
   return typeof v === 'string' ? v : undefined
 }
+
+/** A `merge_method` request: materialised per recipe on the runner (routed without hedging). */
+const mergesOf = (parameters: Parameters | undefined) => parameters?.merge_method !== undefined
 
 /** The body with `parameters` replaced by the arm's controls (removed when the arm has none). */
 function withParameters(text: string, parameters: Parameters): string {
@@ -72,7 +76,11 @@ export async function serveWithExperiment(
   input: InferInput,
   route: (forward: Forward) => Promise<Response>,
 ): Promise<Response> {
-  const asSent: Forward = { body: input.text, variant: variantOf(input.parameters) }
+  const asSent: Forward = {
+    body: input.text,
+    variant: variantOf(input.parameters),
+    merge: mergesOf(input.parameters),
+  }
   const pin = c.req.header(ARM_HEADER)
   if (pin !== undefined && !c.get('principal').scopes.includes('admin'))
     throw new AppError(
@@ -113,6 +121,7 @@ export async function serveWithExperiment(
   const forward: Forward = {
     body: withParameters(input.text, applied.parameters),
     variant: variantOf(applied.parameters),
+    merge: mergesOf(applied.parameters),
   }
   if (outcome.kind === 'fallback') return route(forward)
 

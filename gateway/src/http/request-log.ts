@@ -3,16 +3,13 @@
  * so a misconfigured gateway fails every request loudly).
  * @module
  */
-/**
- * The access log: one structured line per request, its counters, and the request's config (parsed here, first,
- * so a misconfigured gateway fails every request loudly).
- * @module
- */
+import { httpStatusOf } from '@twinserve/shared'
 import { createMiddleware } from 'hono/factory'
 import type { AppEnv } from '../app-env.ts'
 import { type GatewayConfig, loadConfig } from '../config.ts'
 import { scheduleMetricsFlush } from '../metrics/metrics-flush.ts'
 import { countRequest } from '../metrics/request-metrics.ts'
+import { runnerPool } from '../routing/runner-pool.ts'
 import { log, setLogLevel } from '../util/log.ts'
 import { RequestLog, type RouteLabel } from './request-log-entry.ts'
 
@@ -40,7 +37,8 @@ export function requestLogger() {
     setLogLevel(config.LOG_LEVEL)
     await next()
     const durationMs = Date.now() - started
-    const status = c.res.status
+    // A caller that hung up got nothing; counted as 499 (nginx's), like the runner does, never as a 5xx.
+    const status = c.req.raw.signal.aborted ? httpStatusOf('CLIENT_CLOSED') : c.res.status
     log(status >= 500 ? 'error' : status >= 400 ? 'warn' : 'info', 'request', {
       request_id: c.get('requestId'),
       method: c.req.method,
@@ -59,7 +57,8 @@ export function requestLogger() {
       rejection: rl.rejection,
     })
 
-    countRequest(rl, status, durationMs)
+    const pool = runnerPool(config)
+    countRequest(rl, status, durationMs, (model) => pool.knows(model))
 
     const flush = scheduleMetricsFlush(c.env, config)
     if (flush)
@@ -77,7 +76,7 @@ export function countAs(route: RouteLabel) {
   return createMiddleware<AppEnv>(async function countAs(c, next) {
     const rl = c.get('requestLog')
     rl.route = route
-    rl.model = c.req.param('model') ?? ''
+    rl.model = (c.req.param('model') ?? '').slice(0, 128)
     await next()
   })
 }

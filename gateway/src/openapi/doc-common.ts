@@ -65,4 +65,6 @@ export const deadlineParam: Json = {
   schema: { type: 'integer', minimum: 1 },
 }
 export const keySecurity = [{ apiKey: [] }]
-export const runnerSecurity = [{ runnerSignature: [], runnerTimestamp: [] }]
+export const runnerSecurity = [
+  { runnerSignature: [], runnerTimestamp: [], runnerNonce: [], runnerContentSha256: [] },
+]

@@ -37,7 +37,20 @@ function routeBase(c: Context<AppEnv>, model: string, deadlineMs: number) {
     requestId: c.get('requestId'),
     requestLog: c.get('requestLog'),
     model,
+    tenant: c.get('principal').tenant,
     deadlineMs,
+    clientSignal: c.req.raw.signal,
+    waitUntil: waitUntilOf(c),
+  }
+}
+
+/** The execution context's waitUntil, or undefined where there is none (a direct app.request in a unit test). */
+function waitUntilOf(c: Context<AppEnv>): ((work: Promise<unknown>) => void) | undefined {
+  try {
+    const ctx = c.executionCtx
+    return (work) => ctx.waitUntil(work)
+  } catch {
+    return undefined
   }
 }
 
@@ -76,6 +89,7 @@ export const models = new Hono<AppEnv>()
       routeRequest({
         ...routeBase(c, model, deadlineMs),
         variant: forward.variant,
+        merge: forward.merge,
         method: 'POST',
         path: `/v2/models/${model}/infer`,
         body: forward.body,

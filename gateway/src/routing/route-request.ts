@@ -3,6 +3,16 @@
  * signed, and on a connection failure, timeout, 5xx or malformed answer try a different runner, within the
  * request's deadline and MAX_ATTEMPTS (inference is idempotent, so a retry is safe). When no runner holds the
  * model, the request waits in the registry object for one to register (cold start), up to COLD_START_WAIT_MS.
+ *
+ * Against a runner that hangs (issue #16: a SIGSTOPped runner held its requests for the caller's whole deadline):
+ * - every attempt has its own budget, ATTEMPT_TIMEOUT_FACTOR × the p99 latency this isolate has seen for the
+ *   model and request class (at least ATTEMPT_TIMEOUT_MIN_MS; the caller's deadline while the class has too few
+ *   samples); running out of it is the runner's fault (breaker), running out of the caller's deadline is not;
+ * - an attempt unanswered past the p99 (at least HEDGE_MIN_MS) is hedged: the request also goes to another
+ *   runner, the first answer wins and the other attempt is abandoned (within the HEDGE_BUDGET_PERCENT budget;
+ *   per-request merges are not hedged, a second merge would double an expensive miss);
+ * - each new attempt picks from a fresh runner list (the snapshot cache, at most ROUTING_CACHE_MS old), so a
+ *   request that waited does not judge the runners by the list it started with.
  * @module
  */
 import { AppError } from '@twinserve/shared'
@@ -11,9 +21,10 @@ import type { GatewayConfig } from '../config.ts'
 import type { RequestLog } from '../http/request-log-entry.ts'
 import { metrics } from '../metrics/metrics-flush.ts'
 import { errorFields, log } from '../util/log.ts'
+import type { RegistrySnapshot, RunnerRecord } from './registry-snapshot.ts'
 import { registryStub } from './registry-stub.ts'
 import { callRunner, type RunnerResult } from './runner-client.ts'
-import { routingSnapshot, runnerPool } from './runner-pool.ts'
+import { type AttemptOutcome, type RunnerPool, routingSnapshot, runnerPool } from './runner-pool.ts'
 
 export const RUNNER_HEADER = 'x-twinserve-runner'
 
@@ -24,16 +35,32 @@ export interface RouteInput {
   requestId: string
   requestLog: RequestLog
   model: string
+  /** The authenticated caller's tenant, signed into the runner call. */
+  tenant?: string
   variant?: string | undefined
+  /** A per-request merge (`merge_method`): timed by its own class, never hedged. */
+  merge?: boolean
   method: 'GET' | 'POST'
   path: string
   body: string
   okSchema: z.ZodType
   /** Absolute deadline (ms since epoch) for the whole request. */
   deadlineMs: number
+  /** Aborted when the caller goes away: attempts still running are abandoned. */
+  clientSignal?: AbortSignal
+  /** Keeps work alive after the response (the execution context's waitUntil). */
+  waitUntil?: (work: Promise<unknown>) => void
 }
 
 type Failure = Extract<RunnerResult, { kind: 'failure' }>
+
+interface Attempt {
+  runner: RunnerRecord
+  startedAt: number
+  abort: AbortController
+  hedge: boolean
+  done: Promise<RunnerResult>
+}
 
 function jsonResponse(status: number, body: string, headers: Record<string, string>): Response {
   return new Response(body, {
@@ -42,128 +69,284 @@ function jsonResponse(status: number, body: string, headers: Record<string, stri
   })
 }
 
-export async function routeRequest(input: RouteInput): Promise<Response> {
-  const { config, requestLog: rl, model } = input
-  const registry = registryStub(input.env)
-  const pool = runnerPool(config)
-  let snapshot = await routingSnapshot(pool, () => registry.snapshot())
-  const tried: string[] = []
-  let lastFailure: Failure | undefined
+const HEDGE = Symbol('hedge')
 
-  for (let attempt = 1; attempt <= config.MAX_ATTEMPTS; attempt++) {
-    const remaining = input.deadlineMs - Date.now()
-    if (remaining <= 0) break
-    let holders = pool.holders(snapshot, model, Date.now())
-    if (holders.length === 0 && attempt === 1) {
-      // Our snapshot may just be stale; the registry answers at once if a runner holds the model, and
-      // otherwise holds the request until one registers (cold start) or the wait is over.
-      const waited = await registry.waitForModel(
-        model,
-        Math.min(config.COLD_START_WAIT_MS, remaining),
-      )
-      pool.adopt(waited.snapshot, Date.now())
-      snapshot = waited.snapshot
-      holders = pool.holders(snapshot, model, Date.now())
-      if (waited.cold) {
-        const served = holders.length > 0
-        rl.coldStart = { waited_ms: waited.waited_ms, result: served ? 'served' : 'timed_out' }
-        log(served ? 'info' : 'warn', served ? 'cold_start_served' : 'cold_start_timeout', {
-          request_id: input.requestId,
-          model,
-          waited_ms: waited.waited_ms,
-        })
+/** One request's attempts: started, raced, hedged, settled. */
+class Route {
+  private readonly pool: RunnerPool
+  private readonly registry: ReturnType<typeof registryStub>
+  private readonly tried: string[] = []
+  private readonly running = new Set<Attempt>()
+  private lastFailure: Failure | undefined
+  private hedged = false
+
+  constructor(private readonly input: RouteInput) {
+    this.pool = runnerPool(input.config)
+    this.registry = registryStub(input.env)
+  }
+
+  private remaining(): number {
+    return this.input.deadlineMs - Date.now()
+  }
+
+  /** The observed p99 for this request's class, or undefined while there are too few samples. */
+  private p99(): number | undefined {
+    const { model, body, merge } = this.input
+    return this.pool.latency.p99(model, body.length, merge === true)
+  }
+
+  async run(): Promise<Response> {
+    const { config } = this.input
+    this.pool.hedges.earn()
+    for (;;) {
+      if (this.input.clientSignal?.aborted)
+        throw new AppError('CLIENT_CLOSED', 'the client closed the connection before the answer')
+      if (this.running.size === 0) {
+        if (this.tried.length >= config.MAX_ATTEMPTS || this.remaining() <= 0) break
+        const runner = await this.pick()
+        if (!runner) break
+        this.start(runner, false)
       }
+      const hedgeIn = this.hedgeDelay()
+      let timer: ReturnType<typeof setTimeout> | undefined
+      const hedge =
+        hedgeIn === undefined
+          ? []
+          : [
+              new Promise<typeof HEDGE>(
+                (resolve) => (timer = setTimeout(() => resolve(HEDGE), hedgeIn)),
+              ),
+            ]
+      const next = await Promise.race([
+        ...[...this.running].map((attempt) => attempt.done.then((result) => ({ attempt, result }))),
+        ...hedge,
+      ])
+      if (timer !== undefined) clearTimeout(timer)
+      if (next === HEDGE) {
+        this.hedged = true
+        const runner = this.pool.hedges.take() ? await this.pick() : undefined
+        if (runner) this.start(runner, true)
+        continue
+      }
+      this.running.delete(next.attempt)
+      const answered = this.settle(next.attempt, next.result)
+      if (answered) return answered
+    }
+    return this.giveUp()
+  }
+
+  /**
+   * Ms until the one running attempt should be hedged, or undefined when it should not be: hedging is off or
+   * spent, the request merges per request, there is no p99 yet, or attempts are used up.
+   */
+  private hedgeDelay(): number | undefined {
+    const { config, merge } = this.input
+    const [only] = this.running
+    if (this.running.size !== 1 || !only || this.hedged || merge) return undefined
+    if (this.tried.length >= config.MAX_ATTEMPTS || config.HEDGE_BUDGET_PERCENT === 0)
+      return undefined
+    const p99 = this.p99()
+    if (p99 === undefined) return undefined
+    const at = only.startedAt + Math.max(config.HEDGE_MIN_MS, p99)
+    if (at >= this.input.deadlineMs) return undefined
+    return Math.max(0, at - Date.now())
+  }
+
+  /** A runner holding the model not tried yet, from a fresh list; the first pick may wait out a cold start. */
+  private async pick(): Promise<RunnerRecord | undefined> {
+    const { config, model } = this.input
+    let snapshot = await routingSnapshot(this.pool, () => this.registry.snapshot())
+    let holders = this.pool.holders(snapshot, model, Date.now())
+    if (holders.length === 0 && this.tried.length === 0) {
+      snapshot = await this.waitForRunner()
+      holders = this.pool.holders(snapshot, model, Date.now())
       if (holders.length === 0)
         throw new AppError(
           'NO_RUNNER',
-          `no runner holds model '${model}' (waited ${waited.waited_ms} ms for one to start)`,
+          `no runner holds model '${model}' (waited ${this.input.requestLog.coldStart?.waited_ms ?? 0} ms for one to start)`,
           { retryAfter: config.COLD_START_RETRY_AFTER_S },
         )
     }
-    const now = Date.now()
-    const runner = pool.pick(holders, model, input.variant, tried, now)
-    if (!runner) break
+    return this.pool.pick(holders, model, this.input.variant, this.tried, Date.now())
+  }
 
-    rl.attempts = attempt
-    rl.runnerId = runner.runner_id
-    pool.dispatch(runner.runner_id, now)
-    const result = await callRunner({
-      baseUrl: runner.url,
-      method: input.method,
-      path: input.path,
-      body: input.body,
-      requestId: input.requestId,
-      deadlineMs: input.deadlineMs,
-      secret: input.secret,
-      okSchema: input.okSchema,
-    })
-    const ended = Date.now()
-    const outcome =
-      result.kind === 'answer' ? (result.status < 400 ? 'ok' : 'client_error') : result.outcome
-    const opened = pool.settle(runner.runner_id, outcome, ended)
-    metrics.inc('twinserve_gateway_runner_requests_total', {
-      runner: runner.runner_id,
+  /**
+   * Our snapshot may just be stale; the registry answers at once if a runner holds the model, and otherwise
+   * holds the request until one registers (cold start) or the wait is over.
+   */
+  private async waitForRunner(): Promise<RegistrySnapshot> {
+    const { config, model, requestLog: rl } = this.input
+    const waited = await this.registry.waitForModel(
       model,
-      outcome,
-    })
-    metrics.observe(
-      'twinserve_gateway_runner_latency_ms',
-      { runner: runner.runner_id, model },
-      ended - now,
+      Math.min(config.COLD_START_WAIT_MS, Math.max(0, this.remaining())),
     )
-    if (opened) {
-      metrics.inc('twinserve_gateway_runner_events_total', { event: 'breaker_open' })
-      log('warn', 'runner_breaker_open', {
-        runner_id: runner.runner_id,
-        consecutive_failures: pool.view(runner.runner_id, ended).consecutive_failures,
-        last_outcome: outcome,
+    this.pool.adopt(waited.snapshot, Date.now())
+    if (waited.cold) {
+      const served = this.pool.holders(waited.snapshot, model, Date.now()).length > 0
+      rl.coldStart = { waited_ms: waited.waited_ms, result: served ? 'served' : 'timed_out' }
+      log(served ? 'info' : 'warn', served ? 'cold_start_served' : 'cold_start_timeout', {
+        request_id: this.input.requestId,
+        model,
+        waited_ms: waited.waited_ms,
       })
     }
-    if (result.kind === 'answer')
-      return jsonResponse(result.status, result.body, { [RUNNER_HEADER]: runner.runner_id })
+    return waited.snapshot
+  }
 
-    tried.push(runner.runner_id)
-    lastFailure = result
-    log('warn', 'runner_attempt_failed', {
-      request_id: input.requestId,
-      runner_id: runner.runner_id,
+  private start(runner: RunnerRecord, hedge: boolean): void {
+    const { config, requestLog: rl } = this.input
+    const now = Date.now()
+    const remaining = this.input.deadlineMs - now
+    const p99 = this.p99()
+    // Without a p99 for this class (a new isolate, an unusual body size) nothing says how long an answer takes,
+    // and a per-request merge may take many times a plain request (a cache miss): both keep the caller's
+    // deadline, and running out of it is nobody's fault.
+    const own =
+      this.input.merge || p99 === undefined
+        ? Number.POSITIVE_INFINITY
+        : Math.max(config.ATTEMPT_TIMEOUT_MIN_MS, config.ATTEMPT_TIMEOUT_FACTOR * p99)
+    const callerBound = remaining <= own
+    const abort = new AbortController()
+    const signal = this.input.clientSignal
+      ? AbortSignal.any([abort.signal, this.input.clientSignal])
+      : abort.signal
+    this.tried.push(runner.runner_id)
+    rl.attempts = this.tried.length
+    rl.runnerId = runner.runner_id
+    this.pool.dispatch(runner.runner_id, now)
+    const done = callRunner({
+      baseUrl: runner.url,
+      method: this.input.method,
+      path: this.input.path,
+      body: this.input.body,
+      requestId: this.input.requestId,
+      ...(this.input.tenant ? { tenant: this.input.tenant } : {}),
+      budgetMs: callerBound ? remaining : own,
+      callerBound,
+      signal,
+      secret: this.input.secret,
+      okSchema: this.input.okSchema,
+    })
+    this.running.add({ runner, startedAt: now, abort, hedge, done })
+    if (hedge)
+      log('info', 'runner_attempt_hedged', {
+        request_id: this.input.requestId,
+        runner_id: runner.runner_id,
+        model: this.input.model,
+      })
+  }
+
+  /** Books an attempt's end; the response when it answered (the others are abandoned), else undefined. */
+  private settle(attempt: Attempt, result: RunnerResult): Response | undefined {
+    const { model } = this.input
+    const ended = Date.now()
+    const id = attempt.runner.runner_id
+    const outcome: AttemptOutcome =
+      result.kind === 'answer' ? (result.status < 400 ? 'ok' : 'client_error') : result.outcome
+    this.account(id, outcome, ended - attempt.startedAt, ended)
+    if (result.kind === 'answer') {
+      this.pool.latency.record(
+        model,
+        this.input.body.length,
+        this.input.merge === true,
+        ended - attempt.startedAt,
+      )
+      for (const other of this.running) this.letRun(other)
+      this.running.clear()
+      this.input.requestLog.runnerId = id
+      return jsonResponse(result.status, result.body, {
+        [RUNNER_HEADER]: id,
+        ...(result.retryAfter ? { 'retry-after': result.retryAfter } : {}),
+      })
+    }
+    this.lastFailure = result
+    log(outcome === 'abandoned' ? 'debug' : 'warn', 'runner_attempt_failed', {
+      request_id: this.input.requestId,
+      runner_id: id,
       model,
-      attempt,
+      attempt: this.tried.indexOf(id) + 1,
+      hedge: attempt.hedge,
       outcome: result.outcome,
       detail: result.detail,
     })
+    return undefined
   }
 
-  // Out of attempts, runners or time.
-  if (Date.now() >= input.deadlineMs)
-    throw new AppError(
-      'RUNNER_TIMEOUT',
-      `deadline passed after ${tried.length} attempt(s) for model '${model}'`,
-    )
-  if (lastFailure?.status !== undefined && lastFailure.body !== undefined) {
-    // A runner did answer (e.g. 503 overloaded): its answer says more than ours would.
-    const headers: Record<string, string> = { [RUNNER_HEADER]: tried.at(-1) ?? '' }
-    if (lastFailure.retryAfter) headers['retry-after'] = lastFailure.retryAfter
-    try {
-      const parsed = JSON.parse(lastFailure.body) as unknown
-      if (parsed && typeof parsed === 'object' && 'error' in parsed)
-        return jsonResponse(
-          lastFailure.status,
-          JSON.stringify({ ...parsed, request_id: input.requestId }),
-          headers,
-        )
-    } catch (err) {
-      log('debug', 'runner_error_body_unparsed', {
-        request_id: input.requestId,
-        ...errorFields(err),
-      })
+  /**
+   * An attempt another one beat (hedging) runs on after the response, up to its own budget, and its end is
+   * booked then: a runner that never answers times out and its breaker learns of it, and until then its
+   * outstanding count keeps new picks away. Without waitUntil (nothing may run after the response) it is
+   * abandoned at once.
+   */
+  private letRun(attempt: Attempt): void {
+    const book = (outcome: AttemptOutcome) => {
+      const now = Date.now()
+      this.account(attempt.runner.runner_id, outcome, now - attempt.startedAt, now)
     }
+    const waitUntil = this.input.waitUntil
+    if (!waitUntil) {
+      attempt.abort.abort()
+      book('abandoned')
+      return
+    }
+    waitUntil(
+      attempt.done.then((result) =>
+        book(
+          result.kind === 'answer' ? (result.status < 400 ? 'ok' : 'client_error') : result.outcome,
+        ),
+      ),
+    )
   }
-  throw new AppError(
-    'NO_RUNNER',
-    tried.length > 0
-      ? `all ${tried.length} runner(s) tried for model '${model}' failed (last: ${lastFailure?.detail ?? 'unknown'})`
-      : `no runner for model '${model}' can take requests now (all unavailable)`,
-    { retryAfter: config.COLD_START_RETRY_AFTER_S },
-  )
+
+  private account(runnerId: string, outcome: AttemptOutcome, ms: number, now: number): void {
+    const { model } = this.input
+    const opened = this.pool.settle(runnerId, outcome, now)
+    metrics.inc('twinserve_gateway_runner_requests_total', { runner: runnerId, model, outcome })
+    metrics.observe('twinserve_gateway_runner_latency_ms', { runner: runnerId, model }, ms)
+    if (!opened) return
+    metrics.inc('twinserve_gateway_runner_events_total', { event: 'breaker_open' })
+    log('warn', 'runner_breaker_open', {
+      runner_id: runnerId,
+      consecutive_failures: this.pool.view(runnerId, now).consecutive_failures,
+      last_outcome: outcome,
+    })
+  }
+
+  /** Out of attempts, runners or time. */
+  private giveUp(): Response {
+    const { model, requestId, config } = this.input
+    const lastFailure = this.lastFailure
+    if (Date.now() >= this.input.deadlineMs)
+      throw new AppError(
+        'RUNNER_TIMEOUT',
+        `deadline passed after ${this.tried.length} attempt(s) for model '${model}'`,
+      )
+    if (lastFailure?.status !== undefined && lastFailure.body !== undefined) {
+      // A runner did answer (e.g. 503 overloaded): its answer says more than ours would.
+      const headers: Record<string, string> = { [RUNNER_HEADER]: this.tried.at(-1) ?? '' }
+      if (lastFailure.retryAfter) headers['retry-after'] = lastFailure.retryAfter
+      try {
+        const parsed = JSON.parse(lastFailure.body) as unknown
+        if (parsed && typeof parsed === 'object' && 'error' in parsed)
+          return jsonResponse(
+            lastFailure.status,
+            JSON.stringify({ ...parsed, request_id: requestId }),
+            headers,
+          )
+      } catch (err) {
+        log('debug', 'runner_error_body_unparsed', { request_id: requestId, ...errorFields(err) })
+      }
+    }
+    throw new AppError(
+      'NO_RUNNER',
+      this.tried.length > 0
+        ? `all ${this.tried.length} runner(s) tried for model '${model}' failed (last: ${lastFailure?.detail ?? 'unknown'})`
+        : `no runner for model '${model}' can take requests now (all unavailable)`,
+      { retryAfter: config.COLD_START_RETRY_AFTER_S },
+    )
+  }
+}
+
+export async function routeRequest(input: RouteInput): Promise<Response> {
+  return new Route(input).run()
 }

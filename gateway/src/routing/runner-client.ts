@@ -1,7 +1,9 @@
 /**
  * One signed call to one runner, classified: a response to hand to the caller (2xx that parses against the
- * expected schema, or the runner's 4xx verdict on the caller's request), or a failure the router may retry
- * elsewhere (connection lost, timeout, 5xx, malformed answer).
+ * expected schema, or the runner's 4xx verdict on the caller's request, a merge quota's 429 included), or a
+ * failure the router may retry elsewhere (connection lost, timeout, 5xx, malformed answer). Timeouts are told
+ * apart by whose budget ran out: the attempt's own (`timeout`, the runner's fault) or the caller's deadline
+ * (`deadline`, nobody's fault).
  * @module
  */
 import {
@@ -23,15 +25,21 @@ export interface RunnerCall {
   path: string
   body: string
   requestId: string
-  /** Absolute time (ms since epoch) after which the attempt is abandoned. */
-  deadlineMs: number
+  /** The tenant the request is made for, signed (the runner charges per-tenant merge quotas on it). */
+  tenant?: string
+  /** How long (ms from now) this attempt may take; the runner is told the same deadline. */
+  budgetMs: number
+  /** Whether `budgetMs` is what is left of the caller's deadline rather than the attempt's own budget. */
+  callerBound: boolean
+  /** Aborts the attempt from outside (another attempt answered first, or the caller left). */
+  signal?: AbortSignal
   secret: string
   /** What a 2xx body must parse as. */
   okSchema: z.ZodType
 }
 
 export type RunnerResult =
-  | { kind: 'answer'; status: number; body: string }
+  | { kind: 'answer'; status: number; body: string; retryAfter?: string }
   | {
       kind: 'failure'
       outcome: Exclude<AttemptOutcome, 'ok' | 'client_error'>
@@ -48,49 +56,71 @@ function snippet(text: string): string {
   return text.length > 200 ? `${text.slice(0, 200)}…` : text
 }
 
-export async function callRunner(call: RunnerCall): Promise<RunnerResult> {
-  const remaining = call.deadlineMs - Date.now()
-  if (remaining <= 0) return { kind: 'failure', outcome: 'timeout', detail: 'deadline passed' }
+/** Sends the call; the response's status and text, or how the attempt ended without one. */
+async function send(
+  call: RunnerCall,
+): Promise<{ res: Response; text: string } | Extract<RunnerResult, { kind: 'failure' }>> {
   const signed = await signRequest(call.secret, {
     method: call.method,
     path: call.path,
     body: call.body,
+    ...(call.tenant ? { tenant: call.tenant } : {}),
   })
   const headers: Record<string, string> = {
     ...signed,
     accept: 'application/json',
     [REQUEST_ID_HEADER]: call.requestId,
-    [DEADLINE_HEADER]: String(remaining),
+    [DEADLINE_HEADER]: String(Math.max(1, Math.round(call.budgetMs))),
   }
   if (call.method === 'POST') headers['content-type'] = 'application/json'
-
-  let res: Response
-  let text: string
+  const timeout = AbortSignal.timeout(Math.max(1, call.budgetMs))
   try {
-    res = await fetch(call.baseUrl.replace(/\/+$/, '') + call.path, {
+    const res = await fetch(call.baseUrl.replace(/\/+$/, '') + call.path, {
       method: call.method,
       headers,
       body: call.method === 'POST' ? call.body : null,
-      signal: AbortSignal.timeout(remaining),
+      signal: call.signal ? AbortSignal.any([timeout, call.signal]) : timeout,
     })
-    text = await res.text()
+    return { res, text: await res.text() }
   } catch (err) {
-    const timedOut =
-      err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError')
-    return {
-      kind: 'failure',
-      outcome: timedOut ? 'timeout' : 'connect_error',
-      detail: err instanceof Error ? err.message : String(err),
-    }
+    const detail = err instanceof Error ? err.message : String(err)
+    if (call.signal?.aborted) return { kind: 'failure', outcome: 'abandoned', detail }
+    if (timeout.aborted)
+      return {
+        kind: 'failure',
+        outcome: call.callerBound ? 'deadline' : 'timeout',
+        detail: `no answer within ${Math.round(call.budgetMs)} ms (${call.callerBound ? "the caller's deadline" : "the attempt's budget"})`,
+      }
+    return { kind: 'failure', outcome: 'connect_error', detail }
   }
+}
 
-  if (res.status === 429 || res.status >= 500) {
-    // Busy (429, 503: try another runner, relay Retry-After if none does better) or broken (other 5xx).
-    const overloaded = res.status === 503 || res.status === 429
-    const retryAfter = overloaded ? res.headers.get('retry-after') : null
+export async function callRunner(call: RunnerCall): Promise<RunnerResult> {
+  if (call.budgetMs <= 0)
     return {
       kind: 'failure',
-      outcome: overloaded ? 'overloaded' : 'server_error',
+      outcome: call.callerBound ? 'deadline' : 'timeout',
+      detail: 'no time left',
+    }
+  const sent = await send(call)
+  if ('kind' in sent) return sent
+  const { res, text } = sent
+
+  if (res.status >= 500) {
+    // Busy (503: try another runner, relay Retry-After if none does better), out of time (504: whose budget
+    // it was decides whether it is the runner's fault) or broken (other 5xx).
+    const outcome =
+      res.status === 503
+        ? 'overloaded'
+        : res.status === 504
+          ? call.callerBound
+            ? 'deadline'
+            : 'timeout'
+          : 'server_error'
+    const retryAfter = res.status === 503 ? res.headers.get('retry-after') : null
+    return {
+      kind: 'failure',
+      outcome,
       detail: `runner answered ${res.status}: ${snippet(text)}`,
       status: res.status,
       body: text,
@@ -132,5 +162,12 @@ export async function callRunner(call: RunnerCall): Promise<RunnerResult> {
     code: isErrorCode(err.data.code) ? err.data.code : codeForStatus(res.status),
     request_id: call.requestId,
   }
-  return { kind: 'answer', status: res.status, body: JSON.stringify(body) }
+  // 429 from a runner is the caller's quota there (per-tenant merges): relayed with its Retry-After.
+  const retryAfter = res.status === 429 ? res.headers.get('retry-after') : null
+  return {
+    kind: 'answer',
+    status: res.status,
+    body: JSON.stringify(body),
+    ...(retryAfter ? { retryAfter } : {}),
+  }
 }

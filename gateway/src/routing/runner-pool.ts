@@ -8,6 +8,8 @@
 import type { BreakerState } from '@twinserve/shared'
 import type { GatewayConfig } from '../config.ts'
 import { CircuitBreaker } from './circuit-breaker.ts'
+import { HedgeBudget } from './hedge-budget.ts'
+import { LatencyTracker } from './latency-tracker.ts'
 import { pickPowerOfTwo } from './power-of-two.ts'
 import {
   EXPIRY_INTERVALS,
@@ -16,7 +18,12 @@ import {
   type RunnerRecord,
 } from './registry-snapshot.ts'
 
-/** What one attempt at a runner came to; the failure kinds count against its circuit breaker. */
+/**
+ * What one attempt at a runner came to. Only the runner's own faults count against its circuit breaker:
+ * `timeout` is the attempt's own budget running out (derived from the runner's observed latency), while
+ * `deadline` is the caller's deadline running out first (issue #16: a caller's 2 ms deadline opened the breaker
+ * for everyone), and `abandoned` an attempt dropped because another answered first (hedging) or the caller left.
+ */
 export type AttemptOutcome =
   | 'ok'
   | 'client_error'
@@ -25,6 +32,8 @@ export type AttemptOutcome =
   | 'connect_error'
   | 'timeout'
   | 'bad_response'
+  | 'deadline'
+  | 'abandoned'
 
 const BREAKER_FAILURES: ReadonlySet<AttemptOutcome> = new Set([
   'server_error',
@@ -39,19 +48,37 @@ export interface RunnerView {
   outstanding: number
 }
 
+/** Model names remembered from registrations (signed by runners, so few); a bound all the same. */
+const MAX_KNOWN_MODELS = 10_000
+
 export class RunnerPool {
   private cached: { snapshot: RegistrySnapshot; fetchedAt: number } | undefined
   private readonly breakers = new Map<string, CircuitBreaker>()
   private readonly outstanding = new Map<string, number>()
+  private readonly models = new Set<string>()
+  /** Attempt latencies seen from this isolate (attempt timeouts, hedge delays). */
+  readonly latency = new LatencyTracker()
+  readonly hedges: HedgeBudget
 
   constructor(
     private readonly options: {
       cacheMs: number
       breakerThreshold: number
       breakerCooldownMs: number
+      hedgeBudgetPercent?: number
       random?: () => number
     },
-  ) {}
+  ) {
+    this.hedges = new HedgeBudget(options.hedgeBudgetPercent ?? 0)
+  }
+
+  /**
+   * Whether some runner has registered `model` (now or earlier in this isolate's life): only such names become
+   * metric labels, never a name a caller made up.
+   */
+  knows(model: string): boolean {
+    return this.models.has(model)
+  }
 
   /** The cached snapshot if fresh enough, else undefined (the caller fetches one and `adopt`s it). */
   fresh(now: number): RegistrySnapshot | undefined {
@@ -61,6 +88,8 @@ export class RunnerPool {
 
   adopt(snapshot: RegistrySnapshot, now: number): void {
     this.cached = { snapshot, fetchedAt: now }
+    for (const r of snapshot.runners)
+      for (const m of r.models) if (this.models.size < MAX_KNOWN_MODELS) this.models.add(m.name)
     // Forget runners that left: their breakers and counts would otherwise pile up.
     const ids = new Set(snapshot.runners.map((r) => r.runner_id))
     for (const id of this.breakers.keys()) if (!ids.has(id)) this.breakers.delete(id)
@@ -172,7 +201,7 @@ let current: { key: string; pool: RunnerPool } | undefined
  * settings starts a fresh pool and nothing else does.
  */
 export function runnerPool(config: GatewayConfig): RunnerPool {
-  const key = `${config.ROUTING_CACHE_MS}/${config.BREAKER_FAILURE_THRESHOLD}/${config.BREAKER_COOLDOWN_MS}`
+  const key = `${config.ROUTING_CACHE_MS}/${config.BREAKER_FAILURE_THRESHOLD}/${config.BREAKER_COOLDOWN_MS}/${config.HEDGE_BUDGET_PERCENT}`
   if (current?.key !== key)
     current = {
       key,
@@ -180,6 +209,7 @@ export function runnerPool(config: GatewayConfig): RunnerPool {
         cacheMs: config.ROUTING_CACHE_MS,
         breakerThreshold: config.BREAKER_FAILURE_THRESHOLD,
         breakerCooldownMs: config.BREAKER_COOLDOWN_MS,
+        hedgeBudgetPercent: config.HEDGE_BUDGET_PERCENT,
       }),
     }
   return current.pool

@@ -1,4 +1,4 @@
-import { AppError, SIGNATURE_HEADER, TIMESTAMP_HEADER, verifyRequest } from '@twinserve/shared'
+import { AppError, verifyRequest } from '@twinserve/shared'
 import { createMiddleware } from 'hono/factory'
 import type { AppEnv } from '../app-env.ts'
 import { signingSecret } from '../config.ts'
@@ -28,8 +28,7 @@ export function runnerSignature() {
       method: c.req.method,
       path: url.pathname + url.search,
       body,
-      timestampHeader: c.req.header(TIMESTAMP_HEADER),
-      signatureHeader: c.req.header(SIGNATURE_HEADER),
+      headers: c.req.raw.headers,
     })
     if (!verdict.ok) {
       c.get('requestLog').reject('bad_signature')

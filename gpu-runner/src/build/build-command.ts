@@ -8,6 +8,7 @@ import { writeFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import { AppError } from '@twinserve/shared'
 import { buildPackage } from './build-package.ts'
+import { describeOsError } from './os-error.ts'
 import { createReporter } from './pipeline/progress.ts'
 import { formatReport } from './report.ts'
 
@@ -74,10 +75,12 @@ export async function run(args: string[]): Promise<number> {
     }
     return 0
   } catch (err) {
+    const osError = await describeOsError(err)
     const message =
       err instanceof AppError
         ? `${err.message} [${err.code}]`
-        : `unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`
+        : (osError ??
+          `unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`)
     process.stderr.write(`\ntwinserve build: ${message}\n`)
     return 1
   }

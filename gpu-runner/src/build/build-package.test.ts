@@ -122,13 +122,13 @@ describe('exclusive knowledge and rank', () => {
       recipe: { variants: [], router: { data: 'routing.jsonl', hidden: [8], epochs: 2, seed: 1 } },
     })
     const errors: number[] = []
-    for (const rank of [1, 3, 16]) {
+    for (const rank of [1, 3, 12]) {
       const text = (await readFile(fx.recipePath, 'utf8')).replace(/rank: \d+/, `rank: ${rank}`)
       await writeFile(fx.recipePath, text)
       const r = await buildPackage(fx.recipePath, quiet(join(root, `ranks-${rank}`)))
       errors.push(Math.max(...r.verification.experts.map((e) => e.oneHotMaxAbsDiff)))
-      if (rank === 16) {
-        // Ranks are capped at min(rows, cols): full rank everywhere.
+      if (rank === 12) {
+        // Ranks are capped at min(rows, cols): full rank everywhere (12 is the largest matrix's rank).
         expect(r.manifest.exclusive.filter((e) => e.kind === 'matrix').map((e) => e.ranks)).toEqual(
           [
             [8, 8, 8],
@@ -141,6 +141,16 @@ describe('exclusive knowledge and rank', () => {
     expect(errors[0]).toBeGreaterThan(errors[1] as number)
     expect(errors[1]).toBeGreaterThan(errors[2] as number)
     expect(errors[2]).toBeLessThan(1e-4)
+  })
+
+  // Issue #16, case 7: rank 100000 was clamped silently and the package grew to 235% of the experts' bytes.
+  it('refuses a rank above every matrix’s rank, naming the largest it could be', async () => {
+    const fx = await writeBuildFixture(join(root, 'huge-rank'), { recipe: { variants: [] } })
+    const text = (await readFile(fx.recipePath, 'utf8')).replace(/rank: \d+/, 'rank: 100000')
+    await writeFile(fx.recipePath, text)
+    await expect(buildPackage(fx.recipePath, quiet(join(root, 'huge-rank-out')))).rejects.toThrow(
+      /exclusive rank 100000 exceeds the rank of every matrix it applies to \(the largest is 12: 'fc2.weight' \[16, 12\]\)/,
+    )
   })
 
   it('builds the transformer block with a prototype router on an earlier tensor; full energy reproduces experts', async () => {

@@ -17,7 +17,12 @@ export interface LoadModelOptions {
   threads?: number
   /** The merge engine's `mergeTensor`; without it `merge_method` requests are refused. */
   merge?: MergeTensorFn
-  mergeCache: { maxEntries: number; maxBytes: number; onLookup?: (hit: boolean) => void }
+  mergeCache: {
+    maxEntries: number
+    maxBytes: number
+    maxEntriesPerOwner?: number
+    onLookup?: (hit: boolean) => void
+  }
 }
 
 export async function loadModel(dir: string, opts: LoadModelOptions): Promise<ServedModel> {

@@ -81,4 +81,38 @@ describe('MergeCache', () => {
     await cache.get('a', async () => new Uint8Array(1), size)
     expect(cache.has('a')).toBe(false)
   })
+
+  // Issue #16, case 8: a tenant cycling recipes pushed everyone else's merges out of the cache.
+  it('an owner at its share loses its own least recent entry, not anyone else’s', async () => {
+    const cache = new MergeCache<Uint8Array>({
+      maxEntries: 4,
+      maxBytes: 1000,
+      maxEntriesPerOwner: 2,
+    })
+    const make = () => async () => new Uint8Array(1)
+    await cache.get('b1', make(), size, 'tenant-b')
+    await cache.get('b2', make(), size, 'tenant-b')
+    for (let i = 0; i < 20; i++) await cache.get(`a${i}`, make(), size, 'tenant-a')
+    expect(cache.has('b1')).toBe(true)
+    expect(cache.has('b2')).toBe(true)
+    expect(cache.has('a19')).toBe(true)
+    expect(cache.has('a18')).toBe(true)
+    expect(cache.has('a17')).toBe(false)
+    expect(cache.snapshot().entries).toBe(4)
+  })
+
+  it('covers a key while it is being computed', async () => {
+    const cache = new MergeCache<Uint8Array>({ maxEntries: 4, maxBytes: 1000 })
+    let release: () => void = () => undefined
+    const gate = new Promise<void>((r) => {
+      release = r
+    })
+    const pending = cache.get('k', () => gate.then(() => new Uint8Array(1)), size)
+    expect(cache.covers('k')).toBe(true)
+    expect(cache.has('k')).toBe(false)
+    release()
+    await pending
+    expect(cache.covers('k')).toBe(true)
+    expect(cache.covers('other')).toBe(false)
+  })
 })

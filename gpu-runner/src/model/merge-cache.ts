@@ -2,7 +2,9 @@
  * A bounded LRU of materialised merges, keyed by the canonical recipe (lorax's `lru_cache` on the merge
  * parameters, mergekit's hashable tasks). Bounded by entry count and by bytes; an entry larger than the byte bound
  * is computed, used, and not kept. Concurrent misses on one key share a single computation, so a burst of
- * identical recipes merges once.
+ * identical recipes merges once. Entries have an owner (the tenant whose request created them); with
+ * `maxEntriesPerOwner`, an owner at its share makes room by losing its own least recent entry, not someone
+ * else's (issue #16: one tenant cycling recipes kept the cache cold for everyone).
  * @module
  */
 import { createHash } from 'node:crypto'
@@ -35,12 +37,14 @@ export interface MergeCacheStats {
 export interface MergeCacheOptions {
   maxEntries: number
   maxBytes: number
+  /** Entries one owner may hold (default: no bound but maxEntries). */
+  maxEntriesPerOwner?: number
   /** Called on every lookup, for metrics. */
   onLookup?: (hit: boolean) => void
 }
 
 export class MergeCache<V> {
-  private readonly entries = new Map<string, { value: V; bytes: number }>()
+  private readonly entries = new Map<string, { value: V; bytes: number; owner: string }>()
   private readonly pending = new Map<string, Promise<V>>()
   private bytes = 0
   private readonly stats = { hits: 0, misses: 0, evictions: 0 }
@@ -49,9 +53,14 @@ export class MergeCache<V> {
 
   /**
    * The cached value for `key`, or `compute()`'s (then cached if it fits). `sizeOf` gives a value's bytes.
-   * A failed computation is not cached: the next request retries.
+   * A failed computation is not cached: the next request retries. `owner` is charged the entry.
    */
-  async get(key: string, compute: () => Promise<V>, sizeOf: (v: V) => number): Promise<V> {
+  async get(
+    key: string,
+    compute: () => Promise<V>,
+    sizeOf: (v: V) => number,
+    owner = '',
+  ): Promise<V> {
     const hit = this.entries.get(key)
     if (hit) {
       // Map iteration order is insertion order: re-inserting marks the entry most recently used.
@@ -70,7 +79,7 @@ export class MergeCache<V> {
     this.stats.misses++
     this.opts.onLookup?.(false)
     const promise = compute().then((value) => {
-      this.insert(key, value, sizeOf(value))
+      this.insert(key, value, sizeOf(value), owner)
       return value
     })
     this.pending.set(key, promise)
@@ -85,24 +94,39 @@ export class MergeCache<V> {
     return this.entries.has(key)
   }
 
+  /** Cached, or being computed now: a request for it causes no new computation. */
+  covers(key: string): boolean {
+    return this.entries.has(key) || this.pending.has(key)
+  }
+
   snapshot(): MergeCacheStats {
     return { ...this.stats, entries: this.entries.size, bytes: this.bytes }
   }
 
-  private insert(key: string, value: V, bytes: number): void {
+  private insert(key: string, value: V, bytes: number, owner: string): void {
     if (this.opts.maxEntries === 0 || bytes > this.opts.maxBytes) return
+    const perOwner = this.opts.maxEntriesPerOwner
+    if (perOwner !== undefined) {
+      const own = [...this.entries].filter(([, e]) => e.owner === owner)
+      for (const [k] of own.slice(0, Math.max(0, own.length - perOwner + 1))) this.evict(k)
+    }
     while (
       this.entries.size >= this.opts.maxEntries ||
       (this.entries.size > 0 && this.bytes + bytes > this.opts.maxBytes)
     ) {
       const oldest = this.entries.keys().next()
       if (oldest.done) break
-      const evicted = this.entries.get(oldest.value)
-      this.entries.delete(oldest.value)
-      this.bytes -= evicted?.bytes ?? 0
-      this.stats.evictions++
+      this.evict(oldest.value)
     }
-    this.entries.set(key, { value, bytes })
+    this.entries.set(key, { value, bytes, owner })
     this.bytes += bytes
+  }
+
+  private evict(key: string): void {
+    const evicted = this.entries.get(key)
+    if (!evicted) return
+    this.entries.delete(key)
+    this.bytes -= evicted.bytes
+    this.stats.evictions++
   }
 }

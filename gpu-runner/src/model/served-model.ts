@@ -31,6 +31,7 @@ import { type OpenedSession, openSession, ort, type Provider } from '../runtime/
 import { assertControlsSupported, checkContract } from '../twin-contract/check-contract.ts'
 import { encodeControls, type RowControls } from '../twin-contract/encode-controls.ts'
 import { expertColumns, rowControls } from './controls.ts'
+import { nonFiniteOutputError } from './finite-outputs.ts'
 import {
   initializersToInputs,
   type MergeTensorFn,
@@ -77,6 +78,8 @@ export interface PreparedRequest {
   reportedWeights?: Float32Array
   /** Output names to return, in order. */
   outputs: string[]
+  /** The tenant the gateway forwards for (signed); owns the merge-cache entry a materialised request creates. */
+  tenant?: string
 }
 
 export interface ServedModelInit {
@@ -88,7 +91,12 @@ export interface ServedModelInit {
   /** Set when the materialised path is unavailable: the reason, reported in metadata and errors. */
   materializedUnavailable?: string
   merge?: MergeTensorFn
-  mergeCache: { maxEntries: number; maxBytes: number; onLookup?: (hit: boolean) => void }
+  mergeCache: {
+    maxEntries: number
+    maxBytes: number
+    maxEntriesPerOwner?: number
+    onLookup?: (hit: boolean) => void
+  }
 }
 
 type Feeds = Record<string, ort.Tensor>
@@ -149,6 +157,11 @@ export class ServedModel {
 
   cacheStats() {
     return this.cache.snapshot()
+  }
+
+  /** Whether a materialised recipe is cached or being merged now (a request for it merges nothing new). */
+  coversRecipe(key: string): boolean {
+    return this.cache.covers(key)
   }
 
   metadata(): ModelMetadata {
@@ -361,18 +374,23 @@ export class ServedModel {
    */
   async runIsolated(batch: readonly PreparedRequest[]): Promise<(RunResult | AppError)[]> {
     try {
-      return await this.run(batch)
+      return (await this.run(batch)).map((result) => this.finite(result))
     } catch (err) {
       if (batch.length === 1) return [this.classify(err)]
       return Promise.all(
         batch.map((r) =>
           this.run([r]).then(
-            (out) => out[0] ?? this.classify(new Error('no result')),
+            (out) => (out[0] ? this.finite(out[0]) : this.classify(new Error('no result'))),
             (e: unknown) => this.classify(e),
           ),
         ),
       )
     }
+  }
+
+  /** The result, or NON_FINITE_OUTPUT when its outputs hold NaN or ±Infinity (finite-outputs.ts). */
+  private finite(result: RunResult): RunResult | AppError {
+    return nonFiniteOutputError(this.name, result.outputs) ?? result
   }
 
   private classify(err: unknown): AppError {
@@ -418,6 +436,7 @@ export class ServedModel {
         return tensors
       },
       (m) => [...m.values()].reduce((n, t) => n + (t.data as Float32Array).byteLength, 0),
+      r.tenant ?? '',
     )
     return { session, weights }
   }

@@ -2,9 +2,11 @@
  * What the runner's HTTP app is built from (runner.ts wires the real ones; tests may build their own).
  * @module
  */
+import type { MergeQuota } from '../model/merge-quota.ts'
 import type { PreparedRequest, RunResult, ServedModel } from '../model/served-model.ts'
 import type { Logger } from './logger.ts'
 import type { RunnerMetrics } from './metrics.ts'
+import type { ReplayGuard } from './replay-guard.ts'
 import type { Scheduler } from './scheduler.ts'
 
 export interface AppDeps {
@@ -18,6 +20,12 @@ export interface AppDeps {
   /** HMAC secret; null accepts unsigned requests (`--insecure-local`). */
   signingSecret: string | null
   maxBodyBytes: number
+  /** The body must have arrived within this (408). */
+  bodyTimeoutMs: number
+  /** Signed nonces already used (a replay is refused). */
+  replay: ReplayGuard
+  /** New materialised merges per tenant. */
+  mergeQuota: MergeQuota
   requestTimeoutMs: number
   /** Ready to take requests (models loaded, not draining). */
   ready: () => boolean

@@ -492,7 +492,7 @@ describe('request signatures', () => {
       await call(INFER, { body: body({ id: 'changed' }), sign: false, headers: signed }),
       401,
       'UNAUTHENTICATED',
-      /bad signature/,
+      /body does not match its signed hash/,
     )
     const forOther = await signRequest(SECRET, {
       method: 'POST',

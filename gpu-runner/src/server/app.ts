@@ -16,15 +16,16 @@
  * routes (its test holds it to `app.routes`).
  * @module
  */
+import { createHash } from 'node:crypto'
 import {
   AppError,
+  bodyMatches,
   REQUEST_ID_HEADER,
   readBodyText,
   requestIdFrom,
   type ServerMetadata,
-  SIGNATURE_HEADER,
-  TIMESTAMP_HEADER,
-  verifyRequest,
+  type SignedClaims,
+  verifySignedHeaders,
 } from '@twinserve/shared'
 import { Hono, type MiddlewareHandler } from 'hono'
 import { methodNotAllowed } from 'hono/method-not-allowed'
@@ -45,10 +46,11 @@ function useRequestBasics(app: Hono<RunnerAppEnv>, deps: AppDeps): void {
     c.header(REQUEST_ID_HEADER, id)
     await next()
   })
-  app.use(async function closeWhenDraining(c, next) {
+  app.use(async function closeWhenDone(c, next) {
     await next()
-    // Keep-alive sockets would hold the server open after the drain; ask clients to reconnect elsewhere.
-    if (!deps.ready()) c.header('connection', 'close')
+    // Keep-alive sockets would hold the server open after the drain; ask clients to reconnect elsewhere. And a
+    // request refused before its body was read closes its connection, so the unread body is never read either.
+    if (!deps.ready() || c.get('bodyUnread')) c.header('connection', 'close')
   })
   app.use(async function accessLog(c, next) {
     const started = performance.now()
@@ -73,28 +75,51 @@ function useRequestBasics(app: Hono<RunnerAppEnv>, deps: AppDeps): void {
   )
 }
 
-/** Reads the body (within the size limit) and checks the gateway's signature over it. */
+/**
+ * The gateway's signature, checked from the headers BEFORE a byte of the body is read (issue #16: an unsigned
+ * POST announcing 30 MiB used to be read to the end first): signed headers present and right, timestamp fresh,
+ * nonce not seen before, announced size within the limit. Then the body streams into a hash, capped in bytes
+ * and in time, and must hash to what was signed.
+ */
 function readAndVerify(deps: AppDeps): MiddlewareHandler<RunnerAppEnv> {
   return async function readAndVerify(c, next) {
     if (c.req.path.startsWith('/v2/health/')) return next()
-    c.set(
-      'body',
-      c.req.method === 'GET' || c.req.method === 'HEAD'
-        ? ''
-        : await readBodyText(c.req.raw, deps.maxBodyBytes, "the runner's limit"),
-    )
+    c.set('bodyUnread', true)
+    let claims: SignedClaims | undefined
     if (deps.signingSecret !== null) {
       const url = new URL(c.req.url)
-      const result = await verifyRequest(deps.signingSecret, {
+      const verdict = await verifySignedHeaders(deps.signingSecret, {
         method: c.req.method,
         path: url.pathname + url.search,
-        body: c.get('body'),
-        timestampHeader: c.req.header(TIMESTAMP_HEADER),
-        signatureHeader: c.req.header(SIGNATURE_HEADER),
+        headers: c.req.raw.headers,
       })
-      if (!result.ok)
-        throw new AppError('UNAUTHENTICATED', `request signature rejected: ${result.reason}`)
+      if (!verdict.ok)
+        throw new AppError('UNAUTHENTICATED', `request signature rejected: ${verdict.reason}`)
+      const { nonce, timestamp } = verdict.claims
+      if (!deps.replay.admit(nonce, timestamp, Math.floor(Date.now() / 1000)))
+        throw new AppError(
+          'UNAUTHENTICATED',
+          'request signature rejected: replayed (this nonce was used already)',
+        )
+      claims = verdict.claims
     }
+    const hash = claims ? createHash('sha256') : undefined
+    const body =
+      c.req.method === 'GET' || c.req.method === 'HEAD'
+        ? ''
+        : await readBodyText(c.req.raw, deps.maxBodyBytes, {
+            limitName: "the runner's limit",
+            timeoutMs: deps.bodyTimeoutMs,
+            ...(hash ? { onChunk: (chunk: Uint8Array) => hash.update(chunk) } : {}),
+          })
+    c.set('bodyUnread', false)
+    if (claims && hash && !bodyMatches(claims, hash.digest('hex')))
+      throw new AppError(
+        'UNAUTHENTICATED',
+        'request signature rejected: body does not match its signed hash',
+      )
+    c.set('body', body)
+    c.set('tenant', claims?.tenant ?? '')
     await next()
   }
 }

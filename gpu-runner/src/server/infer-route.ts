@@ -5,6 +5,7 @@
  */
 import {
   DEADLINE_HEADER,
+  httpStatusOf,
   type InferenceRequest,
   InferenceRequestSchema,
   type InferenceResponse,
@@ -69,7 +70,11 @@ export function inferHandler(deps: AppDeps, modelOf: (name: string) => ServedMod
       labels = { ...labels, model: model.name }
       requireJsonContentType(c.req.header('content-type'))
       const req = parseJsonText(c.get('body'), InferenceRequestSchema, 'invalid inference request')
-      const prepared = model.prepare(req)
+      const tenant = c.get('tenant') ?? ''
+      const prepared: PreparedRequest = { ...model.prepare(req), tenant }
+      // A recipe nobody has merged yet costs a merge: charged to the tenant that asks (429 past its quota).
+      if (prepared.recipe && !model.coversRecipe(prepared.recipe.key))
+        deps.mergeQuota.charge(tenant, prepared.recipe.key, Date.now())
       labels = { ...labels, variant: prepared.variant, merge_path: prepared.path }
       rows = prepared.rows
       const result = await scheduler.submit(prepared, {
@@ -90,11 +95,12 @@ export function inferHandler(deps: AppDeps, modelOf: (name: string) => ServedMod
     } catch (err) {
       const e = toAppError(err)
       // A client that hung up gets no response; count it as nginx does (499), not as the client's mistake.
-      const status = c.req.raw.signal.aborted ? 499 : e.status
+      const status = c.req.raw.signal.aborted ? httpStatusOf('CLIENT_CLOSED') : e.status
       metrics.requests.inc({ ...labels, code: String(status) })
       if (e.code === 'RUNNER_OVERLOADED')
         metrics.rejected.inc({ reason: scheduler.draining ? 'draining' : 'overloaded' })
       if (e.code === 'RUNNER_TIMEOUT') metrics.rejected.inc({ reason: 'timeout' })
+      if (e.code === 'RATE_LIMITED') metrics.rejected.inc({ reason: 'merge_quota' })
       logger[status >= 500 ? 'error' : 'info']('infer', {
         request_id: requestId,
         ...labels,

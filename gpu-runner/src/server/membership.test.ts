@@ -1,12 +1,6 @@
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import {
-  RUNNER_REGISTRY_PATHS,
-  type RunnerRegistration,
-  SIGNATURE_HEADER,
-  TIMESTAMP_HEADER,
-  verifyRequest,
-} from '@twinserve/shared'
+import { RUNNER_REGISTRY_PATHS, type RunnerRegistration, verifyRequest } from '@twinserve/shared'
 import { afterEach, describe, expect, it } from 'vitest'
 import { createLogger } from './logger.ts'
 import { Membership } from './membership.ts'
@@ -31,8 +25,7 @@ async function forgetfulRegistry() {
         method: req.method ?? '',
         path: req.url ?? '',
         body,
-        timestampHeader: req.headers[TIMESTAMP_HEADER] as string,
-        signatureHeader: req.headers[SIGNATURE_HEADER] as string,
+        headers: req.headers,
       }).then((v) => {
         seen.push({ path: req.url ?? '', verified: v.ok, body: JSON.parse(body) })
         if (req.url === RUNNER_REGISTRY_PATHS.heartbeat && !forgot) {

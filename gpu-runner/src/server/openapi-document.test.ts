@@ -3,11 +3,13 @@
  * every $ref in it resolves: a route added to app.ts without a document entry, or documented and gone, fails.
  */
 import { describe, expect, it } from 'vitest'
+import { MergeQuota } from '../model/merge-quota.ts'
 import type { PreparedRequest, RunResult } from '../model/served-model.ts'
 import { createApp } from './app.ts'
 import { createLogger } from './logger.ts'
 import { createMetrics } from './metrics.ts'
 import { buildRunnerOpenApiDocument } from './openapi-document.ts'
+import { ReplayGuard } from './replay-guard.ts'
 import { Scheduler } from './scheduler.ts'
 
 /** A runner app with no models: its routes are registered all the same. */
@@ -33,6 +35,9 @@ function emptyApp() {
     provider: 'cpu',
     signingSecret: null,
     maxBodyBytes: 1024,
+    bodyTimeoutMs: 1000,
+    replay: new ReplayGuard({ windowS: 300 }),
+    mergeQuota: new MergeQuota(0),
     requestTimeoutMs: 1000,
     ready: () => true,
   })

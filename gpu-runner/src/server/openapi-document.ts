@@ -16,7 +16,10 @@ import {
   schemaRef as ref,
 } from '@twinserve/shared'
 
-const signed = [{ runnerSignature: [], runnerTimestamp: [] }]
+// The tenant header is signed when present, not required: it is not listed here.
+const signed = [
+  { runnerSignature: [], runnerTimestamp: [], runnerNonce: [], runnerContentSha256: [] },
+]
 const model: Json = { name: 'model', in: 'path', required: true, schema: { type: 'string' } }
 const deadline: Json = {
   name: DEADLINE_HEADER,

@@ -8,15 +8,17 @@ import { randomBytes } from 'node:crypto'
 import type { AddressInfo } from 'node:net'
 import { hostname } from 'node:os'
 import { serve } from '@hono/node-server'
-import { AppError, type RunnerRegistration } from '@twinserve/shared'
+import { AppError, DEFAULT_MAX_SKEW_S, type RunnerRegistration } from '@twinserve/shared'
 import type { RunnerConfig } from '../config.ts'
 import { loadModel } from '../model/load-model.ts'
 import type { MergeTensorFn } from '../model/materialize.ts'
+import { MergeQuota } from '../model/merge-quota.ts'
 import type { PreparedRequest, RunResult, ServedModel } from '../model/served-model.ts'
 import { createApp } from './app.ts'
 import { createLogger, errorFields, type Logger } from './logger.ts'
 import { Membership } from './membership.ts'
 import { createMetrics, type RunnerMetrics } from './metrics.ts'
+import { ReplayGuard } from './replay-guard.ts'
 import { Scheduler } from './scheduler.ts'
 
 export interface RunnerDeps {
@@ -59,6 +61,8 @@ async function loadModels(
       mergeCache: {
         maxEntries: config.mergeCacheEntries,
         maxBytes: config.mergeCacheMb * 1024 * 1024,
+        maxEntriesPerOwner:
+          config.mergeCacheEntriesPerTenant ?? Math.max(1, Math.ceil(config.mergeCacheEntries / 2)),
         onLookup: (hit) => onCacheLookup(model.name, hit),
       },
     })
@@ -134,6 +138,10 @@ async function listen(
     const s = serve({ fetch, hostname: config.host, port: config.port }, () => resolve(s))
     s.once('error', reject)
   })
+  // Idle connections outlive every client's idle timeout (workerd's pool: 5 s, like Node's default), so no
+  // client sends on one the runner is closing; and a request that arrived while the process was frozen
+  // (SIGSTOP) is still read on SIGCONT instead of being dropped with its expired connection.
+  if ('keepAliveTimeout' in server) server.keepAliveTimeout = config.keepAliveTimeoutMs
   const port = (server.address() as AddressInfo).port
   const url =
     config.publicUrl ??
@@ -162,6 +170,9 @@ export async function startRunner(config: RunnerConfig, deps: RunnerDeps = {}): 
     ...(fallbackReason ? { providerFallbackReason: fallbackReason } : {}),
     signingSecret: config.insecureLocal ? null : (config.signingSecret ?? null),
     maxBodyBytes: config.maxBodyBytes,
+    bodyTimeoutMs: config.bodyTimeoutMs,
+    replay: new ReplayGuard({ windowS: DEFAULT_MAX_SKEW_S }),
+    mergeQuota: new MergeQuota(config.mergeQuotaPerMinute),
     requestTimeoutMs: config.requestTimeoutMs,
     ready: () => !draining,
   })

@@ -16,7 +16,13 @@ import {
   ServerMetadataSchema,
 } from '../schemas/inference.ts'
 import { MergeControlsSchema } from '../schemas/merge-controls.ts'
-import { SIGNATURE_HEADER, TIMESTAMP_HEADER } from '../signing.ts'
+import {
+  CONTENT_SHA256_HEADER,
+  NONCE_HEADER,
+  SIGNATURE_HEADER,
+  TENANT_HEADER,
+  TIMESTAMP_HEADER,
+} from '../signing.ts'
 
 export type Json = Record<string, unknown>
 
@@ -54,7 +60,15 @@ export const RUNNER_SIGNATURE_SCHEMES = {
     in: 'header',
     name: SIGNATURE_HEADER,
     description:
-      'hex HMAC-SHA256 with RUNNER_SIGNING_SECRET over METHOD\\nPATH\\nTIMESTAMP\\nsha256(body)',
+      'hex HMAC-SHA256 with RUNNER_SIGNING_SECRET over TWINSERVE-HMAC-SHA256-2\\nMETHOD\\nPATH\\nTIMESTAMP\\nNONCE\\nTENANT\\nsha256(body); checked with the timestamp and size before the body is read, each nonce accepted once',
   },
   runnerTimestamp: { type: 'apiKey', in: 'header', name: TIMESTAMP_HEADER },
+  runnerNonce: { type: 'apiKey', in: 'header', name: NONCE_HEADER },
+  runnerContentSha256: { type: 'apiKey', in: 'header', name: CONTENT_SHA256_HEADER },
+  runnerTenant: {
+    type: 'apiKey',
+    in: 'header',
+    name: TENANT_HEADER,
+    description: 'the tenant the gateway forwards for (signed; per-tenant merge quotas)',
+  },
 }

@@ -42,6 +42,22 @@ describe('InferenceRequestSchema', () => {
     ['negative dim', { inputs: [input({ shape: [-1, 4] })] }, false, /shape/],
     ['typo field', { inputs: [input()], ouputs: [] }, false, /ouputs/],
     ['huge shape', { inputs: [input({ shape: [100000, 100000] })] }, false, /limit/],
+    // Issue #16, case 1: pixel data of 1e300 or 3.5e38 became Infinity in float32, then NaN in every output.
+    [
+      '1e300 in FP32',
+      { inputs: [input({ data: [0, 1e300, 1, 1] })] },
+      false,
+      /out of range for FP32/,
+    ],
+    ['3.5e38 in FP32', { inputs: [input({ data: [0, -3.5e38, 1, 1] })] }, false, /FP32/],
+    ['float32 max in FP32', { inputs: [input({ data: [0, 3.4e38, 1, -3.4e38] })] }, true],
+    ['1e300 in FP64', { inputs: [input({ datatype: 'FP64', data: [0, 1e300, 1, 1] })] }, true],
+    [
+      '70000 in FP16',
+      { inputs: [input({ datatype: 'FP16', data: [0, 70000, 1, 1] })] },
+      false,
+      /out of range for FP16/,
+    ],
   ]
   for (const [name, body, ok, msg] of cases) {
     it(name, () => {

@@ -66,12 +66,26 @@ export function flattenTensorData(data: readonly Nested[]): Nested[] {
   return out
 }
 
+/**
+ * The largest magnitude each floating-point datatype holds. A JSON number beyond it becomes ±Infinity when the
+ * runner stores it (1e300 as FP32), and the model then answers NaN for everyone in the batch's row; so it is
+ * refused here, as an integer out of its range is.
+ */
+export const FLOAT_MAX: Partial<Record<Datatype, number>> = {
+  FP16: 65504,
+  FP32: 3.4028234663852886e38,
+  FP64: Number.MAX_VALUE,
+}
+
 /** Why `value` is not a valid element of `datatype`, or undefined when it is. */
 function elementProblem(datatype: Datatype, value: Nested): string | undefined {
   if (datatype === 'BOOL') return typeof value === 'boolean' ? undefined : 'expected a boolean'
   if (datatype === 'BYTES') return typeof value === 'string' ? undefined : 'expected a string'
   if (typeof value !== 'number') return 'expected a number'
   if (!Number.isFinite(value)) return 'expected a finite number'
+  const max = FLOAT_MAX[datatype]
+  if (max !== undefined && Math.abs(value) > max)
+    return `${value} is out of range for ${datatype} (|x| ≤ ${max.toPrecision(8)})`
   const range = INTEGER_RANGES[datatype]
   if (range) {
     if (!Number.isInteger(value)) return `expected an integer for ${datatype}`

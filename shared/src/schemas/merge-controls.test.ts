@@ -38,6 +38,23 @@ describe('MergeControlsSchema', () => {
     ['top_k as a string', { top_k: '2' }, /parameters\.top_k/],
     ['an empty mix', { experts: {} }, /at least one expert/],
     ['a non-numeric weight', { experts: { a: 'high' } }, /parameters\.experts\.a/],
+    // Issue #16, case 1: these overflowed float32 and answered null in every output.
+    ['a weight of 1e39', { experts: { original: 1e39 } }, /experts\.original: must be at most 100/],
+    [
+      'weights of ±1e30',
+      { experts: { original: 1e30, inverted: -1e30 } },
+      /experts\.original: must be at most 100.*experts\.inverted: must be at least -100/,
+    ],
+    [
+      'lambda 1e38 with ties',
+      { experts: { a: 1 }, merge_method: 'ties', lambda: 1e38 },
+      /parameters\.lambda: must be at most 100/,
+    ],
+    [
+      'tall_mask_lambda 1e9',
+      { experts: { a: 1, b: 1 }, merge_method: 'consensus', tall_mask_lambda: 1e9 },
+      /tall_mask_lambda/,
+    ],
     ['an invalid expert name', { experts: { 'Bad Name': 1 } }, /parameters\.experts/],
     ['a duplicate exclusion', { exclude_experts: ['a', 'a'] }, /twice/],
     ['variant with experts', { variant: 'shared', experts: { a: 1 } }, /combined with variant/],
@@ -119,5 +136,36 @@ describe('parseMergeControls', () => {
       density: 0.4,
       experts: { a: { weight: 1 }, b: { weight: 2 } },
     })
+  })
+})
+
+// Issue #16, case 8: varying density by 1e-9 per request forced a fresh merge every time.
+describe('merge parameters snap to a grid', () => {
+  const spec = (density: number, weight: number) => {
+    const m = parseMergeControls({ experts: { a: weight, b: 1 }, merge_method: 'ties', density })
+    if (m.kind !== 'materialized') throw new Error('not materialised')
+    return m
+  }
+  it('recipes that differ below the grid are the same recipe', () => {
+    const a = spec(0.5, 0.7)
+    const b = spec(0.5 + 1e-9, 0.7 - 3e-7)
+    expect(b.spec).toEqual(a.spec)
+    expect(b.experts).toEqual(a.experts)
+    expect(a.spec).toMatchObject({ density: 0.5, experts: { a: { weight: 0.7 } } })
+    expect(spec(0.5004, 1).spec).toMatchObject({ density: 0.5 })
+    expect(spec(0.5006, 1).spec).toMatchObject({ density: 0.501 })
+  })
+  it('a density below the grid stays positive', () => {
+    expect(spec(1e-9, 1).spec).toMatchObject({ density: 0.001 })
+  })
+  it('a recipe that rounding makes invalid is refused, naming the grid', () => {
+    expect(() =>
+      parseMergeControls({
+        experts: { a: 1, b: 1 },
+        merge_method: 'della',
+        density: 0.5,
+        epsilon: 0.4999,
+      }),
+    ).toThrow(/rounded to multiples of 0\.001: .*density ± epsilon must lie in \(0, 1\)/)
   })
 })

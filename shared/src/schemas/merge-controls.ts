@@ -21,7 +21,14 @@
 import { z } from 'zod'
 import { AppError } from '../errors.ts'
 import { describeIssues } from '../http.ts'
-import { MERGE_METHOD_NAMES, type MergeSpec, MergeSpecSchema } from './merge.ts'
+import {
+  MERGE_METHOD_NAMES,
+  type MergeSpec,
+  MergeSpecSchema,
+  MergeWeightSchema,
+  snapMergeSpec,
+  snapToGrid,
+} from './merge.ts'
 import { NameSchema } from './twin-package.ts'
 
 /** The global parameters of every merge method, flat in `parameters` (derived so they follow merge.ts). */
@@ -48,7 +55,7 @@ export const MergeControlsSchema = z
   .strictObject({
     /** Explicit mix {expert: weight}; experts not named get 0. */
     experts: z
-      .record(NameSchema, z.number())
+      .record(NameSchema, MergeWeightSchema)
       .refine((e) => Object.keys(e).length > 0, 'must name at least one expert')
       .optional(),
     top_k: z
@@ -163,7 +170,14 @@ export function parseMergeControls(
   const c = parsed.data
   if (c.variant !== undefined) return { kind: 'variant', variant: c.variant }
   if (c.experts !== undefined && c.merge_method !== undefined)
-    return { kind: 'materialized', experts: c.experts, spec: MergeSpecSchema.parse(specInput(c)) }
+    // Snapped to the parameter grid: the merged (and cached) recipe, so near-identical recipes share a merge.
+    return {
+      kind: 'materialized',
+      experts: Object.fromEntries(
+        Object.entries(c.experts).map(([name, w]) => [name, snapToGrid('weight', w)]),
+      ),
+      spec: snapMergeSpec(MergeSpecSchema.parse(specInput(c))),
+    }
   if (c.experts !== undefined) return { kind: 'explicit', experts: c.experts }
   return {
     kind: 'router',

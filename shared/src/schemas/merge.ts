@@ -32,8 +32,30 @@ export const MergeMethodNameSchema = z.enum([
 export const MERGE_METHOD_NAMES = MergeMethodNameSchema.options
 export type MergeMethodName = z.infer<typeof MergeMethodNameSchema>
 
-// zod 4's z.number() already refuses NaN and ±Infinity, so every number below is finite.
-const WeightSchema = z.number()
+// zod 4's z.number() already refuses NaN and ±Infinity, so every number below is finite. Finite is not enough:
+// weights of ±1e30 overflow float32 in the merged tensors (issue #16), so magnitudes are bounded too.
+
+/** The largest |weight| of an expert in a merge or an explicit mix; real mixes stay within a few units. */
+export const MAX_MERGE_WEIGHT = 100
+/** The largest |lambda| (task-vector scale) and TALL-mask threshold. */
+export const MAX_MERGE_LAMBDA = 100
+/**
+ * Real-valued merge parameters are rounded to multiples of this before a recipe is keyed and merged, so
+ * recipes that differ only in the ninth decimal share one cached merge (issue #16: varying `density` by 1e-9 per
+ * request kept the merge cache cold for everyone).
+ */
+export const MERGE_PARAMETER_GRID = 0.001
+
+/** An expert's weight in a merge or an explicit mix. */
+export const MergeWeightSchema = z
+  .number()
+  .min(-MAX_MERGE_WEIGHT, `must be at least -${MAX_MERGE_WEIGHT}`)
+  .max(MAX_MERGE_WEIGHT, `must be at most ${MAX_MERGE_WEIGHT}`)
+const WeightSchema = MergeWeightSchema
+const LambdaSchema = z
+  .number()
+  .min(-MAX_MERGE_LAMBDA, `must be at least -${MAX_MERGE_LAMBDA}`)
+  .max(MAX_MERGE_LAMBDA, `must be at most ${MAX_MERGE_LAMBDA}`)
 /** Fraction of a task vector's entries kept by sparsification; 1 keeps everything. */
 const DensitySchema = z.number().gt(0).lte(1)
 /** Makes the random methods (DARE, DELLA) reproducible: mixed with the tensor and expert names. */
@@ -68,7 +90,7 @@ function expertsOf<T extends z.ZodType>(entry: T) {
 
 /** Task-vector methods: θ = θ_base + lambda·Σ_t w_t·τ_t, divided by Σ w_t when `normalize`. */
 const scaled = (normalize: boolean) => ({
-  lambda: z.number().default(1),
+  lambda: LambdaSchema.default(1),
   normalize: z.boolean().default(normalize),
 })
 /** …whose task vectors are sparsified to `density` first, the kept entries rescaled by 1/density if `rescale`. */
@@ -181,9 +203,9 @@ export const ConsensusSpecSchema = z.strictObject({
   /** lambda scales the kept multi-task vector, as in task arithmetic. */
   ...scaled(false),
   /** TALL-mask threshold λ_t: expert t claims an entry when |τ_t| > λ_t·|τ_MTL − τ_t|. Paper default 0.6. */
-  tall_mask_lambda: z.number().gte(0).default(0.6),
+  tall_mask_lambda: z.number().gte(0).lte(MAX_MERGE_LAMBDA).default(0.6),
   /** Keep an entry when at least k experts claim it; k=2 drops "selfish" and "catastrophic" weights. */
-  k: z.number().int().min(1).default(2),
+  k: z.number().int().min(1).max(1024).default(2),
   experts: expertsOf(ExpertWeightSchema),
 })
 
@@ -223,6 +245,51 @@ export function parseMergeSpec(input: unknown): MergeSpec {
   const parsed = MergeSpecSchema.safeParse(input)
   if (!parsed.success)
     throw new AppError('INVALID_REQUEST', `invalid merge spec: ${describeIssues(parsed.error)}`)
+  return parsed.data
+}
+
+/** The spec's real-valued parameters (top level and per expert) that snap to MERGE_PARAMETER_GRID. */
+const GRID_PARAMETERS = new Set([
+  'weight',
+  'density',
+  'lambda',
+  'gamma',
+  'epsilon',
+  'tall_mask_lambda',
+])
+
+/** `x` rounded to the grid; a density never rounds to 0 (it must stay > 0). */
+export function snapToGrid(key: string, x: number): number {
+  const snapped = Math.round(x / MERGE_PARAMETER_GRID) / Math.round(1 / MERGE_PARAMETER_GRID)
+  return key === 'density' && snapped <= 0 ? MERGE_PARAMETER_GRID : snapped
+}
+
+function snapObject(o: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries(o).map(([k, v]) => [
+      k,
+      typeof v === 'number' && GRID_PARAMETERS.has(k) ? snapToGrid(k, v) : v,
+    ]),
+  )
+}
+
+/**
+ * The spec with its real-valued parameters rounded to MERGE_PARAMETER_GRID: the recipe that is merged, keyed and
+ * cached. Checked again after rounding (DELLA's density ± epsilon may leave (0, 1)).
+ * @throws AppError INVALID_REQUEST when the rounded spec is not valid
+ */
+export function snapMergeSpec(spec: MergeSpec): MergeSpec {
+  const top = snapObject(spec as unknown as Record<string, unknown>)
+  if ('experts' in spec)
+    top.experts = Object.fromEntries(
+      Object.entries(spec.experts).map(([name, e]) => [name, snapObject(e)]),
+    )
+  const parsed = MergeSpecSchema.safeParse(top)
+  if (!parsed.success)
+    throw new AppError(
+      'INVALID_REQUEST',
+      `merge parameters rounded to multiples of ${MERGE_PARAMETER_GRID}: ${describeIssues(parsed.error)}`,
+    )
   return parsed.data
 }
 

@@ -94,6 +94,37 @@ export function compressionTargets(
 }
 
 /**
+ * Refuses a requested rank that no matrix it applies to can have (issue #16, case 7: `rank: 100000` was clamped
+ * silently, and the package came out at 235% of the experts' bytes). A rank above min(rows, cols) of SOME
+ * matrices is fine (a global rank 64 with a 10-class head): those are clamped, and the report lists each
+ * matrix's rank.
+ * @throws AppError INVALID_REQUEST naming the rank and the largest rank it could have
+ */
+export function checkRequestedRanks(
+  matrices: readonly TensorSite[],
+  targetOf: (name: string) => { rank?: number },
+): void {
+  const byRank = new Map<number, { name: string; rows: number; cols: number }[]>()
+  for (const m of matrices) {
+    const rank = targetOf(m.name).rank
+    if (rank === undefined) continue
+    const [rows = 0, cols = 0] = m.shape
+    byRank.set(rank, [...(byRank.get(rank) ?? []), { name: m.name, rows, cols }])
+  }
+  for (const [rank, sites] of byRank) {
+    const largest = sites.reduce((a, b) =>
+      Math.min(b.rows, b.cols) > Math.min(a.rows, a.cols) ? b : a,
+    )
+    const max = Math.min(largest.rows, largest.cols)
+    if (rank > max)
+      throw new AppError(
+        'INVALID_REQUEST',
+        `exclusive rank ${rank} exceeds the rank of every matrix it applies to (the largest is ${max}: '${largest.name}' [${largest.rows}, ${largest.cols}]); factors of rank above min(rows, cols) store more than the dense difference, so give a rank ≤ ${max} or an energy fraction`,
+      )
+  }
+}
+
+/**
  * Collects the exclusive knowledge one tensor at a time, as the merge pass (shared-merge.ts) reads each tensor of
  * every expert once: v_t = θ_t − θ_shared per expert, matrices SVD-compressed, vectors kept exact.
  */
@@ -111,6 +142,10 @@ export class ExclusiveCollector {
     this.targetOf = compressionTargets(
       selected.filter((s) => s.kind === 'matrix').map((s) => s.name),
       spec,
+    )
+    checkRequestedRanks(
+      selected.filter((s) => s.kind === 'matrix'),
+      this.targetOf,
     )
   }
 

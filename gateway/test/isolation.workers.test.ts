@@ -1,0 +1,216 @@
+/**
+ * Issue #16 at the gateway (workerd, real D1 and Durable Objects, runner stand-ins over real HTTP): one caller's
+ * requests must not take a runner away from the others, and the edge must hold against made-up names, deep
+ * nesting, trickled bodies and floods before authentication. Each test names the issue's case.
+ */
+import { GatewayMetricsSchema, RunnerListSchema } from '@twinserve/shared'
+import { beforeAll, describe, expect, it } from 'vitest'
+import { gatewayLogs } from './capture-logs.ts'
+import {
+  bearer,
+  createKey,
+  deregister,
+  expectError,
+  gw,
+  infer,
+  inferBody,
+  migrate,
+  register,
+  registration,
+  standIns,
+} from './helpers.ts'
+import { TEST_ADMIN_SECRET, TEST_BODY_TIMEOUT_MS, TEST_PREAUTH_LIMIT } from './test-env.ts'
+
+let tenantA: string
+let tenantB: string
+
+beforeAll(async () => {
+  await migrate()
+  tenantA = (await createKey({ tenant: 'tenant-a', scopes: ['infer'], models: ['*'] })).key
+  tenantB = (await createKey({ tenant: 'tenant-b', scopes: ['infer'], models: ['*'] })).key
+})
+
+const breakerOf = async (id: string) =>
+  RunnerListSchema.parse(
+    await (await gw('/admin/runners', { headers: bearer(TEST_ADMIN_SECRET) })).json(),
+  ).runners.find((r) => r.runner_id === id)?.breaker
+
+async function fleet(prefix: string, n: number, model: string): Promise<string[]> {
+  const ids: string[] = []
+  for (let i = 0; i < n; i++) {
+    const id = `${prefix}-${i}`
+    const s = await standIns.start(id, [model])
+    await register(registration(id, s.url, [{ name: model }]))
+    ids.push(id)
+  }
+  return ids
+}
+
+async function retire(ids: string[]): Promise<void> {
+  for (const id of ids) {
+    await deregister(id)
+    await standIns.kill(id).catch(() => undefined)
+  }
+}
+
+describe('what one tenant sends does not cost the others their runner', () => {
+  it('a caller’s own short deadlines (2…8 ms) do not open the runner’s breaker (case 2)', async () => {
+    const [id = ''] = await fleet('deadline', 1, 'm-deadline')
+    await standIns.behave(id, { mode: 'delay', ms: 100 })
+    for (let ms = 2; ms <= 8; ms++) {
+      const res = await infer('m-deadline', tenantA, inferBody(), {
+        'x-twinserve-deadline-ms': String(ms),
+      })
+      expect([503, 504]).toContain(res.status)
+    }
+    expect(await breakerOf(id)).toBe('closed')
+    const served = await infer('m-deadline', tenantB)
+    expect(served.status, await served.clone().text()).toBe(200)
+    await retire([id])
+  })
+
+  it('a runner’s verdicts on the caller (422 non-finite, 429 quota) are relayed, not retried, never held against it', async () => {
+    const [id = ''] = await fleet('verdict', 1, 'm-verdict')
+    await standIns.behave(id, { mode: 'fail', status: 422 })
+    for (let i = 0; i < 4; i++)
+      await expectError(await infer('m-verdict', tenantA), 422, 'NON_FINITE_OUTPUT')
+    await standIns.behave(id, { mode: 'fail', status: 429 })
+    const quota = await infer('m-verdict', tenantA)
+    await expectError(quota.clone(), 429, 'RATE_LIMITED')
+    expect(quota.headers.get('retry-after')).toBe('7')
+    expect((await standIns.stats(id)).infer).toBe(5)
+    expect(await breakerOf(id)).toBe('closed')
+    await standIns.behave(id, { mode: 'ok' })
+    expect((await infer('m-verdict', tenantB)).status).toBe(200)
+    await retire([id])
+  })
+
+  it('a hung runner is routed around (hedged past the observed p99), and its own timeouts open its breaker (faults)', async () => {
+    const [hung = '', healthy = ''] = await fleet('hedge', 2, 'm-hedge')
+    // Enough answers for a p99 of this request class.
+    for (let i = 0; i < 40; i++) expect((await infer('m-hedge', tenantA)).status).toBe(200)
+    // Longer than an attempt's own budget (ATTEMPT_TIMEOUT_MIN_MS 5 s here): the hung runner's attempts time out.
+    await standIns.behave(hung, { mode: 'delay', ms: 7000 })
+    const started = Date.now()
+    // Concurrent, so that the hung runner (whose outstanding attempts keep picks away) still gets several.
+    const answers = await Promise.all(Array.from({ length: 8 }, () => infer('m-hedge', tenantB)))
+    const took = Date.now() - started
+    for (const r of answers) {
+      expect(r.status).toBe(200)
+      expect(r.headers.get('x-twinserve-runner')).toBe(healthy)
+    }
+    // Eight requests waiting out the hung runner would take 7 s each; hedged, all eight finish well before one.
+    expect(took).toBeLessThan(5000)
+    expect(
+      gatewayLogs().some((l) => l.event === 'runner_attempt_hedged' && l.runner_id === healthy),
+    ).toBe(true)
+    // The attempts left running at the hung runner time out within their own budget: its fault, so its breaker
+    // opens (threshold 2 in tests).
+    let breaker = await breakerOf(hung)
+    for (let i = 0; i < 80 && breaker !== 'open'; i++) {
+      await new Promise((r) => setTimeout(r, 100))
+      breaker = await breakerOf(hung)
+    }
+    expect(breaker).toBe('open')
+    await standIns.behave(hung, { mode: 'ok' })
+    await retire([hung, healthy])
+  }, 20_000)
+})
+
+describe('the edge', () => {
+  it('unauthenticated calls to made-up model names add no metric series (case 4)', async () => {
+    const name = `x${'y'.repeat(5999)}`
+    for (const model of [name, 'made-up-1', 'made-up-2']) {
+      const res = await gw(`/v2/models/${model}/infer`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(inferBody()),
+      })
+      expect([400, 401]).toContain(res.status)
+    }
+    // Authenticated but unknown (no runner ever registered it): counted as `other` too.
+    await infer('never-registered-model', tenantA, inferBody(), { 'x-twinserve-deadline-ms': '50' })
+    let text = ''
+    for (let i = 0; i < 40 && !/model="other"/.test(text); i++) {
+      await new Promise((r) => setTimeout(r, 50))
+      text = await (await gw('/metrics', { headers: bearer(TEST_ADMIN_SECRET) })).text()
+    }
+    expect(text).toMatch(
+      /twinserve_gateway_requests_total\{route="infer",model="other",status="401"\}/,
+    )
+    expect(text).not.toMatch(/made-up|yyyy|never-registered-model/)
+    const json = GatewayMetricsSchema.parse(
+      await (
+        await gw('/metrics', {
+          headers: { ...bearer(TEST_ADMIN_SECRET), accept: 'application/json' },
+        })
+      ).json(),
+    )
+    const labels = new Set(
+      json.families.flatMap((f) => f.samples.map((s) => s.labels.model)).filter(Boolean),
+    )
+    expect([...labels].every((m) => m === 'other' || (m ?? '').length < 64)).toBe(true)
+  })
+
+  it('limits each client IP before authentication: 429 instead of a key lookup (case 4)', async () => {
+    const ip = '203.0.113.7'
+    const statuses: number[] = []
+    for (let i = 0; i < TEST_PREAUTH_LIMIT + 3; i++) {
+      const res = await gw('/v2/models/m-ip/infer', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'cf-connecting-ip': ip },
+        body: JSON.stringify(inferBody()),
+      })
+      statuses.push(res.status)
+      if (res.status === 429) {
+        expect(res.headers.get('retry-after')).toBe('10')
+        await expectError(res, 429, 'RATE_LIMITED')
+      }
+    }
+    expect(statuses.slice(0, TEST_PREAUTH_LIMIT)).toEqual(Array(TEST_PREAUTH_LIMIT).fill(401))
+    expect(statuses.slice(TEST_PREAUTH_LIMIT)).toEqual([429, 429, 429])
+    // Another address is not affected.
+    const other = await gw('/v2/models/m-ip/infer', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'cf-connecting-ip': '203.0.113.8' },
+      body: JSON.stringify(inferBody()),
+    })
+    expect(other.status).toBe(401)
+  })
+
+  it('a body nesting 2,000 levels deep is a 400, not a 500 (case 3)', async () => {
+    const deep = `{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":${'['.repeat(2000)}1${']'.repeat(2000)}}]}`
+    const res = await gw('/v2/models/m-deep/infer', {
+      method: 'POST',
+      headers: { ...bearer(tenantA), 'content-type': 'application/json' },
+      body: deep,
+    })
+    const body = await expectError(res, 400, 'INVALID_REQUEST')
+    expect(body.error).toMatch(/nests deeper than 32 levels/)
+  })
+
+  it('a trickled body is answered 408 within BODY_TIMEOUT_MS (faults)', async () => {
+    const enc = new TextEncoder()
+    let timer: ReturnType<typeof setInterval> | undefined
+    const trickle = new ReadableStream<Uint8Array>({
+      start(ctrl) {
+        ctrl.enqueue(enc.encode('{"inputs":'))
+        timer = setInterval(() => ctrl.enqueue(enc.encode(' ')), 200)
+      },
+      cancel() {
+        if (timer !== undefined) clearInterval(timer)
+      },
+    })
+    const started = Date.now()
+    const res = await gw('/v2/models/m-trickle/infer', {
+      method: 'POST',
+      headers: { ...bearer(tenantA), 'content-type': 'application/json' },
+      body: trickle,
+      duplex: 'half',
+    } as RequestInit)
+    if (timer !== undefined) clearInterval(timer)
+    const body = await expectError(res, 408, 'REQUEST_TIMEOUT')
+    expect(body.error).toMatch(new RegExp(`within ${TEST_BODY_TIMEOUT_MS} ms`))
+    expect(Date.now() - started).toBeLessThan(TEST_BODY_TIMEOUT_MS * 5)
+  })
+})
