@@ -102,7 +102,8 @@ describe('npm start', () => {
     const pixels = example.inputs[0]?.data ?? []
     expect(example.inputs[0]?.shape).toEqual([1, IMAGE_PIXELS])
     if (!existsSync(join(fashionMnistDir(), 't10k-images-idx3-ubyte.gz'))) {
-      // CI installs Debian's dataset-fashion-mnist (.ci/run); without it only the shape is checkable.
+      // npm test's first step (scripts/prepare-machine.ts) installs Debian's dataset-fashion-mnist; a bare vitest run
+      // without it can check only the shape.
       console.warn(`${fashionMnistDir()} missing: the example is not compared with the dataset`)
       return
     }

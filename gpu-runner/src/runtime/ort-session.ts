@@ -5,6 +5,7 @@
  * @module
  */
 import * as ort from 'onnxruntime-node'
+import { cudaUnavailableReason } from './cuda-probe.ts'
 
 export type ProviderChoice = 'auto' | 'cuda' | 'cpu'
 export type Provider = 'cuda' | 'cpu'
@@ -48,6 +49,9 @@ export async function openSession(
       ? ort.InferenceSession.create(model, { ...base, executionProviders: providers })
       : ort.InferenceSession.create(model, { ...base, executionProviders: providers })
   if (choice === 'cpu') return { session: await create(['cpu']), provider: 'cpu' }
+  // Probe before asking: onnxruntime prints a red loader error on CPU-only builds before it throws.
+  const noCuda = cudaUnavailableReason()
+  if (noCuda) return { session: await create(['cpu']), provider: 'cpu', fallbackReason: noCuda }
   try {
     return { session: await create(['cuda']), provider: 'cuda' }
   } catch (err) {
