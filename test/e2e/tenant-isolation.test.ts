@@ -87,8 +87,12 @@ async function tenantA(): Promise<{ what: string; status: number; expected: numb
     await send('pixels 1e300', infer(row.map(() => 1e300)), [400])
     await send('pixels 3.4e38', infer(row.map(() => 3.4e38)), [422])
   }
+  // A deadline of a few ms is usually missed (503/504 to A alone), but a quick runner may meet it (200): what
+  // matters is that a missed one never counts against the runner, which tenant B's run below checks.
   for (let ms = 2; ms <= 8; ms++)
-    await send(`deadline ${ms} ms`, infer(), [503, 504], { 'x-twinserve-deadline-ms': String(ms) })
+    await send(`deadline ${ms} ms`, infer(), [200, 503, 504], {
+      'x-twinserve-deadline-ms': String(ms),
+    })
   const deep = `{"inputs":[{"name":"x","shape":[1,6],"datatype":"FP32","data":${'['.repeat(2000)}1${']'.repeat(2000)}}]}`
   for (let i = 0; i < 3; i++) await send('2,000 levels deep', deep, [400])
   for (let i = 0; i < 10; i++) {
