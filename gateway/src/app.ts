@@ -9,7 +9,13 @@ import { methodNotAllowed } from 'hono/method-not-allowed'
 import type { AppEnv } from './app-env.ts'
 import { adminKeys } from './auth/index.ts'
 import { adminExperiments, DASHBOARD_PATH, dashboard, feedback } from './experiments/index.ts'
-import { errorResponse, methodNotAllowedResponse, requestId, requestLogger } from './http/index.ts'
+import {
+  errorResponse,
+  methodNotAllowedResponse,
+  noTransform,
+  requestId,
+  requestLogger,
+} from './http/index.ts'
 import { metrics } from './metrics/index.ts'
 import { openapi } from './openapi/index.ts'
 import { adminRunners, health, models, runnerMembership } from './routing/index.ts'
@@ -18,6 +24,7 @@ export const app = new Hono<AppEnv>()
 
 app.use(requestId())
 app.use(requestLogger())
+app.use(noTransform())
 app.use(methodNotAllowed({ app, onMethodNotAllowed: methodNotAllowedResponse }))
 app
   .route('/v2', health)

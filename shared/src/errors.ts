@@ -21,7 +21,7 @@ export const ERROR_CODES = {
   REQUEST_TIMEOUT: 408,
   /** The body is larger than the server accepts. */
   PAYLOAD_TOO_LARGE: 413,
-  /** Content-Type is not application/json. */
+  /** A Content-Type or Content-Encoding this endpoint does not read. */
   UNSUPPORTED_MEDIA_TYPE: 415,
   /** Experts or models whose tensors do not line up (shapes, graphs). */
   INCOMPATIBLE_EXPERTS: 422,

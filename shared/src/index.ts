@@ -32,7 +32,7 @@ export {
   RUNNER_SIGNATURE_SCHEMES,
   schemaRef,
 } from './openapi/doc-parts.ts'
-export { type ReadBodyOptions, readBodyText } from './read-body-text.ts'
+export { type ReadBodyOptions, readBodyBytes, readBodyText, utf8Text } from './read-body-text.ts'
 export {
   ALL_MODELS,
   API_KEY_SCOPES,
@@ -115,18 +115,21 @@ export {
   InferenceRequestSchema,
   type InferenceResponse,
   InferenceResponseSchema,
+  InputParametersSchema,
   LiveResponseSchema,
   MAX_TENSOR_ELEMENTS,
   MAX_TENSOR_RANK,
   type ModelMetadata,
   ModelMetadataSchema,
   ModelReadyResponseSchema,
+  OutputParametersSchema,
   type Parameters,
   ParametersSchema,
   ParameterValueSchema,
   ReadyResponseSchema,
   type RequestInput,
   RequestInputSchema,
+  type RequestOutput,
   RequestOutputSchema,
   type ResponseOutput,
   ResponseOutputSchema,
@@ -210,6 +213,15 @@ export {
   RunnerStatusSchema,
 } from './schemas/runner-status.ts'
 export {
+  type InferenceStatistics,
+  InferenceStatisticsSchema,
+  type ModelConfig,
+  ModelConfigSchema,
+  ModelStatisticsSchema,
+  type RepositoryIndex,
+  RepositoryIndexSchema,
+} from './schemas/triton-extensions.ts'
+export {
   ExclusiveTensorSchema,
   NameSchema,
   PACKAGE_FORMAT,
@@ -248,3 +260,24 @@ export {
   verifyRequest,
   verifySignedHeaders,
 } from './signing.ts'
+export {
+  type BodyEncoding,
+  checkInferResponseBody,
+  compressBody,
+  decodeTensorBytes,
+  decompressBody,
+  ELEMENT_BYTES,
+  type Element,
+  type EncodedInferResponse,
+  encodeInferResponse,
+  encodeTensorBytes,
+  INFERENCE_HEADER_CONTENT_LENGTH,
+  inferHeaderLength,
+  type ParsedInferBody,
+  type ProtocolParameters,
+  parseInferBody,
+  requestEncoding,
+  responseEncoding,
+  type SplitParameters,
+  splitRequestParameters,
+} from './v2-wire/index.ts'

@@ -48,14 +48,15 @@ async function readBefore(
 }
 
 /**
+ * The body's bytes as sent (binary tensor bodies are not text).
  * @throws AppError PAYLOAD_TOO_LARGE over `maxBytes`; REQUEST_TIMEOUT past `timeoutMs`; CLIENT_CLOSED when the
- * connection breaks mid-body; INVALID_REQUEST when the bytes are not UTF-8
+ * connection breaks mid-body
  */
-export async function readBodyText(
+export async function readBodyBytes(
   req: Request,
   maxBytes: number,
   options: ReadBodyOptions = {},
-): Promise<string> {
+): Promise<Uint8Array> {
   const limitName = options.limitName ?? 'the limit'
   const declared = req.headers.get('content-length')
   if (declared !== null && Number(declared) > maxBytes)
@@ -63,7 +64,7 @@ export async function readBodyText(
       'PAYLOAD_TOO_LARGE',
       `request body of ${declared} bytes exceeds ${limitName} of ${maxBytes} bytes`,
     )
-  if (!req.body) return ''
+  if (!req.body) return new Uint8Array(0)
   const deadline = options.timeoutMs === undefined ? undefined : Date.now() + options.timeoutMs
   const reader = req.body.getReader()
   const chunks: Uint8Array[] = []
@@ -103,9 +104,26 @@ export async function readBodyText(
     all.set(c, offset)
     offset += c.byteLength
   }
+  return all
+}
+
+/** Bytes as UTF-8 text. @throws AppError INVALID_REQUEST when they are not UTF-8 */
+export function utf8Text(bytes: Uint8Array, what = 'body'): string {
   try {
-    return new TextDecoder('utf-8', { fatal: true, ignoreBOM: false }).decode(all)
+    return new TextDecoder('utf-8', { fatal: true, ignoreBOM: false }).decode(bytes)
   } catch {
-    throw new AppError('INVALID_REQUEST', 'body is not valid UTF-8')
+    throw new AppError('INVALID_REQUEST', `${what} is not valid UTF-8`)
   }
+}
+
+/**
+ * @throws AppError PAYLOAD_TOO_LARGE over `maxBytes`; REQUEST_TIMEOUT past `timeoutMs`; CLIENT_CLOSED when the
+ * connection breaks mid-body; INVALID_REQUEST when the bytes are not UTF-8
+ */
+export async function readBodyText(
+  req: Request,
+  maxBytes: number,
+  options: ReadBodyOptions = {},
+): Promise<string> {
+  return utf8Text(await readBodyBytes(req, maxBytes, options))
 }

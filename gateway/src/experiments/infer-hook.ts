@@ -8,7 +8,9 @@ import {
   AppError,
   ARM_HEADER,
   EXPERIMENT_HEADER,
+  INFERENCE_HEADER_CONTENT_LENGTH,
   type Parameters,
+  splitRequestParameters,
   toAppError,
   USER_ID_HEADER,
   UserIdSchema,
@@ -24,18 +26,42 @@ import { extractPrediction } from './prediction.ts'
 
 /** What goes to the runner: the body, the variant to prefer runners for, and whether it merges per request. */
 export interface Forward {
-  body: string
+  /** JSON text, or a binary tensor body (JSON header + raw tensors). */
+  body: string | Uint8Array
+  /** For a binary body: its Content-Type and Inference-Header-Content-Length. */
+  bodyHeaders?: Record<string, string>
   variant: string | undefined
   merge: boolean
 }
 
 export interface InferInput {
   model: string
-  /** The request body as received (validated). */
+  /** The request's JSON as received (validated): the whole body, or a binary body's JSON header. */
   text: string
+  /** A binary body's raw tensors after the JSON header (forwarded untouched); undefined for JSON bodies. */
+  tensors?: Uint8Array
+  /** The merge controls (the protocol's own keys, e.g. `binary_data_output`, left out). */
   parameters: Parameters | undefined
   /** ms since epoch when the request arrived */
   arrived: number
+}
+
+const encoder = new TextEncoder()
+
+/** The body to forward for `text`: as is, or re-joined with the tensors behind a fresh header length. */
+function forwardBody(input: InferInput, text: string): Pick<Forward, 'body' | 'bodyHeaders'> {
+  if (!input.tensors) return { body: text }
+  const header = encoder.encode(text)
+  const body = new Uint8Array(header.byteLength + input.tensors.byteLength)
+  body.set(header)
+  body.set(input.tensors, header.byteLength)
+  return {
+    body,
+    bodyHeaders: {
+      'content-type': 'application/octet-stream',
+      [INFERENCE_HEADER_CONTENT_LENGTH]: String(header.byteLength),
+    },
+  }
 }
 
 function variantOf(parameters: Parameters | undefined): string | undefined {
@@ -46,9 +72,14 @@ function variantOf(parameters: Parameters | undefined): string | undefined {
 /** A `merge_method` request: materialised per recipe on the runner (routed without hedging). */
 const mergesOf = (parameters: Parameters | undefined) => parameters?.merge_method !== undefined
 
-/** The body with `parameters` replaced by the arm's controls (removed when the arm has none). */
-function withParameters(text: string, parameters: Parameters): string {
+/**
+ * The body with its merge controls replaced by the arm's; the protocol's own keys (`binary_data_output`, …)
+ * stay, since they say how the caller reads the answer. `parameters` is removed when nothing is left.
+ */
+function withParameters(text: string, controls: Parameters): string {
   const body = JSON.parse(text) as Record<string, unknown>
+  const { protocol } = splitRequestParameters(body.parameters as Parameters | undefined)
+  const parameters = { ...protocol, ...controls }
   if (Object.keys(parameters).length > 0) body.parameters = parameters
   else delete body.parameters
   return JSON.stringify(body)
@@ -77,7 +108,7 @@ export async function serveWithExperiment(
   route: (forward: Forward) => Promise<Response>,
 ): Promise<Response> {
   const asSent: Forward = {
-    body: input.text,
+    ...forwardBody(input, input.text),
     variant: variantOf(input.parameters),
     merge: mergesOf(input.parameters),
   }
@@ -119,7 +150,7 @@ export async function serveWithExperiment(
   if (outcome.kind === 'none') return route(asSent)
   const applied = outcome.kind === 'arm' ? outcome.arm : outcome.control
   const forward: Forward = {
-    body: withParameters(input.text, applied.parameters),
+    ...forwardBody(input, withParameters(input.text, applied.parameters)),
     variant: variantOf(applied.parameters),
     merge: mergesOf(applied.parameters),
   }

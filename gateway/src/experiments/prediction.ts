@@ -24,7 +24,8 @@ export function extractPrediction(
   if (!parsed.success) return undefined
   const outputs = parsed.data.outputs
   const out = outputName === null ? outputs[0] : outputs.find((o) => o.name === outputName)
-  if (!out) return undefined
+  // A binary output (raw bytes after the JSON header) carries no `data`: no prediction is recorded for it.
+  if (!out?.data) return undefined
   const data = flattenTensorData(out.data)
   const shape = out.shape
   const labelsDirect =

@@ -1,5 +1,6 @@
 export { codeForStatus, errorResponse, methodNotAllowedResponse } from './error-response.ts'
 export { readJsonBody, readJsonText } from './json-body.ts'
+export { noTransform } from './no-transform.ts'
 export { requestDeadline } from './request-deadline.ts'
 export { requestId } from './request-id.ts'
 export { requestLogger } from './request-log.ts'

@@ -5,17 +5,17 @@
  * @module
  */
 import {
-  InferenceRequestSchema,
   InferenceResponseSchema,
   ModelMetadataSchema,
   parseMergeControls,
+  splitRequestParameters,
 } from '@twinserve/shared'
 import { type Context, Hono } from 'hono'
 import type { AppEnv } from '../app-env.ts'
 import { signingSecret } from '../config.ts'
 import { serveWithExperiment } from '../experiments/infer-hook.ts'
 import { guard } from '../guard.ts'
-import { readJsonBody } from '../http/json-body.ts'
+import { readInferBody } from '../http/infer-request-body.ts'
 import { requestDeadline } from '../http/request-deadline.ts'
 import type { RouteLabel } from '../http/request-log-entry.ts'
 import { modelParam } from '../http/request-params.ts'
@@ -76,15 +76,18 @@ export const models = new Hono<AppEnv>()
     const arrived = Date.now()
     const model = modelParam(c)
     const deadlineMs = requestDeadline(c, arrived)
-    const { text, data } = await readJsonBody(
-      c,
-      InferenceRequestSchema,
-      c.get('config').MAX_BODY_BYTES,
-    )
+    const body = await readInferBody(c, c.get('config').MAX_BODY_BYTES)
     // Merge controls are checked here too, so a misspelt control never costs a runner round trip.
-    parseMergeControls(data.parameters)
+    const { controls } = splitRequestParameters(body.request.parameters)
+    parseMergeControls(controls)
     // A running A/B experiment on the model may replace the controls with its arm's (experiments/).
-    const input = { model, text, parameters: data.parameters, arrived }
+    const input = {
+      model,
+      text: body.headerText,
+      ...(body.tensors ? { tensors: body.tensors } : {}),
+      parameters: body.request.parameters === undefined ? undefined : controls,
+      arrived,
+    }
     return serveWithExperiment(c, input, (forward) =>
       routeRequest({
         ...routeBase(c, model, deadlineMs),
@@ -93,6 +96,7 @@ export const models = new Hono<AppEnv>()
         method: 'POST',
         path: `/v2/models/${model}/infer`,
         body: forward.body,
+        ...(forward.bodyHeaders ? { bodyHeaders: forward.bodyHeaders } : {}),
         okSchema: InferenceResponseSchema,
       }),
     )

@@ -42,7 +42,9 @@ export interface RouteInput {
   merge?: boolean
   method: 'GET' | 'POST'
   path: string
-  body: string
+  /** JSON text, or a binary tensor body (with `bodyHeaders` saying so). */
+  body: string | Uint8Array
+  bodyHeaders?: Record<string, string>
   okSchema: z.ZodType
   /** Absolute deadline (ms since epoch) for the whole request. */
   deadlineMs: number
@@ -66,6 +68,18 @@ function jsonResponse(status: number, body: string, headers: Record<string, stri
   return new Response(body, {
     status,
     headers: { 'content-type': 'application/json; charset=utf-8', ...headers },
+  })
+}
+
+/** A runner's answer to the caller: JSON as ever, or a binary infer answer with its own headers. */
+function answerResponse(
+  result: Extract<RunnerResult, { kind: 'answer' }>,
+  headers: Record<string, string>,
+): Response {
+  if (typeof result.body === 'string') return jsonResponse(result.status, result.body, headers)
+  return new Response(result.body as Uint8Array<ArrayBuffer>, {
+    status: result.status,
+    headers: { ...result.headers, ...headers },
   })
 }
 
@@ -219,6 +233,7 @@ class Route {
       method: this.input.method,
       path: this.input.path,
       body: this.input.body,
+      ...(this.input.bodyHeaders ? { bodyHeaders: this.input.bodyHeaders } : {}),
       requestId: this.input.requestId,
       ...(this.input.tenant ? { tenant: this.input.tenant } : {}),
       budgetMs: callerBound ? remaining : own,
@@ -254,7 +269,7 @@ class Route {
       for (const other of this.running) this.letRun(other)
       this.running.clear()
       this.input.requestLog.runnerId = id
-      return jsonResponse(result.status, result.body, {
+      return answerResponse(result, {
         [RUNNER_HEADER]: id,
         ...(result.retryAfter ? { 'retry-after': result.retryAfter } : {}),
       })

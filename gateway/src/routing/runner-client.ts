@@ -7,11 +7,14 @@
  * @module
  */
 import {
+  checkInferResponseBody,
   DEADLINE_HEADER,
   type ErrorBody,
+  INFERENCE_HEADER_CONTENT_LENGTH,
   isErrorCode,
   REQUEST_ID_HEADER,
   signRequest,
+  toAppError,
 } from '@twinserve/shared'
 import { z } from 'zod'
 import { codeForStatus } from '../http/error-response.ts'
@@ -23,7 +26,10 @@ export interface RunnerCall {
   method: 'GET' | 'POST'
   /** V2 path, e.g. /v2/models/demo/infer; this (not any base path) is what gets signed. */
   path: string
-  body: string
+  /** Sent byte for byte (and signed as such): JSON text, or a binary tensor body. */
+  body: string | Uint8Array
+  /** Headers that describe the body: its Content-Type and, for binary bodies, Inference-Header-Content-Length. */
+  bodyHeaders?: Record<string, string>
   requestId: string
   /** The tenant the request is made for, signed (the runner charges per-tenant merge quotas on it). */
   tenant?: string
@@ -39,7 +45,14 @@ export interface RunnerCall {
 }
 
 export type RunnerResult =
-  | { kind: 'answer'; status: number; body: string; retryAfter?: string }
+  | {
+      kind: 'answer'
+      status: number
+      /** JSON text, or a binary infer answer (then `headers` carries its content type and header length). */
+      body: string | Uint8Array
+      headers?: Record<string, string>
+      retryAfter?: string
+    }
   | {
       kind: 'failure'
       outcome: Exclude<AttemptOutcome, 'ok' | 'client_error'>
@@ -59,29 +72,39 @@ function snippet(text: string): string {
 /** Sends the call; the response's status and text, or how the attempt ended without one. */
 async function send(
   call: RunnerCall,
-): Promise<{ res: Response; text: string } | Extract<RunnerResult, { kind: 'failure' }>> {
+): Promise<
+  { res: Response; bytes: Uint8Array; text: string } | Extract<RunnerResult, { kind: 'failure' }>
+> {
   const signed = await signRequest(call.secret, {
     method: call.method,
     path: call.path,
-    body: call.body,
+    body: call.body as string | Uint8Array<ArrayBuffer>,
     ...(call.tenant ? { tenant: call.tenant } : {}),
   })
   const headers: Record<string, string> = {
     ...signed,
     accept: 'application/json',
+    // The gateway reads every answer; compressing it on the runner would only cost both sides CPU.
+    'accept-encoding': 'identity',
     [REQUEST_ID_HEADER]: call.requestId,
     [DEADLINE_HEADER]: String(Math.max(1, Math.round(call.budgetMs))),
   }
-  if (call.method === 'POST') headers['content-type'] = 'application/json'
+  if (call.method === 'POST')
+    Object.assign(headers, { 'content-type': 'application/json' }, call.bodyHeaders)
   const timeout = AbortSignal.timeout(Math.max(1, call.budgetMs))
   try {
     const res = await fetch(call.baseUrl.replace(/\/+$/, '') + call.path, {
       method: call.method,
       headers,
-      body: call.method === 'POST' ? call.body : null,
+      body: call.method === 'POST' ? (call.body as string | Uint8Array<ArrayBuffer>) : null,
       signal: call.signal ? AbortSignal.any([timeout, call.signal]) : timeout,
     })
-    return { res, text: await res.text() }
+    const bytes = new Uint8Array(await res.arrayBuffer())
+    // A binary answer's tensors are not text; its JSON header is read where it is checked.
+    const text = res.headers.has(INFERENCE_HEADER_CONTENT_LENGTH)
+      ? ''
+      : new TextDecoder().decode(bytes)
+    return { res, bytes, text }
   } catch (err) {
     const detail = err instanceof Error ? err.message : String(err)
     if (call.signal?.aborted) return { kind: 'failure', outcome: 'abandoned', detail }
@@ -104,7 +127,29 @@ export async function callRunner(call: RunnerCall): Promise<RunnerResult> {
     }
   const sent = await send(call)
   if ('kind' in sent) return sent
-  const { res, text } = sent
+  const { res, bytes, text } = sent
+  const headerLength = res.headers.get(INFERENCE_HEADER_CONTENT_LENGTH)
+  if (res.status >= 200 && res.status < 300 && headerLength !== null) {
+    // A binary answer (the binary tensor extension): its JSON header is checked, its tensors pass untouched.
+    try {
+      checkInferResponseBody(bytes, Number(headerLength))
+    } catch (err) {
+      return {
+        kind: 'failure',
+        outcome: 'bad_response',
+        detail: `runner sent a malformed binary answer: ${toAppError(err).message}`,
+      }
+    }
+    return {
+      kind: 'answer',
+      status: res.status,
+      body: bytes,
+      headers: {
+        'content-type': 'application/octet-stream',
+        [INFERENCE_HEADER_CONTENT_LENGTH]: headerLength,
+      },
+    }
+  }
 
   if (res.status >= 500) {
     // Busy (503: try another runner, relay Retry-After if none does better), out of time (504: whose budget

@@ -18,9 +18,10 @@ const MAX_NAMED_ROWS = 8
 /** The rows (counted from 0 within the request) of `output` that hold NaN or ±Infinity. */
 function nonFiniteRows(output: ResponseOutput): number[] {
   const rows = output.shape[0] ?? 1
-  const perRow = rows > 0 ? output.data.length / rows : output.data.length
+  const data = output.data ?? []
+  const perRow = rows > 0 ? data.length / rows : data.length
   const bad: number[] = []
-  output.data.forEach((v, i) => {
+  data.forEach((v, i) => {
     if (typeof v !== 'number' || Number.isFinite(v)) return
     const row = perRow > 0 ? Math.floor(i / perRow) : 0
     if (bad.at(-1) !== row) bad.push(row)

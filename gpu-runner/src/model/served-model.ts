@@ -26,6 +26,7 @@ import {
 import { type FactorsWithShared, shapeOf } from '../factors/exclusive-factors.ts'
 import { MatmulBackend } from '../merge/matmul.ts'
 import { onnx } from '../onnx/proto.ts'
+import { packageVersion } from '../package/package-version.ts'
 import { sha256 } from '../package/write-package.ts'
 import { type OpenedSession, openSession, ort, type Provider } from '../runtime/ort-session.ts'
 import { assertControlsSupported, checkContract } from '../twin-contract/check-contract.ts'
@@ -48,6 +49,11 @@ export interface RunResult {
   outputs: ResponseOutput[]
   /** Added to the V2 response's `parameters` (e.g. `abstained_rows`); empty for most requests. */
   parameters: Record<string, number>
+  /**
+   * Per output name, per row of this request: the label names of that row's routed task, for models that know
+   * them (the classification extension answers `score:index:label` with them).
+   */
+  labels?: Record<string, (readonly string[] | undefined)[]>
 }
 
 /** A router request with an abstain threshold: some of its rows may fall back to the shared model. */
@@ -80,6 +86,8 @@ export interface PreparedRequest {
   outputs: string[]
   /** The tenant the gateway forwards for (signed); owns the merge-cache entry a materialised request creates. */
   tenant?: string
+  /** performance.now() when its batch started; stamped by the runner's executor for queue statistics. */
+  startedAt?: number
 }
 
 export interface ServedModelInit {
@@ -103,6 +111,8 @@ type Feeds = Record<string, ort.Tensor>
 
 export class ServedModel {
   readonly name: string
+  /** The package's version id (package-version.ts): what `versions` lists and `/versions/{v}/…` must name. */
+  readonly version: string
   readonly manifest: PackageManifest
   readonly provider: Provider
   readonly fallbackReason?: string
@@ -125,6 +135,7 @@ export class ServedModel {
   constructor(private readonly init: ServedModelInit) {
     this.manifest = init.manifest
     this.name = init.manifest.name
+    this.version = packageVersion(init.manifest)
     this.twin = init.twin
     this.provider = init.twin.provider
     if (init.twin.fallbackReason) this.fallbackReason = init.twin.fallbackReason
@@ -168,6 +179,7 @@ export class ServedModel {
     const m = this.manifest
     return {
       name: m.name,
+      versions: [this.version],
       platform: 'onnxruntime_onnx',
       inputs: m.inputs,
       outputs: this.declaredOutputs,

@@ -10,4 +10,5 @@ export {
   readManifest,
   sha256File,
 } from './load-package.ts'
+export { packageVersion } from './package-version.ts'
 export { type ManifestWithoutFiles, sha256, writePackage } from './write-package.ts'

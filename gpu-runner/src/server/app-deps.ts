@@ -4,6 +4,7 @@
  */
 import type { MergeQuota } from '../model/merge-quota.ts'
 import type { PreparedRequest, RunResult, ServedModel } from '../model/served-model.ts'
+import type { InferenceStatistics } from './inference-stats.ts'
 import type { Logger } from './logger.ts'
 import type { RunnerMetrics } from './metrics.ts'
 import type { ReplayGuard } from './replay-guard.ts'
@@ -13,6 +14,10 @@ export interface AppDeps {
   models: ReadonlyMap<string, ServedModel>
   scheduler: Scheduler<PreparedRequest, RunResult>
   metrics: RunnerMetrics
+  /** Per-model statistics in Triton's shape (`/v2/models/{m}/stats`). */
+  stats: InferenceStatistics
+  /** The scheduler's batch limit in rows, reported as `max_batch_size` in model configs. */
+  maxBatchSize: number
   logger: Logger
   provider: 'cuda' | 'cpu'
   /** Why CUDA was not used, when it was asked for. */

@@ -6,8 +6,12 @@
  *   GET  /v2                            → server metadata (+ `provider`, `models`)
  *   GET  /v2/models/{model}             → model metadata (experts, variants, provider in `parameters`)
  *   GET  /v2/models/{model}/ready       → 200 {name, ready: true} | 503 {name, ready: false}
- *   POST /v2/models/{model}/infer       → inference (merge controls in `parameters`; infer-route.ts)
- *   …/versions/{v}/…                    → 404: models here are unversioned
+ *   GET  /v2/models/{model}/config      → Triton's model configuration
+ *   GET  /v2/models/{model}/stats       → Triton's statistics ({model_stats: […]}; /v2/models/stats for all)
+ *   POST /v2/models/{model}/infer       → inference (JSON or binary tensors, merge controls in `parameters`;
+ *                                         infer-route.ts)
+ *   …/versions/{v}/…                    → the same, when {v} is the package's version (package-version.ts)
+ *   POST /v2/repository/index           → [{name, version, state}]
  *   GET  /metrics                       → Prometheus text
  *
  * Every request except health and metrics (probes and scrapers cannot sign) must carry the gateway's HMAC
@@ -21,13 +25,14 @@ import {
   AppError,
   bodyMatches,
   REQUEST_ID_HEADER,
-  readBodyText,
+  readBodyBytes,
   requestIdFrom,
   type ServerMetadata,
   type SignedClaims,
+  type TensorMetadata,
   verifySignedHeaders,
 } from '@twinserve/shared'
-import { Hono, type MiddlewareHandler } from 'hono'
+import { type Context, Hono, type MiddlewareHandler } from 'hono'
 import { methodNotAllowed } from 'hono/method-not-allowed'
 import type { ServedModel } from '../model/served-model.ts'
 import type { AppDeps } from './app-deps.ts'
@@ -37,6 +42,17 @@ import type { RunnerAppEnv } from './runner-app-env.ts'
 
 export const SERVER_NAME = 'twinserve-gpu-runner'
 export const SERVER_VERSION = '0.1.0'
+/** The protocol extensions served, as `GET /v2` lists them (Triton's names, then ours). */
+export const SERVER_EXTENSIONS = [
+  'binary_tensor_data',
+  'classification',
+  'model_configuration',
+  'model_repository',
+  'statistics',
+  'parameters',
+  'twinserve_merge_controls',
+  'twinserve_dynamic_batching',
+] as const
 
 /** Request id, keep-alive off while draining, the access log (infer logs its own line). */
 function useRequestBasics(app: Hono<RunnerAppEnv>, deps: AppDeps): void {
@@ -106,8 +122,8 @@ function readAndVerify(deps: AppDeps): MiddlewareHandler<RunnerAppEnv> {
     const hash = claims ? createHash('sha256') : undefined
     const body =
       c.req.method === 'GET' || c.req.method === 'HEAD'
-        ? ''
-        : await readBodyText(c.req.raw, deps.maxBodyBytes, {
+        ? new Uint8Array(0)
+        : await readBodyBytes(c.req.raw, deps.maxBodyBytes, {
             limitName: "the runner's limit",
             timeoutMs: deps.bodyTimeoutMs,
             ...(hash ? { onChunk: (chunk: Uint8Array) => hash.update(chunk) } : {}),
@@ -136,6 +152,28 @@ function unsignedRoutes(app: Hono<RunnerAppEnv>, deps: AppDeps): void {
   })
 }
 
+/** Triton's model configuration (`/config`, what `get_model_config()` reads) for a served model. */
+function modelConfig(model: ServedModel, maxBatchSize: number) {
+  const meta = model.metadata()
+  // Triton lists dims without the batch axis when the model batches (max_batch_size > 0).
+  const batched = [...meta.inputs, ...meta.outputs].every((t) => t.shape[0] === -1)
+  const tensor = (t: TensorMetadata) => ({
+    name: t.name,
+    data_type: t.datatype === 'BYTES' ? 'TYPE_STRING' : `TYPE_${t.datatype}`,
+    dims: batched ? t.shape.slice(1) : t.shape,
+  })
+  return {
+    name: model.name,
+    platform: 'onnxruntime_onnx',
+    backend: 'onnxruntime',
+    version_policy: { specific: { versions: [model.version] } },
+    max_batch_size: batched ? maxBatchSize : 0,
+    input: meta.inputs.map(tensor),
+    output: meta.outputs.map(tensor),
+    dynamic_batching: {},
+  }
+}
+
 function modelRoutes(app: Hono<RunnerAppEnv>, deps: AppDeps): void {
   const { models } = deps
   const modelOf = (name: string): ServedModel => {
@@ -147,17 +185,23 @@ function modelRoutes(app: Hono<RunnerAppEnv>, deps: AppDeps): void {
       )
     return m
   }
-  const noVersion = (model: string, version: string | undefined) =>
-    new AppError(
-      'NOT_FOUND',
-      `model '${model}' has no version '${version}': models on this runner are unversioned (use /v2/models/${model}/…)`,
-    )
+  /** The model a `/v2/models/{model}[/versions/{version}]/…` path names, at that version. */
+  const modelAt = (c: Context<RunnerAppEnv>): ServedModel => {
+    const m = modelOf(c.req.param('model') ?? '')
+    const version = c.req.param('version')
+    if (version !== undefined && version !== m.version)
+      throw new AppError(
+        'NOT_FOUND',
+        `model '${m.name}' has no version '${version}'; its versions are ${m.version}`,
+      )
+    return m
+  }
 
   app.get('/v2', (c) => {
     const body: ServerMetadata & Record<string, unknown> = {
       name: SERVER_NAME,
       version: SERVER_VERSION,
-      extensions: ['twinserve_merge_controls', 'twinserve_dynamic_batching'],
+      extensions: [...SERVER_EXTENSIONS],
       provider: deps.provider,
       ...(deps.providerFallbackReason
         ? { provider_fallback_reason: deps.providerFallbackReason }
@@ -166,20 +210,29 @@ function modelRoutes(app: Hono<RunnerAppEnv>, deps: AppDeps): void {
     }
     return c.json(body)
   })
-  app.get('/v2/models/:model', (c) => c.json(modelOf(c.req.param('model')).metadata()))
-  app.get('/v2/models/:model/ready', (c) => {
-    const m = modelOf(c.req.param('model'))
-    const ready = deps.ready()
-    return c.json({ name: m.name, ready }, ready ? 200 : 503)
-  })
-  for (const path of [
-    '/v2/models/:model/versions/:version/*',
-    '/v2/models/:model/versions/:version',
-  ])
-    app.all(path, (c) => {
-      throw noVersion(modelOf(c.req.param('model') ?? '').name, c.req.param('version'))
+  // The repository extension's index; tritonclient POSTs it with an empty body (its aio twin as octet-stream).
+  app.post('/v2/repository/index', (c) =>
+    c.json([...models.values()].map((m) => ({ name: m.name, version: m.version, state: 'READY' }))),
+  )
+  app.get('/v2/models/stats', (c) =>
+    c.json({
+      model_stats: [...models.values()].map((m) => deps.stats.snapshot(m.name, m.version)),
+    }),
+  )
+  for (const base of ['/v2/models/:model', '/v2/models/:model/versions/:version']) {
+    app.get(base, (c) => c.json(modelAt(c).metadata()))
+    app.get(`${base}/ready`, (c) => {
+      const m = modelAt(c)
+      const ready = deps.ready()
+      return c.json({ name: m.name, ready }, ready ? 200 : 503)
     })
-  app.post('/v2/models/:model/infer', inferHandler(deps, modelOf))
+    app.get(`${base}/config`, (c) => c.json(modelConfig(modelAt(c), deps.maxBatchSize)))
+    app.get(`${base}/stats`, (c) => {
+      const m = modelAt(c)
+      return c.json({ model_stats: [deps.stats.snapshot(m.name, m.version)] })
+    })
+    app.post(`${base}/infer`, inferHandler(deps, modelOf))
+  }
 }
 
 export function createApp(deps: AppDeps): Hono<RunnerAppEnv> {

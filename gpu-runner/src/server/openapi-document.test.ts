@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest'
 import { MergeQuota } from '../model/merge-quota.ts'
 import type { PreparedRequest, RunResult } from '../model/served-model.ts'
 import { createApp } from './app.ts'
+import { InferenceStatistics } from './inference-stats.ts'
 import { createLogger } from './logger.ts'
 import { createMetrics } from './metrics.ts'
 import { buildRunnerOpenApiDocument } from './openapi-document.ts'
@@ -31,6 +32,8 @@ function emptyApp() {
     models: new Map(),
     scheduler,
     metrics,
+    stats: new InferenceStatistics(),
+    maxBatchSize: 1,
     logger: createLogger({ sink: () => undefined }),
     provider: 'cpu',
     signingSecret: null,
@@ -51,7 +54,7 @@ describe('runner OpenAPI document', () => {
   }
 
   it('documents every route the app serves, and nothing else', () => {
-    // Catch-alls (`ALL`, e.g. the unversioned-model 404s) answer errors only and are not API surface.
+    // Catch-alls (`ALL`), if any, answer errors only and are not API surface.
     const served = emptyApp()
       .routes.filter((r) => r.method !== 'ALL')
       .map((r) => `${r.method.toLowerCase()} ${r.path.replace(/:(\w+)/g, '{$1}')}`)
@@ -59,7 +62,8 @@ describe('runner OpenAPI document', () => {
       Object.keys(ops).map((m) => `${m} ${path}`),
     )
     expect(new Set(documented)).toEqual(new Set(served))
-    expect(documented.length).toBe(7)
+    // health ×2, metrics, /v2, stats of all, repository index, 5 per-model routes × (unversioned, versioned)
+    expect(documented.length).toBe(16)
   })
 
   it('is OpenAPI 3.1 and every $ref resolves to a component', () => {

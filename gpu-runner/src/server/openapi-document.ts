@@ -64,29 +64,112 @@ const METRICS_PATH: Json = {
   },
 }
 
-const INFER: Json = {
-  post: {
-    summary: 'Inference, with per-request merge controls',
-    security: signed,
-    parameters: [model, deadline],
-    requestBody: {
-      required: true,
-      content: { 'application/json': { schema: ref('InferenceRequest') } },
-    },
-    responses: {
-      '200': json('InferenceResponse', 'Outputs (and the expert weights applied).'),
-      '400': error('Malformed body, tensor or merge control (INVALID_REQUEST).'),
-      '401': unsigned,
-      '404': error('No such model (NOT_FOUND) or expert (UNKNOWN_EXPERT).'),
-      '413': error('Body larger than RUNNER_MAX_BODY_BYTES (PAYLOAD_TOO_LARGE).'),
-      '415': error('Content-Type is not application/json (UNSUPPORTED_MEDIA_TYPE).'),
-      '503': {
-        ...error('Queue full or draining (RUNNER_OVERLOADED).'),
-        headers: { 'retry-after': { schema: { type: 'integer' } } },
+const version: Json = {
+  name: 'version',
+  in: 'path',
+  required: true,
+  description: "The package's version id (`versions` in the model metadata).",
+  schema: { type: 'string' },
+}
+const noModel = error('No such model or version (NOT_FOUND).')
+
+function infer(params: Json[]): Json {
+  return {
+    post: {
+      summary: 'Inference, with per-request merge controls',
+      description:
+        "JSON, or the binary tensor extension: a JSON header of `Inference-Header-Content-Length` bytes, then each binary input's raw little-endian bytes (`parameters.binary_data_size`). Content-Type may be absent, application/json or application/octet-stream; Content-Encoding gzip or deflate. Outputs come back as JSON or binary (`binary_data`, `binary_data_output`), or as top-k classes (`classification`); the answer is gzip- or deflate-compressed when Accept-Encoding allows.",
+      security: signed,
+      parameters: [...params, deadline],
+      requestBody: {
+        required: true,
+        content: {
+          'application/json': { schema: ref('InferenceRequest') },
+          'application/octet-stream': {
+            schema: { type: 'string', format: 'binary' },
+          },
+        },
       },
-      '504': error('Deadline passed before the run finished (RUNNER_TIMEOUT).'),
+      responses: {
+        '200': {
+          description:
+            'Outputs (and the expert weights applied); binary outputs after the JSON header.',
+          content: {
+            'application/json': { schema: ref('InferenceResponse') },
+            'application/octet-stream': { schema: { type: 'string', format: 'binary' } },
+          },
+        },
+        '400': error('Malformed body, tensor or merge control (INVALID_REQUEST).'),
+        '401': unsigned,
+        '404': error('No such model or version (NOT_FOUND) or expert (UNKNOWN_EXPERT).'),
+        '413': error(
+          'Body larger than RUNNER_MAX_BODY_BYTES, inflated or not (PAYLOAD_TOO_LARGE).',
+        ),
+        '415': error('Content-Type or Content-Encoding not read here (UNSUPPORTED_MEDIA_TYPE).'),
+        '503': {
+          ...error('Queue full or draining (RUNNER_OVERLOADED).'),
+          headers: { 'retry-after': { schema: { type: 'integer' } } },
+        },
+        '504': error('Deadline passed before the run finished (RUNNER_TIMEOUT).'),
+      },
     },
-  },
+  }
+}
+
+/** The per-model routes, unversioned or under `/versions/{version}`. */
+function modelPaths(base: string, params: Json[]): Json {
+  return {
+    [base]: {
+      get: {
+        summary: 'Model metadata (versions; experts, variants, provider in parameters)',
+        security: signed,
+        parameters: params,
+        responses: {
+          '200': json('ModelMetadata', 'Inputs, outputs, platform, versions.'),
+          '401': unsigned,
+          '404': noModel,
+        },
+      },
+    },
+    [`${base}/ready`]: {
+      get: {
+        summary: 'Whether the model is ready',
+        security: signed,
+        parameters: params,
+        responses: {
+          '200': json('ModelReadyResponse', 'Ready.'),
+          '503': json('ModelReadyResponse', 'Not ready (draining).'),
+          '401': unsigned,
+          '404': noModel,
+        },
+      },
+    },
+    [`${base}/config`]: {
+      get: {
+        summary: "Triton's model configuration",
+        security: signed,
+        parameters: params,
+        responses: {
+          '200': json('ModelConfig', 'Configuration.'),
+          '401': unsigned,
+          '404': noModel,
+        },
+      },
+    },
+    [`${base}/stats`]: {
+      get: {
+        summary: "Triton's inference statistics for the model",
+        security: signed,
+        parameters: params,
+        responses: {
+          '200': json('InferenceStatistics', 'Statistics.'),
+          '401': unsigned,
+          '404': noModel,
+        },
+      },
+    },
+    [`${base}/infer`]: infer(params),
+  }
 }
 
 /** What the gateway calls, signed. */
@@ -101,32 +184,22 @@ const SIGNED_PATHS: Json = {
       },
     },
   },
-  '/v2/models/{model}': {
+  '/v2/models/stats': {
     get: {
-      summary: 'Model metadata (experts, variants, provider in parameters)',
+      summary: "Triton's inference statistics for every model",
       security: signed,
-      parameters: [model],
-      responses: {
-        '200': json('ModelMetadata', 'Inputs, outputs, platform.'),
-        '401': unsigned,
-        '404': error('No such model (NOT_FOUND).'),
-      },
+      responses: { '200': json('InferenceStatistics', 'Statistics.'), '401': unsigned },
     },
   },
-  '/v2/models/{model}/ready': {
-    get: {
-      summary: 'Whether the model is ready',
+  '/v2/repository/index': {
+    post: {
+      summary: 'The repository index: every model served, its version and state',
       security: signed,
-      parameters: [model],
-      responses: {
-        '200': json('ModelReadyResponse', 'Ready.'),
-        '503': json('ModelReadyResponse', 'Not ready (draining).'),
-        '401': unsigned,
-        '404': error('No such model (NOT_FOUND).'),
-      },
+      responses: { '200': json('RepositoryIndex', 'Models.'), '401': unsigned },
     },
   },
-  '/v2/models/{model}/infer': INFER,
+  ...modelPaths('/v2/models/{model}', [model]),
+  ...modelPaths('/v2/models/{model}/versions/{version}', [model, version]),
 }
 
 export function buildRunnerOpenApiDocument(version: string): Json {

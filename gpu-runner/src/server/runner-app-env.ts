@@ -6,7 +6,8 @@
 export type RunnerAppEnv = {
   Variables: {
     requestId: string
-    body: string
+    /** The body's bytes as sent (a binary tensor body is not text). */
+    body: Uint8Array
     tenant: string
     /** Set when the request was refused before its body was read: the connection is closed after the answer. */
     bodyUnread: boolean

@@ -15,6 +15,7 @@ import type { MergeTensorFn } from '../model/materialize.ts'
 import { MergeQuota } from '../model/merge-quota.ts'
 import type { PreparedRequest, RunResult, ServedModel } from '../model/served-model.ts'
 import { createApp } from './app.ts'
+import { InferenceStatistics } from './inference-stats.ts'
 import { createLogger, errorFields, type Logger } from './logger.ts'
 import { Membership } from './membership.ts'
 import { createMetrics, type RunnerMetrics } from './metrics.ts'
@@ -97,6 +98,7 @@ function servingPipeline(
   config: RunnerConfig,
   loaded: LoadedModels,
   draining: () => boolean,
+  stats: InferenceStatistics,
 ): { scheduler: Scheduler<PreparedRequest, RunResult>; metrics: RunnerMetrics } {
   const { models } = loaded
   let metrics: RunnerMetrics | undefined
@@ -105,7 +107,15 @@ function servingPipeline(
       const name = batch[0]?.model ?? ''
       const model = models.get(name)
       if (!model) return Promise.reject(new AppError('INTERNAL', `model '${name}' vanished`))
-      return model.runIsolated(batch)
+      const started = performance.now()
+      for (const r of batch) r.startedAt = started
+      const rows = batch.reduce((a, r) => a + r.rows, 0)
+      const run = model.runIsolated(batch)
+      run.then(
+        () => stats.batch(name, rows, batch.length, (performance.now() - started) * 1e6),
+        () => undefined,
+      )
+      return run
     },
     {
       maxBatchSize: config.maxBatchSize,
@@ -158,13 +168,16 @@ export async function startRunner(config: RunnerConfig, deps: RunnerDeps = {}): 
   )
   const { models, provider: usedProvider, fallbackReason } = loaded
   let draining = false
-  const { scheduler, metrics } = servingPipeline(config, loaded, () => draining)
+  const stats = new InferenceStatistics()
+  const { scheduler, metrics } = servingPipeline(config, loaded, () => draining, stats)
   cacheLookup = (model, hit) => metrics.cacheLookups.inc({ model, result: hit ? 'hit' : 'miss' })
 
   const app = createApp({
     models,
     scheduler,
     metrics,
+    stats,
+    maxBatchSize: config.maxBatchSize,
     logger,
     provider: usedProvider,
     ...(fallbackReason ? { providerFallbackReason: fallbackReason } : {}),

@@ -17,6 +17,11 @@ import {
 } from '../schemas/inference.ts'
 import { MergeControlsSchema } from '../schemas/merge-controls.ts'
 import {
+  InferenceStatisticsSchema,
+  ModelConfigSchema,
+  RepositoryIndexSchema,
+} from '../schemas/triton-extensions.ts'
+import {
   CONTENT_SHA256_HEADER,
   NONCE_HEADER,
   SIGNATURE_HEADER,
@@ -51,6 +56,9 @@ export const OIP_OUTPUT_SCHEMAS = {
   LiveResponse: LiveResponseSchema,
   ReadyResponse: ReadyResponseSchema,
   ModelReadyResponse: ModelReadyResponseSchema,
+  ModelConfig: ModelConfigSchema,
+  InferenceStatistics: InferenceStatisticsSchema,
+  RepositoryIndex: RepositoryIndexSchema,
 }
 
 /** How a request signed with RUNNER_SIGNING_SECRET (shared/src/signing.ts) is described. */

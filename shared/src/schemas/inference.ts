@@ -129,37 +129,73 @@ function checkTensor(
   }
 }
 
+/**
+ * An input's parameters: the binary tensor extension's `binary_data_size` (the byte length of this input's raw
+ * data after the JSON header; infer-body.ts moves those bytes into `data` before this schema runs), and
+ * `content_type`, which KServe's SDK may set (`str`, `np`, …; informational here). Strict: a misspelt key is a 400.
+ */
+export const InputParametersSchema = z.strictObject({
+  binary_data_size: z.number().int().nonnegative().optional(),
+  content_type: z.string().max(64).optional(),
+})
+
 export const RequestInputSchema = z
   .strictObject({
     name: z.string().min(1),
     shape: z.array(z.number().int().nonnegative()).max(MAX_TENSOR_RANK),
     datatype: DatatypeSchema,
-    parameters: ParametersSchema.optional(),
+    parameters: InputParametersSchema.optional(),
     data: z.array(NestedDataSchema),
   })
   .superRefine(checkTensor)
 export type RequestInput = z.infer<typeof RequestInputSchema>
 
-export const RequestOutputSchema = z.strictObject({
-  name: z.string().min(1),
-  parameters: ParametersSchema.optional(),
+/**
+ * A requested output's parameters (Triton's extensions, as tritonclient sends them): `binary_data` (answer this
+ * output as raw bytes after the JSON header) and `classification: k` (answer the top k classes as
+ * `"score:index[:label]"` BYTES instead of the scores).
+ */
+export const OutputParametersSchema = z.strictObject({
+  binary_data: z.boolean().optional(),
+  classification: z.number().int().min(1).max(1000).optional(),
 })
 
+export const RequestOutputSchema = z.strictObject({
+  name: z.string().min(1),
+  parameters: OutputParametersSchema.optional(),
+})
+export type RequestOutput = z.infer<typeof RequestOutputSchema>
+
+/**
+ * The request. `model_name` (KServe's SDK always sends it) and `model_version` are accepted and must agree with
+ * the path. Request `parameters` hold the protocol's own keys (protocol-parameters.ts: `binary_data_output`,
+ * `timeout`, `priority`) beside Twinserve's merge controls.
+ */
 export const InferenceRequestSchema = z.strictObject({
   id: z.string().max(256).optional(),
+  model_name: z.string().min(1).max(256).optional(),
+  model_version: z.string().min(1).max(128).optional(),
   parameters: ParametersSchema.optional(),
   inputs: z.array(RequestInputSchema).min(1),
   outputs: z.array(RequestOutputSchema).optional(),
 })
 export type InferenceRequest = z.infer<typeof InferenceRequestSchema>
 
-export const ResponseOutputSchema = z.object({
-  name: z.string(),
-  shape: z.array(z.number().int().nonnegative()),
-  datatype: DatatypeSchema,
-  parameters: ParametersSchema.optional(),
-  data: z.array(z.union([z.number(), z.boolean(), z.string()])),
-})
+/**
+ * An output. `data` is absent exactly when the output travels as raw bytes after the JSON header
+ * (`parameters.binary_data_size`, the binary tensor extension; infer-response-body.ts).
+ */
+export const ResponseOutputSchema = z
+  .object({
+    name: z.string(),
+    shape: z.array(z.number().int().nonnegative()),
+    datatype: DatatypeSchema,
+    parameters: ParametersSchema.optional(),
+    data: z.array(z.union([z.number(), z.boolean(), z.string()])).optional(),
+  })
+  .refine((o) => (o.data === undefined) === (typeof o.parameters?.binary_data_size === 'number'), {
+    message: 'an output carries either data or parameters.binary_data_size',
+  })
 export type ResponseOutput = z.infer<typeof ResponseOutputSchema>
 
 export const InferenceResponseSchema = z.object({
