@@ -33,10 +33,16 @@ import type { ServedModel } from '../model/served-model.ts'
 import type { AppDeps } from './app-deps.ts'
 import { errorResponse, methodNotAllowedResponse } from './error-response.ts'
 import { inferHandler } from './infer-route.ts'
+import { findModel } from './model-lookup.ts'
 import type { RunnerAppEnv } from './runner-app-env.ts'
 
 export const SERVER_NAME = 'twinserve-gpu-runner'
 export const SERVER_VERSION = '0.1.0'
+/** The server metadata's `extensions`, over REST and gRPC alike. */
+export const SERVER_EXTENSIONS: readonly string[] = [
+  'twinserve_merge_controls',
+  'twinserve_dynamic_batching',
+]
 
 /** Request id, keep-alive off while draining, the access log (infer logs its own line). */
 function useRequestBasics(app: Hono<RunnerAppEnv>, deps: AppDeps): void {
@@ -138,15 +144,7 @@ function unsignedRoutes(app: Hono<RunnerAppEnv>, deps: AppDeps): void {
 
 function modelRoutes(app: Hono<RunnerAppEnv>, deps: AppDeps): void {
   const { models } = deps
-  const modelOf = (name: string): ServedModel => {
-    const m = models.get(name)
-    if (!m)
-      throw new AppError(
-        'NOT_FOUND',
-        `model '${name}' is not served here; models: ${[...models.keys()].join(', ') || '(none)'}`,
-      )
-    return m
-  }
+  const modelOf = (name: string): ServedModel => findModel(models, name)
   const noVersion = (model: string, version: string | undefined) =>
     new AppError(
       'NOT_FOUND',
@@ -157,7 +155,7 @@ function modelRoutes(app: Hono<RunnerAppEnv>, deps: AppDeps): void {
     const body: ServerMetadata & Record<string, unknown> = {
       name: SERVER_NAME,
       version: SERVER_VERSION,
-      extensions: ['twinserve_merge_controls', 'twinserve_dynamic_batching'],
+      extensions: [...SERVER_EXTENSIONS],
       provider: deps.provider,
       ...(deps.providerFallbackReason
         ? { provider_fallback_reason: deps.providerFallbackReason }
