@@ -327,6 +327,37 @@ describe('ModelInfer', () => {
   })
 })
 
+describe('limits', () => {
+  it('a message over --max-body-bytes is RESOURCE_EXHAUSTED, before it is decoded', async () => {
+    const small = await startRunner(
+      RunnerConfigSchema.parse({
+        packages: [join(root, 'tiny')],
+        port: 0,
+        grpcPort: 0,
+        insecureLocal: true,
+        provider: 'cpu',
+        threads: 1,
+        maxBodyBytes: 4096,
+      }),
+      { logger: createLogger({ level: 'error', sink: () => undefined }) },
+    )
+    const c = new InferenceTestClient(`127.0.0.1:${small.grpcPort}`)
+    try {
+      const message = (rows: number) => ({
+        model_name: 'tiny-twin',
+        inputs: [{ name: 'x', datatype: 'FP32', shape: [rows, 6] }],
+        raw_input_contents: [encodeRaw('FP32', Array<number>(rows * 6).fill(0.5))],
+      })
+      expect((await c.call('ModelInfer', message(100))).error).toBeNull()
+      const over = await c.call('ModelInfer', message(200))
+      expect(over.error?.code).toBe(status.RESOURCE_EXHAUSTED)
+    } finally {
+      c.close()
+      await small.shutdown('test done')
+    }
+  })
+})
+
 describe('health and metadata', () => {
   it('ServerLive, ServerReady, ServerMetadata', async () => {
     expect((await client.call('ServerLive', {})).response).toEqual({ live: true })
