@@ -106,6 +106,7 @@ function modelInfer(deps: AppDeps) {
   }
 }
 
+/** One handler per RPC; each takes its own message type (`never` lets them share one record). */
 function handlers(
   deps: AppDeps,
 ): Record<RpcName, (msg: never, ctx: CallContext) => Promise<unknown> | unknown> {
