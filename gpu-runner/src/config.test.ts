@@ -74,6 +74,40 @@ describe('parseServeArgs', () => {
     )
   })
 
+  it('serves gRPC only with mutual TLS or --insecure-local (it cannot carry the signature; issue #15)', () => {
+    const tls = [
+      '--grpc-tls-cert',
+      'c.pem',
+      '--grpc-tls-key',
+      'k.pem',
+      '--grpc-tls-client-ca',
+      'ca.pem',
+    ]
+    expect(parseServeArgs(['--package', 'p'], secret)).not.toHaveProperty('grpcPort')
+    expect(fails(['--package', 'p', '--grpc-port', '8791'])).toMatch(
+      /--grpc-port \(RUNNER_GRPC_PORT\): gRPC cannot carry the gateway's request signature: serve it with mutual TLS .*--insecure-local/,
+    )
+    expect(parseServeArgs(['--package', 'p', '--grpc-port', '8791', ...tls], secret)).toMatchObject(
+      {
+        grpcPort: 8791,
+        grpcTlsCert: 'c.pem',
+        grpcTlsKey: 'k.pem',
+        grpcTlsClientCa: 'ca.pem',
+      },
+    )
+    expect(
+      parseServeArgs(['--package', 'p', '--grpc-port', '0', '--insecure-local'], {}),
+    ).toMatchObject({ grpcPort: 0, insecureLocal: true })
+    expect(fails(['--package', 'p', '--grpc-port', '8791', ...tls.slice(0, 4)])).toMatch(
+      /needs all three of --grpc-tls-cert, --grpc-tls-key and --grpc-tls-client-ca/,
+    )
+    expect(fails(['--package', 'p', ...tls])).toMatch(/no --grpc-port/)
+    // An empty variable (how the manifests leave it off) is unset.
+    expect(
+      parseServeArgs([], { ...secret, RUNNER_PACKAGES: 'p', RUNNER_GRPC_PORT: '' }),
+    ).not.toHaveProperty('grpcPort')
+  })
+
   it('has help, and lists every environment variable it reads', () => {
     expect(parseServeArgs(['--help'], {})).toBe('help')
     expect(RUNNER_ENV).toContain('RUNNER_SIGNING_SECRET')
@@ -110,6 +144,10 @@ describe('parseServeArgs', () => {
       mergeQuotaPerMinute: ['merge-quota-per-minute', 'RUNNER_MERGE_QUOTA_PER_MINUTE'],
       drainTimeoutMs: ['drain-timeout-ms', 'RUNNER_DRAIN_TIMEOUT_MS'],
       logLevel: ['log-level', 'RUNNER_LOG_LEVEL'],
+      grpcPort: ['grpc-port', 'RUNNER_GRPC_PORT'],
+      grpcTlsCert: ['grpc-tls-cert', 'RUNNER_GRPC_TLS_CERT'],
+      grpcTlsKey: ['grpc-tls-key', 'RUNNER_GRPC_TLS_KEY'],
+      grpcTlsClientCa: ['grpc-tls-client-ca', 'RUNNER_GRPC_TLS_CLIENT_CA'],
     })
     // --help documents every flag.
     for (const [flag] of Object.values(RUNNER_OPTIONS))

@@ -65,6 +65,17 @@ export const RunnerConfigSchema = z
     /** On SIGTERM, how long to wait for accepted requests before giving up on them. */
     drainTimeoutMs: int(0, 3_600_000).default(120_000),
     logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+    /**
+     * Also serve KServe's gRPC inference service on this port (0: a free one); off when unset. It needs mutual
+     * TLS (the three paths below) or --insecure-local: gRPC cannot carry the gateway's signature.
+     */
+    grpcPort: int(0, 65535).optional(),
+    /** PEM certificate chain the gRPC port presents. */
+    grpcTlsCert: z.string().min(1).optional(),
+    /** PEM private key of that certificate. */
+    grpcTlsKey: z.string().min(1).optional(),
+    /** PEM CA bundle; gRPC clients must present a certificate it signed. */
+    grpcTlsClientCa: z.string().min(1).optional(),
   })
   .superRefine((c, ctx) => {
     if (!c.insecureLocal && !c.signingSecret)
@@ -73,6 +84,27 @@ export const RunnerConfigSchema = z
         path: ['signingSecret'],
         message:
           'RUNNER_SIGNING_SECRET is required to verify requests (pass --insecure-local to accept unsigned requests locally)',
+      })
+    const tls = [c.grpcTlsCert, c.grpcTlsKey, c.grpcTlsClientCa]
+    if (tls.some((p) => p !== undefined) && tls.some((p) => p === undefined))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['grpcTlsClientCa'],
+        message:
+          'gRPC mutual TLS needs all three of --grpc-tls-cert, --grpc-tls-key and --grpc-tls-client-ca',
+      })
+    else if (tls.some((p) => p !== undefined) && c.grpcPort === undefined)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['grpcPort'],
+        message: 'the gRPC TLS files are given but no --grpc-port to serve gRPC on',
+      })
+    else if (c.grpcPort !== undefined && !c.insecureLocal && tls.some((p) => p === undefined))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['grpcPort'],
+        message:
+          "gRPC cannot carry the gateway's request signature: serve it with mutual TLS (--grpc-tls-cert, --grpc-tls-key, --grpc-tls-client-ca) or, for local use only, --insecure-local",
       })
     if (c.gatewayUrl && !c.signingSecret)
       ctx.addIssue({
@@ -152,6 +184,11 @@ export const SERVE_USAGE = `usage: twinserve serve --package <dir> [--package <d
   --merge-quota-per-minute <n>  new materialised merges per tenant per minute (default 30; 0 = no quota)
   --drain-timeout-ms <n>     on SIGTERM, wait this long for accepted requests (default 120000)
   --log-level <l>            debug|info|warn|error (default info)
+  --grpc-port <n>            also serve KServe's gRPC inference service on this port (default: off; 0 = any
+                             free port); needs the three TLS files below (mutual TLS) or --insecure-local
+  --grpc-tls-cert <file>     PEM certificate chain the gRPC port presents
+  --grpc-tls-key <file>      its PEM private key
+  --grpc-tls-client-ca <file>  PEM CA; gRPC clients must present a certificate it signed
 
 Each flag also reads from its environment variable (${RUNNER_ENV.join(', ')});
 flags win. The signing secret is read from the environment only.

@@ -1,11 +1,13 @@
 /**
  * What tests (and benchmarks) share about the runner (`@twinserve/gpu-runner/test-support`): the conformance
- * suite every merge strategy passes, the trainer's small generated problems, and the builder's test models.
+ * suite every merge strategy passes, the trainer's small generated problems, the builder's test models, and a
+ * gRPC client for the inference service.
  * The folder also holds the merge tests' fixed data (merge-golden.ts, svd-fixture.ts), imported by relative
  * path. Not part of the runner image.
  * @module
  */
 
+export { type GrpcAnswer, InferenceTestClient } from './grpc-client.ts'
 export {
   type ConformanceOptions,
   expectAppError,

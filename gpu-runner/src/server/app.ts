@@ -38,12 +38,13 @@ import type { ServedModel } from '../model/served-model.ts'
 import type { AppDeps } from './app-deps.ts'
 import { errorResponse, methodNotAllowedResponse } from './error-response.ts'
 import { inferHandler } from './infer-route.ts'
+import { findModel } from './model-lookup.ts'
 import type { RunnerAppEnv } from './runner-app-env.ts'
 
 export const SERVER_NAME = 'twinserve-gpu-runner'
 export const SERVER_VERSION = '0.1.0'
 /** The protocol extensions served, as `GET /v2` lists them (Triton's names, then ours). */
-export const SERVER_EXTENSIONS = [
+export const SERVER_EXTENSIONS: readonly string[] = [
   'binary_tensor_data',
   'classification',
   'model_configuration',
@@ -52,7 +53,7 @@ export const SERVER_EXTENSIONS = [
   'parameters',
   'twinserve_merge_controls',
   'twinserve_dynamic_batching',
-] as const
+]
 
 /** Request id, keep-alive off while draining, the access log (infer logs its own line). */
 function useRequestBasics(app: Hono<RunnerAppEnv>, deps: AppDeps): void {
@@ -176,15 +177,7 @@ function modelConfig(model: ServedModel, maxBatchSize: number) {
 
 function modelRoutes(app: Hono<RunnerAppEnv>, deps: AppDeps): void {
   const { models } = deps
-  const modelOf = (name: string): ServedModel => {
-    const m = models.get(name)
-    if (!m)
-      throw new AppError(
-        'NOT_FOUND',
-        `model '${name}' is not served here; models: ${[...models.keys()].join(', ') || '(none)'}`,
-      )
-    return m
-  }
+  const modelOf = (name: string): ServedModel => findModel(models, name)
   /** The model a `/v2/models/{model}[/versions/{version}]/…` path names, at that version. */
   const modelAt = (c: Context<RunnerAppEnv>): ServedModel => {
     const m = modelOf(c.req.param('model') ?? '')

@@ -10,11 +10,13 @@ import { hostname } from 'node:os'
 import { serve } from '@hono/node-server'
 import { AppError, DEFAULT_MAX_SKEW_S, type RunnerRegistration } from '@twinserve/shared'
 import type { RunnerConfig } from '../config.ts'
+import { type GrpcServer, startGrpcServer } from '../grpc/grpc-server.ts'
 import { loadModel } from '../model/load-model.ts'
 import type { MergeTensorFn } from '../model/materialize.ts'
 import { MergeQuota } from '../model/merge-quota.ts'
 import type { PreparedRequest, RunResult, ServedModel } from '../model/served-model.ts'
 import { createApp } from './app.ts'
+import type { AppDeps } from './app-deps.ts'
 import { InferenceStatistics } from './inference-stats.ts'
 import { createLogger, errorFields, type Logger } from './logger.ts'
 import { Membership } from './membership.ts'
@@ -31,6 +33,8 @@ export interface RunnerDeps {
 export interface Runner {
   url: string
   port: number
+  /** The gRPC port (KServe's inference service) when --grpc-port is set. */
+  grpcPort?: number
   models: ReadonlyMap<string, ServedModel>
   /** Stops taking work, drains, deregisters, closes the server. Idempotent. */
   shutdown(reason: string): Promise<{ drained: boolean }>
@@ -140,6 +144,30 @@ function servingPipeline(
   return { scheduler, metrics }
 }
 
+/** The gRPC listener when --grpc-port is set (config.ts has checked it has mTLS or --insecure-local). */
+async function listenGrpc(
+  deps: AppDeps,
+  config: RunnerConfig,
+  logger: Logger,
+): Promise<GrpcServer | undefined> {
+  if (config.grpcPort === undefined) return undefined
+  const { grpcTlsCert: cert, grpcTlsKey: key, grpcTlsClientCa: clientCa } = config
+  const tls = cert && key && clientCa ? { cert, key, clientCa } : undefined
+  const grpc = await startGrpcServer(deps, {
+    host: config.host,
+    port: config.grpcPort,
+    ...(tls ? { tls } : {}),
+  })
+  if (!tls)
+    logger.warn(
+      '--insecure-local: gRPC port without TLS or client certificates; do not expose it',
+      {
+        grpc_port: grpc.port,
+      },
+    )
+  return grpc
+}
+
 async function listen(
   fetch: (req: Request) => Response | Promise<Response>,
   config: RunnerConfig,
@@ -172,7 +200,7 @@ export async function startRunner(config: RunnerConfig, deps: RunnerDeps = {}): 
   const { scheduler, metrics } = servingPipeline(config, loaded, () => draining, stats)
   cacheLookup = (model, hit) => metrics.cacheLookups.inc({ model, result: hit ? 'hit' : 'miss' })
 
-  const app = createApp({
+  const appDeps: AppDeps = {
     models,
     scheduler,
     metrics,
@@ -188,11 +216,13 @@ export async function startRunner(config: RunnerConfig, deps: RunnerDeps = {}): 
     mergeQuota: new MergeQuota(config.mergeQuotaPerMinute),
     requestTimeoutMs: config.requestTimeoutMs,
     ready: () => !draining,
-  })
+  }
+  const app = createApp(appDeps)
   if (config.insecureLocal)
     logger.warn('--insecure-local: accepting unsigned requests; do not expose this port')
 
   const { server, port, url } = await listen(app.fetch, config)
+  const grpc = await listenGrpc(appDeps, config, logger)
   const runnerId =
     config.runnerId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`
 
@@ -232,6 +262,7 @@ export async function startRunner(config: RunnerConfig, deps: RunnerDeps = {}): 
     provider: usedProvider,
     models: [...models.keys()],
     signed: !config.insecureLocal,
+    grpc_port: grpc?.port ?? null,
     gateway: config.gatewayUrl ?? null,
     startup_ms: Math.round(performance.now() - started),
   })
@@ -240,6 +271,7 @@ export async function startRunner(config: RunnerConfig, deps: RunnerDeps = {}): 
   return {
     url,
     port,
+    ...(grpc ? { grpcPort: grpc.port } : {}),
     models,
     shutdown(reason) {
       shutdown ??= (async () => {
@@ -259,7 +291,7 @@ export async function startRunner(config: RunnerConfig, deps: RunnerDeps = {}): 
             in_flight: scheduler.inFlight,
           })
         await membership?.stop()
-        await closeServer(server, logger)
+        await Promise.all([closeServer(server, logger), grpc?.close(5000)])
         logger.info('stopped', { drained })
         return { drained }
       })()
