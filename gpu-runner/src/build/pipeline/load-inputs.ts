@@ -18,6 +18,7 @@ import { readRoutingData, splitRouting } from '../router/routing-data.ts'
 import type { BuildContext } from './build-context.ts'
 import { selectExclusive } from './exclusive-knowledge.ts'
 import type { Reporter } from './progress.ts'
+import { readRecipeTokenizer } from './text-tokenizer.ts'
 
 /** The input of the last MatMul/Gemm in graph order: the shared model's last hidden features. */
 export function defaultFeature(model: OnnxModel): string {
@@ -68,6 +69,11 @@ async function readModels(recipePath: string, reporter: Reporter): Promise<Model
   const selected = selectExclusive(sites, recipe.exclusive)
   const feature = recipe.router.feature ?? defaultFeature(base)
   checkFeature(base, feature)
+  const inputs = modelInputs(base.graph)
+  const tokenizer =
+    recipe.tokenizer && files.tokenizer
+      ? await readRecipeTokenizer(recipe.tokenizer, files.tokenizer, inputs)
+      : undefined
   const floats = [...base.initializers.values()].filter((t) => locationOf(t) !== undefined).length
   step.done(
     `${recipe.experts.length} experts, ${floats} float tensors, ${selected.length} selected for exclusive knowledge`,
@@ -87,9 +93,10 @@ async function readModels(recipePath: string, reporter: Reporter): Promise<Model
     },
     sites,
     selected,
-    inputs: modelInputs(base.graph),
+    inputs,
     outputs: modelOutputs(base.graph),
     feature,
+    ...(tokenizer ? { tokenizer } : {}),
   }
 }
 
@@ -103,6 +110,7 @@ export async function loadInputs(
   const step = reporter.step('routing data')
   const examples = await readRoutingData(read.files.routing, expertNames, read.inputs, {
     ...(recipe.router.max_per_expert ? { maxPerExpert: recipe.router.max_per_expert } : {}),
+    ...(read.tokenizer ? { text: read.tokenizer.tokenizer } : {}),
   })
   const split = splitRouting(examples, expertNames.length, {
     heldoutFraction: recipe.router.heldout_fraction,
