@@ -89,3 +89,63 @@ describe('twinserve build on the text zoo', async () => {
     }
   })
 })
+
+describe('twinserve build refuses text recipes it cannot serve', () => {
+  const recipe = (extra: Record<string, unknown>, base = textZooPath(zoo, 'base.onnx')) => ({
+    name: 'text-bad',
+    base,
+    experts: TASKS.slice(0, 2).map((t) => ({
+      name: t,
+      model: textZooPath(zoo, `experts/${t}.onnx`),
+    })),
+    exclusive: { rank: 2 },
+    tokenizer: {
+      file: textZooPath(zoo, zoo.tokenizer.file),
+      max_length: zoo.tokenizer.max_length,
+      pad_id: zoo.tokenizer.pad_id,
+    },
+    router: { data: textRoutingPath(zoo), max_per_expert: 5 },
+    ...extra,
+  })
+  const refused = async (name: string, r: Record<string, unknown>, message: RegExp) => {
+    const path = join(root, `${name}.json`)
+    await writeFile(path, JSON.stringify(r))
+    await expect(
+      buildPackage(path, { out: join(root, name), reporter: createReporter({ quiet: true }) }),
+    ).rejects.toThrow(message)
+  }
+
+  it('more labels than the model has class scores', () =>
+    refused(
+      'labels',
+      recipe({
+        experts: TASKS.slice(0, 2).map((t, i) => ({
+          name: t,
+          model: textZooPath(zoo, `experts/${t}.onnx`),
+          ...(i === 1 ? { labels: ['a', 'b', 'c', 'd', 'e'] } : {}),
+        })),
+      }),
+      /experts\.1\.labels: expert '\S+' has 5 labels, but no float output .* k ≥ 5 class scores \(outputs: logits \[batch, 4\]\)/,
+    ))
+
+  it('a tokenizer naming inputs the model does not have', () =>
+    refused(
+      'inputs',
+      recipe({
+        tokenizer: {
+          file: textZooPath(zoo, zoo.tokenizer.file),
+          max_length: 64,
+          pad_id: 0,
+          ids_input: 'ids',
+        },
+      }),
+      /recipe tokenizer: the base model's inputs are input_ids, attention_mask; a tokenizer feeds exactly ids and attention_mask/,
+    ))
+
+  it('a tokenizer file that is missing', () =>
+    refused(
+      'missing',
+      recipe({ tokenizer: { file: join(root, 'nope.json'), max_length: 64, pad_id: 0 } }),
+      /recipe tokenizer\.file .*nope\.json: file not found/,
+    ))
+})

@@ -30,6 +30,15 @@ export async function loadModel(dir: string, opts: LoadModelOptions): Promise<Se
   const pkg = await loadPackage(dir)
   const { manifest } = pkg
   // Read before any session opens: a package whose tokenizer the library cannot read fails fast.
+  const t = manifest.tokenizer
+  if (t) {
+    const names = manifest.inputs.map((i) => i.name).sort()
+    if (names.join() !== [t.idsInput, t.maskInput].sort().join())
+      throw new AppError(
+        'INVALID_MODEL',
+        `model '${manifest.name}': its tokenizer feeds ${t.idsInput} and ${t.maskInput}, but the model's inputs are ${names.join(', ')}`,
+      )
+  }
   const text =
     manifest.tokenizer && pkg.tokenizer
       ? TextTokenizer.fromJson(

@@ -10,7 +10,7 @@ import { AppError } from '@twinserve/shared'
 import { checkOpset, opsetForms } from '../graph/ops.ts'
 import { analyseSites } from '../graph/weight-sites.ts'
 import { assertSameGraph } from '../import/compare-graphs.ts'
-import { modelInputs, modelOutputs } from '../import/model-io.ts'
+import { type IoTensor, modelInputs, modelOutputs } from '../import/model-io.ts'
 import { type OnnxModel, openOnnx } from '../import/read-onnx.ts'
 import { loadRecipe } from '../import/recipe-file.ts'
 import { locationOf } from '../import/tensor-data.ts'
@@ -44,6 +44,27 @@ function checkFeature(model: OnnxModel, feature: string): void {
     )
 }
 
+/**
+ * Label names are for class scores: some float output [batch, …, k] must hold each expert's labels (k ≥ their
+ * number, or k variable), since its task reads the first ones.
+ */
+function checkLabels(recipe: BuildContext['recipe'], outputs: readonly IoTensor[]): void {
+  const scores = outputs.filter((o) => o.elem === 'float' && o.dims.length >= 2)
+  recipe.experts.forEach((e, i) => {
+    const n = e.labels?.length ?? 0
+    if (n === 0) return
+    const fits = scores.some((o) => {
+      const last = o.dims[o.dims.length - 1]
+      return typeof last !== 'number' || last >= n
+    })
+    if (!fits)
+      throw new AppError(
+        'INVALID_REQUEST',
+        `experts.${i}.labels: expert '${e.name}' has ${n} labels, but no float output of the model [batch, …, k] has k ≥ ${n} class scores (outputs: ${outputs.map((o) => `${o.name} [${o.dims.join(', ')}]`).join('; ')})`,
+      )
+  })
+}
+
 type ModelsRead = Omit<BuildContext, 'split' | 'reporter' | 'staging' | 'externalAbove'>
 
 /** True when a model keeps some weights in an external data file (not in its own .onnx). */
@@ -70,6 +91,8 @@ async function readModels(recipePath: string, reporter: Reporter): Promise<Model
   const feature = recipe.router.feature ?? defaultFeature(base)
   checkFeature(base, feature)
   const inputs = modelInputs(base.graph)
+  const outputs = modelOutputs(base.graph)
+  checkLabels(recipe, outputs)
   const tokenizer =
     recipe.tokenizer && files.tokenizer
       ? await readRecipeTokenizer(recipe.tokenizer, files.tokenizer, inputs)
@@ -94,7 +117,7 @@ async function readModels(recipePath: string, reporter: Reporter): Promise<Model
     sites,
     selected,
     inputs,
-    outputs: modelOutputs(base.graph),
+    outputs,
     feature,
     ...(tokenizer ? { tokenizer } : {}),
   }
