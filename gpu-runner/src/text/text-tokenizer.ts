@@ -104,7 +104,8 @@ export class TextTokenizer {
   /**
    * One text's ids under the input rule, before padding (length ≤ maxLength).
    * @param where names the text in an error (e.g. "input 'text' row 3")
-   * @throws AppError INVALID_REQUEST when the text is not valid Unicode, or too long and truncation is off
+   * @throws AppError INVALID_REQUEST when the text is not valid Unicode, too long and truncation is off, or too
+   *   long for the library to tokenize at all
    */
   encode(text: string, where: string): number[] {
     if (LONE_SURROGATE.test(text))
@@ -112,13 +113,47 @@ export class TextTokenizer {
         'INVALID_REQUEST',
         `${where} is not valid UTF-8 text (it has a lone UTF-16 surrogate)`,
       )
-    const ids = this.tokenizer.encode(text).ids
+    const max = this.rule.maxLength
+    // Only the first max_length tokens are ever used, so a long text is tokenized from a head cut at whitespace
+    // (pre-tokenizers split there, so the head's pieces are the full text's first pieces): a 1 MB text costs what
+    // 2 kB do, and the library is never handed a text that overflows its call stack (a 1 MB word: 10 s, then a
+    // RangeError). A head with too few pieces (mostly whitespace, or characters the vocabulary lacks, which fuse
+    // into one unknown token) is read again longer, up to a bound past which the text is refused.
+    for (const chars of [max * HEAD_CHARS_PER_TOKEN, LONGEST_HEAD_CHARS]) {
+      const head = headAtWhitespace(text, chars)
+      if (head === undefined) return this.fit(this.ids(text, where), where, false)
+      const ids = this.ids(head, where)
+      if (ids.length > max) return this.fit(ids, where, true)
+      if (chars === LONGEST_HEAD_CHARS)
+        throw new AppError(
+          'INVALID_REQUEST',
+          `${where} has ${text.length} characters whose first ${head.length} make only ${ids.length} tokens (mostly whitespace or characters the tokenizer does not know); send at most ${head.length} characters`,
+        )
+    }
+    return this.fit(this.ids(text, where), where, false)
+  }
+
+  /** The library's ids (special tokens included); its failures on a huge text are the text's, a 400. */
+  private ids(text: string, where: string): number[] {
+    try {
+      return this.tokenizer.encode(text).ids
+    } catch (err) {
+      throw new AppError(
+        'INVALID_REQUEST',
+        `${where} cannot be tokenized (${err instanceof Error ? err.message : String(err)}); send a shorter text`,
+        { cause: err },
+      )
+    }
+  }
+
+  /** Ids cut to max_length keeping the closing special tokens, or refused when the package does not truncate. */
+  private fit(ids: number[], where: string, ofHead: boolean): number[] {
     const max = this.rule.maxLength
     if (ids.length <= max) return ids
     if (!this.rule.truncation)
       throw new AppError(
         'INVALID_REQUEST',
-        `${where} has ${ids.length} tokens, more than the model's max_length ${max} (this model does not truncate)`,
+        `${where} has ${ofHead ? 'at least ' : ''}${ids.length} tokens, more than the model's max_length ${max} (this model does not truncate)`,
       )
     return [...ids.slice(0, max - this.suffix.length), ...this.suffix]
   }
@@ -149,6 +184,28 @@ export class TextTokenizer {
   toString(): string {
     return `tokenizer ${this.label}`
   }
+}
+
+/** Characters of text per token the head of a long text keeps: far more than any tokenizer's pieces need. */
+const HEAD_CHARS_PER_TOKEN = 32
+/** The longest head read when the first has too few pieces (about 0.2 s for a worst-case run on one core). */
+const LONGEST_HEAD_CHARS = 16_384
+
+/**
+ * The head of a text longer than `chars`: up to its first whitespace in [chars, 2·chars), else (a run of 2·chars
+ * without whitespace, e.g. CJK or junk) cut at 2·chars, where only the pieces next to the cut can differ from the
+ * whole text's, thousands of characters past the max_length tokens kept. Undefined when the text is not longer.
+ */
+function headAtWhitespace(text: string, chars: number): string | undefined {
+  if (text.length <= chars) return undefined
+  const ws = /\s/g
+  ws.lastIndex = chars
+  const at = ws.exec(text)?.index
+  if (at !== undefined && at < 2 * chars) return text.slice(0, at)
+  if (text.length <= 2 * chars) return undefined
+  // Never split a surrogate pair.
+  const high = text.charCodeAt(2 * chars - 1)
+  return text.slice(0, high >= 0xd800 && high <= 0xdbff ? 2 * chars - 1 : 2 * chars)
 }
 
 /** Index where `run` occurs in `xs` as a contiguous run, or -1. */
