@@ -18,6 +18,10 @@ export const QuickStartReadySchema = z.object({
   request_file: z.string(),
   /** The printed curl, exactly; its request-file path is relative to where `npm start` was typed. */
   curl: z.string(),
+  /** The text twin package's model name (zoo/text/package), served beside the demo. */
+  text_model: z.string(),
+  /** The printed curl that sends it a sentence (V2 BYTES input `text`), exactly. */
+  text_curl: z.string(),
   state_dir: z.string(),
 })
 export type QuickStartReady = z.infer<typeof QuickStartReadySchema>

@@ -1,8 +1,9 @@
 /**
  * `npm start`: Twinserve on this machine — the gateway Worker in workerd (`wrangler dev`, local D1 with the
- * migrations applied, Durable Objects) and one runner serving the bundled demo twin package, registered with it.
- * Both share a generated signing secret; a dev API key is created through the admin API; then a ready-to-paste
- * curl (one real Fashion-MNIST test image, docs/examples/ankle-boot.json) is printed.
+ * migrations applied, Durable Objects) and one runner serving the bundled twin packages, registered with it: the
+ * Fashion-MNIST demo (zoo/fashion/package) and the text twin (zoo/text/package, raw text in). Both share a
+ * generated signing secret; a dev API key is created through the admin API; then ready-to-paste curls are printed:
+ * one real Fashion-MNIST test image (docs/examples/ankle-boot.json) and one sentence for the text twin.
  *
  * State (local D1 and Durable Objects, the generated secrets, the dev key) lives in `.twinserve/` (git-ignored),
  * so keys survive restarts; delete the folder to start over. Ctrl-C or SIGTERM: the runner drains what it
@@ -31,6 +32,10 @@ import { z } from 'zod'
 import { type QuickStartReady, READY_PREFIX } from './quick-start-ready.ts'
 
 const DEMO_PACKAGE = join(REPO_ROOT, 'zoo', 'fashion', 'package')
+/** The text twin package: six text classifiers, a tokenizer, raw UTF-8 text in (issue #13). */
+const TEXT_PACKAGE = join(REPO_ROOT, 'zoo', 'text', 'package')
+/** The sentence the printed text curl sends. */
+const TEXT_SENTENCE = 'Congratulations, you won a free cruise'
 const TWINSERVE_BIN = join(REPO_ROOT, 'gpu-runner', 'bin', 'twinserve.mjs')
 const RUNNER_ID = 'local-demo'
 /** One Fashion-MNIST test image (an ankle boot) as a V2 request; docs/user-guide.md uses it too. */
@@ -105,6 +110,8 @@ function startRunner(gatewayUrl: string, secret: string, runnerPort: number, log
       'serve',
       '--package',
       DEMO_PACKAGE,
+      '--package',
+      TEXT_PACKAGE,
       '--gateway-url',
       gatewayUrl,
       '--port',
@@ -246,10 +253,10 @@ async function main(): Promise<void> {
   const logLevel = process.env.TWINSERVE_LOG_LEVEL || 'info'
   const gatewayPort = port('GATEWAY_PORT', 8787) || (await freePort())
   const runnerPort = port('RUNNER_PORT', 0)
-  const manifest = JSON.parse(await readFile(join(DEMO_PACKAGE, 'manifest.json'), 'utf8')) as {
-    name: string
-  }
-  const model = manifest.name
+  const modelName = async (dir: string) =>
+    (JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as { name: string }).name
+  const model = await modelName(DEMO_PACKAGE)
+  const textModel = await modelName(TEXT_PACKAGE)
   await mkdir(stateDir, { recursive: true, mode: 0o700 })
   // Inside the repository relative to it (.twinserve), elsewhere absolute.
   const inRepo = relative(REPO_ROOT, stateDir)
@@ -275,13 +282,16 @@ async function main(): Promise<void> {
   void new Promise((r) => gw.process.once('exit', r)).then(() =>
     shutdown(1, 'the gateway exited unexpectedly'),
   )
-  console.log(`twinserve: gateway on ${gw.url}; starting the runner on ${DEMO_PACKAGE}`)
+  console.log(
+    `twinserve: gateway on ${gw.url}; starting the runner on ${DEMO_PACKAGE} and ${TEXT_PACKAGE}`,
+  )
   const runner = startRunner(gw.url, secret.RUNNER_SIGNING_SECRET, runnerPort, logLevel)
   procs.runner = runner
   void runner.exited.then((rc) => shutdown(1, `the runner exited unexpectedly (${rc})`))
   const runnerUrl = await runner.url
   const key = await devKey(stateDir, gw, secret.ADMIN_BOOTSTRAP_SECRET, model)
   await waitReady(gw, key.key, model, runner)
+  await waitReady(gw, key.key, textModel, runner)
   if (stopping) return
 
   // The path as the person who typed `npm start` sees it (npm runs scripts from the root, INIT_CWD is theirs).
@@ -294,6 +304,16 @@ async function main(): Promise<void> {
     `-H ${shQuote('content-type: application/json')}`,
     `-d ${shQuote(`@${requestFile}`)}`,
   ].join(' ')
+  const textBody = {
+    inputs: [{ name: 'text', datatype: 'BYTES', shape: [1], data: [TEXT_SENTENCE] }],
+  }
+  const textCurl = [
+    'curl -s',
+    shQuote(`${gw.url}/v2/models/${textModel}/infer`),
+    `-H ${shQuote(`authorization: Bearer ${key.key}`)}`,
+    `-H ${shQuote('content-type: application/json')}`,
+    `-d ${shQuote(JSON.stringify(textBody))}`,
+  ].join(' ')
   const ready: QuickStartReady = {
     gateway_url: gw.url,
     runner_url: runnerUrl,
@@ -301,16 +321,20 @@ async function main(): Promise<void> {
     key: key.key,
     request_file: DEMO_REQUEST_FILE,
     curl,
+    text_model: textModel,
+    text_curl: textCurl,
     state_dir: stateDir,
   }
   console.log(
     [
       '',
-      `twinserve: ready — gateway ${gw.url}, runner ${RUNNER_ID} at ${runnerUrl} serving '${model}'`,
+      `twinserve: ready — gateway ${gw.url}, runner ${RUNNER_ID} at ${runnerUrl} serving '${model}' and '${textModel}'`,
       `  dev API key (scopes infer + admin, all models; saved in ${join(shownState, 'dev-key.json')}):`,
       `    ${key.key}`,
       '  classify one Fashion-MNIST test image (an ankle boot) through the gateway:',
       `    ${curl}`,
+      `  classify a sentence with the text twin (its router picks one of six text tasks; logits + expert_weights):`,
+      `    ${textCurl}`,
       `  runners and metrics: curl -s ${gw.url}/admin/runners -H ${shQuote(`authorization: Bearer ${key.key}`)}`,
       '  Ctrl-C stops both (the runner drains first).',
       '',

@@ -1,14 +1,13 @@
 /**
  * The text zoo (zoo/text: a 3-layer encoder MLM-pretrained and fine-tuned into six classifiers in PyTorch, exported
- * by torch.onnx.export at its default opset) builds into a twin package with `twinserve build`, from its own routing
- * texts tokenized by the zoo's tokenizer.json, and a one-hot mix of each expert reproduces that expert's PyTorch
+ * by torch.onnx.export at its default opset) builds into a twin package with `twinserve build`, from its own raw
+ * routing texts (the builder tokenizes them with the recipe's tokenizer, the runner's code), and a one-hot mix of each expert reproduces that expert's PyTorch
  * logits on the zoo's reference texts (relative error < 1e-3, full-rank factors).
  */
 import { readFileSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Tokenizer } from '@huggingface/tokenizers'
 import { buildPackage, createReporter } from '@twinserve/gpu-runner/build'
 import { ort } from '@twinserve/gpu-runner/runtime'
 import { encodeControls } from '@twinserve/gpu-runner/twin-contract'
@@ -18,22 +17,7 @@ import { afterAll, describe, expect, it } from 'vitest'
 const zoo = readTextZoo()
 const root = await mkdtemp(join(tmpdir(), 'twinserve-text-zoo-'))
 afterAll(() => rm(root, { recursive: true, force: true }))
-const readJson = <T>(file: string): T =>
-  JSON.parse(readFileSync(textZooPath(zoo, file), 'utf8')) as T
-const { max_length: MAX, pad_id: PAD, sep_id: SEP } = zoo.tokenizer
-const tokenizer = new Tokenizer(readJson(zoo.tokenizer.file), readJson(zoo.tokenizer.config))
 const TASKS = zoo.tasks.map((t) => t.name)
-
-/** The zoo's input rule: [CLS], the first MAX − 2 pieces, [SEP]; right-padded to MAX. */
-function encode(text: string): { input_ids: number[]; attention_mask: number[] } {
-  const all = tokenizer.encode(text).ids
-  const ids = all.length > MAX ? [...all.slice(0, MAX - 1), SEP] : all
-  const pad = MAX - ids.length
-  return {
-    input_ids: [...ids, ...Array(pad).fill(PAD)],
-    attention_mask: [...ids.map(() => 1), ...Array(pad).fill(0)],
-  }
-}
 
 interface Reference {
   input_ids: number[][]
@@ -42,17 +26,7 @@ interface Reference {
 }
 
 describe('twinserve build on the text zoo', async () => {
-  const perTask = new Map<string, number>()
-  const lines: string[] = []
-  for (const line of readFileSync(textRoutingPath(zoo), 'utf8').split('\n')) {
-    if (!line) continue
-    const { expert, inputs } = JSON.parse(line) as { expert: string; inputs: { text: string } }
-    if ((perTask.get(expert) ?? 0) >= 30) continue
-    perTask.set(expert, (perTask.get(expert) ?? 0) + 1)
-    lines.push(JSON.stringify({ expert, inputs: encode(inputs.text) }))
-  }
-  const data = join(root, 'routing.jsonl')
-  await writeFile(data, `${lines.join('\n')}\n`)
+  // The routing data as committed (raw text): the builder tokenizes it with the recipe's tokenizer.
   const recipe = join(root, 'recipe.json')
   await writeFile(
     recipe,
@@ -61,7 +35,13 @@ describe('twinserve build on the text zoo', async () => {
       base: textZooPath(zoo, 'base.onnx'),
       experts: TASKS.map((t) => ({ name: t, model: textZooPath(zoo, `experts/${t}.onnx`) })),
       exclusive: { energy: 1 },
-      router: { data, epochs: 5 },
+      tokenizer: {
+        file: textZooPath(zoo, zoo.tokenizer.file),
+        config: textZooPath(zoo, zoo.tokenizer.config),
+        max_length: zoo.tokenizer.max_length,
+        pad_id: zoo.tokenizer.pad_id,
+      },
+      router: { data: textRoutingPath(zoo), max_per_expert: 30, epochs: 5 },
       verify: { examples_per_expert: 2 },
     }),
   )
@@ -71,6 +51,9 @@ describe('twinserve build on the text zoo', async () => {
   it('corrects every weight, the token embedding included', () => {
     expect(report.graph.opset).toBe(14)
     expect(report.exclusive.find((r) => r.name === 'tok.weight')?.kind).toBe('matrix')
+    const { train, validation, heldout } = report.router.examples
+    expect(train + validation + heldout).toBe(30 * TASKS.length)
+    expect(report.manifest.tokenizer?.file).toBe('tokenizer/tokenizer.json')
   })
 
   it("reproduces each expert's PyTorch logits on the reference texts under a one-hot mix", async () => {
@@ -105,4 +88,64 @@ describe('twinserve build on the text zoo', async () => {
       await twin.release()
     }
   })
+})
+
+describe('twinserve build refuses text recipes it cannot serve', () => {
+  const recipe = (extra: Record<string, unknown>, base = textZooPath(zoo, 'base.onnx')) => ({
+    name: 'text-bad',
+    base,
+    experts: TASKS.slice(0, 2).map((t) => ({
+      name: t,
+      model: textZooPath(zoo, `experts/${t}.onnx`),
+    })),
+    exclusive: { rank: 2 },
+    tokenizer: {
+      file: textZooPath(zoo, zoo.tokenizer.file),
+      max_length: zoo.tokenizer.max_length,
+      pad_id: zoo.tokenizer.pad_id,
+    },
+    router: { data: textRoutingPath(zoo), max_per_expert: 5 },
+    ...extra,
+  })
+  const refused = async (name: string, r: Record<string, unknown>, message: RegExp) => {
+    const path = join(root, `${name}.json`)
+    await writeFile(path, JSON.stringify(r))
+    await expect(
+      buildPackage(path, { out: join(root, name), reporter: createReporter({ quiet: true }) }),
+    ).rejects.toThrow(message)
+  }
+
+  it('more labels than the model has class scores', () =>
+    refused(
+      'labels',
+      recipe({
+        experts: TASKS.slice(0, 2).map((t, i) => ({
+          name: t,
+          model: textZooPath(zoo, `experts/${t}.onnx`),
+          ...(i === 1 ? { labels: ['a', 'b', 'c', 'd', 'e'] } : {}),
+        })),
+      }),
+      /experts\.1\.labels: expert '\S+' has 5 labels, but no float output .* k ≥ 5 class scores \(outputs: logits \[batch, 4\]\)/,
+    ))
+
+  it('a tokenizer naming inputs the model does not have', () =>
+    refused(
+      'inputs',
+      recipe({
+        tokenizer: {
+          file: textZooPath(zoo, zoo.tokenizer.file),
+          max_length: 64,
+          pad_id: 0,
+          ids_input: 'ids',
+        },
+      }),
+      /recipe tokenizer: the base model's inputs are input_ids, attention_mask; a tokenizer feeds exactly ids and attention_mask/,
+    ))
+
+  it('a tokenizer file that is missing', () =>
+    refused(
+      'missing',
+      recipe({ tokenizer: { file: join(root, 'nope.json'), max_length: 64, pad_id: 0 } }),
+      /recipe tokenizer\.file .*nope\.json: file not found/,
+    ))
 })

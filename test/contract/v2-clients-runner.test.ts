@@ -5,6 +5,7 @@
  * the right numbers: equal to the runner's own answer to the same tensors sent as plain JSON in the same run.
  * Scenarios for a model this runner does not serve (the text model of issue #13) are skipped by name.
  */
+import { readFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -28,6 +29,7 @@ import {
 } from '../support/v2-client-replay.ts'
 
 const FASHION = new URL('../../zoo/fashion/package', import.meta.url).pathname
+const TEXT = new URL('../../zoo/text/package', import.meta.url).pathname
 const root = await mkdtemp(join(tmpdir(), 'twinserve-v2-clients-'))
 let runner: Runner
 const versions = new Map<string, string>()
@@ -36,7 +38,7 @@ beforeAll(async () => {
   await writeTwinFixture(join(root, 'tiny'))
   runner = await startRunner(
     RunnerConfigSchema.parse({
-      packages: [FASHION, join(root, 'tiny')],
+      packages: [FASHION, TEXT, join(root, 'tiny')],
       port: 0,
       insecureLocal: true,
       provider: 'cpu',
@@ -101,7 +103,7 @@ describe.each(['triton-http', 'triton-aio', 'kserve-rest'])(
               RepositoryIndexSchema.parse(json)
                 .map((m) => m.name)
                 .sort(),
-            ).toEqual(['fashion-twin', 'tiny-twin'])
+            ).toEqual(['fashion-twin', 'text-twin', 'tiny-twin'])
           else if (s.name === 'server-metadata')
             expect(ServerMetadataSchema.parse(json).extensions).toContain('binary_tensor_data')
           else if (s.name.startsWith('model-metadata'))
@@ -164,3 +166,51 @@ describe.each(['triton-http', 'triton-aio', 'kserve-rest'])(
     }
   },
 )
+
+describe('classification with labels (text-twin)', () => {
+  it('answers the routed task\'s top classes as "score:index:label", in binary as tritonclient asks', async () => {
+    const header = JSON.stringify({
+      inputs: [
+        { name: 'text', shape: [1], datatype: 'BYTES', data: ['Lunch at the café at noon?'] },
+      ],
+      outputs: [
+        { name: 'logits', parameters: { classification: 2, binary_data: true } },
+        { name: 'expert_weights', parameters: { binary_data: false } },
+      ],
+    })
+    const res = await fetch(`${runner.url}/v2/models/text-twin/infer`, {
+      method: 'POST',
+      body: new TextEncoder().encode(header),
+    })
+    expect(res.status, await res.clone().text()).toBe(200)
+    const headers: Record<string, string> = {}
+    // fetch has already undone any Content-Encoding.
+    res.headers.forEach((v, k) => {
+      if (k !== 'content-encoding') headers[k] = v
+    })
+    const { outputs } = readInferAnswer({
+      status: res.status,
+      headers,
+      body: Buffer.from(await res.arrayBuffer()),
+    })
+    const top = outputs.get('logits')
+    expect(top?.datatype).toBe('BYTES')
+    expect(top?.shape).toEqual([1, 2])
+    const weights = (outputs.get('expert_weights')?.values ?? []) as number[]
+    const meta = ModelMetadataSchema.parse(
+      await (await fetch(`${runner.url}/v2/models/text-twin`)).json(),
+    )
+    const experts = meta.parameters?.experts as string[]
+    const routed = experts[weights.indexOf(Math.max(...weights))]
+    // Each string is score:index:label, the label one of the routed expert's classes (zoo/text/models/zoo.json).
+    const zoo = JSON.parse(
+      readFileSync(new URL('../../zoo/text/models/zoo.json', import.meta.url), 'utf8'),
+    ) as { tasks: { name: string; classes: string[] }[] }
+    const classes = zoo.tasks.find((t) => t.name === routed)?.classes ?? []
+    for (const v of top?.values ?? []) {
+      const [score, index, label] = String(v).split(':')
+      expect(Number.isFinite(Number(score))).toBe(true)
+      expect(label).toBe(classes[Number(index)])
+    }
+  })
+})

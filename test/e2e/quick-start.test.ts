@@ -1,6 +1,6 @@
 /**
  * `npm start` as a user runs it: the start script as a real process (gateway under wrangler dev + the runner on
- * the bundled demo package), on free ports and a temporary state directory. The printed curl is run as printed
+ * the bundled demo package and the text twin package), on free ports and a temporary state directory. The printed curl is run as printed
  * (through sh, from the repository root), Ctrl-C is a SIGINT to the script's process group as a terminal sends
  * it, and a second start on the same state reuses the secrets and the dev key.
  */
@@ -153,6 +153,17 @@ describe('npm start', () => {
     })
     expect(unsigned.status).toBe(401)
     await unsigned.body?.cancel()
+
+    // The text twin beside it (issue #13): its printed curl sends a sentence as V2 BYTES and gets its logits.
+    expect(ready.text_model).toBe('text-twin')
+    expect(first.output()).toContain(`    ${ready.text_curl}\n`)
+    expect(ready.text_curl).toContain(`${ready.gateway_url}/v2/models/text-twin/infer`)
+    expect(ready.text_curl).toContain('Congratulations, you won a free cruise')
+    const text = await exec('sh', ['-c', ready.text_curl], { cwd: REPO_ROOT })
+    const textAnswer = InferenceResponseSchema.parse(JSON.parse(text.stdout))
+    expect(textAnswer.model_name).toBe('text-twin')
+    expect(textAnswer.outputs.find((o) => o.name === 'logits')?.shape).toEqual([1, 4])
+    expect(textAnswer.outputs.find((o) => o.name === 'expert_weights')?.shape).toEqual([1, 6])
 
     expect(await ctrlC(first)).toBe(0)
     const out = first.output()

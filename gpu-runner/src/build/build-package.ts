@@ -9,7 +9,8 @@
  * 3. the twin graph (twin-model.ts): where the batch is in every tensor (row-layouts.ts), a router on
  *    shared-model features of the routing data (router-training.ts), the rewrite (twin-graph/), written tensor
  *    by tensor (write-model.ts);
- * 4. the static variants (variants.ts) and the manifest (manifest.ts);
+ * 4. the static variants (variants.ts), the tokenizer files of a text model (text-tokenizer.ts) and the manifest
+ *    (manifest.ts);
  * 5. everything is written into a staging directory beside `--out`, verified from disk one session at a time,
  *    and only then renamed into place: a failed build leaves `--out` as it was (write-verified.ts, verify.ts).
  * @see https://arxiv.org/abs/2406.15479 (Twin-Merging)
@@ -25,6 +26,7 @@ import { loadInputs } from './pipeline/load-inputs.ts'
 import { MODEL_FILE, packageManifest } from './pipeline/manifest.ts'
 import { createReporter, type Reporter } from './pipeline/progress.ts'
 import { mergeToFile } from './pipeline/shared-merge.ts'
+import { writeTokenizerFiles } from './pipeline/text-tokenizer.ts'
 import { buildTwinModel } from './pipeline/twin-model.ts'
 import { buildVariants, scratchFile, type VariantReport, variantFile } from './pipeline/variants.ts'
 import type { VerifyResult } from './pipeline/verify.ts'
@@ -116,11 +118,17 @@ async function buildInto(
     MODEL_FILE,
   )
   const built = await buildVariants(ctx)
-  const files = [...twin.files, ...(recipe.shared_file ? shared.files : []), ...built.files]
+  const text = ctx.tokenizer ? await writeTokenizerFiles(where.staging, ctx.tokenizer) : undefined
+  const files = [
+    ...twin.files,
+    ...(recipe.shared_file ? shared.files : []),
+    ...built.files,
+    ...(text?.files ?? []),
+  ]
   const written = await finishPackage(
     ctx,
     { out: where.out, label: opts.out, force: opts.force ?? false },
-    packageManifest(ctx, twin, built.variants),
+    packageManifest(ctx, twin, built.variants, text?.manifest),
     files,
     { sharedPath: shared.files[0]?.path ?? '', router: twin.router },
   )

@@ -9,6 +9,7 @@ import { AppError } from '@twinserve/shared'
 import { onnx } from '../onnx/proto.ts'
 import { externalGraphPath, loadPackage } from '../package/load-package.ts'
 import { type OpenedSession, openSession, type ProviderChoice } from '../runtime/ort-session.ts'
+import { TextTokenizer } from '../text/text-tokenizer.ts'
 import { type MergeTensorFn, readExclusiveFactors } from './materialize.ts'
 import { ServedModel } from './served-model.ts'
 
@@ -28,6 +29,25 @@ export interface LoadModelOptions {
 export async function loadModel(dir: string, opts: LoadModelOptions): Promise<ServedModel> {
   const pkg = await loadPackage(dir)
   const { manifest } = pkg
+  // Read before any session opens: a package whose tokenizer the library cannot read fails fast.
+  const t = manifest.tokenizer
+  if (t) {
+    const names = manifest.inputs.map((i) => i.name).sort()
+    if (names.join() !== [t.idsInput, t.maskInput].sort().join())
+      throw new AppError(
+        'INVALID_MODEL',
+        `model '${manifest.name}': its tokenizer feeds ${t.idsInput} and ${t.maskInput}, but the model's inputs are ${names.join(', ')}`,
+      )
+  }
+  const text =
+    manifest.tokenizer && pkg.tokenizer
+      ? TextTokenizer.fromJson(
+          pkg.tokenizer.json,
+          pkg.tokenizer.config,
+          manifest.tokenizer,
+          `model '${manifest.name}' ${manifest.tokenizer.file}`,
+        )
+      : undefined
   const sessionOpts = (provider: ProviderChoice) => ({
     provider,
     ...(opts.threads ? { threads: opts.threads } : {}),
@@ -78,6 +98,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions): Promise<Se
     manifest,
     twin,
     variants,
+    ...(text ? { text } : {}),
     ...(opts.threads ? { threads: opts.threads } : {}),
     ...(materializedUnavailable ? { materializedUnavailable } : {}),
     ...(opts.merge ? { merge: opts.merge } : {}),

@@ -29,6 +29,7 @@ import { onnx } from '../onnx/proto.ts'
 import { packageVersion } from '../package/package-version.ts'
 import { sha256 } from '../package/write-package.ts'
 import { type OpenedSession, openSession, ort, type Provider } from '../runtime/ort-session.ts'
+import type { TextTokenizer } from '../text/text-tokenizer.ts'
 import { assertControlsSupported, checkContract } from '../twin-contract/check-contract.ts'
 import { encodeControls, type RowControls } from '../twin-contract/encode-controls.ts'
 import { expertColumns, rowControls } from './controls.ts'
@@ -40,7 +41,9 @@ import {
   readExclusiveFactors,
 } from './materialize.ts'
 import { MergeCache, recipeKey } from './merge-cache.ts'
+import { labelledOutputs, labelsByColumn, type RowLabels, rowLabels } from './routed-labels.ts'
 import { concatRows, decodeInputs, type HostTensor, sliceRows } from './tensors.ts'
+import { decodeTextInput, sendsText, TEXT_INPUT_METADATA } from './text-inputs.ts'
 
 export type MergePath = 'factored' | 'materialized' | 'static'
 
@@ -50,8 +53,10 @@ export interface RunResult {
   /** Added to the V2 response's `parameters` (e.g. `abstained_rows`); empty for most requests. */
   parameters: Record<string, number>
   /**
-   * Per output name, per row of this request: the label names of that row's routed task, for models that know
-   * them (the classification extension answers `score:index:label` with them).
+   * For the V2 classification extension, on packages whose experts carry label names: per returned output name
+   * (the base model's class scores), per row of this request, the label names of the row's routed task (the
+   * expert with the largest applied weight; its task reads the first `labels.length` values), or undefined for
+   * a row that applied no expert.
    */
   labels?: Record<string, (readonly string[] | undefined)[]>
 }
@@ -95,6 +100,8 @@ export interface ServedModelInit {
   manifest: PackageManifest
   twin: OpenedSession
   variants: Map<string, OpenedSession>
+  /** The package's tokenizer: the model then also takes raw text (input `text`, BYTES [n]). */
+  text?: TextTokenizer
   threads?: number
   /** Set when the materialised path is unavailable: the reason, reported in metadata and errors. */
   materializedUnavailable?: string
@@ -125,6 +132,11 @@ export class ServedModel {
   private readonly batchable: boolean
   /** The control inputs this package's twin graph has (older packages lack the optional ones). */
   private readonly controls: readonly TwinInputKey[]
+  /** Label names by expert column, when the package has any, and the outputs they name the values of. */
+  private readonly labels?: {
+    byColumn: readonly (readonly string[] | undefined)[]
+    outputs: readonly string[]
+  }
   private solo = 0
   private materialized?: Promise<{
     session: ort.InferenceSession
@@ -146,6 +158,8 @@ export class ServedModel {
       { name: TWIN_OUTPUT_WEIGHTS, datatype: 'FP32', shape: [-1, this.T] },
     ]
     this.cache = new MergeCache(init.mergeCache)
+    const byColumn = labelsByColumn(init.manifest)
+    if (byColumn) this.labels = { byColumn, outputs: labelledOutputs(init.manifest, byColumn) }
     this.batchable = [...init.manifest.inputs, ...init.manifest.outputs].every(
       (t) => t.shape[0] === -1,
     )
@@ -181,7 +195,8 @@ export class ServedModel {
       name: m.name,
       versions: [this.version],
       platform: 'onnxruntime_onnx',
-      inputs: m.inputs,
+      // A text model takes either its token inputs or `text` alone (parameters.tokenizer says so).
+      inputs: this.init.text ? [...m.inputs, TEXT_INPUT_METADATA] : m.inputs,
       outputs: this.declaredOutputs,
       parameters: {
         experts: this.experts,
@@ -189,6 +204,16 @@ export class ServedModel {
         router: m.router.kind,
         router_feature: m.router.feature,
         ...(m.router.abstainBelow !== undefined ? { abstain_below: m.router.abstainBelow } : {}),
+        ...(this.init.text
+          ? {
+              tokenizer: {
+                input: TEXT_INPUT_METADATA.name,
+                replaces: m.inputs.map((i) => i.name).join(','),
+                max_length: this.init.text.rule.maxLength,
+                truncation: this.init.text.rule.truncation,
+              },
+            }
+          : {}),
         provider: this.provider,
         merge_paths: this.init.materializedUnavailable
           ? ['factored', 'static']
@@ -206,7 +231,10 @@ export class ServedModel {
    */
   prepare(request: InferenceRequest): PreparedRequest {
     const selection = parseMergeControls(request.parameters)
-    const { tensors, rows } = decodeInputs(request.inputs, this.manifest.inputs)
+    const { tensors, rows } =
+      this.init.text && sendsText(request.inputs)
+        ? decodeTextInput(request.inputs, this.manifest.inputs, this.init.text)
+        : decodeInputs(request.inputs, this.manifest.inputs)
     const outputs = this.selectOutputs(request)
     // A model with a fixed batch dimension runs each request alone: a key no other request has.
     const shapes =
@@ -327,7 +355,12 @@ export class ServedModel {
           throw new AppError('INTERNAL', `output '${name}' does not have the batch as dimension 0`)
         return sliceRows(name, t, from, row)
       })
-      out.push({ outputs, parameters: this.rowReport(r, results[TWIN_OUTPUT_WEIGHTS], from) })
+      const labels = this.rowLabels(r, results[TWIN_OUTPUT_WEIGHTS], from)
+      out.push({
+        outputs,
+        parameters: this.rowReport(r, results[TWIN_OUTPUT_WEIGHTS], from),
+        ...(labels ? { labels } : {}),
+      })
     }
     return out
   }
@@ -347,8 +380,9 @@ export class ServedModel {
     }
     if (first.path === 'factored') {
       Object.assign(feeds, this.controlFeeds(batch))
-      // The applied weights also say which rows abstained.
-      const weights = wanted.has(TWIN_OUTPUT_WEIGHTS) || batch.some(mayAbstain)
+      // The applied weights also say which rows abstained, and which task each row's labels are.
+      const weights =
+        wanted.has(TWIN_OUTPUT_WEIGHTS) || batch.some(mayAbstain) || this.wantsLabels(wanted)
       const fetch = [...baseOutputs, ...(weights ? [TWIN_OUTPUT_WEIGHTS] : [])]
       return this.twin.session.run(feeds, fetch.length ? fetch : [TWIN_OUTPUT_WEIGHTS])
     }
@@ -359,6 +393,39 @@ export class ServedModel {
       Object.fromEntries(weights),
     )
     return session.run(feeds, baseOutputs.length ? baseOutputs : [TWIN_OUTPUT_WEIGHTS])
+  }
+
+  private wantsLabels(outputs: ReadonlySet<string> | readonly string[]): boolean {
+    const names = [...outputs]
+    return this.labels?.outputs.some((o) => names.includes(o)) ?? false
+  }
+
+  /**
+   * One request's label names per labelled output it asked for and per row: from the weights its rows applied
+   * (the twin graph's `expert_weights`), or the weights reported for the whole request (static, materialised).
+   */
+  private rowLabels(
+    r: PreparedRequest,
+    weights: ort.Tensor | undefined,
+    from: number,
+  ): RowLabels | undefined {
+    const labels = this.labels
+    if (!labels || !this.wantsLabels(r.outputs)) return undefined
+    let perRow: (readonly string[] | undefined)[]
+    if (r.reportedWeights)
+      perRow = rowLabels(r.reportedWeights, r.rows, this.T, labels.byColumn, true)
+    else if (weights?.type === 'float32') {
+      const w = weights.data as Float32Array // [batch, T]
+      perRow = rowLabels(
+        w.subarray(from * this.T, (from + r.rows) * this.T),
+        r.rows,
+        this.T,
+        labels.byColumn,
+      )
+    } else throw new AppError('INTERNAL', 'the twin graph did not return the applied weights')
+    return Object.fromEntries(
+      r.outputs.filter((o) => labels.outputs.includes(o)).map((o) => [o, perRow]),
+    )
   }
 
   /**

@@ -27,6 +27,8 @@ export interface LoadedPackage {
   model: Uint8Array
   /** Variant name → plain graph bytes (hash-verified). */
   variants: Map<string, Uint8Array>
+  /** The tokenizer files' bytes (hash-verified), when the package has a tokenizer. */
+  tokenizer?: { json: Uint8Array; config?: Uint8Array }
 }
 
 function invalid(dir: string, message: string, cause?: unknown): AppError {
@@ -98,5 +100,10 @@ export async function loadPackage(dir: string): Promise<LoadedPackage> {
   const model = need(manifest.model.file, 'model')
   const variants = new Map<string, Uint8Array>()
   for (const v of manifest.variants) variants.set(v.name, need(v.file, `variant '${v.name}'`))
-  return { dir, manifest, model, variants }
+  const t = manifest.tokenizer
+  const tokenizer = t && {
+    json: need(t.file, 'tokenizer'),
+    ...(t.config ? { config: need(t.config, 'tokenizer config') } : {}),
+  }
+  return { dir, manifest, model, variants, ...(tokenizer ? { tokenizer } : {}) }
 }

@@ -22,6 +22,19 @@ describe('RecipeSchema', () => {
     expect(r.verify.examples_per_expert).toBe(8)
     expect(r.shared_file).toBe(true)
     expect(r.exclusive.dtype).toBe('float32')
+    expect(r.tokenizer).toBeUndefined()
+    const text = parseRecipe({
+      ...minimal,
+      tokenizer: { file: 't.json', max_length: 8, pad_id: 0 },
+    })
+    expect(text.tokenizer).toEqual({
+      file: 't.json',
+      max_length: 8,
+      pad_id: 0,
+      truncation: true,
+      ids_input: 'input_ids',
+      mask_input: 'attention_mask',
+    })
   })
 
   const valid: [string, unknown][] = [
@@ -54,6 +67,17 @@ describe('RecipeSchema', () => {
             exclusive: true,
           },
         ],
+      },
+    ],
+    [
+      'a text model: tokenizer and labels per expert (issue #13)',
+      {
+        ...minimal,
+        experts: [
+          { name: 'a', model: 'a.onnx', labels: ['ham', 'spam'] },
+          { name: 'b', model: 'b.onnx' },
+        ],
+        tokenizer: { file: 't/tokenizer.json', max_length: 64, pad_id: 0 },
       },
     ],
   ]
@@ -103,6 +127,24 @@ describe('RecipeSchema', () => {
         ],
       },
       /duplicate variant/,
+    ],
+    [
+      'a tokenizer without max_length',
+      { ...minimal, tokenizer: { file: 't.json', pad_id: 0 } },
+      /tokenizer\.max_length/,
+    ],
+    [
+      'a tokenizer feeding one input twice',
+      {
+        ...minimal,
+        tokenizer: { file: 't.json', max_length: 8, pad_id: 0, mask_input: 'input_ids' },
+      },
+      /must differ from tokenizer\.ids_input/,
+    ],
+    [
+      'empty labels',
+      { ...minimal, experts: [{ name: 'a', model: 'a.onnx', labels: [] }] },
+      /experts\.0\.labels/,
     ],
     [
       'splits leaving no training data',

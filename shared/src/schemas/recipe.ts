@@ -11,6 +11,7 @@
  * shared: { method: task_arithmetic, lambda: 0.3 }
  * exclusive: { rank: 16, exclude: ['*.bias'] }
  * router: { data: routing.jsonl, hidden: [64], epochs: 30, seed: 1 }
+ * tokenizer: { file: models/tokenizer.json, max_length: 64, pad_id: 0 }   # text models only
  * variants: [{ name: ties, shared: { method: ties, density: 0.2, lambda: 1 } }]
  * @see https://arxiv.org/abs/2406.15479 (Twin-Merging)
  * @module
@@ -27,6 +28,32 @@ export const RecipeExpertSchema = z.strictObject({
   name: NameSchema,
   /** Path of the fine-tuned expert's ONNX file (same graph as the base). */
   model: PathSchema,
+  /**
+   * Label names of the expert's task, in logit order: the task reads the first `labels.length` values of the
+   * model's classification output. Copied into the package so the runner can name a row's routed labels.
+   */
+  labels: z.array(z.string().min(1).max(256)).min(1).max(4096).optional(),
+})
+
+/**
+ * A Hugging Face `tokenizer.json` (+ optional `tokenizer_config.json`) for models that read token ids: the
+ * package carries both, the runner then also accepts raw UTF-8 text as a V2 `BYTES` input, and routing data may
+ * give `{"text": "…"}` in place of the token tensors. Every text becomes the tokenizer's ids (special tokens
+ * included), cut to `max_length` when `truncation` (keeping the post-processor's closing special tokens, e.g.
+ * `[CLS] … [SEP]`) and right-padded with `pad_id` to `max_length`; the attention mask is 1 on the real tokens.
+ */
+export const TokenizerRecipeSchema = z.strictObject({
+  /** Path of `tokenizer.json`. */
+  file: PathSchema,
+  /** Path of `tokenizer_config.json` (special-token settings); optional. */
+  config: PathSchema.optional(),
+  max_length: z.number().int().min(3).max(65536),
+  pad_id: z.number().int().nonnegative(),
+  /** false: a text longer than `max_length` tokens is refused (400 at serve time, an error at build time). */
+  truncation: z.boolean().default(true),
+  /** The model inputs the ids and the mask feed (int64 [batch, seq]). */
+  ids_input: z.string().min(1).default('input_ids'),
+  mask_input: z.string().min(1).default('attention_mask'),
 })
 
 export const RouterRecipeSchema = z.strictObject({
@@ -106,6 +133,8 @@ export const RecipeSchema = z
      */
     shared_file: z.boolean().default(true),
     exclusive: ExclusiveSpecSchema,
+    /** The models read token ids: the package carries this tokenizer and the runner accepts text. */
+    tokenizer: TokenizerRecipeSchema.optional(),
     router: RouterRecipeSchema,
     variants: z.array(VariantRecipeSchema).default([]),
     verify: VerifyRecipeSchema.default({ examples_per_expert: 8 }),
@@ -139,6 +168,9 @@ export const RecipeSchema = z
         ['router', 'heldout_fraction'],
         'heldout_fraction + validation_fraction must leave at least 10% of the data for training',
       )
+    const t = r.tokenizer
+    if (t && t.ids_input === t.mask_input)
+      issue(['tokenizer', 'mask_input'], 'must differ from tokenizer.ids_input')
     const k = r.exclusive.topk_gather
     if (k !== undefined && k >= r.experts.length)
       issue(
@@ -150,6 +182,7 @@ export const RecipeSchema = z
 export type Recipe = z.output<typeof RecipeSchema>
 export type RecipeInput = z.input<typeof RecipeSchema>
 export type RouterRecipe = Recipe['router']
+export type TokenizerRecipe = z.output<typeof TokenizerRecipeSchema>
 export type VariantRecipe = Recipe['variants'][number]
 
 /**

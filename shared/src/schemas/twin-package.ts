@@ -143,7 +143,28 @@ export const PackageExpertSchema = z.strictObject({
   name: NameSchema,
   /** Column of this expert in `mix_weights` / `expert_weights`. */
   index: z.number().int().nonnegative(),
+  /** Label names of the expert's task in logit order (recipe `experts[].labels`); it reads the first ones. */
+  labels: z.array(z.string()).min(1).optional(),
 })
+
+/** The raw-text input a package with a tokenizer accepts: V2 BYTES [n], one UTF-8 string per row. */
+export const TEXT_INPUT = 'text'
+
+/**
+ * A package's tokenizer (recipe `tokenizer`): its files inside the package (listed in `files` with their sha256
+ * like every other file) and the input rule the builder tokenized the routing data with and the runner applies
+ * to `text` inputs.
+ */
+export const PackageTokenizerSchema = z.strictObject({
+  file: PackagePathSchema,
+  config: PackagePathSchema.optional(),
+  maxLength: z.number().int().min(3),
+  padId: z.number().int().nonnegative(),
+  truncation: z.boolean(),
+  idsInput: z.string().min(1),
+  maskInput: z.string().min(1),
+})
+export type PackageTokenizer = z.infer<typeof PackageTokenizerSchema>
 
 export const ExclusiveTensorSchema = z.strictObject({
   /** Initializer name in the base graph. */
@@ -185,6 +206,8 @@ export const PackageManifestSchema = z.strictObject({
   inputs: z.array(TensorMetadataSchema).min(1),
   outputs: z.array(TensorMetadataSchema).min(1),
   model: z.strictObject({ file: PackagePathSchema }),
+  /** Present when the models read token ids and the package carries their tokenizer. */
+  tokenizer: PackageTokenizerSchema.optional(),
   router: RouterInfoSchema,
   exclusive: z.array(ExclusiveTensorSchema),
   variants: z.array(VariantSchema),

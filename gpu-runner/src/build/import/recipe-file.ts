@@ -12,7 +12,13 @@ export interface LoadedRecipe {
   path: string
   recipe: Recipe
   /** Absolute paths of the files the recipe names. */
-  files: { base: string; experts: string[]; routing: string }
+  files: {
+    base: string
+    experts: string[]
+    routing: string
+    /** The recipe's tokenizer files, when it has one. */
+    tokenizer?: { file: string; config?: string }
+  }
 }
 
 export async function loadRecipe(path: string): Promise<LoadedRecipe> {
@@ -46,6 +52,14 @@ export async function loadRecipe(path: string): Promise<LoadedRecipe> {
       base: resolve(dir, recipe.base),
       experts: recipe.experts.map((e) => resolve(dir, e.model)),
       routing: resolve(dir, recipe.router.data),
+      ...(recipe.tokenizer
+        ? {
+            tokenizer: {
+              file: resolve(dir, recipe.tokenizer.file),
+              ...(recipe.tokenizer.config ? { config: resolve(dir, recipe.tokenizer.config) } : {}),
+            },
+          }
+        : {}),
     },
   }
 }

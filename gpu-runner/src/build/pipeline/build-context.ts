@@ -12,6 +12,7 @@ import type { OnnxModel } from '../import/read-onnx.ts'
 import type { LoadedRecipe } from '../import/recipe-file.ts'
 import type { RoutingSplit } from '../router/routing-data.ts'
 import type { Reporter } from './progress.ts'
+import type { RecipeTokenizer } from './text-tokenizer.ts'
 
 /** What was done to bring the models to the form the builder reads, for the build report. */
 export interface ImportReport {
@@ -40,6 +41,8 @@ export interface BuildContext {
   selected: TensorSite[]
   inputs: (IoTensor & { datatype: Datatype })[]
   outputs: (IoTensor & { datatype: Datatype })[]
+  /** The recipe's tokenizer (text models), read and checked against the base's inputs. */
+  tokenizer?: RecipeTokenizer
   /** The shared-model tensor the router reads. */
   feature: string
   split: RoutingSplit

@@ -10,7 +10,7 @@ import { AppError } from '@twinserve/shared'
 import { checkOpset, opsetForms } from '../graph/ops.ts'
 import { analyseSites } from '../graph/weight-sites.ts'
 import { assertSameGraph } from '../import/compare-graphs.ts'
-import { modelInputs, modelOutputs } from '../import/model-io.ts'
+import { type IoTensor, modelInputs, modelOutputs } from '../import/model-io.ts'
 import { type OnnxModel, openOnnx } from '../import/read-onnx.ts'
 import { loadRecipe } from '../import/recipe-file.ts'
 import { locationOf } from '../import/tensor-data.ts'
@@ -18,6 +18,7 @@ import { readRoutingData, splitRouting } from '../router/routing-data.ts'
 import type { BuildContext } from './build-context.ts'
 import { selectExclusive } from './exclusive-knowledge.ts'
 import type { Reporter } from './progress.ts'
+import { readRecipeTokenizer } from './text-tokenizer.ts'
 
 /** The input of the last MatMul/Gemm in graph order: the shared model's last hidden features. */
 export function defaultFeature(model: OnnxModel): string {
@@ -41,6 +42,27 @@ function checkFeature(model: OnnxModel, feature: string): void {
       'INVALID_REQUEST',
       `router.feature '${feature}' is not a tensor of the base graph (${model.path}); name a node output or input`,
     )
+}
+
+/**
+ * Label names are for class scores: some float output [batch, …, k] must hold each expert's labels (k ≥ their
+ * number, or k variable), since its task reads the first ones.
+ */
+function checkLabels(recipe: BuildContext['recipe'], outputs: readonly IoTensor[]): void {
+  const scores = outputs.filter((o) => o.elem === 'float' && o.dims.length >= 2)
+  recipe.experts.forEach((e, i) => {
+    const n = e.labels?.length ?? 0
+    if (n === 0) return
+    const fits = scores.some((o) => {
+      const last = o.dims[o.dims.length - 1]
+      return typeof last !== 'number' || last >= n
+    })
+    if (!fits)
+      throw new AppError(
+        'INVALID_REQUEST',
+        `experts.${i}.labels: expert '${e.name}' has ${n} labels, but no float output of the model [batch, …, k] has k ≥ ${n} class scores (outputs: ${outputs.map((o) => `${o.name} [${o.dims.join(', ')}]`).join('; ')})`,
+      )
+  })
 }
 
 type ModelsRead = Omit<BuildContext, 'split' | 'reporter' | 'staging' | 'externalAbove'>
@@ -68,6 +90,13 @@ async function readModels(recipePath: string, reporter: Reporter): Promise<Model
   const selected = selectExclusive(sites, recipe.exclusive)
   const feature = recipe.router.feature ?? defaultFeature(base)
   checkFeature(base, feature)
+  const inputs = modelInputs(base.graph)
+  const outputs = modelOutputs(base.graph)
+  checkLabels(recipe, outputs)
+  const tokenizer =
+    recipe.tokenizer && files.tokenizer
+      ? await readRecipeTokenizer(recipe.tokenizer, files.tokenizer, inputs)
+      : undefined
   const floats = [...base.initializers.values()].filter((t) => locationOf(t) !== undefined).length
   step.done(
     `${recipe.experts.length} experts, ${floats} float tensors, ${selected.length} selected for exclusive knowledge`,
@@ -87,9 +116,10 @@ async function readModels(recipePath: string, reporter: Reporter): Promise<Model
     },
     sites,
     selected,
-    inputs: modelInputs(base.graph),
-    outputs: modelOutputs(base.graph),
+    inputs,
+    outputs,
     feature,
+    ...(tokenizer ? { tokenizer } : {}),
   }
 }
 
@@ -103,6 +133,7 @@ export async function loadInputs(
   const step = reporter.step('routing data')
   const examples = await readRoutingData(read.files.routing, expertNames, read.inputs, {
     ...(recipe.router.max_per_expert ? { maxPerExpert: recipe.router.max_per_expert } : {}),
+    ...(read.tokenizer ? { text: read.tokenizer.tokenizer } : {}),
   })
   const split = splitRouting(examples, expertNames.length, {
     heldoutFraction: recipe.router.heldout_fraction,

@@ -2,7 +2,7 @@
  * Build step: the package manifest (without the file hashes, which finishPackage adds from the writers').
  * @module
  */
-import { PACKAGE_FORMAT, PACKAGE_FORMAT_VERSION } from '@twinserve/shared'
+import { PACKAGE_FORMAT, PACKAGE_FORMAT_VERSION, type PackageTokenizer } from '@twinserve/shared'
 import type { ManifestWithoutFiles } from '../../package/write-package.ts'
 import { toMetadata } from '../import/model-io.ts'
 import type { BuildContext } from './build-context.ts'
@@ -15,6 +15,7 @@ export function packageManifest(
   ctx: BuildContext,
   twin: TwinModel,
   variants: readonly VariantReport[],
+  tokenizer?: PackageTokenizer,
 ): ManifestWithoutFiles {
   const { recipe } = ctx
   return {
@@ -22,10 +23,15 @@ export function packageManifest(
     formatVersion: PACKAGE_FORMAT_VERSION,
     name: recipe.name,
     createdAt: new Date().toISOString(),
-    experts: ctx.expertNames.map((name, index) => ({ name, index })),
+    experts: recipe.experts.map((e, index) => ({
+      name: e.name,
+      index,
+      ...(e.labels ? { labels: e.labels } : {}),
+    })),
     inputs: ctx.inputs.map(toMetadata),
     outputs: ctx.outputs.map(toMetadata),
     model: { file: MODEL_FILE },
+    ...(tokenizer ? { tokenizer } : {}),
     router: {
       kind: recipe.router.kind,
       feature: ctx.feature,

@@ -1,7 +1,9 @@
+import { readFileSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
+import { TextTokenizer } from '../../text/text-tokenizer.ts'
 import type { IoTensor } from '../import/model-io.ts'
 import { readRoutingData, splitRouting } from './routing-data.ts'
 
@@ -79,5 +81,65 @@ describe('routing data', () => {
     expect(new Set(ids).size).toBe(100)
     const c = splitRouting(examples, 2, { heldoutFraction: 0.2, validationFraction: 0.1, seed: 4 })
     expect(c.heldout.map((e) => e.inputs.x?.[0])).not.toEqual(a.heldout.map((e) => e.inputs.x?.[0]))
+  })
+})
+
+describe('text routing data (issue #13)', () => {
+  const ZOO = join(import.meta.dirname, '../../../../zoo/text/models')
+  const rule = {
+    maxLength: 64,
+    padId: 0,
+    truncation: false,
+    idsInput: 'input_ids',
+    maskInput: 'attention_mask',
+  }
+  const text = TextTokenizer.fromJson(
+    readFileSync(join(ZOO, 'tokenizer.json')),
+    readFileSync(join(ZOO, 'tokenizer_config.json')),
+    rule,
+    'zoo',
+  )
+  const tokenInputs: IoTensor[] = [
+    { name: 'input_ids', elem: 'int64', dims: ['batch', 'seq'] },
+    { name: 'attention_mask', elem: 'int64', dims: ['batch', 'seq'] },
+  ]
+  const textLine = (expert: string, t: unknown, more: Record<string, unknown> = {}) =>
+    JSON.stringify({ expert, inputs: { text: t, ...more } })
+  const texts = ['free money now', 'Mary', 'the state of the union', 'Bob', 'click here', 'Ann']
+
+  it('tokenizes each text with the package tokenizer into the token inputs', async () => {
+    const path = await file(
+      'text.jsonl',
+      texts.map((t, i) => textLine(i % 2 ? 'b' : 'a', t)),
+    )
+    const got = await readRoutingData(path, ['a', 'b'], tokenInputs, { text })
+    expect(got.map((e) => e.inputs)).toEqual(texts.map((t) => text.encodeExample(t, 'x')))
+  })
+
+  it.each([
+    [
+      'text without a tokenizer',
+      [textLine('a', 'hi')],
+      false,
+      /line 1: input 'text' is raw text, but the recipe has no tokenizer/,
+    ],
+    ['a non-string text', [textLine('a', [1, 2])], true, /line 1: input 'text' must be a string/],
+    [
+      'text beside token inputs',
+      [textLine('a', 'hi', { input_ids: [2, 3] })],
+      true,
+      /line 1: give either 'text' or the token inputs, not both/,
+    ],
+    [
+      'a text over max_length without truncation',
+      [textLine('a', 'word '.repeat(100))],
+      true,
+      /router data .*, line 1: 'text' has \d+ tokens, more than the model's max_length 64/,
+    ],
+  ])('refuses %s, naming the line', async (_label, lines, withTokenizer, message) => {
+    const path = await file('bad-text.jsonl', lines)
+    await expect(
+      readRoutingData(path, ['a', 'b'], tokenInputs, withTokenizer ? { text } : {}),
+    ).rejects.toThrow(message)
   })
 })

@@ -3,12 +3,15 @@
  * example per line, no batch axis), read line by line, checked, and split per expert with a seeded shuffle into
  * train / validation (early stopping) / held-out (reported accuracy only) parts. An input with one dynamic dim
  * besides the batch may be left out: it is fed empty along that dim (a decoder's past key/values at prefill).
+ * A recipe with a tokenizer may give `{"text": "<utf-8 text>"}` in place of the token inputs: the text is
+ * tokenized by the package's tokenizer and input rule (text/text-tokenizer.ts, the runner's own code).
  * @module
  */
 import { createReadStream } from 'node:fs'
 import { stat } from 'node:fs/promises'
 import { createInterface } from 'node:readline'
-import { AppError } from '@twinserve/shared'
+import { AppError, TEXT_INPUT } from '@twinserve/shared'
+import type { TextTokenizer } from '../../text/text-tokenizer.ts'
 import { createRng, mixSeed, permutation } from '../../train/index.ts'
 import { type ExampleInputs, emptyDims, type IoTensor } from '../import/model-io.ts'
 
@@ -36,7 +39,7 @@ export async function readRoutingData(
   path: string,
   experts: readonly string[],
   inputs: readonly IoTensor[],
-  opts: { maxPerExpert?: number } = {},
+  opts: { maxPerExpert?: number; text?: TextTokenizer } = {},
 ): Promise<RoutingExample[]> {
   try {
     if (!(await stat(path)).isFile()) throw new Error('not a file')
@@ -72,6 +75,15 @@ export async function readRoutingData(
         throw bad(path, n, '"inputs" must be an object of input name → flat array')
       const ex: Record<string, number[]> = {}
       for (const [k, v] of Object.entries(values)) {
+        if (k === TEXT_INPUT && !names.has(k)) {
+          if (!opts.text)
+            throw bad(path, n, `input '${k}' is raw text, but the recipe has no tokenizer`)
+          if (typeof v !== 'string') throw bad(path, n, `input '${k}' must be a string`)
+          if (Object.keys(values).length > 1)
+            throw bad(path, n, `give either '${k}' or the token inputs, not both`)
+          Object.assign(ex, opts.text.encodeExample(v, `router data ${path}, line ${n}: '${k}'`))
+          continue
+        }
         if (!names.has(k))
           throw bad(path, n, `input '${k}' is not an input of the model (${[...names].join(', ')})`)
         if (
