@@ -155,7 +155,7 @@ describe('RunnerPool (per-isolate routing state)', () => {
     last_seen: 1_000_000,
     ...over,
   })
-  const snap = (runners: RunnerRecord[]) => ({ runners, heartbeat_interval_ms: 1000 })
+  const snap = (runners: RunnerRecord[]) => ({ runners, heartbeat_interval_ms: 1000, catalog: [] })
   const make = () =>
     new RunnerPool({ cacheMs: 500, breakerThreshold: 2, breakerCooldownMs: 1000, random: rng(3) })
 

@@ -255,7 +255,14 @@ describe('failover', () => {
 })
 
 describe('cold starts', () => {
+  /** A model some runner served once and that none serves now (scaled to zero): the catalog knows it. */
+  async function servedOnce(model: string, id: string): Promise<void> {
+    await register(registration(id, 'http://127.0.0.1:9', [{ name: model }]))
+    await deregister(id)
+  }
+
   it('waits for a runner to register, then serves; the wait is in logs and metrics', async () => {
+    await servedOnce('m-cold', 'cold-early')
     const s = await standIns.start('cold-late', ['m-cold'])
     const started = Date.now()
     const pending = infer('m-cold', key)
@@ -279,27 +286,38 @@ describe('cold starts', () => {
     await retire(['cold-late'])
   })
 
-  it('no runner within the deadline: 503 NO_RUNNER with Retry-After after the configured wait', async () => {
+  it('a model no runner serves or has served is a 404 at once, naming the models there are (issue #15)', async () => {
     const started = Date.now()
     const res = await infer('m-never', key)
     const elapsed = Date.now() - started
+    const body = await expectError(res, 404, 'NOT_FOUND')
+    expect(body.error).toMatch(
+      /model 'm-never' is not served here: no runner serves or has served it/,
+    )
+    expect(body.error).toMatch(/m-cold/)
+    expect(elapsed).toBeLessThan(TEST_COLD_START_WAIT_MS)
+    const meta = await gw('/v2/models/m-never', { headers: bearer(key) })
+    expect(meta.status).toBe(404)
+  })
+
+  it('no runner within the deadline: 503 NO_RUNNER with Retry-After after the configured wait', async () => {
+    await servedOnce('m-gone', 'gone-1')
+    const started = Date.now()
+    const res = await infer('m-gone', key)
+    const elapsed = Date.now() - started
     const body = await expectError(res, 503, 'NO_RUNNER')
-    expect(body.error).toMatch(/no runner holds model 'm-never'/)
+    expect(body.error).toMatch(/no runner holds model 'm-gone'/)
     expect(res.headers.get('retry-after')).toBe(String(TEST_COLD_START_RETRY_AFTER_S))
     expect(elapsed).toBeGreaterThanOrEqual(TEST_COLD_START_WAIT_MS - 100)
     expect(
-      gatewayLogs().some((l) => l.event === 'cold_start_timeout' && l.model === 'm-never'),
+      gatewayLogs().some((l) => l.event === 'cold_start_timeout' && l.model === 'm-gone'),
     ).toBe(true)
-    // No runner ever registered 'm-never' and the key covers '*': a caller-chosen name is counted under
-    // `other`, never as a label of its own (issue #16, case 4).
-    await waitForMetric(
-      /twinserve_gateway_cold_starts_total\{model="other",result="timed_out"\} \d+/,
-    )
   })
 
   it('a client deadline shorter than the cold-start wait bounds the wait', async () => {
+    await servedOnce('m-gone-2', 'gone-2')
     const started = Date.now()
-    const res = await infer('m-never-2', key, inferBody(), { 'x-twinserve-deadline-ms': '200' })
+    const res = await infer('m-gone-2', key, inferBody(), { 'x-twinserve-deadline-ms': '200' })
     expect([503, 504]).toContain(res.status)
     expect(Date.now() - started).toBeLessThan(TEST_COLD_START_WAIT_MS)
   })

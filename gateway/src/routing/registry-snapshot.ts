@@ -20,9 +20,20 @@ export interface RunnerRecord {
   last_seen: number
 }
 
+/** A model some runner serves or has served (the gateway's catalog): unknown names are a 404 at once. */
+export interface CatalogEntry {
+  name: string
+  /** Package versions runners have announced for it, newest first. */
+  versions: string[]
+  /** ms since epoch: first and latest announcement */
+  first_seen: number
+  last_seen: number
+}
+
 export interface RegistrySnapshot {
   runners: RunnerRecord[]
   heartbeat_interval_ms: number
+  catalog: CatalogEntry[]
 }
 
 export interface ColdStartResult {
@@ -30,6 +41,8 @@ export interface ColdStartResult {
   /** No runner held the model when asked, so the call waited (until one registered or the time was up). */
   cold: boolean
   waited_ms: number
+  /** Whether any runner serves or has served the model; an unknown model is answered at once, not waited for. */
+  known: boolean
 }
 
 /** Whether `r` can take new requests for `model` (live-ness is checked separately). */

@@ -21,7 +21,7 @@ import type { GatewayConfig } from '../config.ts'
 import type { RequestLog } from '../http/request-log-entry.ts'
 import { metrics } from '../metrics/metrics-flush.ts'
 import { errorFields, log } from '../util/log.ts'
-import type { RegistrySnapshot, RunnerRecord } from './registry-snapshot.ts'
+import type { ColdStartResult, RegistrySnapshot, RunnerRecord } from './registry-snapshot.ts'
 import { registryStub } from './registry-stub.ts'
 import { callRunner, type RunnerResult } from './runner-client.ts'
 import { type AttemptOutcome, type RunnerPool, routingSnapshot, runnerPool } from './runner-pool.ts'
@@ -172,7 +172,15 @@ class Route {
     let snapshot = await routingSnapshot(this.pool, () => this.registry.snapshot())
     let holders = this.pool.holders(snapshot, model, Date.now())
     if (holders.length === 0 && this.tried.length === 0) {
-      snapshot = await this.waitForRunner()
+      const waited = await this.waitForRunner()
+      if (!waited.known)
+        throw new AppError(
+          'NOT_FOUND',
+          `model '${model}' is not served here: no runner serves or has served it (models: ${
+            waited.snapshot.catalog.map((m) => m.name).join(', ') || 'none yet'
+          })`,
+        )
+      snapshot = waited.snapshot
       holders = this.pool.holders(snapshot, model, Date.now())
       if (holders.length === 0)
         throw new AppError(
@@ -188,7 +196,7 @@ class Route {
    * Our snapshot may just be stale; the registry answers at once if a runner holds the model, and otherwise
    * holds the request until one registers (cold start) or the wait is over.
    */
-  private async waitForRunner(): Promise<RegistrySnapshot> {
+  private async waitForRunner(): Promise<ColdStartResult> {
     const { config, model, requestLog: rl } = this.input
     const waited = await this.registry.waitForModel(
       model,
@@ -204,7 +212,7 @@ class Route {
         waited_ms: waited.waited_ms,
       })
     }
-    return waited.snapshot
+    return waited
   }
 
   private start(runner: RunnerRecord, hedge: boolean): void {

@@ -17,12 +17,16 @@ import { loadConfig } from '../config.ts'
 import { type GaugeValue, type MetricsBatch, MetricsStore } from '../metrics/metrics-store.ts'
 import { log, setLogLevel } from '../util/log.ts'
 import {
+  type CatalogEntry,
   type ColdStartResult,
   EXPIRY_INTERVALS,
   holdsModel,
   type RegistrySnapshot,
   type RunnerRecord,
 } from './registry-snapshot.ts'
+
+/** Versions kept per catalog entry (the newest). */
+const MAX_CATALOG_VERSIONS = 8
 
 interface RunnerRow extends Record<string, SqlStorageValue> {
   runner_id: string
@@ -62,6 +66,10 @@ export class RunnerRegistry extends DurableObject<Env> {
     this.sql.exec(`CREATE TABLE IF NOT EXISTS runners (
       runner_id TEXT PRIMARY KEY, url TEXT NOT NULL, provider TEXT NOT NULL, models TEXT NOT NULL,
       load TEXT NOT NULL, draining INTEGER NOT NULL, registered_at INTEGER NOT NULL, last_seen INTEGER NOT NULL)`)
+    // The catalog: every model a runner has announced, kept after its runners leave, so that a request for a
+    // model that comes back (scale to zero) waits for a cold start while a name nobody serves is a 404 at once.
+    this.sql.exec(`CREATE TABLE IF NOT EXISTS catalog (
+      name TEXT PRIMARY KEY, versions TEXT NOT NULL, first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL)`)
     this.metrics = new MetricsStore(this.sql)
     setLogLevel(loadConfig(env).LOG_LEVEL)
   }
@@ -121,6 +129,7 @@ export class RunnerRegistry extends DurableObject<Env> {
       now,
       now,
     )
+    this.announce(reg, now)
     // A heartbeat from an unknown runner (expired, or a gateway that lost state) is a registration.
     this.event(known ? kind : 'register', reg.runner_id)
     if (!known || kind === 'register')
@@ -134,6 +143,40 @@ export class RunnerRegistry extends DurableObject<Env> {
     for (const w of this.waiters) if (holdsModel(record, w.model)) w.wake()
     await this.scheduleExpiryAlarm()
     return { ok: true, heartbeat_interval_ms: this.heartbeatMs }
+  }
+
+  /** Adds the registration's models (and versions) to the catalog. */
+  private announce(reg: RunnerRegistration, now: number): void {
+    for (const m of reg.models) {
+      const row = this.sql
+        .exec<{ versions: string }>('SELECT versions FROM catalog WHERE name = ?', m.name)
+        .toArray()[0]
+      const versions = row ? (JSON.parse(row.versions) as string[]) : []
+      const next = m.version
+        ? [m.version, ...versions.filter((v) => v !== m.version)].slice(0, MAX_CATALOG_VERSIONS)
+        : versions
+      this.sql.exec(
+        `INSERT INTO catalog (name, versions, first_seen, last_seen) VALUES (?, ?, ?, ?)
+         ON CONFLICT (name) DO UPDATE SET versions = excluded.versions, last_seen = excluded.last_seen`,
+        m.name,
+        JSON.stringify(next),
+        now,
+        now,
+      )
+    }
+  }
+
+  private catalog(): CatalogEntry[] {
+    return this.sql
+      .exec<{ name: string; versions: string; first_seen: number; last_seen: number }>(
+        'SELECT * FROM catalog ORDER BY name',
+      )
+      .toArray()
+      .map((r) => ({ ...r, versions: JSON.parse(r.versions) as string[] }))
+  }
+
+  private isKnown(model: string): boolean {
+    return this.sql.exec('SELECT 1 FROM catalog WHERE name = ?', model).toArray().length > 0
   }
 
   async deregister(runnerId: string): Promise<RegistryAck> {
@@ -153,7 +196,11 @@ export class RunnerRegistry extends DurableObject<Env> {
   }
 
   async snapshot(): Promise<RegistrySnapshot> {
-    return { runners: this.liveRunners(Date.now()), heartbeat_interval_ms: this.heartbeatMs }
+    return {
+      runners: this.liveRunners(Date.now()),
+      heartbeat_interval_ms: this.heartbeatMs,
+      catalog: this.catalog(),
+    }
   }
 
   /**
@@ -165,10 +212,15 @@ export class RunnerRegistry extends DurableObject<Env> {
     let cold = false
     for (;;) {
       const now = Date.now()
-      const snapshot = { runners: this.liveRunners(now), heartbeat_interval_ms: this.heartbeatMs }
+      const snapshot = {
+        runners: this.liveRunners(now),
+        heartbeat_interval_ms: this.heartbeatMs,
+        catalog: this.catalog(),
+      }
+      const known = this.isKnown(model)
       const remaining = started + wait_ms - now
-      if (snapshot.runners.some((r) => holdsModel(r, model)) || remaining <= 0)
-        return { snapshot, cold, waited_ms: now - started }
+      if (!known || snapshot.runners.some((r) => holdsModel(r, model)) || remaining <= 0)
+        return { snapshot, cold, waited_ms: now - started, known }
       cold = true
       await new Promise<void>((resolve) => {
         const waiter: Waiter = {

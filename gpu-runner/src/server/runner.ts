@@ -232,6 +232,7 @@ export async function startRunner(config: RunnerConfig, deps: RunnerDeps = {}): 
     provider: usedProvider,
     models: [...models.values()].map((mm) => ({
       name: mm.name,
+      version: mm.version,
       variants: mm.variantNames,
       experts: mm.experts,
       ready: !draining,

@@ -30,6 +30,8 @@ export type RunnerLoad = z.infer<typeof RunnerLoadSchema>
 
 export const RunnerModelSchema = z.strictObject({
   name: z.string().min(1),
+  /** The package's version id (`versions` in V2 model metadata); older runners omit it. */
+  version: z.string().min(1).max(128).optional(),
   variants: z.array(z.string()),
   experts: z.array(z.string()),
   ready: z.boolean(),
