@@ -18,7 +18,7 @@ import {
 } from './http/index.ts'
 import { metrics } from './metrics/index.ts'
 import { openapi } from './openapi/index.ts'
-import { adminRunners, health, models, runnerMembership } from './routing/index.ts'
+import { adminRunners, health, models, repository, runnerMembership } from './routing/index.ts'
 
 export const app = new Hono<AppEnv>()
 
@@ -29,6 +29,7 @@ app.use(methodNotAllowed({ app, onMethodNotAllowed: methodNotAllowedResponse }))
 app
   .route('/v2', health)
   .route('/v2/models', models)
+  .route('/v2/repository', repository)
   .route('/v1/feedback', feedback)
   .route('/admin/keys', adminKeys)
   .route('/admin/experiments', adminExperiments)

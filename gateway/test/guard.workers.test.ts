@@ -39,7 +39,26 @@ const INTENDED: Record<string, GuardOptions> = {
   'POST /internal/runners/deregister': RUNNER,
   'GET /v2/models/:model/ready': model('model_ready'),
   'GET /v2/models/:model': model('model_metadata'),
+  'GET /v2/models/:model/config': model('model_metadata'),
+  'GET /v2/models/:model/stats': model('model_metadata'),
   'POST /v2/models/:model/infer': model('infer'),
+  'GET /v2/models/:model/versions/:version/ready': model('model_ready'),
+  'GET /v2/models/:model/versions/:version': model('model_metadata'),
+  'GET /v2/models/:model/versions/:version/config': model('model_metadata'),
+  'GET /v2/models/:model/versions/:version/stats': model('model_metadata'),
+  'POST /v2/models/:model/versions/:version/infer': model('infer'),
+  'GET /v2/models/stats': {
+    access: 'key',
+    scope: 'infer',
+    countAs: 'model_metadata',
+    rateLimit: true,
+  },
+  'POST /v2/repository/index': {
+    access: 'key',
+    scope: 'infer',
+    countAs: 'model_metadata',
+    rateLimit: true,
+  },
   'POST /v1/feedback': {
     access: 'key',
     scope: 'infer',
@@ -84,7 +103,10 @@ function servedGuards(): Map<string, GuardOptions[]> {
  * request that passes the guard ends fast without a runner. */
 function call(route: string, headers: Record<string, string> = {}): Promise<Response> {
   const [method = 'GET', path = '/'] = route.split(' ')
-  return gw(path.replace(':model', 'Not_A_Model').replace(':id', 'x'), { method, headers })
+  return gw(path.replace(':model', 'Not_A_Model').replace(':version', 'v1').replace(':id', 'x'), {
+    method,
+    headers,
+  })
 }
 
 const keyRoutes = Object.entries(INTENDED).flatMap(([route, g]) =>

@@ -1,6 +1,6 @@
 export { adminRunners } from './admin-runners.ts'
 export { health } from './health.ts'
-export { models } from './models.ts'
+export { models, repository } from './models.ts'
 export { RUNNER_HEADER } from './route-request.ts'
 export { runnerMembership } from './runner-membership.ts'
 export { RunnerRegistry } from './runner-registry.ts'
