@@ -14,4 +14,5 @@ export {
 export { KvBudget } from './kv-budget.ts'
 export { type ChatTurn, LmProfile } from './lm-profile.ts'
 export { logSoftmax, Sampler, type SamplingParams, sequenceRng } from './sampler.ts'
+export { TextGenerator, type TextGeneratorOptions } from './text-generator.ts'
 export { type Detokenizer, TextStream } from './text-stream.ts'
