@@ -293,3 +293,43 @@ describe('generation routes on a real runner', () => {
     expect(gen.engine.kvBytes).toBe(0)
   })
 })
+
+describe('generation routes without --insecure-local', () => {
+  it('are signed like /v2: an unsigned call is refused before any generation', async () => {
+    const signed = await startRunner(
+      RunnerConfigSchema.parse({
+        packages: [join(REPO, 'zoo/lm/package')],
+        generation: [`${MODEL}=${join(REPO, 'zoo/lm/models')}`],
+        signingSecret: 'a-long-enough-test-secret',
+        port: 0,
+        provider: 'cpu',
+        threads: 1,
+        logLevel: 'error',
+      }),
+      { logger: createLogger({ level: 'error', sink: () => undefined }) },
+    )
+    try {
+      for (const [method, path] of [
+        ['GET', '/v1/models'],
+        ['POST', '/v1/completions'],
+        ['POST', '/v1/chat/completions'],
+        ['POST', `/v2/models/${MODEL}/generate`],
+      ] as const) {
+        const res = await fetch(`${signed.url}${path}`, {
+          method,
+          ...(method === 'POST'
+            ? {
+                headers: { 'content-type': 'application/json' },
+                body: JSON.stringify({ model: MODEL, prompt: 'x' }),
+              }
+            : {}),
+        })
+        expect(res.status, path).toBe(401)
+        expect(ErrorBodySchema.parse(await res.json()).code).toBe('UNAUTHENTICATED')
+      }
+      expect(signed.generators.get(MODEL)?.engine.counters.steps).toBe(0)
+    } finally {
+      await signed.shutdown('test done')
+    }
+  })
+})
