@@ -211,7 +211,7 @@ export const GenerateSamplingSchema = z.strictObject({
   max_tokens: samplingFields.max_tokens,
   temperature: samplingFields.temperature,
   top_p: samplingFields.top_p,
-  /** Sampler top-k; the router's is `router_top_k` here (merge controls keep their other names). */
+  /** The sampler's top-k: in a generate request the router's `top_k` cannot be set (use `experts` or the router's default). */
   top_k: samplingFields.top_k,
   stop: StopSchema,
   seed: samplingFields.seed,
