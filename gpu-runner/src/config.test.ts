@@ -148,9 +148,30 @@ describe('parseServeArgs', () => {
       grpcTlsCert: ['grpc-tls-cert', 'RUNNER_GRPC_TLS_CERT'],
       grpcTlsKey: ['grpc-tls-key', 'RUNNER_GRPC_TLS_KEY'],
       grpcTlsClientCa: ['grpc-tls-client-ca', 'RUNNER_GRPC_TLS_CLIENT_CA'],
+      generation: ['generation', 'RUNNER_GENERATION'],
+      maxSequences: ['max-sequences', 'RUNNER_MAX_SEQUENCES'],
+      kvCacheMb: ['kv-cache-mb', 'RUNNER_KV_CACHE_MB'],
+      prefillTokensPerStep: ['prefill-tokens-per-step', 'RUNNER_PREFILL_TOKENS_PER_STEP'],
     })
     // --help documents every flag.
     for (const [flag] of Object.values(RUNNER_OPTIONS))
       if (flag !== null) expect(SERVE_USAGE).toContain(`--${flag} `)
+  })
+})
+
+describe('--generation', () => {
+  it('is repeatable as a flag and comma-separated in RUNNER_GENERATION; each entry is <model>=<dir>', () => {
+    const flags = parseServeArgs(
+      ['--package', 'p', '--insecure-local', '--generation', 'a=x', '--generation', 'b=y'],
+      {},
+    )
+    expect(flags !== 'help' && flags.generation).toEqual(['a=x', 'b=y'])
+    const env = parseServeArgs(['--package', 'p', '--insecure-local'], {
+      RUNNER_GENERATION: 'a=x, b=y',
+    })
+    expect(env !== 'help' && env.generation).toEqual(['a=x', 'b=y'])
+    expect(() =>
+      parseServeArgs(['--package', 'p', '--insecure-local', '--generation', 'lm-twin'], {}),
+    ).toThrow(/--generation.*must be <model>=<dir>/)
   })
 })

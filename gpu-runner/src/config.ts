@@ -76,6 +76,17 @@ export const RunnerConfigSchema = z
     grpcTlsKey: z.string().min(1).optional(),
     /** PEM CA bundle; gRPC clients must present a certificate it signed. */
     grpcTlsClientCa: z.string().min(1).optional(),
+    /**
+     * Text generation (`/v1/*`, `/v2/models/{m}/generate`): `<model>=<dir>` per decoder package, the directory
+     * holding its tokenizer and zoo.json (generate/lm-profile.ts), e.g. `lm-twin=zoo/lm/models`.
+     */
+    generation: z.array(z.string().regex(/^[^=]+=.+$/, 'must be <model>=<dir>')).default([]),
+    /** Sequences generating at once (all models); beyond it, 503 + Retry-After. */
+    maxSequences: int(1, 65536).default(64),
+    /** KV-cache memory the admitted sequences may reserve (prompt + max_tokens each), per model. */
+    kvCacheMb: int(1, 1_048_576).default(256),
+    /** Prompt tokens prefilled per engine step, so a long prompt never stalls running sequences for long. */
+    prefillTokensPerStep: int(1, 1_000_000).default(512),
   })
   .superRefine((c, ctx) => {
     if (!c.insecureLocal && !c.signingSecret)
@@ -121,6 +132,8 @@ export const RunnerConfigSchema = z
 const FLAG_EXCEPTIONS: Readonly<Record<string, string | null>> = {
   // Repeatable: one directory per --package.
   packages: 'package',
+  // Repeatable: one <model>=<dir> per --generation.
+  generation: 'generation',
   // A secret: a flag would show in `ps`.
   signingSecret: null,
 }
@@ -189,6 +202,12 @@ export const SERVE_USAGE = `usage: twinserve serve --package <dir> [--package <d
   --grpc-tls-cert <file>     PEM certificate chain the gRPC port presents
   --grpc-tls-key <file>      its PEM private key
   --grpc-tls-client-ca <file>  PEM CA; gRPC clients must present a certificate it signed
+  --generation <model>=<dir> generate text with a decoder package (repeatable): <dir> holds its tokenizer.json,
+                             tokenizer_config.json and zoo.json (e.g. lm-twin=zoo/lm/models); serves /v1/* and
+                             /v2/models/<model>/generate[_stream]
+  --max-sequences <n>        sequences generating at once (default 64; 503 beyond)
+  --kv-cache-mb <n>          KV cache the admitted sequences of a model may reserve (default 256; 503 beyond)
+  --prefill-tokens-per-step <n>  prompt tokens prefilled per generation step (default 512)
 
 Each flag also reads from its environment variable (${RUNNER_ENV.join(', ')});
 flags win. The signing secret is read from the environment only.
@@ -219,9 +238,11 @@ export function parseServeArgs(
     help: { type: 'boolean', short: 'h' },
     'insecure-local': { type: 'boolean' },
     package: { type: 'string', multiple: true },
+    generation: { type: 'string', multiple: true },
   } as Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }>
   for (const [key, [flag]] of Object.entries(RUNNER_OPTIONS))
-    if (flag !== null && key !== 'packages') options[flag] = { type: 'string' }
+    if (flag !== null && key !== 'packages' && key !== 'generation')
+      options[flag] = { type: 'string' }
   try {
     parsed = parseArgs({ args: [...args], options, strict: true, allowPositionals: false })
   } catch (err) {
@@ -234,7 +255,7 @@ export function parseServeArgs(
   for (const [key, [flag, envName]] of Object.entries(RUNNER_OPTIONS)) {
     const fromFlag = flag === null ? undefined : v[flag]
     const fromEnv = env[envName]
-    if (key === 'packages') {
+    if (key === 'packages' || key === 'generation') {
       const list = Array.isArray(fromFlag)
         ? fromFlag
         : fromEnv

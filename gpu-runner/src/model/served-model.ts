@@ -176,6 +176,11 @@ export class ServedModel {
     return names.includes('shared') ? names : ['shared', ...names]
   }
 
+  /** The twin graph's session and the controls it has, for the generation engine (generate/). */
+  get twinGraph(): { session: ort.InferenceSession; controls: readonly TwinInputKey[] } {
+    return { session: this.twin.session, controls: this.controls }
+  }
+
   get experts(): string[] {
     return [...this.manifest.experts].sort((a, b) => a.index - b.index).map((e) => e.name)
   }

@@ -2,6 +2,7 @@
  * What the runner's HTTP app is built from (runner.ts wires the real ones; tests may build their own).
  * @module
  */
+import type { TextGenerator } from '../generate/text-generator.ts'
 import type { MergeQuota } from '../model/merge-quota.ts'
 import type { PreparedRequest, RunResult, ServedModel } from '../model/served-model.ts'
 import type { InferenceStatistics } from './inference-stats.ts'
@@ -12,6 +13,8 @@ import type { Scheduler } from './scheduler.ts'
 
 export interface AppDeps {
   models: ReadonlyMap<string, ServedModel>
+  /** Models that generate text (`--generation`), by name: `/v1/*` and `/v2/models/{m}/generate[_stream]`. */
+  generators: ReadonlyMap<string, TextGenerator>
   scheduler: Scheduler<PreparedRequest, RunResult>
   metrics: RunnerMetrics
   /** Per-model statistics in Triton's shape (`/v2/models/{m}/stats`). */

@@ -11,7 +11,11 @@
  *   POST /v2/models/{model}/infer       → inference (JSON or binary tensors, merge controls in `parameters`;
  *                                         infer-route.ts)
  *   …/versions/{v}/…                    → the same, when {v} is the package's version (package-version.ts)
+ *   POST /v2/models/{model}/generate    → Triton's generate extension, text in and out (generate-routes.ts);
+ *   POST /v2/models/{model}/generate_stream  … and as server-sent events (decoder packages, `--generation`)
  *   POST /v2/repository/index           → [{name, version, state}]
+ *   GET  /v1/models, POST /v1/completions, POST /v1/chat/completions → OpenAI-compatible generation
+ *                                         (openai-routes.ts), signed like /v2
  *   GET  /metrics                       → Prometheus text
  *
  * Every request except health and metrics (probes and scrapers cannot sign) must carry the gateway's HMAC
@@ -37,8 +41,10 @@ import { methodNotAllowed } from 'hono/method-not-allowed'
 import type { ServedModel } from '../model/served-model.ts'
 import type { AppDeps } from './app-deps.ts'
 import { errorResponse, methodNotAllowedResponse } from './error-response.ts'
+import { generateHandler } from './generate-routes.ts'
 import { inferHandler } from './infer-route.ts'
 import { findModel } from './model-lookup.ts'
+import { openaiRoutes } from './openai-routes.ts'
 import type { RunnerAppEnv } from './runner-app-env.ts'
 
 export const SERVER_NAME = 'twinserve-gpu-runner'
@@ -53,6 +59,7 @@ export const SERVER_EXTENSIONS: readonly string[] = [
   'parameters',
   'twinserve_merge_controls',
   'twinserve_dynamic_batching',
+  'generate',
 ]
 
 /** Request id, keep-alive off while draining, the access log (infer logs its own line). */
@@ -225,6 +232,8 @@ function modelRoutes(app: Hono<RunnerAppEnv>, deps: AppDeps): void {
       return c.json({ model_stats: [deps.stats.snapshot(m.name, m.version)] })
     })
     app.post(`${base}/infer`, inferHandler(deps, modelOf))
+    app.post(`${base}/generate`, generateHandler(deps, false))
+    app.post(`${base}/generate_stream`, generateHandler(deps, true))
   }
 }
 
@@ -233,7 +242,10 @@ export function createApp(deps: AppDeps): Hono<RunnerAppEnv> {
   useRequestBasics(app, deps)
   unsignedRoutes(app, deps)
   app.use('/v2/*', readAndVerify(deps))
+  // The OpenAI-compatible routes are signed exactly like /v2: only the gateway (or --insecure-local) calls them.
+  app.use('/v1/*', readAndVerify(deps))
   modelRoutes(app, deps)
+  openaiRoutes(app, deps)
   app.notFound((c) =>
     errorResponse(
       c,

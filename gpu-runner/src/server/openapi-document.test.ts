@@ -30,6 +30,7 @@ function emptyApp() {
   })
   return createApp({
     models: new Map(),
+    generators: new Map(),
     scheduler,
     metrics,
     stats: new InferenceStatistics(),
@@ -62,8 +63,9 @@ describe('runner OpenAPI document', () => {
       Object.keys(ops).map((m) => `${m} ${path}`),
     )
     expect(new Set(documented)).toEqual(new Set(served))
-    // health ×2, metrics, /v2, stats of all, repository index, 5 per-model routes × (unversioned, versioned)
-    expect(documented.length).toBe(16)
+    // health ×2, metrics, /v2, stats of all, repository index, 7 per-model routes × (unversioned, versioned),
+    // 3 OpenAI-compatible routes
+    expect(documented.length).toBe(23)
   })
 
   it('is OpenAPI 3.1 and every $ref resolves to a component', () => {

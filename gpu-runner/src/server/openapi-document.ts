@@ -5,11 +5,20 @@
  * @module
  */
 import {
+  ChatCompletionChunkSchema,
+  ChatCompletionRequestSchema,
+  ChatCompletionSchema,
+  CompletionChunkSchema,
+  CompletionRequestSchema,
+  CompletionSchema,
   componentSchemas,
   DEADLINE_HEADER,
   errorContent as error,
+  GenerateRequestSchema,
+  GenerateResponseSchema,
   type Json,
   jsonContent as json,
+  ModelListSchema,
   OIP_INPUT_SCHEMAS,
   OIP_OUTPUT_SCHEMAS,
   RUNNER_SIGNATURE_SCHEMES,
@@ -116,6 +125,68 @@ function infer(params: Json[]): Json {
   }
 }
 
+const overloaded = {
+  ...error('Too many sequences or the KV-cache budget is full (RUNNER_OVERLOADED).'),
+  headers: { 'retry-after': { schema: { type: 'integer' } } },
+}
+
+/** A generation route: JSON in, JSON or server-sent events out (generate-routes.ts, openai-routes.ts). */
+function generation(
+  summary: string,
+  request: string,
+  answer: string,
+  chunk: string | undefined,
+  params: Json[] = [],
+): Json {
+  const content: Json = { 'application/json': { schema: ref(answer) } }
+  if (chunk)
+    content['text/event-stream'] = {
+      schema: { type: 'string' },
+      description: `with stream: each event's data is a ${chunk}`,
+    }
+  return {
+    post: {
+      summary,
+      security: signed,
+      ...(params.length ? { parameters: params } : {}),
+      requestBody: { required: true, content: { 'application/json': { schema: ref(request) } } },
+      responses: {
+        '200': { description: 'The generated text, or its stream.', content },
+        '400': error(
+          'Malformed body, prompt over the context limit, max_tokens below 1, bad merge control (INVALID_REQUEST).',
+        ),
+        '401': unsigned,
+        '404': error('No generating model of that name (NOT_FOUND) or expert (UNKNOWN_EXPERT).'),
+        '415': error('Content-Type is not JSON (UNSUPPORTED_MEDIA_TYPE).'),
+        '503': overloaded,
+      },
+    },
+  }
+}
+
+/** The OpenAI-compatible generation routes (decoder packages served with --generation). */
+const OPENAI_PATHS: Json = {
+  '/v1/models': {
+    get: {
+      summary: 'Models that generate text (OpenAI list)',
+      security: signed,
+      responses: { '200': json('ModelList', 'Models.'), '401': unsigned },
+    },
+  },
+  '/v1/completions': generation(
+    'OpenAI-compatible completion; merge controls in `twinserve`',
+    'CompletionRequest',
+    'Completion',
+    'CompletionChunk, then [DONE]',
+  ),
+  '/v1/chat/completions': generation(
+    'OpenAI-compatible chat completion (the package profile’s chat template); merge controls in `twinserve`',
+    'ChatCompletionRequest',
+    'ChatCompletion',
+    'ChatCompletionChunk, then [DONE]',
+  ),
+}
+
 /** The per-model routes, unversioned or under `/versions/{version}`. */
 function modelPaths(base: string, params: Json[]): Json {
   return {
@@ -169,6 +240,20 @@ function modelPaths(base: string, params: Json[]): Json {
       },
     },
     [`${base}/infer`]: infer(params),
+    [`${base}/generate`]: generation(
+      "Triton's generate extension: text_input → text_output",
+      'GenerateRequest',
+      'GenerateResponse',
+      undefined,
+      params,
+    ),
+    [`${base}/generate_stream`]: generation(
+      "Triton's generate extension, streamed",
+      'GenerateRequest',
+      'GenerateResponse',
+      'GenerateResponse (a piece of text_output)',
+      params,
+    ),
   }
 }
 
@@ -215,9 +300,30 @@ export function buildRunnerOpenApiDocument(version: string): Json {
       schemas: {
         ...componentSchemas(OIP_INPUT_SCHEMAS, 'input', 'InputShared_'),
         ...componentSchemas(OIP_OUTPUT_SCHEMAS, 'output', 'OutputShared_'),
+        ...componentSchemas(
+          {
+            CompletionRequest: CompletionRequestSchema,
+            ChatCompletionRequest: ChatCompletionRequestSchema,
+            GenerateRequest: GenerateRequestSchema,
+          },
+          'input',
+          'GenInShared_',
+        ),
+        ...componentSchemas(
+          {
+            Completion: CompletionSchema,
+            CompletionChunk: CompletionChunkSchema,
+            ChatCompletion: ChatCompletionSchema,
+            ChatCompletionChunk: ChatCompletionChunkSchema,
+            GenerateResponse: GenerateResponseSchema,
+            ModelList: ModelListSchema,
+          },
+          'output',
+          'GenOutShared_',
+        ),
       },
       securitySchemes: RUNNER_SIGNATURE_SCHEMES,
     },
-    paths: { ...HEALTH_PATHS, ...SIGNED_PATHS, ...METRICS_PATH },
+    paths: { ...HEALTH_PATHS, ...SIGNED_PATHS, ...OPENAI_PATHS, ...METRICS_PATH },
   }
 }

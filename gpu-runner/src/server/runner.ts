@@ -10,6 +10,8 @@ import { hostname } from 'node:os'
 import { serve } from '@hono/node-server'
 import { AppError, DEFAULT_MAX_SKEW_S, type RunnerRegistration } from '@twinserve/shared'
 import type { RunnerConfig } from '../config.ts'
+import { LmProfile } from '../generate/lm-profile.ts'
+import { TextGenerator } from '../generate/text-generator.ts'
 import { type GrpcServer, startGrpcServer } from '../grpc/grpc-server.ts'
 import { loadModel } from '../model/load-model.ts'
 import type { MergeTensorFn } from '../model/materialize.ts'
@@ -32,6 +34,8 @@ export interface RunnerDeps {
 
 export interface Runner {
   url: string
+  /** The generating models (`--generation`), for tests and benchmarks that watch the engines. */
+  generators: ReadonlyMap<string, TextGenerator>
   port: number
   /** The gRPC port (KServe's inference service) when --grpc-port is set. */
   grpcPort?: number
@@ -95,6 +99,44 @@ async function loadModels(
       reason: fallbackReason,
     })
   return { models, provider: first?.provider ?? 'cpu', fallbackReason }
+}
+
+/**
+ * A generation engine per `--generation <model>=<dir>`: the model's twin graph, the tokenizer and template of
+ * <dir>. The sequence limit is the runner's, split evenly between the generating models.
+ */
+async function loadGenerators(
+  config: RunnerConfig,
+  models: ReadonlyMap<string, ServedModel>,
+  logger: Logger,
+): Promise<Map<string, TextGenerator>> {
+  const generators = new Map<string, TextGenerator>()
+  const share = Math.max(1, Math.floor(config.maxSequences / Math.max(1, config.generation.length)))
+  for (const entry of config.generation) {
+    const at = entry.indexOf('=')
+    const name = entry.slice(0, at)
+    const dir = entry.slice(at + 1)
+    const model = models.get(name)
+    if (!model)
+      throw new AppError(
+        'INVALID_MODEL',
+        `--generation ${entry}: no package named '${name}' is served (models: ${[...models.keys()].join(', ')})`,
+      )
+    const gen = new TextGenerator(model, await LmProfile.load(dir), {
+      maxSequences: share,
+      maxBytes: config.kvCacheMb * 1024 * 1024,
+      prefillTokensPerStep: config.prefillTokensPerStep,
+    })
+    generators.set(name, gen)
+    logger.info('generation enabled', {
+      model: name,
+      profile: dir,
+      max_context: gen.profile.maxContext,
+      max_sequences: share,
+      kv_cache_mb: config.kvCacheMb,
+    })
+  }
+  return generators
 }
 
 /** The scheduler that batches requests onto the models' sessions, and the metrics that watch it. */
@@ -200,8 +242,10 @@ export async function startRunner(config: RunnerConfig, deps: RunnerDeps = {}): 
   const { scheduler, metrics } = servingPipeline(config, loaded, () => draining, stats)
   cacheLookup = (model, hit) => metrics.cacheLookups.inc({ model, result: hit ? 'hit' : 'miss' })
 
+  const generators = await loadGenerators(config, models, logger)
   const appDeps: AppDeps = {
     models,
+    generators,
     scheduler,
     metrics,
     stats,
@@ -274,6 +318,7 @@ export async function startRunner(config: RunnerConfig, deps: RunnerDeps = {}): 
     port,
     ...(grpc ? { grpcPort: grpc.port } : {}),
     models,
+    generators,
     shutdown(reason) {
       shutdown ??= (async () => {
         draining = true
@@ -282,7 +327,10 @@ export async function startRunner(config: RunnerConfig, deps: RunnerDeps = {}): 
           queue_depth: scheduler.queueDepth,
           in_flight: scheduler.inFlight,
         })
-        const drainedPromise = scheduler.drain(config.drainTimeoutMs)
+        const drainedPromise = Promise.all([
+          scheduler.drain(config.drainTimeoutMs),
+          drainGenerators(generators, config.drainTimeoutMs),
+        ]).then(([a, b]) => a && b)
         // Tell the gateway at once so that it stops routing here while we finish.
         await membership?.beat()
         const drained = await drainedPromise
@@ -299,6 +347,21 @@ export async function startRunner(config: RunnerConfig, deps: RunnerDeps = {}): 
       return shutdown
     },
   }
+}
+
+/** Waits for every generating sequence to finish, up to the drain timeout. */
+async function drainGenerators(
+  generators: ReadonlyMap<string, TextGenerator>,
+  timeoutMs: number,
+): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined
+  const timedOut = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), timeoutMs)
+  })
+  const idle = Promise.all([...generators.values()].map((g) => g.engine.idle())).then(() => true)
+  const drained = await Promise.race([idle, timedOut])
+  clearTimeout(timer)
+  return drained
 }
 
 /** Closes the listener and waits for responses being written; idle keep-alive sockets are closed at once. */

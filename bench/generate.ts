@@ -1,0 +1,173 @@
+/**
+ * Generation speed (issue 14): the runner's engine (gpu-runner/src/generate) on the committed LM twin package,
+ * decode tokens/s and time to first token at concurrency 1, 8 and 32, the twin (each sequence routed from its
+ * prompt at prefill, that mix held for every decode step) against the shared model (the same graph at all-zero
+ * weights), in one run, interleaved by round so both see the same machine load.
+ *
+ * Each cell submits `c` held-out prompts of zoo/lm/data/prompts.jsonl at once; every sequence decodes exactly
+ * TOKENS tokens (stop ids off, greedy), so both arms do the same work. Continuous batching puts all `c` rows in
+ * each decode pass. TTFT is submit → first token (queueing + prefill, prefills spread over steps by the 512-token
+ * budget); decode tokens/s is tokens after the first / time from first to last token, per sequence and summed.
+ *
+ *   npm run bench:generate                  # writes the bench:generate section of bench/RESULTS.md
+ *   npm run bench:generate -- --no-write    # prints it only
+ * @module
+ */
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { DecoderGraph, GenerationEngine, LmProfile } from '@twinserve/gpu-runner/generate'
+import { loadPackage } from '@twinserve/gpu-runner/package'
+import { openSession } from '@twinserve/gpu-runner/runtime'
+import { checkContract, type RowControls } from '@twinserve/gpu-runner/twin-contract'
+import { fmt, machine, markLoad, summarize, table, writeSection } from './perf/report.ts'
+
+const REPO = join(import.meta.dirname, '..')
+const LM = join(REPO, 'zoo/lm')
+const CONCURRENCY = [1, 8, 32] as const
+const TOKENS = 48
+const ARMS = { twin: { useRouter: 1 } as RowControls, shared: {} as RowControls }
+type Arm = keyof typeof ARMS
+
+const { values } = parseArgs({
+  options: { 'no-write': { type: 'boolean' }, rounds: { type: 'string', default: '2' } },
+})
+const ROUNDS = Number(values.rounds)
+
+const prompts = readFileSync(join(LM, 'data/prompts.jsonl'), 'utf8')
+  .split('\n')
+  .filter(Boolean)
+  .map((l) => JSON.parse(l) as { split: string; prompt: string })
+  .filter((p) => p.split === 'test')
+  .map((p) => p.prompt)
+
+const m = machine()
+const pkg = await loadPackage(join(LM, 'package'))
+const opened = await openSession(pkg.model, { provider: 'auto' })
+const controls = checkContract(pkg.manifest, opened.session, new Map())
+const profile = await LmProfile.load(join(LM, 'models'))
+const engine = new GenerationEngine(
+  new DecoderGraph(opened.session, controls, pkg.manifest.experts.length),
+  {
+    maxContext: profile.maxContext,
+    maxSequences: 64,
+    maxBytes: 256 * 1024 * 1024,
+    prefillTokensPerStep: 512,
+    detokenizer: profile,
+  },
+)
+
+interface Cell {
+  ttftMs: number[]
+  perSeqTps: number[]
+  aggregateTps: number[]
+  stepMs: number[]
+}
+const cells = new Map<string, Cell>()
+const cellOf = (arm: Arm, c: number): Cell => {
+  const key = `${arm}|${c}`
+  let cell = cells.get(key)
+  if (!cell) {
+    cell = { ttftMs: [], perSeqTps: [], aggregateTps: [], stepMs: [] }
+    cells.set(key, cell)
+  }
+  return cell
+}
+
+let next = 0
+async function runCell(arm: Arm, c: number): Promise<void> {
+  const cell = cellOf(arm, c)
+  const started = performance.now()
+  const passes0 = engine.counters.decodePasses
+  const runs = Array.from({ length: c }, async () => {
+    const ids = profile.encodePrompt(prompts[next++ % prompts.length] ?? '')
+    const t0 = performance.now()
+    let first = 0
+    let last = 0
+    let n = 0
+    for await (const e of engine.submit({
+      promptIds: ids,
+      maxTokens: TOKENS,
+      sampling: { temperature: 0, topP: 1, topK: 0 },
+      stopTokenIds: [],
+      controls: ARMS[arm],
+    })) {
+      if (e.type !== 'token') continue
+      n++
+      last = performance.now()
+      if (n === 1) first = last
+    }
+    cell.ttftMs.push(first - t0)
+    cell.perSeqTps.push(((n - 1) * 1000) / (last - first))
+    return last
+  })
+  const ends = await Promise.all(runs)
+  const wall = Math.max(...ends) - started
+  cell.aggregateTps.push((c * TOKENS * 1000) / wall)
+  cell.stepMs.push(wall / Math.max(1, engine.counters.decodePasses - passes0))
+}
+
+// Warm-up: the first runs pay for onnxruntime's allocations.
+await runCell('twin', 8)
+await runCell('shared', 8)
+cells.clear()
+for (let r = 0; r < ROUNDS; r++)
+  for (const c of CONCURRENCY)
+    for (const arm of (r % 2 === 0 ? ['twin', 'shared'] : ['shared', 'twin']) as Arm[]) {
+      // Concurrency 1: several sequences one after another, so its numbers are not one sequence's.
+      for (let i = 0; i < (c === 1 ? 4 : 1); i++) await runCell(arm, c)
+      markLoad(m, `${arm} c=${c} round ${r + 1}`)
+    }
+
+const mean = (xs: number[]) => summarize(xs).mean
+const rows = CONCURRENCY.map((c) => {
+  const t = cellOf('twin', c)
+  const s = cellOf('shared', c)
+  return [
+    String(c),
+    fmt(mean(t.aggregateTps), 0),
+    fmt(mean(s.aggregateTps), 0),
+    `${(mean(s.aggregateTps) / mean(t.aggregateTps)).toFixed(2)}×`,
+    fmt(summarize(t.perSeqTps).p50, 0),
+    fmt(summarize(s.perSeqTps).p50, 0),
+    fmt(mean(t.stepMs), 2),
+    fmt(mean(s.stepMs), 2),
+    `${(mean(t.stepMs) / mean(s.stepMs)).toFixed(2)}×`,
+    fmt(summarize(t.ttftMs).p50, 1),
+    fmt(summarize(s.ttftMs).p50, 1),
+  ]
+})
+const agg = (arm: Arm, c: number) => mean(cellOf(arm, c).aggregateTps)
+const scaling = (arm: Arm) => (agg(arm, 32) / agg(arm, 1)).toFixed(1)
+const end = m.loads.at(-1)?.load ?? Number.NaN
+
+const md = [
+  '## Generation: decode tokens/s and time to first token, twin vs shared (`npm run bench:generate`)',
+  '',
+  `zoo/lm/package (lm-twin: 3-layer d-128 decoder, 5 experts, rank-48 float16 exclusive factors) in the runner's generation engine (gpu-runner/src/generate), ${TOKENS} greedy tokens per sequence, held-out prompts, ${ROUNDS} interleaved rounds (concurrency 1: 4 sequences in a row per round). *twin*: each sequence routed from its prompt at prefill, the mix held as explicit mix_weights for every decode step; *shared*: the same graph at all-zero weights. Step = one batched decode pass (all running rows).`,
+  '',
+  table(
+    [
+      'concurrency',
+      'aggregate tok/s twin',
+      'shared',
+      'shared/twin',
+      'per-seq tok/s twin (p50)',
+      'shared',
+      'step ms twin',
+      'shared',
+      'twin/shared step',
+      'TTFT ms twin (p50)',
+      'shared',
+    ],
+    rows,
+  ),
+  '',
+  `- **Continuous batching:** aggregate tokens/s at concurrency 32 is ${scaling('twin')}× concurrency 1's for twin, ${scaling('shared')}× for shared (goal ≥ 4×).`,
+  `- **Twin overhead:** the twin decode step costs ${(mean(cellOf('twin', 1).stepMs) / mean(cellOf('shared', 1).stepMs)).toFixed(2)}× the shared model's at concurrency 1 and ${(mean(cellOf('twin', 32).stepMs) / mean(cellOf('shared', 32).stepMs)).toFixed(2)}× at 32 (goal ≤ 1.3×).`,
+  `- **Machine:** ${m.nproc} cores, ${m.cpu}, ${m.memGb} GB; Node ${m.node}; onnxruntime-node ${m.ort}; provider ${opened.provider}${opened.fallbackReason ? ` (CUDA: ${opened.fallbackReason})` : ''}, default intra-op threads; load average ${fmt(m.loadStart, 1)} at start, ${fmt(end, 1)} at the end (shared machine: other jobs run beside it).`,
+].join('\n')
+
+console.log(md)
+if (!values['no-write'])
+  await writeSection(join(import.meta.dirname, 'RESULTS.md'), 'bench:generate', md)

@@ -1,0 +1,127 @@
+/**
+ * A decoder graph in the Hugging Face layout with past key/values (zoo/lm/README.md), as the generation engine
+ * drives it: one batched forward pass from host arrays, with the twin graph's control inputs when it has them
+ * (a plain decoder, e.g. one of the zoo's expert files, has none). The layout (layers, heads, head size) is read
+ * from the graph's `past_key_values.N.key` inputs, so nothing about the model is hard-coded here.
+ * @module
+ */
+import { AppError, TWIN_OUTPUT_WEIGHTS, type TwinInputKey } from '@twinserve/shared'
+import { ort } from '../runtime/ort-session.ts'
+import { encodeControls, type RowControls } from '../twin-contract/encode-controls.ts'
+
+export interface DecoderLayout {
+  layers: number
+  heads: number
+  headDim: number
+}
+
+/** One forward pass's inputs: B rows of S new tokens on P cached positions (left-padded, mask 0). */
+export interface DecoderFeeds {
+  batch: number
+  /** New tokens per row (S). */
+  seq: number
+  /** Cached positions per row (P, the longest row's; shorter rows are left-padded). */
+  past: number
+  ids: BigInt64Array // [B, S]
+  mask: BigInt64Array // [B, P + S]
+  positions: BigInt64Array // [B, S]
+  /** 2·layers arrays in the order k0, v0, k1, v1, …; each [B, H, P, hd]. */
+  cache: Float32Array[]
+  /** Per row, for a twin graph; ignored by a plain decoder. */
+  controls: readonly RowControls[]
+}
+
+export interface DecoderOutputs {
+  logits: Float32Array // [B, S, V]
+  vocab: number
+  /** 2·layers arrays, k0, v0, …; each [B, H, P + S, hd]. */
+  present: Float32Array[]
+  /** The weights each row applied, [B, T] (twin graphs only). */
+  weights?: Float32Array
+}
+
+const PAST = /^past_key_values\.(\d+)\.key$/
+
+export class DecoderGraph {
+  readonly layout: DecoderLayout
+  /** Bytes of keys and values one cached token takes. */
+  readonly bytesPerToken: number
+
+  /**
+   * @param session  an onnxruntime session of a decoder (plain, or a twin graph)
+   * @param controls the twin graph's control inputs (checkContract's answer); [] for a plain decoder
+   * @param experts  T, the number of experts (0 for a plain decoder)
+   */
+  constructor(
+    private readonly session: ort.InferenceSession,
+    readonly controls: readonly TwinInputKey[],
+    readonly experts: number,
+  ) {
+    this.layout = DecoderGraph.layoutOf(session)
+    const { layers, heads, headDim } = this.layout
+    this.bytesPerToken = 2 * layers * heads * headDim * Float32Array.BYTES_PER_ELEMENT
+  }
+
+  /** Whether a session looks like a decoder with a KV cache: `input_ids` and `past_key_values.0.key`. */
+  static isDecoder(session: Pick<ort.InferenceSession, 'inputNames'>): boolean {
+    return (
+      session.inputNames.includes('input_ids') &&
+      session.inputNames.includes('past_key_values.0.key')
+    )
+  }
+
+  static layoutOf(session: ort.InferenceSession): DecoderLayout {
+    const layers = session.inputNames.filter((n) => PAST.test(n)).length
+    const meta = session.inputMetadata.find((m) => m.name === 'past_key_values.0.key')
+    const shape = meta?.isTensor ? meta.shape : []
+    const [, heads, , headDim] = shape
+    if (layers === 0 || typeof heads !== 'number' || typeof headDim !== 'number')
+      throw new AppError(
+        'INVALID_MODEL',
+        `not a decoder with a KV cache: past_key_values.N.key must be [batch, heads, past, head_dim] with fixed heads and head_dim (got [${shape.join(', ')}])`,
+      )
+    return { layers, heads, headDim }
+  }
+
+  /** True when the graph routes and mixes experts (it has the twin controls). */
+  get isTwin(): boolean {
+    return this.controls.length > 0
+  }
+
+  async run(f: DecoderFeeds): Promise<DecoderOutputs> {
+    const { layers, heads, headDim } = this.layout
+    const { batch: B, seq: S, past: P } = f
+    const feeds: Record<string, ort.Tensor> = {
+      input_ids: new ort.Tensor('int64', f.ids, [B, S]),
+      attention_mask: new ort.Tensor('int64', f.mask, [B, P + S]),
+      position_ids: new ort.Tensor('int64', f.positions, [B, S]),
+    }
+    for (let l = 0; l < layers; l++)
+      for (const [j, kv] of ['key', 'value'].entries())
+        feeds[`past_key_values.${l}.${kv}`] = new ort.Tensor(
+          'float32',
+          f.cache[2 * l + j] ?? new Float32Array(0),
+          [B, heads, P, headDim],
+        )
+    if (this.isTwin) Object.assign(feeds, encodeControls(f.controls, this.experts, this.controls))
+    const out = await this.session.run(feeds)
+    const logits = out.logits
+    if (logits?.type !== 'float32')
+      throw new AppError('INTERNAL', 'the decoder returned no float32 logits')
+    const present: Float32Array[] = []
+    for (let l = 0; l < layers; l++)
+      for (const kv of ['key', 'value']) {
+        const t = out[`present.${l}.${kv}`]
+        if (t?.type !== 'float32')
+          throw new AppError('INTERNAL', `the decoder returned no present.${l}.${kv}`)
+        present.push(t.data as Float32Array)
+      }
+    const w = out[TWIN_OUTPUT_WEIGHTS]
+    return {
+      logits: logits.data as Float32Array,
+      vocab: Number(logits.dims[2]),
+      present,
+      ...(w?.type === 'float32' ? { weights: w.data as Float32Array } : {}),
+    }
+  }
+}

@@ -1,0 +1,340 @@
+/**
+ * The generation engine: continuous batching over one decoder graph with a KV cache per sequence.
+ *
+ * A loop of steps runs while any sequence is admitted. Each step
+ * 1. frees every sequence whose request was cancelled (AbortSignal, or its reader stopped listening);
+ * 2. prefills waiting sequences, oldest first, up to `prefillTokensPerStep` prompt tokens (always at least one
+ *    sequence), each in its own pass: a twin graph routes a sequence once, from its whole prompt, at prefill,
+ *    and the weights it applied are then held as that row's explicit `mix_weights` for every decode step;
+ * 3. decodes one token for every sequence that was already running, all in one batched pass: rows of different
+ *    lengths are left-padded (mask 0), rows of different mixes sit side by side (the controls are per row).
+ * So sequences join and leave the batch at step boundaries, and a long prompt costs the running sequences one
+ * prefill of delay per step at most, never a stall until it is done.
+ *
+ * Admission reserves the sequence's whole cache (kv-budget.ts): over budget is a 503 before anything runs.
+ * @module
+ */
+import { AppError } from '@twinserve/shared'
+import type { RowControls } from '../twin-contract/encode-controls.ts'
+import type { DecoderGraph, DecoderOutputs } from './decoder-graph.ts'
+import { EventChannel } from './event-channel.ts'
+import { KvBudget, type KvBudgetOptions } from './kv-budget.ts'
+import { Sampler, type SamplingParams, sequenceRng, type TokenChoice } from './sampler.ts'
+import { SequenceCache } from './sequence-cache.ts'
+import { type Detokenizer, TextStream } from './text-stream.ts'
+
+export interface GenerationRequest {
+  /** The prompt's token ids (BOS included when the model wants it). */
+  promptIds: readonly number[]
+  /** Tokens to generate at most (≥ 1). */
+  maxTokens: number
+  sampling: SamplingParams
+  /** Stop strings: the text ends before the first one found (needs the engine's detokenizer). */
+  stop?: readonly string[]
+  /** Ids that end the sequence (not part of its text), e.g. `<|eos|>`, `<|end|>`. */
+  stopTokenIds?: readonly number[]
+  /** The prefill row's twin controls: the router's (`useRouter: 1`, …), an explicit mix, or {} (shared). */
+  controls?: RowControls
+  signal?: AbortSignal
+}
+
+export type FinishReason = 'stop' | 'length' | 'cancelled'
+
+export type GenerationEvent =
+  | {
+      type: 'start'
+      promptTokens: number
+      /** The weights the sequence applies ([T], twin graphs), held from prefill to the end. */
+      expertWeights?: Float32Array
+    }
+  | ({
+      type: 'token' /** New text released with this token (may be ''). */
+      text: string
+    } & TokenChoice)
+  | {
+      type: 'end'
+      reason: FinishReason
+      completionTokens: number /** The last text released. */
+      text: string
+    }
+  | { type: 'error'; error: AppError }
+
+export interface EngineOptions extends KvBudgetOptions {
+  /** The context the positions must stay within (prompt + max_tokens ≤ this). */
+  maxContext: number
+  /** Prompt tokens prefilled per step (fairness between new and running sequences). */
+  prefillTokensPerStep: number
+  detokenizer?: Detokenizer
+}
+
+interface Sequence {
+  request: GenerationRequest
+  channel: EventChannel<GenerationEvent>
+  sampler: Sampler
+  text?: TextStream
+  reserved: number
+  cache?: SequenceCache
+  /** The last sampled token, not yet in the cache. */
+  pending: number
+  generated: number
+  decodeControls: RowControls
+  cancelled: boolean
+  done: boolean
+}
+
+export class GenerationEngine {
+  private readonly budget: KvBudget
+  private readonly waiting: Sequence[] = []
+  private readonly running: Sequence[] = []
+  private loop: Promise<void> | undefined
+  private idleWaiters: (() => void)[] = []
+  /** Steps run and rows decoded (for tests and benchmarks). */
+  readonly counters = { steps: 0, prefills: 0, decodeRows: 0, decodePasses: 0 }
+
+  constructor(
+    readonly graph: DecoderGraph,
+    readonly options: EngineOptions,
+  ) {
+    this.budget = new KvBudget(options)
+  }
+
+  /** Sequences admitted and not finished (waiting for prefill or decoding). */
+  get activeSequences(): number {
+    return this.budget.activeSequences
+  }
+
+  /** KV-cache bytes reserved by admitted sequences. */
+  get kvBytes(): number {
+    return this.budget.reservedBytes
+  }
+
+  /** Resolves when no sequence is admitted. */
+  idle(): Promise<void> {
+    if (this.activeSequences === 0) return Promise.resolve()
+    return new Promise((resolve) => this.idleWaiters.push(resolve))
+  }
+
+  /**
+   * Admits a sequence; its events arrive on the returned iterable (leaving the loop early cancels it).
+   * @throws AppError INVALID_REQUEST for a prompt or length the model cannot take
+   * @throws AppError RUNNER_OVERLOADED when the sequence or KV budget is full (503, Retry-After)
+   */
+  submit(request: GenerationRequest): AsyncIterable<GenerationEvent> {
+    const n = request.promptIds.length
+    const { maxContext } = this.options
+    if (n === 0) throw new AppError('INVALID_REQUEST', 'the prompt has no tokens')
+    if (!Number.isInteger(request.maxTokens) || request.maxTokens < 1)
+      throw new AppError(
+        'INVALID_REQUEST',
+        `max_tokens must be at least 1 (got ${request.maxTokens})`,
+      )
+    if (n + request.maxTokens > maxContext)
+      throw new AppError(
+        'INVALID_REQUEST',
+        `the prompt is ${n} tokens and max_tokens ${request.maxTokens}: together ${n + request.maxTokens}, over the model's context of ${maxContext} tokens`,
+      )
+    if (request.stop?.length && !this.options.detokenizer)
+      throw new AppError('INVALID_REQUEST', 'stop strings need a tokenizer; this model has none')
+    if (request.signal?.aborted) throw new AppError('CLIENT_CLOSED', 'the request was cancelled')
+    const reserved = (n + request.maxTokens) * this.graph.bytesPerToken
+    this.budget.reserve(reserved)
+    const seed = request.sampling.seed ?? Math.floor(Math.random() * 2 ** 32)
+    const seq: Sequence = {
+      request,
+      channel: new EventChannel(() => this.cancel(seq)),
+      sampler: new Sampler(request.sampling, sequenceRng(seed)),
+      ...(this.options.detokenizer
+        ? { text: new TextStream(this.options.detokenizer, request.stop ?? []) }
+        : {}),
+      reserved,
+      pending: -1,
+      generated: 0,
+      decodeControls: {},
+      cancelled: false,
+      done: false,
+    }
+    request.signal?.addEventListener('abort', () => this.cancel(seq), { once: true })
+    this.waiting.push(seq)
+    this.kick()
+    return seq.channel
+  }
+
+  /** Marks a sequence cancelled; the next step boundary frees it. */
+  private cancel(seq: Sequence): void {
+    if (seq.done) return
+    seq.cancelled = true
+    this.kick()
+  }
+
+  private kick(): void {
+    if (this.loop) return
+    this.loop = this.runLoop().finally(() => {
+      this.loop = undefined
+      if (this.waiting.length + this.running.length > 0) this.kick()
+    })
+  }
+
+  private async runLoop(): Promise<void> {
+    while (this.waiting.length + this.running.length > 0) {
+      await this.step()
+      // Let the event loop write answers and read new requests between steps.
+      await new Promise<void>((resolve) => setImmediate(resolve))
+    }
+  }
+
+  private async step(): Promise<void> {
+    this.counters.steps++
+    for (const s of [...this.waiting, ...this.running])
+      if (s.cancelled || s.request.signal?.aborted) this.finish(s, 'cancelled')
+    const decoding = [...this.running]
+    let budget = this.options.prefillTokensPerStep
+    const prefills: Sequence[] = []
+    for (const s of this.waiting) {
+      const n = s.request.promptIds.length
+      if (prefills.length > 0 && n > budget) break
+      prefills.push(s)
+      budget -= n
+    }
+    this.waiting.splice(0, prefills.length)
+    for (const s of prefills) await this.guard([s], () => this.prefill(s))
+    const live = decoding.filter((s) => !s.done && !s.cancelled)
+    if (live.length > 0) await this.guard(live, () => this.decode(live))
+  }
+
+  /** Runs a pass; if it throws, its sequences end with the error (the others go on). */
+  private async guard(seqs: Sequence[], pass: () => Promise<void>): Promise<void> {
+    try {
+      await pass()
+    } catch (err) {
+      const error =
+        err instanceof AppError
+          ? err
+          : new AppError('INTERNAL', 'generation failed', { cause: err })
+      for (const s of seqs)
+        if (!s.done) {
+          s.channel.push({ type: 'error', error })
+          this.finish(s, 'cancelled')
+        }
+    }
+  }
+
+  private async prefill(s: Sequence): Promise<void> {
+    if (s.cancelled) {
+      this.finish(s, 'cancelled')
+      return
+    }
+    const { layers } = this.graph.layout
+    const ids = s.request.promptIds
+    const n = ids.length
+    const out = await this.graph.run({
+      batch: 1,
+      seq: n,
+      past: 0,
+      ids: BigInt64Array.from(ids, BigInt),
+      mask: new BigInt64Array(n).fill(1n),
+      positions: BigInt64Array.from({ length: n }, (_, i) => BigInt(i)),
+      cache: Array.from({ length: 2 * layers }, () => new Float32Array(0)),
+      controls: [s.request.controls ?? {}],
+    })
+    this.counters.prefills++
+    const cache = new SequenceCache(this.graph.layout, n + s.request.maxTokens)
+    cache.append(out.present, 0, n, 0, n)
+    s.cache = cache
+    const weights = out.weights?.slice(0, this.graph.experts)
+    // The mix is chosen once, from the prompt; every decode step applies exactly these weights.
+    if (weights) s.decodeControls = { mixWeights: weights }
+    s.channel.push({
+      type: 'start',
+      promptTokens: n,
+      ...(weights ? { expertWeights: weights } : {}),
+    })
+    if (s.cancelled) {
+      this.finish(s, 'cancelled')
+      return
+    }
+    this.running.push(s)
+    this.accept(s, out, 0, n, n - 1)
+  }
+
+  private async decode(seqs: Sequence[]): Promise<void> {
+    const { layers, heads, headDim } = this.graph.layout
+    const B = seqs.length
+    const lengths = seqs.map((s) => s.cache?.length ?? 0)
+    const P = Math.max(...lengths)
+    const mask = new BigInt64Array(B * (P + 1))
+    const cache = Array.from(
+      { length: 2 * layers },
+      () => new Float32Array(B * heads * P * headDim),
+    )
+    seqs.forEach((s, b) => {
+      const len = lengths[b] as number
+      mask.fill(1n, b * (P + 1) + (P - len), (b + 1) * (P + 1))
+      s.cache?.gather(cache, b, P)
+    })
+    const out = await this.graph.run({
+      batch: B,
+      seq: 1,
+      past: P,
+      ids: BigInt64Array.from(seqs, (s) => BigInt(s.pending)),
+      mask,
+      // Positions count the row's real tokens before the new one: its cached length.
+      positions: BigInt64Array.from(lengths, BigInt),
+      cache,
+      controls: seqs.map((s) => s.decodeControls),
+    })
+    this.counters.decodePasses++
+    this.counters.decodeRows += B
+    seqs.forEach((s, b) => {
+      if (s.done) return
+      s.cache?.append(out.present, b, P + 1, P, 1)
+      this.accept(s, out, b, 1, 0)
+    })
+  }
+
+  /** Samples row b's token at position `at` of a pass of S new tokens per row ([B, S, V] logits), reports it, and ends the sequence if it is done. */
+  private accept(s: Sequence, out: DecoderOutputs, b: number, S: number, at: number): void {
+    if (s.cancelled) {
+      this.finish(s, 'cancelled')
+      return
+    }
+    const V = out.vocab
+    const row = out.logits.subarray((b * S + at) * V, (b * S + at + 1) * V)
+    const choice = s.sampler.sample(row)
+    s.generated++
+    if (s.request.stopTokenIds?.includes(choice.id)) {
+      this.finish(s, 'stop')
+      return
+    }
+    const piece = s.text?.push(choice.id) ?? { delta: '', stopped: false }
+    s.channel.push({ type: 'token', text: piece.delta, ...choice })
+    if (piece.stopped) {
+      this.finish(s, 'stop', false)
+      return
+    }
+    if (s.generated >= s.request.maxTokens) {
+      this.finish(s, 'length')
+      return
+    }
+    s.pending = choice.id
+  }
+
+  /** Ends a sequence: frees its cache and reservation at once, and tells its reader. */
+  private finish(s: Sequence, reason: FinishReason, flush = true): void {
+    if (s.done) return
+    s.done = true
+    for (const list of [this.waiting, this.running]) {
+      const i = list.indexOf(s)
+      if (i >= 0) list.splice(i, 1)
+    }
+    s.cache = undefined
+    this.budget.release(s.reserved)
+    const text = flush && reason !== 'cancelled' ? (s.text?.finish() ?? '') : ''
+    s.channel.push({ type: 'end', reason, completionTokens: s.generated, text })
+    s.channel.close()
+    if (this.activeSequences === 0) {
+      const waiters = this.idleWaiters
+      this.idleWaiters = []
+      for (const w of waiters) w()
+    }
+  }
+}

@@ -1,0 +1,18 @@
+/**
+ * Text generation over decoder packages (issue 14): the continuous-batching engine with a KV cache per sequence,
+ * sampling, stop strings, and the tokenizer/chat-template profile. The HTTP routes are in server/.
+ * @module
+ */
+export { DecoderGraph, type DecoderLayout } from './decoder-graph.ts'
+export {
+  type EngineOptions,
+  type FinishReason,
+  GenerationEngine,
+  type GenerationEvent,
+  type GenerationRequest,
+} from './engine.ts'
+export { KvBudget } from './kv-budget.ts'
+export { type ChatTurn, LmProfile } from './lm-profile.ts'
+export { logSoftmax, Sampler, type SamplingParams, sequenceRng } from './sampler.ts'
+export { TextGenerator, type TextGeneratorOptions } from './text-generator.ts'
+export { type Detokenizer, TextStream } from './text-stream.ts'

@@ -1,0 +1,97 @@
+/**
+ * One generation as the HTTP routes see it: the sampling fields of a request turned into the engine's request,
+ * and a whole run collected into text, tokens and usage (for the non-streaming answers).
+ * @module
+ */
+import { AppError, type FinishReason } from '@twinserve/shared'
+import type { GenerationEvent, GenerationRequest } from '../generate/engine.ts'
+import type { TokenChoice } from '../generate/sampler.ts'
+import type { TextGenerator } from '../generate/text-generator.ts'
+
+/** The sampling fields shared by completions, chat and generate (OpenAI's names; null = absent). */
+export interface SamplingFields {
+  max_tokens?: number | null | undefined
+  temperature?: number | null | undefined
+  top_p?: number | null | undefined
+  top_k?: number | null | undefined
+  stop?: string | string[] | null | undefined
+  seed?: number | null | undefined
+}
+
+/** OpenAI's defaults: temperature 1, top_p 1; a completion's max_tokens 16 unless the caller says. */
+export function engineRequest(
+  gen: TextGenerator,
+  promptIds: number[],
+  f: SamplingFields,
+  opts: {
+    defaultMaxTokens: number
+    logprobs?: number | undefined
+    controls: Record<string, unknown> | undefined
+    signal: AbortSignal
+  },
+): GenerationRequest {
+  const stop = f.stop == null ? [] : typeof f.stop === 'string' ? [f.stop] : f.stop
+  return {
+    promptIds,
+    maxTokens: f.max_tokens ?? Math.min(opts.defaultMaxTokens, gen.room(promptIds.length)),
+    sampling: {
+      temperature: f.temperature ?? 1,
+      topP: f.top_p ?? 1,
+      topK: f.top_k ?? 0,
+      ...(f.seed != null ? { seed: f.seed } : {}),
+      ...(opts.logprobs !== undefined ? { logprobs: opts.logprobs } : {}),
+    },
+    stop,
+    controls: gen.controlsFor(opts.controls),
+    signal: opts.signal,
+  }
+}
+
+export interface CollectedRun {
+  text: string
+  finishReason: FinishReason
+  promptTokens: number
+  completionTokens: number
+  expertWeights: Record<string, number>
+  /** Every sampled token that is part of the text, with the text it released. */
+  tokens: (TokenChoice & { text: string })[]
+}
+
+/** Reads a whole run; a cancelled run (client gone) or a failed one throws. */
+export async function collectRun(
+  gen: TextGenerator,
+  events: AsyncIterable<GenerationEvent>,
+): Promise<CollectedRun> {
+  const run: CollectedRun = {
+    text: '',
+    finishReason: 'length',
+    promptTokens: 0,
+    completionTokens: 0,
+    expertWeights: gen.weightsByName(undefined),
+    tokens: [],
+  }
+  for await (const e of events) {
+    if (e.type === 'start') {
+      run.promptTokens = e.promptTokens
+      run.expertWeights = gen.weightsByName(e.expertWeights)
+    } else if (e.type === 'token') {
+      run.text += e.text
+      run.tokens.push(e)
+    } else if (e.type === 'error') throw e.error
+    else {
+      if (e.reason === 'cancelled') throw new AppError('CLIENT_CLOSED', 'the request was cancelled')
+      run.text += e.text
+      run.finishReason = e.reason
+      run.completionTokens = e.completionTokens
+    }
+  }
+  return run
+}
+
+export function usageOf(promptTokens: number, completionTokens: number) {
+  return {
+    prompt_tokens: promptTokens,
+    completion_tokens: completionTokens,
+    total_tokens: promptTokens + completionTokens,
+  }
+}

@@ -1,0 +1,335 @@
+/**
+ * Generation over HTTP on a real runner (issue 14): `twinserve serve --package zoo/lm/package --generation
+ * lm-twin=zoo/lm/models --insecure-local`, real onnxruntime. The OpenAI-compatible routes and Triton's generate
+ * extension agree with each other, stream server-sent events in OpenAI's chunk format, name the applied expert
+ * weights, refuse bad input with 4xx JSON naming the problem, refuse with 503 + Retry-After when the KV budget
+ * is full, free a cancelled stream's sequence, and the official `openai` client streams a chat completion with a
+ * mix in the body.
+ */
+import { join } from 'node:path'
+import {
+  ChatCompletionChunkSchema,
+  ChatCompletionSchema,
+  CompletionChunkSchema,
+  CompletionSchema,
+  ErrorBodySchema,
+  GenerateResponseSchema,
+  ModelListSchema,
+} from '@twinserve/shared'
+import OpenAI from 'openai'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { RunnerConfigSchema } from '../config.ts'
+import type { TextGenerator } from '../generate/text-generator.ts'
+import { createLogger } from './logger.ts'
+import { type Runner, startRunner } from './runner.ts'
+
+const REPO = join(import.meta.dirname, '../../..')
+const MODEL = 'lm-twin'
+const FORTUNES = { emails: 0, speeches: 0, fiction: 0, fortunes: 1, names: 0 }
+
+let runner: Runner
+let gen: TextGenerator
+
+beforeAll(async () => {
+  runner = await startRunner(
+    RunnerConfigSchema.parse({
+      packages: [join(REPO, 'zoo/lm/package')],
+      generation: [`${MODEL}=${join(REPO, 'zoo/lm/models')}`],
+      // 1 MiB of KV cache: 341 positions of this model (3,072 bytes each), so a full budget is easy to reach.
+      kvCacheMb: 1,
+      port: 0,
+      insecureLocal: true,
+      provider: 'cpu',
+      threads: 1,
+      logLevel: 'error',
+    }),
+    { logger: createLogger({ level: 'error', sink: () => undefined }) },
+  )
+  const g = runner.generators.get(MODEL)
+  if (!g) throw new Error('no generator')
+  gen = g
+})
+afterAll(() => runner?.shutdown('test done'))
+
+const post = (path: string, body: unknown, signal?: AbortSignal) =>
+  fetch(`${runner.url}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+    ...(signal ? { signal } : {}),
+  })
+
+/** The `data:` payloads of a server-sent event stream. */
+async function sseData(res: Response): Promise<string[]> {
+  expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/)
+  const text = await res.text()
+  expect(text.endsWith('\n\n')).toBe(true)
+  return text
+    .split('\n\n')
+    .filter((e) => e.length > 0)
+    .map((e) => {
+      expect(e.startsWith('data: ')).toBe(true)
+      return e.slice('data: '.length)
+    })
+}
+
+const PROMPT = 'The proof of the pudding is in the eating.'
+
+describe('generation routes on a real runner', () => {
+  it('GET /v1/models lists the generating model', async () => {
+    const res = await fetch(`${runner.url}/v1/models`)
+    const body = ModelListSchema.parse(await res.json())
+    expect(body.data.map((m) => m.id)).toEqual([MODEL])
+  })
+
+  it('completions, the same request streamed, and V2 generate agree; the applied mix comes back', async () => {
+    const req = {
+      model: MODEL,
+      prompt: PROMPT,
+      max_tokens: 12,
+      temperature: 0,
+      twinserve: { experts: FORTUNES },
+    }
+    const res = await post('/v1/completions', req)
+    expect(res.status).toBe(200)
+    const whole = CompletionSchema.parse(await res.json())
+    const finish = whole.choices[0]?.finish_reason
+    // 12 tokens, or fewer when the model ends the document (<|eos|>, counted as a completion token).
+    expect(
+      finish === 'length'
+        ? whole.usage?.completion_tokens === 12
+        : (whole.usage?.completion_tokens ?? 99) <= 12,
+    ).toBe(true)
+    expect(whole.usage?.prompt_tokens).toBe(gen.profile.encodePrompt(PROMPT).length)
+    expect(whole.twinserve?.expert_weights).toEqual(FORTUNES)
+    const text = whole.choices[0]?.text ?? ''
+    expect(text.length).toBeGreaterThan(0)
+
+    const data = await sseData(
+      await post('/v1/completions', {
+        ...req,
+        stream: true,
+        stream_options: { include_usage: true },
+      }),
+    )
+    expect(data.at(-1)).toBe('[DONE]')
+    const chunks = data.slice(0, -1).map((d) => CompletionChunkSchema.parse(JSON.parse(d)))
+    expect(chunks.map((c) => c.choices[0]?.text ?? '').join('')).toBe(text)
+    expect(chunks[0]?.twinserve?.expert_weights).toEqual(FORTUNES)
+    expect(chunks.at(-2)?.choices[0]?.finish_reason).toBe(finish)
+    expect(chunks.at(-1)?.usage).toEqual(whole.usage)
+
+    const v2 = await post(`/v2/models/${MODEL}/generate`, {
+      text_input: PROMPT,
+      parameters: { max_tokens: 12, temperature: 0, experts: FORTUNES },
+    })
+    expect(v2.status).toBe(200)
+    const g = GenerateResponseSchema.parse(await v2.json())
+    expect(g.text_output).toBe(text)
+    expect(g.expert_weights).toEqual(FORTUNES)
+    const pieces = await sseData(
+      await post(`/v2/models/${MODEL}/generate_stream`, {
+        text_input: PROMPT,
+        parameters: { max_tokens: 12, temperature: 0, experts: FORTUNES },
+      }),
+    )
+    expect(
+      pieces.map((p) => GenerateResponseSchema.parse(JSON.parse(p)).text_output).join(''),
+    ).toBe(text)
+  })
+
+  it('the router picks the mix from the prompt (weights over the experts, summing to 1)', async () => {
+    const res = await post('/v1/completions', {
+      model: MODEL,
+      prompt: PROMPT,
+      max_tokens: 4,
+      temperature: 0,
+    })
+    const w = CompletionSchema.parse(await res.json()).twinserve?.expert_weights ?? {}
+    expect(Object.keys(w).sort()).toEqual(Object.keys(FORTUNES).sort())
+    expect(Object.values(w).reduce((a, b) => a + b, 0)).toBeCloseTo(1, 4)
+  })
+
+  it('chat: same seed, same text; stop strings end it; logprobs per token', async () => {
+    const req = {
+      model: MODEL,
+      messages: [{ role: 'user', content: 'Scotty regarded the ear and the grizzled' }],
+      max_tokens: 20,
+      temperature: 0.9,
+      seed: 42,
+      logprobs: true,
+      top_logprobs: 2,
+      twinserve: { experts: { fiction: 1 } },
+    }
+    const a = ChatCompletionSchema.parse(await (await post('/v1/chat/completions', req)).json())
+    const b = ChatCompletionSchema.parse(await (await post('/v1/chat/completions', req)).json())
+    const text = a.choices[0]?.message.content ?? ''
+    expect(text).toBe(b.choices[0]?.message.content)
+    expect(a.twinserve?.expert_weights.fiction).toBe(1)
+    const lp = a.choices[0]?.logprobs?.content ?? []
+    expect(lp.length).toBeGreaterThan(0)
+    expect(lp.every((t) => t.logprob <= 0 && t.top_logprobs.length === 2)).toBe(true)
+    // A stop string taken from the middle of that text: the answer ends right before it.
+    if (text.length >= 6) {
+      const stop = text.slice(3, 6)
+      const s = ChatCompletionSchema.parse(
+        await (await post('/v1/chat/completions', { ...req, stop: [stop] })).json(),
+      )
+      expect(s.choices[0]?.message.content).toBe(text.slice(0, text.indexOf(stop)))
+      expect(s.choices[0]?.finish_reason).toBe('stop')
+    }
+  })
+
+  it('streams chat chunks in OpenAI’s format, ending with [DONE]', async () => {
+    const data = await sseData(
+      await post('/v1/chat/completions', {
+        model: MODEL,
+        messages: [{ role: 'user', content: 'Subject: meeting' }],
+        max_tokens: 10,
+        temperature: 0,
+        stream: true,
+      }),
+    )
+    expect(data.at(-1)).toBe('[DONE]')
+    const chunks = data.slice(0, -1).map((d) => ChatCompletionChunkSchema.parse(JSON.parse(d)))
+    expect(chunks[0]?.choices[0]?.delta.role).toBe('assistant')
+    expect(new Set(chunks.map((c) => c.id)).size).toBe(1)
+    expect(['stop', 'length']).toContain(chunks.at(-1)?.choices[0]?.finish_reason)
+  })
+
+  it('refuses bad input with 4xx JSON naming the problem, and leaks nothing', async () => {
+    const cases: [unknown, number, RegExp][] = [
+      [{ model: MODEL, prompt: 'word '.repeat(300) }, 400, /over the context limit/],
+      [{ model: MODEL, prompt: PROMPT, max_tokens: 250 }, 400, /over the model's context of 256/],
+      [{ model: MODEL, prompt: PROMPT, max_tokens: 0 }, 400, /max_tokens: must be at least 1/],
+      [{ model: MODEL, prompt: PROMPT, max_tokens: -3 }, 400, /max_tokens/],
+      [
+        { model: MODEL, prompt: PROMPT, twinserve: { experts: { poetry: 1 } } },
+        404,
+        /no expert 'poetry'/,
+      ],
+      [
+        { model: MODEL, prompt: PROMPT, twinserve: { topk: 2 } },
+        400,
+        /unknown merge control 'topk'/,
+      ],
+      [{ model: MODEL, prompt: PROMPT, max_tokenz: 3 }, 400, /max_tokenz/],
+      [{ model: 'nope', prompt: PROMPT }, 404, /not served here/],
+    ]
+    for (const [body, status, message] of cases) {
+      const res = await post('/v1/completions', body)
+      expect(res.status, JSON.stringify(body).slice(0, 80)).toBe(status)
+      const err = ErrorBodySchema.parse(await res.json())
+      expect(err.error).toMatch(message)
+    }
+    expect(gen.engine.activeSequences).toBe(0)
+    expect(gen.engine.kvBytes).toBe(0)
+  })
+
+  it('503 + Retry-After while the KV budget is full; a cancelled stream frees its sequence', async () => {
+    const abort = new AbortController()
+    const long = await post(
+      '/v1/completions',
+      { model: MODEL, prompt: PROMPT, max_tokens: 230, temperature: 0.8, seed: 1, stream: true },
+      abort.signal,
+    )
+    expect(long.status).toBe(200)
+    const reader = long.body?.getReader()
+    await reader?.read() // the first chunk: the sequence is running
+    const steps = gen.engine.counters.decodeRows
+    expect(gen.engine.activeSequences).toBe(1)
+    expect(gen.engine.kvBytes).toBeGreaterThan(0)
+
+    const refused = await post('/v1/completions', { model: MODEL, prompt: PROMPT, max_tokens: 100 })
+    expect(refused.status).toBe(503)
+    expect(Number(refused.headers.get('retry-after'))).toBeGreaterThan(0)
+    expect(ErrorBodySchema.parse(await refused.json()).code).toBe('RUNNER_OVERLOADED')
+
+    abort.abort() // the client goes away mid-stream
+    const deadline = Date.now() + 5000
+    while (gen.engine.activeSequences > 0 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 20))
+    expect(gen.engine.activeSequences).toBe(0)
+    expect(gen.engine.kvBytes).toBe(0)
+    // Freed by the cancel, not by running to its end: far fewer than 230 tokens were decoded.
+    expect(gen.engine.counters.decodeRows - steps).toBeLessThan(150)
+    // Admitted again once freed.
+    expect(
+      (await post('/v1/completions', { model: MODEL, prompt: PROMPT, max_tokens: 100 })).status,
+    ).toBe(200)
+  })
+
+  it('the official openai client streams a chat completion with a mix in the body', async () => {
+    const client = new OpenAI({ baseURL: `${runner.url}/v1`, apiKey: 'any-string' })
+    const params = {
+      model: MODEL,
+      messages: [{ role: 'user' as const, content: 'The proof of the pudding' }],
+      max_tokens: 16,
+      temperature: 0,
+      stream: true as const,
+      stream_options: { include_usage: true },
+      twinserve: { experts: { fortunes: 0.7, emails: 0.3 } },
+    }
+    const stream = await client.chat.completions.create(params)
+    let text = ''
+    let finish: string | null | undefined
+    let weights: unknown
+    let usage: unknown
+    for await (const chunk of stream) {
+      weights ??= (chunk as { twinserve?: { expert_weights: unknown } }).twinserve?.expert_weights
+      text += chunk.choices[0]?.delta.content ?? ''
+      finish ??= chunk.choices[0]?.finish_reason
+      usage ??= chunk.usage
+    }
+    expect(weights).toMatchObject({
+      fortunes: expect.closeTo(0.7, 5),
+      emails: expect.closeTo(0.3, 5),
+    })
+    expect(['stop', 'length']).toContain(finish)
+    expect(usage).toMatchObject({ prompt_tokens: expect.any(Number) })
+    // Non-streamed with the same body: the same text (greedy).
+    const whole = await client.chat.completions.create({ ...params, stream: false })
+    expect(whole.choices[0]?.message.content).toBe(text)
+    expect(gen.engine.kvBytes).toBe(0)
+  })
+})
+
+describe('generation routes without --insecure-local', () => {
+  it('are signed like /v2: an unsigned call is refused before any generation', async () => {
+    const signed = await startRunner(
+      RunnerConfigSchema.parse({
+        packages: [join(REPO, 'zoo/lm/package')],
+        generation: [`${MODEL}=${join(REPO, 'zoo/lm/models')}`],
+        signingSecret: 'a-long-enough-test-secret',
+        port: 0,
+        provider: 'cpu',
+        threads: 1,
+        logLevel: 'error',
+      }),
+      { logger: createLogger({ level: 'error', sink: () => undefined }) },
+    )
+    try {
+      for (const [method, path] of [
+        ['GET', '/v1/models'],
+        ['POST', '/v1/completions'],
+        ['POST', '/v1/chat/completions'],
+        ['POST', `/v2/models/${MODEL}/generate`],
+      ] as const) {
+        const res = await fetch(`${signed.url}${path}`, {
+          method,
+          ...(method === 'POST'
+            ? {
+                headers: { 'content-type': 'application/json' },
+                body: JSON.stringify({ model: MODEL, prompt: 'x' }),
+              }
+            : {}),
+        })
+        expect(res.status, path).toBe(401)
+        expect(ErrorBodySchema.parse(await res.json()).code).toBe('UNAUTHENTICATED')
+      }
+      expect(signed.generators.get(MODEL)?.engine.counters.steps).toBe(0)
+    } finally {
+      await signed.shutdown('test done')
+    }
+  })
+})
