@@ -14,14 +14,24 @@ export function noTransform(): MiddlewareHandler<AppEnv> {
   return async function noTransform(c, next) {
     await next()
     const current = c.res.headers.get('cache-control')
-    if (current && /no-transform/i.test(current)) return
-    const value = current ? `${current}, no-transform` : 'no-transform'
+    const value =
+      current && /no-transform/i.test(current)
+        ? current
+        : current
+          ? `${current}, no-transform`
+          : 'no-transform'
+    const mark = (h: Headers) => {
+      h.set('cache-control', value)
+      // workerd (and wrangler dev's proxy in front of it) compresses an answer that names no coding when the
+      // client accepts gzip; naming `identity` keeps it as it is (the clients ignore this coding name).
+      if (!h.has('content-encoding')) h.set('content-encoding', 'identity')
+    }
     try {
-      c.res.headers.set('cache-control', value)
+      mark(c.res.headers)
     } catch {
       // A response passed through from a fetch has immutable headers: copy it first.
       c.res = new Response(c.res.body, c.res)
-      c.res.headers.set('cache-control', value)
+      mark(c.res.headers)
     }
   }
 }

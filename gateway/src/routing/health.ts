@@ -23,7 +23,16 @@ export const health = new Hono<AppEnv>()
     const meta: ServerMetadata = {
       name: 'twinserve-gateway',
       version: c.get('config').GATEWAY_VERSION,
-      extensions: [],
+      // What the gateway serves of the protocol's extensions (routing/models.ts), then ours.
+      extensions: [
+        'binary_tensor_data',
+        'classification',
+        'model_configuration',
+        'model_repository',
+        'statistics',
+        'parameters',
+        'twinserve_merge_controls',
+      ],
     }
     return c.json(meta)
   })
