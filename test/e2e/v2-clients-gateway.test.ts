@@ -22,6 +22,7 @@ import { writeTwinFixture } from '../fixtures/twin-fixture.ts'
 import { type E2eGateway, startE2eGateway, startGatewayRunner } from '../support/gateway-harness.ts'
 import type { RunnerProcess } from '../support/runner-harness.ts'
 import {
+  fitsTextPackage,
   loadScenarios,
   plainJsonRequest,
   readInferAnswer,
@@ -30,6 +31,7 @@ import {
 } from '../support/v2-client-replay.ts'
 
 const FASHION = new URL('../../zoo/fashion/package', import.meta.url).pathname
+const TEXT = new URL('../../zoo/text/package', import.meta.url).pathname
 const root = await mkdtemp(join(tmpdir(), 'twinserve-e2e-v2-clients-'))
 let gw: E2eGateway
 let runner: RunnerProcess
@@ -40,7 +42,10 @@ beforeAll(async () => {
   gw = await startE2eGateway()
   key = await gw.createKey()
   await writeTwinFixture(join(root, 'tiny'))
-  runner = await startGatewayRunner(gw, { packages: [FASHION, join(root, 'tiny')], runnerId: 'v2' })
+  runner = await startGatewayRunner(gw, {
+    packages: [FASHION, TEXT, join(root, 'tiny')],
+    runnerId: 'v2',
+  })
   for (const name of ['fashion-twin', 'tiny-twin']) {
     const res = await fetch(`${gw.url}/v2/models/${name}`, {
       headers: { authorization: `Bearer ${key}` },
@@ -68,7 +73,9 @@ describe.each(['triton-http', 'triton-aio', 'kserve-rest'])(
     for (const s of scenarios.filter((x) => x.client === client)) {
       const model = targetModel(s.scenario.request.target)
       const infer = s.scenario.request.target.endsWith('/infer')
-      it.skipIf(model !== undefined && !SERVED.has(model))(`${s.name}`, async () => {
+      it.skipIf(
+        model === 'text-twin' ? !fitsTextPackage(s) : model !== undefined && !SERVED.has(model),
+      )(`${s.name}`, async () => {
         const res = await replay(gw.url, s, {
           target: atVersion,
           extraHeaders: [['Authorization', `Bearer ${key}`]],

@@ -249,3 +249,20 @@ export function plainJsonRequest(s: { scenario: Scenario; body: Buffer }): Recor
   }
   return json
 }
+
+/**
+ * Whether a scenario asks only for inputs and outputs the served text package has. The fixtures' text-twin
+ * scenarios were captured before the text package existed and guessed some names (`input_ids` alone, a `label`
+ * output); those that send `text` and ask for no output or `logits` fit the real package (zoo/text/package).
+ */
+export function fitsTextPackage(s: { scenario: Scenario }): boolean {
+  const json = s.scenario.request.json as
+    | { inputs?: { name: string }[]; outputs?: { name: string }[] }
+    | undefined
+  const inputs = json?.inputs?.map((i) => i.name) ?? []
+  const outputs = json?.outputs?.map((o) => o.name) ?? []
+  return (
+    inputs.every((n) => n === 'text') &&
+    outputs.every((n) => n === 'logits' || n === 'expert_weights')
+  )
+}
