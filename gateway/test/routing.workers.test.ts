@@ -19,6 +19,7 @@ import {
   TEST_COLD_START_RETRY_AFTER_S,
   TEST_COLD_START_WAIT_MS,
   TEST_MAX_BODY_BYTES,
+  TEST_MAX_JSON_BODY_BYTES,
 } from './test-env.ts'
 
 // Runners here are STAND-INS (dev/runner-stand-in.ts): real HTTP servers that speak V2 and check the
@@ -326,7 +327,7 @@ describe('cold starts', () => {
 describe('validation at the gateway (nothing malformed reaches a runner)', () => {
   it('rejects malformed requests with 4xx and never forwards them', async () => {
     const [id] = await fleet('valid', 1, 'm-valid')
-    const post = (body: string, headers: Record<string, string> = {}) =>
+    const post = (body: string | Uint8Array<ArrayBuffer>, headers: Record<string, string> = {}) =>
       gw('/v2/models/m-valid/infer', {
         method: 'POST',
         headers: { ...bearer(key), 'content-type': 'application/json', ...headers },
@@ -389,6 +390,40 @@ describe('validation at the gateway (nothing malformed reaches a runner)', () =>
         413,
         'PAYLOAD_TOO_LARGE',
         /limit/,
+      ],
+      [
+        // JSON over MAX_JSON_BODY_BYTES (below MAX_BODY_BYTES): refused, pointing to binary tensors (#16).
+        'large JSON body',
+        post(JSON.stringify(inferBody(Array(TEST_MAX_JSON_BODY_BYTES / 2).fill(1)))),
+        413,
+        'PAYLOAD_TOO_LARGE',
+        /JSON bodies \(send large tensors as binary/,
+      ],
+      [
+        // The same size as binary tensors is within the limit: its JSON header is what is checked.
+        'large binary body with a bad header',
+        post(
+          new Uint8Array([
+            ...new TextEncoder().encode(
+              JSON.stringify({
+                inputs: [
+                  {
+                    name: 'x',
+                    shape: [1, 32768],
+                    datatype: 'FP32',
+                    parameters: { binary_data_size: 131072 },
+                  },
+                ],
+                parameters: { binary_data_output: 'yes' },
+              }),
+            ),
+            ...new Uint8Array(131072),
+          ]),
+          { 'content-type': 'application/octet-stream', 'inference-header-content-length': '144' },
+        ),
+        400,
+        'INVALID_REQUEST',
+        /parameters\.binary_data_output/,
       ],
       [
         'bad deadline header',

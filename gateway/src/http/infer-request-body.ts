@@ -25,15 +25,24 @@ export interface InferRequestBody {
   tensors?: Uint8Array
 }
 
-/** 415 for other content types or codings, 413 past `maxBytes` (inflated too), 408, 400 naming the problem. */
-export async function readInferBody(
-  c: Context<AppEnv>,
-  maxBytes: number,
-): Promise<InferRequestBody> {
+/**
+ * 415 for other content types or codings, 413 past the limit (MAX_BODY_BYTES; MAX_JSON_BODY_BYTES for JSON
+ * bodies; inflated sizes too), 408, 400 naming the problem.
+ */
+export async function readInferBody(c: Context<AppEnv>): Promise<InferRequestBody> {
+  const config = c.get('config')
   const headerLength = inferHeaderLength(c.req.raw.headers)
+  const json = headerLength === undefined
+  const maxBytes = json
+    ? Math.min(config.MAX_BODY_BYTES, config.MAX_JSON_BODY_BYTES)
+    : config.MAX_BODY_BYTES
+  const limitName = json
+    ? 'the limit for JSON bodies (send large tensors as binary: Inference-Header-Content-Length)'
+    : 'the limit'
   const encoding = requestEncoding(c.req.header('content-encoding'))
   const raw = await readBodyBytes(c.req.raw, maxBytes, {
-    timeoutMs: c.get('config').BODY_TIMEOUT_MS,
+    timeoutMs: config.BODY_TIMEOUT_MS,
+    limitName,
   })
   const bytes = encoding ? await decompressBody(raw, encoding, maxBytes) : raw
   const { request, headerText } = parseInferBody(bytes, headerLength, 'check')

@@ -101,7 +101,7 @@ async function infer(c: Context<AppEnv>): Promise<Response> {
   const arrived = Date.now()
   const model = modelParam(c)
   const deadlineMs = requestDeadline(c, arrived)
-  const body = await readInferBody(c, c.get('config').MAX_BODY_BYTES)
+  const body = await readInferBody(c)
   // Merge controls are checked here too, so a misspelt control never costs a runner round trip.
   const { controls } = splitRequestParameters(body.request.parameters)
   parseMergeControls(controls)
