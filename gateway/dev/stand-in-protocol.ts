@@ -14,6 +14,8 @@ export type StandInBehavior =
   | { mode: 'delay'; ms: number }
   /** Answers 200 with a body that is not the protocol. */
   | { mode: 'garbage' }
+  /** Generates as in 'ok', but waits this long before each streamed token (cancel tests). */
+  | { mode: 'slow_tokens'; ms: number }
 
 export interface StandInStats {
   id: string
@@ -24,4 +26,10 @@ export interface StandInStats {
   /** Headers of the last model call, lower-cased. */
   last_headers: Record<string, string>
   max_in_flight: number
+  /** Generation calls (/v1 completions and chat, /v2 generate[_stream]). */
+  generate: number
+  /** Streams whose client went away before the last token. */
+  streams_cancelled: number
+  /** The body of the last generation call, as received. */
+  last_generate_body: string
 }

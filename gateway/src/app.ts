@@ -9,6 +9,7 @@ import { methodNotAllowed } from 'hono/method-not-allowed'
 import type { AppEnv } from './app-env.ts'
 import { adminKeys } from './auth/index.ts'
 import { adminExperiments, DASHBOARD_PATH, dashboard, feedback } from './experiments/index.ts'
+import { openai } from './generate/index.ts'
 import {
   errorResponse,
   methodNotAllowedResponse,
@@ -31,6 +32,7 @@ app
   .route('/v2/models', models)
   .route('/v2/repository', repository)
   .route('/v1/feedback', feedback)
+  .route('/v1', openai)
   .route('/admin/keys', adminKeys)
   .route('/admin/experiments', adminExperiments)
   .route('/admin/runners', adminRunners)

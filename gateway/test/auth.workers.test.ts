@@ -129,6 +129,7 @@ describe('admin key API', () => {
       models: ['alpha', 'alpha'],
       rate_limit: { requests_per_second: 5, burst: 10 },
       daily_quota: 1000,
+      tokens_per_minute: 5000,
     })
     expect(key.key).toMatch(/^tsk_[A-Za-z0-9_-]{43}$/)
     expect(key.prefix).toBe(key.key.slice(0, 12))
@@ -152,6 +153,7 @@ describe('admin key API', () => {
       models: ['alpha'],
       rate_limit: { requests_per_second: 5, burst: 10 },
       daily_quota: 1000,
+      tokens_per_minute: 5000,
       created_at: key.created_at,
       revoked_at: null,
     })

@@ -17,7 +17,7 @@ beforeAll(migrate)
 const PUBLIC: GuardOptions = { access: 'public' }
 const RUNNER: GuardOptions = { access: 'runner' }
 const ADMIN: GuardOptions = { access: 'key', scope: 'admin', countAs: 'admin', rateLimit: true }
-const model = (countAs: 'infer' | 'model_metadata' | 'model_ready'): GuardOptions => ({
+const model = (countAs: 'infer' | 'model_metadata' | 'model_ready' | 'generate'): GuardOptions => ({
   access: 'key',
   scope: 'infer',
   modelParam: 'model',
@@ -42,6 +42,18 @@ const INTENDED: Record<string, GuardOptions> = {
   'GET /v2/models/:model/config': model('model_metadata'),
   'GET /v2/models/:model/stats': model('model_metadata'),
   'POST /v2/models/:model/infer': model('infer'),
+  'POST /v2/models/:model/generate': model('generate'),
+  'POST /v2/models/:model/generate_stream': model('generate'),
+  'POST /v2/models/:model/versions/:version/generate': model('generate'),
+  'POST /v2/models/:model/versions/:version/generate_stream': model('generate'),
+  'GET /v1/models': { access: 'key', scope: 'infer', countAs: 'model_metadata', rateLimit: true },
+  'POST /v1/completions': { access: 'key', scope: 'infer', countAs: 'generate', rateLimit: true },
+  'POST /v1/chat/completions': {
+    access: 'key',
+    scope: 'infer',
+    countAs: 'generate',
+    rateLimit: true,
+  },
   'GET /v2/models/:model/versions/:version/ready': model('model_ready'),
   'GET /v2/models/:model/versions/:version': model('model_metadata'),
   'GET /v2/models/:model/versions/:version/config': model('model_metadata'),

@@ -10,6 +10,7 @@ import {
   CreatedApiKeySchema,
   type ErrorBody,
   ErrorBodySchema,
+  OpenAIErrorBodySchema,
   RUNNER_REGISTRY_PATHS,
   type RunnerRegistration,
   signRequest,
@@ -34,11 +35,22 @@ export function gw(path: string, init?: RequestInit): Promise<Response> {
 
 export const bearer = (token: string) => ({ authorization: `Bearer ${token}` })
 
-/** Asserts the shared error body and status, and returns the body. */
+/**
+ * Asserts the error body and status, and returns the body in the shared shape: the OpenAI-compatible routes
+ * (/v1/models, /v1/completions, /v1/chat/completions) answer the same error in OpenAI's shape.
+ */
 export async function expectError(res: Response, status: number, code: string): Promise<ErrorBody> {
   const text = await res.text()
   expect(res.status, text).toBe(status)
-  const body = ErrorBodySchema.parse(JSON.parse(text))
+  const json = JSON.parse(text) as unknown
+  const openai = OpenAIErrorBodySchema.safeParse(json)
+  const body = openai.success
+    ? {
+        error: openai.data.error.message,
+        code: openai.data.error.code,
+        request_id: openai.data.request_id,
+      }
+    : ErrorBodySchema.parse(json)
   expect(body.code).toBe(code)
   expect(body.request_id).toBe(res.headers.get('x-request-id'))
   return body

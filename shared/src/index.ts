@@ -50,6 +50,7 @@ export {
   type RateLimit,
   RateLimitSchema,
   TenantSchema,
+  TokensPerMinuteSchema,
 } from './schemas/api-keys.ts'
 export { type ErrorBody, ErrorBodySchema, ErrorCodeSchema } from './schemas/error.ts'
 export {
@@ -205,8 +206,17 @@ export {
   type ModelList,
   ModelListSchema,
   type TwinserveAnswer,
+  TwinserveExtensionSchema,
   type Usage,
+  UsageSchema,
 } from './schemas/openai.ts'
+export {
+  type OpenAIErrorBody,
+  OpenAIErrorBodySchema,
+  type OpenAIErrorType,
+  OpenAIErrorTypeSchema,
+  openAIErrorType,
+} from './schemas/openai-error.ts'
 export {
   parseRecipe,
   type Recipe,

@@ -43,6 +43,7 @@ const BOOTSTRAP: Principal = {
   models: [],
   rate_limit: null,
   daily_quota: null,
+  tokens_per_minute: null,
 }
 
 /**

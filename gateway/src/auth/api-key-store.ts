@@ -24,6 +24,8 @@ interface KeyRow {
   rate_limit_rps: number | null
   rate_limit_burst: number | null
   daily_quota: number | null
+  /** NULL on rows made before migration 0003 too. */
+  tokens_per_minute: number | null
   created_at: string
   revoked_at: string | null
 }
@@ -45,6 +47,7 @@ function toApiKey(r: KeyRow): ApiKey {
         ? { requests_per_second: r.rate_limit_rps, burst: r.rate_limit_burst }
         : null,
     daily_quota: r.daily_quota,
+    tokens_per_minute: r.tokens_per_minute ?? null,
     created_at: r.created_at,
     revoked_at: r.revoked_at,
   }
@@ -64,14 +67,15 @@ export async function createKey(db: D1Database, req: CreateApiKeyRequest): Promi
     rate_limit_rps: req.rate_limit?.requests_per_second ?? null,
     rate_limit_burst: req.rate_limit?.burst ?? null,
     daily_quota: req.daily_quota ?? null,
+    tokens_per_minute: req.tokens_per_minute ?? null,
     created_at: createdAt,
     revoked_at: null,
   }
   await db
     .prepare(
       `INSERT INTO api_keys (id, key_hash, prefix, tenant, name, scopes, models, rate_limit_rps,
-         rate_limit_burst, daily_quota, created_at, revoked_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         rate_limit_burst, daily_quota, tokens_per_minute, created_at, revoked_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     )
     .bind(
       row.id,
@@ -84,6 +88,7 @@ export async function createKey(db: D1Database, req: CreateApiKeyRequest): Promi
       row.rate_limit_rps,
       row.rate_limit_burst,
       row.daily_quota,
+      row.tokens_per_minute,
       row.created_at,
       row.revoked_at,
     )
@@ -110,6 +115,7 @@ export async function findKeyByHash(db: D1Database, hash: string): Promise<KeyLo
       models: key.models,
       rate_limit: key.rate_limit,
       daily_quota: key.daily_quota,
+      tokens_per_minute: key.tokens_per_minute,
     },
   }
 }

@@ -9,4 +9,6 @@ export interface Principal {
   models: readonly string[]
   rate_limit: RateLimit | null
   daily_quota: number | null
+  /** Prompt + completion tokens per minute on the generation routes; null: no token limit. */
+  tokens_per_minute: number | null
 }

@@ -10,6 +10,8 @@ export type RouteLabel =
   | 'infer'
   | 'model_metadata'
   | 'model_ready'
+  /** Text generation: /v1/completions, /v1/chat/completions, /v2/models/{m}/generate[_stream]. */
+  | 'generate'
   | 'feedback'
   | 'admin'
   | 'metrics'

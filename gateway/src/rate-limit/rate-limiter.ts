@@ -14,8 +14,17 @@ import {
   type TakeResult,
   takeTokens,
 } from './token-bucket.ts'
+import {
+  chargeTokens,
+  checkTokens,
+  refilled,
+  type TokenBudgetState,
+  type TokenCheck,
+} from './token-budget.ts'
 
 const STATE_KEY = 'bucket'
+/** The key's generated-text budget (token-budget.ts), beside its request bucket. */
+const TOKENS_KEY = 'generated_tokens'
 
 export type RateDecision =
   | { allowed: true; granted: number; lease_id?: number; remaining: number }
@@ -59,5 +68,24 @@ export class RateLimiter extends DurableObject<Env> {
   /** One token, no lease. */
   async take(limits: BucketLimits): Promise<RateDecision> {
     return this.lease(limits, 1, 0)
+  }
+
+  /** Whether a generation call of this key may start (its token budget is above zero). */
+  async checkTokens(tokensPerMinute: number): Promise<TokenCheck> {
+    const kv = this.ctx.storage.kv
+    const state = refilled(kv.get<TokenBudgetState>(TOKENS_KEY), tokensPerMinute, Date.now())
+    kv.put(TOKENS_KEY, state)
+    return checkTokens(state, tokensPerMinute)
+  }
+
+  /** Takes a finished answer's prompt + completion tokens out of the budget; the tokens left (may be < 0). */
+  async chargeTokens(tokensPerMinute: number, tokens: number): Promise<number> {
+    const kv = this.ctx.storage.kv
+    const state = chargeTokens(
+      refilled(kv.get<TokenBudgetState>(TOKENS_KEY), tokensPerMinute, Date.now()),
+      tokens,
+    )
+    kv.put(TOKENS_KEY, state)
+    return state.level
   }
 }

@@ -16,14 +16,15 @@ import {
 import { type Context, Hono } from 'hono'
 import type { z } from 'zod'
 import type { AppEnv } from '../app-env.ts'
-import { signingSecret } from '../config.ts'
 import { serveWithExperiment } from '../experiments/infer-hook.ts'
+import { generateHandler } from '../generate/generate-routes.ts'
 import { guard } from '../guard.ts'
 import { readInferBody } from '../http/infer-request-body.ts'
 import { requestDeadline } from '../http/request-deadline.ts'
 import type { RouteLabel } from '../http/request-log-entry.ts'
 import { modelParam } from '../http/request-params.ts'
 import { registryStub } from './registry-stub.ts'
+import { routeBase } from './route-base.ts'
 import { routeRequest } from './route-request.ts'
 import { routingSnapshot, runnerPool } from './runner-pool.ts'
 
@@ -33,33 +34,6 @@ const modelAccess = (countAs: RouteLabel) =>
 /** An `infer` key (routes about every model it covers), rate-limited, counted as `countAs`. */
 const keyAccess = (countAs: RouteLabel) =>
   guard({ access: 'key', scope: 'infer', countAs, rateLimit: true })
-
-/** What every proxied call to a runner for `model` carries from the request context. */
-function routeBase(c: Context<AppEnv>, model: string, deadlineMs: number) {
-  const config = c.get('config')
-  return {
-    env: c.env,
-    config,
-    secret: signingSecret(config),
-    requestId: c.get('requestId'),
-    requestLog: c.get('requestLog'),
-    model,
-    tenant: c.get('principal').tenant,
-    deadlineMs,
-    clientSignal: c.req.raw.signal,
-    waitUntil: waitUntilOf(c),
-  }
-}
-
-/** The execution context's waitUntil, or undefined where there is none (a direct app.request in a unit test). */
-function waitUntilOf(c: Context<AppEnv>): ((work: Promise<unknown>) => void) | undefined {
-  try {
-    const ctx = c.executionCtx
-    return (work) => ctx.waitUntil(work)
-  } catch {
-    return undefined
-  }
-}
 
 /** `/versions/{v}` when the route names one (the runner checks it is the package's version). */
 function versionPath(c: Context<AppEnv>): string {
@@ -143,6 +117,8 @@ function modelRoutes(base: '/:model' | '/:model/versions/:version') {
       proxyGet('/stats', InferenceStatisticsSchema),
     )
     .post(`${base}/infer`, modelAccess('infer'), infer)
+    .post(`${base}/generate`, modelAccess('generate'), generateHandler(false))
+    .post(`${base}/generate_stream`, modelAccess('generate'), generateHandler(true))
     .get(base, modelAccess('model_metadata'), proxyGet('', ModelMetadataSchema))
 }
 

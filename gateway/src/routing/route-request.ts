@@ -11,6 +11,10 @@
  * - an attempt unanswered past the p99 (at least HEDGE_MIN_MS) is hedged: the request also goes to another
  *   runner, the first answer wins and the other attempt is abandoned (within the HEDGE_BUDGET_PERCENT budget;
  *   per-request merges are not hedged, a second merge would double an expensive miss);
+ * - a generation (`generation`) is not hedged and has no p99 budget of its own (its length is the caller's
+ *   `max_tokens`, not the model's): it keeps the caller's deadline, and its latency is not recorded; a streamed
+ *   one (`stream`) is committed at its first bytes (runner-client.ts), so failover happens only before them,
+ *   and its deadline bounds the wait for them, not the stream;
  * - each new attempt picks from a fresh runner list (the snapshot cache, at most ROUTING_CACHE_MS old), so a
  *   request that waited does not judge the runners by the list it started with.
  * @module
@@ -46,6 +50,10 @@ export interface RouteInput {
   body: string | Uint8Array
   bodyHeaders?: Record<string, string>
   okSchema: z.ZodType
+  /** A text generation (/v1, /v2 generate): never hedged, the caller's deadline as its budget. */
+  generation?: boolean
+  /** …asked with `stream: true`: the answer's events are passed on as they arrive. */
+  stream?: boolean
   /** Absolute deadline (ms since epoch) for the whole request. */
   deadlineMs: number
   /** Aborted when the caller goes away: attempts still running are abandoned. */
@@ -77,7 +85,7 @@ function answerResponse(
   headers: Record<string, string>,
 ): Response {
   if (typeof result.body === 'string') return jsonResponse(result.status, result.body, headers)
-  return new Response(result.body as Uint8Array<ArrayBuffer>, {
+  return new Response(result.body as Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array>, {
     status: result.status,
     headers: { ...result.headers, ...headers },
   })
@@ -154,9 +162,9 @@ class Route {
    * spent, the request merges per request, there is no p99 yet, or attempts are used up.
    */
   private hedgeDelay(): number | undefined {
-    const { config, merge } = this.input
+    const { config, merge, generation } = this.input
     const [only] = this.running
-    if (this.running.size !== 1 || !only || this.hedged || merge) return undefined
+    if (this.running.size !== 1 || !only || this.hedged || merge || generation) return undefined
     if (this.tried.length >= config.MAX_ATTEMPTS || config.HEDGE_BUDGET_PERCENT === 0)
       return undefined
     const p99 = this.p99()
@@ -224,7 +232,7 @@ class Route {
     // and a per-request merge may take many times a plain request (a cache miss): both keep the caller's
     // deadline, and running out of it is nobody's fault.
     const own =
-      this.input.merge || p99 === undefined
+      this.input.merge || this.input.generation || p99 === undefined
         ? Number.POSITIVE_INFINITY
         : Math.max(config.ATTEMPT_TIMEOUT_MIN_MS, config.ATTEMPT_TIMEOUT_FACTOR * p99)
     const callerBound = remaining <= own
@@ -249,6 +257,7 @@ class Route {
       signal,
       secret: this.input.secret,
       okSchema: this.input.okSchema,
+      ...(this.input.stream ? { stream: true } : {}),
     })
     this.running.add({ runner, startedAt: now, abort, hedge, done })
     if (hedge)
@@ -268,12 +277,13 @@ class Route {
       result.kind === 'answer' ? (result.status < 400 ? 'ok' : 'client_error') : result.outcome
     this.account(id, outcome, ended - attempt.startedAt, ended)
     if (result.kind === 'answer') {
-      this.pool.latency.record(
-        model,
-        this.input.body.length,
-        this.input.merge === true,
-        ended - attempt.startedAt,
-      )
+      if (!this.input.generation)
+        this.pool.latency.record(
+          model,
+          this.input.body.length,
+          this.input.merge === true,
+          ended - attempt.startedAt,
+        )
       for (const other of this.running) this.letRun(other)
       this.running.clear()
       this.input.requestLog.runnerId = id

@@ -4,6 +4,12 @@
  * failure the router may retry elsewhere (connection lost, timeout, 5xx, malformed answer). Timeouts are told
  * apart by whose budget ran out: the attempt's own (`timeout`, the runner's fault) or the caller's deadline
  * (`deadline`, nobody's fault).
+ *
+ * A streamed generation (`stream`) is committed once the runner's server-sent events have begun: the call
+ * waits for the first bytes of a 2xx event stream (within the attempt's budget, so a runner that accepts and
+ * then says nothing is failed over like any other) and hands on the rest of the body as it arrives, with no
+ * time limit but the caller's presence: cancelling the handed-on body (the client went away) cancels the
+ * runner call, which frees the runner's sequence.
  * @module
  */
 import {
@@ -40,16 +46,21 @@ export interface RunnerCall {
   /** Aborts the attempt from outside (another attempt answered first, or the caller left). */
   signal?: AbortSignal
   secret: string
-  /** What a 2xx body must parse as. */
+  /** What a 2xx body must parse as (not read for a streamed answer). */
   okSchema: z.ZodType
+  /** A generation asked with `stream: true`: a 2xx answer is server-sent events, passed on unbuffered. */
+  stream?: boolean
 }
 
 export type RunnerResult =
   | {
       kind: 'answer'
       status: number
-      /** JSON text, or a binary infer answer (then `headers` carries its content type and header length). */
-      body: string | Uint8Array
+      /**
+       * JSON text, a binary infer answer (then `headers` carries its content type and header length), or a
+       * streamed generation's events as they arrive (`headers` carries the event-stream type).
+       */
+      body: string | Uint8Array | ReadableStream<Uint8Array>
       headers?: Record<string, string>
       retryAfter?: string
     }
@@ -69,11 +80,46 @@ function snippet(text: string): string {
   return text.length > 200 ? `${text.slice(0, 200)}…` : text
 }
 
-/** Sends the call; the response's status and text, or how the attempt ended without one. */
+type Streamed = Extract<RunnerResult, { kind: 'answer' }> & { body: ReadableStream<Uint8Array> }
+
+const isEventStream = (res: Response) =>
+  (res.headers.get('content-type') ?? '').toLowerCase().startsWith('text/event-stream')
+
+/**
+ * The rest of a stream whose first chunk was already read: pulled as the caller reads (one chunk at a time, no
+ * buffering), and cancelling it cancels the runner's body.
+ */
+function resumed(first: Uint8Array, reader: ReadableStreamDefaultReader<Uint8Array>) {
+  let pending: Uint8Array | undefined = first
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        if (pending) {
+          controller.enqueue(pending)
+          pending = undefined
+          return
+        }
+        // The client leaving aborts the fetch too, so a read in flight may fail: that ends the stream quietly.
+        const next = await reader.read().catch((err: unknown) => ({ error: err }))
+        if ('error' in next) controller.error(next.error)
+        else if (next.done) controller.close()
+        else controller.enqueue(next.value)
+      },
+      async cancel(reason) {
+        await reader.cancel(reason).catch(() => undefined)
+      },
+    },
+    { highWaterMark: 0 },
+  )
+}
+
+/** Sends the call; the response's status and text, a streamed answer, or how the attempt ended without one. */
 async function send(
   call: RunnerCall,
 ): Promise<
-  { res: Response; bytes: Uint8Array; text: string } | Extract<RunnerResult, { kind: 'failure' }>
+  | { res: Response; bytes: Uint8Array; text: string }
+  | Streamed
+  | Extract<RunnerResult, { kind: 'failure' }>
 > {
   const signed = await signRequest(call.secret, {
     method: call.method,
@@ -83,7 +129,7 @@ async function send(
   })
   const headers: Record<string, string> = {
     ...signed,
-    accept: 'application/json',
+    accept: call.stream ? 'text/event-stream, application/json' : 'application/json',
     // The gateway reads every answer; compressing it on the runner would only cost both sides CPU.
     'accept-encoding': 'identity',
     [REQUEST_ID_HEADER]: call.requestId,
@@ -91,14 +137,39 @@ async function send(
   }
   if (call.method === 'POST')
     Object.assign(headers, { 'content-type': 'application/json' }, call.bodyHeaders)
-  const timeout = AbortSignal.timeout(Math.max(1, call.budgetMs))
+  // A timer rather than AbortSignal.timeout: a stream's budget ends at its first bytes, not with its body.
+  const timeout = new AbortController()
+  const timer = setTimeout(
+    () => timeout.abort(new DOMException('attempt budget spent', 'TimeoutError')),
+    Math.max(1, call.budgetMs),
+  )
   try {
     const res = await fetch(call.baseUrl.replace(/\/+$/, '') + call.path, {
       method: call.method,
       headers,
       body: call.method === 'POST' ? (call.body as string | Uint8Array<ArrayBuffer>) : null,
-      signal: call.signal ? AbortSignal.any([timeout, call.signal]) : timeout,
+      signal: call.signal ? AbortSignal.any([timeout.signal, call.signal]) : timeout.signal,
     })
+    if (call.stream && res.status >= 200 && res.status < 300 && isEventStream(res) && res.body) {
+      const reader = res.body.getReader()
+      const first = await reader.read()
+      if (first.done)
+        return {
+          kind: 'failure',
+          outcome: 'bad_response',
+          detail: 'runner sent an empty event stream',
+        }
+      clearTimeout(timer)
+      return {
+        kind: 'answer',
+        status: res.status,
+        body: resumed(first.value, reader),
+        headers: {
+          'content-type': res.headers.get('content-type') ?? 'text/event-stream',
+          'cache-control': 'no-cache',
+        },
+      }
+    }
     const bytes = new Uint8Array(await res.arrayBuffer())
     // A binary answer's tensors are not text; its JSON header is read where it is checked.
     const text = res.headers.has(INFERENCE_HEADER_CONTENT_LENGTH)
@@ -108,13 +179,15 @@ async function send(
   } catch (err) {
     const detail = err instanceof Error ? err.message : String(err)
     if (call.signal?.aborted) return { kind: 'failure', outcome: 'abandoned', detail }
-    if (timeout.aborted)
+    if (timeout.signal.aborted)
       return {
         kind: 'failure',
         outcome: call.callerBound ? 'deadline' : 'timeout',
         detail: `no answer within ${Math.round(call.budgetMs)} ms (${call.callerBound ? "the caller's deadline" : "the attempt's budget"})`,
       }
     return { kind: 'failure', outcome: 'connect_error', detail }
+  } finally {
+    clearTimeout(timer)
   }
 }
 
@@ -128,6 +201,12 @@ export async function callRunner(call: RunnerCall): Promise<RunnerResult> {
   const sent = await send(call)
   if ('kind' in sent) return sent
   const { res, bytes, text } = sent
+  if (call.stream && res.status >= 200 && res.status < 300)
+    return {
+      kind: 'failure',
+      outcome: 'bad_response',
+      detail: `runner answered a stream request without an event stream: ${snippet(text)}`,
+    }
   const headerLength = res.headers.get(INFERENCE_HEADER_CONTENT_LENGTH)
   if (res.status >= 200 && res.status < 300 && headerLength !== null) {
     // A binary answer (the binary tensor extension): its JSON header is checked, its tensors pass untouched.

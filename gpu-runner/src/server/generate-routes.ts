@@ -3,7 +3,8 @@
  * `…/generate_stream` server-sent events, one per piece of text, as Triton serves them (no `[DONE]`: the
  * stream simply ends). The request's `text_input` is the prompt; in `parameters`, the sampling keys
  * (`max_tokens`, `temperature`, `top_p`, `top_k`, `stop`, `seed`) go to the sampler and every other key is a
- * merge control, as in a V2 infer request. Answers add `finish_reason` and `expert_weights` to `text_output`.
+ * merge control, as in a V2 infer request. Answers add `finish_reason`, `expert_weights` and `usage` (prompt and
+ * completion tokens, as /v1 counts them; a stream: in its last event) to `text_output`.
  * @see https://github.com/triton-inference-server/server/blob/main/docs/protocol/extension_generate.md
  * @module
  */
@@ -22,7 +23,7 @@ import type { Context } from 'hono'
 import type { GenerationEvent } from '../generate/engine.ts'
 import type { TextGenerator } from '../generate/text-generator.ts'
 import type { AppDeps } from './app-deps.ts'
-import { collectRun, engineRequest } from './generation-run.ts'
+import { collectRun, engineRequest, usageOf } from './generation-run.ts'
 import { generatorOf } from './openai-routes.ts'
 import type { RunnerAppEnv } from './runner-app-env.ts'
 import { sseResponse } from './sse.ts'
@@ -44,10 +45,13 @@ async function* generateStream(
   base: { model_name: string; model_version: string; id?: string },
 ): AsyncGenerator<string> {
   let weights: Record<string, number> = {}
+  let prompt = 0
   try {
     for await (const e of events) {
-      if (e.type === 'start') weights = gen.weightsByName(e.expertWeights)
-      else if (e.type === 'token') {
+      if (e.type === 'start') {
+        weights = gen.weightsByName(e.expertWeights)
+        prompt = e.promptTokens
+      } else if (e.type === 'token') {
         if (e.text) yield JSON.stringify({ ...base, text_output: e.text })
       } else if (e.type === 'error') {
         yield JSON.stringify({ error: e.error.message })
@@ -58,6 +62,7 @@ async function* generateStream(
           text_output: e.text,
           finish_reason: e.reason,
           expert_weights: weights,
+          usage: usageOf(prompt, e.completionTokens),
         } satisfies GenerateResponse)
     }
   } catch (err) {
@@ -101,6 +106,7 @@ export function generateHandler(deps: AppDeps, stream: boolean) {
       text_output: run.text,
       finish_reason: run.finishReason,
       expert_weights: run.expertWeights,
+      usage: usageOf(run.promptTokens, run.completionTokens),
     }
     return c.json(answer)
   }

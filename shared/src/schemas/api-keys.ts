@@ -33,6 +33,9 @@ export const RateLimitSchema = z.strictObject({
 })
 export type RateLimit = z.infer<typeof RateLimitSchema>
 
+/** Tokens (prompt + completion) a key may generate per minute; the bucket holds one minute's worth. */
+export const TokensPerMinuteSchema = z.number().int().positive().max(1_000_000_000)
+
 export const CreateApiKeyRequestSchema = z
   .strictObject({
     tenant: TenantSchema,
@@ -48,6 +51,11 @@ export const CreateApiKeyRequestSchema = z
     rate_limit: RateLimitSchema.optional(),
     /** Requests per UTC day; unset means no daily quota. */
     daily_quota: z.number().int().positive().max(1_000_000_000).optional(),
+    /**
+     * Generated-text budget (issue 14): prompt + completion tokens per minute over /v1 and the V2 generate
+     * routes, a bucket of this size refilled continuously; unset means no token limit.
+     */
+    tokens_per_minute: TokensPerMinuteSchema.optional(),
   })
   .refine((k) => !k.scopes.includes('infer') || k.models.length > 0, {
     path: ['models'],
@@ -66,6 +74,7 @@ export const ApiKeySchema = z.object({
   models: z.array(z.string()),
   rate_limit: RateLimitSchema.nullable(),
   daily_quota: z.number().int().nullable(),
+  tokens_per_minute: z.number().int().nullable(),
   created_at: z.iso.datetime(),
   revoked_at: z.iso.datetime().nullable(),
 })

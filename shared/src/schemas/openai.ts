@@ -226,5 +226,7 @@ export const GenerateResponseSchema = z.object({
   text_output: z.string(),
   finish_reason: FinishReasonSchema.optional(),
   expert_weights: z.record(z.string(), z.number()).optional(),
+  /** Twinserve's addition: the tokens counted, as /v1's `usage` (a stream: in its last event). */
+  usage: UsageSchema.optional(),
 })
 export type GenerateResponse = z.infer<typeof GenerateResponseSchema>

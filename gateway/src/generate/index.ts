@@ -1,0 +1,2 @@
+export { generateHandler } from './generate-routes.ts'
+export { openai } from './openai-routes.ts'
