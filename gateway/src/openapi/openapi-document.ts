@@ -21,6 +21,7 @@ import {
 } from '@twinserve/shared'
 import { ADMIN_PATHS, MEMBERSHIP_PATHS } from './admin-paths.ts'
 import { experimentComponents, experimentPaths } from './experiment-paths.ts'
+import { GENERATION_PATHS, generationComponents } from './generation-paths.ts'
 import { INFERENCE_PATHS } from './inference-paths.ts'
 
 export function buildOpenApiDocument(version: string): Json {
@@ -49,6 +50,7 @@ export function buildOpenApiDocument(version: string): Json {
       'OutputShared_',
     ),
     ...experimentComponents(),
+    ...generationComponents(),
   }
 
   return {
@@ -61,6 +63,11 @@ export function buildOpenApiDocument(version: string): Json {
     },
     tags: [
       { name: 'inference', description: 'Open Inference Protocol V2' },
+      {
+        name: 'generation',
+        description:
+          'OpenAI-compatible completions and Triton’s generate extension (decoder packages)',
+      },
       { name: 'admin', description: 'API keys, runners, metrics (admin scope)' },
       { name: 'runners', description: 'Runner membership (HMAC-signed by runners)' },
       {
@@ -81,6 +88,7 @@ export function buildOpenApiDocument(version: string): Json {
     },
     paths: {
       ...INFERENCE_PATHS,
+      ...GENERATION_PATHS,
       ...ADMIN_PATHS,
       ...MEMBERSHIP_PATHS,
       ...experimentPaths(),
