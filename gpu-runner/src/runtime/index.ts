@@ -9,4 +9,11 @@ export {
   type Provider,
   type ProviderChoice,
   type SessionOptions,
+  sessionOptions,
 } from './ort-session.ts'
+export {
+  type OpenedThreadedSession,
+  openThreadedSession,
+  type RunnableSession,
+  ThreadedSession,
+} from './threaded-session.ts'
