@@ -62,6 +62,7 @@ async function loadModels(
     const model = await loadModel(dir, {
       provider,
       ...(config.threads ? { threads: config.threads } : {}),
+      sessionThreads: config.sessionThreads === 'on',
       ...(merge ? { merge } : {}),
       mergeCache: {
         maxEntries: config.mergeCacheEntries,
