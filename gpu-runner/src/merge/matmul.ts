@@ -99,7 +99,9 @@ export class MatmulBackend {
         provider: this.opts.provider ?? 'cpu',
         ...(this.opts.threads ? { threads: this.opts.threads } : {}),
       }
-      s = this.opts.threaded ? openThreadedSession(build(), opts) : openSession(build(), opts)
+      s = this.opts.threaded
+        ? openThreadedSession(build(), { ...opts, transfer: true })
+        : openSession(build(), opts)
       this.sessions.set(key, s)
     }
     return s

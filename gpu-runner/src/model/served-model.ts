@@ -586,7 +586,7 @@ export class ServedModel {
       ...(this.init.threads ? { threads: this.init.threads } : {}),
     }
     const opened = this.init.threaded
-      ? await openThreadedSession(graph, opts)
+      ? await openThreadedSession(graph, { ...opts, transfer: true })
       : await openSession(graph, opts)
     // Rebuilding each expert's delta is a product per tensor: on onnxruntime, on this model's provider.
     const backend = new MatmulBackend({

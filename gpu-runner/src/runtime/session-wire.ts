@@ -14,8 +14,12 @@ export interface WireTensor {
   data: ort.Tensor.DataType
 }
 
-/** What the thread is started with (workerData). */
-export interface SessionWorkerData {
+/**
+ * The thread's first message: what to open. A message rather than workerData, which a thread holds for its whole
+ * life: the model's bytes (hundreds of MB) are dropped once the session is open.
+ */
+export interface OpenMessage {
+  kind: 'open'
   /** A file path, or the graph's bytes (copied into the thread once). */
   model: string | Uint8Array
   /** Session options without `executionProviders`. */
@@ -25,6 +29,7 @@ export interface SessionWorkerData {
 }
 
 export type ToWorker =
+  | OpenMessage
   | { kind: 'run'; id: number; feeds: WireTensor[]; fetches?: readonly string[] }
   | { kind: 'release' }
 

@@ -9,10 +9,10 @@
  * on the 2-core machine, against 0.25 s). The messages are typed in session-wire.ts.
  * @module
  */
-import { parentPort, workerData } from 'node:worker_threads'
+import { parentPort } from 'node:worker_threads'
 import * as ort from 'onnxruntime-node'
 
-/** @typedef {import('./session-wire.ts').SessionWorkerData} SessionWorkerData */
+/** @typedef {import('./session-wire.ts').OpenMessage} OpenMessage */
 /** @typedef {import('./session-wire.ts').ToWorker} ToWorker */
 /** @typedef {import('./session-wire.ts').FromWorker} FromWorker */
 /** @typedef {import('./session-wire.ts').WireTensor} WireTensor */
@@ -50,10 +50,11 @@ function post(message, transfer = []) {
   }
 }
 
-const data = /** @type {SessionWorkerData} */ (workerData)
-
-/** @returns {Promise<ort.InferenceSession | undefined>} */
-async function open() {
+/**
+ * @param {OpenMessage} data
+ * @returns {Promise<ort.InferenceSession | undefined>}
+ */
+async function open(data) {
   /** @type {string | undefined} */
   let fallbackReason
   for (const [i, providers] of data.attempts.entries()) {
@@ -83,8 +84,6 @@ async function open() {
   }
   return undefined
 }
-
-const session = await open()
 
 /**
  * @param {ort.InferenceSession} s
@@ -121,16 +120,21 @@ async function run(s, msg) {
   }
 }
 
-if (session) {
-  // Runs go one after the other: the next message is taken only once a run has answered.
-  let queue = Promise.resolve()
-  port.on('message', (/** @type {ToWorker} */ msg) => {
-    if (msg.kind === 'run') queue = queue.then(() => run(session, msg))
-    else if (msg.kind === 'release')
-      queue = queue.then(async () => {
-        await session.release()
-        post({ kind: 'released' })
-        port.close()
-      })
+/** @type {ort.InferenceSession | undefined} */
+let session
+// Messages are handled one after the other: a run starts once the session is open and the previous run answered.
+let queue = Promise.resolve()
+port.on('message', (/** @type {ToWorker} */ msg) => {
+  queue = queue.then(async () => {
+    if (msg.kind === 'open') {
+      session = await open(msg)
+      // Nothing else to do here: let the thread end (the event loop's side sees open-failed).
+      if (!session) port.close()
+    } else if (msg.kind === 'run' && session) await run(session, msg)
+    else if (msg.kind === 'release') {
+      await session?.release()
+      post({ kind: 'released' })
+      port.close()
+    }
   })
-}
+})

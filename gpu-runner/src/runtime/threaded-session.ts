@@ -13,7 +13,7 @@
 import { Worker } from 'node:worker_threads'
 import { cudaUnavailableReason } from './cuda-probe.ts'
 import { ort, type Provider, type SessionOptions, sessionOptions } from './ort-session.ts'
-import type { FromWorker, SessionWorkerData, ToWorker, WireTensor } from './session-wire.ts'
+import type { FromWorker, OpenMessage, ToWorker, WireTensor } from './session-wire.ts'
 
 const WORKER_URL = new URL('./session-worker.mjs', import.meta.url)
 
@@ -107,12 +107,21 @@ export class ThreadedSession implements RunnableSession {
    */
   static async open(
     model: Uint8Array | string,
-    opts: SessionOptions = {},
+    opts: SessionOptions & {
+      /** Move the model's bytes to the thread instead of copying them (the caller no longer needs them). */
+      transfer?: boolean
+    } = {},
   ): Promise<OpenedThreadedSession> {
     const { attempts, probeReason } = attemptsFor(opts.provider)
-    const data: SessionWorkerData = { model, options: sessionOptions(opts), attempts }
+    const { transfer, ...sessionOpts } = opts
+    const open: OpenMessage = {
+      kind: 'open',
+      model,
+      options: sessionOptions(sessionOpts),
+      attempts,
+    }
     // No inherited --import tsx and the like: the thread runs plain JavaScript (session-worker.mjs).
-    const worker = new Worker(WORKER_URL, { workerData: data, execArgv: [] })
+    const worker = new Worker(WORKER_URL, { execArgv: [] })
     const opened = await new Promise<Extract<FromWorker, { kind: 'opened' }>>((resolve, reject) => {
       const fail = (err: Error) => {
         worker.off('message', onMessage)
@@ -127,6 +136,10 @@ export class ThreadedSession implements RunnableSession {
       }
       worker.on('message', onMessage)
       worker.once('error', fail)
+      worker.postMessage(
+        open,
+        transfer && typeof model !== 'string' ? [model.buffer as ArrayBuffer] : [],
+      )
     }).catch(async (err: unknown) => {
       await worker.terminate()
       throw err
@@ -197,7 +210,7 @@ export class ThreadedSession implements RunnableSession {
 /** `ThreadedSession.open`, named like openSession (ort-session.ts). */
 export function openThreadedSession(
   model: Uint8Array | string,
-  opts: SessionOptions = {},
+  opts: SessionOptions & { transfer?: boolean } = {},
 ): Promise<OpenedThreadedSession> {
   return ThreadedSession.open(model, opts)
 }
