@@ -121,7 +121,7 @@ const md = [
     rows,
   ),
   '',
-  'Spinning threads keep their cores busy for a while after each run, so whatever runs next on those cores (another session, or another process) waits for them. The runner serves several sessions in one process (variants, the twin graph, merged models), so it opens every session with threads that yield (gpu-runner/src/runtime/ort-session.ts). A thread per session (issue #17) does not change that: each session keeps its own intra-op pool, and the pools share the same cores.',
+  'Spinning threads keep their cores busy for a while after each run, so whatever runs next on those cores (another session, or another process) waits for them. The runner serves several sessions in one process (variants, the twin graph, merged models), so it opens every session with threads that yield (gpu-runner/src/runtime/ort-session.ts). The rows with a thread per session open each session as the runner does since issue #17 (gpu-runner/src/runtime/threaded-session.ts): each keeps its own intra-op pool, and the pools share the same cores.',
 ].join('\n')
 if (!values['no-write'])
   await writeSection(join(import.meta.dirname, 'RESULTS.md'), 'bench:spinning', md)
