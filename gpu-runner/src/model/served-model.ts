@@ -29,7 +29,11 @@ import { onnx } from '../onnx/proto.ts'
 import { packageVersion } from '../package/package-version.ts'
 import { sha256 } from '../package/write-package.ts'
 import { openSession, ort, type Provider } from '../runtime/ort-session.ts'
-import { openThreadedSession, type RunnableSession } from '../runtime/threaded-session.ts'
+import {
+  openThreadedSession,
+  type RunnableSession,
+  SessionThreadStopped,
+} from '../runtime/threaded-session.ts'
 import type { TextTokenizer } from '../text/text-tokenizer.ts'
 import { assertControlsSupported, checkContract } from '../twin-contract/check-contract.ts'
 import { encodeControls, type RowControls } from '../twin-contract/encode-controls.ts'
@@ -511,6 +515,9 @@ export class ServedModel {
 
   private classify(err: unknown): AppError {
     if (err instanceof AppError) return err
+    // A session thread that is gone fails every request alike: not the caller's input.
+    if (err instanceof SessionThreadStopped)
+      return new AppError('INTERNAL', `model '${this.name}': ${err.message}`, { cause: err })
     const detail = err instanceof Error ? (err.message.split('\n')[0] ?? '') : String(err)
     return new AppError(
       'INVALID_REQUEST',

@@ -15,5 +15,6 @@ export {
   type OpenedThreadedSession,
   openThreadedSession,
   type RunnableSession,
+  SessionThreadStopped,
   ThreadedSession,
 } from './threaded-session.ts'

@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest'
 import { GraphBuilder } from '../onnx/graph-builder.ts'
 import { openSession, ort } from './ort-session.ts'
-import { openThreadedSession } from './threaded-session.ts'
+import { openThreadedSession, SessionThreadStopped } from './threaded-session.ts'
 
 /** y = relu(x·(w + w0)) + b, and ids passed through (a float and an int64 input, two outputs). */
 function graph(): Uint8Array {
@@ -87,7 +87,7 @@ describe('ThreadedSession', () => {
     )
     expect(outs.map((o) => o.ids_out?.data[0])).toEqual([1n, 2n, 3n])
     await session.release()
-    await expect(session.run({ x: x(), w: w(), ids: ids() })).rejects.toThrow(/released/)
+    await expect(session.run({ x: x(), w: w(), ids: ids() })).rejects.toThrow(SessionThreadStopped)
   })
 
   it("fails to open a graph onnxruntime cannot load, with onnxruntime's message", async () => {

@@ -30,6 +30,11 @@ export interface RunnableSession {
   release(): Promise<void>
 }
 
+/** The session's thread is gone (released, or it crashed): the runner's fault, never the request's. */
+export class SessionThreadStopped extends Error {
+  override readonly name = 'SessionThreadStopped'
+}
+
 export interface OpenedThreadedSession {
   session: ThreadedSession
   provider: Provider
@@ -82,7 +87,7 @@ export class ThreadedSession implements RunnableSession {
   >()
   private nextId = 1
   /** Set once the thread is gone (released, crashed or exited): every later run fails with it. */
-  private stopped?: Error
+  private stopped?: SessionThreadStopped
   private released?: Promise<void>
 
   private constructor(
@@ -93,9 +98,15 @@ export class ThreadedSession implements RunnableSession {
     readonly outputMetadata: readonly ort.InferenceSession.ValueMetadata[],
   ) {
     worker.on('message', (msg: FromWorker) => this.onMessage(msg))
-    worker.on('error', (err) => this.stop(err))
+    worker.on('error', (err) =>
+      this.stop(
+        new SessionThreadStopped(`the onnxruntime session thread failed: ${err.message}`, {
+          cause: err,
+        }),
+      ),
+    )
     worker.on('exit', (code) =>
-      this.stop(new Error(`the onnxruntime session thread exited (code ${code})`)),
+      this.stop(new SessionThreadStopped(`the onnxruntime session thread exited (code ${code})`)),
     )
     // An idle session thread does not keep the process alive (an in-process session does not either).
     worker.unref()
@@ -184,7 +195,7 @@ export class ThreadedSession implements RunnableSession {
 
   private onMessage(msg: FromWorker): void {
     if (msg.kind === 'released') {
-      this.stop(new Error('the onnxruntime session was released'))
+      this.stop(new SessionThreadStopped('the onnxruntime session was released'))
       return
     }
     if (msg.kind !== 'result' && msg.kind !== 'error') return
@@ -200,7 +211,7 @@ export class ThreadedSession implements RunnableSession {
     }
   }
 
-  private stop(err: Error): void {
+  private stop(err: SessionThreadStopped): void {
     this.stopped ??= err
     for (const { reject } of this.pending.values()) reject(this.stopped)
     this.pending.clear()

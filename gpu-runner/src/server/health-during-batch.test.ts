@@ -2,7 +2,7 @@
  * Issue #17: the runner answers health checks while a long batch runs. A real runner (startRunner) serves a fixture
  * package wide enough that one large request takes a noticeable time on one intra-op thread. While that request is
  * outstanding the test keeps calling /v2/health/ready (and /metrics, to see the batch executing): every health
- * check must come back within a quarter of the request's time. With sessions on the event loop
+ * check must come back within half of the request's time. With sessions on the event loop
  * (`sessionThreads: false`, as before #17) the health check sent while the run executes is read only once the run
  * is over, so its round trip is most of the request's, and the test fails. (Client and runner share this process's
  * event loop, so the order in which answers are seen is no measure; their durations are.)
@@ -80,6 +80,6 @@ it('answers /v2/health/ready while a long batch executes (#17)', async () => {
   expect(
     slowest,
     `slowest of ${healthMs.length} health checks: ${slowest.toFixed(1)} ms; the request took ${result.ms.toFixed(1)} ms`,
-  ).toBeLessThan(result.ms / 4)
+  ).toBeLessThan(result.ms / 2)
   expect(sawRunning, 'the runner never reported the batch as executing').toBe(true)
 })
