@@ -3,6 +3,8 @@
  * one process, run one after the other as a runner serving several variants does, with intra-op threads that
  * spin-wait between runs (onnxruntime's default) and with threads that yield. Session A's latency is measured alone
  * and alternating with session B, for each setting, in interleaved rounds so both settings see the same load.
+ * Each setting is measured with the sessions on the event loop and, as the runner opens them since issue #17, each
+ * in a thread of its own (gpu-runner/src/runtime/threaded-session.ts): their intra-op pools still share the cores.
  *
  * Model: a stack of 8 MatMul [768×768] + Relu layers on X [1, 32, 768] (0.3 GFLOP per run), random weights; B is the
  * same graph with other weights. Threads: all cores (the runner's default).
@@ -15,7 +17,7 @@ import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { GraphBuilder } from '@twinserve/gpu-runner/onnx'
-import { openSession, ort } from '@twinserve/gpu-runner/runtime'
+import { openSession, openThreadedSession, ort } from '@twinserve/gpu-runner/runtime'
 import { fmt, machine, markLoad, summarize, table, writeSection } from './perf/report.ts'
 
 /** Layers of the stack, model width, tokens per run; timed runs per cell and round, untimed first runs, rounds. */
@@ -42,12 +44,16 @@ function linearStack(seed: number): Uint8Array {
 }
 
 /** Milliseconds per timed run of A: alone, and with a run of B after each run of A. */
-async function measure(spinning: boolean): Promise<{ alone: number[]; alternating: number[] }> {
+async function measure(
+  spinning: boolean,
+  threaded: boolean,
+): Promise<{ alone: number[]; alternating: number[] }> {
   const threads = availableParallelism()
+  const open = threaded ? openThreadedSession : openSession
   const [a, b] = await Promise.all(
     [1, 2].map(
       async (seed) =>
-        (await openSession(linearStack(seed), { provider: 'cpu', threads, spinning })).session,
+        (await open(linearStack(seed), { provider: 'cpu', threads, spinning })).session,
     ),
   )
   if (!a || !b) throw new Error('sessions did not open')
@@ -77,30 +83,31 @@ async function measure(spinning: boolean): Promise<{ alone: number[]; alternatin
 
 const { values } = parseArgs({ options: { 'no-write': { type: 'boolean', default: false } } })
 const m = machine()
-const samples = {
-  on: { alone: [] as number[], alternating: [] as number[] },
-  off: { alone: [] as number[], alternating: [] as number[] },
-}
+const SETTINGS = [
+  { key: 'on', threaded: false, label: 'spinning (onnxruntime default), on the event loop' },
+  { key: 'off', threaded: false, label: 'yielding, on the event loop (the runner before #17)' },
+  { key: 'on-thread', threaded: true, label: 'spinning, a thread per session' },
+  { key: 'off-thread', threaded: true, label: 'yielding, a thread per session (the runner now)' },
+] as const
+const samples = new Map<string, { alone: number[]; alternating: number[] }>(
+  SETTINGS.map((s) => [s.key, { alone: [], alternating: [] }]),
+)
 for (let round = 0; round < ROUNDS; round++)
-  // Alternate which setting goes first, so drift in the machine's load hits both.
-  for (const setting of round % 2 === 0 ? (['on', 'off'] as const) : (['off', 'on'] as const)) {
-    const r = await measure(setting === 'on')
-    samples[setting].alone.push(...r.alone)
-    samples[setting].alternating.push(...r.alternating)
-    console.error(`round ${round + 1}, spinning ${setting}: done`)
+  // Alternate the order, so drift in the machine's load hits every setting.
+  for (const setting of round % 2 === 0 ? SETTINGS : [...SETTINGS].reverse()) {
+    const r = await measure(setting.key.startsWith('on'), setting.threaded)
+    samples.get(setting.key)?.alone.push(...r.alone)
+    samples.get(setting.key)?.alternating.push(...r.alternating)
+    console.error(`round ${round + 1}, ${setting.label}: done`)
   }
 markLoad(m, 'end')
 
 const p50 = (xs: number[]) => summarize(xs).p50
-const rows = (['on', 'off'] as const).map((setting) => {
-  const alone = p50(samples[setting].alone)
-  const alternating = p50(samples[setting].alternating)
-  return [
-    setting === 'on' ? 'spinning (onnxruntime default)' : 'yielding (the runner)',
-    fmt(alone, 2),
-    fmt(alternating, 2),
-    `${fmt(alternating / alone, 2)}×`,
-  ]
+const rows = SETTINGS.map((setting) => {
+  const s = samples.get(setting.key) ?? { alone: [], alternating: [] }
+  const alone = p50(s.alone)
+  const alternating = p50(s.alternating)
+  return [setting.label, fmt(alone, 2), fmt(alternating, 2), `${fmt(alternating / alone, 2)}×`]
 })
 const md = [
   '## Thread spinning with several sessions in one process (`npm run bench:spinning`)',
@@ -114,7 +121,7 @@ const md = [
     rows,
   ),
   '',
-  'Spinning threads keep their cores busy for a while after each run, so whatever runs next on those cores (another session, or another process) waits for them. The runner serves several sessions in one process (variants, the twin graph, merged models), so it opens every session with threads that yield (gpu-runner/src/runtime/ort-session.ts).',
+  'Spinning threads keep their cores busy for a while after each run, so whatever runs next on those cores (another session, or another process) waits for them. The runner serves several sessions in one process (variants, the twin graph, merged models), so it opens every session with threads that yield (gpu-runner/src/runtime/ort-session.ts). The rows with a thread per session open each session as the runner does since issue #17 (gpu-runner/src/runtime/threaded-session.ts): each keeps its own intra-op pool, and the pools share the same cores.',
 ].join('\n')
 if (!values['no-write'])
   await writeSection(join(import.meta.dirname, 'RESULTS.md'), 'bench:spinning', md)

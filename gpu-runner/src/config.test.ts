@@ -25,6 +25,7 @@ describe('parseServeArgs', () => {
       maxBatchWaitMs: 0,
       maxQueue: 256,
       concurrency: 1,
+      sessionThreads: 'on',
       requestTimeoutMs: 30000,
       signingSecret: 'a-long-enough-secret',
     })
@@ -131,6 +132,7 @@ describe('parseServeArgs', () => {
       maxBatchWaitMs: ['max-batch-wait-ms', 'RUNNER_MAX_BATCH_WAIT_MS'],
       maxQueue: ['max-queue', 'RUNNER_MAX_QUEUE'],
       concurrency: ['concurrency', 'RUNNER_CONCURRENCY'],
+      sessionThreads: ['session-threads', 'RUNNER_SESSION_THREADS'],
       requestTimeoutMs: ['request-timeout-ms', 'RUNNER_REQUEST_TIMEOUT_MS'],
       maxBodyBytes: ['max-body-bytes', 'RUNNER_MAX_BODY_BYTES'],
       bodyTimeoutMs: ['body-timeout-ms', 'RUNNER_BODY_TIMEOUT_MS'],

@@ -41,6 +41,11 @@ export const RunnerConfigSchema = z
     maxQueue: int(1, 1_000_000).default(256),
     /** Runs executing at once; 1 suits one device (onnxruntime parallelises inside a run). */
     concurrency: int(1, 256).default(1),
+    /**
+     * Each onnxruntime session in a thread of its own (`on`), so that HTTP, health checks and batching go on while
+     * a batch runs; `off` runs sessions on the event loop, as before issue #17 (benchmarks compare the two).
+     */
+    sessionThreads: z.enum(['on', 'off']).default('on'),
     /** Per-request deadline, from arrival to response (a request may ask for less). */
     requestTimeoutMs: int(1, 3_600_000).default(30_000),
     maxBodyBytes: int(1024, 2 ** 31).default(32 * 1024 * 1024),
@@ -186,6 +191,7 @@ export const SERVE_USAGE = `usage: twinserve serve --package <dir> [--package <d
   --max-batch-wait-ms <n>    wait for a batch to fill (default 0: batches form while a run executes)
   --max-queue <n>            waiting requests before 503 (default 256)
   --concurrency <n>          runs at once (default 1)
+  --session-threads on|off   each onnxruntime session in its own thread (default on; off: on the event loop)
   --request-timeout-ms <n>   per-request deadline (default 30000)
   --max-body-bytes <n>       request body limit (default 33554432)
   --body-timeout-ms <n>      the body must arrive within this (default 30000; 408 after)

@@ -7,6 +7,7 @@
  */
 import { AppError, TWIN_OUTPUT_WEIGHTS, type TwinInputKey } from '@twinserve/shared'
 import { ort } from '../runtime/ort-session.ts'
+import type { RunnableSession } from '../runtime/threaded-session.ts'
 import { encodeControls, type RowControls } from '../twin-contract/encode-controls.ts'
 
 export interface DecoderLayout {
@@ -53,7 +54,7 @@ export class DecoderGraph {
    * @param experts  T, the number of experts (0 for a plain decoder)
    */
   constructor(
-    private readonly session: ort.InferenceSession,
+    private readonly session: RunnableSession,
     readonly controls: readonly TwinInputKey[],
     readonly experts: number,
   ) {
@@ -70,7 +71,7 @@ export class DecoderGraph {
     )
   }
 
-  static layoutOf(session: ort.InferenceSession): DecoderLayout {
+  static layoutOf(session: Pick<RunnableSession, 'inputMetadata' | 'inputNames'>): DecoderLayout {
     const layers = session.inputNames.filter((n) => PAST.test(n)).length
     const meta = session.inputMetadata.find((m) => m.name === 'past_key_values.0.key')
     const shape = meta?.isTensor ? meta.shape : []

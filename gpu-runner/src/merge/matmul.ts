@@ -8,13 +8,10 @@
  */
 import { AppError } from '@twinserve/shared'
 import { GraphBuilder } from '../onnx/graph-builder.ts'
-import {
-  type OpenedSession,
-  openSession,
-  ort,
-  type Provider,
-  type ProviderChoice,
-} from '../runtime/ort-session.ts'
+import { openSession, ort, type Provider, type ProviderChoice } from '../runtime/ort-session.ts'
+import { openThreadedSession, type RunnableSession } from '../runtime/threaded-session.ts'
+
+type Opened = { session: RunnableSession; provider: Provider }
 
 export interface GemmOptions {
   /** Use Aᵀ: A is given as [k, m]. */
@@ -74,10 +71,16 @@ export class MatmulBackend {
     seconds: 0,
     large: { calls: 0, flops: 0, seconds: 0 },
   }
-  private readonly sessions = new Map<string, Promise<OpenedSession>>()
+  private readonly sessions = new Map<string, Promise<Opened>>()
   private openedProvider: Provider | undefined
 
-  constructor(private readonly opts: { provider?: ProviderChoice; threads?: number } = {}) {}
+  /**
+   * @param opts.threaded run each graph's session in a thread of its own (threaded-session.ts): the runner's
+   * materialised path, so that its products do not stall the event loop
+   */
+  constructor(
+    private readonly opts: { provider?: ProviderChoice; threads?: number; threaded?: boolean } = {},
+  ) {}
 
   /** Sessions built so far (one per graph kind used). */
   get sessionCount(): number {
@@ -89,13 +92,16 @@ export class MatmulBackend {
     return this.openedProvider
   }
 
-  private session(key: string, build: () => Uint8Array): Promise<OpenedSession> {
+  private session(key: string, build: () => Uint8Array): Promise<Opened> {
     let s = this.sessions.get(key)
     if (!s) {
-      s = openSession(build(), {
+      const opts = {
         provider: this.opts.provider ?? 'cpu',
         ...(this.opts.threads ? { threads: this.opts.threads } : {}),
-      })
+      }
+      s = this.opts.threaded
+        ? openThreadedSession(build(), { ...opts, transfer: true })
+        : openSession(build(), opts)
       this.sessions.set(key, s)
     }
     return s

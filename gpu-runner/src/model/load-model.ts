@@ -8,16 +8,23 @@
 import { AppError } from '@twinserve/shared'
 import { onnx } from '../onnx/proto.ts'
 import { externalGraphPath, loadPackage } from '../package/load-package.ts'
-import { type OpenedSession, openSession, type ProviderChoice } from '../runtime/ort-session.ts'
+import { openSession, type ProviderChoice } from '../runtime/ort-session.ts'
+import { openThreadedSession } from '../runtime/threaded-session.ts'
 import { TextTokenizer } from '../text/text-tokenizer.ts'
 import { type MergeTensorFn, readExclusiveFactors } from './materialize.ts'
-import { ServedModel } from './served-model.ts'
+import { ServedModel, type ServingSession } from './served-model.ts'
 
 export interface LoadModelOptions {
   provider: ProviderChoice
   threads?: number
   /** The merge engine's `mergeTensor`; without it `merge_method` requests are refused. */
   merge?: MergeTensorFn
+  /**
+   * Run each session in a thread of its own (default true; threaded-session.ts), so that the event loop keeps
+   * reading requests and answering health checks while a batch runs. `false` runs them on the event loop
+   * (benchmarks compare the two).
+   */
+  sessionThreads?: boolean
   mergeCache: {
     maxEntries: number
     maxBytes: number
@@ -52,9 +59,12 @@ export async function loadModel(dir: string, opts: LoadModelOptions): Promise<Se
     provider,
     ...(opts.threads ? { threads: opts.threads } : {}),
   })
-  let twin: OpenedSession
+  const threaded = opts.sessionThreads ?? true
+  const open = (model: string | Uint8Array, o: ReturnType<typeof sessionOpts>) =>
+    threaded ? openThreadedSession(model, o) : openSession(model, o)
+  let twin: ServingSession
   try {
-    twin = await openSession(
+    twin = await open(
       externalGraphPath(pkg, manifest.model.file) ?? pkg.model,
       sessionOpts(opts.provider),
     )
@@ -65,13 +75,13 @@ export async function loadModel(dir: string, opts: LoadModelOptions): Promise<Se
       { cause: err },
     )
   }
-  const variants = new Map<string, OpenedSession>()
+  const variants = new Map<string, ServingSession>()
   for (const [name, bytes] of pkg.variants) {
     const file = manifest.variants.find((v) => v.name === name)?.file ?? ''
     try {
       variants.set(
         name,
-        await openSession(externalGraphPath(pkg, file) ?? bytes, sessionOpts(twin.provider)),
+        await open(externalGraphPath(pkg, file) ?? bytes, sessionOpts(twin.provider)),
       )
     } catch (err) {
       throw new AppError(
@@ -98,6 +108,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions): Promise<Se
     manifest,
     twin,
     variants,
+    threaded,
     ...(text ? { text } : {}),
     ...(opts.threads ? { threads: opts.threads } : {}),
     ...(materializedUnavailable ? { materializedUnavailable } : {}),

@@ -257,10 +257,11 @@ async function linearMerge(
   factors: readonly FactorsWithShared[],
   form: { a: number; c: Map<number, number> },
   backend?: MatmulBackend,
+  allocate: (n: number) => Float32Array = (n) => new Float32Array(n),
 ): Promise<Map<string, Float32Array>> {
   const out = new Map<string, Float32Array>()
   for (const f of factors) {
-    const merged = new Float32Array(f.shared.length)
+    const merged = allocate(f.shared.length)
     for (let i = 0; i < merged.length; i++) merged[i] = form.a * (f.shared[i] as number)
     if (f.kind === 'vector') {
       const d = f.size
@@ -315,6 +316,7 @@ function jsProduct(a: Float32Array, b: Float32Array, rows: number, k: number, co
  * shared plus exclusive knowledge). Only exclusive tensors differ between experts; everything else is θ_s.
  * Linear methods (task_arithmetic, linear) take a closed form on the factors (linearMerge); every other method
  * goes through the merge engine on the rebuilt dense tensors.
+ * @param allocate where the closed form writes its results (shared memory for a session thread)
  * @returns merged value per exclusive tensor name
  */
 export async function materializeMerge(
@@ -323,9 +325,10 @@ export async function materializeMerge(
   experts: readonly { name: string; index: number }[],
   merge: MergeTensorFn,
   backend?: MatmulBackend,
+  allocate?: (n: number) => Float32Array,
 ): Promise<Map<string, Float32Array>> {
   const form = linearForm(spec, experts)
-  if (form) return linearMerge(factors, form, backend)
+  if (form) return linearMerge(factors, form, backend, allocate)
   const out = new Map<string, Float32Array>()
   for (const f of factors) {
     const thetas: Float32Array[] = []

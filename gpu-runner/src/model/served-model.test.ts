@@ -426,3 +426,32 @@ describe('loading', () => {
     }
   })
 })
+
+describe('sessions in threads (#17)', () => {
+  it('answer as the same sessions on the event loop do, every path; a closed model fails requests as INTERNAL', async () => {
+    const dir = join(root, 'pkg')
+    const opts = { provider: 'cpu' as const, threads: 1, merge: mergeTensor, mergeCache: cacheOpts }
+    const inline = await loadModel(dir, { ...opts, sessionThreads: false })
+    const threaded = await loadModel(dir, { ...opts, sessionThreads: true })
+    const mix = Object.fromEntries(fx.manifest.experts.map((e, i) => [e.name, 0.2 + 0.1 * i]))
+    const cases: InferenceRequest['parameters'][] = [
+      { experts: mix },
+      { variant: 'shared' },
+      { experts: mix, merge_method: 'task_arithmetic' },
+      {},
+    ]
+    for (const parameters of cases) {
+      const req = request([example(1), example(2)], parameters)
+      const a = await runOne(req, inline)
+      const b = await runOne(req, threaded)
+      expect(b.prepared.path).toBe(a.prepared.path)
+      // The same graph on the same inputs: the same numbers, exactly.
+      for (const o of a.out) expect(output(b.out, o.name)).toEqual(o.data)
+    }
+    await threaded.close()
+    const [failed] = await threaded.runIsolated([threaded.prepare(request([example(3)]))])
+    expect(failed).toBeInstanceOf(AppError)
+    expect((failed as AppError).code).toBe('INTERNAL')
+    await inline.close()
+  })
+})

@@ -28,7 +28,12 @@ import { MatmulBackend } from '../merge/matmul.ts'
 import { onnx } from '../onnx/proto.ts'
 import { packageVersion } from '../package/package-version.ts'
 import { sha256 } from '../package/write-package.ts'
-import { type OpenedSession, openSession, ort, type Provider } from '../runtime/ort-session.ts'
+import { openSession, ort, type Provider } from '../runtime/ort-session.ts'
+import {
+  openThreadedSession,
+  type RunnableSession,
+  SessionThreadStopped,
+} from '../runtime/threaded-session.ts'
 import type { TextTokenizer } from '../text/text-tokenizer.ts'
 import { assertControlsSupported, checkContract } from '../twin-contract/check-contract.ts'
 import { encodeControls, type RowControls } from '../twin-contract/encode-controls.ts'
@@ -95,11 +100,23 @@ export interface PreparedRequest {
   startedAt?: number
 }
 
+/** A session the model runs on, in its own thread (threaded-session.ts) or on the event loop. */
+export interface ServingSession {
+  session: RunnableSession
+  provider: Provider
+  fallbackReason?: string
+}
+
 export interface ServedModelInit {
   dir: string
   manifest: PackageManifest
-  twin: OpenedSession
-  variants: Map<string, OpenedSession>
+  twin: ServingSession
+  variants: Map<string, ServingSession>
+  /**
+   * Whether the sessions run in threads of their own (the default, load-model.ts); the materialised graph then
+   * does too, and cached merged weights live in shared memory so that a run does not copy them on the event loop.
+   */
+  threaded?: boolean
   /** The package's tokenizer: the model then also takes raw text (input `text`, BYTES [n]). */
   text?: TextTokenizer
   threads?: number
@@ -116,6 +133,19 @@ export interface ServedModelInit {
 
 type Feeds = Record<string, ort.Tensor>
 
+/** A Float32Array of n zeros in a SharedArrayBuffer (passed to a session thread without a copy). */
+function sharedFloats(n: number): Float32Array {
+  return new Float32Array(new SharedArrayBuffer(n * Float32Array.BYTES_PER_ELEMENT))
+}
+
+/** `values` itself when already in shared memory, else a copy there. */
+function inSharedMemory(values: Float32Array): Float32Array {
+  if (values.buffer instanceof SharedArrayBuffer) return values
+  const out = sharedFloats(values.length)
+  out.set(values)
+  return out
+}
+
 export class ServedModel {
   readonly name: string
   /** The package's version id (package-version.ts): what `versions` lists and `/versions/{v}/…` must name. */
@@ -124,8 +154,8 @@ export class ServedModel {
   readonly provider: Provider
   readonly fallbackReason?: string
   private readonly T: number
-  private readonly twin: OpenedSession
-  private readonly variants: Map<string, OpenedSession>
+  private readonly twin: ServingSession
+  private readonly variants: Map<string, ServingSession>
   private readonly declaredOutputs: TensorMetadata[]
   private readonly cache: MergeCache<Map<string, ort.Tensor>>
   /** Rows of different requests can share a run only if every declared input and output is batched on dim 0. */
@@ -139,7 +169,7 @@ export class ServedModel {
   }
   private solo = 0
   private materialized?: Promise<{
-    session: ort.InferenceSession
+    session: RunnableSession
     factors: FactorsWithShared[]
     backend: MatmulBackend
   }>
@@ -177,7 +207,7 @@ export class ServedModel {
   }
 
   /** The twin graph's session and the controls it has, for the generation engine (generate/). */
-  get twinGraph(): { session: ort.InferenceSession; controls: readonly TwinInputKey[] } {
+  get twinGraph(): { session: RunnableSession; controls: readonly TwinInputKey[] } {
     return { session: this.twin.session, controls: this.controls }
   }
 
@@ -472,6 +502,17 @@ export class ServedModel {
     }
   }
 
+  /** Releases every session (and ends their threads); the model serves nothing afterwards. */
+  async close(): Promise<void> {
+    const sessions = [this.twin.session, ...[...this.variants.values()].map((v) => v.session)]
+    const materialized = await this.materialized?.catch(() => undefined)
+    await Promise.all([
+      ...sessions.map((s) => s.release()),
+      materialized?.session.release(),
+      materialized?.backend.dispose(),
+    ])
+  }
+
   /** The result, or NON_FINITE_OUTPUT when its outputs hold NaN or ±Infinity (finite-outputs.ts). */
   private finite(result: RunResult): RunResult | AppError {
     return nonFiniteOutputError(this.name, result.outputs) ?? result
@@ -479,6 +520,9 @@ export class ServedModel {
 
   private classify(err: unknown): AppError {
     if (err instanceof AppError) return err
+    // A session thread that is gone fails every request alike: not the caller's input.
+    if (err instanceof SessionThreadStopped)
+      return new AppError('INTERNAL', `model '${this.name}': ${err.message}`, { cause: err })
     const detail = err instanceof Error ? (err.message.split('\n')[0] ?? '') : String(err)
     return new AppError(
       'INVALID_REQUEST',
@@ -498,7 +542,7 @@ export class ServedModel {
   /** The merged tensors for a materialised request (cached per recipe) and the session that takes them. */
   private async materializedWeights(
     r: PreparedRequest,
-  ): Promise<{ session: ort.InferenceSession; weights: Map<string, ort.Tensor> }> {
+  ): Promise<{ session: RunnableSession; weights: Map<string, ort.Tensor> }> {
     const recipe = r.recipe
     const merge = this.init.merge
     if (!recipe || !merge) throw new AppError('INTERNAL', 'materialised request without a recipe')
@@ -513,10 +557,15 @@ export class ServedModel {
           recipe.experts,
           merge,
           backend,
+          this.init.threaded ? sharedFloats : undefined,
         )
         const tensors = new Map<string, ort.Tensor>()
-        for (const f of factors)
-          tensors.set(f.name, new ort.Tensor('float32', merged.get(f.name) ?? f.shared, shapeOf(f)))
+        for (const f of factors) {
+          const values = merged.get(f.name) ?? f.shared
+          // Shared memory: each run then hands the thread these weights without copying them here.
+          const data = this.init.threaded ? inSharedMemory(values) : values
+          tensors.set(f.name, new ort.Tensor('float32', data, shapeOf(f)))
+        }
         return tensors
       },
       (m) => [...m.values()].reduce((n, t) => n + (t.data as Float32Array).byteLength, 0),
@@ -526,7 +575,7 @@ export class ServedModel {
   }
 
   private async openMaterialized(): Promise<{
-    session: ort.InferenceSession
+    session: RunnableSession
     factors: FactorsWithShared[]
     backend: MatmulBackend
   }> {
@@ -544,14 +593,18 @@ export class ServedModel {
       bytes,
       factors.map((f) => f.name),
     )
-    const opened = await openSession(graph, {
+    const opts = {
       provider: this.provider,
       ...(this.init.threads ? { threads: this.init.threads } : {}),
-    })
+    }
+    const opened = this.init.threaded
+      ? await openThreadedSession(graph, { ...opts, transfer: true })
+      : await openSession(graph, opts)
     // Rebuilding each expert's delta is a product per tensor: on onnxruntime, on this model's provider.
     const backend = new MatmulBackend({
       provider: this.provider,
       ...(this.init.threads ? { threads: this.init.threads } : {}),
+      ...(this.init.threaded ? { threaded: true } : {}),
     })
     return { session: opened.session, factors, backend }
   }

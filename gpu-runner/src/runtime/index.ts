@@ -9,4 +9,12 @@ export {
   type Provider,
   type ProviderChoice,
   type SessionOptions,
+  sessionOptions,
 } from './ort-session.ts'
+export {
+  type OpenedThreadedSession,
+  openThreadedSession,
+  type RunnableSession,
+  SessionThreadStopped,
+  ThreadedSession,
+} from './threaded-session.ts'

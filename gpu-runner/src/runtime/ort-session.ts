@@ -29,7 +29,8 @@ export interface OpenedSession {
   fallbackReason?: string
 }
 
-function baseOptions(opts: SessionOptions): ort.InferenceSession.SessionOptions {
+/** onnxruntime's options for a session the runner opens (without the execution providers). */
+export function sessionOptions(opts: SessionOptions): ort.InferenceSession.SessionOptions {
   return {
     graphOptimizationLevel: 'all',
     executionMode: 'sequential',
@@ -43,7 +44,7 @@ export async function openSession(
   opts: SessionOptions = {},
 ): Promise<OpenedSession> {
   const choice = opts.provider ?? 'auto'
-  const base = baseOptions(opts)
+  const base = sessionOptions(opts)
   const create = (providers: string[]) =>
     typeof model === 'string'
       ? ort.InferenceSession.create(model, { ...base, executionProviders: providers })

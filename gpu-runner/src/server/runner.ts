@@ -66,6 +66,7 @@ async function loadModels(
     const model = await loadModel(dir, {
       provider,
       ...(config.threads ? { threads: config.threads } : {}),
+      sessionThreads: config.sessionThreads === 'on',
       ...(merge ? { merge } : {}),
       mergeCache: {
         maxEntries: config.mergeCacheEntries,
@@ -341,6 +342,8 @@ export async function startRunner(config: RunnerConfig, deps: RunnerDeps = {}): 
           })
         await membership?.stop()
         await Promise.all([closeServer(server, logger), grpc?.close(5000)])
+        // Ends the session threads: nothing runs on them any more.
+        await Promise.all([...models.values()].map((m) => m.close()))
         logger.info('stopped', { drained })
         return { drained }
       })()

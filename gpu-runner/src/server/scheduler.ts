@@ -6,11 +6,13 @@
  * up behind the running batch and the next batch is naturally larger.
  *
  * A batch that is not full never starts in the middle of an event-loop turn: it waits for the turn's end (one
- * setImmediate). onnxruntime-node runs a session synchronously on this thread, so every request that arrived
- * during a run is read in the single I/O phase after it; starting a batch at the first of them (with
- * maxBatchWaitMs 0) would run it nearly alone and leave the rest for the next run. What that bought (rows per
- * run and req/s at 32 clients on the BERT-base-sized model) is in bench/RESULTS.md, "Serving performance",
- * Findings: "Dynamic batching and the event loop".
+ * setImmediate). With sessions on the event loop (`--session-threads off`) onnxruntime-node runs a session
+ * synchronously on this thread, so every request that arrived during a run is read in the single I/O phase after
+ * it; starting a batch at the first of them (with maxBatchWaitMs 0) would run it nearly alone and leave the rest
+ * for the next run. What that bought (rows per run and req/s at 32 clients on the BERT-base-sized model) is in
+ * bench/RESULTS.md, "Serving performance", Findings: "Dynamic batching and the event loop". With sessions in
+ * their own threads (the default since issue #17) requests are read while the run executes and are already
+ * queued when it ends, and the wait costs one turn.
  *
  * A full queue answers RUNNER_OVERLOADED (503 + Retry-After) at once instead of queueing without bound; every
  * request has a deadline (RUNNER_TIMEOUT, 504) whether it is still queued or already running; `drain()` stops

@@ -1,0 +1,51 @@
+/**
+ * The messages between the event loop and a session thread (threaded-session.ts ⇄ session-worker.mjs). Tensors
+ * cross as plain objects whose typed arrays are transferred (moved, not copied) or, for SharedArrayBuffer-backed
+ * data such as cached merged weights, shared.
+ * @module
+ */
+import type { ort } from './ort-session.ts'
+
+/** One tensor on the wire: what `new ort.Tensor(type, data, dims)` takes. */
+export interface WireTensor {
+  name: string
+  type: ort.Tensor.Type
+  dims: readonly number[]
+  data: ort.Tensor.DataType
+}
+
+/**
+ * The thread's first message: what to open. A message rather than workerData, which a thread holds for its whole
+ * life: the model's bytes (hundreds of MB) are dropped once the session is open.
+ */
+export interface OpenMessage {
+  kind: 'open'
+  /** A file path, or the graph's bytes (copied into the thread once). */
+  model: string | Uint8Array
+  /** Session options without `executionProviders`. */
+  options: ort.InferenceSession.SessionOptions
+  /** Provider lists to try in order (e.g. [['cuda'], ['cpu']]): the first that opens is used. */
+  attempts: string[][]
+}
+
+export type ToWorker =
+  | OpenMessage
+  | { kind: 'run'; id: number; feeds: WireTensor[]; fetches?: readonly string[] }
+  | { kind: 'release' }
+
+export type FromWorker =
+  | {
+      kind: 'opened'
+      /** The first provider of the attempt that opened. */
+      provider: string
+      /** Why the attempts before it failed (first line of the first failure). */
+      fallbackReason?: string
+      inputNames: string[]
+      outputNames: string[]
+      inputMetadata: ort.InferenceSession.ValueMetadata[]
+      outputMetadata: ort.InferenceSession.ValueMetadata[]
+    }
+  | { kind: 'open-failed'; message: string }
+  | { kind: 'result'; id: number; outputs: WireTensor[] }
+  | { kind: 'error'; id: number; message: string; stack?: string }
+  | { kind: 'released' }

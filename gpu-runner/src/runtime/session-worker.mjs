@@ -1,0 +1,140 @@
+// @ts-check
+/**
+ * The body of one session thread (threaded-session.ts): it opens one onnxruntime session and runs it, one run at a
+ * time, for the event loop that started it. onnxruntime-node's `session.run` executes synchronously on the thread
+ * that calls it (its promise only defers the call with setImmediate), so a run here blocks this thread and not the
+ * runner's HTTP side.
+ *
+ * Plain JavaScript on purpose: a TypeScript entry would need tsx's loader in every thread (about 1.5 s per thread
+ * on the 2-core machine, against 0.25 s). The messages are typed in session-wire.ts.
+ * @module
+ */
+import { parentPort } from 'node:worker_threads'
+import * as ort from 'onnxruntime-node'
+
+/** @typedef {import('./session-wire.ts').OpenMessage} OpenMessage */
+/** @typedef {import('./session-wire.ts').ToWorker} ToWorker */
+/** @typedef {import('./session-wire.ts').FromWorker} FromWorker */
+/** @typedef {import('./session-wire.ts').WireTensor} WireTensor */
+
+const port = parentPort
+if (!port) throw new Error('session-worker.mjs runs only as a worker thread')
+
+/** @param {unknown} err */
+const firstLine = (err) => (err instanceof Error ? err.message : String(err)).split('\n')[0] ?? ''
+
+/**
+ * onnxruntime refuses SharedArrayBuffer-backed arrays ("Invalid argument"): such feeds are copied here, on this
+ * thread, into memory of its own.
+ * @param {ort.Tensor.DataType} data
+ * @returns {ort.Tensor.DataType}
+ */
+function ownData(data) {
+  if (!ArrayBuffer.isView(data) || !(data.buffer instanceof SharedArrayBuffer)) return data
+  const Ctor = /** @type {{ new (a: ArrayLike<unknown>): ort.Tensor.DataType }} */ (
+    /** @type {unknown} */ (data.constructor)
+  )
+  return new Ctor(/** @type {ArrayLike<unknown>} */ (/** @type {unknown} */ (data)))
+}
+
+/**
+ * @param {FromWorker} message
+ * @param {ArrayBuffer[]} [transfer]
+ */
+function post(message, transfer = []) {
+  try {
+    port?.postMessage(message, transfer)
+  } catch {
+    // An output whose memory cannot be moved (an external buffer) is copied instead.
+    port?.postMessage(message)
+  }
+}
+
+/**
+ * @param {OpenMessage} data
+ * @returns {Promise<ort.InferenceSession | undefined>}
+ */
+async function open(data) {
+  /** @type {string | undefined} */
+  let fallbackReason
+  for (const [i, providers] of data.attempts.entries()) {
+    try {
+      const options = { ...data.options, executionProviders: providers }
+      const session =
+        typeof data.model === 'string'
+          ? await ort.InferenceSession.create(data.model, options)
+          : await ort.InferenceSession.create(data.model, options)
+      post({
+        kind: 'opened',
+        provider: providers[0] ?? 'cpu',
+        ...(fallbackReason ? { fallbackReason } : {}),
+        inputNames: [...session.inputNames],
+        outputNames: [...session.outputNames],
+        inputMetadata: [...session.inputMetadata],
+        outputMetadata: [...session.outputMetadata],
+      })
+      return session
+    } catch (err) {
+      if (i === data.attempts.length - 1) {
+        post({ kind: 'open-failed', message: err instanceof Error ? err.message : String(err) })
+        return undefined
+      }
+      fallbackReason ??= firstLine(err)
+    }
+  }
+  return undefined
+}
+
+/**
+ * @param {ort.InferenceSession} s
+ * @param {Extract<ToWorker, { kind: 'run' }>} msg
+ */
+async function run(s, msg) {
+  try {
+    /** @type {Record<string, ort.Tensor>} */
+    const feeds = {}
+    for (const t of msg.feeds)
+      feeds[t.name] = new ort.Tensor(
+        /** @type {'float32'} */ (t.type),
+        /** @type {Float32Array} */ (ownData(t.data)),
+        [...t.dims],
+      )
+    const out = msg.fetches ? await s.run(feeds, [...msg.fetches]) : await s.run(feeds)
+    /** @type {WireTensor[]} */
+    const outputs = []
+    /** @type {Set<ArrayBuffer>} */
+    const transfer = new Set()
+    for (const [name, t] of Object.entries(out)) {
+      outputs.push({ name, type: t.type, dims: [...t.dims], data: t.data })
+      if (ArrayBuffer.isView(t.data) && t.data.buffer instanceof ArrayBuffer)
+        transfer.add(t.data.buffer)
+    }
+    post({ kind: 'result', id: msg.id, outputs }, [...transfer])
+  } catch (err) {
+    post({
+      kind: 'error',
+      id: msg.id,
+      message: err instanceof Error ? err.message : String(err),
+      ...(err instanceof Error && err.stack ? { stack: err.stack } : {}),
+    })
+  }
+}
+
+/** @type {ort.InferenceSession | undefined} */
+let session
+// Messages are handled one after the other: a run starts once the session is open and the previous run answered.
+let queue = Promise.resolve()
+port.on('message', (/** @type {ToWorker} */ msg) => {
+  queue = queue.then(async () => {
+    if (msg.kind === 'open') {
+      session = await open(msg)
+      // Nothing else to do here: let the thread end (the event loop's side sees open-failed).
+      if (!session) port.close()
+    } else if (msg.kind === 'run' && session) await run(session, msg)
+    else if (msg.kind === 'release') {
+      await session?.release()
+      post({ kind: 'released' })
+      port.close()
+    }
+  })
+})

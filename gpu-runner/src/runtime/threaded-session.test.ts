@@ -1,0 +1,98 @@
+/**
+ * A session in its own thread (issue #17) answers exactly what the same session answers on the event loop, leaves
+ * the caller's feeds usable, takes shared-memory feeds (which onnxruntime itself refuses), reports onnxruntime's own
+ * errors, and ends cleanly.
+ */
+import { describe, expect, it } from 'vitest'
+import { GraphBuilder } from '../onnx/graph-builder.ts'
+import { openSession, ort } from './ort-session.ts'
+import { openThreadedSession, SessionThreadStopped } from './threaded-session.ts'
+
+/** y = relu(x·(w + w0)) + b, and ids passed through (a float and an int64 input, two outputs). */
+function graph(): Uint8Array {
+  const g = new GraphBuilder('g')
+    .input('x', 'float', ['n', 4])
+    .input('w', 'float', [4, 3])
+    .input('ids', 'int64', ['n'])
+    .float('b', Float32Array.of(0.5, -0.5, 0.25), [3])
+    .float(
+      'w0',
+      Float32Array.from({ length: 12 }, (_, i) => Math.sin(i + 1)),
+      [4, 3],
+    )
+  const r = g.node('Relu', [g.node('MatMul', ['x', g.node('Add', ['w', 'w0'])])])
+  g.node('Add', [r, 'b'], { outputs: ['y'] })
+  g.node('Identity', ['ids'], { outputs: ['ids_out'] })
+  return g.output('y', 'float', ['n', 3]).output('ids_out', 'int64', ['n']).build()
+}
+
+const x = () =>
+  new ort.Tensor(
+    'float32',
+    Float32Array.from({ length: 8 }, (_, i) => i - 3),
+    [2, 4],
+  )
+const ids = () => new ort.Tensor('int64', BigInt64Array.of(7n, -2n), [2])
+const w = (data: Float32Array<ArrayBufferLike> = new Float32Array(12).fill(0.1)) =>
+  new ort.Tensor('float32', data as Float32Array, [4, 3])
+
+describe('ThreadedSession', () => {
+  it('answers what the in-process session answers, and leaves the feeds usable', async () => {
+    const model = graph()
+    const inline = (await openSession(model, { provider: 'cpu' })).session
+    const opened = await openThreadedSession(model, { provider: 'cpu' })
+    const threaded = opened.session
+    expect(opened.provider).toBe('cpu')
+    expect([...threaded.inputNames]).toEqual([...inline.inputNames])
+    expect([...threaded.outputNames]).toEqual([...inline.outputNames])
+    expect(threaded.inputMetadata).toEqual(inline.inputMetadata)
+    const feeds = { x: x(), w: w(), ids: ids() }
+    const want = await inline.run(feeds)
+    const got = await threaded.run(feeds)
+    expect(got.y?.dims).toEqual([2, 3])
+    expect(got.y?.data).toEqual(want.y?.data)
+    expect(got.ids_out?.data).toEqual(BigInt64Array.of(7n, -2n))
+    // The feeds were copied, not moved: they still hold their values.
+    expect((feeds.x.data as Float32Array).length).toBe(8)
+    expect(Array.from(feeds.x.data as Float32Array)).toEqual([-3, -2, -1, 0, 1, 2, 3, 4])
+    // Only the fetched outputs come back.
+    expect(Object.keys(await threaded.run(feeds, ['ids_out']))).toEqual(['ids_out'])
+    await Promise.all([inline.release(), threaded.release()])
+  })
+
+  it('takes feeds in shared memory (onnxruntime itself refuses them)', async () => {
+    const { session } = await openThreadedSession(graph(), { provider: 'cpu' })
+    const shared = new Float32Array(new SharedArrayBuffer(12 * 4)).fill(0.1)
+    const plain = new Float32Array(12).fill(0.1)
+    const a = await session.run({ x: x(), w: w(shared), ids: ids() })
+    const b = await session.run({ x: x(), w: w(plain), ids: ids() })
+    expect(a.y?.data).toEqual(b.y?.data)
+    await session.release()
+  })
+
+  it("rejects with onnxruntime's message for a bad input, and keeps serving", async () => {
+    const { session } = await openThreadedSession(graph(), { provider: 'cpu' })
+    const bad = new ort.Tensor('float32', new Float32Array(6), [2, 3])
+    await expect(session.run({ x: bad, w: w(), ids: ids() })).rejects.toThrow(/dimension|shape/i)
+    expect((await session.run({ x: x(), w: w(), ids: ids() })).y?.dims).toEqual([2, 3])
+    await session.release()
+  })
+
+  it('runs posted together answer in order; after release, runs fail', async () => {
+    const { session } = await openThreadedSession(graph(), { provider: 'cpu' })
+    const outs = await Promise.all(
+      [1n, 2n, 3n].map((k) =>
+        session.run({ x: x(), w: w(), ids: new ort.Tensor('int64', BigInt64Array.of(k, 0n), [2]) }),
+      ),
+    )
+    expect(outs.map((o) => o.ids_out?.data[0])).toEqual([1n, 2n, 3n])
+    await session.release()
+    await expect(session.run({ x: x(), w: w(), ids: ids() })).rejects.toThrow(SessionThreadStopped)
+  })
+
+  it("fails to open a graph onnxruntime cannot load, with onnxruntime's message", async () => {
+    await expect(
+      openThreadedSession(Uint8Array.of(1, 2, 3, 4), { provider: 'cpu' }),
+    ).rejects.toThrow(/protobuf|parse|load/i)
+  })
+})
