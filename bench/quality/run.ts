@@ -82,7 +82,7 @@ if (values.only !== 'fashion') {
     readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/)?.[1] ?? cpus()[0]?.model
   const command = `npm run bench:quality -- --only text${values.quick ? ' --quick' : ''}`
   const section = text.replace(
-    /\n/,
+    /\n\n/,
     `\n\n- **Command:** \`${command}\` (this section is regenerated between its markers; ${elapsed()} wall). ` +
       `**Date:** ${new Date().toISOString().slice(0, 10)}. **Machine:** \`nproc\` = ${cpus().length}, CPU "${cpu}", ` +
       `${(totalmem() / 2 ** 30).toFixed(0)} GB; Node ${process.version}, onnxruntime-node ${ort.env.versions.common}, **provider: CPU**. ` +
