@@ -10,8 +10,8 @@
  *   npm run bench:quality                          # regenerates its section of bench/RESULTS.md
  *   npm run bench:quality -- --no-write            # prints only
  *   npm run bench:quality -- --ranks 4,16,64 --skip-levers
- *   npm run bench:quality -- --only text           # the text zoo only (issue #13), about 15 minutes on 2 cores
- *   npm run bench:quality -- --only text --quick   # without its lever stages: about 2 minutes
+ *   npm run bench:quality -- --only text           # the text zoo only (issue #13), about 30 minutes on 2 busy cores
+ *   npm run bench:quality -- --only text --quick   # without its levers and rank-16 arm: about 12 minutes
  *
  * The text zoo (zoo/text, six PyTorch-exported classifiers) has its own section, `bench:quality:text` (text-run.ts).
  * @module

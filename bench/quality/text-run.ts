@@ -38,7 +38,7 @@ export interface TextQualityOptions {
   package: string
   /** Committed budget for zoo/text (zoo + package), bytes. */
   budget: number
-  /** Skip the lever stages and the rank-16 arm (about 2 minutes instead of about 15 on 2 cores). */
+  /** Skip the lever stages and the rank-16 arm (about 12 minutes instead of about 30 on 2 busy cores). */
   quick: boolean
   log: (line: string) => void
 }
