@@ -10,6 +10,10 @@
  *   npm run bench:quality                          # regenerates its section of bench/RESULTS.md
  *   npm run bench:quality -- --no-write            # prints only
  *   npm run bench:quality -- --ranks 4,16,64 --skip-levers
+ *   npm run bench:quality -- --only text           # the text zoo only (issue #13), about 30 minutes on 2 busy cores
+ *   npm run bench:quality -- --only text --quick   # without its levers and rank-16 arm: about 12 minutes
+ *
+ * The text zoo (zoo/text, six PyTorch-exported classifiers) has its own section, `bench:quality:text` (text-run.ts).
  * @module
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
@@ -37,6 +41,7 @@ import {
 } from './report.ts'
 import { replaceSection } from './results-file.ts'
 import { LAMBDA_GRID, runStaticMerge, STATIC_METHODS } from './static-merges.ts'
+import { runTextQuality } from './text-run.ts'
 import { ArmBuilder, applyChange, evaluateTwin, readRecipe } from './twin-arms.ts'
 import { readZooModels } from './zoo-models.ts'
 
@@ -50,11 +55,46 @@ const { values } = parseArgs({
     'budget-mb': { type: 'string', default: '10' },
     'no-write': { type: 'boolean', default: false },
     'skip-levers': { type: 'boolean', default: false },
+    only: { type: 'string' },
+    quick: { type: 'boolean', default: false },
+    'text-recipe': { type: 'string', default: 'zoo/text/recipe.yaml' },
+    'text-package': { type: 'string', default: 'zoo/text/package' },
+    'text-budget-mb': { type: 'string', default: '40' },
   },
 })
 const started = performance.now()
 const log = (line: string) => process.stderr.write(`${line}\n`)
 const elapsed = () => `${((performance.now() - started) / 1000).toFixed(0)} s`
+
+if (values.only !== undefined && values.only !== 'text' && values.only !== 'fashion') {
+  process.stderr.write(`bench:quality: --only takes 'text' or 'fashion', not '${values.only}'\n`)
+  process.exit(2)
+}
+if (values.only !== 'fashion') {
+  const text = await runTextQuality({
+    recipe: values['text-recipe'] ?? '',
+    package: values['text-package'] ?? '',
+    budget: Number(values['text-budget-mb']) * 1e6,
+    quick: values.quick ?? false,
+    log,
+  })
+  const cpu =
+    readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/)?.[1] ?? cpus()[0]?.model
+  const command = `npm run bench:quality -- --only text${values.quick ? ' --quick' : ''}`
+  const section = text.replace(
+    /\n\n/,
+    `\n\n- **Command:** \`${command}\` (this section is regenerated between its markers; ${elapsed()} wall). ` +
+      `**Date:** ${new Date().toISOString().slice(0, 10)}. **Machine:** \`nproc\` = ${cpus().length}, CPU "${cpu}", ` +
+      `${(totalmem() / 2 ** 30).toFixed(0)} GB; Node ${process.version}, onnxruntime-node ${ort.env.versions.common}, **provider: CPU**. ` +
+      'Other jobs may share the cores: times are upper bounds; accuracies do not depend on load.\n',
+  )
+  process.stdout.write(`${section}\n`)
+  if (!values['no-write']) {
+    await replaceSection(resolve(values.results ?? ''), 'bench:quality:text', section)
+    log(`wrote its section of ${values.results}`)
+  }
+  if (values.only === 'text') process.exit(0)
+}
 
 const recipePath = resolve(values.recipe ?? '')
 const recipe = await readRecipe(recipePath)

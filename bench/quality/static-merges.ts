@@ -11,7 +11,7 @@
  * @module
  */
 import { type MergeSpecInput, parseMergeSpec } from '@twinserve/shared'
-import { type Accuracy, evaluate, mean, openCpu, type TaskData } from './evaluate.ts'
+import { type Accuracy, evaluate, mean, openCpu, type Session, type TaskData } from './evaluate.ts'
 import { graphBytes, mergeValues, type ZooModels } from './zoo-models.ts'
 
 export interface StaticMethod {
@@ -44,35 +44,46 @@ function specWith(m: StaticMethod, lambda: number | undefined) {
   return parseMergeSpec(lambda === undefined ? m.spec : { ...m.spec, lambda })
 }
 
-async function accuracyOf(
+/** Scores one plain graph on one split (the Fashion-MNIST zoo's pixels, or the text zoo's tokens). */
+export type Evaluator<D> = (session: Session, data: D) => Promise<Accuracy>
+
+async function accuracyOf<D>(
   z: ZooModels,
   m: StaticMethod,
   lambda: number | undefined,
-  data: readonly TaskData[],
+  data: D,
+  score: Evaluator<D>,
 ): Promise<Accuracy> {
   const session = await openCpu(graphBytes(z, mergeValues(z, specWith(m, lambda))))
   try {
-    return await evaluate(session, data)
+    return await score(session, data)
   } finally {
     await session.release()
   }
 }
 
-/** Picks lambda by mean validation accuracy (ties: the smaller lambda), then measures that merge on test. */
-export async function runStaticMerge(
+/**
+ * Picks lambda by mean validation accuracy (ties: the smaller lambda), then measures that merge on test. `score`
+ * evaluates a plain graph on a split (default: the Fashion-MNIST zoo's).
+ */
+export async function runStaticMerge<D = readonly TaskData[]>(
   z: ZooModels,
   m: StaticMethod,
-  data: { val: readonly TaskData[]; test: readonly TaskData[] },
+  data: { val: D; test: D },
+  score: Evaluator<D> = evaluate as unknown as Evaluator<D>,
 ): Promise<StaticResult> {
   const grid = m.fixed ? [undefined] : LAMBDA_GRID
   const validation: StaticResult['validation'] = []
   for (const lambda of grid)
-    validation.push({ lambda, mean: mean((await accuracyOf(z, m, lambda, data.val)).perTask) })
+    validation.push({
+      lambda,
+      mean: mean((await accuracyOf(z, m, lambda, data.val, score)).perTask),
+    })
   const best = validation.reduce((a, b) => (b.mean > a.mean ? b : a))
   return {
     method: m,
     validation,
     lambda: best.lambda,
-    test: await accuracyOf(z, m, best.lambda, data.test),
+    test: await accuracyOf(z, m, best.lambda, data.test, score),
   }
 }

@@ -25,6 +25,15 @@ export async function readRecipe(path: string): Promise<RecipeInput> {
     base: resolve(dir, r.base),
     experts: r.experts.map((e) => ({ ...e, model: resolve(dir, e.model) })),
     router: { ...r.router, data: resolve(dir, r.router.data) },
+    ...(r.tokenizer
+      ? {
+          tokenizer: {
+            ...r.tokenizer,
+            file: resolve(dir, r.tokenizer.file),
+            ...(r.tokenizer.config ? { config: resolve(dir, r.tokenizer.config) } : {}),
+          },
+        }
+      : {}),
   }
 }
 
