@@ -304,8 +304,10 @@ async function main(): Promise<void> {
     `-H ${shQuote('content-type: application/json')}`,
     `-d ${shQuote(`@${requestFile}`)}`,
   ].join(' ')
+  // The classification extension answers the top class as "score:index:label", the label from the routed task.
   const textBody = {
     inputs: [{ name: 'text', datatype: 'BYTES', shape: [1], data: [TEXT_SENTENCE] }],
+    outputs: [{ name: 'logits', parameters: { classification: 1 } }, { name: 'expert_weights' }],
   }
   const textCurl = [
     'curl -s',

@@ -162,7 +162,11 @@ describe('npm start', () => {
     const text = await exec('sh', ['-c', ready.text_curl], { cwd: REPO_ROOT })
     const textAnswer = InferenceResponseSchema.parse(JSON.parse(text.stdout))
     expect(textAnswer.model_name).toBe('text-twin')
-    expect(textAnswer.outputs.find((o) => o.name === 'logits')?.shape).toEqual([1, 4])
+    // Text in, label out: the top class of the routed task, as "score:index:label".
+    const top = textAnswer.outputs.find((o) => o.name === 'logits')
+    expect(top?.datatype).toBe('BYTES')
+    expect(top?.shape).toEqual([1, 1])
+    expect(String(top?.data?.[0])).toMatch(/^-?\d+\.\d{6}:\d:[a-z0-9-]+$/)
     expect(textAnswer.outputs.find((o) => o.name === 'expert_weights')?.shape).toEqual([1, 6])
 
     expect(await ctrlC(first)).toBe(0)
