@@ -12,16 +12,7 @@ import {
   OpenAIErrorBodySchema,
 } from '@twinserve/shared'
 import { beforeAll, describe, expect, it } from 'vitest'
-import {
-  bearer,
-  createKey,
-  deregister,
-  gw,
-  migrate,
-  register,
-  registration,
-  standIns,
-} from './helpers.ts'
+import { bearer, createKey, fleet, gw, migrate, retire, standIns } from './helpers.ts'
 
 let key: string
 
@@ -29,24 +20,6 @@ beforeAll(async () => {
   await migrate()
   key = (await createKey({ tenant: 'gen', scopes: ['infer'], models: ['*'] })).key
 })
-
-async function fleet(prefix: string, n: number, model: string): Promise<string[]> {
-  const ids: string[] = []
-  for (let i = 0; i < n; i++) {
-    const id = `${prefix}-${i}`
-    const s = await standIns.start(id, [model])
-    await register(registration(id, s.url, [{ name: model }]))
-    ids.push(id)
-  }
-  return ids
-}
-
-async function retire(ids: string[]): Promise<void> {
-  for (const id of ids) {
-    await deregister(id)
-    await standIns.kill(id).catch(() => undefined)
-  }
-}
 
 const post = (path: string, body: unknown, token = key, init: RequestInit = {}) =>
   gw(path, {

@@ -182,3 +182,23 @@ export function infer(
     body: JSON.stringify(body),
   })
 }
+
+/** Starts `n` stand-in runners (`${prefix}-0…`) and registers them for `model`; returns their ids. */
+export async function fleet(prefix: string, n: number, model: string): Promise<string[]> {
+  const ids: string[] = []
+  for (let i = 0; i < n; i++) {
+    const id = `${prefix}-${i}`
+    const s = await standIns.start(id, [model])
+    await register(registration(id, s.url, [{ name: model }]))
+    ids.push(id)
+  }
+  return ids
+}
+
+/** Deregisters the runners and stops their stand-ins. */
+export async function retire(ids: string[]): Promise<void> {
+  for (const id of ids) {
+    await deregister(id)
+    await standIns.kill(id).catch(() => undefined)
+  }
+}

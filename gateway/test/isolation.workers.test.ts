@@ -9,14 +9,13 @@ import { gatewayLogs } from './capture-logs.ts'
 import {
   bearer,
   createKey,
-  deregister,
   expectError,
+  fleet,
   gw,
   infer,
   inferBody,
   migrate,
-  register,
-  registration,
+  retire,
   standIns,
 } from './helpers.ts'
 import { TEST_ADMIN_SECRET, TEST_BODY_TIMEOUT_MS, TEST_PREAUTH_LIMIT } from './test-env.ts'
@@ -34,24 +33,6 @@ const breakerOf = async (id: string) =>
   RunnerListSchema.parse(
     await (await gw('/admin/runners', { headers: bearer(TEST_ADMIN_SECRET) })).json(),
   ).runners.find((r) => r.runner_id === id)?.breaker
-
-async function fleet(prefix: string, n: number, model: string): Promise<string[]> {
-  const ids: string[] = []
-  for (let i = 0; i < n; i++) {
-    const id = `${prefix}-${i}`
-    const s = await standIns.start(id, [model])
-    await register(registration(id, s.url, [{ name: model }]))
-    ids.push(id)
-  }
-  return ids
-}
-
-async function retire(ids: string[]): Promise<void> {
-  for (const id of ids) {
-    await deregister(id)
-    await standIns.kill(id).catch(() => undefined)
-  }
-}
 
 describe('what one tenant sends does not cost the others their runner', () => {
   it('a caller’s own short deadlines (2…8 ms) do not open the runner’s breaker (case 2)', async () => {

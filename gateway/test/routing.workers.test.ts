@@ -6,12 +6,14 @@ import {
   createKey,
   deregister,
   expectError,
+  fleet,
   gw,
   infer,
   inferBody,
   migrate,
   register,
   registration,
+  retire,
   standIns,
 } from './helpers.ts'
 import {
@@ -36,25 +38,6 @@ const listRunners = async () =>
   RunnerListSchema.parse(
     await (await gw('/admin/runners', { headers: bearer(TEST_ADMIN_SECRET) })).json(),
   )
-
-/** Starts stand-ins and registers them for `model`; returns their ids. */
-async function fleet(prefix: string, n: number, model: string): Promise<string[]> {
-  const ids: string[] = []
-  for (let i = 0; i < n; i++) {
-    const id = `${prefix}-${i}`
-    const s = await standIns.start(id, [model])
-    await register(registration(id, s.url, [{ name: model }]))
-    ids.push(id)
-  }
-  return ids
-}
-
-async function retire(ids: string[]): Promise<void> {
-  for (const id of ids) {
-    await deregister(id)
-    await standIns.kill(id).catch(() => undefined)
-  }
-}
 
 describe('routing to runners (stand-ins over real HTTP)', () => {
   it('proxies inference signed, with request id and runner headers, merge controls passed through', async () => {
