@@ -5,7 +5,7 @@
  * failed.
  * @module
  */
-import { signRequest } from '@twinserve/shared'
+import { INFERENCE_HEADER_CONTENT_LENGTH, signRequest } from '@twinserve/shared'
 import type { E2eGateway } from '../../test/support/gateway-harness.ts'
 import { announcedHugePost } from '../../test/support/raw-post.ts'
 
@@ -27,6 +27,33 @@ export const pixelsBody = (pixel: number, rows = 1, parameters?: Record<string, 
   ],
   ...(parameters ? { parameters } : {}),
 })
+
+/** The same rows as pixelsBody, as a binary tensor body (Triton's binary extension): JSON header + raw FP32. */
+export function binaryPixelsBody(pixel: number, rows: number) {
+  const data = new Float32Array(rows * 784).map((_, i) => (i % 7 === 0 ? pixel : 0))
+  const header = new TextEncoder().encode(
+    JSON.stringify({
+      inputs: [
+        {
+          name: 'pixels',
+          datatype: 'FP32',
+          shape: [rows, 784],
+          parameters: { binary_data_size: data.byteLength },
+        },
+      ],
+    }),
+  )
+  const body = new Uint8Array(header.length + data.byteLength)
+  body.set(header)
+  body.set(new Uint8Array(data.buffer), header.length)
+  return {
+    body,
+    headers: {
+      'content-type': 'application/octet-stream',
+      [INFERENCE_HEADER_CONTENT_LENGTH]: String(header.length),
+    },
+  }
+}
 
 /** Sends every hostile case once; `runnerUrls` are the runners' own addresses (reachable through an ingress). */
 export async function hostileCases(

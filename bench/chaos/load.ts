@@ -22,7 +22,8 @@ export interface LoadOptions {
   url: string
   key: string
   model: string
-  body: string
+  /** JSON text, or a binary tensor body (then `headers` name its content type and JSON header length). */
+  body: string | Uint8Array<ArrayBuffer>
   concurrency: number
   /** A request unanswered this long is a hang. */
   hangMs: number
