@@ -14,6 +14,8 @@ export interface StreamTally {
   pieces: number
   /** Whether the stream ran to its end (false: cancelled or broken). */
   complete: boolean
+  /** The `id` of the first event that had one (a completion's `cmpl-…`). */
+  id: string | undefined
 }
 
 export interface MeterOptions {
@@ -22,6 +24,11 @@ export interface MeterOptions {
    * tokens, the client did not.
    */
   dropUsageOnly: boolean
+  /**
+   * Rewrites the first event that carries `choices` (its JSON object, changed in place), e.g. to name an A/B
+   * arm in it; the event is then sent re-serialised.
+   */
+  stampFirst?: ((json: Record<string, unknown>) => void) | undefined
   /** Called once, when the stream ends, breaks or is cancelled. */
   onEnd(tally: StreamTally): void
 }
@@ -30,6 +37,9 @@ interface EventView {
   usage?: Usage
   text: boolean
   usageOnly: boolean
+  id?: string
+  /** The parsed payload, when it is an object with `choices`. */
+  chunk?: Record<string, unknown>
 }
 
 /** What one event says: its `data:` payload's usage and whether it carries text. */
@@ -55,8 +65,11 @@ function view(event: string): EventView {
   const usage = UsageSchema.safeParse(o.usage)
   const choice = Array.isArray(o.choices) ? o.choices[0] : undefined
   const piece = choice?.text ?? choice?.delta?.content ?? o.text_output
+  const id = (o as { id?: unknown }).id
   return {
     ...(usage.success ? { usage: usage.data } : {}),
+    ...(typeof id === 'string' ? { id } : {}),
+    ...(Array.isArray(o.choices) ? { chunk: o as Record<string, unknown> } : {}),
     text: typeof piece === 'string' && piece.length > 0,
     usageOnly: usage.success && Array.isArray(o.choices) && o.choices.length === 0,
   }
@@ -69,7 +82,8 @@ export function meterEvents(
   const reader = source.getReader()
   const decoder = new TextDecoder()
   const encoder = new TextEncoder()
-  const tally: StreamTally = { usage: undefined, pieces: 0, complete: false }
+  const tally: StreamTally = { usage: undefined, pieces: 0, complete: false, id: undefined }
+  let stamp = options.stampFirst
   let ended = false
   let pending = ''
   const end = (complete: boolean) => {
@@ -90,7 +104,13 @@ export function meterEvents(
       const v = view(event)
       if (v.usage) tally.usage = v.usage
       if (v.text) tally.pieces += 1
-      if (!(v.usageOnly && options.dropUsageOnly)) out += whole
+      tally.id ??= v.id
+      if (v.usageOnly && options.dropUsageOnly) continue
+      if (stamp && v.chunk) {
+        stamp(v.chunk)
+        stamp = undefined
+        out += `data: ${JSON.stringify(v.chunk)}\n\n`
+      } else out += whole
     }
   }
   return new ReadableStream<Uint8Array>(
