@@ -245,4 +245,36 @@ describe('A/B arms on generation', () => {
     expect((arm(after, 'mix')?.feedback ?? 0) - (arm(before, 'mix')?.feedback ?? 0)).toBe(1)
     expect((arm(after, 'router')?.feedback ?? 0) - (arm(before, 'router')?.feedback ?? 0)).toBe(1)
   })
+
+  it('a stream the client leaves and a refused generation are exposures too (the guardrails count them)', async () => {
+    const counts = async () => {
+      const r = await results(experiment.id)
+      const mix = r.arms.find((a) => a.arm === 'mix')
+      return { n: mix?.n ?? 0, errors: mix?.errors ?? 0 }
+    }
+    await new Promise((r) => setTimeout(r, 100))
+    const before = await counts()
+    await standIns.behave(runner, { mode: 'slow_tokens', ms: 50 })
+    const left = await post(
+      '/v1/chat/completions',
+      chat(userOf.mix, { stream: true, max_tokens: 100 }),
+    )
+    expect(left.headers.get('x-twinserve-arm')).toBe('mix')
+    const reader = left.body?.getReader()
+    expect((await reader?.read())?.done).toBe(false)
+    await reader?.cancel()
+    await standIns.behave(runner, { mode: 'fail', status: 503 })
+    const busy = await post('/v1/completions', { model, prompt: 'x', user: userOf.mix })
+    expect(busy.status).toBe(503)
+    // Error answers name the arm as well.
+    expect(busy.headers.get('x-twinserve-arm')).toBe('mix')
+    await busy.text()
+    await standIns.behave(runner, { mode: 'ok' })
+    let after = before
+    for (let i = 0; i < 50 && after.n < before.n + 2; i++) {
+      await new Promise((r) => setTimeout(r, 40))
+      after = await counts()
+    }
+    expect(after).toEqual({ n: before.n + 2, errors: before.errors + 1 })
+  })
 })

@@ -84,6 +84,17 @@ export async function proxyGeneration(c: Context<AppEnv>, call: GenerationCall):
   }
   const completionId = (id: unknown) => (arm?.openai && typeof id === 'string' ? id : undefined)
   if ((res.headers.get('content-type') ?? '').startsWith('text/event-stream')) {
+    // The charge and the exposure happen when the stream ends, which may be after the client left: keep the
+    // request's context alive until then, or their waitUntil (and the exposure flush's timer) would be dropped.
+    let ended: () => void = () => undefined
+    const streamEnded = new Promise<void>((resolve) => {
+      ended = resolve
+    })
+    try {
+      c.executionCtx.waitUntil(streamEnded)
+    } catch {
+      // No execution context (a direct app.request in a unit test).
+    }
     const body = meterEvents(res.body, {
       dropUsageOnly: call.dropUsageOnly,
       stampFirst: arm?.openai ? stampArm(arm.enrolment) : undefined,
@@ -91,6 +102,7 @@ export async function proxyGeneration(c: Context<AppEnv>, call: GenerationCall):
         chargeTokens(c, t.usage ? tokensOf(t.usage) : t.pieces)
         // A stream's exposure spans it: its latency is to the last event (or to the client leaving).
         arm?.enrolment.record({ status: res.status, runnerId, completionId: completionId(t.id) })
+        ended()
       },
     })
     const headers = new Headers(res.headers)
