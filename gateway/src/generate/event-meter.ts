@@ -2,7 +2,8 @@
  * A generation's server-sent events on their way from the runner to the client: passed on event by event as
  * they arrive (only a partial event is ever held back), and tallied on the way (the `usage` of the runner's
  * last chunk, and how many events carried text) so that the answer's tokens can be charged when the stream
- * ends. Cancelling the metered stream (the client went away) cancels the runner's stream.
+ * ends, and the completion's `id` for its experiment exposure. Cancelling the metered stream (the client went
+ * away) cancels the runner's stream.
  * @module
  */
 import { type Usage, UsageSchema } from '@twinserve/shared'
@@ -26,7 +27,8 @@ export interface MeterOptions {
   dropUsageOnly: boolean
   /**
    * Rewrites the first event that carries `choices` (its JSON object, changed in place), e.g. to name an A/B
-   * arm in it; the event is then sent re-serialised.
+   * arm in it; the event is then sent re-serialised as one `data:` line (the runner's events have no other
+   * fields).
    */
   stampFirst?: ((json: Record<string, unknown>) => void) | undefined
   /** Called once, when the stream ends, breaks or is cancelled. */

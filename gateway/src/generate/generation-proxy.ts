@@ -3,7 +3,8 @@
  * call (429), the call routed with failover before the answer's first byte and no hedging (route-request.ts),
  * a stream passed on as it arrives (event-meter.ts), and the answer's prompt + completion tokens charged to
  * the key once it is complete: a whole answer's `usage`, a stream's last `usage` chunk (the gateway asks the
- * runner for it on /v1), else (a stream without one, e.g. cut short) the events that carried text.
+ * runner for it on /v1), else (a stream without one, e.g. cut short) the events that carried text. When an A/B
+ * arm serves the call, the answer names it and its exposure is recorded once the answer is over.
  * @module
  */
 import { toAppError, type Usage, UsageSchema } from '@twinserve/shared'
