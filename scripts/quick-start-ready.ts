@@ -22,6 +22,10 @@ export const QuickStartReadySchema = z.object({
   text_model: z.string(),
   /** The printed curl that sends it a sentence (V2 BYTES input `text`), exactly. */
   text_curl: z.string(),
+  /** The LM twin package's model name (zoo/lm/package), generating text through the OpenAI routes. */
+  lm_model: z.string(),
+  /** The printed curl that streams a chat completion from it (`stream: true`), exactly. */
+  chat_curl: z.string(),
   state_dir: z.string(),
 })
 export type QuickStartReady = z.infer<typeof QuickStartReadySchema>

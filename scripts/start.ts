@@ -1,9 +1,10 @@
 /**
  * `npm start`: Twinserve on this machine — the gateway Worker in workerd (`wrangler dev`, local D1 with the
  * migrations applied, Durable Objects) and one runner serving the bundled twin packages, registered with it: the
- * Fashion-MNIST demo (zoo/fashion/package) and the text twin (zoo/text/package, raw text in). Both share a
- * generated signing secret; a dev API key is created through the admin API; then ready-to-paste curls are printed:
- * one real Fashion-MNIST test image (docs/examples/ankle-boot.json) and one sentence for the text twin.
+ * Fashion-MNIST demo (zoo/fashion/package), the text twin (zoo/text/package, raw text in) and the LM twin
+ * (zoo/lm/package, generating text with `--generation`). Both share a generated signing secret; a dev API key is
+ * created through the admin API; then ready-to-paste curls are printed: one real Fashion-MNIST test image
+ * (docs/examples/ankle-boot.json), one sentence for the text twin and a streamed chat completion from the LM twin.
  *
  * State (local D1 and Durable Objects, the generated secrets, the dev key) lives in `.twinserve/` (git-ignored),
  * so keys survive restarts; delete the folder to start over. Ctrl-C or SIGTERM: the runner drains what it
@@ -36,6 +37,11 @@ const DEMO_PACKAGE = join(REPO_ROOT, 'zoo', 'fashion', 'package')
 const TEXT_PACKAGE = join(REPO_ROOT, 'zoo', 'text', 'package')
 /** The sentence the printed text curl sends. */
 const TEXT_SENTENCE = 'Congratulations, you won a free cruise'
+/** The LM twin package (issue 14) and the directory with its tokenizer and chat template (`--generation`). */
+const LM_PACKAGE = join(REPO_ROOT, 'zoo', 'lm', 'package')
+const LM_MODELS = join(REPO_ROOT, 'zoo', 'lm', 'models')
+/** The prompt the printed streaming curl sends. */
+const CHAT_PROMPT = 'The proof of the pudding'
 const TWINSERVE_BIN = join(REPO_ROOT, 'gpu-runner', 'bin', 'twinserve.mjs')
 const RUNNER_ID = 'local-demo'
 /** One Fashion-MNIST test image (an ankle boot) as a V2 request; docs/user-guide.md uses it too. */
@@ -102,7 +108,13 @@ interface Runner {
   exited: Promise<number | null>
 }
 
-function startRunner(gatewayUrl: string, secret: string, runnerPort: number, logLevel: string) {
+function startRunner(
+  gatewayUrl: string,
+  secret: string,
+  runnerPort: number,
+  logLevel: string,
+  lmModel: string,
+) {
   const child = spawn(
     process.execPath,
     [
@@ -112,6 +124,10 @@ function startRunner(gatewayUrl: string, secret: string, runnerPort: number, log
       DEMO_PACKAGE,
       '--package',
       TEXT_PACKAGE,
+      '--package',
+      LM_PACKAGE,
+      '--generation',
+      `${lmModel}=${LM_MODELS}`,
       '--gateway-url',
       gatewayUrl,
       '--port',
@@ -257,6 +273,7 @@ async function main(): Promise<void> {
     (JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as { name: string }).name
   const model = await modelName(DEMO_PACKAGE)
   const textModel = await modelName(TEXT_PACKAGE)
+  const lmModel = await modelName(LM_PACKAGE)
   await mkdir(stateDir, { recursive: true, mode: 0o700 })
   // Inside the repository relative to it (.twinserve), elsewhere absolute.
   const inRepo = relative(REPO_ROOT, stateDir)
@@ -283,15 +300,16 @@ async function main(): Promise<void> {
     shutdown(1, 'the gateway exited unexpectedly'),
   )
   console.log(
-    `twinserve: gateway on ${gw.url}; starting the runner on ${DEMO_PACKAGE} and ${TEXT_PACKAGE}`,
+    `twinserve: gateway on ${gw.url}; starting the runner on ${DEMO_PACKAGE}, ${TEXT_PACKAGE} and ${LM_PACKAGE}`,
   )
-  const runner = startRunner(gw.url, secret.RUNNER_SIGNING_SECRET, runnerPort, logLevel)
+  const runner = startRunner(gw.url, secret.RUNNER_SIGNING_SECRET, runnerPort, logLevel, lmModel)
   procs.runner = runner
   void runner.exited.then((rc) => shutdown(1, `the runner exited unexpectedly (${rc})`))
   const runnerUrl = await runner.url
   const key = await devKey(stateDir, gw, secret.ADMIN_BOOTSTRAP_SECRET, model)
   await waitReady(gw, key.key, model, runner)
   await waitReady(gw, key.key, textModel, runner)
+  await waitReady(gw, key.key, lmModel, runner)
   if (stopping) return
 
   // The path as the person who typed `npm start` sees it (npm runs scripts from the root, INIT_CWD is theirs).
@@ -316,6 +334,20 @@ async function main(): Promise<void> {
     `-H ${shQuote('content-type: application/json')}`,
     `-d ${shQuote(JSON.stringify(textBody))}`,
   ].join(' ')
+  // Streamed (-N: curl passes each server-sent event on as it comes); the router picks the mix from the prompt.
+  const chatBody = {
+    model: lmModel,
+    messages: [{ role: 'user', content: CHAT_PROMPT }],
+    max_tokens: 24,
+    stream: true,
+  }
+  const chatCurl = [
+    'curl -sN',
+    shQuote(`${gw.url}/v1/chat/completions`),
+    `-H ${shQuote(`authorization: Bearer ${key.key}`)}`,
+    `-H ${shQuote('content-type: application/json')}`,
+    `-d ${shQuote(JSON.stringify(chatBody))}`,
+  ].join(' ')
   const ready: QuickStartReady = {
     gateway_url: gw.url,
     runner_url: runnerUrl,
@@ -325,18 +357,22 @@ async function main(): Promise<void> {
     curl,
     text_model: textModel,
     text_curl: textCurl,
+    lm_model: lmModel,
+    chat_curl: chatCurl,
     state_dir: stateDir,
   }
   console.log(
     [
       '',
-      `twinserve: ready — gateway ${gw.url}, runner ${RUNNER_ID} at ${runnerUrl} serving '${model}' and '${textModel}'`,
+      `twinserve: ready — gateway ${gw.url}, runner ${RUNNER_ID} at ${runnerUrl} serving '${model}', '${textModel}' and '${lmModel}'`,
       `  dev API key (scopes infer + admin, all models; saved in ${join(shownState, 'dev-key.json')}):`,
       `    ${key.key}`,
       '  classify one Fashion-MNIST test image (an ankle boot) through the gateway:',
       `    ${curl}`,
       `  classify a sentence with the text twin (its router picks one of six text tasks; logits + expert_weights):`,
       `    ${textCurl}`,
+      `  stream a chat completion from the LM twin (OpenAI API; add "twinserve": {"experts": {...}} to set the mix):`,
+      `    ${chatCurl}`,
       `  runners and metrics: curl -s ${gw.url}/admin/runners -H ${shQuote(`authorization: Bearer ${key.key}`)}`,
       '  Ctrl-C stops both (the runner drains first).',
       '',

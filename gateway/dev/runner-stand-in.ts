@@ -218,7 +218,8 @@ export class RunnerStandIn {
       total_tokens: 0,
     }
     usage.total_tokens = usage.prompt_tokens + usage.completion_tokens
-    const id = `gen-${this.id}`
+    // As the runner names completions: its prefix on the request id the gateway sent.
+    const id = `${chat ? 'chatcmpl' : 'cmpl'}-${String(req.headers['x-request-id'] ?? this.id)}`
     const piece = (text: string, finish: 'length' | null) =>
       v2
         ? {

@@ -2,13 +2,19 @@
  * Generation through the real gateway (workerd under wrangler dev) from a real runner process serving the LM
  * zoo's package with `--generation lm-twin=zoo/lm/models` (issue 14): the official `openai` client streams a
  * chat completion from the GATEWAY with a mix in the body; a client that leaves mid-stream frees the runner's
- * sequence; an unknown model is 404, `max_tokens: 0` is 400, and a key's token limit answers 429.
+ * sequence; an unknown model is 404, `max_tokens: 0` is 400, and a key's token limit answers 429. The guide
+ * docs/generate.md is run here block by block (curl, the `openai` client, an A/B experiment with feedback on a
+ * completion) against this gateway and runner.
  */
+import { execFile } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
 import { CreatedApiKeySchema, OpenAIErrorBodySchema } from '@twinserve/shared'
 import OpenAI from 'openai'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { docBlocks } from '../support/doc-blocks.ts'
 import { type E2eGateway, startE2eGateway, startGatewayRunner } from '../support/gateway-harness.ts'
 import type { RunnerProcess } from '../support/runner-harness.ts'
 
@@ -146,4 +152,166 @@ describe('generation through the gateway', () => {
     expect(e.status).toBe(429)
     expect(Number(e.headers?.get('retry-after'))).toBeGreaterThanOrEqual(1)
   })
+})
+
+const exec = promisify(execFile)
+const GUIDE = 'docs/generate.md'
+
+/** How each block of the guide is checked: its output, or why it is not run here (and what runs it). */
+type GuideCheck = { skip: string } | { check: (stdout: string) => void }
+
+const mixOf = (line: string) => JSON.parse(line) as Record<string, number>
+
+/** Keyed by the start of the block's text; every runnable block needs one, and every entry a block. */
+const GUIDE_CHECKS: [string, GuideCheck][] = [
+  [
+    'npx twinserve build zoo/lm/recipe.yaml',
+    {
+      skip: 'minutes of CPU; test/builder/decoder-kv-cache.test.ts builds the zoo’s decoder recipe',
+    },
+  ],
+  [
+    'npm start',
+    {
+      skip: 'test/e2e/quick-start.test.ts runs npm start; this file’s runner has the same --package/--generation',
+    },
+  ],
+  [
+    'curl -s "$TWINSERVE_URL/v1/completions" -H "authorization: Bearer $TWINSERVE_API_KEY" -H \'content-type: application/json\' -d \'{"model": "lm-twin", "prompt": "Dear friend',
+    {
+      check: (out) => {
+        const a = JSON.parse(out) as { text: string; mix: Record<string, number>; usage: unknown }
+        expect(a.text.length).toBeGreaterThan(0)
+        expect(a.mix.emails).toBeCloseTo(0.8, 5)
+        expect(a.mix.fiction).toBeCloseTo(0.2, 5)
+        expect(a.usage).toMatchObject({ completion_tokens: 24 })
+      },
+    },
+  ],
+  [
+    'curl -s "$TWINSERVE_URL/v1/completions" -H "authorization: Bearer $TWINSERVE_API_KEY" -H \'content-type: application/json\' -d \'{"model": "lm-twin", "prompt": "Fellow-Citizens',
+    {
+      check: (out) => {
+        const [speech = '', email = ''] = out.trim().split('\n')
+        // The router's mix for a speech prompt leans to `speeches`; top_k 1 keeps one expert for the email.
+        const s = mixOf(speech)
+        expect(Object.keys(s)).toHaveLength(5)
+        expect(Math.max(...Object.values(s))).toBe(s.speeches)
+        const e = mixOf(email)
+        expect(Object.values(e).filter((w) => w > 0)).toHaveLength(1)
+        expect(e.emails).toBeGreaterThan(0)
+      },
+    },
+  ],
+  [
+    'curl -sN "$TWINSERVE_URL/v1/chat/completions"',
+    {
+      check: (out) => {
+        const events = out.split('\n\n').filter((e) => e.startsWith('data: '))
+        expect(events.at(-1)).toBe('data: [DONE]')
+        expect(events.length).toBeGreaterThan(3)
+        const first = JSON.parse(events[0]?.slice(6) ?? '') as {
+          twinserve: { expert_weights: Record<string, number> }
+        }
+        expect(first.twinserve.expert_weights.fortunes).toBeCloseTo(0.7, 5)
+      },
+    },
+  ],
+  [
+    'curl -s "$TWINSERVE_URL/v2/models/lm-twin/generate"',
+    {
+      check: (out) => {
+        const a = JSON.parse(out) as { text_output: string; expert_weights: Record<string, number> }
+        expect(a.text_output.length).toBeGreaterThan(0)
+        expect(a.expert_weights.fiction).toBe(1)
+      },
+    },
+  ],
+  [
+    "import OpenAI from 'openai'",
+    {
+      check: (out) => {
+        const mix = /^mix: (.*)$/m.exec(out)?.[1] ?? ''
+        expect(mixOf(mix).fortunes).toBeCloseTo(0.7, 5)
+        expect(out).toMatch(/^text: ".+"$/m)
+      },
+    },
+  ],
+  [
+    'jq -n --arg p',
+    {
+      check: (out) => {
+        const [long = '', unknown = ''] = out.trim().split('\n')
+        const a = JSON.parse(long) as { message: string; code: string; type: string }
+        expect(a.code).toBe('INVALID_REQUEST')
+        expect(a.message).toMatch(/over the context limit/)
+        const b = JSON.parse(unknown) as { message: string; type: string }
+        expect(b.type).toBe('not_found_error')
+        expect(b.message).toMatch(/poetry/)
+      },
+    },
+  ],
+  ['{\n  "error"', { skip: 'an example answer, not a command' }],
+  [
+    'EXP=$(curl',
+    {
+      check: (out) => {
+        const [started = '', served = '', rated = '', ...rest] = out.trim().split('\n')
+        expect(JSON.parse(started)).toMatchObject({ status: 'running' })
+        const answer = JSON.parse(served) as { id: string; arm: string }
+        expect(answer.id).toMatch(/^cmpl-/)
+        expect(['router', 'fiction-mix']).toContain(answer.arm)
+        // The rating by the completion's id counts for the arm that served it.
+        expect(JSON.parse(rated)).toEqual({ arm: answer.arm, reward: 1 })
+        const stopped = rest.pop() ?? ''
+        const arms = rest.map((l) => JSON.parse(l) as { arm: string; n: number; feedback: number })
+        expect(arms.find((a) => a.arm === answer.arm)).toEqual({
+          arm: answer.arm,
+          n: 1,
+          feedback: 1,
+        })
+        expect(JSON.parse(stopped)).toEqual({ status: 'stopped' })
+      },
+    },
+  ],
+]
+
+describe(`the guide ${GUIDE}, run against this gateway and runner`, () => {
+  it('runs every sh and js block and checks what it prints', async () => {
+    const blocks = docBlocks(readFileSync(join(REPO, GUIDE), 'utf8'))
+    const made = await fetch(`${gw.url}/admin/keys`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${gw.admin}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ tenant: 'guide', scopes: ['infer', 'admin'], models: ['*'] }),
+    })
+    const env = {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? '',
+      TWINSERVE_URL: gw.url,
+      TWINSERVE_API_KEY: CreatedApiKeySchema.parse(await made.json()).key,
+    }
+    const used = new Set<string>()
+    for (const block of blocks) {
+      const entry = GUIDE_CHECKS.find(([start]) => block.text.startsWith(start))
+      expect(
+        entry,
+        `no GUIDE_CHECKS entry for this block of ${GUIDE}:\n${block.text}`,
+      ).toBeDefined()
+      if (!entry) continue
+      used.add(entry[0])
+      const [, how] = entry
+      if ('skip' in how) continue
+      const run =
+        block.lang === 'js'
+          ? exec(process.execPath, ['--input-type=module', '-e', block.text], { cwd: REPO, env })
+          : exec('sh', ['-ec', block.text], { cwd: REPO, env, timeout: 30_000 })
+      const { stdout } = await run
+      try {
+        how.check(stdout)
+      } catch (err) {
+        throw new Error(`${GUIDE} block printed:\n${stdout}\n${String(err)}`)
+      }
+    }
+    expect(GUIDE_CHECKS.map(([k]) => k).filter((k) => !used.has(k))).toEqual([])
+  }, 60_000)
 })

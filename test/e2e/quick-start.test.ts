@@ -1,6 +1,7 @@
 /**
  * `npm start` as a user runs it: the start script as a real process (gateway under wrangler dev + the runner on
- * the bundled demo package and the text twin package), on free ports and a temporary state directory. The printed curl is run as printed
+ * the bundled demo package, the text twin package and the LM twin package generating text), on free ports and a
+ * temporary state directory. The printed curls (the streaming chat completion's too) are run as printed
  * (through sh, from the repository root), Ctrl-C is a SIGINT to the script's process group as a terminal sends
  * it, and a second start on the same state reuses the secrets and the dev key.
  */
@@ -11,7 +12,11 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { REPO_ROOT } from '@twinserve/gateway/dev'
-import { InferenceRequestSchema, InferenceResponseSchema } from '@twinserve/shared'
+import {
+  ChatCompletionChunkSchema,
+  InferenceRequestSchema,
+  InferenceResponseSchema,
+} from '@twinserve/shared'
 import {
   FASHION_CLASSES,
   fashionMnistDir,
@@ -168,6 +173,22 @@ describe('npm start', () => {
     expect(top?.shape).toEqual([1, 1])
     expect(String(top?.data?.[0])).toMatch(/^-?\d+\.\d{6}:\d:[a-z0-9-]+$/)
     expect(textAnswer.outputs.find((o) => o.name === 'expert_weights')?.shape).toEqual([1, 6])
+
+    // The LM twin (issue #14): the printed curl streams a chat completion through the gateway as server-sent
+    // chunks, the first naming the mix the router chose from the prompt.
+    expect(ready.lm_model).toBe('lm-twin')
+    expect(first.output()).toContain(`    ${ready.chat_curl}\n`)
+    expect(ready.chat_curl).toContain(`${ready.gateway_url}/v1/chat/completions`)
+    expect(ready.chat_curl).toContain('"stream":true')
+    const chat = await exec('sh', ['-c', ready.chat_curl], { cwd: REPO_ROOT })
+    const events = chat.stdout.split('\n\n').filter((e) => e.startsWith('data: '))
+    expect(events.at(-1)).toBe('data: [DONE]')
+    const chunks = events
+      .slice(0, -1)
+      .map((e) => ChatCompletionChunkSchema.parse(JSON.parse(e.slice(6))))
+    expect(chunks.length).toBeGreaterThan(2)
+    expect(Object.keys(chunks[0]?.twinserve?.expert_weights ?? {})).toHaveLength(5)
+    expect(chunks.map((c) => c.choices[0]?.delta.content ?? '').join('').length).toBeGreaterThan(0)
 
     expect(await ctrlC(first)).toBe(0)
     const out = first.output()

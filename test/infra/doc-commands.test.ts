@@ -8,6 +8,7 @@ import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { commandLines, docBlocks } from '../support/doc-blocks.ts'
 import { KUSTOMIZE, REPO } from './manifests.ts'
 
 const exec = promisify(execFile)
@@ -154,16 +155,22 @@ const COVERAGE: Record<string, Coverage> = {
     cloudflare('gateway/test/routing.workers.test.ts'),
 }
 
+/**
+ * Guides run whole, block by block, by another test against a real system (it checks that each of their blocks
+ * has an expectation there); their commands need no entry here.
+ */
+const GUIDES_RUN_ELSEWHERE: Record<string, string> = {
+  'docs/generate.md': 'test/e2e/gateway-generation.test.ts',
+}
+
 /** Each command line of every ```sh block in docs/*.md, with its file. */
 function docCommands(): { file: string; command: string }[] {
   const out: { file: string; command: string }[] = []
   for (const name of readdirSync(`${REPO}docs`).filter((n) => n.endsWith('.md'))) {
+    if (`docs/${name}` in GUIDES_RUN_ELSEWHERE) continue
     const text = readFileSync(`${REPO}docs/${name}`, 'utf8')
-    for (const block of text.matchAll(/^```sh\n([\s\S]*?)^```$/gm))
-      for (const line of (block[1] ?? '').replace(/\\\n\s*/g, ' ').split('\n')) {
-        const command = line.trim()
-        if (command && !command.startsWith('#')) out.push({ file: `docs/${name}`, command })
-      }
+    for (const block of docBlocks(text).filter((b) => b.lang === 'sh'))
+      for (const command of commandLines(block.text)) out.push({ file: `docs/${name}`, command })
   }
   return out
 }
@@ -192,6 +199,13 @@ describe('docs commands', () => {
     expect(uncovered, 'add these to COVERAGE in test/infra/doc-commands.test.ts').toEqual([])
     const documented = new Set(commands.map((c) => c.command))
     expect(Object.keys(COVERAGE).filter((c) => !documented.has(c))).toEqual([])
+  })
+
+  it('guides run elsewhere are run by their test', () => {
+    for (const [guide, by] of Object.entries(GUIDES_RUN_ELSEWHERE)) {
+      expect(existsSync(`${REPO}${guide}`), guide).toBe(true)
+      expect(readFileSync(`${REPO}${by}`, 'utf8'), by).toContain(`'${guide}'`)
+    }
   })
 
   it('commands covered elsewhere name files that exist and do what they are credited with', () => {

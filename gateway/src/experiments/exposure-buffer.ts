@@ -26,6 +26,8 @@ export interface ExposureRecord {
   status: number
   runner_id: string | null
   prediction: string[] | null
+  /** A generation's completion id as answered (`cmpl-…`), which feedback may name instead of the request id. */
+  completion_id: string | null
 }
 
 /** Statements per D1 batch. */
@@ -52,8 +54,8 @@ async function write(env: Env, config: GatewayConfig): Promise<void> {
           db
             .prepare(
               `INSERT OR IGNORE INTO exposures (tenant, request_id, experiment_id, arm, unit_id, key_id, model,
-                 pinned, ts, latency_ms, status, runner_id, prediction)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+                 pinned, ts, latency_ms, status, runner_id, prediction, completion_id)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
             )
             .bind(
               r.tenant,
@@ -69,6 +71,7 @@ async function write(env: Env, config: GatewayConfig): Promise<void> {
               r.status,
               r.runner_id,
               r.prediction ? JSON.stringify(r.prediction) : null,
+              r.completion_id,
             ),
         ),
       )

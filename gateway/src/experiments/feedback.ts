@@ -1,6 +1,7 @@
 /**
- * Outcome feedback for an exposure: a reward in [0, 1], or a label compared with the prediction the gateway
- * recorded from the response. Only the tenant whose request it was can attach it, with a key that covers the
+ * Outcome feedback for an exposure, named by its request id or, for a generation, by the completion id the
+ * answer carried: a reward in [0, 1], or a label compared with the prediction the gateway recorded from the
+ * response (generations record none: rate them with a reward). Only the tenant whose request it was can attach it, with a key that covers the
  * model; anything else is answered as unknown (404), so request ids of other tenants cannot be probed. Feedback
  * is final: a retry with the same value is acknowledged as a duplicate, a different value is refused.
  * @module
@@ -18,6 +19,7 @@ import { banditStub } from './bandit.ts'
 import { flushExposures } from './exposure-buffer.ts'
 
 interface ExposureRow {
+  request_id: string
   experiment_id: string
   arm: string
   model: string
@@ -56,11 +58,14 @@ export async function recordFeedback(
 ): Promise<FeedbackResponse> {
   // An exposure this isolate made a moment ago may still sit in its buffer.
   await flushExposures(env, config)
+  // The id names a request (x-request-id) or a completion (its `id`); a request id wins when both match, since
+  // request ids are the caller's own and could look like a completion's.
   const row = await env.DB.prepare(
-    `SELECT x.experiment_id, x.arm, x.model, x.pinned, x.status, x.prediction, x.reward, e.mode,
+    `SELECT x.request_id, x.experiment_id, x.arm, x.model, x.pinned, x.status, x.prediction, x.reward, e.mode,
        e.status AS experiment_status
      FROM exposures x JOIN experiments e ON e.id = x.experiment_id
-     WHERE x.tenant = ? AND x.request_id = ?`,
+     WHERE x.tenant = ?1 AND (x.request_id = ?2 OR x.completion_id = ?2)
+     ORDER BY x.request_id = ?2 DESC LIMIT 1`,
   )
     .bind(principal.tenant, req.request_id)
     .first<ExposureRow>()
@@ -69,7 +74,7 @@ export async function recordFeedback(
   if (!row || !covers)
     throw new AppError(
       'NOT_FOUND',
-      `no experiment exposure with request id '${req.request_id}' for this key (requests outside a running experiment have none; exposures are written within EXPOSURE_FLUSH_MS of the response)`,
+      `no experiment exposure with request or completion id '${req.request_id}' for this key (requests outside a running experiment have none; exposures are written within EXPOSURE_FLUSH_MS of the answer's end)`,
     )
   const reward = req.reward ?? rewardFromLabel(req, row)
   const answer = (duplicate: boolean): FeedbackResponse => ({
@@ -91,14 +96,14 @@ export async function recordFeedback(
   const updated = await env.DB.prepare(
     `UPDATE exposures SET reward = ?, feedback_ts = ? WHERE tenant = ? AND request_id = ? AND reward IS NULL`,
   )
-    .bind(reward, Date.now(), principal.tenant, req.request_id)
+    .bind(reward, Date.now(), principal.tenant, row.request_id)
     .run()
   if ((updated.meta.changes ?? 0) === 0) {
     // Another feedback for the same request won the race.
     const now = await env.DB.prepare(
       'SELECT reward FROM exposures WHERE tenant = ? AND request_id = ?',
     )
-      .bind(principal.tenant, req.request_id)
+      .bind(principal.tenant, row.request_id)
       .first<{ reward: number | null }>()
     if (now?.reward === reward) return answer(true)
     throw conflict(now?.reward ?? Number.NaN)

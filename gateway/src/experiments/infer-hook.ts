@@ -1,27 +1,19 @@
 /**
- * The inference route's experiment step: find the model's running experiment (cached), assign the request an
- * arm, forward the arm's merge controls in place of the request's `parameters`, echo the arm in
- * `x-twinserve-arm` and record the exposure off the request path.
+ * The inference route's experiment step (enrolment.ts): the request's arm, if any, its merge controls forwarded
+ * in place of the request's `parameters`, the arm echoed in `x-twinserve-arm`, and the exposure recorded off the
+ * request path with the prediction read from the answer.
  * @module
  */
 import {
-  AppError,
-  ARM_HEADER,
-  EXPERIMENT_HEADER,
   INFERENCE_HEADER_CONTENT_LENGTH,
   type Parameters,
   splitRequestParameters,
   toAppError,
-  USER_ID_HEADER,
-  UserIdSchema,
 } from '@twinserve/shared'
 import type { Context } from 'hono'
 import type { AppEnv } from '../app-env.ts'
 import { RUNNER_HEADER } from '../routing/route-request.ts'
-import { errorFields, log } from '../util/log.ts'
-import { activeExperiment } from './active-experiments.ts'
-import { type AssignmentOutcome, assign } from './assignment.ts'
-import { addExposure, type ExposureRecord, scheduleExposureFlush } from './exposure-buffer.ts'
+import { enrol, nameArm } from './enrolment.ts'
 import { extractPrediction } from './prediction.ts'
 
 /** What goes to the runner: the body, the variant to prefer runners for, and whether it merges per request. */
@@ -85,19 +77,6 @@ function withParameters(text: string, controls: Parameters): string {
   return JSON.stringify(body)
 }
 
-function unitOf(c: Context<AppEnv>, unit: 'api_key' | 'user_id'): string | undefined {
-  if (unit === 'api_key') return c.get('principal').key_id
-  const given = c.req.header(USER_ID_HEADER)
-  if (given === undefined) return undefined
-  const parsed = UserIdSchema.safeParse(given)
-  if (!parsed.success)
-    throw new AppError(
-      'INVALID_REQUEST',
-      `${USER_ID_HEADER}: ${parsed.error.issues[0]?.message ?? 'malformed'}`,
-    )
-  return parsed.data
-}
-
 /**
  * Runs `route` with the request as its experiment arm says; without a running experiment (or outside it),
  * exactly as sent.
@@ -112,108 +91,41 @@ export async function serveWithExperiment(
     variant: variantOf(input.parameters),
     merge: mergesOf(input.parameters),
   }
-  const pin = c.req.header(ARM_HEADER)
-  if (pin !== undefined && !c.get('principal').scopes.includes('admin'))
-    throw new AppError(
-      'FORBIDDEN',
-      `${ARM_HEADER}: pinning an arm needs a key with the admin scope`,
-    )
-  const config = c.get('config')
-  let active: Awaited<ReturnType<typeof activeExperiment>>
-  try {
-    active = await activeExperiment(c.env, config, input.model)
-  } catch (err) {
-    // Experiments must never take serving down: without its experiment (D1 or the bandit unreachable), the
-    // request is served as sent and simply not enrolled.
-    log('warn', 'experiment_lookup_failed', {
-      request_id: c.get('requestId'),
-      model: input.model,
-      ...errorFields(err),
-    })
-    if (pin !== undefined) throw err
-    return route(asSent)
-  }
-  if (!active) {
-    if (pin !== undefined)
-      throw new AppError(
-        'INVALID_REQUEST',
-        `${ARM_HEADER}: model '${input.model}' has no running experiment whose arm could be pinned`,
-      )
-    return route(asSent)
-  }
-  const { experiment } = active
-  const outcome: AssignmentOutcome = assign(active, {
-    unitId: unitOf(c, experiment.unit),
-    pin,
-    hasOwnControls: input.parameters !== undefined && Object.keys(input.parameters).length > 0,
-  })
-  if (outcome.kind === 'none') return route(asSent)
-  const applied = outcome.kind === 'arm' ? outcome.arm : outcome.control
-  const forward: Forward = {
-    ...forwardBody(input, withParameters(input.text, applied.parameters)),
-    variant: variantOf(applied.parameters),
-    merge: mergesOf(applied.parameters),
-  }
-  if (outcome.kind === 'fallback') return route(forward)
-
-  const principal = c.get('principal')
-  const base = {
-    tenant: principal.tenant,
-    request_id: c.get('requestId'),
-    experiment_id: experiment.id,
-    arm: outcome.arm.name,
-    unit_id: outcome.unitId,
-    key_id: principal.key_id,
+  const enrolment = await enrol(c, {
     model: input.model,
-    pinned: outcome.pinned,
-    ts: input.arrived,
+    controls: input.parameters,
+    arrived: input.arrived,
+  })
+  if (enrolment.kind === 'as_sent') return route(asSent)
+  const forward: Forward = {
+    ...forwardBody(input, withParameters(input.text, enrolment.controls)),
+    variant: variantOf(enrolment.controls),
+    merge: mergesOf(enrolment.controls),
   }
-  const record = (status: number, runnerId: string | null, body: Promise<string> | undefined) => {
-    const latency = Date.now() - input.arrived
-    addExposure(
-      (async (): Promise<ExposureRecord> => {
-        let prediction: string[] | null = null
-        if (body)
-          try {
-            prediction = extractPrediction(await body, experiment.prediction_output) ?? null
-          } catch (err) {
-            log('debug', 'prediction_unreadable', {
-              request_id: base.request_id,
-              ...errorFields(err),
-            })
-          }
-        return { ...base, latency_ms: latency, status, runner_id: runnerId, prediction }
-      })(),
-    )
-    const flush = scheduleExposureFlush(c.env, config)
-    if (flush)
-      try {
-        c.executionCtx.waitUntil(flush)
-      } catch {
-        // No execution context (a direct app.request in a unit test): the flush runs on its own timer.
-      }
-  }
+  if (enrolment.kind === 'fallback') return route(forward)
 
-  // Set before routing, so error answers (built by onError from this context) name the arm too.
-  c.header(ARM_HEADER, outcome.arm.name)
-  c.header(EXPERIMENT_HEADER, experiment.id)
   let res: Response
   try {
     res = await route(forward)
   } catch (err) {
-    record(toAppError(err).status, c.get('requestLog').runnerId ?? null, undefined)
+    enrolment.record({
+      status: toAppError(err).status,
+      runnerId: c.get('requestLog').runnerId ?? null,
+    })
     throw err
   }
   // The body is a string in memory (route-request.ts builds it so): read it here rather than tee the stream,
   // whose copy would wait for the caller to read theirs, and hold the exposure (and its flush) until then.
   const text = await res.text()
-  const answer = new Response(text, { status: res.status, headers: res.headers })
-  answer.headers.set(ARM_HEADER, outcome.arm.name)
-  answer.headers.set(EXPERIMENT_HEADER, experiment.id)
-  record(
-    res.status,
-    res.headers.get(RUNNER_HEADER),
-    res.status === 200 ? Promise.resolve(text) : undefined,
+  const answer = nameArm(
+    new Response(text, { status: res.status, headers: res.headers }),
+    enrolment,
   )
+  enrolment.record({
+    status: res.status,
+    runnerId: res.headers.get(RUNNER_HEADER),
+    prediction:
+      res.status === 200 ? () => extractPrediction(text, enrolment.predictionOutput) : undefined,
+  })
   return answer
 }

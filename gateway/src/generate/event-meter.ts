@@ -2,7 +2,8 @@
  * A generation's server-sent events on their way from the runner to the client: passed on event by event as
  * they arrive (only a partial event is ever held back), and tallied on the way (the `usage` of the runner's
  * last chunk, and how many events carried text) so that the answer's tokens can be charged when the stream
- * ends. Cancelling the metered stream (the client went away) cancels the runner's stream.
+ * ends, and the completion's `id` for its experiment exposure. Cancelling the metered stream (the client went
+ * away) cancels the runner's stream.
  * @module
  */
 import { type Usage, UsageSchema } from '@twinserve/shared'
@@ -14,6 +15,8 @@ export interface StreamTally {
   pieces: number
   /** Whether the stream ran to its end (false: cancelled or broken). */
   complete: boolean
+  /** The `id` of the first event that had one (a completion's `cmpl-…`). */
+  id: string | undefined
 }
 
 export interface MeterOptions {
@@ -22,6 +25,12 @@ export interface MeterOptions {
    * tokens, the client did not.
    */
   dropUsageOnly: boolean
+  /**
+   * Rewrites the first event that carries `choices` (its JSON object, changed in place), e.g. to name an A/B
+   * arm in it; the event is then sent re-serialised as one `data:` line (the runner's events have no other
+   * fields).
+   */
+  stampFirst?: ((json: Record<string, unknown>) => void) | undefined
   /** Called once, when the stream ends, breaks or is cancelled. */
   onEnd(tally: StreamTally): void
 }
@@ -30,6 +39,9 @@ interface EventView {
   usage?: Usage
   text: boolean
   usageOnly: boolean
+  id?: string
+  /** The parsed payload, when it is an object with `choices`. */
+  chunk?: Record<string, unknown>
 }
 
 /** What one event says: its `data:` payload's usage and whether it carries text. */
@@ -55,8 +67,11 @@ function view(event: string): EventView {
   const usage = UsageSchema.safeParse(o.usage)
   const choice = Array.isArray(o.choices) ? o.choices[0] : undefined
   const piece = choice?.text ?? choice?.delta?.content ?? o.text_output
+  const id = (o as { id?: unknown }).id
   return {
     ...(usage.success ? { usage: usage.data } : {}),
+    ...(typeof id === 'string' ? { id } : {}),
+    ...(Array.isArray(o.choices) ? { chunk: o as Record<string, unknown> } : {}),
     text: typeof piece === 'string' && piece.length > 0,
     usageOnly: usage.success && Array.isArray(o.choices) && o.choices.length === 0,
   }
@@ -69,7 +84,8 @@ export function meterEvents(
   const reader = source.getReader()
   const decoder = new TextDecoder()
   const encoder = new TextEncoder()
-  const tally: StreamTally = { usage: undefined, pieces: 0, complete: false }
+  const tally: StreamTally = { usage: undefined, pieces: 0, complete: false, id: undefined }
+  let stamp = options.stampFirst
   let ended = false
   let pending = ''
   const end = (complete: boolean) => {
@@ -90,7 +106,13 @@ export function meterEvents(
       const v = view(event)
       if (v.usage) tally.usage = v.usage
       if (v.text) tally.pieces += 1
-      if (!(v.usageOnly && options.dropUsageOnly)) out += whole
+      tally.id ??= v.id
+      if (v.usageOnly && options.dropUsageOnly) continue
+      if (stamp && v.chunk) {
+        stamp(v.chunk)
+        stamp = undefined
+        out += `data: ${JSON.stringify(v.chunk)}\n\n`
+      } else out += whole
     }
   }
   return new ReadableStream<Uint8Array>(

@@ -6,8 +6,10 @@
  *   POST /v1/chat/completions  likewise; `stream: true` answers server-sent events, passed on as they arrive
  *
  * Bodies are checked here against the runner's own schemas (shared/src/schemas/openai.ts), merge controls
- * (`twinserve`) included, so a bad request costs no runner round trip; the exact text is what goes on. Errors
- * take OpenAI's shape (openai-errors.ts). Generation, failover and token charging: generation-proxy.ts.
+ * (`twinserve`) included, so a bad request costs no runner round trip; the exact text is what goes on, unless
+ * a running A/B experiment's arm replaces the controls (experiments/enrolment.ts; the unit of a `user_id`
+ * experiment is the x-twinserve-user header, else the body's `user`). Errors take OpenAI's shape
+ * (openai-errors.ts). Generation, failover, token charging and the arm in the answer: generation-proxy.ts.
  * @module
  */
 import {
@@ -21,6 +23,7 @@ import {
 } from '@twinserve/shared'
 import { type Context, Hono } from 'hono'
 import type { AppEnv } from '../app-env.ts'
+import { enrol } from '../experiments/enrolment.ts'
 import { guard } from '../guard.ts'
 import { readJsonText } from '../http/json-body.ts'
 import { registryStub } from '../routing/registry-stub.ts'
@@ -62,13 +65,25 @@ function generation(endpoint: keyof typeof ENDPOINTS) {
     requireModel(c, body.model)
     // A misspelt control is refused here, before any runner is asked.
     parseMergeControls(body.twinserve)
+    // A running A/B experiment on the model may replace the controls with its arm's (as for V2 infer).
+    const enrolment = await enrol(c, {
+      model: body.model,
+      controls: body.twinserve,
+      arrived,
+      bodyUser: body.user,
+    })
     const stream = body.stream === true
     const wantsUsage = body.stream_options?.include_usage === true
+    const controls = enrolment.kind === 'as_sent' ? body.twinserve : enrolment.controls
     let forward = text
-    if (stream && !wantsUsage) {
-      // The runner counts a stream's tokens only when asked; the gateway asks, and drops that chunk again.
+    if ((stream && !wantsUsage) || enrolment.kind !== 'as_sent') {
       const json = JSON.parse(text) as Record<string, unknown>
-      json.stream_options = { include_usage: true }
+      // The runner counts a stream's tokens only when asked; the gateway asks, and drops that chunk again.
+      if (stream && !wantsUsage) json.stream_options = { include_usage: true }
+      if (enrolment.kind !== 'as_sent') {
+        if (Object.keys(enrolment.controls).length > 0) json.twinserve = enrolment.controls
+        else delete json.twinserve
+      }
       forward = JSON.stringify(json)
     }
     return proxyGeneration(c, {
@@ -79,7 +94,8 @@ function generation(endpoint: keyof typeof ENDPOINTS) {
       okSchema: answer,
       dropUsageOnly: !wantsUsage,
       arrived,
-      variant: variantOf(body.twinserve),
+      variant: variantOf(controls),
+      arm: enrolment.kind === 'arm' ? { enrolment, openai: true } : undefined,
     })
   }
 }

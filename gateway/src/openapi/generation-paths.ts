@@ -21,6 +21,7 @@ import {
   schemaRef as ref,
 } from '@twinserve/shared'
 import { deadlineParam, keyErrors, keySecurity, modelParam, routedErrors } from './doc-common.ts'
+import { experimentInferHeaders, experimentInferParameters } from './experiment-paths.ts'
 
 export function generationComponents(): Json {
   return {
@@ -77,10 +78,16 @@ function generation(
       tags: ['generation'],
       summary,
       security: keySecurity,
-      parameters: [...params, deadlineParam],
+      parameters: [...params, deadlineParam, ...experimentInferParameters],
       requestBody: { required: true, content: { 'application/json': { schema: ref(request) } } },
       responses: {
-        '200': { description: 'The generated text, or its stream.', content },
+        '200': {
+          description: openai
+            ? 'The generated text, or its stream; served by an A/B arm, `twinserve.arm` names it (a stream: in its first chunk).'
+            : 'The generated text, or its stream.',
+          headers: experimentInferHeaders,
+          content,
+        },
         '400': err(
           'Malformed body, prompt over the context limit, max_tokens below 1, bad merge control.',
         ),

@@ -49,10 +49,19 @@ export const ExperimentIdSchema = z
 export const UserIdSchema = z
   .string()
   .regex(/^[\x21-\x7e]{1,128}$/, 'printable ASCII without spaces, 1-128 chars')
-/** The gateway's request id (x-request-id): what feedback refers to. */
+/**
+ * What feedback refers to: the gateway's request id (x-request-id), or a generation's completion id as the
+ * OpenAI routes return it (`cmpl-…`, `chatcmpl-…`: the runner's prefix on the request id, so it may run longer
+ * than a request id by the prefix).
+ */
 export const FeedbackRequestIdSchema = z
   .string()
-  .regex(REQUEST_ID_PATTERN, `a request id as the gateway returned it in ${REQUEST_ID_HEADER}`)
+  .refine(
+    (id) =>
+      REQUEST_ID_PATTERN.test(id) ||
+      (/^(chat)?cmpl-/.test(id) && REQUEST_ID_PATTERN.test(id.replace(/^(chat)?cmpl-/, ''))),
+    `a request id as the gateway returned it in ${REQUEST_ID_HEADER}, or a completion's id (cmpl-…, chatcmpl-…)`,
+  )
 
 /** Merge controls (merge-controls.ts), kept as written so the forwarded request carries exactly these. */
 const ArmParametersSchema = ParametersSchema.superRefine((p, ctx) => {
@@ -218,6 +227,7 @@ const LabelSchema = z.union([z.number().int(), z.string().min(1).max(128)])
 
 export const FeedbackRequestSchema = z
   .strictObject({
+    /** The request's x-request-id, or for a completion its `id` (`cmpl-…`, `chatcmpl-…`). */
     request_id: FeedbackRequestIdSchema,
     /** The outcome in [0, 1] (1 = best). */
     reward: z.number().min(0).max(1).optional(),

@@ -98,9 +98,14 @@ export type Usage = z.infer<typeof UsageSchema>
 export const FinishReasonSchema = z.enum(['stop', 'length'])
 export type FinishReason = z.infer<typeof FinishReasonSchema>
 
-/** The applied mix, by expert name (all 0: the shared model). */
+/**
+ * The applied mix, by expert name (all 0: the shared model); through the gateway, when a running A/B experiment
+ * served the request, also the arm and the experiment (as the x-twinserve-arm / x-twinserve-experiment headers).
+ */
 export const TwinserveAnswerSchema = z.object({
   expert_weights: z.record(z.string(), z.number()),
+  arm: z.string().optional(),
+  experiment: z.string().optional(),
 })
 export type TwinserveAnswer = z.infer<typeof TwinserveAnswerSchema>
 
