@@ -274,6 +274,7 @@ export {
   type PackageTokenizer,
   PackageTokenizerSchema,
   RouterInfoSchema,
+  RouterKindSchema,
   TEXT_INPUT,
   TWIN_FACTOR_SUFFIXES,
   TWIN_INPUTS,
