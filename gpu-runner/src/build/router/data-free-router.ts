@@ -2,8 +2,10 @@
  * The data-free router (SMILE, issue #18): routing weights from the stored factors alone, no routing data. The
  * router feature x is the input of one matrix W that carries exclusive knowledge; expert t changes that layer by
  * x·ΔW_t = (x·U_t)·diag(σ_t)·V_tᵀ, so how strongly expert t's knowledge responds to x, relative to its size, is
- *   score_t = ‖diag(σ_t)·U_tᵀx‖ / (‖σ_t‖·‖x‖)  ∈ [0, 1]          (= ‖ΔW_tᵀx‖ / (‖ΔW_t‖_F·‖x‖) at the kept rank)
- * and the weights are softmax(score / temperature). Weighting each direction by its σ (rather than SMILE's
+ *   score_t = ‖diag(σ_t)·U_tᵀx̄‖ / (‖σ_t‖·‖x̄‖)  ∈ [0, 1]          (= ‖ΔW_tᵀx̄‖ / (‖ΔW_t‖_F·‖x̄‖) at the kept rank)
+ * and the weights are softmax(score / temperature). x̄ is x minus its own mean over the features: inputs that are
+ * all positive (pixels, ReLU outputs) share one large constant direction that every expert's subspace picks up,
+ * and without the centring it decides the argmax (Fashion zoo, pixels: 15% routing accuracy raw, 41% centred). Weighting each direction by its σ (rather than SMILE's
  * unweighted ‖V_iᵀx‖ over a fixed top-k) keeps experts comparable when a byte budget gives them different
  * ranks: the low-σ tail a larger rank adds barely moves the score.
  * @see https://arxiv.org/abs/2408.10174 (SMILE: zero-shot sparse mixture of low-rank experts)
@@ -104,13 +106,20 @@ export function dataFreeScores(r: DataFreeRouter, f: Features, experts: number):
   const K = r.expertOfColumn.length
   const n = f.x.length / d
   const out = new Float32Array(n * experts)
+  const x = new Float64Array(d)
   for (let i = 0; i < n; i++) {
+    let m = 0
+    for (let a = 0; a < d; a++) m += f.x[i * d + a] as number
+    m /= d
     let xx = 0
-    for (let a = 0; a < d; a++) xx += (f.x[i * d + a] as number) ** 2
+    for (let a = 0; a < d; a++) {
+      x[a] = (f.x[i * d + a] as number) - m
+      xx += (x[a] as number) ** 2
+    }
     const acc = new Float64Array(experts)
     for (let j = 0; j < K; j++) {
       let p = 0
-      for (let a = 0; a < d; a++) p += (f.x[i * d + a] as number) * (r.basis[a * K + j] as number)
+      for (let a = 0; a < d; a++) p += (x[a] as number) * (r.basis[a * K + j] as number)
       const t = r.expertOfColumn[j] as number
       acc[t] = (acc[t] as number) + p * p
     }

@@ -61,7 +61,7 @@ export function emitL2Normalize(editor: GraphEditor, ops: Ops, x: string, hint: 
 }
 
 /** score / temperature of the data-free router (data-free-router.ts): [batch, d] → [batch, T]. */
-function emitDataFree(editor: GraphEditor, ops: Ops, x: string, r: DataFreeRouter): string {
+function emitDataFree(editor: GraphEditor, ops: Ops, feature: string, r: DataFreeRouter): string {
   const K = r.expertOfColumn.length
   const d = r.basis.length / K
   const T = Math.max(...r.expertOfColumn) + 1
@@ -80,6 +80,9 @@ function emitDataFree(editor: GraphEditor, ops: Ops, x: string, r: DataFreeRoute
           },
         )
       : editor.float('router/subspaces', r.basis, [d, K])
+  const x = editor.node('Sub', [feature, ops.reduceMean(feature, [1], true, 'router/row_mean')], {
+    hint: 'router/centred',
+  }) // [batch, d]
   const p = editor.node('MatMul', [x, B], { hint: 'router/projection' }) // [batch, K]
   const p2 = editor.node('Mul', [p, p], { hint: 'router/projection_sq' })
   const energy = editor.node(
