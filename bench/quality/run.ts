@@ -10,6 +10,7 @@
  *   npm run bench:quality                          # regenerates its section of bench/RESULTS.md
  *   npm run bench:quality -- --no-write            # prints only
  *   npm run bench:quality -- --ranks 4,16,64 --skip-levers
+ *   npm run bench:quality -- --budgets 0.1,0.25 --frontier-ranks 16    # the frontier table's configurations
  *   npm run bench:quality -- --only text           # the text zoo only (issue #13), about 30 minutes on 2 busy cores
  *   npm run bench:quality -- --only text --quick   # without its levers and rank-16 arm: about 12 minutes
  *
@@ -26,6 +27,7 @@ import { parseRecipe, type RecipeInput, SHARED_VARIANT } from '@twinserve/shared
 import YAML from 'yaml'
 import { type Accuracy, evaluate, loadSplits, mean, openCpu, type TaskData } from './evaluate.ts'
 import { checkFloat16 } from './float16-check.ts'
+import { frontierArms, frontierTable, runFrontier } from './frontier.ts'
 import { LEVER_STAGES, type LeverArm } from './levers.ts'
 import {
   accuracyTable,
@@ -43,7 +45,7 @@ import { replaceSection } from './results-file.ts'
 import { LAMBDA_GRID, runStaticMerge, STATIC_METHODS } from './static-merges.ts'
 import { runTextQuality } from './text-run.ts'
 import { ArmBuilder, applyChange, evaluateTwin, readRecipe } from './twin-arms.ts'
-import { readZooModels } from './zoo-models.ts'
+import { graphBytes, mergeValues, readZooModels } from './zoo-models.ts'
 
 const { values } = parseArgs({
   options: {
@@ -51,6 +53,9 @@ const { values } = parseArgs({
     package: { type: 'string', default: 'zoo/fashion/package' },
     zoo: { type: 'string', default: 'zoo/fashion/models' },
     ranks: { type: 'string', default: '4,16,64' },
+    'frontier-ranks': { type: 'string', default: '8,16,32,64' },
+    budgets: { type: 'string', default: '0.05,0.1,0.25,0.4' },
+    'skip-frontier': { type: 'boolean', default: false },
     results: { type: 'string', default: 'bench/RESULTS.md' },
     'budget-mb': { type: 'string', default: '10' },
     'no-write': { type: 'boolean', default: false },
@@ -259,6 +264,20 @@ try {
     JSON.stringify(parseRecipe(YAML.parse(readFileSync(recipePath, 'utf8'))))
   log(`demo package (${elapsed()})`)
 
+  // 4b. The quality–cost frontier (issue #18): ranks, budgets and routers; accuracy, bytes, latency vs shared.
+  const list = (v: string | undefined) => (v ?? '').split(',').filter(Boolean).map(Number)
+  const frontier = values['skip-frontier']
+    ? []
+    : await runFrontier({
+        recipe,
+        arms: frontierArms(recipe, list(values['frontier-ranks']), list(values.budgets)),
+        builder,
+        data,
+        expert: { val: expertVal, test: expertTest, bytes: zoo.expertBytes },
+        shared: graphBytes(zoo, mergeValues(zoo, parseRecipe(recipe).shared)),
+        log: (line) => log(`${line} (${elapsed()})`),
+      })
+
   // 5. Quality per byte, on VALIDATION: stage by stage from the previous demo configuration.
   const leverRows: LeverRow[] = []
   let picked: RecipeInput = applyChange(recipe, LEVER_STAGES[0]?.arms[0]?.change ?? {})
@@ -394,6 +413,28 @@ try {
       `Σ ranks over tensors and experts = ${rankTotals.join(', ')}.`,
   )
   out.push('')
+  if (frontier.length > 0) {
+    const best = frontier
+      .filter((r) => r.packageBytes <= 0.25 * zoo.expertBytes)
+      .reduce<(typeof frontier)[number] | undefined>(
+        (a, r) => (!a || r.valNormalised > a.valNormalised ? r : a),
+        undefined,
+      )
+    out.push(
+      `**Quality–cost frontier** (issue #18): one package per configuration, built from \`${values.recipe}\` with float16 factors, ` +
+        'no static variants and no shared file (package = twin graph + manifest, the router included); "budget b" is `exclusive: { budget: b }`, ' +
+        "the exclusive knowledge's bytes as a fraction of the experts' (the shared model's 0.94 MB and the router come on top); the data-free router " +
+        'is built from the factors of fc1 and reads the pixels (no routing data). Latency: each package and the shared model (a plain graph) in its own ' +
+        `onnxruntime session (CPU, spinning off), routed rows, every session run back to back run by run, ratio of medians. Pareto (✓, bold): no other ` +
+        'configuration has both higher **validation** accuracy and fewer bytes. ' +
+        (best
+          ? `Best at ≤ 25% of the experts' bytes (validation): ${best.label}, ${pct(best.valNormalised)}% validation / ${pct(best.testNormalised)}% test normalised at ${pct(best.packageBytes / zoo.expertBytes)}%.`
+          : "No configuration fits in 25% of the experts' bytes."),
+    )
+    out.push('')
+    out.push(frontierTable(frontier, zoo.expertBytes))
+    out.push('')
+  }
   out.push(
     'Static merges: mean **validation** accuracy (%) over the lambda grid; the picked lambda (bold) is the one the test rows use:',
   )
