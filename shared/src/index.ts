@@ -178,6 +178,8 @@ export {
   MergeControlsSchema,
   type MergeSelection,
   parseMergeControls,
+  type RunParameters,
+  RunParametersSchema,
 } from './schemas/merge-controls.ts'
 export {
   type ChatCompletion,
