@@ -325,7 +325,9 @@ export const ExclusiveSpecSchema = z
      * One byte budget for all of the exclusive knowledge, as a fraction of the experts' bytes (their files): the
      * builder keeps the exact vector deltas, then spends the rest rank by rank where a byte keeps the most
      * singular-value energy, per matrix and per expert (ranks then differ across tensors and experts). Counts
-     * the factors as stored (`dtype`), σ and each rank's expert index. Cannot be combined with `tensors`.
+     * the factors as stored (`dtype`), σ and each rank's expert index. Cannot be combined with `tensors`. The
+     * dense twin graph serves the ragged ranks as they are; with `topk_gather` each matrix is padded to its
+     * largest per-expert rank (zero σ), and the padding's bytes come on top of the budget.
      */
     budget: z.number().gt(0).lte(1).optional(),
     /** Per-tensor targets, first match wins; tensors no rule matches get `rank` / `energy`. */
