@@ -369,7 +369,7 @@ try {
   out.push('## Merge quality on real data (Fashion-MNIST zoo)')
   out.push('')
   out.push(
-    `- **Command:** \`npm run bench:quality\` (this section is regenerated between its markers; ${seconds.toFixed(0)} s wall). ` +
+    `- **Command:** \`npm run bench:quality${values.only === 'fashion' ? ' -- --only fashion' : ''}\` (this section is regenerated between its markers; ${seconds.toFixed(0)} s wall). ` +
       `**Date:** ${new Date().toISOString().slice(0, 10)}. **Machine:** \`nproc\` = ${cpus().length}, CPU "${cpu}", ` +
       `${(totalmem() / 2 ** 30).toFixed(0)} GB; Node ${process.version}, onnxruntime-node ${ort.env.versions.common}, **provider: CPU**. ` +
       'Other helpers’ jobs may share the cores: times are upper bounds; accuracies do not depend on load.',
