@@ -329,7 +329,11 @@ export const ExclusiveSpecSchema = z
      * dense twin graph serves the ragged ranks as they are; with `topk_gather` each matrix is padded to its
      * largest per-expert rank (zero σ), and the padding's bytes come on top of the budget.
      */
-    budget: z.number().gt(0).lte(1).optional(),
+    budget: z
+      .number()
+      .gt(0, "must be a fraction of the experts' bytes in (0, 1], e.g. 0.25")
+      .lte(1, "must be a fraction of the experts' bytes in (0, 1], e.g. 0.25")
+      .optional(),
     /** Per-tensor targets, first match wins; tensors no rule matches get `rank` / `energy`. */
     tensors: z.array(ExclusiveTensorRuleSchema).max(256).optional(),
     include: z.array(z.string().min(1)).optional(),
