@@ -118,7 +118,11 @@ describe('RecipeSchema', () => {
       { ...minimal, exclusive: { rank: 2, budget: 0.2 } },
       /exclusive: give exactly one of rank, energy or budget/,
     ],
-    ['a budget of 0', { ...minimal, exclusive: { budget: 0 } }, /exclusive\.budget: must be a fraction/],
+    [
+      'a budget of 0',
+      { ...minimal, exclusive: { budget: 0 } },
+      /exclusive\.budget: must be a fraction/,
+    ],
     ['a budget above 1', { ...minimal, exclusive: { budget: 1.5 } }, /exclusive\.budget/],
     ['a budget as a string', { ...minimal, exclusive: { budget: '25%' } }, /exclusive\.budget/],
     [
