@@ -3,8 +3,9 @@
  * Fashion-MNIST zoo, per task and on average: the base; each expert on its own task (the upper bound); the static
  * merges (linear, task_arithmetic, ties, dare_ties, consensus; lambda picked on the validation split); twin
  * packages at ranks 4, 16, 64 with the trained router (dense), its top-2, the prototype router and an oracle
- * one-hot router; and the committed demo package. Absolute and normalised accuracy (merged / expert × 100),
- * router accuracy, storage. Then the demo package's quality-per-byte levers measured on VALIDATION, and the
+ * one-hot router; the committed demo package; and the quality–cost frontier (issue #18, frontier.ts: fixed ranks,
+ * byte budgets, trained / prototype / data-free routers; accuracy, bytes, latency vs shared, Pareto points).
+ * Absolute and normalised accuracy (merged / expert × 100), router accuracy, storage. Then the demo package's quality-per-byte levers measured on VALIDATION, and the
  * float16 factor storage checked against float32. Test data is only ever used to report.
  *
  *   npm run bench:quality                          # regenerates its section of bench/RESULTS.md
