@@ -3,13 +3,15 @@
  * Fashion-MNIST zoo, per task and on average: the base; each expert on its own task (the upper bound); the static
  * merges (linear, task_arithmetic, ties, dare_ties, consensus; lambda picked on the validation split); twin
  * packages at ranks 4, 16, 64 with the trained router (dense), its top-2, the prototype router and an oracle
- * one-hot router; and the committed demo package. Absolute and normalised accuracy (merged / expert × 100),
- * router accuracy, storage. Then the demo package's quality-per-byte levers measured on VALIDATION, and the
+ * one-hot router; the committed demo package; and the quality–cost frontier (issue #18, frontier.ts: fixed ranks,
+ * byte budgets, trained / prototype / data-free routers; accuracy, bytes, latency vs shared, Pareto points).
+ * Absolute and normalised accuracy (merged / expert × 100), router accuracy, storage. Then the demo package's quality-per-byte levers measured on VALIDATION, and the
  * float16 factor storage checked against float32. Test data is only ever used to report.
  *
  *   npm run bench:quality                          # regenerates its section of bench/RESULTS.md
  *   npm run bench:quality -- --no-write            # prints only
  *   npm run bench:quality -- --ranks 4,16,64 --skip-levers
+ *   npm run bench:quality -- --budgets 0.1,0.25 --frontier-ranks 16    # the frontier table's configurations
  *   npm run bench:quality -- --only text           # the text zoo only (issue #13), about 30 minutes on 2 busy cores
  *   npm run bench:quality -- --only text --quick   # without its levers and rank-16 arm: about 12 minutes
  *
@@ -26,6 +28,7 @@ import { parseRecipe, type RecipeInput, SHARED_VARIANT } from '@twinserve/shared
 import YAML from 'yaml'
 import { type Accuracy, evaluate, loadSplits, mean, openCpu, type TaskData } from './evaluate.ts'
 import { checkFloat16 } from './float16-check.ts'
+import { frontierArms, frontierTable, runFrontier } from './frontier.ts'
 import { LEVER_STAGES, type LeverArm } from './levers.ts'
 import {
   accuracyTable,
@@ -43,7 +46,7 @@ import { replaceSection } from './results-file.ts'
 import { LAMBDA_GRID, runStaticMerge, STATIC_METHODS } from './static-merges.ts'
 import { runTextQuality } from './text-run.ts'
 import { ArmBuilder, applyChange, evaluateTwin, readRecipe } from './twin-arms.ts'
-import { readZooModels } from './zoo-models.ts'
+import { graphBytes, mergeValues, readZooModels } from './zoo-models.ts'
 
 const { values } = parseArgs({
   options: {
@@ -51,6 +54,9 @@ const { values } = parseArgs({
     package: { type: 'string', default: 'zoo/fashion/package' },
     zoo: { type: 'string', default: 'zoo/fashion/models' },
     ranks: { type: 'string', default: '4,16,64' },
+    'frontier-ranks': { type: 'string', default: '8,16,32,64' },
+    budgets: { type: 'string', default: '0.05,0.1,0.25,0.4' },
+    'skip-frontier': { type: 'boolean', default: false },
     results: { type: 'string', default: 'bench/RESULTS.md' },
     'budget-mb': { type: 'string', default: '10' },
     'no-write': { type: 'boolean', default: false },
@@ -259,6 +265,20 @@ try {
     JSON.stringify(parseRecipe(YAML.parse(readFileSync(recipePath, 'utf8'))))
   log(`demo package (${elapsed()})`)
 
+  // 4b. The quality–cost frontier (issue #18): ranks, budgets and routers; accuracy, bytes, latency vs shared.
+  const list = (v: string | undefined) => (v ?? '').split(',').filter(Boolean).map(Number)
+  const frontier = values['skip-frontier']
+    ? []
+    : await runFrontier({
+        recipe,
+        arms: frontierArms(recipe, list(values['frontier-ranks']), list(values.budgets)),
+        builder,
+        data,
+        expert: { val: expertVal, test: expertTest, bytes: zoo.expertBytes },
+        shared: graphBytes(zoo, mergeValues(zoo, parseRecipe(recipe).shared)),
+        log: (line) => log(`${line} (${elapsed()})`),
+      })
+
   // 5. Quality per byte, on VALIDATION: stage by stage from the previous demo configuration.
   const leverRows: LeverRow[] = []
   let picked: RecipeInput = applyChange(recipe, LEVER_STAGES[0]?.arms[0]?.change ?? {})
@@ -350,7 +370,7 @@ try {
   out.push('## Merge quality on real data (Fashion-MNIST zoo)')
   out.push('')
   out.push(
-    `- **Command:** \`npm run bench:quality\` (this section is regenerated between its markers; ${seconds.toFixed(0)} s wall). ` +
+    `- **Command:** \`npm run bench:quality${values.only === 'fashion' ? ' -- --only fashion' : ''}\` (this section is regenerated between its markers; ${seconds.toFixed(0)} s wall). ` +
       `**Date:** ${new Date().toISOString().slice(0, 10)}. **Machine:** \`nproc\` = ${cpus().length}, CPU "${cpu}", ` +
       `${(totalmem() / 2 ** 30).toFixed(0)} GB; Node ${process.version}, onnxruntime-node ${ort.env.versions.common}, **provider: CPU**. ` +
       'Other helpers’ jobs may share the cores: times are upper bounds; accuracies do not depend on load.',
@@ -394,6 +414,28 @@ try {
       `Σ ranks over tensors and experts = ${rankTotals.join(', ')}.`,
   )
   out.push('')
+  if (frontier.length > 0) {
+    const best = frontier
+      .filter((r) => r.packageBytes <= 0.25 * zoo.expertBytes)
+      .reduce<(typeof frontier)[number] | undefined>(
+        (a, r) => (!a || r.valNormalised > a.valNormalised ? r : a),
+        undefined,
+      )
+    out.push(
+      `**Quality–cost frontier** (issue #18): one package per configuration, built from \`${values.recipe}\` with float16 factors, ` +
+        'no static variants and no shared file (package = twin graph + manifest, the router included); "budget b" is `exclusive: { budget: b }`, ' +
+        "the exclusive knowledge's bytes as a fraction of the experts' (the shared model's 0.94 MB and the router come on top); the data-free router " +
+        'is built from the factors of fc1 and reads the pixels (no routing data). Latency: each package and the shared model (a plain graph) in its own ' +
+        `onnxruntime session (CPU, spinning off), routed rows, every session run back to back run by run, ratio of medians. Pareto (✓, bold): no other ` +
+        'configuration has both higher **validation** accuracy and fewer bytes. ' +
+        (best
+          ? `Best at ≤ 25% of the experts' bytes (validation): ${best.label}, ${pct(best.valNormalised)}% validation / ${pct(best.testNormalised)}% test normalised at ${pct(best.packageBytes / zoo.expertBytes)}%.`
+          : "No configuration fits in 25% of the experts' bytes."),
+    )
+    out.push('')
+    out.push(frontierTable(frontier, zoo.expertBytes))
+    out.push('')
+  }
   out.push(
     'Static merges: mean **validation** accuracy (%) over the lambda grid; the picked lambda (bold) is the one the test rows use:',
   )

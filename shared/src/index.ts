@@ -178,6 +178,8 @@ export {
   MergeControlsSchema,
   type MergeSelection,
   parseMergeControls,
+  type RunParameters,
+  RunParametersSchema,
 } from './schemas/merge-controls.ts'
 export {
   type ChatCompletion,
@@ -274,6 +276,7 @@ export {
   type PackageTokenizer,
   PackageTokenizerSchema,
   RouterInfoSchema,
+  RouterKindSchema,
   TEXT_INPUT,
   TWIN_FACTOR_SUFFIXES,
   TWIN_INPUTS,

@@ -12,7 +12,11 @@ import { join } from 'node:path'
 import { buildPackage, createReporter } from '@twinserve/gpu-runner/build'
 import { loadPackage } from '@twinserve/gpu-runner/package'
 import { writeBuildFixture } from '@twinserve/gpu-runner/test-support'
-import { InferenceResponseSchema, type PackageManifest } from '@twinserve/shared'
+import {
+  InferenceResponseSchema,
+  type PackageManifest,
+  RunParametersSchema,
+} from '@twinserve/shared'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type RunnerProcess, signedFetch, startRunnerProcess } from '../support/runner-harness.ts'
 
@@ -133,6 +137,14 @@ describe('runner serving packages from twinserve build', () => {
       const aw = data(unsure, 'expert_weights')
       const abstained = [0, 1].filter((r) => aw.slice(r * T, (r + 1) * T).every((v) => v === 0))
       expect(unsure.parameters).toMatchObject({ abstained_rows: abstained.length })
+      expect(abstained.length).toBeGreaterThan(0)
+      // The merge extension's run parameters as shared/ describes them; the runner's /metrics counts the rows.
+      const { variant: _v, merge_path: _p, provider: _e, ...run } = unsure.parameters ?? {}
+      expect(RunParametersSchema.parse(run)).toEqual({ abstained_rows: abstained.length })
+      const metrics = await (await fetch(`${runner.url}/metrics`)).text()
+      expect(metrics).toContain(
+        `twinserve_runner_abstained_rows_total{model="${m.name}"} ${abstained.length}`,
+      )
       const per = data(shared, out).length / 2
       for (const r of abstained)
         expect(

@@ -20,6 +20,7 @@ export {
   type MatmulStats,
 } from './matmul.ts'
 export { mergeTensor, validateMergeInput } from './merge-tensor.ts'
+export { allocateRanks, type RankAllocation, type RankCandidate } from './rank-budget.ts'
 export { keepRankRange } from './rank-select.ts'
 export { getStrategy, MERGE_STRATEGIES } from './registry.ts'
 export { createRng, type Rng } from './rng.ts'

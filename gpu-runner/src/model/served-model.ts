@@ -19,6 +19,7 @@ import {
   type PackageManifest,
   parseMergeControls,
   type ResponseOutput,
+  type RunParameters,
   type TensorMetadata,
   TWIN_OUTPUT_WEIGHTS,
   type TwinInputKey,
@@ -55,8 +56,8 @@ export type MergePath = 'factored' | 'materialized' | 'static'
 /** One request's result: its outputs and the response parameters the run adds. */
 export interface RunResult {
   outputs: ResponseOutput[]
-  /** Added to the V2 response's `parameters` (e.g. `abstained_rows`); empty for most requests. */
-  parameters: Record<string, number>
+  /** Added to the V2 response's `parameters` (`abstained_rows`; shared RunParametersSchema); mostly empty. */
+  parameters: RunParameters
   /**
    * For the V2 classification extension, on packages whose experts carry label names: per returned output name
    * (the base model's class scores), per row of this request, the label names of the row's routed task (the
@@ -471,7 +472,7 @@ export class ServedModel {
     r: PreparedRequest,
     weights: ort.Tensor | undefined,
     from: number,
-  ): Record<string, number> {
+  ): RunParameters {
     if (!mayAbstain(r) || weights?.type !== 'float32') return {}
     const w = weights.data as Float32Array // [batch, T]
     let abstained = 0

@@ -13,6 +13,7 @@
  * | twinserve_runner_in_flight                      | gauge     |                                      |
  * | twinserve_runner_queue_capacity                 | gauge     |                                      |
  * | twinserve_runner_rejected_total                 | counter   | reason (overloaded, draining, timeout) |
+ * | twinserve_runner_abstained_rows_total           | counter   | model                                |
  * | twinserve_runner_merge_cache_lookups_total      | counter   | model, result (hit, miss)            |
  * | twinserve_runner_merge_cache_entries / _bytes   | gauge     | model                                |
  * | twinserve_runner_provider_info                  | gauge     | provider (1 for the one in use)      |
@@ -87,6 +88,12 @@ export function createMetrics(opts: {
     labelNames: ['reason'] as const,
     registers: [registry],
   })
+  const abstainedRows = new Counter({
+    name: 'twinserve_runner_abstained_rows_total',
+    help: 'Router rows that abstained (less sure than their abstain threshold) and ran the shared model.',
+    labelNames: ['model'] as const,
+    registers: [registry],
+  })
   const cacheLookups = new Counter({
     name: 'twinserve_runner_merge_cache_lookups_total',
     help: 'Materialised-merge cache lookups by result (hit, miss).',
@@ -128,6 +135,7 @@ export function createMetrics(opts: {
     batchRows,
     batchRequests,
     rejected,
+    abstainedRows,
     cacheLookups,
     provider,
   }

@@ -155,6 +155,8 @@ export async function runInference(
     )
     metrics.requests.inc({ ...labels, code: '200' })
     metrics.duration.observe(labels, (performance.now() - started) / 1000)
+    if (result.parameters.abstained_rows)
+      metrics.abstainedRows.inc({ model: model.name }, result.parameters.abstained_rows)
     logger.info('infer', {
       request_id: requestId,
       ...call.logFields,

@@ -186,3 +186,14 @@ export function parseMergeControls(
     ...(c.abstain_below !== undefined ? { abstainBelow: c.abstain_below } : {}),
   }
 }
+
+/**
+ * What a run adds to the V2 response's `parameters` beside `variant`, `merge_path` and `provider` (the merge
+ * extension): `abstained_rows`, only when an abstain threshold applied (`abstain_below` or the package's
+ * default), how many of the request's rows the router was too unsure for; those rows applied no expert (their
+ * `expert_weights` are 0: the shared model).
+ */
+export const RunParametersSchema = z.strictObject({
+  abstained_rows: z.number().int().nonnegative().optional(),
+})
+export type RunParameters = z.output<typeof RunParametersSchema>

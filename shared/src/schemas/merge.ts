@@ -296,6 +296,9 @@ export function snapMergeSpec(spec: MergeSpec): MergeSpec {
 const oneOfRankOrEnergy = {
   message: 'give exactly one of rank or energy',
 }
+const oneOfRankEnergyOrBudget = {
+  message: 'give exactly one of rank, energy or budget',
+}
 
 /** A per-tensor compression target: the first entry whose `match` pattern names a tensor wins. */
 export const ExclusiveTensorRuleSchema = z
@@ -318,6 +321,19 @@ export const ExclusiveSpecSchema = z
   .strictObject({
     rank: z.number().int().min(1).optional(),
     energy: z.number().gt(0).lte(1).optional(),
+    /**
+     * One byte budget for all of the exclusive knowledge, as a fraction of the experts' bytes (their files): the
+     * builder keeps the exact vector deltas, then spends the rest rank by rank where a byte keeps the most
+     * singular-value energy, per matrix and per expert (ranks then differ across tensors and experts). Counts
+     * the factors as stored (`dtype`), σ and each rank's expert index. Cannot be combined with `tensors`. The
+     * dense twin graph serves the ragged ranks as they are; with `topk_gather` each matrix is padded to its
+     * largest per-expert rank (zero σ), and the padding's bytes come on top of the budget.
+     */
+    budget: z
+      .number()
+      .gt(0, "must be a fraction of the experts' bytes in (0, 1], e.g. 0.25")
+      .lte(1, "must be a fraction of the experts' bytes in (0, 1], e.g. 0.25")
+      .optional(),
     /** Per-tensor targets, first match wins; tensors no rule matches get `rank` / `energy`. */
     tensors: z.array(ExclusiveTensorRuleSchema).max(256).optional(),
     include: z.array(z.string().min(1)).optional(),
@@ -334,5 +350,13 @@ export const ExclusiveSpecSchema = z
      */
     topk_gather: z.number().int().min(1).optional(),
   })
-  .refine((s) => (s.rank === undefined) !== (s.energy === undefined), oneOfRankOrEnergy)
+  .refine(
+    (s) => [s.rank, s.energy, s.budget].filter((x) => x !== undefined).length === 1,
+    oneOfRankEnergyOrBudget,
+  )
+  .refine((s) => s.budget === undefined || s.tensors === undefined, {
+    message:
+      "budget allocates every matrix's rank itself; per-tensor rules (tensors) cannot be combined with it",
+    path: ['tensors'],
+  })
 export type ExclusiveSpec = z.output<typeof ExclusiveSpecSchema>

@@ -56,6 +56,14 @@ describe('RecipeSchema', () => {
       },
     ],
     [
+      'a byte budget for the exclusive knowledge (issue #18)',
+      { ...minimal, exclusive: { budget: 0.25, dtype: 'float16' } },
+    ],
+    [
+      'the data-free router (issue #18)',
+      { ...minimal, router: { data: 'r.jsonl', kind: 'data-free', temperature: 0.05 } },
+    ],
+    [
       'variants',
       {
         ...minimal,
@@ -103,7 +111,29 @@ describe('RecipeSchema', () => {
     [
       'both rank and energy',
       { ...minimal, exclusive: { rank: 2, energy: 0.5 } },
-      /exactly one of rank or energy/,
+      /exactly one of rank, energy or budget/,
+    ],
+    [
+      'both rank and budget',
+      { ...minimal, exclusive: { rank: 2, budget: 0.2 } },
+      /exclusive: give exactly one of rank, energy or budget/,
+    ],
+    [
+      'a budget of 0',
+      { ...minimal, exclusive: { budget: 0 } },
+      /exclusive\.budget: must be a fraction/,
+    ],
+    ['a budget above 1', { ...minimal, exclusive: { budget: 1.5 } }, /exclusive\.budget/],
+    ['a budget as a string', { ...minimal, exclusive: { budget: '25%' } }, /exclusive\.budget/],
+    [
+      'a budget with per-tensor rules',
+      { ...minimal, exclusive: { budget: 0.2, tensors: [{ match: 'fc1*', rank: 8 }] } },
+      /exclusive\.tensors: budget allocates/,
+    ],
+    [
+      'an unknown router kind',
+      { ...minimal, router: { data: 'r', kind: 'smile' } },
+      /router\.kind/,
     ],
     ['no router data', { ...minimal, router: {} }, /router\.data/],
     ['unknown merge method', { ...minimal, shared: { method: 'magic' } }, /shared/],

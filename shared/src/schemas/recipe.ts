@@ -20,7 +20,7 @@ import { z } from 'zod'
 import { AppError } from '../errors.ts'
 import { describeIssues } from '../http.ts'
 import { ExclusiveSpecSchema, type MergeSpec, MergeSpecSchema } from './merge.ts'
-import { NameSchema } from './twin-package.ts'
+import { NameSchema, RouterKindSchema } from './twin-package.ts'
 
 const PathSchema = z.string().min(1)
 
@@ -57,8 +57,13 @@ export const TokenizerRecipeSchema = z.strictObject({
 })
 
 export const RouterRecipeSchema = z.strictObject({
-  /** `mlp`: Twin-Merging's trained router; `prototype`: per-expert mean features, cosine softmax (no training). */
-  kind: z.enum(['mlp', 'prototype']).default('mlp'),
+  /**
+   * `mlp`: Twin-Merging's trained router; `prototype`: per-expert mean features, cosine softmax (no training);
+   * `data-free` (SMILE): no routing data at all, the weights come from the stored factors: how much of the
+   * feature lies in each expert's input subspace of the matrix that reads it, softmax with `temperature`
+   * (`data` then only verifies the package and reports the router's held-out accuracy).
+   */
+  kind: RouterKindSchema.default('mlp'),
   /**
    * Tensor of the shared model the router reads (mean-pooled over middle axes when [batch, …, d]). Default: the
    * input of the last MatMul/Gemm, i.e. the shared model's last hidden features. An earlier tensor routes for less.
@@ -83,7 +88,7 @@ export const RouterRecipeSchema = z.strictObject({
   validation_fraction: z.number().gt(0).lt(0.9).default(0.1),
   /** Cap on examples per expert read from `data` (the first ones in file order). */
   max_per_expert: z.number().int().min(3).optional(),
-  /** Softmax temperature of the prototype router's cosine similarities. */
+  /** Softmax temperature of the prototype router's cosine similarities and of the data-free router's scores. */
   temperature: z.number().gt(0).lte(10).default(0.1),
   /**
    * The package's default abstain threshold: router rows less sure than this use the shared model, unless a

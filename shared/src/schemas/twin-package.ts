@@ -177,8 +177,11 @@ export const ExclusiveTensorSchema = z.strictObject({
   relError: z.array(z.number().nonnegative()),
 })
 
+/** How a package routes: a trained MLP, per-expert prototypes, or from the stored factors alone (data-free). */
+export const RouterKindSchema = z.enum(['mlp', 'prototype', 'data-free'])
+
 export const RouterInfoSchema = z.strictObject({
-  kind: z.enum(['mlp', 'prototype']),
+  kind: RouterKindSchema,
   /** Tensor of the shared model whose values feed the router. */
   feature: z.string(),
   featureSize: z.number().int().positive(),

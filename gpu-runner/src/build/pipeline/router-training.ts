@@ -1,21 +1,25 @@
 /**
  * Build step: the router's features (the shared model's value of the feature tensor on every routing example)
  * and the router trained on them: an MLP (or prototypes) fitted on the train split, early-stopped on the
- * validation split, reported on the held-out split.
+ * validation split, reported on the held-out split; or the data-free router, built from the factors alone and
+ * only reported on the held-out split.
  * @module
  */
 import type { IModelProto } from '../../onnx/proto.ts'
 import type { RowLayout } from '../graph/row-layout.ts'
+import { dataFreePredict, dataFreeRouter } from '../router/data-free-router.ts'
 import { extractFeatures, type Features } from '../router/features.ts'
 import type { RoutingExample } from '../router/routing-data.ts'
 import { type TrainedRouter, trainRouter } from '../router/train-router.ts'
 import type { BuildContext } from './build-context.ts'
+import type { ExclusiveKnowledge } from './exclusive-knowledge.ts'
 
 export async function trainPackageRouter(
   ctx: BuildContext,
   label: string,
   sharedModel: IModelProto,
   layout: RowLayout,
+  exclusive: Pick<ExclusiveKnowledge, 'matrices'>,
 ): Promise<{ router: TrainedRouter; featureSize: number }> {
   const { recipe, split, reporter } = ctx
   let step = reporter.step(
@@ -41,6 +45,25 @@ export async function trainPackageRouter(
     `${label}: router (${recipe.router.kind})`,
     recipe.router.kind === 'mlp' ? recipe.router.epochs : undefined,
   )
+  if (recipe.router.kind === 'data-free') {
+    // Built from the factors alone; the routing data only reports how well it routes.
+    const model = dataFreeRouter({
+      feature: ctx.feature,
+      nodes: sharedModel.graph?.node ?? [],
+      sites: ctx.sites,
+      matrices: exclusive.matrices,
+      experts: ctx.expertNames,
+      temperature: recipe.router.temperature,
+      dtype: recipe.exclusive.dtype,
+    })
+    const heldoutPredictions = dataFreePredict(model, heldout, ctx.expertNames.length)
+    const heldoutAccuracy =
+      heldout.y.length === 0
+        ? 0
+        : heldoutPredictions.filter((p, i) => p === heldout.y[i]).length / heldout.y.length
+    step.done(`from '${model.matrix}', held-out accuracy ${(heldoutAccuracy * 100).toFixed(1)}%`)
+    return { router: { model, heldoutAccuracy, heldoutPredictions }, featureSize: train.d }
+  }
   const router = await trainRouter(
     recipe.router,
     { train, validation, heldout },

@@ -70,7 +70,7 @@ export async function mergeToFile(
   const floats = [...ctx.base.initializers.values()].filter((t) => t.dataType === 1)
   const step = ctx.reporter.step(label, floats.length)
   const collector = exclusive
-    ? new Collector(ctx.selected, ctx.recipe.exclusive, ctx.experts.length)
+    ? new Collector(ctx.selected, ctx.recipe.exclusive, ctx.experts.length, ctx.expertsBytes)
     : undefined
   let done = 0
   const written = await writeGraph(ctx, out.rel, ctx.base.model, out.variant, async (t) => {
@@ -92,7 +92,7 @@ export async function mergeToFile(
     step.tick(++done, floats.length)
     return floatBytes(merged)
   })
-  const knowledge = collector?.knowledge
+  const knowledge = collector?.finish()
   step.done(
     knowledge
       ? `${knowledge.matrices.length} matrices (Σ rank ${knowledge.matrices.reduce((a, m) => a + m.sigma.length, 0)}), ${knowledge.vectors.length} vectors of exclusive knowledge`

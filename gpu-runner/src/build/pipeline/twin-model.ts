@@ -42,7 +42,13 @@ export async function buildTwinModel(
   const { model: sharedModel, exclusive } = shared
   const { layouts } = await trackRoutingRows(sharedModel, ctx.inputs, ctx.split.train, ctx.staging)
   const featureLayout = featureRows(ctx.feature, layouts.get(ctx.feature))
-  const { router, featureSize } = await trainPackageRouter(ctx, label, sharedModel, featureLayout)
+  const { router, featureSize } = await trainPackageRouter(
+    ctx,
+    label,
+    sharedModel,
+    featureLayout,
+    exclusive,
+  )
   const twin = rewriteTwinGraph({
     model: sharedModel,
     sites: ctx.sites,

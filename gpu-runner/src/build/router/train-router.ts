@@ -102,6 +102,10 @@ export async function trainRouter(
   experts: number,
   opts: { onEpoch?: (epoch: number, valAccuracy: number | undefined) => void } = {},
 ): Promise<TrainedRouter> {
+  if (recipe.kind === 'data-free')
+    throw new Error(
+      'the data-free router is built from the factors (data-free-router.ts), not trained',
+    )
   const s = fitStandardizer(data.train)
   if (recipe.kind === 'prototype') {
     // The prototype router needs no validation data: its means come from train and validation together.
