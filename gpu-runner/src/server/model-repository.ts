@@ -177,6 +177,11 @@ export class ModelRepository {
     })
   }
 
+  /** Resolves when every version released so far has closed its sessions. */
+  async released(): Promise<void> {
+    await Promise.all([...this.closing])
+  }
+
   /** Closes every version (shutdown: nothing runs any more). */
   async close(): Promise<void> {
     const all = [...this.held.keys()]
