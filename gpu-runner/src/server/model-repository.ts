@@ -15,12 +15,7 @@ import type { ServedModel } from '../model/served-model.ts'
 import { readManifest } from '../package/load-package.ts'
 import { packageVersion } from '../package/package-version.ts'
 import { errorFields, type Logger } from './logger.ts'
-import {
-  checkMemoryFits,
-  MEMORY_PER_PACKAGE_BYTE,
-  packageBytes,
-  resolvePackageDir,
-} from './package-location.ts'
+import { checkMemoryFits, estimateLoadedBytes, resolvePackageDir } from './package-location.ts'
 
 export interface ModelRepositoryOptions {
   /** `--repository-root`: loads read packages under it only; undefined turns hot loading off. */
@@ -60,7 +55,7 @@ export class ModelRepository {
     if (this.current.has(model.name))
       throw new AppError('INVALID_MODEL', `two packages are named '${model.name}' (${dir})`)
     this.current.set(model.name, model)
-    this.held.set(model, { leases: 0, bytes: await estimate(dir, model) })
+    this.held.set(model, { leases: 0, bytes: await estimateLoadedBytes(dir, model.manifest) })
   }
 
   /** Every version loaded, current first, then those finishing their requests. */
@@ -111,7 +106,7 @@ export class ModelRepository {
       const version = packageVersion(manifest)
       if (previous?.version === version)
         return { name, version, state: 'READY' as const, previous_version: version }
-      const bytes = (await packageBytes(dir, manifest)) * MEMORY_PER_PACKAGE_BYTE
+      const bytes = await estimateLoadedBytes(dir, manifest)
       const heldBytes = [...this.held.values()].reduce((a, h) => a + h.bytes, 0)
       checkMemoryFits(
         `model '${name}' version ${version}`,
@@ -226,9 +221,4 @@ export class ModelRepository {
     this.queue = run.catch(() => undefined)
     return run
   }
-}
-
-/** The estimated memory of a model loaded at start, from its package's files. */
-async function estimate(dir: string, model: ServedModel): Promise<number> {
-  return (await packageBytes(dir, model.manifest)) * MEMORY_PER_PACKAGE_BYTE
 }

@@ -12,10 +12,12 @@ import { AppError, type PackageManifest } from '@twinserve/shared'
 const MIB = 1024 * 1024
 
 /**
- * Bytes of memory a loaded version holds per byte of package on disk, at its peak: loading reads every file into
- * memory, and onnxruntime copies the graph's initializers into its session before the read bytes are dropped.
+ * What a loaded version holds, per byte of package on disk and per session (the twin graph and each static variant,
+ * each in a thread of its own): set above what the zoo packages' loads grow a runner's resident set by
+ * (`npm run bench:load-memory`, bench/RESULTS.md "Memory of a hot load"), so the check errs towards refusing.
  */
-export const MEMORY_PER_PACKAGE_BYTE = 2
+export const MEMORY_PER_PACKAGE_BYTE = 5
+export const MEMORY_PER_SESSION_BYTES = 8 * MIB
 
 /**
  * The package directory a load names, resolved inside the repository root.
@@ -52,6 +54,18 @@ export async function resolvePackageDir(
   if (!(await stat(dir)).isDirectory())
     throw new AppError('INVALID_REQUEST', `package '${location}' is not a directory`)
   return dir
+}
+
+/** Estimated bytes of memory a package takes once loaded (constants above). */
+export async function estimateLoadedBytes(
+  dir: string,
+  manifest: Pick<PackageManifest, 'files' | 'variants'>,
+): Promise<number> {
+  const sessions = 1 + manifest.variants.length
+  return (
+    (await packageBytes(dir, manifest)) * MEMORY_PER_PACKAGE_BYTE +
+    sessions * MEMORY_PER_SESSION_BYTES
+  )
 }
 
 /** Bytes of the files a manifest lists, as they are on disk (a missing file counts 0: the load reports it). */

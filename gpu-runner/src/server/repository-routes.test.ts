@@ -44,11 +44,12 @@ beforeAll(async () => {
   // The same model built differently: other weights, another rank.
   await writeTwinFixture(join(repo, 'v2'), { seed: 2, rank: 3 })
   await writeTwinFixture(join(repo, 'other'), { name: 'other-twin' })
-  // Over 1 MiB of weights: more than --memory-limit-mb 1 leaves beside v1.
-  await writeTwinFixture(join(repo, 'big'), { dIn: 4096, hidden: 64 })
+  // About 12 MiB of weights in three graphs: with v1 held, more than --memory-limit-mb 64 allows (a tiny package
+  // is estimated at about 25 MiB: three sessions), where v2 fits.
+  await writeTwinFixture(join(repo, 'big'), { dIn: 8192, hidden: 128 })
   await writeTwinFixture(join(root, 'outside'), { seed: 3 })
   await symlink(join(root, 'outside'), join(repo, 'escape'))
-  runner = await start({ repositoryRoot: repo, memoryLimitMb: 1 })
+  runner = await start({ repositoryRoot: repo, memoryLimitMb: 64 })
   v1 = runner.models.get('tiny-twin')?.version ?? ''
 })
 afterAll(async () => {
@@ -107,7 +108,7 @@ describe('POST /v2/repository/models/{m}/load refuses, naming the problem, and n
       'big',
       507,
       'INSUFFICIENT_MEMORY',
-      /needs about \d+ MiB.*--memory-limit-mb 1/,
+      /needs about \d+ MiB.*--memory-limit-mb 64/,
     ],
   ])('%s', async (_what, pkg, status, code, message) => {
     const r = await load(pkg)
