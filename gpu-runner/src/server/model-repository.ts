@@ -116,8 +116,13 @@ export class ModelRepository {
         this.opts.available,
       )
       const model = await this.opts.open(dir)
-      if (model.name !== name || model.version !== version)
-        throw new AppError('INTERNAL', `package ${dir} changed while it was loaded`)
+      if (model.name !== name || model.version !== version) {
+        await model.close()
+        throw new AppError(
+          'INVALID_MODEL',
+          `package ${dir} changed while it was loaded; load it again`,
+        )
+      }
       this.held.set(model, { leases: 0, bytes })
       this.current.set(name, model)
       const previousInFlight = previous ? (this.held.get(previous)?.leases ?? 0) : 0
