@@ -10,6 +10,7 @@
  * @module
  */
 import {
+  AppError,
   parseJsonText,
   RepositoryLoadRequestSchema,
   RepositoryUnloadRequestSchema,
@@ -36,7 +37,14 @@ export function repositoryRoutes(app: Hono<RunnerAppEnv>, deps: AppDeps): void {
     ),
   )
   app.post('/v2/repository/models/:model/load', async (c) => {
-    const body = parseJsonText(bodyText(c), RepositoryLoadRequestSchema, 'invalid load request')
+    const text = bodyText(c)
+    // tritonclient's load_model() without config sends no body: Triton then reloads from its repository.
+    if (text.trim() === '')
+      throw new AppError(
+        'INVALID_REQUEST',
+        'load needs a body {"parameters": {"package": "<dir under --repository-root>"}}: this runner loads a package by its directory',
+      )
+    const body = parseJsonText(text, RepositoryLoadRequestSchema, 'invalid load request')
     return c.json(await repository.load(c.req.param('model'), body.parameters.package))
   })
   app.post('/v2/repository/models/:model/unload', async (c) => {
