@@ -196,7 +196,10 @@ function servingPipeline(
       const started = performance.now()
       for (const r of batch) r.startedAt = started
       const rows = batch.reduce((a, r) => a + r.rows, 0)
+      // The batch holds its version too: requests that time out let go of theirs while the run goes on.
+      repository.hold(model)
       const run = model.runIsolated(batch)
+      void run.finally(() => repository.release(model)).catch(() => undefined)
       run.then(
         (results) => {
           stats.batch(name, rows, batch.length, (performance.now() - started) * 1e6)
