@@ -154,6 +154,8 @@ describe('parseServeArgs', () => {
       maxSequences: ['max-sequences', 'RUNNER_MAX_SEQUENCES'],
       kvCacheMb: ['kv-cache-mb', 'RUNNER_KV_CACHE_MB'],
       prefillTokensPerStep: ['prefill-tokens-per-step', 'RUNNER_PREFILL_TOKENS_PER_STEP'],
+      repositoryRoot: ['repository-root', 'RUNNER_REPOSITORY_ROOT'],
+      memoryLimitMb: ['memory-limit-mb', 'RUNNER_MEMORY_LIMIT_MB'],
     })
     // --help documents every flag.
     for (const [flag] of Object.values(RUNNER_OPTIONS))

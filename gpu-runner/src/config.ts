@@ -92,6 +92,13 @@ export const RunnerConfigSchema = z
     kvCacheMb: int(1, 1_048_576).default(256),
     /** Prompt tokens prefilled per engine step, so a long prompt never stalls running sequences for long. */
     prefillTokensPerStep: int(1, 1_000_000).default(512),
+    /** Hot loading (`POST /v2/repository/models/{m}/load`) reads packages under this directory only; unset: off. */
+    repositoryRoot: z.string().min(1).optional(),
+    /**
+     * Memory the loaded packages may take, estimated from their files; a hot load beyond it is refused (507).
+     * Unset: only the memory the OS has available is checked.
+     */
+    memoryLimitMb: int(1, 16_777_216).optional(),
   })
   .superRefine((c, ctx) => {
     if (!c.insecureLocal && !c.signingSecret)
@@ -214,6 +221,10 @@ export const SERVE_USAGE = `usage: twinserve serve --package <dir> [--package <d
   --max-sequences <n>        sequences generating at once (default 64; 503 beyond)
   --kv-cache-mb <n>          KV cache the admitted sequences of a model may reserve (default 256; 503 beyond)
   --prefill-tokens-per-step <n>  prompt tokens prefilled per generation step (default 512)
+  --repository-root <dir>    allow hot loads (POST /v2/repository/models/<m>/load) of packages under <dir>
+                             (default: off)
+  --memory-limit-mb <n>      memory the loaded packages may take (estimated from their files); a load beyond
+                             it is refused with 507 (default: only the OS's available memory is checked)
 
 Each flag also reads from its environment variable (${RUNNER_ENV.join(', ')});
 flags win. The signing secret is read from the environment only.

@@ -47,6 +47,11 @@ export const ERROR_CODES = {
   RUNNER_TIMEOUT: 504,
   /** A runner answered with something that is not a valid response. */
   BAD_GATEWAY: 502,
+  /**
+   * Loading a model version would not fit in the runner's memory beside what it holds (hot swap keeps the old
+   * version until its requests finish): nothing was loaded, the versions served are unchanged.
+   */
+  INSUFFICIENT_MEMORY: 507,
   /** A merge failed on data that passed validation. */
   MERGE_FAILED: 500,
   /** Anything unexpected; the cause is logged beside the request id, never sent. */

@@ -173,6 +173,8 @@ export {
   TiesSpecSchema,
 } from './schemas/merge.ts'
 export {
+  FAN_OUT_SHARED,
+  fanOutName,
   MERGE_PARAMETER_KEYS,
   type MergeControls,
   MergeControlsSchema,
@@ -263,6 +265,11 @@ export {
   ModelStatisticsSchema,
   type RepositoryIndex,
   RepositoryIndexSchema,
+  type RepositoryLoadRequest,
+  RepositoryLoadRequestSchema,
+  type RepositoryLoadResponse,
+  RepositoryLoadResponseSchema,
+  RepositoryUnloadRequestSchema,
 } from './schemas/triton-extensions.ts'
 export {
   ExclusiveTensorSchema,

@@ -112,6 +112,27 @@ const COVERAGE: Record<string, Coverage> = {
   'kubectl -n twinserve create secret generic twinserve-runner --from-literal=signing-secret="$NEW_RUNNER_SIGNING_SECRET" --dry-run=client -o yaml | kubectl apply -f -':
     cluster,
   'kubectl -n twinserve port-forward deployment/twinserve-runner 8790:8790': cluster,
+  // The hot-swap runbook: a runner with --repository-root, loading, listing and unloading under load.
+  'npx twinserve serve --package zoo/fashion/package --insecure-local --repository-root zoo --port 8791':
+    {
+      by: 'test/e2e/runner-hot-swap.test.ts',
+      contains: "'--repository-root'",
+    },
+  'curl -s -X POST 127.0.0.1:8791/v2/repository/models/fashion-twin/load -H \'content-type: application/json\' -d \'{"parameters": {"package": "fashion/package-v2"}}\'':
+    { by: 'test/e2e/runner-hot-swap.test.ts', contains: "{ parameters: { package: 'v2' } }" },
+  'curl -s -X POST 127.0.0.1:8791/v2/repository/index': {
+    by: 'test/e2e/runner-hot-swap.test.ts',
+    contains: '/v2/repository/index',
+  },
+  'curl -s -X POST 127.0.0.1:8791/v2/repository/models/fashion-twin/unload': {
+    by: 'gpu-runner/src/server/repository-routes.test.ts',
+    contains: '/v2/repository/models/tiny-twin/unload',
+  },
+  "curl -s http://127.0.0.1:8791/metrics | grep -E '^twinserve_runner_(routed_rows|expert_routed|router_abstentions|model_versions)'":
+    {
+      by: 'gpu-runner/src/server/routing-telemetry.test.ts',
+      contains: 'twinserve_runner_routed_rows_total',
+    },
   "curl -s http://127.0.0.1:8790/metrics | grep -E '^twinserve_runner_(queue_depth|in_flight|provider_info|draining)'":
     { run: 'demo-runner', expect: /^twinserve_runner_queue_depth 0$/m },
   'curl -X POST https://twinserve-gateway.example.workers.dev/admin/keys -H "authorization: Bearer $ADMIN_BOOTSTRAP_SECRET" -H \'content-type: application/json\' -d \'{"tenant": "ops", "name": "prometheus", "scopes": ["admin"]}\'':
@@ -141,6 +162,12 @@ const COVERAGE: Record<string, Coverage> = {
     { run: 'demo-runner', expect: /^\[(\s*[\d.e-]+,){5}\s*0\s*\]\s*$/ },
   'jq \'.parameters = {"experts": {"original": 0.7, "blur-noise": 0.3}}\' docs/examples/ankle-boot.json | curl -s localhost:8790/v2/models/fashion-twin/infer -H \'content-type: application/json\' -d @- | jq \'.outputs[] | {name, data}\'':
     { run: 'demo-runner', expect: /"name": "logits"/ },
+  "jq '.parameters = {\"fan_out\": true}' docs/examples/ankle-boot.json | curl -s localhost:8790/v2/models/fashion-twin/infer -H 'content-type: application/json' -d @- | jq -c '.outputs[] | {name, parameters}'":
+    {
+      run: 'demo-runner',
+      expect:
+        /^\{"name":"logits\/original","parameters":\{"output":"logits","expert":"original"\}\}$[\s\S]*"name":"logits\/shared"/m,
+    },
   "jq '.parameters = {\"variant\": \"ties\"}' docs/examples/ankle-boot.json | curl -s localhost:8790/v2/models/fashion-twin/infer -H 'content-type: application/json' -d @- | jq '.outputs[] | {name, data}'":
     { run: 'demo-runner', expect: /"name": "logits"/ },
   'jq \'.parameters = {"experts": {"original": 1, "inverted": 1}, "merge_method": "ties", "density": 0.5}\' docs/examples/ankle-boot.json | curl -s localhost:8790/v2/models/fashion-twin/infer -H \'content-type: application/json\' -d @- | jq \'.outputs[] | {name, data}\'':

@@ -66,6 +66,11 @@ export class TextGenerator {
         'INVALID_REQUEST',
         `generation does not run merge_method (a materialised merge per request); give experts without merge_method for an explicit mix`,
       )
+    if (selection.kind === 'fan_out')
+      throw new AppError(
+        'INVALID_REQUEST',
+        'generation does not fan out (one text per expert); ask each expert with an explicit experts mix',
+      )
     const fallback = m.router.abstainBelow
     const routed =
       selection.kind === 'router' && selection.abstainBelow === undefined && fallback !== undefined

@@ -13,6 +13,8 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import {
   AppError,
+  FAN_OUT_SHARED,
+  fanOutName,
   type InferenceRequest,
   type MergeSelection,
   type ModelMetadata,
@@ -65,7 +67,13 @@ export interface RunResult {
    * a row that applied no expert.
    */
   labels?: Record<string, (readonly string[] | undefined)[]>
+  /** Router requests: the weights applied to its rows, [rows, T] (per-expert telemetry). */
+  routedWeights?: Float32Array
 }
+
+/** A request whose rows the router weighs (its weights feed the per-expert telemetry). */
+const routed = (r: { controls?: RowControls; rowControls?: RowControls[] }) =>
+  r.controls?.useRouter === 1 && !r.rowControls
 
 /** A router request with an abstain threshold: some of its rows may fall back to the shared model. */
 const mayAbstain = (r: { controls?: RowControls }) => (r.controls?.abstainBelow ?? 0) > 0
@@ -76,6 +84,8 @@ export const TWIN_VARIANT = 'twin'
 /** One request, validated and converted, waiting to be batched. */
 export interface PreparedRequest {
   model: string
+  /** The version it was prepared for: its batch runs on exactly that version, even after a hot swap. */
+  version: string
   path: MergePath
   /** `twin` for the twin graph, else the variant's name. */
   variant: string
@@ -85,6 +95,13 @@ export interface PreparedRequest {
   inputs: HostTensor[]
   /** Factored path: this request's per-row controls. */
   controls?: RowControls
+  /** Fan-out: one entry per row instead (the input repeated once per label), overriding `controls`. */
+  rowControls?: RowControls[]
+  /**
+   * Fan-out (`fan_out: true`): the caller's rows repeated once per label, in this order (each expert by column,
+   * then FAN_OUT_SHARED); each output is answered once per label as `<output>/<label>`.
+   */
+  fanOut?: { labels: string[]; callerRows: number }
   /** Materialised path: the recipe. */
   recipe?: {
     key: string
@@ -276,7 +293,7 @@ export class ServedModel {
     const shapes =
       tensors.map((t) => t.dims.slice(1).join('x')).join(';') +
       (this.batchable ? '' : `|solo:${++this.solo}`)
-    const common = { model: this.name, rows, inputs: tensors, outputs }
+    const common = { model: this.name, version: this.version, rows, inputs: tensors, outputs }
 
     if (selection.kind === 'variant') {
       const name = selection.variant
@@ -291,14 +308,14 @@ export class ServedModel {
           ...common,
           path: 'factored',
           variant: name,
-          batchKey: `${this.name}|twin|${shapes}`,
+          batchKey: `${this.name}|${this.version}|twin|${shapes}`,
           controls: rowControls({ kind: 'zero' }, this.manifest.experts, this.name),
         }
       return {
         ...common,
         path: 'static',
         variant: name,
-        batchKey: `${this.name}|variant:${name}|${shapes}`,
+        batchKey: `${this.name}|${this.version}|variant:${name}|${shapes}`,
         reportedWeights: new Float32Array(this.T),
       }
     }
@@ -320,11 +337,12 @@ export class ServedModel {
         ...common,
         path: 'materialized',
         variant: TWIN_VARIANT,
-        batchKey: `${this.name}|materialized:${key}|${shapes}`,
+        batchKey: `${this.name}|${this.version}|materialized:${key}|${shapes}`,
         recipe: { key, selection, experts },
         reportedWeights,
       }
     }
+    if (selection.kind === 'fan_out') return this.prepareFanOut(request, common)
     const fallback = this.manifest.router.abstainBelow
     const routed =
       selection.kind === 'router' && selection.abstainBelow === undefined && fallback !== undefined
@@ -336,8 +354,66 @@ export class ServedModel {
       ...common,
       path: 'factored',
       variant: TWIN_VARIANT,
-      batchKey: `${this.name}|twin|${shapes}`,
+      batchKey: `${this.name}|${this.version}|twin|${shapes}`,
       controls,
+    }
+  }
+
+  /**
+   * Fan-out: the input once per expert (a one-hot mix each) and once for the shared model (all weights 0),
+   * stacked on the batch axis, so the whole fan runs as one batch of the twin graph ([(T+1)·n, …]).
+   */
+  private prepareFanOut(
+    request: InferenceRequest,
+    common: Pick<PreparedRequest, 'model' | 'version' | 'rows' | 'inputs' | 'outputs'>,
+  ): PreparedRequest {
+    if (!this.batchable)
+      throw new AppError(
+        'INVALID_REQUEST',
+        `model '${this.name}' has a fixed batch dimension; fan_out stacks one copy of the input per expert on it`,
+      )
+    if (this.experts.includes(FAN_OUT_SHARED))
+      throw new AppError(
+        'INVALID_MODEL',
+        `model '${this.name}' has an expert named '${FAN_OUT_SHARED}', which a fan-out answer cannot tell from the shared model`,
+      )
+    if (request.outputs?.some((o) => o.parameters?.classification))
+      throw new AppError(
+        'INVALID_REQUEST',
+        'classification cannot be combined with fan_out; ask for the raw outputs (labelled per expert)',
+      )
+    const labels = [...this.experts, FAN_OUT_SHARED]
+    const n = common.rows
+    const rowControls: RowControls[] = []
+    for (let k = 0; k < labels.length; k++) {
+      // Experts are columns 0…T-1 in index order (`experts`); the last label is the shared model: no controls.
+      const controls: RowControls = {}
+      if (k < this.T) {
+        const mix = new Float32Array(this.T)
+        mix[k] = 1
+        controls.mixWeights = mix
+      }
+      for (let i = 0; i < n; i++) rowControls.push(controls)
+    }
+    const inputs = common.inputs.map((t) => {
+      const stacked = concatRows(Array<HostTensor>(labels.length).fill(t))
+      return {
+        name: t.name,
+        type: t.type,
+        dims: [...stacked.dims],
+        data: stacked.data as HostTensor['data'],
+      }
+    })
+    const shapes = inputs.map((t) => t.dims.slice(1).join('x')).join(';')
+    return {
+      ...common,
+      rows: n * labels.length,
+      inputs,
+      path: 'factored',
+      variant: TWIN_VARIANT,
+      batchKey: `${this.name}|${this.version}|twin|${shapes}`,
+      rowControls,
+      fanOut: { labels, callerRows: n },
     }
   }
 
@@ -378,6 +454,10 @@ export class ServedModel {
     for (const r of batch) {
       const from = row
       row += r.rows
+      if (r.fanOut) {
+        out.push({ outputs: this.fanOutOutputs(r, r.fanOut, results, from), parameters: {} })
+        continue
+      }
       const outputs = r.outputs.map((name) => {
         const reported = r.reportedWeights
         if (name === TWIN_OUTPUT_WEIGHTS && reported) {
@@ -391,14 +471,41 @@ export class ServedModel {
           throw new AppError('INTERNAL', `output '${name}' does not have the batch as dimension 0`)
         return sliceRows(name, t, from, row)
       })
-      const labels = this.rowLabels(r, results[TWIN_OUTPUT_WEIGHTS], from)
+      const applied = results[TWIN_OUTPUT_WEIGHTS]
+      const labels = this.rowLabels(r, applied, from)
       out.push({
         outputs,
-        parameters: this.rowReport(r, results[TWIN_OUTPUT_WEIGHTS], from),
+        parameters: this.rowReport(r, applied, from),
         ...(labels ? { labels } : {}),
+        ...(routed(r) && applied?.type === 'float32'
+          ? { routedWeights: (applied.data as Float32Array).slice(from * this.T, row * this.T) }
+          : {}),
       })
     }
     return out
+  }
+
+  /** A fan-out request's outputs: each requested output once per label, its rows sliced out of the run. */
+  private fanOutOutputs(
+    r: PreparedRequest,
+    fan: NonNullable<PreparedRequest['fanOut']>,
+    results: Record<string, ort.Tensor>,
+    from: number,
+  ): ResponseOutput[] {
+    const n = fan.callerRows
+    return r.outputs.flatMap((name) => {
+      const t = results[name]
+      if (!t) throw new AppError('INTERNAL', `the model did not return output '${name}'`)
+      return fan.labels.map((label, k) => {
+        const sliced = sliceRows(fanOutName(name, label), t, from + k * n, from + (k + 1) * n)
+        // The label in parameters too, so a client need not parse names.
+        const parameters: Record<string, string> =
+          label === FAN_OUT_SHARED
+            ? { output: name, variant: label }
+            : { output: name, expert: label }
+        return { ...sliced, parameters }
+      })
+    })
   }
 
   /** The batch's graph run: a variant's plain graph, the twin graph, or the materialised-merge graph. */
@@ -416,9 +523,12 @@ export class ServedModel {
     }
     if (first.path === 'factored') {
       Object.assign(feeds, this.controlFeeds(batch))
-      // The applied weights also say which rows abstained, and which task each row's labels are.
+      // The applied weights also say which rows abstained, which task each row's labels are, and what the router
+      // chose (per-expert telemetry): T floats per row, next to nothing beside the outputs.
       const weights =
-        wanted.has(TWIN_OUTPUT_WEIGHTS) || batch.some(mayAbstain) || this.wantsLabels(wanted)
+        wanted.has(TWIN_OUTPUT_WEIGHTS) ||
+        batch.some((r) => mayAbstain(r) || routed(r)) ||
+        this.wantsLabels(wanted)
       const fetch = [...baseOutputs, ...(weights ? [TWIN_OUTPUT_WEIGHTS] : [])]
       return this.twin.session.run(feeds, fetch.length ? fetch : [TWIN_OUTPUT_WEIGHTS])
     }
@@ -535,8 +645,12 @@ export class ServedModel {
   }
 
   /** The twin graph's control inputs for a batch; requests without controls get all-zero weights. */
-  private controlFeeds(batch: readonly { rows: number; controls?: RowControls }[]): Feeds {
-    const rows = batch.flatMap((r) => Array<RowControls>(r.rows).fill(r.controls ?? {}))
+  private controlFeeds(
+    batch: readonly { rows: number; controls?: RowControls; rowControls?: RowControls[] }[],
+  ): Feeds {
+    const rows = batch.flatMap(
+      (r) => r.rowControls ?? Array<RowControls>(r.rows).fill(r.controls ?? {}),
+    )
     return encodeControls(rows, this.T, this.controls)
   }
 

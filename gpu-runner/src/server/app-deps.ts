@@ -8,11 +8,15 @@ import type { PreparedRequest, RunResult, ServedModel } from '../model/served-mo
 import type { InferenceStatistics } from './inference-stats.ts'
 import type { Logger } from './logger.ts'
 import type { RunnerMetrics } from './metrics.ts'
+import type { ModelRepository } from './model-repository.ts'
 import type { ReplayGuard } from './replay-guard.ts'
 import type { Scheduler } from './scheduler.ts'
 
 export interface AppDeps {
+  /** The version each model's new requests go to (the repository's `current`). */
   models: ReadonlyMap<string, ServedModel>
+  /** Hot load and unload, and the leases that keep a version loaded while its requests run. */
+  repository: ModelRepository
   /** Models that generate text (`--generation`), by name: `/v1/*` and `/v2/models/{m}/generate[_stream]`. */
   generators: ReadonlyMap<string, TextGenerator>
   scheduler: Scheduler<PreparedRequest, RunResult>

@@ -14,6 +14,8 @@
  *   POST /v2/models/{model}/generate    → Triton's generate extension, text in and out (generate-routes.ts);
  *   POST /v2/models/{model}/generate_stream  … and as server-sent events (decoder packages, `--generation`)
  *   POST /v2/repository/index           → [{name, version, state}]
+ *   POST /v2/repository/models/{m}/load → hot swap: a package as {m}'s new version (repository-routes.ts)
+ *   POST /v2/repository/models/{m}/unload
  *   GET  /v1/models, POST /v1/completions, POST /v1/chat/completions → OpenAI-compatible generation
  *                                         (openai-routes.ts), signed like /v2
  *   GET  /metrics                       → Prometheus text
@@ -45,6 +47,7 @@ import { generateHandler } from './generate-routes.ts'
 import { inferHandler } from './infer-route.ts'
 import { findModel } from './model-lookup.ts'
 import { openaiRoutes } from './openai-routes.ts'
+import { repositoryRoutes } from './repository-routes.ts'
 import type { RunnerAppEnv } from './runner-app-env.ts'
 
 export const SERVER_NAME = 'twinserve-gpu-runner'
@@ -210,10 +213,6 @@ function modelRoutes(app: Hono<RunnerAppEnv>, deps: AppDeps): void {
     }
     return c.json(body)
   })
-  // The repository extension's index; tritonclient POSTs it with an empty body (its aio twin as octet-stream).
-  app.post('/v2/repository/index', (c) =>
-    c.json([...models.values()].map((m) => ({ name: m.name, version: m.version, state: 'READY' }))),
-  )
   app.get('/v2/models/stats', (c) =>
     c.json({
       model_stats: [...models.values()].map((m) => deps.stats.snapshot(m.name, m.version)),
@@ -245,6 +244,7 @@ export function createApp(deps: AppDeps): Hono<RunnerAppEnv> {
   // The OpenAI-compatible routes are signed exactly like /v2: only the gateway (or --insecure-local) calls them.
   app.use('/v1/*', readAndVerify(deps))
   modelRoutes(app, deps)
+  repositoryRoutes(app, deps)
   openaiRoutes(app, deps)
   app.notFound((c) =>
     errorResponse(

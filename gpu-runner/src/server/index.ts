@@ -15,5 +15,12 @@ export {
   type LogLevel,
 } from './logger.ts'
 export { createMetrics, type RunnerMetrics } from './metrics.ts'
+export { ModelRepository, type ModelRepositoryOptions } from './model-repository.ts'
 export { buildRunnerOpenApiDocument } from './openapi-document.ts'
+export {
+  estimateLoadedBytes,
+  MEMORY_PER_PACKAGE_BYTE,
+  MEMORY_PER_SESSION_BYTES,
+  packageBytes,
+} from './package-location.ts'
 export { exitOnSignals, type Runner, type RunnerDeps, startRunner } from './runner.ts'

@@ -18,10 +18,17 @@
  * | twinserve_runner_merge_cache_entries / _bytes   | gauge     | model                                |
  * | twinserve_runner_provider_info                  | gauge     | provider (1 for the one in use)      |
  * | twinserve_runner_draining                       | gauge     |                                      |
+ * | twinserve_runner_model_versions                 | gauge     | model (versions loaded; 2 mid-swap)  |
+ * | twinserve_runner_routed_rows_total              | counter   | model (rows the router weighed)      |
+ * | twinserve_runner_expert_routed_rows_total       | counter   | model, expert (rows with weight > 0.1) |
+ * | twinserve_runner_expert_routed_weight_sum       | counter   | model, expert (÷ routed_rows: mean weight) |
+ * | twinserve_runner_router_entropy_nats            | histogram | model (per routed row, abstentions excluded) |
+ * | twinserve_runner_router_abstentions_total       | counter   | model (rows the router left to the shared model) |
  * plus prom-client's default process metrics (`twinserve_runner_process_*`, `twinserve_runner_nodejs_*`).
  * @module
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
+import { summarizeRouting } from './routing-telemetry.ts'
 
 export type RunnerMetrics = ReturnType<typeof createMetrics>
 
@@ -31,6 +38,8 @@ export function createMetrics(opts: {
   capacity: number
   draining: () => boolean
   cache: () => { model: string; entries: number; bytes: number }[]
+  /** Model names of every version loaded (one per version; a model mid-swap appears twice). */
+  versions?: () => string[]
 }) {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry, prefix: 'twinserve_runner_' })
@@ -128,8 +137,10 @@ export function createMetrics(opts: {
       this.set(opts.draining() ? 1 : 0)
     },
   })
+  const routing = routingMetrics(registry, opts.versions)
   return {
     registry,
+    routing,
     requests,
     duration,
     batchRows,
@@ -139,4 +150,67 @@ export function createMetrics(opts: {
     cacheLookups,
     provider,
   }
+}
+
+/**
+ * Per-expert telemetry (issue #19) and the versions loaded per model (hot swap).
+ * @returns `routing(model, experts, weights)`, which counts one request's routed rows ([rows, T] weights)
+ */
+function routingMetrics(registry: Registry, versions: (() => string[]) | undefined) {
+  new Gauge({
+    name: 'twinserve_runner_model_versions',
+    help: 'Versions of each model loaded: 2 while a replaced version finishes its requests after a hot swap.',
+    labelNames: ['model'] as const,
+    registers: [registry],
+    collect() {
+      this.reset()
+      const counts = new Map<string, number>()
+      for (const m of versions?.() ?? []) counts.set(m, (counts.get(m) ?? 0) + 1)
+      for (const [model, n] of counts) this.set({ model }, n)
+    },
+  })
+  const routedRows = new Counter({
+    name: 'twinserve_runner_routed_rows_total',
+    help: 'Rows whose experts the router weighed (explicit mixes, variants and fan-outs excluded).',
+    labelNames: ['model'] as const,
+    registers: [registry],
+  })
+  const expertRows = new Counter({
+    name: 'twinserve_runner_expert_routed_rows_total',
+    help: 'Routed rows that gave this expert a weight above 0.1 (its traffic share, over routed_rows_total).',
+    labelNames: ['model', 'expert'] as const,
+    registers: [registry],
+  })
+  const expertWeight = new Counter({
+    name: 'twinserve_runner_expert_routed_weight_sum',
+    help: "Sum of this expert's routed weight over routed rows (its mean weight, over routed_rows_total).",
+    labelNames: ['model', 'expert'] as const,
+    registers: [registry],
+  })
+  const entropy = new Histogram({
+    name: 'twinserve_runner_router_entropy_nats',
+    help: "Entropy (nats) of each routed row's applied expert weights; ln(experts) is uniform, 0 one expert.",
+    labelNames: ['model'] as const,
+    buckets: [0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.25, 1.5, 1.75, 2, 2.5, 3],
+    registers: [registry],
+  })
+  const abstentions = new Counter({
+    name: 'twinserve_runner_router_abstentions_total',
+    help: 'Routed rows the router was too unsure for (abstain_below): the shared model answered them.',
+    labelNames: ['model'] as const,
+    registers: [registry],
+  })
+  /** Counts the routed rows of one request: `weights` [rows, T], `experts` the names by column. */
+  function routing(model: string, experts: readonly string[], weights: Float32Array): void {
+    const s = summarizeRouting(weights, experts.length)
+    if (s.rows === 0) return
+    routedRows.inc({ model }, s.rows)
+    if (s.abstained > 0) abstentions.inc({ model }, s.abstained)
+    experts.forEach((expert, j) => {
+      expertRows.inc({ model, expert }, s.routedRows[j] ?? 0)
+      expertWeight.inc({ model, expert }, s.weightSum[j] ?? 0)
+    })
+    for (const h of s.entropies) entropy.observe({ model }, h)
+  }
+  return routing
 }

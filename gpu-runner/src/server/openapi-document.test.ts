@@ -9,6 +9,7 @@ import { createApp } from './app.ts'
 import { InferenceStatistics } from './inference-stats.ts'
 import { createLogger } from './logger.ts'
 import { createMetrics } from './metrics.ts'
+import { ModelRepository } from './model-repository.ts'
 import { buildRunnerOpenApiDocument } from './openapi-document.ts'
 import { ReplayGuard } from './replay-guard.ts'
 import { Scheduler } from './scheduler.ts'
@@ -28,14 +29,17 @@ function emptyApp() {
     draining: () => false,
     cache: () => [],
   })
+  const logger = createLogger({ sink: () => undefined })
+  const repository = new ModelRepository({ open: () => Promise.reject(new Error('none')), logger })
   return createApp({
-    models: new Map(),
+    models: repository.current,
+    repository,
     generators: new Map(),
     scheduler,
     metrics,
     stats: new InferenceStatistics(),
     maxBatchSize: 1,
-    logger: createLogger({ sink: () => undefined }),
+    logger,
     provider: 'cpu',
     signingSecret: null,
     maxBodyBytes: 1024,
@@ -63,9 +67,9 @@ describe('runner OpenAPI document', () => {
       Object.keys(ops).map((m) => `${m} ${path}`),
     )
     expect(new Set(documented)).toEqual(new Set(served))
-    // health ×2, metrics, /v2, stats of all, repository index, 7 per-model routes × (unversioned, versioned),
-    // 3 OpenAI-compatible routes
-    expect(documented.length).toBe(23)
+    // health ×2, metrics, /v2, stats of all, repository index, load, unload, 7 per-model routes × (unversioned,
+    // versioned), 3 OpenAI-compatible routes
+    expect(documented.length).toBe(25)
   })
 
   it('is OpenAPI 3.1 and every $ref resolves to a component', () => {

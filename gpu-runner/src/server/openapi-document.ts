@@ -21,6 +21,9 @@ import {
   ModelListSchema,
   OIP_INPUT_SCHEMAS,
   OIP_OUTPUT_SCHEMAS,
+  RepositoryLoadRequestSchema,
+  RepositoryLoadResponseSchema,
+  RepositoryUnloadRequestSchema,
   RUNNER_SIGNATURE_SCHEMES,
   schemaRef as ref,
 } from '@twinserve/shared'
@@ -278,9 +281,55 @@ const SIGNED_PATHS: Json = {
   },
   '/v2/repository/index': {
     post: {
-      summary: 'The repository index: every model served, its version and state',
+      summary:
+        'The repository index: every model version loaded and its state (READY, or UNLOADING while a replaced version finishes its requests)',
       security: signed,
       responses: { '200': json('RepositoryIndex', 'Models.'), '401': unsigned },
+    },
+  },
+  '/v2/repository/models/{model}/load': {
+    post: {
+      summary: 'Hot swap: load a package as the model’s new version (or as a new model)',
+      description:
+        'The package directory is relative to the runner’s --repository-root or absolute inside it. Requests in flight finish on the old version; new requests go to the new one when this answers; the old version is released when its last request is done. The memory for the new version beside everything held is checked first.',
+      security: signed,
+      parameters: [model],
+      requestBody: {
+        required: true,
+        content: { 'application/json': { schema: ref('RepositoryLoadRequest') } },
+      },
+      responses: {
+        '200': json('RepositoryLoadResponse', 'Loaded: the version new requests go to.'),
+        '400': error(
+          'Malformed body, the package is another model, or the model generates text (INVALID_REQUEST).',
+        ),
+        '401': unsigned,
+        '403': error(
+          'Hot loading is off, or the package is outside --repository-root (FORBIDDEN).',
+        ),
+        '404': error('No such package directory (NOT_FOUND).'),
+        '422': error('The package is invalid or does not load (INVALID_MODEL).'),
+        '507': error(
+          'The new version does not fit beside the versions held (INSUFFICIENT_MEMORY); nothing changed.',
+        ),
+      },
+    },
+  },
+  '/v2/repository/models/{model}/unload': {
+    post: {
+      summary: 'Stop serving a model: new requests get 404, requests in flight finish',
+      security: signed,
+      parameters: [model],
+      requestBody: {
+        required: false,
+        content: { 'application/json': { schema: ref('RepositoryUnloadRequest') } },
+      },
+      responses: {
+        '200': json('RepositoryLoadResponse', 'Unloaded.'),
+        '400': error('Malformed body, or the model generates text (INVALID_REQUEST).'),
+        '401': unsigned,
+        '404': noModel,
+      },
     },
   },
   ...modelPaths('/v2/models/{model}', [model]),
@@ -300,6 +349,19 @@ export function buildRunnerOpenApiDocument(version: string): Json {
       schemas: {
         ...componentSchemas(OIP_INPUT_SCHEMAS, 'input', 'InputShared_'),
         ...componentSchemas(OIP_OUTPUT_SCHEMAS, 'output', 'OutputShared_'),
+        ...componentSchemas(
+          {
+            RepositoryLoadRequest: RepositoryLoadRequestSchema,
+            RepositoryUnloadRequest: RepositoryUnloadRequestSchema,
+          },
+          'input',
+          'RepoInShared_',
+        ),
+        ...componentSchemas(
+          { RepositoryLoadResponse: RepositoryLoadResponseSchema },
+          'output',
+          'RepoOutShared_',
+        ),
         ...componentSchemas(
           {
             CompletionRequest: CompletionRequestSchema,

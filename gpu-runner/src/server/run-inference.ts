@@ -122,8 +122,12 @@ export async function runInference(
   let labels: InferLabels = { model: '', variant: '', merge_path: '' }
   let rows = 0
   const elapsedMs = () => Math.round((performance.now() - started) * 1000) / 1000
+  let held: ServedModel | undefined
   try {
     const model = source.model()
+    // Leased at once (no await between lookup and hold): a hot swap now leaves this request on this version.
+    deps.repository.hold(model)
+    held = model
     labels = { ...labels, model: model.name }
     const { req, deadlineMs, version } = await source.decode(model)
     checkIdentity(model, version, req)
@@ -188,5 +192,7 @@ export async function runInference(
       ...errorFields(err),
     })
     throw e
+  } finally {
+    if (held) deps.repository.release(held)
   }
 }

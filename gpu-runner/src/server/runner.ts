@@ -23,6 +23,7 @@ import { InferenceStatistics } from './inference-stats.ts'
 import { createLogger, errorFields, type Logger } from './logger.ts'
 import { Membership } from './membership.ts'
 import { createMetrics, type RunnerMetrics } from './metrics.ts'
+import { ModelRepository } from './model-repository.ts'
 import { ReplayGuard } from './replay-guard.ts'
 import { Scheduler } from './scheduler.ts'
 
@@ -47,23 +48,21 @@ export interface Runner {
 type HttpServer = ReturnType<typeof serve>
 
 interface LoadedModels {
+  repository: ModelRepository
   models: Map<string, ServedModel>
   provider: 'cuda' | 'cpu'
   /** Why CUDA was not used, when it was asked for. */
   fallbackReason: string | undefined
 }
 
-/** Opens every package's sessions; `onCacheLookup` counts merge-cache hits (wired once metrics exist). */
-async function loadModels(
+/** Opens one package's sessions with the runner's options (at start and for hot loads alike). */
+function modelOpener(
   config: RunnerConfig,
-  logger: Logger,
   merge: MergeTensorFn | undefined,
   onCacheLookup: (model: string, hit: boolean) => void,
-): Promise<LoadedModels> {
-  const models = new Map<string, ServedModel>()
-  let provider = config.provider
-  for (const dir of config.packages) {
-    const model = await loadModel(dir, {
+): (dir: string, provider: RunnerConfig['provider']) => Promise<ServedModel> {
+  return async (dir, provider) => {
+    const model: ServedModel = await loadModel(dir, {
       provider,
       ...(config.threads ? { threads: config.threads } : {}),
       sessionThreads: config.sessionThreads === 'on',
@@ -76,22 +75,61 @@ async function loadModels(
         onLookup: (hit) => onCacheLookup(model.name, hit),
       },
     })
-    if (models.has(model.name))
-      throw new AppError('INVALID_MODEL', `two packages are named '${model.name}' (${dir})`)
-    models.set(model.name, model)
+    return model
+  }
+}
+
+function logLoaded(logger: Logger, model: ServedModel, dir: string): void {
+  logger.info('model loaded', {
+    model: model.name,
+    version: model.version,
+    dir,
+    provider: model.provider,
+    experts: model.experts,
+    variants: model.variantNames,
+    ...(model.metadata().parameters?.materialized_unavailable
+      ? { materialized_unavailable: model.metadata().parameters?.materialized_unavailable }
+      : {}),
+  })
+}
+
+/**
+ * Opens every package's sessions into the model repository (which hot loads add to later); `onCacheLookup` counts
+ * merge-cache hits (wired once metrics exist), `onChange` runs after a hot load or unload.
+ */
+async function loadModels(
+  config: RunnerConfig,
+  logger: Logger,
+  merge: MergeTensorFn | undefined,
+  hooks: {
+    onCacheLookup: (model: string, hit: boolean) => void
+    onChange: () => void
+    pinned: () => ReadonlySet<string>
+  },
+): Promise<LoadedModels> {
+  const open = modelOpener(config, merge, hooks.onCacheLookup)
+  let provider = config.provider
+  const repository = new ModelRepository({
+    ...(config.repositoryRoot ? { root: config.repositoryRoot } : {}),
+    ...(config.memoryLimitMb ? { memoryLimitMb: config.memoryLimitMb } : {}),
+    // Hot loads open on the provider the packages at start settled on.
+    open: async (dir) => {
+      const model = await open(dir, provider)
+      logLoaded(logger, model, dir)
+      return model
+    },
+    pinned: hooks.pinned,
+    onChange: hooks.onChange,
+    logger,
+  })
+  for (const dir of config.packages) {
+    const model = await open(dir, provider)
+    await repository.add(model, dir)
     // The first session settled the provider; the rest open on it directly instead of retrying CUDA.
     provider = model.provider
-    logger.info('model loaded', {
-      model: model.name,
-      dir,
-      provider: model.provider,
-      experts: model.experts,
-      variants: model.variantNames,
-      ...(model.metadata().parameters?.materialized_unavailable
-        ? { materialized_unavailable: model.metadata().parameters?.materialized_unavailable }
-        : {}),
-    })
+    logLoaded(logger, model, dir)
   }
+  const models = repository.current
   const first = models.values().next().value
   const fallbackReason = first?.fallbackReason
   if (fallbackReason)
@@ -99,7 +137,7 @@ async function loadModels(
       requested: config.provider,
       reason: fallbackReason,
     })
-  return { models, provider: first?.provider ?? 'cpu', fallbackReason }
+  return { repository, models, provider: first?.provider ?? 'cpu', fallbackReason }
 }
 
 /**
@@ -147,19 +185,28 @@ function servingPipeline(
   draining: () => boolean,
   stats: InferenceStatistics,
 ): { scheduler: Scheduler<PreparedRequest, RunResult>; metrics: RunnerMetrics } {
-  const { models } = loaded
+  const { models, repository } = loaded
   let metrics: RunnerMetrics | undefined
   const scheduler = new Scheduler<PreparedRequest, RunResult>(
     (batch) => {
       const name = batch[0]?.model ?? ''
-      const model = models.get(name)
+      // The version the requests were prepared for: after a hot swap, the old one until its requests are done.
+      const model = repository.instance(name, batch[0]?.version ?? '')
       if (!model) return Promise.reject(new AppError('INTERNAL', `model '${name}' vanished`))
       const started = performance.now()
       for (const r of batch) r.startedAt = started
       const rows = batch.reduce((a, r) => a + r.rows, 0)
+      // The batch holds its version too: requests that time out let go of theirs while the run goes on.
+      repository.hold(model)
       const run = model.runIsolated(batch)
+      void run.finally(() => repository.release(model)).catch(() => undefined)
       run.then(
-        () => stats.batch(name, rows, batch.length, (performance.now() - started) * 1e6),
+        (results) => {
+          stats.batch(name, rows, batch.length, (performance.now() - started) * 1e6)
+          for (const r of results)
+            if (!(r instanceof AppError) && r.routedWeights)
+              metrics?.routing(name, model.experts, r.routedWeights)
+        },
         () => undefined,
       )
       return run
@@ -182,6 +229,7 @@ function servingPipeline(
     capacity: config.maxQueue,
     draining,
     cache: () => [...models.values()].map((m) => ({ model: m.name, ...m.cacheStats() })),
+    versions: () => repository.loaded().map((v) => v.model.name),
   })
   metrics.provider.set({ provider: loaded.provider }, 1)
   return { scheduler, metrics }
@@ -234,10 +282,15 @@ export async function startRunner(config: RunnerConfig, deps: RunnerDeps = {}): 
   const logger = deps.logger ?? createLogger({ level: config.logLevel })
   const started = performance.now()
   let cacheLookup: (model: string, hit: boolean) => void = () => undefined
-  const loaded = await loadModels(config, logger, deps.merge, (model, hit) =>
-    cacheLookup(model, hit),
-  )
-  const { models, provider: usedProvider, fallbackReason } = loaded
+  let membership: Membership | undefined
+  const generating = new Set(config.generation.map((g) => g.slice(0, g.indexOf('='))))
+  const loaded = await loadModels(config, logger, deps.merge, {
+    onCacheLookup: (model, hit) => cacheLookup(model, hit),
+    // The gateway learns the new version (or the unload) now, not at the next heartbeat.
+    onChange: () => void membership?.beat(),
+    pinned: () => generating,
+  })
+  const { models, repository, provider: usedProvider, fallbackReason } = loaded
   let draining = false
   const stats = new InferenceStatistics()
   const { scheduler, metrics } = servingPipeline(config, loaded, () => draining, stats)
@@ -246,6 +299,7 @@ export async function startRunner(config: RunnerConfig, deps: RunnerDeps = {}): 
   const generators = await loadGenerators(config, models, logger)
   const appDeps: AppDeps = {
     models,
+    repository,
     generators,
     scheduler,
     metrics,
@@ -289,7 +343,7 @@ export async function startRunner(config: RunnerConfig, deps: RunnerDeps = {}): 
     },
     draining,
   })
-  const membership =
+  membership =
     config.gatewayUrl && config.signingSecret
       ? new Membership({
           gatewayUrl: config.gatewayUrl,
@@ -343,7 +397,7 @@ export async function startRunner(config: RunnerConfig, deps: RunnerDeps = {}): 
         await membership?.stop()
         await Promise.all([closeServer(server, logger), grpc?.close(5000)])
         // Ends the session threads: nothing runs on them any more.
-        await Promise.all([...models.values()].map((m) => m.close()))
+        await repository.close()
         logger.info('stopped', { drained })
         return { drained }
       })()

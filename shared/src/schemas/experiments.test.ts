@@ -53,6 +53,11 @@ describe('CreateExperimentRequestSchema', () => {
       { arms: [arms[0], { ...arms[1], parameters: { top_k: 0 } }] },
       /arms\.1\.parameters\.top_k/,
     ],
+    [
+      'a fan-out arm (#19)',
+      { arms: [arms[0], { ...arms[1], parameters: { fan_out: true } }] },
+      /arms\.1\.parameters\.fan_out: an arm cannot fan out/,
+    ],
     ['one arm', { arms: [arms[0]] }, /arms/],
     ['an unknown field', { colour: 'red' }, /colour/],
     ['alpha out of range', { statistics: { alpha: 0.7 } }, /statistics\.alpha/],

@@ -65,6 +65,14 @@ export const FeedbackRequestIdSchema = z
 
 /** Merge controls (merge-controls.ts), kept as written so the forwarded request carries exactly these. */
 const ArmParametersSchema = ParametersSchema.superRefine((p, ctx) => {
+  // A fan-out answers every expert's outputs under new names: not an arm its users could be served by.
+  if (p.fan_out === true)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['fan_out'],
+      message:
+        'an arm cannot fan out: its users would get every expert’s outputs instead of one answer',
+    })
   const parsed = MergeControlsSchema.safeParse(p)
   if (!parsed.success)
     for (const issue of parsed.error.issues)

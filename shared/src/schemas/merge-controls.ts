@@ -12,6 +12,7 @@
  * | `experts: {"math": 0.7, "code": 0.3}` | this explicit mix for every row, bypassing the router (missing = 0) |
  * | `variant: "shared"`                 | a static arm built into the package (`shared` always exists)         |
  * | `experts` + `merge_method: "ties"` (+ `density`, `majority_sign_method`, `lambda`, …) | a per-request merge |
+ * | `fan_out: true`                     | every expert alone (one-hot mix) and the shared model, in one run; outputs labelled `<output>/<expert>` and `<output>/shared` |
  *
  * `merge_method` takes the names and flat global parameters of `MergeSpecSchema` (LoRAX's request style:
  * `merge_method`/`density`/`majority_sign_method` beside the weights); it is executed by materialising the merged
@@ -47,6 +48,7 @@ const CONTROL_KEYS = [
   'abstain_below',
   'variant',
   'merge_method',
+  'fan_out',
 ] as const
 
 const ScalarSchema = z.union([z.number(), z.boolean(), z.string()])
@@ -81,6 +83,11 @@ export const MergeControlsSchema = z
           `unknown merge_method ${JSON.stringify(i.input)}; one of: ${MERGE_METHOD_NAMES.join(', ')}`,
       })
       .optional(),
+    /**
+     * Run the input through every expert alone (a one-hot mix each) and through the shared model (all weights 0),
+     * in one batched run; each output comes back once per expert, labelled (FAN_OUT_SHARED for the shared model).
+     */
+    fan_out: z.boolean({ error: 'must be true or false' }).optional(),
     ...Object.fromEntries(MERGE_PARAMETER_KEYS.map((k) => [k, ScalarSchema.optional()])),
   })
   .superRefine((c, ctx) => {
@@ -98,6 +105,10 @@ export const MergeControlsSchema = z
             k,
             'applies to the router’s weights; with an explicit experts mix, leave the expert out or give it 0',
           )
+    if (c.fan_out === true)
+      for (const k of [...CONTROL_KEYS, ...MERGE_PARAMETER_KEYS])
+        if (k !== 'fan_out' && given(k))
+          fail(k, 'cannot be combined with fan_out (fan_out runs every expert alone, one-hot)')
     const mergeParams = MERGE_PARAMETER_KEYS.filter(given)
     if (c.merge_method === undefined) {
       for (const k of mergeParams) fail(k, 'is a merge parameter and needs merge_method')
@@ -140,9 +151,21 @@ function specInput(c: MergeControls): Record<string, unknown> {
   return input
 }
 
-/** What the runner executes, one of four paths. */
+/** The label of the shared model's outputs in a fan-out answer (`<output>/shared`). */
+export const FAN_OUT_SHARED = 'shared'
+
+/**
+ * A fan-out answer's output name for one expert (or FAN_OUT_SHARED): `<output>/<label>`. Expert names cannot
+ * hold `/` (NameSchema), so the split at the last `/` is unambiguous.
+ */
+export function fanOutName(output: string, label: string): string {
+  return `${output}/${label}`
+}
+
+/** What the runner executes, one of five paths. */
 export type MergeSelection =
   | { kind: 'router'; topK?: number; exclude: string[]; abstainBelow?: number }
+  | { kind: 'fan_out' }
   | { kind: 'explicit'; experts: Record<string, number> }
   | { kind: 'variant'; variant: string }
   | { kind: 'materialized'; experts: Record<string, number>; spec: MergeSpec }
@@ -168,6 +191,7 @@ export function parseMergeControls(
       describeIssues(parsed.error, { root: 'parameters', describe: describeControlIssue }),
     )
   const c = parsed.data
+  if (c.fan_out === true) return { kind: 'fan_out' }
   if (c.variant !== undefined) return { kind: 'variant', variant: c.variant }
   if (c.experts !== undefined && c.merge_method !== undefined)
     // Snapped to the parameter grid: the merged (and cached) recipe, so near-identical recipes share a merge.

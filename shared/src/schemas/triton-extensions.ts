@@ -65,3 +65,41 @@ export const RepositoryIndexSchema = z.array(
   }),
 )
 export type RepositoryIndex = z.infer<typeof RepositoryIndexSchema>
+
+/**
+ * `POST /v2/repository/models/{m}/load` (Triton's repository extension): which package to load as the model's
+ * new version. Triton passes its own load options in `parameters` (`config`, `file:…`); ours is the package
+ * directory, relative to the runner's `--repository-root` or absolute inside it. Strict: a misspelt key is an
+ * error rather than a reload of something else.
+ */
+export const RepositoryLoadRequestSchema = z.strictObject({
+  parameters: z.strictObject({
+    /** The twin package directory (its manifest.json names the model). */
+    package: z.string().min(1, 'must name a package directory').max(4096),
+  }),
+})
+export type RepositoryLoadRequest = z.infer<typeof RepositoryLoadRequestSchema>
+
+/**
+ * `POST /v2/repository/models/{m}/unload`: the body is optional. tritonclient sends `unload_dependents`; twin
+ * models have no dependents, so it changes nothing.
+ */
+export const RepositoryUnloadRequestSchema = z.strictObject({
+  parameters: z.strictObject({ unload_dependents: z.boolean().optional() }).optional(),
+})
+
+/**
+ * The answer to a load or unload: the version now serving new requests (none after an unload) and the version
+ * it replaced, which keeps answering the requests it already holds and is released when they are done.
+ */
+export const RepositoryLoadResponseSchema = z.strictObject({
+  name: z.string(),
+  /** The version new requests go to; absent after an unload. */
+  version: z.string().optional(),
+  state: z.enum(['READY', 'UNAVAILABLE']),
+  /** The version replaced (or unloaded), absent when there was none or it is the same version. */
+  previous_version: z.string().optional(),
+  /** Requests the previous version was still answering when this one took over (0: released at once). */
+  previous_in_flight: z.number().int().nonnegative().optional(),
+})
+export type RepositoryLoadResponse = z.infer<typeof RepositoryLoadResponseSchema>

@@ -1,0 +1,60 @@
+/**
+ * `npm run bench:load-memory` (issue #19): how much memory a hot load takes, against what the runner's load check
+ * estimates (gpu-runner/src/server/package-location.ts). Each zoo package is loaded into a process that already
+ * holds it once (as a runner does when a new version arrives: onnxruntime and the session threads' code are
+ * already up), and the resident set's growth is measured after a GC and a pause.
+ *
+ *   npm run bench:load-memory                 # writes the bench:load-memory section of bench/RESULTS.md
+ *   npm run bench:load-memory -- --no-write   # prints it only
+ * @module
+ */
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { loadModel } from '@twinserve/gpu-runner/model'
+import { estimateLoadedBytes, packageBytes } from '@twinserve/gpu-runner/server'
+import { fmt, machine, table, writeSection } from './perf/report.ts'
+
+const ROOT = join(import.meta.dirname, '..')
+const PACKAGES = ['zoo/fashion/package', 'zoo/text/package', 'zoo/lm/package']
+const MIB = 2 ** 20
+const opts = { provider: 'cpu' as const, threads: 1, mergeCache: { maxEntries: 1, maxBytes: MIB } }
+
+async function settledRss(): Promise<number> {
+  globalThis.gc?.()
+  await new Promise((r) => setTimeout(r, 300))
+  return process.memoryUsage().rss
+}
+
+const { values } = parseArgs({ options: { 'no-write': { type: 'boolean' } } })
+if (!globalThis.gc) throw new Error('run with node --expose-gc (npm run bench:load-memory does)')
+const m = machine()
+const rows: string[][] = []
+for (const rel of PACKAGES) {
+  const dir = join(ROOT, rel)
+  const first = await loadModel(dir, opts)
+  const before = await settledRss()
+  const second = await loadModel(dir, opts)
+  const grew = (await settledRss()) - before
+  const estimate = await estimateLoadedBytes(dir, first.manifest)
+  rows.push([
+    rel,
+    String(1 + first.manifest.variants.length),
+    fmt((await packageBytes(dir, first.manifest)) / MIB),
+    fmt(grew / MIB),
+    fmt(estimate / MIB),
+    `${(estimate / grew).toFixed(2)}×`,
+  ])
+  await Promise.all([first.close(), second.close()])
+}
+const body = `## Memory of a hot load (\`npm run bench:load-memory\`, issue #19)
+
+A package loaded into a process that already holds it once (a runner taking a new version): resident set growth
+after a GC, against the estimate the load check uses (5 × package bytes + 8 MiB per session). ${m.cpu}, ${m.nproc}
+cores, ${m.memGb} GiB, Node ${m.node}, onnxruntime ${m.ort}; CPU sessions, one thread each. Other jobs shared the
+cores (load average ${fmt(m.loadStart, 2)}); memory is what is measured, not time.
+
+${table(['package', 'sessions', 'on disk, MiB', 'RSS growth, MiB', 'estimate, MiB', 'estimate / growth'], rows)}
+`
+if (values['no-write']) process.stdout.write(body)
+else await writeSection(join(ROOT, 'bench/RESULTS.md'), 'bench:load-memory', body)
+process.stdout.write(body)

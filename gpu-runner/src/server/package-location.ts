@@ -1,0 +1,110 @@
+/**
+ * Where a hot load may read a package from, and whether it fits: the repository extension's load names a directory
+ * on the runner's disk, so it is confined to `--repository-root` (after symlinks are resolved), and the memory the
+ * new version needs is estimated from its files before a byte of it is loaded.
+ * @module
+ */
+import { realpath, stat } from 'node:fs/promises'
+import { freemem } from 'node:os'
+import { isAbsolute, join, relative, resolve, sep } from 'node:path'
+import { AppError, type PackageManifest } from '@twinserve/shared'
+
+const MIB = 1024 * 1024
+
+/**
+ * What a loaded version holds, per byte of package on disk and per session (the twin graph and each static variant,
+ * each in a thread of its own): set above what the zoo packages' loads grow a runner's resident set by
+ * (`npm run bench:load-memory`, bench/RESULTS.md "Memory of a hot load"), so the check errs towards refusing.
+ */
+export const MEMORY_PER_PACKAGE_BYTE = 5
+export const MEMORY_PER_SESSION_BYTES = 8 * MIB
+
+/**
+ * The package directory a load names, resolved inside the repository root.
+ * @param root `--repository-root`; undefined: hot loading is off
+ * @param location relative to the root, or absolute inside it
+ * @throws AppError FORBIDDEN when loading is off or the directory (symlinks resolved) lies outside the root,
+ * NOT_FOUND when it does not exist
+ */
+export async function resolvePackageDir(
+  root: string | undefined,
+  location: string,
+): Promise<string> {
+  if (root === undefined)
+    throw new AppError(
+      'FORBIDDEN',
+      'hot loading is off on this runner: start it with --repository-root <dir> to load packages from <dir>',
+    )
+  const rootReal = await realpath(root)
+  let dir: string
+  try {
+    dir = await realpath(resolve(rootReal, location))
+  } catch {
+    throw new AppError(
+      'NOT_FOUND',
+      `package '${location}' does not exist under the repository root (${root})`,
+    )
+  }
+  const rel = relative(rootReal, dir)
+  if (rel.split(sep)[0] === '..' || isAbsolute(rel))
+    throw new AppError(
+      'FORBIDDEN',
+      `package '${location}' is outside the repository root (${root}); only packages under it can be loaded`,
+    )
+  if (!(await stat(dir)).isDirectory())
+    throw new AppError('INVALID_REQUEST', `package '${location}' is not a directory`)
+  return dir
+}
+
+/** Estimated bytes of memory a package takes once loaded (constants above). */
+export async function estimateLoadedBytes(
+  dir: string,
+  manifest: Pick<PackageManifest, 'files' | 'variants'>,
+): Promise<number> {
+  const sessions = 1 + manifest.variants.length
+  return (
+    (await packageBytes(dir, manifest)) * MEMORY_PER_PACKAGE_BYTE +
+    sessions * MEMORY_PER_SESSION_BYTES
+  )
+}
+
+/** Bytes of the files a manifest lists, as they are on disk (a missing file counts 0: the load reports it). */
+export async function packageBytes(
+  dir: string,
+  manifest: Pick<PackageManifest, 'files'>,
+): Promise<number> {
+  let total = 0
+  for (const rel of Object.keys(manifest.files))
+    total += await stat(join(dir, rel)).then(
+      (s) => s.size,
+      () => 0,
+    )
+  return total
+}
+
+/**
+ * Refuses a load whose estimate does not fit: within `limitMb` beside the versions already held, when a limit is
+ * set, and within the memory the OS has available either way.
+ * @param heldBytes estimates of every version loaded now (the old one stays until its requests finish)
+ * @throws AppError INSUFFICIENT_MEMORY naming the numbers
+ */
+export function checkMemoryFits(
+  what: string,
+  neededBytes: number,
+  heldBytes: number,
+  limitMb: number | undefined,
+  available: () => number = freemem,
+): void {
+  const mb = (b: number) => Math.ceil(b / MIB)
+  if (limitMb !== undefined && heldBytes + neededBytes > limitMb * MIB)
+    throw new AppError(
+      'INSUFFICIENT_MEMORY',
+      `${what} needs about ${mb(neededBytes)} MiB; the versions loaded hold about ${mb(heldBytes)} MiB of the runner's --memory-limit-mb ${limitMb}. Unload a model first, or raise the limit`,
+    )
+  const free = available()
+  if (neededBytes > free)
+    throw new AppError(
+      'INSUFFICIENT_MEMORY',
+      `${what} needs about ${mb(neededBytes)} MiB; the machine has ${mb(free)} MiB available`,
+    )
+}
