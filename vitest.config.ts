@@ -22,6 +22,10 @@ export default defineConfig({
           // The zoos' one-off scripts unpack downloaded data into git-ignored caches: any tests in there are not ours.
           exclude: ['**/node_modules/**', '**/.cache/**'],
           pool: 'forks',
+          // A fork runs its test files one after another on one module graph instead of importing it afresh for
+          // each file (about 0.7 s of CPU per file, 97 s of a 537 s run on 2 cores). The files share no state:
+          // none mocks modules or stubs globals, each starts and stops its own runners, servers and processes.
+          isolate: false,
           testTimeout: 60_000,
           hookTimeout: 120_000,
         },

@@ -1,7 +1,7 @@
 /**
  * What tests (and benchmarks) share about the runner (`@twinserve/gpu-runner/test-support`): the conformance
- * suite every merge strategy passes, the trainer's small generated problems, the builder's test models, and a
- * gRPC client for the inference service.
+ * suite every merge strategy passes, the trainer's small generated problems, the builder's test models, a gRPC
+ * client for the inference service, and a deadline per awaited step of a test.
  * The folder also holds the merge tests' fixed data (merge-golden.ts, svd-fixture.ts), imported by relative
  * path. Not part of the runner image.
  * @module
@@ -18,6 +18,7 @@ export {
   runStrategyConformance,
   specOf,
 } from './merge-conformance.ts'
+export { withinStep } from './step-deadline.ts'
 export {
   BLOCK_SIZES,
   type BuildFixture,

@@ -1,7 +1,8 @@
 /**
  * The real gateway (workerd under `wrangler dev`, local D1 with the migrations applied, Durable Objects) for
- * end-to-end tests with real runner processes (runner-harness.ts): a private state directory, generated secrets,
- * the Worker's JSON log lines collected, and helpers for keys, inference and runners that join it.
+ * end-to-end tests with real runner processes (runner-harness.ts): a private state directory (a copy of migrated
+ * state, migrated-d1.ts), generated secrets, the Worker's JSON log lines collected, and helpers for keys, inference
+ * and runners that join it.
  *
  * @example
  * const gw = await startE2eGateway({ COLD_START_WAIT_MS: '5000' })
@@ -15,13 +16,14 @@ import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { applyLocalMigrations, startLocalGateway } from '@twinserve/gateway/dev'
+import { startLocalGateway } from '@twinserve/gateway/dev'
 import {
   CreatedApiKeySchema,
   type GatewayMetrics,
   GatewayMetricsSchema,
   RunnerListSchema,
 } from '@twinserve/shared'
+import { migratedState } from './migrated-d1.ts'
 import { type RunnerProcess, startRunnerProcess } from './runner-harness.ts'
 
 export type LogLine = Record<string, unknown>
@@ -74,7 +76,7 @@ export async function startE2eGateway(vars: Record<string, string> = {}): Promis
   const logs: LogLine[] = []
   const listeners: ((l: LogLine) => void)[] = []
   let partial = ''
-  await applyLocalMigrations({ persistTo: dir })
+  await migratedState(dir)
   const options = {
     persistTo: dir,
     vars: { RUNNER_SIGNING_SECRET: secret, ADMIN_BOOTSTRAP_SECRET: admin, ...vars },

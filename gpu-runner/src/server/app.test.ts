@@ -14,6 +14,7 @@ import {
 } from '@twinserve/shared'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { writeTwinFixture } from '../../../test/fixtures/twin-fixture.ts'
+import { withinStep } from '../../test-support/step-deadline.ts'
 import { type RunnerConfigInput, RunnerConfigSchema } from '../config.ts'
 import { mergeTensor } from '../merge/merge-tensor.ts'
 import { createLogger } from './logger.ts'
@@ -115,6 +116,20 @@ function expectError(
   expect(r.json.code).toBe(code)
   expect(String(r.json.error)).toMatch(message)
   expect(r.json.request_id).toEqual(expect.any(String))
+}
+
+/**
+ * Resolves once one request waits in `r`'s queue (its /metrics gauge). A fixed sleep instead loses the race on a
+ * loaded machine: the request is not queued yet when the test acts on it.
+ */
+function queued(r: Runner): Promise<void> {
+  return withinStep('a request is queued', 20_000, async (signal) => {
+    while (!signal.aborted) {
+      const { text } = await call('/metrics', { sign: false, on: r })
+      if (/^twinserve_runner_queue_depth 1$/m.test(text)) return
+      await new Promise((res) => setTimeout(res, 20))
+    }
+  })
 }
 
 describe('health, metadata', () => {
@@ -570,7 +585,7 @@ describe('client disconnects', () => {
       body: body(),
       signal: ac.signal,
     })
-    await new Promise((res) => setTimeout(res, 100))
+    await queued(r)
     ac.abort()
     await expect(pending).rejects.toThrow()
     let text = ''
@@ -631,9 +646,10 @@ describe('metrics', () => {
 
 describe('draining', () => {
   it('after shutdown starts, readiness turns false and new work is refused', async () => {
-    const r = await start({ maxBatchWaitMs: 200, maxBatchSize: 64 })
+    // The batch would wait 10 s to fill; the drain sends it at once.
+    const r = await start({ maxBatchWaitMs: 10_000, maxBatchSize: 64 })
     const accepted = call(INFER, { body: body(), on: r })
-    await new Promise((res) => setTimeout(res, 50))
+    await queued(r)
     const done = r.shutdown('test')
     const ready = await call('/v2/health/ready', { sign: false, on: r }).catch(() => undefined)
     // Either the listener is already closed or it answers not-ready.

@@ -18,6 +18,7 @@ import {
 } from '@twinserve/shared'
 import OpenAI from 'openai'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { withinStep } from '../../test-support/step-deadline.ts'
 import { RunnerConfigSchema } from '../config.ts'
 import type { TextGenerator } from '../generate/text-generator.ts'
 import { createLogger } from './logger.ts'
@@ -227,36 +228,56 @@ describe('generation routes on a real runner', () => {
   })
 
   it('503 + Retry-After while the KV budget is full; a cancelled stream frees its sequence', async () => {
+    // Every network step has a deadline that names it: a hang fails as that step, not as the test's timeout.
+    const STEP_MS = 20_000
     const abort = new AbortController()
-    const long = await post(
-      '/v1/completions',
-      { model: MODEL, prompt: PROMPT, max_tokens: 230, temperature: 0.8, seed: 1, stream: true },
-      abort.signal,
+    const long = await withinStep('the 230-token stream answers', STEP_MS, (step) =>
+      post(
+        '/v1/completions',
+        { model: MODEL, prompt: PROMPT, max_tokens: 230, temperature: 0.8, seed: 1, stream: true },
+        AbortSignal.any([abort.signal, step]),
+      ),
     )
-    expect(long.status).toBe(200)
-    const reader = long.body?.getReader()
-    await reader?.read() // the first chunk: the sequence is running
-    const steps = gen.engine.counters.decodeRows
-    expect(gen.engine.activeSequences).toBe(1)
-    expect(gen.engine.kvBytes).toBeGreaterThan(0)
+    try {
+      expect(long.status).toBe(200)
+      const reader = long.body?.getReader()
+      if (!reader) throw new Error('the stream has no body')
+      // The first chunk: the sequence is running.
+      await withinStep('the first chunk of the 230-token stream', STEP_MS, () => reader.read())
+      const steps = gen.engine.counters.decodeRows
+      expect(gen.engine.activeSequences).toBe(1)
+      expect(gen.engine.kvBytes).toBeGreaterThan(0)
 
-    const refused = await post('/v1/completions', { model: MODEL, prompt: PROMPT, max_tokens: 100 })
-    expect(refused.status).toBe(503)
-    expect(Number(refused.headers.get('retry-after'))).toBeGreaterThan(0)
-    expect(ErrorBodySchema.parse(await refused.json()).code).toBe('RUNNER_OVERLOADED')
+      const refused = await withinStep(
+        'the request refused while the budget is full',
+        STEP_MS,
+        (s) => post('/v1/completions', { model: MODEL, prompt: PROMPT, max_tokens: 100 }, s),
+      )
+      expect(refused.status).toBe(503)
+      expect(Number(refused.headers.get('retry-after'))).toBeGreaterThan(0)
+      expect(ErrorBodySchema.parse(await refused.json()).code).toBe('RUNNER_OVERLOADED')
 
-    abort.abort() // the client goes away mid-stream
-    const deadline = Date.now() + 5000
-    while (gen.engine.activeSequences > 0 && Date.now() < deadline)
-      await new Promise((r) => setTimeout(r, 20))
-    expect(gen.engine.activeSequences).toBe(0)
+      abort.abort() // the client goes away mid-stream (its body reader still locked)
+      await withinStep('the aborted stream’s sequence is freed', 5000, () => gen.engine.idle())
+      expect(gen.engine.kvBytes).toBe(0)
+      // Freed by the cancel, not by running to its end: far fewer than 230 tokens were decoded.
+      expect(gen.engine.counters.decodeRows - steps).toBeLessThan(150)
+    } finally {
+      abort.abort()
+    }
+
+    // Admitted again once freed: the same request that was refused starts (200, first chunk), streamed so the test
+    // need not decode its 100 tokens; the client then cancels its body reader, the other way of going away.
+    const again = await withinStep('the refused request, sent again', STEP_MS, (s) =>
+      post('/v1/completions', { model: MODEL, prompt: PROMPT, max_tokens: 100, stream: true }, s),
+    )
+    expect(again.status).toBe(200)
+    const reader = again.body?.getReader()
+    if (!reader) throw new Error('the stream has no body')
+    await withinStep('the first chunk of the admitted stream', STEP_MS, () => reader.read())
+    await reader.cancel()
+    await withinStep('the cancelled reader’s sequence is freed', 5000, () => gen.engine.idle())
     expect(gen.engine.kvBytes).toBe(0)
-    // Freed by the cancel, not by running to its end: far fewer than 230 tokens were decoded.
-    expect(gen.engine.counters.decodeRows - steps).toBeLessThan(150)
-    // Admitted again once freed.
-    expect(
-      (await post('/v1/completions', { model: MODEL, prompt: PROMPT, max_tokens: 100 })).status,
-    ).toBe(200)
   })
 
   it('the official openai client streams a chat completion with a mix in the body', async () => {

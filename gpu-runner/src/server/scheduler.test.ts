@@ -1,5 +1,5 @@
 import { AppError } from '@twinserve/shared'
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import { Scheduler } from './scheduler.ts'
 
 interface Item {
@@ -9,6 +9,14 @@ interface Item {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+/**
+ * Waits until the executor has started `n` batches. A fixed sleep instead races the scheduler on a loaded machine:
+ * when the event loop runs late, the batch timer and the test's timer fire in the same turn, and requests the test
+ * submits then still join the first batch (requests read in the same turn do).
+ */
+const startedBatches = (r: { batches: number[][] }, n: number) =>
+  vi.waitFor(() => expect(r.batches).toHaveLength(n), { timeout: 10_000, interval: 1 })
 
 /** An executor that records its batches and answers each item with its id (after `ms`). */
 function recorder(ms = 0) {
@@ -66,7 +74,7 @@ describe('Scheduler', () => {
     const s = new Scheduler<Item, number>(r.execute, { ...opts, maxBatchSize: 4 })
     r.hold()
     const first = s.submit({ batchKey: 'a', rows: 1, id: 0 }, { timeoutMs: 1000 })
-    await sleep(10) // id 0 is now running and held
+    await startedBatches(r, 1) // id 0 is now running and held
     const rest = [
       { batchKey: 'a', rows: 3, id: 1 },
       { batchKey: 'a', rows: 2, id: 2 },
@@ -84,7 +92,7 @@ describe('Scheduler', () => {
     const s = new Scheduler<Item, number>(r.execute, { ...opts, maxBatchWaitMs: 0 })
     r.hold()
     const all = [s.submit({ batchKey: 'a', rows: 1, id: 0 }, { timeoutMs: 1000 })]
-    await sleep(5)
+    await startedBatches(r, 1)
     for (let id = 1; id <= 5; id++)
       all.push(s.submit({ batchKey: 'a', rows: 1, id }, { timeoutMs: 1000 }))
     expect(s.queueDepth).toBe(5)
@@ -126,14 +134,14 @@ describe('Scheduler', () => {
     const r = recorder()
     const s = new Scheduler<Item, number>(r.execute, opts)
     r.hold()
-    const running = s.submit({ batchKey: 'a', rows: 1, id: 1 }, { timeoutMs: 30 })
-    await sleep(10)
-    const queued = s.submit({ batchKey: 'b', rows: 1, id: 2 }, { timeoutMs: 20 })
-    const later = s.submit({ batchKey: 'c', rows: 1, id: 3 }, { timeoutMs: 1000 })
-    for (const p of [running, queued]) {
-      const err = await p.catch((e) => e)
-      expect((err as AppError).code).toBe('RUNNER_TIMEOUT')
-    }
+    // Deadlines well above a loaded machine's event-loop lag: the running one must start before its deadline.
+    const running = s.submit({ batchKey: 'a', rows: 1, id: 1 }, { timeoutMs: 300 })
+    await startedBatches(r, 1)
+    const queued = s.submit({ batchKey: 'b', rows: 1, id: 2 }, { timeoutMs: 150 })
+    const later = s.submit({ batchKey: 'c', rows: 1, id: 3 }, { timeoutMs: 5000 })
+    // Both handled at once: the queued one's deadline passes first, while the running one is still awaited.
+    const errors = await Promise.all([running, queued].map((p) => p.catch((e: unknown) => e)))
+    for (const err of errors) expect((err as AppError).code).toBe('RUNNER_TIMEOUT')
     expect(s.queueDepth).toBe(1)
     r.open()
     expect(await later).toBe(30)
@@ -145,7 +153,7 @@ describe('Scheduler', () => {
     const s = new Scheduler<Item, number>(r.execute, opts)
     r.hold()
     const running = s.submit({ batchKey: 'a', rows: 1, id: 1 }, { timeoutMs: 1000 })
-    await sleep(10)
+    await startedBatches(r, 1)
     const ac = new AbortController()
     const gone = s.submit({ batchKey: 'a', rows: 1, id: 2 }, { timeoutMs: 1000, signal: ac.signal })
     ac.abort()
