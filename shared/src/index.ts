@@ -317,6 +317,7 @@ export {
   encodeTensorBytes,
   INFERENCE_HEADER_CONTENT_LENGTH,
   inferHeaderLength,
+  isInferenceResponse,
   type ParsedInferBody,
   type ProtocolParameters,
   parseInferBody,

@@ -8,6 +8,7 @@ import {
   ALL_MODELS,
   InferenceResponseSchema,
   InferenceStatisticsSchema,
+  isInferenceResponse,
   ModelConfigSchema,
   ModelMetadataSchema,
   parseMergeControls,
@@ -97,6 +98,7 @@ async function infer(c: Context<AppEnv>): Promise<Response> {
       body: forward.body,
       ...(forward.bodyHeaders ? { bodyHeaders: forward.bodyHeaders } : {}),
       okSchema: InferenceResponseSchema,
+      okCheck: isInferenceResponse,
     }),
   )
 }
