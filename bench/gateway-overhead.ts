@@ -369,10 +369,22 @@ type Arm = {
   gateway?: BenchGateway
 }
 
-/** One arm run: autocannon's figures and, through a gateway, its CPU per answered request. */
-async function runArm(name: string, arm: Arm, durationS: number): Promise<Result> {
-  const pids = arm.gateway?.cpuPids() ?? []
-  const cpu0 = cpuMs(pids)
+/** Each gateway's CPU while no arm targeted it (heartbeats, alarms, flushes): its idle rate, ms per ms. */
+const idle = new Map<BenchGateway, { cpuMs: number; wallMs: number }>()
+
+/**
+ * One arm run: autocannon's figures and, through a gateway, the CPU it spent over the arm (`cpuMs`, net of
+ * its idle rate once every arm has run: netCpu). Every gateway's CPU is read around every arm, so that the ones
+ * the arm did not call measure their idle rate meanwhile.
+ */
+async function runArm(
+  name: string,
+  arm: Arm,
+  durationS: number,
+  gateways: BenchGateway[],
+): Promise<Result & { gateway?: BenchGateway; cpuMs?: number; wallMs: number }> {
+  const before = gateways.map((g) => cpuMs(g.cpuPids()))
+  const started = performance.now()
   const { raw: _raw, ...r } = await autocannon(
     arm.url,
     arm.headers,
@@ -380,14 +392,35 @@ async function runArm(name: string, arm: Arm, durationS: number): Promise<Result
     arm.method,
     arm.connections,
   )
-  const cpu = cpuMs(pids) - cpu0
-  const result = { ...r, arm: name, ...(arm.gateway ? { cpuMsPerReq: cpu / r.total } : {}) }
+  const wallMs = performance.now() - started
+  let own: number | undefined
+  gateways.forEach((g, i) => {
+    const spent = cpuMs(g.cpuPids()) - (before[i] ?? 0)
+    if (g === arm.gateway) own = spent
+    else {
+      const sum = idle.get(g) ?? { cpuMs: 0, wallMs: 0 }
+      idle.set(g, { cpuMs: sum.cpuMs + spent, wallMs: sum.wallMs + wallMs })
+    }
+  })
   console.error(
     `${name}: ${r.rps.toFixed(0)} req/s, p50 ${r.p50} ms, p99 ${r.p99} ms${
-      result.cpuMsPerReq === undefined ? '' : `, CPU ${result.cpuMsPerReq.toFixed(2)} ms/req`
+      own === undefined ? '' : `, gateway CPU ${(own / r.total).toFixed(2)} ms/req (gross)`
     }`,
   )
-  return result
+  return {
+    ...r,
+    arm: name,
+    wallMs,
+    ...(arm.gateway && own !== undefined ? { gateway: arm.gateway, cpuMs: own } : {}),
+  }
+}
+
+/** CPU per answered request, less what the gateway spends idle over the same time. */
+function netCpu(r: { gateway?: BenchGateway; cpuMs?: number; wallMs: number; total: number }) {
+  if (!r.gateway || r.cpuMs === undefined) return undefined
+  const rest = idle.get(r.gateway)
+  const rate = rest && rest.wallMs > 0 ? rest.cpuMs / rest.wallMs : 0
+  return (r.cpuMs - rate * r.wallMs) / r.total
 }
 
 const fmt = (v: number | undefined, digits = 2) => (v === undefined ? '–' : v.toFixed(digits))
@@ -460,16 +493,26 @@ async function main(): Promise<void> {
       await autocannon(a.url, a.headers, 3, a.method, a.connections)
     }
     const load0 = loadavg()[0]?.toFixed(1)
-    const results: Result[] = []
+    const all = gateways.map(([, g]) => g)
+    const runs: Awaited<ReturnType<typeof runArm>>[] = []
     for (let round = 1; round <= ROUNDS; round++) {
       // Every other round runs the arms in reverse, so a drift in the machine's load favours no arm.
       const order = Object.entries(arms)
       if (round % 2 === 0) order.reverse()
       for (const [name, arm] of order)
-        results.push(await runArm(`${name} (round ${round})`, await arm(), DURATION_S))
+        runs.push(await runArm(`${name} (round ${round})`, await arm(), DURATION_S, all))
     }
     for (const [name, arm] of Object.entries(references))
-      results.push(await runArm(`${name} (reference)`, await arm(), DURATION_S))
+      runs.push(await runArm(`${name} (reference)`, await arm(), DURATION_S, all))
+    const results: Result[] = runs.map((run) => {
+      const { gateway: _gateway, cpuMs: _cpuMs, wallMs: _wallMs, ...r } = run
+      const cpu = netCpu(run)
+      return { ...r, ...(cpu !== undefined ? { cpuMsPerReq: cpu } : {}) }
+    })
+    const idleRates = gateways.map(([name, g]) => {
+      const rest = idle.get(g)
+      return `${name} ${rest ? ((1000 * rest.cpuMs) / rest.wallMs).toFixed(0) : '?'} ms/s`
+    })
 
     const avg = (name: string, k: 'rps' | 'p50' | 'p99' | 'mean' | 'cpuMsPerReq') => {
       const rs = results.filter((r) => r.arm.startsWith(`${name} (round`))
@@ -490,12 +533,14 @@ async function main(): Promise<void> {
       `- **Command:** \`node --import tsx bench/gateway-overhead.ts --gateway ${GATEWAY} --upstream ${UPSTREAM} --duration ${DURATION_S} --connections ${CONNECTIONS} --rounds ${ROUNDS} --log-level ${args['log-level']}${UPSTREAM === 'runner' ? ` --runner-threads ${args['runner-threads']}` : ''}${baselineRef ? ` --baseline-ref ${baselineRef}` : ''}\``,
       `- **Date:** ${new Date().toISOString().slice(0, 10)}. **Machine:** \`nproc\` = ${cpus().length}, CPU "${cpus()[0]?.model ?? '?'}", ${(totalmem() / 2 ** 30).toFixed(0)} GB; Node ${process.version}; gateway: ${GATEWAY === 'bare' ? 'the dry-run bundle in one bare workerd (Miniflare; local D1, Durable Objects, rate-limit binding in that process); CPU = that process' : 'workerd via wrangler dev (local D1 + Durable Objects); CPU = every process wrangler started'}; upstream: ${runner.describe}; load: autocannon, ${CONNECTIONS} and 1 connection(s), ${DURATION_S} s per arm, arms interleaved; load average (1 min) ${load0} at the start, ${loadavg()[0]?.toFixed(1)} at the end.`,
       '',
-      '| arm | req/s | p50 (ms) | p99 (ms) | mean (ms) | requests | non-2xx | errors | gateway CPU (ms/req) |',
+      '| arm | req/s | p50 (ms) | p99 (ms) | mean (ms) | requests | non-2xx | errors | gateway CPU (ms/req, net of idle) |',
       '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
       ...results.map(
         (r) =>
           `| ${r.arm} | ${r.rps.toFixed(0)} | ${r.p50} | ${r.p99} | ${r.mean.toFixed(2)} | ${r.total} | ${r.non2xx} | ${r.errors} | ${fmt(r.cpuMsPerReq)} |`,
       ),
+      '',
+      `Gateway CPU per request is the gateway process's user + system time over the arm, less its idle rate (measured while the other arms ran: ${idleRates.join(', ')}), divided by the requests answered.`,
       '',
       `Issue #17's goals (means over rounds)${base ? `, this checkout vs gateway@${baseline?.commit}` : ''}:`,
       '',

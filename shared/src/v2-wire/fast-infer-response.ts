@@ -10,14 +10,14 @@ import { DATATYPES } from '../schemas/inference.ts'
 
 const DATATYPE_SET: ReadonlySet<unknown> = new Set(DATATYPES)
 
-const isRecord = (v: unknown): v is Record<string, unknown> =>
+export const isRecord = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v)
 
 const isScalar = (v: unknown) =>
   typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v))
 
 /** ParametersSchema: values are scalars, arrays of scalars, or maps of scalars. */
-function isParameters(v: unknown): boolean {
+export function isParameters(v: unknown): boolean {
   if (!isRecord(v)) return false
   for (const key in v) {
     const value = v[key]
