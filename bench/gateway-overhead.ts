@@ -36,6 +36,7 @@ import { RunnerStandIn } from '../gateway/dev/runner-stand-in.ts'
 import { startBareGateway } from './bare-gateway.ts'
 import { profileIsolate, topFrames } from './isolate-profile.ts'
 import { cpuMs, descendants } from './process-cpu.ts'
+import type { LoadSpec } from './signed-load.ts'
 
 const { values: args } = parseArgs({
   options: {
@@ -155,30 +156,21 @@ interface Result {
   cpuMsPerReq?: number
 }
 
-function autocannon(
-  url: string,
-  headers: Record<string, string>,
-  durationS: number,
-  method: 'GET' | 'POST' = 'POST',
-  connections = CONNECTIONS,
-): Promise<Result & { raw: unknown }> {
-  const bin = join(REPO_ROOT, 'node_modules', 'autocannon', 'autocannon.js')
-  const hs = Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}=${v}`])
-  const argv = [
-    bin,
-    '-c',
-    String(connections),
-    '-d',
-    String(durationS),
-    '-m',
-    method,
-    ...hs,
-    ...(method === 'POST' ? ['-b', BODY] : []),
-    '-j',
-    url,
-  ]
+/** One arm's load (bench/signed-load.ts, its own process) and autocannon's figures. */
+function autocannon(arm: Arm, durationS: number): Promise<Result & { raw: unknown }> {
+  const spec: LoadSpec = {
+    url: arm.url,
+    method: arm.method,
+    headers: arm.headers,
+    connections: arm.connections,
+    durationS,
+    ...(arm.method === 'POST' ? { body: BODY } : {}),
+    ...(arm.sign ? { sign: arm.sign } : {}),
+  }
+  const argv = ['--import', 'tsx', join(REPO_ROOT, 'bench', 'signed-load.ts')]
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, argv, { stdio: ['pipe', 'pipe', 'pipe'] })
+    child.stdin.end(JSON.stringify(spec))
     let out = ''
     let err = ''
     child.stdout.on('data', (d: Buffer) => {
@@ -367,6 +359,8 @@ type Arm = {
   connections: number
   /** The gateway whose CPU this arm's requests cost (none for the direct arms). */
   gateway?: BenchGateway
+  /** Each request signed for the runner (direct arms). */
+  sign?: LoadSpec['sign']
 }
 
 /** Each gateway's CPU while no arm targeted it (heartbeats, alarms, flushes): its idle rate, ms per ms. */
@@ -385,13 +379,7 @@ async function runArm(
 ): Promise<Result & { gateway?: BenchGateway; cpuMs?: number; wallMs: number }> {
   const before = gateways.map((g) => cpuMs(g.cpuPids()))
   const started = performance.now()
-  const { raw: _raw, ...r } = await autocannon(
-    arm.url,
-    arm.headers,
-    durationS,
-    arm.method,
-    arm.connections,
-  )
+  const { raw: _raw, ...r } = await autocannon(arm, durationS)
   const wallMs = performance.now() - started
   let own: number | undefined
   gateways.forEach((g, i) => {
@@ -436,15 +424,13 @@ async function main(): Promise<void> {
 
   try {
     const path = `/v2/models/${MODEL}/infer`
-    // Signed once: the signature is valid for 5 minutes and the body never changes (re-signed per arm run).
+    // Signed per request, as the gateway does (the runner refuses a replayed nonce).
     const direct = async (connections: number): Promise<Arm> => ({
       url: runner.url + path,
       method: 'POST',
       connections,
-      headers: {
-        'content-type': 'application/json',
-        ...(await signRequest(SECRET, { method: 'POST', path, body: BODY })),
-      },
+      headers: { 'content-type': 'application/json' },
+      sign: { secret: SECRET, path },
     })
     const infer = (g: BenchGateway, connections: number): Arm => ({
       url: g.url + path,
@@ -490,7 +476,7 @@ async function main(): Promise<void> {
     // Warm every path (isolate start, DO creation, JIT) before measuring.
     for (const arm of Object.values(arms)) {
       const a = await arm()
-      await autocannon(a.url, a.headers, 3, a.method, a.connections)
+      await autocannon(a, 3)
     }
     const load0 = loadavg()[0]?.toFixed(1)
     const all = gateways.map(([, g]) => g)
@@ -563,7 +549,7 @@ async function main(): Promise<void> {
     if (args.profile && gw.inspectorPort) {
       const a = infer(gw, CONNECTIONS)
       const profile = await profileIsolate(gw.inspectorPort, 'twinserve-gateway', async () => {
-        await autocannon(a.url, a.headers, DURATION_S, a.method, a.connections)
+        await autocannon(a, DURATION_S)
       })
       await writeFile(args.profile, JSON.stringify(profile))
       const top = topFrames(profile, 15)

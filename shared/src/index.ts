@@ -6,6 +6,7 @@ export {
   isErrorCode,
   toAppError,
 } from './errors.ts'
+export { toHex } from './hex.ts'
 export {
   checkJsonDepth,
   DEADLINE_HEADER,

@@ -29,17 +29,9 @@ const NONCE_PATTERN = /^[0-9a-f]{16,64}$/
 const TENANT_PATTERN = /^(?:[A-Za-z0-9][A-Za-z0-9._-]{0,63})?$/
 const HASH_PATTERN = /^[0-9a-f]{64}$/
 
+import { toHex } from './hex.ts'
+
 const encoder = new TextEncoder()
-
-/** Every byte's two hex digits, so that hashing a request does not format 64 numbers one by one. */
-const HEX_BYTES = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, '0'))
-
-function toHex(buf: ArrayBuffer | Uint8Array): string {
-  const bytes = buf instanceof Uint8Array ? buf : new Uint8Array(buf)
-  let out = ''
-  for (const b of bytes) out += HEX_BYTES[b]
-  return out
-}
 
 export async function sha256Hex(body: string | Uint8Array<ArrayBuffer>): Promise<string> {
   const bytes = typeof body === 'string' ? encoder.encode(body) : body
