@@ -42,9 +42,10 @@ export async function sha256Hex(body: string | Uint8Array<ArrayBuffer>): Promise
  * The HMAC key for `secret`, imported once: importKey per signed request was a tenth of the gateway's signing
  * cost (issue #17). One entry, since a process signs with one secret (a new one replaces it).
  */
-let hmacKeyCache: { secret: string; key: Promise<CryptoKey> } | undefined
+type HmacKey = Awaited<ReturnType<typeof crypto.subtle.importKey>>
+let hmacKeyCache: { secret: string; key: Promise<HmacKey> } | undefined
 
-function hmacKey(secret: string): Promise<CryptoKey> {
+function hmacKey(secret: string): Promise<HmacKey> {
   if (hmacKeyCache?.secret !== secret) {
     const key = crypto.subtle.importKey(
       'raw',
