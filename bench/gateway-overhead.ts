@@ -516,7 +516,7 @@ async function main(): Promise<void> {
     const base = baseline ? goals(`gateway@${baseline.commit}`) : undefined
     const met = (ok: boolean) => (ok ? 'met' : 'not met')
     const lines = [
-      `- **Command:** \`node --import tsx bench/gateway-overhead.ts --gateway ${GATEWAY} --upstream ${UPSTREAM} --duration ${DURATION_S} --connections ${CONNECTIONS} --rounds ${ROUNDS} --log-level ${args['log-level']}${UPSTREAM === 'runner' ? ` --runner-threads ${args['runner-threads']}` : ''}${baselineRef ? ` --baseline-ref ${baselineRef}` : ''}\``,
+      `- **Command:** \`node --import tsx bench/gateway-overhead.ts --gateway ${GATEWAY} --upstream ${UPSTREAM} --duration ${DURATION_S} --connections ${CONNECTIONS} --rounds ${ROUNDS} --log-level ${args['log-level']}${UPSTREAM === 'runner' ? ` --runner-threads ${args['runner-threads']}` : ''}${baselineRef ? ` --baseline-ref ${baselineRef}` : ''}${args.profile ? ` --profile ${args.profile}` : ''}\``,
       `- **Date:** ${new Date().toISOString().slice(0, 10)}. **Machine:** \`nproc\` = ${cpus().length}, CPU "${cpus()[0]?.model ?? '?'}", ${(totalmem() / 2 ** 30).toFixed(0)} GB; Node ${process.version}; gateway: ${GATEWAY === 'bare' ? 'the dry-run bundle in one bare workerd (Miniflare; local D1, Durable Objects, rate-limit binding in that process); CPU = that process' : 'workerd via wrangler dev (local D1 + Durable Objects); CPU = every process wrangler started'}; upstream: ${runner.describe}; load: autocannon, ${CONNECTIONS} and 1 connection(s), ${DURATION_S} s per arm, arms interleaved; load average (1 min) ${load0} at the start, ${loadavg()[0]?.toFixed(1)} at the end.`,
       '',
       '| arm | req/s | p50 (ms) | p99 (ms) | mean (ms) | requests | non-2xx | errors | gateway CPU (ms/req, net of idle) |',
