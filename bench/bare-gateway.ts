@@ -106,12 +106,12 @@ async function serve(): Promise<void> {
     ],
   })
   const url = (await mf.ready).toString().replace(/\/$/, '')
+  // workerd has the modules now (Miniflare passes them in its config); the bundle on disk is no longer read.
+  await rm(dist, { recursive: true, force: true })
   const [workerdPid] = childrenNamed(process.pid, 'workerd')
   console.log(JSON.stringify({ ready: true, url, workerdPid }))
   const stop = () => {
-    mf.dispose()
-      .then(() => rm(dist, { recursive: true, force: true }))
-      .finally(() => process.exit(0))
+    mf.dispose().finally(() => process.exit(0))
   }
   process.once('SIGTERM', stop)
   process.once('SIGINT', stop)
