@@ -4,8 +4,8 @@ import { initialBucket, takeToken } from '../src/rate-limit/token-bucket.ts'
 import { CircuitBreaker } from '../src/routing/circuit-breaker.ts'
 import { pickPowerOfTwo } from '../src/routing/power-of-two.ts'
 import type { RunnerRecord } from '../src/routing/registry-snapshot.ts'
-import { RunnerPool } from '../src/routing/runner-pool.ts'
-import { TtlCache } from '../src/util/ttl-cache.ts'
+import { RunnerPool, routingSnapshot } from '../src/routing/runner-pool.ts'
+import { REFRESH_GRACE_MS, TtlCache } from '../src/util/ttl-cache.ts'
 
 /** A seeded LCG, so the random draws are reproducible. */
 function rng(seed: number): () => number {
@@ -262,5 +262,50 @@ describe('TtlCache', () => {
     c.set('c', 3, 1000)
     expect(c.get('a', 0)).toBeUndefined()
     expect(c.get('c', 0)).toBe(3)
+  })
+
+  // Issue #17: at c = 32 an expired entry used to send every concurrent request to D1 at once.
+  it('lets one caller refresh an expired entry while the others keep the old value, within the grace', () => {
+    const c = new TtlCache<number>(4)
+    c.set('k', 1, 100)
+    expect(c.getOrClaim('k', 50)).toBe(1)
+    expect(c.getOrClaim('k', 100)).toBeUndefined() // expired: this caller refreshes
+    expect(c.getOrClaim('k', 101)).toBe(1) // another, meanwhile: the old value
+    expect(c.get('k', 101)).toBeUndefined() // a plain get never serves an expired value
+    expect(c.getOrClaim('k', 100 + REFRESH_GRACE_MS)).toBeUndefined() // that refresh hung: refresh again
+    c.set('k', 2, 5000)
+    c.refreshed('k')
+    expect(c.getOrClaim('k', 2000)).toBe(2)
+    c.delete('k')
+    expect(c.getOrClaim('k', 2000)).toBeUndefined()
+  })
+})
+
+describe('routingSnapshot', () => {
+  const snapshot = (n: number) => ({ runners: [], heartbeat_interval_ms: n, catalog: [] })
+
+  it('fetches once for concurrent requests on a stale snapshot; the others route on the stale one', async () => {
+    const pool = new RunnerPool({ cacheMs: 0, breakerThreshold: 2, breakerCooldownMs: 1000 })
+    pool.adopt(snapshot(1), Date.now() - 10)
+    const pending: ((s: ReturnType<typeof snapshot>) => void)[] = []
+    const fetchSnapshot = () =>
+      new Promise<ReturnType<typeof snapshot>>((resolve) => {
+        pending.push(resolve)
+      })
+    const first = routingSnapshot(pool, fetchSnapshot)
+    const others = await Promise.all([1, 2, 3].map(() => routingSnapshot(pool, fetchSnapshot)))
+    expect(pending).toHaveLength(1)
+    expect(others.map((s) => s.heartbeat_interval_ms)).toEqual([1, 1, 1])
+    pending[0]?.(snapshot(2))
+    expect((await first).heartbeat_interval_ms).toBe(2)
+    // Invalidated (a membership call, a connection failure): nothing stale to route on, every request fetches.
+    pool.invalidate()
+    const both = Promise.all([
+      routingSnapshot(pool, fetchSnapshot),
+      routingSnapshot(pool, fetchSnapshot),
+    ])
+    expect(pending).toHaveLength(3)
+    for (const resolve of pending.slice(1)) resolve(snapshot(3))
+    expect((await both).map((s) => s.heartbeat_interval_ms)).toEqual([3, 3])
   })
 })

@@ -88,6 +88,13 @@ export const MAX_JSON_DEPTH = 32
  * @throws AppError INVALID_REQUEST naming the limit
  */
 export function checkJsonDepth(text: string, maxDepth = MAX_JSON_DEPTH): void {
+  // Nesting cannot exceed the number of brackets, and counting them is a native scan: the usual body (a flat
+  // tensor, a handful of brackets) needs no walk over every character (issue #17: 3 % of the gateway's profile).
+  let openers = 0
+  for (const open of ['[', '{'])
+    for (let i = text.indexOf(open); i !== -1 && openers <= maxDepth; i = text.indexOf(open, i + 1))
+      openers++
+  if (openers <= maxDepth) return
   let depth = 0
   let inString = false
   for (let i = 0; i < text.length; i++) {

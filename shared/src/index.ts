@@ -6,6 +6,7 @@ export {
   isErrorCode,
   toAppError,
 } from './errors.ts'
+export { toHex } from './hex.ts'
 export {
   checkJsonDepth,
   DEADLINE_HEADER,
@@ -327,6 +328,7 @@ export {
   encodeTensorBytes,
   INFERENCE_HEADER_CONTENT_LENGTH,
   inferHeaderLength,
+  isInferenceResponse,
   type ParsedInferBody,
   type ProtocolParameters,
   parseInferBody,

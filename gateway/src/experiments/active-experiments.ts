@@ -37,13 +37,16 @@ export async function activeExperiment(
 ): Promise<ActiveExperiment | undefined> {
   const now = Date.now()
   const ttl = config.EXPERIMENT_CACHE_MS
-  if (ttl > 0) {
-    const hit = cache.get(model, now)
-    if (hit) return hit.active
+  if (ttl <= 0) return loadActiveExperiment(env, model)
+  const hit = cache.getOrClaim(model, now)
+  if (hit) return hit.active
+  try {
+    const active = await loadActiveExperiment(env, model)
+    cache.set(model, { active }, now + ttl)
+    return active
+  } finally {
+    cache.refreshed(model)
   }
-  const active = await loadActiveExperiment(env, model)
-  if (ttl > 0) cache.set(model, { active }, now + ttl)
-  return active
 }
 
 export function forgetActiveExperiments(): void {

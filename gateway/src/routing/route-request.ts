@@ -50,6 +50,8 @@ export interface RouteInput {
   body: string | Uint8Array
   bodyHeaders?: Record<string, string>
   okSchema: z.ZodType
+  /** A fast accept of `okSchema` (runner-client.ts). */
+  okCheck?: (json: unknown) => boolean
   /** A text generation (/v1, /v2 generate): never hedged, the caller's deadline as its budget. */
   generation?: boolean
   /** …asked with `stream: true`: the answer's events are passed on as they arrive. */
@@ -96,7 +98,7 @@ const HEDGE = Symbol('hedge')
 /** One request's attempts: started, raced, hedged, settled. */
 class Route {
   private readonly pool: RunnerPool
-  private readonly registry: ReturnType<typeof registryStub>
+  private stub: ReturnType<typeof registryStub> | undefined
   private readonly tried: string[] = []
   private readonly running = new Set<Attempt>()
   private lastFailure: Failure | undefined
@@ -104,7 +106,12 @@ class Route {
 
   constructor(private readonly input: RouteInput) {
     this.pool = runnerPool(input.config)
-    this.registry = registryStub(input.env)
+  }
+
+  /** The registry object's stub, made when first needed: with a fresh snapshot, a request never is. */
+  private get registry(): ReturnType<typeof registryStub> {
+    this.stub ??= registryStub(this.input.env)
+    return this.stub
   }
 
   private remaining(): number {
@@ -257,6 +264,7 @@ class Route {
       signal,
       secret: this.input.secret,
       okSchema: this.input.okSchema,
+      ...(this.input.okCheck ? { okCheck: this.input.okCheck } : {}),
       ...(this.input.stream ? { stream: true } : {}),
     })
     this.running.add({ runner, startedAt: now, abort, hedge, done })

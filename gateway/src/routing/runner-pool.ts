@@ -53,6 +53,8 @@ const MAX_KNOWN_MODELS = 10_000
 
 export class RunnerPool {
   private cached: { snapshot: RegistrySnapshot; fetchedAt: number } | undefined
+  /** When the fetch that will replace a stale `cached` began, while one runs (routingSnapshot). */
+  refreshingSince: number | undefined
   private readonly breakers = new Map<string, CircuitBreaker>()
   private readonly outstanding = new Map<string, number>()
   private readonly models = new Set<string>()
@@ -84,6 +86,11 @@ export class RunnerPool {
   fresh(now: number): RegistrySnapshot | undefined {
     const c = this.cached
     return c && now - c.fetchedAt <= this.options.cacheMs ? c.snapshot : undefined
+  }
+
+  /** The cached snapshot however old (undefined when there is none or it was invalidated). */
+  stale(): RegistrySnapshot | undefined {
+    return this.cached?.snapshot
   }
 
   adopt(snapshot: RegistrySnapshot, now: number): void {
@@ -216,16 +223,35 @@ export function runnerPool(config: GatewayConfig): RunnerPool {
 }
 
 /**
- * The pool's snapshot if fresh, else a new one from the registry. Concurrent requests on a stale cache each
- * fetch (a promise shared across requests is not allowed to carry I/O in Workers); it is one small read.
+ * How long requests keep routing on the stale snapshot while another request's fetch of the next one runs;
+ * past it (that fetch hung), the next request fetches too.
+ */
+const REFRESH_GRACE_MS = 1_000
+
+/**
+ * The pool's snapshot if fresh, else a new one from the registry. When the cache goes stale under load, one
+ * request fetches and the others route on the stale snapshot meanwhile (at most ROUTING_CACHE_MS +
+ * REFRESH_GRACE_MS old): at c = 32 every request used to fetch, a registry round trip each, until the first
+ * answer was adopted (issue #17). They cannot simply await that request's fetch: a promise shared across
+ * requests is not allowed to carry I/O in Workers. With no snapshot at all (a new isolate, or invalidated after a
+ * membership call or a connection failure) every request fetches its own, as before.
  */
 export async function routingSnapshot(
   pool: RunnerPool,
   fetchSnapshot: () => Promise<RegistrySnapshot>,
 ): Promise<RegistrySnapshot> {
-  const fresh = pool.fresh(Date.now())
+  const now = Date.now()
+  const fresh = pool.fresh(now)
   if (fresh) return fresh
-  const snapshot = await fetchSnapshot()
-  pool.adopt(snapshot, Date.now())
-  return snapshot
+  const since = pool.refreshingSince
+  const stale = pool.stale()
+  if (stale && since !== undefined && now - since < REFRESH_GRACE_MS) return stale
+  pool.refreshingSince = now
+  try {
+    const snapshot = await fetchSnapshot()
+    pool.adopt(snapshot, Date.now())
+    return snapshot
+  } finally {
+    if (pool.refreshingSince === now) pool.refreshingSince = undefined
+  }
 }

@@ -2,8 +2,10 @@
  * Bytes as lowercase hex, and random ids made of them (crypto.getRandomValues).
  * @module
  */
+import { toHex } from '@twinserve/shared'
+
 export function hex(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('')
+  return toHex(bytes)
 }
 
 /** `bytes` random bytes as hex (2 characters each). */

@@ -107,39 +107,39 @@ function elementProblem(datatype: Datatype, value: Nested): string | undefined {
   return undefined
 }
 
+/** What is wrong with a tensor's data given its shape and datatype (first problem only), or undefined. */
+export function tensorProblem(t: {
+  name: string
+  shape: number[]
+  datatype: Datatype
+  data: Nested[]
+}): { path: (string | number)[]; message: string } | undefined {
+  const expected = t.shape.reduce((a, b) => a * b, 1)
+  if (expected > MAX_TENSOR_ELEMENTS)
+    return {
+      path: ['shape'],
+      message: `tensor '${t.name}' has ${expected} elements, more than the limit ${MAX_TENSOR_ELEMENTS}`,
+    }
+  const flat = flattenTensorData(t.data)
+  if (flat.length !== expected)
+    return {
+      path: ['data'],
+      message: `tensor '${t.name}' has shape [${t.shape.join(',')}] (${expected} elements) but ${flat.length} data values`,
+    }
+  for (let i = 0; i < flat.length; i++) {
+    const problem = elementProblem(t.datatype, flat[i] as Nested)
+    if (problem)
+      return { path: ['data', i], message: `tensor '${t.name}' element ${i}: ${problem}` }
+  }
+  return undefined
+}
+
 function checkTensor(
   t: { name: string; shape: number[]; datatype: Datatype; data: Nested[] },
   ctx: z.RefinementCtx,
 ): void {
-  const expected = t.shape.reduce((a, b) => a * b, 1)
-  if (expected > MAX_TENSOR_ELEMENTS) {
-    ctx.addIssue({
-      code: 'custom',
-      path: ['shape'],
-      message: `tensor '${t.name}' has ${expected} elements, more than the limit ${MAX_TENSOR_ELEMENTS}`,
-    })
-    return
-  }
-  const flat = flattenTensorData(t.data)
-  if (flat.length !== expected) {
-    ctx.addIssue({
-      code: 'custom',
-      path: ['data'],
-      message: `tensor '${t.name}' has shape [${t.shape.join(',')}] (${expected} elements) but ${flat.length} data values`,
-    })
-    return
-  }
-  for (let i = 0; i < flat.length; i++) {
-    const problem = elementProblem(t.datatype, flat[i] as Nested)
-    if (problem) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['data', i],
-        message: `tensor '${t.name}' element ${i}: ${problem}`,
-      })
-      return
-    }
-  }
+  const problem = tensorProblem(t)
+  if (problem) ctx.addIssue({ code: 'custom', ...problem })
 }
 
 /**

@@ -11,6 +11,7 @@ export {
   requestEncoding,
   responseEncoding,
 } from './content-encoding.ts'
+export { isInferenceResponse } from './fast-infer-response.ts'
 export {
   INFERENCE_HEADER_CONTENT_LENGTH,
   inferHeaderLength,

@@ -24,6 +24,7 @@ import {
   RequestInputSchema,
 } from '../schemas/inference.ts'
 import { countBytesElements, decodeTensorBytes, ELEMENT_BYTES } from './binary-tensors.ts'
+import { isJsonInferenceRequest } from './fast-infer-request.ts'
 
 export const INFERENCE_HEADER_CONTENT_LENGTH = 'inference-header-content-length'
 
@@ -122,6 +123,9 @@ export function parseInferBody(
       )
     throw err
   }
+  // The common request (JSON tensors) passes a plain-loop check; any doubt goes to the schemas below.
+  if (headerLength === undefined && isJsonInferenceRequest(json))
+    return { request: json, headerText, binary: false }
   const top = HeaderSchema.safeParse(json)
   if (!top.success) fail(top.error)
   const tensors = headerLength === undefined ? new Uint8Array(0) : body.subarray(headerLength)
