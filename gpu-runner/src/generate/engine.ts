@@ -315,6 +315,8 @@ export class GenerationEngine {
       // Positions count the row's real tokens before the new one: its cached length.
       positions: BigInt64Array.from(lengths, BigInt),
       cache: kv,
+      // Never read again (the next pass feeds this pass's present): a session thread may move it, not copy it.
+      cacheHandedOver: true,
       controls: seqs.map((s) => s.decodeControls),
     })
     this.counters.decodePasses++
