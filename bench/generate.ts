@@ -9,6 +9,10 @@
  * each decode pass. TTFT is submit → first token (queueing + prefill, prefills spread over steps by the 512-token
  * budget); decode tokens/s is tokens after the first / time from first to last token, per sequence and summed.
  *
+ * A third arm, *twin, past rebuilt*, runs the same twin requests on an engine with `reuseBatch: false`: every
+ * decode pass gathers every row's cache into a fresh padded past, as the engine did before the batched past
+ * persisted between passes. Its ratio to *twin* is the before/after of that change, measured in the same run.
+ *
  *   npm run bench:generate                  # writes the bench:generate section of bench/RESULTS.md
  *   npm run bench:generate -- --no-write    # prints it only
  * @module
@@ -26,7 +30,11 @@ const REPO = join(import.meta.dirname, '..')
 const LM = join(REPO, 'zoo/lm')
 const CONCURRENCY = [1, 8, 32] as const
 const TOKENS = 48
-const ARMS = { twin: { useRouter: 1 } as RowControls, shared: {} as RowControls }
+const ARMS = {
+  twin: { useRouter: 1 } as RowControls,
+  shared: {} as RowControls,
+  rebuilt: { useRouter: 1 } as RowControls,
+}
 type Arm = keyof typeof ARMS
 
 const { values } = parseArgs({
@@ -46,29 +54,34 @@ const pkg = await loadPackage(join(LM, 'package'))
 const opened = await openSession(pkg.model, { provider: 'auto' })
 const controls = checkContract(pkg.manifest, opened.session, new Map())
 const profile = await LmProfile.load(join(LM, 'models'))
-const engine = new GenerationEngine(
-  new DecoderGraph(opened.session, controls, pkg.manifest.experts.length),
-  {
-    maxContext: profile.maxContext,
-    maxSequences: 64,
-    maxBytes: 256 * 1024 * 1024,
-    prefillTokensPerStep: 512,
-    detokenizer: profile,
-  },
-)
+const graph = new DecoderGraph(opened.session, controls, pkg.manifest.experts.length)
+const options = {
+  maxContext: profile.maxContext,
+  maxSequences: 64,
+  maxBytes: 256 * 1024 * 1024,
+  prefillTokensPerStep: 512,
+  detokenizer: profile,
+}
+const engine = new GenerationEngine(graph, options)
+const rebuiltEngine = new GenerationEngine(graph, { ...options, reuseBatch: false })
+const engineOf = (arm: Arm) => (arm === 'rebuilt' ? rebuiltEngine : engine)
 
 interface Cell {
   ttftMs: number[]
   perSeqTps: number[]
   aggregateTps: number[]
   stepMs: number[]
+  /** Decode passes whose past was rebuilt from the sequences' caches, per pass. */
+  gatherShare: number[]
+  /** Tokens per CPU-second of this process (every thread): the work per token, whatever else runs on the machine. */
+  cpuTps: number[]
 }
 const cells = new Map<string, Cell>()
 const cellOf = (arm: Arm, c: number): Cell => {
   const key = `${arm}|${c}`
   let cell = cells.get(key)
   if (!cell) {
-    cell = { ttftMs: [], perSeqTps: [], aggregateTps: [], stepMs: [] }
+    cell = { ttftMs: [], perSeqTps: [], aggregateTps: [], stepMs: [], gatherShare: [], cpuTps: [] }
     cells.set(key, cell)
   }
   return cell
@@ -77,8 +90,11 @@ const cellOf = (arm: Arm, c: number): Cell => {
 let next = 0
 async function runCell(arm: Arm, c: number): Promise<void> {
   const cell = cellOf(arm, c)
+  const engine = engineOf(arm)
+  const cpu0 = process.cpuUsage()
   const started = performance.now()
   const passes0 = engine.counters.decodePasses
+  const gathers0 = engine.counters.gathers
   const runs = Array.from({ length: c }, async () => {
     const ids = profile.encodePrompt(prompts[next++ % prompts.length] ?? '')
     const t0 = performance.now()
@@ -103,17 +119,26 @@ async function runCell(arm: Arm, c: number): Promise<void> {
   })
   const ends = await Promise.all(runs)
   const wall = Math.max(...ends) - started
+  const cpu = process.cpuUsage(cpu0)
+  cell.cpuTps.push((c * TOKENS * 1e6) / (cpu.user + cpu.system))
   cell.aggregateTps.push((c * TOKENS * 1000) / wall)
-  cell.stepMs.push(wall / Math.max(1, engine.counters.decodePasses - passes0))
+  const passes = Math.max(1, engine.counters.decodePasses - passes0)
+  cell.stepMs.push(wall / passes)
+  cell.gatherShare.push((engine.counters.gathers - gathers0) / passes)
 }
 
 // Warm-up: the first runs pay for onnxruntime's allocations.
 await runCell('twin', 8)
 await runCell('shared', 8)
+await runCell('rebuilt', 8)
 cells.clear()
+const ORDERS: readonly Arm[][] = [
+  ['twin', 'shared', 'rebuilt'],
+  ['rebuilt', 'shared', 'twin'],
+]
 for (let r = 0; r < ROUNDS; r++)
   for (const c of CONCURRENCY)
-    for (const arm of (r % 2 === 0 ? ['twin', 'shared'] : ['shared', 'twin']) as Arm[]) {
+    for (const arm of ORDERS[r % 2] ?? []) {
       // Concurrency 1: several sequences one after another, so its numbers are not one sequence's.
       for (let i = 0; i < (c === 1 ? 4 : 1); i++) await runCell(arm, c)
       markLoad(m, `${arm} c=${c} round ${r + 1}`)
@@ -123,6 +148,7 @@ const mean = (xs: number[]) => summarize(xs).mean
 const rows = CONCURRENCY.map((c) => {
   const t = cellOf('twin', c)
   const s = cellOf('shared', c)
+  const b = cellOf('rebuilt', c)
   return [
     String(c),
     fmt(mean(t.aggregateTps), 0),
@@ -135,16 +161,23 @@ const rows = CONCURRENCY.map((c) => {
     `${(mean(t.stepMs) / mean(s.stepMs)).toFixed(2)}×`,
     fmt(summarize(t.ttftMs).p50, 1),
     fmt(summarize(s.ttftMs).p50, 1),
+    fmt(mean(b.aggregateTps), 0),
+    `${(mean(t.aggregateTps) / mean(b.aggregateTps)).toFixed(2)}×`,
+    fmt(mean(t.cpuTps), 0),
+    fmt(mean(b.cpuTps), 0),
+    `${fmt(mean(t.gatherShare) * 100, 0)} % / ${fmt(mean(b.gatherShare) * 100, 0)} %`,
   ]
 })
 const agg = (arm: Arm, c: number) => mean(cellOf(arm, c).aggregateTps)
 const scaling = (arm: Arm) => (agg(arm, 32) / agg(arm, 1)).toFixed(1)
+const cpuOf = (arm: Arm, c: number) => mean(cellOf(arm, c).cpuTps)
+const cpuScaling = (arm: Arm) => (cpuOf(arm, 32) / cpuOf(arm, 1)).toFixed(1)
 const end = m.loads.at(-1)?.load ?? Number.NaN
 
 const md = [
   '## Generation: decode tokens/s and time to first token, twin vs shared (`npm run bench:generate`)',
   '',
-  `zoo/lm/package (lm-twin: 3-layer d-128 decoder, 5 experts, rank-48 float16 exclusive factors) in the runner's generation engine (gpu-runner/src/generate), ${TOKENS} greedy tokens per sequence, held-out prompts, ${ROUNDS} interleaved rounds (concurrency 1: 4 sequences in a row per round). *twin*: each sequence routed from its prompt at prefill, the mix held as explicit mix_weights for every decode step; *shared*: the same graph at all-zero weights. Step = one batched decode pass (all running rows).`,
+  `zoo/lm/package (lm-twin: 3-layer d-128 decoder, 5 experts, rank-48 float16 exclusive factors) in the runner's generation engine (gpu-runner/src/generate), ${TOKENS} greedy tokens per sequence, held-out prompts, ${ROUNDS} interleaved rounds (concurrency 1: 4 sequences in a row per round). *twin*: each sequence routed from its prompt at prefill, the mix held as explicit mix_weights for every decode step; *shared*: the same graph at all-zero weights; *past rebuilt*: twin on an engine that gathers every row's cache into a fresh past on every pass (\`reuseBatch: false\`, the engine before the batched past persisted). Step = one batched decode pass (all running rows).`,
   '',
   table(
     [
@@ -159,11 +192,18 @@ const md = [
       'twin/shared step',
       'TTFT ms twin (p50)',
       'shared',
+      'aggregate tok/s twin, past rebuilt',
+      'twin / rebuilt',
+      'tok per CPU-s twin',
+      'rebuilt',
+      'passes gathering: twin / rebuilt',
     ],
     rows,
   ),
   '',
-  `- **Continuous batching:** aggregate tokens/s at concurrency 32 is ${scaling('twin')}× concurrency 1's for twin, ${scaling('shared')}× for shared (goal ≥ 4×).`,
+  `- **Continuous batching:** aggregate tokens/s at concurrency 32 is ${scaling('twin')}× concurrency 1's for twin, ${scaling('shared')}× for shared (goal ≥ 4×); with the past rebuilt every pass (the engine before the batched past persisted) ${scaling('rebuilt')}×.`,
+  `- **Per CPU-second** (tokens ÷ this process's CPU time, all threads: what a token costs, independent of other jobs' load): concurrency 32 gives ${cpuScaling('twin')}× the tokens per CPU-second of concurrency 1 for twin, ${cpuScaling('shared')}× for shared, ${cpuScaling('rebuilt')}× with the past rebuilt every pass.`,
+  `- **Persistent batched past:** twin ÷ the same with the past rebuilt every pass, aggregate tokens/s: ${CONCURRENCY.map((c) => `${(agg('twin', c) / agg('rebuilt', c)).toFixed(2)}× at ${c}`).join(', ')}; tokens per CPU-second: ${CONCURRENCY.map((c) => `${(cpuOf('twin', c) / cpuOf('rebuilt', c)).toFixed(2)}× at ${c}`).join(', ')}.`,
   `- **Twin overhead:** the twin decode step costs ${(mean(cellOf('twin', 1).stepMs) / mean(cellOf('shared', 1).stepMs)).toFixed(2)}× the shared model's at concurrency 1 and ${(mean(cellOf('twin', 32).stepMs) / mean(cellOf('shared', 32).stepMs)).toFixed(2)}× at 32 (goal ≤ 1.3×).`,
   `- **Machine:** ${m.nproc} cores, ${m.cpu}, ${m.memGb} GB; Node ${m.node}; onnxruntime-node ${m.ort}; provider ${opened.provider}${opened.fallbackReason ? ` (CUDA: ${opened.fallbackReason})` : ''}, default intra-op threads; load average ${fmt(m.loadStart, 1)} at start, ${fmt(end, 1)} at the end (shared machine: other jobs run beside it).`,
 ].join('\n')

@@ -21,9 +21,18 @@ export const pct = (x: number, digits = 1) => (x * 100).toFixed(digits)
 export const mb = (bytes: number) => (bytes / 1e6).toFixed(2)
 const avg = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length)
 
-/** Per-task normalised accuracy (merged / expert), as fractions. */
-export function normalised(perTask: readonly number[], expert: readonly number[]): number[] {
-  return perTask.map((a, t) => a / (expert[t] as number))
+/**
+ * Per-task normalised score, as fractions: merged / expert for accuracy; for a lower-is-better score (perplexity)
+ * expert / merged, so that 1 is the expert and less is worse either way.
+ */
+export function normalised(
+  perTask: readonly number[],
+  expert: readonly number[],
+  lowerIsBetter = false,
+): number[] {
+  return perTask.map((a, t) =>
+    lowerIsBetter ? (expert[t] as number) / a : a / (expert[t] as number),
+  )
 }
 
 export function accuracyTable(tasks: readonly string[], rows: readonly Row[]): string {
@@ -38,11 +47,12 @@ export function normalisedTable(
   rows: readonly Row[],
   expert: readonly number[],
   expertBytes: number,
+  lowerIsBetter = false,
 ): string {
   return markdownTable(
     ['model', ...tasks, 'mean', 'router acc.', 'model MB', 'stored MB', 'vs experts'],
     rows.map((r) => {
-      const n = normalised(r.perTask, expert)
+      const n = normalised(r.perTask, expert, lowerIsBetter)
       return [
         r.label,
         ...n.map((a) => pct(a)),

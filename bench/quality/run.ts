@@ -14,8 +14,10 @@
  *   npm run bench:quality -- --budgets 0.1,0.25 --frontier-ranks 16    # the frontier table's configurations
  *   npm run bench:quality -- --only text           # the text zoo only (issue #13), about 30 minutes on 2 busy cores
  *   npm run bench:quality -- --only text --quick   # without its levers and rank-16 arm: about 12 minutes
+ *   npm run bench:quality -- --only lm             # the LM zoo's perplexity (issue #14), about 30 minutes on 2 busy cores
  *
- * The text zoo (zoo/text, six PyTorch-exported classifiers) has its own section, `bench:quality:text` (text-run.ts).
+ * The text zoo (zoo/text, six PyTorch-exported classifiers) has its own section, `bench:quality:text` (text-run.ts);
+ * the LM zoo (zoo/lm, five decoder experts) `bench:quality:lm` (lm-run.ts).
  * @module
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
@@ -30,6 +32,7 @@ import { type Accuracy, evaluate, loadSplits, mean, openCpu, type TaskData } fro
 import { checkFloat16 } from './float16-check.ts'
 import { frontierArms, frontierTable, runFrontier } from './frontier.ts'
 import { LEVER_STAGES, type LeverArm } from './levers.ts'
+import { runLmQuality } from './lm-run.ts'
 import {
   accuracyTable,
   dtypeTable,
@@ -66,17 +69,41 @@ const { values } = parseArgs({
     'text-recipe': { type: 'string', default: 'zoo/text/recipe.yaml' },
     'text-package': { type: 'string', default: 'zoo/text/package' },
     'text-budget-mb': { type: 'string', default: '40' },
+    'lm-recipe': { type: 'string', default: 'zoo/lm/recipe.yaml' },
+    'lm-package': { type: 'string', default: 'zoo/lm/package' },
   },
 })
 const started = performance.now()
 const log = (line: string) => process.stderr.write(`${line}\n`)
 const elapsed = () => `${((performance.now() - started) / 1000).toFixed(0)} s`
 
-if (values.only !== undefined && values.only !== 'text' && values.only !== 'fashion') {
-  process.stderr.write(`bench:quality: --only takes 'text' or 'fashion', not '${values.only}'\n`)
+const ZOOS = ['fashion', 'text', 'lm'] as const
+if (values.only !== undefined && !(ZOOS as readonly string[]).includes(values.only)) {
+  process.stderr.write(`bench:quality: --only takes ${ZOOS.join(', ')}, not '${values.only}'\n`)
   process.exit(2)
 }
-if (values.only !== 'fashion') {
+const runs = (zoo: (typeof ZOOS)[number]) => values.only === undefined || values.only === zoo
+
+/** Writes a zoo's section (its body's first paragraph gets the command, date and machine line). */
+async function writeZooSection(id: string, command: string, body: string, wall: string) {
+  const cpu =
+    readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/)?.[1] ?? cpus()[0]?.model
+  const section = body.replace(
+    /\n\n/,
+    `\n\n- **Command:** \`${command}\` (this section is regenerated between its markers; ${wall} wall). ` +
+      `**Date:** ${new Date().toISOString().slice(0, 10)}. **Machine:** \`nproc\` = ${cpus().length}, CPU "${cpu}", ` +
+      `${(totalmem() / 2 ** 30).toFixed(0)} GB; Node ${process.version}, onnxruntime-node ${ort.env.versions.common}, **provider: CPU**. ` +
+      'Other jobs may share the cores: times are upper bounds; accuracies and perplexities do not depend on load.\n',
+  )
+  process.stdout.write(`${section}\n`)
+  if (!values['no-write']) {
+    await replaceSection(resolve(values.results ?? ''), id, section)
+    log(`wrote its section of ${values.results}`)
+  }
+}
+
+if (runs('text')) {
+  const t0 = performance.now()
   const text = await runTextQuality({
     recipe: values['text-recipe'] ?? '',
     package: values['text-package'] ?? '',
@@ -84,23 +111,28 @@ if (values.only !== 'fashion') {
     quick: values.quick ?? false,
     log,
   })
-  const cpu =
-    readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/)?.[1] ?? cpus()[0]?.model
-  const command = `npm run bench:quality -- --only text${values.quick ? ' --quick' : ''}`
-  const section = text.replace(
-    /\n\n/,
-    `\n\n- **Command:** \`${command}\` (this section is regenerated between its markers; ${elapsed()} wall). ` +
-      `**Date:** ${new Date().toISOString().slice(0, 10)}. **Machine:** \`nproc\` = ${cpus().length}, CPU "${cpu}", ` +
-      `${(totalmem() / 2 ** 30).toFixed(0)} GB; Node ${process.version}, onnxruntime-node ${ort.env.versions.common}, **provider: CPU**. ` +
-      'Other jobs may share the cores: times are upper bounds; accuracies do not depend on load.\n',
+  await writeZooSection(
+    'bench:quality:text',
+    `npm run bench:quality -- --only text${values.quick ? ' --quick' : ''}`,
+    text,
+    `${((performance.now() - t0) / 1000).toFixed(0)} s`,
   )
-  process.stdout.write(`${section}\n`)
-  if (!values['no-write']) {
-    await replaceSection(resolve(values.results ?? ''), 'bench:quality:text', section)
-    log(`wrote its section of ${values.results}`)
-  }
-  if (values.only === 'text') process.exit(0)
 }
+if (runs('lm')) {
+  const t0 = performance.now()
+  const lm = await runLmQuality({
+    recipe: values['lm-recipe'] ?? '',
+    package: values['lm-package'] ?? '',
+    log,
+  })
+  await writeZooSection(
+    'bench:quality:lm',
+    'npm run bench:quality -- --only lm',
+    lm,
+    `${((performance.now() - t0) / 1000).toFixed(0)} s`,
+  )
+}
+if (!runs('fashion')) process.exit(0)
 
 const recipePath = resolve(values.recipe ?? '')
 const recipe = await readRecipe(recipePath)

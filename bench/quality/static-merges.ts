@@ -34,7 +34,7 @@ export const LAMBDA_GRID: readonly number[] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8
 
 export interface StaticResult {
   method: StaticMethod
-  /** Mean validation accuracy per lambda of the grid (one entry for fixed methods). */
+  /** The validation objective per lambda of the grid (one entry for fixed methods): mean accuracy by default. */
   validation: { lambda: number | undefined; mean: number }[]
   lambda: number | undefined
   test: Accuracy
@@ -44,8 +44,11 @@ function specWith(m: StaticMethod, lambda: number | undefined) {
   return parseMergeSpec(lambda === undefined ? m.spec : { ...m.spec, lambda })
 }
 
-/** Scores one plain graph on one split (the Fashion-MNIST zoo's pixels, or the text zoo's tokens). */
+/** Scores one plain graph on one split (the Fashion-MNIST zoo's pixels, the text zoo's tokens, the LM zoo's perplexity). */
 export type Evaluator<D> = (session: Session, data: D) => Promise<Accuracy>
+
+/** What λ maximises on validation, from an evaluator's per-task scores (default: their mean, higher is better). */
+export type Objective = (perTask: readonly number[]) => number
 
 async function accuracyOf<D>(
   z: ZooModels,
@@ -63,21 +66,23 @@ async function accuracyOf<D>(
 }
 
 /**
- * Picks lambda by mean validation accuracy (ties: the smaller lambda), then measures that merge on test. `score`
- * evaluates a plain graph on a split (default: the Fashion-MNIST zoo's).
+ * Picks lambda by the validation objective (default: mean accuracy; ties: the smaller lambda), then measures that
+ * merge on test. `score` evaluates a plain graph on a split (default: the Fashion-MNIST zoo's); `objective` turns
+ * its per-task scores into one number to maximise (perplexity, lower-is-better, passes a normalised one).
  */
 export async function runStaticMerge<D = readonly TaskData[]>(
   z: ZooModels,
   m: StaticMethod,
   data: { val: D; test: D },
   score: Evaluator<D> = evaluate as unknown as Evaluator<D>,
+  objective: Objective = mean,
 ): Promise<StaticResult> {
   const grid = m.fixed ? [undefined] : LAMBDA_GRID
   const validation: StaticResult['validation'] = []
   for (const lambda of grid)
     validation.push({
       lambda,
-      mean: mean((await accuracyOf(z, m, lambda, data.val, score)).perTask),
+      mean: objective((await accuracyOf(z, m, lambda, data.val, score)).perTask),
     })
   const best = validation.reduce((a, b) => (b.mean > a.mean ? b : a))
   return {

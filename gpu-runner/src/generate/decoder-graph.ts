@@ -7,7 +7,7 @@
  */
 import { AppError, TWIN_OUTPUT_WEIGHTS, type TwinInputKey } from '@twinserve/shared'
 import { ort } from '../runtime/ort-session.ts'
-import type { RunnableSession } from '../runtime/threaded-session.ts'
+import { handOver, type RunnableSession } from '../runtime/threaded-session.ts'
 import { encodeControls, type RowControls } from '../twin-contract/encode-controls.ts'
 
 export interface DecoderLayout {
@@ -28,6 +28,8 @@ export interface DecoderFeeds {
   positions: BigInt64Array // [B, S]
   /** 2·layers arrays in the order k0, v0, k1, v1, …; each [B, H, P, hd]. */
   cache: Float32Array[]
+  /** The caller never reads `cache` after this pass: a threaded session may move it instead of copying it. */
+  cacheHandedOver?: boolean
   /** Per row, for a twin graph; ignored by a plain decoder. */
   controls: readonly RowControls[]
 }
@@ -105,6 +107,7 @@ export class DecoderGraph {
           [B, heads, P, headDim],
         )
     if (this.isTwin) Object.assign(feeds, encodeControls(f.controls, this.experts, this.controls))
+    if (f.cacheHandedOver) handOver(f.cache)
     const out = await this.session.run(feeds)
     const logits = out.logits
     if (logits?.type !== 'float32')

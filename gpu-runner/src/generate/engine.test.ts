@@ -112,9 +112,30 @@ describe('GenerationEngine on the LM zoo', () => {
       expect(got.map((g) => g.ids)).toEqual(expected.map((g) => g.greedyIds))
       expect(got.every((g) => g.reason === 'length')).toBe(true)
       expect(engine.counters.decodeRows).toBeGreaterThan(engine.counters.decodePasses)
+      // The batched past is rebuilt only when rows join or leave, not on every pass.
+      expect(engine.counters.gathers).toBeLessThan(engine.counters.decodePasses)
       expect(engine.activeSequences).toBe(0)
       expect(engine.kvBytes).toBe(0)
     })
+
+  it('a reused batched past gives the same tokens as one rebuilt every pass, with rows joining and leaving', async () => {
+    const prompts = fixture.prompts.map((p) => p.ids)
+    // Different lengths: rows leave the batch at different steps; a late submit joins it mid-way.
+    const run = async (engine: GenerationEngine) => {
+      const first = prompts.map((p, i) => collect(engine.submit(greedy(p, 6 + 5 * i))))
+      await new Promise((resolve) => setTimeout(resolve, 5))
+      const late = collect(engine.submit(greedy(prompts[0] ?? [], 9)))
+      return (await Promise.all([...first, late])).map((g) => g.ids)
+    }
+    const reused = await plainEngine('base.onnx')
+    const rebuilt = await plainEngine('base.onnx', { reuseBatch: false })
+    const [a, b] = [await run(reused), await run(rebuilt)]
+    expect(a).toEqual(b)
+    expect(a.map((ids) => ids.length)).toEqual([...prompts.map((_, i) => 6 + 5 * i), 9])
+    expect(rebuilt.counters.gathers).toBe(rebuilt.counters.decodePasses)
+    expect(reused.counters.gathers).toBeLessThan(reused.counters.decodePasses / 2)
+    expect(reused.kvBytes).toBe(0)
+  })
 
   it('twin package: rows with different mixes sharing steps get what each gets alone', async () => {
     const engine = await twinEngine()

@@ -11,6 +11,13 @@
  * So sequences join and leave the batch at step boundaries, and a long prompt costs the running sequences one
  * prefill of delay per step at most, never a stall until it is done.
  *
+ * The batched past persists between decode passes: while the rows are the same sequences in the same order, the
+ * pass's `present` ([B, H, P + 1, hd], every row's padding unchanged since each row grew by one) is fed back as
+ * the next pass's past as it is. Only when a sequence joins or leaves is the batch rebuilt from the per-sequence
+ * caches (each row right-aligned, left-padded). At concurrency 32 that gather copied every row's whole cache on
+ * every step; now it happens a few times per batch lifetime (`counters.gathers`). `reuseBatch: false` rebuilds on
+ * every pass, as before, for bench:generate's before/after comparison.
+ *
  * Admission reserves the sequence's whole cache (kv-budget.ts): over budget is a 503 before anything runs.
  * @module
  */
@@ -65,6 +72,17 @@ export interface EngineOptions extends KvBudgetOptions {
   /** Prompt tokens prefilled per step (fairness between new and running sequences). */
   prefillTokensPerStep: number
   detokenizer?: Detokenizer
+  /** Feed a pass's `present` back as the next pass's past while the rows are unchanged (default true). */
+  reuseBatch?: boolean
+}
+
+/** The last decode pass's rows and its `present`: the next pass's past if the rows are the same. */
+interface DecodeBatch {
+  rows: Sequence[]
+  /** Positions per row in `kv` (the longest row's cached length; shorter rows are left-padded). */
+  past: number
+  /** 2·layers arrays k0, v0, …; each [B, H, past, hd]. */
+  kv: Float32Array[]
 }
 
 interface Sequence {
@@ -88,8 +106,9 @@ export class GenerationEngine {
   private readonly running: Sequence[] = []
   private loop: Promise<void> | undefined
   private idleWaiters: (() => void)[] = []
-  /** Steps run and rows decoded (for tests and benchmarks). */
-  readonly counters = { steps: 0, prefills: 0, decodeRows: 0, decodePasses: 0 }
+  private batch: DecodeBatch | undefined
+  /** Steps run, rows decoded, and decode passes whose past was rebuilt from the sequences' caches. */
+  readonly counters = { steps: 0, prefills: 0, decodeRows: 0, decodePasses: 0, gathers: 0 }
 
   constructor(
     readonly graph: DecoderGraph,
@@ -256,21 +275,37 @@ export class GenerationEngine {
     this.accept(s, out, 0, n, n - 1)
   }
 
-  private async decode(seqs: Sequence[]): Promise<void> {
+  /** The past for a decode pass over `seqs`: the last pass's `present` when the rows are the same, else a gather. */
+  private pastFor(seqs: readonly Sequence[]): { past: number; kv: Float32Array[] } {
+    const last = this.batch
+    this.batch = undefined
+    if (
+      last &&
+      this.options.reuseBatch !== false &&
+      last.rows.length === seqs.length &&
+      last.rows.every((s, b) => s === seqs[b])
+    )
+      return last
+    this.counters.gathers++
     const { layers, heads, headDim } = this.graph.layout
     const B = seqs.length
-    const lengths = seqs.map((s) => s.cache?.length ?? 0)
-    const P = Math.max(...lengths)
-    const mask = new BigInt64Array(B * (P + 1))
-    const cache = Array.from(
+    const past = Math.max(...seqs.map((s) => s.cache?.length ?? 0))
+    const kv = Array.from(
       { length: 2 * layers },
-      () => new Float32Array(B * heads * P * headDim),
+      () => new Float32Array(B * heads * past * headDim),
     )
-    seqs.forEach((s, b) => {
-      const len = lengths[b] as number
+    for (const [b, s] of seqs.entries()) s.cache?.gather(kv, b, past)
+    return { past, kv }
+  }
+
+  private async decode(seqs: Sequence[]): Promise<void> {
+    const B = seqs.length
+    const lengths = seqs.map((s) => s.cache?.length ?? 0)
+    const { past: P, kv } = this.pastFor(seqs)
+    // Row b is left-padded by P − its length, in a rebuilt past and (unchanged) in a reused one.
+    const mask = new BigInt64Array(B * (P + 1))
+    for (const [b, len] of lengths.entries())
       mask.fill(1n, b * (P + 1) + (P - len), (b + 1) * (P + 1))
-      s.cache?.gather(cache, b, P)
-    })
     const out = await this.graph.run({
       batch: B,
       seq: 1,
@@ -279,13 +314,17 @@ export class GenerationEngine {
       mask,
       // Positions count the row's real tokens before the new one: its cached length.
       positions: BigInt64Array.from(lengths, BigInt),
-      cache,
+      cache: kv,
+      // Never read again (the next pass feeds this pass's present): a session thread may move it, not copy it.
+      cacheHandedOver: true,
       controls: seqs.map((s) => s.decodeControls),
     })
     this.counters.decodePasses++
     this.counters.decodeRows += B
+    this.batch = { rows: seqs, past: P + 1, kv: out.present }
     seqs.forEach((s, b) => {
       if (s.done) return
+      // The sequence's own cache stays whole too: the next rebuild (a row joins or leaves) reads it.
       s.cache?.append(out.present, b, P + 1, P, 1)
       this.accept(s, out, b, 1, 0)
     })
@@ -327,6 +366,8 @@ export class GenerationEngine {
       if (i >= 0) list.splice(i, 1)
     }
     s.cache = undefined
+    // A batch holding a finished row is never reused: drop it now rather than at the next pass.
+    if (this.batch?.rows.includes(s)) this.batch = undefined
     this.budget.release(s.reserved)
     const text = flush && reason !== 'cancelled' ? (s.text?.finish() ?? '') : ''
     s.channel.push({ type: 'end', reason, completionTokens: s.generated, text })

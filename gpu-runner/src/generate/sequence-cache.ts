@@ -1,8 +1,10 @@
 /**
  * One sequence's keys and values, kept between steps in its own buffers ([heads, capacity, head_dim] per layer
- * and kind), sized at admission for its prompt plus max_tokens so that it never grows mid-generation. A batched
- * step gathers every row's cache right-aligned into one left-padded past (the zoo's decoder reproduces an unpadded
- * sequence from a left-padded one: mask 0 on the padding), then keeps only each row's new position from `present`.
+ * and kind), sized at admission for its prompt plus max_tokens so that it never grows mid-generation. When the
+ * running rows change (a sequence joins or leaves), the engine gathers every row's cache right-aligned into one
+ * left-padded past (the zoo's decoder reproduces an unpadded sequence from a left-padded one: mask 0 on the
+ * padding); between such changes it feeds each pass's `present` back as it is. Either way each row keeps its new
+ * position from `present` here, so the next gather finds it whole.
  * @module
  */
 import type { DecoderLayout } from './decoder-graph.ts'

@@ -12,6 +12,7 @@ export {
   sessionOptions,
 } from './ort-session.ts'
 export {
+  handOver,
   type OpenedThreadedSession,
   openThreadedSession,
   type RunnableSession,

@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest'
 import { GraphBuilder } from '../onnx/graph-builder.ts'
 import { openSession, ort } from './ort-session.ts'
-import { openThreadedSession, SessionThreadStopped } from './threaded-session.ts'
+import { handOver, openThreadedSession, SessionThreadStopped } from './threaded-session.ts'
 
 /** y = relu(x·(w + w0)) + b, and ids passed through (a float and an int64 input, two outputs). */
 function graph(): Uint8Array {
@@ -57,6 +57,24 @@ describe('ThreadedSession', () => {
     expect(Array.from(feeds.x.data as Float32Array)).toEqual([-3, -2, -1, 0, 1, 2, 3, 4])
     // Only the fetched outputs come back.
     expect(Object.keys(await threaded.run(feeds, ['ids_out']))).toEqual(['ids_out'])
+    await Promise.all([inline.release(), threaded.release()])
+  })
+
+  it('moves a handed-over feed to the thread instead of copying it, once', async () => {
+    const model = graph()
+    const inline = (await openSession(model, { provider: 'cpu' })).session
+    const threaded = (await openThreadedSession(model, { provider: 'cpu' })).session
+    const want = await inline.run({ x: x(), w: w(), ids: ids() })
+    const given = x()
+    handOver([given.data as Float32Array])
+    const got = await threaded.run({ x: given, w: w(), ids: ids() })
+    expect(got.y?.data).toEqual(want.y?.data)
+    // Moved: the caller's array is detached, no copy was made.
+    expect((given.data as Float32Array).length).toBe(0)
+    // The hand-over is for one run: a later run of a fresh array copies it again.
+    const kept = x()
+    await threaded.run({ x: kept, w: w(), ids: ids() })
+    expect((kept.data as Float32Array).length).toBe(8)
     await Promise.all([inline.release(), threaded.release()])
   })
 

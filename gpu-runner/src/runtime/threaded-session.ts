@@ -42,7 +42,21 @@ export interface OpenedThreadedSession {
   fallbackReason?: string
 }
 
-/** Copies (or, when shared, passes) each feed's data for the wire; the copies' buffers go in `transfer`. */
+/** Buffers whose owners gave them to their next run (`handOver`): moved to the thread, not copied. */
+const handedOver = new WeakSet<ArrayBufferLike>()
+
+/**
+ * The caller will not read `arrays` again: a threaded run that feeds one of them moves its memory to the session
+ * thread instead of copying it (the array is detached once the run is posted). Each array must span its whole
+ * buffer. An in-process session ignores this. The generation engine hands over each decode pass's batched past,
+ * megabytes per step at concurrency 32, which it never reads after the pass.
+ */
+export function handOver(arrays: readonly ArrayBufferView[]): void {
+  for (const a of arrays)
+    if (a.byteOffset === 0 && a.byteLength === a.buffer.byteLength) handedOver.add(a.buffer)
+}
+
+/** Copies (or, when shared or handed over, passes) each feed's data for the wire; moved buffers go in `transfer`. */
 function toWire(feeds: Record<string, ort.Tensor>): {
   tensors: WireTensor[]
   transfer: ArrayBuffer[]
@@ -51,7 +65,10 @@ function toWire(feeds: Record<string, ort.Tensor>): {
   const transfer: ArrayBuffer[] = []
   for (const [name, t] of Object.entries(feeds)) {
     let data = t.data
-    if (ArrayBuffer.isView(data) && !(data.buffer instanceof SharedArrayBuffer)) {
+    if (ArrayBuffer.isView(data) && handedOver.has(data.buffer)) {
+      handedOver.delete(data.buffer)
+      transfer.push(data.buffer as ArrayBuffer)
+    } else if (ArrayBuffer.isView(data) && !(data.buffer instanceof SharedArrayBuffer)) {
       // slice() copies into a buffer of exactly this array's size, which is then moved, not cloned.
       data = data.slice() as typeof data
       transfer.push((data as Float32Array).buffer as ArrayBuffer)

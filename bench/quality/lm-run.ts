@@ -1,0 +1,312 @@
+/**
+ * The LM zoo's part of `npm run bench:quality` (issue 14, "Measure: quality"): per-domain perplexity on zoo/lm's
+ * held-out test splits for each expert on its own domain, the base, the static merges (λ picked on the validation
+ * splits), and the committed twin package (router on the prompt: dense, top-1, top-2; an oracle one-hot mix; the
+ * shared model), normalised as Twin-Merging normalises, with lower perplexity better: expert / merged × 100.
+ * Then the cheap levers on VALIDATION (routing from more prompt tokens, top-k, the exclusive rank), and the best of
+ * them on test. Returns the markdown of its RESULTS.md section.
+ * @module
+ */
+import { statSync } from 'node:fs'
+import { dirname, resolve } from 'node:path'
+import { markdownTable } from '@twinserve/gpu-runner/build'
+import { LmProfile } from '@twinserve/gpu-runner/generate'
+import { loadPackage } from '@twinserve/gpu-runner/package'
+import { type Accuracy, mean, openCpu } from './evaluate.ts'
+import { evaluatePerplexity, type LmRouting, type LmTaskData, loadLmSplits } from './lm-evaluate.ts'
+import { lambdaTable, mb, normalised, normalisedTable, pct, type Row } from './report.ts'
+import { LAMBDA_GRID, runStaticMerge, STATIC_METHODS, type StaticResult } from './static-merges.ts'
+import { ArmBuilder, applyChange, readRecipe } from './twin-arms.ts'
+import { readZooModels } from './zoo-models.ts'
+
+export interface LmQualityOptions {
+  recipe: string
+  package: string
+  log: (line: string) => void
+}
+
+/** A routing of the committed twin graph, and how a row names it. */
+interface RoutingArm {
+  label: string
+  routing: LmRouting
+}
+
+const ROUTINGS: readonly RoutingArm[] = [
+  { label: 'router on the prompt (dense)', routing: { mode: { kind: 'router' } } },
+  { label: 'router on the prompt, top-1', routing: { mode: { kind: 'router', topK: 1 } } },
+  { label: 'router on the prompt, top-2', routing: { mode: { kind: 'router', topK: 2 } } },
+  { label: 'oracle one-hot mix', routing: { mode: { kind: 'oracle' } } },
+  { label: 'zero weights (the shared model)', routing: { mode: { kind: 'zero' } } },
+]
+
+/** Routing from the document's first n ids instead of its prompt: what a longer prompt would give the router. */
+const PREFIXES = [32, 64, 128] as const
+/** Exclusive ranks tried besides the recipe's (each is its own build: the router is retrained with it). */
+const RANKS = [16, 96] as const
+
+function ppl(x: number): string {
+  return x.toFixed(2)
+}
+
+function perplexityTable(tasks: readonly string[], rows: readonly Row[]): string {
+  return markdownTable(
+    ['model', ...tasks, 'mean'],
+    rows.map((r) => [r.label, ...r.perTask.map(ppl), ppl(mean(r.perTask))]),
+  )
+}
+
+export async function runLmQuality(o: LmQualityOptions): Promise<string> {
+  const started = performance.now()
+  const elapsed = () => `${((performance.now() - started) / 1000).toFixed(0)} s`
+  const recipe = await readRecipe(resolve(o.recipe))
+  const tasks = recipe.experts.map((e) => e.name)
+  const T = tasks.length
+  const profile = await LmProfile.load(dirname(recipe.base))
+  const data = {
+    val: loadLmSplits(profile, tasks, 'validation'),
+    test: loadLmSplits(profile, tasks, 'test'),
+  }
+  const models = await readZooModels(
+    recipe.base,
+    recipe.experts.map((e) => ({ name: e.name, path: e.model })),
+  )
+  o.log(`lm: data tokenized (${elapsed()})`)
+
+  async function plain(model: Uint8Array | string, split: readonly LmTaskData[]) {
+    const s = await openCpu(model)
+    try {
+      return await evaluatePerplexity(s, split)
+    } finally {
+      await s.release()
+    }
+  }
+  async function twin(model: Uint8Array, split: readonly LmTaskData[], arms: readonly LmRouting[]) {
+    const s = await openCpu(model)
+    try {
+      const out: Accuracy[] = []
+      for (const r of arms) out.push(await evaluatePerplexity(s, split, { experts: T, ...r }))
+      return out
+    } finally {
+      await s.release()
+    }
+  }
+
+  // 1. Each expert on its own domain (the reference), and the base.
+  const expertTest: number[] = []
+  const expertVal: number[] = []
+  for (const [t, path] of models.expertPaths.entries()) {
+    expertTest.push((await plain(path, [data.test[t] as LmTaskData])).perTask[0] as number)
+    expertVal.push((await plain(path, [data.val[t] as LmTaskData])).perTask[0] as number)
+  }
+  const plainBytes = models.base.sizeBytes
+  const rows: Row[] = [
+    {
+      label: 'experts (each on its own domain)',
+      perTask: expertTest,
+      storage: { package: models.expertBytes },
+    },
+    {
+      label: 'base',
+      perTask: (await plain(recipe.base, data.test)).perTask,
+      storage: { package: plainBytes },
+    },
+  ]
+  o.log(`lm: experts and base (${elapsed()})`)
+
+  // 2. Static merges: λ maximises the mean normalised perplexity on validation.
+  const valScore = (perTask: readonly number[]) => mean(normalised(perTask, expertVal, true))
+  const statics: StaticResult[] = []
+  for (const m of STATIC_METHODS) {
+    const r = await runStaticMerge(models, m, data, evaluatePerplexity, valScore)
+    statics.push(r)
+    rows.push({
+      label: `static: ${m.label}${r.lambda === undefined ? '' : `, λ=${r.lambda}`}`,
+      perTask: r.test.perTask,
+      storage: { package: plainBytes },
+    })
+    o.log(`lm: static ${m.label} (${elapsed()})`)
+  }
+
+  // 3. The committed package, as committed, under each routing.
+  const pkgDir = resolve(o.package)
+  const pkg = await loadPackage(pkgDir)
+  const pkgBytes = Object.keys(pkg.manifest.files).reduce(
+    (n, f) => n + statSync(resolve(pkgDir, f)).size,
+    statSync(resolve(pkgDir, 'manifest.json')).size,
+  )
+  const pkgStorage = { model: pkg.model.byteLength, package: pkgBytes }
+  const committed = await twin(
+    pkg.model,
+    data.test,
+    ROUTINGS.map((a) => a.routing),
+  )
+  const twinRows: Row[] = ROUTINGS.map((a, i) => {
+    const acc = committed[i] as Accuracy
+    return {
+      label: `twin package: ${a.label}`,
+      perTask: acc.perTask,
+      ...(acc.routing ? { routing: acc.routing } : {}),
+      storage: pkgStorage,
+    }
+  })
+  rows.push(...twinRows)
+  o.log(`lm: twin package (${elapsed()})`)
+
+  // 4. The cheap levers, on VALIDATION: what the router reads, top-k, the rank.
+  interface Lever {
+    label: string
+    model: Uint8Array
+    routing: LmRouting
+    storage: { model: number; package: number }
+    val?: Accuracy
+  }
+  const levers: Lever[] = [
+    ...ROUTINGS.slice(0, 3).map((a) => ({
+      label: `rank ${recipe.exclusive.rank}: ${a.label}`,
+      model: pkg.model,
+      routing: a.routing,
+      storage: pkgStorage,
+    })),
+    ...PREFIXES.map((n) => ({
+      label: `rank ${recipe.exclusive.rank}: router on the first ${n} ids of the document (dense)`,
+      model: pkg.model,
+      routing: { mode: { kind: 'router' }, from: { kind: 'prefix', tokens: n } } as LmRouting,
+      storage: pkgStorage,
+    })),
+  ]
+  const builder = await ArmBuilder.open()
+  try {
+    for (const rank of RANKS) {
+      const b = await builder.build(
+        applyChange(recipe, { exclusive: { ...recipe.exclusive, rank } }),
+      )
+      const storage = {
+        model: b.report.sizes.files['model.onnx'] ?? 0,
+        package: b.report.sizes.packageBytes,
+      }
+      levers.push(
+        {
+          label: `rank ${rank}: router on the prompt (dense)`,
+          model: b.model,
+          routing: { mode: { kind: 'router' } },
+          storage,
+        },
+        {
+          label: `rank ${rank}: oracle one-hot mix`,
+          model: b.model,
+          routing: { mode: { kind: 'oracle' } },
+          storage,
+        },
+      )
+      o.log(`lm: rank ${rank} built (${elapsed()})`)
+    }
+  } finally {
+    await builder.close()
+  }
+  const oracleVal = (await twin(pkg.model, data.val, [{ mode: { kind: 'oracle' } }]))[0]
+  for (const l of levers) {
+    l.val = (await twin(l.model, data.val, [l.routing]))[0]
+    o.log(`lm lever: ${l.label} (${elapsed()})`)
+  }
+  // The best routed lever on validation (oracle arms only show the compression's cost), then on test.
+  const routed = levers.filter((l) => l.routing.mode.kind === 'router')
+  const best = routed.reduce((a, l) =>
+    valScore(l.val?.perTask ?? []) > valScore(a.val?.perTask ?? []) ? l : a,
+  )
+  const bestTest = (await twin(best.model, data.test, [best.routing]))[0] as Accuracy
+  rows.push({
+    label: `twin, best lever on validation: ${best.label}`,
+    perTask: bestTest.perTask,
+    ...(bestTest.routing ? { routing: bestTest.routing } : {}),
+    storage: best.storage,
+  })
+  o.log(`lm: levers (${elapsed()})`)
+
+  // 5. The report.
+  const dense = twinRows[0] as Row
+  const denseNorm = normalised(dense.perTask, expertTest, true)
+  const bestNorm = normalised(bestTest.perTask, expertTest, true)
+  const staticNorm = statics.map((s) => mean(normalised(s.test.perTask, expertTest, true)))
+  const bestStatic = staticNorm.indexOf(Math.max(...staticNorm))
+  const bestStaticRun = statics[bestStatic]
+  const goal = (n: readonly number[]) =>
+    n.every((x) => x >= 1 / 1.03)
+      ? 'within 3 % on every domain'
+      : `missed on ${tasks
+          .filter((_, t) => (n[t] as number) < 1 / 1.03)
+          .map((d) => `${d} (${pct(1 / (n[tasks.indexOf(d)] as number) - 1)} % above)`)
+          .join(', ')}`
+  const perDomainVsStatic = (perTask: readonly number[]) =>
+    tasks.filter((_, t) =>
+      statics.every((s) => (perTask[t] as number) < (s.test.perTask[t] as number)),
+    ).length
+  const out: string[] = []
+  out.push('## Generation quality: per-domain perplexity (LM zoo, issue 14)')
+  out.push('')
+  out.push(
+    `- **Data:** zoo/lm's five domains (\`${tasks.join('`, `')}\`). **Test** = each domain's test split (${data.test.map((d) => `${d.docs.length} docs / ${d.tokens} ids`).join(', ')}), used only to report; ` +
+      `**validation** (${data.val.map((d) => d.docs.length).join(' / ')} docs) for every choice (the static merges' λ, the levers). ` +
+      "A document is `BOS + text + EOS` cut to 256 ids, scored alone from position 0 (documents of similar length share a right-padded pass): perplexity = exp(Σ −log p(idₜ | ids₍<t₎), t ≥ 1 / number of such t), pooled over a domain's documents, as in zoo/lm/README.md (the base row reproduces its table).",
+  )
+  out.push(
+    "- **Normalised** (Twin-Merging's Eq. 4 with lower better): **score(model, d) = PPL(expert_d on d) / PPL(model on d) × 100**, then averaged over domains; 100 = the expert on its own domain, below 100 = worse. " +
+      'The goal "within 3 % of each expert\'s perplexity" is PPL(twin on d) ≤ 1.03 × PPL(expert_d on d) on every domain, i.e. a normalised score ≥ 97.1.',
+  )
+  out.push(
+    `- **Twin rows** run the committed package (\`${o.package}\`, recipe \`${o.recipe}\`: shared = task arithmetic λ ${recipe.shared && 'lambda' in recipe.shared ? recipe.shared.lambda : 0.3}, rank-${recipe.exclusive.rank} ${recipe.exclusive.dtype ?? 'float32'} factors, MLP router on \`${pkg.manifest.router.feature}\`). ` +
+      "A routed document's mix is chosen as the runner chooses a sequence's: its prompt (the document's first 40–120 characters, BOS + prompt) alone through the twin graph with the router on, as the engine's prefill runs it; the weights applied there (`expert_weights`) are then held as the document's explicit mix for every position. " +
+      "Oracle = the true domain one-hot (the compression's cost alone); zero weights = the shared model. Router accuracy = how often the mix's largest weight is the true domain.",
+  )
+  out.push('')
+  out.push(
+    `**Headline (test):** the committed twin with the router on the prompt scores **${pct(mean(denseNorm))} % normalised** (goal: every domain ≥ 97.1; ${goal(denseNorm)}), router accuracy ${pct(mean(dense.routing ?? []))} %; ` +
+      `it beats every static merge on ${perDomainVsStatic(dense.perTask)} of ${T} domains. The oracle mix scores ${pct(mean(normalised(twinRows[3]?.perTask ?? [], expertTest, true)))} % (${goal(normalised(twinRows[3]?.perTask ?? [], expertTest, true))}). ` +
+      `Best static merge: ${bestStaticRun?.method.label}${bestStaticRun?.lambda === undefined ? '' : `, λ=${bestStaticRun.lambda}`} at ${pct(staticNorm[bestStatic] ?? 0)} %. ` +
+      `Best lever on validation (${best.label}): ${pct(mean(bestNorm))} % on test (${goal(bestNorm)}), beating every static merge on ${perDomainVsStatic(bestTest.perTask)} of ${T} domains.`,
+  )
+  out.push('')
+  out.push('Test perplexity (lower is better):')
+  out.push('')
+  out.push(perplexityTable(tasks, rows))
+  out.push('')
+  out.push(
+    'Normalised (expert / model × 100 per domain; 100 = the expert), with router accuracy and storage:',
+  )
+  out.push('')
+  out.push(normalisedTable(tasks, rows, expertTest, models.expertBytes, true))
+  out.push('')
+  out.push(
+    'Static merges: mean normalised perplexity (%) on **validation** over the λ grid; the picked λ (bold) is the one the test rows use:',
+  )
+  out.push('')
+  out.push(
+    lambdaTable(
+      LAMBDA_GRID,
+      statics.map((s) => ({ label: s.method.label, validation: s.validation, lambda: s.lambda })),
+    ),
+  )
+  out.push('')
+  out.push(
+    `Levers on **validation** (normalised to the experts' validation perplexity: ${expertVal.map(ppl).join(' / ')}; the oracle mix of the committed package scores ${pct(mean(normalised(oracleVal?.perTask ?? [], expertVal, true)))} %). ` +
+      '"First n ids of the document" is what a router reading a longer prompt would see (the scored text includes those ids, as it includes the prompt\'s). Other ranks are their own builds of the recipe (router retrained):',
+  )
+  out.push('')
+  out.push(
+    markdownTable(
+      ['arm', ...tasks, 'mean normalised', 'router acc.', 'model MB'],
+      levers.map((l) => {
+        const n = normalised(l.val?.perTask ?? [], expertVal, true)
+        return [
+          l === best ? `**${l.label}** ✓` : l.label,
+          ...n.map((x) => pct(x)),
+          pct(mean(n)),
+          l.val?.routing ? pct(mean(l.val.routing)) : '-',
+          mb(l.storage.model),
+        ]
+      }),
+    ),
+  )
+  out.push('')
+  o.log(`lm: done (${elapsed()})`)
+  return out.join('\n')
+}
