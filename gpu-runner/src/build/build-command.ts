@@ -7,8 +7,10 @@
 import { writeFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import { AppError } from '@twinserve/shared'
-import { buildPackage } from './build-package.ts'
+import { buildDelta, formatDelta } from './build-delta.ts'
+import { type BuildReport, buildPackage } from './build-package.ts'
 import { describeOsError } from './os-error.ts'
+import { parseChanges } from './pipeline/expert-changes.ts'
 import { createReporter } from './pipeline/progress.ts'
 import { formatReport } from './report.ts'
 
@@ -22,6 +24,13 @@ options:
   --force           replace <dir> if it exists (only once the new package is verified)
   --quiet, -q       no progress output (the final table is still printed)
   --json <file>     also write the build report as JSON
+
+expert deltas (a new version of a built package; <recipe> is the one it was built from):
+  --from <package>                   the package to start from (its shared model and the kept experts'
+                                     factors are reused byte for byte)
+  --add-expert <name>=<model.onnx>   add an expert (repeatable)
+  --remove-expert <name>             remove an expert (repeatable)
+  --replace-expert <name>=<model.onnx>  recompute an expert from a new model (repeatable)
   --help, -h        this text
 `
 
@@ -36,6 +45,10 @@ export async function run(args: string[]): Promise<number> {
         force: { type: 'boolean', default: false },
         quiet: { type: 'boolean', short: 'q', default: false },
         json: { type: 'string' },
+        from: { type: 'string' },
+        'add-expert': { type: 'string', multiple: true },
+        'remove-expert': { type: 'string', multiple: true },
+        'replace-expert': { type: 'string', multiple: true },
         help: { type: 'boolean', short: 'h', default: false },
       },
     })
@@ -59,12 +72,30 @@ export async function run(args: string[]): Promise<number> {
     return 2
   }
   const recipe = positionals[0] as string
+  const flags = {
+    add: values['add-expert'] ?? [],
+    remove: values['remove-expert'] ?? [],
+    replace: values['replace-expert'] ?? [],
+  }
+  const changing = flags.add.length + flags.remove.length + flags.replace.length > 0
+  if (changing !== (values.from !== undefined)) {
+    process.stderr.write(
+      `twinserve build: ${changing ? '--add-expert, --remove-expert and --replace-expert need --from <package>' : '--from <package> needs at least one --add-expert, --remove-expert or --replace-expert'}\n\n${USAGE}`,
+    )
+    return 2
+  }
   try {
-    const report = await buildPackage(recipe, {
+    const options = {
       out: values.out,
       force: values.force,
       reporter: createReporter({ quiet: values.quiet }),
-    })
+    }
+    let report: BuildReport
+    if (values.from) {
+      const delta = await buildDelta(recipe, values.from, parseChanges(flags), options)
+      process.stdout.write(formatDelta(delta.delta))
+      report = delta
+    } else report = await buildPackage(recipe, options)
     process.stdout.write(formatReport(report))
     if (values.json) {
       const { manifest: _m, ...rest } = report

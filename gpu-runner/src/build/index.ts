@@ -5,6 +5,8 @@
  * move; import from here.
  * @module
  */
+
+export { buildDelta, type DeltaReport, formatDelta } from './build-delta.ts'
 export {
   type BuildOptions,
   type BuildReport,
@@ -26,6 +28,7 @@ export {
   withFloatInitializers,
 } from './import/read-onnx.ts'
 export { type LoadedRecipe, loadRecipe } from './import/recipe-file.ts'
+export { type ExpertChange, parseChanges } from './pipeline/expert-changes.ts'
 export {
   createReporter,
   markdownTable,

@@ -86,3 +86,22 @@ export function columnsOf(f: MatrixFactors, t: number): number[] {
   })
   return out
 }
+
+/**
+ * Expert t's own factors, its rank columns taken out of the stack in order (the inverse of stackExperts for one
+ * expert): the values are copied unchanged, so restacking them reproduces that expert's columns exactly.
+ */
+export function expertFactors(f: MatrixFactors, t: number): LowRankFactors {
+  const cols = columnsOf(f, t)
+  const R = f.sigma.length
+  const k = cols.length
+  const u = new Float32Array(f.rows * k) // [rows, k]
+  const vt = new Float32Array(k * f.cols) // [k, cols]
+  const sigma = new Float32Array(k)
+  cols.forEach((src, j) => {
+    for (let i = 0; i < f.rows; i++) u[i * k + j] = f.u[i * R + src] as number
+    vt.set(f.vt.subarray(src * f.cols, (src + 1) * f.cols), j * f.cols)
+    sigma[j] = f.sigma[src] as number
+  })
+  return { u, sigma, vt }
+}

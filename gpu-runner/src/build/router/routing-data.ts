@@ -39,7 +39,12 @@ export async function readRoutingData(
   path: string,
   experts: readonly string[],
   inputs: readonly IoTensor[],
-  opts: { maxPerExpert?: number; text?: TextTokenizer } = {},
+  opts: {
+    maxPerExpert?: number
+    text?: TextTokenizer
+    /** Experts whose lines are skipped, not refused (the experts a delta build removes: issue #19). */
+    skip?: readonly string[]
+  } = {},
 ): Promise<RoutingExample[]> {
   try {
     if (!(await stat(path)).isFile()) throw new Error('not a file')
@@ -69,6 +74,7 @@ export async function readRoutingData(
       const { expert, inputs: values } = row as { expert?: unknown; inputs?: unknown }
       if (typeof expert !== 'string') throw bad(path, n, '"expert" must be a string')
       const e = index.get(expert)
+      if (e === undefined && opts.skip?.includes(expert)) continue
       if (e === undefined)
         throw bad(path, n, `expert '${expert}' is not in the recipe (${experts.join(', ')})`)
       if (typeof values !== 'object' || values === null || Array.isArray(values))
