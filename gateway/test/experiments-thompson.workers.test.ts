@@ -71,8 +71,10 @@ describe('Thompson-sampling experiments', () => {
     )
     expect(counted).toBeCloseTo(60, 6)
 
-    // New users now land mostly on the strong arm (once the isolate's cached split has expired).
+    // New users now land mostly on the strong arm once the isolate's cached split has expired and been refreshed:
+    // one request refreshes an expired entry while concurrent ones keep the old split (stale-while-revalidate).
     await new Promise((r) => setTimeout(r, 1100))
+    await serve('refresh')
     const fresh = await Promise.all(Array.from({ length: 30 }, (_, i) => serve(`fresh-${i}`)))
     expect(fresh.filter((f) => f.arm === 'strong').length).toBeGreaterThanOrEqual(20)
   }, 30_000)
