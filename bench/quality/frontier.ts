@@ -23,7 +23,7 @@ export interface FrontierArm {
 /** The data-free router reads the pixels: on hidden1 its scores do not separate the tasks (about chance). */
 const DATA_FREE = { kind: 'data-free', feature: 'pixels' } as const
 
-/** The configurations, from the demo recipe: float16 factors, no static variants, no shared file. */
+/** The configurations, from the demo recipe: float16 factors (and int8 at each budget), no static variants, no shared file. */
 export function frontierArms(
   recipe: RecipeInput,
   ranks: readonly number[],
@@ -42,6 +42,14 @@ export function frontierArms(
       arms.push({
         label: `budget ${budget}, ${name} router`,
         change: { exclusive: { budget, dtype }, router },
+      })
+  // The low-bit lever: int8 factors (scales folded into σ). Under a budget the builder counts their bytes, so the
+  // same fraction buys twice float16's ranks.
+  if (dtype !== 'int8')
+    for (const budget of budgets)
+      arms.push({
+        label: `budget ${budget}, int8 factors, trained router`,
+        change: { exclusive: { budget, dtype: 'int8' } },
       })
   return arms
 }

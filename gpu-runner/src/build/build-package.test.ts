@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { SHARED_VARIANT } from '@twinserve/shared'
 import { afterAll, describe, expect, it } from 'vitest'
 import { MLP_SIZES, transformerModel, writeBuildFixture } from '../../test-support/test-models.ts'
+import { expertDelta, readExclusiveFactors } from '../model/materialize.ts'
 import { loadPackage } from '../package/load-package.ts'
 import { type BuildOptions, buildPackage } from './build-package.ts'
 import { readOnnxBytes, tensorToFloat32 } from './import/read-onnx.ts'
@@ -202,6 +203,10 @@ describe('compact packages: no shared file, float16 factors, per-tensor ranks', 
     recipe: { ...recipe, exclusive: { ...recipe.exclusive, dtype: 'float32' } },
   })
   const report32 = await buildPackage(fx32.recipePath, quiet(join(root, 'compact32-out')))
+  const fx8 = await writeBuildFixture(join(root, 'compact8'), {
+    recipe: { ...recipe, exclusive: { ...recipe.exclusive, dtype: 'int8' } },
+  })
+  const report8 = await buildPackage(fx8.recipePath, quiet(join(root, 'compact8-out')))
 
   it('writes no shared variant file, and verifies zero weights against the shared merge in memory', async () => {
     const pkg = await loadPackage(report.dir)
@@ -250,6 +255,48 @@ describe('compact packages: no shared file, float16 factors, per-tensor ranks', 
         1e-2 * e.sharedMaxAbsDiff,
       )
     })
+  })
+  it('int8 factors: INT8 U and Vᵀ behind the same single Cast, a quarter of the float32 factor bytes, σ carrying the scales', async () => {
+    const q = readOnnxBytes((await loadPackage(report8.dir)).model, 'int8')
+    const full = readOnnxBytes((await loadPackage(report32.dir)).model, 'full')
+    for (const w of ['fc1.weight', 'fc2.weight', 'head.weight']) {
+      for (const suffix of ['.twin_u', '.twin_v']) {
+        expect(q.initializers.get(`${w}${suffix}`)?.dataType, w + suffix).toBe(3) // INT8
+        const uses = (q.graph.node ?? []).filter((n) => n.input?.includes(`${w}${suffix}`))
+        expect(uses.map((n) => n.opType)).toEqual(['Cast'])
+      }
+      expect(q.initializers.get(`${w}.twin_sigma`)?.dataType).toBe(1)
+    }
+    const factorBytes = (m: typeof q) =>
+      [...m.initializers.entries()]
+        .filter(([n]) => n.endsWith('.twin_u') || n.endsWith('.twin_v'))
+        .reduce((a, [, t]) => a + (t.rawData?.byteLength ?? 0), 0)
+    expect(factorBytes(q) * 4).toBe(factorBytes(full))
+    expect(report8.sizes.packageBytes).toBeLessThan(report.sizes.packageBytes)
+  })
+
+  it('int8 factors cost only rounding: one-hot outputs stay within 5e-2 relative of the float32 build, and the runner reads them back', async () => {
+    report8.verification.experts.forEach((e, t) => {
+      const e32 = report32.verification.experts[t]
+      expect(e.sharedMaxAbsDiff).toBe(e32?.sharedMaxAbsDiff)
+      expect(Math.abs(e.oneHotMaxAbsDiff - (e32?.oneHotMaxAbsDiff ?? 0))).toBeLessThan(
+        5e-2 * e.sharedMaxAbsDiff,
+      )
+    })
+    // The materialised path (model/materialize.ts) widens the int8 factors: U·diag(σ)·Vᵀ matches the float32 package's.
+    const [pkg8, pkg32] = [await loadPackage(report8.dir), await loadPackage(report32.dir)]
+    const f8 = readExclusiveFactors(readOnnxBytes(pkg8.model, 'q').graph, pkg8.manifest)
+    const f32 = readExclusiveFactors(readOnnxBytes(pkg32.model, 'f').graph, pkg32.manifest)
+    for (const [k, a] of f8.entries()) {
+      const b = f32[k]
+      if (a.kind !== 'matrix' || b?.kind !== 'matrix') continue
+      for (let t = 0; t < 3; t++) {
+        const [d8, d32] = [await expertDelta(a, t), await expertDelta(b, t)]
+        const scale = Math.max(...d32.map(Math.abs))
+        const err = Math.max(...d8.map((v, i) => Math.abs(v - (d32[i] as number))))
+        expect(err, `${a.name} expert ${t}`).toBeLessThan(2e-2 * scale)
+      }
+    }
   })
 })
 

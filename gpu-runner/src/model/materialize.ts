@@ -23,6 +23,7 @@ import {
   type FactorsWithShared,
   shapeOf,
 } from '../factors/exclusive-factors.ts'
+import { int8TensorValues } from '../factors/int8-factors.ts'
 import type { MatmulBackend } from '../merge/matmul.ts'
 import { float16TensorValues } from '../onnx/float16.ts'
 import { valueInfo } from '../onnx/graph-builder.ts'
@@ -50,14 +51,22 @@ function dimsOf(t: ITensorProto): number[] {
 
 function floatsOf(t: ITensorProto, model: string, allowHalf = false): Float32Array {
   const n = dimsOf(t).reduce((a, b) => a * b, 1)
-  // Factors may be stored as float16 (recipe `exclusive.dtype`); widening them is exact.
+  // Factors may be stored as float16 or int8 (recipe `exclusive.dtype`; int8's scales are in σ); widening is exact.
   if (allowHalf && t.dataType === TensorDataType.FLOAT16) {
     const values = float16TensorValues(t, n)
     if (!values) throw invalid(model, `initializer '${t.name}' has no data for ${n} float16 values`)
     return values
   }
+  if (allowHalf && t.dataType === TensorDataType.INT8) {
+    const values = int8TensorValues(t, n)
+    if (!values) throw invalid(model, `initializer '${t.name}' has no data for ${n} int8 values`)
+    return values
+  }
   if (t.dataType !== TensorDataType.FLOAT)
-    throw invalid(model, `initializer '${t.name}' is not float32${allowHalf ? ' or float16' : ''}`)
+    throw invalid(
+      model,
+      `initializer '${t.name}' is not float32${allowHalf ? ', float16 or int8' : ''}`,
+    )
   if (t.rawData && t.rawData.length > 0) {
     if (t.rawData.length !== n * 4)
       throw invalid(

@@ -340,9 +340,10 @@ export const ExclusiveSpecSchema = z
     exclude: z.array(z.string().min(1)).optional(),
     /**
      * Storage type of the low-rank factors in the package: `float16` halves their bytes (computed in float32
-     * after a Cast that onnxruntime folds at load); σ and exact vector deltas stay float32.
+     * after a Cast that onnxruntime folds at load); `int8` quarters them (symmetric, one scale per rank component
+     * of U and of Vᵀ, folded into σ: the same Cast, nothing more per run); σ and exact vector deltas stay float32.
      */
-    dtype: z.enum(['float32', 'float16']).default('float32'),
+    dtype: z.enum(['float32', 'float16', 'int8']).default('float32'),
     /**
      * Serve with at most this many experts per row, gathering their factors per row (the twin graph's top-k
      * gather formulation): the FLOPs of rank k·r instead of T·r. Rows apply their k largest |weights| (router

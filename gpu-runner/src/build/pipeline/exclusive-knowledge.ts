@@ -137,7 +137,7 @@ export function checkRequestedRanks(
 
 /** Bytes one kept rank of a [rows, cols] matrix costs in the twin graph: U column, Vᵀ row, σ, expert index. */
 export function bytesPerRank(rows: number, cols: number, dtype: ExclusiveSpec['dtype']): number {
-  const factor = dtype === 'float16' ? 2 : 4
+  const factor = dtype === 'int8' ? 1 : dtype === 'float16' ? 2 : 4
   return (rows + cols) * factor + 4 + 8 // σ float32, expert_of_rank int64
 }
 

@@ -54,7 +54,8 @@ export async function trainPackageRouter(
       matrices: exclusive.matrices,
       experts: ctx.expertNames,
       temperature: recipe.router.temperature,
-      dtype: recipe.exclusive.dtype,
+      // The router's basis is its own tensor: int8 factors' packages store it as float16.
+      dtype: recipe.exclusive.dtype === 'float32' ? 'float32' : 'float16',
     })
     const heldoutPredictions = dataFreePredict(model, heldout, ctx.expertNames.length)
     const heldoutAccuracy =

@@ -9,6 +9,7 @@
  */
 import { AppError, TWIN_FACTOR_SUFFIXES } from '@twinserve/shared'
 import type { MatrixFactors } from '../../factors/exclusive-factors.ts'
+import { int8Tensor, quantizeFactors } from '../../factors/int8-factors.ts'
 import { float16Tensor } from '../../onnx/float16.ts'
 import { type INodeProto, onnx } from '../../onnx/proto.ts'
 import { floatAttr, intAttr, type MatrixUse } from '../graph/weight-sites.ts'
@@ -25,16 +26,18 @@ interface StoredFactors {
   expertOfRank: string
 }
 
-/** A factor under its convention name; in float16, the float32 tensor the graph computes with is a Cast. */
+/** A factor under its convention name; stored as float16 or int8, the float32 tensor the graph computes with is a Cast. */
 function storeFactor(
   ctx: RewriteContext,
   name: string,
-  data: Float32Array,
+  data: Float32Array | Int8Array,
   dims: readonly number[],
 ): string {
   const { editor } = ctx
-  if (ctx.options.factorDtype !== 'float16') return editor.float(name, data, dims, true)
-  editor.initializer(float16Tensor(editor.claim(name), data, dims))
+  if (data instanceof Int8Array) editor.initializer(int8Tensor(editor.claim(name), data, dims))
+  else if (ctx.options.factorDtype === 'float16')
+    editor.initializer(float16Tensor(editor.claim(name), data, dims))
+  else return editor.float(name, data, dims, true)
   return editor.node('Cast', [name], {
     attrs: { to: onnx.TensorProto.DataType.FLOAT },
     hint: `${name}/f32`,
@@ -44,10 +47,15 @@ function storeFactor(
 function storeFactors(ctx: RewriteContext, m: MatrixFactors): StoredFactors {
   const R = m.sigma.length
   const S = TWIN_FACTOR_SUFFIXES
+  // int8: per-rank scales folded into σ (factors/int8-factors.ts), so the graph is the float16 one.
+  const q =
+    ctx.options.factorDtype === 'int8'
+      ? quantizeFactors(m.u, m.vt, m.sigma, m.rows, m.cols)
+      : { u: m.u, vt: m.vt, sigma: m.sigma }
   return {
-    u: storeFactor(ctx, `${m.name}${S.u}`, m.u, [m.rows, R]), // [rows, R]
-    vt: storeFactor(ctx, `${m.name}${S.v}`, m.vt, [R, m.cols]), // [R, cols]
-    sigma: ctx.editor.float(`${m.name}${S.sigma}`, m.sigma, [R], true),
+    u: storeFactor(ctx, `${m.name}${S.u}`, q.u, [m.rows, R]), // [rows, R]
+    vt: storeFactor(ctx, `${m.name}${S.v}`, q.vt, [R, m.cols]), // [R, cols]
+    sigma: ctx.editor.float(`${m.name}${S.sigma}`, q.sigma, [R], true),
     expertOfRank: ctx.editor.int64(`${m.name}${S.expertOfRank}`, [...m.expertOfRank], [R], true),
   }
 }

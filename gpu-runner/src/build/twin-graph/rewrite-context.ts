@@ -43,9 +43,10 @@ export interface TwinRewriteOptions {
   /**
    * Storage type of the U and Vᵀ factors. `float16` halves their bytes: they are stored as FLOAT16 initializers
    * under the convention names and Cast to float32 in the graph (onnxruntime folds the Cast of a constant when
-   * it creates the session, so serving computes in float32 as before). Default float32.
+   * it creates the session, so serving computes in float32 as before). `int8` quarters them: symmetric per-rank
+   * scales folded into σ, the same Cast (factors/int8-factors.ts). Default float32.
    */
-  factorDtype?: 'float32' | 'float16'
+  factorDtype?: 'float32' | 'float16' | 'int8'
   /**
    * Top-k gather (controls 'inputs' only): each row applies at most this many experts, those with the largest
    * |weight| (router rows: top_k is capped at it before renormalising), and each matrix gathers just their
