@@ -58,7 +58,7 @@ const { values } = parseArgs({
     zoo: { type: 'string', default: 'zoo/fashion/models' },
     ranks: { type: 'string', default: '4,16,64' },
     'frontier-ranks': { type: 'string', default: '8,16,32,64' },
-    budgets: { type: 'string', default: '0.05,0.1,0.25,0.4' },
+    budgets: { type: 'string', default: '0.05,0.055,0.1,0.25,0.4' },
     'skip-frontier': { type: 'boolean', default: false },
     results: { type: 'string', default: 'bench/RESULTS.md' },
     'budget-mb': { type: 'string', default: '10' },
@@ -454,7 +454,7 @@ try {
         undefined,
       )
     out.push(
-      `**Quality–cost frontier** (issue #18): one package per configuration, built from \`${values.recipe}\` with float16 factors, ` +
+      `**Quality–cost frontier** (issue #18): one package per configuration, built from \`${values.recipe}\` with float16 factors (int8 in the rows that say so: one scale per rank component, folded into σ), ` +
         'no static variants and no shared file (package = twin graph + manifest, the router included); "budget b" is `exclusive: { budget: b }`, ' +
         "the exclusive knowledge's bytes as a fraction of the experts' (the shared model's 0.94 MB and the router come on top); the data-free router " +
         'is built from the factors of fc1 and reads the pixels (no routing data). Latency: each package and the shared model (a plain graph) in its own ' +
