@@ -35,6 +35,12 @@ export {
 } from './openapi/doc-parts.ts'
 export { type ReadBodyOptions, readBodyBytes, readBodyText, utf8Text } from './read-body-text.ts'
 export {
+  formatRoutingSummary,
+  parseRoutingSummary,
+  ROUTING_SUMMARY_HEADER,
+  type RoutingSummaryHeader,
+} from './routing-summary-header.ts'
+export {
   ALL_MODELS,
   API_KEY_SCOPES,
   type ApiKey,
