@@ -1,13 +1,19 @@
 /**
  * Per-expert routing counters at the gateway (issue #19): a routed answer's summary becomes counters labelled
  * only with a model the caller was authenticated for and a runner registered, and experts a runner registered for
- * it; a malformed summary, an error answer or an unknown model counts nothing. The path from a real runner's
+ * it; a malformed summary, an error answer or an unknown model counts nothing. A runner's routing drift from its
+ * heartbeat is a gauge per model and runner. The path from a real runner's
  * header through /metrics to the dashboard is test/e2e/dashboard.test.ts.
  */
-import { describe, expect, it } from 'vitest'
+import { GatewayMetricsSchema } from '@twinserve/shared'
+import { beforeAll, describe, expect, it } from 'vitest'
 import { RequestLog } from '../src/http/request-log-entry.ts'
 import { metrics } from '../src/metrics/metrics-flush.ts'
 import { countRequest } from '../src/metrics/request-metrics.ts'
+import { bearer, deregister, gw, migrate, register, registration } from './helpers.ts'
+import { TEST_ADMIN_SECRET } from './test-env.ts'
+
+beforeAll(migrate)
 
 const knows = (m: string) => m === 'm-route'
 const knowsExpert = (m: string, e: string) => m === 'm-route' && (e === 'a' || e === 'b')
@@ -59,5 +65,35 @@ describe('per-expert routing counters', () => {
     countRequest(request('m-route', '1,0,0;a:1:1', false), 200, 5, knows, knowsExpert)
     countRequest(request('m-unknown', '1,0,0;a:1:1'), 200, 5, knows, knowsExpert)
     expect(routingCounters()).toEqual({})
+  })
+})
+
+describe('routing drift from heartbeats', () => {
+  it('is a gauge per model and runner while the runner is registered, absent when it sends none', async () => {
+    const reg = registration('drift-runner', 'http://127.0.0.1:9', [
+      { name: 'm-drift' },
+      { name: 'm-plain' },
+    ])
+    const [drifting] = reg.models
+    if (!drifting) throw new Error('no model')
+    drifting.routing_drift = 0.37
+    await register(reg)
+    const metricsNow = async () =>
+      GatewayMetricsSchema.parse(
+        await (
+          await gw('/metrics', {
+            headers: { ...bearer(TEST_ADMIN_SECRET), accept: 'application/json' },
+          })
+        ).json(),
+      ).families.find((f) => f.name === 'twinserve_gateway_routing_drift')?.samples ?? []
+    expect(await metricsNow()).toEqual([
+      {
+        name: 'twinserve_gateway_routing_drift',
+        labels: { model: 'm-drift', runner: 'drift-runner' },
+        value: 0.37,
+      },
+    ])
+    await deregister('drift-runner')
+    expect(await metricsNow()).toEqual([])
   })
 })

@@ -8,6 +8,8 @@
  */
 import { readFileSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { RunnerConfigSchema } from '@twinserve/gpu-runner'
@@ -19,7 +21,12 @@ import {
   startRunner,
   totalVariation,
 } from '@twinserve/gpu-runner/server'
-import { type PackageManifest, PackageManifestSchema } from '@twinserve/shared'
+import {
+  type PackageManifest,
+  PackageManifestSchema,
+  RUNNER_REGISTRY_PATHS,
+  type RunnerRegistration,
+} from '@twinserve/shared'
 import { loadTaskSplit, writeRoutingJsonl } from '@twinserve/zoo/fashion'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { writeTwinFixture } from '../fixtures/twin-fixture.ts'
@@ -72,7 +79,7 @@ function writeRouting(path: string, tasks: string[]): void {
 const manifestOf = (dir: string): PackageManifest =>
   PackageManifestSchema.parse(JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')))
 
-async function start(pkg: string, driftAlert: number): Promise<Runner> {
+async function start(pkg: string, driftAlert: number, gatewayUrl?: string): Promise<Runner> {
   const r = await startRunner(
     RunnerConfigSchema.parse({
       packages: [pkg],
@@ -82,6 +89,7 @@ async function start(pkg: string, driftAlert: number): Promise<Runner> {
       threads: 1,
       driftAlert,
       driftWindowRows: 200,
+      ...(gatewayUrl ? { gatewayUrl, signingSecret: 'drift-test-secret-0123456789' } : {}),
     }),
     { logger: createLogger({ sink: (line) => logs.push(JSON.parse(line)) }) },
   )
@@ -220,6 +228,48 @@ describe('drift on real packages', () => {
     const alerts = logs.filter((l) => String(l.msg).startsWith('routing drift alert'))
     expect(alerts).toHaveLength(1)
     expect(alerts[0]).toMatchObject({ model: 'fashion-drift', threshold: 0.2 })
+  })
+
+  it('heartbeats carry the drift the metric shows, once there is one', async () => {
+    // A plain HTTP receiver in the gateway's place: it records registrations and asks for 50 ms heartbeats.
+    const seen: RunnerRegistration[] = []
+    const gateway = createServer((req, res) => {
+      let body = ''
+      req.on('data', (c) => {
+        body += c
+      })
+      req.on('end', () => {
+        if (
+          req.url === RUNNER_REGISTRY_PATHS.register ||
+          req.url === RUNNER_REGISTRY_PATHS.heartbeat
+        )
+          seen.push(JSON.parse(body) as RunnerRegistration)
+        res.setHeader('content-type', 'application/json')
+        res.end(JSON.stringify({ ok: true, heartbeat_interval_ms: 50 }))
+      })
+    })
+    await new Promise<void>((ok) => gateway.listen(0, '127.0.0.1', ok))
+    try {
+      const r = await start(
+        join(root, 'two'),
+        0.2,
+        `http://127.0.0.1:${(gateway.address() as AddressInfo).port}`,
+      )
+      await new Promise((ok) => setTimeout(ok, 150))
+      expect(seen.length).toBeGreaterThan(0)
+      expect(seen.at(-1)?.models[0]?.routing_drift).toBeUndefined()
+      for (let k = 0; k < 2; k++) await infer(r, 'fashion-drift', permuted.x, permuted.n)
+      const shown = promSample(await metrics(r), 'twinserve_runner_routing_drift', {
+        model: 'fashion-drift',
+      })
+      const from = seen.length
+      while (seen.length < from + 2) await new Promise((ok) => setTimeout(ok, 20))
+      expect(shown).toBeGreaterThan(0)
+      expect(seen.at(-1)?.models[0]?.routing_drift).toBeCloseTo(shown, 12)
+    } finally {
+      gateway.closeAllConnections()
+      await new Promise((ok) => gateway.close(ok))
+    }
   })
 
   it('a package built before the field serves with no drift series', async () => {

@@ -30,7 +30,7 @@ export interface DashboardView {
   rows: Record<string, string>[]
   verdicts: string[]
   title: string
-  /** The per-expert routing panel: per model [model, routed rows, mean entropy, abstained] and per expert
+  /** The per-expert routing panel: per model [model, routed rows, mean entropy, abstained, drift] and per expert
    * [model, expert, traffic share, mean weight, rows > 0.1], as the cells' text. */
   routing: { models: string[][]; experts: string[][] }
   /** chart id → pixels within a small distance of each arm colour, in the screenshot. */

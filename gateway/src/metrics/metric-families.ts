@@ -96,6 +96,10 @@ export const METRIC_FAMILIES = {
     "Sum of routed rows' weight entropy in nats (÷ routed rows less abstentions: the mean entropy).",
     ['model'],
   ),
+  twinserve_gateway_routing_drift: gauge(
+    "Each runner's routing drift for a model (0..1, total variation from the package's build-time routing), from its last heartbeat.",
+    ['model', 'runner'],
+  ),
   twinserve_gateway_router_abstentions_total: counter(
     'Routed rows the router was too unsure for (the shared model answered them).',
     ['model'],

@@ -144,10 +144,12 @@ export function createMetrics(opts: {
       this.set(opts.draining() ? 1 : 0)
     },
   })
-  const routing = routingMetrics(registry, opts.versions, opts.drift)
+  const { routing, drift } = routingMetrics(registry, opts.versions, opts.drift)
   return {
     registry,
     routing,
+    /** A model's current routing drift (undefined: no profile, or too few rows yet). */
+    drift,
     requests,
     duration,
     batchRows,
@@ -170,8 +172,8 @@ export interface DriftOptions {
 
 /**
  * Per-expert telemetry (issue #19) and the versions loaded per model (hot swap).
- * @returns `routing(model, experts, weights, profile)`, which counts one request's routed rows ([rows, T]
- *   weights) and, with the version's build-time profile, feeds its drift window
+ * @returns `routing(model, experts, weights, current)`, which counts one request's routed rows ([rows, T]
+ *   weights) and, for the current version with a build-time profile, feeds its drift window; `drift(model)`
  */
 function routingMetrics(
   registry: Registry,
@@ -297,5 +299,5 @@ function routingMetrics(
     })
     for (const h of s.entropies) entropy.observe({ model }, h)
   }
-  return routing
+  return { routing, drift: (model: string) => driftOf(model)?.value }
 }

@@ -347,13 +347,17 @@ export async function startRunner(config: RunnerConfig, deps: RunnerDeps = {}): 
     runner_id: runnerId,
     url,
     provider: usedProvider,
-    models: [...models.values()].map((mm) => ({
-      name: mm.name,
-      version: mm.version,
-      variants: mm.variantNames,
-      experts: mm.experts,
-      ready: !draining,
-    })),
+    models: [...models.values()].map((mm) => {
+      const drift = metrics.drift(mm.name)
+      return {
+        name: mm.name,
+        version: mm.version,
+        variants: mm.variantNames,
+        experts: mm.experts,
+        ready: !draining,
+        ...(drift === undefined ? {} : { routing_drift: drift }),
+      }
+    }),
     load: {
       queue_depth: scheduler.queueDepth,
       in_flight: scheduler.inFlight,

@@ -341,6 +341,9 @@ function renderRouting(families) {
   const routed = byModel('twinserve_gateway_routed_rows_total')
   const abstained = byModel('twinserve_gateway_router_abstentions_total')
   const entropy = byModel('twinserve_gateway_router_entropy_sum')
+  const drift = new Map()
+  for (const s of samples('twinserve_gateway_routing_drift'))
+    drift.set(s.labels.model, Math.max(drift.get(s.labels.model) ?? 0, s.value))
   const weights = new Map(
     samples('twinserve_gateway_expert_routed_weight_sum').map((s) => [
       `${s.labels.model}\u0000${s.labels.expert}`,
@@ -361,7 +364,7 @@ function renderRouting(families) {
       el('td', n),
       el('td', n > a ? fmt((entropy.get(m) || 0) / (n - a)) : '–'),
     )
-    tr.append(el('td', pct(a / n)))
+    tr.append(el('td', pct(a / n)), el('td', fmt(drift.get(m))))
     mbody.append(tr)
   }
   const ebody = $('routing-experts').querySelector('tbody')
