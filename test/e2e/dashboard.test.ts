@@ -7,11 +7,13 @@
  * #19) from the runner's routing summaries: the gateway's /metrics equal the runner's own per-expert counters,
  * and the dashboard's routing panel shows the shares, mean weights and entropy computed from them.
  */
+import { readFileSync } from 'node:fs'
 import { mkdir, writeFile } from 'node:fs/promises'
-import { dirname } from 'node:path'
+import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { ExperimentResults, GatewayMetrics } from '@twinserve/shared'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { REPO } from '../infra/manifests.ts'
 import {
   createAndStart,
   experimentResults,
@@ -197,5 +199,29 @@ describe('experiments dashboard in headless Chromium', () => {
   it('shows nothing without a key', async () => {
     const res = await fetch(`${gw.url}/admin/experiments`)
     expect(res.status).toBe(401)
+  })
+
+  it("keeps the runner's routing summary to itself: callers get no x-twinserve-routing header", async () => {
+    const key = await gw.createKey([MODEL])
+    const body = JSON.parse(readFileSync(join(REPO, 'docs/examples/ankle-boot.json'), 'utf8'))
+    const routedRows = async () =>
+      promSample(
+        await (await fetch(`${runner.url}/metrics`)).text(),
+        'twinserve_runner_routed_rows_total',
+        {
+          model: MODEL,
+        },
+      )
+    // New users until one is assigned the twin arm (routed; the TIES arm is a variant the router does not weigh).
+    let twin = false
+    for (let u = 0; u < 20 && !twin; u++) {
+      const before = await routedRows()
+      const res = await gw.infer(key, MODEL, body, { 'x-twinserve-user': `header-check-${u}` })
+      expect(res.status).toBe(200)
+      expect(res.headers.get('x-twinserve-routing')).toBeNull()
+      twin = res.headers.get('x-twinserve-arm') === 'twin'
+      if (twin) expect(await routedRows()).toBe(before + 1)
+    }
+    expect(twin).toBe(true)
   })
 })
