@@ -79,7 +79,12 @@ function writeRouting(path: string, tasks: string[]): void {
 const manifestOf = (dir: string): PackageManifest =>
   PackageManifestSchema.parse(JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')))
 
-async function start(pkg: string, driftAlert: number, gatewayUrl?: string): Promise<Runner> {
+async function start(
+  pkg: string,
+  driftAlert: number,
+  gatewayUrl?: string,
+  repositoryRoot?: string,
+): Promise<Runner> {
   const r = await startRunner(
     RunnerConfigSchema.parse({
       packages: [pkg],
@@ -90,6 +95,7 @@ async function start(pkg: string, driftAlert: number, gatewayUrl?: string): Prom
       driftAlert,
       driftWindowRows: 200,
       ...(gatewayUrl ? { gatewayUrl, signingSecret: 'drift-test-secret-0123456789' } : {}),
+      ...(repositoryRoot ? { repositoryRoot } : {}),
     }),
     { logger: createLogger({ sink: (line) => logs.push(JSON.parse(line)) }) },
   )
@@ -270,6 +276,18 @@ describe('drift on real packages', () => {
       gateway.closeAllConnections()
       await new Promise((ok) => gateway.close(ok))
     }
+  })
+
+  it('an unloaded model reports no drift any more', async () => {
+    const r = await start(join(root, 'two'), 0.2, undefined, root)
+    for (let k = 0; k < 2; k++) await infer(r, 'fashion-drift', permuted.x, permuted.n)
+    const series = /^twinserve_runner_routing_drift(_alert)?\{model="fashion-drift"\} /gm
+    expect((await metrics(r)).match(series)).toHaveLength(2)
+    const res = await fetch(`${r.url}/v2/repository/models/fashion-drift/unload`, {
+      method: 'POST',
+    })
+    expect(res.status).toBe(200)
+    expect((await metrics(r)).match(series)).toBeNull()
   })
 
   it('a package built before the field serves with no drift series', async () => {

@@ -235,6 +235,18 @@ function routingMetrics(
     else alerting.delete(model)
     return { value: v, alert: on }
   }
+  // A model unloaded since (repository unload) reports no drift: its window is dropped at the next scrape.
+  const liveWindows = (): string[] => {
+    if (versions) {
+      const loaded = new Set(versions())
+      for (const model of windows.keys())
+        if (!loaded.has(model)) {
+          windows.delete(model)
+          alerting.delete(model)
+        }
+    }
+    return [...windows.keys()]
+  }
   new Gauge({
     name: 'twinserve_runner_routing_drift',
     help: "Total variation distance (0..1) of the live routed weights (last routed rows) from the package's build-time routing on its routing data.",
@@ -242,7 +254,7 @@ function routingMetrics(
     registers: [registry],
     collect() {
       this.reset()
-      for (const model of windows.keys()) {
+      for (const model of liveWindows()) {
         const d = driftOf(model)
         if (d) this.set({ model }, d.value)
       }
@@ -255,7 +267,7 @@ function routingMetrics(
     registers: [registry],
     collect() {
       this.reset()
-      for (const model of windows.keys()) {
+      for (const model of liveWindows()) {
         const d = driftOf(model)
         if (d) this.set({ model }, d.alert ? 1 : 0)
       }
