@@ -156,6 +156,8 @@ describe('parseServeArgs', () => {
       prefillTokensPerStep: ['prefill-tokens-per-step', 'RUNNER_PREFILL_TOKENS_PER_STEP'],
       repositoryRoot: ['repository-root', 'RUNNER_REPOSITORY_ROOT'],
       memoryLimitMb: ['memory-limit-mb', 'RUNNER_MEMORY_LIMIT_MB'],
+      driftAlert: ['drift-alert', 'RUNNER_DRIFT_ALERT'],
+      driftWindowRows: ['drift-window-rows', 'RUNNER_DRIFT_WINDOW_ROWS'],
     })
     // --help documents every flag.
     for (const [flag] of Object.values(RUNNER_OPTIONS))

@@ -99,6 +99,13 @@ export const RunnerConfigSchema = z
      * Unset: only the memory the OS has available is checked.
      */
     memoryLimitMb: int(1, 16_777_216).optional(),
+    /**
+     * Routing drift (total variation, 0..1, from the package's build-time routing) above which
+     * `twinserve_runner_routing_drift_alert` is 1 and a warning is logged when it trips.
+     */
+    driftAlert: z.coerce.number().min(0).max(1).default(0.2),
+    /** Most recent routed rows per model the drift is measured over. */
+    driftWindowRows: int(1, 1_000_000).default(1000),
   })
   .superRefine((c, ctx) => {
     if (!c.insecureLocal && !c.signingSecret)
@@ -225,6 +232,9 @@ export const SERVE_USAGE = `usage: twinserve serve --package <dir> [--package <d
                              (default: off)
   --memory-limit-mb <n>      memory the loaded packages may take (estimated from their files); a load beyond
                              it is refused with 507 (default: only the OS's available memory is checked)
+  --drift-alert <x>          routing drift (0..1, total variation from the package's build-time routing) above
+                             which the drift alert gauge is 1 and a warning is logged (default 0.2)
+  --drift-window-rows <n>    recent routed rows per model the drift is measured over (default 1000)
 
 Each flag also reads from its environment variable (${RUNNER_ENV.join(', ')});
 flags win. The signing secret is read from the environment only.

@@ -35,6 +35,12 @@ export {
 } from './openapi/doc-parts.ts'
 export { type ReadBodyOptions, readBodyBytes, readBodyText, utf8Text } from './read-body-text.ts'
 export {
+  formatRoutingSummary,
+  parseRoutingSummary,
+  ROUTING_SUMMARY_HEADER,
+  type RoutingSummaryHeader,
+} from './routing-summary-header.ts'
+export {
   ALL_MODELS,
   API_KEY_SCOPES,
   type ApiKey,
@@ -283,8 +289,11 @@ export {
   PackageManifestSchema,
   type PackageTokenizer,
   PackageTokenizerSchema,
+  ROUTED_WEIGHT_THRESHOLD,
   RouterInfoSchema,
   RouterKindSchema,
+  type RoutingProfile,
+  RoutingProfileSchema,
   TEXT_INPUT,
   TWIN_FACTOR_SUFFIXES,
   TWIN_INPUTS,

@@ -3,13 +3,17 @@
  * process on the bundled demo package, an experiment of twin routing against the static TIES variant, simulated
  * users sending Fashion-MNIST test images with label feedback; then headless Chromium (Debian's) opens
  * /dashboard and the test checks that the table shows the API's numbers and that every chart drew each arm in
- * its colour (counted in a screenshot).
+ * its colour (counted in a screenshot). The twin arm's routed rows reach the gateway's per-expert counters (issue
+ * #19) from the runner's routing summaries: the gateway's /metrics equal the runner's own per-expert counters,
+ * and the dashboard's routing panel shows the shares, mean weights and entropy computed from them.
  */
+import { readFileSync } from 'node:fs'
 import { mkdir, writeFile } from 'node:fs/promises'
-import { dirname } from 'node:path'
+import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import type { ExperimentResults } from '@twinserve/shared'
+import type { ExperimentResults, GatewayMetrics } from '@twinserve/shared'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { REPO } from '../infra/manifests.ts'
 import {
   createAndStart,
   experimentResults,
@@ -19,6 +23,7 @@ import {
 } from '../support/ab-traffic.ts'
 import { viewDashboard } from '../support/dashboard-browser.ts'
 import { type E2eGateway, startE2eGateway, startGatewayRunner } from '../support/gateway-harness.ts'
+import { promSample } from '../support/prometheus-text.ts'
 import type { RunnerProcess } from '../support/runner-harness.ts'
 
 const DEMO_PACKAGE = fileURLToPath(new URL('../../zoo/fashion/package', import.meta.url))
@@ -28,6 +33,18 @@ let gw: E2eGateway
 let runner: RunnerProcess
 let traffic: TrafficResult
 let results: ExperimentResults
+/** The gateway's metrics once its routed-row count matches the runner's (flushes are batched). */
+let gwMetrics: GatewayMetrics
+let runnerText = ''
+const EXPERTS = ['blur-noise', 'digits', 'inverted', 'original', 'permuted', 'rotated']
+
+/** The sum of a gateway family's samples whose labels include `labels`. */
+function gwSample(m: GatewayMetrics, name: string, labels: Record<string, string>): number {
+  const f = m.families.find((x) => x.name === name)
+  return (f?.samples ?? [])
+    .filter((s) => Object.entries(labels).every(([k, v]) => s.labels[k] === v))
+    .reduce((a, s) => a + s.value, 0)
+}
 
 beforeAll(async () => {
   gw = await startE2eGateway({
@@ -51,6 +68,13 @@ beforeAll(async () => {
     imagesPerTask: 200,
   })
   results = await experimentResults(gw, e.id)
+  runnerText = await (await fetch(`${runner.url}/metrics`)).text()
+  const want = promSample(runnerText, 'twinserve_runner_routed_rows_total', { model: MODEL })
+  for (let i = 0; i < 100; i++) {
+    gwMetrics = await gw.metrics()
+    if (gwSample(gwMetrics, 'twinserve_gateway_routed_rows_total', { model: MODEL }) >= want) break
+    await new Promise((r) => setTimeout(r, 100))
+  }
 }, 180_000)
 
 afterAll(async () => {
@@ -69,6 +93,47 @@ describe('experiments dashboard in headless Chromium', () => {
       expect(a.feedback).toBe(mine?.served)
       expect(a.reward?.mean).toBeCloseTo((mine?.correct ?? 0) / (mine?.served ?? 1), 12)
     }
+  })
+
+  it("the gateway's per-expert counters equal the runner's own, from the routed (twin) requests only", () => {
+    const routed = promSample(runnerText, 'twinserve_runner_routed_rows_total', { model: MODEL })
+    // One row per twin request; the TIES arm is a variant, not routed.
+    expect(routed).toBe(traffic.byArm.twin?.served)
+    expect(gwSample(gwMetrics, 'twinserve_gateway_routed_rows_total', { model: MODEL })).toBe(
+      routed,
+    )
+    expect(
+      gwSample(gwMetrics, 'twinserve_gateway_router_abstentions_total', { model: MODEL }),
+    ).toBe(promSample(runnerText, 'twinserve_runner_router_abstentions_total', { model: MODEL }))
+    expect(
+      gwSample(gwMetrics, 'twinserve_gateway_router_entropy_sum', { model: MODEL }),
+    ).toBeCloseTo(
+      promSample(runnerText, 'twinserve_runner_router_entropy_nats_sum', { model: MODEL }),
+      1,
+    )
+    let shares = 0
+    for (const expert of EXPERTS) {
+      const labels = { model: MODEL, expert }
+      const rows = gwSample(gwMetrics, 'twinserve_gateway_expert_routed_rows_total', labels)
+      expect(rows, expert).toBe(
+        promSample(runnerText, 'twinserve_runner_expert_routed_rows_total', labels),
+      )
+      // The summary carries 4 decimals per request: the sums agree to that over the requests.
+      expect(
+        Math.abs(
+          gwSample(gwMetrics, 'twinserve_gateway_expert_routed_weight_sum', labels) -
+            promSample(runnerText, 'twinserve_runner_expert_routed_weight_sum', labels),
+        ),
+        expert,
+      ).toBeLessThan(routed * 1e-4)
+      shares += rows
+    }
+    // Fashion images of six domains: the traffic is spread, not all on one expert.
+    expect(shares).toBeGreaterThanOrEqual(routed)
+    const sample = gwMetrics.families.find(
+      (f) => f.name === 'twinserve_gateway_expert_routed_rows_total',
+    )
+    for (const s of sample?.samples ?? []) expect(EXPERTS).toContain(s.labels.expert)
   })
 
   it('renders the experiment’s real data and draws every chart', async () => {
@@ -101,10 +166,62 @@ describe('experiments dashboard in headless Chromium', () => {
     }
     expect(view.colorPixels['chart-pvalue']?.[tw]).toBeGreaterThan(40)
     expect(view.colorPixels['chart-pvalue']?.[ties]).toBeLessThan(40)
+
+    // The routing panel: the gateway's counters, as shares and means (the page may have read them a flush
+    // later than the test; the twin arm's traffic had ended by then, so they are the same).
+    const routed = gwSample(gwMetrics, 'twinserve_gateway_routed_rows_total', { model: MODEL })
+    const abstained = gwSample(gwMetrics, 'twinserve_gateway_router_abstentions_total', {
+      model: MODEL,
+    })
+    const entropy = gwSample(gwMetrics, 'twinserve_gateway_router_entropy_sum', { model: MODEL })
+    expect(view.routing.models).toEqual([
+      [
+        MODEL,
+        String(routed),
+        (entropy / (routed - abstained)).toFixed(3),
+        `${((100 * abstained) / routed).toFixed(1)}%`,
+        // The bundled demo package predates the build-time routing profile: no drift to show.
+        '–',
+      ],
+    ])
+    expect(view.routing.experts.map((r) => r[1])).toEqual(EXPERTS)
+    for (const [model, expert, share, mean, rows] of view.routing.experts) {
+      const labels = { model: model ?? '', expert: expert ?? '' }
+      const n = gwSample(gwMetrics, 'twinserve_gateway_expert_routed_rows_total', labels)
+      const w = gwSample(gwMetrics, 'twinserve_gateway_expert_routed_weight_sum', labels)
+      expect(model).toBe(MODEL)
+      expect(rows, expert).toBe(String(n))
+      expect(share, expert).toBe(`${((100 * n) / routed).toFixed(1)}%`)
+      expect(mean, expert).toBe((w / routed).toFixed(3))
+    }
   }, 60_000)
 
   it('shows nothing without a key', async () => {
     const res = await fetch(`${gw.url}/admin/experiments`)
     expect(res.status).toBe(401)
+  })
+
+  it("keeps the runner's routing summary to itself: callers get no x-twinserve-routing header", async () => {
+    const key = await gw.createKey([MODEL])
+    const body = JSON.parse(readFileSync(join(REPO, 'docs/examples/ankle-boot.json'), 'utf8'))
+    const routedRows = async () =>
+      promSample(
+        await (await fetch(`${runner.url}/metrics`)).text(),
+        'twinserve_runner_routed_rows_total',
+        {
+          model: MODEL,
+        },
+      )
+    // New users until one is assigned the twin arm (routed; the TIES arm is a variant the router does not weigh).
+    let twin = false
+    for (let u = 0; u < 20 && !twin; u++) {
+      const before = await routedRows()
+      const res = await gw.infer(key, MODEL, body, { 'x-twinserve-user': `header-check-${u}` })
+      expect(res.status).toBe(200)
+      expect(res.headers.get('x-twinserve-routing')).toBeNull()
+      twin = res.headers.get('x-twinserve-arm') === 'twin'
+      if (twin) expect(await routedRows()).toBe(before + 1)
+    }
+    expect(twin).toBe(true)
   })
 })

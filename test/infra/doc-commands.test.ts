@@ -120,6 +120,9 @@ const COVERAGE: Record<string, Coverage> = {
     },
   'curl -s -X POST 127.0.0.1:8791/v2/repository/models/fashion-twin/load -H \'content-type: application/json\' -d \'{"parameters": {"package": "fashion/package-v2"}}\'':
     { by: 'test/e2e/runner-hot-swap.test.ts', contains: "{ parameters: { package: 'v2' } }" },
+  // The delta build's CLI form; the build it runs is the expert-delta test's (buildDelta, the CLI's function).
+  'npx twinserve build zoo/fashion/recipe.yaml --from zoo/fashion/package --add-expert sketches=zoo/fashion/models/experts/sketches.onnx --out zoo/fashion/package-v2':
+    { by: 'test/builder/expert-delta.test.ts', contains: 'buildDelta(' },
   'curl -s -X POST 127.0.0.1:8791/v2/repository/index': {
     by: 'test/e2e/runner-hot-swap.test.ts',
     contains: '/v2/repository/index',

@@ -30,6 +30,9 @@ export interface DashboardView {
   rows: Record<string, string>[]
   verdicts: string[]
   title: string
+  /** The per-expert routing panel: per model [model, routed rows, mean entropy, abstained, drift] and per expert
+   * [model, expert, traffic share, mean weight, rows > 0.1], as the cells' text. */
+  routing: { models: string[][]; experts: string[][] }
   /** chart id → pixels within a small distance of each arm colour, in the screenshot. */
   colorPixels: Record<string, number[]>
   screenshot: Buffer
@@ -71,6 +74,14 @@ export async function viewDashboard(opts: {
         return out
       }),
     )
+    const cells = (sel: string) =>
+      page.$$eval(sel, (trs) =>
+        trs.map((tr) => Array.from(tr.querySelectorAll('td')).map((td) => td.textContent ?? '')),
+      )
+    const routing = {
+      models: await cells('#routing-models tbody tr'),
+      experts: await cells('#routing-experts tbody tr'),
+    }
     const verdicts = await page.$$eval('#verdicts li', (lis) => lis.map((l) => l.textContent ?? ''))
     const title = (await page.textContent('#title')) ?? ''
     const boxes: Record<string, { x: number; y: number; width: number; height: number }> = {}
@@ -120,7 +131,7 @@ export async function viewDashboard(opts: {
       },
       { png: screenshot.toString('base64'), boxes, colors: ARM_COLORS.slice(0, opts.arms) },
     )
-    return { rows, verdicts, title, colorPixels, screenshot, problems }
+    return { rows, verdicts, title, routing, colorPixels, screenshot, problems }
   } finally {
     await browser.close()
   }

@@ -33,6 +33,8 @@ export class RequestLog {
   errorCode: ErrorCode | undefined
   coldStart: { waited_ms: number; result: 'served' | 'timed_out' } | undefined
   rejection: string | undefined
+  /** The answering runner's routing summary (ROUTING_SUMMARY_HEADER), for the per-expert counters. */
+  routing: string | undefined
 
   setError(code: ErrorCode): void {
     this.errorCode = code

@@ -58,7 +58,13 @@ export function requestLogger() {
     })
 
     const pool = runnerPool(config)
-    countRequest(rl, status, durationMs, (model) => pool.knows(model))
+    countRequest(
+      rl,
+      status,
+      durationMs,
+      (model) => pool.knows(model),
+      (model, expert) => pool.knowsExpert(model, expert),
+    )
 
     const flush = scheduleMetricsFlush(c.env, config)
     if (flush)

@@ -78,6 +78,32 @@ export const METRIC_FAMILIES = {
     'Whether the answering isolate has the runner’s circuit breaker open (1) or not (0).',
     ['runner'],
   ),
+  // Per-expert routing (issue #19), from the runners' routing summaries of routed infer answers. Labels: models
+  // a runner registered and the caller was authenticated for, experts a runner registered for that model.
+  twinserve_gateway_routed_rows_total: counter(
+    'Rows whose experts the router weighed, by model (explicit mixes, variants and fan-outs excluded).',
+    ['model'],
+  ),
+  twinserve_gateway_expert_routed_rows_total: counter(
+    'Routed rows that gave this expert a weight above 0.1 (its traffic share, over routed_rows_total).',
+    ['model', 'expert'],
+  ),
+  twinserve_gateway_expert_routed_weight_sum: counter(
+    "Sum of this expert's routed weight (its mean weight, over routed_rows_total).",
+    ['model', 'expert'],
+  ),
+  twinserve_gateway_router_entropy_sum: counter(
+    "Sum of routed rows' weight entropy in nats (÷ routed rows less abstentions: the mean entropy).",
+    ['model'],
+  ),
+  twinserve_gateway_routing_drift: gauge(
+    "Each runner's routing drift for a model (0..1, total variation from the package's build-time routing), from its last heartbeat.",
+    ['model', 'runner'],
+  ),
+  twinserve_gateway_router_abstentions_total: counter(
+    'Routed rows the router was too unsure for (the shared model answered them).',
+    ['model'],
+  ),
 } satisfies Record<string, MetricDef>
 
 export type MetricName = keyof typeof METRIC_FAMILIES

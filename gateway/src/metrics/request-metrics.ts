@@ -3,17 +3,24 @@
  * route's count and latency, retries, cold-start waits and refusals.
  * @module
  */
-import { modelLabel, type RequestLog } from '../http/request-log-entry.ts'
+import { parseRoutingSummary } from '@twinserve/shared'
+import { modelLabel, OTHER_MODEL_LABEL, type RequestLog } from '../http/request-log-entry.ts'
 import { metrics } from './metrics-flush.ts'
 
-/** @param knows whether a runner has registered a model (only known models become label values) */
+/**
+ * @param knows whether a runner has registered a model (only known models become label values)
+ * @param knowsExpert whether a runner has registered the expert for the model (only those become `expert` values)
+ */
 export function countRequest(
   rl: RequestLog,
   status: number,
   durationMs: number,
   knows: (model: string) => boolean,
+  knowsExpert: (model: string, expert: string) => boolean = () => false,
 ): void {
   const model = modelLabel(rl, knows)
+  if (rl.routing !== undefined && status === 200 && model !== '' && model !== OTHER_MODEL_LABEL)
+    countRouting(model, rl.routing, knowsExpert)
   if (rl.route !== undefined) {
     metrics.inc('twinserve_gateway_requests_total', {
       route: rl.route,
@@ -32,4 +39,31 @@ export function countRequest(
   }
   if (rl.rejection)
     metrics.inc('twinserve_gateway_rejections_total', { reason: rl.rejection, tenant: rl.tenant })
+}
+
+/** One routed answer's summary into the per-expert counters; a malformed summary counts nothing. */
+function countRouting(
+  model: string,
+  header: string,
+  knowsExpert: (model: string, expert: string) => boolean,
+): void {
+  const s = parseRoutingSummary(header)
+  if (!s || s.rows === 0) return
+  metrics.inc('twinserve_gateway_routed_rows_total', { model }, s.rows)
+  if (s.abstained > 0)
+    metrics.inc('twinserve_gateway_router_abstentions_total', { model }, s.abstained)
+  metrics.inc('twinserve_gateway_router_entropy_sum', { model }, s.entropySum)
+  for (const e of s.experts) {
+    if (!knowsExpert(model, e.name)) continue
+    metrics.inc(
+      'twinserve_gateway_expert_routed_rows_total',
+      { model, expert: e.name },
+      e.routedRows,
+    )
+    metrics.inc(
+      'twinserve_gateway_expert_routed_weight_sum',
+      { model, expert: e.name },
+      e.weightSum,
+    )
+  }
 }

@@ -295,6 +295,7 @@ class Route {
       for (const other of this.running) this.letRun(other)
       this.running.clear()
       this.input.requestLog.runnerId = id
+      if (result.routing !== undefined) this.input.requestLog.routing = result.routing
       return answerResponse(result, {
         [RUNNER_HEADER]: id,
         ...(result.retryAfter ? { 'retry-after': result.retryAfter } : {}),

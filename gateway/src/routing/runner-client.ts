@@ -19,6 +19,7 @@ import {
   INFERENCE_HEADER_CONTENT_LENGTH,
   isErrorCode,
   REQUEST_ID_HEADER,
+  ROUTING_SUMMARY_HEADER,
   signRequest,
   toAppError,
 } from '@twinserve/shared'
@@ -68,6 +69,8 @@ export type RunnerResult =
       body: string | Uint8Array | ReadableStream<Uint8Array>
       headers?: Record<string, string>
       retryAfter?: string
+      /** The runner's routing summary of a routed infer answer (ROUTING_SUMMARY_HEADER), not passed on. */
+      routing?: string
     }
   | {
       kind: 'failure'
@@ -196,6 +199,11 @@ async function send(
   }
 }
 
+const routingOf = (res: Response): { routing?: string } => {
+  const h = res.headers.get(ROUTING_SUMMARY_HEADER)
+  return h === null ? {} : { routing: h }
+}
+
 export async function callRunner(call: RunnerCall): Promise<RunnerResult> {
   if (call.budgetMs <= 0)
     return {
@@ -232,6 +240,7 @@ export async function callRunner(call: RunnerCall): Promise<RunnerResult> {
         'content-type': 'application/octet-stream',
         [INFERENCE_HEADER_CONTENT_LENGTH]: headerLength,
       },
+      ...routingOf(res),
     }
   }
 
@@ -275,7 +284,7 @@ export async function callRunner(call: RunnerCall): Promise<RunnerResult> {
         outcome: 'bad_response',
         detail: `runner response does not match the protocol: ${parsed.error.issues[0]?.message ?? ''}`,
       }
-    return { kind: 'answer', status: res.status, body: text }
+    return { kind: 'answer', status: res.status, body: text, ...routingOf(res) }
   }
   // A 4xx is the runner's verdict on the caller's request: relay it, in our error shape with our request id.
   // Plain V2 servers send only {"error": msg}; the code then follows from the status.

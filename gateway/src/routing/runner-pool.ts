@@ -50,6 +50,8 @@ export interface RunnerView {
 
 /** Model names remembered from registrations (signed by runners, so few); a bound all the same. */
 const MAX_KNOWN_MODELS = 10_000
+/** Expert names kept per model (every version's, added and replaced experts included). */
+const MAX_EXPERTS_PER_MODEL = 256
 
 export class RunnerPool {
   private cached: { snapshot: RegistrySnapshot; fetchedAt: number } | undefined
@@ -58,6 +60,7 @@ export class RunnerPool {
   private readonly breakers = new Map<string, CircuitBreaker>()
   private readonly outstanding = new Map<string, number>()
   private readonly models = new Set<string>()
+  private readonly experts = new Map<string, Set<string>>()
   /** Attempt latencies seen from this isolate (attempt timeouts, hedge delays). */
   readonly latency = new LatencyTracker()
   readonly hedges: HedgeBudget
@@ -82,6 +85,14 @@ export class RunnerPool {
     return this.models.has(model)
   }
 
+  /**
+   * Whether a runner has registered `expert` as one of `model`'s experts (a package's names, bounded per model):
+   * only such names become the `expert` label of the per-expert routing counters.
+   */
+  knowsExpert(model: string, expert: string): boolean {
+    return this.experts.get(model)?.has(expert) ?? false
+  }
+
   /** The cached snapshot if fresh enough, else undefined (the caller fetches one and `adopt`s it). */
   fresh(now: number): RegistrySnapshot | undefined {
     const c = this.cached
@@ -96,7 +107,13 @@ export class RunnerPool {
   adopt(snapshot: RegistrySnapshot, now: number): void {
     this.cached = { snapshot, fetchedAt: now }
     for (const r of snapshot.runners)
-      for (const m of r.models) if (this.models.size < MAX_KNOWN_MODELS) this.models.add(m.name)
+      for (const m of r.models) {
+        if (this.models.size < MAX_KNOWN_MODELS) this.models.add(m.name)
+        if (!this.models.has(m.name)) continue
+        const known = this.experts.get(m.name) ?? new Set<string>()
+        this.experts.set(m.name, known)
+        for (const e of m.experts) if (known.size < MAX_EXPERTS_PER_MODEL) known.add(e)
+      }
     // Forget runners that left: their breakers and counts would otherwise pile up.
     const ids = new Set(snapshot.runners.map((r) => r.runner_id))
     for (const id of this.breakers.keys()) if (!ids.has(id)) this.breakers.delete(id)

@@ -272,6 +272,19 @@ export class RunnerRegistry extends DurableObject<Env> {
           value: n,
         }),
       ),
+      ...runners.flatMap((r) =>
+        r.models.flatMap((m): GaugeValue[] =>
+          m.routing_drift === undefined
+            ? []
+            : [
+                {
+                  name: 'twinserve_gateway_routing_drift',
+                  labels: { model: m.name, runner: r.runner_id },
+                  value: m.routing_drift,
+                },
+              ],
+        ),
+      ),
       ...local,
     ]
     return this.metrics.families(gauges)

@@ -14,7 +14,7 @@ export {
   type Logger,
   type LogLevel,
 } from './logger.ts'
-export { createMetrics, type RunnerMetrics } from './metrics.ts'
+export { createMetrics, type DriftOptions, type RunnerMetrics } from './metrics.ts'
 export { ModelRepository, type ModelRepositoryOptions } from './model-repository.ts'
 export { buildRunnerOpenApiDocument } from './openapi-document.ts'
 export {
@@ -23,4 +23,10 @@ export {
   MEMORY_PER_SESSION_BYTES,
   packageBytes,
 } from './package-location.ts'
+export {
+  DRIFT_MIN_ROWS,
+  DRIFT_WINDOW_ROWS,
+  RoutingDrift,
+  totalVariation,
+} from './routing-drift.ts'
 export { exitOnSignals, type Runner, type RunnerDeps, startRunner } from './runner.ts'

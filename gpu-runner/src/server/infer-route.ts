@@ -11,11 +11,13 @@ import {
   DEADLINE_HEADER,
   decompressBody,
   encodeInferResponse,
+  formatRoutingSummary,
   INFERENCE_HEADER_CONTENT_LENGTH,
   type InferenceRequest,
   inferHeaderLength,
   parseDeadlineHeader,
   parseInferBody,
+  ROUTING_SUMMARY_HEADER,
   requestEncoding,
   responseEncoding,
   splitRequestParameters,
@@ -23,6 +25,7 @@ import {
 import type { Context } from 'hono'
 import type { ServedModel } from '../model/served-model.ts'
 import type { AppDeps } from './app-deps.ts'
+import { summarizeRouting } from './routing-telemetry.ts'
 import { runInference } from './run-inference.ts'
 import type { RunnerAppEnv } from './runner-app-env.ts'
 
@@ -33,6 +36,22 @@ function binaryOutputs(req: InferenceRequest, names: readonly string[]): Set<str
   return new Set(
     req.outputs.filter((o) => o.parameters?.binary_data ?? fallback).map((o) => o.name),
   )
+}
+
+/** The routed rows' summary for the gateway's per-expert counters (shared/src/routing-summary-header.ts). */
+function routingHeader(weights: Float32Array, experts: readonly string[]): string | undefined {
+  const s = summarizeRouting(weights, experts.length)
+  if (s.rows === 0) return undefined
+  return formatRoutingSummary({
+    rows: s.rows,
+    abstained: s.abstained,
+    entropySum: s.entropies.reduce((a, h) => a + h, 0),
+    experts: experts.map((name, j) => ({
+      name,
+      routedRows: s.routedRows[j] ?? 0,
+      weightSum: s.weightSum[j] ?? 0,
+    })),
+  })
 }
 
 /** Request body bytes, inflated when the client compressed them (the limit applies to the inflated size too). */
@@ -54,21 +73,31 @@ export function inferHandler(deps: AppDeps, modelOf: (name: string) => ServedMod
       signal: c.req.raw.signal,
     }
     let req: InferenceRequest | undefined
-    const body = await runInference(deps, call, {
-      modelName: name,
-      model: () => modelOf(name),
-      decode: async () => {
-        const headerLength = inferHeaderLength(c.req.raw.headers)
-        req = parseInferBody(await bodyBytes(c, deps), headerLength, 'decode').request
-        // The gateway may ask for less than the runner's limit.
-        const asked = c.req.header(DEADLINE_HEADER)
-        return {
-          req,
-          ...(asked === undefined ? {} : { deadlineMs: parseDeadlineHeader(asked) }),
-          ...(version === undefined ? {} : { version }),
-        }
+    let routing: string | undefined
+    const body = await runInference(
+      deps,
+      {
+        ...call,
+        onRouted: (w, experts) => {
+          routing = routingHeader(w, experts)
+        },
       },
-    })
+      {
+        modelName: name,
+        model: () => modelOf(name),
+        decode: async () => {
+          const headerLength = inferHeaderLength(c.req.raw.headers)
+          req = parseInferBody(await bodyBytes(c, deps), headerLength, 'decode').request
+          // The gateway may ask for less than the runner's limit.
+          const asked = c.req.header(DEADLINE_HEADER)
+          return {
+            req,
+            ...(asked === undefined ? {} : { deadlineMs: parseDeadlineHeader(asked) }),
+            ...(version === undefined ? {} : { version }),
+          }
+        },
+      },
+    )
     const encoded = encodeInferResponse(
       body,
       req
@@ -79,6 +108,7 @@ export function inferHandler(deps: AppDeps, modelOf: (name: string) => ServedMod
         : new Set(),
     )
     const headers: Record<string, string> = { 'content-type': encoded.contentType }
+    if (routing !== undefined) headers[ROUTING_SUMMARY_HEADER] = routing
     if (encoded.headerLength !== undefined)
       headers[INFERENCE_HEADER_CONTENT_LENGTH] = String(encoded.headerLength)
     let bytes = encoded.body

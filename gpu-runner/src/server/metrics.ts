@@ -24,10 +24,16 @@
  * | twinserve_runner_expert_routed_weight_sum       | counter   | model, expert (÷ routed_rows: mean weight) |
  * | twinserve_runner_router_entropy_nats            | histogram | model (per routed row, abstentions excluded) |
  * | twinserve_runner_router_abstentions_total       | counter   | model (rows the router left to the shared model) |
+ * | twinserve_runner_routing_drift                  | gauge     | model (total variation from the build-time routing; |
+ * |                                                 |           | packages with a routingProfile, once 100 rows came) |
+ * | twinserve_runner_routing_drift_alert            | gauge     | model (1 while the drift is above --drift-alert) |
  * plus prom-client's default process metrics (`twinserve_runner_process_*`, `twinserve_runner_nodejs_*`).
  * @module
  */
+
+import type { RoutingProfile } from '@twinserve/shared'
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
+import { DRIFT_MIN_ROWS, RoutingDrift } from './routing-drift.ts'
 import { summarizeRouting } from './routing-telemetry.ts'
 
 export type RunnerMetrics = ReturnType<typeof createMetrics>
@@ -40,6 +46,7 @@ export function createMetrics(opts: {
   cache: () => { model: string; entries: number; bytes: number }[]
   /** Model names of every version loaded (one per version; a model mid-swap appears twice). */
   versions?: () => string[]
+  drift?: DriftOptions
 }) {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry, prefix: 'twinserve_runner_' })
@@ -137,10 +144,12 @@ export function createMetrics(opts: {
       this.set(opts.draining() ? 1 : 0)
     },
   })
-  const routing = routingMetrics(registry, opts.versions)
+  const { routing, drift } = routingMetrics(registry, opts.versions, opts.drift)
   return {
     registry,
     routing,
+    /** A model's current routing drift (undefined: no profile, or too few rows yet). */
+    drift,
     requests,
     duration,
     batchRows,
@@ -152,11 +161,25 @@ export function createMetrics(opts: {
   }
 }
 
+export interface DriftOptions {
+  /** Drift above this sets the alert gauge (and logs once when it trips). */
+  alert: number
+  /** Routed rows in the live window. */
+  windowRows: number
+  /** Called when a model's drift alert goes from 0 to 1. */
+  onAlert?: (model: string, drift: number) => void
+}
+
 /**
  * Per-expert telemetry (issue #19) and the versions loaded per model (hot swap).
- * @returns `routing(model, experts, weights)`, which counts one request's routed rows ([rows, T] weights)
+ * @returns `routing(model, experts, weights, current)`, which counts one request's routed rows ([rows, T]
+ *   weights) and, for the current version with a build-time profile, feeds its drift window; `drift(model)`
  */
-function routingMetrics(registry: Registry, versions: (() => string[]) | undefined) {
+function routingMetrics(
+  registry: Registry,
+  versions: (() => string[]) | undefined,
+  driftOpts: DriftOptions = { alert: 0.2, windowRows: 1000 },
+) {
   new Gauge({
     name: 'twinserve_runner_model_versions',
     help: 'Versions of each model loaded: 2 while a replaced version finishes its requests after a hot swap.',
@@ -200,8 +223,84 @@ function routingMetrics(registry: Registry, versions: (() => string[]) | undefin
     labelNames: ['model'] as const,
     registers: [registry],
   })
-  /** Counts the routed rows of one request: `weights` [rows, T], `experts` the names by column. */
-  function routing(model: string, experts: readonly string[], weights: Float32Array): void {
+  // One window per model, for the version that serves its new requests: a new profile (a hot swap) starts afresh.
+  const windows = new Map<string, RoutingDrift>()
+  const alerting = new Set<string>()
+  const driftOf = (model: string) => {
+    const v = windows.get(model)?.value()
+    if (v === undefined) return undefined
+    const on = v > driftOpts.alert
+    if (on && !alerting.has(model)) driftOpts.onAlert?.(model, v)
+    if (on) alerting.add(model)
+    else alerting.delete(model)
+    return { value: v, alert: on }
+  }
+  // A model unloaded since (repository unload) reports no drift: its window is dropped at the next scrape.
+  const liveWindows = (): string[] => {
+    if (versions) {
+      const loaded = new Set(versions())
+      for (const model of windows.keys())
+        if (!loaded.has(model)) {
+          windows.delete(model)
+          alerting.delete(model)
+        }
+    }
+    return [...windows.keys()]
+  }
+  new Gauge({
+    name: 'twinserve_runner_routing_drift',
+    help: "Total variation distance (0..1) of the live routed weights (last routed rows) from the package's build-time routing on its routing data.",
+    labelNames: ['model'] as const,
+    registers: [registry],
+    collect() {
+      this.reset()
+      for (const model of liveWindows()) {
+        const d = driftOf(model)
+        if (d) this.set({ model }, d.value)
+      }
+    },
+  })
+  new Gauge({
+    name: 'twinserve_runner_routing_drift_alert',
+    help: 'Whether the routing drift is above the --drift-alert threshold (1) or not (0).',
+    labelNames: ['model'] as const,
+    registers: [registry],
+    collect() {
+      this.reset()
+      for (const model of liveWindows()) {
+        const d = driftOf(model)
+        if (d) this.set({ model }, d.alert ? 1 : 0)
+      }
+    },
+  })
+  /**
+   * Counts the routed rows of one request: `weights` [rows, T], `experts` the names by column. `current`: the
+   * request ran on the version serving the model's new requests, with this build-time profile (none: the
+   * package predates it, no drift series); a retiring version's rows (mid-swap) feed no window.
+   */
+  function routing(
+    model: string,
+    experts: readonly string[],
+    weights: Float32Array,
+    current?: { profile: RoutingProfile | undefined },
+  ): void {
+    if (current) {
+      const profile = current.profile
+      if (!profile || profile.meanWeight.length !== experts.length) windows.delete(model)
+      else {
+        let w = windows.get(model)
+        if (w?.profile !== profile) {
+          w = new RoutingDrift(profile, {
+            windowRows: driftOpts.windowRows,
+            minRows: DRIFT_MIN_ROWS,
+          })
+          windows.set(model, w)
+          alerting.delete(model)
+        }
+        w.add(weights)
+        driftOf(model) // so that the alert's log line comes when it trips, not at the next scrape
+      }
+    }
     const s = summarizeRouting(weights, experts.length)
     if (s.rows === 0) return
     routedRows.inc({ model }, s.rows)
@@ -212,5 +311,5 @@ function routingMetrics(registry: Registry, versions: (() => string[]) | undefin
     })
     for (const h of s.entropies) entropy.observe({ model }, h)
   }
-  return routing
+  return { routing, drift: (model: string) => driftOf(model)?.value }
 }

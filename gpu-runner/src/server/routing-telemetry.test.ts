@@ -7,7 +7,7 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { InferenceResponseSchema, signRequest } from '@twinserve/shared'
+import { InferenceResponseSchema, ROUTED_WEIGHT_THRESHOLD, signRequest } from '@twinserve/shared'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type TwinFixture, writeTwinFixture } from '../../../test/fixtures/twin-fixture.ts'
 import { promSample } from '../../../test/support/prometheus-text.ts'
@@ -16,7 +16,7 @@ import { buildPackage } from '../build/build-package.ts'
 import { createReporter } from '../build/pipeline/progress.ts'
 import { RunnerConfigSchema } from '../config.ts'
 import { createLogger } from './logger.ts'
-import { ROUTED_WEIGHT_THRESHOLD, summarizeRouting } from './routing-telemetry.ts'
+import { summarizeRouting } from './routing-telemetry.ts'
 import { type Runner, startRunner } from './runner.ts'
 
 describe('summarizeRouting', () => {

@@ -5,8 +5,7 @@
  * @module
  */
 
-/** A routed weight above this counts the row towards that expert's traffic share. */
-export const ROUTED_WEIGHT_THRESHOLD = 0.1
+import { ROUTED_WEIGHT_THRESHOLD } from '@twinserve/shared'
 
 export interface RoutingSummary {
   /** Rows the router weighed, abstained ones included. */

@@ -29,6 +29,8 @@ export interface InferenceCall {
   signal: AbortSignal
   /** Logged beside the request (e.g. `protocol: 'grpc'`). */
   logFields?: Record<string, unknown>
+  /** Told the applied weights of the rows the router weighed (REST sends their summary to the gateway). */
+  onRouted?: (weights: Float32Array, experts: readonly string[]) => void
 }
 
 /** Metric labels; empty until the model is known, so caller-chosen names never grow the label set. */
@@ -152,6 +154,7 @@ export async function runInference(
       signal: call.signal,
     })
     const body = response(model, req, prepared, result)
+    if (result.routedWeights) call.onRouted?.(result.routedWeights, model.experts)
     deps.stats.succeeded(
       model.name,
       (performance.now() - started) * 1e6,

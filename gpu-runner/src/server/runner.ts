@@ -184,6 +184,7 @@ function servingPipeline(
   loaded: LoadedModels,
   draining: () => boolean,
   stats: InferenceStatistics,
+  logger: Logger,
 ): { scheduler: Scheduler<PreparedRequest, RunResult>; metrics: RunnerMetrics } {
   const { models, repository } = loaded
   let metrics: RunnerMetrics | undefined
@@ -205,7 +206,14 @@ function servingPipeline(
           stats.batch(name, rows, batch.length, (performance.now() - started) * 1e6)
           for (const r of results)
             if (!(r instanceof AppError) && r.routedWeights)
-              metrics?.routing(name, model.experts, r.routedWeights)
+              metrics?.routing(
+                name,
+                model.experts,
+                r.routedWeights,
+                repository.current.get(name) === model
+                  ? { profile: model.manifest.routingProfile }
+                  : undefined,
+              )
         },
         () => undefined,
       )
@@ -230,6 +238,16 @@ function servingPipeline(
     draining,
     cache: () => [...models.values()].map((m) => ({ model: m.name, ...m.cacheStats() })),
     versions: () => repository.loaded().map((v) => v.model.name),
+    drift: {
+      alert: config.driftAlert,
+      windowRows: config.driftWindowRows,
+      onAlert: (model, drift) =>
+        logger.warn('routing drift alert: live routing has moved from the build-time routing', {
+          model,
+          drift: Number(drift.toFixed(4)),
+          threshold: config.driftAlert,
+        }),
+    },
   })
   metrics.provider.set({ provider: loaded.provider }, 1)
   return { scheduler, metrics }
@@ -293,7 +311,7 @@ export async function startRunner(config: RunnerConfig, deps: RunnerDeps = {}): 
   const { models, repository, provider: usedProvider, fallbackReason } = loaded
   let draining = false
   const stats = new InferenceStatistics()
-  const { scheduler, metrics } = servingPipeline(config, loaded, () => draining, stats)
+  const { scheduler, metrics } = servingPipeline(config, loaded, () => draining, stats, logger)
   cacheLookup = (model, hit) => metrics.cacheLookups.inc({ model, result: hit ? 'hit' : 'miss' })
 
   const generators = await loadGenerators(config, models, logger)
@@ -329,13 +347,17 @@ export async function startRunner(config: RunnerConfig, deps: RunnerDeps = {}): 
     runner_id: runnerId,
     url,
     provider: usedProvider,
-    models: [...models.values()].map((mm) => ({
-      name: mm.name,
-      version: mm.version,
-      variants: mm.variantNames,
-      experts: mm.experts,
-      ready: !draining,
-    })),
+    models: [...models.values()].map((mm) => {
+      const drift = metrics.drift(mm.name)
+      return {
+        name: mm.name,
+        version: mm.version,
+        variants: mm.variantNames,
+        experts: mm.experts,
+        ready: !draining,
+        ...(drift === undefined ? {} : { routing_drift: drift }),
+      }
+    }),
     load: {
       queue_depth: scheduler.queueDepth,
       in_flight: scheduler.inFlight,

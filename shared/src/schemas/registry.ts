@@ -35,6 +35,11 @@ export const RunnerModelSchema = z.strictObject({
   variants: z.array(z.string()),
   experts: z.array(z.string()),
   ready: z.boolean(),
+  /**
+   * The runner's routing drift for this model (0..1, `twinserve_runner_routing_drift`), when it has one: the
+   * package records a build-time routing profile and enough routed rows have come (issue #19).
+   */
+  routing_drift: z.number().min(0).max(1).optional(),
 })
 
 export const RunnerRegistrationSchema = z.strictObject({

@@ -191,6 +191,24 @@ export const RouterInfoSchema = z.strictObject({
   abstainBelow: z.number().min(0).max(1).optional(),
 })
 
+/**
+ * The router's distribution on the routing data at build time (issue #19), from the embedded router on the
+ * held-out split as verification runs it: what the runner's drift metric compares live routing with. Optional:
+ * packages built before it load and serve, without a drift series.
+ */
+/** A routed weight above this counts the row towards that expert's traffic share (runner, gateway, builder). */
+export const ROUTED_WEIGHT_THRESHOLD = 0.1
+
+export const RoutingProfileSchema = z.strictObject({
+  /** Held-out routing rows it summarises. */
+  rows: z.number().int().positive(),
+  /** Per expert (manifest order): its mean weight over the rows. */
+  meanWeight: z.array(z.number().min(0).max(1)),
+  /** Per expert: the fraction of rows that gave it a weight above 0.1 (its traffic share). */
+  trafficShare: z.array(z.number().min(0).max(1)),
+})
+export type RoutingProfile = z.infer<typeof RoutingProfileSchema>
+
 export const VariantSchema = z.strictObject({
   name: NameSchema,
   file: PackagePathSchema,
@@ -212,6 +230,7 @@ export const PackageManifestSchema = z.strictObject({
   /** Present when the models read token ids and the package carries their tokenizer. */
   tokenizer: PackageTokenizerSchema.optional(),
   router: RouterInfoSchema,
+  routingProfile: RoutingProfileSchema.optional(),
   exclusive: z.array(ExclusiveTensorSchema),
   variants: z.array(VariantSchema),
   /** The recipe the package was built from, as parsed (paths as given). */

@@ -67,6 +67,11 @@ export const DASHBOARD_HTML = `<!doctype html>
       <div class="card"><h3>Latency at the gateway</h3><div class="chart"><canvas id="chart-latency"></canvas></div></div>
     </div>
   </section>
+  <section id="routing" hidden>
+    <h2>Routing per expert</h2>
+    <table id="routing-models"><thead><tr><th>model</th><th>routed rows</th><th>mean entropy (nats)</th><th>abstained</th><th>drift (max over runners)</th></tr></thead><tbody></tbody></table>
+    <table id="routing-experts"><thead><tr><th>model</th><th>expert</th><th>traffic share</th><th>mean weight</th><th>rows &gt; 0.1</th></tr></thead><tbody></tbody></table>
+  </section>
 </main>
 <script src="${CHART_SCRIPT_PATH}"></script>
 <script type="module" src="${DASHBOARD_SCRIPT_PATH}"></script>

@@ -323,6 +323,71 @@ function renderCharts(r) {
   pValueChart(r, names)
 }
 
+// Per-expert routing (issue #19) from the gateway's own counters (/metrics as JSON): traffic share = rows that
+// gave the expert a weight above 0.1 over routed rows, mean weight = its weight sum over routed rows, mean
+// entropy over the rows that were not abstained.
+async function routingFamilies() {
+  const key = sessionStorage.getItem(KEY_STORAGE)
+  const res = await fetch('/metrics', {
+    headers: { authorization: `Bearer ${key}`, accept: 'application/json' },
+  })
+  if (!res.ok) return []
+  return (await res.json()).families || []
+}
+
+function renderRouting(families) {
+  const samples = (name) => families.find((f) => f.name === name)?.samples || []
+  const byModel = (name) => new Map(samples(name).map((s) => [s.labels.model, s.value]))
+  const routed = byModel('twinserve_gateway_routed_rows_total')
+  const abstained = byModel('twinserve_gateway_router_abstentions_total')
+  const entropy = byModel('twinserve_gateway_router_entropy_sum')
+  const drift = new Map()
+  for (const s of samples('twinserve_gateway_routing_drift'))
+    drift.set(s.labels.model, Math.max(drift.get(s.labels.model) ?? 0, s.value))
+  const weights = new Map(
+    samples('twinserve_gateway_expert_routed_weight_sum').map((s) => [
+      `${s.labels.model}\u0000${s.labels.expert}`,
+      s.value,
+    ]),
+  )
+  const models = [...routed.keys()].filter((m) => routed.get(m) > 0).sort()
+  $('routing').hidden = models.length === 0
+  const mbody = $('routing-models').querySelector('tbody')
+  mbody.replaceChildren()
+  for (const m of models) {
+    const n = routed.get(m)
+    const a = abstained.get(m) || 0
+    const tr = el('tr')
+    tr.dataset.model = m
+    tr.append(
+      el('td', m),
+      el('td', n),
+      el('td', n > a ? fmt((entropy.get(m) || 0) / (n - a)) : '–'),
+    )
+    tr.append(el('td', pct(a / n)), el('td', fmt(drift.get(m))))
+    mbody.append(tr)
+  }
+  const ebody = $('routing-experts').querySelector('tbody')
+  ebody.replaceChildren()
+  const rows = samples('twinserve_gateway_expert_routed_rows_total')
+    .filter((s) => routed.get(s.labels.model) > 0)
+    .sort((x, y) =>
+      x.labels.model === y.labels.model
+        ? x.labels.expert.localeCompare(y.labels.expert)
+        : x.labels.model.localeCompare(y.labels.model),
+    )
+  for (const s of rows) {
+    const n = routed.get(s.labels.model)
+    const w = weights.get(`${s.labels.model}\u0000${s.labels.expert}`) || 0
+    const tr = el('tr')
+    tr.dataset.model = s.labels.model
+    tr.dataset.expert = s.labels.expert
+    tr.append(el('td', s.labels.model), el('td', s.labels.expert), el('td', pct(s.value / n)))
+    tr.append(el('td', fmt(w / n)), el('td', s.value))
+    ebody.append(tr)
+  }
+}
+
 async function refresh() {
   clearTimeout(timer)
   try {
@@ -335,6 +400,12 @@ async function refresh() {
       selected = (running || experiments[0])?.id || null
     }
     renderList(experiments)
+    // A panel of its own: a failure to read the metrics leaves the experiments shown.
+    try {
+      renderRouting(await routingFamilies())
+    } catch (err) {
+      $('error').textContent = `could not load routing metrics: ${err.message}`
+    }
     if (!selected) {
       $('detail').hidden = true
       $('empty').hidden = false

@@ -15,6 +15,8 @@ import { join } from 'node:path'
 import {
   AppError,
   type PackageManifest,
+  ROUTED_WEIGHT_THRESHOLD,
+  type RoutingProfile,
   SHARED_VARIANT,
   TWIN_OUTPUT_WEIGHTS,
 } from '@twinserve/shared'
@@ -65,6 +67,8 @@ export interface VerifyResult {
   routerAgreement: number
   /** Largest |Σ_t w_t − 1| over routed rows. */
   routerSumError: number
+  /** The embedded router's distribution on the held-out rows (absent when there are none): the drift baseline. */
+  routingProfile?: RoutingProfile
   variants: { name: string; finite: boolean }[]
 }
 
@@ -150,7 +154,7 @@ async function checkExperts(c: Checking): Promise<ExpertCheck[]> {
 
 type RouterResult = Pick<
   VerifyResult,
-  'routerHeldoutAccuracy' | 'routerAgreement' | 'routerSumError'
+  'routerHeldoutAccuracy' | 'routerAgreement' | 'routerSumError' | 'routingProfile'
 >
 
 /** The embedded router on the held-out examples, against the router as trained and the true experts. */
@@ -160,6 +164,8 @@ async function checkRouter(c: Checking, twin: Session): Promise<RouterResult> {
   let correct = 0
   let sumError = 0
   let offset = 0
+  const weightSum = new Float64Array(T)
+  const routedRows = new Float64Array(T)
   for (const group of batchesOf(v.heldout, 256)) {
     const B = group.length
     const feeds = stackExamples(
@@ -174,7 +180,12 @@ async function checkRouter(c: Checking, twin: Session): Promise<RouterResult> {
       if (picked[r] === v.heldoutPredictions[offset + r]) agree++
       if (picked[r] === group[r]?.expert) correct++
       let s = 0
-      for (let t = 0; t < T; t++) s += w[r * T + t] as number
+      for (let t = 0; t < T; t++) {
+        const x = w[r * T + t] as number
+        s += x
+        weightSum[t] = (weightSum[t] as number) + x
+        if (x > ROUTED_WEIGHT_THRESHOLD) routedRows[t] = (routedRows[t] as number) + 1
+      }
       sumError = Math.max(sumError, Math.abs(s - 1))
     }
     offset += B
@@ -184,6 +195,16 @@ async function checkRouter(c: Checking, twin: Session): Promise<RouterResult> {
     routerHeldoutAccuracy: v.heldout.length ? correct / v.heldout.length : 0,
     routerAgreement: v.heldout.length ? agree / v.heldout.length : 1,
     routerSumError: sumError,
+    ...(offset > 0
+      ? {
+          routingProfile: {
+            rows: offset,
+            // Clamped: float32 sums can exceed 1 by a rounding error.
+            meanWeight: Array.from(weightSum, (x) => Math.min(1, x / offset)),
+            trafficShare: Array.from(routedRows, (x) => x / offset),
+          },
+        }
+      : {}),
   }
 }
 
@@ -300,6 +321,7 @@ export async function verifyPackage(v: VerifyInput): Promise<VerifyResult> {
     routerHeldoutAccuracy: twin.routerHeldoutAccuracy,
     routerAgreement: twin.routerAgreement,
     routerSumError: twin.routerSumError,
+    ...(twin.routingProfile ? { routingProfile: twin.routingProfile } : {}),
     variants: await checkVariants(c, variants),
   }
   const problems = problemsOf(result, twin.zero.scale)

@@ -88,9 +88,16 @@ export async function finishPackage(
 ): Promise<{ manifest: PackageManifest; verification: VerifyResult }> {
   const hashes: Record<string, string> = {}
   for (const f of files) hashes[relative(ctx.staging, f.path)] = f.sha256
-  const full = PackageManifestSchema.parse({ ...manifest, files: hashes })
-  await writeFile(join(ctx.staging, 'manifest.json'), `${JSON.stringify(full, null, 2)}\n`)
+  let full = PackageManifestSchema.parse({ ...manifest, files: hashes })
+  const manifestPath = join(ctx.staging, 'manifest.json')
+  await writeFile(manifestPath, `${JSON.stringify(full, null, 2)}\n`)
   const verification = await verifyStaged(ctx, verifyWith.sharedPath, verifyWith.router)
+  // The drift baseline is what verification measured of the embedded router; the manifest is not among the
+  // hashed files (nor in the package's version), so adding it now changes neither.
+  if (verification.routingProfile) {
+    full = PackageManifestSchema.parse({ ...full, routingProfile: verification.routingProfile })
+    await writeFile(manifestPath, `${JSON.stringify(full, null, 2)}\n`)
+  }
   await removeScratch(ctx.staging)
   if (await exists(target.out)) {
     if (!target.force)
