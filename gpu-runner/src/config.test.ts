@@ -156,6 +156,7 @@ describe('parseServeArgs', () => {
       prefillTokensPerStep: ['prefill-tokens-per-step', 'RUNNER_PREFILL_TOKENS_PER_STEP'],
       repositoryRoot: ['repository-root', 'RUNNER_REPOSITORY_ROOT'],
       memoryLimitMb: ['memory-limit-mb', 'RUNNER_MEMORY_LIMIT_MB'],
+      group: ['group', 'RUNNER_GROUP'],
     })
     // --help documents every flag.
     for (const [flag] of Object.values(RUNNER_OPTIONS))

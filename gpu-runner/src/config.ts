@@ -7,6 +7,7 @@
  * @module
  */
 import { parseArgs } from 'node:util'
+import { DEFAULT_RUNNER_GROUP, RunnerGroupSchema } from '@twinserve/shared'
 import { z } from 'zod'
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max)
@@ -99,6 +100,8 @@ export const RunnerConfigSchema = z
      * Unset: only the memory the OS has available is checked.
      */
     memoryLimitMb: int(1, 16_777_216).optional(),
+    /** The runner group it registers in; a gateway rollout may target one group (issue #19). */
+    group: RunnerGroupSchema.default(DEFAULT_RUNNER_GROUP),
   })
   .superRefine((c, ctx) => {
     if (!c.insecureLocal && !c.signingSecret)
@@ -225,6 +228,8 @@ export const SERVE_USAGE = `usage: twinserve serve --package <dir> [--package <d
                              (default: off)
   --memory-limit-mb <n>      memory the loaded packages may take (estimated from their files); a load beyond
                              it is refused with 507 (default: only the OS's available memory is checked)
+  --group <name>             runner group registered with the gateway, which a rollout may target (default
+                             "default")
 
 Each flag also reads from its environment variable (${RUNNER_ENV.join(', ')});
 flags win. The signing secret is read from the environment only.

@@ -342,6 +342,7 @@ export async function startRunner(config: RunnerConfig, deps: RunnerDeps = {}): 
       capacity: scheduler.capacity,
     },
     draining,
+    group: config.group,
   })
   membership =
     config.gatewayUrl && config.signingSecret
