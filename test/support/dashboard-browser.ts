@@ -29,6 +29,8 @@ export interface DashboardView {
   /** Arm table, one record per row: column name (data-col) → text. */
   rows: Record<string, string>[]
   verdicts: string[]
+  /** Rollout table (issue #19), one record per model: column name (data-col) → text, plus `model`. */
+  rollouts: Record<string, string>[]
   title: string
   /** chart id → pixels within a small distance of each arm colour, in the screenshot. */
   colorPixels: Record<string, number[]>
@@ -72,6 +74,14 @@ export async function viewDashboard(opts: {
       }),
     )
     const verdicts = await page.$$eval('#verdicts li', (lis) => lis.map((l) => l.textContent ?? ''))
+    const rollouts = await page.$$eval('#rollouts tbody tr', (trs) =>
+      trs.map((tr) => {
+        const out: Record<string, string> = { model: (tr as HTMLElement).dataset.model ?? '' }
+        for (const td of Array.from(tr.querySelectorAll('td[data-col]')))
+          out[(td as HTMLElement).dataset.col ?? ''] = td.textContent ?? ''
+        return out
+      }),
+    )
     const title = (await page.textContent('#title')) ?? ''
     const boxes: Record<string, { x: number; y: number; width: number; height: number }> = {}
     for (const id of CHART_IDS) {
@@ -120,7 +130,7 @@ export async function viewDashboard(opts: {
       },
       { png: screenshot.toString('base64'), boxes, colors: ARM_COLORS.slice(0, opts.arms) },
     )
-    return { rows, verdicts, title, colorPixels, screenshot, problems }
+    return { rows, verdicts, rollouts, title, colorPixels, screenshot, problems }
   } finally {
     await browser.close()
   }
