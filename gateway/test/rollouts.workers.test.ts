@@ -103,6 +103,21 @@ describe('rollout admin API', () => {
       'INVALID_REQUEST',
     )
     await expectError(await adminCall('GET', '/admin/models/ro-none/rollout'), 404, 'NOT_FOUND')
+    // A model no runner has served, or a stable version no runner has announced, would route to nobody.
+    await expectError(
+      await adminCall('PUT', '/admin/models/ro-none/rollout', { stable: 'v1', canary_percent: 0 }),
+      404,
+      'NOT_FOUND',
+    )
+    await runnerAt('ro-bad-0', 'ro-bad', 'v1')
+    const typo = await expectError(
+      await adminCall('PUT', '/admin/models/ro-bad/rollout', { stable: 'v9', canary_percent: 0 }),
+      400,
+      'INVALID_REQUEST',
+    )
+    expect(typo.error).toBe(
+      "stable: version 'v9' of model 'ro-bad' was never announced by a runner (announced: v1)",
+    )
     await expectError(
       await adminCall('POST', '/admin/models/ro-none/rollout/promote'),
       404,
@@ -117,6 +132,7 @@ describe('rollout admin API', () => {
   })
 
   it('keeps the rollout id while only the percentage changes, and starts a new one for a new canary', async () => {
+    await runnerAt('ro-ids-0', 'ro-ids', 'v1')
     const a = await setRollout('ro-ids', { stable: 'v1', canary: 'v2', canary_percent: 10 })
     expect(a).toMatchObject({ state: 'active', canary_percent: 10, group: null, reason: null })
     expect(a.guardrails).toMatchObject({ max_error_rate: 0.05, min_samples: 50, window: 500 })

@@ -51,7 +51,9 @@ export function rolloutPaths(): Json {
   })
   const answers = (ok: string, more: Json = {}): Json => ({
     '200': json('Rollout', ok),
-    '400': error('Invalid model name or body; the message names the field.'),
+    '400': error(
+      'Invalid model name or body, or a stable version no runner has announced; the message names the field.',
+    ),
     ...more,
     ...keyErrors,
   })
@@ -64,7 +66,9 @@ export function rolloutPaths(): Json {
           required: true,
           content: { 'application/json': { schema: ref('SetRolloutRequest') } },
         },
-        responses: answers('The rollout, active.'),
+        responses: answers('The rollout, active.', {
+          '404': error('No runner serves or has served the model.'),
+        }),
       }),
       get: admin('The model’s rollout: state, per-arm requests, errors, latency, p-value, reason', {
         responses: answers('The rollout.', { '404': error('The model has no rollout.') }),

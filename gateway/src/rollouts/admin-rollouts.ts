@@ -3,12 +3,18 @@
  * /admin/models (`/{m}/rollout`, `…/promote`, `…/rollback`) and /admin/rollouts (all of them, for the dashboard).
  * @module
  */
-import { type RolloutList, SetRolloutRequestSchema } from '@twinserve/shared'
+import {
+  AppError,
+  type RolloutList,
+  type SetRolloutRequest,
+  SetRolloutRequestSchema,
+} from '@twinserve/shared'
 import { type Context, Hono } from 'hono'
 import type { AppEnv } from '../app-env.ts'
 import { adminApi } from '../guard.ts'
 import { readJsonBody } from '../http/json-body.ts'
 import { MAX_ADMIN_BODY_BYTES, modelParam } from '../http/request-params.ts'
+import { registryStub } from '../routing/registry-stub.ts'
 import { log } from '../util/log.ts'
 import { forgetRollouts } from './active-rollouts.ts'
 import { rolloutReport } from './rollout-report.ts'
@@ -37,10 +43,31 @@ async function changed(c: Context<AppEnv>, event: string, r: StoredRollout) {
   return c.json(await rolloutReport(c.env.DB, r))
 }
 
+/**
+ * The stable version must be one a runner has announced for the model (the registry's catalog): a mistyped one
+ * would route every request of the model to no runner. The canary may be brought up after the rollout is set
+ * (until then its share is served by stable).
+ */
+async function checkStable(c: Context<AppEnv>, model: string, req: SetRolloutRequest) {
+  const { catalog } = await registryStub(c.env).snapshot()
+  const entry = catalog.find((m) => m.name === model)
+  if (!entry)
+    throw new AppError(
+      'NOT_FOUND',
+      `model '${model}' is not served here: no runner serves or has served it`,
+    )
+  if (!entry.versions.includes(req.stable))
+    throw new AppError(
+      'INVALID_REQUEST',
+      `stable: version '${req.stable}' of model '${model}' was never announced by a runner (announced: ${entry.versions.join(', ') || 'none'})`,
+    )
+}
+
 export const adminRollouts = new Hono<AppEnv>()
   .put('/:model/rollout', adminApi(), async (c) => {
     const model = modelParam(c)
     const { data } = await readJsonBody(c, SetRolloutRequestSchema, MAX_ADMIN_BODY_BYTES)
+    await checkStable(c, model, data)
     return changed(c, 'rollout_set', await setRollout(c.env.DB, model, data))
   })
   .get('/:model/rollout', adminApi(), async (c) =>
