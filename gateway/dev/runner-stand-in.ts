@@ -55,6 +55,7 @@ export class RunnerStandIn {
       generate: 0,
       streams_cancelled: 0,
       last_generate_body: '',
+      last_path: '',
     }
     this.server = createServer((req, res) => {
       this.handle(req, res).catch((err: unknown) =>
@@ -93,7 +94,7 @@ export class RunnerStandIn {
       /^\/v1\/(completions|chat\/completions)$|^\/v2\/models\/([^/]+)\/(generate|generate_stream)$/.exec(
         url.pathname,
       )
-    const m = /^\/v2\/models\/([^/]+)(\/infer)?$/.exec(url.pathname)
+    const m = /^\/v2\/models\/([^/]+)(?:\/versions\/[^/]+)?(\/infer)?$/.exec(url.pathname)
     if (!m && !g) return send(res, 404, { error: 'no route', code: 'NOT_FOUND' })
 
     const verdict = await verifyRequest(this.secret, {
@@ -106,6 +107,7 @@ export class RunnerStandIn {
       this.stats.bad_signatures += 1
       return send(res, 401, { error: verdict.reason, code: 'UNAUTHENTICATED' })
     }
+    this.stats.last_path = url.pathname
     this.stats.last_headers = Object.fromEntries(
       Object.entries(req.headers).map(([k, v]) => [k, String(v)]),
     )

@@ -32,4 +32,6 @@ export interface StandInStats {
   streams_cancelled: number
   /** The body of the last generation call, as received. */
   last_generate_body: string
+  /** The path of the last model call (a rollout routes to `/v2/models/{m}/versions/{v}/infer`). */
+  last_path: string
 }

@@ -19,6 +19,7 @@ import {
 } from './http/index.ts'
 import { metrics } from './metrics/index.ts'
 import { openapi } from './openapi/index.ts'
+import { adminRollouts, rolloutList } from './rollouts/index.ts'
 import { adminRunners, health, models, repository, runnerMembership } from './routing/index.ts'
 
 export const app = new Hono<AppEnv>()
@@ -36,6 +37,8 @@ app
   .route('/admin/keys', adminKeys)
   .route('/admin/experiments', adminExperiments)
   .route('/admin/runners', adminRunners)
+  .route('/admin/models', adminRollouts)
+  .route('/admin/rollouts', rolloutList)
   .route('/metrics', metrics)
   .route(RUNNER_REGISTRY_BASE, runnerMembership)
   .route(DASHBOARD_PATH, dashboard)

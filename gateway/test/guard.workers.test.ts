@@ -89,6 +89,11 @@ const INTENDED: Record<string, GuardOptions> = {
   'PUT /admin/experiments/:id/weights': ADMIN,
   'POST /admin/experiments/:id/arms': ADMIN,
   'GET /admin/runners': ADMIN,
+  'PUT /admin/models/:model/rollout': ADMIN,
+  'GET /admin/models/:model/rollout': ADMIN,
+  'POST /admin/models/:model/rollout/promote': ADMIN,
+  'POST /admin/models/:model/rollout/rollback': ADMIN,
+  'GET /admin/rollouts': ADMIN,
   'GET /metrics': {
     access: 'key',
     scope: 'admin',

@@ -151,6 +151,7 @@ describe('RunnerPool (per-isolate routing state)', () => {
     models: [{ name: 'm', variants: ['shared'], experts: [], ready: true }],
     load: { queue_depth: 0, in_flight: 0, capacity: 10 },
     draining: false,
+    group: 'default',
     registered_at: 0,
     last_seen: 1_000_000,
     ...over,

@@ -158,6 +158,7 @@ describe('parseServeArgs', () => {
       memoryLimitMb: ['memory-limit-mb', 'RUNNER_MEMORY_LIMIT_MB'],
       driftAlert: ['drift-alert', 'RUNNER_DRIFT_ALERT'],
       driftWindowRows: ['drift-window-rows', 'RUNNER_DRIFT_WINDOW_ROWS'],
+      group: ['group', 'RUNNER_GROUP'],
     })
     // --help documents every flag.
     for (const [flag] of Object.values(RUNNER_OPTIONS))

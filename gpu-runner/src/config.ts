@@ -7,6 +7,7 @@
  * @module
  */
 import { parseArgs } from 'node:util'
+import { DEFAULT_RUNNER_GROUP, RunnerGroupSchema } from '@twinserve/shared'
 import { z } from 'zod'
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max)
@@ -106,6 +107,8 @@ export const RunnerConfigSchema = z
     driftAlert: z.coerce.number().min(0).max(1).default(0.2),
     /** Most recent routed rows per model the drift is measured over. */
     driftWindowRows: int(1, 1_000_000).default(1000),
+    /** The runner group it registers in; a gateway rollout may target one group (issue #19). */
+    group: RunnerGroupSchema.default(DEFAULT_RUNNER_GROUP),
   })
   .superRefine((c, ctx) => {
     if (!c.insecureLocal && !c.signingSecret)
@@ -235,6 +238,8 @@ export const SERVE_USAGE = `usage: twinserve serve --package <dir> [--package <d
   --drift-alert <x>          routing drift (0..1, total variation from the package's build-time routing) above
                              which the drift alert gauge is 1 and a warning is logged (default 0.2)
   --drift-window-rows <n>    recent routed rows per model the drift is measured over (default 1000)
+  --group <name>             runner group registered with the gateway, which a rollout may target (default
+                             "default")
 
 Each flag also reads from its environment variable (${RUNNER_ENV.join(', ')});
 flags win. The signing secret is read from the environment only.

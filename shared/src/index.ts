@@ -256,6 +256,26 @@ export {
   RunnerRegistrationSchema,
 } from './schemas/registry.ts'
 export {
+  DEFAULT_RUNNER_GROUP,
+  MODEL_VERSION_HEADER,
+  ModelVersionSchema,
+  ROLLOUT_ARMS,
+  ROLLOUT_STATES,
+  type Rollout,
+  type RolloutArm,
+  type RolloutArmStats,
+  RolloutArmStatsSchema,
+  RolloutGuardrailsSchema,
+  type RolloutList,
+  RolloutListSchema,
+  RolloutSchema,
+  type RolloutState,
+  RunnerGroupSchema,
+  type SetRolloutRequest,
+  type SetRolloutRequestInput,
+  SetRolloutRequestSchema,
+} from './schemas/rollouts.ts'
+export {
   BREAKER_STATES,
   type BreakerState,
   BreakerStateSchema,

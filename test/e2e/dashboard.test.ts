@@ -8,10 +8,11 @@
  * and the dashboard's routing panel shows the shares, mean weights and entropy computed from them.
  */
 import { readFileSync } from 'node:fs'
-import { mkdir, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import type { ExperimentResults, GatewayMetrics } from '@twinserve/shared'
+import { packageVersion, readManifest } from '@twinserve/gpu-runner/package'
+import { type ExperimentResults, type GatewayMetrics, RolloutSchema } from '@twinserve/shared'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { REPO } from '../infra/manifests.ts'
 import {
@@ -45,6 +46,7 @@ function gwSample(m: GatewayMetrics, name: string, labels: Record<string, string
     .filter((s) => Object.entries(labels).every(([k, v]) => s.labels[k] === v))
     .reduce((a, s) => a + s.value, 0)
 }
+let key: string
 
 beforeAll(async () => {
   gw = await startE2eGateway({
@@ -55,7 +57,7 @@ beforeAll(async () => {
     RATE_LIMIT_BURST: '1000',
   })
   runner = await startGatewayRunner(gw, { packages: [DEMO_PACKAGE], runnerId: 'dashboard-runner' })
-  const key = await gw.createKey([MODEL])
+  key = await gw.createKey([MODEL])
   const e = await createAndStart(gw, twinVersusTies(MODEL, { statistics: { burn_in: 10 } }))
   traffic = await simulateUsers({
     gatewayUrl: gw.url,
@@ -194,6 +196,63 @@ describe('experiments dashboard in headless Chromium', () => {
       expect(share, expert).toBe(`${((100 * n) / routed).toFixed(1)}%`)
       expect(mean, expert).toBe((w / routed).toFixed(3))
     }
+  }, 60_000)
+
+  it('shows the model’s rollout: state, share, per-arm requests and errors, and the reason', async () => {
+    const stable = packageVersion(await readManifest(DEMO_PACKAGE))
+    const admin = async (method: string, path: string, body?: unknown) => {
+      const res = await fetch(`${gw.url}${path}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${gw.admin}`,
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      })
+      expect(res.status).toBe(200)
+      return RolloutSchema.parse(await res.json())
+    }
+    // A canary version no runner announces: its share falls back to stable, so stable serves all 12.
+    await admin('PUT', `/admin/models/${MODEL}/rollout`, {
+      stable,
+      canary: 'ffffffffffff',
+      canary_percent: 20,
+    })
+    const image = JSON.parse(
+      await readFile(
+        fileURLToPath(new URL('../../docs/examples/ankle-boot.json', import.meta.url)),
+        'utf8',
+      ),
+    )
+    for (let i = 0; i < 12; i++) {
+      const r = await gw.infer(key, MODEL, image, { 'x-twinserve-user': `rollout-user-${i}` })
+      expect(r.status).toBe(200)
+      expect(r.headers.get('x-twinserve-model-version')).toBe(stable)
+    }
+    for (let i = 0; i < 100; i++) {
+      if ((await admin('GET', `/admin/models/${MODEL}/rollout`)).arms.stable.requests === 12) break
+      await new Promise((r) => setTimeout(r, 50))
+    }
+    const back = await admin('POST', `/admin/models/${MODEL}/rollout/rollback`)
+    expect(back.state).toBe('rolled_back')
+
+    const view = await viewDashboard({ gatewayUrl: gw.url, adminKey: gw.admin, arms: 2 })
+    expect(view.problems).toEqual([])
+    expect(view.rollouts).toEqual([
+      {
+        model: MODEL,
+        state: 'rolled_back',
+        percent: '0.0%',
+        group: 'any',
+        stable: expect.stringMatching(
+          new RegExp(`^${stable}: 12 req, 0 err \\(0\\.0%\\), p95 \\d+ ms$`),
+        ),
+        canary: 'ffffffffffff: 0 req, 0 err (–), p95 – ms',
+        'p-value': '1.0000',
+        reason: back.reason,
+      },
+    ])
+    expect(back.reason).toMatch(/^rolled back by /)
   }, 60_000)
 
   it('shows nothing without a key', async () => {

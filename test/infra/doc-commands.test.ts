@@ -127,6 +127,26 @@ const COVERAGE: Record<string, Coverage> = {
     by: 'test/e2e/runner-hot-swap.test.ts',
     contains: '/v2/repository/index',
   },
+  // The rollout runbook (issue #19): a gateway, runners of two versions, the rollout admin API.
+  'npx twinserve serve --package zoo/fashion/package-v2 --gateway-url http://127.0.0.1:8787 --group blue':
+    {
+      by: 'test/e2e/gateway-rollout.test.ts',
+      contains: "args: ['--group', 'blue']",
+    },
+  'curl -s -X PUT http://127.0.0.1:8787/admin/models/fashion-twin/rollout -H "authorization: Bearer $ADMIN_KEY" -H \'content-type: application/json\' -d \'{"stable": "0bfe59bba958", "canary": "<new version>", "canary_percent": 10, "group": "blue", "guardrails": {"max_error_rate": 0.02, "max_p95_latency_ms": 250, "min_samples": 200}}\'':
+    {
+      by: 'test/e2e/gateway-rollout.test.ts',
+      contains: 'canary: versions.broken,',
+    },
+  'curl -s http://127.0.0.1:8787/admin/models/fashion-twin/rollout -H "authorization: Bearer $ADMIN_KEY"':
+    {
+      by: 'test/e2e/gateway-rollout.test.ts',
+      contains: "const r = await admin('GET'",
+    },
+  'curl -s -X POST http://127.0.0.1:8787/admin/models/fashion-twin/rollout/promote -H "authorization: Bearer $ADMIN_KEY"':
+    { by: 'gateway/test/rollouts.workers.test.ts', contains: '/rollout/promote`)' },
+  'curl -s -X POST http://127.0.0.1:8787/admin/models/fashion-twin/rollout/rollback -H "authorization: Bearer $ADMIN_KEY"':
+    { by: 'gateway/test/rollouts.workers.test.ts', contains: '/rollout/rollback`)' },
   'curl -s -X POST 127.0.0.1:8791/v2/repository/models/fashion-twin/unload': {
     by: 'gpu-runner/src/server/repository-routes.test.ts',
     contains: '/v2/repository/models/tiny-twin/unload',

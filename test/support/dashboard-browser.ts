@@ -29,6 +29,8 @@ export interface DashboardView {
   /** Arm table, one record per row: column name (data-col) → text. */
   rows: Record<string, string>[]
   verdicts: string[]
+  /** Rollout table (issue #19), one record per model: column name (data-col) → text, plus `model`. */
+  rollouts: Record<string, string>[]
   title: string
   /** The per-expert routing panel: per model [model, routed rows, mean entropy, abstained, drift] and per expert
    * [model, expert, traffic share, mean weight, rows > 0.1], as the cells' text. */
@@ -83,6 +85,14 @@ export async function viewDashboard(opts: {
       experts: await cells('#routing-experts tbody tr'),
     }
     const verdicts = await page.$$eval('#verdicts li', (lis) => lis.map((l) => l.textContent ?? ''))
+    const rollouts = await page.$$eval('#rollouts tbody tr', (trs) =>
+      trs.map((tr) => {
+        const out: Record<string, string> = { model: (tr as HTMLElement).dataset.model ?? '' }
+        for (const td of Array.from(tr.querySelectorAll('td[data-col]')))
+          out[(td as HTMLElement).dataset.col ?? ''] = td.textContent ?? ''
+        return out
+      }),
+    )
     const title = (await page.textContent('#title')) ?? ''
     const boxes: Record<string, { x: number; y: number; width: number; height: number }> = {}
     for (const id of CHART_IDS) {
@@ -131,7 +141,7 @@ export async function viewDashboard(opts: {
       },
       { png: screenshot.toString('base64'), boxes, colors: ARM_COLORS.slice(0, opts.arms) },
     )
-    return { rows, verdicts, title, routing, colorPixels, screenshot, problems }
+    return { rows, verdicts, rollouts, title, routing, colorPixels, screenshot, problems }
   } finally {
     await browser.close()
   }

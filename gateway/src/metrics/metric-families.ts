@@ -66,6 +66,10 @@ export const METRIC_FAMILIES = {
     'Membership and health events, by kind (register, heartbeat, deregister, expire, breaker_open).',
     ['event'],
   ),
+  twinserve_gateway_rollout_rollbacks_total: counter(
+    'Canaries rolled back automatically by a guardrail or the always-valid test (issue #19), by model.',
+    ['model'],
+  ),
   twinserve_gateway_runners: gauge(
     'Registered live runners, by state (ready | loading | draining).',
     ['state'],

@@ -18,6 +18,7 @@ import {
   routedHeaders,
 } from './doc-common.ts'
 import { experimentInferHeaders, experimentInferParameters } from './experiment-paths.ts'
+import { rolloutInferHeaders } from './rollout-paths.ts'
 
 const versionParam: Json = {
   name: 'version',
@@ -125,7 +126,7 @@ export const INFERENCE_PATHS: Json = {
             'application/json': { schema: ref('InferenceResponse') },
             'application/octet-stream': { schema: { type: 'string', format: 'binary' } },
           },
-          headers: { ...routedHeaders, ...experimentInferHeaders },
+          headers: { ...routedHeaders, ...experimentInferHeaders, ...rolloutInferHeaders },
         },
         '400': error('Malformed body, tensor or merge control (INVALID_REQUEST).'),
         '404': error('No runner serves or has served the model; unknown version or expert.'),

@@ -23,6 +23,7 @@ import { ADMIN_PATHS, MEMBERSHIP_PATHS } from './admin-paths.ts'
 import { experimentComponents, experimentPaths } from './experiment-paths.ts'
 import { GENERATION_PATHS, generationComponents } from './generation-paths.ts'
 import { INFERENCE_PATHS } from './inference-paths.ts'
+import { rolloutComponents, rolloutPaths } from './rollout-paths.ts'
 
 export function buildOpenApiDocument(version: string): Json {
   const schemas = {
@@ -51,6 +52,7 @@ export function buildOpenApiDocument(version: string): Json {
     ),
     ...experimentComponents(),
     ...generationComponents(),
+    ...rolloutComponents(),
   }
 
   return {
@@ -74,6 +76,10 @@ export function buildOpenApiDocument(version: string): Json {
         name: 'experiments',
         description: 'A/B experiments on merge strategies, feedback, dashboard',
       },
+      {
+        name: 'rollouts',
+        description: 'Versioned rollouts with a canary and automatic rollback (admin scope)',
+      },
     ],
     components: {
       schemas,
@@ -92,6 +98,7 @@ export function buildOpenApiDocument(version: string): Json {
       ...ADMIN_PATHS,
       ...MEMBERSHIP_PATHS,
       ...experimentPaths(),
+      ...rolloutPaths(),
       '/openapi.json': {
         get: {
           summary: 'This document',

@@ -24,6 +24,7 @@ import { readInferBody } from '../http/infer-request-body.ts'
 import { requestDeadline } from '../http/request-deadline.ts'
 import type { RouteLabel } from '../http/request-log-entry.ts'
 import { modelParam } from '../http/request-params.ts'
+import { serveWithRollout, type VersionRoute } from '../rollouts/rollout-hook.ts'
 import { registryStub } from './registry-stub.ts'
 import { routeBase } from './route-base.ts'
 import { routeRequest } from './route-request.ts'
@@ -89,19 +90,25 @@ async function infer(c: Context<AppEnv>): Promise<Response> {
     parameters: body.request.parameters === undefined ? undefined : controls,
     arrived,
   }
-  return serveWithExperiment(c, input, (forward) =>
-    routeRequest({
-      ...routeBase(c, model, deadlineMs),
-      variant: forward.variant,
-      merge: forward.merge,
-      method: 'POST',
-      path: `/v2/models/${model}${versionPath(c)}/infer`,
-      body: forward.body,
-      ...(forward.bodyHeaders ? { bodyHeaders: forward.bodyHeaders } : {}),
-      okSchema: InferenceResponseSchema,
-      okCheck: isInferenceResponse,
-    }),
-  )
+  const serve = (at: VersionRoute | undefined) =>
+    serveWithExperiment(c, input, (forward) =>
+      routeRequest({
+        ...routeBase(c, model, deadlineMs),
+        variant: forward.variant,
+        merge: forward.merge,
+        method: 'POST',
+        path: `/v2/models/${model}${at ? `/versions/${encodeURIComponent(at.version)}` : versionPath(c)}/infer`,
+        ...(at ? { version: at.version, ...(at.group ? { group: at.group } : {}) } : {}),
+        body: forward.body,
+        ...(forward.bodyHeaders ? { bodyHeaders: forward.bodyHeaders } : {}),
+        okSchema: InferenceResponseSchema,
+        okCheck: isInferenceResponse,
+      }),
+    )
+  // A request naming its version (`/versions/{v}/infer`) gets that one; otherwise the model's rollout, if it
+  // has one, picks the version (rollouts/).
+  if (c.req.param('version') !== undefined) return serve(undefined)
+  return serveWithRollout(c, model, arrived, serve)
 }
 
 const covers = (c: Context<AppEnv>, model: string) => {

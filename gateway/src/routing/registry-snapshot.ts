@@ -15,6 +15,8 @@ export interface RunnerRecord {
   models: RunnerRegistration['models']
   load: RunnerLoad
   draining: boolean
+  /** The runner's group (`--group`; "default" when it names none), which a rollout may target. */
+  group: string
   /** ms since epoch */
   registered_at: number
   last_seen: number
@@ -48,4 +50,17 @@ export interface ColdStartResult {
 /** Whether `r` can take new requests for `model` (live-ness is checked separately). */
 export function holdsModel(r: RunnerRecord, model: string): boolean {
   return !r.draining && r.models.some((m) => m.name === model && m.ready)
+}
+
+/** Whether `r` announces `model` at `version` (and is in `group`, when one is asked for). */
+export function servesVersion(
+  r: RunnerRecord,
+  model: string,
+  version: string,
+  group: string | undefined,
+): boolean {
+  return (
+    (group === undefined || r.group === group) &&
+    r.models.some((m) => m.name === model && m.version === version)
+  )
 }

@@ -25,7 +25,7 @@ import type { GatewayConfig } from '../config.ts'
 import type { RequestLog } from '../http/request-log-entry.ts'
 import { metrics } from '../metrics/metrics-flush.ts'
 import { errorFields, log } from '../util/log.ts'
-import type { ColdStartResult, RunnerRecord } from './registry-snapshot.ts'
+import { type ColdStartResult, type RunnerRecord, servesVersion } from './registry-snapshot.ts'
 import { registryStub } from './registry-stub.ts'
 import { callRunner, type RunnerResult } from './runner-client.ts'
 import { type AttemptOutcome, type RunnerPool, routingSnapshot, runnerPool } from './runner-pool.ts'
@@ -42,6 +42,10 @@ export interface RouteInput {
   /** The authenticated caller's tenant, signed into the runner call. */
   tenant?: string
   variant?: string | undefined
+  /** Only runners announcing the model at this package version (a rollout's choice; the path names it too). */
+  version?: string
+  /** …and only runners of this group (a rollout's target group). */
+  group?: string
   /** A per-request merge (`merge_method`): timed by its own class, never hedged. */
   merge?: boolean
   method: 'GET' | 'POST'
@@ -201,6 +205,16 @@ class Route {
         throw new AppError(
           'NO_RUNNER',
           `no runner holds model '${model}' (waited ${this.input.requestLog.coldStart?.waited_ms ?? 0} ms for one to start)`,
+          { retryAfter: config.COLD_START_RETRY_AFTER_S },
+        )
+    }
+    const { version, group } = this.input
+    if (version !== undefined) {
+      holders = holders.filter((r) => servesVersion(r, model, version, group))
+      if (holders.length === 0 && this.tried.length === 0)
+        throw new AppError(
+          'NO_RUNNER',
+          `no runner holds model '${model}' at version '${version}'${group === undefined ? '' : ` in group '${group}'`} (the model's rollout routes there)`,
           { retryAfter: config.COLD_START_RETRY_AFTER_S },
         )
     }

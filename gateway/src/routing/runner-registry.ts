@@ -12,7 +12,13 @@
  */
 
 import { DurableObject } from 'cloudflare:workers'
-import type { MetricFamily, RegistryAck, RunnerLoad, RunnerRegistration } from '@twinserve/shared'
+import {
+  DEFAULT_RUNNER_GROUP,
+  type MetricFamily,
+  type RegistryAck,
+  type RunnerLoad,
+  type RunnerRegistration,
+} from '@twinserve/shared'
 import { loadConfig } from '../config.ts'
 import { type GaugeValue, type MetricsBatch, MetricsStore } from '../metrics/metrics-store.ts'
 import { log, setLogLevel } from '../util/log.ts'
@@ -35,6 +41,7 @@ interface RunnerRow extends Record<string, SqlStorageValue> {
   models: string
   load: string
   draining: number
+  runner_group: string
   registered_at: number
   last_seen: number
 }
@@ -46,6 +53,7 @@ const toRecord = (r: RunnerRow): RunnerRecord => ({
   models: JSON.parse(r.models) as RunnerRecord['models'],
   load: JSON.parse(r.load) as RunnerLoad,
   draining: r.draining === 1,
+  group: r.runner_group,
   registered_at: r.registered_at,
   last_seen: r.last_seen,
 })
@@ -66,6 +74,12 @@ export class RunnerRegistry extends DurableObject<Env> {
     this.sql.exec(`CREATE TABLE IF NOT EXISTS runners (
       runner_id TEXT PRIMARY KEY, url TEXT NOT NULL, provider TEXT NOT NULL, models TEXT NOT NULL,
       load TEXT NOT NULL, draining INTEGER NOT NULL, registered_at INTEGER NOT NULL, last_seen INTEGER NOT NULL)`)
+    // Runner groups (issue #19) came after the table: an object created before them gains the column here.
+    const columns = this.sql.exec<{ name: string }>('PRAGMA table_info(runners)').toArray()
+    if (!columns.some((col) => col.name === 'runner_group'))
+      this.sql.exec(
+        `ALTER TABLE runners ADD COLUMN runner_group TEXT NOT NULL DEFAULT '${DEFAULT_RUNNER_GROUP}'`,
+      )
     // The catalog: every model a runner has announced, kept after its runners leave, so that a request for a
     // model that comes back (scale to zero) waits for a cold start while a name nobody serves is a 404 at once.
     this.sql.exec(`CREATE TABLE IF NOT EXISTS catalog (
@@ -115,17 +129,19 @@ export class RunnerRegistry extends DurableObject<Env> {
     const known =
       this.sql.exec('SELECT 1 FROM runners WHERE runner_id = ?', reg.runner_id).toArray().length > 0
     this.sql.exec(
-      `INSERT INTO runners (runner_id, url, provider, models, load, draining, registered_at, last_seen)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+      `INSERT INTO runners (runner_id, url, provider, models, load, draining, runner_group, registered_at,
+         last_seen)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (runner_id) DO UPDATE SET url = excluded.url, provider = excluded.provider,
          models = excluded.models, load = excluded.load, draining = excluded.draining,
-         last_seen = excluded.last_seen`,
+         runner_group = excluded.runner_group, last_seen = excluded.last_seen`,
       reg.runner_id,
       reg.url,
       reg.provider,
       JSON.stringify(reg.models),
       JSON.stringify(reg.load),
       reg.draining ? 1 : 0,
+      reg.group ?? DEFAULT_RUNNER_GROUP,
       now,
       now,
     )
@@ -299,6 +315,7 @@ function toRecordFromReg(reg: RunnerRegistration, now: number): RunnerRecord {
     models: reg.models,
     load: reg.load,
     draining: reg.draining,
+    group: reg.group ?? DEFAULT_RUNNER_GROUP,
     registered_at: now,
     last_seen: now,
   }

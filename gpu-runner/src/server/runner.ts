@@ -364,6 +364,7 @@ export async function startRunner(config: RunnerConfig, deps: RunnerDeps = {}): 
       capacity: scheduler.capacity,
     },
     draining,
+    group: config.group,
   })
   membership =
     config.gatewayUrl && config.signingSecret

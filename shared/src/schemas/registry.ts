@@ -9,6 +9,7 @@
  * @module
  */
 import { z } from 'zod'
+import { NameSchema } from './twin-package.ts'
 
 /** Where the gateway serves the membership calls. */
 export const RUNNER_REGISTRY_BASE = '/internal/runners'
@@ -51,6 +52,8 @@ export const RunnerRegistrationSchema = z.strictObject({
   load: RunnerLoadSchema,
   /** Set when the runner is draining: it finishes what it has and takes nothing new. */
   draining: z.boolean().default(false),
+  /** The runner's group (flag --group), which a rollout may target; runners that omit it are in "default". */
+  group: NameSchema.optional(),
 })
 export type RunnerRegistration = z.infer<typeof RunnerRegistrationSchema>
 

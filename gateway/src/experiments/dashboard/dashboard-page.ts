@@ -42,6 +42,9 @@ export const DASHBOARD_HTML = `<!doctype html>
   .decision-arm_better { color: #15803d; font-weight: 600; }
   .decision-arm_worse, .decision-guardrail_stop { color: #b91c1c; font-weight: 600; }
   #error { color: #b91c1c; }
+  #rollouts td[data-col="reason"] { white-space: normal; }
+  .rollout-rolled_back td[data-col="state"] { color: #b91c1c; font-weight: 600; }
+  .rollout-promoted td[data-col="state"] { color: #15803d; font-weight: 600; }
 </style>
 </head>
 <body>
@@ -55,6 +58,9 @@ export const DASHBOARD_HTML = `<!doctype html>
 <main id="main" hidden>
   <table id="experiments"><thead><tr><th>experiment</th><th>model</th><th>status</th><th>mode</th><th>arms</th><th>started</th></tr></thead><tbody></tbody></table>
   <p id="empty" hidden>No experiments yet: create one with POST /admin/experiments.</p>
+  <h2>Rollouts</h2>
+  <table id="rollouts"><thead><tr><th>model</th><th>state</th><th>canary share</th><th>group</th><th>stable</th><th>canary</th><th>always-valid p</th><th>reason</th></tr></thead><tbody></tbody></table>
+  <p id="no-rollouts" hidden>No rollouts: set one with PUT /admin/models/{model}/rollout.</p>
   <section id="detail" hidden>
     <h2 id="title"></h2>
     <div id="meta"></div>

@@ -153,6 +153,39 @@ function renderTable(r) {
   })
 }
 
+/** One arm of a rollout as "version: requests req, errors err (rate), p95 ms". */
+function rolloutArm(a) {
+  if (!a.version) return '–'
+  return `${a.version}: ${a.requests} req, ${a.errors} err (${pct(a.error_rate)}), p95 ${fmt(a.p95_latency_ms, 0)} ms`
+}
+
+/** The versioned rollouts (issue #19): one row per model, the reason of a rollback in full. */
+function renderRollouts(rollouts) {
+  const tbody = $('rollouts').querySelector('tbody')
+  tbody.replaceChildren()
+  $('no-rollouts').hidden = rollouts.length > 0
+  for (const r of rollouts) {
+    const tr = el('tr', undefined, `rollout-${r.state}`)
+    tr.dataset.model = r.model
+    const cells = {
+      model: r.model,
+      state: r.state,
+      percent: `${fmt(r.canary_percent, 1)}%`,
+      group: r.group || 'any',
+      stable: rolloutArm(r.arms.stable),
+      canary: rolloutArm(r.arms.canary),
+      'p-value': pval(r.p_value),
+      reason: r.reason || '',
+    }
+    for (const [col, text] of Object.entries(cells)) {
+      const td = el('td', text)
+      td.dataset.col = col
+      tr.append(td)
+    }
+    tbody.append(tr)
+  }
+}
+
 function upsert(id, config) {
   const existing = charts[id]
   if (existing) {
@@ -406,6 +439,7 @@ async function refresh() {
     } catch (err) {
       $('error').textContent = `could not load routing metrics: ${err.message}`
     }
+    renderRollouts((await api('/admin/rollouts')).rollouts)
     if (!selected) {
       $('detail').hidden = true
       $('empty').hidden = false
