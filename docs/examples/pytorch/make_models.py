@@ -4,8 +4,8 @@ a small encoder built from nn.MultiheadAttention(batch_first=True) + nn.Linear, 
 sequence tasks, then fine-tuned into one expert per task, each exported with torch.onnx.export.
 
 One-off: its outputs beside this file (base.onnx, experts/*.onnx, routing.jsonl, request.json) are committed;
-nothing in tests or CI runs Python. Run from the repository root with Debian's interpreter (python3-torch 1.13,
-python3-onnx), then let biome format the JSON it wrote:
+nothing in tests or CI runs Python. Deterministic: a second run rewrote every file byte for byte. Run from the
+repository root with Debian's interpreter (python3-torch 1.13, python3-onnx), then let biome format the JSON:
 
     /usr/bin/python3 docs/examples/pytorch/make_models.py && npx biome check --write docs/examples/pytorch
 
@@ -36,10 +36,10 @@ class Encoder(nn.Module):
     def __init__(self):
         super().__init__()
         self.tok = nn.Embedding(VOCAB, D)
-        # Learned positions as an nn.Embedding looked up by the sequence's length, which the export keeps dynamic:
-        # the graph then has a Gather on pos.weight, which carries per-expert knowledge. With a fixed length the
-        # exporter folds the lookup into a constant [8, 32] tensor added to x, which the builder keeps shared only
-        # (the build report lists it; see the guide).
+        # Learned positions as an nn.Embedding indexed from the input's length (forward): the graph then has a Gather
+        # on pos.weight, which carries per-expert knowledge. A constant index (torch.arange(SEQ)) or an nn.Parameter
+        # added to x is folded by the exporter into a constant [8, 32] added to x, which the builder can only merge
+        # (the build report lists it as "shared only"; see the guide).
         self.pos = nn.Embedding(MAX_LEN, D)
         self.att = nn.MultiheadAttention(D, HEADS, batch_first=True)
         self.ln1 = nn.LayerNorm(D)
