@@ -159,6 +159,10 @@ const CHECKS: [string, Check][] = [
           expect(Number(m?.[1]), `${expert}:\n${stdout}`).toBeLessThan(1e-4)
         }
         expect(stdout).toMatch(/^\| mlp +\| \S+ +\| 32 +\|.*\| 100\.0% +\|/m)
+        // Every weight of the export carries exclusive knowledge; none is left at the shared merge.
+        expect(stdout.match(/^\| \S+ +\| (matrix|vector) +\|/gm)).toHaveLength(16)
+        expect(stdout).toMatch(/^\| pos\.weight +\| matrix /m)
+        expect(stdout).not.toMatch(/shared only/)
       },
     },
   ],
