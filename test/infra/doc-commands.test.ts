@@ -2,13 +2,14 @@
  * Every command in docs/ (each line of a ```sh block) is exercised: run here (against `npm run serve:demo`, the
  * bundled demo package on a free port, when it talks to a runner), run by a named test or by CI, or — when it
  * needs a Cloudflare account, a cluster, a registry or a Docker engine — tied to the offline test that checks what
- * it would deploy. A command without an entry, or an entry whose command left the docs, fails.
+ * it would deploy. A command without an entry, or an entry whose command left the docs, fails. Guides (or sections
+ * of one) that another test runs block by block against a real system need no entries here.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { commandLines, docBlocks } from '../support/doc-blocks.ts'
+import { commandLines, docBlocks, docSection } from '../support/doc-blocks.ts'
 import { KUSTOMIZE, REPO } from './manifests.ts'
 
 const exec = promisify(execFile)
@@ -213,12 +214,23 @@ const GUIDES_RUN_ELSEWHERE: Record<string, string> = {
   'docs/generate.md': 'test/e2e/gateway-generation.test.ts',
 }
 
+/** Sections of a guide run whole in the same way (by heading, subsections included), with the test that runs them. */
+const SECTIONS_RUN_ELSEWHERE: { file: string; heading: string; by: string }[] = [
+  {
+    file: 'docs/user-guide.md',
+    heading: 'Bring your PyTorch models',
+    by: 'test/e2e/pytorch-guide.test.ts',
+  },
+]
+
 /** Each command line of every ```sh block in docs/*.md, with its file. */
 function docCommands(): { file: string; command: string }[] {
   const out: { file: string; command: string }[] = []
   for (const name of readdirSync(`${REPO}docs`).filter((n) => n.endsWith('.md'))) {
     if (`docs/${name}` in GUIDES_RUN_ELSEWHERE) continue
-    const text = readFileSync(`${REPO}docs/${name}`, 'utf8')
+    let text = readFileSync(`${REPO}docs/${name}`, 'utf8')
+    for (const s of SECTIONS_RUN_ELSEWHERE.filter((x) => x.file === `docs/${name}`))
+      text = text.replace(docSection(text, s.heading), '')
     for (const block of docBlocks(text).filter((b) => b.lang === 'sh'))
       for (const command of commandLines(block.text)) out.push({ file: `docs/${name}`, command })
   }
@@ -255,6 +267,12 @@ describe('docs commands', () => {
     for (const [guide, by] of Object.entries(GUIDES_RUN_ELSEWHERE)) {
       expect(existsSync(`${REPO}${guide}`), guide).toBe(true)
       expect(readFileSync(`${REPO}${by}`, 'utf8'), by).toContain(`'${guide}'`)
+    }
+    for (const s of SECTIONS_RUN_ELSEWHERE) {
+      expect(docSection(readFileSync(`${REPO}${s.file}`, 'utf8'), s.heading)).toMatch(/```sh\n/)
+      const runner = readFileSync(`${REPO}${s.by}`, 'utf8')
+      expect(runner, s.by).toContain(`'${s.file}'`)
+      expect(runner, s.by).toContain(`'${s.heading}'`)
     }
   })
 

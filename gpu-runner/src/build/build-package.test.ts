@@ -5,10 +5,13 @@ import { SHARED_VARIANT } from '@twinserve/shared'
 import { afterAll, describe, expect, it } from 'vitest'
 import { MLP_SIZES, transformerModel, writeBuildFixture } from '../../test-support/test-models.ts'
 import { expertDelta, readExclusiveFactors } from '../model/materialize.ts'
+import { floatTensor } from '../onnx/graph-builder.ts'
+import { onnx } from '../onnx/proto.ts'
 import { loadPackage } from '../package/load-package.ts'
 import { type BuildOptions, buildPackage } from './build-package.ts'
-import { readOnnxBytes, tensorToFloat32 } from './import/read-onnx.ts'
+import { decodeModel, readOnnxBytes, tensorToFloat32 } from './import/read-onnx.ts'
 import { createReporter } from './pipeline/progress.ts'
+import { formatReport } from './report.ts'
 
 const root = await mkdtemp(join(tmpdir(), 'twinserve-build-'))
 afterAll(() => rm(root, { recursive: true, force: true }))
@@ -181,6 +184,50 @@ describe('exclusive knowledge and rank', () => {
     expect(r.verification.zeroWeightsMaxAbsDiff).toBe(0)
     for (const e of r.verification.experts) expect(e.oneHotMaxAbsDiff).toBeLessThan(1e-4)
     expect(r.variants.find((v) => v.name === 'ties-twin')).toMatchObject({ exclusive: true })
+  })
+})
+
+describe('tensors the experts changed that carry no exclusive knowledge (#13)', () => {
+  // Found by the user guide's PyTorch walkthrough: a position table the exporter folded into a constant [8, 32]
+  // added to the activations lost each expert's changes, and only the verification's one-hot row showed it.
+  it('are listed in the report with the reason, and the one-hot error they cause is reported', async () => {
+    const fx = await writeBuildFixture(join(root, 'shared-only'), {
+      kind: 'block',
+      recipe: { variants: [], exclusive: { energy: 1, exclude: ['attn.layer_scale'] } },
+    })
+    // Each expert also changes the attention's scale, a rank-0 tensor the rewrite cannot carry.
+    for (const [t, e] of fx.experts.entries()) {
+      const model = decodeModel(await readFile(e.model), e.model)
+      const scale = model.graph?.initializer?.find((x) => x.name === 'attn.scale')
+      expect(scale).toBeDefined()
+      if (scale) Object.assign(scale, floatTensor('attn.scale', Float32Array.of(0.3 + 0.1 * t), []))
+      await writeFile(e.model, onnx.ModelProto.encode(model).finish())
+    }
+    const r = await buildPackage(fx.recipePath, quiet(join(root, 'shared-only-out')))
+    expect(r.sharedOnly?.map((x) => [x.name, x.shape])).toEqual([
+      ['attn.layer_scale', [8]],
+      ['attn.scale', []],
+    ])
+    const [layerScale, scale] = r.sharedOnly ?? []
+    expect(layerScale?.reason).toMatch(/left out by the recipe's exclusive.include \/ exclude/)
+    expect(scale?.reason).toMatch(/it has rank 0/)
+    // θ_t = 0.3 + 0.1·t against task arithmetic's base + 0.3·Σ(θ_t − base): a relative gap per expert.
+    for (const row of r.sharedOnly ?? []) expect(Math.min(...row.relError)).toBeGreaterThan(1e-3)
+    for (const e of r.verification.experts) expect(e.oneHotMaxAbsDiff).toBeGreaterThan(1e-3)
+    const text = formatReport(r)
+    expect(text).toMatch(/shared only: 2 tensors the experts changed carry no exclusive knowledge/)
+    expect(text).toMatch(/^\| attn\.scale +\| \[\] +\| [\d.e+-]+ +\| it has rank 0/m)
+  })
+
+  it('are not listed when the experts left them as the base had them', async () => {
+    const fx = await writeBuildFixture(join(root, 'shared-only-none'), {
+      kind: 'block',
+      recipe: { variants: [], exclusive: { energy: 1 } },
+    })
+    const r = await buildPackage(fx.recipePath, quiet(join(root, 'shared-only-none-out')))
+    // attn.scale is unsupported but equal in every model: nothing was dropped.
+    expect(r.sharedOnly).toEqual([])
+    expect(formatReport(r)).not.toMatch(/shared only/)
   })
 })
 

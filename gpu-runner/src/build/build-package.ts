@@ -21,7 +21,7 @@ import { rm } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { AppError, type PackageManifest } from '@twinserve/shared'
 import type { ImportReport } from './pipeline/build-context.ts'
-import type { ExclusiveKnowledge } from './pipeline/exclusive-knowledge.ts'
+import type { ExclusiveKnowledge, SharedOnlyRow } from './pipeline/exclusive-knowledge.ts'
 import { loadInputs } from './pipeline/load-inputs.ts'
 import { MODEL_FILE, packageManifest } from './pipeline/manifest.ts'
 import { createReporter, type Reporter } from './pipeline/progress.ts'
@@ -58,6 +58,11 @@ export interface BuildReport {
     externalOutputs: boolean
   }
   exclusive: ExclusiveKnowledge['rows']
+  /**
+   * Tensors the experts changed that carry no exclusive knowledge (every expert gets the shared value there), with
+   * the reason; from full builds (a `--from` build reuses the old package's choice and leaves this out).
+   */
+  sharedOnly?: SharedOnlyRow[]
   router: TrainedRouter & {
     feature: string
     featureSize: number
@@ -140,6 +145,7 @@ async function buildInto(
     manifest: written.manifest,
     graph: { ...ctx.imported, externalOutputs: files.some((f) => f.path.endsWith('.data')) },
     exclusive: twin.exclusive.rows,
+    sharedOnly: shared.sharedOnly ?? [],
     router: {
       ...twin.router,
       feature: ctx.feature,

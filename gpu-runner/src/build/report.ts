@@ -30,6 +30,29 @@ function importLines(g: BuildReport['graph']): string[] {
   ]
 }
 
+/**
+ * The tensors the experts changed that carry no exclusive knowledge: without this table a build that drops an
+ * expert's changes (a constant-folded position table, a rank-3 parameter) looks like any other until its one-hot
+ * verification row.
+ */
+function sharedOnlyLines(rows: NonNullable<BuildReport['sharedOnly']>): string[] {
+  if (rows.length === 0) return []
+  return [
+    '',
+    `shared only: ${rows.length === 1 ? '1 tensor the experts changed carries' : `${rows.length} tensors the experts changed carry`} no exclusive knowledge; every expert gets the shared value there, so a one-hot mix differs from its expert:`,
+    '',
+    markdownTable(
+      ['tensor', 'shape', 'expert vs shared (rel.) max', 'why'],
+      rows.map((row) => [
+        row.name,
+        `[${row.shape.join(', ')}]`,
+        sci(Math.max(...row.relError)),
+        row.reason,
+      ]),
+    ),
+  ]
+}
+
 export function formatReport(r: BuildReport): string {
   const m = r.manifest
   const parts: string[] = []
@@ -58,6 +81,7 @@ export function formatReport(r: BuildReport): string {
       }),
     ),
   )
+  parts.push(...sharedOnlyLines(r.sharedOnly ?? []))
   parts.push('')
   const ex = r.router.examples
   parts.push(

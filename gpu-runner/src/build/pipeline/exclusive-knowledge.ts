@@ -37,6 +37,44 @@ export interface ExclusiveKnowledge {
 }
 
 /**
+ * A float tensor that some expert changed but that carries no exclusive knowledge: in the package every expert
+ * gets its shared (merged) value, so a one-hot mix cannot reproduce the expert there. The build report lists these,
+ * since nothing else would show that the experts' changes to them were dropped.
+ */
+export interface SharedOnlyRow {
+  name: string
+  shape: number[]
+  /** Why: the rewrite cannot carry it (the site's reason), or the recipe's include/exclude left it out. */
+  reason: string
+  /** ‖θ_t − θ_shared‖ / ‖θ_t‖ per expert: how far the value the package gives each expert is from its own. */
+  relError: number[]
+}
+
+/** The row for a tensor without exclusive knowledge, or undefined when every expert has the shared value. */
+export function sharedOnlyRow(
+  site: { name: string; shape: number[]; reason: string },
+  shared: Float32Array,
+  experts: readonly Float32Array[],
+): SharedOnlyRow | undefined {
+  const relError = experts.map((e) => {
+    let diff = 0
+    let norm = 0
+    for (let i = 0; i < e.length; i++) {
+      diff += ((e[i] as number) - (shared[i] as number)) ** 2
+      norm += (e[i] as number) ** 2
+    }
+    return diff === 0 ? 0 : Math.sqrt(diff / Math.max(norm, Number.MIN_VALUE))
+  })
+  return relError.some((r) => r > 0) ? { ...site, relError } : undefined
+}
+
+/** Why a float tensor that is not selected carries no exclusive knowledge. */
+export function notSelectedReason(site: TensorSite | undefined): string {
+  if (site?.kind === 'unsupported') return site.reason
+  return "left out by the recipe's exclusive.include / exclude"
+}
+
+/**
  * The tensors that get exclusive knowledge: by default every MatMul/Gemm weight and every 1-D parameter the
  * rewrite supports; with `include`, exactly what the patterns pick, and a picked tensor that cannot be rewritten
  * is an error naming why. Patterns that match nothing are errors (from selectTensors).

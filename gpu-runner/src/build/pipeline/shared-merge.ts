@@ -11,7 +11,13 @@ import type { ModelProto } from '../../onnx/proto.ts'
 import { type OnnxModel, tensorDims } from '../import/read-onnx.ts'
 import { floatBytes, readFloat32 } from '../import/tensor-data.ts'
 import type { BuildContext } from './build-context.ts'
-import { ExclusiveCollector as Collector, type ExclusiveCollector } from './exclusive-knowledge.ts'
+import {
+  ExclusiveCollector as Collector,
+  type ExclusiveCollector,
+  notSelectedReason,
+  type SharedOnlyRow,
+  sharedOnlyRow,
+} from './exclusive-knowledge.ts'
 import { writeGraph } from './graph-file.ts'
 import type { WrittenFile } from './write-model.ts'
 
@@ -53,6 +59,8 @@ export interface MergedModel {
   files: WrittenFile[]
   /** The experts' exclusive knowledge against this merge, when asked for. */
   exclusive?: ExclusiveCollector['knowledge']
+  /** With exclusive knowledge: the tensors the experts changed that carry none (each expert gets this merge's). */
+  sharedOnly?: SharedOnlyRow[]
 }
 
 /**
@@ -72,6 +80,7 @@ export async function mergeToFile(
   const collector = exclusive
     ? new Collector(ctx.selected, ctx.recipe.exclusive, ctx.experts.length, ctx.expertsBytes)
     : undefined
+  const sharedOnly: SharedOnlyRow[] = []
   let done = 0
   const written = await writeGraph(ctx, out.rel, ctx.base.model, out.variant, async (t) => {
     const name = t.name ?? ''
@@ -89,6 +98,11 @@ export async function mergeToFile(
       tensorName: name,
     })
     if (collector?.has(name)) await collector.add(name, merged, experts)
+    else if (collector) {
+      const site = { name, shape: tensorDims(t), reason: notSelectedReason(ctx.sites.get(name)) }
+      const row = sharedOnlyRow(site, merged, experts)
+      if (row) sharedOnly.push(row)
+    }
     step.tick(++done, floats.length)
     return floatBytes(merged)
   })
@@ -101,6 +115,6 @@ export async function mergeToFile(
   return {
     model: written.skeleton,
     files: written.files,
-    ...(knowledge ? { exclusive: knowledge } : {}),
+    ...(knowledge ? { exclusive: knowledge, sharedOnly } : {}),
   }
 }
