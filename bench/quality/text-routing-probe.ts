@@ -19,6 +19,13 @@ import { TEXT_FEATURES } from './text-levers.ts'
 const RECIPE = 'zoo/text/recipe.yaml'
 const F = TEXT_FEATURES
 
+/** The three levers together (recipe router fields). */
+const LEVERS = {
+  pooling: 'masked',
+  feature: [F.embeddings, F.block0Ffn],
+  bag_of_tokens: true,
+}
+
 /** The arms; each changes the committed recipe's `router` block. */
 export const PROBE_ARMS: readonly RouterProbeArm[] = [
   { label: 'committed: [64] on block 0 FFN, mean', router: {} },
@@ -63,6 +70,26 @@ export const PROBE_ARMS: readonly RouterProbeArm[] = [
       epochs: 80,
       patience: 12,
     },
+  },
+  {
+    label: 'embeddings + block 0 FFN, masked, bag, [64] 80 epochs',
+    router: { ...LEVERS, hidden: [64], epochs: 80, patience: 12 },
+  },
+  {
+    label: 'embeddings + block 0 FFN, masked, bag, [128] 80 epochs',
+    router: { ...LEVERS, hidden: [128], epochs: 80, patience: 12 },
+  },
+  {
+    label: 'embeddings + block 0 FFN, masked, bag, [256] 80 epochs, seed 2',
+    router: { ...LEVERS, hidden: [256], epochs: 80, patience: 12, seed: 2 },
+  },
+  {
+    label: 'embeddings + block 0 FFN, masked, bag, [128] 80 epochs, seed 2',
+    router: { ...LEVERS, hidden: [128], epochs: 80, patience: 12, seed: 2 },
+  },
+  {
+    label: 'embeddings + block 0 FFN, masked, bag, [128] 80 epochs, lr 0.001',
+    router: { ...LEVERS, hidden: [128], epochs: 80, patience: 12, lr: 0.001 },
   },
 ]
 
