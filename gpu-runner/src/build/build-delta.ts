@@ -11,6 +11,7 @@
  * its expert list supplies the kept experts' model files, which verification compares against.
  * @module
  */
+
 import { copyFile, mkdir, rm, stat } from 'node:fs/promises'
 import { dirname, join, relative, resolve } from 'node:path'
 import { AppError, type Recipe } from '@twinserve/shared'
@@ -33,6 +34,7 @@ import { buildTwinModel } from './pipeline/twin-model.ts'
 import { scratchFile, type VariantReport, variantFile } from './pipeline/variants.ts'
 import { EXTERNAL_ABOVE, type WrittenFile } from './pipeline/write-model.ts'
 import { createStaging, exists, finishPackage } from './pipeline/write-verified.ts'
+import { tokenRouterInputs } from './router/router-inputs.ts'
 import { readRoutingData, splitRouting } from './router/routing-data.ts'
 
 export interface DeltaReport extends BuildReport {
@@ -125,11 +127,18 @@ async function deltaContext(
       ...(labels ? { labels } : {}),
     })
   }
-  const feature = old.manifest.router.feature
+  // The new version's router reads what the old one read.
+  const was = old.manifest.router
+  const features = was.features ?? [was.feature]
   const recipe: Recipe = {
     ...given,
     experts,
-    router: { ...given.router, feature },
+    router: {
+      ...given.router,
+      feature: features.length === 1 ? (features[0] as string) : features,
+      pooling: was.pooling ?? 'mean',
+      bag_of_tokens: was.bagOfTokens ?? false,
+    },
     // Variants with exclusive knowledge carry a router over the old expert list; the others are copied.
     variants: given.variants.filter((v) => !v.exclusive),
   }
@@ -175,7 +184,9 @@ async function deltaContext(
     selected: selectExclusive(sites, recipe.exclusive),
     inputs,
     outputs: modelOutputs(base.graph),
-    feature,
+    feature: features[0] as string,
+    features,
+    routerTokens: tokenRouterInputs(recipe, tokenizer?.json),
     ...(tokenizer ? { tokenizer } : {}),
     split,
     imported: {

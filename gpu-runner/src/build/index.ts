@@ -36,3 +36,4 @@ export {
   type ReporterOptions,
 } from './pipeline/progress.ts'
 export { type MergeInputs, mergeTensors } from './pipeline/shared-merge.ts'
+export { probeRouters, type RouterProbeArm, type RouterProbeResult } from './router-probe.ts'

@@ -38,6 +38,14 @@ describe('RecipeSchema', () => {
   })
 
   const valid: [string, unknown][] = [
+    [
+      'text router levers: features as a list, masked pooling, bag of tokens',
+      {
+        ...minimal,
+        tokenizer: { file: 't.json', max_length: 8, pad_id: 0 },
+        router: { data: 'r.jsonl', feature: ['e', 'h0'], pooling: 'masked', bag_of_tokens: true },
+      },
+    ],
     ['hidden as one number', { ...minimal, router: { data: 'r.jsonl', hidden: 32 } }],
     [
       'prototype router from an earlier tensor',
@@ -94,6 +102,25 @@ describe('RecipeSchema', () => {
   })
 
   const invalid: [string, unknown, RegExp][] = [
+    [
+      'masked pooling without a tokenizer',
+      { ...minimal, router: { data: 'r.jsonl', pooling: 'masked' } },
+      /router\.pooling.*needs a tokenizer/,
+    ],
+    [
+      'a bag of tokens for the prototype router',
+      {
+        ...minimal,
+        tokenizer: { file: 't.json', max_length: 8, pad_id: 0 },
+        router: { data: 'r.jsonl', kind: 'prototype', bag_of_tokens: true },
+      },
+      /router\.bag_of_tokens.*only the mlp router/,
+    ],
+    [
+      'a feature list for the data-free router',
+      { ...minimal, router: { data: 'r.jsonl', kind: 'data-free', feature: ['a', 'b'] } },
+      /router\.feature.*data-free router reads one feature/,
+    ],
     ['a typo (strict)', { ...minimal, routr: {} }, /routr/],
     ['no experts', { ...minimal, experts: [] }, /experts/],
     [

@@ -68,7 +68,21 @@ export const RouterRecipeSchema = z.strictObject({
    * Tensor of the shared model the router reads (mean-pooled over middle axes when [batch, …, d]). Default: the
    * input of the last MatMul/Gemm, i.e. the shared model's last hidden features. An earlier tensor routes for less.
    */
-  feature: z.string().min(1).optional(),
+  feature: z.union([z.string().min(1), z.array(z.string().min(1)).min(1).max(4)]).optional(),
+  /**
+   * How a [batch, seq, d] feature becomes [batch, d] (mlp and prototype routers). `mean`: the mean over every axis but
+   * the batch's and the last, padding positions included. `masked` (text models: needs `tokenizer`): the mean over
+   * the positions whose attention mask is 1 only, so that a 3-token name is not averaged with 61 padding rows; in
+   * the graph: multiply by the mask, ReduceSum, divide by the mask's sum. A list of features is pooled alike.
+   */
+  pooling: z.enum(['mean', 'masked']).default('mean'),
+  /**
+   * Text models (needs `tokenizer`, mlp router): the input ids' normalised bag of tokens (count of each vocabulary
+   * id over the real tokens / their number) as extra router features, beside `feature`. In the graph it never
+   * materialises: the first layer's rows for the bag are gathered per token and mask-averaged (exact, as cheap
+   * as an embedding lookup).
+   */
+  bag_of_tokens: z.boolean().default(false),
   /** Routing data, JSON lines `{"expert": "<name>", "inputs": {"<input>": [flat values]}}`. */
   data: PathSchema,
   /** Hidden layer widths of the MLP router; [] is a linear (softmax regression) router. */
@@ -174,6 +188,27 @@ export const RecipeSchema = z
         'heldout_fraction + validation_fraction must leave at least 10% of the data for training',
       )
     const t = r.tokenizer
+    const rt = r.router
+    if (rt.pooling === 'masked' && !t)
+      issue(
+        ['router', 'pooling'],
+        "'masked' pools with the attention mask: it needs a tokenizer block",
+      )
+    if (rt.bag_of_tokens && !t)
+      issue(
+        ['router', 'bag_of_tokens'],
+        'a bag of tokens reads the token ids: it needs a tokenizer block',
+      )
+    if (rt.bag_of_tokens && rt.kind !== 'mlp')
+      issue(
+        ['router', 'bag_of_tokens'],
+        `only the mlp router reads a bag of tokens (kind is ${rt.kind})`,
+      )
+    if (rt.kind === 'data-free' && (Array.isArray(rt.feature) || rt.pooling !== 'mean'))
+      issue(
+        ['router', 'feature'],
+        'the data-free router reads one feature, as the matrix it scores does: one tensor, pooling mean',
+      )
     if (t && t.ids_input === t.mask_input)
       issue(['tokenizer', 'mask_input'], 'must differ from tokenizer.ids_input')
     const k = r.exclusive.topk_gather

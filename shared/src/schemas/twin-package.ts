@@ -184,6 +184,13 @@ export const RouterInfoSchema = z.strictObject({
   kind: RouterKindSchema,
   /** Tensor of the shared model whose values feed the router. */
   feature: z.string(),
+  /** Every tensor the router reads, concatenated in this order (recipe `router.feature` as a list). */
+  features: z.array(z.string()).min(2).optional(),
+  /** How the features are pooled over the sequence (recipe `router.pooling`; absent: mean). */
+  pooling: z.enum(['mean', 'masked']).optional(),
+  /** Whether the router also reads the input ids' bag of tokens (recipe `router.bag_of_tokens`). */
+  bagOfTokens: z.boolean().optional(),
+  /** Width of the router's input: the pooled features (and the bag of tokens, the vocabulary wide). */
   featureSize: z.number().int().positive(),
   /** Accuracy on the builder's held-out split of the routing data (never the test split). */
   heldoutAccuracy: z.number().min(0).max(1).optional(),

@@ -10,6 +10,7 @@ import type { TensorSite } from '../graph/weight-sites.ts'
 import type { IoTensor } from '../import/model-io.ts'
 import type { OnnxModel } from '../import/read-onnx.ts'
 import type { LoadedRecipe } from '../import/recipe-file.ts'
+import type { TokenRouterInputs } from '../router/features.ts'
 import type { RoutingSplit } from '../router/routing-data.ts'
 import type { Reporter } from './progress.ts'
 import type { RecipeTokenizer } from './text-tokenizer.ts'
@@ -43,8 +44,12 @@ export interface BuildContext {
   outputs: (IoTensor & { datatype: Datatype })[]
   /** The recipe's tokenizer (text models), read and checked against the base's inputs. */
   tokenizer?: RecipeTokenizer
-  /** The shared-model tensor the router reads. */
+  /** The shared-model tensor the router reads (the first of `features`). */
   feature: string
+  /** Every shared-model tensor the router reads, pooled and concatenated in this order. */
+  features: string[]
+  /** The token inputs the router also reads (masked pooling, bag of tokens): router/router-inputs.ts. */
+  routerTokens: TokenRouterInputs
   split: RoutingSplit
   reporter: Reporter
   imported: ImportReport

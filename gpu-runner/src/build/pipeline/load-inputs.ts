@@ -5,6 +5,7 @@
  * knowledge, and read and split the routing data.
  * @module
  */
+
 import { resolve } from 'node:path'
 import { AppError } from '@twinserve/shared'
 import { checkOpset, opsetForms } from '../graph/ops.ts'
@@ -14,6 +15,7 @@ import { type IoTensor, modelInputs, modelOutputs } from '../import/model-io.ts'
 import { type OnnxModel, openOnnx } from '../import/read-onnx.ts'
 import { loadRecipe } from '../import/recipe-file.ts'
 import { locationOf } from '../import/tensor-data.ts'
+import { routerFeatureList, tokenRouterInputs } from '../router/router-inputs.ts'
 import { readRoutingData, splitRouting } from '../router/routing-data.ts'
 import type { BuildContext } from './build-context.ts'
 import { selectExclusive } from './exclusive-knowledge.ts'
@@ -88,8 +90,8 @@ async function readModels(recipePath: string, reporter: Reporter): Promise<Model
   }
   const sites = analyseSites(base.graph, base.initializers)
   const selected = selectExclusive(sites, recipe.exclusive)
-  const feature = recipe.router.feature ?? defaultFeature(base)
-  checkFeature(base, feature)
+  const features = routerFeatureList(recipe, () => defaultFeature(base))
+  for (const f of features) checkFeature(base, f)
   const inputs = modelInputs(base.graph)
   const outputs = modelOutputs(base.graph)
   checkLabels(recipe, outputs)
@@ -118,7 +120,9 @@ async function readModels(recipePath: string, reporter: Reporter): Promise<Model
     selected,
     inputs,
     outputs,
-    feature,
+    feature: features[0] as string,
+    features,
+    routerTokens: tokenRouterInputs(recipe, tokenizer?.json),
     ...(tokenizer ? { tokenizer } : {}),
   }
 }

@@ -35,6 +35,9 @@ export function packageManifest(
     router: {
       kind: recipe.router.kind,
       feature: ctx.feature,
+      ...(ctx.features.length > 1 ? { features: ctx.features } : {}),
+      ...(ctx.recipe.router.pooling !== 'mean' ? { pooling: ctx.recipe.router.pooling } : {}),
+      ...(ctx.recipe.router.bag_of_tokens ? { bagOfTokens: true } : {}),
       featureSize: twin.featureSize,
       heldoutAccuracy: twin.router.heldoutAccuracy,
       ...(recipe.router.abstain_below !== undefined

@@ -18,7 +18,7 @@ export async function trainPackageRouter(
   ctx: BuildContext,
   label: string,
   sharedModel: IModelProto,
-  layout: RowLayout,
+  layouts: readonly RowLayout[],
   exclusive: Pick<ExclusiveKnowledge, 'matrices'>,
 ): Promise<{ router: TrainedRouter; featureSize: number }> {
   const { recipe, split, reporter } = ctx
@@ -28,8 +28,9 @@ export async function trainPackageRouter(
   )
   let offset = 0
   const feats = async (examples: RoutingExample[]): Promise<Features> => {
-    const f = await extractFeatures(sharedModel, ctx.feature, ctx.inputs, examples, {
-      layout,
+    const f = await extractFeatures(sharedModel, ctx.features, ctx.inputs, examples, {
+      layout: layouts,
+      tokens: ctx.routerTokens,
       dir: ctx.staging,
       onBatch: (d) => step.tick(offset + d),
     })
@@ -39,7 +40,9 @@ export async function trainPackageRouter(
   const train = await feats(split.train)
   const validation = await feats(split.validation)
   const heldout = await feats(split.heldout)
-  step.done(`${train.d}-d '${ctx.feature}'`)
+  const bag = ctx.routerTokens.bag
+  const pooled = `${ctx.recipe.router.pooling === 'masked' ? 'masked ' : ''}'${ctx.features.join("' + '")}'`
+  step.done(`${train.d}-d ${pooled}${bag ? ` + bag of ${bag.vocab} tokens` : ''}`)
 
   step = reporter.step(
     `${label}: router (${recipe.router.kind})`,
@@ -74,5 +77,7 @@ export async function trainPackageRouter(
   step.done(
     `held-out accuracy ${(router.heldoutAccuracy * 100).toFixed(1)}% on ${heldout.y.length}`,
   )
+  // The last `vocab` columns are the bag of tokens: the graph gathers their first-layer rows per token.
+  if (bag && router.model.kind === 'mlp') router.model.bag = { vocab: bag.vocab }
   return { router, featureSize: train.d }
 }

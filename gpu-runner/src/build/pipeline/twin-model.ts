@@ -6,6 +6,7 @@
  * @module
  */
 import type { ModelProto } from '../../onnx/proto.ts'
+import type { RowLayout } from '../graph/row-layout.ts'
 import { batchDim, batchInput } from '../import/model-io.ts'
 import { featureRows } from '../router/features.ts'
 import { routerEmitter } from '../router/router-graph.ts'
@@ -41,14 +42,15 @@ export async function buildTwinModel(
   const { recipe } = ctx
   const { model: sharedModel, exclusive } = shared
   const { layouts } = await trackRoutingRows(sharedModel, ctx.inputs, ctx.split.train, ctx.staging)
-  const featureLayout = featureRows(ctx.feature, layouts.get(ctx.feature))
+  const featureLayouts = ctx.features.map((f) => featureRows(f, layouts.get(f)))
   const { router, featureSize } = await trainPackageRouter(
     ctx,
     label,
     sharedModel,
-    featureLayout,
+    featureLayouts,
     exclusive,
   )
+  const { mask, bag } = ctx.routerTokens
   const twin = rewriteTwinGraph({
     model: sharedModel,
     sites: ctx.sites,
@@ -56,7 +58,16 @@ export async function buildTwinModel(
     vectors: exclusive.vectors,
     experts: ctx.expertNames.length,
     layouts,
-    feature: { tensor: ctx.feature, layout: featureLayout },
+    feature: { tensor: ctx.feature, layout: featureLayouts[0] as RowLayout },
+    ...(ctx.features.length > 1
+      ? {
+          extraFeatures: ctx.features
+            .slice(1)
+            .map((tensor, i) => ({ tensor, layout: featureLayouts[i + 1] as RowLayout })),
+        }
+      : {}),
+    ...(mask !== undefined ? { poolingMask: mask } : {}),
+    ...(bag ? { bag: { ids: bag.ids, mask: bag.mask } } : {}),
     batchInput: batchInput(ctx.inputs),
     router: routerEmitter(router.model),
     controls,

@@ -1,6 +1,7 @@
 /**
- * Router features: the shared model's value of one tensor per example, mean-pooled per row over every axis but
- * the batch's and the last (as the twin graph pools it), read in batches through onnxruntime.
+ * Router features: the shared model's value of one or more tensors per example, pooled per row over every axis
+ * but the batch's and the last (a plain mean, or over the real tokens by the attention mask) as the twin graph
+ * pools them, concatenated, and for text models optionally the bag of tokens; read in batches through onnxruntime.
  * @module
  */
 import { AppError } from '@twinserve/shared'
@@ -88,14 +89,104 @@ export function* batchesOf<T extends { inputs: Record<string, readonly number[]>
   if (current.length > 0) yield current
 }
 
+/**
+ * What the router reads besides its feature tensors, text models only (recipe `router.pooling` and
+ * `router.bag_of_tokens`; router/router-inputs.ts resolves them).
+ */
+export interface TokenRouterInputs {
+  /** `masked` pooling: the graph input holding the attention mask (int64 [batch, seq], 1 = a real token). */
+  mask?: string
+  /** The normalised bag of tokens of the ids input over a vocabulary of `vocab` ids, masked by `mask`. */
+  bag?: { ids: string; mask: string; vocab: number }
+}
+
+/**
+ * Mean over the real tokens of each row of a [batch, seq, d] feature (mask [batch, seq], 1 = real), as the twin
+ * graph computes it (twin-graph/router-feature.ts): Σ mask·x / max(Σ mask, 1). A [batch, d] feature is returned
+ * as it is. Only a batch-leading [batch, seq, d] tensor whose seq is the mask's can be pooled by the mask.
+ */
+export function poolMasked(
+  name: string,
+  data: Float32Array,
+  dims: readonly number[],
+  masks: readonly (readonly number[])[],
+): { rows: Float32Array; d: number } {
+  const batch = masks.length
+  if (dims.length === 2 && dims[0] === batch) return { rows: data, d: dims[1] as number }
+  const seq = masks[0]?.length ?? 0
+  if (dims.length !== 3 || dims[0] !== batch || dims[1] !== seq)
+    throw new AppError(
+      'INVALID_REQUEST',
+      `router.pooling masked: feature '${name}' has dims [${dims.join(',')}]; masked pooling needs [batch, seq, d] with the mask's [${batch}, ${seq}]`,
+    )
+  const d = dims[2] as number
+  const rows = new Float32Array(batch * d)
+  for (let b = 0; b < batch; b++) {
+    const m = masks[b] as readonly number[]
+    let n = 0
+    for (let p = 0; p < seq; p++) {
+      if (m[p] === 0) continue
+      n += m[p] as number
+      const at = (b * seq + p) * d
+      for (let j = 0; j < d; j++)
+        rows[b * d + j] = (rows[b * d + j] as number) + (data[at + j] as number)
+    }
+    const den = Math.max(n, 1)
+    for (let j = 0; j < d; j++) rows[b * d + j] = (rows[b * d + j] as number) / den
+  }
+  return { rows, d }
+}
+
+/** Count of each id over the real tokens / their number, per example: [batch, vocab]. */
+export function bagOfTokens(
+  examples: readonly { inputs: Record<string, readonly number[]> }[],
+  bag: NonNullable<TokenRouterInputs['bag']>,
+): Float32Array {
+  const out = new Float32Array(examples.length * bag.vocab)
+  examples.forEach((ex, b) => {
+    const ids = ex.inputs[bag.ids] ?? []
+    const mask = ex.inputs[bag.mask] ?? []
+    let n = 0
+    for (let p = 0; p < ids.length; p++) if (mask[p] !== 0) n += mask[p] as number
+    const w = 1 / Math.max(n, 1)
+    for (let p = 0; p < ids.length; p++) {
+      const id = ids[p] as number
+      if (mask[p] === 0) continue
+      if (!(id >= 0 && id < bag.vocab))
+        throw new AppError(
+          'INVALID_REQUEST',
+          `router.bag_of_tokens: token id ${id} is outside the vocabulary (${bag.vocab})`,
+        )
+      out[b * bag.vocab + id] = (out[b * bag.vocab + id] as number) + w * (mask[p] as number)
+    }
+  })
+  return out
+}
+
+/**
+ * Router features of every example: each tensor of `features` pooled to [n, d_i] (mean, or masked with
+ * `tokens.mask`), concatenated in order, then the bag of tokens when asked for: [n, Σ d_i (+ vocab)].
+ */
 export async function extractFeatures(
   model: IModelProto,
-  feature: string,
+  features: string | readonly string[],
   inputs: readonly IoTensor[],
   examples: readonly RoutingExample[],
-  opts: { batch?: number; layout?: RowLayout; dir?: string; onBatch?: (done: number) => void } = {},
+  opts: {
+    batch?: number
+    /** Per feature (or one for a single feature); default: batch on axis 0. */
+    layout?: RowLayout | readonly RowLayout[]
+    tokens?: TokenRouterInputs
+    dir?: string
+    onBatch?: (done: number) => void
+  } = {},
 ): Promise<Features> {
-  const probe = await TensorProbe.open(model, [feature], undefined, opts.dir)
+  const names = typeof features === 'string' ? [features] : [...features]
+  const layouts = Array.isArray(opts.layout)
+    ? opts.layout
+    : names.map(() => opts.layout as RowLayout | undefined)
+  const { mask, bag } = opts.tokens ?? {}
+  const probe = await TensorProbe.open(model, names, undefined, opts.dir)
   const chunks: Float32Array[] = []
   let d = 0
   let done = 0
@@ -107,19 +198,42 @@ export async function extractFeatures(
           group.map((g) => g.inputs),
           'router data',
         ),
-        [feature],
+        names,
       )
-      const t = out.get(feature)
-      if (t?.type !== 'float32')
-        throw new AppError('INVALID_REQUEST', `router feature '${feature}' is not a float32 tensor`)
-      const pooled = poolRows(t.data as Float32Array, t.dims, opts.layout, group.length)
-      if (d !== 0 && pooled.d !== d)
+      const parts = names.map((feature, i) => {
+        const t = out.get(feature)
+        if (t?.type !== 'float32')
+          throw new AppError(
+            'INVALID_REQUEST',
+            `router feature '${feature}' is not a float32 tensor`,
+          )
+        return mask !== undefined
+          ? poolMasked(
+              feature,
+              t.data as Float32Array,
+              t.dims,
+              group.map((g) => g.inputs[mask] ?? []),
+            )
+          : poolRows(t.data as Float32Array, t.dims, layouts[i], group.length)
+      })
+      const width = parts.reduce((a, p) => a + p.d, 0) + (bag?.vocab ?? 0)
+      if (d !== 0 && width !== d)
         throw new AppError(
           'INVALID_REQUEST',
-          `router feature '${feature}' changes width (${d} vs ${pooled.d})`,
+          `router feature '${names.join("', '")}' changes width (${d} vs ${width})`,
         )
-      d = pooled.d
-      chunks.push(pooled.rows.slice())
+      d = width
+      const rows = new Float32Array(group.length * width)
+      const bags = bag ? bagOfTokens(group, bag) : undefined
+      for (let b = 0; b < group.length; b++) {
+        let at = b * width
+        for (const p of parts) {
+          rows.set(p.rows.subarray(b * p.d, (b + 1) * p.d), at)
+          at += p.d
+        }
+        if (bags && bag) rows.set(bags.subarray(b * bag.vocab, (b + 1) * bag.vocab), at)
+      }
+      chunks.push(rows)
       done += group.length
       opts.onBatch?.(done)
     }

@@ -1,7 +1,8 @@
 /**
  * Routers as graph fragments, embedded in the twin graph so that one run does route → merge → infer.
  * The first two standardise the [batch, d] feature with the training split's mean and std first.
- * - MLP (Twin-Merging's router): ReLU layers, softmax over the T experts.
+ * - MLP (Twin-Merging's router): ReLU layers, softmax over the T experts; it may also read the input ids' bag
+ *   of tokens, gathered from its first layer's weights (emitBagOfTokens).
  * - Prototype (data-light, no labels needed beyond the expert of each example): cosine similarity of the
  *   standardised feature to each expert's mean standardised feature, softmax with a temperature.
  * - Data-free (SMILE, data-free-router.ts): the feature's energy in each expert's stored input subspace; it
@@ -25,7 +26,13 @@ export interface Standardizer {
 }
 
 export type RouterModel =
-  | { kind: 'mlp'; standardizer: Standardizer; mlp: MlpWeights }
+  | {
+      kind: 'mlp'
+      standardizer: Standardizer
+      mlp: MlpWeights
+      /** The feature's last `vocab` columns are the bag of tokens (recipe `router.bag_of_tokens`). */
+      bag?: { vocab: number }
+    }
   | DataFreeRouter
   | {
       kind: 'prototype'
@@ -35,10 +42,14 @@ export type RouterModel =
       temperature: number
     }
 
-function standardize(editor: GraphEditor, feature: string, s: Standardizer): string {
-  const d = s.mean.length
-  const mean = editor.float('router/mean', s.mean, [d])
-  const std = editor.float('router/std', s.std, [d])
+function standardize(
+  editor: GraphEditor,
+  feature: string,
+  s: Standardizer,
+  d = s.mean.length,
+): string {
+  const mean = editor.float('router/mean', s.mean.subarray(0, d), [d])
+  const std = editor.float('router/std', s.std.subarray(0, d), [d])
   return editor.node(
     'Div',
     [editor.node('Sub', [feature, mean], { hint: 'router/centered' }), std],
@@ -107,27 +118,104 @@ function emitDataFree(editor: GraphEditor, ops: Ops, feature: string, r: DataFre
   })
 }
 
+/**
+ * The bag of tokens' share of the first layer, never materialising the [batch, vocab] bag: with the bag's
+ * standardisation folded into the weights (W'_j = W_j / std_j; the constant −Σ mean_j·W'_j goes into the bias),
+ * bag·W' is the mask-weighted mean of W' gathered at each token's id. Returns [batch, h] and the bias shift.
+ */
+function emitBagOfTokens(
+  editor: GraphEditor,
+  ops: Ops,
+  r: { standardizer: Standardizer; weight: Float32Array; vocab: number; h: number },
+  tokens: { ids: string; mask: string },
+): { term: string; shift: Float32Array } {
+  const { standardizer: s, weight, vocab, h } = r
+  const d = s.mean.length - vocab
+  const folded = new Float32Array(vocab * h)
+  const shift = new Float64Array(h)
+  for (let j = 0; j < vocab; j++) {
+    const sd = s.std[d + j] as number
+    const mu = s.mean[d + j] as number
+    for (let k = 0; k < h; k++) {
+      const w = (weight[(d + j) * h + k] as number) / sd
+      folded[j * h + k] = w
+      shift[k] = (shift[k] as number) - mu * w
+    }
+  }
+  const rows = editor.node(
+    'Gather',
+    [editor.float('router/bag.weight', folded, [vocab, h]), tokens.ids],
+    { attrs: { axis: 0 }, hint: 'router/bag_rows' },
+  ) // [batch, seq, h]
+  const m = editor.node('Cast', [tokens.mask], {
+    attrs: { to: onnx.TensorProto.DataType.FLOAT },
+    hint: 'router/bag_mask',
+  })
+  const sum = ops.reduceSum(
+    editor.node('Mul', [rows, ops.unsqueeze(m, [2], 'router/bag_mask_3d')], {
+      hint: 'router/bag_masked',
+    }),
+    [1],
+    false,
+    'router/bag_sum',
+  )
+  const count = editor.node(
+    'Max',
+    [ops.reduceSum(m, [1], true, 'router/bag_count'), ops.scalar(1, 'router/bag_one')],
+    { hint: 'router/bag_den' },
+  )
+  return {
+    term: editor.node('Div', [sum, count], { hint: 'router/bag' }),
+    shift: Float32Array.from(shift),
+  }
+}
+
+function emitMlp(
+  editor: GraphEditor,
+  ops: Ops,
+  feature: string,
+  router: Extract<RouterModel, { kind: 'mlp' }>,
+  tokens: { ids: string; mask: string } | undefined,
+): string {
+  const vocab = router.bag?.vocab ?? 0
+  if (vocab > 0 && !tokens)
+    throw new Error('a router trained on the bag of tokens needs the ids and mask inputs')
+  const d = router.standardizer.mean.length - vocab
+  let h = standardize(editor, feature, router.standardizer, d)
+  const { sizes, layers } = router.mlp
+  layers.forEach((layer, i) => {
+    const nOut = sizes[i + 1] as number
+    const bag =
+      i === 0 && vocab > 0 && tokens
+        ? emitBagOfTokens(
+            editor,
+            ops,
+            { standardizer: router.standardizer, weight: layer.weight, vocab, h: nOut },
+            tokens,
+          )
+        : undefined
+    const nIn = (sizes[i] as number) - (bag ? vocab : 0)
+    const W = editor.float(`router/fc${i + 1}.weight`, layer.weight.subarray(0, nIn * nOut), [
+      nIn,
+      nOut,
+    ])
+    const bias = bag ? layer.bias.map((v, k) => v + (bag.shift[k] as number)) : layer.bias
+    const b = editor.float(`router/fc${i + 1}.bias`, bias, [nOut])
+    let y = editor.node('MatMul', [h, W], { hint: `router/fc${i + 1}` })
+    if (bag) y = editor.node('Add', [y, bag.term], { hint: `router/fc${i + 1}_bag` })
+    h = editor.node('Add', [y, b], { hint: `router/fc${i + 1}_out` })
+    if (i + 1 < layers.length) h = editor.node('Relu', [h], { hint: `router/relu${i + 1}` })
+  })
+  return ops.softmax(h, 'router/probs')
+}
+
 export function routerEmitter(router: RouterModel): RouterEmitter {
-  return (editor, ops, feature) => {
+  return (editor, ops, feature, tokens) => {
     // No data, no standardiser: the scores read the feature as the matrix does.
     if (router.kind === 'data-free')
       return ops.softmax(emitDataFree(editor, ops, feature, router), 'router/probs')
+    if (router.kind === 'mlp') return emitMlp(editor, ops, feature, router, tokens)
     const z = standardize(editor, feature, router.standardizer)
-    if (router.kind === 'mlp') {
-      let h = z
-      const { sizes, layers } = router.mlp
-      layers.forEach((layer, i) => {
-        const nIn = sizes[i] as number
-        const nOut = sizes[i + 1] as number
-        const W = editor.float(`router/fc${i + 1}.weight`, layer.weight, [nIn, nOut])
-        const b = editor.float(`router/fc${i + 1}.bias`, layer.bias, [nOut])
-        h = editor.node('Add', [editor.node('MatMul', [h, W], { hint: `router/fc${i + 1}` }), b], {
-          hint: `router/fc${i + 1}_out`,
-        })
-        if (i + 1 < layers.length) h = editor.node('Relu', [h], { hint: `router/relu${i + 1}` })
-      })
-      return ops.softmax(h, 'router/probs')
-    }
     const d = router.standardizer.mean.length
     const T = router.prototypes.length / d
     const zn = emitL2Normalize(editor, ops, z, 'router/unit')

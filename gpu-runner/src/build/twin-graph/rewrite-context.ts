@@ -13,8 +13,16 @@ import type { TensorLayout } from '../graph/row-layout.ts'
 import type { TensorSite } from '../graph/weight-sites.ts'
 import { correctionTargets } from './correction-targets.ts'
 
-/** Emits a router: from a [batch, d] feature tensor to a [batch, T] tensor of probabilities. */
-export type RouterEmitter = (editor: GraphEditor, ops: Ops, feature: string) => string
+/**
+ * Emits a router: from a [batch, d] feature tensor to a [batch, T] tensor of probabilities. `tokens`: the graph
+ * inputs of the ids and the mask, for a router that also reads the bag of tokens.
+ */
+export type RouterEmitter = (
+  editor: GraphEditor,
+  ops: Ops,
+  feature: string,
+  tokens?: { ids: string; mask: string },
+) => string
 
 export interface TwinRewriteOptions {
   /** The shared model: the base graph with θ_s in its initializers. Not mutated. */
@@ -31,6 +39,15 @@ export interface TwinRewriteOptions {
   layouts: { get(tensor: string): TensorLayout | undefined }
   /** Router input: a tensor of the base graph, mean-pooled per row over every axis but the batch and the last. */
   feature: { tensor: string; layout: TensorLayout }
+  /** Further tensors the router reads, pooled alike and concatenated after `feature`. */
+  extraFeatures?: { tensor: string; layout: TensorLayout }[]
+  /**
+   * Pool [batch, seq, d] features over the real tokens only: the graph input holding the attention mask
+   * ([batch, seq], 1 = real). Default: the plain mean.
+   */
+  poolingMask?: string
+  /** The graph inputs of the ids and the mask, for a router that reads the bag of tokens. */
+  bag?: { ids: string; mask: string }
   /** A graph input whose axis 0 is the batch (the router reads the batch size from it for flattened features). */
   batchInput: string
   router: RouterEmitter

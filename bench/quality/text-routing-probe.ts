@@ -1,0 +1,169 @@
+/**
+ * Fast probe of the text twin's routing levers on the VALIDATION splits (test stays for the report), without a
+ * package build per arm: the recipe's router alone (`probeRouters`: shared merge once, then per arm the router's
+ * features, training on the routing data as the build does, and its pick for every validation text), scored
+ * with every expert's own prediction on every validation text. Routed normalised accuracy here is HARD routing
+ * (the router's argmax expert answers), an estimate of the served soft mix (a one-hot mix is exactly its expert;
+ * a confident router is close to one-hot); the package build and `bench:quality` give the served number.
+ *
+ *   node --import tsx bench/quality/text-routing-probe.ts [--arms name,name] [--confusion]
+ * @module
+ */
+import { resolve } from 'node:path'
+import { createReporter, probeRouters, type RouterProbeArm } from '@twinserve/gpu-runner/build'
+import { loadTextSplit, readTextZoo, textZooPath } from '@twinserve/zoo/text'
+import { openCpu } from './evaluate.ts'
+import { loadTextSplits, textFeeds, zooTokenizer } from './text-evaluate.ts'
+import { TEXT_FEATURES } from './text-levers.ts'
+
+const RECIPE = 'zoo/text/recipe.yaml'
+const F = TEXT_FEATURES
+
+/** The three levers together (recipe router fields). */
+const LEVERS = {
+  pooling: 'masked',
+  feature: [F.embeddings, F.block0Ffn],
+  bag_of_tokens: true,
+}
+
+/** The arms; each changes the committed recipe's `router` block. */
+export const PROBE_ARMS: readonly RouterProbeArm[] = [
+  { label: 'committed: [64] on block 0 FFN, mean', router: {} },
+  { label: 'block 0 FFN, masked', router: { pooling: 'masked' } },
+  {
+    label: 'embeddings + block 0 FFN, masked',
+    router: { pooling: 'masked', feature: [F.embeddings, F.block0Ffn] },
+  },
+  {
+    label: 'embeddings + block 0 FFN, masked, bag of tokens',
+    router: { pooling: 'masked', feature: [F.embeddings, F.block0Ffn], bag_of_tokens: true },
+  },
+  {
+    label: 'embeddings + block 0 FFN, masked, bag, [256] 80 epochs',
+    router: {
+      pooling: 'masked',
+      feature: [F.embeddings, F.block0Ffn],
+      bag_of_tokens: true,
+      hidden: [256],
+      epochs: 80,
+      patience: 12,
+    },
+  },
+  {
+    label: 'embeddings + block 0 FFN, masked, bag, linear',
+    router: {
+      pooling: 'masked',
+      feature: [F.embeddings, F.block0Ffn],
+      bag_of_tokens: true,
+      hidden: [],
+      epochs: 80,
+      patience: 12,
+    },
+  },
+  {
+    label: 'embeddings + block 0 FFN + block 1, masked, bag, [256]',
+    router: {
+      pooling: 'masked',
+      feature: [F.embeddings, F.block0Ffn, F.block1],
+      bag_of_tokens: true,
+      hidden: [256],
+      epochs: 80,
+      patience: 12,
+    },
+  },
+  {
+    label: 'embeddings + block 0 FFN, masked, bag, [64] 80 epochs',
+    router: { ...LEVERS, hidden: [64], epochs: 80, patience: 12 },
+  },
+  {
+    label: 'embeddings + block 0 FFN, masked, bag, [128] 80 epochs',
+    router: { ...LEVERS, hidden: [128], epochs: 80, patience: 12 },
+  },
+  {
+    label: 'embeddings + block 0 FFN, masked, bag, [256] 80 epochs, seed 2',
+    router: { ...LEVERS, hidden: [256], epochs: 80, patience: 12, seed: 2 },
+  },
+  {
+    label: 'embeddings + block 0 FFN, masked, bag, [128] 80 epochs, seed 2',
+    router: { ...LEVERS, hidden: [128], epochs: 80, patience: 12, seed: 2 },
+  },
+  {
+    label: 'embeddings + block 0 FFN, masked, bag, [128] 80 epochs, lr 0.001',
+    router: { ...LEVERS, hidden: [128], epochs: 80, patience: 12, lr: 0.001 },
+  },
+]
+
+function argmaxFirst(data: Float32Array, width: number, k: number, row: number): number {
+  let best = 0
+  for (let j = 1; j < k; j++)
+    if ((data[row * width + j] as number) > (data[row * width + best] as number)) best = j
+  return best
+}
+
+async function main() {
+  const args = process.argv.slice(2)
+  const pick = args.includes('--arms') ? args[args.indexOf('--arms') + 1]?.split(',') : undefined
+  const arms = pick ? PROBE_ARMS.filter((a, i) => pick.includes(String(i))) : PROBE_ARMS
+  const zoo = readTextZoo()
+  const tasks = zoo.tasks.map((t) => t.name)
+  const data = loadTextSplits(zoo, zooTokenizer(zoo), tasks, 'val')
+  // correct[e][t][i]: does expert e answer validation text i of task t right (on task t's classes)?
+  const correct: Uint8Array[][] = []
+  for (const e of tasks) {
+    const file = zoo.tasks.find((t) => t.name === e)?.expert.file ?? ''
+    const session = await openCpu(textZooPath(zoo, file))
+    const perTask: Uint8Array[] = []
+    for (const d of data) {
+      const out = (await session.run(textFeeds(d, 0, d.n))).logits
+      const logits = out?.data as Float32Array
+      const width = Number(out?.dims.at(-1))
+      perTask.push(
+        Uint8Array.from({ length: d.n }, (_, i) =>
+          argmaxFirst(logits, width, d.classes, i) === d.labels[i] ? 1 : 0,
+        ),
+      )
+    }
+    correct.push(perTask)
+    await session.release()
+  }
+  const sum = (a: Uint8Array) => a.reduce((x, y) => x + y, 0)
+  const own = data.map((d, t) => sum(correct[t]?.[t] as Uint8Array) / d.n)
+  const texts = data.map((d) => loadTextSplit(zoo, d.name, 'val').map((r) => r.text))
+  const results = await probeRouters(resolve(RECIPE), arms, texts, createReporter())
+  console.log(
+    `validation, hard routing; expert accuracy on own task: ${own.map((a) => (a * 100).toFixed(1)).join(' / ')}`,
+  )
+  console.log(
+    '| arm | d | router held-out % | router val % | routed normalised val % | per task normalised % |',
+  )
+  console.log('| --- | --: | --: | --: | --: | --- |')
+  for (const r of results) {
+    let routedOk = 0
+    let n = 0
+    const norm = data.map((d, t) => {
+      const p = r.predictions[t] as Int32Array
+      let ok = 0
+      for (let i = 0; i < d.n; i++) {
+        if (p[i] === t) routedOk++
+        ok += correct[p[i] as number]?.[t]?.[i] ?? 0
+      }
+      n += d.n
+      return ok / d.n / (own[t] as number)
+    })
+    const mean = norm.reduce((a, b) => a + b, 0) / norm.length
+    console.log(
+      `| ${r.label} | ${r.featureSize} | ${(r.heldoutAccuracy * 100).toFixed(1)} | ${((routedOk / n) * 100).toFixed(1)} | **${(mean * 100).toFixed(1)}** | ${norm.map((x) => (x * 100).toFixed(1)).join(' / ')} |`,
+    )
+    if (args.includes('--confusion')) {
+      console.log(`  confusion (row: task, column: routed to) ${tasks.join(', ')}`)
+      data.forEach((d, t) => {
+        const row = new Array(tasks.length).fill(0)
+        for (const e of r.predictions[t] as Int32Array) row[e]++
+        console.log(`  ${d.name.padEnd(14)} ${row.map((c) => String(c).padStart(4)).join(' ')}`)
+      })
+    }
+    console.log(`  (${r.seconds.toFixed(0)} s)`)
+  }
+}
+
+await main()

@@ -1,0 +1,136 @@
+/**
+ * The text router's levers (issue #13), built on the text zoo: `router.pooling: masked`, `router.feature` as a
+ * list and `router.bag_of_tokens`. The build's own verification runs the embedded router on the held-out texts
+ * against the router as trained on the host (features pooled and counted in TypeScript); here it must agree on
+ * every one. And what masked pooling is for: a text's routing weights do not depend on how much padding follows
+ * it (the plain mean does depend on it), which also shows the bag of tokens ignores padded positions.
+ */
+
+import { readFileSync } from 'node:fs'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { buildPackage, createReporter } from '@twinserve/gpu-runner/build'
+import { ort } from '@twinserve/gpu-runner/runtime'
+import { TextTokenizer } from '@twinserve/gpu-runner/text'
+import { encodeControls } from '@twinserve/gpu-runner/twin-contract'
+import { TWIN_OUTPUT_WEIGHTS } from '@twinserve/shared'
+import { readTextZoo, textRoutingPath, textZooPath } from '@twinserve/zoo/text'
+import { afterAll, describe, expect, it } from 'vitest'
+
+const zoo = readTextZoo()
+const root = await mkdtemp(join(tmpdir(), 'twinserve-text-levers-'))
+afterAll(() => rm(root, { recursive: true, force: true }))
+const TASKS = zoo.tasks.map((t) => t.name)
+const FEATURES = ['/Add_output_0', '/blocks.0/Mul_1_output_0']
+const TEXTS = ['Mary', 'horrible', 'Subject: cheap meds, order now', 'The committee adjourned.']
+
+async function build(name: string, router: Record<string, unknown>) {
+  const path = join(root, `${name}.json`)
+  await writeFile(
+    path,
+    JSON.stringify({
+      name,
+      base: textZooPath(zoo, 'base.onnx'),
+      experts: TASKS.map((t) => ({ name: t, model: textZooPath(zoo, `experts/${t}.onnx`) })),
+      exclusive: { rank: 4 },
+      tokenizer: {
+        file: textZooPath(zoo, zoo.tokenizer.file),
+        config: textZooPath(zoo, zoo.tokenizer.config),
+        max_length: zoo.tokenizer.max_length,
+        pad_id: zoo.tokenizer.pad_id,
+      },
+      router: {
+        data: textRoutingPath(zoo),
+        max_per_expert: 40,
+        epochs: 8,
+        hidden: [16],
+        ...router,
+      },
+      verify: { examples_per_expert: 2 },
+    }),
+  )
+  const out = join(root, name)
+  return {
+    out,
+    report: await buildPackage(path, { out, reporter: createReporter({ quiet: true }) }),
+  }
+}
+
+/** The router's weights for each text, fed alone at its own length and again right-padded to 64 tokens. */
+async function weightsShortAndPadded(
+  out: string,
+): Promise<{ short: number[][]; padded: number[][] }> {
+  const tok = TextTokenizer.fromJson(
+    readFileSync(textZooPath(zoo, zoo.tokenizer.file)),
+    readFileSync(textZooPath(zoo, zoo.tokenizer.config)),
+    {
+      maxLength: 64,
+      padId: 0,
+      truncation: true,
+      idsInput: 'input_ids',
+      maskInput: 'attention_mask',
+    },
+    'test',
+  )
+  const twin = await ort.InferenceSession.create(join(out, 'model.onnx'))
+  const run = async (ids: number[]) => {
+    const feeds = {
+      input_ids: new ort.Tensor('int64', BigInt64Array.from(ids, BigInt), [1, ids.length]),
+      attention_mask: new ort.Tensor(
+        'int64',
+        BigInt64Array.from(ids, (id) => (id === 0 ? 0n : 1n)),
+        [1, ids.length],
+      ),
+      ...encodeControls([{ useRouter: 1 }], TASKS.length),
+    }
+    const w = (await twin.run(feeds))[TWIN_OUTPUT_WEIGHTS]
+    return [...(w?.data as Float32Array)]
+  }
+  const short: number[][] = []
+  const padded: number[][] = []
+  try {
+    for (const text of TEXTS) {
+      const ids = tok.encode(text, 'test')
+      short.push(await run(ids))
+      padded.push(await run([...ids, ...Array(64 - ids.length).fill(0)]))
+    }
+  } finally {
+    await twin.release()
+  }
+  return { short, padded }
+}
+
+const maxDiff = (a: number[][], b: number[][]) =>
+  Math.max(...a.flatMap((row, i) => row.map((v, j) => Math.abs(v - (b[i]?.[j] ?? 0)))))
+
+describe('text router levers', async () => {
+  const levers = await build('levers', {
+    feature: FEATURES,
+    pooling: 'masked',
+    bag_of_tokens: true,
+  })
+
+  it('embeds the router it trained: features concatenated, masked pooling, bag of tokens', () => {
+    const { manifest, verification } = levers.report
+    expect(manifest.router).toMatchObject({
+      feature: FEATURES[0],
+      features: FEATURES,
+      pooling: 'masked',
+      bagOfTokens: true,
+      // embeddings 64 + block 0 FFN 256 + the vocabulary (zoo/text/README.md: 5,000 pieces)
+      featureSize: 64 + 256 + 5000,
+    })
+    expect(verification.routerAgreement).toBe(1)
+    expect(verification.routerSumError).toBeLessThan(1e-4)
+  })
+
+  it('routes a text the same whatever padding follows it (the plain mean does not)', async () => {
+    const masked = await weightsShortAndPadded(levers.out)
+    expect(maxDiff(masked.short, masked.padded)).toBeLessThan(1e-4)
+    const plain = await build('plain', { feature: FEATURES[1] })
+    expect(plain.report.manifest.router).not.toHaveProperty('pooling')
+    const mean = await weightsShortAndPadded(plain.out)
+    expect(maxDiff(mean.short, mean.padded)).toBeGreaterThan(1e-2)
+  })
+})
