@@ -103,7 +103,7 @@ function argmaxFirst(data: Float32Array, width: number, k: number, row: number):
 async function main() {
   const args = process.argv.slice(2)
   const pick = args.includes('--arms') ? args[args.indexOf('--arms') + 1]?.split(',') : undefined
-  const arms = pick ? PROBE_ARMS.filter((a, i) => pick.includes(String(i))) : PROBE_ARMS
+  const arms = pick ? PROBE_ARMS.filter((_a, i) => pick.includes(String(i))) : PROBE_ARMS
   const zoo = readTextZoo()
   const tasks = zoo.tasks.map((t) => t.name)
   const data = loadTextSplits(zoo, zooTokenizer(zoo), tasks, 'val')

@@ -85,7 +85,8 @@ async function weightsShortAndPadded(
       ...encodeControls([{ useRouter: 1 }], TASKS.length),
     }
     const w = (await twin.run(feeds))[TWIN_OUTPUT_WEIGHTS]
-    return [...(w?.data as Float32Array)]
+    if (!w) throw new Error(`the twin graph has no ${TWIN_OUTPUT_WEIGHTS} output`)
+    return [...(w.data as Float32Array)]
   }
   const short: number[][] = []
   const padded: number[][] = []
