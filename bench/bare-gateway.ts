@@ -8,6 +8,7 @@
  * the benchmark's process:
  *
  *   node --import tsx bench/bare-gateway.ts --root <checkout> --persist <dir> --port <p> [--inspector-port <p>]
+ *     [--worker-log <file> | --worker-log-stdout]
  *     (vars as JSON on stdin; prints one line `{"ready":true,"url":…,"workerdPid":…}` when it serves)
  * @module
  */
@@ -54,6 +55,7 @@ async function serve(): Promise<void> {
       'inspector-port': { type: 'string' },
       'preauth-limit': { type: 'string', default: '2000' },
       'worker-log': { type: 'string' },
+      'worker-log-stdout': { type: 'boolean', default: false },
     },
   })
   const root = values.root ?? process.cwd()
@@ -70,6 +72,12 @@ async function serve(): Promise<void> {
     defaultPersistRoot: join(persist, 'v3'),
     // The Worker's log lines are its stdout; reading them would put their cost in this process, not workerd's.
     handleRuntimeStdio(stdout: Readable, stderr: Readable) {
+      // Callers that read the Worker's log lines (the chaos run) take them on this process's stdout.
+      if (values['worker-log-stdout']) {
+        stdout.pipe(process.stdout)
+        stderr.pipe(process.stderr)
+        return
+      }
       const file = values['worker-log']
       if (!file) {
         stdout.resume()
@@ -137,8 +145,10 @@ export async function startBareGateway(opts: {
   inspectorPort?: number
   /** PREAUTH_LIMITER's per-IP allowance per 10 s (the benchmark's one client IP needs more than 2000). */
   preauthLimit?: number
-  /** Where the Worker's stdout and stderr (its log lines) go; discarded without one. */
+  /** Where the Worker's stdout and stderr (its log lines) go; discarded without one (or onOutput). */
   workerLog?: string
+  /** Receives the Worker's output (its JSON log lines) instead of a file. */
+  onOutput?: (chunk: string) => void
 }): Promise<BareGateway> {
   const { freePort } = await import('../gateway/dev/local-gateway.ts')
   const port = opts.port ?? (await freePort())
@@ -157,6 +167,7 @@ export async function startBareGateway(opts: {
       ...(opts.inspectorPort ? ['--inspector-port', String(opts.inspectorPort)] : []),
       ...(opts.preauthLimit ? ['--preauth-limit', String(opts.preauthLimit)] : []),
       ...(opts.workerLog ? ['--worker-log', opts.workerLog] : []),
+      ...(opts.onOutput ? ['--worker-log-stdout'] : []),
     ],
     { cwd: opts.root, stdio: ['pipe', 'pipe', 'pipe'] },
   )
@@ -164,13 +175,19 @@ export async function startBareGateway(opts: {
   let output = ''
   const exited = new Promise<void>((r) => child.once('exit', () => r()))
   const ready = await new Promise<{ url: string; workerdPid: number }>((resolve, reject) => {
+    let ready = false
     const onData = (d: Buffer) => {
+      opts.onOutput?.(d.toString())
+      if (ready) return
       output += d.toString()
       const line = output.split('\n').find((l) => l.startsWith('{"ready":true'))
-      if (line) resolve(JSON.parse(line) as { url: string; workerdPid: number })
+      if (!line) return
+      ready = true
+      resolve(JSON.parse(line) as { url: string; workerdPid: number })
     }
     child.stdout?.on('data', onData)
     child.stderr?.on('data', (d: Buffer) => {
+      opts.onOutput?.(d.toString())
       output = (output + d.toString()).slice(-20_000)
     })
     child.once('exit', (code) => reject(new Error(`bare gateway exited ${code}:\n${output}`)))

@@ -16,7 +16,7 @@ import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { startLocalGateway } from '@twinserve/gateway/dev'
+import { type LocalGatewayOptions, startLocalGateway } from '@twinserve/gateway/dev'
 import {
   CreatedApiKeySchema,
   type GatewayMetrics,
@@ -69,7 +69,19 @@ function jsonOf(line: string): LogLine | undefined {
   }
 }
 
-export async function startE2eGateway(vars: Record<string, string> = {}): Promise<E2eGateway> {
+/** What serves the gateway: `wrangler dev` by default; anything started from the same options will do. */
+export type GatewayStarter = (
+  opts: LocalGatewayOptions,
+) => Promise<{ url: string; port: number; stop(): Promise<void> }>
+
+/**
+ * `start` serves the Worker; the default is `wrangler dev` (what `npm start` runs). The chaos run passes a bare
+ * workerd instead (bench/chaos/main.ts: wrangler dev's proxy hop loses requests of its own).
+ */
+export async function startE2eGateway(
+  vars: Record<string, string> = {},
+  start: GatewayStarter = startLocalGateway,
+): Promise<E2eGateway> {
   const dir = await mkdtemp(join(tmpdir(), 'twinserve-e2e-gw-'))
   const secret = randomBytes(24).toString('hex')
   const admin = randomBytes(24).toString('hex')
@@ -95,7 +107,7 @@ export async function startE2eGateway(vars: Record<string, string> = {}): Promis
       }
     },
   }
-  let gw = await startLocalGateway(options)
+  let gw = await start(options)
   const adminHeaders = { authorization: `Bearer ${admin}` }
 
   const waitForLog: E2eGateway['waitForLog'] = (pred, timeoutMs = 20_000) => {
@@ -164,7 +176,7 @@ export async function startE2eGateway(vars: Record<string, string> = {}): Promis
     },
     async restart() {
       await gw.stop()
-      gw = await startLocalGateway({ ...options, port: gw.port })
+      gw = await start({ ...options, port: gw.port })
     },
     async stop() {
       await gw.stop()

@@ -7,6 +7,7 @@
 import type { Guardrails } from '@twinserve/shared'
 import type { GatewayConfig } from '../config.ts'
 import { errorFields, log } from '../util/log.ts'
+import { Throttle } from '../util/throttle.ts'
 import { forgetActiveExperiments } from './active-experiments.ts'
 import { banditStub } from './bandit.ts'
 import { getExperiment, stopArm, stopExperiment } from './experiment-store.ts'
@@ -81,17 +82,16 @@ export async function checkGuardrails(env: Env, experimentId: string): Promise<s
   return stopped
 }
 
-const lastCheck = new Map<string, number>()
+/** Experiments one isolate remembers checking: far more than run at once; ids of ended ones pile up otherwise. */
+export const MAX_THROTTLED_EXPERIMENTS = 256
+export const guardrailChecks = new Throttle(MAX_THROTTLED_EXPERIMENTS)
 
 export async function checkGuardrailsThrottled(
   env: Env,
   config: GatewayConfig,
   experimentId: string,
 ): Promise<void> {
-  const now = Date.now()
-  const last = lastCheck.get(experimentId)
-  if (last !== undefined && now - last < config.GUARDRAIL_CHECK_MS) return
-  lastCheck.set(experimentId, now)
+  if (!guardrailChecks.tryRun(experimentId, Date.now(), config.GUARDRAIL_CHECK_MS)) return
   try {
     await checkGuardrails(env, experimentId)
   } catch (err) {
