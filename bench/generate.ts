@@ -177,7 +177,7 @@ const end = m.loads.at(-1)?.load ?? Number.NaN
 const md = [
   '## Generation: decode tokens/s and time to first token, twin vs shared (`npm run bench:generate`)',
   '',
-  `zoo/lm/package (lm-twin: 3-layer d-128 decoder, 5 experts, rank-48 float16 exclusive factors) in the runner's generation engine (gpu-runner/src/generate), ${TOKENS} greedy tokens per sequence, held-out prompts, ${ROUNDS} interleaved rounds (concurrency 1: 4 sequences in a row per round). *twin*: each sequence routed from its prompt at prefill, the mix held as explicit mix_weights for every decode step; *shared*: the same graph at all-zero weights; *past rebuilt*: twin on an engine that gathers every row's cache into a fresh past on every pass (\`reuseBatch: false\`, the engine before the batched past persisted). Step = one batched decode pass (all running rows).`,
+  `zoo/lm/package (lm-twin: 3-layer d-128 decoder, 5 experts, rank-48 float16 exclusive factors) in the runner's generation engine (gpu-runner/src/generate), ${TOKENS} greedy tokens per sequence, held-out prompts, ${ROUNDS} interleaved rounds (concurrency 1: 4 sequences in a row per round). _twin_: each sequence routed from its prompt at prefill, the mix held as explicit mix_weights for every decode step; _shared_: the same graph at all-zero weights; _past rebuilt_: twin on an engine that gathers every row's cache into a fresh past on every pass (\`reuseBatch: false\`, the engine before the batched past persisted). Step = one batched decode pass (all running rows).`,
   '',
   table(
     [
