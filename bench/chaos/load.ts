@@ -62,7 +62,13 @@ export async function send(o: Omit<LoadOptions, 'concurrency'>): Promise<Sample>
       status: 0,
       retryAfter: null,
       runner: null,
-      error: e.name === 'TimeoutError' ? `hang: no answer within ${o.hangMs} ms` : e.message,
+      // undici says only 'fetch failed'; the socket's own error (reset, closed by the other side) is its cause.
+      error:
+        e.name === 'TimeoutError'
+          ? `hang: no answer within ${o.hangMs} ms`
+          : e.cause instanceof Error
+            ? `${e.message}: ${(e.cause as NodeJS.ErrnoException).code ?? ''} ${e.cause.message}`.trim()
+            : e.message,
     }
   }
 }

@@ -11,6 +11,7 @@ import { adminKeys } from './auth/index.ts'
 import { adminExperiments, DASHBOARD_PATH, dashboard, feedback } from './experiments/index.ts'
 import { openai } from './generate/index.ts'
 import {
+  drainSmallBody,
   errorResponse,
   methodNotAllowedResponse,
   noTransform,
@@ -47,4 +48,7 @@ app
 app.notFound((c) =>
   errorResponse(c, new AppError('NOT_FOUND', `no route for ${c.req.method} ${c.req.path}`)),
 )
-app.onError((err, c) => errorResponse(c, err))
+app.onError(async (err, c) => {
+  await drainSmallBody(c.req.raw)
+  return errorResponse(c, err)
+})

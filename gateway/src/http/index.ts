@@ -1,3 +1,4 @@
+export { DRAIN_LIMIT_BYTES, DRAIN_WAIT_MS, drainSmallBody } from './drain-body.ts'
 export { codeForStatus, errorResponse, methodNotAllowedResponse } from './error-response.ts'
 export { readJsonBody, readJsonText } from './json-body.ts'
 export { noTransform } from './no-transform.ts'
