@@ -82,8 +82,10 @@ export async function hostileCases(
   await send('pixels 1e300', pixelsBody(1e300), [400])
   // Finite float32, but the logits overflow: a 422 naming the row, never 200 with nulls.
   await send('pixels 3e38', pixelsBody(3e38), [422])
+  // The case is that the caller's own budget running out never opens a breaker (tenant B stays served, checked
+  // by the scenario). A quiet gateway may finish within 4–8 ms: a 200 in time holds too.
   for (let ms = 2; ms <= 8; ms++)
-    await send(`own deadline ${ms} ms`, pixelsBody(0.5), [503, 504], {
+    await send(`own deadline ${ms} ms`, pixelsBody(0.5), [200, 503, 504], {
       'x-twinserve-deadline-ms': String(ms),
     })
   const deep = `{"inputs":[{"name":"pixels","shape":[1,784],"datatype":"FP32","data":${'['.repeat(2000)}1${']'.repeat(2000)}}]}`
