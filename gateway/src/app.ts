@@ -45,9 +45,11 @@ app
   .route(DASHBOARD_PATH, dashboard)
   .route('/openapi.json', openapi)
 
-app.notFound((c) =>
-  errorResponse(c, new AppError('NOT_FOUND', `no route for ${c.req.method} ${c.req.path}`)),
-)
+// Early answers read a small unread body first, or workerd closes the keep-alive connection (http/drain-body.ts).
+app.notFound(async (c) => {
+  await drainSmallBody(c.req.raw)
+  return errorResponse(c, new AppError('NOT_FOUND', `no route for ${c.req.method} ${c.req.path}`))
+})
 app.onError(async (err, c) => {
   await drainSmallBody(c.req.raw)
   return errorResponse(c, err)

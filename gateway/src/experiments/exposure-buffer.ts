@@ -8,6 +8,7 @@
  * @module
  */
 import type { GatewayConfig } from '../config.ts'
+import { DeferredFlush } from '../util/deferred-flush.ts'
 import { errorFields, log } from '../util/log.ts'
 import { checkGuardrailsThrottled } from './guardrails.ts'
 
@@ -34,7 +35,7 @@ export interface ExposureRecord {
 const BATCH = 50
 
 let pending: Promise<ExposureRecord>[] = []
-let scheduled: Promise<void> | undefined
+const deferred = new DeferredFlush('exposure_flush_failed')
 
 export function addExposure(record: Promise<ExposureRecord>): void {
   pending.push(record)
@@ -88,17 +89,7 @@ async function write(env: Env, config: GatewayConfig): Promise<void> {
  * is already scheduled: the new record rides along).
  */
 export function scheduleExposureFlush(env: Env, config: GatewayConfig): Promise<void> | undefined {
-  if (scheduled) return undefined
-  scheduled = new Promise<void>((resolve) => setTimeout(resolve, config.EXPOSURE_FLUSH_MS))
-    .then(() => {
-      scheduled = undefined
-      return write(env, config)
-    })
-    .catch((err: unknown) => {
-      scheduled = undefined
-      log('warn', 'exposure_flush_failed', errorFields(err))
-    })
-  return scheduled
+  return deferred.schedule(config.EXPOSURE_FLUSH_MS, () => write(env, config))
 }
 
 /** Writes what this isolate has buffered now (feedback does, so that it finds an exposure made a moment ago). */

@@ -6,6 +6,7 @@
  */
 import type { RolloutArm } from '@twinserve/shared'
 import type { GatewayConfig } from '../config.ts'
+import { DeferredFlush } from '../util/deferred-flush.ts'
 import { errorFields, log } from '../util/log.ts'
 import { checkRolloutThrottled } from './rollback-check.ts'
 
@@ -25,7 +26,7 @@ const BATCH = 50
 const MAX_PENDING = 10_000
 
 let pending: RolloutOutcome[] = []
-let scheduled: Promise<void> | undefined
+const deferred = new DeferredFlush('rollout_outcome_flush_failed')
 
 async function write(env: Env, config: GatewayConfig): Promise<void> {
   const records = pending
@@ -64,15 +65,5 @@ export function recordRolloutOutcome(
 ): Promise<void> | undefined {
   if (pending.length >= MAX_PENDING) pending.shift()
   pending.push(outcome)
-  if (scheduled) return undefined
-  scheduled = new Promise<void>((resolve) => setTimeout(resolve, config.EXPOSURE_FLUSH_MS))
-    .then(() => {
-      scheduled = undefined
-      return write(env, config)
-    })
-    .catch((err: unknown) => {
-      scheduled = undefined
-      log('warn', 'rollout_outcome_flush_failed', errorFields(err))
-    })
-  return scheduled
+  return deferred.schedule(config.EXPOSURE_FLUSH_MS, () => write(env, config))
 }

@@ -247,32 +247,35 @@ function routingMetrics(
     }
     return [...windows.keys()]
   }
-  new Gauge({
-    name: 'twinserve_runner_routing_drift',
-    help: "Total variation distance (0..1) of the live routed weights (last routed rows) from the package's build-time routing on its routing data.",
-    labelNames: ['model'] as const,
-    registers: [registry],
-    collect() {
-      this.reset()
-      for (const model of liveWindows()) {
-        const d = driftOf(model)
-        if (d) this.set({ model }, d.value)
-      }
-    },
-  })
-  new Gauge({
-    name: 'twinserve_runner_routing_drift_alert',
-    help: 'Whether the routing drift is above the --drift-alert threshold (1) or not (0).',
-    labelNames: ['model'] as const,
-    registers: [registry],
-    collect() {
-      this.reset()
-      for (const model of liveWindows()) {
-        const d = driftOf(model)
-        if (d) this.set({ model }, d.alert ? 1 : 0)
-      }
-    },
-  })
+  // The drift and its alert, per model with a live window; both read at scrape time.
+  const driftGauge = (
+    name: string,
+    help: string,
+    value: (d: NonNullable<ReturnType<typeof driftOf>>) => number,
+  ) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['model'] as const,
+      registers: [registry],
+      collect() {
+        this.reset()
+        for (const model of liveWindows()) {
+          const d = driftOf(model)
+          if (d) this.set({ model }, value(d))
+        }
+      },
+    })
+  driftGauge(
+    'twinserve_runner_routing_drift',
+    "Total variation distance (0..1) of the live routed weights (last routed rows) from the package's build-time routing on its routing data.",
+    (d) => d.value,
+  )
+  driftGauge(
+    'twinserve_runner_routing_drift_alert',
+    'Whether the routing drift is above the --drift-alert threshold (1) or not (0).',
+    (d) => (d.alert ? 1 : 0),
+  )
   /**
    * Counts the routed rows of one request: `weights` [rows, T], `experts` the names by column. `current`: the
    * request ran on the version serving the model's new requests, with this build-time profile (none: the
