@@ -286,11 +286,14 @@ describe('automatic rollback on live traffic (runner stand-ins)', () => {
         return { u, status: res.status, version: res.headers.get(VERSION_HEADER) }
       }),
     )
-    // Only canary users see the canary's 500s (a rollback mid-burst may already send late ones to stable).
+    // Only canary users see the canary's failures (a rollback mid-burst may already send late ones to stable):
+    // its 500s, or a 503 once its runner's breaker has opened on them mid-burst (no v2 runner left to try).
     for (const a of answers)
-      if (a.status === 500) expect(a.version).toBe('v2')
-      else expect(a).toMatchObject({ status: 200, version: 'v1' })
-    expect(answers.filter((a) => a.status === 500).length).toBeGreaterThanOrEqual(5)
+      if (a.status >= 500) {
+        expect([500, 503]).toContain(a.status)
+        expect(a.version).toBe('v2')
+      } else expect(a).toMatchObject({ status: 200, version: 'v1' })
+    expect(answers.filter((a) => a.status >= 500).length).toBeGreaterThanOrEqual(5)
     const after = await eventually(model, (x) => x.state === 'rolled_back')
     expect(after.canary_percent).toBe(0)
     expect(after.reason).toMatch(/^guardrail: canary error rate 1\.0000 \(\d+\/\d+ answers 5xx\)/)
