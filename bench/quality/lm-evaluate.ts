@@ -120,7 +120,7 @@ export async function documentNlls(
 }
 
 /** The weights the twin graph's router applies to `ids` alone (the engine's prefill of that prompt). */
-async function routedWeights(graph: DecoderGraph, ids: readonly number[], topK: number) {
+export async function routedWeights(graph: DecoderGraph, ids: readonly number[], topK: number) {
   const n = ids.length
   const out = await graph.run({
     batch: 1,

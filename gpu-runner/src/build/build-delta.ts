@@ -186,7 +186,7 @@ async function deltaContext(
     outputs: modelOutputs(base.graph),
     feature: features[0] as string,
     features,
-    routerTokens: tokenRouterInputs(recipe, tokenizer?.json),
+    routerTokens: tokenRouterInputs(recipe, tokenizer?.json, inputs),
     ...(tokenizer ? { tokenizer } : {}),
     split,
     imported: {

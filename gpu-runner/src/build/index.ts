@@ -36,4 +36,9 @@ export {
   type ReporterOptions,
 } from './pipeline/progress.ts'
 export { type MergeInputs, mergeTensors } from './pipeline/shared-merge.ts'
-export { probeRouters, type RouterProbeArm, type RouterProbeResult } from './router-probe.ts'
+export {
+  type ProbeInputs,
+  probeRouters,
+  type RouterProbeArm,
+  type RouterProbeResult,
+} from './router-probe.ts'

@@ -33,28 +33,38 @@ export interface RouterProbeResult {
   heldoutAccuracy: number
   /** Predicted expert of every given text, per group (the order given). */
   predictions: Int32Array[]
+  /** The MLP router's logits of every given text, per group, [n, T] (absent for other kinds). */
+  logits?: Float32Array[]
   seconds: number
 }
 
+/** A model's inputs for one example, as routing data gives them (e.g. a decoder prompt's prefill ids). */
+export type ProbeInputs = Record<string, readonly number[]>
+
 /**
  * @param texts groups of texts (e.g. one per task's validation split); each text is tokenized with the recipe's
- *   tokenizer and input rule, as the runner would
+ *   tokenizer and input rule, as the runner would; or groups of model inputs as they are (a recipe without a
+ *   tokenizer, e.g. a decoder's prompts as prefill ids)
  */
 export async function probeRouters(
   recipePath: string,
   arms: readonly RouterProbeArm[],
-  texts: readonly (readonly string[])[],
+  texts: readonly (readonly string[])[] | readonly (readonly ProbeInputs[])[],
   reporter: Reporter,
 ): Promise<RouterProbeResult[]> {
   const staging = await mkdtemp(join(tmpdir(), 'twinserve-router-probe-'))
   try {
     const ctx = await loadInputs(recipePath, reporter, { staging, externalAbove: 2 ** 31 - 1 })
     const tokenizer = ctx.tokenizer?.tokenizer
-    if (!tokenizer)
-      throw new AppError(
-        'INVALID_REQUEST',
-        'the router probe reads texts: the recipe needs a tokenizer',
-      )
+    const encode = (t: string | ProbeInputs, name: string): ProbeInputs => {
+      if (typeof t !== 'string') return t
+      if (!tokenizer)
+        throw new AppError(
+          'INVALID_REQUEST',
+          'the router probe reads texts: the recipe needs a tokenizer',
+        )
+      return tokenizer.encodeExample(t, name)
+    }
     const shared = await mergeToFile(
       ctx,
       ctx.recipe.shared,
@@ -63,7 +73,10 @@ export async function probeRouters(
       false,
     )
     const groups: RoutingExample[][] = texts.map((g, i) =>
-      g.map((t, j) => ({ expert: 0, inputs: tokenizer.encodeExample(t, `group ${i} text ${j}`) })),
+      (g as readonly (string | ProbeInputs)[]).map((t, j) => ({
+        expert: 0,
+        inputs: encode(t, `group ${i} text ${j}`) as RoutingExample['inputs'],
+      })),
     )
     const tracked = await trackRoutingRows(shared.model, ctx.inputs, ctx.split.train, staging)
     const results: RouterProbeResult[] = []
@@ -98,9 +111,13 @@ export async function probeRouters(
         if (fitted.heldoutPredictions[i] === ctx.split.heldout[i]?.expert) ok++
       const heldoutAccuracy = nHeld === 0 ? 0 : ok / nHeld
       const predictions: Int32Array[] = []
+      const logits: Float32Array[] = []
+      const T = ctx.expertNames.length
       let at = nHeld
       for (const g of groups) {
         predictions.push(fitted.heldoutPredictions.slice(at, at + g.length))
+        if (fitted.heldoutLogits)
+          logits.push(fitted.heldoutLogits.slice(at * T, (at + g.length) * T))
         at += g.length
       }
       results.push({
@@ -108,6 +125,7 @@ export async function probeRouters(
         featureSize: train.d,
         heldoutAccuracy,
         predictions,
+        ...(fitted.heldoutLogits ? { logits } : {}),
         seconds: (performance.now() - t0) / 1000,
       })
     }

@@ -96,6 +96,19 @@ describe('RecipeSchema', () => {
         tokenizer: { file: 't/tokenizer.json', max_length: 64, pad_id: 0 },
       },
     ],
+    [
+      'router token inputs of a decoder (no tokenizer block)',
+      {
+        ...minimal,
+        router: {
+          data: 'r.jsonl',
+          pooling: 'masked',
+          bag_of_tokens: true,
+          token_inputs: { vocab: 2048 },
+          mlp_temperature: 2,
+        },
+      },
+    ],
   ]
   it.each(valid)('accepts %s', (_n, input) => {
     expect(RecipeSchema.safeParse(input).success).toBe(true)
@@ -106,6 +119,25 @@ describe('RecipeSchema', () => {
       'masked pooling without a tokenizer',
       { ...minimal, router: { data: 'r.jsonl', pooling: 'masked' } },
       /router\.pooling.*needs a tokenizer/,
+    ],
+    [
+      'router token inputs beside a tokenizer block',
+      {
+        ...minimal,
+        tokenizer: { file: 't.json', max_length: 8, pad_id: 0 },
+        router: { data: 'r.jsonl', bag_of_tokens: true, token_inputs: { vocab: 8 } },
+      },
+      /router\.token_inputs.*one or the other/,
+    ],
+    [
+      'an mlp temperature on the prototype router',
+      { ...minimal, router: { data: 'r.jsonl', kind: 'prototype', mlp_temperature: 2 } },
+      /router\.mlp_temperature.*prototype router's softmax reads router\.temperature/,
+    ],
+    [
+      'router token inputs without a vocabulary',
+      { ...minimal, router: { data: 'r.jsonl', bag_of_tokens: true, token_inputs: {} } },
+      /router\.token_inputs\.vocab/,
     ],
     [
       'a bag of tokens for the prototype router',

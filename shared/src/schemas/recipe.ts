@@ -83,6 +83,22 @@ export const RouterRecipeSchema = z.strictObject({
    * as an embedding lookup).
    */
   bag_of_tokens: z.boolean().default(false),
+  /**
+   * For `pooling: masked` and `bag_of_tokens` on a model with no `tokenizer` block (a decoder with KV-cache
+   * inputs, which takes token ids rather than text): the graph inputs holding the ids and the attention mask, and
+   * the vocabulary size the bag counts over. With a tokenizer block these come from it.
+   */
+  token_inputs: z
+    .strictObject({
+      ids_input: z.string().min(1).default('input_ids'),
+      mask_input: z.string().min(1).default('attention_mask'),
+      vocab: z
+        .number()
+        .int()
+        .min(1)
+        .max(1 << 20),
+    })
+    .optional(),
   /** Routing data, JSON lines `{"expert": "<name>", "inputs": {"<input>": [flat values]}}`. */
   data: PathSchema,
   /** Hidden layer widths of the MLP router; [] is a linear (softmax regression) router. */
@@ -102,6 +118,13 @@ export const RouterRecipeSchema = z.strictObject({
   validation_fraction: z.number().gt(0).lt(0.9).default(0.1),
   /** Cap on examples per expert read from `data` (the first ones in file order). */
   max_per_expert: z.number().int().min(3).optional(),
+  /**
+   * Softmax temperature of the MLP router's logits (absent: 1), folded into its last layer at build time: above
+   * 1 the mix is softer where the router is unsure. A cross-entropy-trained router is overconfident on what it
+   * confuses, and a soft mix of the likely experts can score better than a confident wrong one (measured per
+   * package: bench/quality/lm-routing-probe.ts for the LM twin).
+   */
+  mlp_temperature: z.number().gt(0).lte(100).optional(),
   /** Softmax temperature of the prototype router's cosine similarities and of the data-free router's scores. */
   temperature: z.number().gt(0).lte(10).default(0.1),
   /**
@@ -189,16 +212,29 @@ export const RecipeSchema = z
       )
     const t = r.tokenizer
     const rt = r.router
-    if (rt.pooling === 'masked' && !t)
+    const tokens = t ?? rt.token_inputs
+    if (rt.pooling === 'masked' && !tokens)
       issue(
         ['router', 'pooling'],
-        "'masked' pools with the attention mask: it needs a tokenizer block",
+        "'masked' pools with the attention mask: it needs a tokenizer block (or router.token_inputs)",
       )
-    if (rt.bag_of_tokens && !t)
+    if (rt.bag_of_tokens && !tokens)
       issue(
         ['router', 'bag_of_tokens'],
-        'a bag of tokens reads the token ids: it needs a tokenizer block',
+        'a bag of tokens reads the token ids: it needs a tokenizer block (or router.token_inputs)',
       )
+    if (t && rt.token_inputs)
+      issue(
+        ['router', 'token_inputs'],
+        'the tokenizer block names the token inputs already; give one or the other',
+      )
+    if (rt.mlp_temperature !== undefined && rt.kind !== 'mlp')
+      issue(
+        ['router', 'mlp_temperature'],
+        `is the mlp router's; the ${rt.kind} router's softmax reads router.temperature`,
+      )
+    if (rt.token_inputs && rt.token_inputs.ids_input === rt.token_inputs.mask_input)
+      issue(['router', 'token_inputs', 'mask_input'], 'must differ from ids_input')
     if (rt.bag_of_tokens && rt.kind !== 'mlp')
       issue(
         ['router', 'bag_of_tokens'],

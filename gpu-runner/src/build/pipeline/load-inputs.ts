@@ -122,7 +122,7 @@ async function readModels(recipePath: string, reporter: Reporter): Promise<Model
     outputs,
     feature: features[0] as string,
     features,
-    routerTokens: tokenRouterInputs(recipe, tokenizer?.json),
+    routerTokens: tokenRouterInputs(recipe, tokenizer?.json, inputs),
     ...(tokenizer ? { tokenizer } : {}),
   }
 }

@@ -1,7 +1,8 @@
 /**
  * What the router reads, from the recipe: the feature tensors (one or a list) and, for text models, the attention
  * mask it pools by (`router.pooling: masked`) and the ids it counts (`router.bag_of_tokens`), with the vocabulary
- * size read from the package tokenizer's `tokenizer.json`.
+ * size read from the package tokenizer's `tokenizer.json`, or for a model without a tokenizer block (a decoder
+ * LM) all three from `router.token_inputs`.
  * @module
  */
 import { AppError, type Recipe } from '@twinserve/shared'
@@ -46,13 +47,31 @@ export function tokenizerVocabSize(json: Uint8Array): number {
 export function tokenRouterInputs(
   recipe: Pick<Recipe, 'router' | 'tokenizer'>,
   tokenizerJson: Uint8Array | undefined,
+  /** The model's inputs, to check the names `router.token_inputs` gives. */
+  inputs?: readonly { name: string }[],
 ): TokenRouterInputs {
   const { router, tokenizer } = recipe
   if (router.pooling === 'mean' && !router.bag_of_tokens) return {}
+  const given = router.token_inputs
+  if (!tokenizer && given) {
+    const names = inputs?.map((i) => i.name)
+    for (const n of [given.ids_input, given.mask_input])
+      if (names && !names.includes(n))
+        throw new AppError(
+          'INVALID_REQUEST',
+          `router.token_inputs: '${n}' is not an input of the model (inputs: ${names.join(', ')})`,
+        )
+    return {
+      ...(router.pooling === 'masked' ? { mask: given.mask_input } : {}),
+      ...(router.bag_of_tokens
+        ? { bag: { ids: given.ids_input, mask: given.mask_input, vocab: given.vocab } }
+        : {}),
+    }
+  }
   if (!tokenizer || !tokenizerJson)
     throw new AppError(
       'INVALID_REQUEST',
-      'router.pooling masked and router.bag_of_tokens read the token inputs: the recipe needs a tokenizer block',
+      'router.pooling masked and router.bag_of_tokens read the token inputs: the recipe needs a tokenizer block (or router.token_inputs)',
     )
   return {
     ...(router.pooling === 'masked' ? { mask: tokenizer.mask_input } : {}),

@@ -7,7 +7,7 @@
  * @module
  */
 import type { RouterRecipe } from '@twinserve/shared'
-import { argmaxRows, MlpSessions, trainMlp } from '../../train/index.ts'
+import { argmaxRows, MlpSessions, type MlpWeights, trainMlp } from '../../train/index.ts'
 import type { Features } from './features.ts'
 import type { RouterModel, Standardizer } from './router-graph.ts'
 
@@ -17,6 +17,8 @@ export interface TrainedRouter {
   heldoutAccuracy: number
   /** Predicted expert per held-out example (to check the embedded router against). */
   heldoutPredictions: Int32Array
+  /** The MLP's logits on the held-out split, [n, T] (a probe softens or sharpens the mix with them). */
+  heldoutLogits?: Float32Array
   epochs?: number
   bestEpoch?: number
 }
@@ -96,6 +98,23 @@ function prototypePredict(r: Extract<RouterModel, { kind: 'prototype' }>, f: Fea
   return argmaxRows(scores, T)
 }
 
+/**
+ * softmax(logits / τ) as the MLP's own softmax: its last layer's weights and bias divided by τ, so the graph and
+ * the argmax are unchanged and only the mix's sharpness moves.
+ */
+export function withTemperature(w: MlpWeights, tau: number): MlpWeights {
+  if (tau === 1) return w
+  const last = w.layers.length - 1
+  return {
+    ...w,
+    layers: w.layers.map((l, i) =>
+      i === last
+        ? { ...l, weight: l.weight.map((x) => x / tau), bias: l.bias.map((x) => x / tau) }
+        : l,
+    ),
+  }
+}
+
 export async function trainRouter(
   recipe: RouterRecipe,
   data: { train: Features; validation: Features; heldout: Features },
@@ -141,12 +160,14 @@ export async function trainRouter(
       sessions,
       onEpoch: (r) => opts.onEpoch?.(r.epoch, r.valAccuracy),
     })
-    const logits = await sessions.logits(result.weights, standardize(data.heldout, s))
+    const weights = withTemperature(result.weights, recipe.mlp_temperature ?? 1)
+    const logits = await sessions.logits(weights, standardize(data.heldout, s))
     const heldoutPredictions = argmaxRows(logits, experts)
     return {
-      model: { kind: 'mlp', standardizer: s, mlp: result.weights },
+      model: { kind: 'mlp', standardizer: s, mlp: weights },
       heldoutAccuracy: accuracy(heldoutPredictions, data.heldout.y),
       heldoutPredictions,
+      heldoutLogits: logits,
       epochs: result.history.length,
       bestEpoch: result.bestEpoch,
     }
