@@ -6,7 +6,7 @@
  *
  * The exclusive knowledge does not depend on the router, so the committed graph with an explicit mix computes
  * exactly what a package rebuilt with the arm's router would apply. Once per split (cached under
- * bench/.cache/lm-routing-probe, keyed by the package graph's digest) every document's summed NLL under each
+ * bench/.cache/lm-routing-probe, keyed by the package's exclusive knowledge) every document's summed NLL under each
  * one-hot mix and each expert's own perplexity; then per arm:
  * - hard routing (the router's argmax expert): a lookup in that cache, no model run;
  * - the dense mix softmax(logits / τ) for each `--dense` temperature τ (1 = what the package's router applies):
@@ -30,6 +30,7 @@ import { documentNlls, type LmTaskData, loadLmSplits, routedWeights } from './lm
 import { readRecipe } from './twin-arms.ts'
 
 const PACKAGE = 'zoo/lm/package/model.onnx'
+const MANIFEST = 'zoo/lm/package/manifest.json'
 const CACHE = 'bench/.cache/lm-routing-probe'
 
 /** Tensors of the LM graph a router can read (zoo/lm/README.md "Model"). */
@@ -45,45 +46,69 @@ export const LM_FEATURES = {
 } as const
 const F = LM_FEATURES
 
+/**
+ * The router before issue 14's probe (recipe of 2026-12-03): an MLP [64] on the LM head's input, mean-pooled, 40
+ * epochs. Every arm starts from it, so the arms do not depend on what the recipe's router block says now.
+ */
+const OLD = {
+  feature: F.last,
+  bag_of_tokens: false,
+  hidden: [64],
+  epochs: 40,
+  lr: 0.001,
+  patience: 5,
+  mlp_temperature: undefined,
+}
 /** The bag of tokens over the decoder's own inputs (the LM recipe has no tokenizer block). */
 const BAG = { bag_of_tokens: true, token_inputs: { vocab: 2048 } }
 const WIDE = { hidden: [256], epochs: 80, patience: 12, lr: 0.002 }
+const arm = (label: string, router: Record<string, unknown>): RouterProbeArm => ({
+  label,
+  router: { ...OLD, ...router },
+})
 
-/** The arms; each changes the recipe's `router` block. */
+/** The arms (indices for `--arms`); each changes the router block. */
 export const PROBE_ARMS: readonly RouterProbeArm[] = [
-  { label: 'committed: [64] on the last hidden state, mean', router: {} },
-  { label: 'last hidden, [256] 80 epochs', router: { ...WIDE } },
-  { label: 'last hidden + bag', router: { ...BAG } },
-  { label: 'last hidden + bag, [256] 80 epochs', router: { ...BAG, ...WIDE } },
-  {
-    label: 'embeddings + block 0 FFN + bag, [256] 80 epochs',
-    router: { feature: [F.embeddings, F.block0Ffn], ...BAG, ...WIDE },
-  },
-  {
-    label: 'embeddings + block 0 FFN + last + bag, [256] 80 epochs',
-    router: { feature: [F.embeddings, F.block0Ffn, F.last], ...BAG, ...WIDE },
-  },
-  {
-    label: 'bag alone (embeddings + bag), [256] 80 epochs',
-    router: { feature: F.embeddings, ...BAG, ...WIDE },
-  },
-  {
-    label: 'last hidden + bag, [256] 80 epochs, seed 2',
-    router: { ...BAG, ...WIDE, seed: 2 },
-  },
-  {
-    label: 'block 1 + last + bag, [256] 80 epochs',
-    router: { feature: [F.block1, F.last], ...BAG, ...WIDE },
-  },
-  { label: 'last hidden + bag, linear', router: { ...BAG, hidden: [], epochs: 80, patience: 12 } },
-  {
-    label: 'block 1 + last + bag, [256] 80 epochs, seed 2',
-    router: { feature: [F.block1, F.last], ...BAG, ...WIDE, seed: 2 },
-  },
-  {
-    label: 'block 1 + last + bag, [128] 80 epochs',
-    router: { feature: [F.block1, F.last], ...BAG, ...WIDE, hidden: [128] },
-  },
+  arm('old: [64] on the last hidden state', {}),
+  arm('last hidden, [256] 80 epochs', WIDE),
+  arm('last hidden + bag', BAG),
+  arm('last hidden + bag, [256] 80 epochs', { ...BAG, ...WIDE }),
+  arm('embeddings + block 0 FFN + bag, [256] 80 epochs', {
+    feature: [F.embeddings, F.block0Ffn],
+    ...BAG,
+    ...WIDE,
+  }),
+  arm('embeddings + block 0 FFN + last + bag, [256] 80 epochs', {
+    feature: [F.embeddings, F.block0Ffn, F.last],
+    ...BAG,
+    ...WIDE,
+  }),
+  arm('embeddings + bag, [256] 80 epochs', { feature: F.embeddings, ...BAG, ...WIDE }),
+  arm('last hidden + bag, [256] 80 epochs, seed 2', { ...BAG, ...WIDE, seed: 2 }),
+  arm('block 1 + last + bag, [256] 80 epochs', { feature: [F.block1, F.last], ...BAG, ...WIDE }),
+  arm('last hidden + bag, linear', { ...BAG, hidden: [], epochs: 80, patience: 12 }),
+  arm('block 1 + last + bag, [256] 80 epochs, seed 2', {
+    feature: [F.block1, F.last],
+    ...BAG,
+    ...WIDE,
+    seed: 2,
+  }),
+  arm('block 1 + last + bag, [128] 80 epochs', {
+    feature: [F.block1, F.last],
+    ...BAG,
+    ...WIDE,
+    hidden: [128],
+  }),
+  arm('block 1 + last, [256] 80 epochs', { feature: [F.block1, F.last], ...WIDE }),
+  arm('embeddings + block 0 FFN + block 1 + last, [256] 80 epochs', {
+    feature: [F.embeddings, F.block0Ffn, F.block1, F.last],
+    ...WIDE,
+  }),
+  arm('block 1 + last, [256] 80 epochs, seed 2', {
+    feature: [F.block1, F.last],
+    ...WIDE,
+    seed: 2,
+  }),
 ]
 
 interface Cache {
@@ -93,8 +118,18 @@ interface Cache {
   expert: number[]
 }
 
-function digest(path: string): string {
-  return createHash('sha256').update(readFileSync(path)).digest('hex').slice(0, 16)
+/**
+ * The cache's key: what the one-hot NLLs depend on, the package's exclusive knowledge (its manifest lists every
+ * tensor's per-expert relative error to full precision) and the recipe's shared merge and exclusive spec, not
+ * its router, so that a package rebuilt with another router reuses the cache.
+ */
+function cacheKey(manifestPath: string): string {
+  const m = JSON.parse(readFileSync(manifestPath, 'utf8')) as {
+    exclusive: unknown
+    recipe: { shared: unknown; exclusive: unknown }
+  }
+  const what = JSON.stringify([m.exclusive, m.recipe.shared, m.recipe.exclusive])
+  return createHash('sha256').update(what).digest('hex').slice(0, 16)
 }
 
 async function oneHotCache(
@@ -171,7 +206,7 @@ async function main() {
     session,
     data,
     recipe.experts.map((e) => e.model),
-    `${digest(PACKAGE)}-${split}`,
+    `${cacheKey(MANIFEST)}-${split}`,
   )
   console.error(`cache ready (${((performance.now() - t0) / 1000).toFixed(0)} s)`)
   const graph = new DecoderGraph(session, controlsOf(session.inputNames), T)
