@@ -101,7 +101,7 @@ export async function run(args: string[]): Promise<number> {
       const { manifest: _m, ...rest } = report
       await writeFile(
         values.json,
-        `${JSON.stringify({ ...rest, router: { ...rest.router, heldoutPredictions: undefined } }, null, 2)}\n`,
+        `${JSON.stringify({ ...rest, router: { ...rest.router, heldoutPredictions: undefined, heldoutLogits: undefined } }, null, 2)}\n`,
       )
     }
     return 0
