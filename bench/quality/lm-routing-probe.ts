@@ -13,7 +13,8 @@
  *   one pass of the twin graph over the split with those mixes (the mix is not linear in the NLL).
  * Normalised = expert's own perplexity / routed perplexity × 100 per domain (Twin-Merging's Eq. 4, lower
  * perplexity better), as bench:quality's LM section computes it; "package" rows route with the committed graph's
- * own router (its applied weights), the reference the probe's "committed" arm should reproduce.
+ * own router (its applied weights), which the probe's arm 0 ("old", the router the package was built with)
+ * reproduces exactly. `--likelihood` adds routing by each expert's likelihood of the prompt (not a graph router).
  *
  *   node --import tsx bench/quality/lm-routing-probe.ts [--arms 0,2] [--dense 1,2] [--split test]
  *     [--recipe zoo/lm/recipe.yaml] [--confusion] [--likelihood] [--package-dense]
