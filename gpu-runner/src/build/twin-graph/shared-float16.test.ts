@@ -8,6 +8,7 @@ import { mergeTensor } from '../../merge/merge-tensor.ts'
 import { loadModel } from '../../model/load-model.ts'
 import { readExclusiveFactors } from '../../model/materialize.ts'
 import { loadPackage } from '../../package/load-package.ts'
+import { buildDelta } from '../build-delta.ts'
 import { buildPackage } from '../build-package.ts'
 import { readOnnxBytes, tensorToFloat32 } from '../import/read-onnx.ts'
 import { createReporter } from '../pipeline/progress.ts'
@@ -131,6 +132,15 @@ describe('shared_dtype: float16 and router.dtype: float16 (issue #18)', async ()
     } finally {
       await served.close()
     }
+  })
+
+  it('a --from build of such a package is refused with the reason (not supported yet), not half-done', async () => {
+    await expect(
+      buildDelta(fx16.recipePath, r16.dir, [{ op: 'remove', name: 'task-c' }], {
+        out: join(root, 'delta-out'),
+        reporter: createReporter({ quiet: true }),
+      }),
+    ).rejects.toThrow(/stores its shared weights as float16.*run a full build/)
   })
 
   it('the recipe refuses router.dtype on a router without weight matrices', () => {
