@@ -35,7 +35,7 @@ export async function textFrontierSection(o: TextFrontierOptions): Promise<strin
   const inBudget = (r: TextFrontierRow) => share(r) <= GOAL.share
   const best = bestOf(rows, (r) => r.group === 'routed' && inBudget(r))
   const bestAny = bestOf(rows, (r) => r.group === 'routed')
-  const dataFree = rows.find((r) => r.label.includes('data-free'))
+  const dataFree = bestOf(rows, (r) => r.label.includes('data-free'))
   // The trained router of the data-free arm's shared model and factors (the same bytes but the router's).
   const trained = rows.find((r) => r.label === TRAINED_BESIDE_DATA_FREE)
   const factorsBest = bestOf(rows, (r) => r.group === 'factors' && inBudget(r), 'oracleVal')
@@ -53,7 +53,7 @@ export async function textFrontierSection(o: TextFrontierOptions): Promise<strin
     `- **Accuracy:** normalised = twin / expert per task, averaged (experts measured the same way, validation ${expert.val.map((a) => pct(a)).join(' / ')}, test ${expert.test.map((a) => pct(a)).join(' / ')}). ` +
       '"oracle" feeds the true task one-hot (the factors\' loss alone), "routed" the embedded router\'s dense mix as served (factors and routing). ' +
       'Every choice is on **validation**; test is reported. The first rows (prototype router) sweep the factors; the rest are servable configurations. ' +
-      "Pareto (✓, bold): no other row has both higher validation routed accuracy and fewer bytes. The data-free router reads block 0's FFN activation (the input of its second FFN matrix), mean-pooled, no routing data.",
+      "Pareto (✓, bold): no other row has both higher validation routed accuracy and fewer bytes. The data-free router reads block 0's FFN activation (the input of its second FFN matrix), mean-pooled, or the head's input (the mask-pooled final hidden state); no routing data.",
   )
   const cold = rows.reduce((a, r) => a + r.seconds, 0)
   out.push(
@@ -75,7 +75,7 @@ export async function textFrontierSection(o: TextFrontierOptions): Promise<strin
         ? `The best routed row at any size: ${bestAny.label}, ${pct(bestAny.routedTest)}% test at ${pct(share(bestAny))}% (${parts(bestAny)}). `
         : '') +
       (dataFree && trained
-        ? `The data-free router reaches ${pct(dataFree.routedTest)}% normalised on test (router ${pct(dataFree.routerTest)}%), ${pct(trained.routedTest - dataFree.routedTest)} points below the trained router of the same shared/factor configuration (${trained.label}, ${pct(trained.routedTest)}%): ${trained.routedTest - dataFree.routedTest <= GOAL.dataFreeGap ? 'within' : '**not** within'} the issue's 3 points.`
+        ? `The data-free router (best of its arms on validation: ${dataFree.label.replace(/.*data-free router/, 'data-free router')}) reaches ${pct(dataFree.routedTest)}% normalised on test (router ${pct(dataFree.routerTest)}%), ${pct(trained.routedTest - dataFree.routedTest)} points below the trained router of the same shared/factor configuration (${trained.label}, ${pct(trained.routedTest)}%): ${trained.routedTest - dataFree.routedTest <= GOAL.dataFreeGap ? 'within' : '**not** within'} the issue's 3 points.`
         : ''),
   )
   out.push('')

@@ -111,6 +111,16 @@ export function textFrontierArms(budgets: readonly number[]): TextFrontierArm[] 
       group: 'routed',
       change: { exclusive: int8(0.05), shared_dtype: 'float16', router: DATA_FREE },
     },
+    {
+      // The head's input: the mask-pooled final hidden state, where the tasks' classifiers differ most.
+      label: 'budget 0.05 int8, shared f16, data-free router on the head input',
+      group: 'routed',
+      change: {
+        exclusive: int8(0.05),
+        shared_dtype: 'float16',
+        router: { ...DATA_FREE, feature: '/Div_output_0' },
+      },
+    },
   )
   return arms
 }
