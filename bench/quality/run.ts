@@ -14,6 +14,7 @@
  *   npm run bench:quality -- --budgets 0.1,0.25 --frontier-ranks 16    # the frontier table's configurations
  *   npm run bench:quality -- --only text           # the text zoo only (issue #13), about 30 minutes on 2 busy cores
  *   npm run bench:quality -- --only text --quick   # without its levers and rank-16 arm: about 12 minutes
+ *   npm run bench:quality -- --only text-frontier  # the text zoo's quality–cost frontier (issue #18), cached per arm
  *   npm run bench:quality -- --only lm             # the LM zoo's perplexity (issue #14), about 30 minutes on 2 busy cores
  *
  * The text zoo (zoo/text, six PyTorch-exported classifiers) has its own section, `bench:quality:text` (text-run.ts);
@@ -47,6 +48,7 @@ import {
 } from './report.ts'
 import { replaceSection } from './results-file.ts'
 import { LAMBDA_GRID, runStaticMerge, STATIC_METHODS } from './static-merges.ts'
+import { textFrontierSection } from './text-frontier-report.ts'
 import { runTextQuality } from './text-run.ts'
 import { ArmBuilder, applyChange, evaluateTwin, readRecipe } from './twin-arms.ts'
 import { graphBytes, mergeValues, readZooModels } from './zoo-models.ts'
@@ -69,6 +71,8 @@ const { values } = parseArgs({
     'text-recipe': { type: 'string', default: 'zoo/text/recipe.yaml' },
     'text-package': { type: 'string', default: 'zoo/text/package' },
     'text-budget-mb': { type: 'string', default: '40' },
+    'text-budgets': { type: 'string', default: '0.05,0.1,0.25' },
+    fresh: { type: 'boolean', default: false },
     'lm-recipe': { type: 'string', default: 'zoo/lm/recipe.yaml' },
     'lm-package': { type: 'string', default: 'zoo/lm/package' },
   },
@@ -77,7 +81,7 @@ const started = performance.now()
 const log = (line: string) => process.stderr.write(`${line}\n`)
 const elapsed = () => `${((performance.now() - started) / 1000).toFixed(0)} s`
 
-const ZOOS = ['fashion', 'text', 'lm'] as const
+const ZOOS = ['fashion', 'text', 'text-frontier', 'lm'] as const
 if (values.only !== undefined && !(ZOOS as readonly string[]).includes(values.only)) {
   process.stderr.write(`bench:quality: --only takes ${ZOOS.join(', ')}, not '${values.only}'\n`)
   process.exit(2)
@@ -115,6 +119,22 @@ if (runs('text')) {
     'bench:quality:text',
     `npm run bench:quality -- --only text${values.quick ? ' --quick' : ''}`,
     text,
+    `${((performance.now() - t0) / 1000).toFixed(0)} s`,
+  )
+}
+if (runs('text-frontier')) {
+  const t0 = performance.now()
+  const body = await textFrontierSection({
+    recipe: values['text-recipe'] ?? '',
+    budgets: (values['text-budgets'] ?? '').split(',').filter(Boolean).map(Number),
+    cacheDir: resolve('bench/.cache/text-frontier'),
+    fresh: values.fresh ?? false,
+    log,
+  })
+  await writeZooSection(
+    'bench:quality:text-frontier',
+    'npm run bench:quality -- --only text-frontier',
+    body,
     `${((performance.now() - t0) / 1000).toFixed(0)} s`,
   )
 }

@@ -42,6 +42,7 @@ export interface RecipeChange {
   exclusive?: RecipeInput['exclusive']
   shared?: RecipeInput['shared']
   shared_file?: boolean
+  shared_dtype?: RecipeInput['shared_dtype']
   router?: Partial<RecipeInput['router']>
   variants?: RecipeInput['variants']
 }

@@ -95,6 +95,15 @@ async function deltaContext(
   const step = output.reporter.step('reading recipe, package and new experts')
   const { recipe: given, files } = await loadRecipe(recipePath)
   checkSameSpec(given, old)
+  // The old twin graph would be re-read as the shared model with its weights already FLOAT16 behind Casts; not
+  // supported yet (issue #18's lever is new): a full build works.
+  if (
+    given.shared_dtype === 'float16' ||
+    (old.manifest.recipe as Partial<Recipe>).shared_dtype === 'float16'
+  )
+    throw bad(
+      `package ${old.dir} stores its shared weights as float16 (recipe shared_dtype): --from builds do not support that yet; run a full build`,
+    )
   const base = await openOnnx(files.base)
   const opset = checkOpset(base.model, base.path)
   const models = new Map<string, OnnxModel>()

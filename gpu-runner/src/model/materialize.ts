@@ -170,7 +170,8 @@ export function readExclusiveFactors(
         name: e.name,
         rows,
         cols,
-        shared: floatsOf(need(e.name, [rows, cols]).t, model),
+        // float16 with recipe `shared_dtype: float16` (the file's Cast widens it; so does floatsOf, exactly).
+        shared: floatsOf(need(e.name, [rows, cols]).t, model, true),
         u: floatsOf(u.t, model, true),
         vt: floatsOf(need(`${e.name}${S.v}`, [R, cols]).t, model, true),
         sigma: floatsOf(need(`${e.name}${S.sigma}`, [R]).t, model),

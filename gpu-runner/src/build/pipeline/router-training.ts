@@ -79,5 +79,8 @@ export async function trainPackageRouter(
   )
   // The last `vocab` columns are the bag of tokens: the graph gathers their first-layer rows per token.
   if (bag && router.model.kind === 'mlp') router.model.bag = { vocab: bag.vocab }
+  // Stored as float16 in the graph; verification's router check bounds what the rounding may flip.
+  if (recipe.router.dtype === 'float16' && router.model.kind === 'mlp')
+    router.model.dtype = 'float16'
   return { router, featureSize: train.d }
 }

@@ -10,6 +10,7 @@ import { mergeTensor } from '../../merge/index.ts'
 import type { ModelProto } from '../../onnx/proto.ts'
 import { type OnnxModel, tensorDims } from '../import/read-onnx.ts'
 import { floatBytes, readFloat32 } from '../import/tensor-data.ts'
+import { roundToFloat16, storedAsFloat16 } from '../twin-graph/shared-float16.ts'
 import type { BuildContext } from './build-context.ts'
 import {
   ExclusiveCollector as Collector,
@@ -81,6 +82,7 @@ export async function mergeToFile(
     ? new Collector(ctx.selected, ctx.recipe.exclusive, ctx.experts.length, ctx.expertsBytes)
     : undefined
   const sharedOnly: SharedOnlyRow[] = []
+  const half = exclusive && ctx.recipe.shared_dtype === 'float16'
   let done = 0
   const written = await writeGraph(ctx, out.rel, ctx.base.model, out.variant, async (t) => {
     const name = t.name ?? ''
@@ -90,13 +92,15 @@ export async function mergeToFile(
       const et = e.initializers.get(name)
       experts.push(await readFloat32(et ?? {}, `${e.path}: ${name}`))
     }
-    const merged = mergeTensor(spec, {
+    const exact = mergeTensor(spec, {
       base,
       experts,
       names: ctx.expertNames,
       shape: tensorDims(t),
       tensorName: name,
     })
+    // Rounded before the exclusive knowledge is taken against it (twin-graph/shared-float16.ts).
+    const merged = half && storedAsFloat16(tensorDims(t)) ? roundToFloat16(exact) : exact
     if (collector?.has(name)) await collector.add(name, merged, experts)
     else if (collector) {
       const site = { name, shape: tensorDims(t), reason: notSelectedReason(ctx.sites.get(name)) }

@@ -12,6 +12,7 @@ import { featureRows } from '../router/features.ts'
 import { routerEmitter } from '../router/router-graph.ts'
 import type { TrainedRouter } from '../router/train-router.ts'
 import { rewriteTwinGraph } from '../twin-graph/rewrite.ts'
+import { storeSharedAsFloat16 } from '../twin-graph/shared-float16.ts'
 import type { BuildContext } from './build-context.ts'
 import type { ExclusiveKnowledge } from './exclusive-knowledge.ts'
 import { writeGraph } from './graph-file.ts'
@@ -77,6 +78,12 @@ export async function buildTwinModel(
       ? { topkGather: recipe.exclusive.topk_gather }
       : {}),
   })
+  // The merge pass rounded these weights to float16 values; the file stores them so.
+  if (recipe.shared_dtype === 'float16')
+    await storeSharedAsFloat16(
+      twin,
+      new Set((sharedModel.graph?.initializer ?? []).map((t) => t.name ?? '')),
+    )
   const written = await writeGraph(ctx, rel, twin, controls === 'inputs' ? undefined : label)
   return { files: written.files, router, exclusive, featureSize }
 }

@@ -32,6 +32,8 @@ export type RouterModel =
       mlp: MlpWeights
       /** The feature's last `vocab` columns are the bag of tokens (recipe `router.bag_of_tokens`). */
       bag?: { vocab: number }
+      /** Storage type of the layers' weight matrices (recipe `router.dtype`); biases stay float32. */
+      dtype?: 'float32' | 'float16'
     }
   | DataFreeRouter
   | {
@@ -118,6 +120,25 @@ function emitDataFree(editor: GraphEditor, ops: Ops, feature: string, r: DataFre
   })
 }
 
+/** A router weight matrix: float32, or (recipe `router.dtype: float16`) FLOAT16 behind a Cast onnxruntime folds at load. */
+function routerWeight(
+  editor: GraphEditor,
+  hint: string,
+  values: Float32Array,
+  dims: number[],
+  dtype: 'float32' | 'float16' | undefined,
+): string {
+  if (dtype !== 'float16') return editor.float(hint, values, dims)
+  return editor.node(
+    'Cast',
+    [editor.initializer(float16Tensor(editor.fresh(hint), values, dims))],
+    {
+      attrs: { to: onnx.TensorProto.DataType.FLOAT },
+      hint: `${hint}_f32`,
+    },
+  )
+}
+
 /**
  * The bag of tokens' share of the first layer, never materialising the [batch, vocab] bag: with the bag's
  * standardisation folded into the weights (W'_j = W_j / std_j; the constant −Σ mean_j·W'_j goes into the bias),
@@ -126,7 +147,13 @@ function emitDataFree(editor: GraphEditor, ops: Ops, feature: string, r: DataFre
 function emitBagOfTokens(
   editor: GraphEditor,
   ops: Ops,
-  r: { standardizer: Standardizer; weight: Float32Array; vocab: number; h: number },
+  r: {
+    standardizer: Standardizer
+    weight: Float32Array
+    vocab: number
+    h: number
+    dtype: 'float32' | 'float16' | undefined
+  },
   tokens: { ids: string; mask: string },
 ): { term: string; shift: Float32Array } {
   const { standardizer: s, weight, vocab, h } = r
@@ -144,7 +171,7 @@ function emitBagOfTokens(
   }
   const rows = editor.node(
     'Gather',
-    [editor.float('router/bag.weight', folded, [vocab, h]), tokens.ids],
+    [routerWeight(editor, 'router/bag.weight', folded, [vocab, h], r.dtype), tokens.ids],
     { attrs: { axis: 0 }, hint: 'router/bag_rows' },
   ) // [batch, seq, h]
   const m = editor.node('Cast', [tokens.mask], {
@@ -190,15 +217,24 @@ function emitMlp(
         ? emitBagOfTokens(
             editor,
             ops,
-            { standardizer: router.standardizer, weight: layer.weight, vocab, h: nOut },
+            {
+              standardizer: router.standardizer,
+              weight: layer.weight,
+              vocab,
+              h: nOut,
+              dtype: router.dtype,
+            },
             tokens,
           )
         : undefined
     const nIn = (sizes[i] as number) - (bag ? vocab : 0)
-    const W = editor.float(`router/fc${i + 1}.weight`, layer.weight.subarray(0, nIn * nOut), [
-      nIn,
-      nOut,
-    ])
+    const W = routerWeight(
+      editor,
+      `router/fc${i + 1}.weight`,
+      layer.weight.subarray(0, nIn * nOut),
+      [nIn, nOut],
+      router.dtype,
+    )
     const bias = bag ? layer.bias.map((v, k) => v + (bag.shift[k] as number)) : layer.bias
     const b = editor.float(`router/fc${i + 1}.bias`, bias, [nOut])
     let y = editor.node('MatMul', [h, W], { hint: `router/fc${i + 1}` })
