@@ -7,7 +7,8 @@
  * gateway restart, all runners gone. Prints one row per scenario (requests, failed, what was measured, the goal)
  * as a Markdown table with the machine, and exits 1 if a goal was missed.
  *
- *   node --import tsx bench/chaos/main.ts [--only kill,hang] [--gateway wrangler|workerd]   (npm run chaos -- …)
+ *   node --import tsx bench/chaos/main.ts [--only kill,hang] [--gateway wrangler|workerd] [--trace]
+ *     (npm run chaos -- …)
  *
  * Under `wrangler dev` a proxy Worker in a second workerd sits in front of the gateway, and that hop loses a POST
  * now and then with its own 503 "Your worker restarted mid-request" although nothing restarted (a keep-alive
@@ -38,7 +39,11 @@ import {
 } from './scenarios.ts'
 
 const { values: args } = parseArgs({
-  options: { only: { type: 'string' }, gateway: { type: 'string', default: 'wrangler' } },
+  options: {
+    only: { type: 'string' },
+    gateway: { type: 'string', default: 'wrangler' },
+    trace: { type: 'boolean', default: false },
+  },
 })
 const only = args.only ? new Set(args.only.split(',')) : undefined
 if (args.gateway !== 'workerd' && args.gateway !== 'wrangler')
@@ -52,6 +57,8 @@ const VARS = {
   COLD_START_WAIT_MS: '5000',
   BODY_TIMEOUT_MS: '5000',
   MAX_BODY_BYTES: String(16 * 2 ** 20),
+  // `--trace`: each answer says how it was routed; the hang scenario prints that for its slow requests.
+  ...(args.trace ? { ROUTE_TRACE: '1' } : {}),
 }
 
 /** The same state directory, port, vars and log lines as wrangler dev gets, served by a bare workerd. */

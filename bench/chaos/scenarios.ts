@@ -4,7 +4,10 @@
  * requests that failed, what was measured, and whether the scenario's goal held.
  * @module
  */
+import { writeFile } from 'node:fs/promises'
 import { request } from 'node:http'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { type E2eGateway, startGatewayRunner } from '../../test/support/gateway-harness.ts'
 import type { RunnerProcess } from '../../test/support/runner-harness.ts'
 import { binaryPixelsBody, hostileCases, pixelsBody } from './hostile.ts'
@@ -138,7 +141,19 @@ export async function hang(f: Fleet, freezeMs = 15_000): Promise<Row> {
   const during = samples.filter((s) => s.end > frozenAt && s.start < frozenAt + freezeMs)
   const worst = Math.max(...during.map((s) => s.end - s.start))
   const bound = 2 * f.p99
-  const slow = during.filter((s) => s.end - s.start > bound).length
+  const slowOnes = during.filter((s) => s.end - s.start > bound)
+  const slow = slowOnes.length
+  // With `--trace`, how each slow request was routed (which runner first, hedges, budgets, p99, breakers), and
+  // every request of the freeze in a file for a closer look.
+  if (slowOnes.some((s) => s.trace !== undefined)) {
+    for (const s of slowOnes)
+      process.stderr.write(
+        `hang: slow ${s.end - s.start} ms at +${s.start - frozenAt} ms (runner ${s.runner}): ${s.trace}\n`,
+      )
+    const file = join(tmpdir(), `chaos-hang-${process.pid}.json`)
+    await writeFile(file, JSON.stringify({ frozenAt, freezeMs, p99: f.p99, during }))
+    process.stderr.write(`hang: the freeze's requests with their traces: ${file}\n`)
+  }
   return {
     scenario: `hang (SIGSTOP one runner ${freezeMs / 1000} s)`,
     requests: samples.length,

@@ -47,6 +47,14 @@ export const GatewayConfigSchema = z.object({
    */
   HEDGE_MIN_MS: int(1, 60_000, 50),
   HEDGE_BUDGET_PERCENT: int(0, 100, 10),
+  /**
+   * '1': every routed answer carries `x-twinserve-route-trace`, how its attempts went (runners tried, hedges,
+   * budgets, the class's p99, breakers). For diagnosing tails (bench/chaos); off, the hot path pays one check.
+   */
+  ROUTE_TRACE: z
+    .enum(['0', '1'])
+    .default('0')
+    .transform((v) => v === '1'),
   /** Consecutive failures that open a runner's circuit breaker. */
   BREAKER_FAILURE_THRESHOLD: int(1, 1000, 3),
   BREAKER_COOLDOWN_MS: int(10, 10 * 60_000, 10_000),

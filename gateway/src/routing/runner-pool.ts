@@ -3,6 +3,13 @@
  * ROUTING_CACHE_MS, or at once after a membership call or a connection failure), and this isolate's own view of
  * each runner — requests it has in flight there and a circuit breaker — as every node of a load balancer keeps
  * its own. Picks use power of two choices over the live holders of the model.
+ *
+ * Outlier ejection (issue #16: a SIGSTOPped runner kept getting half the first attempts, each one waiting for
+ * its hedge): a runner with an attempt past its hedge point and unanswered is a suspect. Picks pass it over
+ * while another runner can take the request, and hedges never go to it, until one of its attempts answers in
+ * time or the overdue attempt's own budget runs out (then its timeout is the breaker's business). It is
+ * Envoy's outlier detection on the signal a hedge already gives: a suspect is never waited on by a new request,
+ * and it costs no extra load: the one request that found it out was hedged anyway.
  * @module
  */
 import type { BreakerState } from '@twinserve/shared'
@@ -59,6 +66,10 @@ export class RunnerPool {
   refreshingSince: number | undefined
   private readonly breakers = new Map<string, CircuitBreaker>()
   private readonly outstanding = new Map<string, number>()
+  /** Suspects (an attempt overdue), each until when (ms since epoch) at the latest. */
+  private readonly suspects = new Map<string, number>()
+  /** When each runner last answered an attempt in time (ms since epoch). */
+  private readonly prompt = new Map<string, number>()
   private readonly models = new Set<string>()
   private readonly experts = new Map<string, Set<string>>()
   /** Attempt latencies seen from this isolate (attempt timeouts, hedge delays). */
@@ -118,6 +129,8 @@ export class RunnerPool {
     const ids = new Set(snapshot.runners.map((r) => r.runner_id))
     for (const id of this.breakers.keys()) if (!ids.has(id)) this.breakers.delete(id)
     for (const id of this.outstanding.keys()) if (!ids.has(id)) this.outstanding.delete(id)
+    for (const id of this.suspects.keys()) if (!ids.has(id)) this.suspects.delete(id)
+    for (const id of this.prompt.keys()) if (!ids.has(id)) this.prompt.delete(id)
   }
 
   invalidate(): void {
@@ -160,9 +173,33 @@ export class RunnerPool {
     return Math.max(this.outstanding.get(r.runner_id) ?? 0, reported) / r.load.capacity
   }
 
+  /** An attempt at `runnerId` passed its hedge point unanswered: a suspect until `until` at the latest. */
+  overdue(runnerId: string, until: number): void {
+    this.suspects.set(runnerId, Math.max(until, this.suspects.get(runnerId) ?? 0))
+  }
+
+  /** An attempt at `runnerId` answered before its hedge point: no longer a suspect. */
+  responsive(runnerId: string, now: number): void {
+    this.suspects.delete(runnerId)
+    this.prompt.set(runnerId, now)
+  }
+
+  /** Ms left of `runnerId`'s suspicion (0: none). */
+  suspectFor(runnerId: string, now: number): number {
+    const until = this.suspects.get(runnerId)
+    if (until === undefined) return 0
+    if (until > now) return until - now
+    this.suspects.delete(runnerId)
+    return 0
+  }
+
   /**
-   * Power of two choices among `holders` not yet tried whose breaker allows traffic; runners listing the
-   * requested variant are preferred (if none does, any holder decides: versions may skew).
+   * Power of two choices among `holders` not yet tried whose breaker allows traffic and that are no suspects
+   * (overdue, see above); runners listing the requested variant are preferred (if none does, any holder decides:
+   * versions may skew). When every such holder is a suspect, a first attempt or retry still goes to the one that
+   * last answered in time (a busy runner just past its p99 beside a frozen one); a hedge of an attempt at
+   * `hedgeOf` goes there only if that answer is more recent than `hedgeOf`'s last one (else it would only add
+   * a request to a runner that is later still).
    */
   pick(
     holders: readonly RunnerRecord[],
@@ -170,19 +207,45 @@ export class RunnerPool {
     variant: string | undefined,
     exclude: readonly string[],
     now: number,
+    hedgeOf?: string,
   ): RunnerRecord | undefined {
     const open = holders.filter(
       (r) => !exclude.includes(r.runner_id) && this.breaker(r.runner_id).allows(now),
     )
+    const prompt = open.filter((r) => this.suspectFor(r.runner_id, now) === 0)
+    const candidates =
+      prompt.length > 0
+        ? prompt
+        : this.lastPrompt(open, hedgeOf === undefined ? -1 : (this.prompt.get(hedgeOf) ?? 0))
     const withVariant =
       variant === undefined
         ? []
-        : open.filter((r) => r.models.some((m) => m.name === model && m.variants.includes(variant)))
+        : candidates.filter((r) =>
+            r.models.some((m) => m.name === model && m.variants.includes(variant)),
+          )
     return pickPowerOfTwo(
-      withVariant.length > 0 ? withVariant : open,
+      withVariant.length > 0 ? withVariant : candidates,
       (r) => this.score(r),
       this.options.random,
     )
+  }
+
+  /**
+   * Among suspects, the one that last answered in time, if after `after` (ms since epoch; -1: any, and then
+   * all of them when none ever has).
+   */
+  private lastPrompt(suspects: RunnerRecord[], after: number): RunnerRecord[] {
+    let best: RunnerRecord | undefined
+    let at = after
+    for (const r of suspects) {
+      const t = this.prompt.get(r.runner_id) ?? 0
+      if (t > at) {
+        best = r
+        at = t
+      }
+    }
+    if (best) return [best]
+    return after < 0 ? suspects : []
   }
 
   /** A request is sent to `runnerId`. */
