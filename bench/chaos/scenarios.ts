@@ -143,9 +143,13 @@ export async function hang(f: Fleet, freezeMs = 15_000): Promise<Row> {
   const bound = 2 * f.p99
   const slowOnes = during.filter((s) => s.end - s.start > bound)
   const slow = slowOnes.length
-  // With `--trace`, how each slow request was routed (which runner first, hedges, budgets, p99, breakers), and
-  // every request of the freeze in a file for a closer look.
-  if (slowOnes.some((s) => s.trace !== undefined)) {
+  // With `--trace`: which requests waited on the frozen runner (an attempt, not a hedge, sent there), how each
+  // slow one was routed (runners, hedges, budgets, p99, breakers), and every request of the freeze in a file.
+  let traced = ''
+  if (during.some((s) => s.trace !== undefined)) {
+    const waited = during.filter((s) => s.trace?.includes('attempt b '))
+    const slowWaited = slowOnes.filter((s) => s.trace?.includes('attempt b '))
+    traced = `; traced: ${waited.length} sent to the frozen runner first (max ${Math.max(0, ...waited.map((s) => s.end - s.start))} ms), ${slowWaited.length} of them over 2×p99`
     for (const s of slowOnes)
       process.stderr.write(
         `hang: slow ${s.end - s.start} ms at +${s.start - frozenAt} ms (runner ${s.runner}): ${s.trace}\n`,
@@ -158,7 +162,7 @@ export async function hang(f: Fleet, freezeMs = 15_000): Promise<Row> {
     scenario: `hang (SIGSTOP one runner ${freezeMs / 1000} s)`,
     requests: samples.length,
     failed: failed.length,
-    measured: `${failed.length ? `${describe(failed)}; ` : ''}during the freeze: max ${worst} ms, ${slow} of ${during.length} over 2×p99 = ${bound} ms`,
+    measured: `${failed.length ? `${describe(failed)}; ` : ''}during the freeze: max ${worst} ms, ${slow} of ${during.length} over 2×p99 = ${bound} ms${traced}`,
     goal: '0 failed; none waits > 2× p99',
     pass: failed.length === 0 && slow === 0,
   }

@@ -79,11 +79,6 @@ interface Attempt {
   hedge: boolean
   /** When its own budget runs out (ms since epoch). */
   endsAt: number
-  /**
-   * Its hedge point (ms since epoch; infinite without a p99): answered by then, its runner is no suspect any
-   * more; unanswered then, it is one (runner-pool.ts).
-   */
-  dueAt: number
   done: Promise<RunnerResult>
 }
 
@@ -107,6 +102,15 @@ function answerResponse(
 }
 
 const HEDGE = Symbol('hedge')
+
+/** Outcomes of an attempt that the runner answered (with any status). */
+const ANSWERED: ReadonlySet<AttemptOutcome> = new Set([
+  'ok',
+  'client_error',
+  'overloaded',
+  'server_error',
+  'bad_response',
+])
 
 /** One request's attempts: started, raced, hedged, settled. */
 class Route {
@@ -179,8 +183,7 @@ class Route {
         for (const attempt of this.running)
           this.pool.overdue(attempt.runner.runner_id, attempt.endsAt)
         const budget = this.pool.hedges.take()
-        const [late] = this.running
-        const runner = budget ? await this.pick(late?.runner.runner_id) : undefined
+        const runner = budget ? await this.pick() : undefined
         if (this.trace) this.note(`hedge ${budget ? (runner ? 'sent' : 'no runner') : 'no budget'}`)
         if (runner) this.start(runner, true)
         continue
@@ -210,10 +213,10 @@ class Route {
   }
 
   /**
-   * A runner holding the model not tried yet, from a fresh list; the first pick may wait out a cold start. A
-   * hedge of an attempt at `hedgeOf` goes to no runner later than that one (runner-pool.ts).
+   * A runner holding the model not tried yet (no suspect while there is another, runner-pool.ts), from a fresh
+   * list; the first pick may wait out a cold start.
    */
-  private async pick(hedgeOf?: string): Promise<RunnerRecord | undefined> {
+  private async pick(): Promise<RunnerRecord | undefined> {
     const { config, model } = this.input
     let snapshot = await routingSnapshot(this.pool, () => this.registry.snapshot())
     let holders = this.pool.holders(snapshot, model, Date.now())
@@ -256,7 +259,7 @@ class Route {
           })
           .join(',')}`,
       )
-    return this.pool.pick(holders, model, this.input.variant, this.tried, now, hedgeOf)
+    return this.pool.pick(holders, model, this.input.variant, this.tried, now)
   }
 
   /**
@@ -320,9 +323,7 @@ class Route {
       ...(this.input.stream ? { stream: true } : {}),
     })
     const endsAt = now + (callerBound ? remaining : own)
-    const dueAt =
-      p99 === undefined ? Number.POSITIVE_INFINITY : now + Math.max(config.HEDGE_MIN_MS, p99)
-    this.running.add({ runner, startedAt: now, abort, hedge, endsAt, dueAt, done })
+    this.running.add({ runner, startedAt: now, abort, hedge, endsAt, done })
     if (this.trace)
       this.note(
         `${hedge ? 'hedge' : 'attempt'} ${runner.runner_id} budget=${callerBound ? `caller:${remaining}` : own}`,
@@ -406,9 +407,8 @@ class Route {
     const runnerId = attempt.runner.runner_id
     const ms = now - attempt.startedAt
     const opened = this.pool.settle(runnerId, outcome, now)
-    // An answer in time clears a suspicion (runner-pool.ts); a late one (a runner just thawed, or slow) does not.
-    if ((outcome === 'ok' || outcome === 'client_error') && now <= attempt.dueAt)
-      this.pool.responsive(runnerId, now)
+    // Any answer, however late, shows the runner alive: no suspect (runner-pool.ts).
+    if (ANSWERED.has(outcome)) this.pool.answered(runnerId, now)
     metrics.inc('twinserve_gateway_runner_requests_total', { runner: runnerId, model, outcome })
     metrics.observe('twinserve_gateway_runner_latency_ms', { runner: runnerId, model }, ms)
     if (!opened) return

@@ -4,12 +4,12 @@
  * each runner — requests it has in flight there and a circuit breaker — as every node of a load balancer keeps
  * its own. Picks use power of two choices over the live holders of the model.
  *
- * Outlier ejection (issue #16: a SIGSTOPped runner kept getting half the first attempts, each one waiting for
- * its hedge): a runner with an attempt past its hedge point and unanswered is a suspect. Picks pass it over
- * while another runner can take the request, and hedges never go to it, until one of its attempts answers in
- * time or the overdue attempt's own budget runs out (then its timeout is the breaker's business). It is
- * Envoy's outlier detection on the signal a hedge already gives: a suspect is never waited on by a new request,
- * and it costs no extra load: the one request that found it out was hedged anyway.
+ * Outlier ejection (issue #16: a SIGSTOPped runner kept getting first attempts, each one waiting for its hedge,
+ * and past the hedge budget for its attempt budget): a runner with an attempt past its hedge point is a
+ * suspect until it answers anything (proof of life; a slow runner is cleared by its late answers, a frozen one
+ * is not) or the overdue attempt's own budget runs out (then its timeout is the breaker's business). Picks pass
+ * a suspect over while another runner can take the request. It is Envoy's outlier detection on the signal a
+ * hedge already gives, and costs no extra load: the request that found it out was hedged anyway.
  * @module
  */
 import type { BreakerState } from '@twinserve/shared'
@@ -68,8 +68,8 @@ export class RunnerPool {
   private readonly outstanding = new Map<string, number>()
   /** Suspects (an attempt overdue), each until when (ms since epoch) at the latest. */
   private readonly suspects = new Map<string, number>()
-  /** When each runner last answered an attempt in time (ms since epoch). */
-  private readonly prompt = new Map<string, number>()
+  /** When each runner last answered an attempt (ms since epoch). */
+  private readonly answeredAt = new Map<string, number>()
   private readonly models = new Set<string>()
   private readonly experts = new Map<string, Set<string>>()
   /** Attempt latencies seen from this isolate (attempt timeouts, hedge delays). */
@@ -130,7 +130,7 @@ export class RunnerPool {
     for (const id of this.breakers.keys()) if (!ids.has(id)) this.breakers.delete(id)
     for (const id of this.outstanding.keys()) if (!ids.has(id)) this.outstanding.delete(id)
     for (const id of this.suspects.keys()) if (!ids.has(id)) this.suspects.delete(id)
-    for (const id of this.prompt.keys()) if (!ids.has(id)) this.prompt.delete(id)
+    for (const id of this.answeredAt.keys()) if (!ids.has(id)) this.answeredAt.delete(id)
   }
 
   invalidate(): void {
@@ -178,10 +178,10 @@ export class RunnerPool {
     this.suspects.set(runnerId, Math.max(until, this.suspects.get(runnerId) ?? 0))
   }
 
-  /** An attempt at `runnerId` answered before its hedge point: no longer a suspect. */
-  responsive(runnerId: string, now: number): void {
+  /** `runnerId` answered an attempt (any HTTP answer, however late): it is alive, no suspect. */
+  answered(runnerId: string, now: number): void {
     this.suspects.delete(runnerId)
-    this.prompt.set(runnerId, now)
+    this.answeredAt.set(runnerId, now)
   }
 
   /** Ms left of `runnerId`'s suspicion (0: none). */
@@ -196,10 +196,10 @@ export class RunnerPool {
   /**
    * Power of two choices among `holders` not yet tried whose breaker allows traffic and that are no suspects
    * (overdue, see above); runners listing the requested variant are preferred (if none does, any holder decides:
-   * versions may skew). When every such holder is a suspect, a first attempt or retry still goes to the one that
-   * last answered in time (a busy runner just past its p99 beside a frozen one); a hedge of an attempt at
-   * `hedgeOf` goes there only if that answer is more recent than `hedgeOf`'s last one (else it would only add
-   * a request to a runner that is later still).
+   * versions may skew). When every such holder is a suspect, the request still goes to the one that answered
+   * last (a busy runner just past its p99 beside a frozen one). Hedges too: a hedge sent to a frozen runner
+   * costs one request there, a hedge refused would leave its request waiting for its late attempt's whole
+   * budget when that attempt is the frozen one's.
    */
   pick(
     holders: readonly RunnerRecord[],
@@ -207,16 +207,12 @@ export class RunnerPool {
     variant: string | undefined,
     exclude: readonly string[],
     now: number,
-    hedgeOf?: string,
   ): RunnerRecord | undefined {
     const open = holders.filter(
       (r) => !exclude.includes(r.runner_id) && this.breaker(r.runner_id).allows(now),
     )
     const prompt = open.filter((r) => this.suspectFor(r.runner_id, now) === 0)
-    const candidates =
-      prompt.length > 0
-        ? prompt
-        : this.lastPrompt(open, hedgeOf === undefined ? -1 : (this.prompt.get(hedgeOf) ?? 0))
+    const candidates = prompt.length > 0 ? prompt : this.lastAnswered(open)
     const withVariant =
       variant === undefined
         ? []
@@ -230,22 +226,18 @@ export class RunnerPool {
     )
   }
 
-  /**
-   * Among suspects, the one that last answered in time, if after `after` (ms since epoch; -1: any, and then
-   * all of them when none ever has).
-   */
-  private lastPrompt(suspects: RunnerRecord[], after: number): RunnerRecord[] {
+  /** Among suspects, the one that answered last (all of them when none ever has). */
+  private lastAnswered(suspects: RunnerRecord[]): RunnerRecord[] {
     let best: RunnerRecord | undefined
-    let at = after
+    let at = 0
     for (const r of suspects) {
-      const t = this.prompt.get(r.runner_id) ?? 0
+      const t = this.answeredAt.get(r.runner_id) ?? 0
       if (t > at) {
         best = r
         at = t
       }
     }
-    if (best) return [best]
-    return after < 0 ? suspects : []
+    return best ? [best] : suspects
   }
 
   /** A request is sent to `runnerId`. */
