@@ -407,8 +407,12 @@ class Route {
     const runnerId = attempt.runner.runner_id
     const ms = now - attempt.startedAt
     const opened = this.pool.settle(runnerId, outcome, now)
-    // Any answer, however late, shows the runner alive: no suspect (runner-pool.ts).
+    // Any answer, however late, shows the runner alive: no suspect (runner-pool.ts). An attempt that ran out of
+    // its own budget keeps its runner one for another budget: else, with the breaker not yet open, every
+    // request arriving as the overdue attempts time out would go to the runner just released and wait for a hedge.
     if (ANSWERED.has(outcome)) this.pool.answered(runnerId, now)
+    else if (outcome === 'timeout')
+      this.pool.overdue(runnerId, now + (attempt.endsAt - attempt.startedAt))
     metrics.inc('twinserve_gateway_runner_requests_total', { runner: runnerId, model, outcome })
     metrics.observe('twinserve_gateway_runner_latency_ms', { runner: runnerId, model }, ms)
     if (!opened) return
