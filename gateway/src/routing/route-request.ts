@@ -10,7 +10,9 @@
  *   samples); running out of it is the runner's fault (breaker), running out of the caller's deadline is not;
  * - an attempt unanswered past the p99 (at least HEDGE_MIN_MS) is hedged: the request also goes to another
  *   runner, the first answer wins and the other attempt is abandoned (within the HEDGE_BUDGET_PERCENT budget;
- *   per-request merges are not hedged, a second merge would double an expensive miss);
+ *   per-request merges are not hedged, a second merge would double an expensive miss), and the late attempt's
+ *   runner becomes a suspect that new requests avoid while another runner can take them (runner-pool.ts): a
+ *   frozen runner costs only the few requests that found it out their hedge delay;
  * - a generation (`generation`) is not hedged and has no p99 budget of its own (its length is the caller's
  *   `max_tokens`, not the model's): it keeps the caller's deadline, and its latency is not recorded; a streamed
  *   one (`stream`) is committed at its first bytes (runner-client.ts), so failover happens only before them,
