@@ -1,7 +1,7 @@
 /**
- * The chaos scenarios of issue #16, each against the real gateway (workerd under wrangler dev) and real runner
- * processes on the demo package, under closed-loop load (load.ts). Each returns one table row: requests sent,
- * requests that failed, what was measured, and whether the scenario's goal held.
+ * The chaos scenarios of issue #16, each against the real gateway (workerd, bare or under wrangler dev) and real
+ * runner processes on the demo package, under closed-loop load (load.ts). Each returns one table row: requests
+ * sent, requests that failed, what was measured, and whether the scenario's goal held.
  * @module
  */
 import { writeFile } from 'node:fs/promises'
