@@ -16,6 +16,8 @@ export interface Sample {
   error?: string
   /** The runner that answered (x-twinserve-runner). */
   runner: string | null
+  /** The gateway's route trace (x-twinserve-route-trace), when it runs with ROUTE_TRACE=1 (`--trace`). */
+  trace?: string
 }
 
 export interface LoadOptions {
@@ -45,7 +47,9 @@ export async function send(o: Omit<LoadOptions, 'concurrency'>): Promise<Sample>
       signal: AbortSignal.timeout(o.hangMs),
     })
     const text = await res.text()
+    const trace = res.headers.get('x-twinserve-route-trace')
     return {
+      ...(trace === null ? {} : { trace }),
       start,
       end: Date.now(),
       status: res.status,

@@ -1,19 +1,21 @@
 /**
  * `npm run chaos`: issue #16's faults as a deployment sees them, repeatable and bounded (a few minutes), on
- * loopback only, with real processes: the gateway under `wrangler dev` (workerd, local D1 and Durable Objects;
- * `--gateway workerd`: a bare workerd, bench/bare-gateway.ts) and two real runner processes (`twinserve serve`)
+ * loopback only, with real processes: the gateway as one bare workerd (bench/bare-gateway.ts: the bundle
+ * `wrangler deploy` would upload, local D1 and Durable Objects; `--gateway wrangler`: under `wrangler dev`) and
+ * two real runner processes (`twinserve serve`)
  * on the bundled demo package (zoo/fashion/package), under closed-loop load. Scenarios: tenant A's hostile
  * requests while tenant B is served, SIGKILL, SIGSTOP/SIGCONT, SIGTERM drain, slow and huge bodies, overload,
  * gateway restart, all runners gone. Prints one row per scenario (requests, failed, what was measured, the goal)
  * as a Markdown table with the machine, and exits 1 if a goal was missed.
  *
- *   node --import tsx bench/chaos/main.ts [--only kill,hang] [--gateway wrangler|workerd]   (npm run chaos -- …)
+ *   node --import tsx bench/chaos/main.ts [--only kill,hang] [--gateway workerd|wrangler] [--trace]
+ *     (npm run chaos -- …)
  *
  * Under `wrangler dev` a proxy Worker in a second workerd sits in front of the gateway, and that hop loses a POST
  * now and then with its own 503 "Your worker restarted mid-request" although nothing restarted (a keep-alive
  * race between the two workerds after ~5 s idle: bench/chaos/proxy-race.ts, bench/RESULTS.md's chaos section).
- * Deployed, no such hop exists. `--gateway workerd` removes it, but its `overload` scenario still loses
- * requests as client-side "fetch failed" (not yet explained; RESULTS).
+ * Deployed, no such hop exists, hence the bare workerd by default (since 2026-12-05, once its hang scenario held
+ * too, issue #16).
  * @module
  */
 import { cpus, loadavg, totalmem } from 'node:os'
@@ -38,7 +40,11 @@ import {
 } from './scenarios.ts'
 
 const { values: args } = parseArgs({
-  options: { only: { type: 'string' }, gateway: { type: 'string', default: 'wrangler' } },
+  options: {
+    only: { type: 'string' },
+    gateway: { type: 'string', default: 'workerd' },
+    trace: { type: 'boolean', default: false },
+  },
 })
 const only = args.only ? new Set(args.only.split(',')) : undefined
 if (args.gateway !== 'workerd' && args.gateway !== 'wrangler')
@@ -52,6 +58,8 @@ const VARS = {
   COLD_START_WAIT_MS: '5000',
   BODY_TIMEOUT_MS: '5000',
   MAX_BODY_BYTES: String(16 * 2 ** 20),
+  // `--trace`: each answer says how it was routed; the hang scenario prints that for its slow requests.
+  ...(args.trace ? { ROUTE_TRACE: '1' } : {}),
 }
 
 /** The same state directory, port, vars and log lines as wrangler dev gets, served by a bare workerd. */

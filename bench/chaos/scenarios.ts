@@ -1,10 +1,13 @@
 /**
- * The chaos scenarios of issue #16, each against the real gateway (workerd under wrangler dev) and real runner
- * processes on the demo package, under closed-loop load (load.ts). Each returns one table row: requests sent,
- * requests that failed, what was measured, and whether the scenario's goal held.
+ * The chaos scenarios of issue #16, each against the real gateway (workerd, bare or under wrangler dev) and real
+ * runner processes on the demo package, under closed-loop load (load.ts). Each returns one table row: requests
+ * sent, requests that failed, what was measured, and whether the scenario's goal held.
  * @module
  */
+import { writeFile } from 'node:fs/promises'
 import { request } from 'node:http'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { type E2eGateway, startGatewayRunner } from '../../test/support/gateway-harness.ts'
 import type { RunnerProcess } from '../../test/support/runner-harness.ts'
 import { binaryPixelsBody, hostileCases, pixelsBody } from './hostile.ts'
@@ -138,12 +141,28 @@ export async function hang(f: Fleet, freezeMs = 15_000): Promise<Row> {
   const during = samples.filter((s) => s.end > frozenAt && s.start < frozenAt + freezeMs)
   const worst = Math.max(...during.map((s) => s.end - s.start))
   const bound = 2 * f.p99
-  const slow = during.filter((s) => s.end - s.start > bound).length
+  const slowOnes = during.filter((s) => s.end - s.start > bound)
+  const slow = slowOnes.length
+  // With `--trace`: which requests waited on the frozen runner (an attempt, not a hedge, sent there), how each
+  // slow one was routed (runners, hedges, budgets, p99, breakers), and every request of the freeze in a file.
+  let traced = ''
+  if (during.some((s) => s.trace !== undefined)) {
+    const waited = during.filter((s) => s.trace?.includes('attempt b '))
+    const slowWaited = slowOnes.filter((s) => s.trace?.includes('attempt b '))
+    traced = `; traced: ${waited.length} sent to the frozen runner first (max ${Math.max(0, ...waited.map((s) => s.end - s.start))} ms), ${slowWaited.length} of them over 2×p99`
+    for (const s of slowOnes)
+      process.stderr.write(
+        `hang: slow ${s.end - s.start} ms at +${s.start - frozenAt} ms (runner ${s.runner}): ${s.trace}\n`,
+      )
+    const file = join(tmpdir(), `chaos-hang-${process.pid}.json`)
+    await writeFile(file, JSON.stringify({ frozenAt, freezeMs, p99: f.p99, during }))
+    process.stderr.write(`hang: the freeze's requests with their traces: ${file}\n`)
+  }
   return {
     scenario: `hang (SIGSTOP one runner ${freezeMs / 1000} s)`,
     requests: samples.length,
     failed: failed.length,
-    measured: `${failed.length ? `${describe(failed)}; ` : ''}during the freeze: max ${worst} ms, ${slow} of ${during.length} over 2×p99 = ${bound} ms`,
+    measured: `${failed.length ? `${describe(failed)}; ` : ''}during the freeze: max ${worst} ms, ${slow} of ${during.length} over 2×p99 = ${bound} ms${traced}`,
     goal: '0 failed; none waits > 2× p99',
     pass: failed.length === 0 && slow === 0,
   }

@@ -43,10 +43,21 @@ export const GatewayConfigSchema = z.object({
   /**
    * An attempt still unanswered after the observed p99 (at least HEDGE_MIN_MS) is hedged: the same request goes
    * to a second runner and the first answer wins (inference is idempotent). Hedges are budgeted to
-   * HEDGE_BUDGET_PERCENT of requests, so a slow fleet is not sent twice the load. 0 turns hedging off.
+   * HEDGE_BUDGET_PERCENT of requests, so a slow fleet is not sent twice the load. 0 turns hedging off. The floor
+   * only keeps timer noise from hedging a tiny p99; above the p99 it would break the promise that a hung peer
+   * costs a request at most about 2× the p99 (hedge point + the other runner's answer): it was 50 ms, and a
+   * bare gateway's p99 is ~33 ms (issue #16).
    */
-  HEDGE_MIN_MS: int(1, 60_000, 50),
+  HEDGE_MIN_MS: int(1, 60_000, 10),
   HEDGE_BUDGET_PERCENT: int(0, 100, 10),
+  /**
+   * '1': every routed answer carries `x-twinserve-route-trace`, how its attempts went (runners tried, hedges,
+   * budgets, the class's p99, breakers). For diagnosing tails (bench/chaos); off, the hot path pays one check.
+   */
+  ROUTE_TRACE: z
+    .enum(['0', '1'])
+    .default('0')
+    .transform((v) => v === '1'),
   /** Consecutive failures that open a runner's circuit breaker. */
   BREAKER_FAILURE_THRESHOLD: int(1, 1000, 3),
   BREAKER_COOLDOWN_MS: int(10, 10 * 60_000, 10_000),

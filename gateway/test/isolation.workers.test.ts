@@ -96,6 +96,40 @@ describe('what one tenant sends does not cost the others their runner', () => {
     await standIns.behave(hung, { mode: 'ok' })
     await retire([hung, healthy])
   }, 20_000)
+
+  it('a runner found overdue gets no new first attempts while another can take them (#16: a frozen peer kept getting requests that waited for their hedge)', async () => {
+    const [hung = '', healthy = ''] = await fleet('eject', 2, 'm-eject')
+    // Both answer in 40 ms, so concurrent requests keep some outstanding at the healthy one too (which is what
+    // let power of two choices send new requests to the frozen one again once its count was not the higher).
+    await standIns.behave(hung, { mode: 'delay', ms: 40 })
+    await standIns.behave(healthy, { mode: 'delay', ms: 40 })
+    for (let i = 0; i < 40; i++) expect((await infer('m-eject', tenantA)).status).toBe(200)
+    await standIns.behave(hung, { mode: 'delay', ms: 7000 })
+    // The first wave finds it out: those sent to it are hedged past the p99, and it becomes a suspect.
+    const first = await Promise.all(Array.from({ length: 8 }, () => infer('m-eject', tenantB)))
+    for (const r of first) expect(r.status).toBe(200)
+    const sentBefore = (await standIns.stats(hung)).infer
+    const logged = gatewayLogs().length
+    // Well within its overdue attempts' own budget (ATTEMPT_TIMEOUT_MIN_MS, 5 s): its breaker is still closed.
+    const second = await Promise.all(Array.from({ length: 24 }, () => infer('m-eject', tenantB)))
+    for (const r of second) {
+      expect(r.status).toBe(200)
+      expect(r.headers.get('x-twinserve-runner')).toBe(healthy)
+    }
+    // Not one of the 24 went to the frozen runner first (a hedge would have answered it, but only after the p99,
+    // and past the hedge budget it would have waited for its attempt's budget, 5 s). What it did get are hedges
+    // of the healthy runner's late attempts (all it gets then are late, and nothing else is left to try).
+    const hedgedTo = (id: string) =>
+      gatewayLogs()
+        .slice(logged)
+        .filter((l) => l.event === 'runner_attempt_hedged' && l.runner_id === id).length
+    expect(hedgedTo(healthy)).toBe(0)
+    expect((await standIns.stats(hung)).infer - sentBefore).toBeLessThanOrEqual(hedgedTo(hung))
+    expect(await breakerOf(hung)).toBe('closed')
+    await standIns.behave(hung, { mode: 'ok' })
+    await standIns.behave(healthy, { mode: 'ok' })
+    await retire([hung, healthy])
+  }, 20_000)
 })
 
 describe('the edge', () => {

@@ -218,6 +218,33 @@ describe('RunnerPool (per-isolate routing state)', () => {
     expect(pool.view('busy', 0).breaker).toBe('closed')
   })
 
+  it('passes over a suspect (an attempt overdue) until it answers or the suspicion ends (#16)', () => {
+    const pool = make()
+    const frozen = record('frozen')
+    const busy = record('busy', { load: { queue_depth: 8, in_flight: 2, capacity: 10 } })
+    pool.answered('frozen', 100)
+    pool.answered('busy', 200)
+    // The idler runner, until one of its attempts is overdue (its own budget ends at 5,000).
+    expect(pool.pick([frozen, busy], 'm', undefined, [], 300)?.runner_id).toBe('frozen')
+    pool.overdue('frozen', 5000)
+    expect(pool.suspectFor('frozen', 300)).toBe(4700)
+    expect(pool.pick([frozen, busy], 'm', undefined, [], 300)?.runner_id).toBe('busy')
+    // With every runner a suspect, a request goes to the one that answered last…
+    pool.overdue('busy', 5000)
+    expect(pool.pick([frozen, busy], 'm', undefined, [], 400)?.runner_id).toBe('busy')
+    // …and a hedge or retry of an attempt there to a suspect rather than none.
+    expect(pool.pick([frozen, busy], 'm', undefined, ['busy'], 400)?.runner_id).toBe('frozen')
+    // Any answer (a late one too) clears a suspicion; a suspicion ends with the overdue attempt's budget.
+    pool.answered('busy', 500)
+    expect(pool.suspectFor('busy', 500)).toBe(0)
+    expect(pool.pick([frozen, busy], 'm', undefined, [], 4999)?.runner_id).toBe('busy')
+    expect(pool.pick([frozen, busy], 'm', undefined, [], 5000)?.runner_id).toBe('frozen')
+    // Runners that left are forgotten.
+    pool.overdue('frozen', 9000)
+    pool.adopt(snap([busy]), 5000)
+    expect(pool.suspectFor('frozen', 5000)).toBe(0)
+  })
+
   it('a connection failure drops the cached snapshot (the runner may have left)', () => {
     const pool = make()
     pool.adopt(snap([record('a')]), 0)

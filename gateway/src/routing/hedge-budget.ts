@@ -18,6 +18,11 @@ export class HedgeBudget {
     this.tokens = Math.min(BURST, this.tokens + this.percent / 100)
   }
 
+  /** Hedges left now (a route trace shows it). */
+  get available(): number {
+    return this.tokens
+  }
+
   /** Spends one hedge if there is one. */
   take(): boolean {
     if (this.percent === 0 || this.tokens < 1) return false

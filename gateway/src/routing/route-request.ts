@@ -10,7 +10,9 @@
  *   samples); running out of it is the runner's fault (breaker), running out of the caller's deadline is not;
  * - an attempt unanswered past the p99 (at least HEDGE_MIN_MS) is hedged: the request also goes to another
  *   runner, the first answer wins and the other attempt is abandoned (within the HEDGE_BUDGET_PERCENT budget;
- *   per-request merges are not hedged, a second merge would double an expensive miss);
+ *   per-request merges are not hedged, a second merge would double an expensive miss), and the late attempt's
+ *   runner becomes a suspect that new requests avoid while another runner can take them (runner-pool.ts): a
+ *   frozen runner costs only the few requests that found it out their hedge delay;
  * - a generation (`generation`) is not hedged and has no p99 budget of its own (its length is the caller's
  *   `max_tokens`, not the model's): it keeps the caller's deadline, and its latency is not recorded; a streamed
  *   one (`stream`) is committed at its first bytes (runner-client.ts), so failover happens only before them,
@@ -31,6 +33,8 @@ import { callRunner, type RunnerResult } from './runner-client.ts'
 import { type AttemptOutcome, type RunnerPool, routingSnapshot, runnerPool } from './runner-pool.ts'
 
 export const RUNNER_HEADER = 'x-twinserve-runner'
+/** How the attempts went, when ROUTE_TRACE is on (config.ts). */
+export const ROUTE_TRACE_HEADER = 'x-twinserve-route-trace'
 
 export interface RouteInput {
   env: Env
@@ -75,6 +79,8 @@ interface Attempt {
   startedAt: number
   abort: AbortController
   hedge: boolean
+  /** When its own budget runs out (ms since epoch). */
+  endsAt: number
   done: Promise<RunnerResult>
 }
 
@@ -99,6 +105,15 @@ function answerResponse(
 
 const HEDGE = Symbol('hedge')
 
+/** Outcomes of an attempt that the runner answered (with any status). */
+const ANSWERED: ReadonlySet<AttemptOutcome> = new Set([
+  'ok',
+  'client_error',
+  'overloaded',
+  'server_error',
+  'bad_response',
+])
+
 /** One request's attempts: started, raced, hedged, settled. */
 class Route {
   private readonly pool: RunnerPool
@@ -107,9 +122,17 @@ class Route {
   private readonly running = new Set<Attempt>()
   private lastFailure: Failure | undefined
   private hedged = false
+  /** ROUTE_TRACE's steps, `+ms event`; undefined (and never built) when it is off. */
+  private readonly trace: string[] | undefined
+  private readonly began = Date.now()
 
   constructor(private readonly input: RouteInput) {
     this.pool = runnerPool(input.config)
+    this.trace = input.config.ROUTE_TRACE ? [] : undefined
+  }
+
+  private note(event: string): void {
+    this.trace?.push(`+${Date.now() - this.began} ${event}`)
   }
 
   /** The registry object's stub, made when first needed: with a fresh snapshot, a request never is. */
@@ -131,6 +154,8 @@ class Route {
   async run(): Promise<Response> {
     const { config } = this.input
     this.pool.hedges.earn()
+    if (this.trace)
+      this.note(`p99=${this.p99() ?? 'none'} hedges=${this.pool.hedges.available.toFixed(1)}`)
     for (;;) {
       if (this.input.clientSignal?.aborted)
         throw new AppError('CLIENT_CLOSED', 'the client closed the connection before the answer')
@@ -157,7 +182,11 @@ class Route {
       if (timer !== undefined) clearTimeout(timer)
       if (next === HEDGE) {
         this.hedged = true
-        const runner = this.pool.hedges.take() ? await this.pick() : undefined
+        for (const attempt of this.running)
+          this.pool.overdue(attempt.runner.runner_id, attempt.endsAt)
+        const budget = this.pool.hedges.take()
+        const runner = budget ? await this.pick() : undefined
+        if (this.trace) this.note(`hedge ${budget ? (runner ? 'sent' : 'no runner') : 'no budget'}`)
         if (runner) this.start(runner, true)
         continue
       }
@@ -185,7 +214,10 @@ class Route {
     return Math.max(0, at - Date.now())
   }
 
-  /** A runner holding the model not tried yet, from a fresh list; the first pick may wait out a cold start. */
+  /**
+   * A runner holding the model not tried yet (no suspect while there is another, runner-pool.ts), from a fresh
+   * list; the first pick may wait out a cold start.
+   */
   private async pick(): Promise<RunnerRecord | undefined> {
     const { config, model } = this.input
     let snapshot = await routingSnapshot(this.pool, () => this.registry.snapshot())
@@ -218,7 +250,18 @@ class Route {
           { retryAfter: config.COLD_START_RETRY_AFTER_S },
         )
     }
-    return this.pool.pick(holders, model, this.input.variant, this.tried, Date.now())
+    const now = Date.now()
+    if (this.trace)
+      this.note(
+        `pick among ${holders
+          .map((r) => {
+            const v = this.pool.view(r.runner_id, now)
+            const suspect = this.pool.suspectFor(r.runner_id, now)
+            return `${r.runner_id}:${v.breaker}/out=${v.outstanding}/age=${now - r.last_seen}${suspect ? `/suspect=${suspect}` : ''}`
+          })
+          .join(',')}`,
+      )
+    return this.pool.pick(holders, model, this.input.variant, this.tried, now)
   }
 
   /**
@@ -281,7 +324,12 @@ class Route {
       ...(this.input.okCheck ? { okCheck: this.input.okCheck } : {}),
       ...(this.input.stream ? { stream: true } : {}),
     })
-    this.running.add({ runner, startedAt: now, abort, hedge, done })
+    const endsAt = now + (callerBound ? remaining : own)
+    this.running.add({ runner, startedAt: now, abort, hedge, endsAt, done })
+    if (this.trace)
+      this.note(
+        `${hedge ? 'hedge' : 'attempt'} ${runner.runner_id} budget=${callerBound ? `caller:${remaining}` : own}`,
+      )
     if (hedge)
       log('info', 'runner_attempt_hedged', {
         request_id: this.input.requestId,
@@ -297,7 +345,9 @@ class Route {
     const id = attempt.runner.runner_id
     const outcome: AttemptOutcome =
       result.kind === 'answer' ? (result.status < 400 ? 'ok' : 'client_error') : result.outcome
-    this.account(id, outcome, ended - attempt.startedAt, ended)
+    this.account(attempt, outcome, ended)
+    if (this.trace)
+      this.note(`${id} ${outcome}${result.kind === 'answer' ? ` ${result.status}` : ''}`)
     if (result.kind === 'answer') {
       if (!this.input.generation)
         this.pool.latency.record(
@@ -312,6 +362,7 @@ class Route {
       if (result.routing !== undefined) this.input.requestLog.routing = result.routing
       return answerResponse(result, {
         [RUNNER_HEADER]: id,
+        ...(this.trace ? { [ROUTE_TRACE_HEADER]: this.trace.join('; ') } : {}),
         ...(result.retryAfter ? { 'retry-after': result.retryAfter } : {}),
       })
     }
@@ -336,8 +387,7 @@ class Route {
    */
   private letRun(attempt: Attempt): void {
     const book = (outcome: AttemptOutcome) => {
-      const now = Date.now()
-      this.account(attempt.runner.runner_id, outcome, now - attempt.startedAt, now)
+      this.account(attempt, outcome, Date.now())
     }
     const waitUntil = this.input.waitUntil
     if (!waitUntil) {
@@ -354,9 +404,17 @@ class Route {
     )
   }
 
-  private account(runnerId: string, outcome: AttemptOutcome, ms: number, now: number): void {
+  private account(attempt: Attempt, outcome: AttemptOutcome, now: number): void {
     const { model } = this.input
+    const runnerId = attempt.runner.runner_id
+    const ms = now - attempt.startedAt
     const opened = this.pool.settle(runnerId, outcome, now)
+    // Any answer, however late, shows the runner alive: no suspect (runner-pool.ts). An attempt that ran out of
+    // its own budget keeps its runner one for another budget: else, with the breaker not yet open, every
+    // request arriving as the overdue attempts time out would go to the runner just released and wait for a hedge.
+    if (ANSWERED.has(outcome)) this.pool.answered(runnerId, now)
+    else if (outcome === 'timeout')
+      this.pool.overdue(runnerId, now + (attempt.endsAt - attempt.startedAt))
     metrics.inc('twinserve_gateway_runner_requests_total', { runner: runnerId, model, outcome })
     metrics.observe('twinserve_gateway_runner_latency_ms', { runner: runnerId, model }, ms)
     if (!opened) return

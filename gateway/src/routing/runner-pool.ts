@@ -3,6 +3,13 @@
  * ROUTING_CACHE_MS, or at once after a membership call or a connection failure), and this isolate's own view of
  * each runner — requests it has in flight there and a circuit breaker — as every node of a load balancer keeps
  * its own. Picks use power of two choices over the live holders of the model.
+ *
+ * Outlier ejection (issue #16: a SIGSTOPped runner kept getting first attempts, each one waiting for its hedge,
+ * and past the hedge budget for its attempt budget): a runner with an attempt past its hedge point is a
+ * suspect until it answers anything (proof of life; a slow runner is cleared by its late answers, a frozen one
+ * is not) or the overdue attempt's own budget runs out (then its timeout is the breaker's business). Picks pass
+ * a suspect over while another runner can take the request. It is Envoy's outlier detection on the signal a
+ * hedge already gives, and costs no extra load: the request that found it out was hedged anyway.
  * @module
  */
 import type { BreakerState } from '@twinserve/shared'
@@ -59,6 +66,10 @@ export class RunnerPool {
   refreshingSince: number | undefined
   private readonly breakers = new Map<string, CircuitBreaker>()
   private readonly outstanding = new Map<string, number>()
+  /** Suspects (an attempt overdue), each until when (ms since epoch) at the latest. */
+  private readonly suspects = new Map<string, number>()
+  /** When each runner last answered an attempt (ms since epoch). */
+  private readonly answeredAt = new Map<string, number>()
   private readonly models = new Set<string>()
   private readonly experts = new Map<string, Set<string>>()
   /** Attempt latencies seen from this isolate (attempt timeouts, hedge delays). */
@@ -118,6 +129,8 @@ export class RunnerPool {
     const ids = new Set(snapshot.runners.map((r) => r.runner_id))
     for (const id of this.breakers.keys()) if (!ids.has(id)) this.breakers.delete(id)
     for (const id of this.outstanding.keys()) if (!ids.has(id)) this.outstanding.delete(id)
+    for (const id of this.suspects.keys()) if (!ids.has(id)) this.suspects.delete(id)
+    for (const id of this.answeredAt.keys()) if (!ids.has(id)) this.answeredAt.delete(id)
   }
 
   invalidate(): void {
@@ -160,9 +173,33 @@ export class RunnerPool {
     return Math.max(this.outstanding.get(r.runner_id) ?? 0, reported) / r.load.capacity
   }
 
+  /** An attempt at `runnerId` passed its hedge point unanswered: a suspect until `until` at the latest. */
+  overdue(runnerId: string, until: number): void {
+    this.suspects.set(runnerId, Math.max(until, this.suspects.get(runnerId) ?? 0))
+  }
+
+  /** `runnerId` answered an attempt (any HTTP answer, however late): it is alive, no suspect. */
+  answered(runnerId: string, now: number): void {
+    this.suspects.delete(runnerId)
+    this.answeredAt.set(runnerId, now)
+  }
+
+  /** Ms left of `runnerId`'s suspicion (0: none). */
+  suspectFor(runnerId: string, now: number): number {
+    const until = this.suspects.get(runnerId)
+    if (until === undefined) return 0
+    if (until > now) return until - now
+    this.suspects.delete(runnerId)
+    return 0
+  }
+
   /**
-   * Power of two choices among `holders` not yet tried whose breaker allows traffic; runners listing the
-   * requested variant are preferred (if none does, any holder decides: versions may skew).
+   * Power of two choices among `holders` not yet tried whose breaker allows traffic and that are no suspects
+   * (overdue, see above); runners listing the requested variant are preferred (if none does, any holder decides:
+   * versions may skew). When every such holder is a suspect, the request still goes to the one that answered
+   * last (a busy runner just past its p99 beside a frozen one). Hedges too: a hedge sent to a frozen runner
+   * costs one request there, a hedge refused would leave its request waiting for its late attempt's whole
+   * budget when that attempt is the frozen one's.
    */
   pick(
     holders: readonly RunnerRecord[],
@@ -174,15 +211,33 @@ export class RunnerPool {
     const open = holders.filter(
       (r) => !exclude.includes(r.runner_id) && this.breaker(r.runner_id).allows(now),
     )
+    const prompt = open.filter((r) => this.suspectFor(r.runner_id, now) === 0)
+    const candidates = prompt.length > 0 ? prompt : this.lastAnswered(open)
     const withVariant =
       variant === undefined
         ? []
-        : open.filter((r) => r.models.some((m) => m.name === model && m.variants.includes(variant)))
+        : candidates.filter((r) =>
+            r.models.some((m) => m.name === model && m.variants.includes(variant)),
+          )
     return pickPowerOfTwo(
-      withVariant.length > 0 ? withVariant : open,
+      withVariant.length > 0 ? withVariant : candidates,
       (r) => this.score(r),
       this.options.random,
     )
+  }
+
+  /** Among suspects, the one that answered last (all of them when none ever has). */
+  private lastAnswered(suspects: RunnerRecord[]): RunnerRecord[] {
+    let best: RunnerRecord | undefined
+    let at = 0
+    for (const r of suspects) {
+      const t = this.answeredAt.get(r.runner_id) ?? 0
+      if (t > at) {
+        best = r
+        at = t
+      }
+    }
+    return best ? [best] : suspects
   }
 
   /** A request is sent to `runnerId`. */
