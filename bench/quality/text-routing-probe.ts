@@ -91,6 +91,20 @@ export const PROBE_ARMS: readonly RouterProbeArm[] = [
     label: 'embeddings + block 0 FFN, masked, bag, [128] 80 epochs, lr 0.001',
     router: { ...LEVERS, hidden: [128], epochs: 80, patience: 12, lr: 0.001 },
   },
+  // route2-13: the bag weighed by tf-idf (unit L2 norm, not standardised) and hashed token pairs.
+  { label: 'committed recipe', router: {} },
+  { label: 'bag tf-idf, [256]', router: { bag_weighting: 'tfidf' } },
+  { label: 'bag tf-idf, linear', router: { bag_weighting: 'tfidf', hidden: [] } },
+  { label: 'bag tf-idf, [64]', router: { bag_weighting: 'tfidf', hidden: [64] } },
+  {
+    label: 'bag tf-idf + pairs 4096, [256]',
+    router: { bag_weighting: 'tfidf', bag_bigrams: 4096 },
+  },
+  {
+    label: 'bag tf-idf + pairs 4096, linear',
+    router: { bag_weighting: 'tfidf', bag_bigrams: 4096, hidden: [] },
+  },
+  { label: 'bag mean + pairs 4096, [256]', router: { bag_bigrams: 4096 } },
 ]
 
 function argmaxFirst(data: Float32Array, width: number, k: number, row: number): number {

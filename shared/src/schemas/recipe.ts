@@ -83,6 +83,20 @@ export const RouterRecipeSchema = z.strictObject({
    * as an embedding lookup).
    */
   bag_of_tokens: z.boolean().default(false),
+  /**
+   * How the bag of tokens weighs each id (with `bag_of_tokens`). `mean`: count / number of real tokens, then
+   * standardised with the other features. `tfidf`: sublinear count (1 + ln count) × the id's inverse document
+   * frequency on the router's training texts, each text's bag scaled to unit L2 norm, not standardised (a rare id
+   * is not blown up by its tiny standard deviation). In the graph, each position's weight comes from how often its
+   * id occurs in the text (an Equal of the ids with themselves, summed), so the bag still never materialises.
+   */
+  bag_weighting: z.enum(['mean', 'tfidf']).default('mean'),
+  /**
+   * With `bag_of_tokens`: also count pairs of adjacent real tokens, hashed into this many buckets
+   * (pair id = (id_i · vocab + id_{i+1}) mod bag_bigrams, in int64 in the graph); 0 = unigrams only. Under `mean`
+   * weighting the pairs are their own mean (over the valid pairs); under `tfidf` they join the ids in one vector.
+   */
+  bag_bigrams: z.number().int().min(0).max(1_048_576).default(0),
   /** Routing data, JSON lines `{"expert": "<name>", "inputs": {"<input>": [flat values]}}`. */
   data: PathSchema,
   /** Hidden layer widths of the MLP router; [] is a linear (softmax regression) router. */
@@ -198,6 +212,11 @@ export const RecipeSchema = z
       issue(
         ['router', 'bag_of_tokens'],
         'a bag of tokens reads the token ids: it needs a tokenizer block',
+      )
+    if (!rt.bag_of_tokens && (rt.bag_weighting !== 'mean' || rt.bag_bigrams > 0))
+      issue(
+        ['router', rt.bag_bigrams > 0 ? 'bag_bigrams' : 'bag_weighting'],
+        'weighs or extends the bag of tokens: it needs bag_of_tokens: true',
       )
     if (rt.bag_of_tokens && rt.kind !== 'mlp')
       issue(

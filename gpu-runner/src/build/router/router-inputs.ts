@@ -62,6 +62,8 @@ export function tokenRouterInputs(
             ids: tokenizer.ids_input,
             mask: tokenizer.mask_input,
             vocab: tokenizerVocabSize(tokenizerJson),
+            bigrams: router.bag_bigrams,
+            weighting: router.bag_weighting,
           },
         }
       : {}),
