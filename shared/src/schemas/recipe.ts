@@ -110,6 +110,14 @@ export const RouterRecipeSchema = z.strictObject({
   seed: z.number().int().min(0).max(0xffff_ffff).default(0),
   /** Epochs without validation improvement before stopping (the validation split, never the held-out one). */
   patience: z.number().int().min(1).default(5),
+  /**
+   * The MLP router's logits are multiplied by this before its softmax (1: as trained). Above 1 the served mix
+   * leans further toward the router's top expert without becoming top-1: a mix of two experts' weights can answer
+   * worse than either, while a hard pick has no fallback when the router is wrong. Pick it on validation.
+   */
+  sharpness: z.number().gt(0).lte(100).default(1),
+  /** AdamW's decoupled weight decay on the MLP router's weights (not its biases); 0 = none. */
+  weight_decay: z.number().min(0).max(1).default(0),
   /** Fraction of each expert's examples held out to REPORT accuracy; never used for training or selection. */
   heldout_fraction: z.number().gt(0).lt(0.9).default(0.2),
   /** Fraction of each expert's examples used for early stopping / restore-best. */

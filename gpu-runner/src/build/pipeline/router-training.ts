@@ -88,6 +88,8 @@ export async function trainPackageRouter(
   )
   // The last `vocab` columns are the bag of tokens: the graph gathers their first-layer rows per token.
   if (bag && router.model.kind === 'mlp') router.model.bag = bagModel(bag)
+  if (router.model.kind === 'mlp' && recipe.router.sharpness !== 1)
+    router.model.sharpness = recipe.router.sharpness
   return { router, featureSize: train.d }
 }
 

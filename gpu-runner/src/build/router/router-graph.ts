@@ -36,6 +36,8 @@ export type RouterModel =
        * spec without `weighting` is a plain `mean` bag of ids.
        */
       bag?: Pick<BagSpec, 'vocab'> & Partial<BagSpec>
+      /** Logits × this before the softmax (recipe `router.sharpness`); absent: 1. */
+      sharpness?: number
     }
   | DataFreeRouter
   | {
@@ -401,6 +403,10 @@ function emitMlp(
     h = editor.node('Add', [y, b], { hint: `router/fc${i + 1}_out` })
     if (i + 1 < layers.length) h = editor.node('Relu', [h], { hint: `router/relu${i + 1}` })
   })
+  if (router.sharpness !== undefined && router.sharpness !== 1)
+    h = editor.node('Mul', [h, ops.scalar(router.sharpness, 'router/sharpness')], {
+      hint: 'router/sharpened',
+    })
   return ops.softmax(h, 'router/probs')
 }
 

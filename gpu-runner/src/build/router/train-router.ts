@@ -143,6 +143,7 @@ export async function trainRouter(
       batchSize: recipe.batch_size,
       seed: recipe.seed,
       patience: recipe.patience,
+      weightDecay: recipe.weight_decay,
       sessions,
       onEpoch: (r) => opts.onEpoch?.(r.epoch, r.valAccuracy),
     })

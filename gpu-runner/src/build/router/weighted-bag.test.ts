@@ -2,7 +2,8 @@
  * The weighted bag of tokens in the graph (recipe `bag_weighting`, `bag_bigrams`; issue #13) against the host's
  * `bagOfTokens`: a router whose only first-layer rows are the identity on the bag's columns gives logits equal to
  * the bag itself, so the embedded router's log-probability differences are the bag's differences, per column.
- * Checked at the opset the text zoo exports (14) and at opset 9 (attribute forms of Slice, Unsqueeze, ReduceSum).
+ * Checked at the opset the text zoo exports (14) and at opset 9 (attribute forms of Slice, Unsqueeze, ReduceSum);
+ * and `router.sharpness` scales those differences.
  */
 import { describe, expect, it } from 'vitest'
 import { valueInfo } from '../../onnx/graph-builder.ts'
@@ -27,7 +28,7 @@ const examples = ROWS.map((ids) => ({
   inputs: { ids, mask: ids.map((id) => (id === 0 ? 0 : 1)) },
 }))
 
-function identityRouter(bag: BagSpec) {
+function identityRouter(bag: BagSpec, sharpness?: number) {
   const width = bag.vocab + bag.bigrams
   const d = 1 + width // one dense feature column (weight 0), then the bag
   const weight = new Float32Array(d * width)
@@ -37,10 +38,11 @@ function identityRouter(bag: BagSpec) {
     standardizer: { mean: new Float32Array(d), std: new Float32Array(d).fill(1) },
     mlp: { sizes: [d, width], layers: [{ weight, bias: new Float32Array(width) }] },
     bag,
+    ...(sharpness !== undefined ? { sharpness } : {}),
   })
 }
 
-async function graphBag(bag: BagSpec, opset: number): Promise<Float32Array> {
+async function graphBag(bag: BagSpec, opset: number, sharpness?: number): Promise<Float32Array> {
   const graph: IGraphProto = {
     name: 'bag',
     node: [],
@@ -53,7 +55,7 @@ async function graphBag(bag: BagSpec, opset: number): Promise<Float32Array> {
     output: [],
   }
   const editor = new GraphEditor(graph)
-  const probs = identityRouter(bag)(editor, new Ops(editor, opset), 'feature', {
+  const probs = identityRouter(bag, sharpness)(editor, new Ops(editor, opset), 'feature', {
     ids: 'ids',
     mask: 'mask',
   })
@@ -139,4 +141,15 @@ describe('weighted bag of tokens in the graph', () => {
           }
       }
     })
+
+  it('multiplies the logits by router.sharpness before the softmax', async () => {
+    const spec = specs[0] as (typeof specs)[number]
+    const width = spec.vocab + spec.bigrams
+    const host = bagOfTokens(examples, spec)
+    const probs = await graphBag(spec, 14, 3)
+    for (let k = 1; k < width; k++) {
+      const graph = Math.log(probs[k] as number) - Math.log(probs[0] as number)
+      expect(Math.abs(graph - 3 * ((host[k] as number) - (host[0] as number)))).toBeLessThan(1e-5)
+    }
+  })
 })
