@@ -143,6 +143,14 @@ const ROUTE2_ARMS: readonly RouterProbeArm[] = [
     label: 'bag tf-idf + pairs 2048, linear',
     router: { bag_weighting: 'tfidf', bag_bigrams: 2048, hidden: [] },
   },
+  {
+    label: 'bag tf-idf, linear, embeddings only',
+    router: { bag_weighting: 'tfidf', hidden: [], feature: F.embeddings },
+  },
+  {
+    label: 'bag tf-idf, linear, lr 0.01',
+    router: { bag_weighting: 'tfidf', hidden: [], lr: 0.01 },
+  },
 ]
 
 export const PROBE_ARMS: readonly RouterProbeArm[] = [
