@@ -2,7 +2,7 @@
  * The committed text package (zoo/text/package) as served, its router routing every text (soft mix, all experts):
  * normalised accuracy (mean over tasks of twin / expert accuracy) and router accuracy on a split, in seconds.
  *
- *   node --import tsx bench/quality/text-package-score.ts [val|test]
+ *   node --import tsx bench/quality/text-package-score.ts [val|test] [package folder, default zoo/text/package]
  * @module
  */
 import { join } from 'node:path'
@@ -14,7 +14,7 @@ const split = (process.argv[2] ?? 'val') as TextSplit
 const zoo = readTextZoo()
 const tasks = zoo.tasks.map((t) => t.name)
 const data = loadTextSplits(zoo, zooTokenizer(zoo), tasks, split)
-const twin = await openCpu(join('zoo/text/package/model.onnx'))
+const twin = await openCpu(join(process.argv[3] ?? 'zoo/text/package', 'model.onnx'))
 const acc = await evaluateText(twin, data, { experts: tasks.length, mode: { kind: 'router' } })
 const norm = tasks.map((t, i) => (acc.perTask[i] as number) / (zoo.accuracy[t]?.[t]?.[split] ?? 1))
 const routed = acc.routing ?? []

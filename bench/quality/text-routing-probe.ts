@@ -6,7 +6,7 @@
  * (the router's argmax expert answers), an estimate of the served soft mix (a one-hot mix is exactly its expert;
  * a confident router is close to one-hot); the package build and `bench:quality` give the served number.
  *
- *   node --import tsx bench/quality/text-routing-probe.ts [--arms name,name] [--confusion]
+ *   node --import tsx bench/quality/text-routing-probe.ts [--arms 0,13,14] [--confusion]
  * @module
  */
 import { resolve } from 'node:path'
@@ -26,9 +26,31 @@ const LEVERS = {
   bag_of_tokens: true,
 }
 
-/** The arms; each changes the committed recipe's `router` block. */
-export const PROBE_ARMS: readonly RouterProbeArm[] = [
-  { label: 'committed: [64] on block 0 FFN, mean', router: {} },
+/** The router as first committed (block 0's FFN, plain mean, MLP [64], 40 epochs): what arms 0–11 change. */
+const FIRST = {
+  feature: F.block0Ffn,
+  pooling: 'mean',
+  bag_of_tokens: false,
+  bag_weighting: 'mean',
+  hidden: [64],
+  epochs: 40,
+  patience: 8,
+  sharpness: 1,
+}
+
+/** The router before route2-13 (mean bag, MLP [256], 80 epochs): what arms 13 on change. */
+const BEFORE = {
+  ...LEVERS,
+  bag_weighting: 'mean',
+  hidden: [256],
+  epochs: 80,
+  patience: 12,
+  sharpness: 1,
+}
+
+/** The arms; each changes the committed recipe's `router` block (arms 0–11 from FIRST, 13 on from BEFORE). */
+const FIRST_ARMS: readonly RouterProbeArm[] = [
+  { label: 'first recipe: [64] on block 0 FFN, mean', router: {} },
   { label: 'block 0 FFN, masked', router: { pooling: 'masked' } },
   {
     label: 'embeddings + block 0 FFN, masked',
@@ -91,6 +113,49 @@ export const PROBE_ARMS: readonly RouterProbeArm[] = [
     label: 'embeddings + block 0 FFN, masked, bag, [128] 80 epochs, lr 0.001',
     router: { ...LEVERS, hidden: [128], epochs: 80, patience: 12, lr: 0.001 },
   },
+]
+
+const ROUTE2_ARMS: readonly RouterProbeArm[] = [
+  // route2-13: the bag weighed by tf-idf (unit L2 norm, not standardised) and hashed token pairs.
+  { label: 'committed recipe', router: {} },
+  { label: 'bag tf-idf, [256]', router: { bag_weighting: 'tfidf' } },
+  { label: 'bag tf-idf, linear', router: { bag_weighting: 'tfidf', hidden: [] } },
+  { label: 'bag tf-idf, [64]', router: { bag_weighting: 'tfidf', hidden: [64] } },
+  {
+    label: 'bag tf-idf + pairs 4096, [256]',
+    router: { bag_weighting: 'tfidf', bag_bigrams: 4096 },
+  },
+  {
+    label: 'bag tf-idf + pairs 4096, linear',
+    router: { bag_weighting: 'tfidf', bag_bigrams: 4096, hidden: [] },
+  },
+  { label: 'bag mean + pairs 4096, [256]', router: { bag_bigrams: 4096 } },
+  { label: 'bag tf-idf, linear, seed 2', router: { bag_weighting: 'tfidf', hidden: [], seed: 2 } },
+  {
+    label: 'bag tf-idf + pairs 4096, linear, seed 2',
+    router: { bag_weighting: 'tfidf', bag_bigrams: 4096, hidden: [], seed: 2 },
+  },
+  {
+    label: 'bag tf-idf, linear, weight decay 0.1',
+    router: { bag_weighting: 'tfidf', hidden: [], weight_decay: 0.1 },
+  },
+  {
+    label: 'bag tf-idf + pairs 2048, linear',
+    router: { bag_weighting: 'tfidf', bag_bigrams: 2048, hidden: [] },
+  },
+  {
+    label: 'bag tf-idf, linear, embeddings only',
+    router: { bag_weighting: 'tfidf', hidden: [], feature: F.embeddings },
+  },
+  {
+    label: 'bag tf-idf, linear, lr 0.01',
+    router: { bag_weighting: 'tfidf', hidden: [], lr: 0.01 },
+  },
+]
+
+export const PROBE_ARMS: readonly RouterProbeArm[] = [
+  ...FIRST_ARMS.map((a) => ({ ...a, router: { ...FIRST, ...a.router } })),
+  ...ROUTE2_ARMS.map((a, i) => (i === 0 ? a : { ...a, router: { ...BEFORE, ...a.router } })),
 ]
 
 function argmaxFirst(data: Float32Array, width: number, k: number, row: number): number {

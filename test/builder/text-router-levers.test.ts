@@ -126,6 +126,28 @@ describe('text router levers', async () => {
     expect(verification.routerSumError).toBeLessThan(1e-4)
   })
 
+  it('embeds a tf-idf bag with hashed token pairs exactly, whatever padding follows a text', async () => {
+    const tfidf = await build('tfidf', {
+      feature: FEATURES[0],
+      pooling: 'masked',
+      bag_of_tokens: true,
+      bag_weighting: 'tfidf',
+      bag_bigrams: 512,
+    })
+    const { manifest, verification } = tfidf.report
+    expect(manifest.router).toMatchObject({
+      bagOfTokens: true,
+      bagWeighting: 'tfidf',
+      bagBigrams: 512,
+      featureSize: 64 + 5000 + 512,
+    })
+    // The host's bag (counted in TypeScript) and the graph's (Equal, Gather, int64 pair keys) route alike.
+    expect(verification.routerAgreement).toBe(1)
+    expect(verification.routerSumError).toBeLessThan(1e-4)
+    const w = await weightsShortAndPadded(tfidf.out)
+    expect(maxDiff(w.short, w.padded)).toBeLessThan(1e-4)
+  })
+
   it('routes a text the same whatever padding follows it (the plain mean does not)', async () => {
     const masked = await weightsShortAndPadded(levers.out)
     expect(maxDiff(masked.short, masked.padded)).toBeLessThan(1e-4)

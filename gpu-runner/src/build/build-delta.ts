@@ -147,6 +147,8 @@ async function deltaContext(
       feature: features.length === 1 ? (features[0] as string) : features,
       pooling: was.pooling ?? 'mean',
       bag_of_tokens: was.bagOfTokens ?? false,
+      bag_weighting: was.bagWeighting ?? 'mean',
+      bag_bigrams: was.bagBigrams ?? 0,
     },
     // Variants with exclusive knowledge carry a router over the old expert list; the others are copied.
     variants: given.variants.filter((v) => !v.exclusive),

@@ -12,6 +12,7 @@ import { join } from 'node:path'
 import { AppError, parseRecipe, type RouterRecipe } from '@twinserve/shared'
 import { defaultFeature, loadInputs } from './pipeline/load-inputs.ts'
 import type { Reporter } from './pipeline/progress.ts'
+import { bagRawFrom, withBagIdf } from './pipeline/router-training.ts'
 import { trackRoutingRows } from './pipeline/row-layouts.ts'
 import { mergeToFile } from './pipeline/shared-merge.ts'
 import { scratchFile } from './pipeline/variants.ts'
@@ -88,7 +89,7 @@ export async function probeRouters(
       )
       const features = routerFeatureList(recipe, () => defaultFeature(ctx.base))
       const rows = features.map((f) => featureRows(f, tracked.layouts.get(f)))
-      const tokens = tokenRouterInputs(recipe, ctx.tokenizer?.json)
+      const tokens = withBagIdf(tokenRouterInputs(recipe, ctx.tokenizer?.json), ctx.split.train)
       const extract = (examples: readonly RoutingExample[]) =>
         extractFeatures(shared.model, features, ctx.inputs, examples, {
           layout: rows,
@@ -105,6 +106,7 @@ export async function probeRouters(
         router,
         { train, validation, heldout: asked },
         ctx.expertNames.length,
+        bagRawFrom(train.d, tokens.bag),
       )
       let ok = 0
       for (let i = 0; i < nHeld; i++)

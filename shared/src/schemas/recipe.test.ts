@@ -149,6 +149,24 @@ describe('RecipeSchema', () => {
       /router\.bag_of_tokens.*only the mlp router/,
     ],
     [
+      'pair buckets without a bag of tokens',
+      {
+        ...minimal,
+        tokenizer: { file: 't.json', max_length: 8, pad_id: 0 },
+        router: { data: 'r.jsonl', bag_bigrams: 4096 },
+      },
+      /router\.bag_bigrams.*needs bag_of_tokens/,
+    ],
+    [
+      'tf-idf weighting without a bag of tokens',
+      {
+        ...minimal,
+        tokenizer: { file: 't.json', max_length: 8, pad_id: 0 },
+        router: { data: 'r.jsonl', bag_weighting: 'tfidf' },
+      },
+      /router\.bag_weighting.*needs bag_of_tokens/,
+    ],
+    [
       'a feature list for the data-free router',
       { ...minimal, router: { data: 'r.jsonl', kind: 'data-free', feature: ['a', 'b'] } },
       /router\.feature.*data-free router reads one feature/,

@@ -107,6 +107,20 @@ export const RouterRecipeSchema = z.strictObject({
    * examples. Unset: float32.
    */
   dtype: z.enum(['float32', 'float16']).optional(),
+  /**
+   * How the bag of tokens weighs each id (with `bag_of_tokens`). `mean`: count / number of real tokens, then
+   * standardised with the other features. `tfidf`: sublinear count (1 + ln count) × the id's inverse document
+   * frequency on the router's training texts, each text's bag scaled to unit L2 norm, not standardised (a rare id
+   * is not blown up by its tiny standard deviation). In the graph, each position's weight comes from how often its
+   * id occurs in the text (an Equal of the ids with themselves, summed), so the bag still never materialises.
+   */
+  bag_weighting: z.enum(['mean', 'tfidf']).default('mean'),
+  /**
+   * With `bag_of_tokens`: also count pairs of adjacent real tokens, hashed into this many buckets
+   * (pair id = (id_i · vocab + id_{i+1}) mod bag_bigrams, in int64 in the graph); 0 = unigrams only. Under `mean`
+   * weighting the pairs are their own mean (over the valid pairs); under `tfidf` they join the ids in one vector.
+   */
+  bag_bigrams: z.number().int().min(0).max(1_048_576).default(0),
   /** Routing data, JSON lines `{"expert": "<name>", "inputs": {"<input>": [flat values]}}`. */
   data: PathSchema,
   /** Hidden layer widths of the MLP router; [] is a linear (softmax regression) router. */
@@ -120,6 +134,14 @@ export const RouterRecipeSchema = z.strictObject({
   seed: z.number().int().min(0).max(0xffff_ffff).default(0),
   /** Epochs without validation improvement before stopping (the validation split, never the held-out one). */
   patience: z.number().int().min(1).default(5),
+  /**
+   * The MLP router's logits are multiplied by this before its softmax (1: as trained). Above 1 the served mix
+   * leans further toward the router's top expert without becoming top-1: a mix of two experts' weights can answer
+   * worse than either, while a hard pick has no fallback when the router is wrong. Pick it on validation.
+   */
+  sharpness: z.number().gt(0).lte(100).default(1),
+  /** AdamW's decoupled weight decay on the MLP router's weights (not its biases); 0 = none. */
+  weight_decay: z.number().min(0).max(1).default(0),
   /** Fraction of each expert's examples held out to REPORT accuracy; never used for training or selection. */
   heldout_fraction: z.number().gt(0).lt(0.9).default(0.2),
   /** Fraction of each expert's examples used for early stopping / restore-best. */
@@ -252,6 +274,11 @@ export const RecipeSchema = z
       )
     if (rt.token_inputs && rt.token_inputs.ids_input === rt.token_inputs.mask_input)
       issue(['router', 'token_inputs', 'mask_input'], 'must differ from ids_input')
+    if (!rt.bag_of_tokens && (rt.bag_weighting !== 'mean' || rt.bag_bigrams > 0))
+      issue(
+        ['router', rt.bag_bigrams > 0 ? 'bag_bigrams' : 'bag_weighting'],
+        'weighs or extends the bag of tokens: it needs bag_of_tokens: true',
+      )
     if (rt.bag_of_tokens && rt.kind !== 'mlp')
       issue(
         ['router', 'bag_of_tokens'],

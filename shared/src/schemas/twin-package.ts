@@ -190,6 +190,10 @@ export const RouterInfoSchema = z.strictObject({
   pooling: z.enum(['mean', 'masked']).optional(),
   /** Whether the router also reads the input ids' bag of tokens (recipe `router.bag_of_tokens`). */
   bagOfTokens: z.boolean().optional(),
+  /** How the bag weighs each id (recipe `router.bag_weighting`; absent: mean). */
+  bagWeighting: z.enum(['mean', 'tfidf']).optional(),
+  /** Buckets of the bag's hashed token pairs (recipe `router.bag_bigrams`; absent: none). */
+  bagBigrams: z.number().int().positive().optional(),
   /** Width of the router's input: the pooled features (and the bag of tokens, the vocabulary wide). */
   featureSize: z.number().int().positive(),
   /** Accuracy on the builder's held-out split of the routing data (never the test split). */

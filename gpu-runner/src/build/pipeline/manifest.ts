@@ -38,6 +38,10 @@ export function packageManifest(
       ...(ctx.features.length > 1 ? { features: ctx.features } : {}),
       ...(ctx.recipe.router.pooling !== 'mean' ? { pooling: ctx.recipe.router.pooling } : {}),
       ...(ctx.recipe.router.bag_of_tokens ? { bagOfTokens: true } : {}),
+      ...(ctx.recipe.router.bag_weighting !== 'mean'
+        ? { bagWeighting: ctx.recipe.router.bag_weighting }
+        : {}),
+      ...(ctx.recipe.router.bag_bigrams > 0 ? { bagBigrams: ctx.recipe.router.bag_bigrams } : {}),
       featureSize: twin.featureSize,
       heldoutAccuracy: twin.router.heldoutAccuracy,
       ...(recipe.router.abstain_below !== undefined

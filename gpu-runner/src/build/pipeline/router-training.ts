@@ -8,7 +8,13 @@
 import type { IModelProto } from '../../onnx/proto.ts'
 import type { RowLayout } from '../graph/row-layout.ts'
 import { dataFreePredict, dataFreeRouter } from '../router/data-free-router.ts'
-import { extractFeatures, type Features } from '../router/features.ts'
+import {
+  type BagSpec,
+  extractFeatures,
+  type Features,
+  fitBagIdf,
+  type TokenRouterInputs,
+} from '../router/features.ts'
 import type { RoutingExample } from '../router/routing-data.ts'
 import { type TrainedRouter, trainRouter } from '../router/train-router.ts'
 import type { BuildContext } from './build-context.ts'
@@ -27,10 +33,11 @@ export async function trainPackageRouter(
     split.train.length + split.validation.length + split.heldout.length,
   )
   let offset = 0
+  const tokens = withBagIdf(ctx.routerTokens, split.train)
   const feats = async (examples: RoutingExample[]): Promise<Features> => {
     const f = await extractFeatures(sharedModel, ctx.features, ctx.inputs, examples, {
       layout: layouts,
-      tokens: ctx.routerTokens,
+      tokens,
       dir: ctx.staging,
       onBatch: (d) => step.tick(offset + d),
     })
@@ -40,9 +47,11 @@ export async function trainPackageRouter(
   const train = await feats(split.train)
   const validation = await feats(split.validation)
   const heldout = await feats(split.heldout)
-  const bag = ctx.routerTokens.bag
+  const bag = tokens.bag
   const pooled = `${ctx.recipe.router.pooling === 'masked' ? 'masked ' : ''}'${ctx.features.join("' + '")}'`
-  step.done(`${train.d}-d ${pooled}${bag ? ` + bag of ${bag.vocab} tokens` : ''}`)
+  step.done(
+    `${train.d}-d ${pooled}${bag ? ` + ${bag.weighting} bag of ${bag.vocab} tokens${bag.bigrams > 0 ? ` and ${bag.bigrams} pair buckets` : ''}` : ''}`,
+  )
 
   step = reporter.step(
     `${label}: router (${recipe.router.kind})`,
@@ -72,15 +81,42 @@ export async function trainPackageRouter(
     recipe.router,
     { train, validation, heldout },
     ctx.expertNames.length,
-    { onEpoch: (e) => step.tick(e) },
+    { onEpoch: (e) => step.tick(e), ...bagRawFrom(train.d, bag) },
   )
   step.done(
     `held-out accuracy ${(router.heldoutAccuracy * 100).toFixed(1)}% on ${heldout.y.length}`,
   )
   // The last `vocab` columns are the bag of tokens: the graph gathers their first-layer rows per token.
-  if (bag && router.model.kind === 'mlp') router.model.bag = { vocab: bag.vocab }
+  if (bag && router.model.kind === 'mlp') router.model.bag = bagModel(bag)
+  if (router.model.kind === 'mlp' && recipe.router.sharpness !== 1)
+    router.model.sharpness = recipe.router.sharpness
   // Stored as float16 in the graph; verification's router check bounds what the rounding may flip.
   if (recipe.router.dtype === 'float16' && router.model.kind === 'mlp')
     router.model.dtype = 'float16'
   return { router, featureSize: train.d }
+}
+
+/** The token inputs with a tf-idf bag's idf fitted on the router's training examples (nothing else has one). */
+export function withBagIdf(
+  tokens: TokenRouterInputs,
+  train: readonly RoutingExample[],
+): TokenRouterInputs {
+  const bag = tokens.bag
+  if (bag?.weighting !== 'tfidf') return tokens
+  return { ...tokens, bag: { ...bag, idf: fitBagIdf(train, bag) } }
+}
+
+/** A tf-idf bag (the last columns of a `d`-wide feature) is not standardised: it is unit-norm per text. */
+export function bagRawFrom(d: number, bag: BagSpec | undefined): { rawFrom?: number } {
+  return bag?.weighting === 'tfidf' ? { rawFrom: d - bag.vocab - bag.bigrams } : {}
+}
+
+/** What the embedded router needs to compute the bag in the graph. */
+export function bagModel(bag: BagSpec): BagSpec {
+  return {
+    vocab: bag.vocab,
+    bigrams: bag.bigrams,
+    weighting: bag.weighting,
+    ...(bag.idf ? { idf: bag.idf } : {}),
+  }
 }

@@ -90,14 +90,27 @@ export function* batchesOf<T extends { inputs: Record<string, readonly number[]>
 }
 
 /**
+ * The bag of tokens' columns: `vocab` ids, then `bigrams` hashed pairs of adjacent real tokens (pair id
+ * (a · vocab + b) mod bigrams), weighed by `weighting` (recipe `router.bag_of_tokens`, `bag_weighting`,
+ * `bag_bigrams`).
+ */
+export interface BagSpec {
+  vocab: number
+  bigrams: number
+  weighting: 'mean' | 'tfidf'
+  /** `tfidf`: the inverse document frequency of every column, fitted on the router's training texts. */
+  idf?: Float32Array
+}
+
+/**
  * What the router reads besides its feature tensors, text models only (recipe `router.pooling` and
  * `router.bag_of_tokens`; router/router-inputs.ts resolves them).
  */
 export interface TokenRouterInputs {
   /** `masked` pooling: the graph input holding the attention mask (int64 [batch, seq], 1 = a real token). */
   mask?: string
-  /** The normalised bag of tokens of the ids input over a vocabulary of `vocab` ids, masked by `mask`. */
-  bag?: { ids: string; mask: string; vocab: number }
+  /** The bag of tokens of the ids input, masked by `mask`. */
+  bag?: BagSpec & { ids: string; mask: string }
 }
 
 /**
@@ -137,31 +150,89 @@ export function poolMasked(
   return { rows, d }
 }
 
-/** Count of each id over the real tokens / their number, per example: [batch, vocab]. */
+/** Columns of a text's bag: its real tokens' ids, and the pairs of adjacent real tokens (offset by vocab). */
+export function bagKeys(
+  ids: readonly number[],
+  mask: readonly number[],
+  bag: Pick<BagSpec, 'vocab' | 'bigrams'>,
+): { tokens: number[]; pairs: number[] } {
+  const tokens: number[] = []
+  const pairs: number[] = []
+  for (let p = 0; p < ids.length; p++) {
+    if (mask[p] === 0) continue
+    const id = ids[p] as number
+    if (!(Number.isInteger(id) && id >= 0 && id < bag.vocab))
+      throw new AppError(
+        'INVALID_REQUEST',
+        `router.bag_of_tokens: token id ${id} is outside the vocabulary (${bag.vocab})`,
+      )
+    tokens.push(id)
+    if (bag.bigrams > 0 && p + 1 < ids.length && mask[p + 1] !== 0)
+      pairs.push(bag.vocab + ((id * bag.vocab + (ids[p + 1] as number)) % bag.bigrams))
+  }
+  return { tokens, pairs }
+}
+
+/**
+ * Inverse document frequency of every bag column over `examples` (scikit-learn's smooth form,
+ * ln((1 + n) / (1 + df)) + 1): [vocab + bigrams].
+ */
+export function fitBagIdf(
+  examples: readonly { inputs: Record<string, readonly number[]> }[],
+  bag: NonNullable<TokenRouterInputs['bag']>,
+): Float32Array {
+  const df = new Float64Array(bag.vocab + bag.bigrams)
+  for (const ex of examples) {
+    const { tokens, pairs } = bagKeys(ex.inputs[bag.ids] ?? [], ex.inputs[bag.mask] ?? [], bag)
+    for (const k of new Set([...tokens, ...pairs])) df[k] = (df[k] as number) + 1
+  }
+  return Float32Array.from(df, (d) => Math.log((1 + examples.length) / (1 + d)) + 1)
+}
+
+/**
+ * The bag of tokens per example: [batch, vocab + bigrams]. `mean`: count of each id / number of real tokens (and
+ * of each pair / number of pairs); `tfidf`: (1 + ln count) · idf, scaled to unit L2 norm per text.
+ */
 export function bagOfTokens(
   examples: readonly { inputs: Record<string, readonly number[]> }[],
   bag: NonNullable<TokenRouterInputs['bag']>,
 ): Float32Array {
-  const out = new Float32Array(examples.length * bag.vocab)
+  const width = bag.vocab + bag.bigrams
+  const out = new Float32Array(examples.length * width)
+  const idf = bag.idf
+  if (bag.weighting === 'tfidf' && idf?.length !== width)
+    throw new Error(`a tf-idf bag needs ${width} idf values (fitBagIdf)`)
   examples.forEach((ex, b) => {
     const ids = ex.inputs[bag.ids] ?? []
     const mask = ex.inputs[bag.mask] ?? []
-    let n = 0
-    for (let p = 0; p < ids.length; p++) if (mask[p] !== 0) n += mask[p] as number
-    const w = 1 / Math.max(n, 1)
-    for (let p = 0; p < ids.length; p++) {
-      const id = ids[p] as number
-      if (mask[p] === 0) continue
-      if (!(id >= 0 && id < bag.vocab))
-        throw new AppError(
-          'INVALID_REQUEST',
-          `router.bag_of_tokens: token id ${id} is outside the vocabulary (${bag.vocab})`,
-        )
-      out[b * bag.vocab + id] = (out[b * bag.vocab + id] as number) + w * (mask[p] as number)
+    const { tokens, pairs } = bagKeys(ids, mask, bag)
+    const row = out.subarray(b * width, (b + 1) * width)
+    if (bag.weighting === 'mean') {
+      // The real tokens' mask values (1) weigh each id, as the graph's Cast(mask) does.
+      let n = 0
+      for (let p = 0; p < ids.length; p++) if (mask[p] !== 0) n += mask[p] as number
+      const w = 1 / Math.max(n, 1)
+      for (let p = 0; p < ids.length; p++)
+        if (mask[p] !== 0)
+          row[ids[p] as number] = (row[ids[p] as number] as number) + w * (mask[p] as number)
+      for (const k of pairs) row[k] = (row[k] as number) + 1 / pairs.length
+      return
     }
+    const counts = new Map<number, number>()
+    for (const k of [...tokens, ...pairs]) counts.set(k, (counts.get(k) ?? 0) + 1)
+    let sq = 0
+    for (const [k, c] of counts) {
+      const v = (1 + Math.log(c)) * (idf?.[k] as number)
+      sq += v * v
+    }
+    const den = Math.sqrt(Math.max(sq, TFIDF_NORM_FLOOR))
+    for (const [k, c] of counts) row[k] = ((1 + Math.log(c)) * (idf?.[k] as number)) / den
   })
   return out
 }
+
+/** Floor of a tf-idf bag's squared norm (an empty text's bag stays zero), the same in the graph. */
+export const TFIDF_NORM_FLOOR = 1e-12
 
 /**
  * Router features of every example: each tensor of `features` pooled to [n, d_i] (mean, or masked with
@@ -216,7 +287,8 @@ export async function extractFeatures(
             )
           : poolRows(t.data as Float32Array, t.dims, layouts[i], group.length)
       })
-      const width = parts.reduce((a, p) => a + p.d, 0) + (bag?.vocab ?? 0)
+      const bagWidth = bag ? bag.vocab + bag.bigrams : 0
+      const width = parts.reduce((a, p) => a + p.d, 0) + bagWidth
       if (d !== 0 && width !== d)
         throw new AppError(
           'INVALID_REQUEST',
@@ -231,7 +303,7 @@ export async function extractFeatures(
           rows.set(p.rows.subarray(b * p.d, (b + 1) * p.d), at)
           at += p.d
         }
-        if (bags && bag) rows.set(bags.subarray(b * bag.vocab, (b + 1) * bag.vocab), at)
+        if (bags) rows.set(bags.subarray(b * bagWidth, (b + 1) * bagWidth), at)
       }
       chunks.push(rows)
       done += group.length

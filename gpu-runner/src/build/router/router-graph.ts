@@ -17,6 +17,7 @@ import type { GraphEditor } from '../graph/graph-editor.ts'
 import type { Ops } from '../graph/ops.ts'
 import type { RouterEmitter } from '../twin-graph/rewrite-context.ts'
 import type { DataFreeRouter } from './data-free-router.ts'
+import { type BagSpec, TFIDF_NORM_FLOOR } from './features.ts'
 
 export interface Standardizer {
   /** [d] */
@@ -30,8 +31,13 @@ export type RouterModel =
       kind: 'mlp'
       standardizer: Standardizer
       mlp: MlpWeights
-      /** The feature's last `vocab` columns are the bag of tokens (recipe `router.bag_of_tokens`). */
-      bag?: { vocab: number }
+      /**
+       * The feature's last `vocab + bigrams` columns are the bag of tokens (recipe `router.bag_of_tokens`); a
+       * spec without `weighting` is a plain `mean` bag of ids.
+       */
+      bag?: Pick<BagSpec, 'vocab'> & Partial<BagSpec>
+      /** Logits × this before the softmax (recipe `router.sharpness`); absent: 1. */
+      sharpness?: number
       /** Storage type of the layers' weight matrices (recipe `router.dtype`); biases stay float32. */
       dtype?: 'float32' | 'float16'
     }
@@ -139,6 +145,28 @@ function routerWeight(
   )
 }
 
+/** Folds the bag's standardisation into its first-layer rows: W'_j = W_j / std_j, bias shift −Σ mean_j·W'_j. */
+function foldBagRows(
+  s: Standardizer,
+  weight: Float32Array,
+  width: number,
+  h: number,
+): { folded: Float32Array; shift: Float32Array } {
+  const d = s.mean.length - width
+  const folded = new Float32Array(width * h)
+  const shift = new Float64Array(h)
+  for (let j = 0; j < width; j++) {
+    const sd = s.std[d + j] as number
+    const mu = s.mean[d + j] as number
+    for (let k = 0; k < h; k++) {
+      const w = (weight[(d + j) * h + k] as number) / sd
+      folded[j * h + k] = w
+      shift[k] = (shift[k] as number) - mu * w
+    }
+  }
+  return { folded, shift: Float32Array.from(shift) }
+}
+
 /**
  * The bag of tokens' share of the first layer, never materialising the [batch, vocab] bag: with the bag's
  * standardisation folded into the weights (W'_j = W_j / std_j; the constant −Σ mean_j·W'_j goes into the bias),
@@ -156,22 +184,10 @@ function emitBagOfTokens(
   },
   tokens: { ids: string; mask: string },
 ): { term: string; shift: Float32Array } {
-  const { standardizer: s, weight, vocab, h } = r
-  const d = s.mean.length - vocab
-  const folded = new Float32Array(vocab * h)
-  const shift = new Float64Array(h)
-  for (let j = 0; j < vocab; j++) {
-    const sd = s.std[d + j] as number
-    const mu = s.mean[d + j] as number
-    for (let k = 0; k < h; k++) {
-      const w = (weight[(d + j) * h + k] as number) / sd
-      folded[j * h + k] = w
-      shift[k] = (shift[k] as number) - mu * w
-    }
-  }
+  const { folded, shift } = foldBagRows(r.standardizer, r.weight, r.vocab, r.h)
   const rows = editor.node(
     'Gather',
-    [routerWeight(editor, 'router/bag.weight', folded, [vocab, h], r.dtype), tokens.ids],
+    [routerWeight(editor, 'router/bag.weight', folded, [r.vocab, r.h], r.dtype), tokens.ids],
     { attrs: { axis: 0 }, hint: 'router/bag_rows' },
   ) // [batch, seq, h]
   const m = editor.node('Cast', [tokens.mask], {
@@ -191,10 +207,177 @@ function emitBagOfTokens(
     [ops.reduceSum(m, [1], true, 'router/bag_count'), ops.scalar(1, 'router/bag_one')],
     { hint: 'router/bag_den' },
   )
-  return {
-    term: editor.node('Div', [sum, count], { hint: 'router/bag' }),
-    shift: Float32Array.from(shift),
+  return { term: editor.node('Div', [sum, count], { hint: 'router/bag' }), shift }
+}
+
+/** w / max(Σ w, 1) per row of a [batch, n] float tensor: the weights of a masked mean. */
+function meanWeights(editor: GraphEditor, ops: Ops, valid: string, hint: string): string {
+  const den = editor.node(
+    'Max',
+    [ops.reduceSum(valid, [1], true, `${hint}_count`), ops.scalar(1, `${hint}_one`)],
+    { hint: `${hint}_den` },
+  )
+  return editor.node('Div', [valid, den], { hint })
+}
+
+/**
+ * The bag of tokens with hashed token pairs and/or tf-idf weights (recipe `bag_bigrams`, `bag_weighting`), as
+ * features.ts `bagOfTokens` computes it, never materialised: every position p of the ids (and every pair of
+ * adjacent positions, key vocab + (id_p · vocab + id_{p+1}) mod bigrams, in int64) gets a weight w_p, and the
+ * bag's first-layer share is Σ_p w_p · W'[key_p]. `mean`: w_p = valid_p / Σ valid (ids and pairs apart). `tfidf`:
+ * with c_p the number of valid positions whose key is key_p (Equal of the keys with themselves, masked, summed),
+ * w_p = valid_p · idf[key_p] · (1 + ln c_p) / c_p, so the c_p positions of one key add up to (1 + ln c)·idf; the
+ * row's squared norm Σ_keys ((1 + ln c)·idf)² is Σ_p w_p² · c_p, and w is divided by its square root.
+ */
+function emitWeightedBag(
+  editor: GraphEditor,
+  ops: Ops,
+  r: { standardizer: Standardizer; weight: Float32Array; bag: BagSpec; h: number },
+  tokens: { ids: string; mask: string },
+): { term: string; shift: Float32Array } {
+  const { vocab, bigrams, weighting } = r.bag
+  const width = vocab + bigrams
+  const { folded, shift } = foldBagRows(r.standardizer, r.weight, width, r.h)
+  const m = editor.node('Cast', [tokens.mask], {
+    attrs: { to: onnx.TensorProto.DataType.FLOAT },
+    hint: 'router/bag_mask',
+  }) // [batch, seq]
+  const parts: { keys: string; valid: string }[] = [{ keys: tokens.ids, valid: m }]
+  if (bigrams > 0) {
+    const END = 2 ** 31 - 1
+    const left = ops.slice(tokens.ids, 1, 0, -1, 'router/pair_left')
+    const right = ops.slice(tokens.ids, 1, 1, END, 'router/pair_right')
+    const pair = editor.node(
+      'Add',
+      [
+        editor.node('Mul', [left, editor.int64('router/pair_vocab', [vocab], [])], {
+          hint: 'router/pair_scaled',
+        }),
+        right,
+      ],
+      { hint: 'router/pair' },
+    ) // [batch, seq − 1] int64, ≥ 0
+    // pair mod H as pair − ⌊pair / H⌋·H: integer Div floors non-negative int64 at every opset (Mod needs 10).
+    const H = editor.int64('router/pair_buckets', [bigrams], [])
+    const bucket = editor.node(
+      'Sub',
+      [
+        pair,
+        editor.node('Mul', [editor.node('Div', [pair, H], { hint: 'router/pair_div' }), H], {
+          hint: 'router/pair_floor',
+        }),
+      ],
+      { hint: 'router/pair_bucket' },
+    )
+    parts.push({
+      keys: editor.node('Add', [bucket, editor.int64('router/pair_offset', [vocab], [])], {
+        hint: 'router/pair_key',
+      }),
+      valid: editor.node(
+        'Mul',
+        [
+          ops.slice(m, 1, 0, -1, 'router/pair_mask_left'),
+          ops.slice(m, 1, 1, END, 'router/pair_mask_right'),
+        ],
+        { hint: 'router/pair_valid' },
+      ),
+    })
   }
+  const concat = (xs: string[], hint: string) =>
+    xs.length === 1 ? (xs[0] as string) : editor.node('Concat', xs, { attrs: { axis: 1 }, hint })
+  const keys = concat(
+    parts.map((p) => p.keys),
+    'router/bag_keys',
+  ) // [batch, L] int64
+  let w: string // [batch, L]
+  if (weighting === 'mean')
+    w = concat(
+      parts.map((p, i) => meanWeights(editor, ops, p.valid, `router/bag_w${i}`)),
+      'router/bag_w',
+    )
+  else {
+    const valid = concat(
+      parts.map((p) => p.valid),
+      'router/bag_valid',
+    )
+    if (r.bag.idf?.length !== width) throw new Error(`a tf-idf bag needs ${width} idf values`)
+    const same = editor.node(
+      'Cast',
+      [
+        editor.node(
+          'Equal',
+          [
+            ops.unsqueeze(keys, [2], 'router/bag_keys_col'),
+            ops.unsqueeze(keys, [1], 'router/bag_keys_row'),
+          ],
+          { hint: 'router/bag_same' },
+        ),
+      ],
+      { attrs: { to: onnx.TensorProto.DataType.FLOAT }, hint: 'router/bag_same_f' },
+    ) // [batch, L, L]
+    const count = ops.reduceSum(
+      editor.node('Mul', [same, ops.unsqueeze(valid, [1], 'router/bag_valid_row')], {
+        hint: 'router/bag_same_valid',
+      }),
+      [2],
+      false,
+      'router/bag_tf',
+    ) // [batch, L]
+    const c = editor.node('Max', [count, ops.scalar(1, 'router/bag_one')], {
+      hint: 'router/bag_tf_den',
+    })
+    const tf = editor.node(
+      'Div',
+      [
+        editor.node(
+          'Add',
+          [editor.node('Log', [c], { hint: 'router/bag_log_tf' }), ops.scalar(1)],
+          {
+            hint: 'router/bag_sublinear',
+          },
+        ),
+        c,
+      ],
+      { hint: 'router/bag_tf_share' },
+    )
+    const idf = editor.node('Gather', [editor.float('router/bag.idf', r.bag.idf, [width]), keys], {
+      attrs: { axis: 0 },
+      hint: 'router/bag_idf',
+    })
+    const w0 = editor.node(
+      'Mul',
+      [editor.node('Mul', [valid, idf], { hint: 'router/bag_valid_idf' }), tf],
+      { hint: 'router/bag_w_raw' },
+    )
+    const sq = ops.reduceSum(
+      editor.node('Mul', [editor.node('Mul', [w0, w0], { hint: 'router/bag_w_sq' }), count], {
+        hint: 'router/bag_w_sq_c',
+      }),
+      [1],
+      true,
+      'router/bag_norm_sq',
+    )
+    const norm = editor.node(
+      'Sqrt',
+      [editor.node('Max', [sq, ops.scalar(TFIDF_NORM_FLOOR, 'router/bag_floor')])],
+      { hint: 'router/bag_norm' },
+    )
+    w = editor.node('Div', [w0, norm], { hint: 'router/bag_w' })
+  }
+  const rows = editor.node(
+    'Gather',
+    [editor.float('router/bag.weight', folded, [width, r.h]), keys],
+    { attrs: { axis: 0 }, hint: 'router/bag_rows' },
+  ) // [batch, L, h]
+  const term = ops.reduceSum(
+    editor.node('Mul', [rows, ops.unsqueeze(w, [2], 'router/bag_w_3d')], {
+      hint: 'router/bag_weighted',
+    }),
+    [1],
+    false,
+    'router/bag',
+  )
+  return { term, shift }
 }
 
 function emitMlp(
@@ -204,7 +387,8 @@ function emitMlp(
   router: Extract<RouterModel, { kind: 'mlp' }>,
   tokens: { ids: string; mask: string } | undefined,
 ): string {
-  const vocab = router.bag?.vocab ?? 0
+  const spec = router.bag
+  const vocab = spec ? spec.vocab + (spec.bigrams ?? 0) : 0
   if (vocab > 0 && !tokens)
     throw new Error('a router trained on the bag of tokens needs the ids and mask inputs')
   const d = router.standardizer.mean.length - vocab
@@ -212,20 +396,33 @@ function emitMlp(
   const { sizes, layers } = router.mlp
   layers.forEach((layer, i) => {
     const nOut = sizes[i + 1] as number
+    const plain = !spec?.bigrams && (spec?.weighting ?? 'mean') === 'mean'
     const bag =
-      i === 0 && vocab > 0 && tokens
-        ? emitBagOfTokens(
-            editor,
-            ops,
-            {
-              standardizer: router.standardizer,
-              weight: layer.weight,
-              vocab,
-              h: nOut,
-              dtype: router.dtype,
-            },
-            tokens,
-          )
+      i === 0 && spec && tokens
+        ? plain
+          ? emitBagOfTokens(
+              editor,
+              ops,
+              {
+                standardizer: router.standardizer,
+                weight: layer.weight,
+                vocab,
+                h: nOut,
+                dtype: router.dtype,
+              },
+              tokens,
+            )
+          : emitWeightedBag(
+              editor,
+              ops,
+              {
+                standardizer: router.standardizer,
+                weight: layer.weight,
+                bag: { bigrams: 0, weighting: 'mean', ...spec },
+                h: nOut,
+              },
+              tokens,
+            )
         : undefined
     const nIn = (sizes[i] as number) - (bag ? vocab : 0)
     const W = routerWeight(
@@ -242,6 +439,10 @@ function emitMlp(
     h = editor.node('Add', [y, b], { hint: `router/fc${i + 1}_out` })
     if (i + 1 < layers.length) h = editor.node('Relu', [h], { hint: `router/relu${i + 1}` })
   })
+  if (router.sharpness !== undefined && router.sharpness !== 1)
+    h = editor.node('Mul', [h, ops.scalar(router.sharpness, 'router/sharpness')], {
+      hint: 'router/sharpened',
+    })
   return ops.softmax(h, 'router/probs')
 }
 

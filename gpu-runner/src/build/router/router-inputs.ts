@@ -64,7 +64,15 @@ export function tokenRouterInputs(
     return {
       ...(router.pooling === 'masked' ? { mask: given.mask_input } : {}),
       ...(router.bag_of_tokens
-        ? { bag: { ids: given.ids_input, mask: given.mask_input, vocab: given.vocab } }
+        ? {
+            bag: {
+              ids: given.ids_input,
+              mask: given.mask_input,
+              vocab: given.vocab,
+              bigrams: router.bag_bigrams,
+              weighting: router.bag_weighting,
+            },
+          }
         : {}),
     }
   }
@@ -81,6 +89,8 @@ export function tokenRouterInputs(
             ids: tokenizer.ids_input,
             mask: tokenizer.mask_input,
             vocab: tokenizerVocabSize(tokenizerJson),
+            bigrams: router.bag_bigrams,
+            weighting: router.bag_weighting,
           },
         }
       : {}),

@@ -23,7 +23,8 @@ export interface TrainedRouter {
   bestEpoch?: number
 }
 
-export function fitStandardizer(f: Features): Standardizer {
+/** @param rawFrom columns from here on keep mean 0, std 1 (a tf-idf bag, already scaled per text) */
+export function fitStandardizer(f: Features, rawFrom = f.d): Standardizer {
   const { x, d } = f
   const n = x.length / d
   const mean = new Float64Array(d)
@@ -37,11 +38,11 @@ export function fitStandardizer(f: Features): Standardizer {
       sq[j] = (sq[j] as number) + c * c
     }
   // A constant feature (dead ReLU unit) has std 0: dividing by 1 keeps it at 0 instead of NaN.
-  const std = Float32Array.from(sq, (s) => {
+  const std = Float32Array.from(sq, (s, j) => {
     const v = Math.sqrt(s / n)
-    return v > 1e-6 ? v : 1
+    return v > 1e-6 && j < rawFrom ? v : 1
   })
-  return { mean: Float32Array.from(mean), std }
+  return { mean: Float32Array.from(mean, (m, j) => (j < rawFrom ? m : 0)), std }
 }
 
 export function standardize(f: Features, s: Standardizer): Float32Array {
@@ -119,13 +120,17 @@ export async function trainRouter(
   recipe: RouterRecipe,
   data: { train: Features; validation: Features; heldout: Features },
   experts: number,
-  opts: { onEpoch?: (epoch: number, valAccuracy: number | undefined) => void } = {},
+  opts: {
+    onEpoch?: (epoch: number, valAccuracy: number | undefined) => void
+    /** Columns from here on are not standardised (fitStandardizer). */
+    rawFrom?: number
+  } = {},
 ): Promise<TrainedRouter> {
   if (recipe.kind === 'data-free')
     throw new Error(
       'the data-free router is built from the factors (data-free-router.ts), not trained',
     )
-  const s = fitStandardizer(data.train)
+  const s = fitStandardizer(data.train, opts.rawFrom)
   if (recipe.kind === 'prototype') {
     // The prototype router needs no validation data: its means come from train and validation together.
     const x = new Float32Array(data.train.x.length + data.validation.x.length)
@@ -157,6 +162,7 @@ export async function trainRouter(
       batchSize: recipe.batch_size,
       seed: recipe.seed,
       patience: recipe.patience,
+      weightDecay: recipe.weight_decay,
       sessions,
       onEpoch: (r) => opts.onEpoch?.(r.epoch, r.valAccuracy),
     })
