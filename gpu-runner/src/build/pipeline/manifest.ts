@@ -2,12 +2,7 @@
  * Build step: the package manifest (without the file hashes, which finishPackage adds from the writers').
  * @module
  */
-import {
-  AppError,
-  PACKAGE_FORMAT,
-  PACKAGE_FORMAT_VERSION,
-  type PackageTokenizer,
-} from '@twinserve/shared'
+import { PACKAGE_FORMAT, PACKAGE_FORMAT_VERSION, type PackageTokenizer } from '@twinserve/shared'
 import type { ManifestWithoutFiles } from '../../package/write-package.ts'
 import { toMetadata } from '../import/model-io.ts'
 import type { BuildContext } from './build-context.ts'
@@ -23,16 +18,6 @@ export function packageManifest(
   tokenizer?: PackageTokenizer,
 ): ManifestWithoutFiles {
   const { recipe } = ctx
-  const names = ctx.inputs.map((i) => i.name)
-  // Only the runner's generation engine routes by the prompt's likelihood: a classifier would ignore it silently.
-  if (
-    recipe.router.prompt_likelihood &&
-    !(names.includes('input_ids') && names.includes('past_key_values.0.key'))
-  )
-    throw new AppError(
-      'INVALID_MODEL',
-      `router.prompt_likelihood needs a decoder with a KV cache (inputs input_ids and past_key_values.0.key); the base's inputs are ${names.join(', ')}`,
-    )
   return {
     format: PACKAGE_FORMAT,
     formatVersion: PACKAGE_FORMAT_VERSION,
