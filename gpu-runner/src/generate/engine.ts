@@ -225,7 +225,9 @@ export class GenerationEngine {
     let budget = this.options.prefillTokensPerStep
     const prefills: Sequence[] = []
     for (const s of this.waiting) {
-      const n = s.request.promptIds.length
+      // A prompt routed by its likelihood is run T + 1 times (T scoring rows, then the prefill): it costs that much.
+      const n =
+        s.request.promptIds.length * (this.byLikelihood(s.request) ? this.graph.experts + 1 : 1)
       if (prefills.length > 0 && n > budget) break
       prefills.push(s)
       budget -= n
@@ -299,11 +301,20 @@ export class GenerationEngine {
   private async prefillControls(request: GenerationRequest): Promise<RowControls> {
     const controls = request.controls ?? {}
     const like = this.options.promptLikelihood
-    if (!like || !this.graph.isTwin || controls.useRouter !== 1 || request.promptIds.length < 2)
-      return controls
+    if (!like || !this.byLikelihood(request)) return controls
     const nll = await promptNlls(this.graph, request.promptIds)
     this.counters.likelihoodPasses++
     return { mixWeights: likelihoodWeights(nll, like.temperature, controls) }
+  }
+
+  /** Whether a request's prefill routes by the prompt's likelihood: a router row of two tokens or more. */
+  private byLikelihood(request: GenerationRequest): boolean {
+    return (
+      this.options.promptLikelihood !== undefined &&
+      this.graph.isTwin &&
+      request.controls?.useRouter === 1 &&
+      request.promptIds.length >= 2
+    )
   }
 
   /** The past for a decode pass over `seqs`: the last pass's `present` when the rows are the same, else a gather. */

@@ -25,12 +25,12 @@ async function setup() {
   const T = pkg.manifest.experts.length
   const graph = new DecoderGraph(session, controls, T)
   const profile = await LmProfile.load(join(LM, 'models'))
-  const engine = (likelihood: boolean) =>
+  const engine = (likelihood: boolean, prefillTokensPerStep = 256) =>
     new GenerationEngine(graph, {
       maxContext: 256,
       maxSequences: 4,
       maxBytes: 64 * 1024 * 1024,
-      prefillTokensPerStep: 256,
+      prefillTokensPerStep,
       ...(likelihood ? { promptLikelihood: { temperature: TAU } } : {}),
     })
   return { graph, profile, T, engine }
@@ -127,6 +127,21 @@ describe('prompt-likelihood routing (#14)', () => {
     expect(one.weights).toEqual((await run(plain.submit(request(bos, router)))).weights)
     expect(likely.kvBytes).toBe(0)
   }, 30_000)
+
+  it('a prompt routed by its likelihood counts T + 1 times its tokens against the per-step prefill budget', async () => {
+    const { profile, T, engine } = await setup()
+    const router: RowControls = { useRouter: 1 }
+    const prompt = profile.encodePrompt('The proof of the pudding is in the eating')
+    // Budget: one likelihood-routed prefill, or T + 1 plain ones. A first sequence keeps step 1 busy, so that
+    // the next two wait together and step 2 chooses between them.
+    const three = async (e: GenerationEngine) => {
+      const one = () => run(e.submit({ ...request(prompt, router), maxTokens: 1 }))
+      await Promise.all([one(), one(), one()])
+      return e.counters.steps
+    }
+    expect(await three(engine(false, prompt.length * (T + 1)))).toBe(2)
+    expect(await three(engine(true, prompt.length * (T + 1)))).toBe(3)
+  })
 
   it("applies a request's exclude_experts, top_k and abstain_below as the graph applies them to its router", () => {
     const nll = [10, 12, 14, 30, 11] // softmax(−nll/2): expert 0 first, then 4, 1, 2
