@@ -13,7 +13,7 @@
  * `oracle` is the true domain one-hot; `zero` is the shared model.
  * @module
  */
-import { DecoderGraph, type LmProfile } from '@twinserve/gpu-runner/generate'
+import { DecoderGraph, type LmProfile, tokenNll } from '@twinserve/gpu-runner/generate'
 import { controlsOf, type RowControls } from '@twinserve/gpu-runner/twin-contract'
 import { type LmZooDomain, readLmZooSplit } from '@twinserve/zoo/lm'
 import type { Accuracy, RoutingMode, Session } from './evaluate.ts'
@@ -56,15 +56,6 @@ export function loadLmSplits(
     }))
     return { name, docs, tokens: docs.reduce((n, d) => n + d.ids.length - 1, 0) }
   })
-}
-
-/** −log p(target) of one row of logits (log-sum-exp in float64). */
-function tokenNll(row: Float32Array, target: number): number {
-  let max = Number.NEGATIVE_INFINITY
-  for (let i = 0; i < row.length; i++) if ((row[i] as number) > max) max = row[i] as number
-  let sum = 0
-  for (let i = 0; i < row.length; i++) sum += Math.exp((row[i] as number) - max)
-  return max + Math.log(sum) - (row[target] as number)
 }
 
 function emptyCache(graph: DecoderGraph): Float32Array[] {

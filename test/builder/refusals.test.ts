@@ -53,7 +53,8 @@ async function routing(
 }
 
 /**
- * Builds `name` from models in `dir` (base.onnx, expert-N.onnx) with `extra` recipe fields; expects exit 1 with
+ * Builds `name` from models in `dir` (base.onnx, expert-N.onnx) with `extra` recipe fields (`router` merged into
+ * the test's router block); expects exit 1 with
  * `message` and nothing left in the output's parent but what was there.
  */
 async function expectRefused(
@@ -75,8 +76,9 @@ async function expectRefused(
       base: join(dir, 'base.onnx'),
       experts: EXPERTS.map((e) => ({ name: e, model: join(dir, `${e}.onnx`) })),
       exclusive: { rank: 4 },
-      router: { data, epochs: 2 },
       ...extra,
+      // The routing data is this test's; `extra.router` adds router fields beside it.
+      router: { data, epochs: 2, ...(extra.router as Record<string, unknown> | undefined) },
     }),
   )
   const r = await twinserve(['build', recipe, '--out', join(parent, 'pkg'), '--quiet'])
@@ -132,6 +134,16 @@ describe('twinserve build refuses what it cannot handle, cleanly', () => {
       ENCODER,
       {},
       /uses ONNX opset 8; the builder reads opsets 9 and newer .*\[INVALID_MODEL\]/,
+    )
+  })
+
+  it('router.prompt_likelihood on a model that is not a decoder with a KV cache (#14)', async () => {
+    await expectRefused(
+      'likelihood-encoder',
+      join(FIXTURES, 'encoder'),
+      ENCODER,
+      { router: { prompt_likelihood: { temperature: 2 } } },
+      /router\.prompt_likelihood routes a decoder's generations: .*the base's inputs are input_ids, attention_mask.*\[INVALID_REQUEST\]/,
     )
   })
 

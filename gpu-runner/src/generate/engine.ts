@@ -5,7 +5,9 @@
  * 1. frees every sequence whose request was cancelled (AbortSignal, or its reader stopped listening);
  * 2. prefills waiting sequences, oldest first, up to `prefillTokensPerStep` prompt tokens (always at least one
  *    sequence), each in its own pass: a twin graph routes a sequence once, from its whole prompt, at prefill,
- *    and the weights it applied are then held as that row's explicit `mix_weights` for every decode step;
+ *    and the weights it applied are then held as that row's explicit `mix_weights` for every decode step (a
+ *    package with `router.promptLikelihood` routes by each expert's likelihood of the prompt instead, one more
+ *    pass of T rows: prompt-likelihood.ts; such a prompt counts T + 1 times its tokens against the budget);
  * 3. decodes one token for every sequence that was already running, all in one batched pass: rows of different
  *    lengths are left-padded (mask 0), rows of different mixes sit side by side (the controls are per row).
  * So sequences join and leave the batch at step boundaries, and a long prompt costs the running sequences one
@@ -26,6 +28,7 @@ import type { RowControls } from '../twin-contract/encode-controls.ts'
 import type { DecoderGraph, DecoderOutputs } from './decoder-graph.ts'
 import { EventChannel } from './event-channel.ts'
 import { KvBudget, type KvBudgetOptions } from './kv-budget.ts'
+import { likelihoodWeights, type PromptLikelihoodOptions, promptNlls } from './prompt-likelihood.ts'
 import { Sampler, type SamplingParams, sequenceRng, type TokenChoice } from './sampler.ts'
 import { SequenceCache } from './sequence-cache.ts'
 import { type Detokenizer, TextStream } from './text-stream.ts'
@@ -74,6 +77,11 @@ export interface EngineOptions extends KvBudgetOptions {
   detokenizer?: Detokenizer
   /** Feed a pass's `present` back as the next pass's past while the rows are unchanged (default true). */
   reuseBatch?: boolean
+  /**
+   * Route router rows by each expert's likelihood of the prompt instead of the graph's router
+   * (prompt-likelihood.ts; the package's `router.promptLikelihood`).
+   */
+  promptLikelihood?: PromptLikelihoodOptions
 }
 
 /** The last decode pass's rows and its `present`: the next pass's past if the rows are the same. */
@@ -108,7 +116,15 @@ export class GenerationEngine {
   private idleWaiters: (() => void)[] = []
   private batch: DecodeBatch | undefined
   /** Steps run, rows decoded, and decode passes whose past was rebuilt from the sequences' caches. */
-  readonly counters = { steps: 0, prefills: 0, decodeRows: 0, decodePasses: 0, gathers: 0 }
+  readonly counters = {
+    steps: 0,
+    prefills: 0,
+    /** Prefills routed by the prompt's likelihood (one extra pass of T rows each). */
+    likelihoodPasses: 0,
+    decodeRows: 0,
+    decodePasses: 0,
+    gathers: 0,
+  }
 
   constructor(
     readonly graph: DecoderGraph,
@@ -209,7 +225,9 @@ export class GenerationEngine {
     let budget = this.options.prefillTokensPerStep
     const prefills: Sequence[] = []
     for (const s of this.waiting) {
-      const n = s.request.promptIds.length
+      // A prompt routed by its likelihood is run T + 1 times (T scoring rows, then the prefill): it costs that much.
+      const n =
+        s.request.promptIds.length * (this.byLikelihood(s.request) ? this.graph.experts + 1 : 1)
       if (prefills.length > 0 && n > budget) break
       prefills.push(s)
       budget -= n
@@ -253,7 +271,7 @@ export class GenerationEngine {
       mask: new BigInt64Array(n).fill(1n),
       positions: BigInt64Array.from({ length: n }, (_, i) => BigInt(i)),
       cache: Array.from({ length: 2 * layers }, () => new Float32Array(0)),
-      controls: [s.request.controls ?? {}],
+      controls: [await this.prefillControls(s.request)],
     })
     this.counters.prefills++
     const cache = new SequenceCache(this.graph.layout, n + s.request.maxTokens)
@@ -273,6 +291,30 @@ export class GenerationEngine {
     }
     this.running.push(s)
     this.accept(s, out, 0, n, n - 1)
+  }
+
+  /**
+   * The prefill row's controls: a router row of a package that routes by the prompt's likelihood gets that mix
+   * as explicit weights (one more pass, of T rows); an explicit mix, the shared model, and a one-token prompt
+   * (no token to score) keep the request's.
+   */
+  private async prefillControls(request: GenerationRequest): Promise<RowControls> {
+    const controls = request.controls ?? {}
+    const like = this.options.promptLikelihood
+    if (!like || !this.byLikelihood(request)) return controls
+    const nll = await promptNlls(this.graph, request.promptIds)
+    this.counters.likelihoodPasses++
+    return { mixWeights: likelihoodWeights(nll, like.temperature, controls) }
+  }
+
+  /** Whether a request's prefill routes by the prompt's likelihood: a router row of two tokens or more. */
+  private byLikelihood(request: GenerationRequest): boolean {
+    return (
+      this.options.promptLikelihood !== undefined &&
+      this.graph.isTwin &&
+      request.controls?.useRouter === 1 &&
+      request.promptIds.length >= 2
+    )
   }
 
   /** The past for a decode pass over `seqs`: the last pass's `present` when the rows are the same, else a gather. */

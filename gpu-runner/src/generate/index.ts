@@ -13,6 +13,12 @@ export {
 } from './engine.ts'
 export { KvBudget } from './kv-budget.ts'
 export { type ChatTurn, LmProfile } from './lm-profile.ts'
+export {
+  likelihoodWeights,
+  type PromptLikelihoodOptions,
+  promptNlls,
+  tokenNll,
+} from './prompt-likelihood.ts'
 export { logSoftmax, Sampler, type SamplingParams, sequenceRng } from './sampler.ts'
 export { TextGenerator, type TextGeneratorOptions } from './text-generator.ts'
 export { type Detokenizer, TextStream } from './text-stream.ts'

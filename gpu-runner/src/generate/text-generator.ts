@@ -1,7 +1,8 @@
 /**
  * A served decoder package that generates text: its twin graph driven by a GenerationEngine, its tokenizer and
  * chat template (LmProfile), and the translation of a request's merge controls into the prefill row's controls.
- * The router (the default) picks the mix once from the prompt; an explicit `experts` mix is used as given;
+ * The router (the default) picks the mix once from the prompt (or, where the package says so, each expert's
+ * likelihood of the prompt does: prompt-likelihood.ts); an explicit `experts` mix is used as given;
  * `variant: "shared"` is the twin graph at all-zero weights. A `merge_method` (materialised merge) or a static
  * variant would need a second graph per sequence and is refused for generation.
  * @module
@@ -39,6 +40,10 @@ export class TextGenerator {
       ...options,
       maxContext: profile.maxContext,
       detokenizer: profile,
+      // The package says how its sequences are routed: by the graph's router, or by the prompt's likelihood.
+      ...(model.manifest.router.promptLikelihood
+        ? { promptLikelihood: model.manifest.router.promptLikelihood }
+        : {}),
     })
   }
 

@@ -20,6 +20,7 @@ import OpenAI from 'openai'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { withinStep } from '../../test-support/step-deadline.ts'
 import { RunnerConfigSchema } from '../config.ts'
+import { likelihoodWeights, promptNlls } from '../generate/prompt-likelihood.ts'
 import type { TextGenerator } from '../generate/text-generator.ts'
 import { createLogger } from './logger.ts'
 import { type Runner, startRunner } from './runner.ts'
@@ -149,6 +150,12 @@ describe('generation routes on a real runner', () => {
     const w = CompletionSchema.parse(await res.json()).twinserve?.expert_weights ?? {}
     expect(Object.keys(w).sort()).toEqual(Object.keys(FORTUNES).sort())
     expect(Object.values(w).reduce((a, b) => a + b, 0)).toBeCloseTo(1, 4)
+    // The LM package routes by the experts' likelihood of the prompt (its router.promptLikelihood, #14).
+    const like = gen.model.manifest.router.promptLikelihood
+    expect(like?.temperature).toBe(2)
+    const nll = await promptNlls(gen.engine.graph, gen.profile.encodePrompt(PROMPT))
+    const expected = gen.weightsByName(likelihoodWeights(nll, like?.temperature ?? 1))
+    for (const [name, x] of Object.entries(expected)) expect(w[name]).toBeCloseTo(x, 5)
   })
 
   it('chat: same seed, same text; stop strings end it; logprobs per token', async () => {

@@ -162,6 +162,16 @@ export const RouterRecipeSchema = z.strictObject({
    * request sets its own `abstain_below` (see merge-controls.ts). Default: never abstain.
    */
   abstain_below: z.number().min(0).max(1).optional(),
+  /**
+   * Decoders with a KV cache: the runner routes a sequence by each expert's likelihood of its prompt instead of
+   * the embedded router (the experts as a generative classifier): T one-hot prefills of the prompt in one batched
+   * pass, weights softmax(−NLL_e / temperature). Measured on the LM twin (bench/RESULTS.md "LM router probe
+   * (2026-12-05)"): 96.9 % normalised on test against the MLP router's 93.6, at τ 2. A one-token prompt has no
+   * likelihood and uses the router; request controls (exclude_experts, top_k, abstain_below) apply as to the router.
+   */
+  prompt_likelihood: z
+    .strictObject({ temperature: z.number().gt(0).lte(100).default(2) })
+    .optional(),
 })
 
 export const VariantRecipeSchema = z.strictObject({

@@ -200,6 +200,11 @@ export const RouterInfoSchema = z.strictObject({
   heldoutAccuracy: z.number().min(0).max(1).optional(),
   /** Default `abstain_below` of router requests that do not set one (recipe `router.abstain_below`). */
   abstainBelow: z.number().min(0).max(1).optional(),
+  /**
+   * Decoders: route a sequence by each expert's likelihood of its prompt, softmax(−NLL_e / temperature), rather
+   * than by the embedded router (recipe `router.prompt_likelihood`; absent: the router).
+   */
+  promptLikelihood: z.strictObject({ temperature: z.number().gt(0) }).optional(),
 })
 
 /**

@@ -67,6 +67,22 @@ function checkLabels(recipe: BuildContext['recipe'], outputs: readonly IoTensor[
   })
 }
 
+/**
+ * `router.prompt_likelihood` is a routing mode of the runner's generation engine: a model it does not generate with
+ * (no `input_ids`, no KV cache) would carry it and be routed by its router regardless, so the recipe is refused.
+ */
+function checkPromptLikelihood(recipe: BuildContext['recipe'], inputs: readonly IoTensor[]): void {
+  const names = inputs.map((i) => i.name)
+  if (
+    recipe.router.prompt_likelihood &&
+    !(names.includes('input_ids') && names.includes('past_key_values.0.key'))
+  )
+    throw new AppError(
+      'INVALID_REQUEST',
+      `router.prompt_likelihood routes a decoder's generations: it needs a decoder with a KV cache (inputs input_ids and past_key_values.0.key), and the base's inputs are ${names.join(', ')}`,
+    )
+}
+
 type ModelsRead = Omit<BuildContext, 'split' | 'reporter' | 'staging' | 'externalAbove'>
 
 /** True when a model keeps some weights in an external data file (not in its own .onnx). */
@@ -95,6 +111,7 @@ async function readModels(recipePath: string, reporter: Reporter): Promise<Model
   const inputs = modelInputs(base.graph)
   const outputs = modelOutputs(base.graph)
   checkLabels(recipe, outputs)
+  checkPromptLikelihood(recipe, inputs)
   const tokenizer =
     recipe.tokenizer && files.tokenizer
       ? await readRecipeTokenizer(recipe.tokenizer, files.tokenizer, inputs)

@@ -47,6 +47,9 @@ export function packageManifest(
       ...(recipe.router.abstain_below !== undefined
         ? { abstainBelow: recipe.router.abstain_below }
         : {}),
+      ...(recipe.router.prompt_likelihood
+        ? { promptLikelihood: { temperature: recipe.router.prompt_likelihood.temperature } }
+        : {}),
     },
     // A matrix kept at rank 0 for every expert carries nothing; it is reported, not listed.
     exclusive: twin.exclusive.rows

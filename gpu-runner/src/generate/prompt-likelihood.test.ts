@@ -1,0 +1,160 @@
+/**
+ * Routing by the prompt's likelihood (issue 14) on the LM zoo's twin package, real onnxruntime: the engine applies
+ * softmax(−NLL_e / τ) of one-hot passes computed here one expert at a time, holds it through decode, leaves an
+ * explicit mix and the shared model alone, and lets the router route a one-token prompt.
+ */
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { loadPackage } from '../package/load-package.ts'
+import { openSession } from '../runtime/ort-session.ts'
+import { checkContract } from '../twin-contract/check-contract.ts'
+import type { RowControls } from '../twin-contract/encode-controls.ts'
+import { DecoderGraph } from './decoder-graph.ts'
+import { GenerationEngine, type GenerationEvent } from './engine.ts'
+import { LmProfile } from './lm-profile.ts'
+import { likelihoodWeights } from './prompt-likelihood.ts'
+import { logSoftmax } from './sampler.ts'
+
+const LM = join(import.meta.dirname, '../../../zoo/lm')
+const TAU = 2
+
+async function setup() {
+  const pkg = await loadPackage(join(LM, 'package'))
+  const { session } = await openSession(pkg.model, { provider: 'cpu', threads: 1 })
+  const controls = checkContract(pkg.manifest, session, new Map())
+  const T = pkg.manifest.experts.length
+  const graph = new DecoderGraph(session, controls, T)
+  const profile = await LmProfile.load(join(LM, 'models'))
+  const engine = (likelihood: boolean, prefillTokensPerStep = 256) =>
+    new GenerationEngine(graph, {
+      maxContext: 256,
+      maxSequences: 4,
+      maxBytes: 64 * 1024 * 1024,
+      prefillTokensPerStep,
+      ...(likelihood ? { promptLikelihood: { temperature: TAU } } : {}),
+    })
+  return { graph, profile, T, engine }
+}
+
+async function run(events: AsyncIterable<GenerationEvent>) {
+  const got = { weights: [] as number[], ids: [] as number[], logprobs: [] as number[] }
+  for await (const e of events) {
+    if (e.type === 'start') got.weights = [...(e.expertWeights ?? [])]
+    if (e.type === 'token') {
+      got.ids.push(e.id)
+      got.logprobs.push(e.logprob ?? Number.NaN)
+    }
+    if (e.type === 'error') throw e.error
+  }
+  return got
+}
+
+const request = (promptIds: number[], controls: RowControls) => ({
+  promptIds,
+  maxTokens: 6,
+  sampling: { temperature: 0, topP: 1, topK: 0, logprobs: 1 },
+  controls,
+})
+
+/** The prompt's NLL under expert e's one-hot mix, one expert per pass (not the engine's batched pass). */
+async function oneHotNll(graph: DecoderGraph, ids: number[], e: number): Promise<number> {
+  const n = ids.length
+  const mix = new Float32Array(graph.experts)
+  mix[e] = 1
+  const out = await graph.run({
+    batch: 1,
+    seq: n,
+    past: 0,
+    ids: BigInt64Array.from(ids, BigInt),
+    mask: new BigInt64Array(n).fill(1n),
+    positions: BigInt64Array.from(ids, (_, i) => BigInt(i)),
+    cache: Array.from({ length: 2 * graph.layout.layers }, () => new Float32Array(0)),
+    controls: [{ mixWeights: mix }],
+  })
+  let nll = 0
+  for (let s = 0; s + 1 < n; s++)
+    nll -= logSoftmax(out.logits.subarray(s * out.vocab, (s + 1) * out.vocab))[
+      ids[s + 1] as number
+    ] as number
+  return nll
+}
+
+describe('prompt-likelihood routing (#14)', () => {
+  it('applies softmax(−NLL/τ) of the one-hot passes, holds it through decode, and leaves explicit mixes, shared and one-token prompts alone', async () => {
+    const { graph, profile, T, engine } = await setup()
+    const router: RowControls = { useRouter: 1, expertMask: new Float32Array(T).fill(1), topK: T }
+    const prompt = profile.encodePrompt(
+      'Dear team, please find attached the minutes of the meeting',
+    )
+    expect(prompt.length).toBeGreaterThan(8)
+
+    const nll = await Promise.all(Array.from({ length: T }, (_, e) => oneHotNll(graph, prompt, e)))
+    const scores = nll.map((x) => Math.exp(-x / TAU))
+    const expected = scores.map((x) => x / scores.reduce((a, b) => a + b, 0))
+
+    const likely = engine(true)
+    const routed = await run(likely.submit(request(prompt, router)))
+    expect(likely.counters.likelihoodPasses).toBe(1)
+    expect(routed.weights).toHaveLength(T)
+    for (const [e, w] of routed.weights.entries()) expect(w).toBeCloseTo(expected[e] as number, 5)
+    // Not what the graph's router applies to the same prompt.
+    const plain = engine(false)
+    const byRouter = await run(plain.submit(request(prompt, router)))
+    expect(
+      Math.max(...routed.weights.map((w, e) => Math.abs(w - (byRouter.weights[e] ?? 0)))),
+    ).toBeGreaterThan(0.01)
+
+    // Held through decode: the same greedy tokens and log-probabilities as that mix given explicitly.
+    const explicit = await run(
+      plain.submit(request(prompt, { mixWeights: Float32Array.from(routed.weights) })),
+    )
+    expect(routed.ids).toEqual(explicit.ids)
+    for (const [i, lp] of routed.logprobs.entries())
+      expect(lp).toBeCloseTo(explicit.logprobs[i] as number, 4)
+
+    // An explicit mix and the shared model are the request's: no likelihood pass.
+    const mix = Float32Array.from({ length: T }, (_, e) => (e === 1 ? 0.25 : e === 2 ? 0.75 : 0))
+    expect((await run(likely.submit(request(prompt, { mixWeights: mix })))).weights).toEqual([
+      ...mix,
+    ])
+    expect((await run(likely.submit(request(prompt, {})))).weights).toEqual(new Array(T).fill(0))
+    expect(likely.counters.likelihoodPasses).toBe(1)
+
+    // A one-token prompt has no likelihood: the router routes it.
+    const bos = prompt.slice(0, 1)
+    const one = await run(likely.submit(request(bos, router)))
+    expect(likely.counters.likelihoodPasses).toBe(1)
+    expect(one.weights).toEqual((await run(plain.submit(request(bos, router)))).weights)
+    expect(likely.kvBytes).toBe(0)
+  }, 30_000)
+
+  it('a prompt routed by its likelihood counts T + 1 times its tokens against the per-step prefill budget', async () => {
+    const { profile, T, engine } = await setup()
+    const router: RowControls = { useRouter: 1 }
+    const prompt = profile.encodePrompt('The proof of the pudding is in the eating')
+    // Budget: one likelihood-routed prefill, or T + 1 plain ones. A first sequence keeps step 1 busy, so that
+    // the next two wait together and step 2 chooses between them.
+    const three = async (e: GenerationEngine) => {
+      const one = () => run(e.submit({ ...request(prompt, router), maxTokens: 1 }))
+      await Promise.all([one(), one(), one()])
+      return e.counters.steps
+    }
+    expect(await three(engine(false, prompt.length * (T + 1)))).toBe(2)
+    expect(await three(engine(true, prompt.length * (T + 1)))).toBe(3)
+  })
+
+  it("applies a request's exclude_experts, top_k and abstain_below as the graph applies them to its router", () => {
+    const nll = [10, 12, 14, 30, 11] // softmax(−nll/2): expert 0 first, then 4, 1, 2
+    const dense = likelihoodWeights(nll, 2)
+    expect(dense.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 6)
+    expect([...dense].indexOf(Math.max(...dense))).toBe(0)
+    const top2 = likelihoodWeights(nll, 2, { topK: 2 })
+    expect([...top2].map((w) => w > 0)).toEqual([true, false, false, false, true])
+    expect((top2[0] as number) / (top2[4] as number)).toBeCloseTo(Math.exp(0.5), 5)
+    const masked = likelihoodWeights(nll, 2, { expertMask: [0, 1, 1, 1, 1], topK: 1 })
+    expect([...masked]).toEqual([0, 0, 0, 0, 1])
+    // Expert 0's share is 1/(1 + e^−0.5 + e^−1 + e^−2 + e^−10) ≈ 0.47: below 0.5 abstains (the shared model).
+    expect([...likelihoodWeights(nll, 2, { abstainBelow: 0.5 })]).toEqual([0, 0, 0, 0, 0])
+    expect(likelihoodWeights(nll, 2, { abstainBelow: 0.4 })).toEqual(dense)
+  })
+})
