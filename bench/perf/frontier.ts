@@ -1,0 +1,343 @@
+/**
+ * `npm run bench:perf -- --only frontier`: the BERT-base shape's quality–cost frontier (issue #18, "Measure" and
+ * "Scale in experts"), its own section of bench/RESULTS.md (`bench:perf:frontier`).
+ *
+ * One twin package per configuration (r16 dense, r16 top-2 gather at T = 8, 32 and 64 experts, r64 top-2 gather),
+ * each timed against the plain shared model in the same interleaved rounds (session-bench.ts) at batch 1 and 8,
+ * with 2 experts given per row and routed by the package's router (on `embeddings.output`, so routing adds no
+ * second pass of the encoder). Bytes: the twin graph file against the experts' files. Accuracy is n/a: the
+ * encoder and its experts are random weights (bert-encoder.ts), so only bytes and latency rank the configurations.
+ * @module
+ */
+import { existsSync, statSync } from 'node:fs'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { Provider } from '@twinserve/gpu-runner/runtime'
+import type { PackageManifest } from '@twinserve/shared'
+import YAML from 'yaml'
+import { baselineBuilder, resolveRef } from './baseline.ts'
+import {
+  BERT_PACKAGES,
+  type BertPackageSpec,
+  type BuildStats,
+  CACHE,
+  EARLY_FEATURE,
+  ensureBertInputs,
+  ensureBertPackage,
+  recipeFor,
+  runBuild,
+} from './packages.ts'
+import { fmt, type Machine, markLoad, table, withRatio } from './report.ts'
+import {
+  type CaseResult,
+  measure,
+  plainCase,
+  randomMix,
+  SessionPool,
+  twinCases,
+} from './session-bench.ts'
+
+/** One configuration: a package, how many ranks a row computes, and whether it has a routed arm. */
+interface FrontierConfig {
+  key: string
+  spec: BertPackageSpec
+  /** Ranks computed per row (R_eff): T·r dense, k·r with top-k gather. */
+  ranksPerRow: number
+  /** Dense packages do not change with the gather code: reuse the cached one whatever its key (packages.ts). */
+  reuseStale?: boolean
+  routed: boolean
+}
+
+const CONFIGS: FrontierConfig[] = [
+  { key: 'r16', spec: BERT_PACKAGES.r16, ranksPerRow: 128, reuseStale: true, routed: false },
+  { key: 'r16g', spec: BERT_PACKAGES.r16top2, ranksPerRow: 32, routed: true },
+  { key: 'r64g', spec: BERT_PACKAGES.r64top2, ranksPerRow: 128, routed: false },
+  { key: 'r16g32', spec: BERT_PACKAGES.r16top2t32, ranksPerRow: 32, routed: true },
+  { key: 'r16g64', spec: BERT_PACKAGES.r16top2t64, ranksPerRow: 32, routed: true },
+]
+
+interface Built {
+  config: FrontierConfig
+  dir: string
+  manifest: PackageManifest
+  T: number
+  rank: number
+  modelBytes: number
+  sharedBytes: number
+  expertsBytes: number
+  buildSeconds?: number
+  buildRssMb?: number
+  fresh: boolean
+}
+
+export interface FrontierRow {
+  label: string
+  T: number
+  rank: number
+  ranksPerRow: number
+  storedRanks: number
+  modelBytes: number
+  exclusiveBytes: number
+  expertsBytes: number
+  /** p50 of the twin over the plain model's p50, same rounds. */
+  given: { b1: number; b8: number }
+  routed?: { b1: number; b8: number }
+  pareto: boolean
+}
+
+const ratio = (rs: readonly CaseResult[], key: string): number => {
+  const plain = rs.find((r) => r.key === 'plain')?.p50 ?? Number.NaN
+  return (rs.find((r) => r.key === key)?.p50 ?? Number.NaN) / plain
+}
+
+/**
+ * Pareto-optimal: no other configuration serving the same experts (same T) is at least as good on bytes and on
+ * both latencies (2 experts given) and better on one. Accuracy is not a criterion here (random weights).
+ */
+function markPareto(rows: Omit<FrontierRow, 'pareto'>[]): FrontierRow[] {
+  const costs = (r: Omit<FrontierRow, 'pareto'>) => [r.modelBytes, r.given.b1, r.given.b8]
+  return rows.map((row) => ({
+    ...row,
+    pareto: !rows.some((o) => {
+      if (o === row || o.T !== row.T) return false
+      const [a, b] = [costs(o), costs(row)]
+      return a.every((x, i) => x <= (b[i] as number)) && a.some((x, i) => x < (b[i] as number))
+    }),
+  }))
+}
+
+export interface FrontierRun {
+  markdown: string
+  rows: FrontierRow[]
+  b1: CaseResult[]
+  b8: CaseResult[]
+}
+
+/**
+ * The r16 top-2 package built by another commit's builder (`--baseline <ref>`), for a before/after pair in one run:
+ * built once per commit and kept (packages/bert-r16-top2-baseline-<sha>), as that builder cannot change.
+ */
+async function baselinePackage(
+  ref: string,
+  log: (s: string) => void,
+): Promise<{ dir: string; spec: BertPackageSpec; stats?: BuildStats; built: boolean }> {
+  const sha = await resolveRef(ref)
+  const name = `bert-r16-top2-baseline-${sha.slice(0, 10)}`
+  const spec = {
+    ...BERT_PACKAGES.r16top2,
+    name,
+    label: `r16 top-2 gather, builder at ${sha.slice(0, 10)} (before)`,
+  }
+  const dir = join(CACHE, 'packages', name)
+  const statsPath = `${dir}.build.json`
+  if (existsSync(join(dir, 'manifest.json'))) {
+    const stats = await readFile(statsPath, 'utf8').then(
+      (t) => JSON.parse(t) as BuildStats,
+      () => undefined,
+    )
+    return { dir, spec, built: false, ...(stats ? { stats } : {}) }
+  }
+  const builder = await baselineBuilder(sha, log)
+  await mkdir(join(CACHE, 'recipes'), { recursive: true })
+  const recipePath = join(CACHE, 'recipes', `${name}.yaml`)
+  await writeFile(recipePath, YAML.stringify(recipeFor(spec, await ensureBertInputs(log))))
+  log(`building ${name} with the builder at ${sha.slice(0, 10)}`)
+  const stats = await runBuild(recipePath, dir, name, builder)
+  await writeFile(statsPath, `${JSON.stringify(stats, null, 2)}\n`)
+  return { dir, spec, stats, built: true }
+}
+
+/** Builds (or reuses) the packages, measures them interleaved, and renders the section. */
+export async function runFrontier(opts: {
+  provider: Provider
+  providerNote: string
+  mach: Machine
+  scale: number
+  log: (s: string) => void
+  /** A git ref whose builder also builds the r16 top-2 package (a "before" row). */
+  baseline?: string
+}): Promise<FrontierRun> {
+  const { provider, mach, scale, log } = opts
+  const started = performance.now()
+  const built: Built[] = []
+  const configs = [...CONFIGS]
+  const before = opts.baseline ? await baselinePackage(opts.baseline, log) : undefined
+  if (before)
+    configs.splice(2, 0, { key: 'r16gb', spec: before.spec, ranksPerRow: 32, routed: false })
+  for (const config of configs) {
+    const p =
+      before && config.key === 'r16gb'
+        ? before
+        : await ensureBertPackage(config.spec, { reuseStale: config.reuseStale ?? false, log })
+    const manifest = JSON.parse(
+      await readFile(join(p.dir, 'manifest.json'), 'utf8'),
+    ) as PackageManifest
+    const shared = manifest.variants.find((v) => v.name === 'shared')?.file
+    if (!shared) throw new Error(`${manifest.name} has no variants/shared.onnx`)
+    const T = manifest.experts.length
+    const sharedBytes = statSync(join(p.dir, shared)).size
+    built.push({
+      config,
+      dir: p.dir,
+      manifest,
+      T,
+      rank: Number(config.spec.exclusive.rank),
+      modelBytes: statSync(join(p.dir, manifest.model.file)).size,
+      sharedBytes,
+      // Each expert is a full model file of the base's size (bert-encoder.ts writes them alike).
+      expertsBytes: p.stats?.expertsBytes ?? T * sharedBytes,
+      fresh: p.built,
+      ...(p.stats ? { buildSeconds: p.stats.seconds, buildRssMb: p.stats.maxRssMb } : {}),
+    })
+  }
+  markLoad(mach, 'frontier: after builds')
+
+  const pool = new SessionPool(provider)
+  const cases = async (rows: number) => {
+    const first = built[0] as Built
+    const out = [await plainCase(pool, first.dir, first.manifest, rows)]
+    for (const b of built) {
+      // A dense graph applies every expert whatever the weights, so it is given all of them.
+      const dense = b.config.ranksPerRow === b.T * b.rank
+      const arms: { key: string; label: string; mix?: number[]; router?: boolean }[] = [
+        { key: `${b.config.key}-given`, label: '', mix: randomMix(b.T, dense ? b.T : 2, 2) },
+      ]
+      if (b.config.routed) arms.push({ key: `${b.config.key}-routed`, label: '', router: true })
+      out.push(...(await twinCases(pool, b.dir, b.manifest, rows, arms)))
+    }
+    return out
+  }
+  let b1: CaseResult[] = []
+  let b8: CaseResult[] = []
+  try {
+    log('frontier: batch 1')
+    b1 = await measure(await cases(1), {
+      warmup: 2,
+      rounds: 8,
+      perRound: Math.max(2, Math.round(6 * scale)),
+      budgetMs: 8000 * scale,
+    })
+    log('frontier: batch 8')
+    b8 = await measure(await cases(8), {
+      warmup: 1,
+      rounds: 4,
+      perRound: Math.max(1, Math.round(2 * scale)),
+    })
+  } finally {
+    await pool.release()
+  }
+  markLoad(mach, 'frontier: after sessions')
+
+  const rows = markPareto(
+    built.map((b) => {
+      const k = b.config.key
+      return {
+        label: b.config.spec.label,
+        T: b.T,
+        rank: b.rank,
+        ranksPerRow: b.config.ranksPerRow,
+        storedRanks: b.T * b.rank,
+        modelBytes: b.modelBytes,
+        exclusiveBytes: b.modelBytes - b.sharedBytes,
+        expertsBytes: b.expertsBytes,
+        given: { b1: ratio(b1, `${k}-given`), b8: ratio(b8, `${k}-given`) },
+        ...(b.config.routed
+          ? { routed: { b1: ratio(b1, `${k}-routed`), b8: ratio(b8, `${k}-routed`) } }
+          : {}),
+      }
+    }),
+  )
+  const minutes = (performance.now() - started) / 60000
+  return { markdown: render(rows, built, b1, b8, minutes, opts), rows, b1, b8 }
+}
+
+function render(
+  rows: readonly FrontierRow[],
+  built: readonly Built[],
+  b1: readonly CaseResult[],
+  b8: readonly CaseResult[],
+  minutes: number,
+  opts: { provider: Provider; providerNote: string; mach: Machine },
+): string {
+  const { mach } = opts
+  const mb = (x: number) => fmt(x / 1e6, 0)
+  const x = (v: number | undefined) => (v === undefined ? '–' : `${fmt(v, 2)}×`)
+  const plain1 = b1.find((r) => r.key === 'plain')
+  const plain8 = b8.find((r) => r.key === 'plain')
+  const r16g = rows.find((r) => r.label === BERT_PACKAGES.r16top2.label)
+  const met = r16g ? r16g.given.b1 <= 1.15 : false
+  const out: string[] = [
+    '## Quality–cost frontier on the BERT-base shape (`npm run bench:perf -- --only frontier`, issue #18)',
+    '',
+    `- **Command:** \`npm run bench:perf -- --only frontier\` (${fmt(minutes)} min this run, builds included). **Date:** ${new Date().toISOString().slice(0, 10)}. **Machine:** \`nproc\` = ${mach.nproc}, CPU "${mach.cpu}", ${mach.memGb} GB; Node ${mach.node}, onnxruntime-node ${mach.ort}; **provider: ${opts.provider.toUpperCase()}**${opts.providerNote}, sessions as the runner opens them.`,
+    `- **Load.** A shared 2-core VM (other sessions' builds and tests); 1-minute load averages: ${mach.loads.map((l) => `${l.phase} ${l.load.toFixed(2)}`).join(', ')}. Every case runs interleaved with the plain model in the same rounds, so the ratios stay comparable under load; absolute times do not.`,
+    `- **Models:** the BERT-base-shaped encoder of the section above (random weights; 12 layers, d 768, seq 128) with T experts (the first 8 are the section's; experts 8–63 come from the same generator), built by \`twinserve build\` at rank r per expert and matrix (float32 factors). Top-2 gather packages route from \`${EARLY_FEATURE}\` (the router reads the embeddings, not a second pass of the encoder). **Accuracy: n/a** (random weights, nothing to be accurate about); the frontier is bytes against latency.`,
+    `- **Cases:** "2 given": every row gives 2 experts' weights (8 for r16 dense, whose graph applies all of them whatever the weights); "routed": the router picks each row's experts (top-2). Ratios: p50 of the twin over p50 of the plain shared model (the package's \`shared\` variant) measured in the same interleaved rounds (batch 1: ${plain1?.n ?? 0} runs per case, batch 8: ${plain8?.n ?? 0}).`,
+    `- **Target** (issue #18: a configuration with r16 dense's rank budget, 16 × 8 stored ranks, at ≤ 1.15× the shared model at batch 1): r16 top-2 gather, 2 given, **${x(r16g?.given.b1)}: ${met ? 'met' : 'missed'}**.`,
+    '',
+    table(
+      [
+        'configuration',
+        'T',
+        'stored ranks (T·r)',
+        'ranks per row',
+        'twin graph MB',
+        'vs experts',
+        'exclusive MB',
+        'b1: 2 given',
+        'b1: routed',
+        'b8: 2 given',
+        'b8: routed',
+        'Pareto',
+      ],
+      rows.map((r) => [
+        r.pareto ? `**${r.label}**` : r.label,
+        String(r.T),
+        String(r.storedRanks),
+        String(r.ranksPerRow),
+        mb(r.modelBytes),
+        `${fmt((100 * r.modelBytes) / r.expertsBytes)}%`,
+        mb(r.exclusiveBytes),
+        x(r.given.b1),
+        x(r.routed?.b1),
+        x(r.given.b8),
+        x(r.routed?.b8),
+        r.pareto ? '✓' : '',
+      ]),
+    ),
+    '',
+    'Bytes: the twin graph file (shared model + factors + router; the package adds a manifest and, here, the `shared` variant file) against the T expert files. "exclusive MB" is the twin graph less the shared model. Pareto (✓, bold): no configuration with the same experts is at least as small and as fast at both batch sizes (2 given) and strictly better in one.',
+    '',
+    'Absolute p50 (ms), batch 1 / batch 8:',
+    '',
+    table(
+      ['case', 'batch 1 p50 ms', 'batch 8 p50 ms'],
+      b1.map((r) => {
+        const r8 = b8.find((y) => y.key === r.key)
+        return [
+          caseLabel(r.key, built),
+          withRatio(r.p50, plain1?.p50 ?? Number.NaN, 1),
+          r8 ? withRatio(r8.p50, plain8?.p50 ?? Number.NaN, 1) : '–',
+        ]
+      }),
+    ),
+    '',
+    table(
+      ['package', 'build wall time', 'peak RSS', 'built'],
+      built.map((b) => [
+        b.config.spec.label,
+        b.buildSeconds === undefined ? '–' : `${fmt(b.buildSeconds)} s`,
+        b.buildRssMb === undefined ? '–' : `${fmt(b.buildRssMb / 1024, 2)} GiB`,
+        b.fresh ? 'this run' : 'cached',
+      ]),
+    ),
+  ]
+  return out.join('\n')
+}
+
+function caseLabel(key: string, built: readonly Built[]): string {
+  if (key === 'plain') return 'plain shared model'
+  const b = built.find((y) => key.startsWith(`${y.config.key}-`))
+  const given = b && b.config.ranksPerRow === b.T * b.rank ? `${b.T} given` : '2 given'
+  return `${b?.config.spec.label ?? key}, ${key.endsWith('-routed') ? 'routed' : given}`
+}
