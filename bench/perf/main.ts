@@ -14,7 +14,8 @@
  *   npm run bench:perf -- --provider cuda     on a GPU machine (bench/perf/gpu-run.sh)
  *   npm run bench:perf -- --only frontier     issue #18's BERT frontier (r16 top-2 gather at 8/32/64 experts, …;
  *                                            frontier.ts), its own RESULTS.md section; builds ~24 GB of inputs once;
- *                                            with --baseline <ref> also the r16 top-2 package of that builder
+ *                                            with --baseline <ref> also the r16 top-2 package of that builder,
+ *                                            --experts 32,64 (default) the larger expert counts
  *   options: --only build,session,http,frontier   --no-write   --cached-build (reuse the r16 package, report its last build)
  *            --baseline <git ref> (also build the r16 package with the builder at that commit, just before
  *            this one's: before/after rows in one run; baseline.ts)
@@ -62,6 +63,8 @@ const { values } = parseArgs({
     'no-write': { type: 'boolean', default: false },
     'cached-build': { type: 'boolean', default: false },
     baseline: { type: 'string' },
+    /** The frontier's r16 top-2 packages beyond 8 experts (each T's package takes a long build). */
+    experts: { type: 'string', default: '32,64' },
     /** RESULTS.md section (markers `<!-- name:start -->`); the GPU script writes its own. */
     section: { type: 'string', default: 'bench:perf' },
   },
@@ -104,6 +107,7 @@ if (only.has('frontier')) {
     scale,
     log,
     ...(values.baseline ? { baseline: values.baseline } : {}),
+    experts: (values.experts ?? '').split(',').filter(Boolean).map(Number),
   })
   await mkdir(CACHE, { recursive: true })
   await writeFile(join(CACHE, 'frontier-last-run.md'), `${frontier.markdown}\n`)
