@@ -277,20 +277,29 @@ function render(
   const plain1 = b1.find((r) => r.key === 'plain')
   const plain8 = b8.find((r) => r.key === 'plain')
   const r16g = rows.find((r) => r.label === BERT_PACKAGES.r16top2.label)
-  const met = r16g ? r16g.given.b1 <= 1.15 : false
+  // A twin graph does all of the plain model's work and more: a ratio below 1 is the machine's noise, and a run
+  // that shows one cannot resolve a 1.15× target either.
+  const implausible = rows.some((r) => r.given.b1 < 0.98 || (r.routed?.b1 ?? 1) < 0.98)
+  const verdict = !r16g
+    ? 'not measured'
+    : implausible
+      ? 'unresolved (ratios below 1.00× in this run: the load drowned the difference)'
+      : r16g.given.b1 <= 1.15
+        ? 'met'
+        : 'missed'
   const out: string[] = [
     '## Quality–cost frontier on the BERT-base shape (`npm run bench:perf -- --only frontier`, issue #18)',
     '',
     `- **Command:** \`npm run bench:perf -- --only frontier\` (${fmt(minutes)} min this run, builds included). **Date:** ${new Date().toISOString().slice(0, 10)}. **Machine:** \`nproc\` = ${mach.nproc}, CPU "${mach.cpu}", ${mach.memGb} GB; Node ${mach.node}, onnxruntime-node ${mach.ort}; **provider: ${opts.provider.toUpperCase()}**${opts.providerNote}, sessions as the runner opens them.`,
     `- **Load.** A shared 2-core VM (other sessions' builds and tests); 1-minute load averages: ${mach.loads.map((l) => `${l.phase} ${l.load.toFixed(2)}`).join(', ')}. Every case runs interleaved with the plain model in the same rounds, so the ratios stay comparable under load; absolute times do not.`,
-    `- **Models:** the BERT-base-shaped encoder of the section above (random weights; 12 layers, d 768, seq 128) with T experts (the first 8 are the section's; experts 8–63 come from the same generator), built by \`twinserve build\` at rank r per expert and matrix (float32 factors). Top-2 gather packages route from \`${EARLY_FEATURE}\` (the router reads the embeddings, not a second pass of the encoder). **Accuracy: n/a** (random weights, nothing to be accurate about); the frontier is bytes against latency.`,
+    `- **Models:** the BERT-base-shaped encoder of the section above (random weights; 12 layers, d 768, seq 128) with T experts (the first 8 are the section's; the others come from the same generator), built by \`twinserve build\` at rank r per expert and matrix (float32 factors). Top-2 gather packages route from \`${EARLY_FEATURE}\` (the router reads the embeddings, not a second pass of the encoder). **Accuracy: n/a** (random weights, nothing to be accurate about); the frontier is bytes against latency.`,
     `- **Cases:** "2 given": every row gives 2 experts' weights (8 for r16 dense, whose graph applies all of them whatever the weights); "routed": the router picks each row's experts (top-2). Ratios: the median over interleaved rounds (one run of every case per round) of the twin's run over the plain shared model's run in the same round (the package's \`shared\` variant; batch 1: ${plain1?.n ?? 0} rounds, batch 8: ${plain8?.n ?? 0}), so a slow stretch of the loaded machine hits both runs of a pair.`,
-    `- **Target** (issue #18: a configuration with r16 dense's rank budget, 16 × 8 stored ranks, at ≤ 1.15× the shared model at batch 1): r16 top-2 gather, 2 given, **${x(r16g?.given.b1)}: ${met ? 'met' : 'missed'}**.`,
+    `- **Target** (issue #18: a configuration with r16 dense's rank budget, 16 × 8 stored ranks, at ≤ 1.15× the shared model at batch 1): r16 top-2 gather, 2 given, **${x(r16g?.given.b1)}: ${verdict}**.`,
     '',
     table(
       [
         'configuration',
-        'T',
+        'experts (T)',
         'stored ranks (T·r)',
         'ranks per row',
         'twin graph MB',
