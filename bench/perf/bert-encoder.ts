@@ -281,7 +281,7 @@ export function routingTokens(t: number, example: number, T = BERT_EXPERTS): num
   )
 }
 
-async function writeAtomic(path: string, data: Uint8Array | string): Promise<void> {
+export async function writeAtomic(path: string, data: Uint8Array | string): Promise<void> {
   const tmp = `${path}.tmp-${process.pid}`
   await writeFile(tmp, data)
   await rename(tmp, path)
@@ -316,13 +316,18 @@ export async function writeBertInputs(
     experts.push({ name: expertName(t), model })
     log(`experts/${expertName(t)}.onnx`)
   }
+  const routing = join(dir, 'routing.jsonl')
+  await writeRouting(routing, T, opts.perExpert)
+  return { dir, base: basePath, experts, routing }
+}
+
+/** Routing data for T experts (`perExpert` examples each, interleaved), written atomically. */
+export async function writeRouting(path: string, T: number, perExpert = 20): Promise<void> {
   const lines: string[] = []
-  for (let i = 0; i < (opts.perExpert ?? 20); i++)
+  for (let i = 0; i < perExpert; i++)
     for (let t = 0; t < T; t++)
       lines.push(
         JSON.stringify({ expert: expertName(t), inputs: { input_ids: routingTokens(t, i, T) } }),
       )
-  const routing = join(dir, 'routing.jsonl')
-  await writeAtomic(routing, `${lines.join('\n')}\n`)
-  return { dir, base: basePath, experts, routing }
+  await writeAtomic(path, `${lines.join('\n')}\n`)
 }

@@ -12,7 +12,11 @@
  *   npm run bench:perf                        full run (≤ 10 min on 2 cores once the encoder is cached)
  *   npm run bench:perf -- --quick             shorter windows, no RESULTS.md write (a smoke run)
  *   npm run bench:perf -- --provider cuda     on a GPU machine (bench/perf/gpu-run.sh)
- *   options: --only build,session,http   --no-write   --cached-build (reuse the r16 package, report its last build)
+ *   npm run bench:perf -- --only frontier     issue #18's BERT frontier (r16 top-2 gather at 8/32/64 experts, …;
+ *                                            frontier.ts), its own RESULTS.md section; builds ~24 GB of inputs once;
+ *                                            with --baseline <ref> also the r16 top-2 package of that builder,
+ *                                            --experts 32,64 (default) the larger expert counts
+ *   options: --only build,session,http,frontier   --no-write   --cached-build (reuse the r16 package, report its last build)
  *            --baseline <git ref> (also build the r16 package with the builder at that commit, just before
  *            this one's: before/after rows in one run; baseline.ts)
  * @module
@@ -25,6 +29,7 @@ import { openSession, type Provider } from '@twinserve/gpu-runner/runtime'
 import type { PackageManifest } from '@twinserve/shared'
 import YAML from 'yaml'
 import { baselineBuilder, resolveRef } from './baseline.ts'
+import { runFrontier } from './frontier.ts'
 import { type HttpCase, type HttpResult, runHttpCases, startRunner } from './http-bench.ts'
 import {
   BERT_PACKAGES,
@@ -58,6 +63,8 @@ const { values } = parseArgs({
     'no-write': { type: 'boolean', default: false },
     'cached-build': { type: 'boolean', default: false },
     baseline: { type: 'string' },
+    /** The frontier's r16 top-2 packages beyond 8 experts (each T's package takes a long build). */
+    experts: { type: 'string', default: '32,64' },
     /** RESULTS.md section (markers `<!-- name:start -->`); the GPU script writes its own. */
     section: { type: 'string', default: 'bench:perf' },
   },
@@ -90,6 +97,32 @@ await probe.session.release()
 // Asked for CUDA explicitly: CPU numbers must never be reported as a GPU run.
 if (providerArg === 'cuda' && provider !== 'cuda')
   throw new Error(`--provider cuda, but onnxruntime fell back to CPU${providerNote}`)
+
+// ---------------------------------------------------------------------------------------------- 0. frontier
+if (only.has('frontier')) {
+  const frontier = await runFrontier({
+    provider,
+    providerNote,
+    mach,
+    scale,
+    log,
+    ...(values.baseline ? { baseline: values.baseline } : {}),
+    experts: (values.experts ?? '').split(',').filter(Boolean).map(Number),
+  })
+  await mkdir(CACHE, { recursive: true })
+  await writeFile(join(CACHE, 'frontier-last-run.md'), `${frontier.markdown}\n`)
+  await writeFile(
+    join(CACHE, 'frontier-last-run.json'),
+    `${JSON.stringify({ mach, rows: frontier.rows, b1: frontier.b1, b8: frontier.b8 }, null, 2)}\n`,
+  )
+  if (write) {
+    await writeSection(join(REPO, 'bench/RESULTS.md'), 'bench:perf:frontier', frontier.markdown)
+    log('wrote the bench:perf:frontier section of bench/RESULTS.md')
+  }
+  process.stdout.write(`${frontier.markdown}\n`)
+  // The frontier alone: the rest of this script is the serving report, which would build its own packages.
+  if (!['build', 'session', 'http'].some((p) => only.has(p))) process.exit(0)
+}
 
 // ---------------------------------------------------------------------------------------------- 1. packages
 const measureBuild = only.has('build') && !values['cached-build']

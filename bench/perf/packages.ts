@@ -10,11 +10,22 @@
 import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { existsSync } from 'node:fs'
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { link, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { dirname, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import YAML from 'yaml'
-import { BERT, BERT_EXPERTS, BERT_VERSION, expertName, writeBertInputs } from './bert-encoder.ts'
+import {
+  BERT,
+  BERT_EXPERTS,
+  BERT_VERSION,
+  baseParams,
+  bertModel,
+  expertName,
+  expertParams,
+  writeAtomic,
+  writeBertInputs,
+  writeRouting,
+} from './bert-encoder.ts'
 
 export const REPO = resolve(fileURLToPath(new URL('../..', import.meta.url)))
 export const CACHE = join(REPO, 'bench/.cache/perf')
@@ -26,6 +37,8 @@ export interface BertPackageSpec {
   label: string
   exclusive: Record<string, unknown>
   router?: Record<string, unknown>
+  /** Number of experts T (default BERT_EXPERTS); more come from the scale inputs (ensureScaleInputs). */
+  experts?: number
 }
 
 /** The Twin-Merging router's default feature (the shared model's last hidden features) and an early one. */
@@ -44,6 +57,27 @@ export const BERT_PACKAGES = {
     name: 'bert-r64-top2',
     label: 'r64 top-2 gather',
     exclusive: { rank: 64, topk_gather: 2 },
+  },
+  /** Issue #18: r16 dense's stored rank budget (16 × 8), 32 ranks computed per row; routed from an early tensor. */
+  r16top2: {
+    name: 'bert-r16-top2',
+    label: 'r16 top-2 gather',
+    exclusive: { rank: 16, topk_gather: 2 },
+    router: { feature: EARLY_FEATURE },
+  },
+  r16top2t32: {
+    name: 'bert-r16-top2-t32',
+    label: 'r16 top-2 gather, 32 experts',
+    exclusive: { rank: 16, topk_gather: 2 },
+    router: { feature: EARLY_FEATURE },
+    experts: 32,
+  },
+  r16top2t64: {
+    name: 'bert-r16-top2-t64',
+    label: 'r16 top-2 gather, 64 experts',
+    exclusive: { rank: 16, topk_gather: 2 },
+    router: { feature: EARLY_FEATURE },
+    experts: 64,
   },
 } as const satisfies Record<string, BertPackageSpec>
 
@@ -67,17 +101,58 @@ export async function ensureBertInputs(log: (s: string) => void): Promise<string
   return dir
 }
 
-export function recipeFor(spec: BertPackageSpec, dir: string) {
+/**
+ * The build inputs for T experts beyond the default 8 (issue #18's scaling runs), in a folder of their own:
+ * base.onnx and the first 8 experts hard-linked from the default inputs (the generator is deterministic, so they
+ * are the same models; every file here and there is only ever replaced by a rename or removed, never rewritten in
+ * place), the other experts generated (~370 MB each), and routing data for T experts (`routing-t<T>.jsonl`: each
+ * expert's own band of the vocabulary is 1/T of it; ~160 examples in all). Each file is written atomically, so one that exists is whole.
+ */
+export async function ensureScaleInputs(
+  T: number,
+  log: (s: string) => void,
+): Promise<{ dir: string; routing: string }> {
+  const from = await ensureBertInputs(log)
+  const dir = join(CACHE, `bert-v${BERT_VERSION}-scale`)
+  await mkdir(join(dir, 'experts'), { recursive: true })
+  const linked = async (file: string) => {
+    if (!existsSync(join(dir, file))) await link(join(from, file), join(dir, file))
+  }
+  await linked('base.onnx')
+  let base: Map<string, Float32Array> | undefined
+  for (let t = 0; t < T; t++) {
+    const file = join('experts', `${expertName(t)}.onnx`)
+    if (existsSync(join(dir, file))) continue
+    if (t < BERT_EXPERTS) {
+      await linked(file)
+      continue
+    }
+    base ??= baseParams()
+    await writeAtomic(join(dir, file), bertModel(expertParams(base, t)))
+    log(`  wrote ${relative(REPO, join(dir, file))}`)
+  }
+  // About 160 routing examples whatever T (20 per expert at T = 8): the router's feature pass and training are a
+  // cost of every build, and the frontier measures serving, not routing accuracy (random weights).
+  const routing = join(dir, `routing-t${T}.jsonl`)
+  if (!existsSync(routing)) await writeRouting(routing, T, Math.max(3, Math.round(160 / T)))
+  return { dir, routing }
+}
+
+export function recipeFor(
+  spec: BertPackageSpec,
+  dir: string,
+  routing = join(dir, 'routing.jsonl'),
+) {
   return {
     name: spec.name,
     description: `BERT-base-shaped benchmark package (${spec.label})`,
     base: join(dir, 'base.onnx'),
-    experts: Array.from({ length: BERT_EXPERTS }, (_, t) => ({
+    experts: Array.from({ length: spec.experts ?? BERT_EXPERTS }, (_, t) => ({
       name: expertName(t),
       model: join(dir, 'experts', `${expertName(t)}.onnx`),
     })),
     exclusive: spec.exclusive,
-    router: { data: join(dir, 'routing.jsonl'), hidden: [64], epochs: 30, seed: 1, ...spec.router },
+    router: { data: routing, hidden: [64], epochs: 30, seed: 1, ...spec.router },
     verify: { examples_per_expert: 1 },
   }
 }
@@ -243,8 +318,13 @@ export async function ensureBertPackage(
   spec: BertPackageSpec,
   opts: { force?: boolean; reuseStale?: boolean; log: (s: string) => void },
 ): Promise<{ dir: string; stats?: BuildStats; built: boolean }> {
-  const inputs = await ensureBertInputs(opts.log)
-  return ensureBuilt(spec.name, recipeFor(spec, inputs), spec.label, opts)
+  const T = spec.experts ?? BERT_EXPERTS
+  if (T === BERT_EXPERTS) {
+    const inputs = await ensureBertInputs(opts.log)
+    return ensureBuilt(spec.name, recipeFor(spec, inputs), spec.label, opts)
+  }
+  const { dir, routing } = await ensureScaleInputs(T, opts.log)
+  return ensureBuilt(spec.name, recipeFor(spec, dir, routing), spec.label, opts)
 }
 
 /** The cache key of a package: its recipe (as written) and the twin-graph source. */

@@ -47,6 +47,8 @@ export interface CaseResult {
   mean: number
   /** rows per second at the mean latency (one run at a time). */
   rowsPerS: number
+  /** Every timed run in order, ms (with one run per round, sample i of each case is from round i). */
+  samples: number[]
 }
 
 /** Deterministic example inputs for a package's declared inputs: token ids from the routing distribution, or floats. */
@@ -261,7 +263,15 @@ export async function measure(
       }
     }
   return cases.map((c) => {
-    const s = summarize(samples.get(c.key) ?? [])
-    return { key: c.key, label: c.label, rows: c.rows, ...s, rowsPerS: (1000 * c.rows) / s.mean }
+    const all = samples.get(c.key) ?? []
+    const s = summarize(all)
+    return {
+      key: c.key,
+      label: c.label,
+      rows: c.rows,
+      ...s,
+      rowsPerS: (1000 * c.rows) / s.mean,
+      samples: all,
+    }
   })
 }

@@ -14,8 +14,10 @@ import { emitTopK } from './topk-gather.ts'
 export interface ExpertWeights {
   /** [batch, T] the weights each row applies. */
   applied: string
-  /** Top-k gather: each row's applied experts [batch, K] (int64). */
+  /** Top-k gather: each row's applied experts [batch, K] (int64)… */
   picked?: string
+  /** …and their weights [batch, K]. */
+  pickedWeights?: string
 }
 
 const { mixWeights, useRouter, expertMask, topK, abstainBelow } = TWIN_INPUTS
@@ -113,10 +115,9 @@ export function emitExpertWeights(
   let applied = editor.node('Where', [routerRow, routed, mixWeights.name], {
     hint: 'weights/w',
   })
-  let picked: string | undefined
+  let top: ReturnType<typeof emitTopK> | undefined
   if (ctx.gatherK !== undefined) {
-    const top = emitTopK(editor, ops, applied, ctx.gatherK)
-    picked = top.idx
+    top = emitTopK(editor, ops, applied, ctx.gatherK)
     applied = top.applied
   }
   editor.node('Identity', [applied], { outputs: [editor.claim(TWIN_OUTPUT_WEIGHTS)] })
@@ -124,5 +125,5 @@ export function emitExpertWeights(
     ...(editor.graph.output ?? []),
     valueInfo(TWIN_OUTPUT_WEIGHTS, 'float', [b, T]),
   ]
-  return picked === undefined ? { applied } : { applied, picked }
+  return top === undefined ? { applied } : { applied, picked: top.idx, pickedWeights: top.picked }
 }

@@ -15,6 +15,7 @@ import { type INodeProto, onnx } from '../../onnx/proto.ts'
 import { floatAttr, intAttr, type MatrixUse } from '../graph/weight-sites.ts'
 import type { Corrections } from './corrections.ts'
 import type { ExpertWeights } from './expert-weights.ts'
+import { type FoldedBiases, vectorDelta } from './folded-biases.ts'
 import type { RewriteContext } from './rewrite-context.ts'
 import { gatherMatrix, padExpertMajor } from './topk-gather.ts'
 
@@ -176,20 +177,22 @@ function gatheredCorrections(
   stored: StoredFactors,
   weights: Required<ExpertWeights>,
   corrections: Corrections,
+  folded: FoldedBiases,
 ): void {
+  const bias = folded.byMatrix.get(m.name)
   const g = gatherMatrix(ctx.editor, ctx.ops, {
     name: m.name,
     u: stored.u,
     vt: stored.vt,
     sigma: stored.sigma,
-    expertOfRank: stored.expertOfRank,
+    ...(bias ? { biasDelta: vectorDelta(ctx, bias) } : {}),
     rows: m.rows,
     cols: m.cols,
     r: m.r,
     T: ctx.experts,
     K: ctx.gatherK ?? ctx.experts,
-    w: weights.applied,
     idx: weights.picked,
+    picked: weights.pickedWeights,
   })
   let s: string | undefined // the dense s(w), for lookups: a row's ids pick table rows, not K experts' columns
   for (const { use, node: n, target } of usesOf(ctx, m.name)) {
@@ -213,15 +216,24 @@ export function emitMatrixCorrections(
   ctx: RewriteContext,
   weights: ExpertWeights,
   corrections: Corrections,
+  folded: FoldedBiases,
 ): void {
   for (const given of ctx.options.matrices) {
     if (ctx.options.sites.get(given.name)?.kind !== 'matrix') continue
     if (given.sigma.length === 0) continue
     checkShape(given)
-    if (weights.picked !== undefined) {
+    if (weights.picked !== undefined && weights.pickedWeights !== undefined) {
       const padded = padExpertMajor(given, ctx.experts)
       const stored = storeFactors(ctx, padded)
-      gatheredCorrections(ctx, padded, stored, { ...weights, picked: weights.picked }, corrections)
+      const { picked, pickedWeights } = weights
+      gatheredCorrections(
+        ctx,
+        padded,
+        stored,
+        { ...weights, picked, pickedWeights },
+        corrections,
+        folded,
+      )
     } else denseCorrections(ctx, given, storeFactors(ctx, given), weights.applied, corrections)
   }
 }

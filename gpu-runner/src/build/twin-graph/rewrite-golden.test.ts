@@ -6,7 +6,9 @@
  * graphs compute exactly its outputs, max |Δ| 0, when no row sets abstain_below).
  *
  * A change that alters the emitted graph on purpose (an opset-aware form of an op, a new control) updates this
- * table in the same commit and says why; any other change here is a regression of the rewrite.
+ * table in the same commit and says why; any other change here is a regression of the rewrite. The top-k gather
+ * rows changed with issue #18: σ folded into the Vᵀ table, one per-row scale per graph, and bias corrections
+ * carried by the gathered product (folded-biases.ts); topk-gather.test.ts checks them against the dense graph.
  */
 import { createHash } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
@@ -15,9 +17,9 @@ import { emitRewriteCase, type RewriteCase } from '../../../test-support/rewrite
 const GOLDEN: [string, RewriteCase, string][] = [
   ['MLP, dense', { kind: 'mlp' }, 'ccc5625fcfd902b7'],
   ['transformer block, dense', { kind: 'block' }, '0cde55fad0d91a78'],
-  ['MLP, top-2 gather', { kind: 'mlp', topk: 2 }, '7947ef690a4b5ab0'],
-  ['block, top-2 gather', { kind: 'block', topk: 2 }, '550179f041c0fc73'],
-  ['block, top-1 gather, float16', { kind: 'block', topk: 1, half: true }, 'cf884776f2961472'],
+  ['MLP, top-2 gather', { kind: 'mlp', topk: 2 }, '55b4eabee3abc8e4'],
+  ['block, top-2 gather', { kind: 'block', topk: 2 }, '225ff2d1834479d4'],
+  ['block, top-1 gather, float16', { kind: 'block', topk: 1, half: true }, '4772f723fcf994d7'],
   ['MLP, float16, MLP router', { kind: 'mlp', half: true, mlpRouter: true }, '8e182ffd4e947715'],
   ['MLP variant graph', { kind: 'mlp', controls: 'router', mlpRouter: true }, 'b71edec0f7963978'],
   [
@@ -35,12 +37,12 @@ const GOLDEN: [string, RewriteCase, string][] = [
   [
     'MLP, uneven ranks, top-2 gather',
     { kind: 'mlp', uneven: true, topk: 2, mlpRouter: true },
-    '3bc8902b50e67d64',
+    'e229494d4b2683bf',
   ],
   [
     'block, uneven ranks, top-1 gather',
     { kind: 'block', uneven: true, topk: 1 },
-    'ee9946d9fc6488a0',
+    'aa7d642ce9905d92',
   ],
   [
     'block, uneven ranks, float16, dense',

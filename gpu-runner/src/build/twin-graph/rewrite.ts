@@ -6,7 +6,8 @@
  *    explicit mixes, `shared` rows and the materialised path do not pay for a router pass), mask, top_k,
  *    renormalisation, and the applied weights as an output;
  * 3. rename (corrections.ts): every node that gets a correction computes the shared value under a new name;
- * 4. matrix corrections (matrix-corrections.ts, or topk-gather.ts with `topkGather: k`);
+ * 4. matrix corrections (matrix-corrections.ts, or topk-gather.ts with `topkGather: k`, which also carries the
+ *    corrections of the biases right after them: folded-biases.ts);
  * 5. vector corrections (vector-corrections.ts);
  * 6. sum (corrections.ts): the corrections are added back under each node's original output name.
  * Every term is added after the untouched shared node, so all-zero weights give the shared model bit for bit.
@@ -16,6 +17,7 @@
 import { type IModelProto, type ModelProto, onnx } from '../../onnx/proto.ts'
 import { Corrections } from './corrections.ts'
 import { emitExpertWeights } from './expert-weights.ts'
+import { foldedBiases } from './folded-biases.ts'
 import { emitMatrixCorrections } from './matrix-corrections.ts'
 import { rewriteContext, type TwinRewriteOptions } from './rewrite-context.ts'
 import { emitRouter } from './router-feature.ts'
@@ -31,8 +33,9 @@ export function rewriteTwinGraph(options: TwinRewriteOptions): ModelProto {
   const router = emitRouter(ctx) // 1
   const weights = emitExpertWeights(ctx, router) // 2
   const corrections = new Corrections(ctx) // 3
-  emitMatrixCorrections(ctx, weights, corrections) // 4
-  emitVectorCorrections(ctx, weights.applied, corrections) // 5
+  const folded = foldedBiases(ctx) // top-k gather: bias terms carried by matrix corrections
+  emitMatrixCorrections(ctx, weights, corrections, folded) // 4
+  emitVectorCorrections(ctx, weights.applied, corrections, folded) // 5
   corrections.sumIntoOutputs() // 6
   ctx.editor.sortTopologically()
   return model

@@ -3,16 +3,19 @@
  * experts at rank r, the dense formulation multiplies every row by all T·r factor columns
  * even when only k experts have non-zero weight; gathering the k experts' factors per row costs the FLOPs of
  * rank k·r (plus the gather copies, and the gathered factors cannot be prepacked by onnxruntime):
- *   idx = TopK(|w|, k); w keeps those experts' weights, 0 elsewhere   // idx [batch, k]
+ *   idx = TopK(|w|, k); wk = w[idx], w keeps those, 0 elsewhere      // idx, wk [batch, k]
  *   col = idx·r + [0, r)                                              // the rows' rank columns [batch, k·r]
  *   Ug  = Gather(Uᵀ, col) → [batch, k·r, d_in], transposed            // Uᵀ [T·r, d_in]
- *   Vg  = Gather(Vᵀ, col) → [batch, k·r, d_out]                       // Vᵀ [T·r, d_out]
- *   s   = (w[expert_of_rank] ⊙ σ)[col] (the dense graph's s(w), gathered) → [batch, 1, k·r]
+ *   Vg  = Gather(σ ⊙ Vᵀ, col) → [batch, k·r, d_out]                   // σ ⊙ Vᵀ [T·r, d_out]
+ *   s   = wk, each repeated r times → [batch, 1, k·r]                 // = w[expert_of_rank] at col
  *   ΔY  = ((X·Ugᵀ) ⊙ s)·Vg, X viewed as [batch, rows per example, d_in]
- * The row tables are the convention initializers `<w>.twin_v` [T·r, cols] as stored and a Transpose of
- * `<w>.twin_u` [rows, T·r] (expert-major, padded to equal ranks), so the package keeps one copy of the factors and
- * onnxruntime folds the Transpose into a constant when it creates the session. What it costs against the dense
- * graph and the plain shared model is measured by `npm run bench:perf` (bench/RESULTS.md, "Serving performance").
+ * The row tables are the convention initializers `<w>.twin_u` [rows, T·r] transposed and `<w>.twin_v` [T·r, cols]
+ * scaled by `<w>.twin_sigma` (expert-major, padded to equal ranks): both are functions of constants only, so
+ * onnxruntime folds them into constants when it creates the session and the package keeps one copy of the factors.
+ * σ rides in the table rather than in s, and s is one tensor per graph (the expert of column idx·r + j is idx),
+ * so a matrix adds no per-row weight nodes of its own: at batch 1 a BERT-base-sized graph has 72 matrix uses,
+ * and onnxruntime pays microseconds per node (issue #18). What it costs against the dense graph and the plain
+ * shared model is measured by `npm run bench:perf` (bench/RESULTS.md, "Serving performance" and its frontier).
  * @module
  */
 
@@ -61,7 +64,7 @@ export function emitTopK(
   ops: Ops,
   w: string,
   K: number,
-): { idx: string; applied: string } {
+): { idx: string; applied: string; picked: string } {
   const abs = editor.node('Abs', [w], { hint: 'weights/abs' })
   const idx = ops.topK(abs, K, 'weights/top', {
     k: 'weights/k_gather',
@@ -77,7 +80,7 @@ export function emitTopK(
     },
   )
   const applied = ops.scatterElements(zeros, idx, wk, 'weights/applied')
-  return { idx, applied }
+  return { idx, applied, picked: wk }
 }
 
 /**
@@ -99,30 +102,75 @@ function once(editor: GraphEditor, key: string, make: () => string): string {
   return made
 }
 
+/**
+ * The row tables [T·r, d] of a matrix that carries its bias (folded-biases.ts), r counting the extra row: the
+ * expert-major [T, r − 1, d] tables get one row more per expert, 0 on the U side and Δb_t on the V side.
+ */
+function withBiasRows(
+  editor: GraphEditor,
+  m: { name: string; T: number; r: number; rows: number; cols: number },
+  uT: string,
+  vt: string,
+  biasDelta: string,
+): [string, string] {
+  const { name, T, r, rows, cols } = m
+  const perExpert = (t: string, d: number, hint: string) =>
+    editor.node('Reshape', [t, editor.int64(`${name}/${hint}_3d`, [T, -1, d])], {
+      hint: `${name}/${hint}_3d`,
+    })
+  const flat = (t: string, d: number, hint: string) =>
+    editor.node('Reshape', [t, editor.int64(`${name}/${hint}_2d`, [T * r, d])], {
+      hint: `${name}/${hint}_bias`,
+    })
+  const zeros = editor.node('ConstantOfShape', [editor.int64(`${name}/u_pad`, [T, 1, rows])], {
+    hint: `${name}/u_pad_rows`,
+  })
+  const u = flat(
+    editor.node('Concat', [perExpert(uT, rows, 'u'), zeros], {
+      attrs: { axis: 1 },
+      hint: `${name}/u_rows_padded`,
+    }),
+    rows,
+    'u',
+  )
+  const v = flat(
+    editor.node('Concat', [perExpert(vt, cols, 'v'), perExpert(biasDelta, cols, 'b')], {
+      attrs: { axis: 1 },
+      hint: `${name}/v_rows_bias`,
+    }),
+    cols,
+    'v',
+  )
+  return [u, v]
+}
+
 /** Emits one matrix's gathered factors; `correction` adds the nodes for one use. */
 export function gatherMatrix(
   editor: GraphEditor,
   ops: Ops,
   p: {
     name: string
-    /** Graph tensors of the padded factors: U [rows, T·r], Vᵀ [T·r, cols], σ and expert of rank [T·r]. */
+    /** Graph tensors of the padded factors: U [rows, T·r], Vᵀ [T·r, cols], σ [T·r]. */
     u: string
     vt: string
     sigma: string
-    expertOfRank: string
+    /** The deltas [T, cols] of the bias this matrix's correction carries (folded-biases.ts). */
+    biasDelta?: string
     rows: number
     cols: number
     r: number
     T: number
     K: number
-    /** The applied weights [batch, T] and each row's experts [batch, K]. */
-    w: string
+    /** Each row's experts [batch, K] (int64) and their weights [batch, K]. */
     idx: string
+    picked: string
   },
 ): {
   correction: (x: string, transposed: boolean, shapeOf: string, layout: RowLayout) => string
 } {
-  const { name, rows, cols, r, K, idx } = p
+  const { name, rows, cols, T, K, idx } = p
+  // With a folded bias each expert has one more table row: its bias delta (V side) against a zero row (U side).
+  const r = p.biasDelta ? p.r + 1 : p.r
   const kr = K * r
   // Each row's rank columns: expert e owns columns e·r … e·r + r − 1 (expert-major, padded).
   const columns = once(editor, `columns|${idx}|${r}|${K}`, () => {
@@ -156,28 +204,42 @@ export function gatherMatrix(
       { attrs: { axis: 0 }, hint: 'gather/batch' },
     ),
   ) // [1]
-  // Row tables [T·r, d]: Vᵀ as stored, and Uᵀ (a Transpose of a constant, folded when the session is created).
-  const uT = editor.node('Transpose', [p.u], { attrs: { perm: [1, 0] }, hint: `${name}/u_rows` }) // [T·r, rows]
-  // s = w[expert_of_rank] ⊙ σ at the row's columns, as the dense graph's s(w).
-  const s = ops.unsqueeze(
-    ops.gatherElements(
-      editor.node(
-        'Mul',
-        [
-          editor.node('Gather', [p.w, p.expertOfRank], {
-            attrs: { axis: 1 },
-            hint: `${name}/w_of_rank`,
-          }),
-          p.sigma,
-        ],
-        { hint: `${name}/s_all` },
-      ), // [batch, T·r]
-      columns,
-      `${name}/s_k`,
-    ), // [batch, K·r]
-    [1],
-    `${name}/s`,
-    'gather/axis1',
+  // Row tables [T·r, d], functions of constants (folded when the session is created): Uᵀ, and σ ⊙ Vᵀ.
+  let uT = editor.node('Transpose', [p.u], { attrs: { perm: [1, 0] }, hint: `${name}/u_rows` }) // [T·r, rows]
+  let vtScaled = editor.node(
+    'Mul',
+    [p.vt, ops.unsqueeze(p.sigma, [1], `${name}/sigma_col`, 'gather/axis1')],
+    { hint: `${name}/v_rows` },
+  ) // [T·r, cols]
+  if (p.biasDelta)
+    [uT, vtScaled] = withBiasRows(editor, { name, T, r, rows, cols }, uT, vtScaled, p.biasDelta)
+  // 1 at each expert's bias column: X·Ugᵀ + e puts w·Δb into the gathered product.
+  const biasColumns = p.biasDelta
+    ? once(editor, `e|${r}|${K}`, () =>
+        editor.float(
+          `gather/bias_columns${kr}`,
+          Float32Array.from({ length: kr }, (_, c) => (c % r === r - 1 ? 1 : 0)),
+          [kr],
+        ),
+      )
+    : undefined
+  // s: the row's K weights, each over its expert's r columns (the expert of column idx·r + j is idx).
+  const s = once(editor, `s|${p.picked}|${r}|${K}`, () =>
+    editor.node(
+      'Reshape',
+      [
+        editor.node(
+          'Expand',
+          [
+            ops.unsqueeze(p.picked, [2], 'gather/picked3', 'gather/axis2'),
+            editor.int64(`gather/repeat${r}`, [1, 1, r]),
+          ],
+          { hint: 'gather/picked_repeated' },
+        ), // [batch, K, r]
+        editor.int64(`gather/s_shape${kr}`, [0, 1, kr]),
+      ],
+      { hint: 'gather/s' },
+    ),
   ) // [batch, 1, K·r]
   const cache = new Map<string, string>()
   const gathered = (table: string, transpose: boolean): string => {
@@ -195,8 +257,9 @@ export function gatherMatrix(
   }
   /** [batch, rows per example, d_in] → the correction [batch, rows per example, d_out]. */
   const perRow = (x3: string, transposed: boolean): string => {
-    const [inF, outF] = transposed ? [p.vt, uT] : [uT, p.vt]
-    const xu = editor.node('MatMul', [x3, gathered(inF, true)], { hint: `${name}/xu` }) // [batch, M, K·r]
+    const [inF, outF] = transposed ? [vtScaled, uT] : [uT, vtScaled]
+    let xu = editor.node('MatMul', [x3, gathered(inF, true)], { hint: `${name}/xu` }) // [batch, M, K·r]
+    if (biasColumns) xu = editor.node('Add', [xu, biasColumns], { hint: `${name}/xu_bias` })
     const z = editor.node('Mul', [xu, s], { hint: `${name}/xus` })
     return editor.node('MatMul', [z, gathered(outF, false)], { hint: `${name}/delta` }) // [batch, M, d_out]
   }

@@ -5,11 +5,12 @@
  * for Gemm's C.
  * @module
  */
-import { AppError, TWIN_FACTOR_SUFFIXES } from '@twinserve/shared'
+import { AppError } from '@twinserve/shared'
 import type { VectorFactors } from '../../factors/exclusive-factors.ts'
 import type { INodeProto } from '../../onnx/proto.ts'
 import { floatAttr, intAttr, type VectorUse } from '../graph/weight-sites.ts'
 import type { Corrections } from './corrections.ts'
+import { type FoldedBiases, vectorDelta } from './folded-biases.ts'
 import type { RewriteContext } from './rewrite-context.ts'
 
 /** LayerNormalization's input normalised with unit scale and no bias: one per node, shared by its uses. */
@@ -69,10 +70,12 @@ function vectorTerm(
   }
 }
 
+/** @param folded the bias uses whose terms a matrix correction already carries (folded-biases.ts) */
 export function emitVectorCorrections(
   ctx: RewriteContext,
   weights: string,
   corrections: Corrections,
+  folded: FoldedBiases,
 ): void {
   const { editor, experts: T } = ctx
   const normalized = new Map<number, string>()
@@ -81,13 +84,17 @@ export function emitVectorCorrections(
     if (site?.kind !== 'vector') continue
     if (v.delta.length !== T * v.size)
       throw new AppError('INVALID_MODEL', `delta of '${v.name}' is not [${T}, ${v.size}]`)
-    const D = editor.float(`${v.name}${TWIN_FACTOR_SUFFIXES.delta}`, v.delta, [T, v.size], true)
+    const D = vectorDelta(ctx, v)
+    const uses = site.uses
+      .map((use, k) => ({ use, k }))
+      .filter(({ k }) => !folded.folded(v.name, k))
+    if (uses.length === 0) continue
     const dp = editor.node('MatMul', [weights, D], { hint: `${v.name}/delta` }) // [batch, d]
     const targets = ctx.targets.get(v.name) ?? []
-    site.uses.forEach((use, k) => {
+    for (const { use, k } of uses) {
       const target = targets[k] ?? use.node
       const aligned = corrections.alignRows(dp, target)
       corrections.add(target, vectorTerm(ctx, normalized, v, use, aligned))
-    })
+    }
   }
 }
