@@ -58,8 +58,9 @@ const VARS = {
   COLD_START_WAIT_MS: '5000',
   BODY_TIMEOUT_MS: '5000',
   MAX_BODY_BYTES: String(16 * 2 ** 20),
-  // `--trace`: each answer says how it was routed; the hang scenario prints that for its slow requests.
-  ...(args.trace ? { ROUTE_TRACE: '1' } : {}),
+  // Each answer says how it was routed: the hang scenario's goal counts the requests the frozen runner held, and
+  // `--trace` prints the route of every slow one.
+  ROUTE_TRACE: '1',
 }
 
 /** The same state directory, port, vars and log lines as wrangler dev gets, served by a bare workerd. */
@@ -86,6 +87,7 @@ const f: Fleet = {
   pkg: join(REPO_ROOT, 'zoo', 'fashion', 'package'),
   runners: new Map(),
   p99: Number.NaN,
+  baselineOver2p99: { over: 0, of: 0 },
   heartbeatMs: Number(VARS.HEARTBEAT_INTERVAL_MS),
   coldStartWaitMs: Number(VARS.COLD_START_WAIT_MS),
   bodyTimeoutMs: Number(VARS.BODY_TIMEOUT_MS),
@@ -103,7 +105,7 @@ const scenarios: [string, () => Promise<void>][] = [
     },
   ],
   ['kill', async () => void rows.push(await kill(f))],
-  ['hang', async () => void rows.push(await hang(f))],
+  ['hang', async () => void rows.push(await hang(f, undefined, args.trace))],
   ['drain', async () => void rows.push(await drain(f))],
   ['slow', async () => void rows.push(await slowAndHuge(f, Number(VARS.MAX_BODY_BYTES)))],
   ['overload', async () => void rows.push(await overload(f))],
