@@ -341,7 +341,9 @@ export const ExclusiveSpecSchema = z
      * singular-value energy, per matrix and per expert (ranks then differ across tensors and experts). Counts
      * the factors as stored (`dtype`), σ and each rank's expert index. Cannot be combined with `tensors`. The
      * dense twin graph serves the ragged ranks as they are; with `topk_gather` each matrix is padded to its
-     * largest per-expert rank (zero σ), and the padding's bytes come on top of the budget.
+     * largest per-expert rank (zero σ), and the padding's bytes come on top of the budget. A delta build
+     * (`--add-expert`, `--replace-expert`) keeps the other experts' factors and gives the new experts this
+     * fraction of their own files' bytes.
      */
     budget: z
       .number()
