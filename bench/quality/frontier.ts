@@ -23,14 +23,34 @@ export interface FrontierArm {
 /** The data-free router reads the pixels: on hidden1 its scores do not separate the tasks (about chance). */
 const DATA_FREE = { kind: 'data-free', feature: 'pixels' } as const
 
-/** The configurations, from the demo recipe: float16 factors (and int8 at each budget), no static variants, no shared file. */
+/** How the demo recipe compresses, for the first arm's label: `budget 0.055, int8` or `rank 80, fc2.weight 64, float16`. */
+export function describeExclusive(exclusive: RecipeInput['exclusive']): string {
+  const e = exclusive ?? {}
+  const parts =
+    e.budget !== undefined
+      ? [`budget ${e.budget}`]
+      : e.rank !== undefined || e.energy !== undefined
+        ? [e.rank !== undefined ? `rank ${e.rank}` : `energy ${e.energy}`]
+        : ['the default budget']
+  for (const t of e.tensors ?? []) parts.push(`${t.match} ${t.rank ?? `energy ${t.energy}`}`)
+  if (e.dtype) parts.push(e.dtype)
+  return parts.join(', ')
+}
+
+/**
+ * The configurations, from the demo recipe: float16 factors (and int8 at each budget), no static variants, no
+ * shared file. The dtype is pinned rather than taken from the recipe: since issue #18 the demo recipe is one of
+ * the frontier's own points (int8 factors), and the table's float16 rows must keep meaning what they say.
+ */
 export function frontierArms(
   recipe: RecipeInput,
   ranks: readonly number[],
   budgets: readonly number[],
 ): FrontierArm[] {
-  const dtype = recipe.exclusive.dtype ?? 'float16'
-  const arms: FrontierArm[] = [{ label: 'demo recipe (fc1 80, fc2 64)', change: {} }]
+  const dtype = 'float16' as const
+  const arms: FrontierArm[] = [
+    { label: `demo recipe (${describeExclusive(recipe.exclusive)})`, change: {} },
+  ]
   for (const rank of ranks)
     arms.push({ label: `rank ${rank}, trained router`, change: { exclusive: { rank, dtype } } })
   for (const budget of budgets)
@@ -45,12 +65,11 @@ export function frontierArms(
       })
   // The low-bit lever: int8 factors (scales folded into σ). Under a budget the builder counts their bytes, so the
   // same fraction buys twice float16's ranks.
-  if (dtype !== 'int8')
-    for (const budget of budgets)
-      arms.push({
-        label: `budget ${budget}, int8 factors, trained router`,
-        change: { exclusive: { budget, dtype: 'int8' } },
-      })
+  for (const budget of budgets)
+    arms.push({
+      label: `budget ${budget}, int8 factors, trained router`,
+      change: { exclusive: { budget, dtype: 'int8' } },
+    })
   return arms
 }
 

@@ -162,13 +162,13 @@ export async function runLmQuality(o: LmQualityOptions): Promise<string> {
   }
   const levers: Lever[] = [
     ...ROUTINGS.slice(0, 3).map((a) => ({
-      label: `rank ${recipe.exclusive.rank}: ${a.label}`,
+      label: `rank ${recipe.exclusive?.rank}: ${a.label}`,
       model: pkg.model,
       routing: a.routing,
       storage: pkgStorage,
     })),
     ...PREFIXES.map((n) => ({
-      label: `rank ${recipe.exclusive.rank}: router on the first ${n} ids of the document (dense)`,
+      label: `rank ${recipe.exclusive?.rank}: router on the first ${n} ids of the document (dense)`,
       model: pkg.model,
       routing: { mode: { kind: 'router' }, from: { kind: 'prefix', tokens: n } } as LmRouting,
       storage: pkgStorage,
@@ -253,7 +253,7 @@ export async function runLmQuality(o: LmQualityOptions): Promise<string> {
       'The goal "within 3 % of each expert\'s perplexity" is PPL(twin on d) ≤ 1.03 × PPL(expert_d on d) on every domain, i.e. a normalised score ≥ 97.1.',
   )
   out.push(
-    `- **Twin rows** run the committed package (\`${o.package}\`, recipe \`${o.recipe}\`: shared = task arithmetic λ ${recipe.shared && 'lambda' in recipe.shared ? recipe.shared.lambda : 0.3}, rank-${recipe.exclusive.rank} ${recipe.exclusive.dtype ?? 'float32'} factors, MLP router on \`${pkg.manifest.router.feature}\`). ` +
+    `- **Twin rows** run the committed package (\`${o.package}\`, recipe \`${o.recipe}\`: shared = task arithmetic λ ${recipe.shared && 'lambda' in recipe.shared ? recipe.shared.lambda : 0.3}, rank-${recipe.exclusive?.rank} ${recipe.exclusive?.dtype ?? 'float32'} factors, MLP router on \`${pkg.manifest.router.feature}\`). ` +
       "A routed document's mix is chosen as the runner chooses a sequence's: its prompt (the document's first 40–120 characters, BOS + prompt) alone through the twin graph with the router on, as the engine's prefill runs it; the weights applied there (`expert_weights`) are then held as the document's explicit mix for every position. " +
       "Oracle = the true domain one-hot (the compression's cost alone); zero weights = the shared model. Router accuracy = how often the mix's largest weight is the true domain.",
   )

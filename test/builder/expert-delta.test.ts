@@ -7,7 +7,7 @@
  * it fast.
  */
 import { createHash } from 'node:crypto'
-import { readdirSync, readFileSync } from 'node:fs'
+import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -247,6 +247,60 @@ describe('twinserve build --from <package> --add-expert', () => {
       computedExperts: ['rotated'],
       removedExperts: ['inverted'],
     })
+  }, 60_000)
+
+  it("under a byte budget (the default spec) the added expert gets the budget's share of its own bytes", async () => {
+    // Two kept experts keep it quick. No `exclusive` key: the recipe default, budget 0.055 with int8 factors
+    // (issue #18). Both recipes are written to one path, so the first is built before the other replaces it.
+    const two = ['original', 'inverted']
+    const experts = two.map((name) => ({ name, model: join(MODELS, `experts/${name}.onnx`) }))
+    const rows = (tasks: string[], path: string) => {
+      writeRoutingJsonl(
+        path,
+        tasks.map((task) => {
+          const s = loadTaskSplit(task, 'train', { limit: 60 })
+          return { expert: task, x: s.x, n: s.n }
+        }),
+        60,
+        1,
+      )
+      return path
+    }
+    const first = await writeRecipe(rows(two, join(root, 'routing-two.jsonl')), {
+      exclusive: undefined,
+      experts,
+    })
+    await buildPackage(first, { out: join(root, 'two-budget'), reporter: quiet() })
+    const budgeted = await writeRecipe(rows([...two, NEW], join(root, 'routing-three.jsonl')), {
+      exclusive: undefined,
+      experts,
+    })
+    const r = await buildDelta(
+      budgeted,
+      join(root, 'two-budget'),
+      [{ op: 'add', name: NEW, model: NEW_MODEL }],
+      { out: join(root, 'three-budget'), reporter: quiet() },
+    )
+    expect((r.manifest.recipe as { exclusive: unknown }).exclusive).toEqual({
+      budget: 0.055,
+      dtype: 'int8',
+    })
+    const matrices = r.exclusive.filter((e) => e.kind === 'matrix')
+    const t = two.length
+    // int8 factors: one byte per element of U's column and Vᵀ's row per rank.
+    const factorBytes = matrices.reduce(
+      (a, e) => a + (e.ranks?.[t] ?? 0) * ((e.shape[0] ?? 0) + (e.shape[1] ?? 0)),
+      0,
+    )
+    const share = 0.055 * statSync(NEW_MODEL).size
+    for (const e of matrices) expect(e.ranks?.[t], e.name).toBeGreaterThan(0)
+    expect(factorBytes).toBeLessThanOrEqual(share)
+    // The greedy allocation stops less than one rank of the widest matrix short; the vector deltas take 1.6 kB.
+    expect(factorBytes).toBeGreaterThan(0.85 * share)
+    const verified = r.verification.experts.find((e) => e.name === NEW)
+    expect(verified?.oneHotMaxAbsDiff ?? Number.POSITIVE_INFINITY).toBeLessThan(
+      0.5 * (verified?.sharedMaxAbsDiff ?? 0),
+    )
   }, 60_000)
 
   it('refuses bad input with a message naming it, and leaves no output behind', async () => {

@@ -17,7 +17,8 @@ import { formatReport } from './report.ts'
 const USAGE = `usage: twinserve build <recipe.yaml|recipe.json> --out <dir> [options]
 
 Builds a twin package (shared model + low-rank exclusive knowledge per expert + an embedded router) from a base
-ONNX model and fine-tuned experts, verifies it, and writes it atomically to <dir>.
+ONNX model and fine-tuned experts, verifies it, and writes it atomically to <dir>. A recipe without \`exclusive\`
+gets the measured default, { budget: 0.055, dtype: int8 } (docs/user-guide.md, "Choosing a configuration").
 
 options:
   --out, -o <dir>   package directory to create (required)

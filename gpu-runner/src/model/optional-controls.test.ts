@@ -1,8 +1,8 @@
 /**
  * Optional twin-graph controls (issue #18's abstain threshold, `abstain_below`): a package built now has the
- * control and honours it; a package built before it (the committed demo package, zoo/fashion/package, and the
- * hand-built fixture) still
- * loads and serves, and a request that sets the control gets a 400 naming the package and the control.
+ * control and honours it (the committed demo package, zoo/fashion/package, rebuilt for issue #18's defaults,
+ * included); a package built before it (the hand-built fixture) still loads and serves, and a request that sets
+ * the control gets a 400 naming the package and the control.
  */
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -120,27 +120,55 @@ describe('a package built with abstain_below', () => {
   })
 })
 
-describe('packages built before an optional control', () => {
-  it('the committed demo package loads, serves, and refuses abstain_below with a 400 naming it', async () => {
+describe('the committed demo package, rebuilt with the control (issue #18)', () => {
+  it('never abstains by default; a request that sets abstain_below gets the shared model on unsure rows', async () => {
     const demo = await loadModel(DEMO_PACKAGE, { provider: 'cpu', mergeCache: cacheOpts })
-    const pixels = { name: 'pixels', width: 784 }
-    const out = await run(demo, request(pixels, 2, { top_k: 2 }))
-    const w = data(out, 'expert_weights') // [2, 6], top-2 per row
-    expect(w).toHaveLength(12)
-    expect(w.filter((v) => v === 0).length).toBeGreaterThanOrEqual(8)
-    const err = refusal(() => demo.prepare(request(pixels, 1, { abstain_below: 0.5 })))
-    expect(err.code).toBe('INVALID_REQUEST')
-    expect(err.status).toBe(400)
-    expect(err.message).toMatch(/model 'fashion-twin' does not support parameters\.abstain_below/)
-    expect(err.message).toMatch(/no 'abstain_below' input/)
+    expect(demo.manifest.router.abstainBelow).toBeUndefined()
+    // Pixel-like values in [0, 0.6]: the router is unsure about these rows (max weights 0.83–0.98 when written).
+    const B = 4
+    const pixels = (parameters?: InferenceRequest['parameters']): InferenceRequest => ({
+      inputs: [
+        {
+          name: 'pixels',
+          shape: [B, 784],
+          datatype: 'FP32',
+          data: Array.from({ length: B * 784 }, (_, i) => Math.sin(i * 0.37) * 0.3 + 0.3),
+        },
+      ],
+      ...(parameters ? { parameters } : {}),
+    })
+    const routed = await runWithParameters(demo, pixels())
+    expect(routed.parameters).toEqual({})
+    const w = data(routed.outputs, 'expert_weights') // [B, 6]
+    const sure = Array.from({ length: B }, (_, b) => Math.max(...w.slice(b * 6, b * 6 + 6)))
+    const threshold = [...sure].sort((a, b) => a - b)[B / 2] as number
+    const shared = await run(demo, pixels({ variant: 'shared' }))
+    const result = await runWithParameters(demo, pixels({ abstain_below: threshold }))
+    expect(result.parameters).toEqual({ abstained_rows: B / 2 })
+    for (let b = 0; b < B; b++) {
+      const y = data(result.outputs, 'logits').slice(b * 10, b * 10 + 10)
+      if ((sure[b] as number) < threshold) {
+        expect(data(result.outputs, 'expert_weights').slice(b * 6, b * 6 + 6)).toEqual(
+          Array(6).fill(0),
+        )
+        expect(y).toEqual(data(shared, 'logits').slice(b * 10, b * 10 + 10))
+      } else expect(y).toEqual(data(routed.outputs, 'logits').slice(b * 10, b * 10 + 10))
+    }
+    // top_k still applies: two experts per row at most.
+    const top2 = data(await run(demo, pixels({ top_k: 2 })), 'expert_weights')
+    expect(top2.filter((v) => v === 0).length).toBeGreaterThanOrEqual(B * 4)
   })
+})
 
-  it('a hand-built package without the control behaves the same', async () => {
+describe('packages built before an optional control', () => {
+  it('a hand-built package without the control loads, serves, and refuses abstain_below with a 400 naming it', async () => {
     await writeTwinFixture(join(root, 'fixture'))
     const m = await loadModel(join(root, 'fixture'), { provider: 'cpu', mergeCache: cacheOpts })
     expect((await run(m, request({ name: 'x', width: 6 }, 2))).length).toBeGreaterThan(0)
-    expect(() => m.prepare(request({ name: 'x', width: 6 }, 1, { abstain_below: 0 }))).toThrow(
-      /does not support parameters\.abstain_below/,
-    )
+    const err = refusal(() => m.prepare(request({ name: 'x', width: 6 }, 1, { abstain_below: 0 })))
+    expect(err.code).toBe('INVALID_REQUEST')
+    expect(err.status).toBe(400)
+    expect(err.message).toMatch(/model '[^']+' does not support parameters\.abstain_below/)
+    expect(err.message).toMatch(/no 'abstain_below' input/)
   })
 })

@@ -132,8 +132,11 @@ describe('ExclusiveSpecSchema', () => {
   it.each([
     [{ rank: 32 }, true],
     [{ energy: 0.9, include: ['*.weight'], exclude: ['/.*bias.*/'] }, true],
-    [{}, false],
+    [{}, true],
+    [{ exclude: ['*.bias'] }, true],
     [{ rank: 8, energy: 0.5 }, false],
+    [{ energy: 0.5, budget: 0.1 }, false],
+    [{ tensors: [{ match: 'fc2.*', rank: 8 }] }, false],
     [{ rank: 0 }, false],
     [{ energy: 0 }, false],
     [{ rank: 4, include: [''] }, false],
@@ -156,7 +159,15 @@ describe('ExclusiveSpecSchema', () => {
   ])('%j → %s', (input, ok) => {
     expect(ExclusiveSpecSchema.safeParse(input).success).toBe(ok)
   })
-  it('defaults the factor dtype to float32', () => {
+  it('defaults the factor dtype to float32 when a target is stated', () => {
     expect(ExclusiveSpecSchema.parse({ rank: 4 }).dtype).toBe('float32')
+    expect(ExclusiveSpecSchema.parse({ budget: 0.2 }).dtype).toBe('float32')
+  })
+  it('gives a spec without a target the measured default: budget 0.055, int8 (issue #18)', () => {
+    expect(ExclusiveSpecSchema.parse({})).toEqual({ budget: 0.055, dtype: 'int8' })
+    expect(ExclusiveSpecSchema.parse({ dtype: 'float32' })).toEqual({
+      budget: 0.055,
+      dtype: 'float32',
+    })
   })
 })

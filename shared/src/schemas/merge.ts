@@ -293,11 +293,20 @@ export function snapMergeSpec(spec: MergeSpec): MergeSpec {
   return parsed.data
 }
 
+/**
+ * The default compression target (issue #18): the cheapest Pareto point of the Fashion zoo's quality–cost
+ * frontier with ≥ 97% of the experts' accuracy on validation (bench/RESULTS.md, "Quality–cost frontier": budget
+ * 0.055 with int8 factors and the trained router, 97.0% validation / 97.2% test normalised in 24.8% of the
+ * experts' bytes; the same budget with float16 factors keeps only 88.8%, hence int8 goes with it).
+ */
+export const DEFAULT_EXCLUSIVE_BUDGET = 0.055
+export const DEFAULT_EXCLUSIVE_DTYPE = 'int8'
+
 const oneOfRankOrEnergy = {
   message: 'give exactly one of rank or energy',
 }
 const oneOfRankEnergyOrBudget = {
-  message: 'give exactly one of rank, energy or budget',
+  message: `give at most one of rank, energy or budget (none: the default, budget ${DEFAULT_EXCLUSIVE_BUDGET})`,
 }
 
 /** A per-tensor compression target: the first entry whose `match` pattern names a tensor wins. */
@@ -313,9 +322,14 @@ export type ExclusiveTensorRule = z.output<typeof ExclusiveTensorRuleSchema>
 
 /**
  * Exclusive-knowledge compression (Twin-Merging): each 2-D tensor's v_t = θ_t − θ_shared is truncated to a
- * fixed `rank`, or to the smallest rank that keeps `energy` of ‖v_t‖²_F; 1-D tensors stay exact. `tensors`
- * overrides the target per tensor (e.g. more rank where a tensor's bytes per rank are low). `include` /
- * `exclude` pick tensors by name: a `/regex/` or a glob (`*` any run of characters, `?` one).
+ * fixed `rank`, or to the smallest rank that keeps `energy` of ‖v_t‖²_F, or ranks are allocated under one byte
+ * `budget`; 1-D tensors stay exact. `tensors` overrides the target per tensor (e.g. more rank where a tensor's
+ * bytes per rank are low). `include` / `exclude` pick tensors by name: a `/regex/` or a glob (`*` any run of
+ * characters, `?` one).
+ *
+ * A spec that states none of `rank`, `energy`, `budget` gets the measured default point, `budget: 0.055` with
+ * `dtype: int8` unless it states a dtype. A spec that states a target keeps `float32` as its dtype default, so
+ * every recipe written before the default existed still means what it meant.
  */
 export const ExclusiveSpecSchema = z
   .strictObject({
@@ -327,7 +341,9 @@ export const ExclusiveSpecSchema = z
      * singular-value energy, per matrix and per expert (ranks then differ across tensors and experts). Counts
      * the factors as stored (`dtype`), σ and each rank's expert index. Cannot be combined with `tensors`. The
      * dense twin graph serves the ragged ranks as they are; with `topk_gather` each matrix is padded to its
-     * largest per-expert rank (zero σ), and the padding's bytes come on top of the budget.
+     * largest per-expert rank (zero σ), and the padding's bytes come on top of the budget. A delta build
+     * (`--add-expert`, `--replace-expert`) keeps the other experts' factors and gives the new experts this
+     * fraction of their own files' bytes.
      */
     budget: z
       .number()
@@ -342,8 +358,9 @@ export const ExclusiveSpecSchema = z
      * Storage type of the low-rank factors in the package: `float16` halves their bytes (computed in float32
      * after a Cast that onnxruntime folds at load); `int8` quarters them (symmetric, one scale per rank component
      * of U and of Vᵀ, folded into σ: the same Cast, nothing more per run); σ and exact vector deltas stay float32.
+     * Default: `float32` when the spec states a target, `int8` with the default budget.
      */
-    dtype: z.enum(['float32', 'float16', 'int8']).default('float32'),
+    dtype: z.enum(['float32', 'float16', 'int8']).optional(),
     /**
      * Serve with at most this many experts per row, gathering their factors per row (the twin graph's top-k
      * gather formulation): the FLOPs of rank k·r instead of T·r. Rows apply their k largest |weights| (router
@@ -352,12 +369,40 @@ export const ExclusiveSpecSchema = z
     topk_gather: z.number().int().min(1).optional(),
   })
   .refine(
-    (s) => [s.rank, s.energy, s.budget].filter((x) => x !== undefined).length === 1,
+    (s) => [s.rank, s.energy, s.budget].filter((x) => x !== undefined).length <= 1,
     oneOfRankEnergyOrBudget,
   )
   .refine((s) => s.budget === undefined || s.tensors === undefined, {
     message:
       "budget allocates every matrix's rank itself; per-tensor rules (tensors) cannot be combined with it",
     path: ['tensors'],
+  })
+  // Rules need a target for the tensors they do not match; the default budget cannot be one (see above).
+  .refine(
+    (s) => s.tensors === undefined || [s.rank, s.energy, s.budget].some((x) => x !== undefined),
+    {
+      message: 'per-tensor rules (tensors) need rank or energy for the tensors no rule matches',
+      path: ['tensors'],
+    },
+  )
+  .transform((s) => {
+    const stated = s.rank !== undefined || s.energy !== undefined || s.budget !== undefined
+    const { rank, energy, tensors, include, exclude, topk_gather } = s
+    // Rebuilt in the schema's key order: a manifest stores the parsed spec, and a delta build compares a
+    // re-parsed recipe's spec with it as JSON.
+    return {
+      ...(rank !== undefined ? { rank } : {}),
+      ...(energy !== undefined ? { energy } : {}),
+      ...(stated
+        ? s.budget !== undefined
+          ? { budget: s.budget }
+          : {}
+        : { budget: DEFAULT_EXCLUSIVE_BUDGET }),
+      ...(tensors !== undefined ? { tensors } : {}),
+      ...(include !== undefined ? { include } : {}),
+      ...(exclude !== undefined ? { exclude } : {}),
+      dtype: s.dtype ?? (stated ? 'float32' : DEFAULT_EXCLUSIVE_DTYPE),
+      ...(topk_gather !== undefined ? { topk_gather } : {}),
+    }
   })
 export type ExclusiveSpec = z.output<typeof ExclusiveSpecSchema>

@@ -37,6 +37,40 @@ describe('RecipeSchema', () => {
     })
   })
 
+  it('defaults the exclusive knowledge to the measured point: budget 0.055, int8 factors (issue #18)', () => {
+    const { exclusive: _stated, ...bare } = minimal
+    expect(parseRecipe(bare).exclusive).toEqual({ budget: 0.055, dtype: 'int8' })
+    // A spec without a target gets the default budget; its own dtype and tensor choice stay.
+    expect(parseRecipe({ ...minimal, exclusive: { exclude: ['*.bias'] } }).exclusive).toEqual({
+      budget: 0.055,
+      exclude: ['*.bias'],
+      dtype: 'int8',
+    })
+    expect(parseRecipe({ ...minimal, exclusive: { dtype: 'float16' } }).exclusive).toEqual({
+      budget: 0.055,
+      dtype: 'float16',
+    })
+    // Recipes that state a target mean what they meant before the default: float32 factors unless stated.
+    expect(parseRecipe({ ...minimal, exclusive: { budget: 0.1 } }).exclusive).toEqual({
+      budget: 0.1,
+      dtype: 'float32',
+    })
+    expect(parseRecipe({ ...minimal, exclusive: { energy: 0.9 } }).exclusive.dtype).toBe('float32')
+  })
+
+  it('parses its own output to the same spec (a manifest stores it; a delta build compares them)', () => {
+    for (const exclusive of [
+      undefined,
+      { topk_gather: 1, exclude: ['*.bias'] },
+      { rank: 8, tensors: [{ match: 'fc2*', rank: 4 }], include: ['fc*'], dtype: 'float16' },
+    ]) {
+      const once = parseRecipe({ ...minimal, exclusive }).exclusive
+      expect(JSON.stringify(parseRecipe({ ...minimal, exclusive: once }).exclusive)).toBe(
+        JSON.stringify(once),
+      )
+    }
+  })
+
   const valid: [string, unknown][] = [
     [
       'text router levers: features as a list, masked pooling, bag of tokens',
@@ -188,12 +222,12 @@ describe('RecipeSchema', () => {
     [
       'both rank and energy',
       { ...minimal, exclusive: { rank: 2, energy: 0.5 } },
-      /exactly one of rank, energy or budget/,
+      /at most one of rank, energy or budget/,
     ],
     [
       'both rank and budget',
       { ...minimal, exclusive: { rank: 2, budget: 0.2 } },
-      /exclusive: give exactly one of rank, energy or budget/,
+      /exclusive: give at most one of rank, energy or budget/,
     ],
     [
       'a budget of 0',
@@ -206,6 +240,11 @@ describe('RecipeSchema', () => {
       'a budget with per-tensor rules',
       { ...minimal, exclusive: { budget: 0.2, tensors: [{ match: 'fc1*', rank: 8 }] } },
       /exclusive\.tensors: budget allocates/,
+    ],
+    [
+      'per-tensor rules without a target for the other tensors',
+      { ...minimal, exclusive: { tensors: [{ match: 'fc1*', rank: 8 }] } },
+      /exclusive\.tensors: per-tensor rules \(tensors\) need rank or energy/,
     ],
     [
       'an unknown router kind',

@@ -9,7 +9,7 @@
  * base: zoo/base.onnx
  * experts: [{ name: original, model: zoo/experts/original.onnx }, …]
  * shared: { method: task_arithmetic, lambda: 0.3 }
- * exclusive: { rank: 16, exclude: ['*.bias'] }
+ * exclusive: { budget: 0.055, dtype: int8 }   # the default when left out
  * router: { data: routing.jsonl, hidden: [64], epochs: 30, seed: 1 }
  * tokenizer: { file: models/tokenizer.json, max_length: 64, pad_id: 0 }   # text models only
  * variants: [{ name: ties, shared: { method: ties, density: 0.2, lambda: 1 } }]
@@ -223,7 +223,11 @@ export const RecipeSchema = z
      * float32, as the experts store them.
      */
     shared_dtype: z.enum(['float32', 'float16']).optional(),
-    exclusive: ExclusiveSpecSchema,
+    /**
+     * How each expert's exclusive knowledge is compressed. Left out (or without rank, energy or budget): the
+     * measured default point, `{ budget: 0.055, dtype: int8 }` (merge.ts, DEFAULT_EXCLUSIVE_BUDGET).
+     */
+    exclusive: ExclusiveSpecSchema.prefault({}),
     /** The models read token ids: the package carries this tokenizer and the runner accepts text. */
     tokenizer: TokenizerRecipeSchema.optional(),
     router: RouterRecipeSchema,

@@ -54,7 +54,15 @@ export async function deltaKnowledge(
   )
   const rowsOf = new Map(old.manifest.exclusive.map((e) => [e.name, e]))
   const fresh = planned.filter((p) => p.source === 'model')
-  const collector = new ExclusiveCollector(ctx.selected, ctx.recipe.exclusive, fresh.length)
+  // Under `exclusive.budget` the new experts get the budget's fraction of their own files' bytes (the kept experts'
+  // factors are not re-spent): with no bytes here, the budget would give them rank 0 everywhere.
+  const freshBytes = fresh.reduce((a, p) => a + (models.get(p.name)?.sizeBytes ?? 0), 0)
+  const collector = new ExclusiveCollector(
+    ctx.selected,
+    ctx.recipe.exclusive,
+    fresh.length,
+    freshBytes,
+  )
   const floats = [...ctx.base.initializers.values()].filter((t) => t.dataType === 1)
   const step = ctx.reporter.step('shared model (reused) and new exclusive knowledge', floats.length)
   const reused: string[] = []
@@ -80,7 +88,8 @@ export async function deltaKnowledge(
     step.tick(++done, floats.length)
     return floatBytes(shared)
   })
-  const computed = collector.knowledge
+  // A budget allocates the ranks once every matrix is in (a no-op for rank and energy targets).
+  const computed = collector.finish()
   const exclusive = spliceKnowledge(planned, { factors, rowsOf, computed })
   step.done(
     `${reused.length} shared tensors and ${planned.length - fresh.length} experts' factors reused, ${fresh.length} expert(s) compressed`,
