@@ -36,4 +36,4 @@ export {
 } from './sparsify.ts'
 export { gramSvd, jacobiSvd, orthonormalize, randomizedSvd, type SvdFactors } from './svd.ts'
 export { type SymEig, symEig } from './sym-eig.ts'
-export type { MergeContext, MergeStrategy, TensorMergeInput } from './types.ts'
+export type { MergeContext, MergeStrategy, TensorGrams, TensorMergeInput } from './types.ts'
