@@ -153,13 +153,18 @@ export async function collectGrams(ctx: BuildContext): Promise<Map<string, Tenso
           ),
           fetch,
         )
-        sites.forEach((s, k) => {
-          const g = out[probe.grams[k] as string]?.data as Float32Array
+        const read = (name: string) => {
+          const t = out[name]
+          if (!t) throw new AppError('INTERNAL', `regmean: onnxruntime returned no '${name}'`)
+          return t.data
+        }
+        for (let k = 0; k < sites.length; k++) {
+          const g = read(probe.grams[k] as string) as Float32Array
           const sum = sums[k] as Float64Array
           for (let j = 0; j < sum.length; j++) sum[j] = (sum[j] as number) + (g[j] as number)
           for (const r of probe.rows[k] as string[])
-            counts[k] = (counts[k] as number) + Number((out[r]?.data as BigInt64Array)[0])
-        })
+            counts[k] = (counts[k] as number) + Number((read(r) as BigInt64Array)[0])
+        }
       }
     } finally {
       await opened.session.release()
