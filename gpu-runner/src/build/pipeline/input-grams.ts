@@ -2,8 +2,8 @@
  * Build step for data-informed merges (`regmean`): the Gram matrix G_i = X_iᵀX_i / rows of every linear weight's
  * inputs, run through expert i on its own routing examples (the train split: validation and held-out data stay
  * out of every fit). One expert session at a time; each session computes the Grams itself (the graph gets a
- * Reshape to [rows, d_in] and a Gemm Xᵀ·X per weight as extra outputs), so activations never leave onnxruntime
- * and only the [d_in, d_in] sums come back per batch, accumulated in float64.
+ * Reshape to [rows, d_in], a Cast to float64 and a Gemm Xᵀ·X per weight as extra outputs), so activations never
+ * leave onnxruntime and only the [d_in, d_in] sums come back per batch, accumulated in float64.
  *
  * A matrix gets Grams when every use is a MatMul/Gemm weight (weight-sites.ts) in one orientation and no Gemm has
  * transA; its inputs over several uses (a tied weight) are summed. Embedding tables (Gather) and anything else
@@ -16,7 +16,7 @@ import { join } from 'node:path'
 import { AppError, type MergeSpec } from '@twinserve/shared'
 import type { TensorGrams } from '../../merge/types.ts'
 import { int64Tensor, valueInfo } from '../../onnx/graph-builder.ts'
-import { type INodeProto, type ModelProto, onnx } from '../../onnx/proto.ts'
+import { type INodeProto, type ModelProto, onnx, TensorDataType } from '../../onnx/proto.ts'
 import { GraphEditor } from '../graph/graph-editor.ts'
 import { openModel } from '../graph/probe.ts'
 import { intAttr, type TensorSite } from '../graph/weight-sites.ts'
@@ -97,7 +97,13 @@ export function gramModel(
     const siteRows: string[] = []
     for (const x of site.inputs) {
       const flat = editor.node('Reshape', [x, shape], { hint: 'rows' })
-      parts.push(editor.node('Gemm', [flat, flat], { attrs: { transA: 1 }, hint: 'gram' }))
+      // In float64: a float32 Gram of fewer rows than columns comes out slightly indefinite, and RegMean's
+      // alpha = 1 solve (no diagonal boost) then fails its Cholesky factorisation.
+      const wide = editor.node('Cast', [flat], {
+        attrs: { to: TensorDataType.DOUBLE },
+        hint: 'rows64',
+      })
+      parts.push(editor.node('Gemm', [wide, wide], { attrs: { transA: 1 }, hint: 'gram' }))
       const r = editor.node('Shape', [flat], { hint: 'rows_shape' })
       siteRows.push(r)
       outputs.push(valueInfo(r, 'int64', [2]))
@@ -106,7 +112,7 @@ export function gramModel(
       parts.length === 1 ? (parts[0] as string) : editor.node('Sum', parts, { hint: 'gram' })
     grams.push(g)
     rows.push(siteRows)
-    outputs.push(valueInfo(g, 'float', [site.dIn, site.dIn]))
+    outputs.push(valueInfo(g, 'double', [site.dIn, site.dIn]))
   }
   graph.output = outputs
   return { model: copy, grams, rows }
@@ -159,7 +165,7 @@ export async function collectGrams(ctx: BuildContext): Promise<Map<string, Tenso
           return t.data
         }
         for (let k = 0; k < sites.length; k++) {
-          const g = read(probe.grams[k] as string) as Float32Array
+          const g = read(probe.grams[k] as string) as Float64Array
           const sum = sums[k] as Float64Array
           for (let j = 0; j < sum.length; j++) sum[j] = (sum[j] as number) + (g[j] as number)
           for (const r of probe.rows[k] as string[])

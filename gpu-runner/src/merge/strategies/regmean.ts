@@ -9,9 +9,10 @@
  * - expert weights scale the Grams (W* = (Σ w_i·G̃_i)⁻¹·Σ w_i·G̃_i·W_i), so they must be positive;
  * - each G_i is a mean over its rows (the builder divides by the number of rows), so an expert with more routing
  *   data does not outweigh the others; with equal counts this is the paper's formula;
- * - a ridge ε·I is added to every G̃_i with ε = 1e-6 × the mean of the summed Grams' diagonal. An input that is
- *   zero on all data (a Fashion-MNIST corner pixel) leaves its row of W undetermined; the ridge resolves it to the
- *   weighted average, and with identical Grams (or one expert) the result is exactly the average (or the expert);
+ * - a ridge ε·I is added to every G̃_i with ε = 1e-6 × the mean of the summed Grams' diagonal (×100, up to three
+ *   times, if the factorisation still fails). An input that is zero on all data (a Fashion-MNIST corner pixel)
+ *   leaves its row of W undetermined; the ridge resolves it to the weighted average, and with identical Grams (or
+ *   one expert) the result is exactly the average (or the expert);
  * - a tensor without Grams (biases, norms, embedding tables, any tensor not used as a linear weight) gets the
  *   weighted average Σ w_i·θ_i / Σ w_i, as in the paper's code.
  * @see https://arxiv.org/abs/2212.09849
@@ -94,16 +95,47 @@ function solveRegMean(
   for (let r = 0; r < dIn; r++) trace += A[r * dIn + r] as number
   // ε'·I on every G̃_i: Σ w_i·(G̃_i + ε'I) = A + ε'·Σw·I and Σ w_i·(G̃_i + ε'I)·W_i = B + ε'·Σw·avg, with
   // ε' = 1e-6 × the weight-normalised mean diagonal, so eps = ε'·Σw = 1e-6 × A's mean diagonal.
-  const eps = Math.max((REGMEAN_RIDGE * trace) / dIn, 1e-30)
-  for (let r = 0; r < dIn; r++) A[r * dIn + r] = (A[r * dIn + r] as number) + eps
-  for (let j = 0; j < B.length; j++) B[j] = (B[j] as number) + eps * (avg[j] as number)
-  const X = choleskySolve(A, dIn, B, dOut, `regmean ${ctx.tensorName}`)
+  const X = solveWithRidge(
+    A,
+    B,
+    avg,
+    dIn,
+    dOut,
+    Math.max((REGMEAN_RIDGE * trace) / dIn, 1e-30),
+    ctx.tensorName,
+  )
   const out = new Float32Array(dIn * dOut)
   if (!transposed) for (let j = 0; j < out.length; j++) out[j] = X[j] as number
   else
     for (let k = 0; k < dIn; k++)
       for (let o = 0; o < dOut; o++) out[o * dIn + k] = X[k * dOut + o] as number
   return out
+}
+
+/**
+ * (A + ε·I)·X = B + ε·avg, ε growing ×100 (at most 3 times) while the factorisation fails: Grams of fewer rows than
+ * inputs are singular, and rounding can leave them a hair indefinite, beyond what the smallest ridge covers.
+ */
+function solveWithRidge(
+  A: Float64Array,
+  B: Float64Array,
+  avg: Float64Array,
+  dIn: number,
+  dOut: number,
+  eps: number,
+  tensorName: string,
+): Float64Array {
+  for (let attempt = 0; ; attempt++) {
+    const e = eps * 100 ** attempt
+    const a = Float64Array.from(A)
+    for (let r = 0; r < dIn; r++) a[r * dIn + r] = (a[r * dIn + r] as number) + e
+    const b = Float64Array.from(B, (v, j) => v + e * (avg[j] as number))
+    try {
+      return choleskySolve(a, dIn, b, dOut, `regmean ${tensorName}`)
+    } catch (err) {
+      if (attempt >= 3) throw err
+    }
+  }
 }
 
 export const regmean: MergeStrategy<'regmean'> = {
