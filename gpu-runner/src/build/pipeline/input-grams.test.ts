@@ -7,7 +7,9 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { parseMergeSpec } from '@twinserve/shared'
 import { afterAll, describe, expect, it } from 'vitest'
+import { mergeTensor } from '../../merge/index.ts'
 import { TensorProbe } from '../graph/probe.ts'
 import { stackExamples } from '../import/model-io.ts'
 import { floatInitializers, readOnnx } from '../import/read-onnx.ts'
@@ -209,5 +211,55 @@ describe('Gram matrices on the PyTorch-exported encoder (MatMul, Gemm transB=1, 
         await probe.release()
       }
     }
+  })
+})
+
+describe('regmean on the encoder head stored [d_out, d_in] (Gemm transB=1)', () => {
+  it('the merged head satisfies the normal equations in its input frame: Σ_i G_i·(W*ᵀ − W_iᵀ) = 0', async () => {
+    const recipe = join(root, 'encoder.json')
+    const staging = join(root, 'encoder-head-staging')
+    await mkdir(staging, { recursive: true })
+    const ctx = await loadInputs(recipe, quiet, { staging, externalAbove: 2 ** 31 - 1 })
+    const grams = (await collectGrams(ctx)).get('cls.weight')
+    const names = ['expert-1', 'expert-2', 'expert-3']
+    const heads = await Promise.all(
+      names.map(
+        async (e) =>
+          floatInitializers(await readOnnx(join(ENCODER, `${e}.onnx`))).get(
+            'cls.weight',
+          ) as Float32Array,
+      ),
+    )
+    const merged = mergeTensor(parseMergeSpec({ method: 'regmean', alpha: 1 }), {
+      base: new Float32Array(4 * 32),
+      experts: heads,
+      names,
+      shape: [4, 32],
+      tensorName: 'cls.weight',
+      ...(grams ? { grams } : {}),
+    })
+    // W stored [4, 32]: the map is x·Wᵀ, so the residual is Σ_i G_i·(W* − W_i)ᵀ, [32, 4].
+    let worst = 0
+    let scale = 0
+    for (let r = 0; r < 32; r++)
+      for (let o = 0; o < 4; o++) {
+        let s = 0
+        heads.forEach((w, i) => {
+          const g = grams?.perExpert[i] as Float64Array
+          for (let k = 0; k < 32; k++) {
+            s +=
+              (g[r * 32 + k] as number) *
+              ((merged[o * 32 + k] as number) - (w[o * 32 + k] as number))
+            scale = Math.max(scale, Math.abs((g[r * 32 + k] as number) * (w[o * 32 + k] as number)))
+          }
+        })
+        worst = Math.max(worst, Math.abs(s))
+      }
+    expect(worst / scale).toBeLessThan(1e-4)
+    // Not the average: the Grams matter.
+    const avg = heads[0]?.map((_, j) => heads.reduce((a, w) => a + (w[j] as number), 0) / 3) ?? []
+    expect(Math.max(...merged.map((v, j) => Math.abs(v - (avg[j] as number))))).toBeGreaterThan(
+      1e-3,
+    )
   })
 })
