@@ -13,7 +13,7 @@
  */
 import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
-import { AppError, type MergeSpec } from '@twinserve/shared'
+import { AppError } from '@twinserve/shared'
 import type { TensorGrams } from '../../merge/types.ts'
 import { int64Tensor, valueInfo } from '../../onnx/graph-builder.ts'
 import { type INodeProto, type ModelProto, onnx, TensorDataType } from '../../onnx/proto.ts'
@@ -116,12 +116,6 @@ export function gramModel(
   }
   graph.output = outputs
   return { model: copy, grams, rows }
-}
-
-/** Whether a recipe merges anything with a data-informed method. */
-export function needsGrams(recipe: BuildContext['recipe']): boolean {
-  const uses = (s: MergeSpec) => s.method === 'regmean'
-  return uses(recipe.shared) || recipe.variants.some((v) => uses(v.shared))
 }
 
 /**
