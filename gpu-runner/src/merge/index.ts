@@ -5,6 +5,7 @@ export {
   type CompressOptions,
   compressDelta,
 } from './exclusive.ts'
+export { FISHER_FLOOR, fisherMerge } from './fisher.ts'
 export {
   type ExpertParams,
   type GtaOptions,
