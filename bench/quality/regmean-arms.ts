@@ -11,6 +11,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { markdownTable, recipeGrams } from '@twinserve/gpu-runner/build'
+import { fisherMerge } from '@twinserve/gpu-runner/merge'
 import { type MergeSpecInput, parseMergeSpec, type RecipeInput } from '@twinserve/shared'
 import { readTextZoo } from '@twinserve/zoo/text'
 import YAML from 'yaml'
@@ -23,11 +24,15 @@ import {
   type RoutingMode,
   type Session,
 } from './evaluate.ts'
+import { mlpFisher } from './fisher-mlp.ts'
 import { mb, normalised, pct } from './report.ts'
 import { runStaticMerge, type StaticResult } from './static-merges.ts'
 import { evaluateText, loadTextSplits, zooTokenizer } from './text-evaluate.ts'
 import { ArmBuilder, applyChange, type RecipeChange, readRecipe } from './twin-arms.ts'
 import { graphBytes, mergeValues, readZooModels, type ZooModels } from './zoo-models.ts'
+
+/** Examples per expert for the Fisher diagonals (FusionBench's default, 256). */
+const FISHER_EXAMPLES = 256
 
 /** RegMean's off-diagonal scale, searched on validation: 0 = per-input average … 1 = plain least squares. */
 export const ALPHA_GRID: readonly number[] = [0, 0.5, 0.8, 0.9, 0.95, 1]
@@ -38,6 +43,8 @@ type Grams = Awaited<ReturnType<typeof recipeGrams>>
 interface ZooKind<D> {
   splits(recipe: RecipeInput, tasks: readonly string[]): { val: D; test: D }
   score(session: Session, data: D, twin?: { experts: number; mode: RoutingMode }): Promise<Accuracy>
+  /** Each expert's diagonal Fisher by tensor name, where the benchmark can compute it (fisher-mlp.ts). */
+  fisher?: (z: ZooModels, recipe: RecipeInput) => Promise<Map<string, Float32Array>[]>
   /** The twin configurations besides the recipe's own: the zoo's frontier point. */
   frontier: { label: string; change: RecipeChange }
   title: string
@@ -46,6 +53,7 @@ interface ZooKind<D> {
 const FASHION: ZooKind<ReturnType<typeof loadSplits>> = {
   splits: (_r, tasks) => ({ val: loadSplits(tasks, 'val'), test: loadSplits(tasks, 'test') }),
   score: evaluate,
+  fisher: (z, recipe) => mlpFisher(z, recipe.router.data, FISHER_EXAMPLES),
   frontier: {
     label: 'budget 0.055, int8 factors',
     change: { exclusive: { budget: 0.055, dtype: 'int8' } },
@@ -234,6 +242,29 @@ export async function runRegMeanQuality<D>(opts: {
       testMean: mean(rm0.test.perTask),
     })
     opts.log(`regmean: static regmean, α=${rm0.alpha} (${elapsed()})`)
+    if (kind.fisher) {
+      const fisher = await kind.fisher(z, recipe)
+      const merged = new Map<string, Float32Array>()
+      for (const name of z.baseValues.keys())
+        merged.set(
+          name,
+          fisherMerge(
+            z.experts.map((e) => e.get(name) as Float32Array),
+            fisher.map((f) => f.get(name) as Float32Array),
+          ),
+        )
+      const bytes = graphBytes(z, merged)
+      const val = await scorePlain(kind, bytes, data.val)
+      const test = await scorePlain(kind, bytes, data.test)
+      statics.push({
+        label: `fisher (diagonal, ${FISHER_EXAMPLES} examples per expert, y ~ p)`,
+        param: '-',
+        val: norm(val, 'val'),
+        test: norm(test, 'test'),
+        testMean: mean(test.perTask),
+      })
+      opts.log(`regmean: static fisher (${elapsed()})`)
+    }
 
     // 2. The twin package's shared model: only `shared` changes.
     const sharedSpecs: { label: string; spec: RecipeInput['shared'] }[] = [
@@ -287,7 +318,7 @@ export async function runRegMeanQuality<D>(opts: {
     out.push('')
     // Bullets, as the other sections: the command line is inserted as the first one (run.ts writeZooSection).
     out.push(
-      `- **Method:** RegMean (\`shared: { method: regmean, alpha }\`) solves each linear weight from the Gram matrices of its inputs on every expert's routing examples (train split; ${grams.size} weights, computed in ${gramSeconds.toFixed(1)} s by \`recipeGrams\`, as \`twinserve build\` does); biases are averaged.`,
+      `- **Method:** RegMean (\`shared: { method: regmean, alpha }\`) solves each linear weight from the Gram matrices of its inputs on every expert's routing examples (train split; ${grams.size} weights, computed in ${gramSeconds.toFixed(1)} s by \`recipeGrams\`, as \`twinserve build\` does); biases are averaged.${kind.fisher ? ` Fisher merging (Matena & Raffel 2022, \`fisherMerge\`, floor 1e-6) weighs each parameter by each expert's diagonal Fisher, computed by the benchmark on this MLP only (\`bench/quality/fisher-mlp.ts\`: ${FISHER_EXAMPLES} routing examples per expert, y sampled from the expert's p(y|x), squared gradients of −log p_y from the trainer's gradient graph); the builder has no gradients, so it is not a recipe method.` : ''}`,
     )
     out.push(
       `- **Static rows:** one plain graph per method, its λ (the main report's grid; α for RegMean, grid ${ALPHA_GRID.join(', ')}) picked by normalised accuracy on the **validation** split, scored on **test**; normalised = merged / expert × 100 per task, averaged.`,
