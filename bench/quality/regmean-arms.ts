@@ -71,7 +71,8 @@ const TEXT: ZooKind<ReturnType<typeof loadTextSplits>> = {
     }
   },
   score: evaluateText,
-  // The text frontier's 24%-of-the-bytes point (bench:quality:text-frontier).
+  // The text frontier's budget-0.075 int8 arm (bench:quality:text-frontier) applied to the current recipe: its
+  // router's bag of tokens is the recipe's, so the bytes need not match that table's.
   frontier: {
     label: 'budget 0.075 int8, shared f16, router [64] + bag f16',
     change: {
