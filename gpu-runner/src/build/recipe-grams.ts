@@ -20,7 +20,7 @@ export async function recipeGrams(
   const staging = await mkdtemp(join(tmpdir(), 'twinserve-grams-'))
   try {
     const ctx = await loadInputs(recipePath, reporter, { staging, externalAbove: 2 ** 31 - 1 })
-    return await collectGrams(ctx)
+    return await (await collectGrams(ctx)).toMap()
   } finally {
     await rm(staging, { recursive: true, force: true })
   }

@@ -93,7 +93,7 @@ describe('Gram matrices on the Fashion zoo MLP', async () => {
   const staging = join(root, 'fashion-staging')
   await mkdir(staging, { recursive: true })
   const ctx = await loadInputs(recipe, quiet, { staging, externalAbove: 2 ** 31 - 1 })
-  const grams = await collectGrams(ctx)
+  const grams = await (await collectGrams(ctx)).toMap()
 
   it('finds every MatMul weight, stored [d_in, d_out]', () => {
     expect([...grams].map(([name, g]) => [name, g.dIn, g.transposed, g.perExpert.length])).toEqual([
@@ -170,7 +170,7 @@ describe('Gram matrices on the PyTorch-exported encoder (MatMul, Gemm transB=1, 
   const staging = join(root, 'encoder-staging')
   await mkdir(staging, { recursive: true })
   const ctx = await loadInputs(recipe, quiet, { staging, externalAbove: 2 ** 31 - 1 })
-  const grams = await collectGrams(ctx)
+  const grams = await (await collectGrams(ctx)).toMap()
 
   it('solves the linear weights in their stored layout; the embedding tables are averaged', () => {
     const { averaged } = gramSites(ctx.base.graph.node ?? [], ctx.sites)
@@ -220,7 +220,7 @@ describe('regmean on the encoder head stored [d_out, d_in] (Gemm transB=1)', () 
     const staging = join(root, 'encoder-head-staging')
     await mkdir(staging, { recursive: true })
     const ctx = await loadInputs(recipe, quiet, { staging, externalAbove: 2 ** 31 - 1 })
-    const grams = (await collectGrams(ctx)).get('cls.weight')
+    const grams = await (await collectGrams(ctx)).read('cls.weight')
     const names = ['expert-1', 'expert-2', 'expert-3']
     const heads = await Promise.all(
       names.map(

@@ -3,7 +3,8 @@
  * inputs, run through expert i on its own routing examples (the train split: validation and held-out data stay
  * out of every fit). One expert session at a time; each session computes the Grams itself (the graph gets a
  * Reshape to [rows, d_in], a Cast to float64 and a Gemm Xᵀ·X per weight as extra outputs), so activations never
- * leave onnxruntime and only the [d_in, d_in] sums come back per batch, accumulated in float64.
+ * leave onnxruntime and only the [d_in, d_in] sums come back per batch, accumulated in float64. Each expert's
+ * Grams go to disk when it is done (GramStore), and a merge reads one weight's at a time.
  *
  * A matrix gets Grams when every use is a MatMul/Gemm weight (weight-sites.ts) in one orientation and no Gemm has
  * transA; its inputs over several uses (a tied weight) are summed. Embedding tables (Gather) and anything else
@@ -11,7 +12,7 @@
  * @see https://arxiv.org/abs/2212.09849 (RegMean)
  * @module
  */
-import { rm } from 'node:fs/promises'
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { AppError } from '@twinserve/shared'
 import type { TensorGrams } from '../../merge/types.ts'
@@ -119,12 +120,58 @@ export function gramModel(
 }
 
 /**
- * Every Gram site's mean Gram per expert, from the train split's examples of that expert.
+ * The Grams on disk, one float64 file per (weight, expert) in a dot-named folder of the staging directory (swept
+ * before the package is renamed into place): a merge reads one weight's T Grams at a time, so the build holds
+ * d_in² numbers per expert for one weight, not for every weight of every expert.
+ */
+export class GramStore {
+  private readonly index: Map<string, number>
+
+  constructor(
+    private readonly dir: string,
+    readonly sites: readonly GramSite[],
+    private readonly experts: number,
+  ) {
+    this.index = new Map(sites.map((s, k) => [s.tensor, k]))
+  }
+
+  file(site: number, expert: number): string {
+    return join(this.dir, `${site}-${expert}.f64`)
+  }
+
+  /** One weight's Grams, every expert's, or undefined when it is not a Gram site. */
+  async read(tensor: string): Promise<TensorGrams | undefined> {
+    const k = this.index.get(tensor)
+    const site = k === undefined ? undefined : this.sites[k]
+    if (k === undefined || !site) return undefined
+    const perExpert: Float64Array[] = []
+    for (let i = 0; i < this.experts; i++) {
+      const bytes = await readFile(this.file(k, i))
+      perExpert.push(new Float64Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 8).slice())
+    }
+    return { perExpert, dIn: site.dIn, transposed: site.transposed }
+  }
+
+  /** Every weight's Grams in memory (small models: the benchmarks' in-memory merges, tests). */
+  async toMap(): Promise<Map<string, TensorGrams>> {
+    const out = new Map<string, TensorGrams>()
+    for (const s of this.sites) {
+      const g = await this.read(s.tensor)
+      if (g) out.set(s.tensor, g)
+    }
+    return out
+  }
+}
+
+/**
+ * Every Gram site's mean Gram per expert, from the train split's examples of that expert, written to disk as each
+ * expert finishes.
  * @throws AppError INVALID_REQUEST when an expert has no routing examples to compute them on
  */
-export async function collectGrams(ctx: BuildContext): Promise<Map<string, TensorGrams>> {
+export async function collectGrams(ctx: BuildContext): Promise<GramStore> {
   const { sites } = gramSites(ctx.base.graph.node ?? [], ctx.sites)
-  const perSite = sites.map(() => [] as Float64Array[])
+  const store = new GramStore(join(ctx.staging, '.regmean-grams'), sites, ctx.experts.length)
+  await mkdir(join(ctx.staging, '.regmean-grams'), { recursive: true })
   const step = ctx.reporter.step('regmean: Gram matrices of the linear inputs', ctx.experts.length)
   for (const [i, expert] of ctx.experts.entries()) {
     const name = ctx.expertNames[i] as string
@@ -171,29 +218,24 @@ export async function collectGrams(ctx: BuildContext): Promise<Map<string, Tenso
       await opened.cleanup()
       for (const f of written.files) await rm(f.path, { force: true })
     }
-    sites.forEach((_, k) => {
+    for (let k = 0; k < sites.length; k++) {
       const sum = sums[k] as Float64Array
       const n = Math.max(counts[k] as number, 1)
       for (let j = 0; j < sum.length; j++) sum[j] = (sum[j] as number) / n
-      perSite[k]?.push(sum)
-    })
+      await writeFile(store.file(k, i), new Uint8Array(sum.buffer, sum.byteOffset, sum.byteLength))
+    }
     step.tick(i + 1, ctx.experts.length)
   }
   step.done(`${sites.length} linear weights, ${ctx.experts.length} experts`)
-  return new Map(
-    sites.map((s, k) => [
-      s.tensor,
-      { perExpert: perSite[k] as Float64Array[], dIn: s.dIn, transposed: s.transposed },
-    ]),
-  )
+  return store
 }
 
 // One build merges with regmean up to 1 + variants times; the Grams depend only on the context, so they are
 // computed once per build context.
-const cache = new WeakMap<BuildContext, Promise<Map<string, TensorGrams>>>()
+const cache = new WeakMap<BuildContext, Promise<GramStore>>()
 
 /** collectGrams, once per build context. */
-export function gramsOf(ctx: BuildContext): Promise<Map<string, TensorGrams>> {
+export function gramsOf(ctx: BuildContext): Promise<GramStore> {
   let p = cache.get(ctx)
   if (!p) {
     p = collectGrams(ctx)

@@ -104,13 +104,14 @@ export async function mergeToFile(
       const et = e.initializers.get(name)
       experts.push(await readFloat32(et ?? {}, `${e.path}: ${name}`))
     }
+    const tensorGrams = await grams?.read(name)
     const exact = mergeTensor(spec, {
       base,
       experts,
       names: ctx.expertNames,
       shape: tensorDims(t),
       tensorName: name,
-      ...(grams?.has(name) ? { grams: grams.get(name) } : {}),
+      ...(tensorGrams ? { grams: tensorGrams } : {}),
     })
     // Rounded before the exclusive knowledge is taken against it (twin-graph/shared-float16.ts).
     const merged = half && storedAsFloat16(tensorDims(t)) ? roundToFloat16(exact) : exact
