@@ -16,6 +16,8 @@
  *   npm run bench:quality -- --only text --quick   # without its levers and rank-16 arm: about 12 minutes
  *   npm run bench:quality -- --only text-frontier  # the text zoo's quality–cost frontier (issue #18), cached per arm
  *   npm run bench:quality -- --only lm             # the LM zoo's perplexity (issue #14), about 30 minutes on 2 busy cores
+ *   npm run bench:quality -- --only regmean        # RegMean vs task arithmetic / TIES, static and as the twin's shared model
+ *   npm run bench:quality -- --only regmean-text   # the same on the text zoo
  *
  * The text zoo (zoo/text, six PyTorch-exported classifiers) has its own section, `bench:quality:text` (text-run.ts);
  * the LM zoo (zoo/lm, five decoder experts) `bench:quality:lm` (lm-run.ts).
@@ -34,6 +36,7 @@ import { checkFloat16 } from './float16-check.ts'
 import { frontierArms, frontierTable, runFrontier } from './frontier.ts'
 import { LEVER_STAGES, type LeverArm } from './levers.ts'
 import { runLmQuality } from './lm-run.ts'
+import { REGMEAN_ZOOS, runRegMeanQuality } from './regmean-arms.ts'
 import {
   accuracyTable,
   dtypeTable,
@@ -84,12 +87,14 @@ const started = performance.now()
 const log = (line: string) => process.stderr.write(`${line}\n`)
 const elapsed = () => `${((performance.now() - started) / 1000).toFixed(0)} s`
 
-const ZOOS = ['fashion', 'text', 'text-frontier', 'lm'] as const
+const ZOOS = ['fashion', 'text', 'text-frontier', 'lm', 'regmean', 'regmean-text'] as const
 if (values.only !== undefined && !(ZOOS as readonly string[]).includes(values.only)) {
   process.stderr.write(`bench:quality: --only takes ${ZOOS.join(', ')}, not '${values.only}'\n`)
   process.exit(2)
 }
-const runs = (zoo: (typeof ZOOS)[number]) => values.only === undefined || values.only === zoo
+// `regmean` only when asked for: the full report's static and twin rows already cover the data-free methods.
+const runs = (zoo: (typeof ZOOS)[number]) =>
+  values.only === zoo || (values.only === undefined && !zoo.startsWith('regmean'))
 
 /** Writes a zoo's section (its body's first paragraph gets the command, date and machine line). */
 async function writeZooSection(id: string, command: string, body: string, wall: string) {
@@ -155,6 +160,24 @@ if (runs('lm')) {
     `${((performance.now() - t0) / 1000).toFixed(0)} s`,
   )
 }
+/** RegMean against the data-free merges on one zoo (regmean-arms.ts), as its own section. */
+async function regmeanSection<D>(
+  only: 'regmean' | 'regmean-text',
+  kind: Parameters<typeof runRegMeanQuality<D>>[0]['kind'],
+  recipe: string,
+) {
+  const t0 = performance.now()
+  const body = await runRegMeanQuality({ kind, recipe, log })
+  await writeZooSection(
+    `bench:quality:${only}`,
+    `npm run bench:quality -- --only ${only}`,
+    body,
+    `${((performance.now() - t0) / 1000).toFixed(0)} s`,
+  )
+}
+if (runs('regmean')) await regmeanSection('regmean', REGMEAN_ZOOS.fashion, values.recipe ?? '')
+if (runs('regmean-text'))
+  await regmeanSection('regmean-text', REGMEAN_ZOOS.text, values['text-recipe'] ?? '')
 if (!runs('fashion')) process.exit(0)
 
 const recipePath = resolve(values.recipe ?? '')

@@ -42,9 +42,16 @@ export async function readZooModels(
   }
 }
 
-/** The merged value of every float tensor under `spec` (the builder's shared-merge step). */
-export function mergeValues(z: ZooModels, spec: MergeSpec): Map<string, Float32Array> {
-  return mergeTensors(z, spec)
+/**
+ * The merged value of every float tensor under `spec` (the builder's shared-merge step); `regmean` also needs the
+ * Grams the builder would compute (recipeGrams).
+ */
+export function mergeValues(
+  z: ZooModels,
+  spec: MergeSpec,
+  grams?: Parameters<typeof mergeTensors>[3],
+): Map<string, Float32Array> {
+  return mergeTensors(z, spec, undefined, grams)
 }
 
 /** A plain graph (the base's) holding `values`: what a static variant file contains. */

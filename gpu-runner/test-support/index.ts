@@ -15,6 +15,7 @@ export {
   fixedUniforms,
   makeContext,
   plus,
+  randomGram,
   runStrategyConformance,
   specOf,
 } from './merge-conformance.ts'

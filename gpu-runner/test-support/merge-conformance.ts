@@ -33,6 +33,11 @@ export interface ConformanceOptions {
   random?: MergeSpecInput
   /** How many experts the method needs at least (model_stock: 2). */
   minExperts?: number
+  /**
+   * Data-informed methods: run every check with a random Gram matrix per expert attached (the tensor is a
+   * [d_in = 6, d_out = 7] linear weight), as the builder passes them.
+   */
+  grams?: boolean
 }
 
 /** A strategy context with explicit per-expert random streams (golden tests inject fixed uniforms). */
@@ -109,6 +114,18 @@ function withExperts(spec: MergeSpecInput, weights: Record<string, number>): Mer
   return { ...spec, experts } as MergeSpecInput
 }
 
+/** XᵀX / rows of a random [rows, d] X: a symmetric positive semi-definite Gram matrix, as the builder collects. */
+export function randomGram(d: number, rows: number, rng: Rng): Float64Array {
+  const x = Float64Array.from({ length: rows * d }, () => rng.normal())
+  const g = new Float64Array(d * d)
+  for (let r = 0; r < rows; r++)
+    for (let i = 0; i < d; i++)
+      for (let j = 0; j < d; j++)
+        g[i * d + j] =
+          (g[i * d + j] as number) + (x[r * d + i] as number) * (x[r * d + j] as number)
+  return g.map((v) => v / rows)
+}
+
 export function runStrategyConformance(opts: ConformanceOptions): void {
   const { method } = opts
   const strategy = getStrategy(method)
@@ -121,12 +138,28 @@ export function runStrategyConformance(opts: ConformanceOptions): void {
     const d = randomTensor(n, rng, 0.1)
     return Float32Array.from(base, (b, j) => b + (d[j] as number))
   })
+  const gramOf = new Map(names.map((name) => [name, randomGram(6, 20, rng)]))
   const input = (
     list: readonly Float32Array[] = experts,
     ns: readonly string[] = names,
-  ): TensorMergeInput => ({ base, experts: list, names: ns, shape, tensorName: 'layer.0.weight' })
+  ): TensorMergeInput => ({
+    base,
+    experts: list,
+    names: ns,
+    shape,
+    tensorName: 'layer.0.weight',
+    ...(opts.grams
+      ? {
+          grams: {
+            perExpert: ns.map((name) => gramOf.get(name) as Float64Array),
+            dIn: 6,
+            transposed: false,
+          },
+        }
+      : {}),
+  })
 
-  describe(`${method}: conformance`, () => {
+  describe(`${method}: conformance${opts.grams ? ' (with Gram matrices)' : ''}`, () => {
     it('is registered under its name with a paper link', () => {
       expect(strategy.name).toBe(method)
       expect(strategy.referenceUrl).toMatch(/^https:\/\/arxiv\.org\/abs\/\d{4}\.\d{4,5}$/)

@@ -174,6 +174,7 @@ export {
   MergeWeightSchema,
   ModelStockSpecSchema,
   parseMergeSpec,
+  RegMeanSpecSchema,
   snapMergeSpec,
   snapToGrid,
   TaskArithmeticSpecSchema,

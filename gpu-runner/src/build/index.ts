@@ -36,6 +36,7 @@ export {
   type ReporterOptions,
 } from './pipeline/progress.ts'
 export { type MergeInputs, mergeTensors } from './pipeline/shared-merge.ts'
+export { recipeGrams } from './recipe-grams.ts'
 export {
   type ProbeInputs,
   probeRouters,

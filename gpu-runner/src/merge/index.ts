@@ -5,6 +5,7 @@ export {
   type CompressOptions,
   compressDelta,
 } from './exclusive.ts'
+export { FISHER_FLOOR, fisherMerge } from './fisher.ts'
 export {
   type ExpertParams,
   type GtaOptions,
@@ -36,4 +37,4 @@ export {
 } from './sparsify.ts'
 export { gramSvd, jacobiSvd, orthonormalize, randomizedSvd, type SvdFactors } from './svd.ts'
 export { type SymEig, symEig } from './sym-eig.ts'
-export type { MergeContext, MergeStrategy, TensorMergeInput } from './types.ts'
+export type { MergeContext, MergeStrategy, TensorGrams, TensorMergeInput } from './types.ts'

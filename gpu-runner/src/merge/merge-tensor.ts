@@ -6,7 +6,7 @@
 import { AppError, type MergeSpec, type MergeSpecOf } from '@twinserve/shared'
 import { getStrategy } from './registry.ts'
 import { createRng } from './rng.ts'
-import type { MergeContext, MergeStrategy, TensorMergeInput } from './types.ts'
+import type { MergeContext, MergeStrategy, TensorGrams, TensorMergeInput } from './types.ts'
 
 function numelOf(shape: readonly number[], tensorName: string): number {
   let n = 1
@@ -21,6 +21,35 @@ function numelOf(shape: readonly number[], tensorName: string): number {
 function firstNonFinite(values: Float32Array): number {
   for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i] as number)) return i
   return -1
+}
+
+/** The Grams must be one [d_in, d_in] finite matrix per expert, d_in the 2-D tensor's input axis. */
+function validateGrams(grams: TensorGrams, input: TensorMergeInput): void {
+  const { shape, tensorName, names } = input
+  const dIn = shape[grams.transposed ? 1 : 0]
+  if (shape.length !== 2 || dIn !== grams.dIn)
+    throw new AppError(
+      'INCOMPATIBLE_EXPERTS',
+      `tensor ${tensorName}: Gram matrices of width ${grams.dIn} do not fit a weight of shape [${shape.join(', ')}] (${grams.transposed ? '[d_out, d_in]' : '[d_in, d_out]'})`,
+    )
+  if (grams.perExpert.length !== names.length)
+    throw new AppError(
+      'INCOMPATIBLE_EXPERTS',
+      `tensor ${tensorName}: ${grams.perExpert.length} Gram matrices for ${names.length} experts`,
+    )
+  grams.perExpert.forEach((g, i) => {
+    if (g.length !== grams.dIn * grams.dIn)
+      throw new AppError(
+        'INCOMPATIBLE_EXPERTS',
+        `tensor ${tensorName}: expert ${names[i]}'s Gram matrix has ${g.length} values, [${grams.dIn}, ${grams.dIn}] needs ${grams.dIn * grams.dIn}`,
+      )
+    for (let j = 0; j < g.length; j++)
+      if (!Number.isFinite(g[j] as number))
+        throw new AppError(
+          'INVALID_MODEL',
+          `tensor ${tensorName}: expert ${names[i]}'s Gram matrix value ${j} is ${g[j]}`,
+        )
+  })
 }
 
 /** Throws the typed error for the first problem in `input`; returns the number of values per tensor. */
@@ -59,6 +88,7 @@ export function validateMergeInput(spec: MergeSpec, input: TensorMergeInput): nu
         `tensor ${tensorName}: expert ${names[i]} value ${at} is ${e[at]}`,
       )
   })
+  if (input.grams) validateGrams(input.grams, input)
   if ('experts' in spec) {
     const known = new Set(names)
     for (const name of Object.keys(spec.experts))

@@ -18,6 +18,7 @@ import {
 } from './strategies/generalized-task-arithmetic.ts'
 import { linear } from './strategies/linear.ts'
 import { modelStock } from './strategies/model-stock.ts'
+import { regmean } from './strategies/regmean.ts'
 import type { MergeStrategy } from './types.ts'
 
 export const MERGE_STRATEGIES = {
@@ -32,6 +33,7 @@ export const MERGE_STRATEGIES = {
   della_linear: dellaLinear,
   model_stock: modelStock,
   consensus,
+  regmean,
 } as const satisfies { [K in MergeMethodName]: MergeStrategy<K> }
 
 /** @example getStrategy('ties').referenceUrl // 'https://arxiv.org/abs/2306.01708' */

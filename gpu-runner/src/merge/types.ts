@@ -16,6 +16,22 @@ export interface TensorMergeInput {
   names: readonly string[]
   shape: readonly number[]
   tensorName: string
+  /**
+   * Data-informed methods (`regmean`): the Gram matrices of this tensor's inputs on each expert's data, when it is
+   * the weight of a linear map and the builder collected them (build/pipeline/input-grams.ts). Data-free methods
+   * ignore it; without it `regmean` treats the tensor as it treats biases and norms (the weighted average).
+   */
+  grams?: TensorGrams
+}
+
+/** The inputs X_i (rows × d_in) that a linear weight saw on each expert's data, as Gram matrices. */
+export interface TensorGrams {
+  /** Per expert, in the order of `names`: G_i = X_iᵀ·X_i / rows, [d_in, d_in] row-major. */
+  perExpert: readonly Float64Array[]
+  /** The map's input width. */
+  dIn: number
+  /** The tensor is stored [d_out, d_in] and multiplies as x·Wᵀ (Gemm transB=1, a Transpose before a MatMul). */
+  transposed: boolean
 }
 
 /** What a strategy gets: validated input plus a seeded random stream per expert. */

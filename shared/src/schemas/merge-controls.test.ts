@@ -78,6 +78,11 @@ describe('MergeControlsSchema', () => {
     ],
     ['merge_method without experts', { merge_method: 'ties' }, /needs experts/],
     [
+      "regmean per request (it needs the builder's Gram matrices)",
+      { experts: { a: 1, b: 1 }, merge_method: 'regmean' },
+      /parameters\.merge_method: 'regmean' needs the Gram matrices.*twinserve build/,
+    ],
+    [
       'an unknown merge_method',
       { experts: { a: 1 }, merge_method: 'magic' },
       /unknown merge_method "magic"/,

@@ -114,6 +114,14 @@ export const MergeControlsSchema = z
       for (const k of mergeParams) fail(k, 'is a merge parameter and needs merge_method')
       return
     }
+    if (c.merge_method === 'regmean') {
+      // The Grams come from running each expert on its routing data, which only the builder does.
+      fail(
+        'merge_method',
+        "'regmean' needs the Gram matrices of each layer's inputs on the routing data, which only twinserve build computes: use it as a recipe's shared merge or a variant, not per request",
+      )
+      return
+    }
     if (c.experts === undefined) {
       fail('merge_method', 'needs experts: the experts to merge and their weights')
       return

@@ -29,6 +29,8 @@ describe('MergeSpecSchema', () => {
     ['della_linear', { method: 'della_linear', density: 0.3, epsilon: 0.1 }],
     ['model_stock', { method: 'model_stock', filter_wise: true }],
     ['consensus', { method: 'consensus', k: 3, tall_mask_lambda: 0.4, lambda: 0.3 }],
+    ['regmean', { method: 'regmean', alpha: 0.5, experts: { a: { weight: 2 } } }],
+    ['regmean alpha 0 and 1', { method: 'regmean', alpha: 1 }],
   ]
   it.each(valid)('accepts %s', (_label, input) => {
     const r = MergeSpecSchema.safeParse(input)
@@ -67,6 +69,9 @@ describe('MergeSpecSchema', () => {
     ['k 0', { method: 'consensus', k: 0 }, 'k'],
     ['param of another method', { method: 'linear', density: 0.5 }, ''],
     ['model_stock takes no weights', { method: 'model_stock', experts: {} }, ''],
+    ['regmean alpha above 1', { method: 'regmean', alpha: 1.5 }, 'alpha'],
+    ['regmean negative weight', { method: 'regmean', experts: { a: { weight: -1 } } }, 'experts.a'],
+    ['regmean has no lambda', { method: 'regmean', lambda: 0.3 }, ''],
   ]
   it.each(invalid)('rejects %s', (_label, input, path) => {
     const r = MergeSpecSchema.safeParse(input)
@@ -103,6 +108,12 @@ describe('MergeSpecSchema', () => {
     expect(MergeSpecSchema.parse({ method: 'consensus' })).toMatchObject({
       k: 2,
       tall_mask_lambda: 0.6,
+    })
+    // RegMean's reference code scales the Grams' off-diagonal by 0.9 by default.
+    expect(MergeSpecSchema.parse({ method: 'regmean' })).toEqual({
+      method: 'regmean',
+      alpha: 0.9,
+      experts: {},
     })
   })
 

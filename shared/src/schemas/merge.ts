@@ -1,12 +1,15 @@
 /**
- * Merge specifications: which data-free merge method to run and with what parameters. One strict object per
+ * Merge specifications: which merge method to run and with what parameters. One strict object per
  * method, discriminated by `method`, with mergekit's names and defaults so a recipe moved from mergekit gives
  * the same numbers. Global parameters sit on the spec; per-expert ones (`weight`, `density`, and for some
  * methods `gamma` / `epsilon`) in `experts`, keyed by expert name. An expert missing from `experts` gets
  * weight 1 and the global values.
  *
  * Divergences from mergekit, on purpose: `weight` defaults to 1 (mergekit requires it); `model_stock` takes
- * no weights (mergekit ignores them); `consensus` (TALL-mask consensus) is not in mergekit.
+ * no weights (mergekit ignores them); `consensus` (TALL-mask consensus) is not in mergekit. Every method is
+ * data-free except `regmean` (not in mergekit either), which needs the Gram matrices of each linear layer's inputs
+ * on the routing data: only `twinserve build` has them, so it is a recipe method (shared model, variants) and
+ * never a per-request `merge_method`.
  * @see https://github.com/arcee-ai/mergekit/blob/main/mergekit/merge_methods/registry.py
  * @module
  */
@@ -27,6 +30,7 @@ export const MergeMethodNameSchema = z.enum([
   'della_linear',
   'model_stock',
   'consensus',
+  'regmean',
 ])
 /** The closed list of strategy names (mergekit / LoRAX spelling). */
 export const MERGE_METHOD_NAMES = MergeMethodNameSchema.options
@@ -209,6 +213,23 @@ export const ConsensusSpecSchema = z.strictObject({
   experts: expertsOf(ExpertWeightSchema),
 })
 
+/** RegMean: an expert's weight scales its Gram matrices, so it must be positive (a negative one breaks the solve). */
+const ExpertRegMeanSchema = z.strictObject({
+  weight: z.number().gt(0, 'must be above 0').max(MAX_MERGE_WEIGHT).optional(),
+})
+
+/**
+ * RegMean (data-informed, build time only): per linear weight, W* = (Σ_i w_i·G̃_i)⁻¹ Σ_i w_i·G̃_i·W_i from the
+ * Gram matrices G_i = X_iᵀX_i of the layer's inputs on expert i's routing data, G̃ = alpha·G + (1−alpha)·diag(G).
+ * Tensors that are not the weight of a linear map (biases, norms, embedding tables) get the weighted average.
+ */
+export const RegMeanSpecSchema = z.strictObject({
+  method: z.literal('regmean'),
+  /** Off-diagonal scale of the Grams; 1 is plain RegMean (least squares), 0 the diagonal-only (per-input) weighting. */
+  alpha: z.number().gte(0).lte(1).default(0.9),
+  experts: expertsOf(ExpertRegMeanSchema),
+})
+
 export const MergeSpecSchema = z.discriminatedUnion('method', [
   LinearSpecSchema,
   TaskArithmeticSpecSchema,
@@ -221,6 +242,7 @@ export const MergeSpecSchema = z.discriminatedUnion('method', [
   DellaLinearSpecSchema,
   ModelStockSpecSchema,
   ConsensusSpecSchema,
+  RegMeanSpecSchema,
 ])
 /** A parsed spec: every default filled in. */
 export type MergeSpec = z.output<typeof MergeSpecSchema>
@@ -256,6 +278,7 @@ const GRID_PARAMETERS = new Set([
   'gamma',
   'epsilon',
   'tall_mask_lambda',
+  'alpha',
 ])
 
 /** `x` rounded to the grid; a density never rounds to 0 (it must stay > 0). */

@@ -5,8 +5,8 @@
  * before the next tensor is read. Peak memory is one tensor of every model, not every model.
  * @module
  */
-import type { MergeSpec } from '@twinserve/shared'
-import { mergeTensor } from '../../merge/index.ts'
+import { AppError, type MergeSpec } from '@twinserve/shared'
+import { mergeTensor, type TensorGrams } from '../../merge/index.ts'
 import type { ModelProto } from '../../onnx/proto.ts'
 import { type OnnxModel, tensorDims } from '../import/read-onnx.ts'
 import { floatBytes, readFloat32 } from '../import/tensor-data.ts'
@@ -20,6 +20,7 @@ import {
   sharedOnlyRow,
 } from './exclusive-knowledge.ts'
 import { writeGraph } from './graph-file.ts'
+import { gramsOf } from './input-grams.ts'
 import type { WrittenFile } from './write-model.ts'
 
 /** The float tensors to merge, in memory: the base's (by name), and each expert's in order with its name. */
@@ -30,12 +31,21 @@ export interface MergeInputs {
   names: readonly string[]
 }
 
-/** θ merged per tensor by `spec`, from values in memory (bench:quality's static merges of small zoos). */
+/**
+ * θ merged per tensor by `spec`, from values in memory (bench:quality's static merges of small zoos). `regmean`
+ * needs `grams` (recipeGrams): without them every tensor would silently be averaged, so that is refused.
+ */
 export function mergeTensors(
   inputs: MergeInputs,
   spec: MergeSpec,
   onTensor?: (done: number, total: number) => void,
+  grams?: ReadonlyMap<string, TensorGrams>,
 ): Map<string, Float32Array> {
+  if (spec.method === 'regmean' && !grams)
+    throw new AppError(
+      'INVALID_REQUEST',
+      "regmean needs each linear weight's input Gram matrices (recipeGrams); none were given",
+    )
   const out = new Map<string, Float32Array>()
   for (const [name, b] of inputs.baseValues) {
     const t = inputs.base.initializers.get(name)
@@ -47,6 +57,7 @@ export function mergeTensors(
         names: inputs.names,
         shape: t ? tensorDims(t) : [b.length],
         tensorName: name,
+        ...(spec.method === 'regmean' && grams?.has(name) ? { grams: grams.get(name) } : {}),
       }),
     )
     onTensor?.(out.size, inputs.baseValues.size)
@@ -83,6 +94,7 @@ export async function mergeToFile(
     : undefined
   const sharedOnly: SharedOnlyRow[] = []
   const half = exclusive && ctx.recipe.shared_dtype === 'float16'
+  const grams = spec.method === 'regmean' ? await gramsOf(ctx) : undefined
   let done = 0
   const written = await writeGraph(ctx, out.rel, ctx.base.model, out.variant, async (t) => {
     const name = t.name ?? ''
@@ -92,12 +104,14 @@ export async function mergeToFile(
       const et = e.initializers.get(name)
       experts.push(await readFloat32(et ?? {}, `${e.path}: ${name}`))
     }
+    const tensorGrams = await grams?.read(name)
     const exact = mergeTensor(spec, {
       base,
       experts,
       names: ctx.expertNames,
       shape: tensorDims(t),
       tensorName: name,
+      ...(tensorGrams ? { grams: tensorGrams } : {}),
     })
     // Rounded before the exclusive knowledge is taken against it (twin-graph/shared-float16.ts).
     const merged = half && storedAsFloat16(tensorDims(t)) ? roundToFloat16(exact) : exact
