@@ -17,6 +17,7 @@ import {
   compressDelta,
   selectTensors,
 } from '../../merge/index.ts'
+import { compressSharedBasis } from '../../merge/shared-basis.ts'
 import type { TensorSite } from '../graph/weight-sites.ts'
 
 export interface ExclusiveRow {
@@ -27,6 +28,8 @@ export interface ExclusiveRow {
   ranks?: number[]
   /** ‖v_t − v̂_t‖ / ‖v_t‖ per expert (0 for vectors and for zero deltas). */
   relError: number[]
+  /** The ranks of the matrix's shared basis (recipe `exclusive.shared_basis`); `ranks` are within it. */
+  basis?: { rankIn: number; rankOut: number }
 }
 
 export interface ExclusiveKnowledge {
@@ -273,6 +276,10 @@ export class ExclusiveCollector {
       return
     }
     const [rows, cols] = site.shape
+    if (this.spec.shared_basis !== undefined) {
+      await this.addShared(name, rows, cols, deltas, this.spec.shared_basis.rank)
+      return
+    }
     if (this.spec.budget !== undefined) {
       await this.addPending(name, rows, cols, deltas, this.spec.budget)
       return
@@ -293,6 +300,29 @@ export class ExclusiveCollector {
     })
     const stacked = stackExperts(name, rows, cols, parts)
     if (stacked) out.matrices.push(stacked)
+  }
+
+  /** One basis for every expert of this matrix, a core per expert (merge/shared-basis.ts). */
+  private async addShared(
+    name: string,
+    rows: number,
+    cols: number,
+    deltas: readonly Float32Array[],
+    rank: number,
+  ): Promise<void> {
+    const { basis, experts } = await compressSharedBasis(deltas, rows, cols, rank)
+    const row: ExclusiveRow = {
+      name,
+      kind: 'matrix',
+      shape: [rows, cols],
+      ranks: experts.map((p) => p.rank),
+      relError: experts.map((p) => p.relError),
+    }
+    this.knowledge.rows.push(row)
+    const stacked = stackExperts(name, rows, cols, experts)
+    if (!stacked) return
+    row.basis = { rankIn: basis.rankIn, rankOut: basis.rankOut }
+    this.knowledge.matrices.push({ ...stacked, basis })
   }
 
   private async addPending(
