@@ -128,10 +128,11 @@ describe('exclusive.shared_basis on the generated MLP', async () => {
         inputs: [{ name: 'x', shape: [n, MLP_SIZES.dIn], datatype: 'FP32', data: Array.from(x) }],
         parameters,
       })
-      for (const parameters of [
+      const cases: InferenceRequest['parameters'][] = [
         { experts: { [name]: 1 } },
-        { experts: { [name]: 1 }, merge_method: 'task_arithmetic' as const },
-      ]) {
+        { experts: { [name]: 1 }, merge_method: 'task_arithmetic' },
+      ]
+      for (const parameters of cases) {
         const [res] = await served.run([served.prepare(req(parameters))])
         const got = res?.outputs?.find((o) => o.name === 'logits')?.data as number[]
         let err = 0
