@@ -19,11 +19,8 @@ import { jacobiSvd } from './svd.ts'
 
 export interface SharedBasisResult {
   basis: SharedBasis
-  /**
-   * Each expert's A·C_t·B in per-expert SVD form (orthonormal u, vt; σ descending): C_t = P·diag(σ)·Qᵀ gives
-   * u = A·P, vt = Qᵀ·B. relError is ‖ΔW_t − A·C_t·B‖_F / ‖ΔW_t‖_F.
-   */
-  experts: CompressedDelta[]
+  /** ‖ΔW_t‖²_F per expert. */
+  energy: number[]
 }
 
 /** Core singular values below the largest times this are float32 noise, not rank. */
@@ -48,7 +45,7 @@ function product(a: ArrayLike<number>, b: ArrayLike<number>, m: number, k: numbe
 /**
  * The shared basis of one matrix's expert deltas (row-major [rows, cols] each) at basis rank `rank` (each side
  * capped at its stacked matrix's size, and at its numerical rank).
- * @example const { basis, experts } = await compressSharedBasis(deltas, 784, 256, 96)
+ * @example const { basis } = await compressSharedBasis(deltas, 784, 256, 96)
  */
 export async function compressSharedBasis(
   deltas: readonly Float32Array[],
@@ -99,20 +96,102 @@ export async function compressSharedBasis(
   const A = left.u // [rows, Ri], orthonormal columns
   const B = right.vt // [Ro, cols], orthonormal rows
   const cores = new Float32Array(T * Ri * Ro)
-  const experts: CompressedDelta[] = []
+  const energy: number[] = []
   for (const [t, d] of deltas.entries()) {
-    let energy = 0
-    for (let i = 0; i < d.length; i++) energy += (d[i] as number) ** 2
-    if (Ri === 0 || Ro === 0) {
-      experts.push(empty(energy))
-      continue
-    }
+    let e = 0
+    for (let i = 0; i < d.length; i++) e += (d[i] as number) ** 2
+    energy.push(e)
+    if (Ri === 0 || Ro === 0) continue
     const ad = await be.gemm(A, [rows, Ri], d, [rows, cols], { transA: true }) // [Ri, cols]
     const core = await be.gemm(ad, [Ri, cols], B, [Ro, cols], { transB: true }) // [Ri, Ro]
     cores.set(core, t * Ri * Ro)
-    experts.push(perExpert(core, A, B, rows, cols, Ri, Ro, energy))
   }
-  return { basis: { rankIn: Ri, rankOut: Ro, u: A, v: B, cores }, experts }
+  return { basis: { rankIn: Ri, rankOut: Ro, u: A, v: B, cores }, energy }
+}
+
+/**
+ * The basis cut to its leading ri input-side and ro output-side components. The SVD's bases are nested (the
+ * leading k columns of the rank-R basis are the rank-k basis), so this is the basis compressSharedBasis gives at
+ * the smaller ranks, and its cores are the leading blocks of the larger cores.
+ */
+export function truncateBasis(
+  b: SharedBasis,
+  rows: number,
+  cols: number,
+  T: number,
+  ri: number,
+  ro: number,
+): SharedBasis {
+  const { rankIn: Ri, rankOut: Ro } = b
+  if (ri >= Ri && ro >= Ro) return b
+  ri = Math.min(ri, Ri)
+  ro = Math.min(ro, Ro)
+  const u = new Float32Array(rows * ri)
+  for (let i = 0; i < rows; i++) u.set(b.u.subarray(i * Ri, i * Ri + ri), i * ri)
+  const cores = new Float32Array(T * ri * ro)
+  for (let t = 0; t < T; t++)
+    for (let j = 0; j < ri; j++)
+      cores.set(
+        b.cores.subarray(t * Ri * Ro + j * Ro, t * Ri * Ro + j * Ro + ro),
+        t * ri * ro + j * ro,
+      )
+  return { rankIn: ri, rankOut: ro, u, v: b.v.slice(0, ro * cols), cores }
+}
+
+/**
+ * What the basis cut to rank k (each side min(k, its rank)) keeps of every expert's delta, Σ_t ‖C_t[:k, :k]‖²,
+ * for k = 0 … max(Ri, Ro): the gains a byte budget allocates (A and B orthonormal, so this is exactly
+ * Σ_t ‖ΔW_t‖² minus the squared error).
+ */
+export function keptEnergy(b: SharedBasis, T: number): Float64Array {
+  const { rankIn: Ri, rankOut: Ro } = b
+  const K = Math.max(Ri, Ro)
+  const out = new Float64Array(K + 1)
+  for (let k = 1; k <= K; k++) {
+    // From the cut [ri0, ro0] to [ri1, ro1]: the new rows j ∈ [ri0, ri1) over every kept column, and the new
+    // columns o ∈ [ro0, ro1) over the old rows.
+    const ri0 = Math.min(k - 1, Ri)
+    const ro0 = Math.min(k - 1, Ro)
+    const ri1 = Math.min(k, Ri)
+    const ro1 = Math.min(k, Ro)
+    let add = 0
+    for (let t = 0; t < T; t++) {
+      const base = t * Ri * Ro
+      for (let j = ri0; j < ri1; j++)
+        for (let o = 0; o < ro1; o++) add += (b.cores[base + j * Ro + o] as number) ** 2
+      for (let j = 0; j < ri0; j++)
+        for (let o = ro0; o < ro1; o++) add += (b.cores[base + j * Ro + o] as number) ** 2
+    }
+    out[k] = (out[k - 1] as number) + add
+  }
+  return out
+}
+
+/**
+ * Each expert's A·C_t·B in per-expert SVD form (orthonormal u, vt; σ descending): C_t = P·diag(σ)·Qᵀ gives
+ * u = A·P, vt = Qᵀ·B, with relError ‖ΔW_t − A·C_t·B‖_F / ‖ΔW_t‖_F (from `energy`, ‖ΔW_t‖²).
+ */
+export function basisExperts(
+  b: SharedBasis,
+  rows: number,
+  cols: number,
+  energy: readonly number[],
+): CompressedDelta[] {
+  const { rankIn: Ri, rankOut: Ro } = b
+  return energy.map((e, t) =>
+    Ri === 0 || Ro === 0
+      ? empty(e)
+      : perExpert(
+          b.cores.subarray(t * Ri * Ro, (t + 1) * Ri * Ro),
+          b.u,
+          b.v,
+          rows,
+          cols,
+          Ri,
+          Ro,
+          e,
+        ),
+  )
 }
 
 function empty(energy: number): CompressedDelta {
@@ -128,7 +207,7 @@ function empty(energy: number): CompressedDelta {
 
 /** A·C·B as an SVD: C = P·diag(σ)·Qᵀ (exact Jacobi on the small core), u = A·P, vt = Qᵀ·B. */
 function perExpert(
-  core: Float32Array,
+  core: ArrayLike<number>,
   A: Float32Array,
   B: Float32Array,
   rows: number,

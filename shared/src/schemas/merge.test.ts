@@ -150,6 +150,8 @@ describe('ExclusiveSpecSchema', () => {
       true,
     ],
     [{ shared_basis: { rank: 64 }, dtype: 'int8' }, true],
+    [{ shared_basis: { budget: 0.1 } }, true],
+    [{ shared_basis: { budget: 1.5 } }, false],
     [{ shared_basis: { rank: 0 } }, false],
     [{ shared_basis: { rank: 8, budget: 0.1 } }, false],
     [{ shared_basis: {} }, false],

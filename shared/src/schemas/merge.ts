@@ -362,7 +362,23 @@ export const ExclusiveSpecSchema = z
      * have (min(rows, T·cols) and min(cols, T·rows)). Replaces rank / energy / budget; the basis and cores are
      * stored as `dtype` (int8: per-component scales folded into the cores, which stay float16).
      */
-    shared_basis: z.strictObject({ rank: z.number().int().min(1) }).optional(),
+    shared_basis: z
+      .strictObject({
+        rank: z.number().int().min(1).optional(),
+        /**
+         * Instead of one rank for every matrix: a byte budget as a fraction of the experts' bytes, like
+         * `exclusive.budget`, spent on each matrix's basis rank where a byte keeps the most of the experts' deltas.
+         */
+        budget: z
+          .number()
+          .gt(0, "must be a fraction of the experts' bytes in (0, 1], e.g. 0.1")
+          .lte(1, "must be a fraction of the experts' bytes in (0, 1], e.g. 0.1")
+          .optional(),
+      })
+      .refine((b) => (b.rank === undefined) !== (b.budget === undefined), {
+        message: 'give exactly one of rank or budget',
+      })
+      .optional(),
   })
   .refine(
     (s) => [s.rank, s.energy, s.budget, s.shared_basis].filter((x) => x !== undefined).length === 1,

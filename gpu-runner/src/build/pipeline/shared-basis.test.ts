@@ -42,9 +42,10 @@ function mul(a: Float32Array, b: Float32Array, m: number, k: number, n: number):
   return out
 }
 
-async function buildAt(rank: number, dir: string, dtype = 'float32') {
+async function buildAt(rank: number | { budget: number }, dir: string, dtype = 'float32') {
+  const basis = typeof rank === 'number' ? { rank } : rank
   const fx = await writeBuildFixture(join(root, dir), {
-    recipe: { exclusive: { shared_basis: { rank }, dtype }, variants: [] },
+    recipe: { exclusive: { shared_basis: basis, dtype }, variants: [] },
   })
   const out = join(root, `${dir}-pkg`)
   const report = await buildPackage(fx.recipePath, quiet(out))
@@ -60,6 +61,7 @@ describe('exclusive.shared_basis on the generated MLP', async () => {
   const mid = await buildAt(5, 'r5')
   const full = await buildAt(16, 'r16')
   const int8 = await buildAt(5, 'r5-int8', 'int8')
+  const budgeted = await buildAt({ budget: 0.3 }, 'budget')
 
   it('lists each matrix with its basis ranks (capped by the stacked matrices) and stores basis and cores, not per-expert factors', () => {
     const m = mid.pkg.manifest
@@ -183,5 +185,25 @@ describe('exclusive.shared_basis on the generated MLP', async () => {
       )
     })
     expect(int8.report.sizes.packageBytes).toBeLessThan(mid.report.sizes.packageBytes)
+  })
+
+  it('shared_basis.budget: ranks per matrix whose stored basis, cores and vector deltas fit the budget', () => {
+    const twin = readOnnxBytes(budgeted.pkg.model, 'twin').initializers
+    const S = TWIN_FACTOR_SUFFIXES
+    let stored = 0
+    for (const [name] of MATRICES)
+      for (const suffix of [S.basisU, S.basisV, S.cores])
+        stored += twin.get(`${name}${suffix}`)?.rawData?.byteLength ?? 0
+    for (const name of VECTORS) stored += twin.get(`${name}${S.delta}`)?.rawData?.byteLength ?? 0
+    const budget = 0.3 * budgeted.report.sizes.expertsBytes
+    expect(stored).toBeGreaterThan(0.5 * budget) // spent, not left idle
+    expect(stored).toBeLessThanOrEqual(budget)
+    const ranks = budgeted.pkg.manifest.exclusive.flatMap((e) => (e.basis ? [e.basis.rankIn] : []))
+    expect(ranks.length).toBeGreaterThan(0)
+    // The test models' deltas are independent random matrices (nothing shared): at this budget the bases keep
+    // part of every delta, no more.
+    for (const e of budgeted.report.exclusive.filter((r) => r.basis))
+      for (const err of e.relError) expect(err).toBeGreaterThan(0.05)
+    expect(budgeted.report.verification.zeroWeightsMaxAbsDiff).toBe(0)
   })
 })
