@@ -58,7 +58,8 @@ const shapes = [...zoo.baseValues.entries()].map(([name, v]) => {
   return { name, dims: (t?.dims ?? []).map(Number), size: v.length }
 })
 const matrices = shapes.filter((s) => s.dims.length === 2).map((s) => s.dims as [number, number])
-const vectorBytes = T * shapes.filter((s) => s.dims.length === 1).reduce((a, s) => a + s.size, 0) * 4
+const vectorBytes =
+  T * shapes.filter((s) => s.dims.length === 1).reduce((a, s) => a + s.size, 0) * 4
 
 /** Stored bytes of the exclusive knowledge with one shared basis of rank R per matrix (cores float16 unless float32). */
 function basisBytes(R: number, dtype: 'float16' | 'int8'): number {
