@@ -14,6 +14,7 @@ import { loadModel } from '../../model/load-model.ts'
 import { onnx } from '../../onnx/proto.ts'
 import { loadPackage } from '../../package/load-package.ts'
 import { openSession, ort } from '../../runtime/index.ts'
+import { buildDelta } from '../build-delta.ts'
 import { buildPackage } from '../build-package.ts'
 import { readOnnxBytes, tensorToFloat32, withFloatInitializers } from '../import/read-onnx.ts'
 import { createReporter } from './progress.ts'
@@ -205,5 +206,16 @@ describe('exclusive.shared_basis on the generated MLP', async () => {
     for (const e of budgeted.report.exclusive.filter((r) => r.basis))
       for (const err of e.relError) expect(err).toBeGreaterThan(0.05)
     expect(budgeted.report.verification.zeroWeightsMaxAbsDiff).toBe(0)
+  })
+
+  it('refuses a --from delta build of a shared-basis package (the basis belongs to all the experts together)', async () => {
+    await expect(
+      buildDelta(mid.fx.recipePath, mid.out, [{ op: 'remove', name: 'task-c' }], {
+        out: join(root, 'delta-out'),
+        reporter: createReporter({ quiet: true }),
+      }),
+    ).rejects.toThrow(
+      /shared_basis: a package whose experts share one basis per matrix cannot take expert deltas/,
+    )
   })
 })
