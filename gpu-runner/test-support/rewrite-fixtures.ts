@@ -33,6 +33,20 @@ export interface RewriteCase {
   mlpRouter?: boolean
   /** Drop half of expert 1's rank columns and reverse the column order. */
   uneven?: boolean
+  /** Store every matrix as an exact shared basis: A = I, B = I, C_t = Δ_t (recipe `exclusive.shared_basis`). */
+  basis?: boolean
+}
+
+/** An exact shared basis without SVD: A = I [rows, rows], B = I [cols, cols], C_t = Δ_t. */
+export function identityBasis(f: MatrixFactors, deltas: Float32Array[]): MatrixFactors {
+  const { rows, cols } = f
+  const eye = (n: number) =>
+    Float32Array.from({ length: n * n }, (_, i) => (i % (n + 1) === 0 ? 1 : 0))
+  const cores = new Float32Array(deltas.length * rows * cols)
+  deltas.forEach((d, t) => {
+    cores.set(d, t * rows * cols)
+  })
+  return { ...f, basis: { rankIn: rows, rankOut: cols, u: eye(rows), v: eye(cols), cores } }
 }
 
 /**
@@ -155,7 +169,7 @@ export async function rewriteSetup(c: RewriteCase) {
     const deltas = ex.map((m) => (m.get(name) as Float32Array).map((x, i) => x - (s[i] as number)))
     if (site.kind === 'matrix') {
       const f = identityFactors(name, site.shape[0], site.shape[1], deltas)
-      matrices.push(c.uneven ? uneven(f) : f)
+      matrices.push(c.basis ? identityBasis(f, deltas) : c.uneven ? uneven(f) : f)
     }
     if (site.kind === 'vector') {
       const delta = new Float32Array(T * site.shape[0])

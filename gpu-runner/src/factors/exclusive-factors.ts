@@ -29,6 +29,27 @@ export interface MatrixFactors extends LowRankFactors {
   cols: number
   /** [R] expert index of each rank column (R = Σ_t rank_t; ranks may differ per expert). */
   expertOfRank: Int32Array
+  /**
+   * Present when the matrix is stored and served as one basis shared by the experts (factors/shared-basis.ts):
+   * then u, σ, vt above are the same deltas in per-expert SVD form (for the router, the report and verification),
+   * and the twin graph stores the basis instead of them.
+   */
+  basis?: SharedBasis
+}
+
+/**
+ * One basis shared by all experts: ΔW_t = A·C_t·B with A [rows, rankIn], B [rankOut, cols] shared and a small core
+ * C_t [rankIn, rankOut] per expert (recipe `exclusive.shared_basis`).
+ */
+export interface SharedBasis {
+  rankIn: number
+  rankOut: number
+  /** A [rows, rankIn] */
+  u: Float32Array
+  /** B [rankOut, cols] */
+  v: Float32Array
+  /** [T, rankIn, rankOut] */
+  cores: Float32Array
 }
 
 /** One exclusive vector: every expert's exact delta. */

@@ -24,6 +24,7 @@ import {
   shapeOf,
 } from '../factors/exclusive-factors.ts'
 import { int8TensorValues } from '../factors/int8-factors.ts'
+import { basisAsExpertFactors } from '../factors/shared-basis-factors.ts'
 import type { MatmulBackend } from '../merge/matmul.ts'
 import { float16TensorValues } from '../onnx/float16.ts'
 import { valueInfo } from '../onnx/graph-builder.ts'
@@ -159,6 +160,25 @@ export function readExclusiveFactors(
       const [rows, cols] = e.shape
       if (e.shape.length !== 2 || rows === undefined || cols === undefined)
         throw invalid(model, `exclusive matrix '${e.name}' must be 2-D, got [${e.shape.join(',')}]`)
+      if (e.basis) {
+        const { rankIn: Ri, rankOut: Ro } = e.basis
+        return {
+          ...basisAsExpertFactors(
+            {
+              rankIn: Ri,
+              rankOut: Ro,
+              u: floatsOf(need(`${e.name}${S.basisU}`, [rows, Ri]).t, model, true),
+              v: floatsOf(need(`${e.name}${S.basisV}`, [Ro, cols]).t, model, true),
+              cores: floatsOf(need(`${e.name}${S.cores}`, [T, Ri, Ro]).t, model, true),
+            },
+            e.name,
+            rows,
+            cols,
+            T,
+          ),
+          shared: floatsOf(need(e.name, [rows, cols]).t, model, true),
+        }
+      }
       const u = need(`${e.name}${S.u}`, [rows, 'R'])
       const R = u.R
       const expertOfRank = intsOf(need(`${e.name}${S.expertOfRank}`, [R]).t, model)

@@ -329,7 +329,7 @@ const oneOfRankOrEnergy = {
   message: 'give exactly one of rank or energy',
 }
 const oneOfRankEnergyOrBudget = {
-  message: `give at most one of rank, energy or budget (none: the default, budget ${DEFAULT_EXCLUSIVE_BUDGET})`,
+  message: `give at most one of rank, energy, budget or shared_basis (none: the default, budget ${DEFAULT_EXCLUSIVE_BUDGET})`,
 }
 
 /** A per-tensor compression target: the first entry whose `match` pattern names a tensor wins. */
@@ -390,11 +390,50 @@ export const ExclusiveSpecSchema = z
      * rows: `top_k` is capped at k); must be below the number of experts. Default: dense, every expert applied.
      */
     topk_gather: z.number().int().min(1).optional(),
+    /**
+     * One low-rank basis per matrix shared by every expert, plus a small core per expert (issue #18): for a
+     * weight W [rows, cols], an input-side basis A [rows, rank] from the SVD of the experts' deltas side by side
+     * [ΔW_1 … ΔW_T], an output-side basis B [rank, cols] from the SVD of the deltas stacked [ΔW_1; …; ΔW_T], and
+     * cores C_t = Aᵀ·ΔW_t·Bᵀ [rank, rank], so ΔW_t ≈ A·C_t·B (the best approximation within the two shared
+     * subspaces). A row computes x·A once, mixes the cores by its weights, then ·B: the bytes and FLOPs of
+     * rank `rank` (plus T·rank² for the cores) whatever the number of experts, where per-expert factors cost
+     * T·rank. Pays when the experts' deltas share directions; experts that change unrelated directions need
+     * rank ≈ T·r for what per-expert rank r keeps. Each side's rank is capped at what its stacked matrix can
+     * have (min(rows, T·cols) and min(cols, T·rows)). Replaces rank / energy / budget; the basis and cores are
+     * stored as `dtype` (int8: per-component scales folded into the cores, which stay float16).
+     */
+    shared_basis: z
+      .strictObject({
+        rank: z.number().int().min(1).optional(),
+        /**
+         * Instead of one rank for every matrix: a byte budget as a fraction of the experts' bytes, like
+         * `exclusive.budget`, spent on each matrix's basis rank where a byte keeps the most of the experts' deltas.
+         */
+        budget: z
+          .number()
+          .gt(0, "must be a fraction of the experts' bytes in (0, 1], e.g. 0.1")
+          .lte(1, "must be a fraction of the experts' bytes in (0, 1], e.g. 0.1")
+          .optional(),
+      })
+      .refine((b) => (b.rank === undefined) !== (b.budget === undefined), {
+        message: 'give exactly one of rank or budget',
+      })
+      .optional(),
   })
   .refine(
-    (s) => [s.rank, s.energy, s.budget].filter((x) => x !== undefined).length <= 1,
+    (s) => [s.rank, s.energy, s.budget, s.shared_basis].filter((x) => x !== undefined).length <= 1,
     oneOfRankEnergyOrBudget,
   )
+  .refine((s) => s.shared_basis === undefined || s.tensors === undefined, {
+    message:
+      'shared_basis gives every matrix one basis rank; per-tensor rules (tensors) cannot be combined with it',
+    path: ['tensors'],
+  })
+  .refine((s) => s.shared_basis === undefined || s.topk_gather === undefined, {
+    message:
+      'shared_basis already computes the basis once per row whatever the number of experts; it cannot be combined with topk_gather',
+    path: ['topk_gather'],
+  })
   .refine((s) => s.budget === undefined || s.tensors === undefined, {
     message:
       "budget allocates every matrix's rank itself; per-tensor rules (tensors) cannot be combined with it",
@@ -409,8 +448,12 @@ export const ExclusiveSpecSchema = z
     },
   )
   .transform((s) => {
-    const stated = s.rank !== undefined || s.energy !== undefined || s.budget !== undefined
-    const { rank, energy, tensors, include, exclude, topk_gather } = s
+    const stated =
+      s.rank !== undefined ||
+      s.energy !== undefined ||
+      s.budget !== undefined ||
+      s.shared_basis !== undefined
+    const { rank, energy, tensors, include, exclude, topk_gather, shared_basis } = s
     // Rebuilt in the schema's key order: a manifest stores the parsed spec, and a delta build compares a
     // re-parsed recipe's spec with it as JSON.
     return {
@@ -426,6 +469,7 @@ export const ExclusiveSpecSchema = z
       ...(exclude !== undefined ? { exclude } : {}),
       dtype: s.dtype ?? (stated ? 'float32' : DEFAULT_EXCLUSIVE_DTYPE),
       ...(topk_gather !== undefined ? { topk_gather } : {}),
+      ...(shared_basis !== undefined ? { shared_basis } : {}),
     }
   })
 export type ExclusiveSpec = z.output<typeof ExclusiveSpecSchema>

@@ -222,12 +222,30 @@ describe('RecipeSchema', () => {
     [
       'both rank and energy',
       { ...minimal, exclusive: { rank: 2, energy: 0.5 } },
-      /at most one of rank, energy or budget/,
+      /at most one of rank, energy, budget or shared_basis/,
     ],
     [
       'both rank and budget',
       { ...minimal, exclusive: { rank: 2, budget: 0.2 } },
-      /exclusive: give at most one of rank, energy or budget/,
+      /exclusive: give at most one of rank, energy, budget or shared_basis/,
+    ],
+    [
+      'a shared basis with a rank (issue #18)',
+      { ...minimal, exclusive: { rank: 2, shared_basis: { rank: 8 } } },
+      /exclusive: give at most one of rank, energy, budget or shared_basis/,
+    ],
+    [
+      'a shared basis with per-tensor rules',
+      {
+        ...minimal,
+        exclusive: { shared_basis: { rank: 8 }, tensors: [{ match: 'fc1*', rank: 2 }] },
+      },
+      /exclusive\.tensors: shared_basis gives every matrix one basis rank/,
+    ],
+    [
+      'a shared basis with top-k gather',
+      { ...minimal, exclusive: { shared_basis: { rank: 8 }, topk_gather: 1 } },
+      /exclusive\.topk_gather: shared_basis already computes the basis once per row/,
     ],
     [
       'a budget of 0',

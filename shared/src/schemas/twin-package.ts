@@ -25,6 +25,11 @@
  *     built with `exclusive.topk_gather` stores columns expert-major, every expert padded to the tensor's
  *     largest rank r with σ = 0, so there R = T·r
  *   and expert t's delta is ΔW_t = Σ_{r : e(r)=t} σ_r · U[:, r] ⊗ V[r, :] (a rank-0 expert has ΔW_t = 0);
+ * - kind `matrix` with manifest `basis` (recipe `exclusive.shared_basis`): instead of the four above,
+ *   - `<w>.twin_basis_u`        float [rows, Ri]  input-side basis A shared by the experts (stored like `twin_u`)
+ *   - `<w>.twin_basis_v`        float [Ro, cols]  output-side basis B
+ *   - `<w>.twin_cores`          float [T, Ri, Ro] one core per expert (float32, or float16 followed by a Cast)
+ *   and expert t's delta is ΔW_t = A·C_t·B;
  * - kind `vector`, shape [d]: `<w>.twin_delta` float [T, d], row t = expert t's exact delta.
  * A row with expert weights w then computes θ_s + Σ_t w_t·Δ_t in every exclusive tensor.
  * Variants are plain graphs (the base model's inputs and outputs only): static merges served as A/B arms.
@@ -119,6 +124,9 @@ export const TWIN_FACTOR_SUFFIXES = {
   sigma: '.twin_sigma',
   expertOfRank: '.twin_expert_of_rank',
   delta: '.twin_delta',
+  basisU: '.twin_basis_u',
+  basisV: '.twin_basis_v',
+  cores: '.twin_cores',
 } as const
 
 /** Names users type in recipes and requests: experts, variants, packages. */
@@ -175,6 +183,13 @@ export const ExclusiveTensorSchema = z.strictObject({
   ranks: z.array(z.number().int().nonnegative()).optional(),
   /** Relative Frobenius reconstruction error per expert, ‖v − v̂‖ / ‖v‖. */
   relError: z.array(z.number().nonnegative()),
+  /**
+   * Present when the matrix is stored as a basis shared by the experts (recipe `exclusive.shared_basis`): the
+   * ranks of its input-side and output-side bases. `ranks` then gives each expert's rank within them.
+   */
+  basis: z
+    .strictObject({ rankIn: z.number().int().positive(), rankOut: z.number().int().positive() })
+    .optional(),
 })
 
 /** How a package routes: a trained MLP, per-expert prototypes, or from the stored factors alone (data-free). */

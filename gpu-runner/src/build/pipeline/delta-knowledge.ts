@@ -49,6 +49,15 @@ export async function deltaKnowledge(
   models: ReadonlyMap<string, OnnxModel>,
   rel: string,
 ): Promise<MergedModel & { exclusive: ExclusiveKnowledge; reused: string[] }> {
+  // A shared basis is computed from every expert together: adding or dropping one changes it for all of them.
+  if (
+    ctx.recipe.exclusive.shared_basis !== undefined ||
+    old.manifest.exclusive.some((e) => e.basis)
+  )
+    throw new AppError(
+      'INVALID_REQUEST',
+      `exclusive.shared_basis: a package whose experts share one basis per matrix cannot take expert deltas (the basis is computed from all experts together); rebuild it in full without --from`,
+    )
   const factors = new Map<string, FactorsWithShared>(
     readExclusiveFactors(old.twin.graph, old.manifest).map((f) => [f.name, f]),
   )

@@ -6,17 +6,25 @@
  * @module
  */
 import { AppError, type ExclusiveSpec } from '@twinserve/shared'
+import type { SharedBasis } from '../../factors/exclusive-factors.ts'
 import {
   type MatrixFactors,
   stackExperts,
   type VectorFactors,
 } from '../../factors/exclusive-factors.ts'
+import { allocateBasisRanks } from '../../merge/basis-budget.ts'
 import {
   allocateRanks,
   type CompressedDelta,
   compressDelta,
   selectTensors,
 } from '../../merge/index.ts'
+import {
+  basisExperts,
+  compressSharedBasis,
+  keptEnergy,
+  truncateBasis,
+} from '../../merge/shared-basis.ts'
 import type { TensorSite } from '../graph/weight-sites.ts'
 
 export interface ExclusiveRow {
@@ -27,6 +35,8 @@ export interface ExclusiveRow {
   ranks?: number[]
   /** ‖v_t − v̂_t‖ / ‖v_t‖ per expert (0 for vectors and for zero deltas). */
   relError: number[]
+  /** The ranks of the matrix's shared basis (recipe `exclusive.shared_basis`); `ranks` are within it. */
+  basis?: { rankIn: number; rankOut: number }
 }
 
 export interface ExclusiveKnowledge {
@@ -180,6 +190,24 @@ export function bytesPerRank(rows: number, cols: number, dtype: ExclusiveSpec['d
 }
 
 /**
+ * Bytes a matrix's shared basis at ranks ri (input side) and ro (output side, default ri) costs in the twin graph:
+ * A [rows, ri] and B [ro, cols] as stored (`dtype`), the cores [T, ri, ro] float32, or float16 when the factors
+ * are not float32 (basis-corrections.ts).
+ */
+export function basisBytes(
+  rows: number,
+  cols: number,
+  T: number,
+  ri: number,
+  dtype: ExclusiveSpec['dtype'],
+  ro = ri,
+): number {
+  const factor = dtype === 'int8' ? 1 : dtype === 'float16' ? 2 : 4
+  const core = dtype === 'float32' ? 4 : 2
+  return (rows * ri + ro * cols) * factor + T * ri * ro * core
+}
+
+/**
  * Under a budget, one (matrix, expert) pair keeps at most this many times its even share of the budget's ranks
  * until the allocation: it bounds what the builder holds between the merge pass and the allocation (the whole
  * spectrum of every matrix would be every expert's weights again).
@@ -195,6 +223,17 @@ interface PendingMatrix {
   /** ‖v_t‖²_F per expert (for the relative error after the cut). */
   energy: number[]
   /** Its row in `knowledge.rows`. */
+  row: ExclusiveRow
+}
+
+/** A matrix's shared basis (at its cap, under a budget), waiting for its per-expert form. */
+interface PendingBasis {
+  name: string
+  rows: number
+  cols: number
+  basis: SharedBasis
+  /** ‖v_t‖²_F per expert. */
+  energy: number[]
   row: ExclusiveRow
 }
 
@@ -229,6 +268,7 @@ export class ExclusiveCollector {
   private readonly sites: Map<string, TensorSite>
   private readonly targetOf: (name: string) => { rank?: number; energy?: number }
   private readonly pending: PendingMatrix[] = []
+  private readonly pendingBases: PendingBasis[] = []
   private vectorBytes = 0
 
   /**
@@ -273,6 +313,10 @@ export class ExclusiveCollector {
       return
     }
     const [rows, cols] = site.shape
+    if (this.spec.shared_basis !== undefined) {
+      await this.addShared(name, rows, cols, deltas, this.spec.shared_basis)
+      return
+    }
     if (this.spec.budget !== undefined) {
       await this.addPending(name, rows, cols, deltas, this.spec.budget)
       return
@@ -293,6 +337,80 @@ export class ExclusiveCollector {
     })
     const stacked = stackExperts(name, rows, cols, parts)
     if (stacked) out.matrices.push(stacked)
+  }
+
+  /**
+   * One basis for every expert of this matrix, a core per expert (merge/shared-basis.ts). Under a budget the
+   * basis waits at a capped rank until `finish()` allocates the budget over every matrix.
+   */
+  private async addShared(
+    name: string,
+    rows: number,
+    cols: number,
+    deltas: readonly Float32Array[],
+    target: { rank?: number; budget?: number },
+  ): Promise<void> {
+    const row: ExclusiveRow = { name, kind: 'matrix', shape: [rows, cols], relError: [] }
+    this.knowledge.rows.push(row)
+    if (target.budget !== undefined) {
+      // This matrix's even share of the budget, in basis rank; it may get up to BUDGET_CAP_OVER_EVEN_SHARE times.
+      const share = target.budget * this.T * rows * cols * 4
+      let even = 1
+      while (
+        even < Math.max(rows, cols) &&
+        basisBytes(rows, cols, this.T, even + 1, this.spec.dtype) <= share
+      )
+        even++
+      const cap = Math.min(Math.max(rows, cols), Math.ceil(BUDGET_CAP_OVER_EVEN_SHARE * even))
+      const { basis, energy } = await compressSharedBasis(deltas, rows, cols, cap)
+      this.pendingBases.push({ name, rows, cols, basis, energy, row })
+      return
+    }
+    const { basis, energy } = await compressSharedBasis(deltas, rows, cols, target.rank ?? 1)
+    this.storeBasis({ name, rows, cols, basis, energy, row })
+  }
+
+  /** A matrix's final basis: its per-expert form, its row, and its factors. */
+  private storeBasis(p: PendingBasis): void {
+    const experts = basisExperts(p.basis, p.rows, p.cols, p.energy)
+    p.row.ranks = experts.map((e) => e.rank)
+    p.row.relError = experts.map((e) => e.relError)
+    const stacked = stackExperts(p.name, p.rows, p.cols, experts)
+    if (!stacked) return
+    p.row.basis = { rankIn: p.basis.rankIn, rankOut: p.basis.rankOut }
+    this.knowledge.matrices.push({ ...stacked, basis: p.basis })
+  }
+
+  /** Under `shared_basis.budget`: each matrix's basis rank by energy kept per byte (merge/basis-budget.ts). */
+  private finishBases(budget: number): void {
+    const total = budget * this.expertsBytes
+    const left = total - this.vectorBytes
+    if (left < 0)
+      throw new AppError(
+        'INVALID_REQUEST',
+        `exclusive.shared_basis.budget ${budget} allows ${(total / 1e6).toFixed(3)} MB (of ${(this.expertsBytes / 1e6).toFixed(3)} MB of experts), but the exact vector deltas alone take ${(this.vectorBytes / 1e6).toFixed(3)} MB; raise the budget or exclude vectors (e.g. exclude: ['*.bias'])`,
+      )
+    const { ranks } = allocateBasisRanks(
+      this.pendingBases.map((p) => ({
+        kept: keptEnergy(p.basis, this.T),
+        bytes: (k: number) =>
+          basisBytes(
+            p.rows,
+            p.cols,
+            this.T,
+            Math.min(k, p.basis.rankIn),
+            this.spec.dtype,
+            Math.min(k, p.basis.rankOut),
+          ),
+      })),
+      left,
+    )
+    this.pendingBases.forEach((p, i) => {
+      const k = ranks[i] ?? 0
+      const cut = truncateBasis(p.basis, p.rows, p.cols, this.T, k, k)
+      this.storeBasis({ ...p, basis: cut })
+    })
+    this.pendingBases.length = 0
   }
 
   private async addPending(
@@ -329,6 +447,8 @@ export class ExclusiveCollector {
    * @throws AppError INVALID_REQUEST when the vector deltas alone exceed the budget
    */
   finish(): ExclusiveKnowledge {
+    const basisBudget = this.spec.shared_basis?.budget
+    if (basisBudget !== undefined && this.pendingBases.length > 0) this.finishBases(basisBudget)
     const budget = this.spec.budget
     if (budget === undefined || this.pending.length === 0) return this.knowledge
     const total = budget * this.expertsBytes

@@ -60,6 +60,7 @@ export function packageManifest(
         shape: r.shape,
         ...(r.ranks ? { ranks: r.ranks } : {}),
         relError: r.relError,
+        ...(r.basis ? { basis: r.basis } : {}),
       })),
     variants: variants.map((v) => ({
       name: v.name,

@@ -4,7 +4,8 @@
  *   ΔY = ((X·U) ⊙ s(w))·Vᵀ,  s(w) = Gather(w, expert_of_rank) ⊙ σ   // s: [batch, R]
  * with the roles of U and Vᵀ swapped when the node uses Wᵀ, scaled by Gemm's alpha. The factors are stored under
  * the naming convention (shared/src/schemas/twin-package.ts). With top-k gather the graph gathers each row's
- * experts' factors instead of multiplying by all of them (topk-gather.ts).
+ * experts' factors instead of multiplying by all of them (topk-gather.ts). A matrix stored as a basis shared by
+ * the experts gets its own formulation (basis-corrections.ts).
  * @module
  */
 import { AppError, TWIN_FACTOR_SUFFIXES } from '@twinserve/shared'
@@ -13,6 +14,7 @@ import { int8Tensor, quantizeFactors } from '../../factors/int8-factors.ts'
 import { float16Tensor } from '../../onnx/float16.ts'
 import { type INodeProto, onnx } from '../../onnx/proto.ts'
 import { floatAttr, intAttr, type MatrixUse } from '../graph/weight-sites.ts'
+import { emitBasisCorrections } from './basis-corrections.ts'
 import type { Corrections } from './corrections.ts'
 import type { ExpertWeights } from './expert-weights.ts'
 import { type FoldedBiases, vectorDelta } from './folded-biases.ts'
@@ -222,6 +224,10 @@ export function emitMatrixCorrections(
     if (ctx.options.sites.get(given.name)?.kind !== 'matrix') continue
     if (given.sigma.length === 0) continue
     checkShape(given)
+    if (given.basis) {
+      emitBasisCorrections(ctx, { ...given, basis: given.basis }, weights.applied, corrections)
+      continue
+    }
     if (weights.picked !== undefined && weights.pickedWeights !== undefined) {
       const padded = padExpertMajor(given, ctx.experts)
       const stored = storeFactors(ctx, padded)
