@@ -406,7 +406,9 @@ export async function runTextQuality(o: TextQualityOptions): Promise<string> {
       out.push(leverTable(leverRows))
       out.push('')
       out.push(
-        `The committed recipe ${committedMatchesPick ? 'is' : '**is not**'} the validation pick: \`${decided(picked)}\`.`,
+        committedMatchesPick
+          ? `The committed recipe is the validation pick: \`${decided(picked)}\`.`
+          : `These stages' validation pick is \`${decided(picked)}\`; the committed recipe is not it: its router goes on with levers these stages do not sweep (masked pooling, the tf-idf bag of tokens, a linear router, sharpness, the seed ensemble), chosen on validation by the text router probes after this section.`,
       )
       out.push('')
     }
