@@ -15,6 +15,7 @@
  *   npm run bench:quality -- --only text           # the text zoo only (issue #13), about 30 minutes on 2 busy cores
  *   npm run bench:quality -- --only text --quick   # without its levers and rank-16 arm: about 12 minutes
  *   npm run bench:quality -- --only text-frontier  # the text zoo's quality–cost frontier (issue #18), cached per arm
+ *   npm run bench:quality -- --only text-frontier --text-arms 'package router'  # build only those arms; the rest from the cache
  *   npm run bench:quality -- --only lm             # the LM zoo's perplexity (issue #14), about 30 minutes on 2 busy cores
  *   npm run bench:quality -- --only regmean        # RegMean vs task arithmetic / TIES, static and as the twin's shared model
  *   npm run bench:quality -- --only regmean-text   # the same on the text zoo
@@ -79,6 +80,7 @@ const { values } = parseArgs({
     'text-budget-mb': { type: 'string', default: '40' },
     'text-budgets': { type: 'string', default: '0.05,0.1,0.25' },
     fresh: { type: 'boolean', default: false },
+    'text-arms': { type: 'string' },
     'lm-recipe': { type: 'string', default: 'zoo/lm/recipe.yaml' },
     'lm-package': { type: 'string', default: 'zoo/lm/package' },
   },
@@ -137,6 +139,7 @@ if (runs('text-frontier')) {
     budgets: (values['text-budgets'] ?? '').split(',').filter(Boolean).map(Number),
     cacheDir: resolve('bench/.cache/text-frontier'),
     fresh: values.fresh ?? false,
+    ...(values['text-arms'] ? { only: values['text-arms'] } : {}),
     log,
   })
   await writeZooSection(

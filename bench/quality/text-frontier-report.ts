@@ -30,7 +30,7 @@ const parts = (r: TextFrontierRow) =>
   `shared ${mb(r.bytesOf.shared)}, factors ${mb(r.bytesOf.factors)}, router ${mb(r.bytesOf.router)} MB`
 
 export async function textFrontierSection(o: TextFrontierOptions): Promise<string> {
-  const { rows, expertBytes, expert } = await runTextFrontier(o)
+  const { rows, expertBytes, expert, packageRouter } = await runTextFrontier(o)
   const share = (r: TextFrontierRow) => r.packageBytes / expertBytes
   const inBudget = (r: TextFrontierRow) => share(r) <= GOAL.share
   const best = bestOf(rows, (r) => r.group === 'routed' && inBudget(r))
@@ -47,7 +47,9 @@ export async function textFrontierSection(o: TextFrontierOptions): Promise<strin
       `Bytes are the package's files against the six experts' files (${mb(expertBytes)} MB), as in the Fashion frontier; 25% = ${mb(GOAL.share * expertBytes)} MB. ` +
       '"budget b" is `exclusive: { budget: b }` (the exclusive knowledge\'s bytes as a fraction of the experts\'), `int8`/`float16` its `exclusive.dtype`; ' +
       '"shared f16" is the recipe\'s `shared_dtype: float16` (the shared weights rounded to float16 before the exclusive knowledge is taken against them, stored as FLOAT16 behind a Cast); ' +
-      '"router … f16" is `router.dtype: float16` (its weight matrices, the bag of tokens\' 5,000-row table included, stored as FLOAT16).',
+      '"router … f16" is `router.dtype: float16` (its weight matrices, the bag of tokens\' 5,000-row table included, stored as FLOAT16). ' +
+      '"route1 router" rows keep the router the recipe had when this frontier was first measured (masked embeddings + block 0\'s FFN, a bag of tokens as mean counts standardised per id, MLP; pinned in text-frontier.ts, so their cached rows stay valid); ' +
+      `"package router" rows use the committed recipe's router as it is (${packageRouter}).`,
   )
   out.push(
     `- **Accuracy:** normalised = twin / expert per task, averaged (experts measured the same way, validation ${expert.val.map((a) => pct(a)).join(' / ')}, test ${expert.test.map((a) => pct(a)).join(' / ')}). ` +

@@ -9,8 +9,14 @@
  * `shared_dtype`), the factors (`exclusive.budget` × `exclusive.dtype`) and the router (its width, the bag of
  * tokens, `router.dtype`). Pareto (✓): no other arm has both higher validation routed accuracy and fewer bytes.
  *
- * Each arm's numbers are cached under `bench/.cache/text-frontier/` by a hash of the recipe it built and of the
- * zoo's model files, so a rerun after a change rebuilds only the arms that changed (`--fresh` ignores the cache).
+ * Each arm's numbers are cached under `bench/.cache/text-frontier/` by a hash of the recipe it built (its paths
+ * relative to the working directory, so a cache copied between checkouts still hits) and of the zoo's model files,
+ * so a rerun after a change rebuilds only the arms that changed (`--fresh` ignores the cache; `--text-arms <s>`
+ * builds only the arms whose label contains s and reads the others from the cache, leaving out any not there).
+ *
+ * Two routers: the arms first measured (2026-12-05, before route2-13) keep the router the recipe had then
+ * (`ROUTER_ROUTE1`: mean bag, MLP), pinned so their rows stay what was measured; the "package router" arms use
+ * the committed recipe's router as it is (they follow it when it changes).
  * @module
  */
 import { createHash } from 'node:crypto'
@@ -31,6 +37,27 @@ export interface TextFrontierArm {
   /** What the arm measures: the factors' loss (oracle sweep) or a servable configuration (routed). */
   group: 'factors' | 'routed'
   change: RecipeChange
+  /** The router the change applies to: the one the first arms were measured with, or the committed recipe's. */
+  router: 'route1' | 'package'
+}
+
+/**
+ * zoo/text/recipe.yaml's router when the frontier was first measured (route1: masked embeddings + block 0's FFN,
+ * mean bag of tokens standardised per id, MLP [256], no sharpness), `data` aside (the recipe's own). In the
+ * recipe's key order, so the cached arms' keys are what they were.
+ */
+export const ROUTER_ROUTE1: RecipeInput['router'] = {
+  feature: ['/Add_output_0', '/blocks.0/Mul_1_output_0'],
+  pooling: 'masked',
+  bag_of_tokens: true,
+  data: '',
+  hidden: [256],
+  epochs: 80,
+  lr: 0.002,
+  batch_size: 64,
+  patience: 12,
+  seed: 1,
+  heldout_fraction: 0.1,
 }
 
 /** A small router for the budget arms: the committed features and bag, hidden 64, 40 epochs. */
@@ -48,12 +75,16 @@ const DATA_FREE = {
   bag_of_tokens: false,
 } as const
 
+/** The package router's compressed arms: factor budgets at int8 with the shared model and router as float16. */
+export const PACKAGE_ROUTER_BUDGETS = [0.05, 0.08, 0.12] as const
+const packageArm = (budget: number) => `budget ${budget} int8, shared f16, package router f16`
+
 /** The trained-router arm with the data-free arm's shared model and factors: the data-free router's yardstick. */
-export const TRAINED_BESIDE_DATA_FREE = 'budget 0.05 int8, shared f16, router [64] + bag f16'
+export const TRAINED_BESIDE_DATA_FREE = packageArm(0.05)
 
 /** The arms, from the committed recipe: no static variants, no shared file (package = twin graph + tokenizer + manifest). */
 export function textFrontierArms(budgets: readonly number[]): TextFrontierArm[] {
-  const arms: TextFrontierArm[] = []
+  const arms: Omit<TextFrontierArm, 'router'>[] = []
   // 1. The factors alone: budgets × float16 / int8, a prototype router (cheap; its routed row shows it).
   for (const dtype of ['float16', 'int8'] as const)
     for (const budget of budgets)
@@ -69,17 +100,17 @@ export function textFrontierArms(budgets: readonly number[]): TextFrontierArm[] 
   const int8 = (budget: number) => ({ budget, dtype: 'int8' as const })
   arms.push(
     {
-      label: 'budget 0.05 int8, committed router (bag, [256])',
+      label: 'budget 0.05 int8, route1 router (mean bag, [256])',
       group: 'routed',
       change: { exclusive: int8(0.05) },
     },
     {
-      label: 'budget 0.05 int8, shared f16, router [64] no bag',
+      label: 'budget 0.05 int8, shared f16, route1 router [64] no bag',
       group: 'routed',
       change: { exclusive: int8(0.05), shared_dtype: 'float16', router: NO_BAG },
     },
     {
-      label: TRAINED_BESIDE_DATA_FREE,
+      label: 'budget 0.05 int8, shared f16, route1 router [64] + mean bag f16',
       group: 'routed',
       change: {
         exclusive: int8(0.05),
@@ -88,7 +119,7 @@ export function textFrontierArms(budgets: readonly number[]): TextFrontierArm[] 
       },
     },
     {
-      label: 'budget 0.075 int8, shared f16, router [64] + bag f16',
+      label: 'budget 0.075 int8, shared f16, route1 router [64] + mean bag f16',
       group: 'routed',
       change: {
         exclusive: int8(0.075),
@@ -98,7 +129,7 @@ export function textFrontierArms(budgets: readonly number[]): TextFrontierArm[] 
     },
     {
       // A wider router pays in bag rows (5,000 × 128 float16 = 1.28 MB): fewer factor bytes to stay within 25%.
-      label: 'budget 0.03 int8, shared f16, router [128] + bag f16',
+      label: 'budget 0.03 int8, shared f16, route1 router [128] + mean bag f16',
       group: 'routed',
       change: {
         exclusive: int8(0.03),
@@ -122,7 +153,20 @@ export function textFrontierArms(budgets: readonly number[]): TextFrontierArm[] 
       },
     },
   )
-  return arms
+  const out: TextFrontierArm[] = arms.map((a) => ({ ...a, router: 'route1' }))
+  // 3. The committed recipe's router (the package's), stored as float16, at int8 factor budgets.
+  for (const budget of PACKAGE_ROUTER_BUDGETS)
+    out.push({
+      label: packageArm(budget),
+      group: 'routed',
+      router: 'package',
+      change: {
+        exclusive: int8(budget),
+        shared_dtype: 'float16',
+        router: { dtype: 'float16' },
+      },
+    })
+  return out
 }
 
 export interface TextFrontierRow {
@@ -164,6 +208,27 @@ export function bytesOfParts(model: Uint8Array): TextFrontierRow['bytesOf'] {
   return out
 }
 
+/** A recipe's router in a few words, for the report. */
+export function describeRouter(recipe: RecipeInput): string {
+  const r = recipe.router
+  const features = [r.feature ?? 'the default feature'].flat().map((f) => `\`${f}\``)
+  const hidden = [r.hidden ?? [64]].flat()
+  return [
+    `${r.pooling === 'masked' ? 'masked ' : ''}${features.join(' + ')}`,
+    r.bag_of_tokens ? `${r.bag_weighting ?? 'mean'} bag of tokens` : '',
+    hidden.length === 0 ? 'linear' : `MLP [${hidden.join(', ')}]`,
+    (r.ensemble ?? 1) > 1 ? `mean of ${r.ensemble} seeds` : '',
+    (r.sharpness ?? 1) !== 1 ? `logits × ${r.sharpness}` : '',
+  ]
+    .filter(Boolean)
+    .join(', ')
+}
+
+/** The recipe as JSON with this checkout's absolute paths made relative (the cache key outlives the folder). */
+export function portableJson(r: RecipeInput, root = resolve('.')): string {
+  return JSON.stringify(r).replaceAll(`${root}/`, '')
+}
+
 function sha(...parts: (string | Uint8Array)[]): string {
   const h = createHash('sha256')
   for (const p of parts) h.update(p)
@@ -201,6 +266,8 @@ export interface TextFrontierOptions {
   budgets: readonly number[]
   cacheDir: string
   fresh: boolean
+  /** Build only the arms whose label contains this; read the others from the cache (left out if not there). */
+  only?: string
   log: (line: string) => void
 }
 
@@ -209,6 +276,8 @@ export async function runTextFrontier(o: TextFrontierOptions): Promise<{
   rows: TextFrontierRow[]
   expertBytes: number
   expert: { val: number[]; test: number[] }
+  /** The committed recipe's router in words (what the "package router" arms use). */
+  packageRouter: string
 }> {
   const started = performance.now()
   const elapsed = () => `${((performance.now() - started) / 1000).toFixed(0)} s`
@@ -262,15 +331,28 @@ export async function runTextFrontier(o: TextFrontierOptions): Promise<{
   o.log(`text frontier: experts (${elapsed()})`)
   const builder = await ArmBuilder.open()
   const rows: TextFrontierRow[] = []
+  const route1 = {
+    ...recipe,
+    router: { ...ROUTER_ROUTE1, data: recipe.router.data },
+  } as RecipeInput
   try {
     for (const arm of textFrontierArms(o.budgets)) {
-      const r: RecipeInput = applyChange(recipe, {
+      const r: RecipeInput = applyChange(arm.router === 'route1' ? route1 : recipe, {
         variants: [],
         shared_file: false,
         ...arm.change,
       })
+      const key = `arm-${sha(zooKey, portableJson(r))}`
+      if (
+        o.only !== undefined &&
+        !arm.label.includes(o.only) &&
+        !existsSync(join(o.cacheDir, `${key}.json`))
+      ) {
+        o.log(`text frontier: ${arm.label}: not cached, left out (--text-arms ${o.only})`)
+        continue
+      }
       let built = false
-      const row = await cached(`arm-${sha(zooKey, JSON.stringify(r))}`, async () => {
+      const row = await cached(key, async () => {
         built = true
         const t0 = performance.now()
         const b = await builder.build(r)
@@ -303,7 +385,7 @@ export async function runTextFrontier(o: TextFrontierOptions): Promise<{
         x.packageBytes <= row.packageBytes &&
         (x.routedVal > row.routedVal || x.packageBytes < row.packageBytes),
     )
-  return { rows, expertBytes: models.expertBytes, expert }
+  return { rows, expertBytes: models.expertBytes, expert, packageRouter: describeRouter(recipe) }
 }
 
 export function textFrontierTable(rows: readonly TextFrontierRow[], expertBytes: number): string {

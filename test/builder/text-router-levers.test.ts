@@ -11,6 +11,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { buildPackage, createReporter } from '@twinserve/gpu-runner/build'
+import { onnx } from '@twinserve/gpu-runner/onnx'
 import { ort } from '@twinserve/gpu-runner/runtime'
 import { TextTokenizer } from '@twinserve/gpu-runner/text'
 import { encodeControls } from '@twinserve/gpu-runner/twin-contract'
@@ -146,6 +147,37 @@ describe('text router levers', async () => {
     expect(verification.routerSumError).toBeLessThan(1e-4)
     const w = await weightsShortAndPadded(tfidf.out)
     expect(maxDiff(w.short, w.padded)).toBeLessThan(1e-4)
+  })
+
+  it('embeds an ensemble of seeds (router.ensemble) as one router: linear members averaged, hidden side by side', async () => {
+    for (const [name, hidden, widths] of [
+      ['ensemble-linear', [], [[64, TASKS.length]]],
+      [
+        'ensemble-hidden',
+        [16],
+        [
+          [64, 32],
+          [32, TASKS.length],
+        ],
+      ],
+    ] as const) {
+      const built = await build(name, {
+        feature: FEATURES[0],
+        pooling: 'masked',
+        hidden,
+        ensemble: 2,
+      })
+      // The held-out predictions come from the mean of the two members' logits, computed apart from the merged
+      // MLP; the embedded router must make the same pick on every held-out text.
+      expect(built.report.verification.routerAgreement).toBe(1)
+      expect(built.report.verification.routerSumError).toBeLessThan(1e-4)
+      const model = onnx.ModelProto.decode(readFileSync(join(built.out, 'model.onnx')))
+      const matrices = (model.graph?.initializer ?? [])
+        .filter((t) => (t.name ?? '').startsWith('twin/router/') && t.dims?.length === 2)
+        .map((t) => t.dims?.map(Number))
+      // A linear ensemble is one linear router; hidden layers add up their widths (2 × 16).
+      expect(matrices).toEqual(widths.map((w) => [...w]))
+    }
   })
 
   it('routes a text the same whatever padding follows it (the plain mean does not)', async () => {

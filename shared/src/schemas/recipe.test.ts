@@ -17,7 +17,7 @@ describe('RecipeSchema', () => {
   it('fills Twin-Merging defaults: task arithmetic λ=0.3 shared, an MLP router, no variants', () => {
     const r = parseRecipe(minimal)
     expect(r.shared).toMatchObject({ method: 'task_arithmetic', lambda: 0.3 })
-    expect(r.router).toMatchObject({ kind: 'mlp', hidden: [64], epochs: 30, seed: 0 })
+    expect(r.router).toMatchObject({ kind: 'mlp', hidden: [64], epochs: 30, seed: 0, ensemble: 1 })
     expect(r.variants).toEqual([])
     expect(r.verify.examples_per_expert).toBe(8)
     expect(r.shared_file).toBe(true)
@@ -167,6 +167,16 @@ describe('RecipeSchema', () => {
       'an mlp temperature on the prototype router',
       { ...minimal, router: { data: 'r.jsonl', kind: 'prototype', mlp_temperature: 2 } },
       /router\.mlp_temperature.*prototype router's softmax reads router\.temperature/,
+    ],
+    [
+      'an ensemble of prototype routers',
+      { ...minimal, router: { data: 'r.jsonl', kind: 'prototype', ensemble: 3 } },
+      /router\.ensemble.*only the mlp router/,
+    ],
+    [
+      'an ensemble of more than 8 routers',
+      { ...minimal, router: { data: 'r.jsonl', ensemble: 9 } },
+      /router\.ensemble/,
     ],
     [
       'router token inputs without a vocabulary',

@@ -140,6 +140,13 @@ export const RouterRecipeSchema = z.strictObject({
    * worse than either, while a hard pick has no fallback when the router is wrong. Pick it on validation.
    */
   sharpness: z.number().gt(0).lte(100).default(1),
+  /**
+   * Train this many MLP routers, seeds `seed` … `seed + ensemble − 1`, and serve the mean of their logits (before
+   * `sharpness`): seeds disagree on the texts they find hard, and the mean lowers that variance. Linear routers
+   * (`hidden: []`) average into one linear router (no extra cost in the graph); with hidden layers the members
+   * sit side by side (their widths add up). 1 = one router.
+   */
+  ensemble: z.number().int().min(1).max(8).default(1),
   /** AdamW's decoupled weight decay on the MLP router's weights (not its biases); 0 = none. */
   weight_decay: z.number().min(0).max(1).default(0),
   /** Fraction of each expert's examples held out to REPORT accuracy; never used for training or selection. */
@@ -281,6 +288,8 @@ export const RecipeSchema = z
         ['router', 'token_inputs'],
         'the tokenizer block names the token inputs already; give one or the other',
       )
+    if (rt.ensemble > 1 && rt.kind !== 'mlp')
+      issue(['router', 'ensemble'], `only the mlp router is trained per seed (kind is ${rt.kind})`)
     if (rt.mlp_temperature !== undefined && rt.kind !== 'mlp')
       issue(
         ['router', 'mlp_temperature'],

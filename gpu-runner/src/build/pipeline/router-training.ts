@@ -55,7 +55,7 @@ export async function trainPackageRouter(
 
   step = reporter.step(
     `${label}: router (${recipe.router.kind})`,
-    recipe.router.kind === 'mlp' ? recipe.router.epochs : undefined,
+    recipe.router.kind === 'mlp' ? recipe.router.epochs * recipe.router.ensemble : undefined,
   )
   if (recipe.router.kind === 'data-free') {
     // Built from the factors alone; the routing data only reports how well it routes.

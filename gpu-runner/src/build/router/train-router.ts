@@ -9,6 +9,7 @@
 import type { RouterRecipe } from '@twinserve/shared'
 import { argmaxRows, MlpSessions, type MlpWeights, trainMlp } from '../../train/index.ts'
 import type { Features } from './features.ts'
+import { ensembleMlp } from './router-ensemble.ts'
 import type { RouterModel, Standardizer } from './router-graph.ts'
 
 export interface TrainedRouter {
@@ -151,31 +152,51 @@ export async function trainRouter(
   const layers = [data.train.d, ...recipe.hidden, experts]
   const sessions = await MlpSessions.open(layers, { provider: 'cpu' })
   try {
-    const result = await trainMlp({
-      layers,
-      x: standardize(data.train, s),
-      y: data.train.y,
-      valX: standardize(data.validation, s),
-      valY: data.validation.y,
-      epochs: recipe.epochs,
-      lr: recipe.lr,
-      batchSize: recipe.batch_size,
-      seed: recipe.seed,
-      patience: recipe.patience,
-      weightDecay: recipe.weight_decay,
-      sessions,
-      onEpoch: (r) => opts.onEpoch?.(r.epoch, r.valAccuracy),
-    })
-    const weights = withTemperature(result.weights, recipe.mlp_temperature ?? 1)
-    const logits = await sessions.logits(weights, standardize(data.heldout, s))
+    const x = standardize(data.train, s)
+    const valX = standardize(data.validation, s)
+    const heldX = standardize(data.heldout, s)
+    const members: MlpWeights[] = []
+    let epochs = 0
+    let bestEpoch = 0
+    // `ensemble` routers from consecutive seeds; their mean logits are one MLP's (router-ensemble.ts).
+    for (let k = 0; k < recipe.ensemble; k++) {
+      const result = await trainMlp({
+        layers,
+        x,
+        y: data.train.y,
+        valX,
+        valY: data.validation.y,
+        epochs: recipe.epochs,
+        lr: recipe.lr,
+        batchSize: recipe.batch_size,
+        seed: recipe.seed + k,
+        patience: recipe.patience,
+        weightDecay: recipe.weight_decay,
+        sessions,
+        onEpoch: (r) => opts.onEpoch?.(k * recipe.epochs + r.epoch, r.valAccuracy),
+      })
+      members.push(result.weights)
+      epochs = Math.max(epochs, result.history.length)
+      bestEpoch = Math.max(bestEpoch, result.bestEpoch)
+    }
+    const weights = withTemperature(ensembleMlp(members), recipe.mlp_temperature ?? 1)
+    // The held-out logits as the ensemble computes them: the members' mean (the merged MLP's own sizes differ
+    // from the training sessions' when there are hidden layers).
+    const T = experts
+    const logits = new Float32Array((heldX.length / data.train.d) * T)
+    for (const m of members) {
+      const l = await sessions.logits(withTemperature(m, recipe.mlp_temperature ?? 1), heldX)
+      for (let i = 0; i < logits.length; i++)
+        logits[i] = (logits[i] as number) + (l[i] as number) / members.length
+    }
     const heldoutPredictions = argmaxRows(logits, experts)
     return {
       model: { kind: 'mlp', standardizer: s, mlp: weights },
       heldoutAccuracy: accuracy(heldoutPredictions, data.heldout.y),
       heldoutPredictions,
       heldoutLogits: logits,
-      epochs: result.history.length,
-      bestEpoch: result.bestEpoch,
+      epochs,
+      bestEpoch,
     }
   } finally {
     await sessions.release()
