@@ -28,7 +28,11 @@ import type { RowControls } from '../twin-contract/encode-controls.ts'
 import type { DecoderGraph, DecoderOutputs } from './decoder-graph.ts'
 import { EventChannel } from './event-channel.ts'
 import { KvBudget, type KvBudgetOptions } from './kv-budget.ts'
-import { likelihoodWeights, type PromptLikelihoodOptions, promptNlls } from './prompt-likelihood.ts'
+import {
+  likelihoodWeights,
+  type PromptLikelihoodOptions,
+  promptEvidence,
+} from './prompt-likelihood.ts'
 import { Sampler, type SamplingParams, sequenceRng, type TokenChoice } from './sampler.ts'
 import { SequenceCache } from './sequence-cache.ts'
 import { type Detokenizer, TextStream } from './text-stream.ts'
@@ -225,9 +229,10 @@ export class GenerationEngine {
     let budget = this.options.prefillTokensPerStep
     const prefills: Sequence[] = []
     for (const s of this.waiting) {
-      // A prompt routed by its likelihood is run T + 1 times (T scoring rows, then the prefill): it costs that much.
+      // A prompt routed by its likelihood is run T + 1 times (T scoring rows, then the prefill; one more row with
+      // `routerWeight`): it costs that much.
       const n =
-        s.request.promptIds.length * (this.byLikelihood(s.request) ? this.graph.experts + 1 : 1)
+        s.request.promptIds.length * (this.byLikelihood(s.request) ? this.likelihoodRows() + 1 : 1)
       if (prefills.length > 0 && n > budget) break
       prefills.push(s)
       budget -= n
@@ -302,9 +307,18 @@ export class GenerationEngine {
     const controls = request.controls ?? {}
     const like = this.options.promptLikelihood
     if (!like || !this.byLikelihood(request)) return controls
-    const nll = await promptNlls(this.graph, request.promptIds)
+    const evidence = await promptEvidence(
+      this.graph,
+      request.promptIds,
+      (like.routerWeight ?? 0) !== 0,
+    )
     this.counters.likelihoodPasses++
-    return { mixWeights: likelihoodWeights(nll, like.temperature, controls) }
+    return { mixWeights: likelihoodWeights(evidence, like, controls) }
+  }
+
+  /** Rows of the likelihood pass: T, and the router's when the options weigh it in. */
+  private likelihoodRows(): number {
+    return this.graph.experts + ((this.options.promptLikelihood?.routerWeight ?? 0) !== 0 ? 1 : 0)
   }
 
   /** Whether a request's prefill routes by the prompt's likelihood: a router row of two tokens or more. */
