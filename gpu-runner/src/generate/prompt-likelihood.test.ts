@@ -214,6 +214,33 @@ describe('prompt-likelihood routing (#14)', () => {
     for (const [e, w] of soft.weights.entries()) expect(w).toBeCloseTo(expected[e] as number, 5)
   }, 30_000)
 
+  it("scores a step's likelihood-routed prompts in one pass, each as it scores alone", async () => {
+    const { graph, profile, T, engine } = await setup()
+    const router: RowControls = { useRouter: 1 }
+    const prompts = [
+      'Subject: Re: apt-get fails on the new mirror',
+      'It was a dark and stormy night; the rain fell in torrents, except',
+      'Mary\nJohn\nAlice',
+    ].map((t) => profile.encodePrompt(t))
+    expect(new Set(prompts.map((p) => p.length)).size).toBe(3) // padding is exercised
+    const e = engine(true, 10_000) // a prefill budget that takes all of them in one step
+    // A first sequence keeps step 1 busy, so that the three wait together and step 2 prefills them all.
+    const first = prompts[0] as number[]
+    const got = await Promise.all(
+      [first, ...prompts].map((p) => run(e.submit(request(p, router)))),
+    ).then((all) => all.slice(1))
+    expect(e.counters.likelihoodPasses).toBe(2)
+    for (const [k, prompt] of prompts.entries()) {
+      const nll = await Promise.all(
+        Array.from({ length: T }, (_, x) => oneHotNll(graph, prompt, x)),
+      )
+      const z = nll.map((x) => Math.exp(-(x - Math.min(...nll)) / TAU))
+      const expected = z.map((x) => x / z.reduce((a, b) => a + b, 0))
+      for (const [x, w] of (got[k]?.weights ?? []).entries())
+        expect(w).toBeCloseTo(expected[x] as number, 4)
+    }
+  }, 30_000)
+
   it("applies a request's exclude_experts, top_k and abstain_below as the graph applies them to its router", () => {
     const nll = [10, 12, 14, 30, 11] // softmax(−nll/2): expert 0 first, then 4, 1, 2
     const dense = likelihoodWeights(nll, 2)

@@ -69,44 +69,67 @@ export async function promptEvidence(
   ids: readonly number[],
   withRouter = false,
 ): Promise<PromptEvidence> {
+  return (await promptEvidenceBatch(graph, [ids], withRouter))[0] as PromptEvidence
+}
+
+/**
+ * promptEvidence of several prompts in one pass (the engine batches a step's likelihood-routed prefills): each
+ * prompt's T (or T + 1) rows, right-padded to the longest prompt with mask 0. A causal decoder's real positions
+ * never attend to the padding after them, so each row scores as it would alone.
+ */
+export async function promptEvidenceBatch(
+  graph: DecoderGraph,
+  prompts: readonly (readonly number[])[],
+  withRouter = false,
+): Promise<PromptEvidence[]> {
   const T = graph.experts
-  const B = withRouter ? T + 1 : T
-  const n = ids.length
-  const row = BigInt64Array.from(ids, BigInt)
-  const ids2 = new BigInt64Array(B * n) // [B, n]
-  const positions = new BigInt64Array(B * n) // [B, n]
-  for (let e = 0; e < B; e++) {
-    ids2.set(row, e * n)
-    for (let s = 0; s < n; s++) positions[e * n + s] = BigInt(s)
-  }
-  const controls: RowControls[] = Array.from({ length: T }, (_, e) => {
-    const mix = new Float32Array(T)
-    mix[e] = 1
-    return { mixWeights: mix }
-  })
-  if (withRouter) controls.push({ useRouter: 1, topK: T })
+  const R = withRouter ? T + 1 : T // rows per prompt
+  const B = R * prompts.length
+  const S = Math.max(...prompts.map((p) => p.length))
+  const ids = new BigInt64Array(B * S) // [B, S], padding id 0
+  const mask = new BigInt64Array(B * S) // [B, S]
+  const positions = new BigInt64Array(B * S) // [B, S]
+  const controls: RowControls[] = []
+  for (const [k, prompt] of prompts.entries())
+    for (let r = 0; r < R; r++) {
+      const at = (k * R + r) * S
+      for (let s = 0; s < S; s++) {
+        ids[at + s] = BigInt(prompt[s] ?? 0)
+        mask[at + s] = s < prompt.length ? 1n : 0n
+        positions[at + s] = BigInt(Math.min(s, prompt.length - 1))
+      }
+      if (r < T) {
+        const mix = new Float32Array(T)
+        mix[r] = 1
+        controls.push({ mixWeights: mix })
+      } else controls.push({ useRouter: 1, topK: T })
+    }
   const out = await graph.run({
     batch: B,
-    seq: n,
+    seq: S,
     past: 0,
-    ids: ids2,
-    mask: new BigInt64Array(B * n).fill(1n),
+    ids,
+    mask,
     positions,
     cache: Array.from({ length: 2 * graph.layout.layers }, () => new Float32Array(0)),
     controls,
   })
   const V = out.vocab
-  const nll = new Float64Array(T)
-  for (let e = 0; e < T; e++)
-    for (let s = 0; s + 1 < n; s++) {
-      const at = (e * n + s) * V
-      nll[e] = (nll[e] as number) + tokenNll(out.logits.subarray(at, at + V), ids[s + 1] as number)
+  return prompts.map((prompt, k) => {
+    const nll = new Float64Array(T)
+    for (let e = 0; e < T; e++)
+      for (let s = 0; s + 1 < prompt.length; s++) {
+        const at = ((k * R + e) * S + s) * V
+        nll[e] =
+          (nll[e] as number) + tokenNll(out.logits.subarray(at, at + V), prompt[s + 1] as number)
+      }
+    const routerRow = (k * R + T) * T
+    return {
+      nll,
+      tokens: Math.max(prompt.length - 1, 0),
+      ...(withRouter && out.weights ? { router: out.weights.slice(routerRow, routerRow + T) } : {}),
     }
-  return {
-    nll,
-    tokens: Math.max(n - 1, 0),
-    ...(withRouter && out.weights ? { router: out.weights.slice(T * T, T * T + T) } : {}),
-  }
+  })
 }
 
 /** Each expert's summed NLL of the prompt, [T] (promptEvidence without the router row). */
