@@ -12,7 +12,10 @@
  * Normalised = expert's own perplexity / routed perplexity × 100 per domain (Twin-Merging's Eq. 4, lower perplexity
  * better); the goal is ≥ 97.1 on every domain (within 3 %).
  *
- *   node --import tsx bench/quality/lm-likelihood-probe.ts [--split test] [--arms name,name] [--diagnose]
+ *   node --import tsx bench/quality/lm-likelihood-probe.ts [--split test] [--arms label-prefix,…] [--diagnose]
+ *     [--fit] [--prefix 32,64]
+ * `--fit` adds arms whose τ and log prior are fitted (logistic regression) on the routing data's train prompts;
+ * `--prefix n` routes from the document's first n ids instead (a diagnosis: what a longer prompt would tell).
  * @module
  */
 import { createHash } from 'node:crypto'
@@ -401,6 +404,26 @@ async function main() {
           options,
         })
       }
+  }
+  // Diagnosis: route from the document's first n ids instead of its prompt (what a longer prompt would tell).
+  for (const n of (opt('--prefix') ?? '').split(',').filter(Boolean).map(Number)) {
+    const longer: SplitEvidence = { ...ev, docs: [] }
+    for (const [t, d] of data.entries()) {
+      const rows: DocEvidence[] = []
+      for (const [i, doc] of d.docs.entries()) {
+        const e = await promptEvidence(graph, doc.ids.slice(0, n))
+        rows.push({
+          ...(ev.docs[t]?.[i] as DocEvidence),
+          promptNll: Array.from(e.nll),
+          promptIds: Math.min(n, doc.ids.length),
+        })
+      }
+      longer.docs.push(rows)
+    }
+    const scored = await score(graph, data, longer, { temperature: 2 })
+    console.log(
+      `likelihood on the document's first ${n} ids, τ 2: acc ${(scored.acc * 100).toFixed(1)}, mean ${(scored.norm.reduce((a, b) => a + b, 0) / scored.norm.length).toFixed(1)}, per domain ${scored.norm.map((x) => x.toFixed(1)).join(' / ')}`,
+    )
   }
   const pick = opt('--arms')?.split(',')
   const chosen = [...arms(), ...extra].filter(
