@@ -10,10 +10,19 @@
  * A twin row's mix is fixed per document, as the runner fixes it per sequence: `router` runs the document's
  * prompt (its beginning, what a request would send) alone through the twin graph with the router on, exactly as
  * the engine's prefill does, and holds the weights it applied (`expert_weights`) as the document's explicit mix;
- * `oracle` is the true domain one-hot; `zero` is the shared model.
+ * with `likelihood` the mix is the one the engine computes from the prompt's likelihood under each expert
+ * (prompt-likelihood.ts), as a package with `router.promptLikelihood` serves it; `oracle` is the true domain
+ * one-hot; `zero` is the shared model.
  * @module
  */
-import { DecoderGraph, type LmProfile, tokenNll } from '@twinserve/gpu-runner/generate'
+import {
+  DecoderGraph,
+  type LmProfile,
+  likelihoodWeights,
+  type PromptLikelihoodOptions,
+  promptEvidence,
+  tokenNll,
+} from '@twinserve/gpu-runner/generate'
 import { controlsOf, type RowControls } from '@twinserve/gpu-runner/twin-contract'
 import { type LmZooDomain, readLmZooSplit } from '@twinserve/zoo/lm'
 import type { Accuracy, RoutingMode, Session } from './evaluate.ts'
@@ -41,6 +50,12 @@ export type RouteFrom = { kind: 'prompt' } | { kind: 'prefix'; tokens: number }
 export interface LmRouting {
   mode: RoutingMode
   from?: RouteFrom
+  /**
+   * Route a `router` row as the runner does for a package with `router.promptLikelihood`: by each expert's
+   * likelihood of the prompt (promptEvidence + likelihoodWeights, the engine's own functions), not the graph's
+   * router; a one-token prompt still goes to the router, as in the engine.
+   */
+  likelihood?: PromptLikelihoodOptions
 }
 
 export function loadLmSplits(
@@ -161,7 +176,15 @@ export async function evaluatePerplexity(
       else if (mode.kind === 'router') {
         const from = twin?.from ?? { kind: 'prompt' }
         const ids = from.kind === 'prompt' ? doc.promptIds : doc.ids.slice(0, from.tokens)
-        const w = await routedWeights(graph, ids, mode.topK ?? graph.experts)
+        const like = twin?.likelihood
+        const w =
+          like && ids.length >= 2
+            ? likelihoodWeights(
+                await promptEvidence(graph, ids, (like.routerWeight ?? 0) !== 0),
+                like,
+                { topK: mode.topK ?? graph.experts },
+              )
+            : await routedWeights(graph, ids, mode.topK ?? graph.experts)
         if (argmax(w) === t) routed++
         controls.push({ mixWeights: w })
       } else controls.push({})

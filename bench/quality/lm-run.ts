@@ -10,7 +10,7 @@
 import { statSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { markdownTable } from '@twinserve/gpu-runner/build'
-import { LmProfile } from '@twinserve/gpu-runner/generate'
+import { LmProfile, type PromptLikelihoodOptions } from '@twinserve/gpu-runner/generate'
 import { loadPackage } from '@twinserve/gpu-runner/package'
 import { type Accuracy, mean, openCpu } from './evaluate.ts'
 import { evaluatePerplexity, type LmRouting, type LmTaskData, loadLmSplits } from './lm-evaluate.ts'
@@ -38,6 +38,15 @@ const ROUTINGS: readonly RoutingArm[] = [
   { label: 'oracle one-hot mix', routing: { mode: { kind: 'oracle' } } },
   { label: 'zero weights (the shared model)', routing: { mode: { kind: 'zero' } } },
 ]
+
+/** How a row names the runner's prompt-likelihood routing with the package's options. */
+export function describeLikelihood(o: PromptLikelihoodOptions): string {
+  const parts = [`${o.perToken ? 'per-token ' : ''}τ ${o.temperature}`]
+  if (o.logPrior) parts.push(`log prior ${o.logPrior.map((x) => x.toFixed(2)).join('/')}`)
+  if (o.routerWeight) parts.push(`× router^${o.routerWeight}`)
+  if (o.hardAbove !== undefined) parts.push(`top-1 above ${o.hardAbove}`)
+  return parts.join(', ')
+}
 
 /** Routing from the document's first n ids instead of its prompt: what a longer prompt would give the router. */
 const PREFIXES = [32, 64, 128] as const
@@ -135,12 +144,19 @@ export async function runLmQuality(o: LmQualityOptions): Promise<string> {
     statSync(resolve(pkgDir, 'manifest.json')).size,
   )
   const pkgStorage = { model: pkg.model.byteLength, package: pkgBytes }
+  // What the runner serves: a package with router.promptLikelihood routes by the prompt's likelihood (#14).
+  const servedLike = pkg.manifest.router.promptLikelihood
+  const served: RoutingArm | undefined = servedLike && {
+    label: `as served: likelihood on the prompt (${describeLikelihood(servedLike)})`,
+    routing: { mode: { kind: 'router' }, likelihood: servedLike },
+  }
+  const routings = served ? [served, ...ROUTINGS] : ROUTINGS
   const committed = await twin(
     pkg.model,
     data.test,
-    ROUTINGS.map((a) => a.routing),
+    routings.map((a) => a.routing),
   )
-  const twinRows: Row[] = ROUTINGS.map((a, i) => {
+  const twinRows: Row[] = routings.map((a, i) => {
     const acc = committed[i] as Accuracy
     return {
       label: `twin package: ${a.label}`,
@@ -161,7 +177,7 @@ export async function runLmQuality(o: LmQualityOptions): Promise<string> {
     val?: Accuracy
   }
   const levers: Lever[] = [
-    ...ROUTINGS.slice(0, 3).map((a) => ({
+    ...[...(served ? [served] : []), ...ROUTINGS.slice(0, 3)].map((a) => ({
       label: `rank ${recipe.exclusive?.rank}: ${a.label}`,
       model: pkg.model,
       routing: a.routing,
@@ -223,7 +239,9 @@ export async function runLmQuality(o: LmQualityOptions): Promise<string> {
   o.log(`lm: levers (${elapsed()})`)
 
   // 5. The report.
+  // The headline row is what the runner serves: the likelihood when the package routes by it, else the router.
   const dense = twinRows[0] as Row
+  const oracleRow = twinRows[routings.findIndex((a) => a.routing.mode.kind === 'oracle')] as Row
   const denseNorm = normalised(dense.perTask, expertTest, true)
   const bestNorm = normalised(bestTest.perTask, expertTest, true)
   const staticNorm = statics.map((s) => mean(normalised(s.test.perTask, expertTest, true)))
@@ -255,12 +273,15 @@ export async function runLmQuality(o: LmQualityOptions): Promise<string> {
   out.push(
     `- **Twin rows** run the committed package (\`${o.package}\`, recipe \`${o.recipe}\`: shared = task arithmetic λ ${recipe.shared && 'lambda' in recipe.shared ? recipe.shared.lambda : 0.3}, rank-${recipe.exclusive?.rank} ${recipe.exclusive?.dtype ?? 'float32'} factors, MLP router on \`${pkg.manifest.router.feature}\`). ` +
       "A routed document's mix is chosen as the runner chooses a sequence's: its prompt (the document's first 40–120 characters, BOS + prompt) alone through the twin graph with the router on, as the engine's prefill runs it; the weights applied there (`expert_weights`) are then held as the document's explicit mix for every position. " +
+      (served
+        ? "The _as served_ row routes as the runner does for this package (its `router.promptLikelihood`): one pass of T rows over the prompt, row e under expert e's one-hot mix, and the mix computed from each expert's NLL of the prompt by the engine's own functions (gpu-runner/src/generate/prompt-likelihood.ts); the _router_ rows use the graph's MLP router instead. "
+        : '') +
       "Oracle = the true domain one-hot (the compression's cost alone); zero weights = the shared model. Router accuracy = how often the mix's largest weight is the true domain.",
   )
   out.push('')
   out.push(
-    `**Headline (test):** the committed twin with the router on the prompt scores **${pct(mean(denseNorm))} % normalised** (goal: every domain ≥ 97.1; ${goal(denseNorm)}), router accuracy ${pct(mean(dense.routing ?? []))} %; ` +
-      `it beats every static merge on ${perDomainVsStatic(dense.perTask)} of ${T} domains. The oracle mix scores ${pct(mean(normalised(twinRows[3]?.perTask ?? [], expertTest, true)))} % (${goal(normalised(twinRows[3]?.perTask ?? [], expertTest, true))}). ` +
+    `**Headline (test):** the committed twin ${served ? `as the runner serves it (${served.label})` : 'with the router on the prompt'} scores **${pct(mean(denseNorm))} % normalised** (goal: every domain ≥ 97.1; ${goal(denseNorm)}), router accuracy ${pct(mean(dense.routing ?? []))} %; ` +
+      `it beats every static merge on ${perDomainVsStatic(dense.perTask)} of ${T} domains. The oracle mix scores ${pct(mean(normalised(oracleRow.perTask, expertTest, true)))} % (${goal(normalised(oracleRow.perTask, expertTest, true))}). ` +
       `Best static merge: ${bestStaticRun?.method.label}${bestStaticRun?.lambda === undefined ? '' : `, λ=${bestStaticRun.lambda}`} at ${pct(staticNorm[bestStatic] ?? 0)} %. ` +
       `Best lever on validation (${best.label}): ${pct(mean(bestNorm))} % on test (${goal(bestNorm)}), beating every static merge on ${perDomainVsStatic(bestTest.perTask)} of ${T} domains.`,
   )

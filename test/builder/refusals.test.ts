@@ -4,7 +4,16 @@
  * staging directory left behind. Run through the real CLI entry in a child process.
  */
 import { execFile } from 'node:child_process'
-import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import {
+  copyFile,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rm,
+  symlink,
+  writeFile,
+} from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -144,6 +153,23 @@ describe('twinserve build refuses what it cannot handle, cleanly', () => {
       ENCODER,
       { router: { prompt_likelihood: { temperature: 2 } } },
       /router\.prompt_likelihood routes a decoder's generations: .*the base's inputs are input_ids, attention_mask.*\[INVALID_REQUEST\]/,
+    )
+  })
+
+  it('router.prompt_likelihood.log_prior without one value per expert (#14)', async () => {
+    // Three of the LM zoo's decoders (KV cache), linked under the names the test's recipe uses.
+    const dir = join(root, 'lm-decoders')
+    await mkdir(dir)
+    const lm = resolve(HERE, '..', '..', 'zoo', 'lm', 'models')
+    await symlink(join(lm, 'base.onnx'), join(dir, 'base.onnx'))
+    for (const [i, d] of ['emails', 'speeches', 'fiction'].entries())
+      await symlink(join(lm, 'experts', `${d}.onnx`), join(dir, `expert-${i + 1}.onnx`))
+    await expectRefused(
+      'likelihood-prior',
+      dir,
+      { input_ids: 'ids' },
+      { router: { prompt_likelihood: { temperature: 2, log_prior: [0, 0.5] } } },
+      /router\.prompt_likelihood\.log_prior has 2 values; it needs one per expert \(3, in the recipe's order\).*\[INVALID_REQUEST\]/,
     )
   })
 

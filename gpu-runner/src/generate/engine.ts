@@ -6,8 +6,9 @@
  * 2. prefills waiting sequences, oldest first, up to `prefillTokensPerStep` prompt tokens (always at least one
  *    sequence), each in its own pass: a twin graph routes a sequence once, from its whole prompt, at prefill,
  *    and the weights it applied are then held as that row's explicit `mix_weights` for every decode step (a
- *    package with `router.promptLikelihood` routes by each expert's likelihood of the prompt instead, one more
- *    pass of T rows: prompt-likelihood.ts; such a prompt counts T + 1 times its tokens against the budget);
+ *    package with `router.promptLikelihood` routes by each expert's likelihood of the prompt instead: the step's
+ *    such prompts are scored together in one more pass of T rows each, prompt-likelihood.ts; such a prompt
+ *    counts T + 1 times its tokens against the budget);
  * 3. decodes one token for every sequence that was already running, all in one batched pass: rows of different
  *    lengths are left-padded (mask 0), rows of different mixes sit side by side (the controls are per row).
  * So sequences join and leave the batch at step boundaries, and a long prompt costs the running sequences one
@@ -28,7 +29,12 @@ import type { RowControls } from '../twin-contract/encode-controls.ts'
 import type { DecoderGraph, DecoderOutputs } from './decoder-graph.ts'
 import { EventChannel } from './event-channel.ts'
 import { KvBudget, type KvBudgetOptions } from './kv-budget.ts'
-import { likelihoodWeights, type PromptLikelihoodOptions, promptNlls } from './prompt-likelihood.ts'
+import {
+  likelihoodWeights,
+  type PromptEvidence,
+  type PromptLikelihoodOptions,
+  promptEvidenceBatch,
+} from './prompt-likelihood.ts'
 import { Sampler, type SamplingParams, sequenceRng, type TokenChoice } from './sampler.ts'
 import { SequenceCache } from './sequence-cache.ts'
 import { type Detokenizer, TextStream } from './text-stream.ts'
@@ -225,15 +231,33 @@ export class GenerationEngine {
     let budget = this.options.prefillTokensPerStep
     const prefills: Sequence[] = []
     for (const s of this.waiting) {
-      // A prompt routed by its likelihood is run T + 1 times (T scoring rows, then the prefill): it costs that much.
+      // A prompt routed by its likelihood is run T + 1 times (T scoring rows, then the prefill; one more row with
+      // `routerWeight`): it costs that much.
       const n =
-        s.request.promptIds.length * (this.byLikelihood(s.request) ? this.graph.experts + 1 : 1)
+        s.request.promptIds.length * (this.byLikelihood(s.request) ? this.likelihoodRows() + 1 : 1)
       if (prefills.length > 0 && n > budget) break
       prefills.push(s)
       budget -= n
     }
     this.waiting.splice(0, prefills.length)
-    for (const s of prefills) await this.guard([s], () => this.prefill(s))
+    // The step's likelihood-routed prompts are scored together, in one pass of T rows per prompt.
+    const scored = prefills.filter((s) => !s.cancelled && this.byLikelihood(s.request))
+    const evidence = new Map<Sequence, PromptEvidence>()
+    if (scored.length > 0)
+      await this.guard(scored, async () => {
+        const like = this.options.promptLikelihood
+        const ev = await promptEvidenceBatch(
+          this.graph,
+          scored.map((s) => s.request.promptIds),
+          (like?.routerWeight ?? 0) !== 0,
+        )
+        this.counters.likelihoodPasses++
+        scored.forEach((s, k) => {
+          evidence.set(s, ev[k] as PromptEvidence)
+        })
+      })
+    for (const s of prefills)
+      if (!s.done) await this.guard([s], () => this.prefill(s, evidence.get(s)))
     const live = decoding.filter((s) => !s.done && !s.cancelled)
     if (live.length > 0) await this.guard(live, () => this.decode(live))
   }
@@ -255,7 +279,7 @@ export class GenerationEngine {
     }
   }
 
-  private async prefill(s: Sequence): Promise<void> {
+  private async prefill(s: Sequence, evidence?: PromptEvidence): Promise<void> {
     if (s.cancelled) {
       this.finish(s, 'cancelled')
       return
@@ -271,7 +295,7 @@ export class GenerationEngine {
       mask: new BigInt64Array(n).fill(1n),
       positions: BigInt64Array.from({ length: n }, (_, i) => BigInt(i)),
       cache: Array.from({ length: 2 * layers }, () => new Float32Array(0)),
-      controls: [await this.prefillControls(s.request)],
+      controls: [await this.prefillControls(s.request, evidence)],
     })
     this.counters.prefills++
     const cache = new SequenceCache(this.graph.layout, n + s.request.maxTokens)
@@ -295,16 +319,29 @@ export class GenerationEngine {
 
   /**
    * The prefill row's controls: a router row of a package that routes by the prompt's likelihood gets that mix
-   * as explicit weights (one more pass, of T rows); an explicit mix, the shared model, and a one-token prompt
-   * (no token to score) keep the request's.
+   * as explicit weights, from the step's batched scoring pass (`evidence`; scored here, alone, if the step did
+   * not); an explicit mix, the shared model, and a one-token prompt (no token to score) keep the request's.
    */
-  private async prefillControls(request: GenerationRequest): Promise<RowControls> {
+  private async prefillControls(
+    request: GenerationRequest,
+    evidence?: PromptEvidence,
+  ): Promise<RowControls> {
     const controls = request.controls ?? {}
     const like = this.options.promptLikelihood
     if (!like || !this.byLikelihood(request)) return controls
-    const nll = await promptNlls(this.graph, request.promptIds)
-    this.counters.likelihoodPasses++
-    return { mixWeights: likelihoodWeights(nll, like.temperature, controls) }
+    let ev = evidence
+    if (!ev) {
+      ev = (
+        await promptEvidenceBatch(this.graph, [request.promptIds], (like.routerWeight ?? 0) !== 0)
+      )[0] as PromptEvidence
+      this.counters.likelihoodPasses++
+    }
+    return { mixWeights: likelihoodWeights(ev, like, controls) }
+  }
+
+  /** Rows of the likelihood pass: T, and the router's when the options weigh it in. */
+  private likelihoodRows(): number {
+    return this.graph.experts + ((this.options.promptLikelihood?.routerWeight ?? 0) !== 0 ? 1 : 0)
   }
 
   /** Whether a request's prefill routes by the prompt's likelihood: a router row of two tokens or more. */

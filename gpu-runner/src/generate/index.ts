@@ -14,8 +14,11 @@ export {
 export { KvBudget } from './kv-budget.ts'
 export { type ChatTurn, LmProfile } from './lm-profile.ts'
 export {
+  likelihoodPosterior,
   likelihoodWeights,
+  type PromptEvidence,
   type PromptLikelihoodOptions,
+  promptEvidence,
   promptNlls,
   tokenNll,
 } from './prompt-likelihood.ts'

@@ -12,7 +12,7 @@ import type { RowControls } from '../twin-contract/encode-controls.ts'
 import { DecoderGraph } from './decoder-graph.ts'
 import { GenerationEngine, type GenerationEvent } from './engine.ts'
 import { LmProfile } from './lm-profile.ts'
-import { likelihoodWeights } from './prompt-likelihood.ts'
+import { likelihoodWeights, type PromptLikelihoodOptions } from './prompt-likelihood.ts'
 import { logSoftmax } from './sampler.ts'
 
 const LM = join(import.meta.dirname, '../../../zoo/lm')
@@ -25,13 +25,17 @@ async function setup() {
   const T = pkg.manifest.experts.length
   const graph = new DecoderGraph(session, controls, T)
   const profile = await LmProfile.load(join(LM, 'models'))
-  const engine = (likelihood: boolean, prefillTokensPerStep = 256) =>
+  const engine = (likelihood: boolean | PromptLikelihoodOptions, prefillTokensPerStep = 256) =>
     new GenerationEngine(graph, {
       maxContext: 256,
       maxSequences: 4,
       maxBytes: 64 * 1024 * 1024,
       prefillTokensPerStep,
-      ...(likelihood ? { promptLikelihood: { temperature: TAU } } : {}),
+      ...(likelihood === true
+        ? { promptLikelihood: { temperature: TAU } }
+        : likelihood
+          ? { promptLikelihood: likelihood }
+          : {}),
     })
   return { graph, profile, T, engine }
 }
@@ -77,6 +81,22 @@ async function oneHotNll(graph: DecoderGraph, ids: number[], e: number): Promise
       ids[s + 1] as number
     ] as number
   return nll
+}
+
+/** The graph router's applied weights on the prompt alone (dense: top-k T), its own pass. */
+async function routerWeights(graph: DecoderGraph, ids: number[]): Promise<number[]> {
+  const n = ids.length
+  const out = await graph.run({
+    batch: 1,
+    seq: n,
+    past: 0,
+    ids: BigInt64Array.from(ids, BigInt),
+    mask: new BigInt64Array(n).fill(1n),
+    positions: BigInt64Array.from(ids, (_, i) => BigInt(i)),
+    cache: Array.from({ length: 2 * graph.layout.layers }, () => new Float32Array(0)),
+    controls: [{ useRouter: 1, topK: graph.experts }],
+  })
+  return [...(out.weights ?? [])].slice(0, graph.experts)
 }
 
 describe('prompt-likelihood routing (#14)', () => {
@@ -142,6 +162,84 @@ describe('prompt-likelihood routing (#14)', () => {
     expect(await three(engine(false, prompt.length * (T + 1)))).toBe(2)
     expect(await three(engine(true, prompt.length * (T + 1)))).toBe(3)
   })
+
+  it('the levers (per-token NLL, a log prior, × router^b, top-1 when confident) apply the formula to one-expert-at-a-time passes', async () => {
+    const { graph, profile, T, engine } = await setup()
+    const router: RowControls = { useRouter: 1 }
+    const prompt = profile.encodePrompt('Mr. Speaker, the state of our Union is strong, and')
+    const n = prompt.length
+    const nll = await Promise.all(Array.from({ length: T }, (_, e) => oneHotNll(graph, prompt, e)))
+    const r = await routerWeights(graph, prompt)
+    const prior = [0.3, -0.2, 0.1, 0.8, -1]
+    const levers: PromptLikelihoodOptions = {
+      temperature: 0.4,
+      perToken: true,
+      logPrior: prior,
+      routerWeight: 0.2,
+    }
+    // Written out here, not with likelihoodPosterior: logit_e = −NLL_e/(n−1)/τ + prior_e + b·ln max(r_e, 1e-6).
+    const logits = nll.map(
+      (x, e) =>
+        -x / (n - 1) / 0.4 + (prior[e] as number) + 0.2 * Math.log(Math.max(r[e] as number, 1e-6)),
+    )
+    const z = logits.map((x) => Math.exp(x - Math.max(...logits)))
+    const expected = z.map((x) => x / z.reduce((a, b) => a + b, 0))
+    expect(Math.max(...expected)).toBeLessThan(0.99) // a mix, so each lever shows in it
+
+    const e1 = engine(levers)
+    const got = await run(e1.submit(request(prompt, router)))
+    expect(e1.counters.likelihoodPasses).toBe(1)
+    for (const [e, w] of got.weights.entries()) expect(w).toBeCloseTo(expected[e] as number, 5)
+    // Without the router factor the mix differs: the router row really fed in.
+    const noRouter = await run(
+      engine({ ...levers, routerWeight: 0 }).submit(request(prompt, router)),
+    )
+    expect(
+      Math.max(...noRouter.weights.map((w, e) => Math.abs(w - (got.weights[e] ?? 0)))),
+    ).toBeGreaterThan(1e-3)
+
+    // Top-1 when confident: a threshold at or below the largest weight routes to that expert alone.
+    const top = expected.indexOf(Math.max(...expected))
+    const hard = await run(
+      engine({ ...levers, hardAbove: Math.max(...expected) - 1e-3 }).submit(
+        request(prompt, router),
+      ),
+    )
+    expect(hard.weights).toEqual(expected.map((_, e) => (e === top ? 1 : 0)))
+    const soft = await run(
+      engine({ ...levers, hardAbove: Math.max(...expected) + 1e-3 }).submit(
+        request(prompt, router),
+      ),
+    )
+    for (const [e, w] of soft.weights.entries()) expect(w).toBeCloseTo(expected[e] as number, 5)
+  }, 30_000)
+
+  it("scores a step's likelihood-routed prompts in one pass, each as it scores alone", async () => {
+    const { graph, profile, T, engine } = await setup()
+    const router: RowControls = { useRouter: 1 }
+    const prompts = [
+      'Subject: Re: apt-get fails on the new mirror',
+      'It was a dark and stormy night; the rain fell in torrents, except',
+      'Mary\nJohn\nAlice',
+    ].map((t) => profile.encodePrompt(t))
+    expect(new Set(prompts.map((p) => p.length)).size).toBe(3) // padding is exercised
+    const e = engine(true, 10_000) // a prefill budget that takes all of them in one step
+    // A first sequence keeps step 1 busy, so that the three wait together and step 2 prefills them all.
+    const first = prompts[0] as number[]
+    const got = await Promise.all(
+      [first, ...prompts].map((p) => run(e.submit(request(p, router)))),
+    ).then((all) => all.slice(1))
+    expect(e.counters.likelihoodPasses).toBe(2)
+    for (const [k, prompt] of prompts.entries()) {
+      const nll = await Promise.all(
+        Array.from({ length: T }, (_, x) => oneHotNll(graph, prompt, x)),
+      )
+      const z = nll.map((x) => Math.exp(-(x - Math.min(...nll)) / TAU))
+      const expected = z.map((x) => x / z.reduce((a, b) => a + b, 0))
+      for (const [x, w] of (got[k]?.weights ?? []).entries())
+        expect(w).toBeCloseTo(expected[x] as number, 4)
+    }
+  }, 30_000)
 
   it("applies a request's exclude_experts, top_k and abstain_below as the graph applies them to its router", () => {
     const nll = [10, 12, 14, 30, 11] // softmax(−nll/2): expert 0 first, then 4, 1, 2

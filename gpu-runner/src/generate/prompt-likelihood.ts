@@ -5,6 +5,11 @@
  * prior, flattened by τ. The NLL is the one bench/quality/lm-routing-probe.ts `--likelihood` scores (its
  * `documentNlls` of the prompt), where it beat the package's MLP router on test: 96.9 against 93.6 % normalised.
  *
+ * Levers on that posterior, each off unless the package's options set it (recipe `router.prompt_likelihood`;
+ * measured by bench/quality/lm-likelihood-probe.ts): the mean NLL per prompt token instead of the sum, a log prior
+ * per expert, the graph router's weights to a power b multiplied in (its row rides in the same pass), and top-1
+ * when the posterior is confident. The logits are −NLL_e / τ + logPrior_e + b · ln r_e (likelihoodPosterior).
+ *
  * A request's router controls apply to these weights as the twin graph applies them to its router's
  * (expert-weights.ts): abstain first (largest allowed weight, renormalised, under `abstain_below`: weights 0),
  * then `expert_mask`, `top_k` (ties at the k-th value kept), renormalised.
@@ -16,7 +21,34 @@ import type { DecoderGraph } from './decoder-graph.ts'
 export interface PromptLikelihoodOptions {
   /** τ of softmax(−NLL / τ): above 1 the mix is softer. */
   temperature: number
+  /**
+   * Score each expert by its mean NLL per predicted prompt token rather than the sum, so that τ is in nats per
+   * token and a long prompt is not more confident than a short one.
+   */
+  perToken?: boolean
+  /** A log prior per expert ([T]), added to the logits −NLL_e / τ (fitted on the routing data at build time). */
+  logPrior?: readonly number[]
+  /**
+   * Weight b on the graph router's opinion: logit_e += b · ln max(r_e, 1e-6), r the weights the graph's router
+   * applies to the prompt (a product of experts: likelihood × router^b). Costs one more row in the pass.
+   */
+  routerWeight?: number
+  /** A posterior whose largest allowed weight reaches this routes to that expert alone (top-1 when confident). */
+  hardAbove?: number
 }
+
+/** What a prompt tells about its domain, per expert: the evidence the mix is computed from. */
+export interface PromptEvidence {
+  /** Each expert's summed NLL of the prompt's tokens after the first, [T]. */
+  nll: ArrayLike<number>
+  /** How many tokens were scored (prompt length − 1). */
+  tokens: number
+  /** The graph router's applied weights on the prompt, [T] (only when `routerWeight` asks for them). */
+  router?: ArrayLike<number>
+}
+
+/** The router's weights below this count as this (its log would be −∞ for a weight that underflowed). */
+const ROUTER_FLOOR = 1e-6
 
 /** −log p(target) of one row of logits (log-sum-exp in float64). */
 export function tokenNll(row: Float32Array, target: number): number {
@@ -29,68 +61,139 @@ export function tokenNll(row: Float32Array, target: number): number {
 
 /**
  * Each expert's summed NLL of the prompt (its tokens after the first), [T]: one pass of T rows, row e the
- * one-hot mix of expert e, from position 0 with no past.
+ * one-hot mix of expert e, from position 0 with no past; with `withRouter`, row T runs the graph's router on the
+ * same prompt (dense, top-k T) and its applied weights come back as `router`.
  */
+export async function promptEvidence(
+  graph: DecoderGraph,
+  ids: readonly number[],
+  withRouter = false,
+): Promise<PromptEvidence> {
+  return (await promptEvidenceBatch(graph, [ids], withRouter))[0] as PromptEvidence
+}
+
+/**
+ * promptEvidence of several prompts in one pass (the engine batches a step's likelihood-routed prefills): each
+ * prompt's T (or T + 1) rows, right-padded to the longest prompt with mask 0. A causal decoder's real positions
+ * never attend to the padding after them, so each row scores as it would alone.
+ */
+export async function promptEvidenceBatch(
+  graph: DecoderGraph,
+  prompts: readonly (readonly number[])[],
+  withRouter = false,
+): Promise<PromptEvidence[]> {
+  const T = graph.experts
+  const R = withRouter ? T + 1 : T // rows per prompt
+  const B = R * prompts.length
+  const S = Math.max(...prompts.map((p) => p.length))
+  const ids = new BigInt64Array(B * S) // [B, S], padding id 0
+  const mask = new BigInt64Array(B * S) // [B, S]
+  const positions = new BigInt64Array(B * S) // [B, S]
+  const controls: RowControls[] = []
+  for (const [k, prompt] of prompts.entries())
+    for (let r = 0; r < R; r++) {
+      const at = (k * R + r) * S
+      for (let s = 0; s < S; s++) {
+        ids[at + s] = BigInt(prompt[s] ?? 0)
+        mask[at + s] = s < prompt.length ? 1n : 0n
+        positions[at + s] = BigInt(Math.min(s, prompt.length - 1))
+      }
+      if (r < T) {
+        const mix = new Float32Array(T)
+        mix[r] = 1
+        controls.push({ mixWeights: mix })
+      } else controls.push({ useRouter: 1, topK: T })
+    }
+  const out = await graph.run({
+    batch: B,
+    seq: S,
+    past: 0,
+    ids,
+    mask,
+    positions,
+    cache: Array.from({ length: 2 * graph.layout.layers }, () => new Float32Array(0)),
+    controls,
+  })
+  const V = out.vocab
+  return prompts.map((prompt, k) => {
+    const nll = new Float64Array(T)
+    for (let e = 0; e < T; e++)
+      for (let s = 0; s + 1 < prompt.length; s++) {
+        const at = ((k * R + e) * S + s) * V
+        nll[e] =
+          (nll[e] as number) + tokenNll(out.logits.subarray(at, at + V), prompt[s + 1] as number)
+      }
+    const routerRow = (k * R + T) * T
+    return {
+      nll,
+      tokens: Math.max(prompt.length - 1, 0),
+      ...(withRouter && out.weights ? { router: out.weights.slice(routerRow, routerRow + T) } : {}),
+    }
+  })
+}
+
+/** Each expert's summed NLL of the prompt, [T] (promptEvidence without the router row). */
 export async function promptNlls(
   graph: DecoderGraph,
   ids: readonly number[],
 ): Promise<Float64Array> {
-  const T = graph.experts
-  const n = ids.length
-  const row = BigInt64Array.from(ids, BigInt)
-  const ids2 = new BigInt64Array(T * n) // [T, n]
-  const positions = new BigInt64Array(T * n) // [T, n]
-  for (let e = 0; e < T; e++) {
-    ids2.set(row, e * n)
-    for (let s = 0; s < n; s++) positions[e * n + s] = BigInt(s)
-  }
-  const out = await graph.run({
-    batch: T,
-    seq: n,
-    past: 0,
-    ids: ids2,
-    mask: new BigInt64Array(T * n).fill(1n),
-    positions,
-    cache: Array.from({ length: 2 * graph.layout.layers }, () => new Float32Array(0)),
-    controls: Array.from({ length: T }, (_, e) => {
-      const mix = new Float32Array(T)
-      mix[e] = 1
-      return { mixWeights: mix }
-    }),
-  })
-  const V = out.vocab
-  const nll = new Float64Array(T)
-  for (let e = 0; e < T; e++)
-    for (let s = 0; s + 1 < n; s++) {
-      const at = (e * n + s) * V
-      nll[e] = (nll[e] as number) + tokenNll(out.logits.subarray(at, at + V), ids[s + 1] as number)
-    }
-  return nll
+  return (await promptEvidence(graph, ids)).nll as Float64Array
 }
 
-/** softmax(−NLL / τ) with a request's router controls applied (see the module comment), [T]. */
+/**
+ * The routing posterior before a request's controls, [T]: softmax over experts of
+ * −NLL_e / τ (NLL_e / tokens with `perToken`) + logPrior_e + routerWeight · ln max(r_e, 1e-6).
+ */
+export function likelihoodPosterior(
+  evidence: PromptEvidence,
+  options: PromptLikelihoodOptions,
+): Float64Array {
+  const { nll, tokens, router } = evidence
+  const T = nll.length
+  const per = options.perToken ? Math.max(tokens, 1) : 1
+  const b = options.routerWeight ?? 0
+  if (b !== 0 && router?.length !== T)
+    throw new Error(
+      'routerWeight needs the router weights on the prompt (promptEvidence withRouter)',
+    )
+  const logits = Float64Array.from(
+    { length: T },
+    (_, e) =>
+      -(nll[e] as number) / per / options.temperature +
+      (options.logPrior?.[e] ?? 0) +
+      (b !== 0 ? b * Math.log(Math.max(router?.[e] as number, ROUTER_FLOOR)) : 0),
+  )
+  const max = Math.max(...logits)
+  const p = logits.map((x) => Math.exp(x - max))
+  const total = p.reduce((a, x) => a + x, 0)
+  return p.map((x) => x / total)
+}
+
+/**
+ * The mix a sequence applies: the posterior (likelihoodPosterior) with a request's router controls applied (see
+ * the module comment), [T]. `evidence` may be a bare NLL vector and `options` a bare τ (sums, no other lever).
+ */
 export function likelihoodWeights(
-  nll: ArrayLike<number>,
-  temperature: number,
+  evidence: PromptEvidence | ArrayLike<number>,
+  options: PromptLikelihoodOptions | number,
   controls: RowControls = {},
 ): Float32Array {
-  const T = nll.length
-  let min = Number.POSITIVE_INFINITY
-  for (let e = 0; e < T; e++) min = Math.min(min, nll[e] as number)
-  const probs = Array.from({ length: T }, (_, e) =>
-    Math.exp(-((nll[e] as number) - min) / temperature),
-  )
-  const total = probs.reduce((a, b) => a + b, 0)
-  const p = probs.map((x) => x / total)
+  const ev: PromptEvidence = 'nll' in evidence ? evidence : { nll: evidence, tokens: 1 }
+  const opts = typeof options === 'number' ? { temperature: options } : options
+  const p = likelihoodPosterior(ev, opts)
+  const T = p.length
   const mask = Array.from({ length: T }, (_, e) => Number(controls.expertMask?.[e] ?? 1))
-  const allowed = p.map((x, e) => x * (mask[e] as number))
+  const allowed = Array.from(p, (x, e) => x * (mask[e] as number))
   const allowedSum = Math.max(
     allowed.reduce((a, b) => a + b, 0),
     1e-12,
   )
+  const top = Math.max(...allowed) / allowedSum
   const abstainBelow = controls.abstainBelow ?? 0
-  if (Math.max(...allowed) / allowedSum < abstainBelow) return new Float32Array(T)
-  const k = Math.min(Math.max(Math.round(controls.topK ?? T), 1), T)
+  if (top < abstainBelow) return new Float32Array(T)
+  // A confident posterior routes to its expert alone: as a request's top_k 1 would.
+  const hard = opts.hardAbove !== undefined && top >= opts.hardAbove
+  const k = hard ? 1 : Math.min(Math.max(Math.round(controls.topK ?? T), 1), T)
   const kth = [...allowed].sort((a, b) => b - a)[k - 1] as number
   const kept = allowed.map((x) => (x >= kth ? x : 0))
   const sum = Math.max(

@@ -152,7 +152,8 @@ describe('generation routes on a real runner', () => {
     expect(Object.values(w).reduce((a, b) => a + b, 0)).toBeCloseTo(1, 4)
     // The LM package routes by the experts' likelihood of the prompt (its router.promptLikelihood, #14).
     const like = gen.model.manifest.router.promptLikelihood
-    expect(like?.temperature).toBe(2)
+    // τ 2 and no lever (bench/RESULTS.md "LM likelihood-routing levers"), so the sums' softmax is the whole formula.
+    expect(like).toEqual({ temperature: 2 })
     const nll = await promptNlls(gen.engine.graph, gen.profile.encodePrompt(PROMPT))
     const expected = gen.weightsByName(likelihoodWeights(nll, like?.temperature ?? 1))
     for (const [name, x] of Object.entries(expected)) expect(w[name]).toBeCloseTo(x, 5)

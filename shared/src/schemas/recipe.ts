@@ -177,7 +177,20 @@ export const RouterRecipeSchema = z.strictObject({
    * likelihood and uses the router; request controls (exclude_experts, top_k, abstain_below) apply as to the router.
    */
   prompt_likelihood: z
-    .strictObject({ temperature: z.number().gt(0).lte(100).default(2) })
+    .strictObject({
+      temperature: z.number().gt(0).lte(100).default(2),
+      /**
+       * Levers on that posterior, each off by default (bench/quality/lm-likelihood-probe.ts measures them):
+       * score by the mean NLL per prompt token (τ then in nats per token) rather than the sum,
+       */
+      per_token: z.boolean().optional(),
+      /** add a log prior per expert (recipe order) to the logits −NLL_e / τ, */
+      log_prior: z.array(z.number().min(-50).max(50)).min(1).optional(),
+      /** multiply by the graph router's weights on the prompt to this power (one more row in the pass), */
+      router_weight: z.number().min(0).max(10).optional(),
+      /** and route to one expert alone when its posterior reaches this (top-1 when confident). */
+      hard_above: z.number().gt(0).max(1).optional(),
+    })
     .optional(),
 })
 

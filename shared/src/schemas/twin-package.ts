@@ -219,7 +219,19 @@ export const RouterInfoSchema = z.strictObject({
    * Decoders: route a sequence by each expert's likelihood of its prompt, softmax(−NLL_e / temperature), rather
    * than by the embedded router (recipe `router.prompt_likelihood`; absent: the router).
    */
-  promptLikelihood: z.strictObject({ temperature: z.number().gt(0) }).optional(),
+  promptLikelihood: z
+    .strictObject({
+      temperature: z.number().gt(0),
+      /** Score the mean NLL per prompt token rather than the sum (recipe `per_token`). */
+      perToken: z.boolean().optional(),
+      /** A log prior per expert (manifest order) added to the logits (recipe `log_prior`). */
+      logPrior: z.array(z.number()).optional(),
+      /** Power of the graph router's weights multiplied in (recipe `router_weight`). */
+      routerWeight: z.number().min(0).optional(),
+      /** Route to the top expert alone when its posterior reaches this (recipe `hard_above`). */
+      hardAbove: z.number().gt(0).max(1).optional(),
+    })
+    .optional(),
 })
 
 /**

@@ -81,6 +81,12 @@ function checkPromptLikelihood(recipe: BuildContext['recipe'], inputs: readonly 
       'INVALID_REQUEST',
       `router.prompt_likelihood routes a decoder's generations: it needs a decoder with a KV cache (inputs input_ids and past_key_values.0.key), and the base's inputs are ${names.join(', ')}`,
     )
+  const prior = recipe.router.prompt_likelihood?.log_prior
+  if (prior && prior.length !== recipe.experts.length)
+    throw new AppError(
+      'INVALID_REQUEST',
+      `router.prompt_likelihood.log_prior has ${prior.length} values; it needs one per expert (${recipe.experts.length}, in the recipe's order)`,
+    )
 }
 
 type ModelsRead = Omit<BuildContext, 'split' | 'reporter' | 'staging' | 'externalAbove'>

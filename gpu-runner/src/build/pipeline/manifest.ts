@@ -2,7 +2,12 @@
  * Build step: the package manifest (without the file hashes, which finishPackage adds from the writers').
  * @module
  */
-import { PACKAGE_FORMAT, PACKAGE_FORMAT_VERSION, type PackageTokenizer } from '@twinserve/shared'
+import {
+  PACKAGE_FORMAT,
+  PACKAGE_FORMAT_VERSION,
+  type PackageManifest,
+  type PackageTokenizer,
+} from '@twinserve/shared'
 import type { ManifestWithoutFiles } from '../../package/write-package.ts'
 import { toMetadata } from '../import/model-io.ts'
 import type { BuildContext } from './build-context.ts'
@@ -48,7 +53,7 @@ export function packageManifest(
         ? { abstainBelow: recipe.router.abstain_below }
         : {}),
       ...(recipe.router.prompt_likelihood
-        ? { promptLikelihood: { temperature: recipe.router.prompt_likelihood.temperature } }
+        ? { promptLikelihood: promptLikelihoodOf(recipe.router.prompt_likelihood) }
         : {}),
     },
     // A matrix kept at rank 0 for every expert carries nothing; it is reported, not listed.
@@ -69,5 +74,20 @@ export function packageManifest(
       exclusive: v.exclusive,
     })),
     recipe,
+  }
+}
+
+type RecipePromptLikelihood = NonNullable<BuildContext['recipe']['router']['prompt_likelihood']>
+
+/** The recipe's `router.prompt_likelihood` as the manifest carries it (only the levers it sets). */
+function promptLikelihoodOf(
+  p: RecipePromptLikelihood,
+): NonNullable<PackageManifest['router']['promptLikelihood']> {
+  return {
+    temperature: p.temperature,
+    ...(p.per_token ? { perToken: true } : {}),
+    ...(p.log_prior ? { logPrior: p.log_prior } : {}),
+    ...(p.router_weight ? { routerWeight: p.router_weight } : {}),
+    ...(p.hard_above !== undefined ? { hardAbove: p.hard_above } : {}),
   }
 }
