@@ -17,16 +17,19 @@ import { readFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import { markdownTable, readOnnxBytes } from '@twinserve/gpu-runner/build'
+import {
+  analyseSites,
+  type MatrixFactors,
+  markdownTable,
+  modelInputs,
+  readOnnxBytes,
+  rewriteTwinGraph,
+  routerEmitter,
+  trackRows,
+} from '@twinserve/gpu-runner/build'
 import { onnx } from '@twinserve/gpu-runner/onnx'
 import { ort } from '@twinserve/gpu-runner/runtime'
 import { encodeControls } from '@twinserve/gpu-runner/twin-contract'
-import { analyseSites } from '../../gpu-runner/src/build/graph/weight-sites.ts'
-import { modelInputs } from '../../gpu-runner/src/build/import/model-io.ts'
-import { trackRows } from '../../gpu-runner/src/build/pipeline/row-layouts.ts'
-import { routerEmitter } from '../../gpu-runner/src/build/router/router-graph.ts'
-import { rewriteTwinGraph } from '../../gpu-runner/src/build/twin-graph/rewrite.ts'
-import type { MatrixFactors } from '../../gpu-runner/src/factors/exclusive-factors.ts'
 import { replaceSection } from '../quality/results-file.ts'
 import { BERT, baseParams, bertModel } from './bert-encoder.ts'
 

@@ -6,6 +6,7 @@
  * @module
  */
 
+export type { MatrixFactors } from '../factors/exclusive-factors.ts'
 export { buildDelta, type DeltaReport, formatDelta } from './build-delta.ts'
 export {
   type BuildOptions,
@@ -13,7 +14,10 @@ export {
   buildPackage,
   type VariantReport,
 } from './build-package.ts'
-export { xorshift32 } from './import/model-io.ts'
+// The twin-graph rewrite and what it needs, for benchmarks that emit a twin graph from synthetic factors
+// (bench/perf/shared-basis-latency.ts) without a whole build.
+export { analyseSites } from './graph/weight-sites.ts'
+export { modelInputs, xorshift32 } from './import/model-io.ts'
 export {
   decodeModel,
   elementCount,
@@ -35,11 +39,14 @@ export {
   type Reporter,
   type ReporterOptions,
 } from './pipeline/progress.ts'
+export { trackRows } from './pipeline/row-layouts.ts'
 export { type MergeInputs, mergeTensors } from './pipeline/shared-merge.ts'
 export { recipeGrams } from './recipe-grams.ts'
+export { routerEmitter } from './router/router-graph.ts'
 export {
   type ProbeInputs,
   probeRouters,
   type RouterProbeArm,
   type RouterProbeResult,
 } from './router-probe.ts'
+export { rewriteTwinGraph } from './twin-graph/rewrite.ts'
