@@ -2,19 +2,30 @@
  * `npm run bench:event-loop` (issue #17, runner part): does a running batch stall the runner's event loop?
  *
  * 1. Sessions: onnxruntime-node's `session.run` called on the event loop (what the runner did before #17) against
- *    the same session in a thread of its own (gpu-runner/src/runtime/threaded-session.ts). While runs go one after
+ *    the same session in a thread of its own (gpu-runner/src/runtime/threaded-session.ts), at the event loop's
+ *    priority and 10 nice steps below it (`lowerPriority`, the runner's `--session-nice`). While runs go one after
  *    another, the event loop's delay (perf_hooks.monitorEventLoopDelay) and a 5 ms interval timer's lateness are
  *    recorded. Model: a stack of MatMul [D×D] layers on X [ROWS, D] (random weights), built with GraphBuilder.
- * 2. HTTP: two `twinserve serve` processes on the BERT-base-shaped r16 package (bench/perf: built once and cached),
- *    `--session-threads on` and `off`, both batching up to 16 rows; closed-loop clients at c = 32 send single-row
- *    requests (the twin with 8 experts' weights given, and the plain shared model) while a prober calls
- *    /v2/health/ready every 25 ms. Reported: req/s, rows per run, health latency p50 / p99 / max.
+ * 2. HTTP: one `twinserve serve` process per arm (`--arms`, below) on the BERT-base-shaped r16 package
+ *    (bench/perf: built once and cached), all batching up to 16 rows; closed-loop clients at c = 32 send
+ *    single-row requests (the twin with 8 experts' weights given, and the plain shared model) while a prober calls
+ *    /v2/health/ready every 25 ms. Arms and cases are interleaved within each round, their order reversed every
+ *    other round. Reported: req/s, rows per run, health latency p50 / p99 / max.
  * 3. The session-level rate the HTTP numbers are held against: the same graphs run in-process at batch 16 (one run
  *    at a time, no HTTP), rows/s; measured between the HTTP rounds, so both see the same machine.
  *
- *   npm run bench:event-loop                 # writes the bench:event-loop section of bench/RESULTS.md
- *   npm run bench:event-loop -- --no-write   # prints it only
- *   options: --quick (short windows, no write)   --only sessions,http
+ * Arms (`--arms`, comma-separated; default nice,flat,cores-1):
+ *   nice     session threads 10 nice steps below the event loop (`--session-nice 10`, the runner's default)
+ *   flat     session threads at the event loop's priority (`--session-nice 0`, the runner before this arm)
+ *   cores-1  session threads at the event loop's priority, one intra-op thread fewer than the cores
+ *            (`--threads <nproc - 1>`): a core left to the event loop instead of a priority
+ *   off      sessions on the event loop (`--session-threads off`, before #17; its health probes wait seconds)
+ *
+ *   npm run bench:event-loop                           # writes both sections of bench/RESULTS.md
+ *   npm run bench:event-loop -- --only http            # the HTTP arms alone (about 5 min; --arms nice,flat: 3.5)
+ *   npm run bench:event-loop -- --no-write             # prints only
+ *   options: --quick (short windows, no write)   --only sessions,http   --arms nice,flat,cores-1,off
+ * Each part writes its own section (between its markers) and leaves the other as it was.
  * @module
  */
 
@@ -24,7 +35,7 @@ import { parseArgs } from 'node:util'
 import { GraphBuilder } from '@twinserve/gpu-runner/onnx'
 import { openSession, openThreadedSession, ort } from '@twinserve/gpu-runner/runtime'
 import type { PackageManifest } from '@twinserve/shared'
-import { metric, startRunner, waitIdle } from './perf/http-bench.ts'
+import { metric, type RunnerHandle, startRunner, waitIdle } from './perf/http-bench.ts'
 import { closedLoop, combine, type LoadResult } from './perf/http-load.ts'
 import { BERT_PACKAGES, ensureBertPackage } from './perf/packages.ts'
 import { fmt, machine, markLoad, summarize, table, writeSection } from './perf/report.ts'
@@ -43,10 +54,14 @@ const { values } = parseArgs({
     'no-write': { type: 'boolean', default: false },
     quick: { type: 'boolean', default: false },
     only: { type: 'string', default: 'sessions,http' },
+    arms: { type: 'string', default: 'nice,flat,cores-1' },
   },
 })
 const quick = values.quick
 const only = new Set(values.only.split(','))
+for (const part of only)
+  if (part !== 'sessions' && part !== 'http')
+    throw new Error(`--only: unknown part '${part}' (sessions, http)`)
 const log = (s: string) => process.stderr.write(`[event-loop] ${s}\n`)
 const mach = machine()
 const started = performance.now()
@@ -57,7 +72,44 @@ const [RUNS, ROUNDS] = quick ? [5, 1] : [20, 3]
 /** HTTP: clients, rows per batch, window and warm-up per case (ms), rounds, health probe period (ms). */
 const [CLIENTS, BATCH, WINDOW_MS, WARMUP_MS, HTTP_ROUNDS, PROBE_MS] = quick
   ? [32, 16, 8000, 3000, 1, 25]
-  : [32, 16, 25_000, 5000, 2, 25]
+  : [32, 16, 15_000, 3000, 2, 25]
+/** Nice steps of the `nice` arm and of the lowered session thread (the runner's default `--session-nice`). */
+const NICE = 10
+
+/** The runner configurations the HTTP part compares: `twinserve serve` flags on top of the common ones. */
+const ARMS = {
+  nice: {
+    label: `session threads, nice +${NICE} (the default)`,
+    args: [
+      '--session-threads',
+      'on',
+      '--session-nice',
+      String(NICE),
+      '--threads',
+      String(mach.nproc),
+    ],
+  },
+  flat: {
+    label: 'session threads, nice +0',
+    args: ['--session-threads', 'on', '--session-nice', '0', '--threads', String(mach.nproc)],
+  },
+  'cores-1': {
+    label: `session threads, nice +0, ${Math.max(1, mach.nproc - 1)} intra-op thread${mach.nproc - 1 > 1 ? 's' : ''}`,
+    args: [
+      ...['--session-threads', 'on', '--session-nice', '0'],
+      ...['--threads', String(Math.max(1, mach.nproc - 1))],
+    ],
+  },
+  off: {
+    label: 'sessions on the event loop (before #17)',
+    args: ['--session-threads', 'off', '--threads', String(mach.nproc)],
+  },
+} as const
+type Arm = keyof typeof ARMS
+const arms = values.arms.split(',').map((a) => {
+  if (!(a in ARMS)) throw new Error(`--arms: unknown arm '${a}' (${Object.keys(ARMS).join(', ')})`)
+  return a as Arm
+})
 
 // ---------------------------------------------------------------------------------------------- 1. sessions
 function matmulStack(): Uint8Array {
@@ -114,17 +166,29 @@ async function watchLoop(run: () => Promise<unknown>, into: LoopSample): Promise
   into.timerLateMax.push(late)
 }
 
-const loop = {
-  inline: { runMs: [], delayP99: [], delayMax: [], timerLateMax: [] } as LoopSample,
-  thread: { runMs: [], delayP99: [], delayMax: [], timerLateMax: [] } as LoopSample,
+const emptySample = (): LoopSample => ({ runMs: [], delayP99: [], delayMax: [], timerLateMax: [] })
+/** Where the session runs: on the event loop, in a thread at its priority, in a thread NICE steps below it. */
+const SESSION_MODES = ['inline', 'thread', 'niced'] as const
+type SessionMode = (typeof SESSION_MODES)[number]
+const loop: Record<SessionMode, LoopSample> = {
+  inline: emptySample(),
+  thread: emptySample(),
+  niced: emptySample(),
 }
+let nicedNote: string | undefined
 if (only.has('sessions')) {
   log(
-    `sessions: ${LAYERS} × MatMul [${D}×${D}] on X [${ROWS}, ${D}], on the event loop vs in a thread`,
+    `sessions: ${LAYERS} × MatMul [${D}×${D}] on X [${ROWS}, ${D}], on the event loop vs in a thread (nice +0, +${NICE})`,
   )
   const model = matmulStack()
-  const inline = (await openSession(model, { provider: 'cpu' })).session
-  const thread = (await openThreadedSession(model, { provider: 'cpu' })).session
+  const sessions = {
+    inline: (await openSession(model, { provider: 'cpu' })).session,
+    thread: (await openThreadedSession(model, { provider: 'cpu' })).session,
+    niced: await openThreadedSession(model, { provider: 'cpu', lowerPriority: NICE }).then((o) => {
+      nicedNote = o.priority.note
+      return o.session
+    }),
+  }
   const feeds = {
     x: new ort.Tensor(
       'float32',
@@ -132,14 +196,11 @@ if (only.has('sessions')) {
       [ROWS, D],
     ),
   }
-  await inline.run(feeds)
-  await thread.run(feeds)
+  for (const mode of SESSION_MODES) await sessions[mode].run(feeds)
   for (let round = 0; round < ROUNDS; round++)
-    for (const mode of round % 2 === 0
-      ? (['inline', 'thread'] as const)
-      : (['thread', 'inline'] as const))
-      await watchLoop(() => (mode === 'inline' ? inline : thread).run(feeds), loop[mode])
-  await Promise.all([inline.release(), thread.release()])
+    for (const mode of round % 2 === 0 ? SESSION_MODES : [...SESSION_MODES].reverse())
+      await watchLoop(() => sessions[mode].run(feeds), loop[mode])
+  await Promise.all(SESSION_MODES.map((mode) => sessions[mode].release()))
 }
 markLoad(mach, 'after sessions')
 
@@ -152,10 +213,9 @@ interface HttpCell {
   rows: number
   runs: number
 }
-type Mode = 'on' | 'off'
 type CaseKey = 'twin' | 'plain'
 const http = new Map<string, HttpCell>()
-const cell = (k: CaseKey, m: Mode) => {
+const cell = (k: CaseKey, m: Arm) => {
   const id = `${k}|${m}`
   let c = http.get(id)
   if (!c) {
@@ -166,6 +226,8 @@ const cell = (k: CaseKey, m: Mode) => {
 }
 const sessionSamples: CaseResult[][] = []
 let manifest: PackageManifest | undefined
+/** Each arm's runner as it reported itself at start (session_nice and its note, if any). */
+const armNotes = new Map<Arm, string>()
 
 /**
  * Calls /v2/health/ready every PROBE_MS (each probe on its own, not waiting for the last), from `afterMs` on (the
@@ -213,13 +275,29 @@ if (only.has('http')) {
     .default as PackageManifest
   const m = manifest
   const common = [
-    ...['--provider', 'cpu', '--threads', String(mach.nproc), '--max-batch-size', String(BATCH)],
+    ...['--provider', 'cpu', '--max-batch-size', String(BATCH)],
     ...['--max-queue', '4096', '--request-timeout-ms', '300000'],
   ]
-  log('http: starting runners (session threads on and off)')
-  const runners = {
-    on: await startRunner('threads on', [r16.dir], [...common, '--session-threads', 'on']),
-    off: await startRunner('threads off', [r16.dir], [...common, '--session-threads', 'off']),
+  log(`http: starting runners (${arms.join(', ')})`)
+  const runners = new Map<Arm, RunnerHandle>()
+  for (const arm of arms) {
+    const r = await startRunner(arm, [r16.dir], [...common, ...ARMS[arm].args]).catch(
+      async (err: unknown) => {
+        await Promise.all([...runners.values()].map((started) => started.stop()))
+        throw err
+      },
+    )
+    runners.set(arm, r)
+    const note = r.listening.session_nice_note
+    armNotes.set(
+      arm,
+      `session_nice ${String(r.listening.session_nice)}${typeof note === 'string' ? ` (${note})` : ''}`,
+    )
+  }
+  const runnerOf = (arm: Arm): RunnerHandle => {
+    const r = runners.get(arm)
+    if (!r) throw new Error(`no runner for arm '${arm}'`)
+    return r
   }
   const T = m.experts.length
   const mixWeights = randomMix(T, T, 3)
@@ -254,14 +332,14 @@ if (only.has('http')) {
   try {
     // Untimed first pass on each runner: JIT, the sessions' first-run allocations.
     for (const k of ['twin', 'plain'] as const)
-      for (const mode of ['on', 'off'] as const) {
-        await waitIdle(runners[mode].url)
+      for (const arm of arms) {
+        await waitIdle(runnerOf(arm).url)
         await closedLoop({
-          url: runners[mode].url,
+          url: runnerOf(arm).url,
           path: `/v2/models/${m.name}/infer`,
           body: body(k),
           concurrency: 2,
-          durationMs: quick ? 2000 : 5000,
+          durationMs: quick ? 2000 : 3000,
           warmupMs: 0,
         })
       }
@@ -271,13 +349,13 @@ if (only.has('http')) {
         await measure(sessionCases, {
           warmup: round === 0 ? 1 : 0,
           rounds: 1,
-          perRound: quick ? 2 : 5,
+          perRound: quick ? 2 : 3,
         }),
       )
       for (const k of ['twin', 'plain'] as const)
-        for (const mode of round % 2 === 0 ? (['on', 'off'] as const) : (['off', 'on'] as const)) {
-          const runner = runners[mode]
-          log(`round ${round + 1}: http ${k}, session threads ${mode}`)
+        for (const arm of round % 2 === 0 ? arms : [...arms].reverse()) {
+          const runner = runnerOf(arm)
+          log(`round ${round + 1}: http ${k}, ${arm}`)
           await waitIdle(runner.url)
           const series = `{model="${m.name}"}`
           const rows0 = await metric(runner.url, `twinserve_runner_batch_rows_sum${series}`)
@@ -293,7 +371,7 @@ if (only.has('http')) {
           })
           const health = await prober.stop()
           await waitIdle(runner.url)
-          const c = cell(k, mode)
+          const c = cell(k, arm)
           c.windows.push(result)
           c.health.push(...health.latencies)
           c.healthFailed += health.failed
@@ -302,7 +380,7 @@ if (only.has('http')) {
         }
     }
   } finally {
-    await Promise.all([runners.on.stop(), runners.off.stop(), pool.release()])
+    await Promise.all([...[...runners.values()].map((r) => r.stop()), pool.release()])
   }
 }
 markLoad(mach, 'end')
@@ -311,12 +389,14 @@ markLoad(mach, 'end')
 const minutes = (performance.now() - started) / 60_000
 const worst = (xs: number[]) => (xs.length ? Math.max(...xs) : Number.NaN)
 const p50 = (xs: number[]) => summarize(xs).p50
-const lines: string[] = [
-  '## The event loop while batches run (`npm run bench:event-loop`, issue #17)',
-  '',
-  `- **Command:** \`npm run bench:event-loop${quick ? ' -- --quick' : ''}\` (bench/event-loop.ts, ${fmt(minutes, 1)} min), ${new Date().toISOString().slice(0, 10)}.`,
-  `- **Machine:** ${mach.nproc} cores, ${mach.cpu}, ${mach.memGb} GB; Node ${mach.node}; onnxruntime-node ${mach.ort}; CPU provider, ${mach.nproc} intra-op threads per session, no spinning; 1-minute load average ${mach.loads.map((l) => `${l.phase} ${fmt(l.load, 2)}`).join(', ')} (a shared machine: other jobs ran too).`,
+const argv = process.argv.slice(2)
+const command = `npm run bench:event-loop${argv.length ? ` -- ${argv.join(' ')}` : ''}`
+/** The lines every section starts with: how it was made, on what, under which load. */
+const preamble = (): string[] => [
+  `- **Command:** \`${command}\` (bench/event-loop.ts, ${fmt(minutes, 1)} min for the whole run), ${new Date().toISOString().slice(0, 10)}.`,
+  `- **Machine:** ${mach.nproc} cores, ${mach.cpu}, ${mach.memGb} GB; Node ${mach.node}; onnxruntime-node ${mach.ort}; CPU provider, no spinning; 1-minute load average ${mach.loads.map((l) => `${l.phase} ${fmt(l.load, 2)}`).join(', ')} (a shared machine: other jobs ran too).`,
 ]
+const sections: { name: string; md: string }[] = []
 if (only.has('sessions')) {
   const row = (label: string, s: LoopSample) => [
     label,
@@ -325,28 +405,36 @@ if (only.has('sessions')) {
     fmt(worst(s.delayMax), 1),
     fmt(worst(s.timerLateMax), 1),
   ]
-  lines.push(
-    '',
-    `### Sessions: ${LAYERS} × MatMul [${D}×${D}] on X [${ROWS}, ${D}] (${fmt((2 * LAYERS * ROWS * D * D) / 1e9, 1)} GFLOP per run)`,
-    '',
-    `${ROUNDS} interleaved rounds of ${RUNS} back-to-back runs per mode; the event loop's delay (monitorEventLoopDelay, 1 ms resolution) and a 5 ms interval timer's lateness while they run (worst round).`,
-    '',
-    table(
-      [
-        'session',
-        'run p50, ms',
-        'loop delay p99, ms',
-        'loop delay max, ms',
-        '5 ms timer late by (max), ms',
-      ],
-      [
-        row('`session.run` on the event loop (before #17)', loop.inline),
-        row('the same session in its own thread (the runner now)', loop.thread),
-      ],
-    ),
-    '',
-    "onnxruntime-node 1.30's `run()` returns a promise but executes synchronously on the calling thread (its backend defers the call with one `setImmediate`, then blocks): on the event loop, the loop stalls for the whole run. In a thread, the loop stays free; the run costs the hand-over of feeds and outputs on top.",
-  )
+  sections.push({
+    name: 'bench:event-loop:sessions',
+    md: [
+      `### Sessions: ${LAYERS} × MatMul [${D}×${D}] on X [${ROWS}, ${D}] (${fmt((2 * LAYERS * ROWS * D * D) / 1e9, 1)} GFLOP per run)`,
+      '',
+      ...preamble(),
+      '',
+      `${ROUNDS} interleaved rounds of ${RUNS} back-to-back runs per mode, ${mach.nproc} intra-op threads per session; the event loop's delay (monitorEventLoopDelay, 1 ms resolution) and a 5 ms interval timer's lateness while they run (worst round).`,
+      '',
+      table(
+        [
+          'session',
+          'run p50, ms',
+          'loop delay p99, ms',
+          'loop delay max, ms',
+          '5 ms timer late by (max), ms',
+        ],
+        [
+          row('`session.run` on the event loop (before #17)', loop.inline),
+          row('the same session in its own thread, nice +0', loop.thread),
+          row(
+            `the same session in its own thread, nice +${NICE} (the runner's default)${nicedNote ? ` (${nicedNote})` : ''}`,
+            loop.niced,
+          ),
+        ],
+      ),
+      '',
+      "onnxruntime-node 1.30's `run()` returns a promise but executes synchronously on the calling thread (its backend defers the call with one `setImmediate`, then blocks): on the event loop, the loop stalls for the whole run. In a thread, the loop stays free; the run costs the hand-over of feeds and outputs on top. Lowered by nice, the session's threads (and onnxruntime's intra-op threads, created by it) yield to the event loop's thread when it wakes.",
+    ].join('\n'),
+  })
 }
 if (only.has('http') && manifest) {
   const sess = (key: string) => {
@@ -359,58 +447,74 @@ if (only.has('http') && manifest) {
       )
     return (1000 * BATCH) / mean
   }
+  const rate = (k: CaseKey, arm: Arm) => {
+    const c = http.get(`${k}|${arm}`)
+    return c ? combine(c.windows).rps : Number.NaN
+  }
+  const p99Of = (k: CaseKey, arm: Arm) => summarize(http.get(`${k}|${arm}`)?.health ?? []).p99
   const rows: string[][] = []
   const verdicts: string[] = []
   for (const k of ['twin', 'plain'] as const) {
     const sessionRate = sess(k)
-    for (const mode of ['on', 'off'] as const) {
-      const c = http.get(`${k}|${mode}`)
+    for (const arm of arms) {
+      const c = http.get(`${k}|${arm}`)
       if (!c) continue
       const r = combine(c.windows)
       const h = summarize(c.health)
       rows.push([
-        `${k === 'twin' ? 'r16 twin, 8 experts given' : 'plain shared model'}, session threads ${mode}`,
-        fmt(r.rps, 1),
+        `${k === 'twin' ? 'r16 twin, 8 experts given' : 'plain shared model'}: ${ARMS[arm].label}`,
+        fmt(r.rps, 2),
         fmt(c.runs ? c.rows / c.runs : Number.NaN, 1),
-        fmt(sessionRate, 1),
+        fmt(sessionRate, 2),
         `${fmt(r.rps / sessionRate, 2)}×`,
         `${fmt(h.p50, 1)} / ${fmt(h.p99, 1)} / ${fmt(worst(c.health), 0)}`,
         `${h.n}${c.healthFailed ? `, ${c.healthFailed} unanswered` : ''}`,
       ])
-      if (mode === 'on')
+      if (arm !== 'off')
         verdicts.push(
-          `- ${k === 'twin' ? 'Twin' : 'Plain'}, threads on: health p99 ${fmt(h.p99, 1)} ms (goal ≤ 20 ms: ${h.p99 <= 20 ? 'met' : '**missed**'}); HTTP ${fmt(r.rps / sessionRate, 2)}× the session rate (goal ≥ 0.9×: ${r.rps / sessionRate >= 0.9 ? 'met' : '**missed**'}).`,
+          `- ${k === 'twin' ? 'Twin' : 'Plain'}, ${arm}: health p99 ${fmt(h.p99, 1)} ms (goal ≤ 20 ms: ${h.p99 <= 20 ? 'met' : '**missed**'}); HTTP ${fmt(r.rps / sessionRate, 2)}× the session rate (goal ≥ 0.9×: ${r.rps / sessionRate >= 0.9 ? 'met' : '**missed**'}).`,
         )
     }
   }
-  const rate = (k: CaseKey, mode: Mode) => {
-    const c = http.get(`${k}|${mode}`)
-    return c ? combine(c.windows).rps : Number.NaN
-  }
-  lines.push(
-    '',
-    `### HTTP: \`twinserve serve\` on the BERT-base-shaped r16 package, c = ${CLIENTS}, batches of up to ${BATCH}`,
-    '',
-    `Closed-loop clients send single-row requests for ${WINDOW_MS / 1000} s windows (after ${WARMUP_MS / 1000} s of warm-up), ${HTTP_ROUNDS} interleaved rounds; a prober calls /v2/health/ready every ${PROBE_MS} ms during each measured window. Each runner had an untimed first pass per case. "Session rows/s" is the same graph run in-process at batch ${BATCH}, one run at a time, measured between the HTTP rounds.`,
-    '',
-    table(
-      [
-        'case',
-        'HTTP req/s',
-        'rows/run',
-        `session rows/s (batch ${BATCH})`,
-        'HTTP ÷ session',
-        'health p50 / p99 / max, ms',
-        'probes',
-      ],
-      rows,
-    ),
-    '',
-    ...verdicts,
-    `- Twin ÷ plain: HTTP ${fmt(rate('twin', 'on') / rate('plain', 'on'), 2)}× with threads on (${fmt(rate('twin', 'off') / rate('plain', 'off'), 2)}× off), session ${fmt(sess('twin') / sess('plain'), 2)}×.`,
-  )
+  // The lever against its baseline, in the same run: what nice (or a core left free) buys and costs.
+  const against = (arm: Arm) =>
+    arms.includes(arm) && arms.includes('flat')
+      ? [
+          `- ${arm} ÷ flat, same run: health p99 ${(['twin', 'plain'] as const).map((k) => `${k} ${fmt(p99Of(k, arm) / p99Of(k, 'flat'), 2)}×`).join(', ')}; HTTP req/s ${(['twin', 'plain'] as const).map((k) => `${k} ${fmt(rate(k, arm) / rate(k, 'flat'), 2)}×`).join(', ')}.`,
+        ]
+      : []
+  sections.push({
+    name: 'bench:event-loop:http',
+    md: [
+      `### HTTP: \`twinserve serve\` on the BERT-base-shaped r16 package, c = ${CLIENTS}, batches of up to ${BATCH}`,
+      '',
+      ...preamble(),
+      `- **Arms** (one runner each, as each reported itself at start): ${arms.map((a) => `${a} = ${ARMS[a].args.join(' ')} (${armNotes.get(a) ?? '–'})`).join('; ')}.`,
+      '',
+      `Closed-loop clients send single-row requests for ${WINDOW_MS / 1000} s windows (after ${WARMUP_MS / 1000} s of warm-up), ${HTTP_ROUNDS} rounds, arms and cases interleaved (order reversed every other round); a prober calls /v2/health/ready every ${PROBE_MS} ms during each measured window. Each runner had an untimed first pass per case. "Session rows/s" is the same graph run in-process at batch ${BATCH} (nice +0, ${mach.nproc} intra-op threads), one run at a time, measured between the HTTP rounds.`,
+      '',
+      table(
+        [
+          'case: arm',
+          'HTTP req/s',
+          'rows/run',
+          `session rows/s (batch ${BATCH})`,
+          'HTTP ÷ session',
+          'health p50 / p99 / max, ms',
+          'probes',
+        ],
+        rows,
+      ),
+      '',
+      ...verdicts,
+      ...against('nice'),
+      ...against('cores-1'),
+      `- Twin ÷ plain: HTTP ${arms.map((a) => `${fmt(rate('twin', a) / rate('plain', a), 2)}× (${a})`).join(', ')}; session ${fmt(sess('twin') / sess('plain'), 2)}×.`,
+    ].join('\n'),
+  })
 }
-const md = lines.join('\n')
-if (!values['no-write'] && !quick)
-  await writeSection(join(import.meta.dirname, 'RESULTS.md'), 'bench:event-loop', md)
-process.stdout.write(`${md}\n`)
+const RESULTS = join(import.meta.dirname, 'RESULTS.md')
+for (const { name, md } of sections) {
+  if (!values['no-write'] && !quick) await writeSection(RESULTS, name, md)
+  process.stdout.write(`${md}\n\n`)
+}

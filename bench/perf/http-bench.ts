@@ -14,6 +14,8 @@ export interface RunnerHandle {
   url: string
   label: string
   child: ChildProcess
+  /** The runner's `listening` log line (its settings as it applied them: provider, session_nice, …). */
+  listening: Record<string, unknown>
   /** The end of the runner's stderr (onnxruntime's own messages, a crash). */
   stderr(): string
   stop(): Promise<void>
@@ -42,38 +44,41 @@ export async function startRunner(
   child.stderr?.on('data', (c: Buffer) => {
     stderr = (stderr + c.toString()).slice(-4000)
   })
-  const url = await new Promise<string>((resolve, reject) => {
-    let buf = ''
-    const onData = (c: Buffer) => {
-      buf += c.toString()
-      let nl = buf.indexOf('\n')
-      while (nl >= 0) {
-        const line = buf.slice(0, nl)
-        buf = buf.slice(nl + 1)
-        nl = buf.indexOf('\n')
-        try {
-          const l = JSON.parse(line) as { msg?: string; url?: string }
-          if (l.msg === 'listening' && l.url) {
-            child.stdout?.off('data', onData)
-            // Keep draining stdout (a request log line each) so the runner never blocks on a full pipe.
-            child.stdout?.resume()
-            resolve(l.url)
-            return
+  const listening = await new Promise<Record<string, unknown> & { url: string }>(
+    (resolve, reject) => {
+      let buf = ''
+      const onData = (c: Buffer) => {
+        buf += c.toString()
+        let nl = buf.indexOf('\n')
+        while (nl >= 0) {
+          const line = buf.slice(0, nl)
+          buf = buf.slice(nl + 1)
+          nl = buf.indexOf('\n')
+          try {
+            const l = JSON.parse(line) as Record<string, unknown>
+            if (l.msg === 'listening' && typeof l.url === 'string') {
+              child.stdout?.off('data', onData)
+              // Keep draining stdout (a request log line each) so the runner never blocks on a full pipe.
+              child.stdout?.resume()
+              resolve({ ...l, url: l.url })
+              return
+            }
+          } catch {
+            // not a JSON line
           }
-        } catch {
-          // not a JSON line
         }
       }
-    }
-    child.stdout?.on('data', onData)
-    child.once('exit', (code) =>
-      reject(new Error(`runner '${label}' exited (${code}) before listening:\n${stderr}`)),
-    )
-  })
+      child.stdout?.on('data', onData)
+      child.once('exit', (code) =>
+        reject(new Error(`runner '${label}' exited (${code}) before listening:\n${stderr}`)),
+      )
+    },
+  )
   return {
-    url,
+    url: listening.url,
     label,
     child,
+    listening,
     stderr: () => stderr,
     async stop() {
       if (child.exitCode !== null) return

@@ -26,6 +26,7 @@ describe('parseServeArgs', () => {
       maxQueue: 256,
       concurrency: 1,
       sessionThreads: 'on',
+      sessionNice: 10,
       requestTimeoutMs: 30000,
       signingSecret: 'a-long-enough-secret',
     })
@@ -60,6 +61,11 @@ describe('parseServeArgs', () => {
     expect(fails(['--package', 'p', '--port', '99999'])).toMatch(/--port \(RUNNER_PORT\)/)
     expect(fails(['--package', 'p', '--provider', 'tpu'])).toMatch(/--provider \(RUNNER_PROVIDER\)/)
     expect(fails(['--package', 'p', '--max-queue', '0'])).toMatch(/--max-queue/)
+    // Nice ends at 19; a negative value would raise the session threads above the event loop (and need privilege).
+    expect(fails(['--package', 'p', '--session-nice', '20'])).toMatch(
+      /--session-nice \(RUNNER_SESSION_NICE\)/,
+    )
+    expect(fails(['--package', 'p', '--session-nice=-1'])).toMatch(/--session-nice/)
     expect(fails(['--package', 'p', '--gateway-url', 'not a url'])).toMatch(
       /--gateway-url \(GATEWAY_URL\)/,
     )
@@ -133,6 +139,7 @@ describe('parseServeArgs', () => {
       maxQueue: ['max-queue', 'RUNNER_MAX_QUEUE'],
       concurrency: ['concurrency', 'RUNNER_CONCURRENCY'],
       sessionThreads: ['session-threads', 'RUNNER_SESSION_THREADS'],
+      sessionNice: ['session-nice', 'RUNNER_SESSION_NICE'],
       requestTimeoutMs: ['request-timeout-ms', 'RUNNER_REQUEST_TIMEOUT_MS'],
       maxBodyBytes: ['max-body-bytes', 'RUNNER_MAX_BODY_BYTES'],
       bodyTimeoutMs: ['body-timeout-ms', 'RUNNER_BODY_TIMEOUT_MS'],

@@ -47,6 +47,13 @@ export const RunnerConfigSchema = z
      * a batch runs; `off` runs sessions on the event loop, as before issue #17 (benchmarks compare the two).
      */
     sessionThreads: z.enum(['on', 'off']).default('on'),
+    /**
+     * Nice steps the session threads, and the intra-op threads onnxruntime starts from them, run below the event
+     * loop's thread (Linux, where nice is per thread; a no-op elsewhere, said in the start log). When a batch's
+     * threads fill the cores, the event loop's thread preempts them as soon as a request or health check arrives
+     * instead of waiting for its turn. 0 runs them at the event loop's priority.
+     */
+    sessionNice: int(0, 19).default(10),
     /** Per-request deadline, from arrival to response (a request may ask for less). */
     requestTimeoutMs: int(1, 3_600_000).default(30_000),
     maxBodyBytes: int(1024, 2 ** 31).default(32 * 1024 * 1024),
@@ -209,6 +216,8 @@ export const SERVE_USAGE = `usage: twinserve serve --package <dir> [--package <d
   --max-queue <n>            waiting requests before 503 (default 256)
   --concurrency <n>          runs at once (default 1)
   --session-threads on|off   each onnxruntime session in its own thread (default on; off: on the event loop)
+  --session-nice <n>         run session threads n nice steps (0-19) below the event loop's thread, so that
+                             requests and health checks preempt a running batch (default 10; Linux only; 0 = off)
   --request-timeout-ms <n>   per-request deadline (default 30000)
   --max-body-bytes <n>       request body limit (default 33554432)
   --body-timeout-ms <n>      the body must arrive within this (default 30000; 408 after)

@@ -79,7 +79,13 @@ export class MatmulBackend {
    * materialised path, so that its products do not stall the event loop
    */
   constructor(
-    private readonly opts: { provider?: ProviderChoice; threads?: number; threaded?: boolean } = {},
+    private readonly opts: {
+      provider?: ProviderChoice
+      threads?: number
+      threaded?: boolean
+      /** With `threaded`: nice steps below the event loop (threaded-session.ts). */
+      lowerPriority?: number
+    } = {},
   ) {}
 
   /** Sessions built so far (one per graph kind used). */
@@ -100,7 +106,11 @@ export class MatmulBackend {
         ...(this.opts.threads ? { threads: this.opts.threads } : {}),
       }
       s = this.opts.threaded
-        ? openThreadedSession(build(), { ...opts, transfer: true })
+        ? openThreadedSession(build(), {
+            ...opts,
+            transfer: true,
+            ...(this.opts.lowerPriority ? { lowerPriority: this.opts.lowerPriority } : {}),
+          })
         : openSession(build(), opts)
       this.sessions.set(key, s)
     }

@@ -25,6 +25,11 @@ export interface LoadModelOptions {
    * (benchmarks compare the two).
    */
   sessionThreads?: boolean
+  /**
+   * Nice steps the session threads (and onnxruntime's intra-op threads) run below the event loop's thread
+   * (threaded-session.ts, `lowerPriority`); default 0. Ignored with sessions on the event loop.
+   */
+  sessionNice?: number
   mergeCache: {
     maxEntries: number
     maxBytes: number
@@ -60,8 +65,9 @@ export async function loadModel(dir: string, opts: LoadModelOptions): Promise<Se
     ...(opts.threads ? { threads: opts.threads } : {}),
   })
   const threaded = opts.sessionThreads ?? true
+  const lowerPriority = threaded ? (opts.sessionNice ?? 0) : 0
   const open = (model: string | Uint8Array, o: ReturnType<typeof sessionOpts>) =>
-    threaded ? openThreadedSession(model, o) : openSession(model, o)
+    threaded ? openThreadedSession(model, { ...o, lowerPriority }) : openSession(model, o)
   let twin: ServingSession
   try {
     twin = await open(
@@ -109,6 +115,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions): Promise<Se
     twin,
     variants,
     threaded,
+    ...(lowerPriority ? { sessionNice: lowerPriority } : {}),
     ...(text ? { text } : {}),
     ...(opts.threads ? { threads: opts.threads } : {}),
     ...(materializedUnavailable ? { materializedUnavailable } : {}),

@@ -32,6 +32,7 @@ import { onnx } from '../onnx/proto.ts'
 import { packageVersion } from '../package/package-version.ts'
 import { sha256 } from '../package/write-package.ts'
 import { openSession, ort, type Provider } from '../runtime/ort-session.ts'
+import type { ThreadPriority } from '../runtime/session-wire.ts'
 import {
   openThreadedSession,
   type RunnableSession,
@@ -123,6 +124,8 @@ export interface ServingSession {
   session: RunnableSession
   provider: Provider
   fallbackReason?: string
+  /** How far below the event loop the session's threads run (threaded sessions only). */
+  priority?: ThreadPriority
 }
 
 export interface ServedModelInit {
@@ -135,6 +138,8 @@ export interface ServedModelInit {
    * does too, and cached merged weights live in shared memory so that a run does not copy them on the event loop.
    */
   threaded?: boolean
+  /** Nice steps below the event loop for the threads the model opens later (materialised graph, products). */
+  sessionNice?: number
   /** The package's tokenizer: the model then also takes raw text (input `text`, BYTES [n]). */
   text?: TextTokenizer
   threads?: number
@@ -171,6 +176,8 @@ export class ServedModel {
   readonly manifest: PackageManifest
   readonly provider: Provider
   readonly fallbackReason?: string
+  /** How far below the event loop the twin session's threads run, when in threads (runner.ts logs it). */
+  readonly sessionPriority?: ThreadPriority
   private readonly T: number
   private readonly twin: ServingSession
   private readonly variants: Map<string, ServingSession>
@@ -199,6 +206,7 @@ export class ServedModel {
     this.twin = init.twin
     this.provider = init.twin.provider
     if (init.twin.fallbackReason) this.fallbackReason = init.twin.fallbackReason
+    if (init.twin.priority) this.sessionPriority = init.twin.priority
     this.variants = init.variants
     this.T = init.manifest.experts.length
     this.declaredOutputs = [
@@ -712,14 +720,16 @@ export class ServedModel {
       provider: this.provider,
       ...(this.init.threads ? { threads: this.init.threads } : {}),
     }
+    const lowerPriority = this.init.sessionNice ?? 0
     const opened = this.init.threaded
-      ? await openThreadedSession(graph, { ...opts, transfer: true })
+      ? await openThreadedSession(graph, { ...opts, transfer: true, lowerPriority })
       : await openSession(graph, opts)
     // Rebuilding each expert's delta is a product per tensor: on onnxruntime, on this model's provider.
     const backend = new MatmulBackend({
       provider: this.provider,
       ...(this.init.threads ? { threads: this.init.threads } : {}),
       ...(this.init.threaded ? { threaded: true } : {}),
+      ...(lowerPriority ? { lowerPriority } : {}),
     })
     return { session: opened.session, factors, backend }
   }

@@ -11,6 +11,7 @@ export {
   type SessionOptions,
   sessionOptions,
 } from './ort-session.ts'
+export type { ThreadPriority } from './session-wire.ts'
 export {
   handOver,
   type OpenedThreadedSession,
@@ -18,4 +19,5 @@ export {
   type RunnableSession,
   SessionThreadStopped,
   ThreadedSession,
+  type ThreadedSessionOptions,
 } from './threaded-session.ts'

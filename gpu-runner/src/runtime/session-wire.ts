@@ -26,6 +26,19 @@ export interface OpenMessage {
   options: ort.InferenceSession.SessionOptions
   /** Provider lists to try in order (e.g. [['cuda'], ['cpu']]): the first that opens is used. */
   attempts: string[][]
+  /**
+   * Nice steps to lower the thread's priority by before the session opens (0 or absent: as the event loop). Linux
+   * only: there, nice is per thread, and onnxruntime's intra-op threads, created by this thread, inherit it.
+   */
+  lowerPriority?: number
+}
+
+/** What became of `lowerPriority`: the steps the session's threads run below the event loop's thread. */
+export interface ThreadPriority {
+  /** Nice steps below the thread that started the session thread; 0 when not lowered. */
+  lowered: number
+  /** Why it is not what was asked for (platform, permission, the nice range's end). */
+  note?: string
 }
 
 export type ToWorker =
@@ -40,6 +53,7 @@ export type FromWorker =
       provider: string
       /** Why the attempts before it failed (first line of the first failure). */
       fallbackReason?: string
+      priority: ThreadPriority
       inputNames: string[]
       outputNames: string[]
       inputMetadata: ort.InferenceSession.ValueMetadata[]

@@ -9,6 +9,7 @@
  * on the 2-core machine, against 0.25 s). The messages are typed in session-wire.ts.
  * @module
  */
+import { getPriority, setPriority } from 'node:os'
 import { parentPort } from 'node:worker_threads'
 import * as ort from 'onnxruntime-node'
 
@@ -16,6 +17,7 @@ import * as ort from 'onnxruntime-node'
 /** @typedef {import('./session-wire.ts').ToWorker} ToWorker */
 /** @typedef {import('./session-wire.ts').FromWorker} FromWorker */
 /** @typedef {import('./session-wire.ts').WireTensor} WireTensor */
+/** @typedef {import('./session-wire.ts').ThreadPriority} ThreadPriority */
 
 const port = parentPort
 if (!port) throw new Error('session-worker.mjs runs only as a worker thread')
@@ -51,10 +53,48 @@ function post(message, transfer = []) {
 }
 
 /**
+ * Lowers this thread's priority by `by` nice steps, before onnxruntime creates its intra-op threads from it: they
+ * inherit it, and the event loop's thread (left as it was) preempts all of them when it wakes. Node's
+ * `setPriority(0, n)` is setpriority(PRIO_PROCESS, 0, n), which on Linux acts on the calling thread only (nice is
+ * per thread there, man 2 setpriority); elsewhere it would lower the whole process, event loop included, so it is
+ * left alone. Relative to the inherited value, so that it never needs a privilege (only lowering nice does).
+ * @param {number | undefined} by
+ * @returns {ThreadPriority}
+ */
+function lowerPriority(by) {
+  if (!by) return { lowered: 0 }
+  if (process.platform !== 'linux')
+    return {
+      lowered: 0,
+      note: `not lowered: nice is per thread only on Linux (here ${process.platform} would lower the event loop too)`,
+    }
+  try {
+    const before = getPriority(0)
+    const target = Math.min(19, before + by)
+    if (target > before) setPriority(0, target)
+    const lowered = getPriority(0) - before
+    return lowered === by
+      ? { lowered }
+      : {
+          lowered,
+          note: `lowered by ${lowered}, not ${by}: the event loop runs at nice ${before}, and 19 is the end`,
+        }
+  } catch (err) {
+    // Node's SystemError keeps the errno name (EACCES, ENOSYS) in `info.code`; `code` is ERR_SYSTEM_ERROR.
+    const e = /** @type {{ info?: { code?: string }, code?: string }} */ (err)
+    return {
+      lowered: 0,
+      note: `not lowered: setpriority failed (${e.info?.code ?? e.code ?? firstLine(err)})`,
+    }
+  }
+}
+
+/**
  * @param {OpenMessage} data
  * @returns {Promise<ort.InferenceSession | undefined>}
  */
 async function open(data) {
+  const priority = lowerPriority(data.lowerPriority)
   /** @type {string | undefined} */
   let fallbackReason
   for (const [i, providers] of data.attempts.entries()) {
@@ -68,6 +108,7 @@ async function open(data) {
         kind: 'opened',
         provider: providers[0] ?? 'cpu',
         ...(fallbackReason ? { fallbackReason } : {}),
+        priority,
         inputNames: [...session.inputNames],
         outputNames: [...session.outputNames],
         inputMetadata: [...session.inputMetadata],

@@ -3,6 +3,7 @@
  * the caller's feeds usable, takes shared-memory feeds (which onnxruntime itself refuses), reports onnxruntime's own
  * errors, and ends cleanly.
  */
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import { GraphBuilder } from '../onnx/graph-builder.ts'
 import { openSession, ort } from './ort-session.ts'
@@ -35,6 +36,74 @@ const x = () =>
 const ids = () => new ort.Tensor('int64', BigInt64Array.of(7n, -2n), [2])
 const w = (data: Float32Array<ArrayBufferLike> = new Float32Array(12).fill(0.1)) =>
   new ort.Tensor('float32', data as Float32Array, [4, 3])
+
+/** Every thread of this process, by id, with its nice value (/proc/self/task/<tid>/stat, field 19). */
+function threadNices(): Map<string, number> {
+  const out = new Map<string, number>()
+  for (const tid of readdirSync('/proc/self/task')) {
+    try {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8')
+      // Fields after the command name (which may hold spaces), from field 3 (state) on: nice is field 19.
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      out.set(tid, Number(fields[19 - 3]))
+    } catch {
+      // The thread ended between the listing and the read.
+    }
+  }
+  return out
+}
+
+/** This thread's id: the test's event loop, whichever thread of the process it is. */
+const ownThread = () => readlinkSync('/proc/thread-self').split('/').at(-1) ?? ''
+
+/** Opens the graph with 3 intra-op threads and reports the nice of the threads that appeared, and of this one. */
+async function niceOfNewThreads(lowerPriority?: number) {
+  const before = threadNices()
+  const opened = await openThreadedSession(graph(), {
+    provider: 'cpu',
+    threads: 3,
+    ...(lowerPriority === undefined ? {} : { lowerPriority }),
+  })
+  const after = threadNices()
+  // The run still answers, on the lowered threads.
+  expect((await opened.session.run({ x: x(), w: w(), ids: ids() })).y?.dims).toEqual([2, 3])
+  await opened.session.release()
+  const added = [...after].filter(([tid]) => !before.has(tid)).map(([, nice]) => nice)
+  const kept = [...before].filter(([tid]) => after.has(tid))
+  return {
+    priority: opened.priority,
+    base: before.get(ownThread()) ?? Number.NaN,
+    own: after.get(ownThread()),
+    added,
+    keptChanged: kept.filter(([tid, nice]) => after.get(tid) !== nice),
+  }
+}
+
+describe.runIf(process.platform === 'linux')('ThreadedSession priority (#17, Linux)', () => {
+  it('runs the session thread and its intra-op threads lowerPriority steps below the caller, which stays', async () => {
+    const r = await niceOfNewThreads(7)
+    expect(r.priority).toEqual({ lowered: Math.min(7, 19 - r.base) })
+    expect(r.own).toBe(r.base)
+    // The session's thread and onnxruntime's intra-op threads (3 asked: the thread itself runs one share).
+    expect(r.added.length).toBeGreaterThanOrEqual(3)
+    expect(r.added).toEqual(r.added.map(() => Math.min(19, r.base + 7)))
+    // No thread that existed before the session (the event loop, libuv's pool, V8's helpers) changed.
+    expect(r.keptChanged).toEqual([])
+  })
+
+  it('leaves them at the caller priority by default, and stops at nice 19 with a note', async () => {
+    const plain = await niceOfNewThreads()
+    expect(plain.priority).toEqual({ lowered: 0 })
+    expect(plain.added.length).toBeGreaterThanOrEqual(3)
+    expect(plain.added).toEqual(plain.added.map(() => plain.base))
+
+    const capped = await niceOfNewThreads(19)
+    expect(capped.priority.lowered).toBe(19 - capped.base)
+    if (capped.base > 0) expect(capped.priority.note).toMatch(/19 is the end/)
+    expect(capped.added).toEqual(capped.added.map(() => 19))
+    expect(capped.own).toBe(capped.base)
+  })
+})
 
 describe('ThreadedSession', () => {
   it('answers what the in-process session answers, and leaves the feeds usable', async () => {

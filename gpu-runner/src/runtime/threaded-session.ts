@@ -13,7 +13,13 @@
 import { Worker } from 'node:worker_threads'
 import { cudaUnavailableReason } from './cuda-probe.ts'
 import { ort, type Provider, type SessionOptions, sessionOptions } from './ort-session.ts'
-import type { FromWorker, OpenMessage, ToWorker, WireTensor } from './session-wire.ts'
+import type {
+  FromWorker,
+  OpenMessage,
+  ThreadPriority,
+  ToWorker,
+  WireTensor,
+} from './session-wire.ts'
 
 const WORKER_URL = new URL('./session-worker.mjs', import.meta.url)
 
@@ -40,6 +46,21 @@ export interface OpenedThreadedSession {
   provider: Provider
   /** Why CUDA was not used, when it was asked for (auto or cuda) and failed. */
   fallbackReason?: string
+  /** How far below the event loop's thread the session's threads run (`lowerPriority`), and why not when not. */
+  priority: ThreadPriority
+}
+
+/** Options of a session in its own thread, on top of onnxruntime's (SessionOptions). */
+export interface ThreadedSessionOptions extends SessionOptions {
+  /** Move the model's bytes to the thread instead of copying them (the caller no longer needs them). */
+  transfer?: boolean
+  /**
+   * Nice steps (1–19) to run the session's thread, and the intra-op threads onnxruntime starts from it, below the
+   * calling thread; default 0. On a host whose cores the intra-op threads fill, the event loop's thread then
+   * preempts them as soon as it has work (a request, a health check) instead of waiting its turn. Linux only (a
+   * note says why elsewhere); see session-worker.mjs.
+   */
+  lowerPriority?: number
 }
 
 /** Buffers whose owners gave them to their next run (`handOver`): moved to the thread, not copied. */
@@ -135,18 +156,16 @@ export class ThreadedSession implements RunnableSession {
    */
   static async open(
     model: Uint8Array | string,
-    opts: SessionOptions & {
-      /** Move the model's bytes to the thread instead of copying them (the caller no longer needs them). */
-      transfer?: boolean
-    } = {},
+    opts: ThreadedSessionOptions = {},
   ): Promise<OpenedThreadedSession> {
     const { attempts, probeReason } = attemptsFor(opts.provider)
-    const { transfer, ...sessionOpts } = opts
+    const { transfer, lowerPriority, ...sessionOpts } = opts
     const open: OpenMessage = {
       kind: 'open',
       model,
       options: sessionOptions(sessionOpts),
       attempts,
+      ...(lowerPriority ? { lowerPriority } : {}),
     }
     // No inherited --import tsx and the like: the thread runs plain JavaScript (session-worker.mjs).
     const worker = new Worker(WORKER_URL, { execArgv: [] })
@@ -181,7 +200,12 @@ export class ThreadedSession implements RunnableSession {
     )
     const provider: Provider = opened.provider === 'cuda' ? 'cuda' : 'cpu'
     const fallbackReason = opened.fallbackReason ?? probeReason
-    return { session, provider, ...(fallbackReason ? { fallbackReason } : {}) }
+    return {
+      session,
+      provider,
+      ...(fallbackReason ? { fallbackReason } : {}),
+      priority: opened.priority,
+    }
   }
 
   /** Runs the session in its thread; rejects with onnxruntime's error (same message as an in-process run). */
@@ -238,7 +262,7 @@ export class ThreadedSession implements RunnableSession {
 /** `ThreadedSession.open`, named like openSession (ort-session.ts). */
 export function openThreadedSession(
   model: Uint8Array | string,
-  opts: SessionOptions & { transfer?: boolean } = {},
+  opts: ThreadedSessionOptions = {},
 ): Promise<OpenedThreadedSession> {
   return ThreadedSession.open(model, opts)
 }

@@ -66,6 +66,7 @@ function modelOpener(
       provider,
       ...(config.threads ? { threads: config.threads } : {}),
       sessionThreads: config.sessionThreads === 'on',
+      sessionNice: config.sessionNice,
       ...(merge ? { merge } : {}),
       mergeCache: {
         maxEntries: config.mergeCacheEntries,
@@ -91,6 +92,25 @@ function logLoaded(logger: Logger, model: ServedModel, dir: string): void {
       ? { materialized_unavailable: model.metadata().parameters?.materialized_unavailable }
       : {}),
   })
+}
+
+/**
+ * How far below the event loop's thread the session threads run, for the start log: what `--session-nice` asked
+ * for and, when it did not happen, why (the platform, a permission, sessions on the event loop).
+ */
+function sessionPriority(
+  config: RunnerConfig,
+  models: ReadonlyMap<string, ServedModel>,
+): { session_nice: number; session_nice_note?: string } {
+  if (config.sessionThreads === 'off')
+    return config.sessionNice
+      ? {
+          session_nice: 0,
+          session_nice_note: 'not lowered: sessions run on the event loop (--session-threads off)',
+        }
+      : { session_nice: 0 }
+  const p = models.values().next().value?.sessionPriority
+  return { session_nice: p?.lowered ?? 0, ...(p?.note ? { session_nice_note: p.note } : {}) }
 }
 
 /**
@@ -383,6 +403,7 @@ export async function startRunner(config: RunnerConfig, deps: RunnerDeps = {}): 
     host: config.host,
     runner_id: runnerId,
     provider: usedProvider,
+    ...sessionPriority(config, models),
     models: [...models.keys()],
     signed: !config.insecureLocal,
     grpc_port: grpc?.port ?? null,
