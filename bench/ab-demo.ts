@@ -12,7 +12,9 @@
  * Prints a markdown section for bench/RESULTS.md.
  * @module
  */
+import { readFileSync } from 'node:fs'
 import { cpus } from 'node:os'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import type { ExperimentResults } from '@twinserve/shared'
@@ -40,6 +42,15 @@ const MAX = Number(args['max-requests'])
 const MIN = Number(args['min-requests'])
 const MODEL = 'fashion-twin'
 const DEMO_PACKAGE = fileURLToPath(new URL('../zoo/fashion/package', import.meta.url))
+
+/** What the package was built with, from its manifest: the section must describe the package that ran. */
+function packageRecipe(): string {
+  const { recipe } = JSON.parse(readFileSync(join(DEMO_PACKAGE, 'manifest.json'), 'utf8')) as {
+    recipe?: { shared?: Record<string, unknown>; exclusive?: Record<string, unknown> }
+  }
+  const { experts: _experts, ...shared } = recipe?.shared ?? {}
+  return `shared ${JSON.stringify(shared)}, exclusive ${JSON.stringify(recipe?.exclusive ?? {})}`
+}
 
 function firstCrossing(r: ExperimentResults, arm: string): number | undefined {
   const alpha = r.arms.find((a) => a.arm === arm)?.versus_control?.alpha ?? 0.05
@@ -137,7 +148,7 @@ async function main() {
   decision, ${args.users} simulated users, ${args.concurrency} at a time, seed ${args.seed}); wall ${wall} s.
 - **Date:** ${new Date().toISOString().slice(0, 10)}. **Machine:** ${cpus().length} cores (nproc), ${cpu}; runner on CPU
   (onnxruntime-node, 1 intra-op thread); gateway in workerd (wrangler dev), local D1.
-- **Setup:** real gateway + real runner process on \`zoo/fashion/package\` (\`fashion-twin\`, rank 12); users
+- **Setup:** real gateway + real runner process on \`zoo/fashion/package\` (\`fashion-twin\`, ${packageRecipe()}); users
   (x-twinserve-user, 50/50 by murmur3 bucket) each send test-split images of one Fashion-MNIST domain (original,
   inverted, rotated, permuted, blur-noise) and answer with label feedback; the gateway scores the label against the
   argmax it recorded. mSPRT: τ = 0.1, burn-in 20 per arm, α = 0.05.

@@ -28,6 +28,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
+import { recipeGrams } from '@twinserve/gpu-runner/build'
 import { loadPackage } from '@twinserve/gpu-runner/package'
 import { ort } from '@twinserve/gpu-runner/runtime'
 import { parseRecipe, type RecipeInput, SHARED_VARIANT } from '@twinserve/shared'
@@ -185,6 +186,16 @@ if (!runs('fashion')) process.exit(0)
 
 const recipePath = resolve(values.recipe ?? '')
 const recipe = await readRecipe(recipePath)
+
+/**
+ * The recipe's shared model as a plain graph (the frontier's latency baseline). A data-informed shared merge
+ * (`regmean`, the demo recipe's since issue #18) needs the Grams `twinserve build` computes from the routing data.
+ */
+async function recipeSharedGraph(): Promise<Uint8Array> {
+  const spec = parseRecipe(recipe).shared
+  const grams = spec.method === 'regmean' ? await recipeGrams(recipePath) : undefined
+  return graphBytes(zoo, mergeValues(zoo, spec, grams))
+}
 if (!existsSync(recipe.router.data)) {
   process.stderr.write(
     `bench:quality: no routing data at ${recipe.router.data}; \`npm run zoo\` writes it (about 2 minutes)\n`,
@@ -358,7 +369,7 @@ try {
         builder,
         data,
         expert: { val: expertVal, test: expertTest, bytes: zoo.expertBytes },
-        shared: graphBytes(zoo, mergeValues(zoo, parseRecipe(recipe).shared)),
+        shared: await recipeSharedGraph(),
         log: (line) => log(`${line} (${elapsed()})`),
       })
 
@@ -468,7 +479,7 @@ try {
   )
   out.push(
     `- **Twin arms** are built by \`twinserve build\` from \`${values.recipe}\` with only the rank changed (uniform, factors ${dtype}; ` +
-      `shared = ${shared?.method ?? 'task_arithmetic'}${shared && 'lambda' in shared ? ` λ=${shared.lambda}` : ''}); the prototype router is its own build. ` +
+      `shared = ${shared?.method ?? 'task_arithmetic'}${shared && 'lambda' in shared ? ` λ=${shared.lambda}` : ''}${shared && 'alpha' in shared ? ` α=${shared.alpha}` : ''}); the prototype router is its own build. ` +
       '"trained router" mixes all experts with the router\'s softmax (Twin-Merging\'s dense merge), "top-2" keeps its two largest weights, ' +
       '"oracle" feeds the true task one-hot (compression cost alone). Router accuracy = how often the largest applied weight is the true task. ' +
       `Storage: "model" = the twin graph file, "stored" = the whole package (manifest and static variant files included) or one plain graph; experts = ${mb(zoo.expertBytes)} MB for ${T} files.`,

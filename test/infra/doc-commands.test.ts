@@ -134,7 +134,7 @@ const COVERAGE: Record<string, Coverage> = {
       by: 'test/e2e/gateway-rollout.test.ts',
       contains: "args: ['--group', 'blue']",
     },
-  'curl -s -X PUT http://127.0.0.1:8787/admin/models/fashion-twin/rollout -H "authorization: Bearer $ADMIN_KEY" -H \'content-type: application/json\' -d \'{"stable": "b07149312efe", "canary": "<new version>", "canary_percent": 10, "group": "blue", "guardrails": {"max_error_rate": 0.02, "max_p95_latency_ms": 250, "min_samples": 200}}\'':
+  'curl -s -X PUT http://127.0.0.1:8787/admin/models/fashion-twin/rollout -H "authorization: Bearer $ADMIN_KEY" -H \'content-type: application/json\' -d \'{"stable": "ad4daf805f97", "canary": "<new version>", "canary_percent": 10, "group": "blue", "guardrails": {"max_error_rate": 0.02, "max_p95_latency_ms": 250, "min_samples": 200}}\'':
     {
       by: 'test/e2e/gateway-rollout.test.ts',
       contains: 'canary: versions.broken,',
