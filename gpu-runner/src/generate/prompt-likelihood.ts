@@ -113,6 +113,8 @@ export async function promptEvidenceBatch(
     positions,
     cache: Array.from({ length: 2 * graph.layout.layers }, () => new Float32Array(0)),
     controls,
+    // Scoring needs the logits only: no keys and values come back (T rows × the prompt, per prompt).
+    keys: false,
   })
   const V = out.vocab
   return prompts.map((prompt, k) => {

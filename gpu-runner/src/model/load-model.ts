@@ -6,6 +6,7 @@
  * @module
  */
 import { AppError } from '@twinserve/shared'
+import { exposeNewKv } from '../generate/new-kv-outputs.ts'
 import { onnx } from '../onnx/proto.ts'
 import { externalGraphPath, loadPackage } from '../package/load-package.ts'
 import { openSession, type ProviderChoice } from '../runtime/ort-session.ts'
@@ -65,7 +66,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions): Promise<Se
   let twin: ServingSession
   try {
     twin = await open(
-      externalGraphPath(pkg, manifest.model.file) ?? pkg.model,
+      externalGraphPath(pkg, manifest.model.file) ?? servedBytes(pkg.model, manifest),
       sessionOpts(opts.provider),
     )
   } catch (err) {
@@ -115,4 +116,16 @@ export async function loadModel(dir: string, opts: LoadModelOptions): Promise<Se
     ...(opts.merge ? { merge: opts.merge } : {}),
     mergeCache: opts.mergeCache,
   })
+}
+
+/**
+ * The twin graph as the runner opens it: a decoder with a KV cache gets its new keys and values as extra outputs
+ * (generation fetches those instead of the whole `present`, generate/new-kv-outputs.ts); any other graph as is.
+ */
+function servedBytes(
+  model: Uint8Array,
+  manifest: { inputs: readonly { name: string }[] },
+): Uint8Array {
+  if (!manifest.inputs.some((i) => i.name === 'past_key_values.0.key')) return model
+  return exposeNewKv(model) ?? model
 }
