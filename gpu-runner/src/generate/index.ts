@@ -13,6 +13,7 @@ export {
 } from './engine.ts'
 export { KvBudget } from './kv-budget.ts'
 export { type ChatTurn, LmProfile } from './lm-profile.ts'
+export { exposeNewKv, newKvOutput, withoutNewKv } from './new-kv-outputs.ts'
 export {
   likelihoodPosterior,
   likelihoodWeights,
