@@ -3,6 +3,8 @@
  * sampling, stop strings, and the tokenizer/chat-template profile. The HTTP routes are in server/.
  * @module
  */
+
+export { decoderAsServed } from './decoder-as-served.ts'
 export { DecoderGraph, type DecoderLayout } from './decoder-graph.ts'
 export {
   type EngineOptions,

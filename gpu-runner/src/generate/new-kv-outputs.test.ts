@@ -1,7 +1,8 @@
 /**
  * exposeNewKv on the LM zoo's real graphs (issue 14, speed): the added outputs are exactly the new positions of
- * `present`, nothing else in the graph changes, and the engine driving the rewritten graph (as the runner opens
- * it) decodes what PyTorch does and what the unrewritten twin graph does, with mixes and rows joining and leaving.
+ * `present`, nothing else in the graph changes, and the engine driving the rewritten graph (and the graph as the
+ * runner opens it, decoderAsServed) decodes what PyTorch does and what the unrewritten twin graph does, with
+ * mixes and rows joining and leaving.
  */
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -10,6 +11,7 @@ import { loadPackage } from '../package/load-package.ts'
 import { openSession, ort } from '../runtime/ort-session.ts'
 import { checkContract } from '../twin-contract/check-contract.ts'
 import { encodeControls } from '../twin-contract/encode-controls.ts'
+import { decoderAsServed } from './decoder-as-served.ts'
 import { DecoderGraph } from './decoder-graph.ts'
 import { GenerationEngine, type GenerationEvent } from './engine.ts'
 import { exposeNewKv, newKvOutput, withoutNewKv } from './new-kv-outputs.ts'
@@ -130,7 +132,7 @@ describe('exposeNewKv', () => {
     expect(engine.kvBytes).toBe(0)
   })
 
-  it('twin package: the rewritten graph decodes exactly what the package’s graph does, mixes side by side', async () => {
+  it('twin package: the graph as served decodes exactly what the package’s graph does, mixes side by side', async () => {
     const pkg = await loadPackage(join(LM, 'package'))
     const engineOf = async (bytes: Uint8Array) => {
       const { session } = await openSession(bytes, { provider: 'cpu', threads: 1 })
@@ -144,7 +146,8 @@ describe('exposeNewKv', () => {
       Float32Array.from([0, 0, 0, 0, 0]),
     ]
     const plain = await tokens(await engineOf(pkg.model), prompts, mixes)
-    const exposed = await tokens(await engineOf(rewritten(pkg.model)), prompts, mixes)
+    // As the runner opens it: identical initializers shared too (decoderAsServed).
+    const exposed = await tokens(await engineOf(decoderAsServed(pkg.model)), prompts, mixes)
     expect(exposed).toEqual(plain)
     expect(exposed.map((t) => t.length)).toEqual([
       ...prompts.map((_, i) => 5 + 3 * i),

@@ -12,7 +12,7 @@
  * @module
  */
 import { valueInfo } from '../onnx/graph-builder.ts'
-import { onnx } from '../onnx/proto.ts'
+import { type IGraphProto, onnx } from '../onnx/proto.ts'
 import type { RunnableSession } from '../runtime/threaded-session.ts'
 
 const PRESENT = /^present\.(\d+)\.(key|value)$/
@@ -38,13 +38,10 @@ export function withoutNewKv(
 }
 
 /**
- * The decoder's bytes with the new-keys/values outputs added (one Identity node per `present.N.*` that a Concat
- * makes), or `undefined` when the graph has no such Concat (not this layout, or already rewritten).
+ * Adds the new-keys/values outputs to a decoded graph (one Identity node per `present.N.*` that a Concat makes).
+ * @returns how many outputs were added (0: not this layout, or already rewritten)
  */
-export function exposeNewKv(model: Uint8Array): Uint8Array | undefined {
-  const decoded = onnx.ModelProto.decode(model)
-  const graph = decoded.graph
-  if (!graph) return undefined
+export function addNewKvOutputs(graph: IGraphProto): number {
   const outputs = new Set((graph.output ?? []).map((o) => o.name ?? ''))
   const nodes = graph.node ?? []
   let added = 0
@@ -62,5 +59,12 @@ export function exposeNewKv(model: Uint8Array): Uint8Array | undefined {
     added++
   }
   graph.node = nodes
-  return added > 0 ? onnx.ModelProto.encode(decoded).finish() : undefined
+  return added
+}
+
+/** The decoder's bytes with the new-keys/values outputs added, or `undefined` when none was (addNewKvOutputs). */
+export function exposeNewKv(model: Uint8Array): Uint8Array | undefined {
+  const decoded = onnx.ModelProto.decode(model)
+  if (!decoded.graph || addNewKvOutputs(decoded.graph) === 0) return undefined
+  return onnx.ModelProto.encode(decoded).finish()
 }

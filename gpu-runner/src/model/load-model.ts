@@ -6,7 +6,7 @@
  * @module
  */
 import { AppError } from '@twinserve/shared'
-import { exposeNewKv } from '../generate/new-kv-outputs.ts'
+import { decoderAsServed } from '../generate/decoder-as-served.ts'
 import { onnx } from '../onnx/proto.ts'
 import { externalGraphPath, loadPackage } from '../package/load-package.ts'
 import { openSession, type ProviderChoice } from '../runtime/ort-session.ts'
@@ -119,13 +119,13 @@ export async function loadModel(dir: string, opts: LoadModelOptions): Promise<Se
 }
 
 /**
- * The twin graph as the runner opens it: a decoder with a KV cache gets its new keys and values as extra outputs
- * (generation fetches those instead of the whole `present`, generate/new-kv-outputs.ts); any other graph as is.
+ * The twin graph as the runner opens it: a decoder with a KV cache is rewritten for generation (shared identical
+ * initializers, its new keys and values as extra outputs: generate/decoder-as-served.ts); any other graph as is.
  */
 function servedBytes(
   model: Uint8Array,
   manifest: { inputs: readonly { name: string }[] },
 ): Uint8Array {
   if (!manifest.inputs.some((i) => i.name === 'past_key_values.0.key')) return model
-  return exposeNewKv(model) ?? model
+  return decoderAsServed(model)
 }
