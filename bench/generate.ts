@@ -1,8 +1,11 @@
 /**
  * Generation speed (issue 14): the runner's engine (gpu-runner/src/generate) on the committed LM twin package,
  * decode tokens/s and time to first token at concurrency 1, 8 and 32, the twin (each sequence routed from its
- * prompt at prefill, that mix held for every decode step) against the shared model (the same graph at all-zero
- * weights), in one run, interleaved by round so both see the same machine load.
+ * prompt at prefill as the runner serves it: by each expert's likelihood of the prompt, the package's
+ * `router.promptLikelihood`, so TTFT includes that scoring pass; that mix held for every decode step) against the
+ * shared model (the same graph at all-zero weights), in one run, interleaved by round so both see the same load.
+ * The graph is opened as the runner opens it (decoderAsServed): identical initializers shared, new keys and values
+ * exposed as outputs.
  *
  * Each cell submits `c` held-out prompts of zoo/lm/data/prompts.jsonl at once; every sequence decodes exactly
  * TOKENS tokens (stop ids off, greedy), so both arms do the same work. Continuous batching puts all `c` rows in
@@ -12,6 +15,9 @@
  * A third arm, *twin, past rebuilt*, runs the same twin requests on an engine with `reuseBatch: false`: every
  * decode pass gathers every row's cache into a fresh padded past, as the engine did before the batched past
  * persisted between passes. Its ratio to *twin* is the before/after of that change, measured in the same run.
+ * A fourth, *twin, graph as built*, runs them on the package's graph without those rewrites: every decode pass
+ * fetches the whole `present` (onnxruntime-node copies it into fresh memory) and repeats the per-site Gathers.
+ * Its ratio to *twin* is the before/after of decoderAsServed.
  *
  *   npm run bench:generate                  # writes the bench:generate section of bench/RESULTS.md
  *   npm run bench:generate -- --no-write    # prints it only
@@ -20,7 +26,13 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { DecoderGraph, GenerationEngine, LmProfile } from '@twinserve/gpu-runner/generate'
+import {
+  DecoderGraph,
+  decoderAsServed,
+  GenerationEngine,
+  LmProfile,
+  withoutNewKv,
+} from '@twinserve/gpu-runner/generate'
 import { loadPackage } from '@twinserve/gpu-runner/package'
 import { openSession } from '@twinserve/gpu-runner/runtime'
 import { checkContract, type RowControls } from '@twinserve/gpu-runner/twin-contract'
@@ -34,6 +46,7 @@ const ARMS = {
   twin: { useRouter: 1 } as RowControls,
   shared: {} as RowControls,
   rebuilt: { useRouter: 1 } as RowControls,
+  asBuilt: { useRouter: 1 } as RowControls,
 }
 type Arm = keyof typeof ARMS
 
@@ -51,20 +64,27 @@ const prompts = readFileSync(join(LM, 'data/prompts.jsonl'), 'utf8')
 
 const m = machine()
 const pkg = await loadPackage(join(LM, 'package'))
-const opened = await openSession(pkg.model, { provider: 'auto' })
-const controls = checkContract(pkg.manifest, opened.session, new Map())
+// As the runner opens it (model/load-model.ts): identical initializers shared, new keys and values exposed.
+const opened = await openSession(decoderAsServed(pkg.model), { provider: 'auto' })
+const asBuilt = await openSession(pkg.model, { provider: opened.provider })
+const controls = checkContract(pkg.manifest, withoutNewKv(opened.session), new Map())
 const profile = await LmProfile.load(join(LM, 'models'))
-const graph = new DecoderGraph(opened.session, controls, pkg.manifest.experts.length)
+const T = pkg.manifest.experts.length
+const graph = new DecoderGraph(opened.session, controls, T)
+const like = pkg.manifest.router.promptLikelihood
 const options = {
   maxContext: profile.maxContext,
   maxSequences: 64,
   maxBytes: 256 * 1024 * 1024,
   prefillTokensPerStep: 512,
   detokenizer: profile,
+  ...(like ? { promptLikelihood: like } : {}),
 }
 const engine = new GenerationEngine(graph, options)
 const rebuiltEngine = new GenerationEngine(graph, { ...options, reuseBatch: false })
-const engineOf = (arm: Arm) => (arm === 'rebuilt' ? rebuiltEngine : engine)
+const asBuiltEngine = new GenerationEngine(new DecoderGraph(asBuilt.session, controls, T), options)
+const engineOf = (arm: Arm) =>
+  arm === 'rebuilt' ? rebuiltEngine : arm === 'asBuilt' ? asBuiltEngine : engine
 
 interface Cell {
   ttftMs: number[]
@@ -115,15 +135,19 @@ async function runCell(arm: Arm, c: number): Promise<void> {
     }
     cell.ttftMs.push(first - t0)
     cell.perSeqTps.push(((n - 1) * 1000) / (last - first))
-    return last
+    return { first, last }
   })
-  const ends = await Promise.all(runs)
-  const wall = Math.max(...ends) - started
+  const times = await Promise.all(runs)
+  const lastFirst = Math.max(...times.map((t) => t.first))
+  const lastEnd = Math.max(...times.map((t) => t.last))
+  const wall = lastEnd - started
   const cpu = process.cpuUsage(cpu0)
   cell.cpuTps.push((c * TOKENS * 1e6) / (cpu.user + cpu.system))
   cell.aggregateTps.push((c * TOKENS * 1000) / wall)
   const passes = Math.max(1, engine.counters.decodePasses - passes0)
-  cell.stepMs.push(wall / passes)
+  // Once the last sequence has its first token, every step is a decode pass (no prefill, no likelihood scoring):
+  // it needs TOKENS − 1 more, one token each.
+  cell.stepMs.push((lastEnd - lastFirst) / (TOKENS - 1))
   cell.gatherShare.push((engine.counters.gathers - gathers0) / passes)
 }
 
@@ -131,10 +155,11 @@ async function runCell(arm: Arm, c: number): Promise<void> {
 await runCell('twin', 8)
 await runCell('shared', 8)
 await runCell('rebuilt', 8)
+await runCell('asBuilt', 8)
 cells.clear()
 const ORDERS: readonly Arm[][] = [
-  ['twin', 'shared', 'rebuilt'],
-  ['rebuilt', 'shared', 'twin'],
+  ['twin', 'shared', 'rebuilt', 'asBuilt'],
+  ['asBuilt', 'rebuilt', 'shared', 'twin'],
 ]
 for (let r = 0; r < ROUNDS; r++)
   for (const c of CONCURRENCY)
@@ -149,6 +174,7 @@ const rows = CONCURRENCY.map((c) => {
   const t = cellOf('twin', c)
   const s = cellOf('shared', c)
   const b = cellOf('rebuilt', c)
+  const f = cellOf('asBuilt', c)
   return [
     String(c),
     fmt(mean(t.aggregateTps), 0),
@@ -163,8 +189,12 @@ const rows = CONCURRENCY.map((c) => {
     fmt(summarize(s.ttftMs).p50, 1),
     fmt(mean(b.aggregateTps), 0),
     `${(mean(t.aggregateTps) / mean(b.aggregateTps)).toFixed(2)}×`,
+    fmt(mean(f.aggregateTps), 0),
+    `${(mean(t.aggregateTps) / mean(f.aggregateTps)).toFixed(2)}×`,
     fmt(mean(t.cpuTps), 0),
+    fmt(mean(s.cpuTps), 0),
     fmt(mean(b.cpuTps), 0),
+    fmt(mean(f.cpuTps), 0),
     `${fmt(mean(t.gatherShare) * 100, 0)} % / ${fmt(mean(b.gatherShare) * 100, 0)} %`,
   ]
 })
@@ -177,7 +207,7 @@ const end = m.loads.at(-1)?.load ?? Number.NaN
 const md = [
   '## Generation: decode tokens/s and time to first token, twin vs shared (`npm run bench:generate`)',
   '',
-  `zoo/lm/package (lm-twin: 3-layer d-128 decoder, 5 experts, rank-48 float16 exclusive factors) in the runner's generation engine (gpu-runner/src/generate), ${TOKENS} greedy tokens per sequence, held-out prompts, ${ROUNDS} interleaved rounds (concurrency 1: 4 sequences in a row per round). _twin_: each sequence routed from its prompt at prefill, the mix held as explicit mix_weights for every decode step; _shared_: the same graph at all-zero weights; _past rebuilt_: twin on an engine that gathers every row's cache into a fresh past on every pass (\`reuseBatch: false\`, the engine before the batched past persisted). Step = one batched decode pass (all running rows).`,
+  `zoo/lm/package (lm-twin: 3-layer d-128 decoder, 5 experts, rank-48 float16 exclusive factors) in the runner's generation engine (gpu-runner/src/generate), ${TOKENS} greedy tokens per sequence, held-out prompts, ${ROUNDS} interleaved rounds (concurrency 1: 4 sequences in a row per round). _twin_: as served, each sequence routed at prefill by each expert's likelihood of its prompt (the package's \`router.prompt_likelihood\`: one more pass of T rows per prompt, in TTFT), the mix held as explicit mix_weights for every decode step, on the graph as the runner opens it (\`decoderAsServed\`: identical initializers shared, new keys and values exposed as outputs); _shared_: the same graph at all-zero weights; _past rebuilt_: twin on an engine that gathers every row's cache into a fresh past on every pass (\`reuseBatch: false\`, the engine before the batched past persisted); _graph as built_: twin on the package's graph without those rewrites, every pass fetching the whole \`present\` and repeating the per-site Gathers. Step = one batched decode pass (all running rows), timed after the last sequence's first token (decode passes only).`,
   '',
   table(
     [
@@ -194,8 +224,12 @@ const md = [
       'shared',
       'aggregate tok/s twin, past rebuilt',
       'twin / rebuilt',
+      'aggregate tok/s twin, graph as built',
+      'twin / as built',
       'tok per CPU-s twin',
+      'shared',
       'rebuilt',
+      'as built',
       'passes gathering: twin / rebuilt',
     ],
     rows,
@@ -203,6 +237,7 @@ const md = [
   '',
   `- **Continuous batching:** aggregate tokens/s at concurrency 32 is ${scaling('twin')}× concurrency 1's for twin, ${scaling('shared')}× for shared (goal ≥ 4×); with the past rebuilt every pass (the engine before the batched past persisted) ${scaling('rebuilt')}×.`,
   `- **Per CPU-second** (tokens ÷ this process's CPU time, all threads: what a token costs, independent of other jobs' load): concurrency 32 gives ${cpuScaling('twin')}× the tokens per CPU-second of concurrency 1 for twin, ${cpuScaling('shared')}× for shared, ${cpuScaling('rebuilt')}× with the past rebuilt every pass.`,
+  `- **Graph as served:** twin ÷ the same on the graph as built (every pass fetching the whole \`present\`, the per-site Gathers repeated), aggregate tokens/s: ${CONCURRENCY.map((c) => `${(agg('twin', c) / agg('asBuilt', c)).toFixed(2)}× at ${c}`).join(', ')}; tokens per CPU-second: ${CONCURRENCY.map((c) => `${(cpuOf('twin', c) / cpuOf('asBuilt', c)).toFixed(2)}× at ${c}`).join(', ')}; concurrency 32 ÷ 1 on the graph as built: ${scaling('asBuilt')}× aggregate, ${cpuScaling('asBuilt')}× per CPU-second.`,
   `- **Persistent batched past:** twin ÷ the same with the past rebuilt every pass, aggregate tokens/s: ${CONCURRENCY.map((c) => `${(agg('twin', c) / agg('rebuilt', c)).toFixed(2)}× at ${c}`).join(', ')}; tokens per CPU-second: ${CONCURRENCY.map((c) => `${(cpuOf('twin', c) / cpuOf('rebuilt', c)).toFixed(2)}× at ${c}`).join(', ')}.`,
   `- **Twin overhead:** the twin decode step costs ${(mean(cellOf('twin', 1).stepMs) / mean(cellOf('shared', 1).stepMs)).toFixed(2)}× the shared model's at concurrency 1 and ${(mean(cellOf('twin', 32).stepMs) / mean(cellOf('shared', 32).stepMs)).toFixed(2)}× at 32 (goal ≤ 1.3×).`,
   `- **Machine:** ${m.nproc} cores, ${m.cpu}, ${m.memGb} GB; Node ${m.node}; onnxruntime-node ${m.ort}; provider ${opened.provider}${opened.fallbackReason ? ` (CUDA: ${opened.fallbackReason})` : ''}, default intra-op threads; load average ${fmt(m.loadStart, 1)} at start, ${fmt(end, 1)} at the end (shared machine: other jobs run beside it).`,

@@ -7,8 +7,9 @@
  */
 import { AppError, TWIN_OUTPUT_WEIGHTS, type TwinInputKey } from '@twinserve/shared'
 import { ort } from '../runtime/ort-session.ts'
-import { handOver, type RunnableSession } from '../runtime/threaded-session.ts'
+import type { RunnableSession } from '../runtime/threaded-session.ts'
 import { encodeControls, type RowControls } from '../twin-contract/encode-controls.ts'
+import { newKvOutput } from './new-kv-outputs.ts'
 
 export interface DecoderLayout {
   layers: number
@@ -28,8 +29,8 @@ export interface DecoderFeeds {
   positions: BigInt64Array // [B, S]
   /** 2·layers arrays in the order k0, v0, k1, v1, …; each [B, H, P, hd]. */
   cache: Float32Array[]
-  /** The caller never reads `cache` after this pass: a threaded session may move it instead of copying it. */
-  cacheHandedOver?: boolean
+  /** Whether the pass's new keys and values are wanted (default true; a scoring pass needs only logits). */
+  keys?: boolean
   /** Per row, for a twin graph; ignored by a plain decoder. */
   controls: readonly RowControls[]
 }
@@ -37,8 +38,8 @@ export interface DecoderFeeds {
 export interface DecoderOutputs {
   logits: Float32Array // [B, S, V]
   vocab: number
-  /** 2·layers arrays, k0, v0, …; each [B, H, P + S, hd]. */
-  present: Float32Array[]
+  /** The pass's new keys and values: 2·layers arrays, k0, v0, …; each [B, H, S, hd] ([] if `keys` was false). */
+  added: Float32Array[]
   /** The weights each row applied, [B, T] (twin graphs only). */
   weights?: Float32Array
 }
@@ -49,6 +50,8 @@ export class DecoderGraph {
   readonly layout: DecoderLayout
   /** Bytes of keys and values one cached token takes. */
   readonly bytesPerToken: number
+  /** Outputs a pass fetches: logits, the applied weights (twin), and the new keys and values. */
+  private readonly fetches: { base: string[]; keys: string[]; sliced: boolean }
 
   /**
    * @param session  an onnxruntime session of a decoder (plain, or a twin graph)
@@ -63,6 +66,17 @@ export class DecoderGraph {
     this.layout = DecoderGraph.layoutOf(session)
     const { layers, heads, headDim } = this.layout
     this.bytesPerToken = 2 * layers * heads * headDim * Float32Array.BYTES_PER_ELEMENT
+    const names = session.outputNames
+    const base = ['logits', ...(names.includes(TWIN_OUTPUT_WEIGHTS) ? [TWIN_OUTPUT_WEIGHTS] : [])]
+    // A graph rewritten by exposeNewKv returns the new positions alone; any other, the whole `present`, from
+    // which run() slices them.
+    const exposed = names.includes(newKvOutput(0, 'key'))
+    const keys = Array.from({ length: 2 * layers }, (_, i) => {
+      const kind = i % 2 === 0 ? 'key' : 'value'
+      const l = Math.floor(i / 2)
+      return exposed ? newKvOutput(l, kind) : `present.${l}.${kind}`
+    })
+    this.fetches = { base, keys, sliced: !exposed }
   }
 
   /** Whether a session looks like a decoder with a KV cache: `input_ids` and `past_key_values.0.key`. */
@@ -107,25 +121,38 @@ export class DecoderGraph {
           [B, heads, P, headDim],
         )
     if (this.isTwin) Object.assign(feeds, encodeControls(f.controls, this.experts, this.controls))
-    if (f.cacheHandedOver) handOver(f.cache)
-    const out = await this.session.run(feeds)
+    const wantKeys = f.keys !== false
+    const out = await this.session.run(feeds, [
+      ...this.fetches.base,
+      ...(wantKeys ? this.fetches.keys : []),
+    ])
     const logits = out.logits
     if (logits?.type !== 'float32')
       throw new AppError('INTERNAL', 'the decoder returned no float32 logits')
-    const present: Float32Array[] = []
-    for (let l = 0; l < layers; l++)
-      for (const kv of ['key', 'value']) {
-        const t = out[`present.${l}.${kv}`]
-        if (t?.type !== 'float32')
-          throw new AppError('INTERNAL', `the decoder returned no present.${l}.${kv}`)
-        present.push(t.data as Float32Array)
+    const added: Float32Array[] = []
+    if (wantKeys)
+      for (const name of this.fetches.keys) {
+        const t = out[name]
+        if (t?.type !== 'float32') throw new AppError('INTERNAL', `the decoder returned no ${name}`)
+        const data = t.data as Float32Array
+        added.push(
+          this.fetches.sliced && P > 0 ? lastPositions(data, B * heads, P + S, S, headDim) : data,
+        )
       }
     const w = out[TWIN_OUTPUT_WEIGHTS]
     return {
       logits: logits.data as Float32Array,
       vocab: Number(logits.dims[2]),
-      present,
+      added,
       ...(w?.type === 'float32' ? { weights: w.data as Float32Array } : {}),
     }
   }
+}
+
+/** The last `S` of `total` positions of each of `rows` rows ([rows, total, hd] → [rows, S, hd]). */
+function lastPositions(a: Float32Array, rows: number, total: number, S: number, hd: number) {
+  const out = new Float32Array(rows * S * hd)
+  for (let r = 0; r < rows; r++)
+    out.set(a.subarray((r * total + total - S) * hd, (r + 1) * total * hd), r * S * hd)
+  return out
 }

@@ -15,8 +15,10 @@
  * prefill of delay per step at most, never a stall until it is done.
  *
  * The batched past persists between decode passes: while the rows are the same sequences in the same order, the
- * pass's `present` ([B, H, P + 1, hd], every row's padding unchanged since each row grew by one) is fed back as
- * the next pass's past as it is. Only when a sequence joins or leaves is the batch rebuilt from the per-sequence
+ * next pass's past is this pass's with the pass's new keys and values appended to every row ([B, H, P + 1, hd],
+ * every row's padding unchanged since each row grew by one), written into buffers that are reused
+ * (batched-past.ts); a graph rewritten by exposeNewKv (new-kv-outputs.ts) returns only those new positions, so a
+ * step allocates no past-sized memory at all. Only when a sequence joins or leaves is the batch rebuilt from the per-sequence
  * caches (each row right-aligned, left-padded). At concurrency 32 that gather copied every row's whole cache on
  * every step; now it happens a few times per batch lifetime (`counters.gathers`). `reuseBatch: false` rebuilds on
  * every pass, as before, for bench:generate's before/after comparison.
@@ -26,6 +28,7 @@
  */
 import { AppError } from '@twinserve/shared'
 import type { RowControls } from '../twin-contract/encode-controls.ts'
+import { BatchedPast } from './batched-past.ts'
 import type { DecoderGraph, DecoderOutputs } from './decoder-graph.ts'
 import { EventChannel } from './event-channel.ts'
 import { KvBudget, type KvBudgetOptions } from './kv-budget.ts'
@@ -90,12 +93,12 @@ export interface EngineOptions extends KvBudgetOptions {
   promptLikelihood?: PromptLikelihoodOptions
 }
 
-/** The last decode pass's rows and its `present`: the next pass's past if the rows are the same. */
+/** The last decode pass's rows and its past grown by that pass: the next pass's past if the rows are the same. */
 interface DecodeBatch {
   rows: Sequence[]
   /** Positions per row in `kv` (the longest row's cached length; shorter rows are left-padded). */
   past: number
-  /** 2·layers arrays k0, v0, …; each [B, H, past, hd]. */
+  /** 2·layers arrays k0, v0, …; each [B, H, past, hd] (views of `BatchedPast` buffers). */
   kv: Float32Array[]
 }
 
@@ -121,6 +124,7 @@ export class GenerationEngine {
   private loop: Promise<void> | undefined
   private idleWaiters: (() => void)[] = []
   private batch: DecodeBatch | undefined
+  private readonly pastBuffers: BatchedPast
   /** Steps run, rows decoded, and decode passes whose past was rebuilt from the sequences' caches. */
   readonly counters = {
     steps: 0,
@@ -137,6 +141,7 @@ export class GenerationEngine {
     readonly options: EngineOptions,
   ) {
     this.budget = new KvBudget(options)
+    this.pastBuffers = new BatchedPast(graph.layout)
   }
 
   /** Sequences admitted and not finished (waiting for prefill or decoding). */
@@ -299,7 +304,7 @@ export class GenerationEngine {
     })
     this.counters.prefills++
     const cache = new SequenceCache(this.graph.layout, n + s.request.maxTokens)
-    cache.append(out.present, 0, n, 0, n)
+    cache.append(out.added, 0, n, 0, n)
     s.cache = cache
     const weights = out.weights?.slice(0, this.graph.experts)
     // The mix is chosen once, from the prompt; every decode step applies exactly these weights.
@@ -366,13 +371,9 @@ export class GenerationEngine {
     )
       return last
     this.counters.gathers++
-    const { layers, heads, headDim } = this.graph.layout
     const B = seqs.length
     const past = Math.max(...seqs.map((s) => s.cache?.length ?? 0))
-    const kv = Array.from(
-      { length: 2 * layers },
-      () => new Float32Array(B * heads * past * headDim),
-    )
+    const kv = this.pastBuffers.fresh(B, past)
     for (const [b, s] of seqs.entries()) s.cache?.gather(kv, b, past)
     return { past, kv }
   }
@@ -394,17 +395,17 @@ export class GenerationEngine {
       // Positions count the row's real tokens before the new one: its cached length.
       positions: BigInt64Array.from(lengths, BigInt),
       cache: kv,
-      // Never read again (the next pass feeds this pass's present): a session thread may move it, not copy it.
-      cacheHandedOver: true,
       controls: seqs.map((s) => s.decodeControls),
     })
     this.counters.decodePasses++
     this.counters.decodeRows += B
-    this.batch = { rows: seqs, past: P + 1, kv: out.present }
+    // The next past is this one with the pass's new position appended to every row (each row grew by one, so
+    // its left padding still holds), written into the other set of buffers.
+    this.batch = { rows: seqs, past: P + 1, kv: this.pastBuffers.grow(kv, out.added, B, P) }
     seqs.forEach((s, b) => {
       if (s.done) return
       // The sequence's own cache stays whole too: the next rebuild (a row joins or leaves) reads it.
-      s.cache?.append(out.present, b, P + 1, P, 1)
+      s.cache?.append(out.added, b, 1, 0, 1)
       this.accept(s, out, b, 1, 0)
     })
   }
@@ -452,6 +453,8 @@ export class GenerationEngine {
     s.channel.push({ type: 'end', reason, completionTokens: s.generated, text })
     s.channel.close()
     if (this.activeSequences === 0) {
+      this.batch = undefined
+      this.pastBuffers.release()
       const waiters = this.idleWaiters
       this.idleWaiters = []
       for (const w of waiters) w()

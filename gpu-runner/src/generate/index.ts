@@ -3,6 +3,8 @@
  * sampling, stop strings, and the tokenizer/chat-template profile. The HTTP routes are in server/.
  * @module
  */
+
+export { decoderAsServed } from './decoder-as-served.ts'
 export { DecoderGraph, type DecoderLayout } from './decoder-graph.ts'
 export {
   type EngineOptions,
@@ -13,6 +15,7 @@ export {
 } from './engine.ts'
 export { KvBudget } from './kv-budget.ts'
 export { type ChatTurn, LmProfile } from './lm-profile.ts'
+export { exposeNewKv, newKvOutput, withoutNewKv } from './new-kv-outputs.ts'
 export {
   likelihoodPosterior,
   likelihoodWeights,

@@ -12,7 +12,11 @@ import type { RowControls } from '../twin-contract/encode-controls.ts'
 import { DecoderGraph } from './decoder-graph.ts'
 import { GenerationEngine, type GenerationEvent } from './engine.ts'
 import { LmProfile } from './lm-profile.ts'
-import { likelihoodWeights, type PromptLikelihoodOptions } from './prompt-likelihood.ts'
+import {
+  lengthGroups,
+  likelihoodWeights,
+  type PromptLikelihoodOptions,
+} from './prompt-likelihood.ts'
 import { logSoftmax } from './sampler.ts'
 
 const LM = join(import.meta.dirname, '../../../zoo/lm')
@@ -254,5 +258,24 @@ describe('prompt-likelihood routing (#14)', () => {
     // Expert 0's share is 1/(1 + e^−0.5 + e^−1 + e^−2 + e^−10) ≈ 0.47: below 0.5 abstains (the shared model).
     expect([...likelihoodWeights(nll, 2, { abstainBelow: 0.5 })]).toEqual([0, 0, 0, 0, 0])
     expect(likelihoodWeights(nll, 2, { abstainBelow: 0.4 })).toEqual(dense)
+  })
+
+  it('scores prompts of lengths far apart in separate passes, padding each at most 1.25× its real tokens', () => {
+    // The held-out prompts' lengths at concurrency 32 (14 to 46 tokens): one pass was half padding.
+    const lengths = [44, 24, 21, 20, 20, 17, 21, 14, 23, 19, 17, 31, 19, 15, 36, 17, 18, 14, 23, 35]
+    const groups = lengthGroups(lengths)
+    expect(groups.flat().sort((a, b) => a - b)).toEqual(lengths.map((_, i) => i))
+    expect(groups.length).toBeGreaterThan(1)
+    for (const g of groups) {
+      const n = g.map((i) => lengths[i] as number)
+      expect(g.length * Math.max(...n)).toBeLessThanOrEqual(1.25 * n.reduce((a, b) => a + b, 0))
+    }
+    const padded = groups.reduce(
+      (sum, g) => sum + g.length * Math.max(...g.map((i) => lengths[i] as number)),
+      0,
+    )
+    expect(padded).toBeLessThan(lengths.length * 44 * 0.75)
+    // Equal lengths: one pass.
+    expect(lengthGroups([7, 7, 7])).toEqual([[0, 1, 2]])
   })
 })

@@ -6,6 +6,7 @@
  * @module
  */
 import { AppError } from '@twinserve/shared'
+import { decoderAsServed } from '../generate/decoder-as-served.ts'
 import { onnx } from '../onnx/proto.ts'
 import { externalGraphPath, loadPackage } from '../package/load-package.ts'
 import { openSession, type ProviderChoice } from '../runtime/ort-session.ts'
@@ -71,7 +72,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions): Promise<Se
   let twin: ServingSession
   try {
     twin = await open(
-      externalGraphPath(pkg, manifest.model.file) ?? pkg.model,
+      externalGraphPath(pkg, manifest.model.file) ?? servedBytes(pkg.model, manifest),
       sessionOpts(opts.provider),
     )
   } catch (err) {
@@ -122,4 +123,16 @@ export async function loadModel(dir: string, opts: LoadModelOptions): Promise<Se
     ...(opts.merge ? { merge: opts.merge } : {}),
     mergeCache: opts.mergeCache,
   })
+}
+
+/**
+ * The twin graph as the runner opens it: a decoder with a KV cache is rewritten for generation (shared identical
+ * initializers, its new keys and values as extra outputs: generate/decoder-as-served.ts); any other graph as is.
+ */
+function servedBytes(
+  model: Uint8Array,
+  manifest: { inputs: readonly { name: string }[] },
+): Uint8Array {
+  if (!manifest.inputs.some((i) => i.name === 'past_key_values.0.key')) return model
+  return decoderAsServed(model)
 }

@@ -27,6 +27,7 @@ import {
   type TwinInputKey,
 } from '@twinserve/shared'
 import { type FactorsWithShared, shapeOf } from '../factors/exclusive-factors.ts'
+import { withoutNewKv } from '../generate/new-kv-outputs.ts'
 import { MatmulBackend } from '../merge/matmul.ts'
 import { onnx } from '../onnx/proto.ts'
 import { packageVersion } from '../package/package-version.ts'
@@ -221,7 +222,7 @@ export class ServedModel {
     )
     this.controls = checkContract(
       init.manifest,
-      init.twin.session,
+      withoutNewKv(init.twin.session),
       new Map([...init.variants].map(([name, v]) => [name, v.session])),
     )
   }
