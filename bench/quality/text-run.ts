@@ -224,7 +224,8 @@ export async function runTextQuality(o: TextQualityOptions): Promise<string> {
     rows.push(...committed)
     if (!o.quick) {
       const low = await builder.build(
-        applyChange(recipe, { exclusive: { ...recipe.exclusive, rank: 16 } }),
+        // Rank 16 float16 factors (the package's were rank 64 float16 until text-route4k; now a byte budget).
+        applyChange(recipe, { exclusive: { rank: 16, dtype: 'float16' } }),
       )
       const [lDense, lOracle] = await twinAccuracy(low.model, T, data.test, [
         { kind: 'router' },
