@@ -274,7 +274,10 @@ export async function runTextQuality(o: TextQualityOptions): Promise<string> {
         weight_decay: undefined,
         dtype: undefined,
       },
+      // Full-rank float16 factors on float32 shared weights, as first committed (the recipe's budgeted factors and
+      // float16 shared weights came with text-route4k).
       exclusive: { rank: 64, dtype: 'float16' },
+      shared_dtype: undefined,
     })
     let picked = first
     let earliest: BuiltArm | undefined
