@@ -60,6 +60,21 @@ export const ROUTER_ROUTE1: RecipeInput['router'] = {
   heldout_fraction: 0.1,
 }
 
+/**
+ * The recipe the route1 arms were measured on: the committed one with ROUTER_ROUTE1, float32 shared weights (the
+ * recipe had no `shared_dtype` then; arms that want float16 say so) and a `variants` key after the router (every
+ * arm sets it to none), in that key order, so their cached keys and rows stay what was measured.
+ */
+export function route1Recipe(recipe: RecipeInput): RecipeInput {
+  const { shared_dtype: _, variants: _v, router, verify, ...rest } = recipe
+  return {
+    ...rest,
+    router: { ...ROUTER_ROUTE1, data: router.data },
+    variants: [],
+    ...(verify ? { verify } : {}),
+  } as RecipeInput
+}
+
 /** A small router for the budget arms: the committed features and bag, hidden 64, 40 epochs. */
 const SMALL_BAG = { hidden: [64], epochs: 40, patience: 8 }
 /** No bag of tokens: the router reads the masked embeddings + block 0's FFN only (320 features). */
@@ -331,10 +346,7 @@ export async function runTextFrontier(o: TextFrontierOptions): Promise<{
   o.log(`text frontier: experts (${elapsed()})`)
   const builder = await ArmBuilder.open()
   const rows: TextFrontierRow[] = []
-  const route1 = {
-    ...recipe,
-    router: { ...ROUTER_ROUTE1, data: recipe.router.data },
-  } as RecipeInput
+  const route1 = route1Recipe(recipe)
   try {
     for (const arm of textFrontierArms(o.budgets)) {
       const r: RecipeInput = applyChange(arm.router === 'route1' ? route1 : recipe, {

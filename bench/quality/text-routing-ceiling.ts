@@ -1,13 +1,14 @@
 /**
  * How separable the text zoo's tasks are at all, whatever the twin graph can compute: a strong offline classifier
  * (multinomial logistic regression on sparse tf-idf n-grams, sublinear counts, L2-normalised rows, Adagrad with L2)
- * trained on ALL the routing data (2,000 texts per task) and scored on the VALIDATION splits, with the routed
+ * trained on ALL the routing data (the zoo's: 2,000 texts per task; or the file given, e.g. every train text from
+ * `zoo/text/tooling/text_data.py 4000 <out>`) and scored on the VALIDATION splits, with the routed
  * normalised accuracy its hard routing would give (each validation text answered by the expert it picks), and
  * the router accuracy the issue's 97 % normalised needs at this classifier's cost per misrouted text.
  * Feature sets: the tokenizer's pieces under the input rule (the first 62, what the twin's router sees), the
  * pieces of the whole text (≤ 400 characters), and lower-cased word uni+bigrams of the raw text.
  *
- *   node --import tsx bench/quality/text-routing-ceiling.ts
+ *   node --import tsx bench/quality/text-routing-ceiling.ts [routing.jsonl]
  * @module
  */
 import { readFileSync } from 'node:fs'
@@ -127,7 +128,7 @@ function argmaxFirst(data: Float32Array, width: number, k: number, row: number):
 async function main() {
   const zoo = readTextZoo()
   const tasks = zoo.tasks.map((t) => t.name)
-  const routing = readFileSync(textRoutingPath(zoo), 'utf8')
+  const routing = readFileSync(process.argv[2] ?? textRoutingPath(zoo), 'utf8')
     .split('\n')
     .filter((l) => l !== '')
     .map((l) => JSON.parse(l) as { expert: string; inputs: { text: string } })

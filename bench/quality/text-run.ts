@@ -224,7 +224,8 @@ export async function runTextQuality(o: TextQualityOptions): Promise<string> {
     rows.push(...committed)
     if (!o.quick) {
       const low = await builder.build(
-        applyChange(recipe, { exclusive: { ...recipe.exclusive, rank: 16 } }),
+        // Rank 16 float16 factors (the package's were rank 64 float16 until text-route4k; now a byte budget).
+        applyChange(recipe, { exclusive: { rank: 16, dtype: 'float16' } }),
       )
       const [lDense, lOracle] = await twinAccuracy(low.model, T, data.test, [
         { kind: 'router' },
@@ -273,7 +274,10 @@ export async function runTextQuality(o: TextQualityOptions): Promise<string> {
         weight_decay: undefined,
         dtype: undefined,
       },
+      // Full-rank float16 factors on float32 shared weights, as first committed (the recipe's budgeted factors and
+      // float16 shared weights came with text-route4k).
       exclusive: { rank: 64, dtype: 'float16' },
+      shared_dtype: undefined,
     })
     let picked = first
     let earliest: BuiltArm | undefined

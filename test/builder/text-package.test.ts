@@ -111,5 +111,5 @@ describe('zoo/text/package', async () => {
       const diff = Math.max(...w.map((v, i) => Math.abs(v - (got[k]?.[i] ?? Number.NaN))))
       expect(diff, `output ${k}`).toBeLessThan(1e-3)
     })
-  }, 480_000) // a build: about 3.7 minutes on the loaded 2 cores, 2 of them training the 3-seed router ensemble
+  }, 480_000) // a build: about a minute on the loaded 2 cores, most of it training the 3-seed router ensemble
 })

@@ -2,9 +2,11 @@
  * Text in, logits and labels out, on the committed text twin package (zoo/text/package, built from
  * zoo/text/recipe.yaml) with real onnxruntime sessions: a V2 BYTES `text` input is tokenized by the package's
  * tokenizer, batched like token requests, routed, and each row names its routed task's labels; a one-hot mix
- * reproduces each expert's own ONNX logits on the same tokens; bad text is a 400 naming `text`. Issue #13.
+ * stays close to each expert's own ONNX logits on the same tokens (the package's factors are int8 at a byte
+ * budget, issue #18); bad text is a 400 naming `text`. Issue #13.
  */
-import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { createHash } from 'node:crypto'
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import {
@@ -72,6 +74,12 @@ function output(r: RunResult, name: string): ResponseOutput {
 function argmaxRow(o: ResponseOutput, i: number, take?: number): number {
   const n = o.shape[1] ?? 0
   const row = (o.data as number[]).slice(i * n, i * n + (take ?? n))
+  return row.indexOf(Math.max(...row))
+}
+
+/** Index of the largest of the first k values of row r of a flat [rows, 4] array. */
+function argmaxOf(flat: readonly number[], r: number, k: number): number {
+  const row = flat.slice(r * 4, r * 4 + k)
   return row.indexOf(Math.max(...row))
 }
 
@@ -144,11 +152,15 @@ describe('a text twin package served', () => {
     expect(argmaxRow(output(explicit, 'logits'), 0, 2)).toBe(1)
   })
 
-  it("a one-hot mix reproduces each expert's own ONNX logits on the same tokens (rel. error < 1e-3)", async () => {
+  it("a one-hot mix stays close to each expert's own ONNX logits on the same tokens (int8 factors at budget 0.12)", async () => {
     const B = reference.texts.length
     const int64 = (rows: number[][]) =>
       new ort.Tensor('int64', BigInt64Array.from(rows.flat(), BigInt), [B, 64])
-    for (const task of experts) {
+    const shared = output(
+      await runOne(textRequest(reference.texts, { variant: 'shared' })),
+      'logits',
+    ).data as number[]
+    for (const [t, task] of experts.entries()) {
       const got = output(
         await runOne(textRequest(reference.texts, { experts: { [task]: 1 } })),
         'logits',
@@ -165,8 +177,20 @@ describe('a text twin package served', () => {
         const want = Array.from(out.logits?.data as Float32Array)
         expect(got).toHaveLength(want.length)
         const scale = Math.max(...want.map(Math.abs))
-        const diff = Math.max(...want.map((y, i) => Math.abs((got[i] ?? Number.NaN) - y)))
-        expect(diff / scale, task).toBeLessThan(1e-3)
+        const diffTo = (x: number[]) =>
+          Math.max(...want.map((y, i) => Math.abs((x[i] ?? Number.NaN) - y)))
+        // The factors keep each expert's exclusive knowledge up to int8 and the ranks the budget allots: on these
+        // 12 texts the one-hot mix is 1.4–7.2% off its expert (max |diff| / max |logit|; 1e-3 at full rank,
+        // test/builder/text-zoo-build.test.ts), the shared model alone 102–174% off, and the two disagree on one
+        // text's class (fortune-topic).
+        const rel = diffTo(got) / scale
+        expect(rel, task).toBeLessThan(0.1)
+        expect(rel * 10, task).toBeLessThan(diffTo(shared) / scale)
+        const k = manifest.experts[t]?.labels?.length ?? 4
+        const agree = Array.from({ length: B }, (_, r) => r).filter(
+          (r) => argmaxOf(got, r, k) === argmaxOf(want, r, k),
+        ).length
+        expect(agree, task).toBeGreaterThanOrEqual(B - 1)
       } finally {
         await session.release()
       }
@@ -210,8 +234,23 @@ describe('a text twin package served', () => {
   })
 
   it('labels follow the path: a static variant and the zero-weight shared model name none; a merge names its top expert', async () => {
-    const ties = await runOne(textRequest(['Mary', 'Tom'], { variant: 'ties' }))
-    expect(ties.labels?.logits).toEqual([undefined, undefined])
+    // The committed package has no static variant (it fits 25% of the experts' bytes): a copy gets the zoo's
+    // base model as one, a plain graph with the package's inputs and outputs.
+    const dir = join(root, 'with-variant')
+    await cp(PACKAGE, dir, { recursive: true })
+    await mkdir(join(dir, 'variants'), { recursive: true })
+    await cp(join(MODELS, 'base.onnx'), join(dir, 'variants/base.onnx'))
+    const m = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as PackageManifest
+    m.variants = [
+      { name: 'base', file: 'variants/base.onnx', description: 'zoo base', exclusive: false },
+    ]
+    m.files['variants/base.onnx'] = createHash('sha256')
+      .update(await readFile(join(dir, 'variants/base.onnx')))
+      .digest('hex')
+    await writeFile(join(dir, 'manifest.json'), JSON.stringify(m))
+    const withVariant = await loadModel(dir, { ...opts, mergeCache: cacheOpts })
+    const base = await runOne(textRequest(['Mary', 'Tom'], { variant: 'base' }), withVariant)
+    expect(base.labels?.logits).toEqual([undefined, undefined])
     const shared = await runOne(textRequest(['Mary'], { variant: 'shared' }))
     expect(shared.labels?.logits).toEqual([undefined])
     const merged = await runOne(

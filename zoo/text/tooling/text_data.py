@@ -253,18 +253,27 @@ def write_jsonl(path, rows):
     os.replace(tmp, path)
 
 
-def write_routing(tasks, path):
-    """Routing data for the twin router: up to ROUTING_PER_TASK train examples per task, one JSON object per line,
+def write_routing(tasks, path, per_task=ROUTING_PER_TASK):
+    """Routing data for the twin router: up to `per_task` train examples per task, one JSON object per line,
     `{"expert": task, "inputs": {"text": …}}`, interleaved round-robin so that any prefix of the file is balanced.
-    `tasks` is [(name, splits)]; returns the count per task."""
+    `tasks` is [(name, splits)]; returns the count per task. The same seeded shuffle for any `per_task`, so a
+    larger file's first lines are the smaller one's."""
     picks = []
     for name, splits in tasks:
         rng = random.Random(f"{SPLIT_SEED}:routing:{name}")
         train = list(splits["train"])
         rng.shuffle(train)
-        picks.append([(name, r["text"]) for r in train[:ROUTING_PER_TASK]])
+        picks.append([(name, r["text"]) for r in train[:per_task]])
     rows = []
     for i in range(max(len(p) for p in picks)):
         rows += [{"expert": p[i][0], "inputs": {"text": p[i][1]}} for p in picks if i < len(p)]
     write_jsonl(path, rows)
     return {p[0][0]: len(p) for p in picks}
+
+
+if __name__ == "__main__":
+    # Routing data with more (or fewer) train texts per task, for router probes outside the committed zoo (the
+    # committed data/routing.jsonl is make_zoo.py's, 2,000 per task): `text_data.py <per task> <out.jsonl>`.
+    import sys
+    counts = write_routing([(n, s) for n, _, _, s in load_tasks()], sys.argv[2], int(sys.argv[1]))
+    print(sys.argv[2], counts)
