@@ -10,14 +10,11 @@
  * @module
  */
 import { join } from 'node:path'
-import { argmaxRows } from '@twinserve/gpu-runner/train'
-import { controlsOf, encodeControls } from '@twinserve/gpu-runner/twin-contract'
-import { TWIN_OUTPUT_WEIGHTS } from '@twinserve/shared'
-import { readTextZoo, type TextSplit, textZooPath } from '@twinserve/zoo/text'
+import { readTextZoo, textZooPath } from '@twinserve/zoo/text'
 import { openCpu, type Session } from './evaluate.ts'
 import { loadTextSplits, type TextTaskData, textFeeds, zooTokenizer } from './text-evaluate.ts'
+import { argmaxFirst, biased, routerWeights, served } from './text-router-mix.ts'
 
-const CHUNK = 512
 const zoo = readTextZoo()
 const tasks = zoo.tasks.map((t) => t.name)
 const T = tasks.length
@@ -27,87 +24,6 @@ const data = {
   test: loadTextSplits(zoo, tokenizer, tasks, 'test'),
 }
 const twin = await openCpu(join(process.argv[2] ?? 'zoo/text/package', 'model.onnx'))
-
-function argmaxFirst(l: Float32Array, width: number, k: number, i: number): number {
-  let best = 0
-  for (let j = 1; j < k; j++)
-    if ((l[i * width + j] as number) > (l[i * width + best] as number)) best = j
-  return best
-}
-
-/** The router's weights on every text of a split, per task, [n, T]. */
-async function routerWeights(split: readonly TextTaskData[]): Promise<Float32Array[]> {
-  const out: Float32Array[] = []
-  for (const d of split) {
-    const w = new Float32Array(d.n * T)
-    for (let start = 0; start < d.n; start += CHUNK) {
-      const rows = Math.min(CHUNK, d.n - start)
-      const feeds = {
-        ...textFeeds(d, start, rows),
-        ...encodeControls(
-          Array(rows).fill({ useRouter: 1, topK: T }),
-          T,
-          controlsOf(twin.inputNames),
-        ),
-      }
-      const r = await twin.run(feeds, [TWIN_OUTPUT_WEIGHTS])
-      w.set(r[TWIN_OUTPUT_WEIGHTS]?.data as Float32Array, start * T)
-    }
-    out.push(w)
-  }
-  return out
-}
-
-/** softmax(log w + b) per row. */
-function biased(w: Float32Array, b: readonly number[]): Float32Array {
-  const out = new Float32Array(w.length)
-  for (let i = 0; i < w.length / T; i++) {
-    let max = -Infinity
-    const z = Array.from({ length: T }, (_, e) => {
-      const v = Math.log(Math.max(w[i * T + e] as number, 1e-30)) + (b[e] as number)
-      max = Math.max(max, v)
-      return v
-    })
-    const ex = z.map((v) => Math.exp(v - max))
-    const s = ex.reduce((a, x) => a + x, 0)
-    for (let e = 0; e < T; e++) out[i * T + e] = (ex[e] as number) / s
-  }
-  return out
-}
-
-/** Served normalised accuracy (soft mix) with the given mix weights per task, and router accuracy. */
-async function served(
-  split: readonly TextTaskData[],
-  weights: readonly Float32Array[],
-  s: TextSplit,
-) {
-  const norm: number[] = []
-  let routed = 0
-  let n = 0
-  for (const [t, d] of split.entries()) {
-    let ok = 0
-    const w = weights[t] as Float32Array
-    for (let start = 0; start < d.n; start += CHUNK) {
-      const rows = Math.min(CHUNK, d.n - start)
-      const mix = Array.from({ length: rows }, (_, i) => ({
-        mixWeights: Array.from(w.subarray((start + i) * T, (start + i + 1) * T)),
-      }))
-      const r = await twin.run(
-        { ...textFeeds(d, start, rows), ...encodeControls(mix, T, controlsOf(twin.inputNames)) },
-        ['logits'],
-      )
-      const l = r.logits?.data as Float32Array
-      const width = Number(r.logits?.dims.at(-1))
-      for (let i = 0; i < rows; i++)
-        if (argmaxFirst(l, width, d.classes, i) === d.labels[start + i]) ok++
-    }
-    for (const p of argmaxRows(w, T)) if (p === t) routed++
-    n += d.n
-    norm.push(ok / d.n / (zoo.accuracy[d.name]?.[d.name]?.[s] ?? 1))
-  }
-  const mean = norm.reduce((a, b) => a + b, 0) / norm.length
-  return `${(mean * 100).toFixed(1)} % (${norm.map((x) => (x * 100).toFixed(1)).join(' / ')}), router ${((routed / n) * 100).toFixed(1)} %`
-}
 
 // Each expert's own answer on every validation text: correct[e][t][i].
 async function expertCorrect(split: readonly TextTaskData[]): Promise<Uint8Array[][]> {
@@ -133,8 +49,8 @@ async function expertCorrect(split: readonly TextTaskData[]): Promise<Uint8Array
   return correct
 }
 
-const wVal = await routerWeights(data.val)
-const wTest = await routerWeights(data.test)
+const wVal = await routerWeights(twin, T, data.val)
+const wTest = await routerWeights(twin, T, data.test)
 const correct = await expertCorrect(data.val)
 const own = data.val.map(
   (d, t) => ((correct[t] as Uint8Array[])[t] as Uint8Array).reduce((a, x) => a + x, 0) / d.n,
@@ -181,6 +97,8 @@ console.log(
 const zero = new Array(T).fill(0)
 console.log(
   `served val, no bias:   ${await served(
+    twin,
+    zoo,
     data.val,
     wVal.map((w) => biased(w, zero)),
     'val',
@@ -188,6 +106,8 @@ console.log(
 )
 console.log(
   `served val, fitted b:  ${await served(
+    twin,
+    zoo,
     data.val,
     wVal.map((w) => biased(w, b)),
     'val',
@@ -195,6 +115,8 @@ console.log(
 )
 console.log(
   `served test, no bias:  ${await served(
+    twin,
+    zoo,
     data.test,
     wTest.map((w) => biased(w, zero)),
     'test',
@@ -202,6 +124,8 @@ console.log(
 )
 console.log(
   `served test, fitted b: ${await served(
+    twin,
+    zoo,
     data.test,
     wTest.map((w) => biased(w, b)),
     'test',
