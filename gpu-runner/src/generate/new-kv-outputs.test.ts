@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
+import { onnx, TensorDataType } from '../onnx/proto.ts'
 import { loadPackage } from '../package/load-package.ts'
 import { openSession, ort } from '../runtime/ort-session.ts'
 import { checkContract } from '../twin-contract/check-contract.ts'
@@ -14,7 +15,7 @@ import { encodeControls } from '../twin-contract/encode-controls.ts'
 import { decoderAsServed } from './decoder-as-served.ts'
 import { DecoderGraph } from './decoder-graph.ts'
 import { GenerationEngine, type GenerationEvent } from './engine.ts'
-import { exposeNewKv, newKvOutput, withoutNewKv } from './new-kv-outputs.ts'
+import { addNewKvOutputs, exposeNewKv, newKvOutput, withoutNewKv } from './new-kv-outputs.ts'
 
 const LM = join(import.meta.dirname, '../../../zoo/lm')
 const fixture = JSON.parse(readFileSync(join(LM, 'fixtures/generation.json'), 'utf8')) as {
@@ -153,5 +154,54 @@ describe('exposeNewKv', () => {
       ...prompts.map((_, i) => 5 + 3 * i),
       5 + 3 * prompts.length,
     ])
+  })
+})
+
+describe('addNewKvOutputs', () => {
+  it('gives the new-positions output present’s element type (a float16 cache loads and returns its new keys)', async () => {
+    // present.0.key = Concat(past [1, 1, P, 2], k [1, 1, 1, 2]) on the position axis, all float16.
+    const half = (name: string, dims: (number | string)[]) => ({
+      name,
+      type: {
+        tensorType: {
+          elemType: TensorDataType.FLOAT16,
+          shape: {
+            dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })),
+          },
+        },
+      },
+    })
+    const graph = {
+      name: 'kv16',
+      node: [
+        {
+          opType: 'Concat',
+          input: ['past_key_values.0.key', 'k'],
+          output: ['present.0.key'],
+          attribute: [{ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: 2 }],
+        },
+      ],
+      input: [half('past_key_values.0.key', [1, 1, 'past', 2]), half('k', [1, 1, 1, 2])],
+      output: [half('present.0.key', [1, 1, 'total', 2])],
+    }
+    expect(addNewKvOutputs(graph)).toBe(1)
+    const added = graph.output.find((o) => o.name === newKvOutput(0, 'key'))
+    expect(added?.type?.tensorType?.elemType).toBe(TensorDataType.FLOAT16)
+    const model = onnx.ModelProto.encode({
+      irVersion: 8,
+      opsetImport: [{ domain: '', version: 17 }],
+      graph,
+    }).finish()
+    const { session } = await openSession(model, { provider: 'cpu', threads: 1 })
+    // float16 bit patterns: 1.0 = 0x3c00, 2.0 = 0x4000, 3.0 = 0x4200.
+    const out = await session.run({
+      'past_key_values.0.key': new ort.Tensor(
+        'float16',
+        Uint16Array.from([0x3c00, 0x3c00]),
+        [1, 1, 1, 2],
+      ),
+      k: new ort.Tensor('float16', Uint16Array.from([0x4000, 0x4200]), [1, 1, 1, 2]),
+    })
+    expect(Array.from(out[newKvOutput(0, 'key')]?.data as Uint16Array)).toEqual([0x4000, 0x4200])
   })
 })

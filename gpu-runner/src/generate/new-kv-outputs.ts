@@ -52,10 +52,11 @@ export function addNewKvOutputs(graph: IGraphProto): number {
     const name = newKvOutput(Number(m[1]), m[2] as 'key' | 'value')
     if (outputs.has(name)) continue
     nodes.push({ opType: 'Identity', input: [fresh], output: [name], name: `expose/${name}` })
-    graph.output = [
-      ...(graph.output ?? []),
-      valueInfo(name, 'float', ['batch', 'heads', 'seq', 'head_dim']),
-    ]
+    // The new positions have `present`'s element type (float16 caches exist), not always float32.
+    const info = valueInfo(name, 'float', ['batch', 'heads', 'seq', 'head_dim'])
+    const presentType = graph.output?.find((o) => o.name === m[0])?.type?.tensorType?.elemType
+    if (presentType && info.type?.tensorType) info.type.tensorType.elemType = presentType
+    graph.output = [...(graph.output ?? []), info]
     added++
   }
   graph.node = nodes
