@@ -91,6 +91,11 @@ export interface EngineOptions extends KvBudgetOptions {
    * (prompt-likelihood.ts; the package's `router.promptLikelihood`).
    */
   promptLikelihood?: PromptLikelihoodOptions
+  /**
+   * Score prompts in the decoder's likelihood graph when it has one (`DecoderGraph.scorer`; default true): false
+   * fetches the logits and takes the log-softmax in JavaScript, the path before (bench:generate's before/after).
+   */
+  likelihoodInGraph?: boolean
 }
 
 /** The last decode pass's rows and its past grown by that pass: the next pass's past if the rows are the same. */
@@ -255,6 +260,7 @@ export class GenerationEngine {
           this.graph,
           scored.map((s) => s.request.promptIds),
           (like?.routerWeight ?? 0) !== 0,
+          this.options.likelihoodInGraph !== false,
         )
         this.counters.likelihoodPasses++
         scored.forEach((s, k) => {
@@ -337,7 +343,12 @@ export class GenerationEngine {
     let ev = evidence
     if (!ev) {
       ev = (
-        await promptEvidenceBatch(this.graph, [request.promptIds], (like.routerWeight ?? 0) !== 0)
+        await promptEvidenceBatch(
+          this.graph,
+          [request.promptIds],
+          (like.routerWeight ?? 0) !== 0,
+          this.options.likelihoodInGraph !== false,
+        )
       )[0] as PromptEvidence
       this.counters.likelihoodPasses++
     }

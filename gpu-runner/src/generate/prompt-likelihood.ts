@@ -113,6 +113,7 @@ export async function promptEvidenceBatch(
   graph: DecoderGraph,
   prompts: readonly (readonly number[])[],
   withRouter = false,
+  inGraph = true,
 ): Promise<PromptEvidence[]> {
   const out: PromptEvidence[] = new Array(prompts.length)
   for (const group of lengthGroups(prompts.map((p) => p.length))) {
@@ -120,6 +121,7 @@ export async function promptEvidenceBatch(
       graph,
       group.map((i) => prompts[i] as readonly number[]),
       withRouter,
+      inGraph,
     )
     group.forEach((i, k) => {
       out[i] = got[k] as PromptEvidence
@@ -133,12 +135,14 @@ async function onePass(
   graph: DecoderGraph,
   prompts: readonly (readonly number[])[],
   withRouter: boolean,
+  inGraph: boolean,
 ): Promise<PromptEvidence[]> {
   const T = graph.experts
   const R = withRouter ? T + 1 : T // rows per prompt
   const B = R * prompts.length
   const S = Math.max(...prompts.map((p) => p.length))
   const ids = new BigInt64Array(B * S) // [B, S], padding id 0
+  const targets = new BigInt64Array(B * S) // [B, S]: the next id, 0 where nothing is scored
   const mask = new BigInt64Array(B * S) // [B, S]
   const positions = new BigInt64Array(B * S) // [B, S]
   const controls: RowControls[] = []
@@ -147,6 +151,7 @@ async function onePass(
       const at = (k * R + r) * S
       for (let s = 0; s < S; s++) {
         ids[at + s] = BigInt(prompt[s] ?? 0)
+        targets[at + s] = BigInt(prompt[s + 1] ?? 0)
         mask[at + s] = s < prompt.length ? 1n : 0n
         positions[at + s] = BigInt(Math.min(s, prompt.length - 1))
       }
@@ -156,7 +161,7 @@ async function onePass(
         controls.push({ mixWeights: mix })
       } else controls.push({ useRouter: 1, topK: T })
     }
-  const out = await graph.run({
+  const feeds = {
     batch: B,
     seq: S,
     past: 0,
@@ -165,23 +170,36 @@ async function onePass(
     positions,
     cache: Array.from({ length: 2 * graph.layout.layers }, () => new Float32Array(0)),
     controls,
+  }
+  // −log p(prompt[s + 1] | prompt up to s) of row `row` at position s.
+  let nllAt: (row: number, s: number, target: number) => number
+  let weights: Float32Array | undefined
+  if (inGraph && graph.scorer) {
+    // The likelihood graph: onnxruntime takes the log-softmax and picks the targets, [B, S] come back.
+    const out = await graph.score({ ...feeds, targets })
+    nllAt = (row, s) => -(out.logprobs[row * S + s] as number)
+    weights = out.weights
+  } else {
     // Scoring needs the logits only: no keys and values come back (T rows × the prompt, per prompt).
-    keys: false,
-  })
-  const V = out.vocab
+    const out = await graph.run({ ...feeds, keys: false })
+    const V = out.vocab
+    nllAt = (row, s, target) => {
+      const at = (row * S + s) * V
+      return tokenNll(out.logits.subarray(at, at + V), target)
+    }
+    weights = out.weights
+  }
   return prompts.map((prompt, k) => {
     const nll = new Float64Array(T)
+    // Summed in float64 either way.
     for (let e = 0; e < T; e++)
-      for (let s = 0; s + 1 < prompt.length; s++) {
-        const at = ((k * R + e) * S + s) * V
-        nll[e] =
-          (nll[e] as number) + tokenNll(out.logits.subarray(at, at + V), prompt[s + 1] as number)
-      }
+      for (let s = 0; s + 1 < prompt.length; s++)
+        nll[e] = (nll[e] as number) + nllAt(k * R + e, s, prompt[s + 1] as number)
     const routerRow = (k * R + T) * T
     return {
       nll,
       tokens: Math.max(prompt.length - 1, 0),
-      ...(withRouter && out.weights ? { router: out.weights.slice(routerRow, routerRow + T) } : {}),
+      ...(withRouter && weights ? { router: weights.slice(routerRow, routerRow + T) } : {}),
     }
   })
 }

@@ -12,8 +12,8 @@ import { AppError, type PackageManifest } from '@twinserve/shared'
 const MIB = 1024 * 1024
 
 /**
- * What a loaded version holds, per byte of package on disk and per session (the twin graph and each static variant,
- * each in a thread of its own): set above what the zoo packages' loads grow a runner's resident set by
+ * What a loaded version holds, per byte of package on disk and per session (the twin graph, each static variant and,
+ * for a package that routes by the prompt's likelihood, its likelihood graph, each in a thread of its own): set above what the zoo packages' loads grow a runner's resident set by
  * (`npm run bench:load-memory`, bench/RESULTS.md "Memory of a hot load"), so the check errs towards refusing.
  */
 export const MEMORY_PER_PACKAGE_BYTE = 5
@@ -59,9 +59,10 @@ export async function resolvePackageDir(
 /** Estimated bytes of memory a package takes once loaded (constants above). */
 export async function estimateLoadedBytes(
   dir: string,
-  manifest: Pick<PackageManifest, 'files' | 'variants'>,
+  manifest: Pick<PackageManifest, 'files' | 'variants' | 'router'>,
 ): Promise<number> {
-  const sessions = 1 + manifest.variants.length
+  const sessions =
+    1 + manifest.variants.length + (manifest.router.promptLikelihood !== undefined ? 1 : 0)
   return (
     (await packageBytes(dir, manifest)) * MEMORY_PER_PACKAGE_BYTE +
     sessions * MEMORY_PER_SESSION_BYTES
