@@ -10,6 +10,14 @@
  * per expert, the graph router's weights to a power b multiplied in (its row rides in the same pass), and top-1
  * when the posterior is confident. The logits are −NLL_e / τ + logPrior_e + b · ln r_e (likelihoodPosterior).
  *
+ * Where the pass's numbers come from: a graph with a likelihood graph beside it (`DecoderGraph.scorer`, derived at
+ * load by likelihood-graph.ts) returns each position's log-probability of the next prompt token, [rows, S], computed
+ * inside onnxruntime (LogSoftmax, GatherElements); without one (the rewrite did not apply, or `inGraph` false) the
+ * pass fetches the logits, [rows, S, V], and tokenNll takes each position's log-sum-exp in float64 here. The sums
+ * over positions are float64 either way; the two agree to ~1e-6 nats per token, ~3e-8 relative per prompt
+ * (likelihood-graph.test.ts). For 32 held-out prompts (bench/generate-likelihood-pass.ts) the logits were 36 MB
+ * and the JavaScript log-softmax about a quarter of the scoring's CPU time; the likelihood graph took 0.6× of it.
+ *
  * A request's router controls apply to these weights as the twin graph applies them to its router's
  * (expert-weights.ts): abstain first (largest allowed weight, renormalised, under `abstain_below`: weights 0),
  * then `expert_mask`, `top_k` (ties at the k-th value kept), renormalised.
@@ -108,6 +116,7 @@ export function lengthGroups(lengths: readonly number[]): number[][] {
  * promptEvidence of several prompts (the engine batches a step's likelihood-routed prefills), in as few passes as
  * lengthGroups allows: each prompt's T (or T + 1) rows, right-padded to its pass's longest prompt with mask 0. A
  * causal decoder's real positions never attend to the padding after them, so each row scores as it would alone.
+ * `inGraph` (default true) scores in the graph's likelihood graph when it has one; false fetches the logits.
  */
 export async function promptEvidenceBatch(
   graph: DecoderGraph,
