@@ -56,18 +56,30 @@ export async function resolvePackageDir(
   return dir
 }
 
-/** Estimated bytes of memory a package takes once loaded (constants above). */
+/**
+ * Estimated bytes of memory a package takes once loaded (constants above). A package that routes by the prompt's
+ * likelihood also opens its likelihood graph (generate/likelihood-graph.ts), a second session holding a copy of the
+ * twin graph's weights: one more session and the graph's bytes once more (`npm run bench:load-memory` measured the
+ * zoo/lm package's load growing from ~30 to ~70 MiB with it).
+ */
 export async function estimateLoadedBytes(
   dir: string,
-  manifest: Pick<PackageManifest, 'files' | 'variants' | 'router'>,
+  manifest: Pick<PackageManifest, 'files' | 'variants' | 'router' | 'model'>,
 ): Promise<number> {
-  const sessions =
-    1 + manifest.variants.length + (manifest.router.promptLikelihood !== undefined ? 1 : 0)
+  const likelihood = manifest.router.promptLikelihood !== undefined
+  const sessions = 1 + manifest.variants.length + (likelihood ? 1 : 0)
+  const twinGraphBytes = likelihood ? await fileBytes(join(dir, manifest.model.file)) : 0
   return (
-    (await packageBytes(dir, manifest)) * MEMORY_PER_PACKAGE_BYTE +
+    ((await packageBytes(dir, manifest)) + twinGraphBytes) * MEMORY_PER_PACKAGE_BYTE +
     sessions * MEMORY_PER_SESSION_BYTES
   )
 }
+
+const fileBytes = (path: string): Promise<number> =>
+  stat(path).then(
+    (s) => s.size,
+    () => 0,
+  )
 
 /** Bytes of the files a manifest lists, as they are on disk (a missing file counts 0: the load reports it). */
 export async function packageBytes(
