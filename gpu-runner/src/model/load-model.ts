@@ -145,8 +145,9 @@ function servedBytes(
 /**
  * The likelihood graph's session (generate/likelihood-graph.ts) for a package that routes by the prompt's
  * likelihood, so that scoring a prompt returns its tokens' log-probabilities instead of the logits; or why not,
- * and the engine then scores from the twin graph's logits as before. It is a second session of the same weights:
- * their bytes again in memory (7.7 MB for zoo/lm/package), and its own onnxruntime threads.
+ * and the engine then scores from the twin graph's logits as before. It is a second session of the same weights
+ * (their bytes again in memory, and a thread of its own): `npm run bench:load-memory` measured a zoo/lm/package
+ * load growing by ~70 MiB with it against ~30 without; estimateLoadedBytes counts it.
  */
 async function openLikelihood(
   served: Uint8Array | undefined,
