@@ -38,7 +38,8 @@ for (const rel of PACKAGES) {
   const estimate = await estimateLoadedBytes(dir, first.manifest)
   rows.push([
     rel,
-    String(1 + first.manifest.variants.length),
+    // The twin graph, each variant, and a likelihood-routed package's likelihood graph.
+    String(1 + first.manifest.variants.length + (first.manifest.router.promptLikelihood ? 1 : 0)),
     fmt((await packageBytes(dir, first.manifest)) / MIB),
     fmt(grew / MIB),
     fmt(estimate / MIB),
@@ -49,7 +50,7 @@ for (const rel of PACKAGES) {
 const body = `## Memory of a hot load (\`npm run bench:load-memory\`, issue #19)
 
 A package loaded into a process that already holds it once (a runner taking a new version): resident set growth
-after a GC, against the estimate the load check uses (5 × package bytes + 8 MiB per session). ${m.cpu}, ${m.nproc}
+after a GC, against the estimate the load check uses (5 × package bytes, the twin graph counted twice for a package with a likelihood graph, + 8 MiB per session). ${m.cpu}, ${m.nproc}
 cores, ${m.memGb} GiB, Node ${m.node}, onnxruntime ${m.ort}; CPU sessions, one thread each. Other jobs shared the
 cores (load average ${fmt(m.loadStart, 2)}); memory is what is measured, not time.
 

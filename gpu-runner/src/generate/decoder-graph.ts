@@ -9,6 +9,7 @@ import { AppError, TWIN_OUTPUT_WEIGHTS, type TwinInputKey } from '@twinserve/sha
 import { ort } from '../runtime/ort-session.ts'
 import type { RunnableSession } from '../runtime/threaded-session.ts'
 import { encodeControls, type RowControls } from '../twin-contract/encode-controls.ts'
+import { TARGET_IDS, TARGET_LOGPROBS } from './likelihood-graph.ts'
 import { newKvOutput } from './new-kv-outputs.ts'
 
 export interface DecoderLayout {
@@ -44,6 +45,19 @@ export interface DecoderOutputs {
   weights?: Float32Array
 }
 
+/** A scoring pass's inputs: a forward pass from position 0 whose logits are wanted only at each row's targets. */
+export interface ScoreFeeds extends Omit<DecoderFeeds, 'keys'> {
+  /** The id each position predicts (the next token; anything where nothing is scored), [B, S]. */
+  targets: BigInt64Array
+}
+
+export interface ScoreOutputs {
+  /** log p(targets[b, s] | the row's ids up to s), [B, S]. */
+  logprobs: Float32Array
+  /** The weights each row applied, [B, T] (twin graphs only). */
+  weights?: Float32Array
+}
+
 const PAST = /^past_key_values\.(\d+)\.key$/
 
 export class DecoderGraph {
@@ -57,12 +71,22 @@ export class DecoderGraph {
    * @param session  an onnxruntime session of a decoder (plain, or a twin graph)
    * @param controls the twin graph's control inputs (checkContract's answer); [] for a plain decoder
    * @param experts  T, the number of experts (0 for a plain decoder)
+   * @param scorer   a session of the same decoder's likelihood graph (likelihood-graph.ts), for score()
    */
   constructor(
     private readonly session: RunnableSession,
     readonly controls: readonly TwinInputKey[],
     readonly experts: number,
+    readonly scorer?: RunnableSession,
   ) {
+    if (
+      scorer &&
+      !(scorer.inputNames.includes(TARGET_IDS) && scorer.outputNames.includes(TARGET_LOGPROBS))
+    )
+      throw new AppError(
+        'INVALID_MODEL',
+        `the scoring session is not a likelihood graph (input ${TARGET_IDS}, output ${TARGET_LOGPROBS})`,
+      )
     this.layout = DecoderGraph.layoutOf(session)
     const { layers, heads, headDim } = this.layout
     this.bytesPerToken = 2 * layers * heads * headDim * Float32Array.BYTES_PER_ELEMENT
@@ -105,7 +129,8 @@ export class DecoderGraph {
     return this.controls.length > 0
   }
 
-  async run(f: DecoderFeeds): Promise<DecoderOutputs> {
+  /** The feeds of a pass, controls encoded for a twin graph. */
+  private feedsOf(f: Omit<DecoderFeeds, 'keys'>): Record<string, ort.Tensor> {
     const { layers, heads, headDim } = this.layout
     const { batch: B, seq: S, past: P } = f
     const feeds: Record<string, ort.Tensor> = {
@@ -121,6 +146,36 @@ export class DecoderGraph {
           [B, heads, P, headDim],
         )
     if (this.isTwin) Object.assign(feeds, encodeControls(f.controls, this.experts, this.controls))
+    return feeds
+  }
+
+  /**
+   * Each position's log-probability of its target, computed inside onnxruntime by the likelihood graph: [B, S]
+   * numbers come back instead of [B, S, V] logits.
+   * @throws AppError INTERNAL when the graph has no scorer (check `scorer` first)
+   */
+  async score(f: ScoreFeeds): Promise<ScoreOutputs> {
+    if (!this.scorer) throw new AppError('INTERNAL', 'this decoder has no likelihood graph')
+    const feeds = this.feedsOf(f)
+    feeds[TARGET_IDS] = new ort.Tensor('int64', f.targets, [f.batch, f.seq])
+    const names = this.scorer.outputNames.includes(TWIN_OUTPUT_WEIGHTS)
+      ? [TARGET_LOGPROBS, TWIN_OUTPUT_WEIGHTS]
+      : [TARGET_LOGPROBS]
+    const out = await this.scorer.run(feeds, names)
+    const lp = out[TARGET_LOGPROBS]
+    if (lp?.type !== 'float32')
+      throw new AppError('INTERNAL', `the likelihood graph returned no float32 ${TARGET_LOGPROBS}`)
+    const w = out[TWIN_OUTPUT_WEIGHTS]
+    return {
+      logprobs: lp.data as Float32Array,
+      ...(w?.type === 'float32' ? { weights: w.data as Float32Array } : {}),
+    }
+  }
+
+  async run(f: DecoderFeeds): Promise<DecoderOutputs> {
+    const { heads, headDim } = this.layout
+    const { batch: B, seq: S, past: P } = f
+    const feeds = this.feedsOf(f)
     const wantKeys = f.keys !== false
     const out = await this.session.run(feeds, [
       ...this.fetches.base,

@@ -7,8 +7,9 @@
  *    sequence), each in its own pass: a twin graph routes a sequence once, from its whole prompt, at prefill,
  *    and the weights it applied are then held as that row's explicit `mix_weights` for every decode step (a
  *    package with `router.promptLikelihood` routes by each expert's likelihood of the prompt instead: the step's
- *    such prompts are scored together in one more pass of T rows each, prompt-likelihood.ts; such a prompt
- *    counts T + 1 times its tokens against the budget);
+ *    such prompts are scored together in one more pass of T rows each, prompt-likelihood.ts, on the decoder's
+ *    likelihood graph when it has one, so that only per-token log-probabilities come back; such a prompt counts
+ *    T + 1 times its tokens against the budget);
  * 3. decodes one token for every sequence that was already running, all in one batched pass: rows of different
  *    lengths are left-padded (mask 0), rows of different mixes sit side by side (the controls are per row).
  * So sequences join and leave the batch at step boundaries, and a long prompt costs the running sequences one
@@ -91,6 +92,11 @@ export interface EngineOptions extends KvBudgetOptions {
    * (prompt-likelihood.ts; the package's `router.promptLikelihood`).
    */
   promptLikelihood?: PromptLikelihoodOptions
+  /**
+   * Score prompts in the decoder's likelihood graph when it has one (`DecoderGraph.scorer`; default true): false
+   * fetches the logits and takes the log-softmax in JavaScript, the path before (bench:generate's before/after).
+   */
+  likelihoodInGraph?: boolean
 }
 
 /** The last decode pass's rows and its past grown by that pass: the next pass's past if the rows are the same. */
@@ -255,6 +261,7 @@ export class GenerationEngine {
           this.graph,
           scored.map((s) => s.request.promptIds),
           (like?.routerWeight ?? 0) !== 0,
+          this.options.likelihoodInGraph !== false,
         )
         this.counters.likelihoodPasses++
         scored.forEach((s, k) => {
@@ -337,7 +344,12 @@ export class GenerationEngine {
     let ev = evidence
     if (!ev) {
       ev = (
-        await promptEvidenceBatch(this.graph, [request.promptIds], (like.routerWeight ?? 0) !== 0)
+        await promptEvidenceBatch(
+          this.graph,
+          [request.promptIds],
+          (like.routerWeight ?? 0) !== 0,
+          this.options.likelihoodInGraph !== false,
+        )
       )[0] as PromptEvidence
       this.counters.likelihoodPasses++
     }

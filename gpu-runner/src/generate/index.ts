@@ -5,7 +5,12 @@
  */
 
 export { decoderAsServed } from './decoder-as-served.ts'
-export { DecoderGraph, type DecoderLayout } from './decoder-graph.ts'
+export {
+  DecoderGraph,
+  type DecoderLayout,
+  type ScoreFeeds,
+  type ScoreOutputs,
+} from './decoder-graph.ts'
 export {
   type EngineOptions,
   type FinishReason,
@@ -14,14 +19,22 @@ export {
   type GenerationRequest,
 } from './engine.ts'
 export { KvBudget } from './kv-budget.ts'
+export {
+  type LikelihoodGraph,
+  likelihoodGraph,
+  TARGET_IDS,
+  TARGET_LOGPROBS,
+} from './likelihood-graph.ts'
 export { type ChatTurn, LmProfile } from './lm-profile.ts'
 export { exposeNewKv, newKvOutput, withoutNewKv } from './new-kv-outputs.ts'
 export {
+  lengthGroups,
   likelihoodPosterior,
   likelihoodWeights,
   type PromptEvidence,
   type PromptLikelihoodOptions,
   promptEvidence,
+  promptEvidenceBatch,
   promptNlls,
   tokenNll,
 } from './prompt-likelihood.ts'

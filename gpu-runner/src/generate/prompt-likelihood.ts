@@ -10,6 +10,14 @@
  * per expert, the graph router's weights to a power b multiplied in (its row rides in the same pass), and top-1
  * when the posterior is confident. The logits are −NLL_e / τ + logPrior_e + b · ln r_e (likelihoodPosterior).
  *
+ * Where the pass's numbers come from: a graph with a likelihood graph beside it (`DecoderGraph.scorer`, derived at
+ * load by likelihood-graph.ts) returns each position's log-probability of the next prompt token, [rows, S], computed
+ * inside onnxruntime (LogSoftmax, GatherElements); without one (the rewrite did not apply, or `inGraph` false) the
+ * pass fetches the logits, [rows, S, V], and tokenNll takes each position's log-sum-exp in float64 here. The sums
+ * over positions are float64 either way; the two agree to ~1e-6 nats per token, ~3e-8 relative per prompt
+ * (likelihood-graph.test.ts). For 32 held-out prompts (bench/generate-likelihood-pass.ts) the logits were 36 MB
+ * and the JavaScript log-softmax about a quarter of the scoring's CPU time; the likelihood graph took 0.6× of it.
+ *
  * A request's router controls apply to these weights as the twin graph applies them to its router's
  * (expert-weights.ts): abstain first (largest allowed weight, renormalised, under `abstain_below`: weights 0),
  * then `expert_mask`, `top_k` (ties at the k-th value kept), renormalised.
@@ -108,11 +116,13 @@ export function lengthGroups(lengths: readonly number[]): number[][] {
  * promptEvidence of several prompts (the engine batches a step's likelihood-routed prefills), in as few passes as
  * lengthGroups allows: each prompt's T (or T + 1) rows, right-padded to its pass's longest prompt with mask 0. A
  * causal decoder's real positions never attend to the padding after them, so each row scores as it would alone.
+ * `inGraph` (default true) scores in the graph's likelihood graph when it has one; false fetches the logits.
  */
 export async function promptEvidenceBatch(
   graph: DecoderGraph,
   prompts: readonly (readonly number[])[],
   withRouter = false,
+  inGraph = true,
 ): Promise<PromptEvidence[]> {
   const out: PromptEvidence[] = new Array(prompts.length)
   for (const group of lengthGroups(prompts.map((p) => p.length))) {
@@ -120,6 +130,7 @@ export async function promptEvidenceBatch(
       graph,
       group.map((i) => prompts[i] as readonly number[]),
       withRouter,
+      inGraph,
     )
     group.forEach((i, k) => {
       out[i] = got[k] as PromptEvidence
@@ -133,12 +144,14 @@ async function onePass(
   graph: DecoderGraph,
   prompts: readonly (readonly number[])[],
   withRouter: boolean,
+  inGraph: boolean,
 ): Promise<PromptEvidence[]> {
   const T = graph.experts
   const R = withRouter ? T + 1 : T // rows per prompt
   const B = R * prompts.length
   const S = Math.max(...prompts.map((p) => p.length))
   const ids = new BigInt64Array(B * S) // [B, S], padding id 0
+  const targets = new BigInt64Array(B * S) // [B, S]: the next id, 0 where nothing is scored
   const mask = new BigInt64Array(B * S) // [B, S]
   const positions = new BigInt64Array(B * S) // [B, S]
   const controls: RowControls[] = []
@@ -147,6 +160,7 @@ async function onePass(
       const at = (k * R + r) * S
       for (let s = 0; s < S; s++) {
         ids[at + s] = BigInt(prompt[s] ?? 0)
+        targets[at + s] = BigInt(prompt[s + 1] ?? 0)
         mask[at + s] = s < prompt.length ? 1n : 0n
         positions[at + s] = BigInt(Math.min(s, prompt.length - 1))
       }
@@ -156,7 +170,7 @@ async function onePass(
         controls.push({ mixWeights: mix })
       } else controls.push({ useRouter: 1, topK: T })
     }
-  const out = await graph.run({
+  const feeds = {
     batch: B,
     seq: S,
     past: 0,
@@ -165,23 +179,36 @@ async function onePass(
     positions,
     cache: Array.from({ length: 2 * graph.layout.layers }, () => new Float32Array(0)),
     controls,
+  }
+  // −log p(prompt[s + 1] | prompt up to s) of row `row` at position s.
+  let nllAt: (row: number, s: number, target: number) => number
+  let weights: Float32Array | undefined
+  if (inGraph && graph.scorer) {
+    // The likelihood graph: onnxruntime takes the log-softmax and picks the targets, [B, S] come back.
+    const out = await graph.score({ ...feeds, targets })
+    nllAt = (row, s) => -(out.logprobs[row * S + s] as number)
+    weights = out.weights
+  } else {
     // Scoring needs the logits only: no keys and values come back (T rows × the prompt, per prompt).
-    keys: false,
-  })
-  const V = out.vocab
+    const out = await graph.run({ ...feeds, keys: false })
+    const V = out.vocab
+    nllAt = (row, s, target) => {
+      const at = (row * S + s) * V
+      return tokenNll(out.logits.subarray(at, at + V), target)
+    }
+    weights = out.weights
+  }
   return prompts.map((prompt, k) => {
     const nll = new Float64Array(T)
+    // Summed in float64 either way.
     for (let e = 0; e < T; e++)
-      for (let s = 0; s + 1 < prompt.length; s++) {
-        const at = ((k * R + e) * S + s) * V
-        nll[e] =
-          (nll[e] as number) + tokenNll(out.logits.subarray(at, at + V), prompt[s + 1] as number)
-      }
+      for (let s = 0; s + 1 < prompt.length; s++)
+        nll[e] = (nll[e] as number) + nllAt(k * R + e, s, prompt[s + 1] as number)
     const routerRow = (k * R + T) * T
     return {
       nll,
       tokens: Math.max(prompt.length - 1, 0),
-      ...(withRouter && out.weights ? { router: out.weights.slice(routerRow, routerRow + T) } : {}),
+      ...(withRouter && weights ? { router: weights.slice(routerRow, routerRow + T) } : {}),
     }
   })
 }

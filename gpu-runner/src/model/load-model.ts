@@ -7,6 +7,7 @@
  */
 import { AppError } from '@twinserve/shared'
 import { decoderAsServed } from '../generate/decoder-as-served.ts'
+import { likelihoodGraph } from '../generate/likelihood-graph.ts'
 import { onnx } from '../onnx/proto.ts'
 import { externalGraphPath, loadPackage } from '../package/load-package.ts'
 import { openSession, type ProviderChoice } from '../runtime/ort-session.ts'
@@ -70,11 +71,10 @@ export async function loadModel(dir: string, opts: LoadModelOptions): Promise<Se
   const open = (model: string | Uint8Array, o: ReturnType<typeof sessionOpts>) =>
     threaded ? openThreadedSession(model, { ...o, lowerPriority }) : openSession(model, o)
   let twin: ServingSession
+  const external = externalGraphPath(pkg, manifest.model.file)
+  const served = external ? undefined : servedBytes(pkg.model, manifest)
   try {
-    twin = await open(
-      externalGraphPath(pkg, manifest.model.file) ?? servedBytes(pkg.model, manifest),
-      sessionOpts(opts.provider),
-    )
+    twin = await open(external ?? served ?? pkg.model, sessionOpts(opts.provider))
   } catch (err) {
     throw new AppError(
       'INVALID_MODEL',
@@ -99,6 +99,10 @@ export async function loadModel(dir: string, opts: LoadModelOptions): Promise<Se
     }
   }
 
+  const likelihood = manifest.router.promptLikelihood
+    ? await openLikelihood(served, external, (bytes) => open(bytes, sessionOpts(twin.provider)))
+    : {}
+
   let materializedUnavailable: string | undefined
   if (!opts.merge) materializedUnavailable = 'the merge engine is not available in this runner'
   else
@@ -118,6 +122,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions): Promise<Se
     threaded,
     ...(lowerPriority ? { sessionNice: lowerPriority } : {}),
     ...(text ? { text } : {}),
+    ...likelihood,
     ...(opts.threads ? { threads: opts.threads } : {}),
     ...(materializedUnavailable ? { materializedUnavailable } : {}),
     ...(opts.merge ? { merge: opts.merge } : {}),
@@ -135,4 +140,29 @@ function servedBytes(
 ): Uint8Array {
   if (!manifest.inputs.some((i) => i.name === 'past_key_values.0.key')) return model
   return decoderAsServed(model)
+}
+
+/**
+ * The likelihood graph's session (generate/likelihood-graph.ts) for a package that routes by the prompt's
+ * likelihood, so that scoring a prompt returns its tokens' log-probabilities instead of the logits; or why not,
+ * and the engine then scores from the twin graph's logits as before. It is a second session of the same weights
+ * (their bytes again in memory, and a thread of its own): `npm run bench:load-memory` measured a zoo/lm/package
+ * load growing by ~70 MiB with it against ~30 without; estimateLoadedBytes counts it.
+ */
+async function openLikelihood(
+  served: Uint8Array | undefined,
+  external: string | undefined,
+  open: (bytes: Uint8Array) => Promise<ServingSession>,
+): Promise<{ likelihood?: ServingSession; likelihoodUnavailable?: string }> {
+  if (external) return { likelihoodUnavailable: 'the graph keeps its weights in an external file' }
+  if (!served) return { likelihoodUnavailable: 'the package has no graph bytes' }
+  const derived = likelihoodGraph(served)
+  if ('unavailable' in derived) return { likelihoodUnavailable: derived.unavailable }
+  try {
+    return { likelihood: await open(derived.bytes) }
+  } catch (err) {
+    return {
+      likelihoodUnavailable: `onnxruntime cannot load the likelihood graph: ${err instanceof Error ? err.message : String(err)}`,
+    }
+  }
 }

@@ -135,6 +135,13 @@ export interface ServedModelInit {
   twin: ServingSession
   variants: Map<string, ServingSession>
   /**
+   * A decoder package that routes by the prompt's likelihood: its likelihood graph's session
+   * (generate/likelihood-graph.ts), which the generation engine scores prompts with.
+   */
+  likelihood?: ServingSession
+  /** Why such a package has no likelihood graph (the engine then scores from the logits). */
+  likelihoodUnavailable?: string
+  /**
    * Whether the sessions run in threads of their own (the default, load-model.ts); the materialised graph then
    * does too, and cached merged weights live in shared memory so that a run does not copy them on the event loop.
    */
@@ -233,9 +240,27 @@ export class ServedModel {
     return names.includes('shared') ? names : ['shared', ...names]
   }
 
-  /** The twin graph's session and the controls it has, for the generation engine (generate/). */
-  get twinGraph(): { session: RunnableSession; controls: readonly TwinInputKey[] } {
-    return { session: this.twin.session, controls: this.controls }
+  /**
+   * The twin graph's session and the controls it has, for the generation engine (generate/), with its likelihood
+   * graph's session when the package routes by the prompt's likelihood and the rewrite applied.
+   */
+  get twinGraph(): {
+    session: RunnableSession
+    controls: readonly TwinInputKey[]
+    likelihood?: RunnableSession
+  } {
+    return {
+      session: this.twin.session,
+      controls: this.controls,
+      ...(this.init.likelihood ? { likelihood: this.init.likelihood.session } : {}),
+    }
+  }
+
+  /** For a package that routes by the prompt's likelihood, how it scores: in its likelihood graph, or why not. */
+  get likelihoodScoring(): string | undefined {
+    if (!this.manifest.router.promptLikelihood) return undefined
+    if (this.init.likelihood) return 'likelihood graph'
+    return `logits (${this.init.likelihoodUnavailable ?? 'no likelihood graph'})`
   }
 
   get experts(): string[] {
@@ -624,7 +649,11 @@ export class ServedModel {
 
   /** Releases every session (and ends their threads); the model serves nothing afterwards. */
   async close(): Promise<void> {
-    const sessions = [this.twin.session, ...[...this.variants.values()].map((v) => v.session)]
+    const sessions = [
+      this.twin.session,
+      ...(this.init.likelihood ? [this.init.likelihood.session] : []),
+      ...[...this.variants.values()].map((v) => v.session),
+    ]
     const materialized = await this.materialized?.catch(() => undefined)
     await Promise.all([
       ...sessions.map((s) => s.release()),

@@ -20,7 +20,11 @@ import OpenAI from 'openai'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { withinStep } from '../../test-support/step-deadline.ts'
 import { RunnerConfigSchema } from '../config.ts'
-import { likelihoodWeights, promptNlls } from '../generate/prompt-likelihood.ts'
+import {
+  likelihoodWeights,
+  promptEvidenceBatch,
+  promptNlls,
+} from '../generate/prompt-likelihood.ts'
 import type { TextGenerator } from '../generate/text-generator.ts'
 import { createLogger } from './logger.ts'
 import { type Runner, startRunner } from './runner.ts'
@@ -157,6 +161,20 @@ describe('generation routes on a real runner', () => {
     const nll = await promptNlls(gen.engine.graph, gen.profile.encodePrompt(PROMPT))
     const expected = gen.weightsByName(likelihoodWeights(nll, like?.temperature ?? 1))
     for (const [name, x] of Object.entries(expected)) expect(w[name]).toBeCloseTo(x, 5)
+    // The runner scores prompts in the likelihood graph it derived at load (likelihood-graph.ts); scored from the
+    // logits instead, the mix is the same to 5 decimals.
+    expect(gen.model.likelihoodScoring).toBe('likelihood graph')
+    expect(gen.engine.graph.scorer).toBeDefined()
+    const [fromLogits] = await promptEvidenceBatch(
+      gen.engine.graph,
+      [gen.profile.encodePrompt(PROMPT)],
+      false,
+      false,
+    )
+    const viaLogits = gen.weightsByName(
+      likelihoodWeights(fromLogits?.nll ?? [], like?.temperature ?? 1),
+    )
+    for (const [name, x] of Object.entries(viaLogits)) expect(w[name]).toBeCloseTo(x, 5)
   })
 
   it('chat: same seed, same text; stop strings end it; logprobs per token', async () => {

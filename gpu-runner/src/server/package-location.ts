@@ -12,8 +12,8 @@ import { AppError, type PackageManifest } from '@twinserve/shared'
 const MIB = 1024 * 1024
 
 /**
- * What a loaded version holds, per byte of package on disk and per session (the twin graph and each static variant,
- * each in a thread of its own): set above what the zoo packages' loads grow a runner's resident set by
+ * What a loaded version holds, per byte of package on disk and per session (the twin graph, each static variant and,
+ * for a package that routes by the prompt's likelihood, its likelihood graph, each in a thread of its own): set above what the zoo packages' loads grow a runner's resident set by
  * (`npm run bench:load-memory`, bench/RESULTS.md "Memory of a hot load"), so the check errs towards refusing.
  */
 export const MEMORY_PER_PACKAGE_BYTE = 5
@@ -56,17 +56,30 @@ export async function resolvePackageDir(
   return dir
 }
 
-/** Estimated bytes of memory a package takes once loaded (constants above). */
+/**
+ * Estimated bytes of memory a package takes once loaded (constants above). A package that routes by the prompt's
+ * likelihood also opens its likelihood graph (generate/likelihood-graph.ts), a second session holding a copy of the
+ * twin graph's weights: one more session and the graph's bytes once more (`npm run bench:load-memory` measured the
+ * zoo/lm package's load growing from ~30 to ~70 MiB with it).
+ */
 export async function estimateLoadedBytes(
   dir: string,
-  manifest: Pick<PackageManifest, 'files' | 'variants'>,
+  manifest: Pick<PackageManifest, 'files' | 'variants' | 'router' | 'model'>,
 ): Promise<number> {
-  const sessions = 1 + manifest.variants.length
+  const likelihood = manifest.router.promptLikelihood !== undefined
+  const sessions = 1 + manifest.variants.length + (likelihood ? 1 : 0)
+  const twinGraphBytes = likelihood ? await fileBytes(join(dir, manifest.model.file)) : 0
   return (
-    (await packageBytes(dir, manifest)) * MEMORY_PER_PACKAGE_BYTE +
+    ((await packageBytes(dir, manifest)) + twinGraphBytes) * MEMORY_PER_PACKAGE_BYTE +
     sessions * MEMORY_PER_SESSION_BYTES
   )
 }
+
+const fileBytes = (path: string): Promise<number> =>
+  stat(path).then(
+    (s) => s.size,
+    () => 0,
+  )
 
 /** Bytes of the files a manifest lists, as they are on disk (a missing file counts 0: the load reports it). */
 export async function packageBytes(

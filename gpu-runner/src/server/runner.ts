@@ -88,6 +88,8 @@ function logLoaded(logger: Logger, model: ServedModel, dir: string): void {
     provider: model.provider,
     experts: model.experts,
     variants: model.variantNames,
+    // A package routed by the prompt's likelihood: scored in its likelihood graph, or from the logits and why.
+    ...(model.likelihoodScoring ? { likelihood_scoring: model.likelihoodScoring } : {}),
     ...(model.metadata().parameters?.materialized_unavailable
       ? { materialized_unavailable: model.metadata().parameters?.materialized_unavailable }
       : {}),

@@ -1,0 +1,159 @@
+/**
+ * Where the prompt-likelihood scoring pass's time goes (issue 14): the passes the engine runs to route a batch of
+ * held-out prompts by each expert's likelihood (T one-hot rows per prompt, in lengthGroups' passes), on the LM twin
+ * package as the runner opens it, two ways, interleaved rep by rep:
+ * - *logits*: the decoder as served returns [rows, S, V] logits (onnxruntime-node copies them into fresh memory),
+ *   then tokenNll takes each position's log-sum-exp in float64 in JavaScript: its time split into the run and the JS;
+ * - *likelihood graph*: the derived graph (likelihood-graph.ts) returns [rows, S] target log-probabilities.
+ * Wall and this process's CPU time (all threads) per batch, the logits' bytes, and the largest relative difference
+ * between the two ways' prompt NLLs. Prints only (no RESULTS.md section).
+ *
+ *   node --import tsx bench/generate-likelihood-pass.ts [--prompts 32] [--reps 8] [--threads 0]
+ * @module
+ */
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import {
+  DecoderGraph,
+  decoderAsServed,
+  LmProfile,
+  lengthGroups,
+  likelihoodGraph,
+  tokenNll,
+  withoutNewKv,
+} from '@twinserve/gpu-runner/generate'
+import { loadPackage } from '@twinserve/gpu-runner/package'
+import { openSession } from '@twinserve/gpu-runner/runtime'
+import { checkContract, type RowControls } from '@twinserve/gpu-runner/twin-contract'
+
+const { values } = parseArgs({
+  options: {
+    prompts: { type: 'string', default: '32' },
+    reps: { type: 'string', default: '8' },
+    threads: { type: 'string', default: '0' },
+  },
+})
+const LM = join(import.meta.dirname, '../zoo/lm')
+const REPS = Number(values.reps)
+const threads = Number(values.threads)
+const opts = { provider: 'cpu' as const, ...(threads > 0 ? { threads } : {}) }
+
+const pkg = await loadPackage(join(LM, 'package'))
+const served = decoderAsServed(pkg.model)
+const derived = likelihoodGraph(served)
+if (!('bytes' in derived)) throw new Error(`no likelihood graph: ${derived.unavailable}`)
+const main = await openSession(served, opts)
+const scorer = await openSession(derived.bytes, opts)
+const controls = checkContract(pkg.manifest, withoutNewKv(main.session), new Map())
+const T = pkg.manifest.experts.length
+const graph = new DecoderGraph(main.session, controls, T, scorer.session)
+const profile = await LmProfile.load(join(LM, 'models'))
+// bench:generate's prompts: the held-out ones, in file order (its concurrency-32 cell takes 32 of them).
+const batch = readFileSync(join(LM, 'data/prompts.jsonl'), 'utf8')
+  .split('\n')
+  .filter(Boolean)
+  .map((l) => JSON.parse(l) as { split: string; prompt: string })
+  .filter((p) => p.split === 'test')
+  .slice(0, Number(values.prompts))
+  .map((p) => profile.encodePrompt(p.prompt))
+
+/** One pass's feeds, as prompt-likelihood.ts builds them: T one-hot rows per prompt, right-padded. */
+function feedsOf(prompts: readonly number[][]) {
+  const B = T * prompts.length
+  const S = Math.max(...prompts.map((p) => p.length))
+  const ids = new BigInt64Array(B * S)
+  const targets = new BigInt64Array(B * S)
+  const mask = new BigInt64Array(B * S)
+  const positions = new BigInt64Array(B * S)
+  const rows: RowControls[] = []
+  for (const [k, p] of prompts.entries())
+    for (let e = 0; e < T; e++) {
+      const at = (k * T + e) * S
+      for (let s = 0; s < S; s++) {
+        ids[at + s] = BigInt(p[s] ?? 0)
+        targets[at + s] = BigInt(p[s + 1] ?? 0)
+        mask[at + s] = s < p.length ? 1n : 0n
+        positions[at + s] = BigInt(Math.min(s, p.length - 1))
+      }
+      rows.push({ mixWeights: Float32Array.from({ length: T }, (_, x) => (x === e ? 1 : 0)) })
+    }
+  const cache = Array.from({ length: 2 * graph.layout.layers }, () => new Float32Array(0))
+  return { batch: B, seq: S, past: 0, ids, mask, positions, cache, controls: rows, targets }
+}
+
+const cpuMs = () => {
+  const u = process.cpuUsage()
+  return (u.user + u.system) / 1000
+}
+const sum = { run: 0, runCpu: 0, js: 0, jsCpu: 0, score: 0, scoreCpu: 0, logitsBytes: 0 }
+let worst = 0
+const groups = lengthGroups(batch.map((p) => p.length)).map((g) => g.map((i) => batch[i] ?? []))
+for (let rep = 0; rep <= REPS; rep++) {
+  // Rep 0 warms both sessions up; the order alternates so that neither always runs first.
+  for (const [g, prompts] of groups.entries()) {
+    const f = feedsOf(prompts)
+    const S = f.seq
+    const timed = async <R>(fn: () => Promise<R> | R): Promise<[R, number, number]> => {
+      const t0 = performance.now()
+      const c0 = cpuMs()
+      const r = await fn()
+      return [r, performance.now() - t0, cpuMs() - c0]
+    }
+    const logitsWay = async () => {
+      const [out, run, runCpu] = await timed(() => graph.run({ ...f, keys: false }))
+      const [nll, js, jsCpu] = await timed(() =>
+        prompts.flatMap((p, k) =>
+          Array.from({ length: T }, (_, e) => {
+            let n = 0
+            for (let s = 0; s + 1 < p.length; s++) {
+              const at = ((k * T + e) * S + s) * out.vocab
+              n += tokenNll(out.logits.subarray(at, at + out.vocab), p[s + 1] as number)
+            }
+            return n
+          }),
+        ),
+      )
+      if (rep > 0) {
+        Object.assign(sum, {
+          run: sum.run + run,
+          runCpu: sum.runCpu + runCpu,
+          js: sum.js + js,
+          jsCpu: sum.jsCpu + jsCpu,
+          logitsBytes: sum.logitsBytes + out.logits.byteLength,
+        })
+      }
+      return nll
+    }
+    const graphWay = async () => {
+      const [out, score, scoreCpu] = await timed(() => graph.score(f))
+      if (rep > 0)
+        Object.assign(sum, { score: sum.score + score, scoreCpu: sum.scoreCpu + scoreCpu })
+      return prompts.flatMap((p, k) =>
+        Array.from({ length: T }, (_, e) => {
+          let n = 0
+          for (let s = 0; s + 1 < p.length; s++) n -= out.logprobs[(k * T + e) * S + s] as number
+          return n
+        }),
+      )
+    }
+    const first = (rep + g) % 2 === 0
+    const a = first ? await logitsWay() : await graphWay()
+    const b = first ? await graphWay() : await logitsWay()
+    const [js, inGraph] = first ? [a, b] : [b, a]
+    for (const [i, x] of js.entries())
+      worst = Math.max(worst, Math.abs((inGraph[i] as number) - x) / Math.abs(x))
+  }
+}
+
+const per = (x: number) => (x / REPS).toFixed(1)
+const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
+console.log(
+  [
+    `${batch.length} held-out prompts (lengths ${Math.min(...batch.map((p) => p.length))}–${Math.max(...batch.map((p) => p.length))}) × ${T} one-hot rows, ${groups.length} passes (lengthGroups); provider cpu, ${threads > 0 ? `${threads}` : 'default'} intra-op threads; mean of ${REPS} interleaved reps, per batch of prompts:`,
+    `- logits: run ${per(sum.run)} ms wall (${per(sum.runCpu)} ms CPU; ${(sum.logitsBytes / REPS / 1e6).toFixed(1)} MB of logits) + JavaScript log-softmax ${per(sum.js)} ms wall (${per(sum.jsCpu)} ms CPU) = ${per(sum.run + sum.js)} ms wall, ${per(sum.runCpu + sum.jsCpu)} ms CPU`,
+    `- likelihood graph: ${per(sum.score)} ms wall, ${per(sum.scoreCpu)} ms CPU (${(sum.scoreCpu / (sum.runCpu + sum.jsCpu)).toFixed(2)}× the logits way's CPU, ${(sum.score / (sum.run + sum.js)).toFixed(2)}× its wall)`,
+    `- prompt NLL, likelihood graph vs logits + float64 log-softmax: largest relative difference ${worst.toExponential(1)}`,
+    `- load average ${load} at the end (other jobs share the machine: CPU time is the steadier measure)`,
+  ].join('\n'),
+)
