@@ -16,8 +16,8 @@ import { TextTokenizer } from '@twinserve/gpu-runner/text'
 import { loadTextSplit, readTextZoo, textRoutingPath, textZooPath } from '@twinserve/zoo/text'
 import { openCpu } from './evaluate.ts'
 import { loadTextSplits, textFeeds, zooTokenizer } from './text-evaluate.ts'
+import { fitIdf, tfidf, trainLr } from './text-sparse-lr.ts'
 
-type Sparse = { idx: Int32Array; val: Float32Array }
 const HASH = 1 << 20
 
 function hashKey(s: string): number {
@@ -32,90 +32,6 @@ function ngrams(tokens: readonly (string | number)[], bigrams: boolean): number[
   if (bigrams)
     for (let i = 0; i + 1 < tokens.length; i++) keys.push(hashKey(`b${tokens[i]}_${tokens[i + 1]}`))
   return keys
-}
-
-function tfidf(docs: number[][], idf: Float32Array): Sparse[] {
-  return docs.map((keys) => {
-    const counts = new Map<number, number>()
-    for (const k of keys) counts.set(k, (counts.get(k) ?? 0) + 1)
-    const idx = Int32Array.from(counts.keys())
-    const val = Float32Array.from(
-      idx,
-      (k) => (1 + Math.log(counts.get(k) ?? 1)) * (idf[k] as number),
-    )
-    let norm = 0
-    for (const v of val) norm += v * v
-    norm = Math.sqrt(norm) || 1
-    for (let i = 0; i < val.length; i++) val[i] = (val[i] as number) / norm
-    return { idx, val }
-  })
-}
-
-function fitIdf(docs: number[][]): Float32Array {
-  const df = new Float32Array(HASH)
-  for (const keys of docs) for (const k of new Set(keys)) df[k] = (df[k] as number) + 1
-  return df.map((d) => Math.log((1 + docs.length) / (1 + d)) + 1)
-}
-
-/** Multinomial logistic regression, Adagrad, L2 on the weights. */
-function trainLr(x: Sparse[], y: Int32Array, classes: number, epochs: number, l2: number) {
-  const W = new Float32Array(HASH * classes)
-  const G = new Float32Array(HASH * classes).fill(1e-8)
-  const b = new Float32Array(classes)
-  const lr = 0.5
-  let seed = 7
-  const rand = () => {
-    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0
-    return seed / 2 ** 32
-  }
-  const order = Array.from(y, (_, i) => i)
-  const z = new Float64Array(classes)
-  for (let e = 0; e < epochs; e++) {
-    for (let i = order.length - 1; i > 0; i--) {
-      const j = Math.floor(rand() * (i + 1))
-      ;[order[i], order[j]] = [order[j] as number, order[i] as number]
-    }
-    for (const n of order) {
-      const { idx, val } = x[n] as Sparse
-      let max = -Infinity
-      for (let c = 0; c < classes; c++) {
-        let s = b[c] as number
-        for (let k = 0; k < idx.length; k++)
-          s += (W[(idx[k] as number) * classes + c] as number) * (val[k] as number)
-        z[c] = s
-        max = Math.max(max, s)
-      }
-      let sum = 0
-      for (let c = 0; c < classes; c++) {
-        z[c] = Math.exp((z[c] as number) - max)
-        sum += z[c] as number
-      }
-      for (let c = 0; c < classes; c++) {
-        const g = (z[c] as number) / sum - (c === y[n] ? 1 : 0)
-        b[c] = (b[c] as number) - 0.05 * g
-        for (let k = 0; k < idx.length; k++) {
-          const at = (idx[k] as number) * classes + c
-          const gw = g * (val[k] as number) + l2 * (W[at] as number)
-          G[at] = (G[at] as number) + gw * gw
-          W[at] = (W[at] as number) - (lr * gw) / Math.sqrt(G[at] as number)
-        }
-      }
-    }
-  }
-  return (s: Sparse): number => {
-    let best = 0
-    let bestScore = -Infinity
-    for (let c = 0; c < classes; c++) {
-      let v = b[c] as number
-      for (let k = 0; k < s.idx.length; k++)
-        v += (W[(s.idx[k] as number) * classes + c] as number) * (s.val[k] as number)
-      if (v > bestScore) {
-        bestScore = v
-        best = c
-      }
-    }
-    return best
-  }
 }
 
 function argmaxFirst(data: Float32Array, width: number, k: number, row: number): number {
@@ -189,8 +105,8 @@ async function main() {
     for (const bigrams of [false, true]) {
       const t0 = performance.now()
       const trainKeys = trainTexts.map((s) => set.keys(s, bigrams))
-      const idf = fitIdf(trainKeys)
-      const predict = trainLr(tfidf(trainKeys, idf), trainY, tasks.length, 8, 1e-6)
+      const idf = fitIdf(trainKeys, HASH)
+      const predict = trainLr(tfidf(trainKeys, idf), trainY, tasks.length, HASH, 8, 1e-6)
       let ok = 0
       let n = 0
       let missed = 0

@@ -153,9 +153,37 @@ const ROUTE2_ARMS: readonly RouterProbeArm[] = [
   },
 ]
 
+/**
+ * text-bigram (2026-12-06): token pairs on the committed router (masked embeddings + tf-idf bag, linear, × 3), one
+ * seed (`ensemble: 1`) per arm so that a 65,536-bucket arm trains in minutes: unchecked buckets of growing H
+ * against checked ones (`bag_bigrams_checked`: each bucket holds its most frequent training pair, the others are
+ * left out; bench/quality/text-bigram-probe.ts has the offline reason).
+ */
+const BIGRAM_ARMS: readonly RouterProbeArm[] = [
+  { label: 'committed recipe, one seed', router: {} },
+  { label: 'pairs 4096, unchecked', router: { bag_bigrams: 4096 } },
+  { label: 'pairs 4093, checked', router: { bag_bigrams: 4093, bag_bigrams_checked: true } },
+  { label: 'pairs 8191, checked', router: { bag_bigrams: 8191, bag_bigrams_checked: true } },
+  { label: 'pairs 16384, unchecked', router: { bag_bigrams: 16384 } },
+  { label: 'pairs 32768, unchecked', router: { bag_bigrams: 32768 } },
+  { label: 'pairs 65536, unchecked', router: { bag_bigrams: 65536 } },
+  { label: 'pairs 2039, checked', router: { bag_bigrams: 2039, bag_bigrams_checked: true } },
+  { label: 'committed recipe, one seed, seed 2', router: { seed: 2 } },
+  {
+    label: 'pairs 4093, checked, seed 2',
+    router: { bag_bigrams: 4093, bag_bigrams_checked: true, seed: 2 },
+  },
+  {
+    label: 'pairs 8191, checked, seed 2',
+    router: { bag_bigrams: 8191, bag_bigrams_checked: true, seed: 2 },
+  },
+  { label: 'pairs 16381, checked', router: { bag_bigrams: 16381, bag_bigrams_checked: true } },
+]
+
 export const PROBE_ARMS: readonly RouterProbeArm[] = [
   ...FIRST_ARMS.map((a) => ({ ...a, router: { ...FIRST, ...a.router } })),
   ...ROUTE2_ARMS.map((a, i) => (i === 0 ? a : { ...a, router: { ...BEFORE, ...a.router } })),
+  ...BIGRAM_ARMS.map((a) => ({ ...a, router: { ensemble: 1, ...a.router } })),
 ]
 
 function argmaxFirst(data: Float32Array, width: number, k: number, row: number): number {

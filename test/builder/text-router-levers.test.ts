@@ -149,6 +149,31 @@ describe('text router levers', async () => {
     expect(maxDiff(w.short, w.padded)).toBeLessThan(1e-4)
   })
 
+  it('embeds checked pair buckets (router.bag_bigrams_checked) exactly and records them in the manifest', async () => {
+    const checked = await build('checked', {
+      feature: FEATURES[0],
+      pooling: 'masked',
+      bag_of_tokens: true,
+      bag_weighting: 'tfidf',
+      bag_bigrams: 509,
+      bag_bigrams_checked: true,
+    })
+    const { manifest, verification } = checked.report
+    expect(manifest.router).toMatchObject({
+      bagBigrams: 509,
+      bagBigramsChecked: true,
+      featureSize: 64 + 5000 + 509,
+    })
+    // The host leaves a pair out unless it owns its bucket; the graph (Gather of the owners, Equal) must agree.
+    expect(verification.routerAgreement).toBe(1)
+    expect(verification.routerSumError).toBeLessThan(1e-4)
+    const model = onnx.ModelProto.decode(readFileSync(join(checked.out, 'model.onnx')))
+    const owners = (model.graph?.initializer ?? []).find((t) => /pair_owners/.test(t.name ?? ''))
+    expect(owners?.dims?.map(Number)).toEqual([509])
+    const w = await weightsShortAndPadded(checked.out)
+    expect(maxDiff(w.short, w.padded)).toBeLessThan(1e-4)
+  })
+
   it('embeds an ensemble of seeds (router.ensemble) as one router: linear members averaged, hidden side by side', async () => {
     for (const [name, hidden, widths] of [
       ['ensemble-linear', [], [[64, TASKS.length]]],

@@ -149,6 +149,7 @@ async function deltaContext(
       bag_of_tokens: was.bagOfTokens ?? false,
       bag_weighting: was.bagWeighting ?? 'mean',
       bag_bigrams: was.bagBigrams ?? 0,
+      ...(was.bagBigramsChecked ? { bag_bigrams_checked: true } : {}),
     },
     // Variants with exclusive knowledge carry a router over the old expert list; the others are copied.
     variants: given.variants.filter((v) => !v.exclusive),

@@ -223,6 +223,15 @@ describe('RecipeSchema', () => {
       /router\.bag_bigrams.*needs bag_of_tokens/,
     ],
     [
+      'checked pair buckets without pair buckets',
+      {
+        ...minimal,
+        tokenizer: { file: 't.json', max_length: 8, pad_id: 0 },
+        router: { data: 'r.jsonl', bag_of_tokens: true, bag_bigrams_checked: true },
+      },
+      /router\.bag_bigrams_checked.*needs bag_bigrams > 0/,
+    ],
+    [
       'tf-idf weighting without a bag of tokens',
       {
         ...minimal,

@@ -121,6 +121,15 @@ export const RouterRecipeSchema = z.strictObject({
    * weighting the pairs are their own mean (over the valid pairs); under `tfidf` they join the ids in one vector.
    */
   bag_bigrams: z.number().int().min(0).max(1_048_576).default(0),
+  /**
+   * With `bag_bigrams`: each bucket holds ONE pair, the one most often seen in it in the router's training texts
+   * (ties: the smaller pair id), and a pair counts only in its own bucket; every other pair hashed there is left
+   * out. Unchecked, the ~150,000 distinct pairs of the text zoo's routing data share 4,096 buckets ~37 to one and
+   * the shared weights learn nothing (bench/quality/text-bigram-probe.ts). In the graph: the bucket's owner
+   * ⌊pair / H⌋ is gathered from an int16 (int32 where needed) table and compared with the pair's own. Unset:
+   * unchecked.
+   */
+  bag_bigrams_checked: z.boolean().optional(),
   /** Routing data, JSON lines `{"expert": "<name>", "inputs": {"<input>": [flat values]}}`. */
   data: PathSchema,
   /** Hidden layer widths of the MLP router; [] is a linear (softmax regression) router. */
@@ -315,6 +324,8 @@ export const RecipeSchema = z
         ['router', rt.bag_bigrams > 0 ? 'bag_bigrams' : 'bag_weighting'],
         'weighs or extends the bag of tokens: it needs bag_of_tokens: true',
       )
+    if (rt.bag_bigrams_checked && rt.bag_bigrams === 0)
+      issue(['router', 'bag_bigrams_checked'], 'checks the pair buckets: it needs bag_bigrams > 0')
     if (rt.bag_of_tokens && rt.kind !== 'mlp')
       issue(
         ['router', 'bag_of_tokens'],

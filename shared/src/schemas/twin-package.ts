@@ -209,6 +209,8 @@ export const RouterInfoSchema = z.strictObject({
   bagWeighting: z.enum(['mean', 'tfidf']).optional(),
   /** Buckets of the bag's hashed token pairs (recipe `router.bag_bigrams`; absent: none). */
   bagBigrams: z.number().int().positive().optional(),
+  /** Each pair bucket holds one pair (recipe `router.bag_bigrams_checked`; absent: unchecked). */
+  bagBigramsChecked: z.literal(true).optional(),
   /** Width of the router's input: the pooled features (and the bag of tokens, the vocabulary wide). */
   featureSize: z.number().int().positive(),
   /** Accuracy on the builder's held-out split of the routing data (never the test split). */

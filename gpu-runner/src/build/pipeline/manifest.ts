@@ -47,6 +47,7 @@ export function packageManifest(
         ? { bagWeighting: ctx.recipe.router.bag_weighting }
         : {}),
       ...(ctx.recipe.router.bag_bigrams > 0 ? { bagBigrams: ctx.recipe.router.bag_bigrams } : {}),
+      ...(ctx.recipe.router.bag_bigrams_checked ? { bagBigramsChecked: true as const } : {}),
       featureSize: twin.featureSize,
       heldoutAccuracy: twin.router.heldoutAccuracy,
       ...(recipe.router.abstain_below !== undefined

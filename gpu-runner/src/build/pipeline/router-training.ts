@@ -13,6 +13,7 @@ import {
   extractFeatures,
   type Features,
   fitBagIdf,
+  fitPairOwners,
   type TokenRouterInputs,
 } from '../router/features.ts'
 import type { RoutingExample } from '../router/routing-data.ts'
@@ -96,14 +97,19 @@ export async function trainPackageRouter(
   return { router, featureSize: train.d }
 }
 
-/** The token inputs with a tf-idf bag's idf fitted on the router's training examples (nothing else has one). */
+/**
+ * The token inputs with what the bag fits on the router's training examples: a checked pair table's owners
+ * (recipe `bag_bigrams_checked`), then a tf-idf bag's idf over the columns the bag then counts.
+ */
 export function withBagIdf(
   tokens: TokenRouterInputs,
   train: readonly RoutingExample[],
 ): TokenRouterInputs {
-  const bag = tokens.bag
-  if (bag?.weighting !== 'tfidf') return tokens
-  return { ...tokens, bag: { ...bag, idf: fitBagIdf(train, bag) } }
+  let bag = tokens.bag
+  if (!bag) return tokens
+  if (bag.checked && bag.bigrams > 0) bag = { ...bag, owners: fitPairOwners(train, bag) }
+  if (bag.weighting === 'tfidf') bag = { ...bag, idf: fitBagIdf(train, bag) }
+  return bag === tokens.bag ? tokens : { ...tokens, bag }
 }
 
 /** A tf-idf bag (the last columns of a `d`-wide feature) is not standardised: it is unit-norm per text. */
@@ -118,5 +124,6 @@ export function bagModel(bag: BagSpec): BagSpec {
     bigrams: bag.bigrams,
     weighting: bag.weighting,
     ...(bag.idf ? { idf: bag.idf } : {}),
+    ...(bag.owners ? { owners: bag.owners } : {}),
   }
 }

@@ -100,6 +100,11 @@ export interface BagSpec {
   weighting: 'mean' | 'tfidf'
   /** `tfidf`: the inverse document frequency of every column, fitted on the router's training texts. */
   idf?: Float32Array
+  /**
+   * Checked pair buckets (recipe `router.bag_bigrams_checked`): per bucket, ⌊pair / bigrams⌋ of the one pair it
+   * holds (−1: none), fitted on the router's training texts (fitPairOwners); a pair counts only in its own bucket.
+   */
+  owners?: Int32Array
 }
 
 /**
@@ -109,8 +114,8 @@ export interface BagSpec {
 export interface TokenRouterInputs {
   /** `masked` pooling: the graph input holding the attention mask (int64 [batch, seq], 1 = a real token). */
   mask?: string
-  /** The bag of tokens of the ids input, masked by `mask`. */
-  bag?: BagSpec & { ids: string; mask: string }
+  /** The bag of tokens of the ids input, masked by `mask`; `checked`: fit `owners` before training. */
+  bag?: BagSpec & { ids: string; mask: string; checked?: boolean }
 }
 
 /**
@@ -154,7 +159,7 @@ export function poolMasked(
 export function bagKeys(
   ids: readonly number[],
   mask: readonly number[],
-  bag: Pick<BagSpec, 'vocab' | 'bigrams'>,
+  bag: Pick<BagSpec, 'vocab' | 'bigrams' | 'owners'>,
 ): { tokens: number[]; pairs: number[] } {
   const tokens: number[] = []
   const pairs: number[] = []
@@ -167,10 +172,46 @@ export function bagKeys(
         `router.bag_of_tokens: token id ${id} is outside the vocabulary (${bag.vocab})`,
       )
     tokens.push(id)
-    if (bag.bigrams > 0 && p + 1 < ids.length && mask[p + 1] !== 0)
-      pairs.push(bag.vocab + ((id * bag.vocab + (ids[p + 1] as number)) % bag.bigrams))
+    if (bag.bigrams > 0 && p + 1 < ids.length && mask[p + 1] !== 0) {
+      const pair = id * bag.vocab + (ids[p + 1] as number)
+      const bucket = pair % bag.bigrams
+      if (!bag.owners || bag.owners[bucket] === Math.floor(pair / bag.bigrams))
+        pairs.push(bag.vocab + bucket)
+    }
   }
   return { tokens, pairs }
+}
+
+/**
+ * The pair each bucket holds (recipe `router.bag_bigrams_checked`): the pair seen most often in `examples` among
+ * those hashed to it (ties: the smaller pair id), as ⌊pair / bigrams⌋, or −1 for a bucket no pair reached.
+ */
+export function fitPairOwners(
+  examples: readonly { inputs: Record<string, readonly number[]> }[],
+  bag: NonNullable<TokenRouterInputs['bag']>,
+): Int32Array {
+  const counts = new Map<number, number>()
+  for (const ex of examples) {
+    const ids = ex.inputs[bag.ids] ?? []
+    const mask = ex.inputs[bag.mask] ?? []
+    // Unchecked keys: every pair of adjacent real tokens, as its pair id.
+    for (let p = 0; p + 1 < ids.length; p++)
+      if (mask[p] !== 0 && mask[p + 1] !== 0) {
+        const pair = (ids[p] as number) * bag.vocab + (ids[p + 1] as number)
+        counts.set(pair, (counts.get(pair) ?? 0) + 1)
+      }
+  }
+  const best = new Map<number, number>() // bucket → pair
+  for (const [pair, c] of counts) {
+    const bucket = pair % bag.bigrams
+    const held = best.get(bucket)
+    const heldCount = held === undefined ? 0 : (counts.get(held) as number)
+    if (held === undefined || c > heldCount || (c === heldCount && pair < held))
+      best.set(bucket, pair)
+  }
+  const owners = new Int32Array(bag.bigrams).fill(-1)
+  for (const [bucket, pair] of best) owners[bucket] = Math.floor(pair / bag.bigrams)
+  return owners
 }
 
 /**

@@ -145,6 +145,26 @@ function routerWeight(
   )
 }
 
+/**
+ * A checked pair table's owners ([bigrams], −1 = empty) as the smallest integer initializer that holds them: int16
+ * (2 bytes a bucket) unless an owner ⌊pair / H⌋ exceeds it (H below vocab² / 32,767), else int32.
+ */
+function ownerTable(editor: GraphEditor, owners: Int32Array): string {
+  const narrow = owners.every((q) => q <= 0x7fff)
+  const raw = new Uint8Array(owners.length * (narrow ? 2 : 4))
+  const view = new DataView(raw.buffer)
+  owners.forEach((q, i) => {
+    if (narrow) view.setInt16(i * 2, q, true)
+    else view.setInt32(i * 4, q, true)
+  })
+  return editor.initializer({
+    name: editor.fresh('router/pair_owners'),
+    dataType: narrow ? onnx.TensorProto.DataType.INT16 : onnx.TensorProto.DataType.INT32,
+    dims: [owners.length],
+    rawData: raw,
+  })
+}
+
 /** Folds the bag's standardisation into its first-layer rows: W'_j = W_j / std_j, bias shift −Σ mean_j·W'_j. */
 function foldBagRows(
   s: Standardizer,
@@ -221,6 +241,74 @@ function meanWeights(editor: GraphEditor, ops: Ops, valid: string, hint: string)
 }
 
 /**
+ * The bag's pair columns: key vocab + (id_p · vocab + id_{p+1}) mod bigrams per adjacent pair of positions (in
+ * int64), valid where both tokens are real (and, for checked buckets, where the bucket holds that pair).
+ */
+function emitPairKeys(
+  editor: GraphEditor,
+  ops: Ops,
+  bag: BagSpec,
+  ids: string,
+  m: string,
+): { keys: string; valid: string } {
+  const { vocab, bigrams } = bag
+  const END = 2 ** 31 - 1
+  const left = ops.slice(ids, 1, 0, -1, 'router/pair_left')
+  const right = ops.slice(ids, 1, 1, END, 'router/pair_right')
+  const pair = editor.node(
+    'Add',
+    [
+      editor.node('Mul', [left, editor.int64('router/pair_vocab', [vocab], [])], {
+        hint: 'router/pair_scaled',
+      }),
+      right,
+    ],
+    { hint: 'router/pair' },
+  ) // [batch, seq − 1] int64, ≥ 0
+  // pair mod H as pair − ⌊pair / H⌋·H: integer Div floors non-negative int64 at every opset (Mod needs 10).
+  const H = editor.int64('router/pair_buckets', [bigrams], [])
+  const quotient = editor.node('Div', [pair, H], { hint: 'router/pair_div' })
+  const bucket = editor.node(
+    'Sub',
+    [pair, editor.node('Mul', [quotient, H], { hint: 'router/pair_floor' })],
+    { hint: 'router/pair_bucket' },
+  )
+  let valid = editor.node(
+    'Mul',
+    [
+      ops.slice(m, 1, 0, -1, 'router/pair_mask_left'),
+      ops.slice(m, 1, 1, END, 'router/pair_mask_right'),
+    ],
+    { hint: 'router/pair_valid' },
+  )
+  if (bag.owners) {
+    // Checked buckets: the pair counts only where the bucket's owner ⌊pair / H⌋ is its own.
+    const owner = editor.node(
+      'Cast',
+      [
+        editor.node('Gather', [ownerTable(editor, bag.owners), bucket], {
+          attrs: { axis: 0 },
+          hint: 'router/pair_owner',
+        }),
+      ],
+      { attrs: { to: onnx.TensorProto.DataType.INT64 }, hint: 'router/pair_owner_i64' },
+    )
+    const own = editor.node(
+      'Cast',
+      [editor.node('Equal', [owner, quotient], { hint: 'router/pair_own' })],
+      { attrs: { to: onnx.TensorProto.DataType.FLOAT }, hint: 'router/pair_own_f' },
+    )
+    valid = editor.node('Mul', [valid, own], { hint: 'router/pair_valid_owned' })
+  }
+  return {
+    keys: editor.node('Add', [bucket, editor.int64('router/pair_offset', [vocab], [])], {
+      hint: 'router/pair_key',
+    }),
+    valid,
+  }
+}
+
+/**
  * The bag of tokens with hashed token pairs and/or tf-idf weights (recipe `bag_bigrams`, `bag_weighting`), as
  * features.ts `bagOfTokens` computes it, never materialised: every position p of the ids (and every pair of
  * adjacent positions, key vocab + (id_p · vocab + id_{p+1}) mod bigrams, in int64) gets a weight w_p, and the
@@ -232,7 +320,13 @@ function meanWeights(editor: GraphEditor, ops: Ops, valid: string, hint: string)
 function emitWeightedBag(
   editor: GraphEditor,
   ops: Ops,
-  r: { standardizer: Standardizer; weight: Float32Array; bag: BagSpec; h: number },
+  r: {
+    standardizer: Standardizer
+    weight: Float32Array
+    bag: BagSpec
+    h: number
+    dtype: 'float32' | 'float16' | undefined
+  },
   tokens: { ids: string; mask: string },
 ): { term: string; shift: Float32Array } {
   const { vocab, bigrams, weighting } = r.bag
@@ -243,46 +337,7 @@ function emitWeightedBag(
     hint: 'router/bag_mask',
   }) // [batch, seq]
   const parts: { keys: string; valid: string }[] = [{ keys: tokens.ids, valid: m }]
-  if (bigrams > 0) {
-    const END = 2 ** 31 - 1
-    const left = ops.slice(tokens.ids, 1, 0, -1, 'router/pair_left')
-    const right = ops.slice(tokens.ids, 1, 1, END, 'router/pair_right')
-    const pair = editor.node(
-      'Add',
-      [
-        editor.node('Mul', [left, editor.int64('router/pair_vocab', [vocab], [])], {
-          hint: 'router/pair_scaled',
-        }),
-        right,
-      ],
-      { hint: 'router/pair' },
-    ) // [batch, seq − 1] int64, ≥ 0
-    // pair mod H as pair − ⌊pair / H⌋·H: integer Div floors non-negative int64 at every opset (Mod needs 10).
-    const H = editor.int64('router/pair_buckets', [bigrams], [])
-    const bucket = editor.node(
-      'Sub',
-      [
-        pair,
-        editor.node('Mul', [editor.node('Div', [pair, H], { hint: 'router/pair_div' }), H], {
-          hint: 'router/pair_floor',
-        }),
-      ],
-      { hint: 'router/pair_bucket' },
-    )
-    parts.push({
-      keys: editor.node('Add', [bucket, editor.int64('router/pair_offset', [vocab], [])], {
-        hint: 'router/pair_key',
-      }),
-      valid: editor.node(
-        'Mul',
-        [
-          ops.slice(m, 1, 0, -1, 'router/pair_mask_left'),
-          ops.slice(m, 1, 1, END, 'router/pair_mask_right'),
-        ],
-        { hint: 'router/pair_valid' },
-      ),
-    })
-  }
+  if (bigrams > 0) parts.push(emitPairKeys(editor, ops, r.bag, tokens.ids, m))
   const concat = (xs: string[], hint: string) =>
     xs.length === 1 ? (xs[0] as string) : editor.node('Concat', xs, { attrs: { axis: 1 }, hint })
   const keys = concat(
@@ -340,10 +395,11 @@ function emitWeightedBag(
       ],
       { hint: 'router/bag_tf_share' },
     )
-    const idf = editor.node('Gather', [editor.float('router/bag.idf', r.bag.idf, [width]), keys], {
-      attrs: { axis: 0 },
-      hint: 'router/bag_idf',
-    })
+    const idf = editor.node(
+      'Gather',
+      [routerWeight(editor, 'router/bag.idf', r.bag.idf, [width], r.dtype), keys],
+      { attrs: { axis: 0 }, hint: 'router/bag_idf' },
+    )
     const w0 = editor.node(
       'Mul',
       [editor.node('Mul', [valid, idf], { hint: 'router/bag_valid_idf' }), tf],
@@ -366,7 +422,7 @@ function emitWeightedBag(
   }
   const rows = editor.node(
     'Gather',
-    [editor.float('router/bag.weight', folded, [width, r.h]), keys],
+    [routerWeight(editor, 'router/bag.weight', folded, [width, r.h], r.dtype), keys],
     { attrs: { axis: 0 }, hint: 'router/bag_rows' },
   ) // [batch, L, h]
   const term = ops.reduceSum(
@@ -420,6 +476,7 @@ function emitMlp(
                 weight: layer.weight,
                 bag: { bigrams: 0, weighting: 'mean', ...spec },
                 h: nOut,
+                dtype: router.dtype,
               },
               tokens,
             )

@@ -71,6 +71,7 @@ export function tokenRouterInputs(
               vocab: given.vocab,
               bigrams: router.bag_bigrams,
               weighting: router.bag_weighting,
+              ...(router.bag_bigrams_checked ? { checked: true } : {}),
             },
           }
         : {}),
@@ -91,6 +92,7 @@ export function tokenRouterInputs(
             vocab: tokenizerVocabSize(tokenizerJson),
             bigrams: router.bag_bigrams,
             weighting: router.bag_weighting,
+            ...(router.bag_bigrams_checked ? { checked: true } : {}),
           },
         }
       : {}),
