@@ -8,7 +8,9 @@
  * Wall and this process's CPU time (all threads) per batch, the logits' bytes, and the largest relative difference
  * between the two ways' prompt NLLs. Prints only (no RESULTS.md section).
  *
- *   node --import tsx bench/generate-likelihood-pass.ts [--prompts 32] [--reps 8] [--threads 0]
+ *   node --import tsx bench/generate-likelihood-pass.ts [--prompts 32] [--reps 8] [--threads 0] [--package dir]
+ * `--package` times another build of the LM twin (default zoo/lm/package; e.g. a scratch build with
+ * `exclusive.topk_gather`); the tokenizer, prompts and models stay zoo/lm's.
  * @module
  */
 import { readFileSync } from 'node:fs'
@@ -26,12 +28,14 @@ import {
 import { loadPackage } from '@twinserve/gpu-runner/package'
 import { openSession } from '@twinserve/gpu-runner/runtime'
 import { checkContract, type RowControls } from '@twinserve/gpu-runner/twin-contract'
+import { gatherOf } from './lm-package.ts'
 
 const { values } = parseArgs({
   options: {
     prompts: { type: 'string', default: '32' },
     reps: { type: 'string', default: '8' },
     threads: { type: 'string', default: '0' },
+    package: { type: 'string' },
   },
 })
 const LM = join(import.meta.dirname, '../zoo/lm')
@@ -39,7 +43,8 @@ const REPS = Number(values.reps)
 const threads = Number(values.threads)
 const opts = { provider: 'cpu' as const, ...(threads > 0 ? { threads } : {}) }
 
-const pkg = await loadPackage(join(LM, 'package'))
+const PACKAGE = values.package ?? join(LM, 'package')
+const pkg = await loadPackage(PACKAGE)
 const served = decoderAsServed(pkg.model)
 const derived = likelihoodGraph(served)
 if (!('bytes' in derived)) throw new Error(`no likelihood graph: ${derived.unavailable}`)
@@ -150,7 +155,7 @@ const per = (x: number) => (x / REPS).toFixed(1)
 const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
 console.log(
   [
-    `${batch.length} held-out prompts (lengths ${Math.min(...batch.map((p) => p.length))}–${Math.max(...batch.map((p) => p.length))}) × ${T} one-hot rows, ${groups.length} passes (lengthGroups); provider cpu, ${threads > 0 ? `${threads}` : 'default'} intra-op threads; mean of ${REPS} interleaved reps, per batch of prompts:`,
+    `${PACKAGE}${gatherOf(pkg.manifest.recipe) ? ` (topk_gather ${gatherOf(pkg.manifest.recipe)})` : ''}: ${batch.length} held-out prompts (lengths ${Math.min(...batch.map((p) => p.length))}–${Math.max(...batch.map((p) => p.length))}) × ${T} one-hot rows, ${groups.length} passes (lengthGroups); provider cpu, ${threads > 0 ? `${threads}` : 'default'} intra-op threads; mean of ${REPS} interleaved reps, per batch of prompts:`,
     `- logits: run ${per(sum.run)} ms wall (${per(sum.runCpu)} ms CPU; ${(sum.logitsBytes / REPS / 1e6).toFixed(1)} MB of logits) + JavaScript log-softmax ${per(sum.js)} ms wall (${per(sum.jsCpu)} ms CPU) = ${per(sum.run + sum.js)} ms wall, ${per(sum.runCpu + sum.jsCpu)} ms CPU`,
     `- likelihood graph: ${per(sum.score)} ms wall, ${per(sum.scoreCpu)} ms CPU (${(sum.scoreCpu / (sum.runCpu + sum.jsCpu)).toFixed(2)}× the logits way's CPU, ${(sum.score / (sum.run + sum.js)).toFixed(2)}× its wall)`,
     `- prompt NLL, likelihood graph vs logits + float64 log-softmax: largest relative difference ${worst.toExponential(1)}`,

@@ -26,6 +26,8 @@
  *
  *   npm run bench:generate                  # writes the bench:generate section of bench/RESULTS.md
  *   npm run bench:generate -- --no-write    # prints it only
+ *   npm run bench:generate -- --no-write --package dir   # another build of the LM twin (e.g. with topk_gather)
+ * `--package` swaps the package only (tokenizer, prompts and models stay zoo/lm's); it never writes RESULTS.md.
  * @module
  */
 import { readFileSync } from 'node:fs'
@@ -42,6 +44,7 @@ import {
 import { loadPackage } from '@twinserve/gpu-runner/package'
 import { openSession } from '@twinserve/gpu-runner/runtime'
 import { checkContract, type RowControls } from '@twinserve/gpu-runner/twin-contract'
+import { gatherOf } from './lm-package.ts'
 import { fmt, machine, markLoad, summarize, table, writeSection } from './perf/report.ts'
 
 const REPO = join(import.meta.dirname, '..')
@@ -58,8 +61,16 @@ const ARMS = {
 type Arm = keyof typeof ARMS
 
 const { values } = parseArgs({
-  options: { 'no-write': { type: 'boolean' }, rounds: { type: 'string', default: '2' } },
+  options: {
+    'no-write': { type: 'boolean' },
+    rounds: { type: 'string', default: '2' },
+    package: { type: 'string' },
+  },
 })
+if (values.package && !values['no-write'])
+  throw new Error(
+    '--package measures a scratch build: pass --no-write (RESULTS.md describes zoo/lm/package)',
+  )
 const ROUNDS = Number(values.rounds)
 
 const prompts = readFileSync(join(LM, 'data/prompts.jsonl'), 'utf8')
@@ -70,7 +81,9 @@ const prompts = readFileSync(join(LM, 'data/prompts.jsonl'), 'utf8')
   .map((p) => p.prompt)
 
 const m = machine()
-const pkg = await loadPackage(join(LM, 'package'))
+const PACKAGE = values.package ?? join(LM, 'package')
+const pkg = await loadPackage(PACKAGE)
+const gather = gatherOf(pkg.manifest.recipe)
 // As the runner opens it (model/load-model.ts): identical initializers shared, new keys and values exposed.
 const served = decoderAsServed(pkg.model)
 const opened = await openSession(served, { provider: 'auto' })
@@ -233,7 +246,7 @@ const ttft = (arm: Arm, c: number) => summarize(cellOf(arm, c).ttftMs).p50
 const md = [
   '## Generation: decode tokens/s and time to first token, twin vs shared (`npm run bench:generate`)',
   '',
-  `zoo/lm/package (lm-twin: 3-layer d-128 decoder, 5 experts, rank-48 float16 exclusive factors) in the runner's generation engine (gpu-runner/src/generate), ${TOKENS} greedy tokens per sequence, held-out prompts, ${ROUNDS} interleaved rounds (concurrency 1: 4 sequences in a row per round). _twin_: as served, each sequence routed at prefill by each expert's likelihood of its prompt (the package's \`router.prompt_likelihood\`: one more pass of T rows per prompt, in TTFT, on the likelihood graph, which returns each position's log-probability of the next prompt token instead of the logits), the mix held as explicit mix_weights for every decode step, on the graph as the runner opens it (\`decoderAsServed\`: identical initializers shared, new keys and values exposed as outputs); _shared_: the same graph at all-zero weights; _past rebuilt_: twin on an engine that gathers every row's cache into a fresh past on every pass (\`reuseBatch: false\`, the engine before the batched past persisted); _graph as built_: twin on the package's graph without those rewrites, every pass fetching the whole \`present\` and repeating the per-site Gathers, prompts scored from the logits; _scored from logits_: twin scoring each prompt from the fetched [rows, S, V] logits with a log-softmax in JavaScript (\`likelihoodInGraph: false\`, the path before the likelihood graph). Step = one batched decode pass (all running rows), timed after the last sequence's first token (decode passes only).`,
+  `${values.package ?? 'zoo/lm/package'} (lm-twin: 3-layer d-128 decoder, 5 experts, rank-48 float16 exclusive factors${gather ? `, \`topk_gather: ${gather}\`` : ''}) in the runner's generation engine (gpu-runner/src/generate), ${TOKENS} greedy tokens per sequence, held-out prompts, ${ROUNDS} interleaved rounds (concurrency 1: 4 sequences in a row per round). _twin_: as served, each sequence routed at prefill by each expert's likelihood of its prompt (the package's \`router.prompt_likelihood\`: one more pass of T rows per prompt, in TTFT, on the likelihood graph, which returns each position's log-probability of the next prompt token instead of the logits), the mix held as explicit mix_weights for every decode step, on the graph as the runner opens it (\`decoderAsServed\`: identical initializers shared, new keys and values exposed as outputs); _shared_: the same graph at all-zero weights; _past rebuilt_: twin on an engine that gathers every row's cache into a fresh past on every pass (\`reuseBatch: false\`, the engine before the batched past persisted); _graph as built_: twin on the package's graph without those rewrites, every pass fetching the whole \`present\` and repeating the per-site Gathers, prompts scored from the logits; _scored from logits_: twin scoring each prompt from the fetched [rows, S, V] logits with a log-softmax in JavaScript (\`likelihoodInGraph: false\`, the path before the likelihood graph). Step = one batched decode pass (all running rows), timed after the last sequence's first token (decode passes only).`,
   '',
   table(
     [

@@ -13,7 +13,10 @@
  * better); the goal is ≥ 97.1 on every domain (within 3 %).
  *
  *   node --import tsx bench/quality/lm-likelihood-probe.ts [--split test] [--arms label-prefix,…] [--diagnose]
- *     [--fit] [--prefix 32,64]
+ *     [--fit] [--prefix 32,64] [--package dir] [--baseline-package dir]
+ * `--package` probes another build of the LM twin (default zoo/lm/package; e.g. one with `exclusive.topk_gather`);
+ * `--baseline-package` scores the τ 2 baseline (the Δ columns' reference, still paired by document) on that build
+ * instead, and adds its row: two builds compared as served.
  * `--fit` adds arms whose τ and log prior are fitted (logistic regression) on the routing data's train prompts;
  * `--prefix n` routes from the document's first n ids instead (a diagnosis: what a longer prompt would tell).
  * @module
@@ -34,7 +37,8 @@ import { openCpu, type Session } from './evaluate.ts'
 import { documentNlls, type LmTaskData, loadLmSplits, routedWeights } from './lm-evaluate.ts'
 import { readRecipe } from './twin-arms.ts'
 
-const PACKAGE = 'zoo/lm/package/model.onnx'
+/** The twin graph probed (`--package`). */
+let PACKAGE = 'zoo/lm/package/model.onnx'
 const CACHE = 'bench/.cache/lm-likelihood-probe'
 
 /** One document's routing evidence. */
@@ -59,8 +63,8 @@ export interface SplitEvidence {
   expert: number[]
 }
 
-function modelKey(): string {
-  return createHash('sha256').update(readFileSync(PACKAGE)).digest('hex').slice(0, 16)
+function modelKey(path = PACKAGE): string {
+  return createHash('sha256').update(readFileSync(path)).digest('hex').slice(0, 16)
 }
 
 async function collect(
@@ -113,8 +117,9 @@ async function evidenceOf(
   data: readonly LmTaskData[],
   expertPaths: readonly string[],
   split: string,
+  modelPath = PACKAGE,
 ): Promise<SplitEvidence> {
-  const file = join(CACHE, `${modelKey()}-${split}.json`)
+  const file = join(CACHE, `${modelKey(modelPath)}-${split}.json`)
   try {
     return JSON.parse(readFileSync(file, 'utf8')) as SplitEvidence
   } catch {
@@ -371,6 +376,9 @@ async function main() {
   const args = process.argv.slice(2)
   const opt = (name: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined)
   const split = opt('--split') === 'test' ? 'test' : 'validation'
+  const packageDir = opt('--package')
+  if (packageDir) PACKAGE = join(packageDir, 'model.onnx')
+  const baselineDir = opt('--baseline-package')
   const recipe = await readRecipe('zoo/lm/recipe.yaml')
   const tasks = recipe.experts.map((e) => e.name)
   const profile = await LmProfile.load(join('zoo/lm/models'))
@@ -430,8 +438,23 @@ async function main() {
     (a) => !pick || pick.some((p) => a.label.startsWith(p)),
   )
   const rows: string[] = []
-  // The committed package's setting (τ 2 on the sums): what every arm is compared with, paired by document.
-  const baseline = await score(graph, data, ev, { temperature: 2 })
+  // The committed package's setting (τ 2 on the sums): what every arm is compared with, paired by document; on
+  // `--baseline-package`'s graph (with its own evidence) when given.
+  let baseline: Scored
+  if (baselineDir) {
+    const path = join(baselineDir, 'model.onnx')
+    const s = await openCpu(path)
+    const experts = recipe.experts.map((e) => e.model)
+    const bev = await evidenceOf(s, data, experts, split, path)
+    baseline = await score(new DecoderGraph(s, controlsOf(s.inputNames), tasks.length), data, bev, {
+      temperature: 2,
+    })
+    await s.release()
+    const mean = baseline.norm.reduce((x, y) => x + y, 0) / baseline.norm.length
+    rows.push(
+      `| τ 2 on ${baselineDir} (baseline) | ${(baseline.acc * 100).toFixed(1)} | ${mean.toFixed(1)} | ${Math.min(...baseline.norm).toFixed(1)} | ${baseline.norm.map((x) => x.toFixed(1)).join(' | ')} | 0 | 0 |`,
+    )
+  } else baseline = await score(graph, data, ev, { temperature: 2 })
   for (const a of chosen) {
     const t1 = performance.now()
     const scored = await score(graph, data, ev, a.options)
@@ -444,7 +467,7 @@ async function main() {
     console.error(`${rows.at(-1)} ${((performance.now() - t1) / 1000).toFixed(0)} s`)
   }
   console.log(
-    `${split}, expert perplexity ${ev.expert.map((p) => p.toFixed(2)).join(' / ')}; normalised % = expert / routed × 100`,
+    `${PACKAGE}${baselineDir ? ` vs ${baselineDir}` : ''}, ${split}, expert perplexity ${ev.expert.map((p) => p.toFixed(2)).join(' / ')}; normalised % = expert / routed × 100`,
   )
   console.log(
     `| arm | router acc. % | mean normalised % | worst | ${tasks.join(' | ')} | Δ mean vs τ 2, 95 % | Δ worst vs τ 2, 95 % |`,
