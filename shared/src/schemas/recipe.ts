@@ -216,7 +216,10 @@ export const VariantRecipeSchema = z.strictObject({
 })
 
 export const VerifyRecipeSchema = z.strictObject({
-  /** Check inputs per expert taken from the routing data (held-out part first). */
+  /**
+   * Check inputs per expert taken from the routing data (held-out part first). Each expert's one-hot rows are
+   * checked on the inputs of its block of 8 experts (build/pipeline/verify.ts), so verification is linear in T.
+   */
   examples_per_expert: z.number().int().min(1).max(256).default(8),
 })
 

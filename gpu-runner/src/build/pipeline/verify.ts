@@ -6,7 +6,10 @@
  *   the shared merge as the builder holds it in memory): exactly in principle, the max |Δ| is reported, and
  *   float32 rounding, 1e-5 relative, is tolerated for graphs onnxruntime fuses differently;
  * - a one-hot row for expert t is compared with expert t's own ONNX model (max |Δ| reported: the compression
- *   error, 0 up to float rounding at full rank), next to how far expert t is from the shared model;
+ *   error, 0 up to float rounding at full rank), next to how far expert t is from the shared model, on the check
+ *   inputs of t's block of experts (CHECK_BLOCK: t's own and up to 7 others', so every check input with 8 experts
+ *   or fewer): checking every expert on every expert's inputs would cost T² forward passes, the bulk of a build at
+ *   T = 64 (issue #18);
  * - the embedded router, run on the held-out routing examples, must agree with the router as trained;
  * - every variant must load and give finite outputs.
  * @module
@@ -84,11 +87,56 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 type Session = ort.InferenceSession
 type Feeds = Record<string, ort.Tensor>
 
+/**
+ * Experts per block of the one-hot checks: expert t's one-hot rows run on the check inputs of the experts
+ * ⌊t / CHECK_BLOCK⌋·CHECK_BLOCK … + CHECK_BLOCK − 1. The checks then cost T·CHECK_BLOCK·examples_per_expert
+ * forward passes of the twin graph and as many of the experts, linear in T; with T ≤ CHECK_BLOCK, one block, every
+ * expert is checked on every check input, as before blocks.
+ */
+export const CHECK_BLOCK = 8
+
+/** One batch of check inputs, all from one block of experts, with the outputs collected so far. */
+interface CheckGroup {
+  B: number
+  feeds: Feeds
+  /** The experts whose one-hot rows run on this batch (its block). */
+  experts: number[]
+  shared: Float32Array[]
+  /** By expert index; set for the group's experts only. */
+  oneHot: Float32Array[][]
+}
+
+/** The check inputs in batches of at most 64, each within one block of CHECK_BLOCK experts (in input order). */
+function checkGroups(v: VerifyInput, T: number): CheckGroup[] {
+  const blocks = Math.max(1, Math.ceil(T / CHECK_BLOCK))
+  const groups: CheckGroup[] = []
+  for (let b = 0; b < blocks; b++) {
+    const first = b * CHECK_BLOCK
+    const experts = Array.from({ length: Math.min(CHECK_BLOCK, T - first) }, (_, i) => first + i)
+    // One block holds every check input; a block whose experts have none checks them on every input.
+    const own = blocks === 1 ? [] : v.checks.filter((x) => Math.floor(x.expert / CHECK_BLOCK) === b)
+    const inBlock = own.length > 0 ? own : v.checks
+    for (const group of batchesOf(inBlock, 64))
+      groups.push({
+        B: group.length,
+        feeds: stackExamples(
+          v.inputs,
+          group.map((g) => g.inputs),
+          'verification',
+        ),
+        experts,
+        shared: [],
+        oneHot: [],
+      })
+  }
+  return groups
+}
+
 /** What the checks share: the check inputs in batches with the outputs collected so far, progress. */
 interface Checking {
   v: VerifyInput
   T: number
-  groups: { B: number; feeds: Feeds; shared: Float32Array[]; oneHot: Float32Array[][] }[]
+  groups: CheckGroup[]
   outputsOf: (out: ort.InferenceSession.OnnxValueMapType) => Float32Array[]
   tick: (n: number) => void
 }
@@ -122,11 +170,11 @@ async function checkTwin(
       zeroDiff = Math.max(zeroDiff, maxAbsDiff(z, g.shared[i] as Float32Array))
       for (const y of g.shared[i] as Float32Array) scale = Math.max(scale, Math.abs(y))
     })
-    for (let t = 0; t < c.T; t++) {
+    for (const t of g.experts) {
       const mixWeights = Array.from({ length: c.T }, (_, j) => (j === t ? 1 : 0))
       g.oneHot[t] = c.outputsOf(await twin.run({ ...g.feeds, ...rowsOf(g.B, c.T, { mixWeights }) }))
     }
-    c.tick(g.B * 2)
+    c.tick(g.B * (1 + g.experts.length))
   }
   return { zero: { maxAbsDiff: zeroDiff, scale }, ...(await checkRouter(c, twin)) }
 }
@@ -139,6 +187,7 @@ async function checkExperts(c: Checking): Promise<ExpertCheck[]> {
     let gap = 0
     await withSession(e.path, async (expert) => {
       for (const g of c.groups) {
+        if (!g.experts.includes(t)) continue
         const expertT = c.outputsOf(await expert.run(g.feeds))
         expertT.forEach((y, i) => {
           oneHot = Math.max(oneHot, maxAbsDiff(g.oneHot[t]?.[i] ?? new Float32Array(), y))
@@ -285,21 +334,14 @@ export async function verifyPackage(v: VerifyInput): Promise<VerifyResult> {
       'INVALID_MODEL',
       `package has no '${SHARED_VARIANT}' variant file and no shared model was given to verify against`,
     )
-  const total = v.checks.length * (T + 2) + v.heldout.length
+  const groups = checkGroups(v, T)
+  // Per group: zero weights, and each of its experts twice (its one-hot rows, its own model).
+  const total = groups.reduce((n, g) => n + g.B * (1 + 2 * g.experts.length), 0) + v.heldout.length
   let done = 0
   const c: Checking = {
     v,
     T,
-    groups: [...batchesOf(v.checks, 64)].map((group) => ({
-      B: group.length,
-      feeds: stackExamples(
-        v.inputs,
-        group.map((g) => g.inputs),
-        'verification',
-      ),
-      shared: [],
-      oneHot: [],
-    })),
+    groups,
     outputsOf: (out) =>
       v.outputs.map((name) => {
         const t = out[name]
