@@ -1,10 +1,9 @@
 /**
  * Reporting helpers for the performance benchmarks: machine facts, order statistics, ratio formatting, markdown
- * tables, and regenerating one section of bench/RESULTS.md between markers (written to a temp file, then renamed).
+ * tables, and (re-exported from bench/results-section.ts) regenerating one section of bench/RESULTS.md.
  * @module
  */
 import { readFileSync } from 'node:fs'
-import { readFile, rename, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import { markdownTable } from '@twinserve/gpu-runner/build'
 
@@ -98,23 +97,5 @@ export function withRatio(value: number, reference: number, digits = 1): string 
 /** A Markdown table, columns padded (the builder's report table). */
 export const table = markdownTable
 
-/**
- * Replaces the text between `<!-- name:start -->` and `<!-- name:end -->` in `path` (appending the block when the
- * markers are absent), leaving every other section as it was. Re-reads the file right before writing: other
- * benchmarks write their own sections of the same file.
- */
-export async function writeSection(path: string, name: string, body: string): Promise<void> {
-  const start = `<!-- ${name}:start -->`
-  const end = `<!-- ${name}:end -->`
-  const block = `${start}\n${body.trim()}\n${end}`
-  const current = await readFile(path, 'utf8').catch(() => '# Benchmark results\n')
-  const a = current.indexOf(start)
-  const b = current.indexOf(end)
-  const next =
-    a >= 0 && b > a
-      ? `${current.slice(0, a)}${block}${current.slice(b + end.length)}`
-      : `${current.trimEnd()}\n\n${block}\n`
-  const tmp = `${path}.tmp-${process.pid}`
-  await writeFile(tmp, next)
-  await rename(tmp, path)
-}
+/** Rewrites one generated section of bench/RESULTS.md (and formats the file): bench/results-section.ts. */
+export { writeSection } from '../results-section.ts'
