@@ -22,11 +22,12 @@ import {
   LmProfile,
   lengthGroups,
   likelihoodGraph,
+  scoringFeeds,
   withoutNewKv,
 } from '@twinserve/gpu-runner/generate'
 import { loadPackage } from '@twinserve/gpu-runner/package'
 import { openSession } from '@twinserve/gpu-runner/runtime'
-import { checkContract, type RowControls } from '@twinserve/gpu-runner/twin-contract'
+import { checkContract } from '@twinserve/gpu-runner/twin-contract'
 import { gatherOf } from './lm-package.ts'
 import { summarize } from './perf/report.ts'
 
@@ -96,30 +97,8 @@ const cpuMs = () => {
   return (u.user + u.system) / 1000
 }
 
-/** One scoring pass's feeds, as prompt-likelihood.ts builds them: T one-hot rows per prompt, right-padded. */
-function feedsOf(batch: readonly number[][]) {
-  const B = T * batch.length
-  const S = Math.max(...batch.map((p) => p.length))
-  const ids = new BigInt64Array(B * S)
-  const targets = new BigInt64Array(B * S)
-  const mask = new BigInt64Array(B * S)
-  const positions = new BigInt64Array(B * S)
-  const rows: RowControls[] = []
-  for (const [k, p] of batch.entries())
-    for (let e = 0; e < T; e++) {
-      const at = (k * T + e) * S
-      for (let s = 0; s < S; s++) {
-        ids[at + s] = BigInt(p[s] ?? 0)
-        targets[at + s] = BigInt(p[s + 1] ?? 0)
-        mask[at + s] = s < p.length ? 1n : 0n
-        positions[at + s] = BigInt(Math.min(s, p.length - 1))
-      }
-      rows.push({ mixWeights: Float32Array.from({ length: T }, (_, x) => (x === e ? 1 : 0)) })
-    }
-  const layers = first.graph.layout.layers
-  const cache = Array.from({ length: 2 * layers }, () => new Float32Array(0))
-  return { batch: B, seq: S, past: 0, ids, mask, positions, cache, controls: rows, targets }
-}
+/** One scoring pass's feeds: T one-hot rows per prompt, right-padded, as the engine builds them. */
+const feedsOf = (batch: readonly number[][]) => scoringFeeds(first.graph, batch)
 
 // 1. The scoring pass.
 const scoring = prompts.slice(0, Number(values.prompts)).map((p) => profile.encodePrompt(p))

@@ -10,10 +10,10 @@
  * @module
  */
 import { join } from 'node:path'
-import { readTextZoo, textZooPath } from '@twinserve/zoo/text'
-import { openCpu, type Session } from './evaluate.ts'
-import { loadTextSplits, type TextTaskData, textFeeds, zooTokenizer } from './text-evaluate.ts'
-import { argmaxFirst, biased, routerWeights, served } from './text-router-mix.ts'
+import { readTextZoo } from '@twinserve/zoo/text'
+import { openCpu } from './evaluate.ts'
+import { loadTextSplits, zooTokenizer } from './text-evaluate.ts'
+import { biased, expertCorrect, routerWeights, served } from './text-router-mix.ts'
 
 const zoo = readTextZoo()
 const tasks = zoo.tasks.map((t) => t.name)
@@ -25,33 +25,9 @@ const data = {
 }
 const twin = await openCpu(join(process.argv[2] ?? 'zoo/text/package', 'model.onnx'))
 
-// Each expert's own answer on every validation text: correct[e][t][i].
-async function expertCorrect(split: readonly TextTaskData[]): Promise<Uint8Array[][]> {
-  const correct: Uint8Array[][] = []
-  for (const e of tasks) {
-    const s: Session = await openCpu(
-      textZooPath(zoo, zoo.tasks.find((x) => x.name === e)?.expert.file ?? ''),
-    )
-    const per: Uint8Array[] = []
-    for (const d of split) {
-      const r = await s.run(textFeeds(d, 0, d.n))
-      const l = r.logits?.data as Float32Array
-      const width = Number(r.logits?.dims.at(-1))
-      per.push(
-        Uint8Array.from({ length: d.n }, (_, i) =>
-          argmaxFirst(l, width, d.classes, i) === d.labels[i] ? 1 : 0,
-        ),
-      )
-    }
-    correct.push(per)
-    await s.release()
-  }
-  return correct
-}
-
 const wVal = await routerWeights(twin, T, data.val)
 const wTest = await routerWeights(twin, T, data.test)
-const correct = await expertCorrect(data.val)
+const correct = await expertCorrect(zoo, tasks, data.val)
 const own = data.val.map(
   (d, t) => ((correct[t] as Uint8Array[])[t] as Uint8Array).reduce((a, x) => a + x, 0) / d.n,
 )

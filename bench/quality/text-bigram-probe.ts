@@ -11,17 +11,10 @@
  * @module
  */
 import { readFileSync } from 'node:fs'
-import { loadTextSplit, readTextZoo, textRoutingPath, textZooPath } from '@twinserve/zoo/text'
-import { openCpu } from './evaluate.ts'
-import { loadTextSplits, textFeeds, zooTokenizer } from './text-evaluate.ts'
+import { loadTextSplit, readTextZoo, textRoutingPath } from '@twinserve/zoo/text'
+import { loadTextSplits, zooTokenizer } from './text-evaluate.ts'
+import { expertCorrect } from './text-router-mix.ts'
 import { fitIdf, tfidf, trainLr } from './text-sparse-lr.ts'
-
-function argmaxFirst(data: Float32Array, width: number, k: number, row: number): number {
-  let best = 0
-  for (let j = 1; j < k; j++)
-    if ((data[row * width + j] as number) > (data[row * width + best] as number)) best = j
-  return best
-}
 
 /** A fixed pseudo-random bucket per pair (splitmix-style mixing of the pair id): what an ideal hash would do. */
 function mixed(pair: number, h: number): number {
@@ -92,24 +85,7 @@ async function main() {
 
   // 2. The offline classifier per key space.
   const data = loadTextSplits(zoo, tok, tasks, 'val')
-  const correct: Uint8Array[][] = []
-  for (const e of tasks) {
-    const file = zoo.tasks.find((t) => t.name === e)?.expert.file ?? ''
-    const session = await openCpu(textZooPath(zoo, file))
-    const perTask: Uint8Array[] = []
-    for (const d of data) {
-      const out = (await session.run(textFeeds(d, 0, d.n))).logits
-      const logits = out?.data as Float32Array
-      const width = Number(out?.dims.at(-1))
-      perTask.push(
-        Uint8Array.from({ length: d.n }, (_, i) =>
-          argmaxFirst(logits, width, d.classes, i) === d.labels[i] ? 1 : 0,
-        ),
-      )
-    }
-    correct.push(perTask)
-    await session.release()
-  }
+  const correct = await expertCorrect(zoo, tasks, data)
   const own = data.map(
     (d, t) => (correct[t]?.[t] ?? new Uint8Array()).reduce((a, b) => a + b, 0) / d.n,
   )

@@ -8,8 +8,8 @@
 import { argmaxRows } from '@twinserve/gpu-runner/train'
 import { controlsOf, encodeControls } from '@twinserve/gpu-runner/twin-contract'
 import { TWIN_OUTPUT_WEIGHTS } from '@twinserve/shared'
-import type { TextSplit, TextZooManifest } from '@twinserve/zoo/text'
-import type { Session } from './evaluate.ts'
+import { type TextSplit, type TextZooManifest, textZooPath } from '@twinserve/zoo/text'
+import { openCpu, type Session } from './evaluate.ts'
 import { type TextTaskData, textFeeds } from './text-evaluate.ts'
 
 const CHUNK = 512
@@ -20,6 +20,37 @@ export function argmaxFirst(l: Float32Array, width: number, k: number, i: number
   for (let j = 1; j < k; j++)
     if ((l[i * width + j] as number) > (l[i * width + best] as number)) best = j
   return best
+}
+
+/**
+ * Each expert's own answer on every text of a split: correct[e][t][i] = 1 when expert e (its own ONNX file) answers
+ * text i of task t right on task t's classes. What the routing probes cost a misroute with.
+ */
+export async function expertCorrect(
+  zoo: TextZooManifest,
+  tasks: readonly string[],
+  data: readonly TextTaskData[],
+): Promise<Uint8Array[][]> {
+  const correct: Uint8Array[][] = []
+  for (const e of tasks) {
+    const session = await openCpu(
+      textZooPath(zoo, zoo.tasks.find((t) => t.name === e)?.expert.file ?? ''),
+    )
+    const perTask: Uint8Array[] = []
+    for (const d of data) {
+      const out = (await session.run(textFeeds(d, 0, d.n))).logits
+      const logits = out?.data as Float32Array
+      const width = Number(out?.dims.at(-1))
+      perTask.push(
+        Uint8Array.from({ length: d.n }, (_, i) =>
+          argmaxFirst(logits, width, d.classes, i) === d.labels[i] ? 1 : 0,
+        ),
+      )
+    }
+    correct.push(perTask)
+    await session.release()
+  }
+  return correct
 }
 
 /** softmax(log w + b) per row of w [n, T]. */

@@ -14,8 +14,8 @@
 import { readFileSync } from 'node:fs'
 import { TextTokenizer } from '@twinserve/gpu-runner/text'
 import { loadTextSplit, readTextZoo, textRoutingPath, textZooPath } from '@twinserve/zoo/text'
-import { openCpu } from './evaluate.ts'
-import { loadTextSplits, textFeeds, zooTokenizer } from './text-evaluate.ts'
+import { loadTextSplits, zooTokenizer } from './text-evaluate.ts'
+import { expertCorrect } from './text-router-mix.ts'
 import { fitIdf, tfidf, trainLr } from './text-sparse-lr.ts'
 
 const HASH = 1 << 20
@@ -34,13 +34,6 @@ function ngrams(tokens: readonly (string | number)[], bigrams: boolean): number[
   return keys
 }
 
-function argmaxFirst(data: Float32Array, width: number, k: number, row: number): number {
-  let best = 0
-  for (let j = 1; j < k; j++)
-    if ((data[row * width + j] as number) > (data[row * width + best] as number)) best = j
-  return best
-}
-
 async function main() {
   const zoo = readTextZoo()
   const tasks = zoo.tasks.map((t) => t.name)
@@ -53,24 +46,7 @@ async function main() {
   const valTexts = tasks.map((t) => loadTextSplit(zoo, t, 'val').map((r) => r.text))
   const data = loadTextSplits(zoo, zooTokenizer(zoo), tasks, 'val')
   // correct[e][t][i]: does expert e answer validation text i of task t right?
-  const correct: Uint8Array[][] = []
-  for (const e of tasks) {
-    const file = zoo.tasks.find((t) => t.name === e)?.expert.file ?? ''
-    const session = await openCpu(textZooPath(zoo, file))
-    correct.push(
-      await Promise.all(
-        data.map(async (d) => {
-          const out = (await session.run(textFeeds(d, 0, d.n))).logits
-          const logits = out?.data as Float32Array
-          const width = Number(out?.dims.at(-1))
-          return Uint8Array.from({ length: d.n }, (_, i) =>
-            argmaxFirst(logits, width, d.classes, i) === d.labels[i] ? 1 : 0,
-          )
-        }),
-      ),
-    )
-    await session.release()
-  }
+  const correct = await expertCorrect(zoo, tasks, data)
   const own = data.map(
     (d, t) => (correct[t]?.[t] ?? new Uint8Array()).reduce((a, b) => a + b, 0) / d.n,
   )

@@ -11,10 +11,10 @@
  */
 import { resolve } from 'node:path'
 import { createReporter, probeRouters, type RouterProbeArm } from '@twinserve/gpu-runner/build'
-import { loadTextSplit, readTextZoo, textZooPath } from '@twinserve/zoo/text'
-import { openCpu } from './evaluate.ts'
-import { loadTextSplits, textFeeds, zooTokenizer } from './text-evaluate.ts'
+import { loadTextSplit, readTextZoo } from '@twinserve/zoo/text'
+import { loadTextSplits, zooTokenizer } from './text-evaluate.ts'
 import { TEXT_FEATURES } from './text-levers.ts'
+import { expertCorrect } from './text-router-mix.ts'
 
 const RECIPE = 'zoo/text/recipe.yaml'
 const F = TEXT_FEATURES
@@ -186,13 +186,6 @@ export const PROBE_ARMS: readonly RouterProbeArm[] = [
   ...BIGRAM_ARMS.map((a) => ({ ...a, router: { ensemble: 1, ...a.router } })),
 ]
 
-function argmaxFirst(data: Float32Array, width: number, k: number, row: number): number {
-  let best = 0
-  for (let j = 1; j < k; j++)
-    if ((data[row * width + j] as number) > (data[row * width + best] as number)) best = j
-  return best
-}
-
 async function main() {
   const args = process.argv.slice(2)
   const pick = args.includes('--arms') ? args[args.indexOf('--arms') + 1]?.split(',') : undefined
@@ -201,24 +194,7 @@ async function main() {
   const tasks = zoo.tasks.map((t) => t.name)
   const data = loadTextSplits(zoo, zooTokenizer(zoo), tasks, 'val')
   // correct[e][t][i]: does expert e answer validation text i of task t right (on task t's classes)?
-  const correct: Uint8Array[][] = []
-  for (const e of tasks) {
-    const file = zoo.tasks.find((t) => t.name === e)?.expert.file ?? ''
-    const session = await openCpu(textZooPath(zoo, file))
-    const perTask: Uint8Array[] = []
-    for (const d of data) {
-      const out = (await session.run(textFeeds(d, 0, d.n))).logits
-      const logits = out?.data as Float32Array
-      const width = Number(out?.dims.at(-1))
-      perTask.push(
-        Uint8Array.from({ length: d.n }, (_, i) =>
-          argmaxFirst(logits, width, d.classes, i) === d.labels[i] ? 1 : 0,
-        ),
-      )
-    }
-    correct.push(perTask)
-    await session.release()
-  }
+  const correct = await expertCorrect(zoo, tasks, data)
   const sum = (a: Uint8Array) => a.reduce((x, y) => x + y, 0)
   const own = data.map((d, t) => sum(correct[t]?.[t] as Uint8Array) / d.n)
   const texts = data.map((d) => loadTextSplit(zoo, d.name, 'val').map((r) => r.text))

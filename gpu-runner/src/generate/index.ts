@@ -36,6 +36,7 @@ export {
   promptEvidence,
   promptEvidenceBatch,
   promptNlls,
+  scoringFeeds,
   tokenNll,
 } from './prompt-likelihood.ts'
 export { logSoftmax, Sampler, type SamplingParams, sequenceRng } from './sampler.ts'

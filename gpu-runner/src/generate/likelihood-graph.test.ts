@@ -20,7 +20,7 @@ import { GenerationEngine, type GenerationEvent } from './engine.ts'
 import { likelihoodGraph, TARGET_IDS, TARGET_LOGPROBS } from './likelihood-graph.ts'
 import { LmProfile } from './lm-profile.ts'
 import { withoutNewKv } from './new-kv-outputs.ts'
-import { promptEvidenceBatch, tokenNll } from './prompt-likelihood.ts'
+import { promptEvidenceBatch, scoringFeeds, tokenNll } from './prompt-likelihood.ts'
 
 const LM = join(import.meta.dirname, '../../../zoo/lm')
 
@@ -90,34 +90,8 @@ describe('likelihood graph (#14)', () => {
   it('scores validation prompts as tokenNll does on the served logits, padded rows included', async () => {
     const { graph, T, prompts } = await setup()
     const batch = prompts.slice(0, 6)
-    const S = Math.max(...batch.map((p) => p.length))
-    const B = batch.length * T
-    const ids = new BigInt64Array(B * S)
-    const targets = new BigInt64Array(B * S)
-    const mask = new BigInt64Array(B * S)
-    const positions = new BigInt64Array(B * S)
-    const controls: RowControls[] = []
-    for (const [k, p] of batch.entries())
-      for (let e = 0; e < T; e++) {
-        const at = (k * T + e) * S
-        for (let s = 0; s < S; s++) {
-          ids[at + s] = BigInt(p[s] ?? 0)
-          targets[at + s] = BigInt(p[s + 1] ?? 0)
-          mask[at + s] = s < p.length ? 1n : 0n
-          positions[at + s] = BigInt(Math.min(s, p.length - 1))
-        }
-        controls.push({ mixWeights: Float32Array.from({ length: T }, (_, x) => (x === e ? 1 : 0)) })
-      }
-    const feeds = {
-      batch: B,
-      seq: S,
-      past: 0,
-      ids,
-      mask,
-      positions,
-      cache: Array.from({ length: 2 * graph.layout.layers }, () => new Float32Array(0)),
-      controls,
-    }
+    const { targets, ...feeds } = scoringFeeds(graph, batch)
+    const { batch: B, seq: S } = feeds
     const logits = await graph.run({ ...feeds, keys: false })
     const scored = await graph.score({ ...feeds, targets })
     expect(scored.logprobs).toHaveLength(B * S)

@@ -24,7 +24,7 @@
  * @module
  */
 import type { RowControls } from '../twin-contract/encode-controls.ts'
-import type { DecoderGraph } from './decoder-graph.ts'
+import type { DecoderGraph, ScoreFeeds } from './decoder-graph.ts'
 
 export interface PromptLikelihoodOptions {
   /** τ of softmax(−NLL / τ): above 1 the mix is softer. */
@@ -139,13 +139,16 @@ export async function promptEvidenceBatch(
   return out
 }
 
-/** promptEvidence of several prompts in one pass, right-padded to the longest. */
-async function onePass(
+/**
+ * The feeds of one scoring pass: R rows per prompt (T one-hot rows, then the router's row when `withRouter`),
+ * right-padded to the longest prompt, with each position's next id as its target. Benches and tests build their
+ * passes with this too, so what they time is what the engine runs.
+ */
+export function scoringFeeds(
   graph: DecoderGraph,
   prompts: readonly (readonly number[])[],
-  withRouter: boolean,
-  inGraph: boolean,
-): Promise<PromptEvidence[]> {
+  withRouter = false,
+): ScoreFeeds {
   const T = graph.experts
   const R = withRouter ? T + 1 : T // rows per prompt
   const B = R * prompts.length
@@ -170,16 +173,21 @@ async function onePass(
         controls.push({ mixWeights: mix })
       } else controls.push({ useRouter: 1, topK: T })
     }
-  const feeds = {
-    batch: B,
-    seq: S,
-    past: 0,
-    ids,
-    mask,
-    positions,
-    cache: Array.from({ length: 2 * graph.layout.layers }, () => new Float32Array(0)),
-    controls,
-  }
+  const cache = Array.from({ length: 2 * graph.layout.layers }, () => new Float32Array(0))
+  return { batch: B, seq: S, past: 0, ids, mask, positions, cache, controls, targets }
+}
+
+/** promptEvidence of several prompts in one pass, right-padded to the longest. */
+async function onePass(
+  graph: DecoderGraph,
+  prompts: readonly (readonly number[])[],
+  withRouter: boolean,
+  inGraph: boolean,
+): Promise<PromptEvidence[]> {
+  const T = graph.experts
+  const R = withRouter ? T + 1 : T // rows per prompt
+  const { targets, ...feeds } = scoringFeeds(graph, prompts, withRouter)
+  const S = feeds.seq
   // −log p(prompt[s + 1] | prompt up to s) of row `row` at position s.
   let nllAt: (row: number, s: number, target: number) => number
   let weights: Float32Array | undefined
