@@ -111,8 +111,8 @@ function reads(node: INodeProto): string[] {
   return out
 }
 
-/** Drops the nodes no output needs any more, then the initializers no node reads. */
-function pruneDeadNodes(graph: IGraphProto): void {
+/** Drops the nodes no output needs any more, then the initializers no node reads (grouped-likelihood-graph.ts too). */
+export function pruneDeadNodes(graph: IGraphProto): void {
   const nodes = graph.node ?? []
   const needed = new Set((graph.output ?? []).map((o) => o.name ?? ''))
   const live = new Array<boolean>(nodes.length).fill(false)
