@@ -12,7 +12,8 @@
  *
  * The rewrite applies to a graph whose `logits` output is float and that imports the default opset 13 or later
  * (Unsqueeze and Squeeze take their axes as an input from 13 on); otherwise likelihoodGraph says why not and the
- * runner keeps scoring from the logits.
+ * runner keeps scoring from the logits. The runner then groups it by expert where it can
+ * (grouped-likelihood-graph.ts).
  * @module
  */
 import { TWIN_OUTPUT_WEIGHTS } from '@twinserve/shared'

@@ -17,6 +17,10 @@
  * over positions are float64 either way; the two agree to ~1e-6 nats per token, ~3e-8 relative per prompt
  * (likelihood-graph.test.ts). For 32 held-out prompts (bench/generate-likelihood-pass.ts) the logits were 36 MB
  * and the JavaScript log-softmax about a quarter of the scoring's CPU time; the likelihood graph took 0.6× of it.
+ * When the runner could group it (`DecoderGraph.scorerGrouped`, grouped-likelihood-graph.ts), the likelihood graph
+ * takes the rows expert-major (scoringRow) and each one-hot row multiplies only its own expert's ranks: 0.66× the
+ * ungrouped graph's CPU on those prompts, NLLs equal to float32 rounding (1.3e-7 relative). A pass with the
+ * router's row (`routerWeight`) cannot be grouped; on a grouped graph it scores from the logits.
  *
  * A request's router controls apply to these weights as the twin graph applies them to its router's
  * (expert-weights.ts): abstain first (largest allowed weight, renormalised, under `abstain_below`: weights 0),
