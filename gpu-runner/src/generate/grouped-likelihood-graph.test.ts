@@ -5,9 +5,13 @@
  * greedy tokens with it; a pass with the router's row falls back to the logits; and where the rewrite cannot apply,
  * it says why.
  */
+
 import { readFileSync } from 'node:fs'
+import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
+import { loadModel } from '../model/load-model.ts'
 import { int64Tensor } from '../onnx/graph-builder.ts'
 import { onnx, toNumber } from '../onnx/proto.ts'
 import { loadPackage } from '../package/load-package.ts'
@@ -202,6 +206,35 @@ describe('grouped likelihood graph (#14)', () => {
       unavailable: '1 experts: nothing to group',
     })
   }, 30_000)
+
+  it('the runner opens it for the package, and keeps the ungrouped graph when the router row rides along', async () => {
+    const opts = {
+      provider: 'cpu' as const,
+      threads: 1,
+      sessionThreads: false,
+      mergeCache: { maxEntries: 1, maxBytes: 1 << 20 },
+    }
+    const served = await loadModel(join(LM, 'package'), opts)
+    expect(served.likelihoodScoring).toBe('likelihood graph, grouped (19 corrections per expert)')
+    expect(served.twinGraph.likelihoodGrouped).toBe(true)
+    // The same package with router_weight 1: its scoring pass carries the router's row, which a grouped pass cannot.
+    const dir = await mkdtemp(join(tmpdir(), 'twinserve-lm-group-'))
+    try {
+      await copyFile(join(LM, 'package/model.onnx'), join(dir, 'model.onnx'))
+      const manifest = JSON.parse(await readFile(join(LM, 'package/manifest.json'), 'utf8'))
+      manifest.router.promptLikelihood = { ...manifest.router.promptLikelihood, routerWeight: 1 }
+      await writeFile(join(dir, 'manifest.json'), JSON.stringify(manifest))
+      const withRouter = await loadModel(dir, opts)
+      expect(withRouter.likelihoodScoring).toBe(
+        "likelihood graph (not grouped: the router's row rides in the scoring pass (router_weight ≠ 0))",
+      )
+      expect(withRouter.twinGraph.likelihoodGrouped).toBe(false)
+      await withRouter.close()
+    } finally {
+      await served.close()
+      await rm(dir, { recursive: true, force: true })
+    }
+  }, 60_000)
 
   it('groups rank indices per expert, in any order, when every expert owns as many', () => {
     expect(ranksByExpert([0, 0, 1, 1], 2)).toEqual([
