@@ -32,6 +32,12 @@ export interface LoadModelOptions {
    * (threaded-session.ts, `lowerPriority`); default 0. Ignored with sessions on the event loop.
    */
   sessionNice?: number
+  /**
+   * Whether to open the likelihood graph of a package that routes by its prompt's likelihood (default: yes). Only
+   * the generation engine scores prompts with it, so the runner opens it for the models it generates with
+   * (`--generation`) and saves the second session (~40 MiB for zoo/lm) everywhere else.
+   */
+  likelihoodSession?: (modelName: string) => boolean
   mergeCache: {
     maxEntries: number
     maxBytes: number
@@ -99,9 +105,11 @@ export async function loadModel(dir: string, opts: LoadModelOptions): Promise<Se
     }
   }
 
-  const likelihood = manifest.router.promptLikelihood
-    ? await openLikelihood(served, external, (bytes) => open(bytes, sessionOpts(twin.provider)))
-    : {}
+  const likelihood = !manifest.router.promptLikelihood
+    ? {}
+    : (opts.likelihoodSession?.(manifest.name) ?? true)
+      ? await openLikelihood(served, external, (bytes) => open(bytes, sessionOpts(twin.provider)))
+      : { likelihoodUnavailable: 'not opened: this runner does not generate with the model' }
 
   let materializedUnavailable: string | undefined
   if (!opts.merge) materializedUnavailable = 'the merge engine is not available in this runner'
@@ -147,7 +155,8 @@ function servedBytes(
  * likelihood, so that scoring a prompt returns its tokens' log-probabilities instead of the logits; or why not,
  * and the engine then scores from the twin graph's logits as before. It is a second session of the same weights
  * (their bytes again in memory, and a thread of its own): `npm run bench:load-memory` measured a zoo/lm/package
- * load growing by ~70 MiB with it against ~30 without; estimateLoadedBytes counts it.
+ * load growing by 82–96 MiB with it against 14–27 without; estimateLoadedBytes counts it. Only the generation
+ * engine scores prompts with it, so the runner opens it for the models it generates with (`likelihoodSession`).
  */
 async function openLikelihood(
   served: Uint8Array | undefined,

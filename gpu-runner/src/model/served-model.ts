@@ -256,6 +256,11 @@ export class ServedModel {
     }
   }
 
+  /** Whether the likelihood graph's session is open (a second session in memory). */
+  get likelihoodSessionOpen(): boolean {
+    return this.init.likelihood !== undefined
+  }
+
   /** For a package that routes by the prompt's likelihood, how it scores: in its likelihood graph, or why not. */
   get likelihoodScoring(): string | undefined {
     if (!this.manifest.router.promptLikelihood) return undefined
