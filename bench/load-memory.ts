@@ -2,7 +2,9 @@
  * `npm run bench:load-memory` (issue #19): how much memory a hot load takes, against what the runner's load check
  * estimates (gpu-runner/src/server/package-location.ts). Each zoo package is loaded into a process that already
  * holds it once (as a runner does when a new version arrives: onnxruntime and the session threads' code are
- * already up), and the resident set's growth is measured after a GC and a pause.
+ * already up), and the resident set's growth is measured after a GC and a pause. A package routed by its prompt's
+ * likelihood is measured twice: as a hot load opens it (no likelihood graph: a runner opens that second session only
+ * for the models it generates with, which are never hot-loaded) and as a generating runner opens it at start.
  *
  *   npm run bench:load-memory                 # writes the bench:load-memory section of bench/RESULTS.md
  *   npm run bench:load-memory -- --no-write   # prints it only
@@ -15,7 +17,13 @@ import { estimateLoadedBytes, packageBytes } from '@twinserve/gpu-runner/server'
 import { fmt, machine, table, writeSection } from './perf/report.ts'
 
 const ROOT = join(import.meta.dirname, '..')
-const PACKAGES = ['zoo/fashion/package', 'zoo/text/package', 'zoo/lm/package']
+/** Each package, and whether its likelihood graph's session opens (only zoo/lm routes by likelihood). */
+const PACKAGES = [
+  { rel: 'zoo/fashion/package', likelihood: false },
+  { rel: 'zoo/text/package', likelihood: false },
+  { rel: 'zoo/lm/package', likelihood: false },
+  { rel: 'zoo/lm/package', likelihood: true },
+]
 const MIB = 2 ** 20
 const opts = { provider: 'cpu' as const, threads: 1, mergeCache: { maxEntries: 1, maxBytes: MIB } }
 
@@ -29,17 +37,18 @@ const { values } = parseArgs({ options: { 'no-write': { type: 'boolean' } } })
 if (!globalThis.gc) throw new Error('run with node --expose-gc (npm run bench:load-memory does)')
 const m = machine()
 const rows: string[][] = []
-for (const rel of PACKAGES) {
+for (const { rel, likelihood } of PACKAGES) {
   const dir = join(ROOT, rel)
-  const first = await loadModel(dir, opts)
+  const load = () => loadModel(dir, { ...opts, likelihoodSession: () => likelihood })
+  const first = await load()
   const before = await settledRss()
-  const second = await loadModel(dir, opts)
+  const second = await load()
   const grew = (await settledRss()) - before
-  const estimate = await estimateLoadedBytes(dir, first.manifest)
+  const estimate = await estimateLoadedBytes(dir, first.manifest, { likelihoodSession: likelihood })
   rows.push([
-    rel,
-    // The twin graph, each variant, and a likelihood-routed package's likelihood graph.
-    String(1 + first.manifest.variants.length + (first.manifest.router.promptLikelihood ? 1 : 0)),
+    likelihood ? `${rel}, generating (its likelihood graph too)` : rel,
+    // The twin graph, each variant, and a generating model's likelihood graph.
+    String(1 + first.manifest.variants.length + (second.likelihoodSessionOpen ? 1 : 0)),
     fmt((await packageBytes(dir, first.manifest)) / MIB),
     fmt(grew / MIB),
     fmt(estimate / MIB),
@@ -50,7 +59,9 @@ for (const rel of PACKAGES) {
 const body = `## Memory of a hot load (\`npm run bench:load-memory\`, issue #19)
 
 A package loaded into a process that already holds it once (a runner taking a new version): resident set growth
-after a GC, against the estimate the load check uses (5 × package bytes, the twin graph counted twice for a package with a likelihood graph, + 8 MiB per session). ${m.cpu}, ${m.nproc}
+after a GC, against the estimate the load check uses (5 × package bytes, the twin graph counted twice where its likelihood graph opens, + 8 MiB per session). A
+runner opens a likelihood-routed package's likelihood graph only for a model it generates with (at start; such models
+are not hot-loaded): the "generating" row is that load. ${m.cpu}, ${m.nproc}
 cores, ${m.memGb} GiB, Node ${m.node}, onnxruntime ${m.ort}; CPU sessions, one thread each. Other jobs shared the
 cores (load average ${fmt(m.loadStart, 2)}); memory is what is measured, not time.
 

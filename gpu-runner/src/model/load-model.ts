@@ -33,6 +33,12 @@ export interface LoadModelOptions {
    * (threaded-session.ts, `lowerPriority`); default 0. Ignored with sessions on the event loop.
    */
   sessionNice?: number
+  /**
+   * Whether to open the likelihood graph of a package that routes by its prompt's likelihood (default: yes). Only
+   * the generation engine scores prompts with it, so the runner opens it for the models it generates with
+   * (`--generation`) and saves the second session (~40 MiB for zoo/lm) everywhere else.
+   */
+  likelihoodSession?: (modelName: string) => boolean
   mergeCache: {
     maxEntries: number
     maxBytes: number
@@ -101,17 +107,19 @@ export async function loadModel(dir: string, opts: LoadModelOptions): Promise<Se
   }
 
   const like = manifest.router.promptLikelihood
-  const likelihood = like
-    ? await openLikelihood(
-        served,
-        external,
-        // The grouped graph takes one-hot rows only: a pass with the router's row cannot use it.
-        (like.routerWeight ?? 0) !== 0
-          ? "the router's row rides in the scoring pass (router_weight ≠ 0)"
-          : manifest.experts.length,
-        (bytes) => open(bytes, sessionOpts(twin.provider)),
-      )
-    : {}
+  const likelihood = !like
+    ? {}
+    : (opts.likelihoodSession?.(manifest.name) ?? true)
+      ? await openLikelihood(
+          served,
+          external,
+          // The grouped graph takes one-hot rows only: a pass with the router's row cannot use it.
+          (like.routerWeight ?? 0) !== 0
+            ? "the router's row rides in the scoring pass (router_weight ≠ 0)"
+            : manifest.experts.length,
+          (bytes) => open(bytes, sessionOpts(twin.provider)),
+        )
+      : { likelihoodUnavailable: 'not opened: this runner does not generate with the model' }
 
   let materializedUnavailable: string | undefined
   if (!opts.merge) materializedUnavailable = 'the merge engine is not available in this runner'
@@ -159,7 +167,9 @@ function servedBytes(
  * likelihood graph (generate/grouped-likelihood-graph.ts: each one-hot row multiplies only its own expert's ranks,
  * 0.6× the scoring pass's CPU on zoo/lm); `grouping` is T, or why the pass cannot be grouped. It is a second
  * session of the same weights (their bytes again in memory, and a thread of its own): `npm run bench:load-memory`
- * measured a zoo/lm/package load growing by ~70 MiB with it against ~30 without; estimateLoadedBytes counts it.
+ * measured a zoo/lm/package load growing by 82–96 MiB with it against 14–27 without (ungrouped; grouped 58–60
+ * MiB against 73–104 for the ungrouped graph in lm-group's runs); estimateLoadedBytes counts it. Only the generation
+ * engine scores prompts with it, so the runner opens it for the models it generates with (`likelihoodSession`).
  */
 async function openLikelihood(
   served: Uint8Array | undefined,

@@ -267,6 +267,11 @@ export class ServedModel {
     }
   }
 
+  /** Whether the likelihood graph's session is open (a second session in memory). */
+  get likelihoodSessionOpen(): boolean {
+    return this.init.likelihood !== undefined
+  }
+
   /**
    * For a package that routes by the prompt's likelihood, how it scores: in its grouped likelihood graph, in its
    * likelihood graph and why not grouped, or from the logits and why.

@@ -26,6 +26,11 @@ export interface ModelRepositoryOptions {
   open: (dir: string) => Promise<ServedModel>
   /** Models that generate text hold their sessions in an engine; they are not swapped. */
   pinned?: () => ReadonlySet<string>
+  /**
+   * Whether `open` opens model `name`'s likelihood graph when its package routes by the prompt's likelihood
+   * (load-model.ts `likelihoodSession`), so the memory check counts that session only where it opens; default yes.
+   */
+  likelihoodSession?: (name: string) => boolean
   /** Called after the served versions changed (the runner tells the gateway at once). */
   onChange?: () => void
   logger: Logger
@@ -55,7 +60,10 @@ export class ModelRepository {
     if (this.current.has(model.name))
       throw new AppError('INVALID_MODEL', `two packages are named '${model.name}' (${dir})`)
     this.current.set(model.name, model)
-    this.held.set(model, { leases: 0, bytes: await estimateLoadedBytes(dir, model.manifest) })
+    const bytes = await estimateLoadedBytes(dir, model.manifest, {
+      likelihoodSession: model.likelihoodSessionOpen,
+    })
+    this.held.set(model, { leases: 0, bytes })
   }
 
   /** Every version loaded, current first, then those finishing their requests. */
@@ -106,7 +114,9 @@ export class ModelRepository {
       const version = packageVersion(manifest)
       if (previous?.version === version)
         return { name, version, state: 'READY' as const, previous_version: version }
-      const bytes = await estimateLoadedBytes(dir, manifest)
+      const bytes = await estimateLoadedBytes(dir, manifest, {
+        likelihoodSession: this.opts.likelihoodSession?.(name) ?? true,
+      })
       const heldBytes = [...this.held.values()].reduce((a, h) => a + h.bytes, 0)
       checkMemoryFits(
         `model '${name}' version ${version}`,

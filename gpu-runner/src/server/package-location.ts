@@ -59,16 +59,20 @@ export async function resolvePackageDir(
 /**
  * Estimated bytes of memory a package takes once loaded (constants above). A package that routes by the prompt's
  * likelihood also opens its likelihood graph (generate/likelihood-graph.ts), a second session holding a copy of the
- * twin graph's weights: one more session and the graph's bytes once more (`npm run bench:load-memory` measured the
- * zoo/lm package's load growing from ~30 to ~70 MiB with it).
+ * twin graph's weights, built from one more decoded copy at load: one more session and the graph's bytes twice more
+ * (`npm run bench:load-memory`, 2026-12-06: the zoo/lm package's load grows by 14–27 MiB without it and by 82–96 MiB
+ * with it; counted once more, as before, the estimate fell 7 % short in one run of four), unless the loader skips it
+ * (`likelihoodSession: false`: the runner opens it only for the models it generates with).
  */
 export async function estimateLoadedBytes(
   dir: string,
   manifest: Pick<PackageManifest, 'files' | 'variants' | 'router' | 'model'>,
+  opts: { likelihoodSession?: boolean } = {},
 ): Promise<number> {
-  const likelihood = manifest.router.promptLikelihood !== undefined
+  const likelihood =
+    manifest.router.promptLikelihood !== undefined && (opts.likelihoodSession ?? true)
   const sessions = 1 + manifest.variants.length + (likelihood ? 1 : 0)
-  const twinGraphBytes = likelihood ? await fileBytes(join(dir, manifest.model.file)) : 0
+  const twinGraphBytes = likelihood ? 2 * (await fileBytes(join(dir, manifest.model.file))) : 0
   return (
     ((await packageBytes(dir, manifest)) + twinGraphBytes) * MEMORY_PER_PACKAGE_BYTE +
     sessions * MEMORY_PER_SESSION_BYTES

@@ -60,10 +60,13 @@ function modelOpener(
   config: RunnerConfig,
   merge: MergeTensorFn | undefined,
   onCacheLookup: (model: string, hit: boolean) => void,
+  generates: (model: string) => boolean,
 ): (dir: string, provider: RunnerConfig['provider']) => Promise<ServedModel> {
   return async (dir, provider) => {
     const model: ServedModel = await loadModel(dir, {
       provider,
+      // Only the generation engine scores prompts in the likelihood graph.
+      likelihoodSession: generates,
       ...(config.threads ? { threads: config.threads } : {}),
       sessionThreads: config.sessionThreads === 'on',
       sessionNice: config.sessionNice,
@@ -129,7 +132,8 @@ async function loadModels(
     pinned: () => ReadonlySet<string>
   },
 ): Promise<LoadedModels> {
-  const open = modelOpener(config, merge, hooks.onCacheLookup)
+  const generates = (model: string) => hooks.pinned().has(model)
+  const open = modelOpener(config, merge, hooks.onCacheLookup, generates)
   let provider = config.provider
   const repository = new ModelRepository({
     ...(config.repositoryRoot ? { root: config.repositoryRoot } : {}),
@@ -141,6 +145,7 @@ async function loadModels(
       return model
     },
     pinned: hooks.pinned,
+    likelihoodSession: generates,
     onChange: hooks.onChange,
     logger,
   })
