@@ -21,8 +21,12 @@
  * graph (that arm scores prompts from the logits, as the runner did before either).
  * A fifth, *twin, scored from logits*, runs them on the same graph as *twin* but scores each prompt's likelihood
  * from the fetched [rows, S, V] logits with a log-softmax in JavaScript (`likelihoodInGraph: false`) instead of in
- * the likelihood graph (likelihood-graph.ts, [rows, S] log-probabilities back): its ratio to *twin* is the
- * before/after of that change, TTFT above all.
+ * the likelihood graph (likelihood-graph.ts, [rows, S] log-probabilities back): its ratio to *twin, ungrouped*
+ * is the before/after of that change, TTFT above all.
+ * A sixth, *twin, ungrouped*, scores prompts in the likelihood graph as derived (every one-hot row multiplying all
+ * T·r stacked ranks) where *twin* scores them in the grouped likelihood graph the runner opens
+ * (grouped-likelihood-graph.ts: rows expert-major, each multiplying its own expert's r ranks): its ratio to *twin*
+ * is the before/after of the grouping.
  *
  *   npm run bench:generate                  # writes the bench:generate section of bench/RESULTS.md
  *   npm run bench:generate -- --no-write    # prints it only
@@ -37,6 +41,7 @@ import {
   DecoderGraph,
   decoderAsServed,
   GenerationEngine,
+  groupedLikelihoodGraph,
   LmProfile,
   likelihoodGraph,
   withoutNewKv,
@@ -57,6 +62,7 @@ const ARMS = {
   rebuilt: { useRouter: 1 } as RowControls,
   asBuilt: { useRouter: 1 } as RowControls,
   logits: { useRouter: 1 } as RowControls,
+  ungrouped: { useRouter: 1 } as RowControls,
 }
 type Arm = keyof typeof ARMS
 
@@ -95,7 +101,23 @@ const scorer = await openSession(derived.bytes, { provider: opened.provider })
 const controls = checkContract(pkg.manifest, withoutNewKv(opened.session), new Map())
 const profile = await LmProfile.load(join(LM, 'models'))
 const T = pkg.manifest.experts.length
-const graph = new DecoderGraph(opened.session, controls, T, scorer.session)
+// The grouped likelihood graph, as load-model.ts opens it when the scoring pass has no router row.
+const grouping =
+  (pkg.manifest.router.promptLikelihood?.routerWeight ?? 0) !== 0
+    ? { unavailable: 'router_weight ≠ 0' }
+    : groupedLikelihoodGraph(derived.bytes, T)
+const groupedScorer =
+  'bytes' in grouping
+    ? (await openSession(grouping.bytes, { provider: opened.provider })).session
+    : undefined
+if (!groupedScorer)
+  console.error(
+    `no grouped likelihood graph (${'unavailable' in grouping ? grouping.unavailable : ''}): twin and ungrouped are the same`,
+  )
+const ungroupedGraph = new DecoderGraph(opened.session, controls, T, scorer.session)
+const graph = groupedScorer
+  ? new DecoderGraph(opened.session, controls, T, groupedScorer, true)
+  : ungroupedGraph
 const like = pkg.manifest.router.promptLikelihood
 const options = {
   maxContext: profile.maxContext,
@@ -109,14 +131,16 @@ const engine = new GenerationEngine(graph, options)
 const rebuiltEngine = new GenerationEngine(graph, { ...options, reuseBatch: false })
 const asBuiltEngine = new GenerationEngine(new DecoderGraph(asBuilt.session, controls, T), options)
 const logitsEngine = new GenerationEngine(graph, { ...options, likelihoodInGraph: false })
-const engineOf = (arm: Arm) =>
-  arm === 'rebuilt'
-    ? rebuiltEngine
-    : arm === 'asBuilt'
-      ? asBuiltEngine
-      : arm === 'logits'
-        ? logitsEngine
-        : engine
+const ungroupedEngine = new GenerationEngine(ungroupedGraph, options)
+const ENGINES: Record<Arm, GenerationEngine> = {
+  twin: engine,
+  shared: engine,
+  rebuilt: rebuiltEngine,
+  asBuilt: asBuiltEngine,
+  logits: logitsEngine,
+  ungrouped: ungroupedEngine,
+}
+const engineOf = (arm: Arm) => ENGINES[arm]
 
 interface Cell {
   ttftMs: number[]
@@ -189,10 +213,11 @@ await runCell('shared', 8)
 await runCell('rebuilt', 8)
 await runCell('asBuilt', 8)
 await runCell('logits', 8)
+await runCell('ungrouped', 8)
 cells.clear()
 const ORDERS: readonly Arm[][] = [
-  ['twin', 'logits', 'shared', 'rebuilt', 'asBuilt'],
-  ['asBuilt', 'rebuilt', 'shared', 'logits', 'twin'],
+  ['twin', 'ungrouped', 'logits', 'shared', 'rebuilt', 'asBuilt'],
+  ['asBuilt', 'rebuilt', 'shared', 'logits', 'ungrouped', 'twin'],
 ]
 for (let r = 0; r < ROUNDS; r++)
   for (const c of CONCURRENCY)
@@ -209,6 +234,7 @@ const rows = CONCURRENCY.map((c) => {
   const b = cellOf('rebuilt', c)
   const f = cellOf('asBuilt', c)
   const l = cellOf('logits', c)
+  const u = cellOf('ungrouped', c)
   return [
     String(c),
     fmt(mean(t.aggregateTps), 0),
@@ -228,11 +254,15 @@ const rows = CONCURRENCY.map((c) => {
     fmt(mean(l.aggregateTps), 0),
     `${(mean(t.aggregateTps) / mean(l.aggregateTps)).toFixed(2)}×`,
     fmt(summarize(l.ttftMs).p50, 1),
+    fmt(mean(u.aggregateTps), 0),
+    `${(mean(t.aggregateTps) / mean(u.aggregateTps)).toFixed(2)}×`,
+    fmt(summarize(u.ttftMs).p50, 1),
     fmt(mean(t.cpuTps), 0),
     fmt(mean(s.cpuTps), 0),
     fmt(mean(b.cpuTps), 0),
     fmt(mean(f.cpuTps), 0),
     fmt(mean(l.cpuTps), 0),
+    fmt(mean(u.cpuTps), 0),
     `${fmt(mean(t.gatherShare) * 100, 0)} % / ${fmt(mean(b.gatherShare) * 100, 0)} %`,
   ]
 })
@@ -246,7 +276,7 @@ const ttft = (arm: Arm, c: number) => summarize(cellOf(arm, c).ttftMs).p50
 const md = [
   '## Generation: decode tokens/s and time to first token, twin vs shared (`npm run bench:generate`)',
   '',
-  `${values.package ?? 'zoo/lm/package'} (lm-twin: 3-layer d-128 decoder, 5 experts, rank-48 float16 exclusive factors${gather ? `, \`topk_gather: ${gather}\`` : ''}) in the runner's generation engine (gpu-runner/src/generate), ${TOKENS} greedy tokens per sequence, held-out prompts, ${ROUNDS} interleaved rounds (concurrency 1: 4 sequences in a row per round). _twin_: as served, each sequence routed at prefill by each expert's likelihood of its prompt (the package's \`router.prompt_likelihood\`: one more pass of T rows per prompt, in TTFT, on the likelihood graph, which returns each position's log-probability of the next prompt token instead of the logits), the mix held as explicit mix_weights for every decode step, on the graph as the runner opens it (\`decoderAsServed\`: identical initializers shared, new keys and values exposed as outputs); _shared_: the same graph at all-zero weights; _past rebuilt_: twin on an engine that gathers every row's cache into a fresh past on every pass (\`reuseBatch: false\`, the engine before the batched past persisted); _graph as built_: twin on the package's graph without those rewrites, every pass fetching the whole \`present\` and repeating the per-site Gathers, prompts scored from the logits; _scored from logits_: twin scoring each prompt from the fetched [rows, S, V] logits with a log-softmax in JavaScript (\`likelihoodInGraph: false\`, the path before the likelihood graph). Step = one batched decode pass (all running rows), timed after the last sequence's first token (decode passes only).`,
+  `${values.package ?? 'zoo/lm/package'} (lm-twin: 3-layer d-128 decoder, 5 experts, rank-48 float16 exclusive factors${gather ? `, \`topk_gather: ${gather}\`` : ''}) in the runner's generation engine (gpu-runner/src/generate), ${TOKENS} greedy tokens per sequence, held-out prompts, ${ROUNDS} interleaved rounds (concurrency 1: 4 sequences in a row per round). _twin_: as served, each sequence routed at prefill by each expert's likelihood of its prompt (the package's \`router.prompt_likelihood\`: one more pass of T rows per prompt, in TTFT, on the grouped likelihood graph, which returns each position's log-probability of the next prompt token instead of the logits, rows expert-major so that each one-hot row multiplies only its own expert's ranks), the mix held as explicit mix_weights for every decode step, on the graph as the runner opens it (\`decoderAsServed\`: identical initializers shared, new keys and values exposed as outputs); _shared_: the same graph at all-zero weights; _past rebuilt_: twin on an engine that gathers every row's cache into a fresh past on every pass (\`reuseBatch: false\`, the engine before the batched past persisted); _graph as built_: twin on the package's graph without those rewrites, every pass fetching the whole \`present\` and repeating the per-site Gathers, prompts scored from the logits; _scored from logits_: twin scoring each prompt from the fetched [rows, S, V] logits with a log-softmax in JavaScript (\`likelihoodInGraph: false\`, the path before the likelihood graph); _ungrouped_: twin scoring in the likelihood graph as derived, every one-hot row multiplying all T·r stacked ranks (the path before the grouped likelihood graph). Step = one batched decode pass (all running rows), timed after the last sequence's first token (decode passes only).`,
   '',
   table(
     [
@@ -268,11 +298,15 @@ const md = [
       'aggregate tok/s twin, scored from logits',
       'twin / logits',
       'TTFT ms logits (p50)',
+      'aggregate tok/s twin, ungrouped',
+      'twin / ungrouped',
+      'TTFT ms ungrouped (p50)',
       'tok per CPU-s twin',
       'shared',
       'rebuilt',
       'as built',
       'logits',
+      'ungrouped',
       'passes gathering: twin / rebuilt',
     ],
     rows,
@@ -281,7 +315,8 @@ const md = [
   `- **Continuous batching:** aggregate tokens/s at concurrency 32 is ${scaling('twin')}× concurrency 1's for twin, ${scaling('shared')}× for shared (goal ≥ 4×); with the past rebuilt every pass (the engine before the batched past persisted) ${scaling('rebuilt')}×.`,
   `- **Per CPU-second** (tokens ÷ this process's CPU time, all threads: what a token costs, independent of other jobs' load): concurrency 32 gives ${cpuScaling('twin')}× the tokens per CPU-second of concurrency 1 for twin, ${cpuScaling('shared')}× for shared, ${cpuScaling('rebuilt')}× with the past rebuilt every pass.`,
   `- **Graph as served:** twin ÷ the same on the graph as built (every pass fetching the whole \`present\`, the per-site Gathers repeated), aggregate tokens/s: ${CONCURRENCY.map((c) => `${(agg('twin', c) / agg('asBuilt', c)).toFixed(2)}× at ${c}`).join(', ')}; tokens per CPU-second: ${CONCURRENCY.map((c) => `${(cpuOf('twin', c) / cpuOf('asBuilt', c)).toFixed(2)}× at ${c}`).join(', ')}; concurrency 32 ÷ 1 on the graph as built: ${scaling('asBuilt')}× aggregate, ${cpuScaling('asBuilt')}× per CPU-second.`,
-  `- **Likelihood graph:** twin (prompts scored in the likelihood graph) ÷ the same scoring from the fetched logits with a log-softmax in JavaScript, TTFT p50: ${CONCURRENCY.map((c) => `${(ttft('twin', c) / ttft('logits', c)).toFixed(2)}× at ${c}`).join(', ')}; aggregate tokens/s: ${CONCURRENCY.map((c) => `${(agg('twin', c) / agg('logits', c)).toFixed(2)}× at ${c}`).join(', ')}; tokens per CPU-second: ${CONCURRENCY.map((c) => `${(cpuOf('twin', c) / cpuOf('logits', c)).toFixed(2)}× at ${c}`).join(', ')}; concurrency 32 ÷ 1 scoring from the logits: ${scaling('logits')}× aggregate, ${cpuScaling('logits')}× per CPU-second.`,
+  `- **Likelihood graph:** twin ungrouped (prompts scored in the likelihood graph, every row multiplying all ranks) ÷ the same scoring from the fetched logits with a log-softmax in JavaScript, TTFT p50: ${CONCURRENCY.map((c) => `${(ttft('ungrouped', c) / ttft('logits', c)).toFixed(2)}× at ${c}`).join(', ')}; aggregate tokens/s: ${CONCURRENCY.map((c) => `${(agg('ungrouped', c) / agg('logits', c)).toFixed(2)}× at ${c}`).join(', ')}; tokens per CPU-second: ${CONCURRENCY.map((c) => `${(cpuOf('ungrouped', c) / cpuOf('logits', c)).toFixed(2)}× at ${c}`).join(', ')}; concurrency 32 ÷ 1 scoring from the logits: ${scaling('logits')}× aggregate, ${cpuScaling('logits')}× per CPU-second.`,
+  `- **Grouped likelihood graph:** twin (prompts scored in the grouped likelihood graph) ÷ the same in the ungrouped one, TTFT p50: ${CONCURRENCY.map((c) => `${(ttft('twin', c) / ttft('ungrouped', c)).toFixed(2)}× at ${c}`).join(', ')}; aggregate tokens/s: ${CONCURRENCY.map((c) => `${(agg('twin', c) / agg('ungrouped', c)).toFixed(2)}× at ${c}`).join(', ')}; tokens per CPU-second: ${CONCURRENCY.map((c) => `${(cpuOf('twin', c) / cpuOf('ungrouped', c)).toFixed(2)}× at ${c}`).join(', ')}; concurrency 32 ÷ 1 ungrouped: ${scaling('ungrouped')}× aggregate, ${cpuScaling('ungrouped')}× per CPU-second.`,
   `- **Persistent batched past:** twin ÷ the same with the past rebuilt every pass, aggregate tokens/s: ${CONCURRENCY.map((c) => `${(agg('twin', c) / agg('rebuilt', c)).toFixed(2)}× at ${c}`).join(', ')}; tokens per CPU-second: ${CONCURRENCY.map((c) => `${(cpuOf('twin', c) / cpuOf('rebuilt', c)).toFixed(2)}× at ${c}`).join(', ')}.`,
   `- **Twin overhead:** the twin decode step costs ${(mean(cellOf('twin', 1).stepMs) / mean(cellOf('shared', 1).stepMs)).toFixed(2)}× the shared model's at concurrency 1 and ${(mean(cellOf('twin', 32).stepMs) / mean(cellOf('shared', 32).stepMs)).toFixed(2)}× at 32 (goal ≤ 1.3×).`,
   `- **Machine:** ${m.nproc} cores, ${m.cpu}, ${m.memGb} GB; Node ${m.node}; onnxruntime-node ${m.ort}; provider ${opened.provider}${opened.fallbackReason ? ` (CUDA: ${opened.fallbackReason})` : ''}, default intra-op threads; load average ${fmt(m.loadStart, 1)} at start, ${fmt(end, 1)} at the end (shared machine: other jobs run beside it).`,

@@ -72,12 +72,15 @@ export class DecoderGraph {
    * @param controls the twin graph's control inputs (checkContract's answer); [] for a plain decoder
    * @param experts  T, the number of experts (0 for a plain decoder)
    * @param scorer   a session of the same decoder's likelihood graph (likelihood-graph.ts), for score()
+   * @param scorerGrouped the scorer is the grouped likelihood graph (grouped-likelihood-graph.ts): it takes
+   *   one-hot rows only, expert-major (prompt-likelihood.ts scoringRow)
    */
   constructor(
     private readonly session: RunnableSession,
     readonly controls: readonly TwinInputKey[],
     readonly experts: number,
     readonly scorer?: RunnableSession,
+    readonly scorerGrouped = false,
   ) {
     if (
       scorer &&

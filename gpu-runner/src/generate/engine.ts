@@ -8,7 +8,9 @@
  *    and the weights it applied are then held as that row's explicit `mix_weights` for every decode step (a
  *    package with `router.promptLikelihood` routes by each expert's likelihood of the prompt instead: the step's
  *    such prompts are scored together in one more pass of T rows each, prompt-likelihood.ts, on the decoder's
- *    likelihood graph when it has one, so that only per-token log-probabilities come back; such a prompt counts
+ *    likelihood graph when it has one, so that only per-token log-probabilities come back (grouped by expert when
+ *    the runner could rewrite it so, grouped-likelihood-graph.ts: each one-hot row multiplies its own expert's
+ *    ranks only); such a prompt counts
  *    T + 1 times its tokens against the budget);
  * 3. decodes one token for every sequence that was already running, all in one batched pass: rows of different
  *    lengths are left-padded (mask 0), rows of different mixes sit side by side (the controls are per row).

@@ -18,6 +18,10 @@ export {
   type GenerationEvent,
   type GenerationRequest,
 } from './engine.ts'
+export {
+  type GroupedLikelihoodGraph,
+  groupedLikelihoodGraph,
+} from './grouped-likelihood-graph.ts'
 export { KvBudget } from './kv-budget.ts'
 export {
   type LikelihoodGraph,
@@ -37,6 +41,7 @@ export {
   promptEvidenceBatch,
   promptNlls,
   scoringFeeds,
+  scoringRow,
   tokenNll,
 } from './prompt-likelihood.ts'
 export { logSoftmax, Sampler, type SamplingParams, sequenceRng } from './sampler.ts'

@@ -12,7 +12,8 @@
  *
  * The rewrite applies to a graph whose `logits` output is float and that imports the default opset 13 or later
  * (Unsqueeze and Squeeze take their axes as an input from 13 on); otherwise likelihoodGraph says why not and the
- * runner keeps scoring from the logits.
+ * runner keeps scoring from the logits. The runner then groups it by expert where it can
+ * (grouped-likelihood-graph.ts).
  * @module
  */
 import { TWIN_OUTPUT_WEIGHTS } from '@twinserve/shared'
@@ -111,8 +112,8 @@ function reads(node: INodeProto): string[] {
   return out
 }
 
-/** Drops the nodes no output needs any more, then the initializers no node reads. */
-function pruneDeadNodes(graph: IGraphProto): void {
+/** Drops the nodes no output needs any more, then the initializers no node reads (grouped-likelihood-graph.ts too). */
+export function pruneDeadNodes(graph: IGraphProto): void {
   const nodes = graph.node ?? []
   const needed = new Set((graph.output ?? []).map((o) => o.name ?? ''))
   const live = new Array<boolean>(nodes.length).fill(false)

@@ -17,12 +17,17 @@
  * over positions are float64 either way; the two agree to ~1e-6 nats per token, ~3e-8 relative per prompt
  * (likelihood-graph.test.ts). For 32 held-out prompts (bench/generate-likelihood-pass.ts) the logits were 36 MB
  * and the JavaScript log-softmax about a quarter of the scoring's CPU time; the likelihood graph took 0.6× of it.
+ * When the runner could group it (`DecoderGraph.scorerGrouped`, grouped-likelihood-graph.ts), the likelihood graph
+ * takes the rows expert-major (scoringRow) and each one-hot row multiplies only its own expert's ranks: 0.66× the
+ * ungrouped graph's CPU on those prompts, NLLs equal to float32 rounding (1.3e-7 relative). A pass with the
+ * router's row (`routerWeight`) cannot be grouped; on a grouped graph it scores from the logits.
  *
  * A request's router controls apply to these weights as the twin graph applies them to its router's
  * (expert-weights.ts): abstain first (largest allowed weight, renormalised, under `abstain_below`: weights 0),
  * then `expert_mask`, `top_k` (ties at the k-th value kept), renormalised.
  * @module
  */
+import { AppError } from '@twinserve/shared'
 import type { RowControls } from '../twin-contract/encode-controls.ts'
 import type { DecoderGraph, ScoreFeeds } from './decoder-graph.ts'
 
@@ -140,27 +145,42 @@ export async function promptEvidenceBatch(
 }
 
 /**
+ * Where a scoring pass puts prompt k's row e (e < T: expert e's one-hot row; e = T: the router's row) among P
+ * prompts: prompt-major (prompt k's R rows together) for the likelihood graph and the logits, expert-major (expert
+ * e's P rows together) for the grouped likelihood graph (grouped-likelihood-graph.ts), which has no router row.
+ */
+export function scoringRow(k: number, e: number, P: number, R: number, grouped: boolean): number {
+  return grouped ? e * P + k : k * R + e
+}
+
+/**
  * The feeds of one scoring pass: R rows per prompt (T one-hot rows, then the router's row when `withRouter`),
- * right-padded to the longest prompt, with each position's next id as its target. Benches and tests build their
- * passes with this too, so what they time is what the engine runs.
+ * right-padded to the longest prompt, with each position's next id as its target; rows in scoringRow's order
+ * (`grouped`: expert-major, for a grouped likelihood graph; it cannot take a router row). Benches and tests build
+ * their passes with this too, so what they time is what the engine runs.
  */
 export function scoringFeeds(
   graph: DecoderGraph,
   prompts: readonly (readonly number[])[],
   withRouter = false,
+  grouped = false,
 ): ScoreFeeds {
+  if (grouped && withRouter)
+    throw new AppError('INTERNAL', 'a grouped scoring pass has no router row (one-hot rows only)')
   const T = graph.experts
   const R = withRouter ? T + 1 : T // rows per prompt
-  const B = R * prompts.length
+  const P = prompts.length
+  const B = R * P
   const S = Math.max(...prompts.map((p) => p.length))
   const ids = new BigInt64Array(B * S) // [B, S], padding id 0
   const targets = new BigInt64Array(B * S) // [B, S]: the next id, 0 where nothing is scored
   const mask = new BigInt64Array(B * S) // [B, S]
   const positions = new BigInt64Array(B * S) // [B, S]
-  const controls: RowControls[] = []
+  const controls: RowControls[] = new Array(B)
   for (const [k, prompt] of prompts.entries())
     for (let r = 0; r < R; r++) {
-      const at = (k * R + r) * S
+      const row = scoringRow(k, r, P, R, grouped)
+      const at = row * S
       for (let s = 0; s < S; s++) {
         ids[at + s] = BigInt(prompt[s] ?? 0)
         targets[at + s] = BigInt(prompt[s + 1] ?? 0)
@@ -170,8 +190,8 @@ export function scoringFeeds(
       if (r < T) {
         const mix = new Float32Array(T)
         mix[r] = 1
-        controls.push({ mixWeights: mix })
-      } else controls.push({ useRouter: 1, topK: T })
+        controls[row] = { mixWeights: mix }
+      } else controls[row] = { useRouter: 1, topK: T }
     }
   const cache = Array.from({ length: 2 * graph.layout.layers }, () => new Float32Array(0))
   return { batch: B, seq: S, past: 0, ids, mask, positions, cache, controls, targets }
@@ -186,12 +206,16 @@ async function onePass(
 ): Promise<PromptEvidence[]> {
   const T = graph.experts
   const R = withRouter ? T + 1 : T // rows per prompt
-  const { targets, ...feeds } = scoringFeeds(graph, prompts, withRouter)
+  const P = prompts.length
+  // A grouped likelihood graph takes one-hot rows only, expert-major; a pass with the router's row uses the logits.
+  const grouped = inGraph && graph.scorerGrouped && !withRouter
+  const viaScorer = inGraph && graph.scorer !== undefined && (grouped || !graph.scorerGrouped)
+  const { targets, ...feeds } = scoringFeeds(graph, prompts, withRouter, grouped)
   const S = feeds.seq
   // −log p(prompt[s + 1] | prompt up to s) of row `row` at position s.
   let nllAt: (row: number, s: number, target: number) => number
   let weights: Float32Array | undefined
-  if (inGraph && graph.scorer) {
+  if (viaScorer) {
     // The likelihood graph: onnxruntime takes the log-softmax and picks the targets, [B, S] come back.
     const out = await graph.score({ ...feeds, targets })
     nllAt = (row, s) => -(out.logprobs[row * S + s] as number)
@@ -211,8 +235,9 @@ async function onePass(
     // Summed in float64 either way.
     for (let e = 0; e < T; e++)
       for (let s = 0; s + 1 < prompt.length; s++)
-        nll[e] = (nll[e] as number) + nllAt(k * R + e, s, prompt[s + 1] as number)
-    const routerRow = (k * R + T) * T
+        nll[e] =
+          (nll[e] as number) + nllAt(scoringRow(k, e, P, R, grouped), s, prompt[s + 1] as number)
+    const routerRow = scoringRow(k, T, P, R, grouped) * T
     return {
       nll,
       tokens: Math.max(prompt.length - 1, 0),

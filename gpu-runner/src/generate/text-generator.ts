@@ -29,13 +29,19 @@ export class TextGenerator {
     readonly profile: LmProfile,
     options: TextGeneratorOptions,
   ) {
-    const { session, controls, likelihood } = model.twinGraph
+    const { session, controls, likelihood, likelihoodGrouped } = model.twinGraph
     if (!DecoderGraph.isDecoder(session))
       throw new AppError(
         'INVALID_MODEL',
         `model '${model.name}' is not a decoder with a KV cache (input_ids and past_key_values.N.*); it cannot generate`,
       )
-    const graph = new DecoderGraph(session, controls, model.manifest.experts.length, likelihood)
+    const graph = new DecoderGraph(
+      session,
+      controls,
+      model.manifest.experts.length,
+      likelihood,
+      likelihoodGrouped,
+    )
     this.engine = new GenerationEngine(graph, {
       ...options,
       maxContext: profile.maxContext,

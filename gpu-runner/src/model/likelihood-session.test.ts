@@ -33,7 +33,7 @@ describe('likelihood session only for generating models (#14)', () => {
     try {
       expect(opened.manifest.router.promptLikelihood).toBeDefined()
       expect(opened.likelihoodSessionOpen).toBe(true)
-      expect(opened.likelihoodScoring).toBe('likelihood graph')
+      expect(opened.likelihoodScoring).toBe('likelihood graph, grouped (19 corrections per expert)')
       expect(skipped.likelihoodSessionOpen).toBe(false)
       expect(skipped.likelihoodScoring).toMatch(/not opened: this runner does not generate/)
     } finally {

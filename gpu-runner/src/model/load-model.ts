@@ -7,6 +7,7 @@
  */
 import { AppError } from '@twinserve/shared'
 import { decoderAsServed } from '../generate/decoder-as-served.ts'
+import { groupedLikelihoodGraph } from '../generate/grouped-likelihood-graph.ts'
 import { likelihoodGraph } from '../generate/likelihood-graph.ts'
 import { onnx } from '../onnx/proto.ts'
 import { externalGraphPath, loadPackage } from '../package/load-package.ts'
@@ -105,10 +106,19 @@ export async function loadModel(dir: string, opts: LoadModelOptions): Promise<Se
     }
   }
 
-  const likelihood = !manifest.router.promptLikelihood
+  const like = manifest.router.promptLikelihood
+  const likelihood = !like
     ? {}
     : (opts.likelihoodSession?.(manifest.name) ?? true)
-      ? await openLikelihood(served, external, (bytes) => open(bytes, sessionOpts(twin.provider)))
+      ? await openLikelihood(
+          served,
+          external,
+          // The grouped graph takes one-hot rows only: a pass with the router's row cannot use it.
+          (like.routerWeight ?? 0) !== 0
+            ? "the router's row rides in the scoring pass (router_weight ≠ 0)"
+            : manifest.experts.length,
+          (bytes) => open(bytes, sessionOpts(twin.provider)),
+        )
       : { likelihoodUnavailable: 'not opened: this runner does not generate with the model' }
 
   let materializedUnavailable: string | undefined
@@ -153,22 +163,43 @@ function servedBytes(
 /**
  * The likelihood graph's session (generate/likelihood-graph.ts) for a package that routes by the prompt's
  * likelihood, so that scoring a prompt returns its tokens' log-probabilities instead of the logits; or why not,
- * and the engine then scores from the twin graph's logits as before. It is a second session of the same weights
- * (their bytes again in memory, and a thread of its own): `npm run bench:load-memory` measured a zoo/lm/package
- * load growing by 82–96 MiB with it against 14–27 without; estimateLoadedBytes counts it. Only the generation
+ * and the engine then scores from the twin graph's logits as before. Where it can, the session is the grouped
+ * likelihood graph (generate/grouped-likelihood-graph.ts: each one-hot row multiplies only its own expert's ranks,
+ * 0.6× the scoring pass's CPU on zoo/lm); `grouping` is T, or why the pass cannot be grouped. It is a second
+ * session of the same weights (their bytes again in memory, and a thread of its own): `npm run bench:load-memory`
+ * measured a zoo/lm/package load growing by 82–96 MiB with it against 14–27 without (ungrouped; grouped 58–60
+ * MiB against 73–104 for the ungrouped graph in lm-group's runs); estimateLoadedBytes counts it. Only the generation
  * engine scores prompts with it, so the runner opens it for the models it generates with (`likelihoodSession`).
  */
 async function openLikelihood(
   served: Uint8Array | undefined,
   external: string | undefined,
+  grouping: number | string,
   open: (bytes: Uint8Array) => Promise<ServingSession>,
-): Promise<{ likelihood?: ServingSession; likelihoodUnavailable?: string }> {
+): Promise<{
+  likelihood?: ServingSession
+  likelihoodUnavailable?: string
+  likelihoodGrouped?: number
+  likelihoodUngrouped?: string
+}> {
   if (external) return { likelihoodUnavailable: 'the graph keeps its weights in an external file' }
   if (!served) return { likelihoodUnavailable: 'the package has no graph bytes' }
   const derived = likelihoodGraph(served)
   if ('unavailable' in derived) return { likelihoodUnavailable: derived.unavailable }
+  const grouped =
+    typeof grouping === 'number'
+      ? groupedLikelihoodGraph(derived.bytes, grouping)
+      : { unavailable: grouping }
+  if ('bytes' in grouped)
+    try {
+      return { likelihood: await open(grouped.bytes), likelihoodGrouped: grouped.grouped }
+    } catch {
+      // Then the ungrouped graph, which onnxruntime loaded before this rewrite existed.
+    }
+  const ungrouped =
+    'unavailable' in grouped ? grouped.unavailable : 'onnxruntime cannot load the grouped graph'
   try {
-    return { likelihood: await open(derived.bytes) }
+    return { likelihood: await open(derived.bytes), likelihoodUngrouped: ungrouped }
   } catch (err) {
     return {
       likelihoodUnavailable: `onnxruntime cannot load the likelihood graph: ${err instanceof Error ? err.message : String(err)}`,

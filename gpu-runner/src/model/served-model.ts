@@ -142,6 +142,13 @@ export interface ServedModelInit {
   /** Why such a package has no likelihood graph (the engine then scores from the logits). */
   likelihoodUnavailable?: string
   /**
+   * How many corrections the likelihood graph multiplies per expert group, when it is the grouped likelihood graph
+   * (generate/grouped-likelihood-graph.ts: one-hot rows, expert-major).
+   */
+  likelihoodGrouped?: number
+  /** Why the likelihood graph is not grouped. */
+  likelihoodUngrouped?: string
+  /**
    * Whether the sessions run in threads of their own (the default, load-model.ts); the materialised graph then
    * does too, and cached merged weights live in shared memory so that a run does not copy them on the event loop.
    */
@@ -248,11 +255,15 @@ export class ServedModel {
     session: RunnableSession
     controls: readonly TwinInputKey[]
     likelihood?: RunnableSession
+    /** The likelihood session is the grouped likelihood graph (expert-major one-hot rows). */
+    likelihoodGrouped: boolean
   } {
     return {
       session: this.twin.session,
       controls: this.controls,
       ...(this.init.likelihood ? { likelihood: this.init.likelihood.session } : {}),
+      likelihoodGrouped:
+        this.init.likelihood !== undefined && this.init.likelihoodGrouped !== undefined,
     }
   }
 
@@ -261,10 +272,16 @@ export class ServedModel {
     return this.init.likelihood !== undefined
   }
 
-  /** For a package that routes by the prompt's likelihood, how it scores: in its likelihood graph, or why not. */
+  /**
+   * For a package that routes by the prompt's likelihood, how it scores: in its grouped likelihood graph, in its
+   * likelihood graph and why not grouped, or from the logits and why.
+   */
   get likelihoodScoring(): string | undefined {
     if (!this.manifest.router.promptLikelihood) return undefined
-    if (this.init.likelihood) return 'likelihood graph'
+    if (this.init.likelihood && this.init.likelihoodGrouped !== undefined)
+      return `likelihood graph, grouped (${this.init.likelihoodGrouped} corrections per expert)`
+    if (this.init.likelihood)
+      return `likelihood graph (not grouped: ${this.init.likelihoodUngrouped ?? 'unknown'})`
     return `logits (${this.init.likelihoodUnavailable ?? 'no likelihood graph'})`
   }
 

@@ -161,10 +161,14 @@ describe('generation routes on a real runner', () => {
     const nll = await promptNlls(gen.engine.graph, gen.profile.encodePrompt(PROMPT))
     const expected = gen.weightsByName(likelihoodWeights(nll, like?.temperature ?? 1))
     for (const [name, x] of Object.entries(expected)) expect(w[name]).toBeCloseTo(x, 5)
-    // The runner scores prompts in the likelihood graph it derived at load (likelihood-graph.ts); scored from the
-    // logits instead, the mix is the same to 5 decimals.
-    expect(gen.model.likelihoodScoring).toBe('likelihood graph')
+    // The runner scores prompts in the grouped likelihood graph it derived at load (likelihood-graph.ts, then
+    // grouped-likelihood-graph.ts: 18 block matrices and the tied LM head); scored from the logits instead, the mix
+    // is the same to 5 decimals.
+    expect(gen.model.likelihoodScoring).toBe(
+      'likelihood graph, grouped (19 corrections per expert)',
+    )
     expect(gen.engine.graph.scorer).toBeDefined()
+    expect(gen.engine.graph.scorerGrouped).toBe(true)
     const [fromLogits] = await promptEvidenceBatch(
       gen.engine.graph,
       [gen.profile.encodePrompt(PROMPT)],
