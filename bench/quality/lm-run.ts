@@ -468,6 +468,26 @@ export async function runLmQuality(o: LmQualityOptions): Promise<string> {
     ),
   )
   out.push('')
+  const condOracleVal = normalised(oracleVal?.conditional ?? [], expert.condVal, true)
+  out.push(
+    `Conditional protocol on **validation** (reported only: nothing is picked here; normalised to the experts' validation perplexity of the continuation, scored documents as listed above):`,
+  )
+  out.push('')
+  out.push(
+    markdownTable(
+      ['twin package', ...tasks, 'mean normalised', 'router acc.'],
+      [
+        [
+          condServed.label,
+          ...condValNorm.map((v) => pct(v)),
+          pct(mean(condValNorm)),
+          pct(mean(condServedVal.conditionalRouting ?? [])),
+        ],
+        ['oracle one-hot mix', ...condOracleVal.map((v) => pct(v)), pct(mean(condOracleVal)), '-'],
+      ],
+    ),
+  )
+  out.push('')
   out.push(
     `Levers on **validation**, short-prompt protocol (normalised to the experts' validation perplexity: ${expert.val.map(ppl).join(' / ')}; the oracle mix of the committed package scores ${pct(mean(normalised(oracleVal?.perTask ?? [], expert.val, true)))} %). ` +
       '"First n ids of the document" is what a router reading a longer prompt would see (the scored text includes those ids, as it includes the prompt\'s: the conditional protocol above is the clean measure). ' +
