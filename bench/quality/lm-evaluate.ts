@@ -7,6 +7,10 @@
  * such t), pooled over a domain's documents. Documents of similar length share a pass, right-padded (mask 0): a
  * causal decoder's real positions never see the padding after them, so each row scores as it would alone.
  *
+ * The same pass also gives the _conditional_ perplexity: the document's first n ids (BOS included, default 32)
+ * are the prompt, what the router and every model are conditioned on, and only the continuation is scored,
+ * exp(Σ over t ≥ n of −log p(idₜ | ids₍<t₎) / number of such t). A document of ≤ n ids has no continuation.
+ *
  * A twin row's mix is fixed per document, as the runner fixes it per sequence: `router` runs the document's
  * prompt (its beginning, what a request would send) alone through the twin graph with the router on, exactly as
  * the engine's prefill does, and holds the weights it applied (`expert_weights`) as the document's explicit mix;
@@ -19,8 +23,9 @@ import {
   DecoderGraph,
   type LmProfile,
   likelihoodWeights,
+  type PromptEvidence,
   type PromptLikelihoodOptions,
-  promptEvidence,
+  promptEvidenceBatch,
   tokenNll,
 } from '@twinserve/gpu-runner/generate'
 import { controlsOf, type RowControls } from '@twinserve/gpu-runner/twin-contract'
@@ -29,6 +34,9 @@ import type { Accuracy, RoutingMode, Session } from './evaluate.ts'
 
 /** Documents per pass: [16, ≤256, 2048] float32 logits is 32 MB. */
 const BATCH = 16
+
+/** The conditional protocol's prompt: the document's first 32 ids (BOS included). */
+export const DEFAULT_PROMPT_IDS = 32
 
 export interface LmDoc {
   /** BOS + text + EOS, cut to the context. */
@@ -77,15 +85,35 @@ function emptyCache(graph: DecoderGraph): Float32Array[] {
   return Array.from({ length: 2 * graph.layout.layers }, () => new Float32Array(0))
 }
 
-/** Summed NLL of each document (one pass per group of up to BATCH documents of similar length). */
-export async function documentNlls(
+/** Each document's summed NLL under both protocols, from one pass. */
+export interface DocumentSums {
+  /** Σ over t ≥ 1 of −log p(idₜ | ids₍<t₎): the whole document. */
+  whole: number[]
+  /** Σ over t ≥ n of −log p(idₜ | ids₍<t₎): the continuation after the first n ids (0 for a document of ≤ n ids). */
+  continuation: number[]
+}
+
+/** How many ids the conditional protocol scores in `docs`: Σ max(0, length − n). */
+export function continuationTokens(docs: readonly LmDoc[], promptIds: number): number {
+  return docs.reduce((n, d) => n + Math.max(0, d.ids.length - promptIds), 0)
+}
+
+/**
+ * Summed NLL of each document, whole and after its first `promptIds` ids (one pass per group of up to BATCH
+ * documents of similar length: the continuation's sum is the tail of the whole one, not a second pass).
+ */
+export async function documentSums(
   graph: DecoderGraph,
   docs: readonly LmDoc[],
   controls: readonly RowControls[],
-): Promise<number[]> {
+  promptIds: number = DEFAULT_PROMPT_IDS,
+): Promise<DocumentSums> {
+  if (!Number.isInteger(promptIds) || promptIds < 1)
+    throw new Error(`promptIds must be a positive integer, not ${promptIds}`)
   const idsOf = (i: number): readonly number[] => docs[i]?.ids ?? []
   const order = docs.map((_, i) => i).sort((a, b) => idsOf(a).length - idsOf(b).length)
-  const nll = new Array<number>(docs.length).fill(0)
+  const whole = new Array<number>(docs.length).fill(0)
+  const continuation = new Array<number>(docs.length).fill(0)
   for (let start = 0; start < order.length; start += BATCH) {
     const rows = order.slice(start, start + BATCH)
     const B = rows.length
@@ -114,15 +142,29 @@ export async function documentNlls(
     const V = out.vocab
     rows.forEach((d, b) => {
       const doc = idsOf(d)
-      let sum = 0
+      let prompt = 0
+      let rest = 0
+      // Position s predicts id s + 1: the continuation's predictions are those of ids at s + 1 ≥ promptIds.
       for (let s = 0; s + 1 < doc.length; s++) {
         const at = (b * S + s) * V
-        sum += tokenNll(out.logits.subarray(at, at + V), doc[s + 1] as number)
+        const x = tokenNll(out.logits.subarray(at, at + V), doc[s + 1] as number)
+        if (s + 1 >= promptIds) rest += x
+        else prompt += x
       }
-      nll[d] = sum
+      whole[d] = prompt + rest
+      continuation[d] = rest
     })
   }
-  return nll
+  return { whole, continuation }
+}
+
+/** Summed NLL of each whole document (t ≥ 1): `documentSums(…).whole`. */
+export async function documentNlls(
+  graph: DecoderGraph,
+  docs: readonly LmDoc[],
+  controls: readonly RowControls[],
+): Promise<number[]> {
+  return (await documentSums(graph, docs, controls)).whole
 }
 
 /** The weights the twin graph's router applies to `ids` alone (the engine's prefill of that prompt). */
@@ -148,50 +190,103 @@ function argmax(v: ArrayLike<number>): number {
   return best
 }
 
+/** Perplexity per domain under both protocols (lower is better). */
+export interface LmPerplexity extends Accuracy {
+  /** The whole document's perplexity (t ≥ 1), per domain: `perTask`. */
+  perTask: number[]
+  /** The continuation's perplexity after the first `promptIds` ids (t ≥ n), per domain: the conditional protocol. */
+  conditional: number[]
+  /** Routed rows: `routing` over the documents the conditional protocol scores (longer than `promptIds` ids). */
+  conditionalRouting?: number[]
+}
+
+/** Prompts scored together by promptEvidenceBatch: T rows each, [16·T, ≤ n, 2048] float32 logits per pass. */
+const EVIDENCE_BATCH = 16
+
 /**
- * Perplexity per domain of `session` on `data` (in `perTask`: lower is better). With `twin` the session is a
- * twin graph; `routing` then holds, per domain, how often the routed mix's largest weight is the true domain.
+ * The mixes a routed row applies to each of `prompts`: with `like`, each expert's likelihood of the prompt
+ * (promptEvidenceBatch + likelihoodWeights, prompts batched as the engine batches a step's prefills); else, and for
+ * a one-token prompt, the weights the graph's router applies to it.
+ */
+export async function routedMixes(
+  graph: DecoderGraph,
+  prompts: readonly (readonly number[])[],
+  topK: number,
+  like: PromptLikelihoodOptions | undefined,
+): Promise<ArrayLike<number>[]> {
+  const out: ArrayLike<number>[] = new Array(prompts.length)
+  // A one-token prompt has no likelihood to compare: the engine sends it to the graph's router.
+  const byLikelihood = like ? prompts.flatMap((p, i) => (p.length >= 2 ? [i] : [])) : []
+  for (let k = 0; k < byLikelihood.length; k += EVIDENCE_BATCH) {
+    const chunk = byLikelihood.slice(k, k + EVIDENCE_BATCH)
+    const evidence = await promptEvidenceBatch(
+      graph,
+      chunk.map((i) => prompts[i] as readonly number[]),
+      (like?.routerWeight ?? 0) !== 0,
+    )
+    chunk.forEach((i, j) => {
+      out[i] = likelihoodWeights(evidence[j] as PromptEvidence, like as PromptLikelihoodOptions, {
+        topK,
+      })
+    })
+  }
+  for (const [i, p] of prompts.entries())
+    if (out[i] === undefined) out[i] = await routedWeights(graph, p, topK)
+  return out
+}
+
+/**
+ * Perplexity per domain of `session` on `data` (lower is better), whole-document (`perTask`) and conditional on
+ * the first `promptIds` ids (`conditional`), from the same passes. With `twin` the session is a twin graph;
+ * `routing` then holds, per domain, how often the routed mix's largest weight is the true domain.
  */
 export async function evaluatePerplexity(
   session: Session,
   data: readonly LmTaskData[],
   twin?: { experts: number } & LmRouting,
-): Promise<Accuracy> {
+  promptIds: number = DEFAULT_PROMPT_IDS,
+): Promise<LmPerplexity> {
   const graph = new DecoderGraph(
     session,
     twin ? controlsOf(session.inputNames) : [],
     twin?.experts ?? 0,
   )
   const perTask: number[] = []
+  const conditional: number[] = []
   const routing: number[] = []
+  const conditionalRouting: number[] = []
   for (const [t, { docs, tokens }] of data.entries()) {
-    const controls: RowControls[] = []
+    const mode = twin?.mode ?? { kind: 'zero' }
+    let controls: RowControls[]
     let routed = 0
-    for (const doc of docs) {
-      const mode = twin?.mode ?? { kind: 'zero' }
-      if (mode.kind === 'oracle')
-        controls.push({
-          mixWeights: Array.from({ length: graph.experts }, (_, e) => (e === t ? 1 : 0)),
-        })
-      else if (mode.kind === 'router') {
-        const from = twin?.from ?? { kind: 'prompt' }
-        const ids = from.kind === 'prompt' ? doc.promptIds : doc.ids.slice(0, from.tokens)
-        const like = twin?.likelihood
-        const w =
-          like && ids.length >= 2
-            ? likelihoodWeights(
-                await promptEvidence(graph, ids, (like.routerWeight ?? 0) !== 0),
-                like,
-                { topK: mode.topK ?? graph.experts },
-              )
-            : await routedWeights(graph, ids, mode.topK ?? graph.experts)
-        if (argmax(w) === t) routed++
-        controls.push({ mixWeights: w })
-      } else controls.push({})
-    }
-    const nll = await documentNlls(graph, docs, controls)
-    perTask.push(Math.exp(nll.reduce((a, b) => a + b, 0) / tokens))
+    let routedScored = 0
+    if (mode.kind === 'oracle')
+      controls = docs.map(() => ({
+        mixWeights: Array.from({ length: graph.experts }, (_, e) => (e === t ? 1 : 0)),
+      }))
+    else if (mode.kind === 'router') {
+      const from = twin?.from ?? { kind: 'prompt' }
+      const prompts = docs.map((doc) =>
+        from.kind === 'prompt' ? doc.promptIds : doc.ids.slice(0, from.tokens),
+      )
+      const mixes = await routedMixes(graph, prompts, mode.topK ?? graph.experts, twin?.likelihood)
+      routed = mixes.filter((w) => argmax(w) === t).length
+      routedScored = mixes.filter(
+        (w, i) => argmax(w) === t && (docs[i]?.ids.length ?? 0) > promptIds,
+      ).length
+      controls = mixes.map((w) => ({ mixWeights: w }))
+    } else controls = docs.map(() => ({}))
+    const sums = await documentSums(graph, docs, controls, promptIds)
+    const total = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0)
+    perTask.push(Math.exp(total(sums.whole) / tokens))
+    const rest = continuationTokens(docs, promptIds)
+    conditional.push(rest > 0 ? Math.exp(total(sums.continuation) / rest) : Number.NaN)
     routing.push(routed / docs.length)
+    conditionalRouting.push(
+      routedScored / Math.max(1, docs.filter((d) => d.ids.length > promptIds).length),
+    )
   }
-  return twin?.mode.kind === 'router' ? { perTask, routing } : { perTask }
+  return twin?.mode.kind === 'router'
+    ? { perTask, conditional, routing, conditionalRouting }
+    : { perTask, conditional }
 }

@@ -16,7 +16,10 @@
  *   npm run bench:quality -- --only text --quick   # without its levers and rank-16 arm: about 12 minutes
  *   npm run bench:quality -- --only text-frontier  # the text zoo's quality–cost frontier (issue #18), cached per arm
  *   npm run bench:quality -- --only text-frontier --text-arms 'package router'  # build only those arms; the rest from the cache
- *   npm run bench:quality -- --only lm             # the LM zoo's perplexity (issue #14), about 30 minutes on 2 busy cores
+ *   npm run bench:quality -- --only lm             # the LM zoo's perplexity (issue #14), about 60 minutes on 2 busy cores
+ *   npm run bench:quality -- --only lm --prompt-ids 32   # the conditional protocol's prompt: the first n ids (default 32)
+ *   npm run bench:quality -- --only lm --lm-skip-ranks   # without the rank-16/96 lever builds (the slowest arms)
+ *   npm run bench:quality -- --only lm --lm-max-docs 4 --lm-skip-ranks   # smoke check (4 docs per domain; never written)
  *   npm run bench:quality -- --only regmean        # RegMean vs task arithmetic / TIES, static and as the twin's shared model
  *   npm run bench:quality -- --only regmean-text   # the same on the text zoo
  *
@@ -84,6 +87,9 @@ const { values } = parseArgs({
     'text-arms': { type: 'string' },
     'lm-recipe': { type: 'string', default: 'zoo/lm/recipe.yaml' },
     'lm-package': { type: 'string', default: 'zoo/lm/package' },
+    'prompt-ids': { type: 'string', default: '32' },
+    'lm-skip-ranks': { type: 'boolean', default: false },
+    'lm-max-docs': { type: 'string' },
   },
 })
 const started = performance.now()
@@ -152,14 +158,28 @@ if (runs('text-frontier')) {
 }
 if (runs('lm')) {
   const t0 = performance.now()
+  const promptIds = Number(values['prompt-ids'])
+  if (!Number.isInteger(promptIds) || promptIds < 1) {
+    process.stderr.write(
+      `bench:quality: --prompt-ids takes a positive integer, not '${values['prompt-ids']}'\n`,
+    )
+    process.exit(2)
+  }
+  const skipRanks = values['lm-skip-ranks'] ?? false
+  const maxDocs = values['lm-max-docs'] === undefined ? undefined : Number(values['lm-max-docs'])
+  // A smoke check's numbers are not the section's: it prints only.
+  if (maxDocs !== undefined) values['no-write'] = true
   const lm = await runLmQuality({
     recipe: values['lm-recipe'] ?? '',
     package: values['lm-package'] ?? '',
+    promptIds,
+    skipRanks,
+    ...(maxDocs === undefined ? {} : { maxDocs }),
     log,
   })
   await writeZooSection(
     'bench:quality:lm',
-    'npm run bench:quality -- --only lm',
+    `npm run bench:quality -- --only lm${promptIds === 32 ? '' : ` --prompt-ids ${promptIds}`}${skipRanks ? ' --lm-skip-ranks' : ''}${maxDocs === undefined ? '' : ` --lm-max-docs ${maxDocs}`}`,
     lm,
     `${((performance.now() - t0) / 1000).toFixed(0)} s`,
   )

@@ -32,12 +32,15 @@ export const STATIC_METHODS: readonly StaticMethod[] = [
 /** The lambda grid searched on validation: around 0.3 (task arithmetic's default) up to 1 (normalised methods). */
 export const LAMBDA_GRID: readonly number[] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1, 1.2, 1.5]
 
-export interface StaticResult {
+export interface StaticResult<A extends Accuracy = Accuracy> {
   method: StaticMethod
-  /** The validation objective per lambda of the grid (one entry for fixed methods): mean accuracy by default. */
-  validation: { lambda: number | undefined; mean: number }[]
+  /**
+   * The validation objective per lambda of the grid (one entry for fixed methods): mean accuracy by default, and
+   * the evaluator's whole result (a caller may pick lambda again under another objective from it).
+   */
+  validation: { lambda: number | undefined; mean: number; accuracy: A }[]
   lambda: number | undefined
-  test: Accuracy
+  test: A
 }
 
 function specWith(m: StaticMethod, lambda: number | undefined) {
@@ -45,18 +48,19 @@ function specWith(m: StaticMethod, lambda: number | undefined) {
 }
 
 /** Scores one plain graph on one split (the Fashion-MNIST zoo's pixels, the text zoo's tokens, the LM zoo's perplexity). */
-export type Evaluator<D> = (session: Session, data: D) => Promise<Accuracy>
+export type Evaluator<D, A extends Accuracy = Accuracy> = (session: Session, data: D) => Promise<A>
 
 /** What λ maximises on validation, from an evaluator's per-task scores (default: their mean, higher is better). */
 export type Objective = (perTask: readonly number[]) => number
 
-async function accuracyOf<D>(
+/** One static merge (method `m` at `lambda`) scored on one split. */
+export async function staticMergeAccuracy<D, A extends Accuracy = Accuracy>(
   z: ZooModels,
   m: StaticMethod,
   lambda: number | undefined,
   data: D,
-  score: Evaluator<D>,
-): Promise<Accuracy> {
+  score: Evaluator<D, A>,
+): Promise<A> {
   const session = await openCpu(graphBytes(z, mergeValues(z, specWith(m, lambda))))
   try {
     return await score(session, data)
@@ -70,25 +74,24 @@ async function accuracyOf<D>(
  * merge on test. `score` evaluates a plain graph on a split (default: the Fashion-MNIST zoo's); `objective` turns
  * its per-task scores into one number to maximise (perplexity, lower-is-better, passes a normalised one).
  */
-export async function runStaticMerge<D = readonly TaskData[]>(
+export async function runStaticMerge<D = readonly TaskData[], A extends Accuracy = Accuracy>(
   z: ZooModels,
   m: StaticMethod,
   data: { val: D; test: D },
-  score: Evaluator<D> = evaluate as unknown as Evaluator<D>,
+  score: Evaluator<D, A> = evaluate as unknown as Evaluator<D, A>,
   objective: Objective = mean,
-): Promise<StaticResult> {
+): Promise<StaticResult<A>> {
   const grid = m.fixed ? [undefined] : LAMBDA_GRID
-  const validation: StaticResult['validation'] = []
-  for (const lambda of grid)
-    validation.push({
-      lambda,
-      mean: objective((await accuracyOf(z, m, lambda, data.val, score)).perTask),
-    })
+  const validation: StaticResult<A>['validation'] = []
+  for (const lambda of grid) {
+    const accuracy = await staticMergeAccuracy(z, m, lambda, data.val, score)
+    validation.push({ lambda, mean: objective(accuracy.perTask), accuracy })
+  }
   const best = validation.reduce((a, b) => (b.mean > a.mean ? b : a))
   return {
     method: m,
     validation,
     lambda: best.lambda,
-    test: await accuracyOf(z, m, best.lambda, data.test, score),
+    test: await staticMergeAccuracy(z, m, best.lambda, data.test, score),
   }
 }
