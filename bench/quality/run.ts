@@ -16,7 +16,7 @@
  *   npm run bench:quality -- --only text --quick   # without its levers and rank-16 arm: about 12 minutes
  *   npm run bench:quality -- --only text-frontier  # the text zoo's quality–cost frontier (issue #18), cached per arm
  *   npm run bench:quality -- --only text-frontier --text-arms 'package router'  # build only those arms; the rest from the cache
- *   npm run bench:quality -- --only lm             # the LM zoo's perplexity (issue #14), about 60 minutes on 2 busy cores
+ *   npm run bench:quality -- --only lm             # the LM zoo's perplexity (issue #14), about 15–20 minutes on 2 busy cores
  *   npm run bench:quality -- --only lm --prompt-ids 32   # the conditional protocol's prompt: the first n ids (default 32)
  *   npm run bench:quality -- --only lm --lm-skip-ranks   # without the rank-16/96 lever builds (the slowest arms)
  *   npm run bench:quality -- --only lm --lm-max-docs 4 --lm-skip-ranks   # smoke check (4 docs per domain; never written)
