@@ -56,6 +56,11 @@ const REPO = join(import.meta.dirname, '..')
 const LM = join(REPO, 'zoo/lm')
 const CONCURRENCY = [1, 8, 32] as const
 const TOKENS = 48
+/**
+ * Concurrency 1 runs this many sequences in a row per round: at 4 (until 2026-12-06) its aggregate moved by a quarter
+ * between runs (one sequence is ~80 ms), which was most of the spread in the c32 ÷ c1 ratio.
+ */
+const C1_SEQUENCES = 16
 const ARMS = {
   twin: { useRouter: 1 } as RowControls,
   shared: {} as RowControls,
@@ -223,7 +228,7 @@ for (let r = 0; r < ROUNDS; r++)
   for (const c of CONCURRENCY)
     for (const arm of ORDERS[r % 2] ?? []) {
       // Concurrency 1: several sequences one after another, so its numbers are not one sequence's.
-      for (let i = 0; i < (c === 1 ? 4 : 1); i++) await runCell(arm, c)
+      for (let i = 0; i < (c === 1 ? C1_SEQUENCES : 1); i++) await runCell(arm, c)
       markLoad(m, `${arm} c=${c} round ${r + 1}`)
     }
 
@@ -276,7 +281,7 @@ const ttft = (arm: Arm, c: number) => summarize(cellOf(arm, c).ttftMs).p50
 const md = [
   '## Generation: decode tokens/s and time to first token, twin vs shared (`npm run bench:generate`)',
   '',
-  `${values.package ?? 'zoo/lm/package'} (lm-twin: 3-layer d-128 decoder, 5 experts, rank-48 float16 exclusive factors${gather ? `, \`topk_gather: ${gather}\`` : ''}) in the runner's generation engine (gpu-runner/src/generate), ${TOKENS} greedy tokens per sequence, held-out prompts, ${ROUNDS} interleaved rounds (concurrency 1: 4 sequences in a row per round). _twin_: as served, each sequence routed at prefill by each expert's likelihood of its prompt (the package's \`router.prompt_likelihood\`: one more pass of T rows per prompt, in TTFT, on the grouped likelihood graph, which returns each position's log-probability of the next prompt token instead of the logits, rows expert-major so that each one-hot row multiplies only its own expert's ranks), the mix held as explicit mix_weights for every decode step, on the graph as the runner opens it (\`decoderAsServed\`: identical initializers shared, new keys and values exposed as outputs); _shared_: the same graph at all-zero weights; _past rebuilt_: twin on an engine that gathers every row's cache into a fresh past on every pass (\`reuseBatch: false\`, the engine before the batched past persisted); _graph as built_: twin on the package's graph without those rewrites, every pass fetching the whole \`present\` and repeating the per-site Gathers, prompts scored from the logits; _scored from logits_: twin scoring each prompt from the fetched [rows, S, V] logits with a log-softmax in JavaScript (\`likelihoodInGraph: false\`, the path before the likelihood graph); _ungrouped_: twin scoring in the likelihood graph as derived, every one-hot row multiplying all T·r stacked ranks (the path before the grouped likelihood graph). Step = one batched decode pass (all running rows), timed after the last sequence's first token (decode passes only).`,
+  `${values.package ?? 'zoo/lm/package'} (lm-twin: 3-layer d-128 decoder, 5 experts, rank-48 float16 exclusive factors${gather ? `, \`topk_gather: ${gather}\`` : ''}) in the runner's generation engine (gpu-runner/src/generate), ${TOKENS} greedy tokens per sequence, held-out prompts, ${ROUNDS} interleaved rounds (concurrency 1: ${C1_SEQUENCES} sequences in a row per round). _twin_: as served, each sequence routed at prefill by each expert's likelihood of its prompt (the package's \`router.prompt_likelihood\`: one more pass of T rows per prompt, in TTFT, on the grouped likelihood graph, which returns each position's log-probability of the next prompt token instead of the logits, rows expert-major so that each one-hot row multiplies only its own expert's ranks), the mix held as explicit mix_weights for every decode step, on the graph as the runner opens it (\`decoderAsServed\`: identical initializers shared, new keys and values exposed as outputs); _shared_: the same graph at all-zero weights; _past rebuilt_: twin on an engine that gathers every row's cache into a fresh past on every pass (\`reuseBatch: false\`, the engine before the batched past persisted); _graph as built_: twin on the package's graph without those rewrites, every pass fetching the whole \`present\` and repeating the per-site Gathers, prompts scored from the logits; _scored from logits_: twin scoring each prompt from the fetched [rows, S, V] logits with a log-softmax in JavaScript (\`likelihoodInGraph: false\`, the path before the likelihood graph); _ungrouped_: twin scoring in the likelihood graph as derived, every one-hot row multiplying all T·r stacked ranks (the path before the grouped likelihood graph). Step = one batched decode pass (all running rows), timed after the last sequence's first token (decode passes only).`,
   '',
   table(
     [
