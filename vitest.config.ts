@@ -7,6 +7,10 @@ import { defineConfig } from 'vitest/config'
 export default defineConfig({
   test: {
     reporters: ['default', './scripts/summary-reporter.ts'],
+    // Two test files at a time. Vitest's run-mode default is availableParallelism − 1, one worker on the 2-core CI
+    // machine, which ran the suite serially although much of it waits on child processes (wrangler/workerd,
+    // runners on loopback) rather than on the CPU.
+    maxWorkers: 2,
     projects: [
       {
         test: {

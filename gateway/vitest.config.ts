@@ -22,6 +22,10 @@ export default defineConfig(async () => {
     ],
     test: {
       name: 'gateway',
+      // After the node project, one file at a time: its tests time hedges, cold-start waits and breakers against
+      // budgets of tens to hundreds of milliseconds, which a second test file on the 2 cores upsets (39 s in all).
+      sequence: { groupOrder: 1 },
+      maxWorkers: 1,
       root: import.meta.dirname,
       include: ['test/**/*.workers.test.ts', 'src/**/*.workers.test.ts'],
       // Runner stand-ins: real HTTP servers on 127.0.0.1 in Node, which the Worker under test calls.

@@ -315,7 +315,7 @@ describe('automatic rollback on live traffic (runner stand-ins)', () => {
       400,
       'INVALID_REQUEST',
     )
-  })
+  }, 20_000) // 90 requests and a rollback: well over vitest's default 5 s when other test files share the 2 cores
 
   it('promotes a healthy canary: it becomes stable and serves everyone', async () => {
     const model = 'ro-promote'

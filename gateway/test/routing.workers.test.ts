@@ -250,6 +250,9 @@ describe('cold starts', () => {
     const s = await standIns.start('cold-late', ['m-cold'])
     const started = Date.now()
     const pending = infer('m-cold', key)
+    // The request waits in the registry before the runner registers: 400 ms from when the registry holds it, not
+    // from when it was sent (auth and validation come first, and take a while on a loaded machine).
+    await waitForMetric(/twinserve_gateway_cold_start_waiting\{model="m-cold"\} 1/)
     await new Promise((r) => setTimeout(r, 400))
     await register(registration('cold-late', s.url, [{ name: 'm-cold' }]))
     const res = await pending

@@ -187,7 +187,11 @@ beforeAll(async () => {
       body: JSON.stringify({ parameters: { package: 'fashion-v2' } }),
     })
     loadAnswer = { status: res.status, ...((await res.json()) as Record<string, unknown>) }
-    await new Promise((r) => setTimeout(r, 500))
+    // A little after the swap, and until the clients have sent the new version enough rows for its drift series
+    // (DRIFT_MIN_ROWS = 100, with the tests' 40 routed rows): a fixed time gives too few on a loaded machine.
+    const swapped = Date.now()
+    const fresh = () => outcomes.filter((o) => o.version === loadAnswer.version).length
+    while (Date.now() - swapped < 500 || fresh() < 64) await new Promise((r) => setTimeout(r, 50))
   } finally {
     stop = true
     await Promise.all(clients)

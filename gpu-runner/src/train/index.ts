@@ -32,6 +32,15 @@ export {
 } from './optimizer.ts'
 export { createRng, mixSeed, permutation, type Rng, shuffleInPlace } from './rng.ts'
 export {
+  fma32,
+  nonZeroFraction,
+  type SparseRows,
+  sgemmStrideK,
+  sparseLinearForward,
+  sparseLinearWeightGrad,
+  toSparseRows,
+} from './sparse-linear.ts'
+export {
   type EpochRecord,
   type TrainMlpOptions,
   type TrainMlpResult,

@@ -66,6 +66,57 @@ function addWeightInputs(g: GraphBuilder, sizes: readonly number[]): void {
 }
 
 /**
+ * Adds the mean softmax cross-entropy of `logits` against `targets` (output `loss` [1]) and returns its gradient
+ * with respect to the logits, [batch, classes]. `batchOf` is a tensor whose first dimension is the batch.
+ */
+function addLossHead(g: GraphBuilder, batchOf: string): string {
+  const N = MLP_GRAPH_NAMES
+  // Softmax cross-entropy through LogSoftmax: stable for large logits, and softmax = exp(logSoftmax).
+  const logp = g.node('LogSoftmax', [N.logits], { name: 'loss/LogSoftmax', attrs: { axis: 1 } }) // [batch, C]
+  const batchI64 = g.node('Shape', [batchOf], {
+    name: 'loss/Shape',
+    attrs: { start: 0, end: 1 },
+  }) // [1]
+  const batchF = g.node('Cast', [batchI64], { name: 'loss/Cast', attrs: { to: 1 } }) // [1] float
+  const tlogp = g.node('Mul', [N.trainTargets, logp], { name: 'loss/Mul' }) // [batch, C]
+  const total = g.node('ReduceSum', [tlogp], { name: 'loss/ReduceSum', attrs: { keepdims: 0 } }) // []
+  const neg = g.node('Neg', [total], { name: 'loss/Neg' })
+  g.node('Div', [neg, batchF], { name: 'loss/Div', outputs: [N.loss] }) // [1]
+
+  // d(mean CE)/d(logits) = (softmax - targets) / batch, valid because each target row sums to 1.
+  const prob = g.node('Exp', [logp], { name: 'grad/Exp' })
+  const diff = g.node('Sub', [prob, N.trainTargets], { name: 'grad/Sub' })
+  return g.node('Div', [diff, batchF], { name: 'grad/Div' })
+}
+
+/**
+ * The training graph's loss head alone, for a trainer that computes the linear layer itself (sparse-linear.ts).
+ * Inputs: `logits` [batch, classes], `targets` [batch, classes]. Outputs: `loss` [1], `grad.logits` (the
+ * gradient of the loss with respect to the logits) and `grad.fc1.bias` [classes]: the same nodes as
+ * buildTrainingGraph's, so the same kernels give the same bits.
+ */
+export function buildLossHeadGraph(classes: number): Uint8Array {
+  const N = MLP_GRAPH_NAMES
+  const g = new GraphBuilder('mlp_loss_head')
+    .input(N.logits, 'float', ['batch', classes])
+    .input(N.trainTargets, 'float', ['batch', classes])
+  const dz = addLossHead(g, N.logits)
+  g.node('Identity', [dz], { name: 'grad/logits', outputs: [N.grad(N.logits)] })
+  const p = layerParamNames(0)
+  const axes = 'grad/fc1/axes'
+  g.int64(axes, [0])
+  g.node('ReduceSum', [dz, axes], {
+    name: 'grad/fc1/db',
+    attrs: { keepdims: 0 },
+    outputs: [N.grad(p.bias)],
+  }) // [classes]
+  g.output(N.loss, 'float', [1])
+    .output(N.grad(N.logits), 'float', ['batch', classes])
+    .output(N.grad(p.bias), 'float', [classes])
+  return g.build({ producer: 'twinserve-trainer' })
+}
+
+/**
  * Training graph. Inputs: `x` [batch, in], `targets` [batch, classes] (rows are probability distributions,
  * one-hot for hard labels), then every `fcN.weight` [in, out] / `fcN.bias` [out]. Outputs: `loss` [1] (mean
  * cross-entropy over the batch), `logits` [batch, classes], and `grad.<param>` for each parameter.
@@ -81,22 +132,7 @@ export function buildTrainingGraph(sizes: readonly number[]): Uint8Array {
   addWeightInputs(g, sizes)
   const acts = addForward(g, sizes, N.trainInput, N.logits)
 
-  // Softmax cross-entropy through LogSoftmax: stable for large logits, and softmax = exp(logSoftmax).
-  const logp = g.node('LogSoftmax', [N.logits], { name: 'loss/LogSoftmax', attrs: { axis: 1 } }) // [batch, C]
-  const batchI64 = g.node('Shape', [N.trainInput], {
-    name: 'loss/Shape',
-    attrs: { start: 0, end: 1 },
-  }) // [1]
-  const batchF = g.node('Cast', [batchI64], { name: 'loss/Cast', attrs: { to: 1 } }) // [1] float
-  const tlogp = g.node('Mul', [N.trainTargets, logp], { name: 'loss/Mul' }) // [batch, C]
-  const total = g.node('ReduceSum', [tlogp], { name: 'loss/ReduceSum', attrs: { keepdims: 0 } }) // []
-  const neg = g.node('Neg', [total], { name: 'loss/Neg' })
-  g.node('Div', [neg, batchF], { name: 'loss/Div', outputs: [N.loss] }) // [1]
-
-  // d(mean CE)/d(logits) = (softmax - targets) / batch, valid because each target row sums to 1.
-  const prob = g.node('Exp', [logp], { name: 'grad/Exp' })
-  const diff = g.node('Sub', [prob, N.trainTargets], { name: 'grad/Sub' })
-  let dz = g.node('Div', [diff, batchF], { name: 'grad/Div' }) // [batch, out_i]
+  let dz = addLossHead(g, N.trainInput) // [batch, out_i]
   for (let i = nLayers - 1; i >= 0; i--) {
     const p = layerParamNames(i)
     const h = acts[i] as string // [batch, in_i]

@@ -7,7 +7,12 @@
 import { AppError } from '@twinserve/shared'
 import { openSession, ort, type Provider, type ProviderChoice } from '../runtime/ort-session.ts'
 import { checkWeights, layerParamNames, type MlpLayer, type MlpWeights } from './mlp.ts'
-import { buildForwardGraph, buildTrainingGraph, MLP_GRAPH_NAMES } from './mlp-graphs.ts'
+import {
+  buildForwardGraph,
+  buildLossHeadGraph,
+  buildTrainingGraph,
+  MLP_GRAPH_NAMES,
+} from './mlp-graphs.ts'
 
 export interface MlpSessionOptions {
   /** Defaults to 'cpu': the zoo's determinism claim is for CPU; pass 'auto' to try CUDA. */
@@ -23,6 +28,16 @@ export interface LossAndGradients {
   logits: Float32Array
   /** Same layout as the weights: grads[i].weight [in, out], grads[i].bias [out]. */
   grads: MlpLayer[]
+}
+
+/** The training graph's outputs past the logits, from logits computed outside it (sparse-linear.ts). */
+export interface LossHead {
+  /** Mean cross-entropy over the batch. */
+  loss: number
+  /** [batch, classes]: the loss's gradient with respect to the logits. */
+  dLogits: Float32Array
+  /** [classes]: the last layer's bias gradient. */
+  biasGrad: Float32Array
 }
 
 export interface Evaluation {
@@ -71,12 +86,18 @@ export function argmaxRows(m: Float32Array, c: number): Int32Array {
   return out
 }
 
+/** Rows per forward run in MlpSessions.logits (and evaluate). */
+export const LOGITS_CHUNK = 2048
+
 export class MlpSessions {
+  private head: Promise<ort.InferenceSession> | undefined
+
   private constructor(
     readonly sizes: readonly number[],
     readonly provider: Provider,
     private readonly train: ort.InferenceSession,
     private readonly forward: ort.InferenceSession,
+    private readonly options: MlpSessionOptions,
   ) {}
 
   /**
@@ -92,7 +113,7 @@ export class MlpSessions {
     }
     const train = await openSession(buildTrainingGraph(sizes), so)
     const forward = await openSession(buildForwardGraph(sizes), so)
-    return new MlpSessions([...sizes], train.provider, train.session, forward.session)
+    return new MlpSessions([...sizes], train.provider, train.session, forward.session, opts)
   }
 
   get inputSize(): number {
@@ -128,8 +149,38 @@ export class MlpSessions {
     return { loss: outputOf(out, N.loss)[0] as number, logits: outputOf(out, N.logits), grads }
   }
 
+  /**
+   * Loss, logits gradient and bias gradient for logits [batch, classes] the caller computed: the training graph's
+   * own nodes past its last layer (opened on first use).
+   */
+  async lossHead(logits: Float32Array, targets: Float32Array): Promise<LossHead> {
+    const c = this.classes
+    if (this.sizes.length !== 2)
+      throw new AppError('INVALID_REQUEST', `lossHead is for a one-layer MLP, not [${this.sizes}]`)
+    if (logits.length !== targets.length || logits.length % c !== 0)
+      throw new AppError(
+        'INVALID_REQUEST',
+        `logits (${logits.length} values) and targets (${targets.length}) must both be [batch, ${c}]`,
+      )
+    this.head ??= openSession(buildLossHeadGraph(c), {
+      provider: this.provider,
+      ...(this.options.threads ? { threads: this.options.threads } : {}),
+    }).then((s) => s.session)
+    const N = MLP_GRAPH_NAMES
+    const batch = logits.length / c
+    const out = await (await this.head).run({
+      [N.logits]: new ort.Tensor('float32', logits, [batch, c]),
+      [N.trainTargets]: new ort.Tensor('float32', targets, [batch, c]),
+    })
+    return {
+      loss: outputOf(out, N.loss)[0] as number,
+      dLogits: outputOf(out, N.grad(N.logits)),
+      biasGrad: outputOf(out, N.grad(layerParamNames(0).bias)),
+    }
+  }
+
   /** Logits [n, classes] for x [n, in], run in chunks of `batchSize` rows to bound memory. */
-  async logits(w: MlpWeights, x: Float32Array, batchSize = 2048): Promise<Float32Array> {
+  async logits(w: MlpWeights, x: Float32Array, batchSize = LOGITS_CHUNK): Promise<Float32Array> {
     const d = this.inputSize
     const n = x.length / d
     if (!Number.isInteger(n))
@@ -162,6 +213,7 @@ export class MlpSessions {
   async release(): Promise<void> {
     await this.train.release()
     await this.forward.release()
+    if (this.head) await (await this.head).release()
   }
 }
 

@@ -6,8 +6,22 @@
  * @module
  */
 import { AppError } from '@twinserve/shared'
-import { checkSizes, checkWeights, cloneMlp, initMlp, type MlpWeights } from './mlp.ts'
-import { type MlpSessionOptions, MlpSessions, scoreLogits } from './mlp-sessions.ts'
+import {
+  checkSizes,
+  checkWeights,
+  cloneMlp,
+  initMlp,
+  type MlpLayer,
+  type MlpWeights,
+} from './mlp.ts'
+import {
+  type Evaluation,
+  LOGITS_CHUNK,
+  type LossAndGradients,
+  type MlpSessionOptions,
+  MlpSessions,
+  scoreLogits,
+} from './mlp-sessions.ts'
 import {
   type AdamOptions,
   createAdam,
@@ -16,6 +30,13 @@ import {
   type ParamSlot,
 } from './optimizer.ts'
 import { createRng, mixSeed, permutation } from './rng.ts'
+import {
+  type SparseRows,
+  sgemmStrideK,
+  sparseLinearForward,
+  sparseLinearWeightGrad,
+  toSparseRows,
+} from './sparse-linear.ts'
 
 export interface TrainMlpOptions extends MlpSessionOptions {
   /** Layer widths, input to output, e.g. [784, 256, 128, 10]. */
@@ -48,6 +69,12 @@ export interface TrainMlpOptions extends MlpSessionOptions {
   onEpoch?: (record: EpochRecord) => void
   /** Reuse open sessions for this shape (e.g. across a zoo); otherwise opened and released here. */
   sessions?: MlpSessions
+  /**
+   * Compute the linear layer of a one-layer MLP (layers [in, classes]) in JS over the non-zeros of x and valX
+   * (sparse-linear.ts), the loss in onnxruntime: the same bits as the training graph on CPU, in much less time
+   * when the rows are mostly zeros. Needs CPU sessions and batchSize ≤ sgemmStrideK(classes).
+   */
+  sparse?: boolean
 }
 
 export interface EpochRecord {
@@ -115,6 +142,74 @@ function checkOptions(o: TrainMlpOptions): void {
   if (o.valX && o.valY) checkData('validation data', o.valX, o.valY, d, c)
   if (o.sessions && o.sessions.sizes.join() !== o.layers.join())
     throw invalid(`sessions are for layers [${o.sessions.sizes}], not [${o.layers}]`)
+  if (o.sparse) {
+    if (o.layers.length !== 2)
+      throw invalid(`sparse training is for a one-layer MLP, not layers [${o.layers}]`)
+    if (o.batchSize > sgemmStrideK(c))
+      throw invalid(
+        `sparse training takes batches of at most ${sgemmStrideK(c)} rows for ${c} classes`,
+      )
+  }
+}
+
+/** The sparse path's inputs (TrainMlpOptions.sparse). */
+interface SparseInputs {
+  x: SparseRows
+  val: SparseRows | undefined
+  /** [in, classes], overwritten every step. */
+  weightGrad: Float32Array
+}
+
+function sparseInputs(o: TrainMlpOptions, sessions: MlpSessions): SparseInputs {
+  if (sessions.provider !== 'cpu')
+    throw invalid(
+      `sparse training reproduces onnxruntime's CPU kernels, not ${sessions.provider}'s`,
+    )
+  const d = sessions.inputSize
+  return {
+    x: toSparseRows(o.x, d),
+    val: o.valX ? toSparseRows(o.valX, d) : undefined,
+    weightGrad: new Float32Array(d * sessions.classes),
+  }
+}
+
+/** One step's loss and gradients on the rows `batch` of x, the linear layer over their non-zeros. */
+async function sparseLossAndGradients(
+  sessions: MlpSessions,
+  sp: SparseInputs,
+  w: MlpWeights,
+  batch: Int32Array,
+  targets: Float32Array,
+): Promise<LossAndGradients> {
+  const c = sessions.classes
+  const layer = w.layers[0] as MlpLayer
+  const logits = new Float32Array(batch.length * c)
+  sparseLinearForward(sp.x, batch, layer.weight, layer.bias, c, logits)
+  const head = await sessions.lossHead(logits, targets)
+  sparseLinearWeightGrad(sp.x, batch, head.dLogits, c, sp.weightGrad)
+  return { loss: head.loss, logits, grads: [{ weight: sp.weightGrad, bias: head.biasGrad }] }
+}
+
+/**
+ * sessions.evaluate over the non-zeros of valX. The forward graph runs in chunks of LOGITS_CHUNK rows: a chunk of
+ * one row takes MLAS's one-row kernel, so that row goes through the graph.
+ */
+async function sparseEvaluate(
+  sessions: MlpSessions,
+  val: SparseRows,
+  valX: Float32Array,
+  valY: Int32Array,
+  w: MlpWeights,
+): Promise<Evaluation> {
+  const c = sessions.classes
+  const layer = w.layers[0] as MlpLayer
+  const n = val.n
+  const lone = n % LOGITS_CHUNK === 1 ? 1 : 0
+  const logits = new Float32Array(n * c)
+  const rows = Int32Array.from({ length: n - lone }, (_, i) => i)
+  if (rows.length > 0) sparseLinearForward(val, rows, layer.weight, layer.bias, c, logits)
+  if (lone) logits.set(await sessions.logits(w, valX.subarray((n - 1) * val.d)), (n - 1) * c)
+  return scoreLogits(logits, valY, c)
 }
 
 function isBetter(
@@ -162,6 +257,7 @@ export async function trainMlp(o: TrainMlpOptions): Promise<TrainMlpResult> {
         })
 
   const sessions = o.sessions ?? (await MlpSessions.open(o.layers, o))
+  const sp = o.sparse ? sparseInputs(o, sessions) : undefined
   const shuffleRng = createRng(mixSeed(o.seed, 2))
   const batchesPerEpoch = Math.ceil(n / o.batchSize)
   const totalSteps = batchesPerEpoch * o.epochs
@@ -186,18 +282,28 @@ export async function trainMlp(o: TrainMlpOptions): Promise<TrainMlpResult> {
       for (let start = 0; start < n; start += o.batchSize) {
         const rows = Math.min(o.batchSize, n - start)
         tb.fill(0, 0, rows * c)
+        // A one-row batch takes MLAS's one-row kernel (sparse-linear.ts): the graph computes it.
+        const dense = !sp || rows === 1
         for (let r = 0; r < rows; r++) {
           const src = order[start + r] as number
-          xb.set(o.x.subarray(src * d, (src + 1) * d), r * d)
+          if (dense) xb.set(o.x.subarray(src * d, (src + 1) * d), r * d)
           const label = o.y[src] as number
           yb[r] = label
           tb[r * c + label] = 1
         }
-        const res = await sessions.lossAndGradients(
-          weights,
-          xb.subarray(0, rows * d),
-          tb.subarray(0, rows * c),
-        )
+        const res = dense
+          ? await sessions.lossAndGradients(
+              weights,
+              xb.subarray(0, rows * d),
+              tb.subarray(0, rows * c),
+            )
+          : await sparseLossAndGradients(
+              sessions,
+              sp,
+              weights,
+              order.subarray(start, start + rows),
+              tb.subarray(0, rows * c),
+            )
         if (!Number.isFinite(res.loss))
           throw new AppError(
             'INVALID_MODEL',
@@ -225,7 +331,9 @@ export async function trainMlp(o: TrainMlpOptions): Promise<TrainMlpResult> {
         ms: 0,
       }
       if (o.valX && o.valY) {
-        const v = await sessions.evaluate(weights, o.valX, o.valY)
+        const v = sp?.val
+          ? await sparseEvaluate(sessions, sp.val, o.valX, o.valY, weights)
+          : await sessions.evaluate(weights, o.valX, o.valY)
         record.valLoss = v.loss
         record.valAccuracy = v.accuracy
         if (isBetter(monitor, v, best)) {
