@@ -176,8 +176,8 @@ describe('prompt-likelihood routing (#14)', () => {
     ].map((p) => profile.encodePrompt(p))
     const plain = engine(false)
     const likely = engine(true)
-    const byRouter = []
-    const byLikelihood = []
+    const byRouter: Awaited<ReturnType<typeof run>>[] = []
+    const byLikelihood: Awaited<ReturnType<typeof run>>[] = []
     for (const p of prompts) {
       byRouter.push(await run(plain.submit(request(p, router))))
       byLikelihood.push(await run(likely.submit(request(p, router))))
