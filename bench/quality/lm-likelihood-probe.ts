@@ -19,6 +19,9 @@
  * instead, and adds its row: two builds compared as served.
  * `--fit` adds arms whose τ and log prior are fitted (logistic regression) on the routing data's train prompts;
  * `--prefix n` routes from the document's first n ids instead (a diagnosis: what a longer prompt would tell).
+ * The "cascade" arms route a document by the MLP router's applied weights when their maximum reaches θ (what
+ * `router_above` keeps without a scoring pass), else by likelihood τ 2; their last columns give the share that
+ * skips scoring and the router's and the likelihood's accuracy among those prompts.
  * @module
  */
 import { createHash } from 'node:crypto'

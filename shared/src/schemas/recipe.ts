@@ -202,8 +202,9 @@ export const RouterRecipeSchema = z.strictObject({
       /**
        * A cascade, for speed: prefill with the embedded router first and keep its mix when its largest weight
        * reaches this, scoring (and prefilling again) only the prompts it is less sure of. Measured on the LM twin
-       * (bench/RESULTS.md "LM likelihood-routing levers"): 0.95 skips the scoring of 36.6 % of validation prompts
-       * at the same quality as τ 2 alone.
+       * (bench/RESULTS.md "LM routing cascade"): 0.95 skips the scoring of 36.6 % of validation prompts within
+       * the bootstrap's noise of τ 2 alone, but on a mixed load the added router prefills cost what the skipped
+       * scoring saves (no speed gain on the 2-core CPU), so zoo/lm leaves it off.
        */
       router_above: z.number().gt(0).max(1).optional(),
     })
