@@ -11,7 +11,9 @@
  *    likelihood graph when it has one, so that only per-token log-probabilities come back (grouped by expert when
  *    the runner could rewrite it so, grouped-likelihood-graph.ts: each one-hot row multiplies its own expert's
  *    ranks only); such a prompt counts
- *    T + 1 times its tokens against the budget);
+ *    T + 1 times its tokens against the budget; with `routerAbove`, a cascade, it is prefilled with the graph's
+ *    router first and keeps that prefill when the router's largest weight reaches it, else is scored and prefilled
+ *    again, counting T + 2 times);
  * 3. decodes one token for every sequence that was already running, all in one batched pass: rows of different
  *    lengths are left-padded (mask 0), rows of different mixes sit side by side (the controls are per row).
  * So sequences join and leave the batch at step boundaries, and a long prompt costs the running sequences one
