@@ -7,9 +7,12 @@
  * - bench:generate's twin arm (routed by the prompt's likelihood at prefill, 48 greedy tokens per sequence) at
  *   concurrency 1 (4 sequences in a row), 8 and 32: decode step ms, TTFT p50, aggregate tokens/s and tokens per
  *   CPU-second, and their concurrency 32 ÷ 1 scaling.
- * Prints only (no RESULTS.md section).
+ * Prints only (no RESULTS.md section). Each build's scoring runs on its grouped likelihood graph when it has one (as
+ * load-model.ts opens it); a build with `router.prompt_likelihood.router_above` routes as the runner does (the
+ * router's prefill kept when sure), and the last lines count those prefills.
  *
  *   node --import tsx bench/generate-packages.ts --b /tmp/x/pkg [--a zoo/lm/package] [--rounds 3] [--reps 6]
+ *     [--interleave]   # held-out prompts round-robin over the domains (default: file order, emails first)
  * @module
  */
 import { readFileSync } from 'node:fs'
@@ -19,6 +22,7 @@ import {
   DecoderGraph,
   decoderAsServed,
   GenerationEngine,
+  groupedLikelihoodGraph,
   LmProfile,
   lengthGroups,
   likelihoodGraph,
@@ -38,6 +42,7 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '3' },
     reps: { type: 'string', default: '6' },
     prompts: { type: 'string', default: '32' },
+    interleave: { type: 'boolean' },
   },
 })
 const LM = join(import.meta.dirname, '../zoo/lm')
@@ -52,12 +57,20 @@ const TOKENS = 48
 const CONCURRENCY = [1, 8, 32] as const
 
 const profile = await LmProfile.load(join(LM, 'models'))
-const prompts = readFileSync(join(LM, 'data/prompts.jsonl'), 'utf8')
+const held = readFileSync(join(LM, 'data/prompts.jsonl'), 'utf8')
   .split('\n')
   .filter(Boolean)
-  .map((l) => JSON.parse(l) as { split: string; prompt: string })
+  .map((l) => JSON.parse(l) as { split: string; domain: string; prompt: string })
   .filter((p) => p.split === 'test')
-  .map((p) => p.prompt)
+// The file lists the test prompts domain by domain (the first 200 are emails), so the first cells' prompts are all
+// emails; `--interleave` takes them round-robin over the domains instead (what routing sees in a mixed load).
+const byDomain = new Map<string, typeof held>()
+for (const p of held) byDomain.set(p.domain, [...(byDomain.get(p.domain) ?? []), p])
+const prompts = values.interleave
+  ? Array.from({ length: Math.max(...[...byDomain.values()].map((v) => v.length)) }, (_, i) =>
+      [...byDomain.values()].flatMap((v) => (v[i] ? [v[i].prompt] : [])),
+    ).flat()
+  : held.map((p) => p.prompt)
 
 /** A package as load-model.ts opens it for likelihood routing: the served graph and its likelihood graph. */
 async function open(dir: string) {
@@ -69,8 +82,22 @@ async function open(dir: string) {
   const scorer = await openSession(derived.bytes, { provider: 'cpu' })
   const controls = checkContract(pkg.manifest, withoutNewKv(main.session), new Map())
   const T = pkg.manifest.experts.length
-  const graph = new DecoderGraph(main.session, controls, T, scorer.session)
   const like = pkg.manifest.router.promptLikelihood
+  // The grouped likelihood graph, as load-model.ts opens it when the scoring pass has no router row.
+  const grouping =
+    (like?.routerWeight ?? 0) !== 0
+      ? { unavailable: 'router_weight ≠ 0' }
+      : groupedLikelihoodGraph(derived.bytes, T)
+  const graph =
+    'bytes' in grouping
+      ? new DecoderGraph(
+          main.session,
+          controls,
+          T,
+          (await openSession(grouping.bytes, { provider: 'cpu' })).session,
+          true,
+        )
+      : new DecoderGraph(main.session, controls, T, scorer.session)
   const engine = new GenerationEngine(graph, {
     maxContext: profile.maxContext,
     maxSequences: 64,
@@ -85,7 +112,7 @@ async function open(dir: string) {
     T,
     graph,
     engine,
-    label: `${dir}${gather ? ` (topk_gather ${gather})` : ' (dense)'}`,
+    label: `${dir}${gather ? ` (topk_gather ${gather})` : ' (dense)'}${like?.routerAbove !== undefined ? ` (router_above ${like.routerAbove})` : ''}${'bytes' in grouping ? ', grouped scoring' : ''}`,
   }
 }
 const first = await open(DIRS[0])
@@ -186,7 +213,7 @@ for (let r = 0; r < ROUNDS; r++)
 const mean = (xs: number[]) => summarize(xs).mean
 const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
 const lines = [
-  `Scoring pass (${scoring.length} held-out prompts × ${T} one-hot rows, ${feeds.length} passes, likelihood graph), mean of ${REPS} interleaved reps per batch; generation: twin arm, ${TOKENS} greedy tokens, ${ROUNDS} interleaved rounds (concurrency 1: 4 sequences in a row).`,
+  `Prompts: ${values.interleave ? 'round-robin over the domains' : 'file order (the first 200 are emails)'}. Scoring pass (${scoring.length} held-out prompts × ${T} one-hot rows, ${feeds.length} passes, likelihood graph), mean of ${REPS} interleaved reps per batch; generation: twin arm, ${TOKENS} greedy tokens, ${ROUNDS} interleaved rounds (concurrency 1: 4 sequences in a row).`,
   '',
   '| build | scoring ms wall | scoring ms CPU | step ms c1 | step ms c32 | TTFT p50 ms c1 | c32 | agg tok/s c1 | c8 | c32 | c32 ÷ c1 | tok per CPU-s c1 | c8 | c32 | c32 ÷ c1 |',
   '| --- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: |',
@@ -197,6 +224,7 @@ const lines = [
   }),
   '',
   `b ÷ a: scoring CPU ${((pass[1]?.cpu ?? 0) / (pass[0]?.cpu ?? 1)).toFixed(2)}×; step ${CONCURRENCY.map((c) => `${(mean(cellOf(1, c).step) / mean(cellOf(0, c).step)).toFixed(2)}× at c${c}`).join(', ')}; tokens per CPU-second ${CONCURRENCY.map((c) => `${(mean(cellOf(1, c).cpuTps) / mean(cellOf(0, c).cpuTps)).toFixed(2)}× at c${c}`).join(', ')}.`,
+  `Prefills kept from the router (router_above, no scoring pass): ${packages.map((p) => `${p.engine.counters.routerKept} of ${p.engine.counters.prefills}`).join(' / ')}; scoring passes ${packages.map((p) => p.engine.counters.likelihoodPasses).join(' / ')}.`,
   `Load average ${load} at the end (2 cores shared with other jobs: CPU time is the steadier measure).`,
 ]
 console.log(lines.join('\n'))

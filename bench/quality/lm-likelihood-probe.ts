@@ -19,6 +19,9 @@
  * instead, and adds its row: two builds compared as served.
  * `--fit` adds arms whose τ and log prior are fitted (logistic regression) on the routing data's train prompts;
  * `--prefix n` routes from the document's first n ids instead (a diagnosis: what a longer prompt would tell).
+ * The "cascade" arms route a document by the MLP router's applied weights when their maximum reaches θ (what
+ * `router_above` keeps without a scoring pass), else by likelihood τ 2; their last columns give the share that
+ * skips scoring and the router's and the likelihood's accuracy among those prompts.
  * @module
  */
 import { createHash } from 'node:crypto'
@@ -264,6 +267,11 @@ function fitPrior(ev: RoutingEvidence, perToken: boolean, fixTemperature?: numbe
 export interface LikelihoodArm {
   label: string
   options: PromptLikelihoodOptions
+  /**
+   * Cascade: a prompt whose MLP router's largest applied weight is ≥ this keeps the router's mix (what a prefill
+   * with the graph's router on applies: no scoring pass, no second prefill); the others are routed by likelihood.
+   */
+  routerAbove?: number
 }
 
 const evidence = (d: DocEvidence): PromptEvidence => ({
@@ -278,12 +286,22 @@ async function score(
   data: readonly LmTaskData[],
   ev: SplitEvidence,
   options: PromptLikelihoodOptions,
+  routerAbove?: number,
 ): Promise<Scored> {
   const norm: number[] = []
   const perDoc: number[][] = []
   let acc = 0
+  const sure = { n: 0, right: 0, likelihoodRight: 0, all: 0 }
   for (const [t, docs] of ev.docs.entries()) {
-    const mixes = docs.map((d) => likelihoodWeights(evidence(d), options))
+    const mixes = docs.map((d) => {
+      sure.all++
+      if (routerAbove === undefined || Math.max(...d.router) < routerAbove)
+        return likelihoodWeights(evidence(d), options)
+      sure.n++
+      if (argmax(d.router) === t) sure.right++
+      if (argmax(likelihoodWeights(evidence(d), options)) === t) sure.likelihoodRight++
+      return Float32Array.from(d.router)
+    })
     const nlls = new Array<number>(docs.length).fill(0)
     const dense: number[] = []
     mixes.forEach((w, i) => {
@@ -307,7 +325,7 @@ async function score(
     norm.push(((ev.expert[t] as number) / Math.exp(sum / (ev.tokens[t] as number))) * 100)
     perDoc.push(nlls)
   }
-  return { norm, acc, perDoc }
+  return { norm, acc, perDoc, sure }
 }
 
 interface Scored {
@@ -317,6 +335,8 @@ interface Scored {
   acc: number
   /** Each document's summed NLL under the arm's mix, per domain. */
   perDoc: number[][]
+  /** Cascade arms: prompts that kept the router's mix (skipped scoring), how many of them it routed right, of all. */
+  sure: { n: number; right: number; likelihoodRight: number; all: number }
 }
 
 /**
@@ -358,6 +378,12 @@ function bootstrap(data: readonly LmTaskData[], ev: SplitEvidence, arm: Scored, 
   return { mean: ci(mean), worst: ci(worst) }
 }
 
+/** A cascade arm's share of prompts that skip the scoring pass, and the router's accuracy among them (pooled). */
+function skipCell(sure: Scored['sure']): string {
+  const pct = (a: number, b: number) => (b > 0 ? ((a / b) * 100).toFixed(1) : '–')
+  return `${pct(sure.n, sure.all)} % | ${pct(sure.right, sure.n)} % (${sure.right}/${sure.n}) | ${pct(sure.likelihoodRight, sure.n)} %`
+}
+
 /** The arms (`--arms` picks by label prefix); each is a runner option set, default off. */
 function arms(): LikelihoodArm[] {
   const out: LikelihoodArm[] = []
@@ -369,6 +395,13 @@ function arms(): LikelihoodArm[] {
     out.push({ label: `sum τ 2 × router^${b}`, options: { temperature: 2, routerWeight: b } })
   for (const h of [0.9, 0.95])
     out.push({ label: `sum τ 2, top-1 above ${h}`, options: { temperature: 2, hardAbove: h } })
+  // θ 0 is the MLP router alone (every prompt keeps its mix): the cascade's floor.
+  for (const theta of [0, 0.8, 0.9, 0.95, 0.99, 0.999, 0.9999])
+    out.push({
+      label: `cascade: router above ${theta}, else τ 2`,
+      options: { temperature: 2 },
+      routerAbove: theta,
+    })
   return out
 }
 
@@ -452,17 +485,17 @@ async function main() {
     await s.release()
     const mean = baseline.norm.reduce((x, y) => x + y, 0) / baseline.norm.length
     rows.push(
-      `| τ 2 on ${baselineDir} (baseline) | ${(baseline.acc * 100).toFixed(1)} | ${mean.toFixed(1)} | ${Math.min(...baseline.norm).toFixed(1)} | ${baseline.norm.map((x) => x.toFixed(1)).join(' | ')} | 0 | 0 |`,
+      `| τ 2 on ${baselineDir} (baseline) | ${(baseline.acc * 100).toFixed(1)} | ${mean.toFixed(1)} | ${Math.min(...baseline.norm).toFixed(1)} | ${baseline.norm.map((x) => x.toFixed(1)).join(' | ')} | 0 | 0 | | | |`,
     )
   } else baseline = await score(graph, data, ev, { temperature: 2 })
   for (const a of chosen) {
     const t1 = performance.now()
-    const scored = await score(graph, data, ev, a.options)
-    const { norm, acc } = scored
+    const scored = await score(graph, data, ev, a.options, a.routerAbove)
+    const { norm, acc, sure } = scored
     const mean = norm.reduce((x, y) => x + y, 0) / norm.length
     const ci = bootstrap(data, ev, scored, baseline)
     rows.push(
-      `| ${a.label} | ${(acc * 100).toFixed(1)} | ${mean.toFixed(1)} | ${Math.min(...norm).toFixed(1)} | ${norm.map((x) => x.toFixed(1)).join(' | ')} | ${ci.mean} | ${ci.worst} |`,
+      `| ${a.label} | ${(acc * 100).toFixed(1)} | ${mean.toFixed(1)} | ${Math.min(...norm).toFixed(1)} | ${norm.map((x) => x.toFixed(1)).join(' | ')} | ${ci.mean} | ${ci.worst} | ${a.routerAbove === undefined ? ' | | ' : skipCell(sure)} |`,
     )
     console.error(`${rows.at(-1)} ${((performance.now() - t1) / 1000).toFixed(0)} s`)
   }
@@ -470,9 +503,11 @@ async function main() {
     `${PACKAGE}${baselineDir ? ` vs ${baselineDir}` : ''}, ${split}, expert perplexity ${ev.expert.map((p) => p.toFixed(2)).join(' / ')}; normalised % = expert / routed × 100`,
   )
   console.log(
-    `| arm | router acc. % | mean normalised % | worst | ${tasks.join(' | ')} | Δ mean vs τ 2, 95 % | Δ worst vs τ 2, 95 % |`,
+    `| arm | router acc. % | mean normalised % | worst | ${tasks.join(' | ')} | Δ mean vs τ 2, 95 % | Δ worst vs τ 2, 95 % | cascade: skip scoring | router right among those | likelihood right among those |`,
   )
-  console.log(`| --- | --: | --: | --: | ${tasks.map(() => '--:').join(' | ')} | --: | --: |`)
+  console.log(
+    `| --- | --: | --: | --: | ${tasks.map(() => '--:').join(' | ')} | --: | --: | --: | --: | --: |`,
+  )
   for (const r of rows) console.log(r)
   await session.release()
 }

@@ -11,7 +11,9 @@
  *    likelihood graph when it has one, so that only per-token log-probabilities come back (grouped by expert when
  *    the runner could rewrite it so, grouped-likelihood-graph.ts: each one-hot row multiplies its own expert's
  *    ranks only); such a prompt counts
- *    T + 1 times its tokens against the budget);
+ *    T + 1 times its tokens against the budget; with `routerAbove`, a cascade, it is prefilled with the graph's
+ *    router first and keeps that prefill when the router's largest weight reaches it, else is scored and prefilled
+ *    again, counting T + 2 times);
  * 3. decodes one token for every sequence that was already running, all in one batched pass: rows of different
  *    lengths are left-padded (mask 0), rows of different mixes sit side by side (the controls are per row).
  * So sequences join and leave the batch at step boundaries, and a long prompt costs the running sequences one
@@ -139,6 +141,8 @@ export class GenerationEngine {
     prefills: 0,
     /** Prefills routed by the prompt's likelihood (one extra pass of T rows each). */
     likelihoodPasses: 0,
+    /** Cascade (`promptLikelihood.routerAbove`): router prefills kept because the router was sure (no scoring). */
+    routerKept: 0,
     decodeRows: 0,
     decodePasses: 0,
     gathers: 0,
@@ -245,16 +249,35 @@ export class GenerationEngine {
     const prefills: Sequence[] = []
     for (const s of this.waiting) {
       // A prompt routed by its likelihood is run T + 1 times (T scoring rows, then the prefill; one more row with
-      // `routerWeight`): it costs that much.
+      // `routerWeight`, one more prefill with `routerAbove` at worst): it costs that much.
       const n =
-        s.request.promptIds.length * (this.byLikelihood(s.request) ? this.likelihoodRows() + 1 : 1)
+        s.request.promptIds.length *
+        (this.byLikelihood(s.request)
+          ? this.likelihoodRows() + 1 + (this.options.promptLikelihood?.routerAbove ? 1 : 0)
+          : 1)
       if (prefills.length > 0 && n > budget) break
       prefills.push(s)
       budget -= n
     }
     this.waiting.splice(0, prefills.length)
+    // Cascade: a likelihood-routed prompt is prefilled with the graph's router first; a sure router keeps that
+    // prefill (mix and KV), and only the others are scored and prefilled again below.
+    const routerAbove = this.options.promptLikelihood?.routerAbove
+    if (routerAbove !== undefined)
+      for (const s of prefills)
+        if (!s.done && !s.cancelled && this.byLikelihood(s.request))
+          await this.guard([s], async () => {
+            const out = await this.runPrefill(s, s.request.controls ?? {})
+            const w = out.weights?.subarray(0, this.graph.experts)
+            if (w && Math.max(...w) >= routerAbove) {
+              this.counters.routerKept++
+              this.commitPrefill(s, out)
+            }
+          })
     // The step's likelihood-routed prompts are scored together, in one pass of T rows per prompt.
-    const scored = prefills.filter((s) => !s.cancelled && this.byLikelihood(s.request))
+    const scored = prefills.filter(
+      (s) => !s.done && !s.cancelled && !s.cache && this.byLikelihood(s.request),
+    )
     const evidence = new Map<Sequence, PromptEvidence>()
     if (scored.length > 0)
       await this.guard(scored, async () => {
@@ -271,7 +294,7 @@ export class GenerationEngine {
         })
       })
     for (const s of prefills)
-      if (!s.done) await this.guard([s], () => this.prefill(s, evidence.get(s)))
+      if (!s.done && !s.cache) await this.guard([s], () => this.prefill(s, evidence.get(s)))
     const live = decoding.filter((s) => !s.done && !s.cancelled)
     if (live.length > 0) await this.guard(live, () => this.decode(live))
   }
@@ -298,10 +321,15 @@ export class GenerationEngine {
       this.finish(s, 'cancelled')
       return
     }
+    this.commitPrefill(s, await this.runPrefill(s, await this.prefillControls(s.request, evidence)))
+  }
+
+  /** One prefill pass of a sequence's prompt under `controls`; nothing is kept yet (`commitPrefill`). */
+  private runPrefill(s: Sequence, controls: RowControls): Promise<DecoderOutputs> {
     const { layers } = this.graph.layout
     const ids = s.request.promptIds
     const n = ids.length
-    const out = await this.graph.run({
+    return this.graph.run({
       batch: 1,
       seq: n,
       past: 0,
@@ -309,8 +337,13 @@ export class GenerationEngine {
       mask: new BigInt64Array(n).fill(1n),
       positions: BigInt64Array.from({ length: n }, (_, i) => BigInt(i)),
       cache: Array.from({ length: 2 * layers }, () => new Float32Array(0)),
-      controls: [await this.prefillControls(s.request, evidence)],
+      controls: [controls],
     })
+  }
+
+  /** Keeps a prefill: its KV, its mix for every decode step, the start event and the first token. */
+  private commitPrefill(s: Sequence, out: DecoderOutputs): void {
+    const n = s.request.promptIds.length
     this.counters.prefills++
     const cache = new SequenceCache(this.graph.layout, n + s.request.maxTokens)
     cache.append(out.added, 0, n, 0, n)

@@ -167,6 +167,47 @@ describe('prompt-likelihood routing (#14)', () => {
     expect(await three(engine(true, prompt.length * (T + 1)))).toBe(3)
   })
 
+  it('cascade (routerAbove): a sure router keeps its prefill with no scoring pass, the others are routed by likelihood, in one step', async () => {
+    const { profile, T, engine } = await setup()
+    const router: RowControls = { useRouter: 1, expertMask: new Float32Array(T).fill(1), topK: T }
+    const prompts = [
+      'Dear team, please find attached the minutes of the meeting',
+      'The proof of the pudding is in the eating',
+    ].map((p) => profile.encodePrompt(p))
+    const plain = engine(false)
+    const likely = engine(true)
+    const byRouter: Awaited<ReturnType<typeof run>>[] = []
+    const byLikelihood: Awaited<ReturnType<typeof run>>[] = []
+    for (const p of prompts) {
+      byRouter.push(await run(plain.submit(request(p, router))))
+      byLikelihood.push(await run(likely.submit(request(p, router))))
+    }
+    const top = byRouter.map((r) => Math.max(...r.weights))
+    // θ between the two prompts' largest router weights: the surer keeps the router, the other is scored.
+    expect(Math.abs((top[0] as number) - (top[1] as number))).toBeGreaterThan(1e-3)
+    const theta = ((top[0] as number) + (top[1] as number)) / 2
+    const cascade = engine({ temperature: TAU, routerAbove: theta })
+    const got = await Promise.all(prompts.map((p) => run(cascade.submit(request(p, router)))))
+    expect(cascade.counters.routerKept).toBe(1)
+    expect(cascade.counters.likelihoodPasses).toBe(1)
+    for (const k of [0, 1]) {
+      const want = (top[k] as number) >= theta ? byRouter[k] : byLikelihood[k]
+      for (const [e, w] of (got[k]?.weights ?? []).entries())
+        expect(w).toBeCloseTo(want?.weights[e] as number, 5)
+      // The kept KV and the re-prefilled one decode as their routes do alone.
+      expect(got[k]?.ids).toEqual(want?.ids)
+      for (const [i, lp] of (got[k]?.logprobs ?? []).entries())
+        expect(lp).toBeCloseTo(want?.logprobs[i] as number, 4)
+    }
+    // The router's and the likelihood's mixes differ for the scored prompt: the fallback really re-prefilled.
+    const scored = (top[0] as number) >= theta ? 1 : 0
+    const diff = (byRouter[scored]?.weights ?? []).map((w, e) =>
+      Math.abs(w - (byLikelihood[scored]?.weights[e] ?? 0)),
+    )
+    expect(Math.max(...diff)).toBeGreaterThan(0.01)
+    expect(cascade.kvBytes).toBe(0)
+  }, 30_000)
+
   it('the levers (per-token NLL, a log prior, × router^b, top-1 when confident) apply the formula to one-expert-at-a-time passes', async () => {
     const { graph, profile, T, engine } = await setup()
     const router: RowControls = { useRouter: 1 }

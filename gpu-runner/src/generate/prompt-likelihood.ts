@@ -48,6 +48,11 @@ export interface PromptLikelihoodOptions {
   routerWeight?: number
   /** A posterior whose largest allowed weight reaches this routes to that expert alone (top-1 when confident). */
   hardAbove?: number
+  /**
+   * A cascade: prefill with the graph's router first, and keep that mix and its KV when its largest applied weight
+   * reaches this (no scoring pass, no second prefill); only the others are scored and prefilled again.
+   */
+  routerAbove?: number
 }
 
 /** What a prompt tells about its domain, per expert: the evidence the mix is computed from. */

@@ -37,6 +37,24 @@ describe('RecipeSchema', () => {
     })
   })
 
+  it('router.prompt_likelihood.router_above: a cascade threshold in (0, 1], off when absent (#14)', () => {
+    const at = (router_above?: number) =>
+      RecipeSchema.safeParse({
+        ...minimal,
+        router: {
+          ...minimal.router,
+          prompt_likelihood: {
+            temperature: 2,
+            ...(router_above !== undefined ? { router_above } : {}),
+          },
+        },
+      })
+    expect(at(0.95).data?.router.prompt_likelihood?.router_above).toBe(0.95)
+    expect(at(1).success).toBe(true)
+    expect(at().data?.router.prompt_likelihood?.router_above).toBeUndefined()
+    for (const bad of [0, -0.1, 1.5]) expect(at(bad).success).toBe(false)
+  })
+
   it('keeps task arithmetic as the shared default although every recipe has routing data (issue #18)', () => {
     // RegMean measured better on the Fashion zoo (97.9 vs 97.0% validation) but not on the text zoo (95.3 vs
     // 95.7% at its compressed point), with a different best alpha: a recipe states it (the demo recipe does).

@@ -199,6 +199,14 @@ export const RouterRecipeSchema = z.strictObject({
       router_weight: z.number().min(0).max(10).optional(),
       /** and route to one expert alone when its posterior reaches this (top-1 when confident). */
       hard_above: z.number().gt(0).max(1).optional(),
+      /**
+       * A cascade, for speed: prefill with the embedded router first and keep its mix when its largest weight
+       * reaches this, scoring (and prefilling again) only the prompts it is less sure of. Measured on the LM twin
+       * (bench/RESULTS.md "LM routing cascade"): 0.95 skips the scoring of 36.6 % of validation prompts within
+       * the bootstrap's noise of τ 2 alone, but on a mixed load the added router prefills cost what the skipped
+       * scoring saves (no speed gain on the 2-core CPU), so zoo/lm leaves it off.
+       */
+      router_above: z.number().gt(0).max(1).optional(),
     })
     .optional(),
 })

@@ -232,6 +232,8 @@ export const RouterInfoSchema = z.strictObject({
       routerWeight: z.number().min(0).optional(),
       /** Route to the top expert alone when its posterior reaches this (recipe `hard_above`). */
       hardAbove: z.number().gt(0).max(1).optional(),
+      /** Keep the router's mix when its largest weight reaches this; score the rest (recipe `router_above`). */
+      routerAbove: z.number().gt(0).max(1).optional(),
     })
     .optional(),
 })

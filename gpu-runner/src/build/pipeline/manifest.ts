@@ -90,5 +90,6 @@ function promptLikelihoodOf(
     ...(p.log_prior ? { logPrior: p.log_prior } : {}),
     ...(p.router_weight ? { routerWeight: p.router_weight } : {}),
     ...(p.hard_above !== undefined ? { hardAbove: p.hard_above } : {}),
+    ...(p.router_above !== undefined ? { routerAbove: p.router_above } : {}),
   }
 }
