@@ -84,12 +84,19 @@ if (values.package && !values['no-write'])
   )
 const ROUNDS = Number(values.rounds)
 
-const prompts = readFileSync(join(LM, 'data/prompts.jsonl'), 'utf8')
+// The file lists the test prompts domain by domain (the first 200 are emails): taken round-robin over the domains,
+// every cell sees a mixed load, as routing would (until 2026-12-06 the cells took them in file order, mostly emails).
+const held = readFileSync(join(LM, 'data/prompts.jsonl'), 'utf8')
   .split('\n')
   .filter(Boolean)
-  .map((l) => JSON.parse(l) as { split: string; prompt: string })
+  .map((l) => JSON.parse(l) as { split: string; domain: string; prompt: string })
   .filter((p) => p.split === 'test')
-  .map((p) => p.prompt)
+const byDomain = new Map<string, string[]>()
+for (const p of held) byDomain.set(p.domain, [...(byDomain.get(p.domain) ?? []), p.prompt])
+const prompts = Array.from(
+  { length: Math.max(...[...byDomain.values()].map((v) => v.length)) },
+  (_, i) => [...byDomain.values()].flatMap((v) => (v[i] !== undefined ? [v[i]] : [])),
+).flat()
 
 const m = machine()
 const PACKAGE = values.package ?? join(LM, 'package')
@@ -281,7 +288,7 @@ const ttft = (arm: Arm, c: number) => summarize(cellOf(arm, c).ttftMs).p50
 const md = [
   '## Generation: decode tokens/s and time to first token, twin vs shared (`npm run bench:generate`)',
   '',
-  `${values.package ?? 'zoo/lm/package'} (lm-twin: 3-layer d-128 decoder, 5 experts, rank-48 float16 exclusive factors${gather ? `, \`topk_gather: ${gather}\`` : ''}) in the runner's generation engine (gpu-runner/src/generate), ${TOKENS} greedy tokens per sequence, held-out prompts, ${ROUNDS} interleaved rounds (concurrency 1: ${C1_SEQUENCES} sequences in a row per round). _twin_: as served, each sequence routed at prefill by each expert's likelihood of its prompt (the package's \`router.prompt_likelihood\`: one more pass of T rows per prompt, in TTFT, on the grouped likelihood graph, which returns each position's log-probability of the next prompt token instead of the logits, rows expert-major so that each one-hot row multiplies only its own expert's ranks), the mix held as explicit mix_weights for every decode step, on the graph as the runner opens it (\`decoderAsServed\`: identical initializers shared, new keys and values exposed as outputs); _shared_: the same graph at all-zero weights; _past rebuilt_: twin on an engine that gathers every row's cache into a fresh past on every pass (\`reuseBatch: false\`, the engine before the batched past persisted); _graph as built_: twin on the package's graph without those rewrites, every pass fetching the whole \`present\` and repeating the per-site Gathers, prompts scored from the logits; _scored from logits_: twin scoring each prompt from the fetched [rows, S, V] logits with a log-softmax in JavaScript (\`likelihoodInGraph: false\`, the path before the likelihood graph); _ungrouped_: twin scoring in the likelihood graph as derived, every one-hot row multiplying all T·r stacked ranks (the path before the grouped likelihood graph). Step = one batched decode pass (all running rows), timed after the last sequence's first token (decode passes only).`,
+  `${values.package ?? 'zoo/lm/package'} (lm-twin: 3-layer d-128 decoder, 5 experts, rank-48 float16 exclusive factors${gather ? `, \`topk_gather: ${gather}\`` : ''}) in the runner's generation engine (gpu-runner/src/generate), ${TOKENS} greedy tokens per sequence, held-out prompts taken round-robin over the five domains, ${ROUNDS} interleaved rounds (concurrency 1: ${C1_SEQUENCES} sequences in a row per round). _twin_: as served, each sequence routed at prefill by each expert's likelihood of its prompt (the package's \`router.prompt_likelihood\`: one more pass of T rows per prompt, in TTFT, on the grouped likelihood graph, which returns each position's log-probability of the next prompt token instead of the logits, rows expert-major so that each one-hot row multiplies only its own expert's ranks), the mix held as explicit mix_weights for every decode step, on the graph as the runner opens it (\`decoderAsServed\`: identical initializers shared, new keys and values exposed as outputs); _shared_: the same graph at all-zero weights; _past rebuilt_: twin on an engine that gathers every row's cache into a fresh past on every pass (\`reuseBatch: false\`, the engine before the batched past persisted); _graph as built_: twin on the package's graph without those rewrites, every pass fetching the whole \`present\` and repeating the per-site Gathers, prompts scored from the logits; _scored from logits_: twin scoring each prompt from the fetched [rows, S, V] logits with a log-softmax in JavaScript (\`likelihoodInGraph: false\`, the path before the likelihood graph); _ungrouped_: twin scoring in the likelihood graph as derived, every one-hot row multiplying all T·r stacked ranks (the path before the grouped likelihood graph). Step = one batched decode pass (all running rows), timed after the last sequence's first token (decode passes only).`,
   '',
   table(
     [
