@@ -237,7 +237,21 @@ describe('gateway with two real runners', () => {
     results.forEach((r, i) => {
       if (r.runner === 'a') expect(loggedByA.has(`failover-${i}`)).toBe(true)
     })
-    // Failover really happened: attempts at the dead runner failed and were retried on b.
+    // Failover really happened: attempts at the dead runner failed and were retried on b. The gateway's log lines
+    // reach this process through wrangler's stdout, which can trail the responses when the cores are busy (two test
+    // files at a time): wait for the first of each kind rather than reading the log at once.
+    await gw.waitForLog(
+      (l) =>
+        l.event === 'runner_attempt_failed' &&
+        l.runner_id === 'a' &&
+        String(l.request_id).startsWith('failover-'),
+    )
+    await gw.waitForLog(
+      (l) =>
+        l.event === 'request' &&
+        String(l.request_id).startsWith('failover-') &&
+        Number(l.attempts) > 1,
+    )
     const failed = gw.logs.filter(
       (l) =>
         l.event === 'runner_attempt_failed' &&
