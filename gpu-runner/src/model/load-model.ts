@@ -167,8 +167,8 @@ function servedBytes(
  * likelihood graph (generate/grouped-likelihood-graph.ts: each one-hot row multiplies only its own expert's ranks,
  * 0.6× the scoring pass's CPU on zoo/lm); `grouping` is T, or why the pass cannot be grouped. It is a second
  * session of the same weights (their bytes again in memory, and a thread of its own): `npm run bench:load-memory`
- * measured a zoo/lm/package load growing by 82–96 MiB with it against 14–27 without (ungrouped; grouped 58–60
- * MiB against 73–104 for the ungrouped graph in lm-group's runs); estimateLoadedBytes counts it. Only the generation
+ * measured a zoo/lm/package load growing by 36–52 MiB with the grouped graph against 20–22 MiB without it (the
+ * ungrouped graph: 73–104 MiB); estimateLoadedBytes counts it. Only the generation
  * engine scores prompts with it, so the runner opens it for the models it generates with (`likelihoodSession`).
  */
 async function openLikelihood(

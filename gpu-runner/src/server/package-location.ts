@@ -58,10 +58,10 @@ export async function resolvePackageDir(
 
 /**
  * Estimated bytes of memory a package takes once loaded (constants above). A package that routes by the prompt's
- * likelihood also opens its likelihood graph (generate/likelihood-graph.ts), a second session holding a copy of the
- * twin graph's weights, built from one more decoded copy at load: one more session and the graph's bytes twice more
- * (`npm run bench:load-memory`, 2026-12-06: the zoo/lm package's load grows by 14–27 MiB without it and by 82–96 MiB
- * with it; counted once more, as before, the estimate fell 7 % short in one run of four), unless the loader skips it
+ * likelihood also opens its likelihood graph (generate/likelihood-graph.ts, grouped by grouped-likelihood-graph.ts),
+ * a second session holding a copy of the twin graph's weights: one more session and the graph's bytes once more
+ * (`npm run bench:load-memory`, 2026-12-06: the zoo/lm package's load grows by 20–22 MiB without it and 36–52 MiB
+ * with the grouped graph; the estimate, 89.6 MiB, is 2.2× that), unless the loader skips it
  * (`likelihoodSession: false`: the runner opens it only for the models it generates with).
  */
 export async function estimateLoadedBytes(
@@ -72,7 +72,7 @@ export async function estimateLoadedBytes(
   const likelihood =
     manifest.router.promptLikelihood !== undefined && (opts.likelihoodSession ?? true)
   const sessions = 1 + manifest.variants.length + (likelihood ? 1 : 0)
-  const twinGraphBytes = likelihood ? 2 * (await fileBytes(join(dir, manifest.model.file))) : 0
+  const twinGraphBytes = likelihood ? await fileBytes(join(dir, manifest.model.file)) : 0
   return (
     ((await packageBytes(dir, manifest)) + twinGraphBytes) * MEMORY_PER_PACKAGE_BYTE +
     sessions * MEMORY_PER_SESSION_BYTES
