@@ -31,6 +31,7 @@
  *   npm run bench:generate                  # writes the bench:generate section of bench/RESULTS.md
  *   npm run bench:generate -- --no-write    # prints it only
  *   npm run bench:generate -- --no-write --package dir   # another build of the LM twin (e.g. with topk_gather)
+ *   npm run bench:generate -- --no-write --prefill-budget 2048   # the engine's prompt tokens per step (default 512)
  * `--package` swaps the package only (tokenizer, prompts and models stay zoo/lm's); it never writes RESULTS.md.
  * @module
  */
@@ -76,11 +77,13 @@ const { values } = parseArgs({
     'no-write': { type: 'boolean' },
     rounds: { type: 'string', default: '2' },
     package: { type: 'string' },
+    // The engine's prompt tokens per step (the runner's --prefill-tokens-per-step, default 512).
+    'prefill-budget': { type: 'string', default: '512' },
   },
 })
-if (values.package && !values['no-write'])
+if ((values.package || values['prefill-budget'] !== '512') && !values['no-write'])
   throw new Error(
-    '--package measures a scratch build: pass --no-write (RESULTS.md describes zoo/lm/package)',
+    '--package and --prefill-budget measure a variant: pass --no-write (RESULTS.md describes zoo/lm/package at 512)',
   )
 const ROUNDS = Number(values.rounds)
 
@@ -135,7 +138,7 @@ const options = {
   maxContext: profile.maxContext,
   maxSequences: 64,
   maxBytes: 256 * 1024 * 1024,
-  prefillTokensPerStep: 512,
+  prefillTokensPerStep: Number(values['prefill-budget']),
   detokenizer: profile,
   ...(like ? { promptLikelihood: like } : {}),
 }
