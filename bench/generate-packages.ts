@@ -33,6 +33,7 @@ import { loadPackage } from '@twinserve/gpu-runner/package'
 import { openSession } from '@twinserve/gpu-runner/runtime'
 import { checkContract } from '@twinserve/gpu-runner/twin-contract'
 import { gatherOf } from './lm-package.ts'
+import { heldOutPrompts, timedGreedy } from './lm-workload.ts'
 import { summarize } from './perf/report.ts'
 
 const { values } = parseArgs({
@@ -57,20 +58,9 @@ const TOKENS = 48
 const CONCURRENCY = [1, 8, 32] as const
 
 const profile = await LmProfile.load(join(LM, 'models'))
-const held = readFileSync(join(LM, 'data/prompts.jsonl'), 'utf8')
-  .split('\n')
-  .filter(Boolean)
-  .map((l) => JSON.parse(l) as { split: string; domain: string; prompt: string })
-  .filter((p) => p.split === 'test')
-// The file lists the test prompts domain by domain (the first 200 are emails), so the first cells' prompts are all
-// emails; `--interleave` takes them round-robin over the domains instead (what routing sees in a mixed load).
-const byDomain = new Map<string, typeof held>()
-for (const p of held) byDomain.set(p.domain, [...(byDomain.get(p.domain) ?? []), p])
-const prompts = values.interleave
-  ? Array.from({ length: Math.max(...[...byDomain.values()].map((v) => v.length)) }, (_, i) =>
-      [...byDomain.values()].flatMap((v) => (v[i] ? [v[i].prompt] : [])),
-    ).flat()
-  : held.map((p) => p.prompt)
+// `--interleave`: round-robin over the domains (what routing sees in a mixed load); by default the file's order,
+// whose first 200 prompts are all emails.
+const prompts = heldOutPrompts(values.interleave ? 'round-robin' : 'file')
 
 /** A package as load-model.ts opens it for likelihood routing: the served graph and its likelihood graph. */
 async function open(dir: string) {
@@ -171,22 +161,7 @@ async function runCell(k: number, c: number, record: boolean) {
   const times = await Promise.all(
     Array.from({ length: c }, async (_, i) => {
       const ids = profile.encodePrompt(prompts[(base + i) % prompts.length] ?? '')
-      const t0 = performance.now()
-      let first = 0
-      let last = 0
-      let n = 0
-      for await (const e of engine.submit({
-        promptIds: ids,
-        maxTokens: TOKENS,
-        sampling: { temperature: 0, topP: 1, topK: 0 },
-        stopTokenIds: [],
-        controls: { useRouter: 1 },
-      })) {
-        if (e.type !== 'token') continue
-        n++
-        last = performance.now()
-        if (n === 1) first = last
-      }
+      const { t0, first, last } = await timedGreedy(engine, ids, TOKENS, { useRouter: 1 })
       if (record) cell.ttft.push(first - t0)
       return { first, last }
     }),

@@ -10,13 +10,13 @@
  *   node --import tsx bench/generate-prompt-routing.ts [--prompts 40] [--rounds 5]
  * @module
  */
-import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { DecoderGraph, GenerationEngine, LmProfile } from '@twinserve/gpu-runner/generate'
 import { loadPackage } from '@twinserve/gpu-runner/package'
 import { openSession } from '@twinserve/gpu-runner/runtime'
 import { checkContract } from '@twinserve/gpu-runner/twin-contract'
+import { heldOutPrompts } from './lm-workload.ts'
 import { fmt, machine, summarize, table } from './perf/report.ts'
 
 const LM = join(import.meta.dirname, '../zoo/lm')
@@ -27,12 +27,7 @@ const { values } = parseArgs({
   },
 })
 
-const prompts = readFileSync(join(LM, 'data/prompts.jsonl'), 'utf8')
-  .split('\n')
-  .filter(Boolean)
-  .map((l) => JSON.parse(l) as { split: string; prompt: string })
-  .filter((p) => p.split === 'test')
-  .map((p) => p.prompt)
+const prompts = heldOutPrompts('file')
 
 const m = machine()
 const pkg = await loadPackage(join(LM, 'package'))

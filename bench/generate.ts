@@ -35,7 +35,6 @@
  * `--package` swaps the package only (tokenizer, prompts and models stay zoo/lm's); it never writes RESULTS.md.
  * @module
  */
-import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import {
@@ -51,6 +50,7 @@ import { loadPackage } from '@twinserve/gpu-runner/package'
 import { openSession } from '@twinserve/gpu-runner/runtime'
 import { checkContract, type RowControls } from '@twinserve/gpu-runner/twin-contract'
 import { gatherOf } from './lm-package.ts'
+import { heldOutPrompts, timedGreedy } from './lm-workload.ts'
 import { fmt, machine, markLoad, summarize, table, writeSection } from './perf/report.ts'
 
 const REPO = join(import.meta.dirname, '..')
@@ -86,20 +86,15 @@ if ((values.package || values['prefill-budget'] !== '512') && !values['no-write'
     '--package and --prefill-budget measure a variant: pass --no-write (RESULTS.md describes zoo/lm/package at 512)',
   )
 const ROUNDS = Number(values.rounds)
+const PREFILL_BUDGET = Number(values['prefill-budget'])
+if (!Number.isInteger(PREFILL_BUDGET) || PREFILL_BUDGET < 1)
+  throw new Error(
+    `--prefill-budget takes a positive whole number of tokens, not '${values['prefill-budget']}'`,
+  )
 
-// The file lists the test prompts domain by domain (the first 200 are emails): taken round-robin over the domains,
-// every cell sees a mixed load, as routing would (until 2026-12-06 the cells took them in file order, mostly emails).
-const held = readFileSync(join(LM, 'data/prompts.jsonl'), 'utf8')
-  .split('\n')
-  .filter(Boolean)
-  .map((l) => JSON.parse(l) as { split: string; domain: string; prompt: string })
-  .filter((p) => p.split === 'test')
-const byDomain = new Map<string, string[]>()
-for (const p of held) byDomain.set(p.domain, [...(byDomain.get(p.domain) ?? []), p.prompt])
-const prompts = Array.from(
-  { length: Math.max(...[...byDomain.values()].map((v) => v.length)) },
-  (_, i) => [...byDomain.values()].flatMap((v) => (v[i] !== undefined ? [v[i]] : [])),
-).flat()
+// Round-robin over the domains: every cell sees a mixed load, as routing would (until 2026-12-06 the cells took
+// the prompts in file order, mostly emails).
+const prompts = heldOutPrompts('round-robin')
 
 const m = machine()
 const PACKAGE = values.package ?? join(LM, 'package')
@@ -138,7 +133,7 @@ const options = {
   maxContext: profile.maxContext,
   maxSequences: 64,
   maxBytes: 256 * 1024 * 1024,
-  prefillTokensPerStep: Number(values['prefill-budget']),
+  prefillTokensPerStep: PREFILL_BUDGET,
   detokenizer: profile,
   ...(like ? { promptLikelihood: like } : {}),
 }
@@ -188,22 +183,7 @@ async function runCell(arm: Arm, c: number): Promise<void> {
   const gathers0 = engine.counters.gathers
   const runs = Array.from({ length: c }, async () => {
     const ids = profile.encodePrompt(prompts[next++ % prompts.length] ?? '')
-    const t0 = performance.now()
-    let first = 0
-    let last = 0
-    let n = 0
-    for await (const e of engine.submit({
-      promptIds: ids,
-      maxTokens: TOKENS,
-      sampling: { temperature: 0, topP: 1, topK: 0 },
-      stopTokenIds: [],
-      controls: ARMS[arm],
-    })) {
-      if (e.type !== 'token') continue
-      n++
-      last = performance.now()
-      if (n === 1) first = last
-    }
+    const { t0, first, last, n } = await timedGreedy(engine, ids, TOKENS, ARMS[arm])
     cell.ttftMs.push(first - t0)
     cell.perSeqTps.push(((n - 1) * 1000) / (last - first))
     return { first, last }

@@ -11,16 +11,16 @@ import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
+import { sameRouting } from '../../test-support/same-routing.ts'
 import { loadModel } from '../model/load-model.ts'
 import { int64Tensor } from '../onnx/graph-builder.ts'
 import { onnx, toNumber } from '../onnx/proto.ts'
 import { loadPackage } from '../package/load-package.ts'
 import { openSession } from '../runtime/ort-session.ts'
 import { checkContract } from '../twin-contract/check-contract.ts'
-import type { RowControls } from '../twin-contract/encode-controls.ts'
 import { decoderAsServed } from './decoder-as-served.ts'
 import { DecoderGraph } from './decoder-graph.ts'
-import { GenerationEngine, type GenerationEvent } from './engine.ts'
+import { GenerationEngine } from './engine.ts'
 import { groupedLikelihoodGraph, ranksByExpert } from './grouped-likelihood-graph.ts'
 import { likelihoodGraph } from './likelihood-graph.ts'
 import { LmProfile } from './lm-profile.ts'
@@ -74,16 +74,6 @@ async function load() {
     })
     .map((p) => profile.encodePrompt(p.prompt))
   return { derived: derived.bytes, grouped, graph, plain, T, prompts }
-}
-
-async function weightsOf(events: AsyncIterable<GenerationEvent>) {
-  const got = { weights: [] as number[], ids: [] as number[] }
-  for await (const e of events) {
-    if (e.type === 'start') got.weights = [...(e.expertWeights ?? [])]
-    if (e.type === 'token') got.ids.push(e.id)
-    if (e.type === 'error') throw e.error
-  }
-  return got
 }
 
 describe('grouped likelihood graph (#14)', () => {
@@ -149,22 +139,11 @@ describe('grouped likelihood graph (#14)', () => {
         prefillTokensPerStep: 10_000,
         promptLikelihood: { temperature: 2 },
       })
-    const request = (promptIds: number[]) => ({
-      promptIds,
-      maxTokens: 3,
-      sampling: { temperature: 0, topP: 1, topK: 0 },
-      controls: { useRouter: 1 } as RowControls,
-    })
     const [a, b] = [engine(graph), engine(plain)]
-    const got = await Promise.all(prompts.map((p) => weightsOf(a.submit(request(p)))))
-    const want = await Promise.all(prompts.map((p) => weightsOf(b.submit(request(p)))))
+    const { got, want, worst } = await sameRouting(a, b, prompts)
     expect(a.counters.likelihoodPasses).toBe(b.counters.likelihoodPasses)
-    let worst = 0
     for (const [k, g] of got.entries()) {
       expect(g.weights).toHaveLength(T)
-      g.weights.forEach((w, e) => {
-        worst = Math.max(worst, Math.abs(w - (want[k]?.weights[e] as number)))
-      })
       expect(g.ids).toEqual(want[k]?.ids)
     }
     // softmax(−NLL/τ) moves by at most |ΔNLL|/τ.

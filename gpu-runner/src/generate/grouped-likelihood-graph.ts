@@ -33,7 +33,7 @@ import {
   TensorDataType,
   toNumber,
 } from '../onnx/proto.ts'
-import { pruneDeadNodes } from './likelihood-graph.ts'
+import { nodeReads, pruneDeadNodes } from './likelihood-graph.ts'
 
 /** Grouped likelihood-graph bytes and how many corrections were grouped, or why there are none. */
 export type GroupedLikelihoodGraph =
@@ -76,7 +76,7 @@ export function groupCorrections(
   for (const n of nodes) for (const o of n.output ?? []) producer.set(o, n)
   const readers = new Map<string, number>()
   const read = (name: string) => readers.set(name, (readers.get(name) ?? 0) + 1)
-  for (const n of nodes) for (const r of reads(n)) read(r)
+  for (const n of nodes) for (const r of nodeReads(n)) read(r)
   for (const o of graph.output ?? []) read(o.name ?? '')
   const inits = new Map((graph.initializer ?? []).map((t) => [t.name ?? '', t]))
 
@@ -171,15 +171,6 @@ function freshNames(graph: IGraphProto): (base: string) => string {
     taken.add(`${name}/`)
     return name
   }
-}
-
-/** Every name a node reads, its subgraphs' reads included. */
-function reads(node: INodeProto): string[] {
-  const out = [...(node.input ?? [])]
-  for (const a of node.attribute ?? [])
-    for (const g of [...(a.g ? [a.g] : []), ...(a.graphs ?? [])])
-      for (const n of g.node ?? []) out.push(...reads(n))
-  return out
 }
 
 /**

@@ -8,15 +8,15 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { TWIN_OUTPUT_WEIGHTS } from '@twinserve/shared'
 import { describe, expect, it } from 'vitest'
+import { sameRouting } from '../../test-support/same-routing.ts'
 import { GraphBuilder } from '../onnx/graph-builder.ts'
 import { type INodeProto, onnx } from '../onnx/proto.ts'
 import { loadPackage } from '../package/load-package.ts'
 import { openSession } from '../runtime/ort-session.ts'
 import { checkContract } from '../twin-contract/check-contract.ts'
-import type { RowControls } from '../twin-contract/encode-controls.ts'
 import { decoderAsServed } from './decoder-as-served.ts'
 import { DecoderGraph } from './decoder-graph.ts'
-import { GenerationEngine, type GenerationEvent } from './engine.ts'
+import { GenerationEngine } from './engine.ts'
 import { likelihoodGraph, TARGET_IDS, TARGET_LOGPROBS } from './likelihood-graph.ts'
 import { LmProfile } from './lm-profile.ts'
 import { withoutNewKv } from './new-kv-outputs.ts'
@@ -55,16 +55,6 @@ async function setup() {
     })
     .map((p) => profile.encodePrompt(p.prompt))
   return { derived: derived.bytes, graph, T, profile, prompts }
-}
-
-async function weightsOf(events: AsyncIterable<GenerationEvent>) {
-  const got = { weights: [] as number[], ids: [] as number[] }
-  for await (const e of events) {
-    if (e.type === 'start') got.weights = [...(e.expertWeights ?? [])]
-    if (e.type === 'token') got.ids.push(e.id)
-    if (e.type === 'error') throw e.error
-  }
-  return got
 }
 
 describe('likelihood graph (#14)', () => {
@@ -137,22 +127,11 @@ describe('likelihood graph (#14)', () => {
         promptLikelihood: { temperature: 2 },
         likelihoodInGraph,
       })
-    const request = (promptIds: number[]) => ({
-      promptIds,
-      maxTokens: 3,
-      sampling: { temperature: 0, topP: 1, topK: 0 },
-      controls: { useRouter: 1 } as RowControls,
-    })
     const [a, b] = [engine(true), engine(false)]
-    const got = await Promise.all(prompts.map((p) => weightsOf(a.submit(request(p)))))
-    const want = await Promise.all(prompts.map((p) => weightsOf(b.submit(request(p)))))
+    const { got, want, worst } = await sameRouting(a, b, prompts)
     expect(a.counters.likelihoodPasses).toBe(b.counters.likelihoodPasses)
-    let worst = 0
     for (const [k, g] of got.entries()) {
       expect(g.weights).toHaveLength(T)
-      g.weights.forEach((w, e) => {
-        worst = Math.max(worst, Math.abs(w - (want[k]?.weights[e] as number)))
-      })
       expect(g.ids).toEqual(want[k]?.ids)
     }
     // softmax(−NLL/τ) moves by at most |ΔNLL|/τ, a few 1e-6 here (measured: 1.2e-7, one float32 ulp at 1).

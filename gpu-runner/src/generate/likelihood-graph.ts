@@ -104,11 +104,11 @@ export function addTargetLogprobs(graph: IGraphProto, opset: number): string | u
 }
 
 /** Every name a node reads, its subgraphs' reads included (they may read the outer graph's values). */
-function reads(node: INodeProto): string[] {
+export function nodeReads(node: INodeProto): string[] {
   const out = [...(node.input ?? [])]
   for (const a of node.attribute ?? [])
     for (const g of [...(a.g ? [a.g] : []), ...(a.graphs ?? [])])
-      for (const n of g.node ?? []) out.push(...reads(n))
+      for (const n of g.node ?? []) out.push(...nodeReads(n))
   return out
 }
 
@@ -122,7 +122,7 @@ export function pruneDeadNodes(graph: IGraphProto): void {
     const node = nodes[i] as INodeProto
     if (!(node.output ?? []).some((o) => needed.has(o))) continue
     live[i] = true
-    for (const r of reads(node)) needed.add(r)
+    for (const r of nodeReads(node)) needed.add(r)
   }
   graph.node = nodes.filter((_, i) => live[i])
   const inputs = new Set((graph.input ?? []).map((i) => i.name ?? ''))

@@ -190,14 +190,14 @@ async function openLikelihood(
     typeof grouping === 'number'
       ? groupedLikelihoodGraph(derived.bytes, grouping)
       : { unavailable: grouping }
+  let ungrouped = 'unavailable' in grouped ? grouped.unavailable : ''
   if ('bytes' in grouped)
     try {
       return { likelihood: await open(grouped.bytes), likelihoodGrouped: grouped.grouped }
-    } catch {
-      // Then the ungrouped graph, which onnxruntime loaded before this rewrite existed.
+    } catch (err) {
+      // Then the ungrouped graph, which onnxruntime loaded before this rewrite existed; the log says why.
+      ungrouped = `onnxruntime cannot load the grouped graph: ${err instanceof Error ? err.message : String(err)}`
     }
-  const ungrouped =
-    'unavailable' in grouped ? grouped.unavailable : 'onnxruntime cannot load the grouped graph'
   try {
     return { likelihood: await open(derived.bytes), likelihoodUngrouped: ungrouped }
   } catch (err) {

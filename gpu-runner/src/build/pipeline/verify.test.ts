@@ -16,9 +16,10 @@ import { CHECK_BLOCK, type VerifyInput, verifyPackage } from './verify.ts'
 const root = await mkdtemp(join(tmpdir(), 'twinserve-verify-'))
 afterAll(() => rm(root, { recursive: true, force: true }))
 
-describe('verifyPackage', async () => {
-  const fx = await writeBuildFixture(join(root, 'fx'))
-  const out = join(root, 'pkg')
+/** A build fixture built into `<root>/<name>-pkg`, with its routing examples read as verification reads them. */
+async function built(name: string, opts?: Parameters<typeof writeBuildFixture>[1]) {
+  const fx = await writeBuildFixture(join(root, name), opts)
+  const out = join(root, `${name}-pkg`)
   const report = await buildPackage(fx.recipePath, {
     out,
     reporter: createReporter({ quiet: true }),
@@ -29,6 +30,11 @@ describe('verifyPackage', async () => {
     fx.experts.map((e) => e.name),
     inputs,
   )
+  return { fx, out, report, inputs, examples }
+}
+
+describe('verifyPackage', async () => {
+  const { fx, out, report, inputs, examples } = await built('fx')
   const base: VerifyInput = {
     dir: out,
     inputs,
@@ -68,23 +74,12 @@ describe('verifyPackage', async () => {
 describe('verifyPackage with more experts than one check block', async () => {
   // 10 experts: blocks of 8 and 2. Expert t's one-hot rows run on its block's check inputs only.
   const T = CHECK_BLOCK + 2
-  const fx = await writeBuildFixture(join(root, 'fx10'), {
+  const { fx, out, report, inputs, examples } = await built('fx10', {
     experts: T,
     perExpert: 8,
     // Full rank (the MLP's matrices have rank 12 at most): one-hot rows reproduce each expert up to rounding.
     recipe: { exclusive: { rank: 12 }, variants: [], verify: { examples_per_expert: 2 } },
   })
-  const out = join(root, 'pkg10')
-  const report = await buildPackage(fx.recipePath, {
-    out,
-    reporter: createReporter({ quiet: true }),
-  })
-  const inputs = modelInputs((await readOnnx(fx.base)).graph)
-  const examples = await readRoutingData(
-    fx.routing,
-    fx.experts.map((e) => e.name),
-    inputs,
-  )
   const checks = Array.from({ length: T }, (_, t) =>
     examples.filter((x) => x.expert === t).slice(0, 2),
   ).flat()
