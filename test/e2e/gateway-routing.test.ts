@@ -238,8 +238,8 @@ describe('gateway with two real runners', () => {
       if (r.runner === 'a') expect(loggedByA.has(`failover-${i}`)).toBe(true)
     })
     // Failover really happened: attempts at the dead runner failed and were retried on b. The gateway's log lines
-    // reach this process through wrangler's stdout, which can trail the responses when the cores are busy (two test
-    // files at a time): wait for the first of each kind rather than reading the log at once.
+    // reach this process through wrangler's stdout, which can trail the responses when the cores are busy: wait for
+    // the first of each kind rather than reading the log at once. (This file runs alone: vitest.config.ts.)
     await gw.waitForLog(
       (l) =>
         l.event === 'runner_attempt_failed' &&
