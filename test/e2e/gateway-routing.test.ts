@@ -239,7 +239,7 @@ describe('gateway with two real runners', () => {
     })
     // Failover really happened: attempts at the dead runner failed and were retried on b. The gateway's log lines
     // reach this process through wrangler's stdout, which can trail the responses when the cores are busy: wait for
-    // the first of each kind rather than reading the log at once. (This file runs alone: vitest.config.ts.)
+    // the first of each kind rather than reading the log at once.
     await gw.waitForLog(
       (l) =>
         l.event === 'runner_attempt_failed' &&
