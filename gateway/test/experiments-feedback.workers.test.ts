@@ -1,4 +1,12 @@
+import { env } from 'cloudflare:test'
 import { beforeAll, describe, expect, it } from 'vitest'
+import { loadConfig } from '../src/config.ts'
+import {
+  addExposure,
+  type ExposureRecord,
+  flushExposures,
+} from '../src/experiments/exposure-buffer.ts'
+import { recordFeedback } from '../src/experiments/feedback.ts'
 import {
   createExperiment,
   feedbackCall,
@@ -83,6 +91,51 @@ describe('POST /v1/feedback', () => {
       'INVALID_REQUEST',
     )
     expect(e.error).toMatch(/predicted 1 row\(s\); send one label, got 2/)
+  })
+
+  it('finds an exposure the timed flush has taken out of the buffer but not yet written', async () => {
+    // The race docs/generate.md's run once lost: the answer's exposure left the buffer in the timed flush a moment
+    // before the feedback arrived, so the feedback's own flush found nothing to write and read D1 too early.
+    const config = loadConfig(env)
+    let answered: (r: ExposureRecord) => void = () => undefined
+    addExposure(
+      new Promise<ExposureRecord>((resolve) => {
+        answered = resolve
+      }),
+    )
+    const timed = flushExposures(env, config) // takes the record; its insert waits for the answer's end
+    const feedback = recordFeedback(
+      env,
+      config,
+      {
+        key_id: 'k',
+        tenant: 'fb',
+        scopes: ['infer'],
+        models: [model],
+        rate_limit: null,
+        daily_quota: null,
+        tokens_per_minute: null,
+      },
+      { request_id: 'fb-race', reward: 0.5 },
+    )
+    answered({
+      tenant: 'fb',
+      request_id: 'fb-race',
+      experiment_id: experimentId,
+      arm: 'twin',
+      unit_id: 'fb-user-race',
+      key_id: 'k',
+      model,
+      pinned: false,
+      ts: Date.now(),
+      latency_ms: 1,
+      status: 200,
+      runner_id: 'fb-0',
+      prediction: null,
+      completion_id: null,
+    })
+    expect(await feedback).toMatchObject({ request_id: 'fb-race', arm: 'twin', reward: 0.5 })
+    await timed
   })
 
   it('is final: the same value again is a duplicate, a different one is refused', async () => {

@@ -35,6 +35,8 @@ export interface ExposureRecord {
 const BATCH = 50
 
 let pending: Promise<ExposureRecord>[] = []
+/** Inserts taken out of `pending` and not yet in D1: feedback waits for them too (flushExposures). */
+const inserting = new Set<Promise<unknown>>()
 const deferred = new DeferredFlush('exposure_flush_failed')
 
 export function addExposure(record: Promise<ExposureRecord>): void {
@@ -45,9 +47,23 @@ async function write(env: Env, config: GatewayConfig): Promise<void> {
   const batch = pending
   pending = []
   if (batch.length === 0) return
-  const records = await Promise.all(batch)
+  const insert = insertAll(env, batch)
+  inserting.add(insert)
+  const records = await insert
+  inserting.delete(insert)
+  if (!records) return
+  const experiments = new Set(records.filter((r) => !r.pinned).map((r) => r.experiment_id))
+  for (const id of experiments) await checkGuardrailsThrottled(env, config, id)
+}
+
+/** The records once they are in D1; undefined when they could not be written (logged; they are dropped). */
+async function insertAll(
+  env: Env,
+  batch: Promise<ExposureRecord>[],
+): Promise<ExposureRecord[] | undefined> {
   const db = env.DB
   try {
+    const records = await Promise.all(batch)
     for (let i = 0; i < records.length; i += BATCH)
       await db.batch(
         records.slice(i, i + BATCH).map((r) =>
@@ -76,12 +92,11 @@ async function write(env: Env, config: GatewayConfig): Promise<void> {
             ),
         ),
       )
+    return records
   } catch (err) {
-    log('warn', 'exposure_write_failed', { exposures: records.length, ...errorFields(err) })
-    return
+    log('warn', 'exposure_write_failed', { exposures: batch.length, ...errorFields(err) })
+    return undefined
   }
-  const experiments = new Set(records.filter((r) => !r.pinned).map((r) => r.experiment_id))
-  for (const id of experiments) await checkGuardrailsThrottled(env, config, id)
 }
 
 /**
@@ -92,11 +107,17 @@ export function scheduleExposureFlush(env: Env, config: GatewayConfig): Promise<
   return deferred.schedule(config.EXPOSURE_FLUSH_MS, () => write(env, config))
 }
 
-/** Writes what this isolate has buffered now (feedback does, so that it finds an exposure made a moment ago). */
+/**
+ * Writes what this isolate has buffered now, and waits for the writes already under way (feedback does, so that
+ * it finds an exposure made a moment ago: the timed flush may have taken it out of the buffer just before, and
+ * its insert not be in D1 yet).
+ */
 export async function flushExposures(env: Env, config: GatewayConfig): Promise<void> {
+  const underWay = [...inserting]
   try {
     await write(env, config)
   } catch (err) {
     log('warn', 'exposure_flush_failed', errorFields(err))
   }
+  await Promise.all(underWay)
 }
