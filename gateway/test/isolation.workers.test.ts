@@ -93,6 +93,13 @@ describe('what one tenant sends does not cost the others their runner', () => {
       breaker = await breakerOf(hung)
     }
     expect(breaker).toBe('open')
+    // Their callers had their answers long before, but each failure is logged all the same (the log is where an
+    // operator sees a runner go bad).
+    const late = gatewayLogs().filter(
+      (l) => l.event === 'runner_attempt_failed' && l.runner_id === hung && l.after_answer === true,
+    )
+    expect(late.length).toBeGreaterThan(0)
+    expect(late.every((l) => l.outcome === 'timeout' && l.level === 'warn')).toBe(true)
     await standIns.behave(hung, { mode: 'ok' })
     await retire([hung, healthy])
   }, 20_000)

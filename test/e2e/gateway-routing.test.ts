@@ -239,13 +239,27 @@ describe('gateway with two real runners', () => {
     })
     // Failover really happened: attempts at the dead runner failed and were retried on b. The gateway's log lines
     // reach this process through wrangler's stdout, which can trail the responses when the cores are busy: wait for
-    // the first of each kind rather than reading the log at once.
-    await gw.waitForLog(
-      (l) =>
-        l.event === 'runner_attempt_failed' &&
-        l.runner_id === 'a' &&
-        String(l.request_id).startsWith('failover-'),
-    )
+    // the first of each kind rather than reading the log at once. An attempt that a hedge to b had beaten before
+    // the kill fails after its request's answer (`after_answer`), and is logged all the same: without that line,
+    // a kill that found only such attempts at `a` (which a hedge had made a suspect that new requests avoid) left
+    // no trace in the log (3 of 5 fresh-clone runs with two vitest workers).
+    const failoverLines = () =>
+      gw.logs
+        .filter((l) => String(l.request_id).startsWith('failover-') && l.event !== 'request')
+        .map((l) => JSON.stringify(l))
+        .join('\n')
+    await gw
+      .waitForLog(
+        (l) =>
+          l.event === 'runner_attempt_failed' &&
+          l.runner_id === 'a' &&
+          String(l.request_id).startsWith('failover-'),
+      )
+      .catch((err: unknown) => {
+        throw new Error(
+          `${String(err)}; the gateway's attempt lines for this load:\n${failoverLines()}`,
+        )
+      })
     await gw.waitForLog(
       (l) =>
         l.event === 'request' &&

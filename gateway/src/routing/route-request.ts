@@ -367,16 +367,26 @@ class Route {
       })
     }
     this.lastFailure = result
-    log(outcome === 'abandoned' ? 'debug' : 'warn', 'runner_attempt_failed', {
+    this.logFailure(attempt, result, false)
+    return undefined
+  }
+
+  /**
+   * `runner_attempt_failed` (debug when abandoned). `afterAnswer`: the attempt failed after another one had
+   * answered the request (hedging): the caller lost nothing, but the runner's failure is news all the same.
+   */
+  private logFailure(attempt: Attempt, result: Failure, afterAnswer: boolean): void {
+    const id = attempt.runner.runner_id
+    log(result.outcome === 'abandoned' ? 'debug' : 'warn', 'runner_attempt_failed', {
       request_id: this.input.requestId,
       runner_id: id,
-      model,
+      model: this.input.model,
       attempt: this.tried.indexOf(id) + 1,
       hedge: attempt.hedge,
+      ...(afterAnswer ? { after_answer: true } : {}),
       outcome: result.outcome,
       detail: result.detail,
     })
-    return undefined
   }
 
   /**
@@ -396,11 +406,12 @@ class Route {
       return
     }
     waitUntil(
-      attempt.done.then((result) =>
+      attempt.done.then((result) => {
+        if (result.kind === 'failure') this.logFailure(attempt, result, true)
         book(
           result.kind === 'answer' ? (result.status < 400 ? 'ok' : 'client_error') : result.outcome,
-        ),
-      ),
+        )
+      }),
     )
   }
 
