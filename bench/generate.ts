@@ -27,6 +27,9 @@
  * T·r stacked ranks) where *twin* scores them in the grouped likelihood graph the runner opens
  * (grouped-likelihood-graph.ts: rows expert-major, each multiplying its own expert's r ranks): its ratio to *twin*
  * is the before/after of the grouping.
+ * A seventh, *twin, mix given*, sends each prompt with the mix *twin* routes it to as an explicit mix (a client's
+ * `twinserve.experts`), found once before the timed rounds: the same decode work, no scoring pass. Its batching
+ * ratio is the engine's with the twin graph; the gap to *twin*'s is what routing by likelihood costs.
  *
  *   npm run bench:generate                  # writes the bench:generate section of bench/RESULTS.md
  *   npm run bench:generate -- --no-write    # prints it only
@@ -69,6 +72,8 @@ const ARMS = {
   asBuilt: { useRouter: 1 } as RowControls,
   logits: { useRouter: 1 } as RowControls,
   ungrouped: { useRouter: 1 } as RowControls,
+  // Per prompt: the mix twin routes it to (mixGiven), sent explicitly.
+  given: {} as RowControls,
 }
 type Arm = keyof typeof ARMS
 
@@ -149,6 +154,7 @@ const ENGINES: Record<Arm, GenerationEngine> = {
   asBuilt: asBuiltEngine,
   logits: logitsEngine,
   ungrouped: ungroupedEngine,
+  given: engine,
 }
 const engineOf = (arm: Arm) => ENGINES[arm]
 
@@ -173,6 +179,31 @@ const cellOf = (arm: Arm, c: number): Cell => {
   return cell
 }
 
+/**
+ * The mix twin applies to each held-out prompt, by routing every prompt once (one token each, 32 at a time) before
+ * the timed rounds: *mix given* sends it back as an explicit mix.
+ */
+const mixGiven = new Map<string, number[]>()
+for (let i = 0; i < prompts.length; i += 32)
+  await Promise.all(
+    prompts.slice(i, i + 32).map(async (text) => {
+      for await (const e of engine.submit({
+        promptIds: profile.encodePrompt(text),
+        maxTokens: 1,
+        sampling: { temperature: 0, topP: 1, topK: 0 },
+        stopTokenIds: [],
+        controls: ARMS.twin,
+      }))
+        if (e.type === 'start' && e.expertWeights) mixGiven.set(text, Array.from(e.expertWeights))
+    }),
+  )
+const controlsFor = (arm: Arm, text: string): RowControls => {
+  if (arm !== 'given') return ARMS[arm]
+  const mix = mixGiven.get(text)
+  if (!mix) throw new Error(`no routed mix for the prompt ${JSON.stringify(text)}`)
+  return { mixWeights: mix }
+}
+
 let next = 0
 async function runCell(arm: Arm, c: number): Promise<void> {
   const cell = cellOf(arm, c)
@@ -182,8 +213,13 @@ async function runCell(arm: Arm, c: number): Promise<void> {
   const passes0 = engine.counters.decodePasses
   const gathers0 = engine.counters.gathers
   const runs = Array.from({ length: c }, async () => {
-    const ids = profile.encodePrompt(prompts[next++ % prompts.length] ?? '')
-    const { t0, first, last, n } = await timedGreedy(engine, ids, TOKENS, ARMS[arm])
+    const text = prompts[next++ % prompts.length] ?? ''
+    const { t0, first, last, n } = await timedGreedy(
+      engine,
+      profile.encodePrompt(text),
+      TOKENS,
+      controlsFor(arm, text),
+    )
     cell.ttftMs.push(first - t0)
     cell.perSeqTps.push(((n - 1) * 1000) / (last - first))
     return { first, last }
@@ -209,10 +245,11 @@ await runCell('rebuilt', 8)
 await runCell('asBuilt', 8)
 await runCell('logits', 8)
 await runCell('ungrouped', 8)
+await runCell('given', 8)
 cells.clear()
 const ORDERS: readonly Arm[][] = [
-  ['twin', 'ungrouped', 'logits', 'shared', 'rebuilt', 'asBuilt'],
-  ['asBuilt', 'rebuilt', 'shared', 'logits', 'ungrouped', 'twin'],
+  ['twin', 'given', 'ungrouped', 'logits', 'shared', 'rebuilt', 'asBuilt'],
+  ['asBuilt', 'rebuilt', 'shared', 'logits', 'ungrouped', 'given', 'twin'],
 ]
 for (let r = 0; r < ROUNDS; r++)
   for (const c of CONCURRENCY)
@@ -230,6 +267,7 @@ const rows = CONCURRENCY.map((c) => {
   const f = cellOf('asBuilt', c)
   const l = cellOf('logits', c)
   const u = cellOf('ungrouped', c)
+  const g = cellOf('given', c)
   return [
     String(c),
     fmt(mean(t.aggregateTps), 0),
@@ -252,12 +290,16 @@ const rows = CONCURRENCY.map((c) => {
     fmt(mean(u.aggregateTps), 0),
     `${(mean(t.aggregateTps) / mean(u.aggregateTps)).toFixed(2)}×`,
     fmt(summarize(u.ttftMs).p50, 1),
+    fmt(mean(g.aggregateTps), 0),
+    `${(mean(t.aggregateTps) / mean(g.aggregateTps)).toFixed(2)}×`,
+    fmt(summarize(g.ttftMs).p50, 1),
     fmt(mean(t.cpuTps), 0),
     fmt(mean(s.cpuTps), 0),
     fmt(mean(b.cpuTps), 0),
     fmt(mean(f.cpuTps), 0),
     fmt(mean(l.cpuTps), 0),
     fmt(mean(u.cpuTps), 0),
+    fmt(mean(g.cpuTps), 0),
     `${fmt(mean(t.gatherShare) * 100, 0)} % / ${fmt(mean(b.gatherShare) * 100, 0)} %`,
   ]
 })
@@ -271,7 +313,7 @@ const ttft = (arm: Arm, c: number) => summarize(cellOf(arm, c).ttftMs).p50
 const md = [
   '## Generation: decode tokens/s and time to first token, twin vs shared (`npm run bench:generate`)',
   '',
-  `${values.package ?? 'zoo/lm/package'} (lm-twin: 3-layer d-128 decoder, 5 experts, rank-48 float16 exclusive factors${gather ? `, \`topk_gather: ${gather}\`` : ''}) in the runner's generation engine (gpu-runner/src/generate), ${TOKENS} greedy tokens per sequence, held-out prompts taken round-robin over the five domains, ${ROUNDS} interleaved rounds (concurrency 1: ${C1_SEQUENCES} sequences in a row per round). _twin_: as served, each sequence routed at prefill by each expert's likelihood of its prompt (the package's \`router.prompt_likelihood\`: one more pass of T rows per prompt, in TTFT, on the grouped likelihood graph, which returns each position's log-probability of the next prompt token instead of the logits, rows expert-major so that each one-hot row multiplies only its own expert's ranks), the mix held as explicit mix_weights for every decode step, on the graph as the runner opens it (\`decoderAsServed\`: identical initializers shared, new keys and values exposed as outputs); _shared_: the same graph at all-zero weights; _past rebuilt_: twin on an engine that gathers every row's cache into a fresh past on every pass (\`reuseBatch: false\`, the engine before the batched past persisted); _graph as built_: twin on the package's graph without those rewrites, every pass fetching the whole \`present\` and repeating the per-site Gathers, prompts scored from the logits; _scored from logits_: twin scoring each prompt from the fetched [rows, S, V] logits with a log-softmax in JavaScript (\`likelihoodInGraph: false\`, the path before the likelihood graph); _ungrouped_: twin scoring in the likelihood graph as derived, every one-hot row multiplying all T·r stacked ranks (the path before the grouped likelihood graph). Step = one batched decode pass (all running rows), timed after the last sequence's first token (decode passes only).`,
+  `${values.package ?? 'zoo/lm/package'} (lm-twin: 3-layer d-128 decoder, 5 experts, rank-48 float16 exclusive factors${gather ? `, \`topk_gather: ${gather}\`` : ''}) in the runner's generation engine (gpu-runner/src/generate), ${TOKENS} greedy tokens per sequence, held-out prompts taken round-robin over the five domains, ${ROUNDS} interleaved rounds (concurrency 1: ${C1_SEQUENCES} sequences in a row per round). _twin_: as served, each sequence routed at prefill by each expert's likelihood of its prompt (the package's \`router.prompt_likelihood\`: one more pass of T rows per prompt, in TTFT, on the grouped likelihood graph, which returns each position's log-probability of the next prompt token instead of the logits, rows expert-major so that each one-hot row multiplies only its own expert's ranks), the mix held as explicit mix_weights for every decode step, on the graph as the runner opens it (\`decoderAsServed\`: identical initializers shared, new keys and values exposed as outputs); _shared_: the same graph at all-zero weights; _past rebuilt_: twin on an engine that gathers every row's cache into a fresh past on every pass (\`reuseBatch: false\`, the engine before the batched past persisted); _graph as built_: twin on the package's graph without those rewrites, every pass fetching the whole \`present\` and repeating the per-site Gathers, prompts scored from the logits; _scored from logits_: twin scoring each prompt from the fetched [rows, S, V] logits with a log-softmax in JavaScript (\`likelihoodInGraph: false\`, the path before the likelihood graph); _ungrouped_: twin scoring in the likelihood graph as derived, every one-hot row multiplying all T·r stacked ranks (the path before the grouped likelihood graph); _mix given_: twin with each prompt's routed mix sent as an explicit mix (a client's \`twinserve.experts\`), so the same decode work and no scoring pass. Step = one batched decode pass (all running rows), timed after the last sequence's first token (decode passes only).`,
   '',
   table(
     [
@@ -296,23 +338,28 @@ const md = [
       'aggregate tok/s twin, ungrouped',
       'twin / ungrouped',
       'TTFT ms ungrouped (p50)',
+      'aggregate tok/s twin, mix given',
+      'twin / given',
+      'TTFT ms given (p50)',
       'tok per CPU-s twin',
       'shared',
       'rebuilt',
       'as built',
       'logits',
       'ungrouped',
+      'given',
       'passes gathering: twin / rebuilt',
     ],
     rows,
   ),
   '',
-  `- **Continuous batching:** aggregate tokens/s at concurrency 32 is ${scaling('twin')}× concurrency 1's for twin, ${scaling('shared')}× for shared (goal ≥ 4×); with the past rebuilt every pass (the engine before the batched past persisted) ${scaling('rebuilt')}×.`,
-  `- **Per CPU-second** (tokens ÷ this process's CPU time, all threads: what a token costs, independent of other jobs' load): concurrency 32 gives ${cpuScaling('twin')}× the tokens per CPU-second of concurrency 1 for twin, ${cpuScaling('shared')}× for shared, ${cpuScaling('rebuilt')}× with the past rebuilt every pass.`,
+  `- **Continuous batching:** aggregate tokens/s at concurrency 32 is ${scaling('twin')}× concurrency 1's for twin, ${scaling('shared')}× for shared (goal ≥ 4×), ${scaling('given')}× for twin with the mix given (no scoring pass); with the past rebuilt every pass (the engine before the batched past persisted) ${scaling('rebuilt')}×.`,
+  `- **Per CPU-second** (tokens ÷ this process's CPU time, all threads: what a token costs, independent of other jobs' load): concurrency 32 gives ${cpuScaling('twin')}× the tokens per CPU-second of concurrency 1 for twin, ${cpuScaling('shared')}× for shared, ${cpuScaling('given')}× with the mix given, ${cpuScaling('rebuilt')}× with the past rebuilt every pass.`,
   `- **Graph as served:** twin ÷ the same on the graph as built (every pass fetching the whole \`present\`, the per-site Gathers repeated), aggregate tokens/s: ${CONCURRENCY.map((c) => `${(agg('twin', c) / agg('asBuilt', c)).toFixed(2)}× at ${c}`).join(', ')}; tokens per CPU-second: ${CONCURRENCY.map((c) => `${(cpuOf('twin', c) / cpuOf('asBuilt', c)).toFixed(2)}× at ${c}`).join(', ')}; concurrency 32 ÷ 1 on the graph as built: ${scaling('asBuilt')}× aggregate, ${cpuScaling('asBuilt')}× per CPU-second.`,
   `- **Likelihood graph:** twin ungrouped (prompts scored in the likelihood graph, every row multiplying all ranks) ÷ the same scoring from the fetched logits with a log-softmax in JavaScript, TTFT p50: ${CONCURRENCY.map((c) => `${(ttft('ungrouped', c) / ttft('logits', c)).toFixed(2)}× at ${c}`).join(', ')}; aggregate tokens/s: ${CONCURRENCY.map((c) => `${(agg('ungrouped', c) / agg('logits', c)).toFixed(2)}× at ${c}`).join(', ')}; tokens per CPU-second: ${CONCURRENCY.map((c) => `${(cpuOf('ungrouped', c) / cpuOf('logits', c)).toFixed(2)}× at ${c}`).join(', ')}; concurrency 32 ÷ 1 scoring from the logits: ${scaling('logits')}× aggregate, ${cpuScaling('logits')}× per CPU-second.`,
   `- **Grouped likelihood graph:** twin (prompts scored in the grouped likelihood graph) ÷ the same in the ungrouped one, TTFT p50: ${CONCURRENCY.map((c) => `${(ttft('twin', c) / ttft('ungrouped', c)).toFixed(2)}× at ${c}`).join(', ')}; aggregate tokens/s: ${CONCURRENCY.map((c) => `${(agg('twin', c) / agg('ungrouped', c)).toFixed(2)}× at ${c}`).join(', ')}; tokens per CPU-second: ${CONCURRENCY.map((c) => `${(cpuOf('twin', c) / cpuOf('ungrouped', c)).toFixed(2)}× at ${c}`).join(', ')}; concurrency 32 ÷ 1 ungrouped: ${scaling('ungrouped')}× aggregate, ${cpuScaling('ungrouped')}× per CPU-second.`,
   `- **Persistent batched past:** twin ÷ the same with the past rebuilt every pass, aggregate tokens/s: ${CONCURRENCY.map((c) => `${(agg('twin', c) / agg('rebuilt', c)).toFixed(2)}× at ${c}`).join(', ')}; tokens per CPU-second: ${CONCURRENCY.map((c) => `${(cpuOf('twin', c) / cpuOf('rebuilt', c)).toFixed(2)}× at ${c}`).join(', ')}.`,
+  `- **Routing by likelihood:** twin ÷ the same mixes given in the request (no scoring pass), aggregate tokens/s: ${CONCURRENCY.map((c) => `${(agg('twin', c) / agg('given', c)).toFixed(2)}× at ${c}`).join(', ')}; tokens per CPU-second: ${CONCURRENCY.map((c) => `${(cpuOf('twin', c) / cpuOf('given', c)).toFixed(2)}× at ${c}`).join(', ')}; TTFT p50: ${CONCURRENCY.map((c) => `${fmt(ttft('twin', c), 1)} against ${fmt(ttft('given', c), 1)} ms at ${c}`).join(', ')}.`,
   `- **Twin overhead:** the twin decode step costs ${(mean(cellOf('twin', 1).stepMs) / mean(cellOf('shared', 1).stepMs)).toFixed(2)}× the shared model's at concurrency 1 and ${(mean(cellOf('twin', 32).stepMs) / mean(cellOf('shared', 32).stepMs)).toFixed(2)}× at 32 (goal ≤ 1.3×).`,
   `- **Machine:** ${m.nproc} cores, ${m.cpu}, ${m.memGb} GB; Node ${m.node}; onnxruntime-node ${m.ort}; provider ${opened.provider}${opened.fallbackReason ? ` (CUDA: ${opened.fallbackReason})` : ''}, default intra-op threads; load average ${fmt(m.loadStart, 1)} at start, ${fmt(end, 1)} at the end (shared machine: other jobs run beside it).`,
 ].join('\n')
