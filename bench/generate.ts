@@ -3,7 +3,9 @@
  * decode tokens/s and time to first token at concurrency 1, 8 and 32, the twin (each sequence routed from its
  * prompt at prefill as the runner serves it: by each expert's likelihood of the prompt, the package's
  * `router.promptLikelihood`, so TTFT includes that scoring pass; that mix held for every decode step) against the
- * shared model (the same graph at all-zero weights), in one run, interleaved by round so both see the same load.
+ * shared model (its plain decoder graph, lm-shared-model.ts; until 2026-12-06 this arm was the twin graph at
+ * all-zero weights, which still computes every correction), in one run, interleaved by round so both see the same
+ * load. The plain graph must decode the twin graph's zero-weight tokens (checked before the timed rounds).
  * The graph is opened as the runner opens it (decoderAsServed): identical initializers shared, new keys and values
  * exposed as outputs.
  *
@@ -53,6 +55,7 @@ import { loadPackage } from '@twinserve/gpu-runner/package'
 import { openSession } from '@twinserve/gpu-runner/runtime'
 import { checkContract, type RowControls } from '@twinserve/gpu-runner/twin-contract'
 import { gatherOf } from './lm-package.ts'
+import { lmSharedModel } from './lm-shared-model.ts'
 import { heldOutPrompts, timedGreedy } from './lm-workload.ts'
 import { fmt, machine, markLoad, summarize, table, writeSection } from './perf/report.ts'
 
@@ -147,9 +150,14 @@ const rebuiltEngine = new GenerationEngine(graph, { ...options, reuseBatch: fals
 const asBuiltEngine = new GenerationEngine(new DecoderGraph(asBuilt.session, controls, T), options)
 const logitsEngine = new GenerationEngine(graph, { ...options, likelihoodInGraph: false })
 const ungroupedEngine = new GenerationEngine(ungroupedGraph, options)
+// The shared model's plain graph (no twin inputs), opened as the runner opens a plain decoder.
+const sharedSession = await openSession(decoderAsServed(await lmSharedModel()), {
+  provider: opened.provider,
+})
+const sharedEngine = new GenerationEngine(new DecoderGraph(sharedSession.session, [], T), options)
 const ENGINES: Record<Arm, GenerationEngine> = {
   twin: engine,
-  shared: engine,
+  shared: sharedEngine,
   rebuilt: rebuiltEngine,
   asBuilt: asBuiltEngine,
   logits: logitsEngine,
@@ -202,6 +210,27 @@ const controlsFor = (arm: Arm, text: string): RowControls => {
   const mix = mixGiven.get(text)
   if (!mix) throw new Error(`no routed mix for the prompt ${JSON.stringify(text)}`)
   return { mixWeights: mix }
+}
+
+// The plain graph is the twin graph at zero weights: the same greedy tokens for a few prompts of every domain.
+for (const text of prompts.slice(0, 10)) {
+  const tokens = async (e: GenerationEngine, controls: RowControls) => {
+    let out = ''
+    for await (const ev of e.submit({
+      promptIds: profile.encodePrompt(text),
+      maxTokens: 16,
+      sampling: { temperature: 0, topP: 1, topK: 0 },
+      stopTokenIds: [],
+      controls,
+    }))
+      if (ev.type === 'end') out = ev.text
+    return out
+  }
+  const [plain, zero] = [await tokens(sharedEngine, {}), await tokens(engine, {})]
+  if (plain !== zero)
+    throw new Error(
+      `the shared model's plain graph and the twin graph at zero weights disagree on ${JSON.stringify(text)}: ${JSON.stringify(plain)} against ${JSON.stringify(zero)}`,
+    )
 }
 
 let next = 0
@@ -313,7 +342,7 @@ const ttft = (arm: Arm, c: number) => summarize(cellOf(arm, c).ttftMs).p50
 const md = [
   '## Generation: decode tokens/s and time to first token, twin vs shared (`npm run bench:generate`)',
   '',
-  `${values.package ?? 'zoo/lm/package'} (lm-twin: 3-layer d-128 decoder, 5 experts, rank-48 float16 exclusive factors${gather ? `, \`topk_gather: ${gather}\`` : ''}) in the runner's generation engine (gpu-runner/src/generate), ${TOKENS} greedy tokens per sequence, held-out prompts taken round-robin over the five domains, ${ROUNDS} interleaved rounds (concurrency 1: ${C1_SEQUENCES} sequences in a row per round). _twin_: as served, each sequence routed at prefill by each expert's likelihood of its prompt (the package's \`router.prompt_likelihood\`: one more pass of T rows per prompt, in TTFT, on the grouped likelihood graph, which returns each position's log-probability of the next prompt token instead of the logits, rows expert-major so that each one-hot row multiplies only its own expert's ranks), the mix held as explicit mix_weights for every decode step, on the graph as the runner opens it (\`decoderAsServed\`: identical initializers shared, new keys and values exposed as outputs); _shared_: the same graph at all-zero weights; _past rebuilt_: twin on an engine that gathers every row's cache into a fresh past on every pass (\`reuseBatch: false\`, the engine before the batched past persisted); _graph as built_: twin on the package's graph without those rewrites, every pass fetching the whole \`present\` and repeating the per-site Gathers, prompts scored from the logits; _scored from logits_: twin scoring each prompt from the fetched [rows, S, V] logits with a log-softmax in JavaScript (\`likelihoodInGraph: false\`, the path before the likelihood graph); _ungrouped_: twin scoring in the likelihood graph as derived, every one-hot row multiplying all T·r stacked ranks (the path before the grouped likelihood graph); _mix given_: twin with each prompt's routed mix sent as an explicit mix (a client's \`twinserve.experts\`), so the same decode work and no scoring pass. Step = one batched decode pass (all running rows), timed after the last sequence's first token (decode passes only).`,
+  `${values.package ?? 'zoo/lm/package'} (lm-twin: 3-layer d-128 decoder, 5 experts, rank-48 float16 exclusive factors${gather ? `, \`topk_gather: ${gather}\`` : ''}) in the runner's generation engine (gpu-runner/src/generate), ${TOKENS} greedy tokens per sequence, held-out prompts taken round-robin over the five domains, ${ROUNDS} interleaved rounds (concurrency 1: ${C1_SEQUENCES} sequences in a row per round). _twin_: as served, each sequence routed at prefill by each expert's likelihood of its prompt (the package's \`router.prompt_likelihood\`: one more pass of T rows per prompt, in TTFT, on the grouped likelihood graph, which returns each position's log-probability of the next prompt token instead of the logits, rows expert-major so that each one-hot row multiplies only its own expert's ranks), the mix held as explicit mix_weights for every decode step, on the graph as the runner opens it (\`decoderAsServed\`: identical initializers shared, new keys and values exposed as outputs); _shared_: the shared model itself, the plain decoder graph with the shared merge's weights (built by \`bench/lm-shared-model.ts\`; zoo/lm/package leaves that file out, and until 2026-12-06 this arm was the twin graph at all-zero weights, which still computes every correction), checked to decode the twin graph's zero-weight tokens; _past rebuilt_: twin on an engine that gathers every row's cache into a fresh past on every pass (\`reuseBatch: false\`, the engine before the batched past persisted); _graph as built_: twin on the package's graph without those rewrites, every pass fetching the whole \`present\` and repeating the per-site Gathers, prompts scored from the logits; _scored from logits_: twin scoring each prompt from the fetched [rows, S, V] logits with a log-softmax in JavaScript (\`likelihoodInGraph: false\`, the path before the likelihood graph); _ungrouped_: twin scoring in the likelihood graph as derived, every one-hot row multiplying all T·r stacked ranks (the path before the grouped likelihood graph); _mix given_: twin with each prompt's routed mix sent as an explicit mix (a client's \`twinserve.experts\`), so the same decode work and no scoring pass. Step = one batched decode pass (all running rows), timed after the last sequence's first token (decode passes only).`,
   '',
   table(
     [

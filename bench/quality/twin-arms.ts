@@ -67,11 +67,16 @@ export class ArmBuilder {
     return new ArmBuilder(await mkdtemp(join(tmpdir(), 'twinserve-quality-')))
   }
 
-  async build(recipe: RecipeInput): Promise<BuiltArm> {
+  /** Writes `recipe` into the directory; where it is, and where its package should go. */
+  async write(recipe: RecipeInput): Promise<{ path: string; out: string }> {
     const n = this.count++
     const path = join(this.dir, `recipe-${n}.yaml`)
     await writeFile(path, YAML.stringify(recipe))
-    const out = join(this.dir, `pkg-${n}`)
+    return { path, out: join(this.dir, `pkg-${n}`) }
+  }
+
+  async build(recipe: RecipeInput): Promise<BuiltArm> {
+    const { path, out } = await this.write(recipe)
     const report = await buildPackage(path, { out, reporter: createReporter({ quiet: true }) })
     const model = (await loadPackage(out)).model
     await rm(out, { recursive: true, force: true })
