@@ -32,6 +32,14 @@ export {
 export { type ChatTurn, LmProfile } from './lm-profile.ts'
 export { exposeNewKv, newKvOutput, withoutNewKv } from './new-kv-outputs.ts'
 export {
+  bagFeatures,
+  bagProbabilities,
+  type PromptBag,
+  type PromptBagSpec,
+  type PromptBagTraining,
+  trainPromptBag,
+} from './prompt-bag.ts'
+export {
   lengthGroups,
   likelihoodPosterior,
   likelihoodWeights,
