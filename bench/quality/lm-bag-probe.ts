@@ -209,7 +209,7 @@ async function main() {
   const args = process.argv.slice(2)
   const opt = (name: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined)
   const split = opt('--split') === 'test' ? 'test' : 'validation'
-  const spec: PromptBagSpec = { vocab: 2048, bigrams: Number(opt('--bigrams') ?? 4096) }
+  const spec: PromptBagSpec = { bigrams: Number(opt('--bigrams') ?? 4096) }
   const training: PromptBagTraining = {
     l2: Number(opt('--l2') ?? 3e-5),
     steps: Number(opt('--steps') ?? 500),
@@ -222,7 +222,7 @@ async function main() {
     const grid: { spec: PromptBagSpec; training: PromptBagTraining }[] = []
     for (const bigrams of [0, 4096])
       for (const l2 of [0, 1e-5, 3e-5, 1e-4])
-        grid.push({ spec: { vocab: 2048, bigrams }, training: { l2, steps: 500 } })
+        grid.push({ spec: { bigrams }, training: { l2, steps: 500 } })
     crossValidate(examples, T, grid)
   }
   const t0 = performance.now()
@@ -246,7 +246,7 @@ async function main() {
   const n = probs.reduce((a, ps) => a + ps.length, 0)
   const perPromptUs = ((performance.now() - t1) * 1000) / n
   console.log(
-    `classifier: bag of ${spec.vocab} unigram ids + ${spec.bigrams} hashed bigrams, L2 ${training.l2}, ${training.steps} Adam steps, trained on routing.jsonl; ${split}, ${n} prompts, ${perPromptUs.toFixed(1)} µs a prompt (features + probabilities, JS)`,
+    `classifier: bag of unigram ids + ${spec.bigrams} hashed bigrams, L2 ${training.l2}, ${training.steps} Adam steps, trained on routing.jsonl; ${split}, ${n} prompts, ${perPromptUs.toFixed(1)} µs a prompt (features + probabilities, JS)`,
   )
   describe(tasks, probs)
 

@@ -35,8 +35,11 @@ export {
   bagFeatures,
   bagProbabilities,
   type PromptBag,
+  type PromptBagFile,
   type PromptBagSpec,
   type PromptBagTraining,
+  promptBagFile,
+  readPromptBag,
   trainPromptBag,
 } from './prompt-bag.ts'
 export {
