@@ -9,7 +9,8 @@
  *   CPU-second, and their concurrency 32 ÷ 1 scaling.
  * Prints only (no RESULTS.md section). Each build's scoring runs on its grouped likelihood graph when it has one (as
  * load-model.ts opens it); a build with `router.prompt_likelihood.router_above` routes as the runner does (the
- * router's prefill kept when sure), and the last lines count those prefills.
+ * router's prefill kept when sure), as does one with `bag` (a prompt the classifier is sure of prefilled once,
+ * unscored), and the last lines count those prefills.
  *
  *   node --import tsx bench/generate-packages.ts --b /tmp/x/pkg [--a zoo/lm/package] [--rounds 3] [--reps 6]
  *     [--interleave]   # held-out prompts round-robin over the domains (default: file order, emails first)
@@ -102,7 +103,7 @@ async function open(dir: string) {
     T,
     graph,
     engine,
-    label: `${dir}${gather ? ` (topk_gather ${gather})` : ' (dense)'}${like?.routerAbove !== undefined ? ` (router_above ${like.routerAbove})` : ''}${'bytes' in grouping ? ', grouped scoring' : ''}`,
+    label: `${dir}${gather ? ` (topk_gather ${gather})` : ' (dense)'}${like?.routerAbove !== undefined ? ` (router_above ${like.routerAbove})` : ''}${like?.bag ? ` (bag skip_above ${like.bag.skipAbove})` : ''}${'bytes' in grouping ? ', grouped scoring' : ''}`,
   }
 }
 const first = await open(DIRS[0])
@@ -199,7 +200,7 @@ const lines = [
   }),
   '',
   `b ÷ a: scoring CPU ${((pass[1]?.cpu ?? 0) / (pass[0]?.cpu ?? 1)).toFixed(2)}×; step ${CONCURRENCY.map((c) => `${(mean(cellOf(1, c).step) / mean(cellOf(0, c).step)).toFixed(2)}× at c${c}`).join(', ')}; tokens per CPU-second ${CONCURRENCY.map((c) => `${(mean(cellOf(1, c).cpuTps) / mean(cellOf(0, c).cpuTps)).toFixed(2)}× at c${c}`).join(', ')}.`,
-  `Prefills kept from the router (router_above, no scoring pass): ${packages.map((p) => `${p.engine.counters.routerKept} of ${p.engine.counters.prefills}`).join(' / ')}; scoring passes ${packages.map((p) => p.engine.counters.likelihoodPasses).join(' / ')}.`,
+  `Prefills kept from the router (router_above, no scoring pass): ${packages.map((p) => `${p.engine.counters.routerKept} of ${p.engine.counters.prefills}`).join(' / ')}; routed by the bag-of-ids classifier (bag, no scoring pass): ${packages.map((p) => `${p.engine.counters.bagSkipped} of ${p.engine.counters.prefills}`).join(' / ')}; scoring passes ${packages.map((p) => p.engine.counters.likelihoodPasses).join(' / ')}.`,
   `Load average ${load} at the end (2 cores shared with other jobs: CPU time is the steadier measure).`,
 ]
 console.log(lines.join('\n'))

@@ -281,19 +281,19 @@ const evidence = (d: DocEvidence): PromptEvidence => ({
 })
 
 /** Normalised % per domain of one arm: one-hot mixes by lookup, the rest in one twin pass per domain. */
-async function score(
+function score(
   graph: DecoderGraph,
   data: readonly LmTaskData[],
   ev: SplitEvidence,
   options: PromptLikelihoodOptions,
   routerAbove?: number,
 ): Promise<Scored> {
-  const norm: number[] = []
-  const perDoc: number[][] = []
-  let acc = 0
   const sure = { n: 0, right: 0, likelihoodRight: 0, all: 0 }
-  for (const [t, docs] of ev.docs.entries()) {
-    const mixes = docs.map((d) => {
+  return scoreMixes(
+    graph,
+    data,
+    ev,
+    (d, t) => {
       sure.all++
       if (routerAbove === undefined || Math.max(...d.router) < routerAbove)
         return likelihoodWeights(evidence(d), options)
@@ -301,7 +301,27 @@ async function score(
       if (argmax(d.router) === t) sure.right++
       if (argmax(likelihoodWeights(evidence(d), options)) === t) sure.likelihoodRight++
       return Float32Array.from(d.router)
-    })
+    },
+    sure,
+  )
+}
+
+/**
+ * Normalised % per domain of a mix per document (`mixOf(evidence, domain, index)`): a one-hot mix by lookup of the
+ * document's NLL under that expert, the rest in one twin pass per domain.
+ */
+async function scoreMixes(
+  graph: DecoderGraph,
+  data: readonly LmTaskData[],
+  ev: SplitEvidence,
+  mixOf: (d: DocEvidence, t: number, i: number) => Float32Array,
+  sure: Scored['sure'] = { n: 0, right: 0, likelihoodRight: 0, all: 0 },
+): Promise<Scored> {
+  const norm: number[] = []
+  const perDoc: number[][] = []
+  let acc = 0
+  for (const [t, docs] of ev.docs.entries()) {
+    const mixes = docs.map((d, i) => mixOf(d, t, i))
     const nlls = new Array<number>(docs.length).fill(0)
     const dense: number[] = []
     mixes.forEach((w, i) => {
@@ -327,6 +347,8 @@ async function score(
   }
   return { norm, acc, perDoc, sure }
 }
+
+export { bootstrap, evidence, type Scored, score, scoreMixes }
 
 interface Scored {
   /** Normalised % per domain. */
@@ -512,4 +534,5 @@ async function main() {
   await session.release()
 }
 
-await main()
+// Run as a script only: lm-bag-probe.ts imports the evidence and scoring from here.
+if (process.argv[1] === import.meta.filename) await main()

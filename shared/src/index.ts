@@ -310,6 +310,8 @@ export {
   PackageManifestSchema,
   type PackageTokenizer,
   PackageTokenizerSchema,
+  type PromptBagManifest,
+  PromptBagManifestSchema,
   ROUTED_WEIGHT_THRESHOLD,
   RouterInfoSchema,
   RouterKindSchema,

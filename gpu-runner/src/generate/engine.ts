@@ -13,7 +13,9 @@
  *    ranks only); such a prompt counts
  *    T + 1 times its tokens against the budget; with `routerAbove`, a cascade, it is prefilled with the graph's
  *    router first and keeps that prefill when the router's largest weight reaches it, else is scored and prefilled
- *    again, counting T + 2 times);
+ *    again, counting T + 2 times; with `bag`, a prompt the bag-of-ids classifier is sure of (prompt-bag.ts,
+ *    microseconds of JavaScript at admission) is prefilled once under that expert's one-hot mix, unscored, and
+ *    counts its tokens once);
  * 3. decodes one token for every sequence that was already running, all in one batched pass: rows of different
  *    lengths are left-padded (mask 0), rows of different mixes sit side by side (the controls are per row).
  * So sequences join and leave the batch at step boundaries, and a long prompt costs the running sequences one
@@ -37,6 +39,7 @@ import { BatchedPast } from './batched-past.ts'
 import type { DecoderGraph, DecoderOutputs } from './decoder-graph.ts'
 import { EventChannel } from './event-channel.ts'
 import { KvBudget, type KvBudgetOptions } from './kv-budget.ts'
+import { argmax, bagProbabilities, type PromptBag, readPromptBag } from './prompt-bag.ts'
 import {
   likelihoodWeights,
   type PromptEvidence,
@@ -123,6 +126,8 @@ interface Sequence {
   pending: number
   generated: number
   decodeControls: RowControls
+  /** The bag-of-ids classifier was sure: this one-hot mix, no scoring pass (`promptLikelihood.bag`). */
+  bagMix?: Float32Array
   cancelled: boolean
   done: boolean
 }
@@ -135,6 +140,7 @@ export class GenerationEngine {
   private idleWaiters: (() => void)[] = []
   private batch: DecodeBatch | undefined
   private readonly pastBuffers: BatchedPast
+  private readonly bag: PromptBag | undefined
   /** Steps run, rows decoded, and decode passes whose past was rebuilt from the sequences' caches. */
   readonly counters = {
     steps: 0,
@@ -143,6 +149,8 @@ export class GenerationEngine {
     likelihoodPasses: 0,
     /** Cascade (`promptLikelihood.routerAbove`): router prefills kept because the router was sure (no scoring). */
     routerKept: 0,
+    /** `promptLikelihood.bag`: prompts routed by the bag-of-ids classifier, unscored (one prefill each). */
+    bagSkipped: 0,
     decodeRows: 0,
     decodePasses: 0,
     gathers: 0,
@@ -154,6 +162,8 @@ export class GenerationEngine {
   ) {
     this.budget = new KvBudget(options)
     this.pastBuffers = new BatchedPast(graph.layout)
+    const bag = options.promptLikelihood?.bag
+    this.bag = bag ? readPromptBag(bag, graph.experts) : undefined
   }
 
   /** Sequences admitted and not finished (waiting for prefill or decoding). */
@@ -211,6 +221,8 @@ export class GenerationEngine {
       cancelled: false,
       done: false,
     }
+    const bagMix = this.bagMix(request)
+    if (bagMix) seq.bagMix = bagMix
     request.signal?.addEventListener('abort', () => this.cancel(seq), { once: true })
     this.waiting.push(seq)
     this.kick()
@@ -252,7 +264,7 @@ export class GenerationEngine {
       // `routerWeight`, one more prefill with `routerAbove` at worst): it costs that much.
       const n =
         s.request.promptIds.length *
-        (this.byLikelihood(s.request)
+        (this.byLikelihood(s.request) && !s.bagMix
           ? this.likelihoodRows() + 1 + (this.options.promptLikelihood?.routerAbove ? 1 : 0)
           : 1)
       if (prefills.length > 0 && n > budget) break
@@ -265,7 +277,7 @@ export class GenerationEngine {
     const routerAbove = this.options.promptLikelihood?.routerAbove
     if (routerAbove !== undefined)
       for (const s of prefills)
-        if (!s.done && !s.cancelled && this.byLikelihood(s.request))
+        if (!s.done && !s.cancelled && !s.bagMix && this.byLikelihood(s.request))
           await this.guard([s], async () => {
             const out = await this.runPrefill(s, s.request.controls ?? {})
             const w = out.weights?.subarray(0, this.graph.experts)
@@ -276,7 +288,7 @@ export class GenerationEngine {
           })
     // The step's likelihood-routed prompts are scored together, in one pass of T rows per prompt.
     const scored = prefills.filter(
-      (s) => !s.done && !s.cancelled && !s.cache && this.byLikelihood(s.request),
+      (s) => !s.done && !s.cancelled && !s.cache && !s.bagMix && this.byLikelihood(s.request),
     )
     const evidence = new Map<Sequence, PromptEvidence>()
     if (scored.length > 0)
@@ -321,7 +333,31 @@ export class GenerationEngine {
       this.finish(s, 'cancelled')
       return
     }
+    if (s.bagMix) {
+      this.counters.bagSkipped++
+      this.commitPrefill(s, await this.runPrefill(s, { mixWeights: s.bagMix }))
+      return
+    }
     this.commitPrefill(s, await this.runPrefill(s, await this.prefillControls(s.request, evidence)))
+  }
+
+  /**
+   * The one-hot mix of the expert the bag-of-ids classifier gives probability ≥ `skipAbove`, for a prompt routed by
+   * likelihood; undefined when there is no classifier, it is less sure, or the request's expert mask excludes that
+   * expert (the prompt is then scored). A one-hot mix passes the request's other controls unchanged (top_k ≥ 1 keeps
+   * it, and its one weight is above any abstain threshold).
+   */
+  private bagMix(request: GenerationRequest): Float32Array | undefined {
+    const bag = this.bag
+    const skipAbove = this.options.promptLikelihood?.bag?.skipAbove
+    if (!bag || skipAbove === undefined || !this.byLikelihood(request)) return undefined
+    const p = bagProbabilities(bag, request.promptIds)
+    const top = argmax(p)
+    if ((p[top] as number) < skipAbove) return undefined
+    if (Number(request.controls?.expertMask?.[top] ?? 1) === 0) return undefined
+    const mix = new Float32Array(bag.experts)
+    mix[top] = 1
+    return mix
   }
 
   /** One prefill pass of a sequence's prompt under `controls`; nothing is kept yet (`commitPrefill`). */

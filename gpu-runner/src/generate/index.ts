@@ -32,6 +32,17 @@ export {
 export { type ChatTurn, LmProfile } from './lm-profile.ts'
 export { exposeNewKv, newKvOutput, withoutNewKv } from './new-kv-outputs.ts'
 export {
+  bagFeatures,
+  bagProbabilities,
+  type PromptBag,
+  type PromptBagFile,
+  type PromptBagSpec,
+  type PromptBagTraining,
+  promptBagFile,
+  readPromptBag,
+  trainPromptBag,
+} from './prompt-bag.ts'
+export {
   lengthGroups,
   likelihoodPosterior,
   likelihoodWeights,

@@ -27,7 +27,7 @@
  * then `expert_mask`, `top_k` (ties at the k-th value kept), renormalised.
  * @module
  */
-import { AppError } from '@twinserve/shared'
+import { AppError, type PromptBagManifest } from '@twinserve/shared'
 import type { RowControls } from '../twin-contract/encode-controls.ts'
 import type { DecoderGraph, ScoreFeeds } from './decoder-graph.ts'
 
@@ -53,6 +53,11 @@ export interface PromptLikelihoodOptions {
    * reaches this (no scoring pass, no second prefill); only the others are scored and prefilled again.
    */
   routerAbove?: number
+  /**
+   * A bag-of-ids prompt classifier (prompt-bag.ts, as the manifest stores it): a prompt it gives probability ≥
+   * `skipAbove` for one expert routes to that expert alone, without the scoring pass (one prefill).
+   */
+  bag?: PromptBagManifest
 }
 
 /** What a prompt tells about its domain, per expert: the evidence the mix is computed from. */

@@ -55,6 +55,26 @@ describe('RecipeSchema', () => {
     for (const bad of [0, -0.1, 1.5]) expect(at(bad).success).toBe(false)
   })
 
+  it('router.prompt_likelihood.bag: a skip threshold in (0, 1] with the probe training defaults, off when absent (#14)', () => {
+    const at = (bag?: Record<string, unknown>) =>
+      RecipeSchema.safeParse({
+        ...minimal,
+        router: {
+          ...minimal.router,
+          prompt_likelihood: { temperature: 2, ...(bag ? { bag } : {}) },
+        },
+      })
+    expect(at({ skip_above: 0.9 }).data?.router.prompt_likelihood?.bag).toEqual({
+      skip_above: 0.9,
+      bigrams: 4096,
+      l2: 3e-5,
+      steps: 500,
+    })
+    expect(at().data?.router.prompt_likelihood?.bag).toBeUndefined()
+    for (const bad of [{}, { skip_above: 0 }, { skip_above: 1.2 }, { skip_above: 0.9, m: 3 }])
+      expect(at(bad).success).toBe(false)
+  })
+
   it('keeps task arithmetic as the shared default although every recipe has routing data (issue #18)', () => {
     // RegMean measured better on the Fashion zoo (97.9 vs 97.0% validation) but not on the text zoo (95.3 vs
     // 95.7% at its compressed point), with a different best alpha: a recipe states it (the demo recipe does).

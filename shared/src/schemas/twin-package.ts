@@ -195,6 +195,24 @@ export const ExclusiveTensorSchema = z.strictObject({
 /** How a package routes: a trained MLP, per-expert prototypes, or from the stored factors alone (data-free). */
 export const RouterKindSchema = z.enum(['mlp', 'prototype', 'data-free'])
 
+/**
+ * A bag-of-ids prompt classifier (recipe `router.prompt_likelihood.bag`): logits = x·W + b over the prompt's
+ * features (a unigram id's key is the id, a hashed bigram's −1 − its bucket), x unit-norm presence indicators.
+ */
+export const PromptBagManifestSchema = z.strictObject({
+  /** A prompt whose largest probability reaches this routes to that expert alone, unscored. */
+  skipAbove: z.number().gt(0).max(1),
+  /** Hashed id-bigram buckets (0: none). */
+  bigrams: z.number().int().min(0),
+  /** The features with weights, ascending. */
+  keys: z.array(z.number().int()),
+  /** Base64 of the float32 weights [keys, T], row-major, little-endian. */
+  weights: z.string(),
+  /** [T] */
+  bias: z.array(z.number()),
+})
+export type PromptBagManifest = z.output<typeof PromptBagManifestSchema>
+
 export const RouterInfoSchema = z.strictObject({
   kind: RouterKindSchema,
   /** Tensor of the shared model whose values feed the router. */
@@ -234,6 +252,8 @@ export const RouterInfoSchema = z.strictObject({
       hardAbove: z.number().gt(0).max(1).optional(),
       /** Keep the router's mix when its largest weight reaches this; score the rest (recipe `router_above`). */
       routerAbove: z.number().gt(0).max(1).optional(),
+      /** The prompt classifier that skips scoring when sure (recipe `bag`; gpu-runner generate/prompt-bag.ts). */
+      bag: PromptBagManifestSchema.optional(),
     })
     .optional(),
 })

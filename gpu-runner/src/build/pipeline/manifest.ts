@@ -8,6 +8,7 @@ import {
   type PackageManifest,
   type PackageTokenizer,
 } from '@twinserve/shared'
+import { promptBagFile, trainPromptBag } from '../../generate/prompt-bag.ts'
 import type { ManifestWithoutFiles } from '../../package/write-package.ts'
 import { toMetadata } from '../import/model-io.ts'
 import type { BuildContext } from './build-context.ts'
@@ -54,7 +55,7 @@ export function packageManifest(
         ? { abstainBelow: recipe.router.abstain_below }
         : {}),
       ...(recipe.router.prompt_likelihood
-        ? { promptLikelihood: promptLikelihoodOf(recipe.router.prompt_likelihood) }
+        ? { promptLikelihood: promptLikelihoodOf(ctx, recipe.router.prompt_likelihood) }
         : {}),
     },
     // A matrix kept at rank 0 for every expert carries nothing; it is reported, not listed.
@@ -82,6 +83,7 @@ type RecipePromptLikelihood = NonNullable<BuildContext['recipe']['router']['prom
 
 /** The recipe's `router.prompt_likelihood` as the manifest carries it (only the levers it sets). */
 function promptLikelihoodOf(
+  ctx: BuildContext,
   p: RecipePromptLikelihood,
 ): NonNullable<PackageManifest['router']['promptLikelihood']> {
   return {
@@ -91,5 +93,26 @@ function promptLikelihoodOf(
     ...(p.router_weight ? { routerWeight: p.router_weight } : {}),
     ...(p.hard_above !== undefined ? { hardAbove: p.hard_above } : {}),
     ...(p.router_above !== undefined ? { routerAbove: p.router_above } : {}),
+    ...(p.bag
+      ? { bag: { skipAbove: p.bag.skip_above, ...promptBagFile(trainBag(ctx, p.bag)) } }
+      : {}),
   }
+}
+
+/**
+ * The prompt classifier, trained on every routing example (it is not the graph's router: the held-out split
+ * reports that one), in a fixed order (train, validation, held-out: the split is seeded) so that a rebuild gives
+ * the same weights. Each example's prompt is its `input_ids` with the attention mask's zeros left out.
+ */
+function trainBag(
+  ctx: BuildContext,
+  bag: NonNullable<RecipePromptLikelihood['bag']>,
+): ReturnType<typeof trainPromptBag> {
+  const { train, validation, heldout } = ctx.split
+  const examples = [...train, ...validation, ...heldout].map((x) => {
+    const ids = x.inputs.input_ids ?? []
+    const mask = x.inputs.attention_mask
+    return { ids: mask ? ids.filter((_, i) => mask[i] !== 0) : ids, y: x.expert }
+  })
+  return trainPromptBag(examples, ctx.expertNames.length, { bigrams: bag.bigrams }, bag)
 }
