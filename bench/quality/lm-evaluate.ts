@@ -26,6 +26,8 @@ import {
   type PromptEvidence,
   type PromptLikelihoodOptions,
   promptEvidenceBatch,
+  readPromptBag,
+  sureExpert,
   tokenNll,
 } from '@twinserve/gpu-runner/generate'
 import { controlsOf, type RowControls } from '@twinserve/gpu-runner/twin-contract'
@@ -204,7 +206,8 @@ export interface LmPerplexity extends Accuracy {
 const EVIDENCE_BATCH = 16
 
 /**
- * The mixes a routed row applies to each of `prompts`: with `like`, each expert's likelihood of the prompt
+ * The mixes a routed row applies to each of `prompts`: with `like`, the bag classifier's expert when it is sure
+ * (`like.bag`), else each expert's likelihood of the prompt
  * (promptEvidenceBatch + likelihoodWeights, prompts batched as the engine batches a step's prefills); else, and for
  * a one-token prompt, the weights the graph's router applies to it.
  */
@@ -215,8 +218,21 @@ export async function routedMixes(
   like: PromptLikelihoodOptions | undefined,
 ): Promise<ArrayLike<number>[]> {
   const out: ArrayLike<number>[] = new Array(prompts.length)
+  // As the engine does: a prompt the package's bag-of-ids classifier is sure of goes to that expert alone, unscored.
+  const bag = like?.bag ? readPromptBag(like.bag, graph.experts) : undefined
+  const skipAbove = like?.bag?.skipAbove
+  if (bag && skipAbove !== undefined)
+    for (const [i, p] of prompts.entries()) {
+      const sure = p.length >= 2 ? sureExpert(bag, p, skipAbove) : undefined
+      if (sure === undefined) continue
+      const mix = new Float32Array(graph.experts)
+      mix[sure] = 1
+      out[i] = mix
+    }
   // A one-token prompt has no likelihood to compare: the engine sends it to the graph's router.
-  const byLikelihood = like ? prompts.flatMap((p, i) => (p.length >= 2 ? [i] : [])) : []
+  const byLikelihood = like
+    ? prompts.flatMap((p, i) => (p.length >= 2 && out[i] === undefined ? [i] : []))
+    : []
   for (let k = 0; k < byLikelihood.length; k += EVIDENCE_BATCH) {
     const chunk = byLikelihood.slice(k, k + EVIDENCE_BATCH)
     const evidence = await promptEvidenceBatch(

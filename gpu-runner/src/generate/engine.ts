@@ -39,7 +39,7 @@ import { BatchedPast } from './batched-past.ts'
 import type { DecoderGraph, DecoderOutputs } from './decoder-graph.ts'
 import { EventChannel } from './event-channel.ts'
 import { KvBudget, type KvBudgetOptions } from './kv-budget.ts'
-import { argmax, bagProbabilities, type PromptBag, readPromptBag } from './prompt-bag.ts'
+import { type PromptBag, readPromptBag, sureExpert } from './prompt-bag.ts'
 import {
   likelihoodWeights,
   type PromptEvidence,
@@ -351,9 +351,8 @@ export class GenerationEngine {
     const bag = this.bag
     const skipAbove = this.options.promptLikelihood?.bag?.skipAbove
     if (!bag || skipAbove === undefined || !this.byLikelihood(request)) return undefined
-    const p = bagProbabilities(bag, request.promptIds)
-    const top = argmax(p)
-    if ((p[top] as number) < skipAbove) return undefined
+    const top = sureExpert(bag, request.promptIds, skipAbove)
+    if (top === undefined) return undefined
     if (Number(request.controls?.expertMask?.[top] ?? 1) === 0) return undefined
     const mix = new Float32Array(bag.experts)
     mix[top] = 1

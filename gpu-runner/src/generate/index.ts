@@ -40,6 +40,7 @@ export {
   type PromptBagTraining,
   promptBagFile,
   readPromptBag,
+  sureExpert,
   trainPromptBag,
 } from './prompt-bag.ts'
 export {

@@ -121,6 +121,20 @@ export function bagProbabilities(bag: PromptBag, ids: readonly number[]): Float6
 }
 
 /**
+ * The expert the classifier gives probability ≥ `skipAbove` for `ids` (the engine then routes the prompt to it alone,
+ * unscored), or undefined when it is less sure.
+ */
+export function sureExpert(
+  bag: PromptBag,
+  ids: readonly number[],
+  skipAbove: number,
+): number | undefined {
+  const p = bagProbabilities(bag, ids)
+  const top = argmax(p)
+  return (p[top] as number) >= skipAbove ? top : undefined
+}
+
+/**
  * Fits the classifier on labelled prompts (`y` the expert's index). Deterministic: zero start, full batch, the
  * examples summed in the order given, in float64; the weights are rounded to float32 at the end (what a package
  * stores, so that the probe and the runner apply the same numbers).
