@@ -26,9 +26,9 @@
  * conditional protocol on validation every domain ≥ 97 % with the mean not below the committed build's beyond the
  * bootstrap's 95 % interval.
  *
- *   node --import tsx bench/lm-rank-frontier.ts [--split validation|test] [--only label,…] [--rounds 4]
- *     [--skip-timing] [--skip-quality]
- * `--only` takes candidate labels (the committed build is always measured: it is every Δ's reference).
+ *   node --import tsx bench/lm-rank-frontier.ts [--set frontier|probes] [--split validation|test] [--only label,…]
+ *     [--rounds 12] [--skip-timing] [--skip-quality]
+ * `--only` takes candidate labels of the set (the committed build is always measured: every Δ's reference).
  * @module
  */
 import { createHash } from 'node:crypto'
@@ -80,43 +80,69 @@ interface Candidate {
 }
 
 const COMMITTED = 'rank 48 (committed)'
+const F16 = 'float16' as const
+/** Every 1-D exclusive delta (biases, LayerNorm scales and biases, the LM head's bias): kept exact otherwise. */
+const NO_VECTORS = ['/bias$/', '/ln_[12f]\\.weight$/']
+
 /**
- * ≤ 8 recipes: fewer per-expert ranks, a smaller rank on the tied embedding / LM head, one basis per matrix.
- * `shared_basis: { rank: 96 }` was dropped after a one-round smoke run: 2.62× the plain model's step at c32, above
- * rank 48 (the cores' T·rank² per row per matrix); rank 128 would be larger still.
+ * Candidate sets (`--set`), each ≤ 8 recipes besides the committed one (always measured: every Δ's reference).
+ * `frontier`: the levers worth a decision. `probes`: where the cost goes, and the levers the frontier left out.
  */
-const CANDIDATES: readonly Candidate[] = [
-  { label: COMMITTED, exclusive: { rank: 48, dtype: 'float16' } },
-  { label: 'rank 32', exclusive: { rank: 32, dtype: 'float16' } },
-  { label: 'rank 24', exclusive: { rank: 24, dtype: 'float16' } },
-  { label: 'rank 16', exclusive: { rank: 16, dtype: 'float16' } },
-  {
-    label: 'rank 24, wte rank 8',
-    exclusive: { rank: 24, dtype: 'float16', tensors: [{ match: 'wte.weight', rank: 8 }] },
-  },
-  {
-    label: 'rank 16, wte rank 8',
-    exclusive: { rank: 16, dtype: 'float16', tensors: [{ match: 'wte.weight', rank: 8 }] },
-  },
-  { label: 'shared basis 64', exclusive: { shared_basis: { rank: 64 }, dtype: 'float16' } },
-  // The floor: what the twin graph's structure costs when its corrections are nearly free.
-  { label: 'rank 8', exclusive: { rank: 8, dtype: 'float16' } },
-]
+const SETS: Record<string, readonly Candidate[]> = {
+  frontier: [
+    { label: 'rank 24', exclusive: { rank: 24, dtype: F16 } },
+    { label: 'rank 16', exclusive: { rank: 16, dtype: F16 } },
+    { label: 'rank 8', exclusive: { rank: 8, dtype: F16 } },
+    // Ranks per matrix and expert where a byte keeps the most energy: bytes per rank are (rows + cols) × 2, the
+    // corrections' multiply-adds per token per rank are rows + cols, so a byte budget is a FLOP budget (but for
+    // wpe, a Gather). 0.1 of the experts' 16 MB is about rank 16's factor bytes.
+    { label: 'budget 0.1', exclusive: { budget: 0.1, dtype: F16 } },
+    {
+      label: 'rank 16, no vector deltas',
+      exclusive: { rank: 16, dtype: F16, exclude: NO_VECTORS },
+    },
+    { label: 'shared basis 64', exclusive: { shared_basis: { rank: 64 }, dtype: F16 } },
+    { label: 'rank 48, top-1 gather', exclusive: { rank: 48, dtype: F16, topk_gather: 1 } },
+  ],
+  probes: [
+    { label: 'rank 32', exclusive: { rank: 32, dtype: F16 } },
+    {
+      label: 'rank 24, wte rank 8',
+      exclusive: { rank: 24, dtype: F16, tensors: [{ match: 'wte.weight', rank: 8 }] },
+    },
+    {
+      label: 'rank 16, wte rank 48',
+      exclusive: { rank: 16, dtype: F16, tensors: [{ match: 'wte.weight', rank: 48 }] },
+    },
+    {
+      label: 'rank 48, no vector deltas',
+      exclusive: { rank: 48, dtype: F16, exclude: NO_VECTORS },
+    },
+    // The twin graph's structure alone: one rank per expert, no vector deltas.
+    { label: 'rank 1, no vector deltas', exclusive: { rank: 1, dtype: F16, exclude: NO_VECTORS } },
+    { label: 'shared basis 96', exclusive: { shared_basis: { rank: 96 }, dtype: F16 } },
+    { label: 'rank 24, top-2 gather', exclusive: { rank: 24, dtype: F16, topk_gather: 2 } },
+  ],
+}
 
 const { values } = parseArgs({
   options: {
     split: { type: 'string', default: 'validation' },
+    set: { type: 'string', default: 'frontier' },
     only: { type: 'string' },
-    rounds: { type: 'string', default: '4' },
+    rounds: { type: 'string', default: '24' },
     'skip-timing': { type: 'boolean' },
     'skip-quality': { type: 'boolean' },
   },
 })
 const split = values.split === 'test' ? 'test' : 'validation'
 const only = values.only?.split(',').map((s) => s.trim())
-const candidates = CANDIDATES.filter(
-  (c) => c.label === COMMITTED || !only || only.includes(c.label),
-)
+const set = SETS[values.set ?? 'frontier']
+if (!set) throw new Error(`--set takes ${Object.keys(SETS).join(' or ')}, not '${values.set}'`)
+const candidates = [
+  { label: COMMITTED, exclusive: { rank: 48, dtype: F16 } },
+  ...set.filter((c) => !only || only.includes(c.label)),
+]
 const ROUNDS = Number(values.rounds)
 
 const log = (line: string) => console.error(`[${new Date().toISOString().slice(11, 19)}] ${line}`)
@@ -183,6 +209,8 @@ const profile = await LmProfile.load(join(LM, 'models'))
 interface Cell {
   stepMs: number[]
   cpuTps: number[]
+  /** The steps measured in each round: a ratio is taken round by round, both arms under that round's load. */
+  byRound: number[][]
 }
 const cost = new Map<string, Map<number, Cell>>()
 const PLAIN = 'plain shared model'
@@ -230,11 +258,11 @@ if (!values['skip-timing']) {
   const cellOf = (arm: string, c: number): Cell => {
     const byC = cost.get(arm) ?? new Map<number, Cell>()
     cost.set(arm, byC)
-    const cell = byC.get(c) ?? { stepMs: [], cpuTps: [] }
+    const cell = byC.get(c) ?? { stepMs: [], cpuTps: [], byRound: [] }
     byC.set(c, cell)
     return cell
   }
-  async function runCell(arm: Arm, c: number, record: boolean): Promise<void> {
+  async function runCell(arm: Arm, c: number, round: number | undefined): Promise<void> {
     const cpu0 = process.cpuUsage()
     const times = await Promise.all(
       Array.from({ length: c }, async () => {
@@ -245,22 +273,24 @@ if (!values['skip-timing']) {
       }),
     )
     const cpu = process.cpuUsage(cpu0)
-    if (!record) return
+    if (round === undefined) return
     const lastFirst = Math.max(...times.map((t) => t.first))
     const lastEnd = Math.max(...times.map((t) => t.last))
     const cell = cellOf(arm.label, c)
-    cell.stepMs.push((lastEnd - lastFirst) / (TOKENS - 1))
+    const ms = (lastEnd - lastFirst) / (TOKENS - 1)
+    cell.stepMs.push(ms)
+    cell.byRound[round] = [...(cell.byRound[round] ?? []), ms]
     cell.cpuTps.push((c * TOKENS * 1e6) / (cpu.user + cpu.system))
   }
   // Warm-up (onnxruntime's first allocations), then every arm sees the same prompts from the start.
-  for (const a of arms) await runCell(a, 8, false)
+  for (const a of arms) await runCell(a, 8, undefined)
   for (const a of arms) a.next = 0
   markLoad(m, 'timing start')
   for (let r = 0; r < ROUNDS; r++) {
     const order = r % 2 === 0 ? arms : [...arms].reverse()
     for (const c of CONCURRENCY)
       for (const a of order)
-        for (let i = 0; i < (c === 1 ? C1_SEQUENCES : 1); i++) await runCell(a, c, true)
+        for (let i = 0; i < (c === 1 ? C1_SEQUENCES : 1); i++) await runCell(a, c, r)
     markLoad(m, `timing round ${r + 1}`)
     log(`timing round ${r + 1}/${ROUNDS}`)
   }
@@ -357,11 +387,27 @@ function bootstrap(
 
 const step = (label: string, c: number) => summarize(cost.get(label)?.get(c)?.stepMs ?? []).mean
 const cpuTps = (label: string, c: number) => summarize(cost.get(label)?.get(c)?.cpuTps ?? []).mean
+/** The arm's step ÷ the plain model's, round by round: median and quartiles over the rounds. */
+function roundRatios(label: string, c: number) {
+  const arm = cost.get(label)?.get(c)?.byRound ?? []
+  const plain = cost.get(PLAIN)?.get(c)?.byRound ?? []
+  const mean = (v: readonly number[]) => v.reduce((a, b) => a + b, 0) / v.length
+  const ratios = arm
+    .map((v, r) => mean(v) / mean(plain[r] ?? []))
+    .filter(Number.isFinite)
+    .sort((a, b) => a - b)
+  const q = (f: number) => ratios[Math.min(ratios.length - 1, Math.floor(f * ratios.length))] ?? NaN
+  return { median: q(0.5), p25: q(0.25), p75: q(0.75) }
+}
+const ratioCell = (label: string, c: number) => {
+  const r = roundRatios(label, c)
+  return `${r.median.toFixed(2)}× [${r.p25.toFixed(2)}, ${r.p75.toFixed(2)}]`
+}
 const describe = (e: RecipeInput['exclusive']) => `\`${JSON.stringify(e).replaceAll('"', '')}\``
 const out: string[] = []
 if (!values['skip-timing']) {
   out.push(
-    `Decode step (ms, mean over ${ROUNDS} interleaved rounds; concurrency 1: ${C1_SEQUENCES} sequences in a row per round; ${TOKENS} greedy tokens per sequence, each twin with the dense mix it routes the prompt to), ratio to the plain shared model in the same run:`,
+    `Decode step (ms, mean over ${ROUNDS} interleaved rounds; concurrency 1: ${C1_SEQUENCES} sequences in a row per round; ${TOKENS} greedy tokens per sequence, each twin with the dense mix it routes the prompt to); ratio to the plain shared model: each round's step ÷ the plain model's in the same round, median [quartiles] over the rounds; the gate reads the c32 median:`,
   )
   out.push('')
   out.push(
@@ -371,9 +417,9 @@ if (!values['skip-timing']) {
         'exclusive',
         'model MB',
         'c1 step ms',
-        'c1 ratio',
+        'c1 ratio [quartiles]',
         'c32 step ms',
-        'c32 ratio',
+        'c32 ratio [quartiles]',
         `≤ ${STEP_GOAL}× at c32`,
         'tok per CPU-s c32, ratio to plain',
       ],
@@ -391,15 +437,15 @@ if (!values['skip-timing']) {
         ],
         ...built.map((b) => {
           const l = b.candidate.label
-          const r32 = step(l, 32) / step(PLAIN, 32)
+          const r32 = roundRatios(l, 32).median
           return [
             l,
             describe(b.candidate.exclusive),
             (b.modelBytes / 1e6).toFixed(2),
             fmt(step(l, 1), 3),
-            `${(step(l, 1) / step(PLAIN, 1)).toFixed(2)}×`,
+            ratioCell(l, 1),
             fmt(step(l, 32), 2),
-            `${r32.toFixed(2)}×`,
+            ratioCell(l, 32),
             r32 <= STEP_GOAL ? 'yes' : 'no',
             `${(cpuTps(PLAIN, 32) / cpuTps(l, 32)).toFixed(2)}×`,
           ]
@@ -443,7 +489,7 @@ if (expert) {
         const floorOk = cond.every((x) => x >= FLOOR)
         const meanOk = ci === undefined || ci[1] >= 0
         const qualityOk = floorOk && meanOk
-        const r32 = step(b.candidate.label, 32) / step(PLAIN, 32)
+        const r32 = roundRatios(b.candidate.label, 32).median
         const costOk = Number.isFinite(r32) ? r32 <= STEP_GOAL : undefined
         const range = (x: [number, number] | undefined) =>
           x ? `[${x[0].toFixed(2)}, ${x[1].toFixed(2)}]` : 'reference'
