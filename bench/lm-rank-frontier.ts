@@ -26,7 +26,7 @@
  * conditional protocol on validation every domain ≥ 97 % with the mean not below the committed build's beyond the
  * bootstrap's 95 % interval.
  *
- *   node --import tsx bench/lm-rank-frontier.ts [--set frontier|probes] [--split validation|test] [--only label,…]
+ *   node --import tsx bench/lm-rank-frontier.ts [--set frontier|probes|head] [--split validation|test] [--only 'label;…']
  *     [--rounds 12] [--skip-timing] [--skip-quality]
  * `--only` takes candidate labels of the set (the committed build is always measured: every Δ's reference).
  * @module
@@ -87,6 +87,7 @@ const NO_VECTORS = ['/bias$/', '/ln_[12f]\\.weight$/']
 /**
  * Candidate sets (`--set`), each ≤ 8 recipes besides the committed one (always measured: every Δ's reference).
  * `frontier`: the levers worth a decision. `probes`: where the cost goes, and the levers the frontier left out.
+ * `head`: what the probes pointed to (the tied embedding / LM head's rank kept, the rest cut).
  */
 const SETS: Record<string, readonly Candidate[]> = {
   frontier: [
@@ -123,6 +124,36 @@ const SETS: Record<string, readonly Candidate[]> = {
     { label: 'shared basis 96', exclusive: { shared_basis: { rank: 96 }, dtype: F16 } },
     { label: 'rank 24, top-2 gather', exclusive: { rank: 24, dtype: F16, topk_gather: 2 } },
   ],
+  // After the probes: the tied embedding / LM head (wte) carries the quality, the blocks' matrices and the vectors
+  // much less. Its rank kept, the rest cut.
+  head: [
+    {
+      label: 'wte rank 48 only',
+      exclusive: { rank: 48, dtype: F16, include: ['wte.weight'] },
+    },
+    {
+      label: 'rank 8, wte rank 48, no vector deltas',
+      exclusive: {
+        rank: 8,
+        dtype: F16,
+        tensors: [{ match: 'wte.weight', rank: 48 }],
+        exclude: NO_VECTORS,
+      },
+    },
+    {
+      label: 'rank 16, wte rank 48, no vector deltas',
+      exclusive: {
+        rank: 16,
+        dtype: F16,
+        tensors: [{ match: 'wte.weight', rank: 48 }],
+        exclude: NO_VECTORS,
+      },
+    },
+    {
+      label: 'rank 16, wte rank 32',
+      exclusive: { rank: 16, dtype: F16, tensors: [{ match: 'wte.weight', rank: 32 }] },
+    },
+  ],
 }
 
 const { values } = parseArgs({
@@ -136,7 +167,8 @@ const { values } = parseArgs({
   },
 })
 const split = values.split === 'test' ? 'test' : 'validation'
-const only = values.only?.split(',').map((s) => s.trim())
+// Labels hold commas: `--only` separates them with semicolons.
+const only = values.only?.split(';').map((s) => s.trim())
 const set = SETS[values.set ?? 'frontier']
 if (!set) throw new Error(`--set takes ${Object.keys(SETS).join(' or ')}, not '${values.set}'`)
 const candidates = [
