@@ -200,6 +200,8 @@ export interface LmPerplexity extends Accuracy {
   conditional: number[]
   /** Routed rows: `routing` over the documents the conditional protocol scores (longer than `promptIds` ids). */
   conditionalRouting?: number[]
+  /** Per domain, each document's summed NLL under both protocols: what a paired bootstrap over documents resamples. */
+  docSums: DocumentSums[]
 }
 
 /** Prompts scored together by promptEvidenceBatch: T rows each, [16·T, ≤ n, 2048] float32 logits per pass. */
@@ -271,6 +273,7 @@ export async function evaluatePerplexity(
   const conditional: number[] = []
   const routing: number[] = []
   const conditionalRouting: number[] = []
+  const docSums: DocumentSums[] = []
   for (const [t, { docs, tokens }] of data.entries()) {
     const mode = twin?.mode ?? { kind: 'zero' }
     let controls: RowControls[]
@@ -293,6 +296,7 @@ export async function evaluatePerplexity(
       controls = mixes.map((w) => ({ mixWeights: w }))
     } else controls = docs.map(() => ({}))
     const sums = await documentSums(graph, docs, controls, promptIds)
+    docSums.push(sums)
     const total = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0)
     perTask.push(Math.exp(total(sums.whole) / tokens))
     const rest = continuationTokens(docs, promptIds)
@@ -303,6 +307,6 @@ export async function evaluatePerplexity(
     )
   }
   return twin?.mode.kind === 'router'
-    ? { perTask, conditional, routing, conditionalRouting }
-    : { perTask, conditional }
+    ? { perTask, conditional, routing, conditionalRouting, docSums }
+    : { perTask, conditional, docSums }
 }

@@ -96,6 +96,9 @@ describe('the conditional perplexity (continuation after the first n ids) (#14)'
     const total = sums.continuation.reduce((a, b) => a + b, 0)
     expect(r.conditional[0]).toBeCloseTo(Math.exp(total / continuationTokens(long, N)), 3)
     expect(r.conditional[1]).toBeNaN()
+    // The per-document sums a paired bootstrap resamples (bench/lm-rank-frontier.ts) are the ones pooled here.
+    const returned = r.docSums[0]?.continuation ?? []
+    expect(returned.reduce((x, y) => x + y, 0)).toBeCloseTo(total, 3)
     expect(r.perTask[1]).toBeGreaterThan(1)
   })
 })
