@@ -196,6 +196,19 @@ describe('GenerationEngine on the LM zoo', () => {
     expect(engine.kvBytes).toBe(0)
   })
 
+  it('a stop token as the very first token ends the sequence with no text (it hung the request)', async () => {
+    const engine = await twinEngine()
+    const ids = fixture.prompts[0]?.ids ?? []
+    const [first] = (await collect(engine.submit(greedy(ids, 1)))).ids
+    expect(first).toBeDefined()
+    // Nothing of the completion reaches the detokenizer: tokenizers.js refused to decode an empty list, and the
+    // sequence was marked done before that throw, so its reader never heard the end.
+    const stopped = await collect(engine.submit(greedy(ids, 8, { stopTokenIds: [first ?? -1] })))
+    expect(stopped).toMatchObject({ ids: [], text: '', reason: 'stop' })
+    expect(engine.activeSequences).toBe(0)
+    expect(engine.kvBytes).toBe(0)
+  })
+
   it('cancelling mid-generation frees the sequence and its KV bytes at the next step', async () => {
     const engine = await twinEngine()
     const abort = new AbortController()

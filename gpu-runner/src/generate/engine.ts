@@ -522,6 +522,9 @@ export class GenerationEngine {
   /** Ends a sequence: frees its cache and reservation at once, and tells its reader. */
   private finish(s: Sequence, reason: FinishReason, flush = true): void {
     if (s.done) return
+    // The text first: should the detokenizer throw, the sequence is still live, and the pass's guard ends it with
+    // the error (a sequence marked done before the throw would never tell its reader: its request hung).
+    const text = flush && reason !== 'cancelled' ? (s.text?.finish() ?? '') : ''
     s.done = true
     for (const list of [this.waiting, this.running]) {
       const i = list.indexOf(s)
@@ -531,7 +534,6 @@ export class GenerationEngine {
     // A batch holding a finished row is never reused: drop it now rather than at the next pass.
     if (this.batch?.rows.includes(s)) this.batch = undefined
     this.budget.release(s.reserved)
-    const text = flush && reason !== 'cancelled' ? (s.text?.finish() ?? '') : ''
     s.channel.push({ type: 'end', reason, completionTokens: s.generated, text })
     s.channel.close()
     if (this.activeSequences === 0) {

@@ -107,6 +107,8 @@ export class LmProfile implements Detokenizer {
   }
 
   decode(ids: readonly number[]): string {
+    // tokenizers.js refuses an empty list; a sequence whose first token was a stop token has no text.
+    if (ids.length === 0) return ''
     return this.tokenizer.decode([...ids], { skip_special_tokens: true })
   }
 
