@@ -20,6 +20,7 @@ import OpenAI from 'openai'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { withinStep } from '../../test-support/step-deadline.ts'
 import { RunnerConfigSchema } from '../config.ts'
+import { readPromptBag, sureExpert } from '../generate/prompt-bag.ts'
 import {
   likelihoodWeights,
   promptEvidenceBatch,
@@ -154,10 +155,14 @@ describe('generation routes on a real runner', () => {
     const w = CompletionSchema.parse(await res.json()).twinserve?.expert_weights ?? {}
     expect(Object.keys(w).sort()).toEqual(Object.keys(FORTUNES).sort())
     expect(Object.values(w).reduce((a, b) => a + b, 0)).toBeCloseTo(1, 4)
-    // The LM package routes by the experts' likelihood of the prompt (its router.promptLikelihood, #14).
+    // The LM package routes by the experts' likelihood of the prompt (its router.promptLikelihood, #14), unless its
+    // bag-of-ids classifier is ≥ 0.9 sure of the prompt's domain (bench/RESULTS.md "LM bag-of-ids prompt classifier").
     const like = gen.model.manifest.router.promptLikelihood
-    // τ 2 and no lever (bench/RESULTS.md "LM likelihood-routing levers"), so the sums' softmax is the whole formula.
-    expect(like).toEqual({ temperature: 2 })
+    expect(like).toMatchObject({ temperature: 2, bag: { skipAbove: 0.9 } })
+    const bag = like?.bag ? readPromptBag(like.bag, Object.keys(FORTUNES).length) : undefined
+    // This proverb is not one it is sure of (speeches 0.58, fortunes 0.31): τ 2 and no lever (bench/RESULTS.md "LM
+    // likelihood-routing levers"), so the sums' softmax is the whole formula.
+    expect(bag && sureExpert(bag, gen.profile.encodePrompt(PROMPT), 0.9)).toBeUndefined()
     const nll = await promptNlls(gen.engine.graph, gen.profile.encodePrompt(PROMPT))
     const expected = gen.weightsByName(likelihoodWeights(nll, like?.temperature ?? 1))
     for (const [name, x] of Object.entries(expected)) expect(w[name]).toBeCloseTo(x, 5)
@@ -179,6 +184,20 @@ describe('generation routes on a real runner', () => {
       likelihoodWeights(fromLogits?.nll ?? [], like?.temperature ?? 1),
     )
     for (const [name, x] of Object.entries(viaLogits)) expect(w[name]).toBeCloseTo(x, 5)
+  })
+
+  it('a prompt the bag-of-ids classifier is sure of goes to that expert alone, unscored', async () => {
+    const scored = gen.engine.counters.likelihoodPasses
+    const skipped = gen.engine.counters.bagSkipped
+    const res = await post('/v1/completions', {
+      model: MODEL,
+      prompt: 'Logic is a pretty flower that smells bad.',
+      max_tokens: 4,
+      temperature: 0,
+    })
+    expect(CompletionSchema.parse(await res.json()).twinserve?.expert_weights).toEqual(FORTUNES)
+    expect(gen.engine.counters.bagSkipped).toBe(skipped + 1)
+    expect(gen.engine.counters.likelihoodPasses).toBe(scored)
   })
 
   it('chat: same seed, same text; stop strings end it; logprobs per token', async () => {
