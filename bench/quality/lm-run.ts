@@ -75,6 +75,8 @@ export function describeLikelihood(o: PromptLikelihoodOptions): string {
   if (o.logPrior) parts.push(`log prior ${o.logPrior.map((x) => x.toFixed(2)).join('/')}`)
   if (o.routerWeight) parts.push(`× router^${o.routerWeight}`)
   if (o.hardAbove !== undefined) parts.push(`top-1 above ${o.hardAbove}`)
+  if (o.routerAbove !== undefined) parts.push(`router kept above ${o.routerAbove}`)
+  if (o.bag?.skipAbove !== undefined) parts.push(`bag classifier's expert above ${o.bag.skipAbove}`)
   return parts.join(', ')
 }
 
