@@ -10,6 +10,8 @@ import {
   LmProfile,
   likelihoodWeights,
   promptEvidence,
+  readPromptBag,
+  sureExpert,
 } from '@twinserve/gpu-runner/generate'
 import { loadPackage } from '@twinserve/gpu-runner/package'
 import { controlsOf } from '@twinserve/gpu-runner/twin-contract'
@@ -104,7 +106,7 @@ describe('the conditional perplexity (continuation after the first n ids) (#14)'
 })
 
 describe('likelihood routing, batched as the engine batches prompts (#14)', () => {
-  it('gives the mixes promptEvidence + likelihoodWeights give one prompt at a time', async () => {
+  it('gives the mixes promptEvidence + likelihoodWeights give one prompt at a time (or the bag classifier’s expert when it is sure)', async () => {
     const pkg = await loadPackage(lmZooPath('package'))
     const like = pkg.manifest.router.promptLikelihood ?? { temperature: 2 }
     const session = await openCpu(pkg.model)
@@ -117,13 +119,26 @@ describe('likelihood routing, batched as the engine batches prompts (#14)', () =
         [(docs[0] as LmDoc).ids[0] as number], // one token: the router's
       ]
       const batched = await routedMixes(graph, prompts, T, like)
+      // The package's bag-of-ids classifier (prompt_likelihood.bag) sends a prompt it is sure of to one expert,
+      // unscored, as the engine does.
+      const bag = like.bag ? readPromptBag(like.bag, T) : undefined
+      let sure = 0
       for (const [i, p] of prompts.entries()) {
         const got = Array.from(batched[i] as ArrayLike<number>)
         expect(got).toHaveLength(T)
         if (p.length < 2) continue
+        const expert = bag && sureExpert(bag, p, like.bag?.skipAbove ?? 1)
+        if (expert !== undefined) {
+          sure++
+          expect(got).toEqual(Array.from({ length: T }, (_, e) => (e === expert ? 1 : 0)))
+          continue
+        }
         const alone = likelihoodWeights(await promptEvidence(graph, p), like, { topK: T })
         for (const [e, w] of Array.from(alone).entries()) expect(got[e]).toBeCloseTo(w, 4)
       }
+      // Both paths ran: some prompts were sure, most were scored.
+      if (bag) expect(sure).toBeGreaterThan(0)
+      expect(sure).toBeLessThan(prompts.length - 1)
     } finally {
       await session.release()
     }
