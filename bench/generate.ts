@@ -7,7 +7,8 @@
  * all-zero weights, which still computes every correction), in one run, interleaved by round so both see the same
  * load. The plain graph must decode the twin graph's zero-weight tokens (checked before the timed rounds).
  * The graph is opened as the runner opens it (decoderAsServed): identical initializers shared, new keys and values
- * exposed as outputs.
+ * exposed as outputs; the decode session on the decode graph (decode-graph.ts: each correction's σ in its factor,
+ * the vector deltas in one product), `--served-graph` on the graph as served (before that rewrite).
  *
  * Each cell submits `c` held-out prompts of zoo/lm/data/prompts.jsonl at once; every sequence decodes exactly
  * TOKENS tokens (stop ids off, greedy), so both arms do the same work. Continuous batching puts all `c` rows in
@@ -37,6 +38,7 @@
  *   npm run bench:generate -- --no-write    # prints it only
  *   npm run bench:generate -- --no-write --package dir   # another build of the LM twin (e.g. with topk_gather)
  *   npm run bench:generate -- --no-write --prefill-budget 2048   # the engine's prompt tokens per step (default 512)
+ *   npm run bench:generate -- --no-write --served-graph   # the decode session on the graph as served
  * `--package` swaps the package only (tokenizer, prompts and models stay zoo/lm's); it never writes RESULTS.md.
  * @module
  */
@@ -44,6 +46,7 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import {
   DecoderGraph,
+  decodeGraph,
   decoderAsServed,
   GenerationEngine,
   groupedLikelihoodGraph,
@@ -87,11 +90,16 @@ const { values } = parseArgs({
     package: { type: 'string' },
     // The engine's prompt tokens per step (the runner's --prefill-tokens-per-step, default 512).
     'prefill-budget': { type: 'string', default: '512' },
+    // The decode session on the graph as served, without the decode graph's rewrite (its before).
+    'served-graph': { type: 'boolean' },
   },
 })
-if ((values.package || values['prefill-budget'] !== '512') && !values['no-write'])
+if (
+  (values.package || values['prefill-budget'] !== '512' || values['served-graph']) &&
+  !values['no-write']
+)
   throw new Error(
-    '--package and --prefill-budget measure a variant: pass --no-write (RESULTS.md describes zoo/lm/package at 512)',
+    '--package, --prefill-budget and --served-graph measure a variant: pass --no-write (RESULTS.md describes zoo/lm/package at 512 as the runner opens it)',
   )
 const ROUNDS = Number(values.rounds)
 const PREFILL_BUDGET = Number(values['prefill-budget'])
@@ -110,7 +118,10 @@ const pkg = await loadPackage(PACKAGE)
 const gather = gatherOf(pkg.manifest.recipe)
 // As the runner opens it (model/load-model.ts): identical initializers shared, new keys and values exposed.
 const served = decoderAsServed(pkg.model)
-const opened = await openSession(served, { provider: 'auto' })
+const rewritten = values['served-graph'] ? undefined : decodeGraph(served)
+const opened = await openSession(rewritten && 'bytes' in rewritten ? rewritten.bytes : served, {
+  provider: 'auto',
+})
 const asBuilt = await openSession(pkg.model, { provider: opened.provider })
 // The likelihood graph, as load-model.ts opens it for a package routed by the prompt's likelihood.
 const derived = likelihoodGraph(served)
