@@ -3,12 +3,20 @@
  * rewrite folds every correction's σ and joins every [batch, 1, d] vector delta; on validation prompts its logits
  * and new keys and values match the graph as served's to float32 rounding at prefill and at a decode step, with
  * one-hot, dense and zero mixes and a router row; the engine decodes the same greedy tokens; the runner's decode
- * session takes it while the likelihood graph, derived from the graph as served, is still grouped; and a graph
- * without the pattern is left alone.
+ * session takes it while the likelihood graph, derived from the graph as served, is still grouped; a graph without
+ * the pattern is left alone; and on the builder's other twin graphs (float32, int8 with ragged ranks from a budget,
+ * top-k gather, shared basis) it rewrites what matches and the outputs agree.
  */
 import { readFileSync } from 'node:fs'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { describe, expect, it } from 'vitest'
+import { afterAll, describe, expect, it } from 'vitest'
+import { writeBuildFixture } from '../../test-support/test-models.ts'
+import { buildPackage } from '../build/build-package.ts'
+import { modelInputs, syntheticFeeds } from '../build/import/model-io.ts'
+import { readOnnx } from '../build/import/read-onnx.ts'
+import { createReporter } from '../build/pipeline/progress.ts'
 import { loadModel } from '../model/load-model.ts'
 import { onnx } from '../onnx/proto.ts'
 import { loadPackage } from '../package/load-package.ts'
@@ -202,4 +210,58 @@ describe('decode graph (#14)', () => {
     const base = decoderAsServed(new Uint8Array(readFileSync(join(LM, 'models/base.onnx'))))
     expect(decodeGraph(base)).toEqual({ unavailable: 'no correction matches the patterns folded' })
   })
+})
+
+const root = await mkdtemp(join(tmpdir(), 'twinserve-decode-graph-'))
+afterAll(() => rm(root, { recursive: true, force: true }))
+
+describe.each([
+  ['float32', { rank: 4, dtype: 'float32' }],
+  ['int8, ragged ranks from a budget', { budget: 0.3, dtype: 'int8' }],
+  ['top-2 gather', { rank: 4, dtype: 'float16', topk_gather: 2 }],
+  ['shared basis', { shared_basis: { rank: 6 }, dtype: 'float16' }],
+] as const)('decode graph on the generated transformer block, %s', (label, exclusive) => {
+  it('rewrites what matches, never fails, and agrees with the twin graph on every kind of row', async () => {
+    const T = 4
+    const dir = join(root, label.replaceAll(/[^a-z0-9]+/g, '-'))
+    const fx = await writeBuildFixture(dir, {
+      kind: 'block',
+      experts: T,
+      recipe: { exclusive, variants: [], verify: { examples_per_expert: 1 } },
+    })
+    await buildPackage(fx.recipePath, {
+      out: join(dir, 'package'),
+      reporter: createReporter({ quiet: true }),
+    })
+    const pkg = await loadPackage(join(dir, 'package'))
+    const rewritten = decodeGraph(pkg.model)
+    const before = (await openSession(pkg.model, { provider: 'cpu', threads: 1 })).session
+    const after =
+      'bytes' in rewritten
+        ? (await openSession(rewritten.bytes, { provider: 'cpu', threads: 1 })).session
+        : before
+    const rows = [
+      { mixWeights: [0, 0.7, 0, 0.3] },
+      { mixWeights: [0, 0, 1, 0] },
+      { mixWeights: [0, 0, 0, 0] },
+      { useRouter: 1 },
+    ]
+    const x = syntheticFeeds(modelInputs((await readOnnx(fx.base)).graph), rows.length, 5)
+    const feeds = { ...x, ...encodeControls(rows, T) }
+    const a = await before.run(feeds)
+    const b = await after.run(feeds)
+    const zero = await before.run({
+      ...x,
+      ...encodeControls(
+        rows.map(() => ({})),
+        T,
+      ),
+    })
+    // The check has teeth: the experts move the outputs far more than the tolerance.
+    expect(maxAbsDiff(a.logits, zero.logits)).toBeGreaterThan(1e-2)
+    expect(maxAbsDiff(a.logits, b.logits)).toBeLessThan(1e-5)
+    // Dense factors fold σ at every site; the gathered and shared-basis corrections keep theirs.
+    if (!('topk_gather' in exclusive) && !('shared_basis' in exclusive))
+      expect('bytes' in rewritten && rewritten.foldedScales).toBeGreaterThan(0)
+  }, 60_000)
 })
