@@ -62,17 +62,35 @@ export function sortTopologically(graph: IGraphProto): void {
   })
   const state = new Uint8Array(nodes.length) // 0 unseen, 1 on the stack, 2 placed
   const out: INodeProto[] = []
-  const visit = (i: number) => {
-    if (state[i] === 2) return
-    if (state[i] === 1) throw new Error(`the graph has a cycle through node ${nodes[i]?.name}`)
-    state[i] = 1
+  // Depth first without recursion (a deep graph would overflow the call stack): [node, its producers left].
+  for (let root = 0; root < nodes.length; root++) {
+    if (state[root] === 2) continue
+    const stack: [number, number[]][] = [[root, producersOf(root)]]
+    state[root] = 1
+    while (stack.length > 0) {
+      const top = stack[stack.length - 1] as [number, number[]]
+      const p = top[1].pop()
+      if (p === undefined) {
+        stack.pop()
+        state[top[0]] = 2
+        out.push(nodes[top[0]] as INodeProto)
+      } else if (state[p] === 1)
+        throw new Error(`the graph has a cycle through node ${nodes[p]?.name}`)
+      else if (state[p] === 0) {
+        state[p] = 1
+        stack.push([p, producersOf(p)])
+      }
+    }
+  }
+  graph.node = out
+
+  /** The nodes making what node i reads, last first (popped in reading order). */
+  function producersOf(i: number): number[] {
+    const ps: number[] = []
     for (const r of nodeReads(nodes[i] as INodeProto)) {
       const p = producer.get(r)
-      if (p !== undefined && p !== i) visit(p)
+      if (p !== undefined && p !== i) ps.push(p)
     }
-    state[i] = 2
-    out.push(nodes[i] as INodeProto)
+    return ps.reverse()
   }
-  for (let i = 0; i < nodes.length; i++) visit(i)
-  graph.node = out
 }
