@@ -10,11 +10,12 @@
  *
  * Cost, in ONE process, every arm interleaved round by round: each twin build in the runner's engine on the graph its
  * decode session runs (decodeGraph of decoderAsServed; `--graph served` for the graph as served before that rewrite,
- * `--graph both` for the two side by side: its before/after), each held-out prompt sent with the dense mix that twin routes it to (its experts'
- * likelihood of the prompt, τ as the package, found once before the timed rounds: no scoring pass in the cells),
- * against the plain shared model in the same engine; every sequence decodes TOKENS greedy tokens; the step is one
- * batched decode pass, timed after the last sequence's first token (as bench:generate times it). Concurrency 1 runs
- * C1_SEQUENCES sequences in a row per round. Every arm decodes the same prompts in the same order.
+ * `--graph both` for the two side by side: its before/after), each held-out prompt sent with the dense mix that twin
+ * routes it to (its experts' likelihood of the prompt, τ as the package, found once before the timed rounds: no
+ * scoring pass in the cells), against the plain shared model in the same engine; every sequence decodes TOKENS
+ * greedy tokens; the step is one batched decode pass, timed after the last sequence's first token (as bench:generate
+ * times it). Concurrency 1 runs C1_SEQUENCES sequences in a row per round. Every arm decodes the same prompts in the
+ * same order.
  *
  * Quality, with bench:quality lm's own code (quality/lm-evaluate.ts evaluatePerplexity): normalised perplexity per
  * domain = expert's own perplexity / twin's × 100, under the conditional protocol (prompt = the document's first 32

@@ -2,7 +2,8 @@
  * Loads a twin package into onnxruntime sessions: the twin graph and every variant, opened once at start (never
  * per request), on the provider resolved for the first session (so a CPU-only host tries CUDA once, not once per
  * graph). The exclusive-knowledge factors are checked here too, so that a package the materialised path cannot
- * use is known at start; such a package still serves its factored and static paths.
+ * use is known at start; such a package still serves its factored and static paths. A decoder's twin session runs
+ * its decode graph (generate/decode-graph.ts); the likelihood graphs are derived from the graph as served.
  * @module
  */
 import { AppError } from '@twinserve/shared'
