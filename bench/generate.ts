@@ -7,7 +7,8 @@
  * all-zero weights, which still computes every correction), in one run, interleaved by round so both see the same
  * load. The plain graph must decode the twin graph's zero-weight tokens (checked before the timed rounds).
  * The graph is opened as the runner opens it (decoderAsServed): identical initializers shared, new keys and values
- * exposed as outputs.
+ * exposed as outputs, and the decode session on the decode graph (decode-graph.ts: each correction's σ in its
+ * factor, the vector deltas in one product carrying the shared biases and LayerNorms).
  *
  * Each cell submits `c` held-out prompts of zoo/lm/data/prompts.jsonl at once; every sequence decodes exactly
  * TOKENS tokens (stop ids off, greedy), so both arms do the same work. Continuous batching puts all `c` rows in
@@ -32,6 +33,8 @@
  * A seventh, *twin, mix given*, sends each prompt with the mix *twin* routes it to as an explicit mix (a client's
  * `twinserve.experts`), found once before the timed rounds: the same decode work, no scoring pass. Its batching
  * ratio is the engine's with the twin graph; the gap to *twin*'s is what routing by likelihood costs.
+ * An eighth, *mix given, graph as served*, sends the same on the graph as served without the decode graph's rewrite:
+ * its ratio to *mix given* is the before/after of that rewrite.
  *
  *   npm run bench:generate                  # writes the bench:generate section of bench/RESULTS.md
  *   npm run bench:generate -- --no-write    # prints it only
@@ -44,6 +47,7 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import {
   DecoderGraph,
+  decodeGraph,
   decoderAsServed,
   GenerationEngine,
   groupedLikelihoodGraph,
@@ -77,6 +81,8 @@ const ARMS = {
   ungrouped: { useRouter: 1 } as RowControls,
   // Per prompt: the mix twin routes it to (mixGiven), sent explicitly.
   given: {} as RowControls,
+  // The same, on the graph as served (before the decode graph's rewrite).
+  servedGiven: {} as RowControls,
 }
 type Arm = keyof typeof ARMS
 
@@ -110,7 +116,13 @@ const pkg = await loadPackage(PACKAGE)
 const gather = gatherOf(pkg.manifest.recipe)
 // As the runner opens it (model/load-model.ts): identical initializers shared, new keys and values exposed.
 const served = decoderAsServed(pkg.model)
-const opened = await openSession(served, { provider: 'auto' })
+// The decode session's graph (load-model.ts): the decode graph, or the graph as served where it does not apply.
+const rewritten = decodeGraph(served)
+if (!('bytes' in rewritten)) console.error(`no decode graph (${rewritten.unavailable})`)
+const opened = await openSession('bytes' in rewritten ? rewritten.bytes : served, {
+  provider: 'auto',
+})
+const servedOpened = await openSession(served, { provider: opened.provider })
 const asBuilt = await openSession(pkg.model, { provider: opened.provider })
 // The likelihood graph, as load-model.ts opens it for a package routed by the prompt's likelihood.
 const derived = likelihoodGraph(served)
@@ -150,6 +162,10 @@ const rebuiltEngine = new GenerationEngine(graph, { ...options, reuseBatch: fals
 const asBuiltEngine = new GenerationEngine(new DecoderGraph(asBuilt.session, controls, T), options)
 const logitsEngine = new GenerationEngine(graph, { ...options, likelihoodInGraph: false })
 const ungroupedEngine = new GenerationEngine(ungroupedGraph, options)
+const servedGivenEngine = new GenerationEngine(
+  new DecoderGraph(servedOpened.session, controls, T),
+  options,
+)
 // The shared model's plain graph (no twin inputs), opened as the runner opens a plain decoder.
 const sharedSession = await openSession(decoderAsServed(await lmSharedModel()), {
   provider: opened.provider,
@@ -163,6 +179,7 @@ const ENGINES: Record<Arm, GenerationEngine> = {
   logits: logitsEngine,
   ungrouped: ungroupedEngine,
   given: engine,
+  servedGiven: servedGivenEngine,
 }
 const engineOf = (arm: Arm) => ENGINES[arm]
 
@@ -206,7 +223,7 @@ for (let i = 0; i < prompts.length; i += 32)
     }),
   )
 const controlsFor = (arm: Arm, text: string): RowControls => {
-  if (arm !== 'given') return ARMS[arm]
+  if (arm !== 'given' && arm !== 'servedGiven') return ARMS[arm]
   const mix = mixGiven.get(text)
   if (!mix) throw new Error(`no routed mix for the prompt ${JSON.stringify(text)}`)
   return { mixWeights: mix }
@@ -275,10 +292,11 @@ await runCell('asBuilt', 8)
 await runCell('logits', 8)
 await runCell('ungrouped', 8)
 await runCell('given', 8)
+await runCell('servedGiven', 8)
 cells.clear()
 const ORDERS: readonly Arm[][] = [
-  ['twin', 'given', 'ungrouped', 'logits', 'shared', 'rebuilt', 'asBuilt'],
-  ['asBuilt', 'rebuilt', 'shared', 'logits', 'ungrouped', 'given', 'twin'],
+  ['twin', 'given', 'servedGiven', 'ungrouped', 'logits', 'shared', 'rebuilt', 'asBuilt'],
+  ['asBuilt', 'rebuilt', 'shared', 'logits', 'ungrouped', 'servedGiven', 'given', 'twin'],
 ]
 for (let r = 0; r < ROUNDS; r++)
   for (const c of CONCURRENCY)
@@ -297,6 +315,7 @@ const rows = CONCURRENCY.map((c) => {
   const l = cellOf('logits', c)
   const u = cellOf('ungrouped', c)
   const g = cellOf('given', c)
+  const v = cellOf('servedGiven', c)
   return [
     String(c),
     fmt(mean(t.aggregateTps), 0),
@@ -322,6 +341,9 @@ const rows = CONCURRENCY.map((c) => {
     fmt(mean(g.aggregateTps), 0),
     `${(mean(t.aggregateTps) / mean(g.aggregateTps)).toFixed(2)}×`,
     fmt(summarize(g.ttftMs).p50, 1),
+    fmt(mean(g.stepMs), 2),
+    fmt(mean(v.stepMs), 2),
+    `${(mean(g.stepMs) / mean(v.stepMs)).toFixed(2)}×`,
     fmt(mean(t.cpuTps), 0),
     fmt(mean(s.cpuTps), 0),
     fmt(mean(b.cpuTps), 0),
@@ -329,6 +351,7 @@ const rows = CONCURRENCY.map((c) => {
     fmt(mean(l.cpuTps), 0),
     fmt(mean(u.cpuTps), 0),
     fmt(mean(g.cpuTps), 0),
+    fmt(mean(v.cpuTps), 0),
     `${fmt(mean(t.gatherShare) * 100, 0)} % / ${fmt(mean(b.gatherShare) * 100, 0)} %`,
   ]
 })
@@ -342,7 +365,7 @@ const ttft = (arm: Arm, c: number) => summarize(cellOf(arm, c).ttftMs).p50
 const md = [
   '## Generation: decode tokens/s and time to first token, twin vs shared (`npm run bench:generate`)',
   '',
-  `${values.package ?? 'zoo/lm/package'} (lm-twin: 3-layer d-128 decoder, 5 experts, rank-48 float16 exclusive factors${gather ? `, \`topk_gather: ${gather}\`` : ''}) in the runner's generation engine (gpu-runner/src/generate), ${TOKENS} greedy tokens per sequence, held-out prompts taken round-robin over the five domains, ${ROUNDS} interleaved rounds (concurrency 1: ${C1_SEQUENCES} sequences in a row per round). _twin_: as served, each sequence routed at prefill by each expert's likelihood of its prompt (the package's \`router.prompt_likelihood\`: one more pass of T rows per prompt, in TTFT, on the grouped likelihood graph, which returns each position's log-probability of the next prompt token instead of the logits, rows expert-major so that each one-hot row multiplies only its own expert's ranks), the mix held as explicit mix_weights for every decode step, on the graph as the runner opens it (\`decoderAsServed\`: identical initializers shared, new keys and values exposed as outputs); _shared_: the shared model itself, the plain decoder graph with the shared merge's weights (built by \`bench/lm-shared-model.ts\`; zoo/lm/package leaves that file out, and until 2026-12-06 this arm was the twin graph at all-zero weights, which still computes every correction), checked to decode the twin graph's zero-weight tokens; _past rebuilt_: twin on an engine that gathers every row's cache into a fresh past on every pass (\`reuseBatch: false\`, the engine before the batched past persisted); _graph as built_: twin on the package's graph without those rewrites, every pass fetching the whole \`present\` and repeating the per-site Gathers, prompts scored from the logits; _scored from logits_: twin scoring each prompt from the fetched [rows, S, V] logits with a log-softmax in JavaScript (\`likelihoodInGraph: false\`, the path before the likelihood graph); _ungrouped_: twin scoring in the likelihood graph as derived, every one-hot row multiplying all T·r stacked ranks (the path before the grouped likelihood graph); _mix given_: twin with each prompt's routed mix sent as an explicit mix (a client's \`twinserve.experts\`), so the same decode work and no scoring pass. Step = one batched decode pass (all running rows), timed after the last sequence's first token (decode passes only).`,
+  `${values.package ?? 'zoo/lm/package'} (lm-twin: 3-layer d-128 decoder, 5 experts, rank-48 float16 exclusive factors${gather ? `, \`topk_gather: ${gather}\`` : ''}) in the runner's generation engine (gpu-runner/src/generate), ${TOKENS} greedy tokens per sequence, held-out prompts taken round-robin over the five domains, ${ROUNDS} interleaved rounds (concurrency 1: ${C1_SEQUENCES} sequences in a row per round). _twin_: as served, each sequence routed at prefill by each expert's likelihood of its prompt (the package's \`router.prompt_likelihood\`: one more pass of T rows per prompt, in TTFT, on the grouped likelihood graph, which returns each position's log-probability of the next prompt token instead of the logits, rows expert-major so that each one-hot row multiplies only its own expert's ranks), the mix held as explicit mix_weights for every decode step, on the graph as the runner opens it (\`decoderAsServed\`: identical initializers shared, new keys and values exposed as outputs; the decode session on the decode graph, \`decodeGraph\`: each correction's σ folded into its factor, the vector deltas in one product carrying the shared biases and LayerNorms); _shared_: the shared model itself, the plain decoder graph with the shared merge's weights (built by \`bench/lm-shared-model.ts\`; zoo/lm/package leaves that file out, and until 2026-12-06 this arm was the twin graph at all-zero weights, which still computes every correction), checked to decode the twin graph's zero-weight tokens; _past rebuilt_: twin on an engine that gathers every row's cache into a fresh past on every pass (\`reuseBatch: false\`, the engine before the batched past persisted); _graph as built_: twin on the package's graph without those rewrites, every pass fetching the whole \`present\` and repeating the per-site Gathers, prompts scored from the logits; _scored from logits_: twin scoring each prompt from the fetched [rows, S, V] logits with a log-softmax in JavaScript (\`likelihoodInGraph: false\`, the path before the likelihood graph); _ungrouped_: twin scoring in the likelihood graph as derived, every one-hot row multiplying all T·r stacked ranks (the path before the grouped likelihood graph); _mix given_: twin with each prompt's routed mix sent as an explicit mix (a client's \`twinserve.experts\`), so the same decode work and no scoring pass; _mix given, graph as served_: the same on the graph as served, without the decode graph's rewrite. Step = one batched decode pass (all running rows), timed after the last sequence's first token (decode passes only).`,
   '',
   table(
     [
@@ -370,6 +393,9 @@ const md = [
       'aggregate tok/s twin, mix given',
       'twin / given',
       'TTFT ms given (p50)',
+      'step ms given',
+      'step ms given, graph as served',
+      'given / as served step',
       'tok per CPU-s twin',
       'shared',
       'rebuilt',
@@ -377,6 +403,7 @@ const md = [
       'logits',
       'ungrouped',
       'given',
+      'given, as served',
       'passes gathering: twin / rebuilt',
     ],
     rows,
@@ -389,6 +416,7 @@ const md = [
   `- **Grouped likelihood graph:** twin (prompts scored in the grouped likelihood graph) ÷ the same in the ungrouped one, TTFT p50: ${CONCURRENCY.map((c) => `${(ttft('twin', c) / ttft('ungrouped', c)).toFixed(2)}× at ${c}`).join(', ')}; aggregate tokens/s: ${CONCURRENCY.map((c) => `${(agg('twin', c) / agg('ungrouped', c)).toFixed(2)}× at ${c}`).join(', ')}; tokens per CPU-second: ${CONCURRENCY.map((c) => `${(cpuOf('twin', c) / cpuOf('ungrouped', c)).toFixed(2)}× at ${c}`).join(', ')}; concurrency 32 ÷ 1 ungrouped: ${scaling('ungrouped')}× aggregate, ${cpuScaling('ungrouped')}× per CPU-second.`,
   `- **Persistent batched past:** twin ÷ the same with the past rebuilt every pass, aggregate tokens/s: ${CONCURRENCY.map((c) => `${(agg('twin', c) / agg('rebuilt', c)).toFixed(2)}× at ${c}`).join(', ')}; tokens per CPU-second: ${CONCURRENCY.map((c) => `${(cpuOf('twin', c) / cpuOf('rebuilt', c)).toFixed(2)}× at ${c}`).join(', ')}.`,
   `- **Routing by likelihood:** twin ÷ the same mixes given in the request (no scoring pass), aggregate tokens/s: ${CONCURRENCY.map((c) => `${(agg('twin', c) / agg('given', c)).toFixed(2)}× at ${c}`).join(', ')}; tokens per CPU-second: ${CONCURRENCY.map((c) => `${(cpuOf('twin', c) / cpuOf('given', c)).toFixed(2)}× at ${c}`).join(', ')}; TTFT p50: ${CONCURRENCY.map((c) => `${fmt(ttft('twin', c), 1)} against ${fmt(ttft('given', c), 1)} ms at ${c}`).join(', ')}.`,
+  `- **Decode graph:** mix given on the decode graph ÷ the same on the graph as served, decode step: ${CONCURRENCY.map((c) => `${(mean(cellOf('given', c).stepMs) / mean(cellOf('servedGiven', c).stepMs)).toFixed(2)}× at ${c}`).join(', ')}; tokens per CPU-second: ${CONCURRENCY.map((c) => `${(cpuOf('given', c) / cpuOf('servedGiven', c)).toFixed(2)}× at ${c}`).join(', ')}; decode step ÷ the shared model's, mix given: ${CONCURRENCY.map((c) => `${(mean(cellOf('given', c).stepMs) / mean(cellOf('shared', c).stepMs)).toFixed(2)}× (graph as served ${(mean(cellOf('servedGiven', c).stepMs) / mean(cellOf('shared', c).stepMs)).toFixed(2)}×) at ${c}`).join(', ')}.`,
   `- **Twin overhead:** the twin decode step costs ${(mean(cellOf('twin', 1).stepMs) / mean(cellOf('shared', 1).stepMs)).toFixed(2)}× the shared model's at concurrency 1 and ${(mean(cellOf('twin', 32).stepMs) / mean(cellOf('shared', 32).stepMs)).toFixed(2)}× at 32 (goal ≤ 1.3×).`,
   `- **Machine:** ${m.nproc} cores, ${m.cpu}, ${m.memGb} GB; Node ${m.node}; onnxruntime-node ${m.ort}; provider ${opened.provider}${opened.fallbackReason ? ` (CUDA: ${opened.fallbackReason})` : ''}, default intra-op threads; load average ${fmt(m.loadStart, 1)} at start, ${fmt(end, 1)} at the end (shared machine: other jobs run beside it).`,
 ].join('\n')

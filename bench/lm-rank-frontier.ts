@@ -8,12 +8,14 @@
  * buildPackage into bench/.cache/lm-rank-frontier/<hash of the recipe>/ (a build whose recipe is unchanged is
  * reused; builds are deterministic: the committed recipe's build equals zoo/lm/package/model.onnx byte for byte).
  *
- * Cost, in ONE process, every arm interleaved round by round: each twin build in the runner's engine on its graph as
- * served (decoderAsServed), each held-out prompt sent with the dense mix that twin routes it to (its experts'
- * likelihood of the prompt, τ as the package, found once before the timed rounds: no scoring pass in the cells),
- * against the plain shared model in the same engine; every sequence decodes TOKENS greedy tokens; the step is one
- * batched decode pass, timed after the last sequence's first token (as bench:generate times it). Concurrency 1 runs
- * C1_SEQUENCES sequences in a row per round. Every arm decodes the same prompts in the same order.
+ * Cost, in ONE process, every arm interleaved round by round: each twin build in the runner's engine on the graph its
+ * decode session runs (decodeGraph of decoderAsServed; `--graph served` for the graph as served before that rewrite,
+ * `--graph both` for the two side by side: its before/after), each held-out prompt sent with the dense mix that twin
+ * routes it to (its experts' likelihood of the prompt, τ as the package, found once before the timed rounds: no
+ * scoring pass in the cells), against the plain shared model in the same engine; every sequence decodes TOKENS
+ * greedy tokens; the step is one batched decode pass, timed after the last sequence's first token (as bench:generate
+ * times it). Concurrency 1 runs C1_SEQUENCES sequences in a row per round. Every arm decodes the same prompts in the
+ * same order.
  *
  * Quality, with bench:quality lm's own code (quality/lm-evaluate.ts evaluatePerplexity): normalised perplexity per
  * domain = expert's own perplexity / twin's × 100, under the conditional protocol (prompt = the document's first 32
@@ -27,7 +29,7 @@
  * bootstrap's 95 % interval.
  *
  *   node --import tsx bench/lm-rank-frontier.ts [--set frontier|probes|head] [--split validation|test] [--only 'label;…']
- *     [--rounds 12] [--skip-timing] [--skip-quality]
+ *     [--rounds 12] [--skip-timing] [--skip-quality] [--graph decode|served|both]
  * `--only` takes candidate labels of the set (the committed build is always measured: every Δ's reference).
  * @module
  */
@@ -38,6 +40,7 @@ import { parseArgs } from 'node:util'
 import { buildPackage, createReporter } from '@twinserve/gpu-runner/build'
 import {
   DecoderGraph,
+  decodeGraph,
   decoderAsServed,
   GenerationEngine,
   LmProfile,
@@ -164,8 +167,16 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '24' },
     'skip-timing': { type: 'boolean' },
     'skip-quality': { type: 'boolean' },
+    graph: { type: 'string', default: 'decode' },
   },
 })
+/** The graphs each twin build decodes on (`--graph`): the runner's decode graph, the graph as served, or both. */
+const GRAPHS = { decode: ['decode'], served: ['served'], both: ['decode', 'served'] }[
+  values.graph ?? ''
+] as ('decode' | 'served')[] | undefined
+if (!GRAPHS) throw new Error(`--graph takes decode, served or both, not '${values.graph}'`)
+const armLabel = (label: string, g: 'decode' | 'served') =>
+  GRAPHS.length === 1 ? label : `${label}, ${g === 'decode' ? 'decode graph' : 'graph as served'}`
 const split = values.split === 'test' ? 'test' : 'validation'
 // Labels hold commas: `--only` separates them with semicolons.
 const only = values.only?.split(';').map((s) => s.trim())
@@ -274,17 +285,25 @@ if (!values['skip-timing']) {
   })
   for (const b of built) {
     const pkg = await loadPackage(b.dir)
-    const opened = await openSession(decoderAsServed(pkg.model), { provider: 'cpu' })
-    const controls = checkContract(pkg.manifest, withoutNewKv(opened.session), new Map())
-    const graph = new DecoderGraph(opened.session, controls, T)
-    // The mix this twin routes each prompt to (dense: a softmax of the experts' likelihoods), found before timing.
-    const mixes = await routedMixes(graph, promptIds, T, b.like)
-    arms.push({
-      label: b.candidate.label,
-      engine: new GenerationEngine(graph, options),
-      mixes,
-      next: 0,
-    })
+    const served = decoderAsServed(pkg.model)
+    let mixes: (ArrayLike<number> | undefined)[] | undefined
+    for (const g of GRAPHS) {
+      // As load-model.ts opens the decode session: the decode graph, or the graph as served where it does not apply.
+      const rewritten = g === 'decode' ? decodeGraph(served) : undefined
+      const bytes = rewritten && 'bytes' in rewritten ? rewritten.bytes : served
+      const opened = await openSession(bytes, { provider: 'cpu' })
+      const controls = checkContract(pkg.manifest, withoutNewKv(opened.session), new Map())
+      const graph = new DecoderGraph(opened.session, controls, T)
+      // The mix this twin routes each prompt to (dense: a softmax of the experts' likelihoods), found before
+      // timing, once per build: both graphs of a build get the same mixes.
+      mixes ??= await routedMixes(graph, promptIds, T, b.like)
+      arms.push({
+        label: armLabel(b.candidate.label, g),
+        engine: new GenerationEngine(graph, options),
+        mixes,
+        next: 0,
+      })
+    }
   }
   log(`timing: ${arms.length} arms opened, mixes routed`)
   const cellOf = (arm: string, c: number): Cell => {
@@ -467,21 +486,23 @@ if (!values['skip-timing']) {
           '-',
           '1.00×',
         ],
-        ...built.map((b) => {
-          const l = b.candidate.label
-          const r32 = roundRatios(l, 32).median
-          return [
-            l,
-            describe(b.candidate.exclusive),
-            (b.modelBytes / 1e6).toFixed(2),
-            fmt(step(l, 1), 3),
-            ratioCell(l, 1),
-            fmt(step(l, 32), 2),
-            ratioCell(l, 32),
-            r32 <= STEP_GOAL ? 'yes' : 'no',
-            `${(cpuTps(PLAIN, 32) / cpuTps(l, 32)).toFixed(2)}×`,
-          ]
-        }),
+        ...built.flatMap((b) =>
+          GRAPHS.map((g) => {
+            const l = armLabel(b.candidate.label, g)
+            const r32 = roundRatios(l, 32).median
+            return [
+              l,
+              describe(b.candidate.exclusive),
+              (b.modelBytes / 1e6).toFixed(2),
+              fmt(step(l, 1), 3),
+              ratioCell(l, 1),
+              fmt(step(l, 32), 2),
+              ratioCell(l, 32),
+              r32 <= STEP_GOAL ? 'yes' : 'no',
+              `${(cpuTps(PLAIN, 32) / cpuTps(l, 32)).toFixed(2)}×`,
+            ]
+          }),
+        ),
       ],
     ),
   )
@@ -521,7 +542,7 @@ if (expert) {
         const floorOk = cond.every((x) => x >= FLOOR)
         const meanOk = ci === undefined || ci[1] >= 0
         const qualityOk = floorOk && meanOk
-        const r32 = roundRatios(b.candidate.label, 32).median
+        const r32 = roundRatios(armLabel(b.candidate.label, GRAPHS[0] ?? 'decode'), 32).median
         const costOk = Number.isFinite(r32) ? r32 <= STEP_GOAL : undefined
         const range = (x: [number, number] | undefined) =>
           x ? `[${x[0].toFixed(2)}, ${x[1].toFixed(2)}]` : 'reference'

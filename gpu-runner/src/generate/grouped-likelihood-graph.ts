@@ -41,7 +41,7 @@ export type GroupedLikelihoodGraph =
   | { unavailable: string }
 
 /** A factor as the correction multiplies with it: [rows, cols] float32, row-major. */
-interface Matrix {
+export interface Matrix {
   values: Float32Array
   rows: number
   cols: number
@@ -198,8 +198,8 @@ function matchCorrection(
   return { x, inF, outF, ...s }
 }
 
-/** A factor matrix: a float initializer, through a Cast to float and a 2-D Transpose. */
-function factorOf(
+/** A factor matrix: a float initializer, through a Cast to float and a 2-D Transpose (decode-graph.ts too). */
+export function factorOf(
   name: string,
   producer: Map<string, INodeProto>,
   inits: Map<string, ITensorProto>,
@@ -248,7 +248,8 @@ function aligned(raw: Uint8Array): ArrayBuffer {
   return new Uint8Array(raw).buffer
 }
 
-function floatValues(t: ITensorProto, count: number): Float32Array | undefined {
+/** A float, float16 or int8 tensor's `count` values as float32, or undefined for another type or size. */
+export function floatValues(t: ITensorProto, count: number): Float32Array | undefined {
   const raw = t.rawData
   const hasRaw = raw !== null && raw !== undefined && raw.byteLength > 0
   if (t.dataType === TensorDataType.INT8) return int8TensorValues(t, count)
@@ -310,7 +311,7 @@ function rankWeightsOf(
   return undefined
 }
 
-function intValues(t: ITensorProto): Int32Array | undefined {
+export function intValues(t: ITensorProto): Int32Array | undefined {
   const count = (t.dims ?? []).map(toNumber).reduce((a, b) => a * b, 1)
   if (t.dataType !== TensorDataType.INT64) return undefined
   const raw = t.rawData

@@ -4,6 +4,7 @@
  * @module
  */
 
+export { type DecodeGraph, decodeGraph } from './decode-graph.ts'
 export { decoderAsServed } from './decoder-as-served.ts'
 export {
   DecoderGraph,

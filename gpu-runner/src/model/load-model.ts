@@ -2,10 +2,12 @@
  * Loads a twin package into onnxruntime sessions: the twin graph and every variant, opened once at start (never
  * per request), on the provider resolved for the first session (so a CPU-only host tries CUDA once, not once per
  * graph). The exclusive-knowledge factors are checked here too, so that a package the materialised path cannot
- * use is known at start; such a package still serves its factored and static paths.
+ * use is known at start; such a package still serves its factored and static paths. A decoder's twin session runs
+ * its decode graph (generate/decode-graph.ts); the likelihood graphs are derived from the graph as served.
  * @module
  */
 import { AppError } from '@twinserve/shared'
+import { decodeGraph } from '../generate/decode-graph.ts'
 import { decoderAsServed } from '../generate/decoder-as-served.ts'
 import { groupedLikelihoodGraph } from '../generate/grouped-likelihood-graph.ts'
 import { likelihoodGraph } from '../generate/likelihood-graph.ts'
@@ -80,8 +82,21 @@ export async function loadModel(dir: string, opts: LoadModelOptions): Promise<Se
   let twin: ServingSession
   const external = externalGraphPath(pkg, manifest.model.file)
   const served = external ? undefined : servedBytes(pkg.model, manifest)
+  // The decode session takes the decode graph; the likelihood graphs below are derived from `served`.
+  const decode = served === undefined || served === pkg.model ? undefined : decodeGraph(served)
+  let decodeGraphNote =
+    decode && 'unavailable' in decode ? `not rewritten: ${decode.unavailable}` : undefined
   try {
-    twin = await open(external ?? served ?? pkg.model, sessionOpts(opts.provider))
+    if (decode && 'bytes' in decode)
+      try {
+        twin = await open(decode.bytes, sessionOpts(opts.provider))
+        decodeGraphNote = `σ folded in ${decode.foldedScales} corrections, ${decode.joinedVectors} vector deltas in one product carrying ${decode.foldedBases} shared biases and LayerNorms`
+      } catch (err) {
+        // The graph as served, which onnxruntime loaded before this rewrite existed; the log says why.
+        decodeGraphNote = `not rewritten: onnxruntime cannot load it: ${err instanceof Error ? err.message : String(err)}`
+        twin = await open(served ?? pkg.model, sessionOpts(opts.provider))
+      }
+    else twin = await open(external ?? served ?? pkg.model, sessionOpts(opts.provider))
   } catch (err) {
     throw new AppError(
       'INVALID_MODEL',
@@ -141,6 +156,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions): Promise<Se
     ...(lowerPriority ? { sessionNice: lowerPriority } : {}),
     ...(text ? { text } : {}),
     ...likelihood,
+    ...(decodeGraphNote ? { decodeGraph: decodeGraphNote } : {}),
     ...(opts.threads ? { threads: opts.threads } : {}),
     ...(materializedUnavailable ? { materializedUnavailable } : {}),
     ...(opts.merge ? { merge: opts.merge } : {}),

@@ -149,6 +149,11 @@ export interface ServedModelInit {
   /** Why the likelihood graph is not grouped. */
   likelihoodUngrouped?: string
   /**
+   * A decoder's twin session: what the decode graph's rewrite did (generate/decode-graph.ts), or why the session
+   * runs the graph as served.
+   */
+  decodeGraph?: string
+  /**
    * Whether the sessions run in threads of their own (the default, load-model.ts); the materialised graph then
    * does too, and cached merged weights live in shared memory so that a run does not copy them on the event loop.
    */
@@ -270,6 +275,11 @@ export class ServedModel {
   /** Whether the likelihood graph's session is open (a second session in memory). */
   get likelihoodSessionOpen(): boolean {
     return this.init.likelihood !== undefined
+  }
+
+  /** A decoder's twin session: the decode graph's rewrite, or why there is none (generate/decode-graph.ts). */
+  get decodeGraph(): string | undefined {
+    return this.init.decodeGraph
   }
 
   /**

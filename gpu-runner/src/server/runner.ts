@@ -93,6 +93,7 @@ function logLoaded(logger: Logger, model: ServedModel, dir: string): void {
     variants: model.variantNames,
     // A package routed by the prompt's likelihood: scored in its likelihood graph, or from the logits and why.
     ...(model.likelihoodScoring ? { likelihood_scoring: model.likelihoodScoring } : {}),
+    ...(model.decodeGraph ? { decode_graph: model.decodeGraph } : {}),
     ...(model.metadata().parameters?.materialized_unavailable
       ? { materialized_unavailable: model.metadata().parameters?.materialized_unavailable }
       : {}),

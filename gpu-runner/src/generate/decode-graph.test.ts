@@ -1,0 +1,267 @@
+/**
+ * The decode graph (issue 14, speed) on the LM zoo's twin package as the runner opens it, real onnxruntime: the
+ * rewrite folds every correction's σ and joins every [batch, 1, d] vector delta; on validation prompts its logits
+ * and new keys and values match the graph as served's to float32 rounding at prefill and at a decode step, with
+ * one-hot, dense and zero mixes and a router row; the engine decodes the same greedy tokens; the runner's decode
+ * session takes it while the likelihood graph, derived from the graph as served, is still grouped; a graph without
+ * the pattern is left alone; and on the builder's other twin graphs (float32, int8 with ragged ranks from a budget,
+ * top-k gather, shared basis) it rewrites what matches and the outputs agree.
+ */
+import { readFileSync } from 'node:fs'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
+import { writeBuildFixture } from '../../test-support/test-models.ts'
+import { buildPackage } from '../build/build-package.ts'
+import { modelInputs, syntheticFeeds } from '../build/import/model-io.ts'
+import { readOnnx } from '../build/import/read-onnx.ts'
+import { createReporter } from '../build/pipeline/progress.ts'
+import { loadModel } from '../model/load-model.ts'
+import { onnx } from '../onnx/proto.ts'
+import { loadPackage } from '../package/load-package.ts'
+import { openSession, ort } from '../runtime/ort-session.ts'
+import { checkContract } from '../twin-contract/check-contract.ts'
+import { encodeControls } from '../twin-contract/encode-controls.ts'
+import { decodeGraph } from './decode-graph.ts'
+import { decoderAsServed } from './decoder-as-served.ts'
+import { DecoderGraph } from './decoder-graph.ts'
+import { GenerationEngine, type GenerationEvent } from './engine.ts'
+import { LmProfile } from './lm-profile.ts'
+import { withoutNewKv } from './new-kv-outputs.ts'
+
+const LM = join(import.meta.dirname, '../../../zoo/lm')
+/**
+ * Logits, decode graph against the graph as served (both float32; σ scales Vᵀ here and the rank weights there,
+ * the bias and LayerNorm terms sum in another order). Measured 1.14e-5 at most over 150 validation prompts at
+ * prefill (logits up to 20.2, so ~5 float32 ulps); the graph as served itself moves by as much, 1.14e-5 on the same
+ * prompts, between a row run alone and the same row in a batch of four.
+ */
+const LOGIT_TOLERANCE = 2e-5
+const KV_TOLERANCE = 1e-5
+const OPTIONS = {
+  maxContext: 256,
+  maxSequences: 16,
+  maxBytes: 64 * 1024 * 1024,
+  prefillTokensPerStep: 24,
+}
+/** Rows of every pass: one-hot, dense, all zero (the shared model), and the router's row. */
+const ROWS = [
+  { mixWeights: [0, 0, 1, 0, 0] },
+  { mixWeights: [0.1, 0.3, 0.05, 0.4, 0.15] },
+  { mixWeights: [0, 0, 0, 0, 0] },
+  { useRouter: 1 },
+]
+
+let loaded: ReturnType<typeof load> | undefined
+const setup = () => {
+  loaded ??= load()
+  return loaded
+}
+
+async function load() {
+  const pkg = await loadPackage(join(LM, 'package'))
+  const served = decoderAsServed(pkg.model)
+  const rewritten = decodeGraph(served)
+  if (!('bytes' in rewritten)) throw new Error(rewritten.unavailable)
+  const opts = { provider: 'cpu' as const, threads: 1 }
+  const before = (await openSession(served, opts)).session
+  const after = (await openSession(rewritten.bytes, opts)).session
+  const controls = checkContract(pkg.manifest, withoutNewKv(before), new Map())
+  const profile = await LmProfile.load(join(LM, 'models'))
+  // Validation prompts, two per domain.
+  const perDomain = new Map<string, number>()
+  const prompts = readFileSync(join(LM, 'data/prompts.jsonl'), 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { split: string; domain: string; prompt: string })
+    .filter((p) => {
+      if (p.split !== 'validation') return false
+      const n = perDomain.get(p.domain) ?? 0
+      perDomain.set(p.domain, n + 1)
+      return n < 2
+    })
+    .map((p) => profile.encodePrompt(p.prompt))
+  return { pkg, served, rewritten, before, after, controls, prompts }
+}
+
+const maxAbsDiff = (a: ort.Tensor | undefined, b: ort.Tensor | undefined): number => {
+  const x = a?.data as Float32Array
+  const y = b?.data as Float32Array
+  expect(y.length).toBe(x.length)
+  let m = 0
+  for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs((x[i] as number) - (y[i] as number)))
+  return m
+}
+
+describe('decode graph (#14)', () => {
+  it('folds σ into all 21 corrections and joins the 32 [batch, 1, d] vector deltas, 25 carrying their shared values', async () => {
+    const { served, rewritten } = await setup()
+    if (!('bytes' in rewritten)) throw new Error('no rewrite')
+    // 19 matrices; the tied embedding/LM head is used twice (lookup and head). The LM head's bias is broadcast per
+    // position ([batch·seq, vocab]) and stays as it was.
+    expect(rewritten.foldedScales).toBe(21)
+    expect(rewritten.joinedVectors).toBe(32)
+    // 18 biases (q, k, v, o, fc_in, fc_out per block) and the 7 LayerNorms (γ and β each).
+    expect(rewritten.foldedBases).toBe(25)
+    const count = (bytes: Uint8Array, op?: string) =>
+      (onnx.ModelProto.decode(bytes).graph?.node ?? []).filter((n) => !op || n.opType === op).length
+    expect(count(served)).toBe(621)
+    expect(count(rewritten.bytes)).toBe(449)
+    // One shared LayerNorm fewer per LayerNorm; one product for the vector deltas.
+    expect(count(served, 'LayerNormalization') - count(rewritten.bytes, 'LayerNormalization')).toBe(
+      7,
+    )
+    // Rewriting again finds nothing left to fold or join.
+    expect(decodeGraph(rewritten.bytes)).toEqual({
+      unavailable: 'no correction matches the patterns folded',
+    })
+  })
+
+  it('matches the graph as served at prefill and at a decode step on validation prompts, every kind of row', async () => {
+    const { before, after, controls, prompts } = await setup()
+    const B = ROWS.length
+    let worstLogit = 0
+    let worstKv = 0
+    for (const ids of prompts) {
+      const S = ids.length
+      const step = async (input: number[], past: number, pastKv?: Record<string, ort.Tensor>) => {
+        const seq = input.length
+        const feeds: Record<string, ort.Tensor> = {
+          input_ids: new ort.Tensor(
+            'int64',
+            BigInt64Array.from(ROWS.flatMap(() => input.map(BigInt))),
+            [B, seq],
+          ),
+          attention_mask: new ort.Tensor('int64', new BigInt64Array(B * (past + seq)).fill(1n), [
+            B,
+            past + seq,
+          ]),
+          position_ids: new ort.Tensor(
+            'int64',
+            BigInt64Array.from(ROWS.flatMap(() => input.map((_, s) => BigInt(past + s)))),
+            [B, seq],
+          ),
+          ...encodeControls(ROWS, 5, controls),
+        }
+        for (let l = 0; l < 3; l++)
+          for (const kv of ['key', 'value'])
+            feeds[`past_key_values.${l}.${kv}`] =
+              pastKv?.[`present.${l}.${kv}`] ??
+              new ort.Tensor('float32', new Float32Array(0), [B, 4, 0, 32])
+        const a = await before.run(feeds)
+        const b = await after.run(feeds)
+        worstLogit = Math.max(worstLogit, maxAbsDiff(a.logits, b.logits))
+        for (const name of before.outputNames.filter((o) => o.startsWith('present')))
+          worstKv = Math.max(worstKv, maxAbsDiff(a[name], b[name]))
+        expect(b.expert_weights?.data).toEqual(a.expert_weights?.data)
+        return a
+      }
+      const prefill = await step(ids, 0)
+      // A decode step on the served graph's past, both graphs fed the same.
+      await step([ids[S - 1] ?? 0], S, prefill)
+    }
+    expect(worstLogit).toBeLessThan(LOGIT_TOLERANCE)
+    expect(worstKv).toBeLessThan(KV_TOLERANCE)
+  }, 60_000)
+
+  it('the engine decodes the same greedy tokens with it, mixes side by side', async () => {
+    const { pkg, before, after, prompts } = await setup()
+    const tokens = async (session: ort.InferenceSession) => {
+      const controls = checkContract(pkg.manifest, withoutNewKv(session), new Map())
+      const engine = new GenerationEngine(new DecoderGraph(session, controls, 5), OPTIONS)
+      return Promise.all(
+        prompts.map(async (ids, i) => {
+          const got: number[] = []
+          for await (const e of engine.submit({
+            promptIds: ids,
+            maxTokens: 12,
+            sampling: { temperature: 0, topP: 1, topK: 0 },
+            controls: ROWS[i % ROWS.length] ?? {},
+          }) as AsyncIterable<GenerationEvent>)
+            if (e.type === 'token') got.push(e.id)
+          return got
+        }),
+      )
+    }
+    const expected = await tokens(before)
+    expect(expected.every((t) => t.length === 12)).toBe(true)
+    expect(await tokens(after)).toEqual(expected)
+  }, 60_000)
+
+  it('the runner decodes with it, and still scores prompts in the grouped likelihood graph', async () => {
+    const model = await loadModel(join(LM, 'package'), {
+      provider: 'cpu',
+      threads: 1,
+      sessionThreads: false,
+      mergeCache: { maxEntries: 1, maxBytes: 1 << 20 },
+    })
+    try {
+      expect(model.decodeGraph).toBe(
+        'σ folded in 21 corrections, 32 vector deltas in one product carrying 25 shared biases and LayerNorms',
+      )
+      expect(model.likelihoodScoring).toBe('likelihood graph, grouped (19 corrections per expert)')
+    } finally {
+      await model.close()
+    }
+  }, 60_000)
+
+  it('leaves a decoder without corrections alone', () => {
+    const base = decoderAsServed(new Uint8Array(readFileSync(join(LM, 'models/base.onnx'))))
+    expect(decodeGraph(base)).toEqual({ unavailable: 'no correction matches the patterns folded' })
+  })
+})
+
+const root = await mkdtemp(join(tmpdir(), 'twinserve-decode-graph-'))
+afterAll(() => rm(root, { recursive: true, force: true }))
+
+describe.each([
+  ['float32', { rank: 4, dtype: 'float32' }],
+  ['int8, ragged ranks from a budget', { budget: 0.3, dtype: 'int8' }],
+  ['top-2 gather', { rank: 4, dtype: 'float16', topk_gather: 2 }],
+  ['shared basis', { shared_basis: { rank: 6 }, dtype: 'float16' }],
+] as const)('decode graph on the generated transformer block, %s', (label, exclusive) => {
+  it('rewrites what matches, never fails, and agrees with the twin graph on every kind of row', async () => {
+    const T = 4
+    const dir = join(root, label.replaceAll(/[^a-z0-9]+/g, '-'))
+    const fx = await writeBuildFixture(dir, {
+      kind: 'block',
+      experts: T,
+      recipe: { exclusive, variants: [], verify: { examples_per_expert: 1 } },
+    })
+    await buildPackage(fx.recipePath, {
+      out: join(dir, 'package'),
+      reporter: createReporter({ quiet: true }),
+    })
+    const pkg = await loadPackage(join(dir, 'package'))
+    const rewritten = decodeGraph(pkg.model)
+    const before = (await openSession(pkg.model, { provider: 'cpu', threads: 1 })).session
+    const after =
+      'bytes' in rewritten
+        ? (await openSession(rewritten.bytes, { provider: 'cpu', threads: 1 })).session
+        : before
+    const rows = [
+      { mixWeights: [0, 0.7, 0, 0.3] },
+      { mixWeights: [0, 0, 1, 0] },
+      { mixWeights: [0, 0, 0, 0] },
+      { useRouter: 1 },
+    ]
+    const x = syntheticFeeds(modelInputs((await readOnnx(fx.base)).graph), rows.length, 5)
+    const feeds = { ...x, ...encodeControls(rows, T) }
+    const a = await before.run(feeds)
+    const b = await after.run(feeds)
+    const zero = await before.run({
+      ...x,
+      ...encodeControls(
+        rows.map(() => ({})),
+        T,
+      ),
+    })
+    // The check has teeth: the experts move the outputs far more than the tolerance.
+    expect(maxAbsDiff(a.logits, zero.logits)).toBeGreaterThan(1e-2)
+    expect(maxAbsDiff(a.logits, b.logits)).toBeLessThan(1e-5)
+    // Dense factors fold σ at every site; the gathered and shared-basis corrections keep theirs.
+    if (!('topk_gather' in exclusive) && !('shared_basis' in exclusive))
+      expect('bytes' in rewritten && rewritten.foldedScales).toBeGreaterThan(0)
+  }, 60_000)
+})
