@@ -16,3 +16,8 @@ export function decoderAsServed(model: Uint8Array): Uint8Array {
   const changed = dedupeInitializers(decoded.graph) + addNewKvOutputs(decoded.graph)
   return changed > 0 ? onnx.ModelProto.encode(decoded).finish() : model
 }
+
+/** A decoder with past key/values as inputs (the Hugging Face layout): the runner serves it rewritten. */
+export function isKvDecoder(manifest: { inputs: readonly { name: string }[] }): boolean {
+  return manifest.inputs.some((i) => i.name === 'past_key_values.0.key')
+}

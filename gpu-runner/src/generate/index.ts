@@ -5,7 +5,7 @@
  */
 
 export { type DecodeGraph, decodeGraph } from './decode-graph.ts'
-export { decoderAsServed } from './decoder-as-served.ts'
+export { decoderAsServed, isKvDecoder } from './decoder-as-served.ts'
 export {
   DecoderGraph,
   type DecoderLayout,

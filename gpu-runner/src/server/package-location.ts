@@ -8,6 +8,7 @@ import { realpath, stat } from 'node:fs/promises'
 import { freemem } from 'node:os'
 import { isAbsolute, join, relative, resolve, sep } from 'node:path'
 import { AppError, type PackageManifest } from '@twinserve/shared'
+import { isKvDecoder } from '../generate/decoder-as-served.ts'
 
 const MIB = 1024 * 1024
 
@@ -60,21 +61,24 @@ export async function resolvePackageDir(
  * Estimated bytes of memory a package takes once loaded (constants above). A package that routes by the prompt's
  * likelihood also opens its likelihood graph (generate/likelihood-graph.ts, grouped by grouped-likelihood-graph.ts),
  * a second session holding a copy of the twin graph's weights: one more session and the graph's bytes once more
- * (`npm run bench:load-memory`, 2026-12-06: the zoo/lm package's load grows by 20–22 MiB without it and 36–52 MiB
- * with the grouped graph; the estimate, 89.6 MiB, is 2.2× that), unless the loader skips it
- * (`likelihoodSession: false`: the runner opens it only for the models it generates with).
+ * (`npm run bench:load-memory`), unless the loader skips it (`likelihoodSession: false`: the runner opens it only for
+ * the models it generates with). A decoder's decode graph counts once more (below).
  */
 export async function estimateLoadedBytes(
   dir: string,
-  manifest: Pick<PackageManifest, 'files' | 'variants' | 'router' | 'model'>,
+  manifest: Pick<PackageManifest, 'files' | 'variants' | 'router' | 'model' | 'inputs'>,
   opts: { likelihoodSession?: boolean } = {},
 ): Promise<number> {
   const likelihood =
     manifest.router.promptLikelihood !== undefined && (opts.likelihoodSession ?? true)
   const sessions = 1 + manifest.variants.length + (likelihood ? 1 : 0)
-  const twinGraphBytes = likelihood ? await fileBytes(join(dir, manifest.model.file)) : 0
+  const modelBytes = await fileBytes(join(dir, manifest.model.file))
+  // A decoder's session runs the decode graph (generate/decode-graph.ts), whose folded factors are float32 where the
+  // package stores them smaller: zoo/lm's load grew from 20 to 39–47 MiB with it (`npm run bench:load-memory`,
+  // 2026-12-06, third session), past the old estimate. It counts as one more copy of the twin graph.
+  const copies = (likelihood ? 1 : 0) + (isKvDecoder(manifest) ? 1 : 0)
   return (
-    ((await packageBytes(dir, manifest)) + twinGraphBytes) * MEMORY_PER_PACKAGE_BYTE +
+    ((await packageBytes(dir, manifest)) + copies * modelBytes) * MEMORY_PER_PACKAGE_BYTE +
     sessions * MEMORY_PER_SESSION_BYTES
   )
 }
