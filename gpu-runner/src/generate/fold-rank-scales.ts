@@ -11,13 +11,22 @@
  * (onnxruntime's CSE merged the Gathers already, never the per-site Muls). The product is summed in another order
  * than the twin graph's: agreement is to float32 rounding (decode-graph.test.ts).
  *
- * A correction matches when F is a factor initializer (through a Cast and a Transpose), s is Mul(Gather(w,
+ * A correction matches when F is a float32 factor initializer (through a Transpose), s is Mul(Gather(w,
  * expert_of_rank, axis 1), σ) with both tables initializers, broadcast by Unsqueeze, Expand and Reshape (the
  * builder's row alignment, corrections.ts); anything else (shared-basis or top-k-gather corrections) is left as is.
+ * A factor the package stores narrower (float16, int8: behind a Cast) keeps its σ: F' would be float32, and on
+ * zoo/lm (float16 factors) that took a load from 22 to 75 MiB (`npm run bench:load-memory`) for 7–8 % of a decode
+ * pass (`npm run bench:decode-graph`, 2026-12-06). The decode graph never holds a factor wider than the package.
  * @module
  */
 import { floatTensor } from '../onnx/graph-builder.ts'
-import { type IGraphProto, type INodeProto, type ITensorProto, toNumber } from '../onnx/proto.ts'
+import {
+  type IGraphProto,
+  type INodeProto,
+  type ITensorProto,
+  TensorDataType,
+  toNumber,
+} from '../onnx/proto.ts'
 import { freshNamer, type GraphIndex, indexGraph, soleReader } from './graph-index.ts'
 import { factorOf, floatValues, intValues } from './grouped-likelihood-graph.ts'
 
@@ -70,7 +79,7 @@ export function foldRankScales(graph: IGraphProto): number {
       if (!match) continue
       const { scale, chain } = match
       const R = scale.sigma.length
-      const F = factorOf(fName, ix.producer, ix.inits)
+      const F = storedAsFloat32(fName, ix) ? factorOf(fName, ix.producer, ix.inits) : undefined
       if (!F || F.rows !== R) continue
       const fKey = `${scale.sigmaName}|${fName}`
       let scaled = scaledFactors.get(fKey)
@@ -170,4 +179,12 @@ function rankScale(ix: GraphIndex, s: INodeProto): RankScale | undefined {
     return { s, g, sigma, sigmaName }
   }
   return undefined
+}
+
+/** Whether `name` is a float32 initializer, directly or through a Transpose (no Cast from a narrower type). */
+function storedAsFloat32(name: string, ix: GraphIndex): boolean {
+  const n = ix.producer.get(name)
+  if (n?.opType === 'Transpose') return storedAsFloat32(n.input?.[0] ?? '', ix)
+  if (n) return false
+  return ix.inits.get(name)?.dataType === TensorDataType.FLOAT
 }

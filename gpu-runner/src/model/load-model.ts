@@ -184,8 +184,7 @@ function servedBytes(
  * 0.6× the scoring pass's CPU on zoo/lm); `grouping` is T, or why the pass cannot be grouped. It is a second
  * session of the same weights (their bytes again in memory, and a thread of its own): `npm run bench:load-memory`
  * measured a zoo/lm/package load growing by 36–52 MiB with the grouped graph against 20–22 MiB without it (the
- * ungrouped graph: 73–104 MiB; since the decode session runs the decode graph, 93–111 against 35–47 MiB);
- * estimateLoadedBytes counts it. Only the generation
+ * ungrouped graph: 73–104 MiB); estimateLoadedBytes counts it. Only the generation
  * engine scores prompts with it, so the runner opens it for the models it generates with (`likelihoodSession`).
  */
 async function openLikelihood(

@@ -62,7 +62,7 @@ export async function resolvePackageDir(
  * likelihood also opens its likelihood graph (generate/likelihood-graph.ts, grouped by grouped-likelihood-graph.ts),
  * a second session holding a copy of the twin graph's weights: one more session and the graph's bytes once more
  * (`npm run bench:load-memory`), unless the loader skips it (`likelihoodSession: false`: the runner opens it only for
- * the models it generates with). A decoder's decode graph counts once more (below).
+ * the models it generates with). A KV-cache decoder counts its twin graph once more (below).
  */
 export async function estimateLoadedBytes(
   dir: string,
@@ -73,9 +73,9 @@ export async function estimateLoadedBytes(
     manifest.router.promptLikelihood !== undefined && (opts.likelihoodSession ?? true)
   const sessions = 1 + manifest.variants.length + (likelihood ? 1 : 0)
   const modelBytes = await fileBytes(join(dir, manifest.model.file))
-  // A decoder's session runs the decode graph (generate/decode-graph.ts), whose folded factors are float32 where the
-  // package stores them smaller: zoo/lm's load grew from 20 to 39–47 MiB with it (`npm run bench:load-memory`,
-  // 2026-12-06, third session), past the old estimate. It counts as one more copy of the twin graph.
+  // A KV-cache decoder counts its twin graph once more: with the decode graph (generate/decode-graph.ts) beside the
+  // graph as served at load, zoo/lm's load grew by 14–51 MiB in one session and 44–117 MiB generating over repeated
+  // `npm run bench:load-memory` runs (2026-12-06, third session), past the estimates without it (44.8 / 89.6 MiB).
   const copies = (likelihood ? 1 : 0) + (isKvDecoder(manifest) ? 1 : 0)
   return (
     ((await packageBytes(dir, manifest)) + copies * modelBytes) * MEMORY_PER_PACKAGE_BYTE +
