@@ -12,6 +12,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
+import { validationPrompts } from '../../test-support/lm-zoo.ts'
 import { writeBuildFixture } from '../../test-support/test-models.ts'
 import { buildPackage } from '../build/build-package.ts'
 import { modelInputs, syntheticFeeds } from '../build/import/model-io.ts'
@@ -70,18 +71,7 @@ async function load() {
   const controls = checkContract(pkg.manifest, withoutNewKv(before), new Map())
   const profile = await LmProfile.load(join(LM, 'models'))
   // Validation prompts, two per domain.
-  const perDomain = new Map<string, number>()
-  const prompts = readFileSync(join(LM, 'data/prompts.jsonl'), 'utf8')
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as { split: string; domain: string; prompt: string })
-    .filter((p) => {
-      if (p.split !== 'validation') return false
-      const n = perDomain.get(p.domain) ?? 0
-      perDomain.set(p.domain, n + 1)
-      return n < 2
-    })
-    .map((p) => profile.encodePrompt(p.prompt))
+  const prompts = validationPrompts(profile, 2)
   return { pkg, served, rewritten, before, after, controls, prompts }
 }
 

@@ -11,6 +11,7 @@ import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
+import { validationPrompts } from '../../test-support/lm-zoo.ts'
 import { sameRouting } from '../../test-support/same-routing.ts'
 import { loadModel } from '../model/load-model.ts'
 import { int64Tensor } from '../onnx/graph-builder.ts'
@@ -61,18 +62,7 @@ async function load() {
   const graph = new DecoderGraph(session, controls, T, groupedScorer, true)
   const profile = await LmProfile.load(join(LM, 'models'))
   // Validation prompts, four per domain: lengths differ, so passes pad.
-  const perDomain = new Map<string, number>()
-  const prompts = readFileSync(join(LM, 'data/prompts.jsonl'), 'utf8')
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as { split: string; domain: string; prompt: string })
-    .filter((p) => {
-      if (p.split !== 'validation') return false
-      const n = perDomain.get(p.domain) ?? 0
-      perDomain.set(p.domain, n + 1)
-      return n < 4
-    })
-    .map((p) => profile.encodePrompt(p.prompt))
+  const prompts = validationPrompts(profile, 4)
   return { derived: derived.bytes, grouped, graph, plain, T, prompts }
 }
 

@@ -4,10 +4,10 @@
  * served graph's logits for held-out validation prompts; the engine routes the same mixes with it as from the
  * logits; and where the rewrite cannot apply, it says why.
  */
-import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { TWIN_OUTPUT_WEIGHTS } from '@twinserve/shared'
 import { describe, expect, it } from 'vitest'
+import { validationPrompts } from '../../test-support/lm-zoo.ts'
 import { sameRouting } from '../../test-support/same-routing.ts'
 import { GraphBuilder } from '../onnx/graph-builder.ts'
 import { type INodeProto, onnx } from '../onnx/proto.ts'
@@ -42,18 +42,7 @@ async function setup() {
   const graph = new DecoderGraph(session, controls, T, scorer)
   const profile = await LmProfile.load(join(LM, 'models'))
   // Validation prompts, four per domain: lengths differ, so passes pad.
-  const perDomain = new Map<string, number>()
-  const prompts = readFileSync(join(LM, 'data/prompts.jsonl'), 'utf8')
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as { split: string; domain: string; prompt: string })
-    .filter((p) => {
-      if (p.split !== 'validation') return false
-      const n = perDomain.get(p.domain) ?? 0
-      perDomain.set(p.domain, n + 1)
-      return n < 4
-    })
-    .map((p) => profile.encodePrompt(p.prompt))
+  const prompts = validationPrompts(profile, 4)
   return { derived: derived.bytes, graph, T, profile, prompts }
 }
 

@@ -7,29 +7,20 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { loadPackage } from '../package/load-package.ts'
-import { openSession } from '../runtime/ort-session.ts'
-import { checkContract } from '../twin-contract/check-contract.ts'
+import { LM_ZOO, lmTwinGraph } from '../../test-support/lm-zoo.ts'
+import { weightsOf } from '../../test-support/same-routing.ts'
 import type { RowControls } from '../twin-contract/encode-controls.ts'
-import { DecoderGraph } from './decoder-graph.ts'
-import { GenerationEngine, type GenerationEvent } from './engine.ts'
-import { LmProfile } from './lm-profile.ts'
+import { GenerationEngine } from './engine.ts'
 import { argmax, bagProbabilities, promptBagFile, trainPromptBag } from './prompt-bag.ts'
 import type { PromptLikelihoodOptions } from './prompt-likelihood.ts'
 
-const LM = join(import.meta.dirname, '../../../zoo/lm')
 const TAU = 2
 
 async function setup() {
-  const pkg = await loadPackage(join(LM, 'package'))
-  const { session } = await openSession(pkg.model, { provider: 'cpu', threads: 1 })
-  const controls = checkContract(pkg.manifest, session, new Map())
+  const { pkg, graph, profile, T } = await lmTwinGraph()
   const names = pkg.manifest.experts.map((e) => e.name)
-  const T = names.length
-  const graph = new DecoderGraph(session, controls, T)
-  const profile = await LmProfile.load(join(LM, 'models'))
   // The package builder's training (build/pipeline/manifest.ts), on the routing data in file order.
-  const examples = readFileSync(join(LM, 'data/routing.jsonl'), 'utf8')
+  const examples = readFileSync(join(LM_ZOO, 'data/routing.jsonl'), 'utf8')
     .split('\n')
     .filter(Boolean)
     .map((line) => {
@@ -48,16 +39,6 @@ async function setup() {
   const withBag = (skipAbove: number) =>
     engine({ temperature: TAU, bag: { skipAbove, ...promptBagFile(bag) } })
   return { profile, T, bag, engine, withBag }
-}
-
-async function run(events: AsyncIterable<GenerationEvent>) {
-  const got = { weights: [] as number[], ids: [] as number[] }
-  for await (const e of events) {
-    if (e.type === 'start') got.weights = [...(e.expertWeights ?? [])]
-    if (e.type === 'token') got.ids.push(e.id)
-    if (e.type === 'error') throw e.error
-  }
-  return got
 }
 
 const request = (promptIds: number[], controls: RowControls) => ({
@@ -83,17 +64,19 @@ describe('prompt likelihood with a bag-of-ids classifier (skip)', () => {
     expect(Math.max(...pSure) - Math.max(...pUnsure)).toBeGreaterThan(0.05)
 
     const skip = withBag(theta)
-    const got = await Promise.all([sure, unsure].map((p) => run(skip.submit(request(p, router)))))
+    const got = await Promise.all(
+      [sure, unsure].map((p) => weightsOf(skip.submit(request(p, router)))),
+    )
     expect(skip.counters.bagSkipped).toBe(1)
     expect(skip.counters.likelihoodPasses).toBe(1)
     expect(got[0]?.weights).toEqual(Array.from({ length: T }, (_, e) => (e === top ? 1 : 0)))
     // The skipped prompt decodes as that explicit one-hot mix does.
     const mix = new Float32Array(T)
     mix[top] = 1
-    const explicit = await run(engine(undefined).submit(request(sure, { mixWeights: mix })))
+    const explicit = await weightsOf(engine(undefined).submit(request(sure, { mixWeights: mix })))
     expect(got[0]?.ids).toEqual(explicit.ids)
     // The scored one gets the likelihood's mix and tokens, as without the classifier.
-    const plain = await run(engine({ temperature: TAU }).submit(request(unsure, router)))
+    const plain = await weightsOf(engine({ temperature: TAU }).submit(request(unsure, router)))
     for (const [e, w] of (got[1]?.weights ?? []).entries())
       expect(w).toBeCloseTo(plain.weights[e] as number, 6)
     expect(got[1]?.ids).toEqual(plain.ids)
@@ -109,7 +92,7 @@ describe('prompt likelihood with a bag-of-ids classifier (skip)', () => {
     const mask = new Float32Array(T).fill(1)
     mask[top] = 0
     const skip = withBag(0.01)
-    const got = await run(skip.submit(request(sure, { useRouter: 1, expertMask: mask })))
+    const got = await weightsOf(skip.submit(request(sure, { useRouter: 1, expertMask: mask })))
     expect(skip.counters.bagSkipped).toBe(0)
     expect(skip.counters.likelihoodPasses).toBe(1)
     expect(got.weights[top]).toBe(0)
@@ -120,9 +103,11 @@ describe('prompt likelihood with a bag-of-ids classifier (skip)', () => {
     const skip = withBag(0.01)
     const mix = Array.from({ length: T }, (_, e) => (e === 1 ? 0.5 : e === 2 ? 0.5 : 0))
     const prompt = profile.encodePrompt('Subject: Re: meeting on Thursday')
-    const got = await run(skip.submit(request(prompt, { mixWeights: Float32Array.from(mix) })))
+    const got = await weightsOf(
+      skip.submit(request(prompt, { mixWeights: Float32Array.from(mix) })),
+    )
     expect(got.weights).toEqual(mix)
-    await run(skip.submit(request(prompt.slice(0, 1), { useRouter: 1 })))
+    await weightsOf(skip.submit(request(prompt.slice(0, 1), { useRouter: 1 })))
     expect(skip.counters.bagSkipped).toBe(0)
   }, 30_000)
 })

@@ -3,15 +3,11 @@
  * softmax(−NLL_e / τ) of one-hot passes computed here one expert at a time, holds it through decode, leaves an
  * explicit mix and the shared model alone, and lets the router route a one-token prompt.
  */
-import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { loadPackage } from '../package/load-package.ts'
-import { openSession } from '../runtime/ort-session.ts'
-import { checkContract } from '../twin-contract/check-contract.ts'
+import { lmTwinGraph } from '../../test-support/lm-zoo.ts'
 import type { RowControls } from '../twin-contract/encode-controls.ts'
-import { DecoderGraph } from './decoder-graph.ts'
+import type { DecoderGraph } from './decoder-graph.ts'
 import { GenerationEngine, type GenerationEvent } from './engine.ts'
-import { LmProfile } from './lm-profile.ts'
 import {
   lengthGroups,
   likelihoodWeights,
@@ -19,16 +15,10 @@ import {
 } from './prompt-likelihood.ts'
 import { logSoftmax } from './sampler.ts'
 
-const LM = join(import.meta.dirname, '../../../zoo/lm')
 const TAU = 2
 
 async function setup() {
-  const pkg = await loadPackage(join(LM, 'package'))
-  const { session } = await openSession(pkg.model, { provider: 'cpu', threads: 1 })
-  const controls = checkContract(pkg.manifest, session, new Map())
-  const T = pkg.manifest.experts.length
-  const graph = new DecoderGraph(session, controls, T)
-  const profile = await LmProfile.load(join(LM, 'models'))
+  const { graph, profile, T } = await lmTwinGraph()
   const engine = (likelihood: boolean | PromptLikelihoodOptions, prefillTokensPerStep = 256) =>
     new GenerationEngine(graph, {
       maxContext: 256,
