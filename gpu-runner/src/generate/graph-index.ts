@@ -19,7 +19,11 @@ export function indexGraph(graph: IGraphProto): GraphIndex {
   const readers = new Map<string, INodeProto[]>()
   for (const n of graph.node ?? []) {
     for (const o of n.output ?? []) producer.set(o, n)
-    for (const r of nodeReads(n)) readers.set(r, [...(readers.get(r) ?? []), n])
+    for (const r of nodeReads(n)) {
+      const list = readers.get(r)
+      if (list) list.push(n)
+      else readers.set(r, [n])
+    }
   }
   return {
     producer,

@@ -33,7 +33,8 @@ import {
   TensorDataType,
   toNumber,
 } from '../onnx/proto.ts'
-import { nodeReads, pruneDeadNodes } from './likelihood-graph.ts'
+import { type GraphIndex, indexGraph, soleReader } from './graph-index.ts'
+import { pruneDeadNodes } from './likelihood-graph.ts'
 
 /** Grouped likelihood-graph bytes and how many corrections were grouped, or why there are none. */
 export type GroupedLikelihoodGraph =
@@ -72,19 +73,13 @@ export function groupCorrections(
 ): { grouped: number } | { unavailable: string } {
   if (!Number.isInteger(T) || T < 2) return { unavailable: `${T} experts: nothing to group` }
   const nodes = graph.node ?? []
-  const producer = new Map<string, INodeProto>()
-  for (const n of nodes) for (const o of n.output ?? []) producer.set(o, n)
-  const readers = new Map<string, number>()
-  const read = (name: string) => readers.set(name, (readers.get(name) ?? 0) + 1)
-  for (const n of nodes) for (const r of nodeReads(n)) read(r)
-  for (const o of graph.output ?? []) read(o.name ?? '')
-  const inits = new Map((graph.initializer ?? []).map((t) => [t.name ?? '', t]))
+  const ix = indexGraph(graph)
 
   const plans: { at: number; replacement: INodeProto[] }[] = []
   const added: ITensorProto[] = []
   const fresh = freshNames(graph)
   for (const [at, delta] of nodes.entries()) {
-    const match = matchCorrection(delta, producer, readers, inits)
+    const match = matchCorrection(delta, ix)
     if (!match) continue
     const { x, inF, outF, eor, sigma } = match
     const R = eor.length
@@ -177,19 +172,15 @@ function freshNames(graph: IGraphProto): (base: string) => string {
  * delta = MatMul(Mul(MatMul(x, inFactor), align(s)), outFactor), s = Mul(Gather(w, expert_of_rank), σ): its
  * parts, or undefined when `delta` is not such a correction (or its intermediates feed anything else).
  */
-function matchCorrection(
-  delta: INodeProto,
-  producer: Map<string, INodeProto>,
-  readers: Map<string, number>,
-  inits: Map<string, ITensorProto>,
-) {
+function matchCorrection(delta: INodeProto, ix: GraphIndex) {
+  const { producer, inits } = ix
   if (delta.opType !== 'MatMul' || delta.input?.length !== 2) return undefined
   const [z = '', outName = ''] = delta.input
   const mul = producer.get(z)
-  if (mul?.opType !== 'Mul' || mul.input?.length !== 2 || readers.get(z) !== 1) return undefined
+  if (mul?.opType !== 'Mul' || mul.input?.length !== 2 || !soleReader(ix, z)) return undefined
   const [xu = '', aligned = ''] = mul.input
   const xuNode = producer.get(xu)
-  if (xuNode?.opType !== 'MatMul' || readers.get(xu) !== 1) return undefined
+  if (xuNode?.opType !== 'MatMul' || !soleReader(ix, xu)) return undefined
   const [x = '', inName = ''] = xuNode.input ?? []
   const inF = factorOf(inName, producer, inits)
   const outF = factorOf(outName, producer, inits)
