@@ -112,6 +112,7 @@ describe('what one tenant sends does not cost the others their runner', () => {
     await standIns.behave(healthy, { mode: 'delay', ms: 40 })
     for (let i = 0; i < 40; i++) expect((await infer('m-eject', tenantA)).status).toBe(200)
     await standIns.behave(hung, { mode: 'delay', ms: 7000 })
+    const frozenAt = Date.now()
     // The first wave finds it out: those sent to it are hedged past the p99, and it becomes a suspect.
     const first = await Promise.all(Array.from({ length: 8 }, () => infer('m-eject', tenantB)))
     for (const r of first) expect(r.status).toBe(200)
@@ -132,7 +133,12 @@ describe('what one tenant sends does not cost the others their runner', () => {
         .filter((l) => l.event === 'runner_attempt_hedged' && l.runner_id === id).length
     expect(hedgedTo(healthy)).toBe(0)
     expect((await standIns.stats(hung)).infer - sentBefore).toBeLessThanOrEqual(hedgedTo(hung))
-    expect(await breakerOf(hung)).toBe('closed')
+    // Its overdue attempts time out at their own budget (ATTEMPT_TIMEOUT_MIN_MS, 5 s; the tests keep config.ts's
+    // default), and then its breaker rightly opens. Before that it must still be closed: the runner was routed
+    // around, not ejected. On a loaded machine the two waves can outlast the budget (CI, 2026-12-06: 8.7 s), and
+    // then only the routing above is this test's to check.
+    const breaker = await breakerOf(hung)
+    if (Date.now() - frozenAt < 5_000) expect(breaker).toBe('closed')
     await standIns.behave(hung, { mode: 'ok' })
     await standIns.behave(healthy, { mode: 'ok' })
     await retire([hung, healthy])
