@@ -10,6 +10,7 @@ import { ort } from '../runtime/ort-session.ts'
 import type { RunnableSession } from '../runtime/threaded-session.ts'
 import { encodeControls, type RowControls } from '../twin-contract/encode-controls.ts'
 import { TARGET_IDS, TARGET_LOGPROBS } from './likelihood-graph.ts'
+import type { MergedDecoder } from './merged-mixes.ts'
 import { newKvOutput } from './new-kv-outputs.ts'
 
 export interface DecoderLayout {
@@ -74,6 +75,7 @@ export class DecoderGraph {
    * @param scorer   a session of the same decoder's likelihood graph (likelihood-graph.ts), for score()
    * @param scorerGrouped the scorer is the grouped likelihood graph (grouped-likelihood-graph.ts): it takes
    *   one-hot rows only, expert-major (prompt-likelihood.ts scoringRow)
+   * @param merged  the merged decode graph's sessions (merged-decode-graph.ts), for passes whose rows share a mix
    */
   constructor(
     private readonly session: RunnableSession,
@@ -81,6 +83,7 @@ export class DecoderGraph {
     readonly experts: number,
     readonly scorer?: RunnableSession,
     readonly scorerGrouped = false,
+    readonly merged?: MergedDecoder,
   ) {
     if (
       scorer &&
@@ -175,12 +178,22 @@ export class DecoderGraph {
     }
   }
 
-  async run(f: DecoderFeeds): Promise<DecoderOutputs> {
+  /**
+   * One forward pass. With `mergedMatrices` (a mix's merged matrices, merged-mixes.ts) it runs on the merged decode
+   * graph, which is exact only when every row's controls apply that mix: the caller checks.
+   */
+  async run(f: DecoderFeeds, mergedMatrices?: Record<string, ort.Tensor>): Promise<DecoderOutputs> {
     const { heads, headDim } = this.layout
     const { batch: B, seq: S, past: P } = f
     const feeds = this.feedsOf(f)
     const wantKeys = f.keys !== false
-    const out = await this.session.run(feeds, [
+    let session = this.session
+    if (mergedMatrices) {
+      if (!this.merged) throw new AppError('INTERNAL', 'this decoder has no merged decode graph')
+      session = this.merged.decode
+      Object.assign(feeds, mergedMatrices)
+    }
+    const out = await session.run(feeds, [
       ...this.fetches.base,
       ...(wantKeys ? this.fetches.keys : []),
     ])

@@ -34,11 +34,13 @@
  * @module
  */
 import { AppError } from '@twinserve/shared'
+import type { ort } from '../runtime/ort-session.ts'
 import type { RowControls } from '../twin-contract/encode-controls.ts'
 import { BatchedPast } from './batched-past.ts'
 import type { DecoderGraph, DecoderOutputs } from './decoder-graph.ts'
 import { EventChannel } from './event-channel.ts'
 import { KvBudget, type KvBudgetOptions } from './kv-budget.ts'
+import { MergedMixes, type MergedMixesOptions } from './merged-mixes.ts'
 import { type PromptBag, readPromptBag, sureExpert } from './prompt-bag.ts'
 import {
   likelihoodWeights,
@@ -104,6 +106,18 @@ export interface EngineOptions extends KvBudgetOptions {
    * fetches the logits and takes the log-softmax in JavaScript, the path before (bench:generate's before/after).
    */
   likelihoodInGraph?: boolean
+  /**
+   * Decode passes whose rows all apply one mix run on the graph's merged decode graph, with that mix's merged
+   * matrices (merged-mixes.ts), when it has one; `false` decodes factored always (bench:generate's before/after).
+   */
+  merge?: MergedMixesOptions | false
+}
+
+function sameMix(a: ArrayLike<number> | undefined, b: ArrayLike<number>): boolean {
+  if (!a || a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++)
+    if (Math.fround(a[i] as number) !== Math.fround(b[i] as number)) return false
+  return true
 }
 
 /** The last decode pass's rows and its past grown by that pass: the next pass's past if the rows are the same. */
@@ -141,6 +155,7 @@ export class GenerationEngine {
   private batch: DecodeBatch | undefined
   private readonly pastBuffers: BatchedPast
   private readonly bag: PromptBag | undefined
+  private readonly mixes: MergedMixes | undefined
   /** Steps run, rows decoded, and decode passes whose past was rebuilt from the sequences' caches. */
   readonly counters = {
     steps: 0,
@@ -153,6 +168,10 @@ export class GenerationEngine {
     bagSkipped: 0,
     decodeRows: 0,
     decodePasses: 0,
+    /** Decode passes run on the merged decode graph (every row applied one mix). */
+    mergedPasses: 0,
+    /** Mixes merged (each a run of the merge graph). */
+    merges: 0,
     gathers: 0,
   }
 
@@ -164,6 +183,10 @@ export class GenerationEngine {
     this.pastBuffers = new BatchedPast(graph.layout)
     const bag = options.promptLikelihood?.bag
     this.bag = bag ? readPromptBag(bag, graph.experts) : undefined
+    this.mixes =
+      graph.merged && options.merge !== false
+        ? new MergedMixes(graph.merged, graph.experts, options.merge ?? {})
+        : undefined
   }
 
   /** Sequences admitted and not finished (waiting for prefill or decoding). */
@@ -468,18 +491,23 @@ export class GenerationEngine {
     const mask = new BigInt64Array(B * (P + 1))
     for (const [b, len] of lengths.entries())
       mask.fill(1n, b * (P + 1) + (P - len), (b + 1) * (P + 1))
-    const out = await this.graph.run({
-      batch: B,
-      seq: 1,
-      past: P,
-      ids: BigInt64Array.from(seqs, (s) => BigInt(s.pending)),
-      mask,
-      // Positions count the row's real tokens before the new one: its cached length.
-      positions: BigInt64Array.from(lengths, BigInt),
-      cache: kv,
-      controls: seqs.map((s) => s.decodeControls),
-    })
+    const merged = await this.mergedFor(seqs)
+    const out = await this.graph.run(
+      {
+        batch: B,
+        seq: 1,
+        past: P,
+        ids: BigInt64Array.from(seqs, (s) => BigInt(s.pending)),
+        mask,
+        // Positions count the row's real tokens before the new one: its cached length.
+        positions: BigInt64Array.from(lengths, BigInt),
+        cache: kv,
+        controls: seqs.map((s) => s.decodeControls),
+      },
+      merged,
+    )
     this.counters.decodePasses++
+    if (merged) this.counters.mergedPasses++
     this.counters.decodeRows += B
     // The next past is this one with the pass's new position appended to every row (each row grew by one, so
     // its left padding still holds), written into the other set of buffers.
@@ -490,6 +518,30 @@ export class GenerationEngine {
       s.cache?.append(out.added, b, 1, 0, 1)
       this.accept(s, out, b, 1, 0)
     })
+  }
+
+  /**
+   * The merged matrices for a decode pass whose rows all apply one explicit mix (each row's mix is held bit for bit
+   * from its prefill): kept from before, or merged now when the batch has enough steps left to repay the merge;
+   * undefined runs the pass factored. Bit-equal mixes only, so the merged pass computes what the factored one
+   * would, to float32 rounding (merged-decode-graph.test.ts).
+   */
+  private async mergedFor(
+    seqs: readonly Sequence[],
+  ): Promise<Record<string, ort.Tensor> | undefined> {
+    const mixes = this.mixes
+    const mix = seqs[0]?.decodeControls.mixWeights
+    if (!mixes || !mix) return undefined
+    for (const s of seqs) {
+      const c = s.decodeControls
+      if (Object.keys(c).length !== 1 || !sameMix(c.mixWeights, mix)) return undefined
+    }
+    const kept = mixes.get(mix)
+    if (kept) return kept
+    const left = Math.max(...seqs.map((s) => s.request.maxTokens - s.generated))
+    if (!mixes.worthMerging(left)) return undefined
+    this.counters.merges++
+    return mixes.merge(mix)
   }
 
   /** Samples row b's token at position `at` of a pass of S new tokens per row ([B, S, V] logits), reports it, and ends the sequence if it is done. */

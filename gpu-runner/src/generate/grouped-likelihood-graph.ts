@@ -270,7 +270,7 @@ function transpose(m: Matrix): Matrix {
  * per-position repeat of a [batch·seq, d] output, corrections.ts, which is batch-major when its Unsqueeze keeps
  * axis 0). A layout with the batch elsewhere ([seq, batch, d]) does not match: its rows are not expert-major.
  */
-function rankWeightsOf(
+export function rankWeightsOf(
   aligned: string,
   producer: Map<string, INodeProto>,
   inits: Map<string, ITensorProto>,

@@ -31,6 +31,12 @@ export {
   TARGET_LOGPROBS,
 } from './likelihood-graph.ts'
 export { type ChatTurn, LmProfile } from './lm-profile.ts'
+export {
+  MERGE_MIX,
+  type MergedDecodeGraph,
+  type MergedMatrix,
+  mergedDecodeGraph,
+} from './merged-decode-graph.ts'
 export { exposeNewKv, newKvOutput, withoutNewKv } from './new-kv-outputs.ts'
 export {
   bagFeatures,

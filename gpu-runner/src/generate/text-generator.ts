@@ -29,7 +29,7 @@ export class TextGenerator {
     readonly profile: LmProfile,
     options: TextGeneratorOptions,
   ) {
-    const { session, controls, likelihood, likelihoodGrouped } = model.twinGraph
+    const { session, controls, likelihood, likelihoodGrouped, merged } = model.twinGraph
     if (!DecoderGraph.isDecoder(session))
       throw new AppError(
         'INVALID_MODEL',
@@ -41,6 +41,7 @@ export class TextGenerator {
       model.manifest.experts.length,
       likelihood,
       likelihoodGrouped,
+      merged,
     )
     this.engine = new GenerationEngine(graph, {
       ...options,

@@ -11,13 +11,14 @@ import { decodeGraph } from '../generate/decode-graph.ts'
 import { decoderAsServed, isKvDecoder } from '../generate/decoder-as-served.ts'
 import { groupedLikelihoodGraph } from '../generate/grouped-likelihood-graph.ts'
 import { likelihoodGraph } from '../generate/likelihood-graph.ts'
+import { mergedDecodeGraph } from '../generate/merged-decode-graph.ts'
 import { onnx } from '../onnx/proto.ts'
 import { externalGraphPath, loadPackage } from '../package/load-package.ts'
 import { openSession, type ProviderChoice } from '../runtime/ort-session.ts'
 import { openThreadedSession } from '../runtime/threaded-session.ts'
 import { TextTokenizer } from '../text/text-tokenizer.ts'
 import { type MergeTensorFn, readExclusiveFactors } from './materialize.ts'
-import { ServedModel, type ServingSession } from './served-model.ts'
+import { type MergedSessions, ServedModel, type ServingSession } from './served-model.ts'
 
 export interface LoadModelOptions {
   provider: ProviderChoice
@@ -41,6 +42,12 @@ export interface LoadModelOptions {
    * (`--generation`) and saves the second session (~40 MiB for zoo/lm) everywhere else.
    */
   likelihoodSession?: (modelName: string) => boolean
+  /**
+   * Whether to open a decoder's merged decode graph and merge graph (generate/merged-decode-graph.ts; default:
+   * yes): two more sessions, which only the generation engine runs, so the runner opens them for the models it
+   * generates with.
+   */
+  mergedSessions?: (modelName: string) => boolean
   mergeCache: {
     maxEntries: number
     maxBytes: number
@@ -136,6 +143,15 @@ export async function loadModel(dir: string, opts: LoadModelOptions): Promise<Se
         )
       : { likelihoodUnavailable: 'not opened: this runner does not generate with the model' }
 
+  const merged =
+    served === undefined || served === pkg.model
+      ? {}
+      : (opts.mergedSessions?.(manifest.name) ?? true)
+        ? await openMerged(served, manifest.experts.length, (bytes) =>
+            open(bytes, sessionOpts(twin.provider)),
+          )
+        : { mergedDecodeNote: 'not opened: this runner does not generate with the model' }
+
   let materializedUnavailable: string | undefined
   if (!opts.merge) materializedUnavailable = 'the merge engine is not available in this runner'
   else
@@ -156,6 +172,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions): Promise<Se
     ...(lowerPriority ? { sessionNice: lowerPriority } : {}),
     ...(text ? { text } : {}),
     ...likelihood,
+    ...merged,
     ...(decodeGraphNote ? { decodeGraph: decodeGraphNote } : {}),
     ...(opts.threads ? { threads: opts.threads } : {}),
     ...(materializedUnavailable ? { materializedUnavailable } : {}),
@@ -174,6 +191,36 @@ function servedBytes(
 ): Uint8Array {
   if (!isKvDecoder(manifest)) return model
   return decoderAsServed(model)
+}
+
+/**
+ * A decoder's merged decode graph and merge graph (generate/merged-decode-graph.ts): the engine runs a decode pass
+ * whose rows share one mix on the first, with that mix's matrices from the second. Or why not: the engine then
+ * decodes factored only, as before. The merge session holds each expert's whole correction, T·d_in·d_out floats a
+ * matrix (`mergeBytes`; 18.9 MiB for zoo/lm), which estimateLoadedBytes counts.
+ */
+async function openMerged(
+  served: Uint8Array,
+  experts: number,
+  open: (bytes: Uint8Array) => Promise<ServingSession>,
+): Promise<{ merged?: MergedSessions; mergedDecodeNote: string }> {
+  const rewritten = mergedDecodeGraph(served, experts)
+  if ('unavailable' in rewritten) return { mergedDecodeNote: `none: ${rewritten.unavailable}` }
+  let decode: ServingSession | undefined
+  try {
+    decode = await open(rewritten.decode)
+    const merge = await open(rewritten.merge)
+    const { matrices, bytesPerMix, mergeBytes, sites, factored } = rewritten
+    return {
+      merged: { decode, merge, matrices, bytesPerMix, mergeBytes },
+      mergedDecodeNote: `${sites} corrections merged into ${matrices.length} matrices${factored ? `, ${factored} left factored` : ''}; ${(bytesPerMix / 2 ** 20).toFixed(1)} MiB a mix`,
+    }
+  } catch (err) {
+    await decode?.session.release()
+    return {
+      mergedDecodeNote: `none: onnxruntime cannot load it: ${err instanceof Error ? err.message : String(err)}`,
+    }
+  }
 }
 
 /**

@@ -27,6 +27,8 @@ import {
   type TwinInputKey,
 } from '@twinserve/shared'
 import { type FactorsWithShared, shapeOf } from '../factors/exclusive-factors.ts'
+import type { MergedMatrix } from '../generate/merged-decode-graph.ts'
+import type { MergedDecoder } from '../generate/merged-mixes.ts'
 import { withoutNewKv } from '../generate/new-kv-outputs.ts'
 import { MatmulBackend } from '../merge/matmul.ts'
 import { onnx } from '../onnx/proto.ts'
@@ -120,6 +122,16 @@ export interface PreparedRequest {
   startedAt?: number
 }
 
+/** A decoder's merged decode graph and merge graph, opened (generate/merged-decode-graph.ts). */
+export interface MergedSessions {
+  decode: ServingSession
+  merge: ServingSession
+  matrices: readonly MergedMatrix[]
+  bytesPerMix: number
+  /** Bytes the merge session holds (each expert's whole correction, and the base matrices). */
+  mergeBytes: number
+}
+
 /** A session the model runs on, in its own thread (threaded-session.ts) or on the event loop. */
 export interface ServingSession {
   session: RunnableSession
@@ -148,6 +160,10 @@ export interface ServedModelInit {
   likelihoodGrouped?: number
   /** Why the likelihood graph is not grouped. */
   likelihoodUngrouped?: string
+  /** A decoder's merged decode graph and merge graph (generate/merged-decode-graph.ts). */
+  merged?: MergedSessions
+  /** What the merged decode graph's rewrite did, or why there is none. */
+  mergedDecodeNote?: string
   /**
    * A decoder's twin session: what the decode graph's rewrite did (generate/decode-graph.ts), or why the session
    * runs the graph as served.
@@ -262,11 +278,23 @@ export class ServedModel {
     likelihood?: RunnableSession
     /** The likelihood session is the grouped likelihood graph (expert-major one-hot rows). */
     likelihoodGrouped: boolean
+    merged?: MergedDecoder
   } {
+    const m = this.init.merged
     return {
       session: this.twin.session,
       controls: this.controls,
       ...(this.init.likelihood ? { likelihood: this.init.likelihood.session } : {}),
+      ...(m
+        ? {
+            merged: {
+              decode: m.decode.session,
+              merge: m.merge.session,
+              matrices: m.matrices,
+              bytesPerMix: m.bytesPerMix,
+            },
+          }
+        : {}),
       likelihoodGrouped:
         this.init.likelihood !== undefined && this.init.likelihoodGrouped !== undefined,
     }
@@ -275,6 +303,16 @@ export class ServedModel {
   /** Whether the likelihood graph's session is open (a second session in memory). */
   get likelihoodSessionOpen(): boolean {
     return this.init.likelihood !== undefined
+  }
+
+  /** Bytes the merged decode graph's merge session holds (0 when it is not open). */
+  get mergedSessionBytes(): number {
+    return this.init.merged?.mergeBytes ?? 0
+  }
+
+  /** The merged decode graph's rewrite, or why there is none (generate/merged-decode-graph.ts). */
+  get mergedDecode(): string | undefined {
+    return this.init.mergedDecodeNote
   }
 
   /** A decoder's twin session: the decode graph's rewrite, or why there is none (generate/decode-graph.ts). */
@@ -684,6 +722,9 @@ export class ServedModel {
     const sessions = [
       this.twin.session,
       ...(this.init.likelihood ? [this.init.likelihood.session] : []),
+      ...(this.init.merged
+        ? [this.init.merged.decode.session, this.init.merged.merge.session]
+        : []),
       ...[...this.variants.values()].map((v) => v.session),
     ]
     const materialized = await this.materialized?.catch(() => undefined)

@@ -29,6 +29,7 @@ export interface ModelRepositoryOptions {
   /**
    * Whether `open` opens model `name`'s likelihood graph when its package routes by the prompt's likelihood
    * (load-model.ts `likelihoodSession`), so the memory check counts that session only where it opens; default yes.
+   * The same models open a decoder's merged decode graph (`mergedSessions`): those generate.
    */
   likelihoodSession?: (name: string) => boolean
   /** Called after the served versions changed (the runner tells the gateway at once). */
@@ -62,6 +63,7 @@ export class ModelRepository {
     this.current.set(model.name, model)
     const bytes = await estimateLoadedBytes(dir, model.manifest, {
       likelihoodSession: model.likelihoodSessionOpen,
+      mergedSessions: model.mergedSessionBytes > 0,
     })
     this.held.set(model, { leases: 0, bytes })
   }
@@ -116,6 +118,7 @@ export class ModelRepository {
         return { name, version, state: 'READY' as const, previous_version: version }
       const bytes = await estimateLoadedBytes(dir, manifest, {
         likelihoodSession: this.opts.likelihoodSession?.(name) ?? true,
+        mergedSessions: this.opts.likelihoodSession?.(name) ?? true,
       })
       const heldBytes = [...this.held.values()].reduce((a, h) => a + h.bytes, 0)
       checkMemoryFits(

@@ -9,6 +9,7 @@ import { freemem } from 'node:os'
 import { isAbsolute, join, relative, resolve, sep } from 'node:path'
 import { AppError, type PackageManifest } from '@twinserve/shared'
 import { isKvDecoder } from '../generate/decoder-as-served.ts'
+import { MERGED_MIXES_KEPT } from '../generate/merged-mixes.ts'
 
 const MIB = 1024 * 1024
 
@@ -62,16 +63,28 @@ export async function resolvePackageDir(
  * likelihood also opens its likelihood graph (generate/likelihood-graph.ts, grouped by grouped-likelihood-graph.ts),
  * a second session holding a copy of the twin graph's weights: one more session and the graph's bytes once more
  * (`npm run bench:load-memory`), unless the loader skips it (`likelihoodSession: false`: the runner opens it only for
- * the models it generates with). A KV-cache decoder counts its twin graph once more (below).
+ * the models it generates with). A KV-cache decoder counts its twin graph once more (below), and, where its merged
+ * decode graph opens (`mergedSessions`, the same models), two more sessions and the float32 bytes of its corrected
+ * matrices T + 1 + MERGED_MIXES_KEPT times: the merge session holds each expert's whole correction and the base
+ * matrices, and the engine keeps that many mixes' merged matrices (generate/merged-decode-graph.ts).
  */
 export async function estimateLoadedBytes(
   dir: string,
-  manifest: Pick<PackageManifest, 'files' | 'variants' | 'router' | 'model' | 'inputs'>,
-  opts: { likelihoodSession?: boolean } = {},
+  manifest: Pick<
+    PackageManifest,
+    'files' | 'variants' | 'router' | 'model' | 'inputs' | 'exclusive' | 'experts'
+  >,
+  opts: { likelihoodSession?: boolean; mergedSessions?: boolean } = {},
 ): Promise<number> {
   const likelihood =
     manifest.router.promptLikelihood !== undefined && (opts.likelihoodSession ?? true)
-  const sessions = 1 + manifest.variants.length + (likelihood ? 1 : 0)
+  const merged = isKvDecoder(manifest) && (opts.mergedSessions ?? true)
+  const matrixBytes = merged
+    ? manifest.exclusive
+        .filter((e) => e.kind === 'matrix')
+        .reduce((a, e) => a + 4 * e.shape.reduce((x, y) => x * y, 1), 0)
+    : 0
+  const sessions = 1 + manifest.variants.length + (likelihood ? 1 : 0) + (merged ? 2 : 0)
   const modelBytes = await fileBytes(join(dir, manifest.model.file))
   // A KV-cache decoder counts its twin graph once more: with the decode graph (generate/decode-graph.ts) beside the
   // graph as served at load, zoo/lm's load grew by 14–51 MiB in one session and 44–117 MiB generating over repeated
@@ -79,7 +92,8 @@ export async function estimateLoadedBytes(
   const copies = (likelihood ? 1 : 0) + (isKvDecoder(manifest) ? 1 : 0)
   return (
     ((await packageBytes(dir, manifest)) + copies * modelBytes) * MEMORY_PER_PACKAGE_BYTE +
-    sessions * MEMORY_PER_SESSION_BYTES
+    sessions * MEMORY_PER_SESSION_BYTES +
+    (manifest.experts.length + 1 + MERGED_MIXES_KEPT) * matrixBytes
   )
 }
 

@@ -67,6 +67,7 @@ function modelOpener(
       provider,
       // Only the generation engine scores prompts in the likelihood graph.
       likelihoodSession: generates,
+      mergedSessions: generates,
       ...(config.threads ? { threads: config.threads } : {}),
       sessionThreads: config.sessionThreads === 'on',
       sessionNice: config.sessionNice,
@@ -94,6 +95,7 @@ function logLoaded(logger: Logger, model: ServedModel, dir: string): void {
     // A package routed by the prompt's likelihood: scored in its likelihood graph, or from the logits and why.
     ...(model.likelihoodScoring ? { likelihood_scoring: model.likelihoodScoring } : {}),
     ...(model.decodeGraph ? { decode_graph: model.decodeGraph } : {}),
+    ...(model.mergedDecode ? { merged_decode: model.mergedDecode } : {}),
     ...(model.metadata().parameters?.materialized_unavailable
       ? { materialized_unavailable: model.metadata().parameters?.materialized_unavailable }
       : {}),

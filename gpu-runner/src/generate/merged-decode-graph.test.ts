@@ -1,0 +1,341 @@
+/**
+ * The merged decode graph (issue 14, speed) on the LM zoo's twin package, real onnxruntime: every correction merges
+ * into its matrix (the tied embedding's lookup and LM head into one); fed one mix's merged matrices, its logits and
+ * new keys and values match the factored decode graph's to float32 rounding at prefill and at a decode step on
+ * validation prompts, for one-hot, dense and zero mixes; the engine decodes the same greedy tokens merged as
+ * factored, runs a pass merged only when every row applies one mix, merges a mix once while it is kept, and skips
+ * the merge for a batch too short to repay it; the runner opens it and says so; on the builder's other twin graphs
+ * it merges what matches, never fails, and agrees.
+ */
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
+import { LM_ZOO, validationPrompts } from '../../test-support/lm-zoo.ts'
+import { writeBuildFixture } from '../../test-support/test-models.ts'
+import { buildPackage } from '../build/build-package.ts'
+import { modelInputs, syntheticFeeds } from '../build/import/model-io.ts'
+import { readOnnx } from '../build/import/read-onnx.ts'
+import { createReporter } from '../build/pipeline/progress.ts'
+import { loadModel } from '../model/load-model.ts'
+import { onnx } from '../onnx/proto.ts'
+import { loadPackage, readManifest } from '../package/load-package.ts'
+import { openSession, ort } from '../runtime/ort-session.ts'
+import { estimateLoadedBytes, MEMORY_PER_SESSION_BYTES } from '../server/package-location.ts'
+import { checkContract } from '../twin-contract/check-contract.ts'
+import { encodeControls, type RowControls } from '../twin-contract/encode-controls.ts'
+import { decodeGraph } from './decode-graph.ts'
+import { decoderAsServed } from './decoder-as-served.ts'
+import { DecoderGraph } from './decoder-graph.ts'
+import { type EngineOptions, GenerationEngine, type GenerationEvent } from './engine.ts'
+import { LmProfile } from './lm-profile.ts'
+import { MERGE_MIX, mergedDecodeGraph } from './merged-decode-graph.ts'
+import { MERGED_MIXES_KEPT, type MergedDecoder, MergedMixes } from './merged-mixes.ts'
+import { withoutNewKv } from './new-kv-outputs.ts'
+
+/**
+ * Logits, merged against factored (both float32: x·(W + ΔW) against x·W + (x·U ⊙ s)·F, summed in another order).
+ * Measured 1.34e-5 at most on zoo/lm (logits up to 16.7), the size of the decode graph's own agreement with the
+ * graph as served (decode-graph.test.ts: 1.14e-5, tolerance 2e-5).
+ */
+const LOGIT_TOLERANCE = 2e-5
+const KV_TOLERANCE = 1e-5
+const MIXES = [
+  [0, 0, 1, 0, 0],
+  [0.1, 0.3, 0.05, 0.4, 0.15],
+  [0, 0, 0, 0, 0],
+]
+const OPTIONS: EngineOptions = {
+  maxContext: 256,
+  maxSequences: 16,
+  maxBytes: 64 * 1024 * 1024,
+  prefillTokensPerStep: 64,
+}
+const opts = { provider: 'cpu' as const, threads: 1 }
+
+let loaded: ReturnType<typeof load> | undefined
+const setup = () => {
+  loaded ??= load()
+  return loaded
+}
+
+async function load() {
+  const pkg = await loadPackage(join(LM_ZOO, 'package'))
+  const T = pkg.manifest.experts.length
+  const served = decoderAsServed(pkg.model)
+  const factoredBytes = decodeGraph(served)
+  if (!('bytes' in factoredBytes)) throw new Error(factoredBytes.unavailable)
+  const merged = mergedDecodeGraph(served, T)
+  if (!('decode' in merged)) throw new Error(merged.unavailable)
+  const factored = (await openSession(factoredBytes.bytes, opts)).session
+  const decoder: MergedDecoder = {
+    decode: (await openSession(merged.decode, opts)).session,
+    merge: (await openSession(merged.merge, opts)).session,
+    matrices: merged.matrices,
+    bytesPerMix: merged.bytesPerMix,
+  }
+  const controls = checkContract(pkg.manifest, withoutNewKv(factored), new Map())
+  const profile = await LmProfile.load(join(LM_ZOO, 'models'))
+  return { pkg, T, merged, factored, decoder, controls, prompts: validationPrompts(profile, 2) }
+}
+
+const maxAbsDiff = (a: ort.Tensor | undefined, b: ort.Tensor | undefined): number => {
+  const x = a?.data as Float32Array
+  const y = b?.data as Float32Array
+  expect(y.length).toBe(x.length)
+  let m = 0
+  for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs((x[i] as number) - (y[i] as number)))
+  return m
+}
+
+describe('merged decode graph (#14)', () => {
+  it('merges all 21 corrections into 20 matrices (the tied lookup and LM head share one) and drops the factors', async () => {
+    const { merged } = await setup()
+    if (!('decode' in merged)) throw new Error('no rewrite')
+    expect(merged.sites).toBe(21)
+    expect(merged.factored).toBe(0)
+    expect(merged.matrices.length).toBe(20)
+    // 2,048 × 128 + 256 × 128 + 3 blocks × (4 × 128² + 2 × 128 × 384) float32s.
+    expect(merged.bytesPerMix).toBe(
+      4 * (2048 * 128 + 256 * 128 + 3 * (4 * 128 * 128 + 2 * 128 * 384)),
+    )
+    const graph = onnx.ModelProto.decode(merged.decode).graph
+    // No float16 factor is left in the decode graph, and it takes each merged matrix as an input.
+    expect((graph?.initializer ?? []).filter((t) => t.dataType === 10)).toEqual([])
+    const inputs = (graph?.input ?? []).map((i) => i.name)
+    for (const m of merged.matrices) expect(inputs).toContain(m.name)
+    const mergeGraph = onnx.ModelProto.decode(merged.merge).graph
+    expect((mergeGraph?.output ?? []).map((o) => o.name)).toEqual(
+      merged.matrices.map((m) => m.name),
+    )
+    expect((mergeGraph?.input ?? []).map((i) => i.name)).toEqual([MERGE_MIX])
+  })
+
+  it('fed one mix’s matrices, matches the factored decode graph at prefill and at a decode step, every mix', async () => {
+    const { T, factored, decoder, controls, prompts } = await setup()
+    const mixes = new MergedMixes(decoder, T)
+    let worstLogit = 0
+    let worstKv = 0
+    let moved = 0
+    const prefills: (ort.Tensor | undefined)[] = []
+    for (const mix of MIXES) {
+      const matrices = await mixes.merge(mix)
+      const rows: RowControls[] = [{ mixWeights: mix }, { mixWeights: mix }]
+      const B = rows.length
+      for (const ids of prompts) {
+        const S = ids.length
+        const step = async (input: number[], past: number, pastKv?: Record<string, ort.Tensor>) => {
+          const seq = input.length
+          const feeds: Record<string, ort.Tensor> = {
+            input_ids: new ort.Tensor(
+              'int64',
+              BigInt64Array.from(rows.flatMap(() => input.map(BigInt))),
+              [B, seq],
+            ),
+            attention_mask: new ort.Tensor('int64', new BigInt64Array(B * (past + seq)).fill(1n), [
+              B,
+              past + seq,
+            ]),
+            position_ids: new ort.Tensor(
+              'int64',
+              BigInt64Array.from(rows.flatMap(() => input.map((_, s) => BigInt(past + s)))),
+              [B, seq],
+            ),
+            ...encodeControls(rows, T, controls),
+          }
+          for (let l = 0; l < 3; l++)
+            for (const kv of ['key', 'value'])
+              feeds[`past_key_values.${l}.${kv}`] =
+                pastKv?.[`present.${l}.${kv}`] ??
+                new ort.Tensor('float32', new Float32Array(0), [B, 4, 0, 32])
+          const a = await factored.run(feeds)
+          const b = await decoder.decode.run({ ...feeds, ...matrices })
+          worstLogit = Math.max(worstLogit, maxAbsDiff(a.logits, b.logits))
+          for (const name of factored.outputNames.filter((o) => o.startsWith('present')))
+            worstKv = Math.max(worstKv, maxAbsDiff(a[name], b[name]))
+          expect(b.expert_weights?.data).toEqual(a.expert_weights?.data)
+          return a
+        }
+        const prefill = await step(ids, 0)
+        await step([ids[S - 1] ?? 0], S, prefill)
+        prefills.push(prefill.logits)
+      }
+    }
+    // The check has teeth: a mix moves the logits far more than the tolerance (one-hot and dense against zero).
+    const n = prompts.length
+    for (let i = 0; i < n; i++)
+      for (const m of [0, 1])
+        moved = Math.max(moved, maxAbsDiff(prefills[m * n + i], prefills[2 * n + i]))
+    expect(moved).toBeGreaterThan(1)
+    expect(worstLogit).toBeLessThan(LOGIT_TOLERANCE)
+    expect(worstKv).toBeLessThan(KV_TOLERANCE)
+  }, 60_000)
+
+  it('the engine decodes the same greedy tokens merged as factored; merged passes only where every row has one mix', async () => {
+    const { T, factored, decoder, controls, prompts } = await setup()
+    const run = async (merge: boolean, pinned: boolean) => {
+      const graph = new DecoderGraph(factored, controls, T, undefined, false, decoder)
+      const engine = new GenerationEngine(graph, {
+        ...OPTIONS,
+        merge: merge ? { minSteps: 4 } : false,
+      })
+      const tokens = await Promise.all(
+        prompts.map(async (ids, i) => {
+          const got: number[] = []
+          for await (const e of engine.submit({
+            promptIds: ids,
+            maxTokens: 12,
+            sampling: { temperature: 0, topP: 1, topK: 0 },
+            controls: { mixWeights: MIXES[pinned ? 1 : i % MIXES.length] ?? [] },
+          }) as AsyncIterable<GenerationEvent>)
+            if (e.type === 'token') got.push(e.id)
+          return got
+        }),
+      )
+      return { tokens, counters: { ...engine.counters } }
+    }
+    for (const pinned of [true, false]) {
+      const before = await run(false, pinned)
+      expect(before.tokens.every((t) => t.length === 12)).toBe(true)
+      expect(before.counters.mergedPasses).toBe(0)
+      const after = await run(true, pinned)
+      expect(after.tokens).toEqual(before.tokens)
+      if (pinned) {
+        // One mix for every sequence: one merge, and every decode pass merged.
+        expect(after.counters.merges).toBe(1)
+        expect(after.counters.mergedPasses).toBe(after.counters.decodePasses)
+      } else {
+        // Three mixes side by side: the passes that hold more than one run factored.
+        expect(after.counters.mergedPasses).toBeLessThan(after.counters.decodePasses)
+      }
+    }
+  }, 60_000)
+
+  it('a lone sequence is merged once its steps repay it, and a kept mix is not merged again', async () => {
+    const { T, factored, decoder, controls, prompts } = await setup()
+    const graph = new DecoderGraph(factored, controls, T, undefined, false, decoder)
+    const engine = new GenerationEngine(graph, { ...OPTIONS, merge: { minSteps: 8, maxMixes: 2 } })
+    const generate = async (maxTokens: number, mix: number[]) => {
+      for await (const _ of engine.submit({
+        promptIds: prompts[0] ?? [],
+        maxTokens,
+        sampling: { temperature: 0, topP: 1, topK: 0 },
+        controls: { mixWeights: mix },
+      }))
+        void _
+    }
+    // 6 tokens: 5 decode steps, fewer than minSteps: factored.
+    await generate(6, [1, 0, 0, 0, 0])
+    expect(engine.counters).toMatchObject({ merges: 0, mergedPasses: 0 })
+    // 12 tokens: merged at the first decode step (11 left), every decode step then merged.
+    await generate(12, [1, 0, 0, 0, 0])
+    expect(engine.counters).toMatchObject({ merges: 1, mergedPasses: 11 })
+    // Kept: even a short sequence of that mix now decodes merged, with no new merge.
+    await generate(3, [1, 0, 0, 0, 0])
+    expect(engine.counters).toMatchObject({ merges: 1, mergedPasses: 13 })
+    // Two more mixes: the first is dropped (maxMixes 2) and must be merged again.
+    await generate(12, [0, 1, 0, 0, 0])
+    await generate(12, [0, 0, 1, 0, 0])
+    await generate(12, [1, 0, 0, 0, 0])
+    expect(engine.counters.merges).toBe(4)
+  }, 60_000)
+
+  it('the runner opens it beside the decode graph and says so', async () => {
+    const model = await loadModel(join(LM_ZOO, 'package'), {
+      provider: 'cpu',
+      threads: 1,
+      sessionThreads: false,
+      mergeCache: { maxEntries: 1, maxBytes: 1 << 20 },
+    })
+    try {
+      expect(model.mergedDecode).toBe('21 corrections merged into 20 matrices; 3.0 MiB a mix')
+      expect(model.twinGraph.merged?.matrices.length).toBe(20)
+      // The merge session holds each expert's whole correction and the base matrices: (T + 1) × 3 MiB.
+      expect(model.mergedSessionBytes).toBe(6 * 3 * 2 ** 20)
+    } finally {
+      await model.close()
+    }
+    // The memory check counts the two sessions, the merge session's (T + 1) matrices and the kept mixes'.
+    const manifest = await readManifest(join(LM_ZOO, 'package'))
+    const withMerged = await estimateLoadedBytes(join(LM_ZOO, 'package'), manifest)
+    const without = await estimateLoadedBytes(join(LM_ZOO, 'package'), manifest, {
+      mergedSessions: false,
+    })
+    expect(withMerged - without).toBe(
+      2 * MEMORY_PER_SESSION_BYTES + (5 + 1 + MERGED_MIXES_KEPT) * 3 * 2 ** 20,
+    )
+    const lean = await loadModel(join(LM_ZOO, 'package'), {
+      provider: 'cpu',
+      threads: 1,
+      sessionThreads: false,
+      mergedSessions: () => false,
+      mergeCache: { maxEntries: 1, maxBytes: 1 << 20 },
+    })
+    try {
+      expect(lean.twinGraph.merged).toBeUndefined()
+      expect(lean.mergedSessionBytes).toBe(0)
+    } finally {
+      await lean.close()
+    }
+  }, 60_000)
+})
+
+const root = await mkdtemp(join(tmpdir(), 'twinserve-merged-decode-'))
+afterAll(() => rm(root, { recursive: true, force: true }))
+
+describe.each([
+  ['float32', { rank: 4, dtype: 'float32' }, true],
+  ['int8, ragged ranks from a budget', { budget: 0.3, dtype: 'int8' }, false],
+  ['top-2 gather', { rank: 4, dtype: 'float16', topk_gather: 2 }, false],
+  ['shared basis', { shared_basis: { rank: 6 }, dtype: 'float16' }, false],
+] as const)(
+  'merged decode graph on the generated transformer block, %s',
+  (label, exclusive, merges) => {
+    it('merges what it can, never fails, and agrees with the twin graph for one mix', async () => {
+      const T = 4
+      const dir = join(root, label.replaceAll(/[^a-z0-9]+/g, '-'))
+      const fx = await writeBuildFixture(dir, {
+        kind: 'block',
+        experts: T,
+        recipe: { exclusive, variants: [], verify: { examples_per_expert: 1 } },
+      })
+      await buildPackage(fx.recipePath, {
+        out: join(dir, 'package'),
+        reporter: createReporter({ quiet: true }),
+      })
+      const pkg = await loadPackage(join(dir, 'package'))
+      const rewritten = mergedDecodeGraph(pkg.model, T)
+      expect('decode' in rewritten).toBe(merges)
+      if (!('decode' in rewritten)) return
+      const twin = (await openSession(pkg.model, opts)).session
+      const decoder: MergedDecoder = {
+        decode: (await openSession(rewritten.decode, opts)).session,
+        merge: (await openSession(rewritten.merge, opts)).session,
+        matrices: rewritten.matrices,
+        bytesPerMix: rewritten.bytesPerMix,
+      }
+      const x = syntheticFeeds(modelInputs((await readOnnx(fx.base)).graph), 3, 5)
+      for (const mix of [
+        [0, 0.7, 0, 0.3],
+        [0, 0, 1, 0],
+      ]) {
+        const rows = [{ mixWeights: mix }, { mixWeights: mix }, { mixWeights: mix }]
+        const feeds = { ...x, ...encodeControls(rows, T) }
+        const a = await twin.run(feeds)
+        const b = await decoder.decode.run({
+          ...feeds,
+          ...(await new MergedMixes(decoder, T).merge(mix)),
+        })
+        const zero = await twin.run({
+          ...x,
+          ...encodeControls(
+            rows.map(() => ({})),
+            T,
+          ),
+        })
+        expect(maxAbsDiff(a.logits, zero.logits)).toBeGreaterThan(1e-2)
+        expect(maxAbsDiff(a.logits, b.logits)).toBeLessThan(1e-5)
+      }
+    }, 60_000)
+  },
+)
