@@ -33,8 +33,12 @@
  * A seventh, *twin, mix given*, sends each prompt with the mix *twin* routes it to as an explicit mix (a client's
  * `twinserve.experts`), found once before the timed rounds: the same decode work, no scoring pass. Its batching
  * ratio is the engine's with the twin graph; the gap to *twin*'s is what routing by likelihood costs.
- * An eighth, *mix given, graph as served*, sends the same on the graph as served without the decode graph's rewrite:
- * its ratio to *mix given* is the before/after of that rewrite.
+ * An eighth, *mix given, graph as served*, sends the same on the graph as served without the decode graph's rewrite
+ * (and without the merged decode graph): its ratio to *mix given, factored* is the before/after of that rewrite.
+ * The twin engines run as the runner serves them, the merged decode graph included (merged-decode-graph.ts: a decode
+ * pass whose rows all apply one mix runs with that mix merged into the matrices); a ninth arm, *mix given,
+ * factored*, sends the mixes of *mix given* to an engine that never merges (`merge: false`): its ratio to *mix
+ * given* is the before/after of the merged decode graph.
  *
  *   npm run bench:generate                  # writes the bench:generate section of bench/RESULTS.md
  *   npm run bench:generate -- --no-write    # prints it only
@@ -53,6 +57,7 @@ import {
   groupedLikelihoodGraph,
   LmProfile,
   likelihoodGraph,
+  mergedDecodeGraph,
   withoutNewKv,
 } from '@twinserve/gpu-runner/generate'
 import { loadPackage } from '@twinserve/gpu-runner/package'
@@ -83,6 +88,8 @@ const ARMS = {
   given: {} as RowControls,
   // The same, on the graph as served (before the decode graph's rewrite).
   servedGiven: {} as RowControls,
+  // The same, on the decode graph, never merged (before the merged decode graph).
+  givenFactored: {} as RowControls,
 }
 type Arm = keyof typeof ARMS
 
@@ -144,9 +151,19 @@ if (!groupedScorer)
   console.error(
     `no grouped likelihood graph (${'unavailable' in grouping ? grouping.unavailable : ''}): twin and ungrouped are the same`,
   )
-const ungroupedGraph = new DecoderGraph(opened.session, controls, T, scorer.session)
+// The merged decode graph and its merge graph, as load-model.ts opens them for a model the runner generates with.
+const mergedBytes = mergedDecodeGraph(served, T)
+if (!('decode' in mergedBytes))
+  throw new Error(`no merged decode graph: ${mergedBytes.unavailable}`)
+const merged = {
+  decode: (await openSession(mergedBytes.decode, { provider: opened.provider })).session,
+  merge: (await openSession(mergedBytes.merge, { provider: opened.provider })).session,
+  matrices: mergedBytes.matrices,
+  bytesPerMix: mergedBytes.bytesPerMix,
+}
+const ungroupedGraph = new DecoderGraph(opened.session, controls, T, scorer.session, false, merged)
 const graph = groupedScorer
-  ? new DecoderGraph(opened.session, controls, T, groupedScorer, true)
+  ? new DecoderGraph(opened.session, controls, T, groupedScorer, true, merged)
   : ungroupedGraph
 const like = pkg.manifest.router.promptLikelihood
 const options = {
@@ -171,6 +188,7 @@ const sharedSession = await openSession(decoderAsServed(await lmSharedModel()), 
   provider: opened.provider,
 })
 const sharedEngine = new GenerationEngine(new DecoderGraph(sharedSession.session, [], T), options)
+const givenFactoredEngine = new GenerationEngine(graph, { ...options, merge: false })
 const ENGINES: Record<Arm, GenerationEngine> = {
   twin: engine,
   shared: sharedEngine,
@@ -180,6 +198,7 @@ const ENGINES: Record<Arm, GenerationEngine> = {
   ungrouped: ungroupedEngine,
   given: engine,
   servedGiven: servedGivenEngine,
+  givenFactored: givenFactoredEngine,
 }
 const engineOf = (arm: Arm) => ENGINES[arm]
 
@@ -223,7 +242,7 @@ for (let i = 0; i < prompts.length; i += 32)
     }),
   )
 const controlsFor = (arm: Arm, text: string): RowControls => {
-  if (arm !== 'given' && arm !== 'servedGiven') return ARMS[arm]
+  if (arm !== 'given' && arm !== 'servedGiven' && arm !== 'givenFactored') return ARMS[arm]
   const mix = mixGiven.get(text)
   if (!mix) throw new Error(`no routed mix for the prompt ${JSON.stringify(text)}`)
   return { mixWeights: mix }
@@ -293,10 +312,31 @@ await runCell('logits', 8)
 await runCell('ungrouped', 8)
 await runCell('given', 8)
 await runCell('servedGiven', 8)
+await runCell('givenFactored', 8)
 cells.clear()
 const ORDERS: readonly Arm[][] = [
-  ['twin', 'given', 'servedGiven', 'ungrouped', 'logits', 'shared', 'rebuilt', 'asBuilt'],
-  ['asBuilt', 'rebuilt', 'shared', 'logits', 'ungrouped', 'servedGiven', 'given', 'twin'],
+  [
+    'twin',
+    'given',
+    'givenFactored',
+    'servedGiven',
+    'ungrouped',
+    'logits',
+    'shared',
+    'rebuilt',
+    'asBuilt',
+  ],
+  [
+    'asBuilt',
+    'rebuilt',
+    'shared',
+    'logits',
+    'ungrouped',
+    'servedGiven',
+    'givenFactored',
+    'given',
+    'twin',
+  ],
 ]
 for (let r = 0; r < ROUNDS; r++)
   for (const c of CONCURRENCY)
@@ -316,6 +356,7 @@ const rows = CONCURRENCY.map((c) => {
   const u = cellOf('ungrouped', c)
   const g = cellOf('given', c)
   const v = cellOf('servedGiven', c)
+  const k = cellOf('givenFactored', c)
   return [
     String(c),
     fmt(mean(t.aggregateTps), 0),
@@ -342,8 +383,10 @@ const rows = CONCURRENCY.map((c) => {
     `${(mean(t.aggregateTps) / mean(g.aggregateTps)).toFixed(2)}×`,
     fmt(summarize(g.ttftMs).p50, 1),
     fmt(mean(g.stepMs), 2),
+    fmt(mean(k.stepMs), 2),
+    `${(mean(g.stepMs) / mean(k.stepMs)).toFixed(2)}×`,
     fmt(mean(v.stepMs), 2),
-    `${(mean(g.stepMs) / mean(v.stepMs)).toFixed(2)}×`,
+    `${(mean(k.stepMs) / mean(v.stepMs)).toFixed(2)}×`,
     fmt(mean(t.cpuTps), 0),
     fmt(mean(s.cpuTps), 0),
     fmt(mean(b.cpuTps), 0),
@@ -351,6 +394,7 @@ const rows = CONCURRENCY.map((c) => {
     fmt(mean(l.cpuTps), 0),
     fmt(mean(u.cpuTps), 0),
     fmt(mean(g.cpuTps), 0),
+    fmt(mean(k.cpuTps), 0),
     fmt(mean(v.cpuTps), 0),
     `${fmt(mean(t.gatherShare) * 100, 0)} % / ${fmt(mean(b.gatherShare) * 100, 0)} %`,
   ]
@@ -365,7 +409,7 @@ const ttft = (arm: Arm, c: number) => summarize(cellOf(arm, c).ttftMs).p50
 const md = [
   '## Generation: decode tokens/s and time to first token, twin vs shared (`npm run bench:generate`)',
   '',
-  `${values.package ?? 'zoo/lm/package'} (lm-twin: 3-layer d-128 decoder, 5 experts, rank-48 float16 exclusive factors${gather ? `, \`topk_gather: ${gather}\`` : ''}) in the runner's generation engine (gpu-runner/src/generate), ${TOKENS} greedy tokens per sequence, held-out prompts taken round-robin over the five domains, ${ROUNDS} interleaved rounds (concurrency 1: ${C1_SEQUENCES} sequences in a row per round). _twin_: as served, each sequence routed at prefill by each expert's likelihood of its prompt (the package's \`router.prompt_likelihood\`: one more pass of T rows per prompt, in TTFT, on the grouped likelihood graph, which returns each position's log-probability of the next prompt token instead of the logits, rows expert-major so that each one-hot row multiplies only its own expert's ranks), the mix held as explicit mix_weights for every decode step, on the graph as the runner opens it (\`decoderAsServed\`: identical initializers shared, new keys and values exposed as outputs; the decode session on the decode graph, \`decodeGraph\`: the vector deltas in one product carrying the shared biases and LayerNorms, and each correction's σ folded into its factor where the package stores it in float32, which zoo/lm does not); _shared_: the shared model itself, the plain decoder graph with the shared merge's weights (built by \`bench/lm-shared-model.ts\`; zoo/lm/package leaves that file out, and until 2026-12-06 this arm was the twin graph at all-zero weights, which still computes every correction), checked to decode the twin graph's zero-weight tokens; _past rebuilt_: twin on an engine that gathers every row's cache into a fresh past on every pass (\`reuseBatch: false\`, the engine before the batched past persisted); _graph as built_: twin on the package's graph without those rewrites, every pass fetching the whole \`present\` and repeating the per-site Gathers, prompts scored from the logits; _scored from logits_: twin scoring each prompt from the fetched [rows, S, V] logits with a log-softmax in JavaScript (\`likelihoodInGraph: false\`, the path before the likelihood graph); _ungrouped_: twin scoring in the likelihood graph as derived, every one-hot row multiplying all T·r stacked ranks (the path before the grouped likelihood graph); _mix given_: twin with each prompt's routed mix sent as an explicit mix (a client's \`twinserve.experts\`), so the same decode work and no scoring pass; _mix given, graph as served_: the same on the graph as served, without the decode graph's rewrite. Step = one batched decode pass (all running rows), timed after the last sequence's first token (decode passes only).`,
+  `${values.package ?? 'zoo/lm/package'} (lm-twin: 3-layer d-128 decoder, 5 experts, rank-48 float16 exclusive factors${gather ? `, \`topk_gather: ${gather}\`` : ''}) in the runner's generation engine (gpu-runner/src/generate), ${TOKENS} greedy tokens per sequence, held-out prompts taken round-robin over the five domains, ${ROUNDS} interleaved rounds (concurrency 1: ${C1_SEQUENCES} sequences in a row per round). _twin_: as served, each sequence routed at prefill by each expert's likelihood of its prompt (the package's \`router.prompt_likelihood\`: one more pass of T rows per prompt, in TTFT, on the grouped likelihood graph, which returns each position's log-probability of the next prompt token instead of the logits, rows expert-major so that each one-hot row multiplies only its own expert's ranks), the mix held as explicit mix_weights for every decode step, on the graph as the runner opens it (\`decoderAsServed\`: identical initializers shared, new keys and values exposed as outputs; the decode session on the decode graph, \`decodeGraph\`: the vector deltas in one product carrying the shared biases and LayerNorms, and each correction's σ folded into its factor where the package stores it in float32, which zoo/lm does not); _shared_: the shared model itself, the plain decoder graph with the shared merge's weights (built by \`bench/lm-shared-model.ts\`; zoo/lm/package leaves that file out, and until 2026-12-06 this arm was the twin graph at all-zero weights, which still computes every correction), checked to decode the twin graph's zero-weight tokens; _past rebuilt_: twin on an engine that gathers every row's cache into a fresh past on every pass (\`reuseBatch: false\`, the engine before the batched past persisted); _graph as built_: twin on the package's graph without those rewrites, every pass fetching the whole \`present\` and repeating the per-site Gathers, prompts scored from the logits; _scored from logits_: twin scoring each prompt from the fetched [rows, S, V] logits with a log-softmax in JavaScript (\`likelihoodInGraph: false\`, the path before the likelihood graph); _ungrouped_: twin scoring in the likelihood graph as derived, every one-hot row multiplying all T·r stacked ranks (the path before the grouped likelihood graph); _mix given_: twin with each prompt's routed mix sent as an explicit mix (a client's \`twinserve.experts\`), so the same decode work and no scoring pass; _mix given, factored_: the same on an engine that never merges (\`merge: false\`); _mix given, graph as served_: the same on the graph as served, without the decode graph's rewrite (factored). Every other twin arm runs with the merged decode graph as the runner does (merged-decode-graph.ts: a decode pass whose rows all apply one mix runs with that mix merged into the matrices, merged when the batch has ≥ 16 steps left, 4 mixes kept). Step = one batched decode pass (all running rows), timed after the last sequence's first token (decode passes only).`,
   '',
   table(
     [
@@ -394,8 +438,10 @@ const md = [
       'twin / given',
       'TTFT ms given (p50)',
       'step ms given',
+      'step ms given, factored',
+      'given / factored step',
       'step ms given, graph as served',
-      'given / as served step',
+      'factored / as served step',
       'tok per CPU-s twin',
       'shared',
       'rebuilt',
@@ -403,6 +449,7 @@ const md = [
       'logits',
       'ungrouped',
       'given',
+      'given, factored',
       'given, as served',
       'passes gathering: twin / rebuilt',
     ],
@@ -416,7 +463,8 @@ const md = [
   `- **Grouped likelihood graph:** twin (prompts scored in the grouped likelihood graph) ÷ the same in the ungrouped one, TTFT p50: ${CONCURRENCY.map((c) => `${(ttft('twin', c) / ttft('ungrouped', c)).toFixed(2)}× at ${c}`).join(', ')}; aggregate tokens/s: ${CONCURRENCY.map((c) => `${(agg('twin', c) / agg('ungrouped', c)).toFixed(2)}× at ${c}`).join(', ')}; tokens per CPU-second: ${CONCURRENCY.map((c) => `${(cpuOf('twin', c) / cpuOf('ungrouped', c)).toFixed(2)}× at ${c}`).join(', ')}; concurrency 32 ÷ 1 ungrouped: ${scaling('ungrouped')}× aggregate, ${cpuScaling('ungrouped')}× per CPU-second.`,
   `- **Persistent batched past:** twin ÷ the same with the past rebuilt every pass, aggregate tokens/s: ${CONCURRENCY.map((c) => `${(agg('twin', c) / agg('rebuilt', c)).toFixed(2)}× at ${c}`).join(', ')}; tokens per CPU-second: ${CONCURRENCY.map((c) => `${(cpuOf('twin', c) / cpuOf('rebuilt', c)).toFixed(2)}× at ${c}`).join(', ')}.`,
   `- **Routing by likelihood:** twin ÷ the same mixes given in the request (no scoring pass), aggregate tokens/s: ${CONCURRENCY.map((c) => `${(agg('twin', c) / agg('given', c)).toFixed(2)}× at ${c}`).join(', ')}; tokens per CPU-second: ${CONCURRENCY.map((c) => `${(cpuOf('twin', c) / cpuOf('given', c)).toFixed(2)}× at ${c}`).join(', ')}; TTFT p50: ${CONCURRENCY.map((c) => `${fmt(ttft('twin', c), 1)} against ${fmt(ttft('given', c), 1)} ms at ${c}`).join(', ')}.`,
-  `- **Decode graph:** mix given on the decode graph ÷ the same on the graph as served, decode step: ${CONCURRENCY.map((c) => `${(mean(cellOf('given', c).stepMs) / mean(cellOf('servedGiven', c).stepMs)).toFixed(2)}× at ${c}`).join(', ')}; tokens per CPU-second: ${CONCURRENCY.map((c) => `${(cpuOf('given', c) / cpuOf('servedGiven', c)).toFixed(2)}× at ${c}`).join(', ')}; decode step ÷ the shared model's, mix given: ${CONCURRENCY.map((c) => `${(mean(cellOf('given', c).stepMs) / mean(cellOf('shared', c).stepMs)).toFixed(2)}× (graph as served ${(mean(cellOf('servedGiven', c).stepMs) / mean(cellOf('shared', c).stepMs)).toFixed(2)}×) at ${c}`).join(', ')}.`,
+  `- **Decode graph:** mix given, factored, on the decode graph ÷ the same on the graph as served, decode step: ${CONCURRENCY.map((c) => `${(mean(cellOf('givenFactored', c).stepMs) / mean(cellOf('servedGiven', c).stepMs)).toFixed(2)}× at ${c}`).join(', ')}; tokens per CPU-second: ${CONCURRENCY.map((c) => `${(cpuOf('givenFactored', c) / cpuOf('servedGiven', c)).toFixed(2)}× at ${c}`).join(', ')}.`,
+  `- **Merged decode graph:** mix given as served ÷ the same factored, decode step: ${CONCURRENCY.map((c) => `${(mean(cellOf('given', c).stepMs) / mean(cellOf('givenFactored', c).stepMs)).toFixed(2)}× at ${c}`).join(', ')}; aggregate tokens/s: ${CONCURRENCY.map((c) => `${(agg('given', c) / agg('givenFactored', c)).toFixed(2)}× at ${c}`).join(', ')}; tokens per CPU-second: ${CONCURRENCY.map((c) => `${(cpuOf('given', c) / cpuOf('givenFactored', c)).toFixed(2)}× at ${c}`).join(', ')}. Decode step ÷ the shared model's, mix given: ${CONCURRENCY.map((c) => `${(mean(cellOf('given', c).stepMs) / mean(cellOf('shared', c).stepMs)).toFixed(2)}× (factored ${(mean(cellOf('givenFactored', c).stepMs) / mean(cellOf('shared', c).stepMs)).toFixed(2)}×, graph as served ${(mean(cellOf('servedGiven', c).stepMs) / mean(cellOf('shared', c).stepMs)).toFixed(2)}×) at ${c}`).join(', ')}. Every sequence has its own routed mix here, so only passes with one row left merge: at concurrency 1 all of them; a pinned mix merges at any concurrency (\`npm run bench:merged-decode\`).`,
   `- **Twin overhead:** the twin decode step costs ${(mean(cellOf('twin', 1).stepMs) / mean(cellOf('shared', 1).stepMs)).toFixed(2)}× the shared model's at concurrency 1 and ${(mean(cellOf('twin', 32).stepMs) / mean(cellOf('shared', 32).stepMs)).toFixed(2)}× at 32 (goal ≤ 1.3×).`,
   `- **Machine:** ${m.nproc} cores, ${m.cpu}, ${m.memGb} GB; Node ${m.node}; onnxruntime-node ${m.ort}; provider ${opened.provider}${opened.fallbackReason ? ` (CUDA: ${opened.fallbackReason})` : ''}, default intra-op threads; load average ${fmt(m.loadStart, 1)} at start, ${fmt(end, 1)} at the end (shared machine: other jobs run beside it).`,
 ].join('\n')

@@ -80,16 +80,21 @@ export class MergedMixes {
       { [MERGE_MIX]: new ort.Tensor('float32', w, [1, this.experts]) },
       this.decoder.matrices.map((m) => m.name),
     )
-    const feeds: Record<string, ort.Tensor> = {}
+    const merged: Record<string, ort.Tensor> = {}
     for (const m of this.decoder.matrices) {
       const t = out[m.name]
       if (t?.type !== 'float32') throw new Error(`the merge graph returned no float32 ${m.name}`)
-      feeds[m.name] = t
+      merged[m.name] = t
     }
+    // A decode session in a thread of its own keeps its copy there: no 3 MiB copy per pass (threaded-session.ts).
+    const decode = this.decoder.decode
+    const feeds = decode.keep ? decode.keep(merged) : merged
     this.kept.set(keyOf(w), feeds)
     while (this.kept.size > this.maxMixes) {
       const oldest = this.kept.keys().next().value as string
+      const dropped = this.kept.get(oldest)
       this.kept.delete(oldest)
+      if (dropped) decode.forget?.(dropped)
     }
     return feeds
   }

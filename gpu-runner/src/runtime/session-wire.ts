@@ -12,6 +12,11 @@ export interface WireTensor {
   type: ort.Tensor.Type
   dims: readonly number[]
   data: ort.Tensor.DataType
+  /**
+   * A feed the session is fed again and again (`ThreadedSession.keep`): the thread keeps its own copy under this key
+   * and reuses it, instead of copying the shared data on every run, until told to forget it.
+   */
+  keptAs?: string
 }
 
 /**
@@ -44,6 +49,8 @@ export interface ThreadPriority {
 export type ToWorker =
   | OpenMessage
   | { kind: 'run'; id: number; feeds: WireTensor[]; fetches?: readonly string[] }
+  /** Drops the thread's copies of kept feeds. */
+  | { kind: 'forget'; keys: string[] }
   | { kind: 'release' }
 
 export type FromWorker =

@@ -40,6 +40,29 @@ function ownData(data) {
 }
 
 /**
+ * Feeds the event loop keeps feeding (`keptAs`, ThreadedSession.keep): this thread's own copy of each, made on its
+ * first run, reused until a 'forget' message drops it.
+ * @type {Map<string, ort.Tensor>}
+ */
+const kept = new Map()
+
+/**
+ * @param {WireTensor} t
+ * @returns {ort.Tensor}
+ */
+function feedOf(t) {
+  const hit = t.keptAs === undefined ? undefined : kept.get(t.keptAs)
+  if (hit) return hit
+  const tensor = new ort.Tensor(
+    /** @type {'float32'} */ (t.type),
+    /** @type {Float32Array} */ (ownData(t.data)),
+    [...t.dims],
+  )
+  if (t.keptAs !== undefined) kept.set(t.keptAs, tensor)
+  return tensor
+}
+
+/**
  * @param {FromWorker} message
  * @param {ArrayBuffer[]} [transfer]
  */
@@ -134,12 +157,7 @@ async function run(s, msg) {
   try {
     /** @type {Record<string, ort.Tensor>} */
     const feeds = {}
-    for (const t of msg.feeds)
-      feeds[t.name] = new ort.Tensor(
-        /** @type {'float32'} */ (t.type),
-        /** @type {Float32Array} */ (ownData(t.data)),
-        [...t.dims],
-      )
+    for (const t of msg.feeds) feeds[t.name] = feedOf(t)
     const out = msg.fetches ? await s.run(feeds, [...msg.fetches]) : await s.run(feeds)
     /** @type {WireTensor[]} */
     const outputs = []
@@ -172,6 +190,7 @@ port.on('message', (/** @type {ToWorker} */ msg) => {
       // Nothing else to do here: let the thread end (the event loop's side sees open-failed).
       if (!session) port.close()
     } else if (msg.kind === 'run' && session) await run(session, msg)
+    else if (msg.kind === 'forget') for (const key of msg.keys) kept.delete(key)
     else if (msg.kind === 'release') {
       await session?.release()
       post({ kind: 'released' })

@@ -1,7 +1,7 @@
 /**
  * A session in its own thread (issue #17) answers exactly what the same session answers on the event loop, leaves
  * the caller's feeds usable, takes shared-memory feeds (which onnxruntime itself refuses), reports onnxruntime's own
- * errors, and ends cleanly.
+ * errors, keeps the feeds it is told to keep (no copy per run), and ends cleanly.
  */
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
@@ -154,6 +154,25 @@ describe('ThreadedSession', () => {
     const a = await session.run({ x: x(), w: w(shared), ids: ids() })
     const b = await session.run({ x: x(), w: w(plain), ids: ids() })
     expect(a.y?.data).toEqual(b.y?.data)
+    await session.release()
+  })
+
+  it('keeps a kept feed in the thread: later runs reuse its copy until it is forgotten', async () => {
+    const { session } = await openThreadedSession(graph(), { provider: 'cpu' })
+    const plain = await session.run({ x: x(), w: w(), ids: ids() })
+    const { w: kept } = session.keep({ w: w() })
+    if (!kept) throw new Error('keep dropped the feed')
+    expect((kept.data as Float32Array).buffer).toBeInstanceOf(SharedArrayBuffer)
+    expect((await session.run({ x: x(), w: kept, ids: ids() })).y?.data).toEqual(plain.y?.data)
+    // The thread runs on its own copy, made at the first run: writing the shared memory now changes nothing…
+    ;(kept.data as Float32Array).fill(0.9)
+    expect((await session.run({ x: x(), w: kept, ids: ids() })).y?.data).toEqual(plain.y?.data)
+    // …until it is forgotten: the next run copies the data as it is then.
+    session.forget({ w: kept })
+    const after = await session.run({ x: x(), w: kept, ids: ids() })
+    const fresh = await session.run({ x: x(), w: w(new Float32Array(12).fill(0.9)), ids: ids() })
+    expect(after.y?.data).toEqual(fresh.y?.data)
+    expect(after.y?.data).not.toEqual(plain.y?.data)
     await session.release()
   })
 

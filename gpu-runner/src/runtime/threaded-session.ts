@@ -34,6 +34,13 @@ export interface RunnableSession {
   run(feeds: Record<string, ort.Tensor>): Promise<Outputs>
   run(feeds: Record<string, ort.Tensor>, fetches: readonly string[]): Promise<Outputs>
   release(): Promise<void>
+  /**
+   * Feeds that will be given to many runs (a mix's merged matrices, generate/merged-mixes.ts), made so that a run
+   * does not copy them: a session in a thread of its own keeps its copy there. Without it, feeds are used as given.
+   */
+  keep?(feeds: Record<string, ort.Tensor>): Record<string, ort.Tensor>
+  /** Tells the session that feeds `keep` made will not be given again (their memory in the thread goes). */
+  forget?(feeds: Record<string, ort.Tensor>): void
 }
 
 /** The session's thread is gone (released, or it crashed): the runner's fault, never the request's. */
@@ -77,6 +84,10 @@ export function handOver(arrays: readonly ArrayBufferView[]): void {
     if (a.byteOffset === 0 && a.byteLength === a.buffer.byteLength) handedOver.add(a.buffer)
 }
 
+/** The key a kept feed's data goes by in its session's thread (`ThreadedSession.keep`). */
+const keptKeys = new WeakMap<object, string>()
+let nextKept = 1
+
 /** Copies (or, when shared or handed over, passes) each feed's data for the wire; moved buffers go in `transfer`. */
 function toWire(feeds: Record<string, ort.Tensor>): {
   tensors: WireTensor[]
@@ -94,7 +105,8 @@ function toWire(feeds: Record<string, ort.Tensor>): {
       data = data.slice() as typeof data
       transfer.push((data as Float32Array).buffer as ArrayBuffer)
     }
-    tensors.push({ name, type: t.type, dims: [...t.dims], data })
+    const keptAs = ArrayBuffer.isView(data) ? keptKeys.get(data) : undefined
+    tensors.push({ name, type: t.type, dims: [...t.dims], data, ...(keptAs ? { keptAs } : {}) })
   }
   return { tensors, transfer }
 }
@@ -220,6 +232,37 @@ export class ThreadedSession implements RunnableSession {
       if (this.pending.size === 1) this.worker.ref()
       this.worker.postMessage(msg, transfer)
     })
+  }
+
+  /**
+   * Copies each feed once into shared memory under a key of its own: a run passes it without a copy (shared, not
+   * transferred), and the thread copies it once (onnxruntime refuses shared memory) and keeps that copy for the
+   * next runs, until `forget`. A merged mix's 3 MiB of matrices on zoo/lm would otherwise be copied on every decode
+   * pass.
+   */
+  keep(feeds: Record<string, ort.Tensor>): Record<string, ort.Tensor> {
+    const out: Record<string, ort.Tensor> = {}
+    for (const [name, t] of Object.entries(feeds)) {
+      const data = t.data
+      if (t.type !== 'float32' || !(data instanceof Float32Array)) {
+        out[name] = t
+        continue
+      }
+      const shared = new Float32Array(new SharedArrayBuffer(data.byteLength))
+      shared.set(data)
+      keptKeys.set(shared, `kept/${nextKept++}`)
+      out[name] = new ort.Tensor('float32', shared, [...t.dims])
+    }
+    return out
+  }
+
+  forget(feeds: Record<string, ort.Tensor>): void {
+    const keys = Object.values(feeds).flatMap((t) => {
+      const key = ArrayBuffer.isView(t.data) ? keptKeys.get(t.data) : undefined
+      return key ? [key] : []
+    })
+    if (keys.length > 0 && !this.stopped && !this.released)
+      this.worker.postMessage({ kind: 'forget', keys } satisfies ToWorker)
   }
 
   /** Releases the session and ends its thread; runs already posted finish first. Idempotent. */
