@@ -188,15 +188,16 @@ export class DecoderGraph {
     const feeds = this.feedsOf(f)
     const wantKeys = f.keys !== false
     let session = this.session
+    let base = this.fetches.base
     if (mergedMatrices) {
       if (!this.merged) throw new AppError('INTERNAL', 'this decoder has no merged decode graph')
       session = this.merged.decode
       Object.assign(feeds, mergedMatrices)
+      // The merged decode graph may drop the applied weights (every row's are its explicit mix).
+      const names = session.outputNames
+      base = base.filter((n) => names.includes(n))
     }
-    const out = await session.run(feeds, [
-      ...this.fetches.base,
-      ...(wantKeys ? this.fetches.keys : []),
-    ])
+    const out = await session.run(feeds, [...base, ...(wantKeys ? this.fetches.keys : [])])
     const logits = out.logits
     if (logits?.type !== 'float32')
       throw new AppError('INTERNAL', 'the decoder returned no float32 logits')

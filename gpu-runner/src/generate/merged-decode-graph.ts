@@ -25,6 +25,7 @@
  * Anything else keeps its factored correction in the merged graph (still exact, since the rows' mixes are fed).
  * @module
  */
+import { TWIN_INPUTS, TWIN_OUTPUT_WEIGHTS } from '@twinserve/shared'
 import { floatTensor, int64Tensor, valueInfo } from '../onnx/graph-builder.ts'
 import {
   type IGraphProto,
@@ -44,7 +45,7 @@ import {
 } from './graph-index.ts'
 import { factorOf, type Matrix, ranksByExpert, rankWeightsOf } from './grouped-likelihood-graph.ts'
 import { joinVectorDeltas } from './joined-vector-deltas.ts'
-import { pruneDeadNodes } from './likelihood-graph.ts'
+import { nodeReads, pruneDeadNodes } from './likelihood-graph.ts'
 
 /** The merge graph's input: the one mix every merged matrix is for. */
 export const MERGE_MIX = 'mix_weights'
@@ -66,12 +67,37 @@ export type MergedDecodeGraph =
       sites: number
       /** Corrections left factored (they did not match). */
       factored: number
+      /**
+       * The graph reads the rows' `mix_weights` where it read the applied weights, and has no `expert_weights`
+       * output: the router and the control handling are gone (exact for rows with an explicit mix, the only rows
+       * the engine merges).
+       */
+      explicit: boolean
       /** Float32 bytes of one mix's merged matrices. */
       bytesPerMix: number
       /** Float32 bytes the merge session holds once open (each expert's whole correction, and the base matrices). */
       mergeBytes: number
     }
   | { unavailable: string }
+
+/**
+ * Makes every node that reads the applied weights read the `mix_weights` input instead and drops the applied-weights
+ * output, so that the router, its gate and the control handling (masks, top_k, abstain) are pruned: a row with an
+ * explicit mix applies exactly its `mix_weights` (build/twin-graph/expert-weights.ts passes them through), and the
+ * engine merges only passes whose rows all have one. False, with the graph unchanged, when the graph is not laid
+ * out so (no Identity to `expert_weights`, no `mix_weights` input, or a subgraph reads the applied weights).
+ */
+function readMixDirectly(graph: IGraphProto): boolean {
+  const mix = TWIN_INPUTS.mixWeights.name
+  const out = graph.node?.find((n) => n.output?.[0] === TWIN_OUTPUT_WEIGHTS)
+  const w = out?.opType === 'Identity' ? out.input?.[0] : undefined
+  if (!w || !graph.input?.some((i) => i.name === mix)) return false
+  const readers = (graph.node ?? []).filter((n) => n !== out && nodeReads(n).includes(w))
+  if (readers.some((n) => !n.input?.includes(w))) return false
+  for (const n of readers) n.input = (n.input ?? []).map((i) => (i === w ? mix : i))
+  graph.output = (graph.output ?? []).filter((o) => o.name !== TWIN_OUTPUT_WEIGHTS)
+  return true
+}
 
 /** One corrected use of a matrix: W(w) = W + (P ⊙ s(w))·Q in the orientation `base` reads W. */
 interface Site {
@@ -126,6 +152,7 @@ export function mergedDecodeGraph(served: Uint8Array, experts: number): MergedDe
       s.add.input = [s.keep]
     }
     joinVectorDeltas(graph)
+    const explicit = readMixDirectly(graph)
     sortTopologically(graph)
     pruneDeadNodes(graph)
     const decode = onnx.ModelProto.encode(decoded).finish()
@@ -137,6 +164,7 @@ export function mergedDecodeGraph(served: Uint8Array, experts: number): MergedDe
       matrices: groups.map((g) => ({ name: g.name, dims: [g.site.W.rows, g.site.W.cols] })),
       sites: sites.length,
       factored,
+      explicit,
       bytesPerMix: groups.reduce((a, g) => a + size(g.site.W), 0),
       mergeBytes: groups.reduce((a, { site: s }) => a + (experts + 1) * size(s.W), 0),
     }
