@@ -258,7 +258,7 @@ describe('merged decode graph (#14)', () => {
     } finally {
       await model.close()
     }
-    // The memory check counts the two sessions, the merge session's (T + 1) matrices (twice: folded at load beside
+    // The memory check counts the two sessions, the merge session's (T + 1) matrices (four times: folded at load beside
     // their factors) and the kept mixes' (twice: in shared memory and in the decode session's thread).
     const manifest = await readManifest(join(LM_ZOO, 'package'))
     const withMerged = await estimateLoadedBytes(join(LM_ZOO, 'package'), manifest)
@@ -266,7 +266,7 @@ describe('merged decode graph (#14)', () => {
       mergedSessions: false,
     })
     expect(withMerged - without).toBe(
-      2 * MEMORY_PER_SESSION_BYTES + (2 * (5 + 1) + 2 * MERGED_MIXES_KEPT) * 3 * 2 ** 20,
+      2 * MEMORY_PER_SESSION_BYTES + (4 * (5 + 1) + 2 * MERGED_MIXES_KEPT) * 3 * 2 ** 20,
     )
     const lean = await loadModel(join(LM_ZOO, 'package'), {
       provider: 'cpu',

@@ -65,10 +65,11 @@ export async function resolvePackageDir(
  * (`npm run bench:load-memory`), unless the loader skips it (`likelihoodSession: false`: the runner opens it only for
  * the models it generates with). A KV-cache decoder counts its twin graph once more (below), and, where its merged
  * decode graph opens (`mergedSessions`, the same models), two more sessions and the float32 bytes of its corrected
- * matrices 2·(T + 1) + 2·MERGED_MIXES_KEPT times: the merge session holds each expert's whole correction and the base
- * matrices (T + 1 times; counted twice, since onnxruntime folds them at load beside the factors they come from, and
- * zoo/lm's generating load then grew by 144–195 MiB against 80–134 MiB without it, `npm run bench:load-memory`,
- * 2026-12-06), and the engine keeps that many mixes' merged matrices, in shared memory and in the decode session's
+ * matrices 4·(T + 1) + 2·MERGED_MIXES_KEPT times: the merge session holds each expert's whole correction and the base
+ * matrices (T + 1 times; counted four times, since onnxruntime folds them at load beside the float32 factors they
+ * come from and its arena keeps that peak: zoo/lm's generating load grew by 144–234 MiB over four runs against
+ * 80–134 MiB without it, `npm run bench:load-memory` and scratch runs, 2026-12-06), and the engine keeps that many
+ * mixes' merged matrices, in shared memory and in the decode session's
  * thread (generate/merged-decode-graph.ts, runtime/threaded-session.ts `keep`).
  */
 export async function estimateLoadedBytes(
@@ -96,7 +97,7 @@ export async function estimateLoadedBytes(
   return (
     ((await packageBytes(dir, manifest)) + copies * modelBytes) * MEMORY_PER_PACKAGE_BYTE +
     sessions * MEMORY_PER_SESSION_BYTES +
-    (2 * (manifest.experts.length + 1) + 2 * MERGED_MIXES_KEPT) * matrixBytes
+    (4 * (manifest.experts.length + 1) + 2 * MERGED_MIXES_KEPT) * matrixBytes
   )
 }
 
