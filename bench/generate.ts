@@ -159,7 +159,6 @@ const merged = {
   decode: (await openSession(mergedBytes.decode, { provider: opened.provider })).session,
   merge: (await openSession(mergedBytes.merge, { provider: opened.provider })).session,
   matrices: mergedBytes.matrices,
-  bytesPerMix: mergedBytes.bytesPerMix,
 }
 const ungroupedGraph = new DecoderGraph(opened.session, controls, T, scorer.session, false, merged)
 const graph = groupedScorer

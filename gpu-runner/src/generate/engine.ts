@@ -155,7 +155,8 @@ export class GenerationEngine {
   private batch: DecodeBatch | undefined
   private readonly pastBuffers: BatchedPast
   private readonly bag: PromptBag | undefined
-  private readonly mixes: MergedMixes | undefined
+  /** Undefined when the graph has no merged decode graph, merging is off, or a merge failed. */
+  private mixes: MergedMixes | undefined
   /** Steps run, rows decoded, and decode passes whose past was rebuilt from the sequences' caches. */
   readonly counters = {
     steps: 0,
@@ -172,6 +173,8 @@ export class GenerationEngine {
     mergedPasses: 0,
     /** Mixes merged (each a run of the merge graph). */
     merges: 0,
+    /** Merges that failed: the engine then decodes factored only, as it did before the merged decode graph. */
+    mergeFailures: 0,
     gathers: 0,
   }
 
@@ -541,7 +544,14 @@ export class GenerationEngine {
     const left = Math.max(...seqs.map((s) => s.request.maxTokens - s.generated))
     if (!mixes.worthMerging(left)) return undefined
     this.counters.merges++
-    return mixes.merge(mix)
+    try {
+      return await mixes.merge(mix)
+    } catch {
+      // The factored graph computes the same: a broken merge session costs speed, never a request.
+      this.counters.mergeFailures++
+      this.mixes = undefined
+      return undefined
+    }
   }
 
   /** Samples row b's token at position `at` of a pass of S new tokens per row ([B, S, V] logits), reports it, and ends the sequence if it is done. */

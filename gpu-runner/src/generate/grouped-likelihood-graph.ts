@@ -89,15 +89,7 @@ export function groupCorrections(
     const r = R / T
     const dIn = inF.rows
     const dOut = outF.cols
-    const ug = new Float32Array(T * dIn * r) // [T, d_in, r], σ folded in
-    const vg = new Float32Array(T * r * dOut) // [T, r, d_out]
-    for (let e = 0; e < T; e++)
-      for (const [j, k] of (ranks[e] as number[]).entries()) {
-        const sk = sigma[k] as number
-        for (let i = 0; i < dIn; i++)
-          ug[(e * dIn + i) * r + j] = (inF.values[i * R + k] as number) * sk
-        vg.set(outF.values.subarray(k * dOut, (k + 1) * dOut), (e * r + j) * dOut)
-      }
+    const { ug, vg } = factorsByExpert(inF, outF, sigma, ranks)
     const p = fresh(`grouped/${delta.output?.[0] ?? at}`)
     const name = (s: string) => `${p}/${s}`
     added.push(
@@ -257,7 +249,35 @@ export function floatValues(t: ITensorProto, count: number): Float32Array | unde
   return data.length === count ? Float32Array.from(data) : undefined
 }
 
-function transpose(m: Matrix): Matrix {
+/**
+ * Stacked factors regrouped by expert, σ folded into the input side: U_g [T, d_in, r] with U_g[e] = U[:, ranks of e]
+ * · diag(σ[ranks of e]), and V_g [T, r, d_out] with V_g[e] = V[ranks of e, :] (the merged decode graph's merge takes
+ * the same, merged-decode-graph.ts).
+ */
+export function factorsByExpert(
+  inF: Matrix,
+  outF: Matrix,
+  sigma: Float32Array,
+  ranks: readonly (readonly number[])[],
+): { ug: Float32Array; vg: Float32Array } {
+  const T = ranks.length
+  const R = inF.cols
+  const r = (ranks[0] ?? []).length
+  const dIn = inF.rows
+  const dOut = outF.cols
+  const ug = new Float32Array(T * dIn * r) // [T, d_in, r], σ folded in
+  const vg = new Float32Array(T * r * dOut) // [T, r, d_out]
+  for (let e = 0; e < T; e++)
+    for (const [j, k] of (ranks[e] ?? []).entries()) {
+      const sk = sigma[k] as number
+      for (let i = 0; i < dIn; i++)
+        ug[(e * dIn + i) * r + j] = (inF.values[i * R + k] as number) * sk
+      vg.set(outF.values.subarray(k * dOut, (k + 1) * dOut), (e * r + j) * dOut)
+    }
+  return { ug, vg }
+}
+
+export function transpose(m: Matrix): Matrix {
   const out = new Float32Array(m.values.length)
   for (let i = 0; i < m.rows; i++)
     for (let j = 0; j < m.cols; j++) out[j * m.rows + i] = m.values[i * m.cols + j] as number

@@ -43,7 +43,14 @@ import {
   soleReader,
   sortTopologically,
 } from './graph-index.ts'
-import { factorOf, type Matrix, ranksByExpert, rankWeightsOf } from './grouped-likelihood-graph.ts'
+import {
+  factorOf,
+  factorsByExpert,
+  type Matrix,
+  ranksByExpert,
+  rankWeightsOf,
+  transpose,
+} from './grouped-likelihood-graph.ts'
 import { joinVectorDeltas } from './joined-vector-deltas.ts'
 import { nodeReads, pruneDeadNodes } from './likelihood-graph.ts'
 
@@ -297,13 +304,6 @@ function sameMerge(a: Site, b: Site): boolean {
   )
 }
 
-function transpose(m: Matrix): Matrix {
-  const out = new Float32Array(m.values.length)
-  for (let i = 0; i < m.rows; i++)
-    for (let j = 0; j < m.cols; j++) out[j * m.rows + i] = m.values[i * m.cols + j] as number
-  return { values: out, rows: m.cols, cols: m.rows }
-}
-
 /**
  * The merge graph: `mix_weights` [1, T] → for each group W(w) = W + Σ_t w_t·D_t, float32, with D_t = P_t·diag(σ_t)·Q_t
  * expert t's whole correction [d_in, d_out]. D = MatMul(P_g [T, d_in, r], Q_g [T, r, d_out]) has only
@@ -327,15 +327,7 @@ function mergeGraph(
     const r = (ranks[0] as number[]).length
     const dIn = s.P.rows
     const dOut = s.Q.cols
-    const pg = new Float32Array(T * dIn * r) // [T, d_in, r], σ folded in
-    const qg = new Float32Array(T * r * dOut) // [T, r, d_out]
-    for (let e = 0; e < T; e++)
-      for (const [j, k] of (ranks[e] as number[]).entries()) {
-        const sk = s.sigma[k] as number
-        for (let a = 0; a < dIn; a++)
-          pg[(e * dIn + a) * r + j] = (s.P.values[a * s.P.cols + k] as number) * sk
-        qg.set(s.Q.values.subarray(k * dOut, (k + 1) * dOut), (e * r + j) * dOut)
-      }
+    const { ug: pg, vg: qg } = factorsByExpert(s.P, s.Q, s.sigma, ranks)
     inits.push(
       floatTensor(`${p}/p`, pg, [T, dIn, r]),
       floatTensor(`${p}/q`, qg, [T, r, dOut]),

@@ -3,7 +3,7 @@
  * the last few mixes, so that a mix many sequences share (a tenant's pinned mix, a one-hot expert) is merged once.
  *
  * When a decode pass's rows all apply one mix, the engine runs the merged decode session with that mix's matrices
- * as extra feeds (`feedsFor`). A mix not yet merged is merged only when the batch has enough steps left to repay the
+ * as extra feeds (`get`, or `merge` for a mix not kept). A mix not yet merged is merged only when the batch has enough steps left to repay the
  * merge (`worthMerging`): on zoo/lm a merge costs ~4 ms, and a merged pass at batch 1 saves ~0.2 ms over the
  * factored one (bench/RESULTS.md, "merged decode").
  * @module
@@ -18,7 +18,6 @@ export interface MergedDecoder {
   /** The merge graph's session: `mix_weights` [1, T] → each merged matrix. */
   merge: RunnableSession
   matrices: readonly MergedMatrix[]
-  bytesPerMix: number
 }
 
 /** Mixes whose merged matrices the engine keeps by default (the load's memory estimate counts them). */
@@ -46,15 +45,6 @@ export class MergedMixes {
   ) {
     this.maxMixes = Math.max(1, options.maxMixes ?? MERGED_MIXES_KEPT)
     this.minSteps = options.minSteps ?? 16
-  }
-
-  /** Bytes the kept mixes' matrices take. */
-  get bytes(): number {
-    return this.kept.size * this.decoder.bytesPerMix
-  }
-
-  get size(): number {
-    return this.kept.size
   }
 
   /** The kept matrices of `mix`, marked most recently used; undefined if it is not kept. */

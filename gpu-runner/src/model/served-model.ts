@@ -291,7 +291,6 @@ export class ServedModel {
               decode: m.decode.session,
               merge: m.merge.session,
               matrices: m.matrices,
-              bytesPerMix: m.bytesPerMix,
             },
           }
         : {}),
