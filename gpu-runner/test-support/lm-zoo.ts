@@ -8,8 +8,9 @@ import { join } from 'node:path'
 import { DecoderGraph } from '../src/generate/decoder-graph.ts'
 import { LmProfile } from '../src/generate/lm-profile.ts'
 import { loadPackage } from '../src/package/load-package.ts'
-import { openSession } from '../src/runtime/ort-session.ts'
+import { openSession, ort } from '../src/runtime/ort-session.ts'
 import { checkContract } from '../src/twin-contract/check-contract.ts'
+import { encodeControls, type RowControls } from '../src/twin-contract/encode-controls.ts'
 
 export const LM_ZOO = join(import.meta.dirname, '../../zoo/lm')
 
@@ -38,4 +39,42 @@ export function validationPrompts(profile: LmProfile, perDomain: number): number
       return n < perDomain
     })
     .map((p) => profile.encodePrompt(p.prompt))
+}
+
+/**
+ * The feeds of one pass of zoo/lm's decoder (3 layers, 4 heads of 32): every row the same `input` ids after `past`
+ * cached positions, each row under its own controls, the past taken from a previous pass's `present` outputs (none:
+ * an empty past).
+ */
+export function lmPassFeeds(
+  rows: readonly RowControls[],
+  input: readonly number[],
+  past: number,
+  controls: Parameters<typeof encodeControls>[2],
+  pastKv?: Record<string, ort.Tensor>,
+): Record<string, ort.Tensor> {
+  const B = rows.length
+  const seq = input.length
+  const feeds: Record<string, ort.Tensor> = {
+    input_ids: new ort.Tensor('int64', BigInt64Array.from(rows.flatMap(() => input.map(BigInt))), [
+      B,
+      seq,
+    ]),
+    attention_mask: new ort.Tensor('int64', new BigInt64Array(B * (past + seq)).fill(1n), [
+      B,
+      past + seq,
+    ]),
+    position_ids: new ort.Tensor(
+      'int64',
+      BigInt64Array.from(rows.flatMap(() => input.map((_, s) => BigInt(past + s)))),
+      [B, seq],
+    ),
+    ...encodeControls(rows, 5, controls),
+  }
+  for (let l = 0; l < 3; l++)
+    for (const kv of ['key', 'value'])
+      feeds[`past_key_values.${l}.${kv}`] =
+        pastKv?.[`present.${l}.${kv}`] ??
+        new ort.Tensor('float32', new Float32Array(0), [B, 4, 0, 32])
+  return feeds
 }

@@ -12,7 +12,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { validationPrompts } from '../../test-support/lm-zoo.ts'
+import { lmPassFeeds, validationPrompts } from '../../test-support/lm-zoo.ts'
 import { writeBuildFixture } from '../../test-support/test-models.ts'
 import { buildPackage } from '../build/build-package.ts'
 import { modelInputs, syntheticFeeds } from '../build/import/model-io.ts'
@@ -21,7 +21,7 @@ import { createReporter } from '../build/pipeline/progress.ts'
 import { loadModel } from '../model/load-model.ts'
 import { onnx } from '../onnx/proto.ts'
 import { loadPackage } from '../package/load-package.ts'
-import { openSession, ort } from '../runtime/ort-session.ts'
+import { openSession, type ort } from '../runtime/ort-session.ts'
 import { checkContract } from '../twin-contract/check-contract.ts'
 import { encodeControls } from '../twin-contract/encode-controls.ts'
 import { decodeGraph } from './decode-graph.ts'
@@ -115,35 +115,12 @@ describe('decode graph (#14)', () => {
 
   it('matches the graph as served at prefill and at a decode step on validation prompts, every kind of row', async () => {
     const { before, after, controls, prompts } = await setup()
-    const B = ROWS.length
     let worstLogit = 0
     let worstKv = 0
     for (const ids of prompts) {
       const S = ids.length
       const step = async (input: number[], past: number, pastKv?: Record<string, ort.Tensor>) => {
-        const seq = input.length
-        const feeds: Record<string, ort.Tensor> = {
-          input_ids: new ort.Tensor(
-            'int64',
-            BigInt64Array.from(ROWS.flatMap(() => input.map(BigInt))),
-            [B, seq],
-          ),
-          attention_mask: new ort.Tensor('int64', new BigInt64Array(B * (past + seq)).fill(1n), [
-            B,
-            past + seq,
-          ]),
-          position_ids: new ort.Tensor(
-            'int64',
-            BigInt64Array.from(ROWS.flatMap(() => input.map((_, s) => BigInt(past + s)))),
-            [B, seq],
-          ),
-          ...encodeControls(ROWS, 5, controls),
-        }
-        for (let l = 0; l < 3; l++)
-          for (const kv of ['key', 'value'])
-            feeds[`past_key_values.${l}.${kv}`] =
-              pastKv?.[`present.${l}.${kv}`] ??
-              new ort.Tensor('float32', new Float32Array(0), [B, 4, 0, 32])
+        const feeds = lmPassFeeds(ROWS, input, past, controls, pastKv)
         const a = await before.run(feeds)
         const b = await after.run(feeds)
         worstLogit = Math.max(worstLogit, maxAbsDiff(a.logits, b.logits))

@@ -11,7 +11,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { LM_ZOO, validationPrompts } from '../../test-support/lm-zoo.ts'
+import { LM_ZOO, lmPassFeeds, validationPrompts } from '../../test-support/lm-zoo.ts'
 import { writeBuildFixture } from '../../test-support/test-models.ts'
 import { buildPackage } from '../build/build-package.ts'
 import { modelInputs, syntheticFeeds } from '../build/import/model-io.ts'
@@ -20,7 +20,7 @@ import { createReporter } from '../build/pipeline/progress.ts'
 import { loadModel } from '../model/load-model.ts'
 import { onnx } from '../onnx/proto.ts'
 import { loadPackage, readManifest } from '../package/load-package.ts'
-import { openSession, ort } from '../runtime/ort-session.ts'
+import { openSession, type ort } from '../runtime/ort-session.ts'
 import { estimateLoadedBytes, MEMORY_PER_SESSION_BYTES } from '../server/package-location.ts'
 import { checkContract } from '../twin-contract/check-contract.ts'
 import { encodeControls, type RowControls } from '../twin-contract/encode-controls.ts'
@@ -121,33 +121,10 @@ describe('merged decode graph (#14)', () => {
     for (const mix of MIXES) {
       const matrices = await mixes.merge(mix)
       const rows: RowControls[] = [{ mixWeights: mix }, { mixWeights: mix }]
-      const B = rows.length
       for (const ids of prompts) {
         const S = ids.length
         const step = async (input: number[], past: number, pastKv?: Record<string, ort.Tensor>) => {
-          const seq = input.length
-          const feeds: Record<string, ort.Tensor> = {
-            input_ids: new ort.Tensor(
-              'int64',
-              BigInt64Array.from(rows.flatMap(() => input.map(BigInt))),
-              [B, seq],
-            ),
-            attention_mask: new ort.Tensor('int64', new BigInt64Array(B * (past + seq)).fill(1n), [
-              B,
-              past + seq,
-            ]),
-            position_ids: new ort.Tensor(
-              'int64',
-              BigInt64Array.from(rows.flatMap(() => input.map((_, s) => BigInt(past + s)))),
-              [B, seq],
-            ),
-            ...encodeControls(rows, T, controls),
-          }
-          for (let l = 0; l < 3; l++)
-            for (const kv of ['key', 'value'])
-              feeds[`past_key_values.${l}.${kv}`] =
-                pastKv?.[`present.${l}.${kv}`] ??
-                new ort.Tensor('float32', new Float32Array(0), [B, 4, 0, 32])
+          const feeds = lmPassFeeds(rows, input, past, controls, pastKv)
           const a = await factored.run(feeds)
           const b = await decoder.decode.run({ ...feeds, ...matrices })
           worstLogit = Math.max(worstLogit, maxAbsDiff(a.logits, b.logits))
