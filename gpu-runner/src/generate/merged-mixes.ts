@@ -4,8 +4,9 @@
  *
  * When a decode pass's rows all apply one mix, the engine runs the merged decode session with that mix's matrices
  * as extra feeds (`get`, or `merge` for a mix not kept). A mix not yet merged is merged only when the batch has enough steps left to repay the
- * merge (`worthMerging`): on zoo/lm a merge costs ~4 ms, and a merged pass at batch 1 saves ~0.2 ms over the
- * factored one (bench/RESULTS.md, "merged decode").
+ * merge (`worthMerging`): on zoo/lm a merge costs ~4 ms, and a merged pass at batch 1 saved 0.8–1.2 ms over the
+ * factored one on the 2-core machine of 2026-12-06 (`npm run bench:merged-decode`), so 16 steps repay it with room
+ * on a machine where a pass is several times cheaper.
  * @module
  */
 import { ort } from '../runtime/ort-session.ts'
