@@ -2,11 +2,13 @@
  * The merged decode graph (issue 14, speed; gpu-runner/src/generate/merged-decode-graph.ts) in the runner's
  * generation engine on zoo/lm/package: a decode pass whose rows all apply one mix runs on the decoder with that mix
  * merged into its matrices (merged once per mix, ~4 ms, kept for the next sequences of that mix), instead of the
- * factored corrections. Three engines over the sessions the runner opens (loadModel, sessions on the event loop):
+ * factored corrections. Four engines over the sessions the runner opens (loadModel, sessions on the event loop):
  * - _shared_: the shared model's plain decoder graph (lm-shared-model.ts), the yardstick;
- * - _factored_: the twin decoding factored always (`merge: false`: the engine before this change);
+ * - _factored_: the twin decoding factored always (`merge: false`: the engine before the merged decode graph);
+ * - _merged, not baked_ (`unbaked`): merging on, baking off (`maxBaked: 0`: the engine before baked mixes);
  * - _merged_: the twin as the runner now serves it (`merge` defaults: a mix merged when the batch has ≥ 16 steps
- *   left, 4 mixes kept).
+ *   left, 4 mixes kept, a mix that ran half of the last 128 merged passes baked into a session of its own, one at
+ *   a time: baked-mix-graph.ts).
  * Two workloads, each sequence TOKENS greedy tokens from a held-out prompt (round-robin over the domains):
  * - _routed_: each prompt with the mix the package's likelihood routing gives it, sent as an explicit mix (found once
  *   before the timed rounds), so every sequence has its own mix, as routed traffic has;
@@ -39,7 +41,7 @@ const CONCURRENCY = [1, 8, 32] as const
 const TOKENS = 48
 const C1_SEQUENCES = 16
 const PINNED = [0.6, 0.4, 0, 0, 0]
-const ENGINE_NAMES = ['shared', 'factored', 'merged'] as const
+const ENGINE_NAMES = ['shared', 'factored', 'unbaked', 'merged'] as const
 const WORKLOADS = ['routed', 'pinned'] as const
 type EngineName = (typeof ENGINE_NAMES)[number]
 type Workload = (typeof WORKLOADS)[number]
@@ -79,6 +81,7 @@ const sharedSession = await openSession(decoderAsServed(await lmSharedModel()), 
 const engines: Record<EngineName, GenerationEngine> = {
   shared: new GenerationEngine(new DecoderGraph(sharedSession.session, [], T), options),
   factored: new GenerationEngine(twin, { ...options, merge: false }),
+  unbaked: new GenerationEngine(twin, { ...options, merge: { maxBaked: 0 } }),
   merged: new GenerationEngine(twin, options),
 }
 
@@ -112,6 +115,7 @@ interface Cell {
   cpuTps: number[]
   merges: number
   mergedPasses: number
+  bakedPasses: number
   passes: number
 }
 const cells = new Map<string, Cell>()
@@ -126,6 +130,7 @@ const cellOf = (e: EngineName, w: Workload, c: number): Cell => {
       cpuTps: [],
       merges: 0,
       mergedPasses: 0,
+      bakedPasses: 0,
       passes: 0,
     }
     cells.set(key, cell)
@@ -161,6 +166,7 @@ async function runCell(e: EngineName, w: Workload, c: number): Promise<void> {
   cell.stepMs.push((lastEnd - lastFirst) / (TOKENS - 1))
   cell.merges += engine.counters.merges - before.merges
   cell.mergedPasses += engine.counters.mergedPasses - before.mergedPasses
+  cell.bakedPasses += engine.counters.bakedPasses - before.bakedPasses
   cell.passes += engine.counters.decodePasses - before.decodePasses
 }
 
@@ -189,8 +195,10 @@ const rows = WORKLOADS.flatMap((w) =>
       String(c),
       fmt(step('shared', w, c), 2),
       fmt(step('factored', w, c), 2),
+      fmt(step('unbaked', w, c), 2),
       fmt(step('merged', w, c), 2),
       `${(step('factored', w, c) / step('shared', w, c)).toFixed(2)}×`,
+      `${(step('unbaked', w, c) / step('shared', w, c)).toFixed(2)}×`,
       `${(step('merged', w, c) / step('shared', w, c)).toFixed(2)}×`,
       fmt(agg('shared', 'routed', c), 0),
       fmt(agg('factored', w, c), 0),
@@ -199,12 +207,13 @@ const rows = WORKLOADS.flatMap((w) =>
       fmt(summarize(cellOf('factored', w, c).ttftMs).p50, 1),
       fmt(summarize(merged.ttftMs).p50, 1),
       `${Math.round((100 * merged.mergedPasses) / Math.max(1, merged.passes))} %`,
+      `${Math.round((100 * merged.bakedPasses) / Math.max(1, merged.passes))} %`,
       String(merged.merges),
     ]
   }),
 )
 const md = [
-  `zoo/lm/package in the runner's generation engine, sessions as \`loadModel\` opens them (the decode graph, and the merged decode graph beside it: ${model.mergedDecode}). ${TOKENS} greedy tokens per sequence from held-out prompts, round-robin over the five domains; ${ROUNDS} interleaved rounds (concurrency 1: ${C1_SEQUENCES} sequences in a row per round). _routed_: each prompt with the mix the package's likelihood routing gives it, sent as an explicit mix (every sequence its own mix); _pinned_: every sequence with one tenant's mix {emails 0.6, speeches 0.4}. _shared_: the shared model's plain decoder graph (lm-shared-model.ts; its cells are the same in both workloads); _factored_: the twin decoding factored always (\`merge: false\`, the engine before the merged decode graph); _merged_: the twin as the runner serves it (a decode pass whose rows all apply one mix runs merged; a mix is merged when the batch has ≥ 16 steps left, and 4 mixes are kept). Step = one batched decode pass, timed after the last sequence's first token (a merge falls in the first decode pass, so it is in the step).`,
+  `zoo/lm/package in the runner's generation engine, sessions as \`loadModel\` opens them (the decode graph, and the merged decode graph beside it: ${model.mergedDecode}). ${TOKENS} greedy tokens per sequence from held-out prompts, round-robin over the five domains; ${ROUNDS} interleaved rounds (concurrency 1: ${C1_SEQUENCES} sequences in a row per round). _routed_: each prompt with the mix the package's likelihood routing gives it, sent as an explicit mix (every sequence its own mix); _pinned_: every sequence with one tenant's mix {emails 0.6, speeches 0.4}. _shared_: the shared model's plain decoder graph (lm-shared-model.ts; its cells are the same in both workloads); _factored_: the twin decoding factored always (\`merge: false\`, the engine before the merged decode graph); _merged_: the twin as the runner serves it (a decode pass whose rows all apply one mix runs merged; a mix is merged when the batch has ≥ 16 steps left, and 4 mixes are kept; a mix that ran half of the last 128 merged passes is baked into a session of its own, one at a time: baked-mix-graph.ts); _merged, not baked_: the same with baking off (\`maxBaked: 0\`). Step = one batched decode pass, timed after the last sequence's first token (a merge falls in the first decode pass, so it is in the step).`,
   '',
   table(
     [
@@ -212,8 +221,10 @@ const md = [
       'concurrency',
       'step ms shared',
       'factored',
+      'merged, not baked',
       'merged',
       'factored ÷ shared step',
+      'not baked ÷ shared',
       'merged ÷ shared step',
       'aggregate tok/s shared',
       'factored',
@@ -222,6 +233,7 @@ const md = [
       'TTFT ms factored (p50)',
       'merged',
       'passes merged',
+      'passes baked',
       'merges',
     ],
     rows,
@@ -229,6 +241,7 @@ const md = [
   '',
   `- **Twin decode step ÷ the shared model's (goal ≤ 1.3×), merged as served:** routed ${CONCURRENCY.map((c) => `${(step('merged', 'routed', c) / step('shared', 'routed', c)).toFixed(2)}× at ${c}`).join(', ')}; pinned ${CONCURRENCY.map((c) => `${(step('merged', 'pinned', c) / step('shared', 'pinned', c)).toFixed(2)}× at ${c}`).join(', ')}. Factored always: routed ${CONCURRENCY.map((c) => `${(step('factored', 'routed', c) / step('shared', 'routed', c)).toFixed(2)}×`).join(' / ')}, pinned ${CONCURRENCY.map((c) => `${(step('factored', 'pinned', c) / step('shared', 'pinned', c)).toFixed(2)}×`).join(' / ')}.`,
   `- **Continuous batching, aggregate tokens/s at 32 ÷ at 1:** shared ${(agg('shared', 'routed', 32) / agg('shared', 'routed', 1)).toFixed(1)}×; routed: factored ${(agg('factored', 'routed', 32) / agg('factored', 'routed', 1)).toFixed(1)}×, merged ${(agg('merged', 'routed', 32) / agg('merged', 'routed', 1)).toFixed(1)}×; pinned: factored ${(agg('factored', 'pinned', 32) / agg('factored', 'pinned', 1)).toFixed(1)}×, merged ${(agg('merged', 'pinned', 32) / agg('merged', 'pinned', 1)).toFixed(1)}× (goal ≥ 4×).`,
+  `- **Baked ÷ not baked, decode step:** routed ${CONCURRENCY.map((c) => `${(step('merged', 'routed', c) / step('unbaked', 'routed', c)).toFixed(2)}× at ${c}`).join(', ')}; pinned ${CONCURRENCY.map((c) => `${(step('merged', 'pinned', c) / step('unbaked', 'pinned', c)).toFixed(2)}× at ${c}`).join(', ')}.`,
   `- **Tokens per CPU-second, merged ÷ factored:** routed ${CONCURRENCY.map((c) => `${(mean(cellOf('merged', 'routed', c).cpuTps) / mean(cellOf('factored', 'routed', c).cpuTps)).toFixed(2)}× at ${c}`).join(', ')}; pinned ${CONCURRENCY.map((c) => `${(mean(cellOf('merged', 'pinned', c).cpuTps) / mean(cellOf('factored', 'pinned', c).cpuTps)).toFixed(2)}× at ${c}`).join(', ')}.`,
   `- **Machine:** ${m.nproc} cores, ${m.cpu}, ${m.memGb} GB; Node ${m.node}; onnxruntime-node ${m.ort}; provider ${model.provider}, default intra-op threads; load average ${fmt(m.loadStart, 1)} at start, ${fmt(end, 1)} at the end.`,
 ].join('\n')

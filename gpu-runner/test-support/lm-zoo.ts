@@ -5,8 +5,13 @@
  */
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { decodeGraph } from '../src/generate/decode-graph.ts'
+import { decoderAsServed } from '../src/generate/decoder-as-served.ts'
 import { DecoderGraph } from '../src/generate/decoder-graph.ts'
 import { LmProfile } from '../src/generate/lm-profile.ts'
+import { mergedDecodeGraph } from '../src/generate/merged-decode-graph.ts'
+import type { MergedDecoder } from '../src/generate/merged-mixes.ts'
+import { withoutNewKv } from '../src/generate/new-kv-outputs.ts'
 import { loadPackage } from '../src/package/load-package.ts'
 import { openSession, ort } from '../src/runtime/ort-session.ts'
 import { checkContract } from '../src/twin-contract/check-contract.ts'
@@ -77,4 +82,28 @@ export function lmPassFeeds(
         pastKv?.[`present.${l}.${kv}`] ??
         new ort.Tensor('float32', new Float32Array(0), [B, 4, 0, 32])
   return feeds
+}
+
+/**
+ * zoo/lm/package as the runner decodes it, on one CPU thread: the factored decode graph's session, the merged decode
+ * graph (its rewrite and its two sessions, without baking), the twin controls, and two validation prompts a domain.
+ */
+export async function lmMergedDecode() {
+  const opts = { provider: 'cpu' as const, threads: 1 }
+  const pkg = await loadPackage(join(LM_ZOO, 'package'))
+  const T = pkg.manifest.experts.length
+  const served = decoderAsServed(pkg.model)
+  const factoredBytes = decodeGraph(served)
+  if (!('bytes' in factoredBytes)) throw new Error(factoredBytes.unavailable)
+  const merged = mergedDecodeGraph(served, T)
+  if (!('decode' in merged)) throw new Error(merged.unavailable)
+  const factored = (await openSession(factoredBytes.bytes, opts)).session
+  const decoder: MergedDecoder = {
+    decode: (await openSession(merged.decode, opts)).session,
+    merge: (await openSession(merged.merge, opts)).session,
+    matrices: merged.matrices,
+  }
+  const controls = checkContract(pkg.manifest, withoutNewKv(factored), new Map())
+  const profile = await LmProfile.load(join(LM_ZOO, 'models'))
+  return { pkg, T, merged, factored, decoder, controls, prompts: validationPrompts(profile, 2) }
 }

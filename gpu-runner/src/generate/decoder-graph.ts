@@ -10,7 +10,7 @@ import { ort } from '../runtime/ort-session.ts'
 import type { RunnableSession } from '../runtime/threaded-session.ts'
 import { encodeControls, type RowControls } from '../twin-contract/encode-controls.ts'
 import { TARGET_IDS, TARGET_LOGPROBS } from './likelihood-graph.ts'
-import type { MergedDecoder } from './merged-mixes.ts'
+import type { MergedDecoder, MergedMix } from './merged-mixes.ts'
 import { newKvOutput } from './new-kv-outputs.ts'
 
 export interface DecoderLayout {
@@ -179,20 +179,27 @@ export class DecoderGraph {
   }
 
   /**
-   * One forward pass. With `mergedMatrices` (a mix's merged matrices, merged-mixes.ts) it runs on the merged decode
-   * graph, which is exact only when every row's controls apply that mix: the caller checks.
+   * One forward pass. With `merged` (a kept mix, merged-mixes.ts) it runs on the session with that mix baked in when
+   * there is one, else on the merged decode graph with the mix's matrices; either is exact only when every row's
+   * controls apply that mix: the caller checks.
    */
-  async run(f: DecoderFeeds, mergedMatrices?: Record<string, ort.Tensor>): Promise<DecoderOutputs> {
+  async run(f: DecoderFeeds, merged?: MergedMix): Promise<DecoderOutputs> {
     const { heads, headDim } = this.layout
     const { batch: B, seq: S, past: P } = f
     const feeds = this.feedsOf(f)
     const wantKeys = f.keys !== false
     let session = this.session
     let base = this.fetches.base
-    if (mergedMatrices) {
+    if (merged) {
       if (!this.merged) throw new AppError('INTERNAL', 'this decoder has no merged decode graph')
-      session = this.merged.decode
-      Object.assign(feeds, mergedMatrices)
+      if (merged.baked) session = merged.baked
+      else {
+        session = this.merged.decode
+        Object.assign(feeds, merged.matrices)
+      }
+      // A baked session has dropped the inputs it no longer reads (its mix among them).
+      for (const name of Object.keys(feeds))
+        if (!session.inputNames.includes(name)) delete feeds[name]
       // The merged decode graph may drop the applied weights (every row's are its explicit mix).
       const names = session.outputNames
       base = base.filter((n) => names.includes(n))

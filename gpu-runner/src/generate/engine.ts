@@ -34,13 +34,12 @@
  * @module
  */
 import { AppError } from '@twinserve/shared'
-import type { ort } from '../runtime/ort-session.ts'
 import type { RowControls } from '../twin-contract/encode-controls.ts'
 import { BatchedPast } from './batched-past.ts'
-import type { DecoderGraph, DecoderOutputs } from './decoder-graph.ts'
+import type { DecoderFeeds, DecoderGraph, DecoderOutputs } from './decoder-graph.ts'
 import { EventChannel } from './event-channel.ts'
 import { KvBudget, type KvBudgetOptions } from './kv-budget.ts'
-import { MergedMixes, type MergedMixesOptions } from './merged-mixes.ts'
+import { type MergedMix, MergedMixes, type MergedMixesOptions } from './merged-mixes.ts'
 import { type PromptBag, readPromptBag, sureExpert } from './prompt-bag.ts'
 import {
   likelihoodWeights,
@@ -113,6 +112,12 @@ export interface EngineOptions extends KvBudgetOptions {
   merge?: MergedMixesOptions | false
 }
 
+/**
+ * How far a baked session's logits may be from the merged pass's on its first pass (merged-mixes.ts). The two
+ * compute the same sums in another order: on zoo/lm they differ by under 1e-5 (logits up to ~20).
+ */
+const BAKED_TOLERANCE = 1e-3
+
 function sameMix(a: ArrayLike<number> | undefined, b: ArrayLike<number>): boolean {
   if (!a || a.length !== b.length) return false
   for (let i = 0; i < a.length; i++)
@@ -175,6 +180,8 @@ export class GenerationEngine {
     merges: 0,
     /** Merges that failed: the engine then decodes factored only, as it did before the merged decode graph. */
     mergeFailures: 0,
+    /** Merged passes run on a session with their mix baked in (merged-mixes.ts). */
+    bakedPasses: 0,
     gathers: 0,
   }
 
@@ -495,22 +502,25 @@ export class GenerationEngine {
     for (const [b, len] of lengths.entries())
       mask.fill(1n, b * (P + 1) + (P - len), (b + 1) * (P + 1))
     const merged = await this.mergedFor(seqs)
-    const out = await this.graph.run(
-      {
-        batch: B,
-        seq: 1,
-        past: P,
-        ids: BigInt64Array.from(seqs, (s) => BigInt(s.pending)),
-        mask,
-        // Positions count the row's real tokens before the new one: its cached length.
-        positions: BigInt64Array.from(lengths, BigInt),
-        cache: kv,
-        controls: seqs.map((s) => s.decodeControls),
-      },
-      merged,
-    )
+    const feeds: DecoderFeeds = {
+      batch: B,
+      seq: 1,
+      past: P,
+      ids: BigInt64Array.from(seqs, (s) => BigInt(s.pending)),
+      mask,
+      // Positions count the row's real tokens before the new one: its cached length.
+      positions: BigInt64Array.from(lengths, BigInt),
+      cache: kv,
+      controls: seqs.map((s) => s.decodeControls),
+    }
+    const out = await this.graph.run(feeds, merged)
     this.counters.decodePasses++
-    if (merged) this.counters.mergedPasses++
+    if (merged) {
+      this.counters.mergedPasses++
+      if (merged.baked) this.counters.bakedPasses++
+      if (merged.candidate) await this.check(merged, feeds, out)
+      this.mixes?.ran(merged)
+    }
     this.counters.decodeRows += B
     // The next past is this one with the pass's new position appended to every row (each row grew by one, so
     // its left padding still holds), written into the other set of buffers.
@@ -524,14 +534,33 @@ export class GenerationEngine {
   }
 
   /**
-   * The merged matrices for a decode pass whose rows all apply one explicit mix (each row's mix is held bit for bit
-   * from its prefill): kept from before, or merged now when the batch has enough steps left to repay the merge;
+   * A new baked session's first pass, run again on it beside the merged pass that served: it serves the mix's next
+   * passes only if its logits agree (a baked graph folds the mix as a constant, which the rewrite expects every
+   * graph to broadcast; this checks it on real rows). A run that fails counts as disagreeing.
+   */
+  private async check(m: MergedMix, feeds: DecoderFeeds, served: DecoderOutputs): Promise<void> {
+    const candidate = m.candidate
+    if (!candidate) return
+    let agreed = false
+    try {
+      const got = await this.graph.run({ ...feeds, keys: false }, { ...m, baked: candidate })
+      agreed = got.logits.length === served.logits.length
+      for (let i = 0; agreed && i < got.logits.length; i++)
+        agreed =
+          Math.abs((got.logits[i] as number) - (served.logits[i] as number)) <= BAKED_TOLERANCE
+    } catch {
+      agreed = false
+    }
+    this.mixes?.verified(m, agreed)
+  }
+
+  /**
+   * The kept mix for a decode pass whose rows all apply one explicit mix (each row's mix is held bit for bit from
+   * its prefill): kept from before, or merged now when the batch has enough steps left to repay the merge;
    * undefined runs the pass factored. Bit-equal mixes only, so the merged pass computes what the factored one
    * would, to float32 rounding (merged-decode-graph.test.ts).
    */
-  private async mergedFor(
-    seqs: readonly Sequence[],
-  ): Promise<Record<string, ort.Tensor> | undefined> {
+  private async mergedFor(seqs: readonly Sequence[]): Promise<MergedMix | undefined> {
     const mixes = this.mixes
     const mix = seqs[0]?.decodeControls.mixWeights
     if (!mixes || !mix) return undefined
@@ -549,6 +578,7 @@ export class GenerationEngine {
     } catch {
       // The factored graph computes the same: a broken merge session costs speed, never a request.
       this.counters.mergeFailures++
+      mixes.close()
       this.mixes = undefined
       return undefined
     }

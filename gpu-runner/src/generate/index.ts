@@ -4,6 +4,7 @@
  * @module
  */
 
+export { bakedMixGraph } from './baked-mix-graph.ts'
 export { type DecodeGraph, decodeGraph } from './decode-graph.ts'
 export { decoderAsServed, isKvDecoder } from './decoder-as-served.ts'
 export {

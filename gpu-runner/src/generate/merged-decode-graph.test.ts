@@ -11,7 +11,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { LM_ZOO, lmPassFeeds, validationPrompts } from '../../test-support/lm-zoo.ts'
+import { LM_ZOO, lmMergedDecode, lmPassFeeds } from '../../test-support/lm-zoo.ts'
 import { writeBuildFixture } from '../../test-support/test-models.ts'
 import { buildPackage } from '../build/build-package.ts'
 import { modelInputs, syntheticFeeds } from '../build/import/model-io.ts'
@@ -22,16 +22,11 @@ import { onnx } from '../onnx/proto.ts'
 import { loadPackage, readManifest } from '../package/load-package.ts'
 import { openSession, type ort } from '../runtime/ort-session.ts'
 import { estimateLoadedBytes, MEMORY_PER_SESSION_BYTES } from '../server/package-location.ts'
-import { checkContract } from '../twin-contract/check-contract.ts'
 import { encodeControls, type RowControls } from '../twin-contract/encode-controls.ts'
-import { decodeGraph } from './decode-graph.ts'
-import { decoderAsServed } from './decoder-as-served.ts'
 import { DecoderGraph } from './decoder-graph.ts'
 import { type EngineOptions, GenerationEngine, type GenerationEvent } from './engine.ts'
-import { LmProfile } from './lm-profile.ts'
 import { MERGE_MIX, mergedDecodeGraph } from './merged-decode-graph.ts'
-import { MERGED_MIXES_KEPT, type MergedDecoder, MergedMixes } from './merged-mixes.ts'
-import { withoutNewKv } from './new-kv-outputs.ts'
+import { BAKED_MIXES, MERGED_MIXES_KEPT, type MergedDecoder, MergedMixes } from './merged-mixes.ts'
 
 /**
  * Logits, merged against factored (both float32: x·(W + ΔW) against x·W + (x·U ⊙ s)·F, summed in another order).
@@ -53,29 +48,10 @@ const OPTIONS: EngineOptions = {
 }
 const opts = { provider: 'cpu' as const, threads: 1 }
 
-let loaded: ReturnType<typeof load> | undefined
+let loaded: ReturnType<typeof lmMergedDecode> | undefined
 const setup = () => {
-  loaded ??= load()
+  loaded ??= lmMergedDecode()
   return loaded
-}
-
-async function load() {
-  const pkg = await loadPackage(join(LM_ZOO, 'package'))
-  const T = pkg.manifest.experts.length
-  const served = decoderAsServed(pkg.model)
-  const factoredBytes = decodeGraph(served)
-  if (!('bytes' in factoredBytes)) throw new Error(factoredBytes.unavailable)
-  const merged = mergedDecodeGraph(served, T)
-  if (!('decode' in merged)) throw new Error(merged.unavailable)
-  const factored = (await openSession(factoredBytes.bytes, opts)).session
-  const decoder: MergedDecoder = {
-    decode: (await openSession(merged.decode, opts)).session,
-    merge: (await openSession(merged.merge, opts)).session,
-    matrices: merged.matrices,
-  }
-  const controls = checkContract(pkg.manifest, withoutNewKv(factored), new Map())
-  const profile = await LmProfile.load(join(LM_ZOO, 'models'))
-  return { pkg, T, merged, factored, decoder, controls, prompts: validationPrompts(profile, 2) }
 }
 
 const maxAbsDiff = (a: ort.Tensor | undefined, b: ort.Tensor | undefined): number => {
@@ -119,7 +95,7 @@ describe('merged decode graph (#14)', () => {
     let moved = 0
     const prefills: (ort.Tensor | undefined)[] = []
     for (const mix of MIXES) {
-      const matrices = await mixes.merge(mix)
+      const { matrices } = await mixes.merge(mix)
       const rows: RowControls[] = [{ mixWeights: mix }, { mixWeights: mix }]
       for (const ids of prompts) {
         const S = ids.length
@@ -248,7 +224,9 @@ describe('merged decode graph (#14)', () => {
       mergeCache: { maxEntries: 1, maxBytes: 1 << 20 },
     })
     try {
-      expect(model.mergedDecode).toBe('21 corrections merged into 20 matrices; 3.0 MiB a mix')
+      expect(model.mergedDecode).toBe(
+        '21 corrections merged into 20 matrices; 3.0 MiB a mix; up to 1 hot mix baked into a session of its own',
+      )
       expect(model.twinGraph.merged?.matrices.length).toBe(20)
       // The merge session holds each expert's whole correction and the base matrices: (T + 1) × 3 MiB.
       expect(model.mergedSessionBytes).toBe(6 * 3 * 2 ** 20)
@@ -256,14 +234,16 @@ describe('merged decode graph (#14)', () => {
       await model.close()
     }
     // The memory check counts the two sessions, the merge session's (T + 1) matrices (four times: folded at load beside
-    // their factors) and the kept mixes' (twice: in shared memory and in the decode session's thread).
+    // their factors), the kept mixes' (twice: in shared memory and in the decode session's thread) and the baked
+    // sessions (a session and five times the matrices each: baked-mix-graph.test.ts).
     const manifest = await readManifest(join(LM_ZOO, 'package'))
     const withMerged = await estimateLoadedBytes(join(LM_ZOO, 'package'), manifest)
     const without = await estimateLoadedBytes(join(LM_ZOO, 'package'), manifest, {
       mergedSessions: false,
     })
     expect(withMerged - without).toBe(
-      2 * MEMORY_PER_SESSION_BYTES + (4 * (5 + 1) + 2 * MERGED_MIXES_KEPT) * 3 * 2 ** 20,
+      (2 + BAKED_MIXES) * MEMORY_PER_SESSION_BYTES +
+        (4 * (5 + 1) + 2 * MERGED_MIXES_KEPT + 5 * BAKED_MIXES) * 3 * 2 ** 20,
     )
     const lean = await loadModel(join(LM_ZOO, 'package'), {
       provider: 'cpu',
@@ -324,7 +304,7 @@ describe.each([
         const a = await twin.run(feeds)
         const b = await decoder.decode.run({
           ...feeds,
-          ...(await new MergedMixes(decoder, T).merge(mix)),
+          ...(await new MergedMixes(decoder, T).merge(mix)).matrices,
         })
         const zero = await twin.run({
           ...x,

@@ -7,11 +7,13 @@
  * @module
  */
 import { AppError } from '@twinserve/shared'
+import { bakedMixGraph } from '../generate/baked-mix-graph.ts'
 import { decodeGraph } from '../generate/decode-graph.ts'
 import { decoderAsServed, isKvDecoder } from '../generate/decoder-as-served.ts'
 import { groupedLikelihoodGraph } from '../generate/grouped-likelihood-graph.ts'
 import { likelihoodGraph } from '../generate/likelihood-graph.ts'
 import { mergedDecodeGraph } from '../generate/merged-decode-graph.ts'
+import { BAKED_MIXES } from '../generate/merged-mixes.ts'
 import { onnx } from '../onnx/proto.ts'
 import { externalGraphPath, loadPackage } from '../package/load-package.ts'
 import { openSession, type ProviderChoice } from '../runtime/ort-session.ts'
@@ -211,9 +213,12 @@ async function openMerged(
     decode = await open(rewritten.decode)
     const merge = await open(rewritten.merge)
     const { matrices, bytesPerMix, mergeBytes, sites, factored } = rewritten
+    // A hot mix's own session (generate/baked-mix-graph.ts), opened by the engine in the background.
+    const bake = (mix: Float32Array, values: Record<string, Float32Array>) =>
+      open(bakedMixGraph(rewritten.decode, values, mix))
     return {
-      merged: { decode, merge, matrices, bytesPerMix, mergeBytes },
-      mergedDecodeNote: `${sites} corrections merged into ${matrices.length} matrices${factored ? `, ${factored} left factored` : ''}; ${(bytesPerMix / 2 ** 20).toFixed(1)} MiB a mix`,
+      merged: { decode, merge, matrices, bytesPerMix, mergeBytes, bake },
+      mergedDecodeNote: `${sites} corrections merged into ${matrices.length} matrices${factored ? `, ${factored} left factored` : ''}; ${(bytesPerMix / 2 ** 20).toFixed(1)} MiB a mix; up to ${BAKED_MIXES} hot mix baked into a session of its own`,
     }
   } catch (err) {
     await decode?.session.release()

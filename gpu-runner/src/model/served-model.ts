@@ -28,7 +28,7 @@ import {
 } from '@twinserve/shared'
 import { type FactorsWithShared, shapeOf } from '../factors/exclusive-factors.ts'
 import type { MergedMatrix } from '../generate/merged-decode-graph.ts'
-import type { MergedDecoder } from '../generate/merged-mixes.ts'
+import type { BakedSession, MergedDecoder } from '../generate/merged-mixes.ts'
 import { withoutNewKv } from '../generate/new-kv-outputs.ts'
 import { MatmulBackend } from '../merge/matmul.ts'
 import { onnx } from '../onnx/proto.ts'
@@ -130,6 +130,8 @@ export interface MergedSessions {
   bytesPerMix: number
   /** Bytes the merge session holds (each expert's whole correction, and the base matrices). */
   mergeBytes: number
+  /** Opens a session with one mix baked in (generate/baked-mix-graph.ts). */
+  bake?: (mix: Float32Array, matrices: Record<string, Float32Array>) => Promise<ServingSession>
 }
 
 /** A session the model runs on, in its own thread (threaded-session.ts) or on the event loop. */
@@ -229,6 +231,9 @@ export class ServedModel {
     outputs: readonly string[]
   }
   private solo = 0
+  /** Sessions with a mix baked in that the generation engine holds open (bakeMix). */
+  private readonly baked = new Set<RunnableSession>()
+  private closed = false
   private materialized?: Promise<{
     session: RunnableSession
     factors: FactorsWithShared[]
@@ -281,6 +286,7 @@ export class ServedModel {
     merged?: MergedDecoder
   } {
     const m = this.init.merged
+    const bake = m?.bake
     return {
       session: this.twin.session,
       controls: this.controls,
@@ -291,6 +297,7 @@ export class ServedModel {
               decode: m.decode.session,
               merge: m.merge.session,
               matrices: m.matrices,
+              ...(bake ? { bake: (mix, values) => this.bakeMix(bake, mix, values) } : {}),
             },
           }
         : {}),
@@ -716,9 +723,43 @@ export class ServedModel {
     }
   }
 
+  /**
+   * Opens a session with a mix baked in for the generation engine (generate/merged-mixes.ts), which closes it when
+   * it drops the mix; close() closes any still open, and one that opens after close() is closed at once.
+   */
+  private async bakeMix(
+    bake: NonNullable<MergedSessions['bake']>,
+    mix: Float32Array,
+    values: Record<string, Float32Array>,
+  ): Promise<BakedSession> {
+    const opened = await bake(mix, values)
+    const session = opened.session
+    if (this.closed) {
+      await session.release()
+      throw new Error(`model '${this.name}' was closed while a mix was baked`)
+    }
+    this.baked.add(session)
+    return {
+      session,
+      release: () => {
+        this.baked.delete(session)
+        return session.release()
+      },
+    }
+  }
+
+  /** Sessions with a mix baked in, open now (bench:load-memory's and the tests' view). */
+  get bakedSessions(): number {
+    return this.baked.size
+  }
+
   /** Releases every session (and ends their threads); the model serves nothing afterwards. */
   async close(): Promise<void> {
+    this.closed = true
+    const baked = [...this.baked]
+    this.baked.clear()
     const sessions = [
+      ...baked,
       this.twin.session,
       ...(this.init.likelihood ? [this.init.likelihood.session] : []),
       ...(this.init.merged

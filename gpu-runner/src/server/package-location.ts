@@ -9,7 +9,7 @@ import { freemem } from 'node:os'
 import { isAbsolute, join, relative, resolve, sep } from 'node:path'
 import { AppError, type PackageManifest } from '@twinserve/shared'
 import { isKvDecoder } from '../generate/decoder-as-served.ts'
-import { MERGED_MIXES_KEPT } from '../generate/merged-mixes.ts'
+import { BAKED_MIXES, MERGED_MIXES_KEPT } from '../generate/merged-mixes.ts'
 
 const MIB = 1024 * 1024
 
@@ -70,7 +70,10 @@ export async function resolvePackageDir(
  * come from and its arena keeps that peak: zoo/lm's generating load grew by 144–234 MiB over four runs against
  * 80–134 MiB without it, `npm run bench:load-memory` and scratch runs, 2026-12-06), and the engine keeps that many
  * mixes' merged matrices, in shared memory and in the decode session's
- * thread (generate/merged-decode-graph.ts, runtime/threaded-session.ts `keep`).
+ * thread (generate/merged-decode-graph.ts, runtime/threaded-session.ts `keep`). The engine may also open BAKED_MIXES
+ * sessions with a hot mix baked in (generate/baked-mix-graph.ts), each a session and 5 times the matrices' bytes:
+ * its initializers, onnxruntime's prepacked copies, and the graph's bytes while it opens (a scratch probe opening
+ * eight on zoo/lm, 2026-12-06: 20.9 MiB each in threads of their own, 6.6 MiB on the event loop; counted 23 MiB).
  */
 export async function estimateLoadedBytes(
   dir: string,
@@ -88,7 +91,8 @@ export async function estimateLoadedBytes(
         .filter((e) => e.kind === 'matrix')
         .reduce((a, e) => a + 4 * e.shape.reduce((x, y) => x * y, 1), 0)
     : 0
-  const sessions = 1 + manifest.variants.length + (likelihood ? 1 : 0) + (merged ? 2 : 0)
+  const sessions =
+    1 + manifest.variants.length + (likelihood ? 1 : 0) + (merged ? 2 + BAKED_MIXES : 0)
   const modelBytes = await fileBytes(join(dir, manifest.model.file))
   // A KV-cache decoder counts its twin graph once more: with the decode graph (generate/decode-graph.ts) beside the
   // graph as served at load, zoo/lm's load grew by 14–51 MiB in one session and 44–117 MiB generating over repeated
@@ -97,7 +101,7 @@ export async function estimateLoadedBytes(
   return (
     ((await packageBytes(dir, manifest)) + copies * modelBytes) * MEMORY_PER_PACKAGE_BYTE +
     sessions * MEMORY_PER_SESSION_BYTES +
-    (4 * (manifest.experts.length + 1) + 2 * MERGED_MIXES_KEPT) * matrixBytes
+    (4 * (manifest.experts.length + 1) + 2 * MERGED_MIXES_KEPT + 5 * BAKED_MIXES) * matrixBytes
   )
 }
 
