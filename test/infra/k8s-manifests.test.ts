@@ -194,10 +194,18 @@ describe.each(KUSTOMIZATIONS)('kustomization %s', (dir) => {
       type: string
       metadata: { query: string; threshold: string }
     }[]
-    expect(triggers.map((t) => t.type)).toEqual(['prometheus', 'prometheus'])
-    const [queue, cold] = triggers
+    expect(triggers.map((t) => t.type)).toEqual(['prometheus', 'prometheus', 'prometheus'])
+    const [queue, kv, cold] = triggers
     expect(queue?.metadata.query).toContain('twinserve_runner_queue_depth')
     expect(runnerMetrics.registry.getSingleMetric('twinserve_runner_queue_depth')).toBeDefined()
+    // Generation's load: reserved KV cache over one runner's budget, both gauges of the runner.
+    for (const name of [
+      'twinserve_runner_generation_kv_cache_bytes',
+      'twinserve_runner_generation_kv_cache_capacity_bytes',
+    ]) {
+      expect(kv?.metadata.query).toContain(name)
+      expect(runnerMetrics.registry.getSingleMetric(name)).toBeDefined()
+    }
     expect(cold?.metadata.query).toContain('twinserve_gateway_cold_start_waiting')
     expect(METRIC_FAMILIES.twinserve_gateway_cold_start_waiting.type).toBe('gauge')
     for (const t of triggers) expect(Number(t.metadata.threshold)).toBeGreaterThan(0)
@@ -208,11 +216,14 @@ describe.each(Object.entries(OVERLAYS))('overlay %s', (envName, dir) => {
   const objects = render(dir)
   const ns = find(objects, 'Namespace').metadata.name
 
-  it('puts everything in its namespace, and the queue query reads that namespace', () => {
+  it('puts everything in its namespace, and the runner queries read that namespace', () => {
     for (const o of objects.filter((x) => x.kind !== 'Namespace'))
       expect(o.metadata.namespace).toBe(ns)
-    const [queue] = find(objects, 'ScaledObject').spec.triggers
+    const [queue, kv] = find(objects, 'ScaledObject').spec.triggers
     expect(queue.metadata.query).toBe(`sum(twinserve_runner_queue_depth{namespace="${ns}"})`)
+    expect(kv.metadata.query).toBe(
+      `sum(twinserve_runner_generation_kv_cache_bytes{namespace="${ns}"}) / max(twinserve_runner_generation_kv_cache_capacity_bytes{namespace="${ns}"})`,
+    )
   })
 
   it('uses a pinned image, and an Ingress host that is the RUNNER_PUBLIC_URL runners announce', () => {

@@ -110,6 +110,21 @@ export interface EngineOptions extends KvBudgetOptions {
    * matrices (merged-mixes.ts), when it has one; `false` decodes factored always (bench:generate's before/after).
    */
   merge?: MergedMixesOptions | false
+  /** Told of every sequence as it ends (the runner's metrics); what it throws is ignored. */
+  onFinish?: (stats: SequenceStats) => void
+}
+
+/** A finished sequence, for metrics. */
+export interface SequenceStats {
+  promptTokens: number
+  /** Tokens sampled (a stop token included). */
+  completionTokens: number
+  /** How it ended; 'error' when a pass failed under it. */
+  reason: FinishReason | 'error'
+  /** Seconds from admission to its first token; undefined when none came. */
+  ttftSeconds?: number
+  /** Mean seconds between its tokens after the first; undefined with fewer than two. */
+  secondsPerToken?: number
 }
 
 /**
@@ -148,7 +163,13 @@ interface Sequence {
   /** The bag-of-ids classifier was sure: this one-hot mix, no scoring pass (`promptLikelihood.bag`). */
   bagMix?: Float32Array
   cancelled: boolean
+  /** A pass failed under it (guard): it ends with an error event. */
+  failed?: boolean
   done: boolean
+  /** performance.now() at admission, at its first token and at its last. */
+  admittedAt: number
+  firstAt?: number
+  lastAt?: number
 }
 
 export class GenerationEngine {
@@ -209,6 +230,11 @@ export class GenerationEngine {
     return this.budget.reservedBytes
   }
 
+  /** Sequences waiting for their prefill, and decoding. */
+  get sequences(): { waiting: number; running: number } {
+    return { waiting: this.waiting.length, running: this.running.length }
+  }
+
   /** Resolves when no sequence is admitted. */
   idle(): Promise<void> {
     if (this.activeSequences === 0) return Promise.resolve()
@@ -253,6 +279,7 @@ export class GenerationEngine {
       decodeControls: {},
       cancelled: false,
       done: false,
+      admittedAt: performance.now(),
     }
     const bagMix = this.bagMix(request)
     if (bagMix) seq.bagMix = bagMix
@@ -356,6 +383,7 @@ export class GenerationEngine {
       for (const s of seqs)
         if (!s.done) {
           s.channel.push({ type: 'error', error })
+          s.failed = true
           this.finish(s, 'cancelled')
         }
     }
@@ -594,6 +622,8 @@ export class GenerationEngine {
     const row = out.logits.subarray((b * S + at) * V, (b * S + at + 1) * V)
     const choice = s.sampler.sample(row)
     s.generated++
+    s.lastAt = performance.now()
+    s.firstAt ??= s.lastAt
     if (s.request.stopTokenIds?.includes(choice.id)) {
       this.finish(s, 'stop')
       return
@@ -609,6 +639,25 @@ export class GenerationEngine {
       return
     }
     s.pending = choice.id
+  }
+
+  private report(s: Sequence, reason: FinishReason): void {
+    const report = this.options.onFinish
+    if (!report) return
+    const { firstAt, lastAt } = s
+    try {
+      report({
+        promptTokens: s.request.promptIds.length,
+        completionTokens: s.generated,
+        reason: s.failed ? 'error' : reason,
+        ...(firstAt !== undefined ? { ttftSeconds: (firstAt - s.admittedAt) / 1000 } : {}),
+        ...(firstAt !== undefined && lastAt !== undefined && s.generated > 1
+          ? { secondsPerToken: (lastAt - firstAt) / 1000 / (s.generated - 1) }
+          : {}),
+      })
+    } catch {
+      // Metrics never end a sequence badly.
+    }
   }
 
   /** Ends a sequence: frees its cache and reservation at once, and tells its reader. */
@@ -628,6 +677,7 @@ export class GenerationEngine {
     this.budget.release(s.reserved)
     s.channel.push({ type: 'end', reason, completionTokens: s.generated, text })
     s.channel.close()
+    this.report(s, reason)
     if (this.activeSequences === 0) {
       this.batch = undefined
       this.pastBuffers.release()

@@ -12,13 +12,20 @@ import { rowControls } from '../model/controls.ts'
 import type { ServedModel } from '../model/served-model.ts'
 import type { RowControls } from '../twin-contract/encode-controls.ts'
 import { DecoderGraph } from './decoder-graph.ts'
-import { GenerationEngine, type GenerationEvent, type GenerationRequest } from './engine.ts'
+import {
+  type EngineOptions,
+  GenerationEngine,
+  type GenerationEvent,
+  type GenerationRequest,
+} from './engine.ts'
 import type { LmProfile } from './lm-profile.ts'
 
 export interface TextGeneratorOptions {
   maxSequences: number
   maxBytes: number
   prefillTokensPerStep: number
+  /** Told of every sequence as it ends (the runner's metrics). */
+  onFinish?: EngineOptions['onFinish']
 }
 
 export class TextGenerator {

@@ -27,12 +27,23 @@
  * | twinserve_runner_routing_drift                  | gauge     | model (total variation from the build-time routing; |
  * |                                                 |           | packages with a routingProfile, once 100 rows came) |
  * | twinserve_runner_routing_drift_alert            | gauge     | model (1 while the drift is above --drift-alert) |
- * plus prom-client's default process metrics (`twinserve_runner_process_*`, `twinserve_runner_nodejs_*`).
+ * | twinserve_runner_generation_sequences           | gauge     | model, state (waiting, running)      |
+ * | twinserve_runner_generation_kv_cache_bytes      | gauge     | model (reserved by admitted sequences) |
+ * | twinserve_runner_generation_kv_cache_capacity_bytes | gauge | model (--kv-cache-mb)                |
+ * | twinserve_runner_generation_decode_passes_total | counter   | model, path (factored, merged, baked) |
+ * | twinserve_runner_generation_scoring_passes_total | counter  | model (prompts scored by likelihood) |
+ * | twinserve_runner_generation_prompt_tokens_total | counter   | model (of finished sequences)        |
+ * | twinserve_runner_generation_completion_tokens_total | counter | model (of finished sequences)     |
+ * | twinserve_runner_generation_finished_total      | counter   | model, reason (stop, length, cancelled, error) |
+ * | twinserve_runner_generation_time_to_first_token_seconds | histogram | model                     |
+ * | twinserve_runner_generation_time_per_output_token_seconds | histogram | model (per sequence, after the first) |
+ * (the generation series: generation-metrics.ts), plus prom-client's default process metrics (`twinserve_runner_process_*`, `twinserve_runner_nodejs_*`).
  * @module
  */
 
 import type { RoutingProfile } from '@twinserve/shared'
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
+import { type GenerationEngines, generationMetrics } from './generation-metrics.ts'
 import { DRIFT_MIN_ROWS, RoutingDrift } from './routing-drift.ts'
 import { summarizeRouting } from './routing-telemetry.ts'
 
@@ -47,6 +58,8 @@ export function createMetrics(opts: {
   /** Model names of every version loaded (one per version; a model mid-swap appears twice). */
   versions?: () => string[]
   drift?: DriftOptions
+  /** The models the runner generates with (--generation) and their engines, read at scrape time. */
+  generation?: GenerationEngines
 }) {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry, prefix: 'twinserve_runner_' })
@@ -145,6 +158,7 @@ export function createMetrics(opts: {
     },
   })
   const { routing, drift } = routingMetrics(registry, opts.versions, opts.drift)
+  const generationFinished = generationMetrics(registry, opts.generation ?? (() => []))
   return {
     registry,
     routing,
@@ -158,6 +172,8 @@ export function createMetrics(opts: {
     abstainedRows,
     cacheLookups,
     provider,
+    /** The `onFinish` of a model's generation engine (generation-metrics.ts). */
+    generationFinished,
   }
 }
 

@@ -329,6 +329,63 @@ describe('generation routes on a real runner', () => {
     expect(gen.engine.kvBytes).toBe(0)
   })
 
+  it('/metrics counts generation: tokens, how sequences end, TTFT, time per token, decode passes by path', async () => {
+    const scrape = async () => (await fetch(`${runner.url}/metrics`)).text()
+    const value = (text: string, series: string): number => {
+      const line = text.split('\n').find((l) => l.startsWith(`${series} `))
+      return line ? Number(line.slice(series.length + 1)) : 0
+    }
+    const m = `model="${MODEL}"`
+    const series = [
+      `twinserve_runner_generation_prompt_tokens_total{${m}}`,
+      `twinserve_runner_generation_completion_tokens_total{${m}}`,
+      `twinserve_runner_generation_finished_total{${m},reason="stop"}`,
+      `twinserve_runner_generation_finished_total{${m},reason="length"}`,
+      `twinserve_runner_generation_finished_total{${m},reason="cancelled"}`,
+      `twinserve_runner_generation_time_to_first_token_seconds_count{${m}}`,
+      `twinserve_runner_generation_time_per_output_token_seconds_count{${m}}`,
+      ...['factored', 'merged', 'baked'].map(
+        (p) => `twinserve_runner_generation_decode_passes_total{${m},path="${p}"}`,
+      ),
+    ]
+    const before = await scrape()
+    const res = await post('/v1/completions', {
+      model: MODEL,
+      prompt: PROMPT,
+      max_tokens: 20,
+      temperature: 0,
+      twinserve: { experts: FORTUNES },
+    })
+    const body = CompletionSchema.parse(await res.json())
+    const after = await scrape()
+    const [prompt, completion, stop, length, cancelled, ttft, tpot, ...passes] = series.map(
+      (name) => value(after, name) - value(before, name),
+    )
+    const usage = body.usage
+    const reason = body.choices[0]?.finish_reason
+    if (!usage || (reason !== 'stop' && reason !== 'length')) throw new Error('no usage or reason')
+    expect(usage.completion_tokens).toBeGreaterThan(1)
+    expect({ prompt, completion, stop, length, cancelled, ttft, tpot }).toEqual({
+      prompt: usage.prompt_tokens,
+      completion: usage.completion_tokens,
+      stop: reason === 'stop' ? 1 : 0,
+      length: reason === 'length' ? 1 : 0,
+      cancelled: 0,
+      ttft: 1,
+      tpot: 1,
+    })
+    // The first token comes from the prefill, each later one from a decode pass, on whichever path the mix took
+    // (a sequence alone: merged, or baked).
+    expect(passes.reduce((a, b) => a + (b ?? 0), 0)).toBe(usage.completion_tokens - 1)
+    expect(value(after, `twinserve_runner_generation_sequences{${m},state="running"}`)).toBe(0)
+    expect(value(after, `twinserve_runner_generation_kv_cache_bytes{${m}}`)).toBe(0)
+    expect(value(after, `twinserve_runner_generation_kv_cache_capacity_bytes{${m}}`)).toBe(2 ** 20)
+    // The cancelled streams of the test before were counted as such.
+    expect(
+      value(after, `twinserve_runner_generation_finished_total{${m},reason="cancelled"}`),
+    ).toBeGreaterThan(0)
+  })
+
   it('the official openai client streams a chat completion with a mix in the body', async () => {
     const client = new OpenAI({ baseURL: `${runner.url}/v1`, apiKey: 'any-string' })
     const params = {

@@ -11,7 +11,7 @@ import { serve } from '@hono/node-server'
 import { AppError, DEFAULT_MAX_SKEW_S, type RunnerRegistration } from '@twinserve/shared'
 import type { RunnerConfig } from '../config.ts'
 import { LmProfile } from '../generate/lm-profile.ts'
-import { TextGenerator } from '../generate/text-generator.ts'
+import { TextGenerator, type TextGeneratorOptions } from '../generate/text-generator.ts'
 import { type GrpcServer, startGrpcServer } from '../grpc/grpc-server.ts'
 import { loadModel } from '../model/load-model.ts'
 import type { MergeTensorFn } from '../model/materialize.ts'
@@ -19,6 +19,7 @@ import { MergeQuota } from '../model/merge-quota.ts'
 import type { PreparedRequest, RunResult, ServedModel } from '../model/served-model.ts'
 import { createApp } from './app.ts'
 import type { AppDeps } from './app-deps.ts'
+import type { GenerationEngines } from './generation-metrics.ts'
 import { InferenceStatistics } from './inference-stats.ts'
 import { createLogger, errorFields, type Logger } from './logger.ts'
 import { Membership } from './membership.ts'
@@ -178,6 +179,7 @@ async function loadGenerators(
   config: RunnerConfig,
   models: ReadonlyMap<string, ServedModel>,
   logger: Logger,
+  onFinish: (model: string) => TextGeneratorOptions['onFinish'],
 ): Promise<Map<string, TextGenerator>> {
   const generators = new Map<string, TextGenerator>()
   const share = Math.max(1, Math.floor(config.maxSequences / Math.max(1, config.generation.length)))
@@ -195,6 +197,7 @@ async function loadGenerators(
       maxSequences: share,
       maxBytes: config.kvCacheMb * 1024 * 1024,
       prefillTokensPerStep: config.prefillTokensPerStep,
+      onFinish: onFinish(name),
     })
     generators.set(name, gen)
     logger.info('generation enabled', {
@@ -215,6 +218,7 @@ function servingPipeline(
   draining: () => boolean,
   stats: InferenceStatistics,
   logger: Logger,
+  generation: GenerationEngines,
 ): { scheduler: Scheduler<PreparedRequest, RunResult>; metrics: RunnerMetrics } {
   const { models, repository } = loaded
   let metrics: RunnerMetrics | undefined
@@ -268,6 +272,7 @@ function servingPipeline(
     draining,
     cache: () => [...models.values()].map((m) => ({ model: m.name, ...m.cacheStats() })),
     versions: () => repository.loaded().map((v) => v.model.name),
+    generation,
     drift: {
       alert: config.driftAlert,
       windowRows: config.driftWindowRows,
@@ -341,10 +346,19 @@ export async function startRunner(config: RunnerConfig, deps: RunnerDeps = {}): 
   const { models, repository, provider: usedProvider, fallbackReason } = loaded
   let draining = false
   const stats = new InferenceStatistics()
-  const { scheduler, metrics } = servingPipeline(config, loaded, () => draining, stats, logger)
+  let generators = new Map<string, TextGenerator>()
+  const engines = () => [...generators].map(([model, g]) => ({ model, engine: g.engine }))
+  const { scheduler, metrics } = servingPipeline(
+    config,
+    loaded,
+    () => draining,
+    stats,
+    logger,
+    engines,
+  )
   cacheLookup = (model, hit) => metrics.cacheLookups.inc({ model, result: hit ? 'hit' : 'miss' })
 
-  const generators = await loadGenerators(config, models, logger)
+  generators = await loadGenerators(config, models, logger, metrics.generationFinished)
   const appDeps: AppDeps = {
     models,
     repository,
