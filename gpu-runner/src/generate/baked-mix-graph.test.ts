@@ -62,8 +62,11 @@ const maxAbsDiff = (a: ort.Tensor | undefined, b: ort.Tensor | undefined): numbe
   return m
 }
 
-/** A bake that opens the baked graph in-process and records what it opened and closed. */
-function recordingBake(bytes: Uint8Array, wrongMix?: Float32Array) {
+/**
+ * A bake that opens the baked graph in-process and records what it opened and closed; `failAfter` runs of a baked
+ * session make the next ones throw.
+ */
+function recordingBake(bytes: Uint8Array, wrongMix?: Float32Array, failAfter = Infinity) {
   const log = { opened: 0, released: 0, runs: 0, mixes: [] as number[][] }
   const bake = async (mix: Float32Array, values: Record<string, Float32Array>) => {
     log.opened++
@@ -74,8 +77,9 @@ function recordingBake(bytes: Uint8Array, wrongMix?: Float32Array) {
       outputNames: session.outputNames,
       inputMetadata: session.inputMetadata,
       outputMetadata: session.outputMetadata,
-      run: (feeds: Record<string, ort.Tensor>, fetches?: readonly string[]) => {
+      run: async (feeds: Record<string, ort.Tensor>, fetches?: readonly string[]) => {
         log.runs++
+        if (log.runs > failAfter) throw new Error('the baked session crashed')
         return session.run(feeds, fetches ?? session.outputNames)
       },
       release: () => session.release(),
@@ -218,7 +222,7 @@ describe('baked mix graph (#14)', () => {
     expect(log.opened).toBe(1)
   }, 60_000)
 
-  it('a baked session whose first pass disagrees is closed and never used: the same tokens', async () => {
+  it('a baked session whose first pass disagrees, or that fails, is closed: the same tokens', async () => {
     const { merged, decoder } = await setup()
     const mix = MIXES[0] ?? []
     const factored = await pinnedTokens(undefined, false, mix)
@@ -239,6 +243,17 @@ describe('baked mix graph (#14)', () => {
     )
     expect(broken.tokens).toEqual(factored.tokens)
     expect(broken.counters.bakedPasses).toBe(0)
+    // And a baked session that fails a run after its check: closed, and that pass runs merged.
+    const crashing = recordingBake(merged.decode, undefined, 3)
+    const crashed = await pinnedTokens(
+      { ...decoder, bake: crashing.bake },
+      { minSteps: 4, bakeWindow: 10 },
+      mix,
+    )
+    expect(crashed.tokens).toEqual(factored.tokens)
+    expect(crashing.log).toMatchObject({ opened: 1, released: 1, runs: 4 })
+    // Its check (run 1) and two baked passes ran on it; the pass of run 4 was served merged.
+    expect(crashed.counters.bakedPasses).toBe(2)
   }, 60_000)
 
   it('closes a baked session when its mix is dropped, and at close', async () => {

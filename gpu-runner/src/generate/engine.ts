@@ -541,7 +541,7 @@ export class GenerationEngine {
       cache: kv,
       controls: seqs.map((s) => s.decodeControls),
     }
-    const out = await this.graph.run(feeds, merged)
+    const out = await this.runDecode(feeds, merged)
     this.counters.decodePasses++
     if (merged) {
       this.counters.mergedPasses++
@@ -559,6 +559,20 @@ export class GenerationEngine {
       s.cache?.append(out.added, b, 1, 0, 1)
       this.accept(s, out, b, 1, 0)
     })
+  }
+
+  /**
+   * A decode pass. A baked session that fails costs speed, never a request: it is closed, baking stops, and the pass
+   * runs again on the merged decode graph with the mix's matrices.
+   */
+  private async runDecode(feeds: DecoderFeeds, merged: MergedMix | undefined) {
+    try {
+      return await this.graph.run(feeds, merged)
+    } catch (err) {
+      if (!merged?.baked) throw err
+      this.mixes?.failed(merged)
+      return await this.graph.run(feeds, merged)
+    }
   }
 
   /**

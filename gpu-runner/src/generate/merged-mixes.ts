@@ -223,6 +223,13 @@ export class MergedMixes {
     e.candidate = undefined
   }
 
+  /** A baked session failed a run: it is closed and nothing more is baked (the mix runs merged, fed). */
+  failed(m: MergedMix): void {
+    this.counters.bakeFailures++
+    this.bakingOff = true
+    this.closeBaked(m as Kept)
+  }
+
   /** Forgets every kept mix and closes every baked session (the engine is done with the model). */
   close(): void {
     for (const e of this.kept.values()) this.drop(e)
