@@ -76,9 +76,9 @@ for (const { rel, likelihood } of PACKAGES) {
 const body = `## Memory of a hot load (\`npm run bench:load-memory\`, issue #19)
 
 A package loaded into a process that already holds it once (a runner taking a new version): resident set growth
-after a GC, against the estimate the load check uses (5 × package bytes, the twin graph counted once more where its likelihood graph opens and once more for a KV-cache decoder, + 8 MiB per session, + a generating decoder's corrected matrices in float32 4 × (T + 1) + 2 × 4 times for its merged decode graph). A
+after a GC, against the estimate the load check uses (5 × package bytes, the twin graph counted once more where its likelihood graph opens and once more for a KV-cache decoder, + 8 MiB per session, + a generating decoder's corrected matrices in float32 4 × (T + 1) + 2 × 4 times for its merged decode graph, and one more session and 5 × those matrices for the one mix it may bake into a session of its own). A
 runner opens a likelihood-routed package's likelihood graph, and a decoder's merged decode graph, only for a model it generates with (at start; such models
-are not hot-loaded): the "generating" row is that load (no mix merged yet: the kept mixes' matrices are in the estimate, not in the growth). ${m.cpu}, ${m.nproc}
+are not hot-loaded): the "generating" row is that load (no mix merged or baked yet: the kept mixes' matrices and the baked session are in the estimate, not in the growth). ${m.cpu}, ${m.nproc}
 cores, ${m.memGb} GiB, Node ${m.node}, onnxruntime ${m.ort}; CPU sessions, one thread each. Other jobs shared the
 cores (load average ${fmt(m.loadStart, 2)}); memory is what is measured, not time.
 
