@@ -203,6 +203,8 @@ export class GenerationEngine {
     mergeFailures: 0,
     /** Merged passes run on a session with their mix baked in (merged-mixes.ts). */
     bakedPasses: 0,
+    /** Prefills of an explicit mix the engine keeps merged, run on its merged or baked session. */
+    mergedPrefills: 0,
     gathers: 0,
   }
 
@@ -420,12 +422,16 @@ export class GenerationEngine {
     return mix
   }
 
-  /** One prefill pass of a sequence's prompt under `controls`; nothing is kept yet (`commitPrefill`). */
-  private runPrefill(s: Sequence, controls: RowControls): Promise<DecoderOutputs> {
+  /**
+   * One prefill pass of a sequence's prompt under `controls`; nothing is kept yet (`commitPrefill`). An explicit mix
+   * the engine keeps merged (a tenant's pinned mix) is prefilled on its merged or baked session, as its decode
+   * passes run; the weights it applies are then that mix, as the twin graph would have returned them.
+   */
+  private async runPrefill(s: Sequence, controls: RowControls): Promise<DecoderOutputs> {
     const { layers } = this.graph.layout
     const ids = s.request.promptIds
     const n = ids.length
-    return this.graph.run({
+    const feeds: DecoderFeeds = {
       batch: 1,
       seq: n,
       past: 0,
@@ -434,7 +440,13 @@ export class GenerationEngine {
       positions: BigInt64Array.from({ length: n }, (_, i) => BigInt(i)),
       cache: Array.from({ length: 2 * layers }, () => new Float32Array(0)),
       controls: [controls],
-    })
+    }
+    const mix = controls.mixWeights
+    const kept = mix && Object.keys(controls).length === 1 ? this.mixes?.get(mix) : undefined
+    if (!kept) return this.graph.run(feeds)
+    this.counters.mergedPrefills++
+    const out = await this.runMerged(feeds, kept)
+    return out.weights ? out : { ...out, weights: Float32Array.from(mix ?? []) }
   }
 
   /** Keeps a prefill: its KV, its mix for every decode step, the start event and the first token. */
@@ -541,7 +553,7 @@ export class GenerationEngine {
       cache: kv,
       controls: seqs.map((s) => s.decodeControls),
     }
-    const out = await this.runDecode(feeds, merged)
+    const out = await this.runMerged(feeds, merged)
     this.counters.decodePasses++
     if (merged) {
       this.counters.mergedPasses++
@@ -562,10 +574,10 @@ export class GenerationEngine {
   }
 
   /**
-   * A decode pass. A baked session that fails costs speed, never a request: it is closed, baking stops, and the pass
-   * runs again on the merged decode graph with the mix's matrices.
+   * A pass, on a kept mix's session when there is one. A baked session that fails costs speed, never a request: it
+   * is closed, baking stops, and the pass runs again on the merged decode graph with the mix's matrices.
    */
-  private async runDecode(feeds: DecoderFeeds, merged: MergedMix | undefined) {
+  private async runMerged(feeds: DecoderFeeds, merged: MergedMix | undefined) {
     try {
       return await this.graph.run(feeds, merged)
     } catch (err) {
