@@ -7,12 +7,14 @@
 import {
   ChatCompletionChunkSchema,
   CompletionSchema,
+  GatewayMetricsSchema,
   GenerateResponseSchema,
   ModelListSchema,
   OpenAIErrorBodySchema,
 } from '@twinserve/shared'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { bearer, createKey, fleet, gw, migrate, retire, standIns } from './helpers.ts'
+import { TEST_ADMIN_SECRET } from './test-env.ts'
 
 let key: string
 
@@ -245,6 +247,52 @@ describe('generation through the gateway (stand-ins over real HTTP)', () => {
     expect(Number(refused?.headers.get('retry-after'))).toBeGreaterThanOrEqual(1)
     // A key without the limit is not affected.
     expect((await post('/v1/completions', { model: 'lm-f', prompt: 'a' })).status).toBe(200)
+    await retire(ids)
+  })
+
+  it('counts the answers’ prompt and completion tokens on /metrics, by model and tenant', async () => {
+    const ids = await fleet('tok', 1, 'lm-t')
+    const counted = await createKey({ tenant: 'tok-tenant', scopes: ['infer'], models: ['*'] })
+    // 2 prompt + 8 completion tokens, then a stream of 2 + 4 (its usage asked of the runner by the gateway).
+    const whole = await post(
+      '/v1/completions',
+      { model: 'lm-t', prompt: 'a b', max_tokens: 8 },
+      counted.key,
+    )
+    expect(CompletionSchema.parse(await whole.json()).usage).toMatchObject({
+      prompt_tokens: 2,
+      completion_tokens: 8,
+    })
+    const stream = await post(
+      '/v1/chat/completions',
+      { model: 'lm-t', messages: [{ role: 'user', content: 'a b' }], max_tokens: 4, stream: true },
+      counted.key,
+    )
+    await stream.text()
+    // A refused request (an unknown model) counts nothing.
+    await (await post('/v1/completions', { model: 'nope', prompt: 'a' }, counted.key)).text()
+    const tokens = async () =>
+      Object.fromEntries(
+        (
+          GatewayMetricsSchema.parse(
+            await (
+              await gw('/metrics', {
+                headers: { ...bearer(TEST_ADMIN_SECRET), accept: 'application/json' },
+              })
+            ).json(),
+          ).families.find((f) => f.name === 'twinserve_gateway_generation_tokens_total')?.samples ??
+          []
+        )
+          .filter((x) => x.labels.tenant === 'tok-tenant')
+          .map((x) => [`${x.labels.model} ${x.labels.kind}`, x.value]),
+      )
+    // The isolate flushes its counters to the registry shortly after (METRICS_FLUSH_MS).
+    let got: Record<string, number> = {}
+    for (let i = 0; i < 100 && (got['lm-t completion'] ?? 0) < 12; i++) {
+      got = await tokens()
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    expect(got).toEqual({ 'lm-t prompt': 4, 'lm-t completion': 12 })
     await retire(ids)
   })
 })

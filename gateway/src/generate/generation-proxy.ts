@@ -13,6 +13,7 @@ import type { z } from 'zod'
 import type { AppEnv } from '../app-env.ts'
 import { type ArmEnrolment, nameArm } from '../experiments/enrolment.ts'
 import { requestDeadline } from '../http/request-deadline.ts'
+import { metrics } from '../metrics/metrics-flush.ts'
 import { chargeTokens, requireTokenBudget } from '../rate-limit/token-limit.ts'
 import { routeBase } from '../routing/route-base.ts'
 import { RUNNER_HEADER, routeRequest } from '../routing/route-request.ts'
@@ -54,6 +55,30 @@ function stampArm(enrolment: ArmEnrolment) {
 }
 
 const tokensOf = (usage: Usage | undefined) => usage?.total_tokens ?? 0
+
+/**
+ * Charges an answer's tokens to the key (its per-minute token limit) and counts them in the gateway's metrics,
+ * by model and tenant: `usage` when the runner sent it, else `pieces` (a stream's text chunks) as completion.
+ */
+function countTokens(
+  c: Context<AppEnv>,
+  model: string,
+  usage: Usage | undefined,
+  pieces: number,
+): void {
+  chargeTokens(c, usage ? tokensOf(usage) : pieces)
+  const labels = { model, tenant: c.get('principal').tenant }
+  const prompt = usage?.prompt_tokens ?? 0
+  const completion = usage ? usage.completion_tokens : pieces
+  if (prompt > 0)
+    metrics.inc('twinserve_gateway_generation_tokens_total', { ...labels, kind: 'prompt' }, prompt)
+  if (completion > 0)
+    metrics.inc(
+      'twinserve_gateway_generation_tokens_total',
+      { ...labels, kind: 'completion' },
+      completion,
+    )
+}
 
 /** Routes the call; the answer as it should go to the client. */
 export async function proxyGeneration(c: Context<AppEnv>, call: GenerationCall): Promise<Response> {
@@ -100,7 +125,7 @@ export async function proxyGeneration(c: Context<AppEnv>, call: GenerationCall):
       dropUsageOnly: call.dropUsageOnly,
       stampFirst: arm?.openai ? stampArm(arm.enrolment) : undefined,
       onEnd: (t) => {
-        chargeTokens(c, t.usage ? tokensOf(t.usage) : t.pieces)
+        countTokens(c, call.model, t.usage, t.pieces)
         // A stream's exposure spans it: its latency is to the last event (or to the client leaving).
         arm?.enrolment.record({ status: res.status, runnerId, completionId: completionId(t.id) })
         ended()
@@ -115,7 +140,7 @@ export async function proxyGeneration(c: Context<AppEnv>, call: GenerationCall):
   let text = await res.text()
   const json = JSON.parse(text) as Record<string, unknown>
   const usage = UsageSchema.safeParse(json.usage)
-  chargeTokens(c, usage.success ? tokensOf(usage.data) : 0)
+  countTokens(c, call.model, usage.success ? usage.data : undefined, 0)
   if (!arm) return new Response(text, { status: res.status, headers: res.headers })
   if (arm.openai) {
     stampArm(arm.enrolment)(json)

@@ -82,6 +82,12 @@ export const METRIC_FAMILIES = {
     'Whether the answering isolate has the runner’s circuit breaker open (1) or not (0).',
     ['runner'],
   ),
+  // Generation (issue 14): the tokens of answered completions, as the per-key token limit charges them. Labels: a
+  // model a runner answered for, and the key's tenant (admin-created: a bounded set).
+  twinserve_gateway_generation_tokens_total: counter(
+    'Tokens of generation answers, by model, tenant and kind (prompt, completion; a stream without usage counts its text chunks as completion).',
+    ['model', 'tenant', 'kind'],
+  ),
   // Per-expert routing (issue #19), from the runners' routing summaries of routed infer answers. Labels: models
   // a runner registered and the caller was authenticated for, experts a runner registered for that model.
   twinserve_gateway_routed_rows_total: counter(
