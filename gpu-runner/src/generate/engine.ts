@@ -271,7 +271,7 @@ export class GenerationEngine {
     const seq: Sequence = {
       request,
       channel: new EventChannel(() => this.cancel(seq)),
-      sampler: new Sampler(request.sampling, sequenceRng(seed)),
+      sampler: new Sampler(request.sampling, sequenceRng(seed), request.promptIds),
       ...(this.options.detokenizer
         ? { text: new TextStream(this.options.detokenizer, request.stop ?? []) }
         : {}),

@@ -1,8 +1,15 @@
 /**
- * Picks the next token from a row of logits: greedy at temperature 0 (the lowest id wins a tie, so it is
- * deterministic), otherwise temperature, then top-k, then top-p (nucleus) over what is left, drawn with a seeded
- * sfc32 stream (merge/rng.ts): the same seed and parameters give the same tokens. Log-probabilities, when asked
- * for, are the model's own (log-softmax of the raw logits, before temperature and truncation), as OpenAI reports.
+ * Picks the next token from a row of logits: the penalties first, then greedy at temperature 0 (the lowest id wins a
+ * tie, so it is deterministic), otherwise temperature, then top-k, then top-p (nucleus) over what is left, drawn
+ * with a seeded sfc32 stream (merge/rng.ts): the same seed and parameters give the same tokens. Log-probabilities,
+ * when asked for, are the model's own (log-softmax of the raw logits, before penalties, temperature and
+ * truncation), as OpenAI reports.
+ *
+ * Penalties, on the tokens seen so far, as OpenAI and vLLM define them:
+ * - presence and frequency (OpenAI): logit[j] −= presence · [c_j > 0] + frequency · c_j, c_j the times token j was
+ *   sampled in this completion;
+ * - repetition (vLLM's extension, CTRL's rule): a token in the prompt or the completion has its logit divided by
+ *   the penalty when positive, multiplied when negative.
  * @module
  */
 import { createRng, type Rng } from '../merge/rng.ts'
@@ -18,6 +25,12 @@ export interface SamplingParams {
   seed?: number
   /** How many most likely tokens to report with each chosen one; absent: no log-probabilities. */
   logprobs?: number
+  /** OpenAI's presence penalty (−2 to 2); absent or 0: none. */
+  presencePenalty?: number
+  /** OpenAI's frequency penalty (−2 to 2); absent or 0: none. */
+  frequencyPenalty?: number
+  /** vLLM's repetition penalty (> 0); absent or 1: none. */
+  repetitionPenalty?: number
 }
 
 export interface TokenChoice {
@@ -57,13 +70,31 @@ function topIds(v: ArrayLike<number>, k: number): number[] {
 }
 
 export class Sampler {
+  /** Times each token was sampled in this completion (the presence and frequency penalties'). */
+  private readonly counts = new Map<number, number>()
+  /** Tokens of the prompt and the completion (the repetition penalty's). */
+  private readonly seen: Set<number>
+  private readonly penalised: boolean
+
+  /** @param prompt the prompt's ids, which the repetition penalty counts as seen */
   constructor(
     private readonly params: SamplingParams,
     private readonly rng: Rng,
-  ) {}
+    prompt: readonly number[] = [],
+  ) {
+    const repetition = (params.repetitionPenalty ?? 1) !== 1
+    this.penalised =
+      repetition || (params.presencePenalty ?? 0) !== 0 || (params.frequencyPenalty ?? 0) !== 0
+    this.seen = new Set(repetition ? prompt : [])
+  }
 
   sample(logits: Float32Array): TokenChoice {
-    const id = this.params.temperature === 0 ? argmax(logits) : this.draw(logits)
+    const scores = this.penalised ? this.penalise(logits) : logits
+    const id = this.params.temperature === 0 ? argmax(scores) : this.draw(scores)
+    if (this.penalised) {
+      this.counts.set(id, (this.counts.get(id) ?? 0) + 1)
+      if ((this.params.repetitionPenalty ?? 1) !== 1) this.seen.add(id)
+    }
     if (this.params.logprobs === undefined) return { id }
     const lp = logSoftmax(logits)
     return {
@@ -71,6 +102,24 @@ export class Sampler {
       logprob: lp[id] as number,
       top: topIds(lp, this.params.logprobs).map((t) => ({ id: t, logprob: lp[t] as number })),
     }
+  }
+
+  /** A copy of the row with the penalties applied to the tokens seen so far. */
+  private penalise(logits: Float32Array): Float32Array {
+    const out = Float32Array.from(logits)
+    const rep = this.params.repetitionPenalty ?? 1
+    if (rep !== 1)
+      for (const j of this.seen) {
+        const x = out[j]
+        if (x !== undefined) out[j] = x > 0 ? x / rep : x * rep
+      }
+    const presence = this.params.presencePenalty ?? 0
+    const frequency = this.params.frequencyPenalty ?? 0
+    for (const [j, c] of this.counts) {
+      const x = out[j]
+      if (x !== undefined) out[j] = x - presence - frequency * c
+    }
+    return out
   }
 
   private draw(logits: Float32Array): number {

@@ -16,6 +16,9 @@ export interface SamplingFields {
   top_k?: number | null | undefined
   stop?: string | string[] | null | undefined
   seed?: number | null | undefined
+  presence_penalty?: number | null | undefined
+  frequency_penalty?: number | null | undefined
+  repetition_penalty?: number | null | undefined
 }
 
 /** OpenAI's defaults: temperature 1, top_p 1; a completion's max_tokens 16 unless the caller says. */
@@ -39,6 +42,11 @@ export function engineRequest(
       topP: f.top_p ?? 1,
       topK: f.top_k ?? 0,
       ...(f.seed != null ? { seed: f.seed } : {}),
+      ...(f.presence_penalty ? { presencePenalty: f.presence_penalty } : {}),
+      ...(f.frequency_penalty ? { frequencyPenalty: f.frequency_penalty } : {}),
+      ...(f.repetition_penalty != null && f.repetition_penalty !== 1
+        ? { repetitionPenalty: f.repetition_penalty }
+        : {}),
       ...(opts.logprobs !== undefined ? { logprobs: opts.logprobs } : {}),
     },
     stop,

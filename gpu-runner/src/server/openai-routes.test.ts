@@ -264,6 +264,8 @@ describe('generation routes on a real runner', () => {
         /unknown merge control 'topk'/,
       ],
       [{ model: MODEL, prompt: PROMPT, max_tokenz: 3 }, 400, /max_tokenz/],
+      [{ model: MODEL, prompt: PROMPT, presence_penalty: 2.5 }, 400, /presence_penalty/],
+      [{ model: MODEL, prompt: PROMPT, repetition_penalty: 0 }, 400, /repetition_penalty/],
       [{ model: 'nope', prompt: PROMPT }, 404, /not served here/],
     ]
     for (const [body, status, message] of cases) {
@@ -274,6 +276,34 @@ describe('generation routes on a real runner', () => {
     }
     expect(gen.engine.activeSequences).toBe(0)
     expect(gen.engine.kvBytes).toBe(0)
+  })
+
+  it('penalties reach the sampler from /v1 and from V2 generate: fewer repeats, the same text both ways', async () => {
+    const body = { model: MODEL, prompt: PROMPT, max_tokens: 40, temperature: 0 }
+    const completion = async (extra: Record<string, number>) => {
+      const res = await post('/v1/completions', { ...body, ...extra, logprobs: 0 })
+      expect(res.status).toBe(200)
+      const c = CompletionSchema.parse(await res.json())
+      return { text: c.choices[0]?.text ?? '', tokens: c.choices[0]?.logprobs?.tokens ?? [] }
+    }
+    /** How often the most repeated token occurs. */
+    const most = (tokens: readonly string[]) => {
+      const counts = new Map<string, number>()
+      for (const t of tokens) counts.set(t, (counts.get(t) ?? 0) + 1)
+      return Math.max(...counts.values())
+    }
+    const plain = await completion({})
+    const penalised = await completion({ frequency_penalty: 2, presence_penalty: 1 })
+    const repetition = await completion({ repetition_penalty: 1.8 })
+    expect(penalised.text).not.toBe(plain.text)
+    expect(repetition.text).not.toBe(plain.text)
+    // Greedy on this small model repeats itself; the penalties spread the tokens out.
+    expect(most(penalised.tokens)).toBeLessThan(most(plain.tokens))
+    const v2 = await post(`/v2/models/${MODEL}/generate`, {
+      text_input: PROMPT,
+      parameters: { max_tokens: 40, temperature: 0, frequency_penalty: 2, presence_penalty: 1 },
+    })
+    expect(GenerateResponseSchema.parse(await v2.json()).text_output).toBe(penalised.text)
   })
 
   it('503 + Retry-After while the KV budget is full; a cancelled stream frees its sequence', async () => {

@@ -31,6 +31,13 @@ const StopSchema = z
 export const TwinserveExtensionSchema = z.record(z.string(), z.unknown())
 
 /** Sampling and length fields both endpoints share. */
+/** OpenAI's presence and frequency penalties: −2 to 2, 0 or absent for none. */
+const PenaltySchema = z
+  .number()
+  .min(-2, 'must be between -2 and 2')
+  .max(2, 'must be between -2 and 2')
+  .nullish()
+
 const samplingFields = {
   model: z.string().min(1),
   max_tokens: z
@@ -52,8 +59,15 @@ const samplingFields = {
   stream: z.boolean().nullish(),
   stream_options: z.strictObject({ include_usage: z.boolean().optional() }).nullish(),
   n: z.literal(1, 'only n = 1 is served').nullish(),
-  presence_penalty: z.literal(0, 'penalties are not served; leave it 0').nullish(),
-  frequency_penalty: z.literal(0, 'penalties are not served; leave it 0').nullish(),
+  /** OpenAI's: subtracted from the logit of every token already in the completion. */
+  presence_penalty: PenaltySchema,
+  /** OpenAI's: subtracted from a token's logit once per time it is already in the completion. */
+  frequency_penalty: PenaltySchema,
+  /**
+   * vLLM's extension (CTRL's): a token already in the prompt or the completion has a positive logit divided by it and
+   * a negative one multiplied; 1 or absent: none.
+   */
+  repetition_penalty: z.number().gt(0, 'must be in (0, 2]').max(2, 'must be in (0, 2]').nullish(),
   user: z.string().nullish(),
   twinserve: TwinserveExtensionSchema.optional(),
 }
@@ -220,6 +234,9 @@ export const GenerateSamplingSchema = z.strictObject({
   top_k: samplingFields.top_k,
   stop: StopSchema,
   seed: samplingFields.seed,
+  presence_penalty: samplingFields.presence_penalty,
+  frequency_penalty: samplingFields.frequency_penalty,
+  repetition_penalty: samplingFields.repetition_penalty,
   stream: z.boolean().nullish(),
 })
 export const GENERATE_SAMPLING_KEYS: readonly string[] = Object.keys(GenerateSamplingSchema.shape)
