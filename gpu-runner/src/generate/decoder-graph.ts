@@ -130,6 +130,13 @@ export class DecoderGraph {
     return { layers, heads, headDim }
   }
 
+  /** The vocabulary size, when the graph's `logits` output declares it ([batch, seq, vocab]). */
+  get vocab(): number | undefined {
+    const meta = this.session.outputMetadata.find((m) => m.name === 'logits')
+    const v = meta?.isTensor ? meta.shape[2] : undefined
+    return typeof v === 'number' ? v : undefined
+  }
+
   /** True when the graph routes and mixes experts (it has the twin controls). */
   get isTwin(): boolean {
     return this.controls.length > 0

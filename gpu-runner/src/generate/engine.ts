@@ -264,6 +264,13 @@ export class GenerationEngine {
       )
     if (request.stop?.length && !this.options.detokenizer)
       throw new AppError('INVALID_REQUEST', 'stop strings need a tokenizer; this model has none')
+    const V = this.graph.vocab
+    for (const id of request.sampling.logitBias?.keys() ?? [])
+      if (V !== undefined && id >= V)
+        throw new AppError(
+          'INVALID_REQUEST',
+          `logit_bias: token id ${id} is not in the model's vocabulary (ids 0 to ${V - 1})`,
+        )
     if (request.signal?.aborted) throw new AppError('CLIENT_CLOSED', 'the request was cancelled')
     const reserved = (n + request.maxTokens) * this.graph.bytesPerToken
     this.budget.reserve(reserved)

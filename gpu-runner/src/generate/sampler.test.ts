@@ -1,7 +1,8 @@
 /**
  * The sampler's penalties (issue 14, sampling as OpenAI and vLLM define it): presence and frequency penalties on
- * the tokens the completion already holds, vLLM's repetition penalty on the prompt's and the completion's, all
- * before the choice (greedy here, so every pick is exact), and log-probabilities that stay the model's own.
+ * the tokens the completion already holds, vLLM's repetition penalty on the prompt's and the completion's, OpenAI's
+ * logit bias, all before the choice (greedy here, so every pick is exact), and log-probabilities that stay the
+ * model's own.
  */
 import { describe, expect, it } from 'vitest'
 import { logSoftmax, Sampler, type SamplingParams, sequenceRng } from './sampler.ts'
@@ -41,6 +42,15 @@ describe('Sampler penalties', () => {
     expect(picks({ repetitionPenalty: 2 }, [-1, -1.5], 1, [0])).toEqual([1])
     // Sampled tokens count too: 2, then 2 / 1.5 = 1.33 < 1.8.
     expect(picks({ repetitionPenalty: 1.5 }, [2, 1.8], 2)).toEqual([0, 1])
+  })
+
+  it('logit bias: added to a token’s logit on every pick; −100 bans it, 100 forces it', () => {
+    expect(picks({ logitBias: new Map([[0, -100]]) }, [2, 1.9, 0], 2)).toEqual([1, 1])
+    expect(picks({ logitBias: new Map([[2, 100]]) }, [2, 1.9, 0], 2)).toEqual([2, 2])
+    // A small bias reorders close logits only.
+    expect(picks({ logitBias: new Map([[1, 0.2]]) }, [2, 1.9, 0], 1)).toEqual([1])
+    // An id past the row is ignored (the engine refuses such a request before it gets here).
+    expect(picks({ logitBias: new Map([[9, 100]]) }, [2, 1.9, 0], 1)).toEqual([0])
   })
 
   it('log-probabilities are the model’s own, before the penalties', () => {

@@ -9,7 +9,9 @@
  * - presence and frequency (OpenAI): logit[j] −= presence · [c_j > 0] + frequency · c_j, c_j the times token j was
  *   sampled in this completion;
  * - repetition (vLLM's extension, CTRL's rule): a token in the prompt or the completion has its logit divided by
- *   the penalty when positive, multiplied when negative.
+ *   the penalty when positive, multiplied when negative;
+ * - logit bias (OpenAI): a fixed amount added to chosen tokens' logits (−100 bans a token in practice, 100 forces
+ *   it).
  * @module
  */
 import { createRng, type Rng } from '../merge/rng.ts'
@@ -31,6 +33,8 @@ export interface SamplingParams {
   frequencyPenalty?: number
   /** vLLM's repetition penalty (> 0); absent or 1: none. */
   repetitionPenalty?: number
+  /** OpenAI's logit bias: added to these tokens' logits on every pick. */
+  logitBias?: ReadonlyMap<number, number>
 }
 
 export interface TokenChoice {
@@ -84,7 +88,10 @@ export class Sampler {
   ) {
     const repetition = (params.repetitionPenalty ?? 1) !== 1
     this.penalised =
-      repetition || (params.presencePenalty ?? 0) !== 0 || (params.frequencyPenalty ?? 0) !== 0
+      repetition ||
+      (params.presencePenalty ?? 0) !== 0 ||
+      (params.frequencyPenalty ?? 0) !== 0 ||
+      (params.logitBias?.size ?? 0) > 0
     this.seen = new Set(repetition ? prompt : [])
   }
 
@@ -118,6 +125,10 @@ export class Sampler {
     for (const [j, c] of this.counts) {
       const x = out[j]
       if (x !== undefined) out[j] = x - presence - frequency * c
+    }
+    for (const [j, bias] of this.params.logitBias ?? []) {
+      const x = out[j]
+      if (x !== undefined) out[j] = x + bias
     }
     return out
   }

@@ -19,6 +19,7 @@ export interface SamplingFields {
   presence_penalty?: number | null | undefined
   frequency_penalty?: number | null | undefined
   repetition_penalty?: number | null | undefined
+  logit_bias?: Record<string, number> | null | undefined
 }
 
 /** OpenAI's defaults: temperature 1, top_p 1; a completion's max_tokens 16 unless the caller says. */
@@ -48,6 +49,9 @@ export function engineRequest(
         ? { repetitionPenalty: f.repetition_penalty }
         : {}),
       ...(opts.logprobs !== undefined ? { logprobs: opts.logprobs } : {}),
+      ...(f.logit_bias && Object.keys(f.logit_bias).length > 0
+        ? { logitBias: new Map(Object.entries(f.logit_bias).map(([id, b]) => [Number(id), b])) }
+        : {}),
     },
     stop,
     controls: gen.controlsFor(opts.controls),

@@ -266,6 +266,13 @@ describe('generation routes on a real runner', () => {
       [{ model: MODEL, prompt: PROMPT, max_tokenz: 3 }, 400, /max_tokenz/],
       [{ model: MODEL, prompt: PROMPT, presence_penalty: 2.5 }, 400, /presence_penalty/],
       [{ model: MODEL, prompt: PROMPT, repetition_penalty: 0 }, 400, /repetition_penalty/],
+      [{ model: MODEL, prompt: PROMPT, logit_bias: { '5': 101 } }, 400, /logit_bias/],
+      [{ model: MODEL, prompt: PROMPT, logit_bias: { x: 1 } }, 400, /logit_bias/],
+      [
+        { model: MODEL, prompt: PROMPT, logit_bias: { '2048': 1 } },
+        400,
+        /token id 2048 is not in the model's vocabulary \(ids 0 to 2047\)/,
+      ],
       [{ model: 'nope', prompt: PROMPT }, 404, /not served here/],
     ]
     for (const [body, status, message] of cases) {
@@ -278,10 +285,15 @@ describe('generation routes on a real runner', () => {
     expect(gen.engine.kvBytes).toBe(0)
   })
 
-  it('penalties reach the sampler from /v1 and from V2 generate: fewer repeats, the same text both ways', async () => {
+  it('penalties and logit bias reach the sampler from /v1 and V2 generate: fewer repeats, the same text both ways', async () => {
     const body = { model: MODEL, prompt: PROMPT, max_tokens: 40, temperature: 0 }
-    const completion = async (extra: Record<string, number>) => {
-      const res = await post('/v1/completions', { ...body, ...extra, logprobs: 0 })
+    const completion = async (extra: Record<string, number>, bias?: Record<string, number>) => {
+      const res = await post('/v1/completions', {
+        ...body,
+        ...extra,
+        logprobs: 0,
+        ...(bias ? { logit_bias: bias } : {}),
+      })
       expect(res.status).toBe(200)
       const c = CompletionSchema.parse(await res.json())
       return { text: c.choices[0]?.text ?? '', tokens: c.choices[0]?.logprobs?.tokens ?? [] }
@@ -299,6 +311,16 @@ describe('generation routes on a real runner', () => {
     expect(repetition.text).not.toBe(plain.text)
     // Greedy on this small model repeats itself; the penalties spread the tokens out.
     expect(most(penalised.tokens)).toBeLessThan(most(plain.tokens))
+    // Logit bias: the first greedy token banned, the completion starts otherwise; forced, every token is it.
+    const first = plain.tokens[0] ?? ''
+    const id = Array.from({ length: 2048 }, (_, i) => i).find(
+      (i) => gen.profile.tokenText(i) === first,
+    )
+    if (id === undefined) throw new Error(`no id for the first token ${JSON.stringify(first)}`)
+    const banned = await completion({}, { [String(id)]: -100 })
+    expect(banned.tokens[0]).not.toBe(first)
+    const forced = await completion({}, { [String(id)]: 100 })
+    expect(new Set(forced.tokens)).toEqual(new Set([first]))
     const v2 = await post(`/v2/models/${MODEL}/generate`, {
       text_input: PROMPT,
       parameters: { max_tokens: 40, temperature: 0, frequency_penalty: 2, presence_penalty: 1 },

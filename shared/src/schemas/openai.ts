@@ -31,6 +31,14 @@ const StopSchema = z
 export const TwinserveExtensionSchema = z.record(z.string(), z.unknown())
 
 /** Sampling and length fields both endpoints share. */
+/** OpenAI's logit bias: token ids (as JSON object keys) to a bias in [−100, 100]. */
+const LogitBiasSchema = z
+  .record(
+    z.string().regex(/^\d+$/, 'keys are token ids'),
+    z.number().min(-100, 'must be between -100 and 100').max(100, 'must be between -100 and 100'),
+  )
+  .nullish()
+
 /** OpenAI's presence and frequency penalties: −2 to 2, 0 or absent for none. */
 const PenaltySchema = z
   .number()
@@ -68,6 +76,8 @@ const samplingFields = {
    * a negative one multiplied; 1 or absent: none.
    */
   repetition_penalty: z.number().gt(0, 'must be in (0, 2]').max(2, 'must be in (0, 2]').nullish(),
+  /** OpenAI's: token id (as a string) → a bias added to its logit, −100 (never) to 100 (always). */
+  logit_bias: LogitBiasSchema,
   user: z.string().nullish(),
   twinserve: TwinserveExtensionSchema.optional(),
 }
@@ -237,6 +247,7 @@ export const GenerateSamplingSchema = z.strictObject({
   presence_penalty: samplingFields.presence_penalty,
   frequency_penalty: samplingFields.frequency_penalty,
   repetition_penalty: samplingFields.repetition_penalty,
+  logit_bias: samplingFields.logit_bias,
   stream: z.boolean().nullish(),
 })
 export const GENERATE_SAMPLING_KEYS: readonly string[] = Object.keys(GenerateSamplingSchema.shape)
