@@ -214,6 +214,7 @@ export {
   GenerateResponseSchema,
   GenerateSamplingSchema,
   MAX_STOP_STRINGS,
+  MAX_CHOICES,
   MAX_TOP_LOGPROBS,
   type ModelList,
   ModelListSchema,

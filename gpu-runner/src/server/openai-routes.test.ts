@@ -328,6 +328,77 @@ describe('generation routes on a real runner', () => {
     expect(GenerateResponseSchema.parse(await v2.json()).text_output).toBe(penalised.text)
   })
 
+  it('n choices: each its own sequence (seed + i), streamed interleaved by index, usage counting the prompt once', async () => {
+    const body = { model: MODEL, prompt: PROMPT, max_tokens: 12, temperature: 0.9, seed: 7 }
+    const res = await post('/v1/completions', { ...body, n: 3 })
+    expect(res.status).toBe(200)
+    const many = CompletionSchema.parse(await res.json())
+    expect(many.choices.map((c) => c.index)).toEqual([0, 1, 2])
+    // Choice i is what one choice with seed 7 + i gives; the usage counts the prompt once and every choice's tokens.
+    let completionTokens = 0
+    for (const [i, choice] of many.choices.entries()) {
+      const one = CompletionSchema.parse(
+        await (await post('/v1/completions', { ...body, seed: 7 + i })).json(),
+      )
+      expect(choice.text).toBe(one.choices[0]?.text)
+      expect(choice.finish_reason).toBe(one.choices[0]?.finish_reason)
+      expect(many.usage?.prompt_tokens).toBe(one.usage?.prompt_tokens)
+      completionTokens += one.usage?.completion_tokens ?? 0
+    }
+    expect(many.usage?.completion_tokens).toBe(completionTokens)
+    expect(new Set(many.choices.map((c) => c.text)).size).toBeGreaterThan(1)
+
+    // Chat, streamed: both choices' chunks come, each index ends once, the usage chunk sums them, one [DONE].
+    const chat = {
+      model: MODEL,
+      messages: [{ role: 'user', content: PROMPT }],
+      max_tokens: 10,
+      temperature: 0.9,
+      seed: 3,
+      n: 2,
+    }
+    const whole = ChatCompletionSchema.parse(
+      await (await post('/v1/chat/completions', chat)).json(),
+    )
+    const data = await sseData(
+      await post('/v1/chat/completions', {
+        ...chat,
+        stream: true,
+        stream_options: { include_usage: true },
+      }),
+    )
+    expect(data.filter((d) => d === '[DONE]')).toEqual(['[DONE]'])
+    expect(data.at(-1)).toBe('[DONE]')
+    const chunks = data.slice(0, -1).map((d) => ChatCompletionChunkSchema.parse(JSON.parse(d)))
+    const usage = chunks.at(-1)?.usage
+    expect(usage).toEqual(whole.usage)
+    for (const index of [0, 1]) {
+      const mine = chunks.filter((c) => c.choices[0]?.index === index)
+      expect(mine.map((c) => c.choices[0]?.delta.content ?? '').join('')).toBe(
+        whole.choices[index]?.message.content,
+      )
+      expect(mine.filter((c) => c.choices[0]?.finish_reason).length).toBe(1)
+    }
+    expect(gen.engine.activeSequences).toBe(0)
+  })
+
+  it('n choices are admitted all or none: a second choice past the KV budget refuses the request and frees the first', async () => {
+    // 1 MiB holds 341 positions of this model: one choice of 200 tokens fits, two do not.
+    const res = await post('/v1/completions', {
+      model: MODEL,
+      prompt: PROMPT,
+      max_tokens: 200,
+      n: 2,
+    })
+    expect(res.status).toBe(503)
+    expect(ErrorBodySchema.parse(await res.json()).code).toBe('RUNNER_OVERLOADED')
+    await withinStep('the first choice is freed', 5000, () => gen.engine.idle())
+    expect(gen.engine.kvBytes).toBe(0)
+    const bad = await post('/v1/completions', { model: MODEL, prompt: PROMPT, n: 9 })
+    expect(bad.status).toBe(400)
+    expect(ErrorBodySchema.parse(await bad.json()).error).toMatch(/n: must be between 1 and 8/)
+  })
+
   it('503 + Retry-After while the KV budget is full; a cancelled stream frees its sequence', async () => {
     // Every network step has a deadline that names it: a hang fails as that step, not as the test's timeout.
     const STEP_MS = 20_000

@@ -31,6 +31,9 @@ const StopSchema = z
 export const TwinserveExtensionSchema = z.record(z.string(), z.unknown())
 
 /** Sampling and length fields both endpoints share. */
+/** The most choices (`n`) one request may ask for: each is a sequence of its own, with its own KV cache. */
+export const MAX_CHOICES = 8
+
 /** OpenAI's logit bias: token ids (as JSON object keys) to a bias in [−100, 100]. */
 const LogitBiasSchema = z
   .record(
@@ -66,7 +69,13 @@ const samplingFields = {
   seed: z.number().int().nullish(),
   stream: z.boolean().nullish(),
   stream_options: z.strictObject({ include_usage: z.boolean().optional() }).nullish(),
-  n: z.literal(1, 'only n = 1 is served').nullish(),
+  /** Completions (choices) to sample for the prompt, each with its own sequence; at most MAX_CHOICES. */
+  n: z
+    .number()
+    .int()
+    .min(1, `must be between 1 and ${MAX_CHOICES}`)
+    .max(MAX_CHOICES, `must be between 1 and ${MAX_CHOICES}`)
+    .nullish(),
   /** OpenAI's: subtracted from the logit of every token already in the completion. */
   presence_penalty: PenaltySchema,
   /** OpenAI's: subtracted from a token's logit once per time it is already in the completion. */
