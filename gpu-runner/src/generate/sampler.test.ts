@@ -53,6 +53,11 @@ describe('Sampler penalties', () => {
     expect(picks({ logitBias: new Map([[9, 100]]) }, [2, 1.9, 0], 1)).toEqual([0])
   })
 
+  it('min_tokens: the end tokens cannot be picked before that many picks', () => {
+    // Token 0 is the end token and the best: suppressed for two picks, then picked.
+    expect(picks({ suppress: { ids: [0], picks: 2 } }, [2, 1.9, 0], 3)).toEqual([1, 1, 0])
+  })
+
   it('log-probabilities are the model’s own, before the penalties', () => {
     const row = Float32Array.from([2, 1.9, 0])
     const s = new Sampler({ ...greedy, presencePenalty: 1, logprobs: 1 }, sequenceRng(1))

@@ -11,7 +11,8 @@
  * - repetition (vLLM's extension, CTRL's rule): a token in the prompt or the completion has its logit divided by
  *   the penalty when positive, multiplied when negative;
  * - logit bias (OpenAI): a fixed amount added to chosen tokens' logits (−100 bans a token in practice, 100 forces
- *   it).
+ *   it);
+ * - min_tokens (vLLM): the end tokens cannot be picked before that many tokens.
  * @module
  */
 import { createRng, type Rng } from '../merge/rng.ts'
@@ -35,6 +36,8 @@ export interface SamplingParams {
   repetitionPenalty?: number
   /** OpenAI's logit bias: added to these tokens' logits on every pick. */
   logitBias?: ReadonlyMap<number, number>
+  /** vLLM's min_tokens: these ids (the end tokens) cannot be picked in the first `picks` picks. */
+  suppress?: { ids: readonly number[]; picks: number }
 }
 
 export interface TokenChoice {
@@ -76,6 +79,8 @@ function topIds(v: ArrayLike<number>, k: number): number[] {
 export class Sampler {
   /** Times each token was sampled in this completion (the presence and frequency penalties'). */
   private readonly counts = new Map<number, number>()
+  /** Tokens picked so far (min_tokens'). */
+  private picks = 0
   /** Tokens of the prompt and the completion (the repetition penalty's). */
   private readonly seen: Set<number>
   private readonly penalised: boolean
@@ -91,13 +96,15 @@ export class Sampler {
       repetition ||
       (params.presencePenalty ?? 0) !== 0 ||
       (params.frequencyPenalty ?? 0) !== 0 ||
-      (params.logitBias?.size ?? 0) > 0
+      (params.logitBias?.size ?? 0) > 0 ||
+      (params.suppress?.picks ?? 0) > 0
     this.seen = new Set(repetition ? prompt : [])
   }
 
   sample(logits: Float32Array): TokenChoice {
     const scores = this.penalised ? this.penalise(logits) : logits
     const id = this.params.temperature === 0 ? argmax(scores) : this.draw(scores)
+    this.picks++
     if (this.penalised) {
       this.counts.set(id, (this.counts.get(id) ?? 0) + 1)
       if ((this.params.repetitionPenalty ?? 1) !== 1) this.seen.add(id)
@@ -130,6 +137,9 @@ export class Sampler {
       const x = out[j]
       if (x !== undefined) out[j] = x + bias
     }
+    const suppress = this.params.suppress
+    if (suppress && this.picks < suppress.picks)
+      for (const j of suppress.ids) if (j < out.length) out[j] = Number.NEGATIVE_INFINITY
     return out
   }
 

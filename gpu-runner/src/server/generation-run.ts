@@ -20,6 +20,8 @@ export interface SamplingFields {
   frequency_penalty?: number | null | undefined
   repetition_penalty?: number | null | undefined
   logit_bias?: Record<string, number> | null | undefined
+  ignore_eos?: boolean | null | undefined
+  min_tokens?: number | null | undefined
 }
 
 /** OpenAI's defaults: temperature 1, top_p 1; a completion's max_tokens 16 unless the caller says. */
@@ -35,9 +37,18 @@ export function engineRequest(
   },
 ): GenerationRequest {
   const stop = f.stop == null ? [] : typeof f.stop === 'string' ? [f.stop] : f.stop
+  const maxTokens = f.max_tokens ?? Math.min(opts.defaultMaxTokens, gen.room(promptIds.length))
+  const minTokens = f.ignore_eos ? 0 : (f.min_tokens ?? 0)
+  if (minTokens > maxTokens)
+    throw new AppError(
+      'INVALID_REQUEST',
+      `min_tokens (${minTokens}) is more than max_tokens (${maxTokens})`,
+    )
   return {
     promptIds,
-    maxTokens: f.max_tokens ?? Math.min(opts.defaultMaxTokens, gen.room(promptIds.length)),
+    maxTokens,
+    // ignore_eos: no end token ends the completion (stop strings still do).
+    ...(f.ignore_eos ? { stopTokenIds: [] } : {}),
     sampling: {
       temperature: f.temperature ?? 1,
       topP: f.top_p ?? 1,
@@ -49,6 +60,7 @@ export function engineRequest(
         ? { repetitionPenalty: f.repetition_penalty }
         : {}),
       ...(opts.logprobs !== undefined ? { logprobs: opts.logprobs } : {}),
+      ...(minTokens > 0 ? { suppress: { ids: gen.profile.stopTokenIds, picks: minTokens } } : {}),
       ...(f.logit_bias && Object.keys(f.logit_bias).length > 0
         ? { logitBias: new Map(Object.entries(f.logit_bias).map(([id, b]) => [Number(id), b])) }
         : {}),

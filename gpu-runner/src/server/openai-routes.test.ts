@@ -328,6 +328,34 @@ describe('generation routes on a real runner', () => {
     expect(GenerateResponseSchema.parse(await v2.json()).text_output).toBe(penalised.text)
   })
 
+  it('ignore_eos runs past the end token to max_tokens; min_tokens holds it back that long', async () => {
+    const body = {
+      model: MODEL,
+      prompt: PROMPT,
+      max_tokens: 60,
+      temperature: 0,
+      twinserve: { experts: FORTUNES },
+    }
+    const run = async (extra: Record<string, unknown>) => {
+      const res = await post('/v1/completions', { ...body, ...extra })
+      expect(res.status).toBe(200)
+      const c = CompletionSchema.parse(await res.json())
+      return { reason: c.choices[0]?.finish_reason, tokens: c.usage?.completion_tokens ?? 0 }
+    }
+    // Greedy under this mix ends early at the model's end token.
+    const plain = await run({})
+    expect(plain.reason).toBe('stop')
+    expect(plain.tokens).toBeLessThan(60)
+    expect(await run({ ignore_eos: true })).toEqual({ reason: 'length', tokens: 60 })
+    const held = await run({ min_tokens: plain.tokens + 5 })
+    expect(held.tokens).toBeGreaterThanOrEqual(plain.tokens + 5)
+    const bad = await post('/v1/completions', { ...body, max_tokens: 5, min_tokens: 6 })
+    expect(bad.status).toBe(400)
+    expect(ErrorBodySchema.parse(await bad.json()).error).toMatch(
+      /min_tokens \(6\) is more than max_tokens \(5\)/,
+    )
+  })
+
   it('n choices: each its own sequence (seed + i), streamed interleaved by index, usage counting the prompt once', async () => {
     const body = { model: MODEL, prompt: PROMPT, max_tokens: 12, temperature: 0.9, seed: 7 }
     const res = await post('/v1/completions', { ...body, n: 3 })

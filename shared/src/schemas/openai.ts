@@ -87,6 +87,10 @@ const samplingFields = {
   repetition_penalty: z.number().gt(0, 'must be in (0, 2]').max(2, 'must be in (0, 2]').nullish(),
   /** OpenAI's: token id (as a string) → a bias added to its logit, −100 (never) to 100 (always). */
   logit_bias: LogitBiasSchema,
+  /** vLLM's extension: the model's end tokens do not end the completion (it runs to max_tokens or a stop string). */
+  ignore_eos: z.boolean().nullish(),
+  /** vLLM's extension: the model's end tokens cannot be sampled before this many tokens. */
+  min_tokens: z.number().int().min(0, 'must be at least 0').nullish(),
   user: z.string().nullish(),
   twinserve: TwinserveExtensionSchema.optional(),
 }
@@ -257,6 +261,8 @@ export const GenerateSamplingSchema = z.strictObject({
   frequency_penalty: samplingFields.frequency_penalty,
   repetition_penalty: samplingFields.repetition_penalty,
   logit_bias: samplingFields.logit_bias,
+  ignore_eos: samplingFields.ignore_eos,
+  min_tokens: samplingFields.min_tokens,
   stream: z.boolean().nullish(),
 })
 export const GENERATE_SAMPLING_KEYS: readonly string[] = Object.keys(GenerateSamplingSchema.shape)
