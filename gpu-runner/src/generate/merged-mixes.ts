@@ -4,10 +4,11 @@
  * and a session with the hottest mix baked in (baked-mix-graph.ts).
  *
  * When a decode pass's rows all apply one mix, the engine runs the merged decode session with that mix's matrices
- * as extra feeds (`get`, or `merge` for a mix not kept). A mix not yet merged is merged only when the batch has enough steps left to repay the
- * merge (`worthMerging`): on zoo/lm a merge costs ~4 ms, and a merged pass at batch 1 saved 0.8–1.2 ms over the
- * factored one on the 2-core machine of 2026-12-06 (`npm run bench:merged-decode`), so 16 steps repay it with room
- * on a machine where a pass is several times cheaper.
+ * as extra feeds (`get`, or `merge` for a mix not kept); a prompt whose explicit mix is kept is prefilled there
+ * too. A mix not yet merged is merged only when the batch has enough steps left to repay the merge
+ * (`worthMerging`): on zoo/lm a merge costs ~4 ms, and a merged pass at batch 1 saved 0.8–1.2 ms over the factored
+ * one on the 2-core machine of 2026-12-06 (`npm run bench:merged-decode`), so 16 steps repay it with room on a
+ * machine where a pass is several times cheaper.
  *
  * A mix that dominates the recent merged passes (a tenant's pinned mix) is baked: a session of its own opens in the
  * background with the mix's matrices and the mix as constants, which onnxruntime prepacks and folds (a pass then
@@ -16,7 +17,7 @@
  * that ran at least 1 / (maxBaked + 1) of the last `bakeWindow` merged passes is baked: a mix that many sequences
  * share now, not one of many that come and go (a first version baked any mix after 64 passes, and with routed
  * traffic beside a pinned tenant it reopened sessions for mixes that then ran 5 % of the passes: the routed cells of
- * `npm run bench:merged-decode` got 10 % slower). A baked mix that no longer dominates gives its session up to one
+ * `npm run bench:merged-decode` got 11–13 % slower). A baked mix that no longer dominates gives its session up to one
  * that does; a baked mix is the last to be dropped from the kept ones, and closes its session when it is. The engine
  * runs a new baked session's first pass beside the merged one and keeps it only if they agree (`verified`).
  * @module
