@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest'
-import { ConfigError, parseServeArgs, RUNNER_ENV, RUNNER_OPTIONS, SERVE_USAGE } from './config.ts'
+import {
+  ConfigError,
+  parseServeArgs,
+  RUNNER_ENV,
+  RUNNER_OPTIONS,
+  RunnerConfigSchema,
+  SERVE_USAGE,
+} from './config.ts'
+import { BAKED_MIXES } from './generate/merged-mixes.ts'
 
 const secret = { RUNNER_SIGNING_SECRET: 'a-long-enough-secret' }
 
@@ -161,12 +169,17 @@ describe('parseServeArgs', () => {
       maxSequences: ['max-sequences', 'RUNNER_MAX_SEQUENCES'],
       kvCacheMb: ['kv-cache-mb', 'RUNNER_KV_CACHE_MB'],
       prefillTokensPerStep: ['prefill-tokens-per-step', 'RUNNER_PREFILL_TOKENS_PER_STEP'],
+      bakedMixes: ['baked-mixes', 'RUNNER_BAKED_MIXES'],
       repositoryRoot: ['repository-root', 'RUNNER_REPOSITORY_ROOT'],
       memoryLimitMb: ['memory-limit-mb', 'RUNNER_MEMORY_LIMIT_MB'],
       driftAlert: ['drift-alert', 'RUNNER_DRIFT_ALERT'],
       driftWindowRows: ['drift-window-rows', 'RUNNER_DRIFT_WINDOW_ROWS'],
       group: ['group', 'RUNNER_GROUP'],
     })
+    // --baked-mixes defaults to the engine's own default.
+    expect(RunnerConfigSchema.parse({ packages: ['p'], insecureLocal: true }).bakedMixes).toBe(
+      BAKED_MIXES,
+    )
     // --help documents every flag.
     for (const [flag] of Object.values(RUNNER_OPTIONS))
       if (flag !== null) expect(SERVE_USAGE).toContain(`--${flag} `)

@@ -100,6 +100,12 @@ export const RunnerConfigSchema = z
     kvCacheMb: int(1, 1_048_576).default(256),
     /** Prompt tokens prefilled per engine step, so a long prompt never stalls running sequences for long. */
     prefillTokensPerStep: int(1, 1_000_000).default(512),
+    /**
+     * Sessions per generating model with a hot mix baked in (generate/baked-mix-graph.ts), each about one more copy
+     * of the model in memory; 0 bakes none (a pinned mix then decodes with its merged matrices fed). The default
+     * is the engine's own, BAKED_MIXES (config.test.ts checks they agree).
+     */
+    bakedMixes: int(0, 16).default(1),
     /** Hot loading (`POST /v2/repository/models/{m}/load`) reads packages under this directory only; unset: off. */
     repositoryRoot: z.string().min(1).optional(),
     /**
@@ -240,6 +246,8 @@ export const SERVE_USAGE = `usage: twinserve serve --package <dir> [--package <d
   --max-sequences <n>        sequences generating at once (default 64; 503 beyond)
   --kv-cache-mb <n>          KV cache the admitted sequences of a model may reserve (default 256; 503 beyond)
   --prefill-tokens-per-step <n>  prompt tokens prefilled per generation step (default 512)
+  --baked-mixes <n>          sessions per generating model with a hot (pinned) mix baked in, each about one more
+                             copy of the model in memory (default 1; 0: none)
   --repository-root <dir>    allow hot loads (POST /v2/repository/models/<m>/load) of packages under <dir>
                              (default: off)
   --memory-limit-mb <n>      memory the loaded packages may take (estimated from their files); a load beyond

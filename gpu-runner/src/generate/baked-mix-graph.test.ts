@@ -17,6 +17,7 @@ import type { RunnableSession } from '../runtime/threaded-session.ts'
 import { bakedMixGraph } from './baked-mix-graph.ts'
 import { DecoderGraph } from './decoder-graph.ts'
 import { type EngineOptions, GenerationEngine } from './engine.ts'
+import { LmProfile } from './lm-profile.ts'
 import { MERGE_MIX } from './merged-decode-graph.ts'
 import {
   type BakedSession,
@@ -24,6 +25,7 @@ import {
   type MergedMix,
   MergedMixes,
 } from './merged-mixes.ts'
+import { TextGenerator } from './text-generator.ts'
 
 /**
  * Baked against fed (the same products; onnxruntime prepacks the baked matrices and folds the vector deltas, which
@@ -380,6 +382,10 @@ describe('baked mix graph (#14)', () => {
       // The last two sequences decode baked (23 passes each; the first of them checks the new session).
       expect(baked.counters.bakedPasses).toBeGreaterThanOrEqual(2 * 23 - 1)
       expect(model.bakedSessions).toBe(1)
+      // The runner's --baked-mixes reaches the engine of its text generator.
+      const profile = await LmProfile.load(join(LM_ZOO, 'models'))
+      const off = new TextGenerator(model, profile, { ...OPTIONS, bakedMixes: 0 })
+      expect(off.engine.options.merge).toEqual({ maxBaked: 0 })
     } finally {
       await model.close()
     }

@@ -245,6 +245,9 @@ describe('merged decode graph (#14)', () => {
       (2 + BAKED_MIXES) * MEMORY_PER_SESSION_BYTES +
         (4 * (5 + 1) + 2 * MERGED_MIXES_KEPT + 5 * BAKED_MIXES) * 3 * 2 ** 20,
     )
+    // --baked-mixes 0: no baked session to count.
+    const unbaked = await estimateLoadedBytes(join(LM_ZOO, 'package'), manifest, { bakedMixes: 0 })
+    expect(withMerged - unbaked).toBe(BAKED_MIXES * (MEMORY_PER_SESSION_BYTES + 5 * 3 * 2 ** 20))
     const lean = await loadModel(join(LM_ZOO, 'package'), {
       provider: 'cpu',
       threads: 1,

@@ -26,6 +26,8 @@ export interface TextGeneratorOptions {
   prefillTokensPerStep: number
   /** Told of every sequence as it ends (the runner's metrics). */
   onFinish?: EngineOptions['onFinish']
+  /** Sessions with a hot mix baked in (merged-mixes.ts `maxBaked`); default BAKED_MIXES. */
+  bakedMixes?: number
 }
 
 export class TextGenerator {
@@ -50,8 +52,10 @@ export class TextGenerator {
       likelihoodGrouped,
       merged,
     )
+    const { bakedMixes, ...engineOptions } = options
     this.engine = new GenerationEngine(graph, {
-      ...options,
+      ...engineOptions,
+      ...(bakedMixes !== undefined ? { merge: { maxBaked: bakedMixes } } : {}),
       maxContext: profile.maxContext,
       detokenizer: profile,
       // The package says how its sequences are routed: by the graph's router, or by the prompt's likelihood.

@@ -32,6 +32,8 @@ export interface ModelRepositoryOptions {
    * The same models open a decoder's merged decode graph (`mergedSessions`): those generate.
    */
   likelihoodSession?: (name: string) => boolean
+  /** `--baked-mixes`: sessions with a hot mix baked in that a generating model may open (the memory check's). */
+  bakedMixes?: number
   /** Called after the served versions changed (the runner tells the gateway at once). */
   onChange?: () => void
   logger: Logger
@@ -64,6 +66,7 @@ export class ModelRepository {
     const bytes = await estimateLoadedBytes(dir, model.manifest, {
       likelihoodSession: model.likelihoodSessionOpen,
       mergedSessions: model.mergedSessionBytes > 0,
+      ...(this.opts.bakedMixes !== undefined ? { bakedMixes: this.opts.bakedMixes } : {}),
     })
     this.held.set(model, { leases: 0, bytes })
   }
@@ -119,6 +122,7 @@ export class ModelRepository {
       const bytes = await estimateLoadedBytes(dir, manifest, {
         likelihoodSession: this.opts.likelihoodSession?.(name) ?? true,
         mergedSessions: this.opts.likelihoodSession?.(name) ?? true,
+        ...(this.opts.bakedMixes !== undefined ? { bakedMixes: this.opts.bakedMixes } : {}),
       })
       const heldBytes = [...this.held.values()].reduce((a, h) => a + h.bytes, 0)
       checkMemoryFits(

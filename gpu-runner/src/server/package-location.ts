@@ -70,8 +70,8 @@ export async function resolvePackageDir(
  * come from and its arena keeps that peak: zoo/lm's generating load grew by 144–234 MiB over four runs against
  * 80–134 MiB without it, `npm run bench:load-memory` and scratch runs, 2026-12-06), and the engine keeps that many
  * mixes' merged matrices, in shared memory and in the decode session's
- * thread (generate/merged-decode-graph.ts, runtime/threaded-session.ts `keep`). The engine may also open BAKED_MIXES
- * sessions with a hot mix baked in (generate/baked-mix-graph.ts), each a session and 5 times the matrices' bytes:
+ * thread (generate/merged-decode-graph.ts, runtime/threaded-session.ts `keep`). The engine may also open `bakedMixes`
+ * (`--baked-mixes`, default BAKED_MIXES) sessions with a hot mix baked in (generate/baked-mix-graph.ts), each a session and 5 times the matrices' bytes:
  * its initializers, onnxruntime's prepacked copies, and the graph's bytes while it opens (a scratch probe opening
  * eight on zoo/lm, 2026-12-06: 20.9 MiB each in threads of their own, 6.6 MiB on the event loop; counted 23 MiB).
  */
@@ -81,8 +81,9 @@ export async function estimateLoadedBytes(
     PackageManifest,
     'files' | 'variants' | 'router' | 'model' | 'inputs' | 'exclusive' | 'experts'
   >,
-  opts: { likelihoodSession?: boolean; mergedSessions?: boolean } = {},
+  opts: { likelihoodSession?: boolean; mergedSessions?: boolean; bakedMixes?: number } = {},
 ): Promise<number> {
+  const baked = opts.bakedMixes ?? BAKED_MIXES
   const likelihood =
     manifest.router.promptLikelihood !== undefined && (opts.likelihoodSession ?? true)
   const merged = isKvDecoder(manifest) && (opts.mergedSessions ?? true)
@@ -91,8 +92,7 @@ export async function estimateLoadedBytes(
         .filter((e) => e.kind === 'matrix')
         .reduce((a, e) => a + 4 * e.shape.reduce((x, y) => x * y, 1), 0)
     : 0
-  const sessions =
-    1 + manifest.variants.length + (likelihood ? 1 : 0) + (merged ? 2 + BAKED_MIXES : 0)
+  const sessions = 1 + manifest.variants.length + (likelihood ? 1 : 0) + (merged ? 2 + baked : 0)
   const modelBytes = await fileBytes(join(dir, manifest.model.file))
   // A KV-cache decoder counts its twin graph once more: with the decode graph (generate/decode-graph.ts) beside the
   // graph as served at load, zoo/lm's load grew by 14–51 MiB in one session and 44–117 MiB generating over repeated
@@ -101,7 +101,7 @@ export async function estimateLoadedBytes(
   return (
     ((await packageBytes(dir, manifest)) + copies * modelBytes) * MEMORY_PER_PACKAGE_BYTE +
     sessions * MEMORY_PER_SESSION_BYTES +
-    (4 * (manifest.experts.length + 1) + 2 * MERGED_MIXES_KEPT + 5 * BAKED_MIXES) * matrixBytes
+    (4 * (manifest.experts.length + 1) + 2 * MERGED_MIXES_KEPT + 5 * baked) * matrixBytes
   )
 }
 

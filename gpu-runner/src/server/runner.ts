@@ -142,6 +142,7 @@ async function loadModels(
   const repository = new ModelRepository({
     ...(config.repositoryRoot ? { root: config.repositoryRoot } : {}),
     ...(config.memoryLimitMb ? { memoryLimitMb: config.memoryLimitMb } : {}),
+    bakedMixes: config.bakedMixes,
     // Hot loads open on the provider the packages at start settled on.
     open: async (dir) => {
       const model = await open(dir, provider)
@@ -198,6 +199,7 @@ async function loadGenerators(
       maxBytes: config.kvCacheMb * 1024 * 1024,
       prefillTokensPerStep: config.prefillTokensPerStep,
       onFinish: onFinish(name),
+      bakedMixes: config.bakedMixes,
     })
     generators.set(name, gen)
     logger.info('generation enabled', {
@@ -206,6 +208,7 @@ async function loadGenerators(
       max_context: gen.profile.maxContext,
       max_sequences: share,
       kv_cache_mb: config.kvCacheMb,
+      baked_mixes: config.bakedMixes,
     })
   }
   return generators
