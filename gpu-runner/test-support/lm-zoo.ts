@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import { decodeGraph } from '../src/generate/decode-graph.ts'
 import { decoderAsServed } from '../src/generate/decoder-as-served.ts'
 import { DecoderGraph } from '../src/generate/decoder-graph.ts'
+import type { EngineOptions } from '../src/generate/engine.ts'
 import { LmProfile } from '../src/generate/lm-profile.ts'
 import { mergedDecodeGraph } from '../src/generate/merged-decode-graph.ts'
 import type { MergedDecoder } from '../src/generate/merged-mixes.ts'
@@ -106,4 +107,29 @@ export async function lmMergedDecode() {
   const controls = checkContract(pkg.manifest, withoutNewKv(factored), new Map())
   const profile = await LmProfile.load(join(LM_ZOO, 'models'))
   return { pkg, T, merged, factored, decoder, controls, prompts: validationPrompts(profile, 2) }
+}
+
+/** One-hot, dense and zero (the shared model): the mixes the merged and baked decode tests check. */
+export const LM_TEST_MIXES = [
+  [0, 0, 1, 0, 0],
+  [0.1, 0.3, 0.05, 0.4, 0.15],
+  [0, 0, 0, 0, 0],
+]
+
+/** A small engine over zoo/lm for the generation tests: 16 sequences, 64 MiB of KV cache. */
+export const LM_TEST_ENGINE: EngineOptions = {
+  maxContext: 256,
+  maxSequences: 16,
+  maxBytes: 64 * 1024 * 1024,
+  prefillTokensPerStep: 64,
+}
+
+/** The largest absolute difference between two float32 outputs of the same shape. */
+export function tensorMaxAbsDiff(a: ort.Tensor | undefined, b: ort.Tensor | undefined): number {
+  const x = a?.data as Float32Array
+  const y = b?.data as Float32Array
+  if (x.length !== y.length) throw new Error(`outputs of ${x.length} and ${y.length} values`)
+  let m = 0
+  for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs((x[i] as number) - (y[i] as number)))
+  return m
 }

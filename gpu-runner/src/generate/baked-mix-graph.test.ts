@@ -9,7 +9,14 @@
  */
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { LM_ZOO, lmMergedDecode, lmPassFeeds } from '../../test-support/lm-zoo.ts'
+import {
+  LM_TEST_ENGINE,
+  LM_TEST_MIXES,
+  LM_ZOO,
+  lmMergedDecode,
+  lmPassFeeds,
+  tensorMaxAbsDiff,
+} from '../../test-support/lm-zoo.ts'
 import { loadModel } from '../model/load-model.ts'
 import { onnx } from '../onnx/proto.ts'
 import { openSession, type ort } from '../runtime/ort-session.ts'
@@ -33,17 +40,6 @@ import { TextGenerator } from './text-generator.ts'
  */
 const LOGIT_TOLERANCE = 2e-5
 const KV_TOLERANCE = 1e-5
-const MIXES = [
-  [0, 0, 1, 0, 0],
-  [0.1, 0.3, 0.05, 0.4, 0.15],
-  [0, 0, 0, 0, 0],
-]
-const OPTIONS: EngineOptions = {
-  maxContext: 256,
-  maxSequences: 16,
-  maxBytes: 64 * 1024 * 1024,
-  prefillTokensPerStep: 64,
-}
 const opts = { provider: 'cpu' as const, threads: 1 }
 
 let loaded: ReturnType<typeof lmMergedDecode> | undefined
@@ -55,13 +51,10 @@ const setup = () => {
 const valuesOf = (matrices: Record<string, ort.Tensor>): Record<string, Float32Array> =>
   Object.fromEntries(Object.entries(matrices).map(([k, t]) => [k, t.data as Float32Array]))
 
-const maxAbsDiff = (a: ort.Tensor | undefined, b: ort.Tensor | undefined): number => {
-  const x = a?.data as Float32Array
-  const y = b?.data as Float32Array
-  expect(y.length).toBe(x.length)
-  let m = 0
-  for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs((x[i] as number) - (y[i] as number)))
-  return m
+/** Resolves once `m`'s bake has opened (its candidate session is there), failing after 2 s. */
+async function candidateOf(m: MergedMix): Promise<void> {
+  for (let i = 0; i < 200 && !m.candidate; i++) await new Promise((r) => setTimeout(r, 10))
+  expect(m.candidate).toBeDefined()
 }
 
 /**
@@ -106,7 +99,7 @@ async function pinnedTokens(
 ) {
   const { T, factored, controls, prompts } = await setup()
   const graph = new DecoderGraph(factored, controls, T, undefined, false, decoder)
-  const engine = new GenerationEngine(graph, { ...OPTIONS, merge })
+  const engine = new GenerationEngine(graph, { ...LM_TEST_ENGINE, merge })
   // Three waves, one after another: the later ones find the mix kept (and baked, once it is hot).
   const tokens: number[][] = []
   for (const wave of [prompts.slice(0, 4), prompts.slice(4, 7), prompts.slice(7)])
@@ -135,7 +128,7 @@ describe('baked mix graph (#14)', () => {
     let worstLogit = 0
     let worstKv = 0
     const logits: (ort.Tensor | undefined)[] = []
-    for (const mix of MIXES) {
+    for (const mix of LM_TEST_MIXES) {
       const { matrices } = await mixes.merge(mix)
       const bytes = bakedMixGraph(merged.decode, valuesOf(matrices), Float32Array.from(mix))
       const inputs = (onnx.ModelProto.decode(bytes).graph?.input ?? []).map((i) => i.name)
@@ -163,9 +156,9 @@ describe('baked mix graph (#14)', () => {
               Object.entries(feeds).filter(([k]) => baked.inputNames.includes(k)),
             )
             const b = await baked.run(plain)
-            worstLogit = Math.max(worstLogit, maxAbsDiff(a.logits, b.logits))
+            worstLogit = Math.max(worstLogit, tensorMaxAbsDiff(a.logits, b.logits))
             for (const name of baked.outputNames.filter((o) => o.startsWith('present')))
-              worstKv = Math.max(worstKv, maxAbsDiff(a[name], b[name]))
+              worstKv = Math.max(worstKv, tensorMaxAbsDiff(a[name], b[name]))
             return b
           }
           const prefill = await step(ids, 0)
@@ -177,7 +170,7 @@ describe('baked mix graph (#14)', () => {
       }
     }
     // The check has teeth: the baked mixes move the logits far more than the tolerance (one-hot against zero).
-    expect(maxAbsDiff(logits[0], logits[8])).toBeGreaterThan(1)
+    expect(tensorMaxAbsDiff(logits[0], logits[8])).toBeGreaterThan(1)
     expect(worstLogit).toBeLessThan(LOGIT_TOLERANCE)
     expect(worstKv).toBeLessThan(KV_TOLERANCE)
   }, 60_000)
@@ -200,7 +193,7 @@ describe('baked mix graph (#14)', () => {
 
   it('the engine bakes a hot pinned mix, then decodes it baked: the same tokens as factored', async () => {
     const { merged, decoder } = await setup()
-    const mix = MIXES[1] ?? []
+    const mix = LM_TEST_MIXES[1] ?? []
     const factored = await pinnedTokens(undefined, false, mix)
     const { bake, log } = recordingBake(merged.decode)
     const baked = await pinnedTokens({ ...decoder, bake }, { minSteps: 4, bakeWindow: 10 }, mix)
@@ -230,10 +223,10 @@ describe('baked mix graph (#14)', () => {
 
   it('a baked session whose first pass disagrees, or that fails, is closed: the same tokens', async () => {
     const { merged, decoder } = await setup()
-    const mix = MIXES[0] ?? []
+    const mix = LM_TEST_MIXES[0] ?? []
     const factored = await pinnedTokens(undefined, false, mix)
     // The bake folds another mix than the one asked for: its logits differ from the merged pass's.
-    const { bake, log } = recordingBake(merged.decode, Float32Array.from(MIXES[1] ?? []))
+    const { bake, log } = recordingBake(merged.decode, Float32Array.from(LM_TEST_MIXES[1] ?? []))
     const wrong = await pinnedTokens({ ...decoder, bake }, { minSteps: 4, bakeWindow: 10 }, mix)
     expect(wrong.tokens).toEqual(factored.tokens)
     expect(wrong.counters.bakedPasses).toBe(0)
@@ -266,21 +259,17 @@ describe('baked mix graph (#14)', () => {
     const { T, merged, decoder } = await setup()
     const { bake, log } = recordingBake(merged.decode)
     const mixes = new MergedMixes({ ...decoder, bake }, T, { maxMixes: 1, bakeWindow: 2 })
-    const opened = async (m: { candidate?: unknown }) => {
-      for (let i = 0; i < 200 && !m.candidate; i++) await new Promise((r) => setTimeout(r, 10))
-      expect(m.candidate).toBeDefined()
-    }
-    const a = await mixes.merge(MIXES[0] ?? [])
+    const a = await mixes.merge(LM_TEST_MIXES[0] ?? [])
     mixes.ran(a)
-    await opened(a)
+    await candidateOf(a)
     mixes.verified(a, true)
     expect(a.baked).toBeDefined()
     // A second mix with maxMixes 1 drops the first: its baked session closes.
-    const b = await mixes.merge(MIXES[1] ?? [])
+    const b = await mixes.merge(LM_TEST_MIXES[1] ?? [])
     expect(log).toMatchObject({ opened: 1, released: 1 })
     expect(a.baked).toBeUndefined()
     mixes.ran(b)
-    await opened(b)
+    await candidateOf(b)
     expect(log.opened).toBe(2)
     mixes.close()
     expect(log.released).toBe(2)
@@ -290,9 +279,9 @@ describe('baked mix graph (#14)', () => {
     const { T, merged, decoder } = await setup()
     const { bake, log } = recordingBake(merged.decode)
     const mixes = new MergedMixes({ ...decoder, bake }, T, { maxMixes: 2, bakeWindow: 2 })
-    const hot = await mixes.merge(MIXES[0] ?? [])
+    const hot = await mixes.merge(LM_TEST_MIXES[0] ?? [])
     mixes.ran(hot)
-    for (let i = 0; i < 200 && !hot.candidate; i++) await new Promise((r) => setTimeout(r, 10))
+    await candidateOf(hot)
     mixes.verified(hot, true)
     const oneOff = [
       [0, 1, 0, 0, 0],
@@ -301,7 +290,7 @@ describe('baked mix graph (#14)', () => {
     ]
     for (const mix of oneOff) await mixes.merge(mix)
     // The hot mix is the least recently used, yet kept and still baked; of the one-off mixes only the last is kept.
-    expect(mixes.get(MIXES[0] ?? [])?.baked).toBeDefined()
+    expect(mixes.get(LM_TEST_MIXES[0] ?? [])?.baked).toBeDefined()
     expect(oneOff.map((m) => mixes.get(m) !== undefined)).toEqual([false, false, true])
     expect(log).toMatchObject({ opened: 1, released: 0 })
     mixes.close()
@@ -314,13 +303,13 @@ describe('baked mix graph (#14)', () => {
     // maxBaked 1: a mix needs half of the last 6 merged passes.
     const mixes = new MergedMixes({ ...decoder, bake }, T, { bakeWindow: 6 })
     const baked = async (m: MergedMix) => {
-      for (let i = 0; i < 200 && !m.candidate; i++) await new Promise((r) => setTimeout(r, 10))
+      await candidateOf(m)
       mixes.verified(m, true)
       expect(m.baked).toBeDefined()
     }
-    const a = await mixes.merge(MIXES[0] ?? [])
-    const b = await mixes.merge(MIXES[1] ?? [])
-    const c = await mixes.merge(MIXES[2] ?? [])
+    const a = await mixes.merge(LM_TEST_MIXES[0] ?? [])
+    const b = await mixes.merge(LM_TEST_MIXES[1] ?? [])
+    const c = await mixes.merge(LM_TEST_MIXES[2] ?? [])
     // Three mixes taking turns: none has half of the passes, none is baked.
     for (let i = 0; i < 4; i++) for (const m of [a, b, c]) mixes.ran(m)
     expect(log.opened).toBe(0)
@@ -355,10 +344,10 @@ describe('baked mix graph (#14)', () => {
       const { session, controls, merged } = model.twinGraph
       if (!merged?.bake) throw new Error('the runner offers no baking')
       const { prompts } = await setup()
-      const mix = MIXES[1] ?? []
+      const mix = LM_TEST_MIXES[1] ?? []
       const tokens = async (merge: EngineOptions['merge']) => {
         const graph = new DecoderGraph(session, controls, 5, undefined, false, merged)
-        const engine = new GenerationEngine(graph, { ...OPTIONS, merge })
+        const engine = new GenerationEngine(graph, { ...LM_TEST_ENGINE, merge })
         const out: number[][] = []
         for (const [i, ids] of prompts.slice(0, 3).entries()) {
           // After the first sequence, give the bake (a session thread starting) time to open.
@@ -384,7 +373,7 @@ describe('baked mix graph (#14)', () => {
       expect(model.bakedSessions).toBe(1)
       // The runner's --baked-mixes reaches the engine of its text generator.
       const profile = await LmProfile.load(join(LM_ZOO, 'models'))
-      const off = new TextGenerator(model, profile, { ...OPTIONS, bakedMixes: 0 })
+      const off = new TextGenerator(model, profile, { ...LM_TEST_ENGINE, bakedMixes: 0 })
       expect(off.engine.options.merge).toEqual({ maxBaked: 0 })
     } finally {
       await model.close()

@@ -7,8 +7,9 @@
  * prepacks the matrices and constant-folds the vector deltas when the session opens, so a pass costs what the
  * plain shared model's does. On zoo/lm, one decode pass on one thread (AMD EPYC, 2026-12-06, a scratch probe):
  * merged with inputs 1.4–1.75× the plain model's, with the matrices baked 1.2–1.35×, with the mix baked too
- * 1.09–1.14×. Opening such a session takes ~25 ms and holds one more copy of the model, so the engine bakes only a
- * mix that many passes apply (a tenant's pinned mix: merged-mixes.ts).
+ * 1.09–1.14× (in the engine: `npm run bench:merged-decode`). Opening such a session takes ~0.1 s in a thread of its
+ * own and holds one more copy of the model (`npm run bench:load-memory`), so the engine bakes only a mix that many
+ * passes apply (a tenant's pinned mix: merged-mixes.ts).
  *
  * The mix becomes a [1, T] initializer where the rows fed [B, T]: every reader of `mix_weights` in a merged decode
  * graph broadcasts it over rows (the joined vector deltas' Gemm, a factored site's per-rank Gather), which the

@@ -12,7 +12,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { lmPassFeeds, validationPrompts } from '../../test-support/lm-zoo.ts'
+import { lmPassFeeds, tensorMaxAbsDiff, validationPrompts } from '../../test-support/lm-zoo.ts'
 import { writeBuildFixture } from '../../test-support/test-models.ts'
 import { buildPackage } from '../build/build-package.ts'
 import { modelInputs, syntheticFeeds } from '../build/import/model-io.ts'
@@ -75,15 +75,6 @@ async function load() {
   return { pkg, served, rewritten, before, after, controls, prompts }
 }
 
-const maxAbsDiff = (a: ort.Tensor | undefined, b: ort.Tensor | undefined): number => {
-  const x = a?.data as Float32Array
-  const y = b?.data as Float32Array
-  expect(y.length).toBe(x.length)
-  let m = 0
-  for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs((x[i] as number) - (y[i] as number)))
-  return m
-}
-
 describe('decode graph (#14)', () => {
   it('joins the 32 [batch, 1, d] vector deltas, 25 carrying their shared values, and keeps the float16 factors', async () => {
     const { served, rewritten } = await setup()
@@ -123,9 +114,9 @@ describe('decode graph (#14)', () => {
         const feeds = lmPassFeeds(ROWS, input, past, controls, pastKv)
         const a = await before.run(feeds)
         const b = await after.run(feeds)
-        worstLogit = Math.max(worstLogit, maxAbsDiff(a.logits, b.logits))
+        worstLogit = Math.max(worstLogit, tensorMaxAbsDiff(a.logits, b.logits))
         for (const name of before.outputNames.filter((o) => o.startsWith('present')))
-          worstKv = Math.max(worstKv, maxAbsDiff(a[name], b[name]))
+          worstKv = Math.max(worstKv, tensorMaxAbsDiff(a[name], b[name]))
         expect(b.expert_weights?.data).toEqual(a.expert_weights?.data)
         return a
       }
@@ -230,8 +221,8 @@ describe.each([
       ),
     })
     // The check has teeth: the experts move the outputs far more than the tolerance.
-    expect(maxAbsDiff(a.logits, zero.logits)).toBeGreaterThan(1e-2)
-    expect(maxAbsDiff(a.logits, b.logits)).toBeLessThan(1e-5)
+    expect(tensorMaxAbsDiff(a.logits, zero.logits)).toBeGreaterThan(1e-2)
+    expect(tensorMaxAbsDiff(a.logits, b.logits)).toBeLessThan(1e-5)
     // Dense float32 factors fold σ at every site; narrower factors (which would widen) and the gathered and
     // shared-basis corrections keep theirs.
     const folds = exclusive.dtype === 'float32' && !('topk_gather' in exclusive)

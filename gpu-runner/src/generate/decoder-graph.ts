@@ -199,14 +199,15 @@ export class DecoderGraph {
     let base = this.fetches.base
     if (merged) {
       if (!this.merged) throw new AppError('INTERNAL', 'this decoder has no merged decode graph')
-      if (merged.baked) session = merged.baked
-      else {
+      if (merged.baked) {
+        session = merged.baked
+        // A baked session has dropped the inputs it no longer reads (its mix among them).
+        for (const name of Object.keys(feeds))
+          if (!session.inputNames.includes(name)) delete feeds[name]
+      } else {
         session = this.merged.decode
         Object.assign(feeds, merged.matrices)
       }
-      // A baked session has dropped the inputs it no longer reads (its mix among them).
-      for (const name of Object.keys(feeds))
-        if (!session.inputNames.includes(name)) delete feeds[name]
       // The merged decode graph may drop the applied weights (every row's are its explicit mix).
       const names = session.outputNames
       base = base.filter((n) => names.includes(n))

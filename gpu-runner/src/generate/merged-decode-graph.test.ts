@@ -11,7 +11,14 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { LM_ZOO, lmMergedDecode, lmPassFeeds } from '../../test-support/lm-zoo.ts'
+import {
+  LM_TEST_ENGINE,
+  LM_TEST_MIXES,
+  LM_ZOO,
+  lmMergedDecode,
+  lmPassFeeds,
+  tensorMaxAbsDiff,
+} from '../../test-support/lm-zoo.ts'
 import { writeBuildFixture } from '../../test-support/test-models.ts'
 import { buildPackage } from '../build/build-package.ts'
 import { modelInputs, syntheticFeeds } from '../build/import/model-io.ts'
@@ -24,7 +31,7 @@ import { openSession, type ort } from '../runtime/ort-session.ts'
 import { estimateLoadedBytes, MEMORY_PER_SESSION_BYTES } from '../server/package-location.ts'
 import { encodeControls, type RowControls } from '../twin-contract/encode-controls.ts'
 import { DecoderGraph } from './decoder-graph.ts'
-import { type EngineOptions, GenerationEngine, type GenerationEvent } from './engine.ts'
+import { GenerationEngine, type GenerationEvent } from './engine.ts'
 import { MERGE_MIX, mergedDecodeGraph } from './merged-decode-graph.ts'
 import { BAKED_MIXES, MERGED_MIXES_KEPT, type MergedDecoder, MergedMixes } from './merged-mixes.ts'
 
@@ -35,32 +42,12 @@ import { BAKED_MIXES, MERGED_MIXES_KEPT, type MergedDecoder, MergedMixes } from 
  */
 const LOGIT_TOLERANCE = 2e-5
 const KV_TOLERANCE = 1e-5
-const MIXES = [
-  [0, 0, 1, 0, 0],
-  [0.1, 0.3, 0.05, 0.4, 0.15],
-  [0, 0, 0, 0, 0],
-]
-const OPTIONS: EngineOptions = {
-  maxContext: 256,
-  maxSequences: 16,
-  maxBytes: 64 * 1024 * 1024,
-  prefillTokensPerStep: 64,
-}
 const opts = { provider: 'cpu' as const, threads: 1 }
 
 let loaded: ReturnType<typeof lmMergedDecode> | undefined
 const setup = () => {
   loaded ??= lmMergedDecode()
   return loaded
-}
-
-const maxAbsDiff = (a: ort.Tensor | undefined, b: ort.Tensor | undefined): number => {
-  const x = a?.data as Float32Array
-  const y = b?.data as Float32Array
-  expect(y.length).toBe(x.length)
-  let m = 0
-  for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs((x[i] as number) - (y[i] as number)))
-  return m
 }
 
 describe('merged decode graph (#14)', () => {
@@ -94,7 +81,7 @@ describe('merged decode graph (#14)', () => {
     let worstKv = 0
     let moved = 0
     const prefills: (ort.Tensor | undefined)[] = []
-    for (const mix of MIXES) {
+    for (const mix of LM_TEST_MIXES) {
       const { matrices } = await mixes.merge(mix)
       const rows: RowControls[] = [{ mixWeights: mix }, { mixWeights: mix }]
       for (const ids of prompts) {
@@ -103,9 +90,9 @@ describe('merged decode graph (#14)', () => {
           const feeds = lmPassFeeds(rows, input, past, controls, pastKv)
           const a = await factored.run(feeds)
           const b = await decoder.decode.run({ ...feeds, ...matrices })
-          worstLogit = Math.max(worstLogit, maxAbsDiff(a.logits, b.logits))
+          worstLogit = Math.max(worstLogit, tensorMaxAbsDiff(a.logits, b.logits))
           for (const name of factored.outputNames.filter((o) => o.startsWith('present')))
-            worstKv = Math.max(worstKv, maxAbsDiff(a[name], b[name]))
+            worstKv = Math.max(worstKv, tensorMaxAbsDiff(a[name], b[name]))
           // The rows' explicit mix is what they apply: the merged graph reads it directly, with no router.
           expect(b.expert_weights).toBeUndefined()
           expect(a.expert_weights?.data).toEqual(Float32Array.from(rows.flatMap(() => mix)))
@@ -120,7 +107,7 @@ describe('merged decode graph (#14)', () => {
     const n = prompts.length
     for (let i = 0; i < n; i++)
       for (const m of [0, 1])
-        moved = Math.max(moved, maxAbsDiff(prefills[m * n + i], prefills[2 * n + i]))
+        moved = Math.max(moved, tensorMaxAbsDiff(prefills[m * n + i], prefills[2 * n + i]))
     expect(moved).toBeGreaterThan(1)
     expect(worstLogit).toBeLessThan(LOGIT_TOLERANCE)
     expect(worstKv).toBeLessThan(KV_TOLERANCE)
@@ -131,7 +118,7 @@ describe('merged decode graph (#14)', () => {
     const run = async (merge: boolean, pinned: boolean) => {
       const graph = new DecoderGraph(factored, controls, T, undefined, false, decoder)
       const engine = new GenerationEngine(graph, {
-        ...OPTIONS,
+        ...LM_TEST_ENGINE,
         merge: merge ? { minSteps: 4 } : false,
       })
       const tokens = await Promise.all(
@@ -141,7 +128,7 @@ describe('merged decode graph (#14)', () => {
             promptIds: ids,
             maxTokens: 12,
             sampling: { temperature: 0, topP: 1, topK: 0 },
-            controls: { mixWeights: MIXES[pinned ? 1 : i % MIXES.length] ?? [] },
+            controls: { mixWeights: LM_TEST_MIXES[pinned ? 1 : i % LM_TEST_MIXES.length] ?? [] },
           }) as AsyncIterable<GenerationEvent>)
             if (e.type === 'token') got.push(e.id)
           return got
@@ -169,7 +156,10 @@ describe('merged decode graph (#14)', () => {
   it('a lone sequence is merged once its steps repay it, and a kept mix is not merged again', async () => {
     const { T, factored, decoder, controls, prompts } = await setup()
     const graph = new DecoderGraph(factored, controls, T, undefined, false, decoder)
-    const engine = new GenerationEngine(graph, { ...OPTIONS, merge: { minSteps: 8, maxMixes: 2 } })
+    const engine = new GenerationEngine(graph, {
+      ...LM_TEST_ENGINE,
+      merge: { minSteps: 8, maxMixes: 2 },
+    })
     const generate = async (maxTokens: number, mix: number[]) => {
       for await (const _ of engine.submit({
         promptIds: prompts[0] ?? [],
@@ -199,13 +189,13 @@ describe('merged decode graph (#14)', () => {
     const { T, factored, decoder, controls, prompts } = await setup()
     const tokens = async (merged: MergedDecoder | undefined) => {
       const graph = new DecoderGraph(factored, controls, T, undefined, false, merged)
-      const engine = new GenerationEngine(graph, { ...OPTIONS, merge: { minSteps: 4 } })
+      const engine = new GenerationEngine(graph, { ...LM_TEST_ENGINE, merge: { minSteps: 4 } })
       const got: number[] = []
       for await (const e of engine.submit({
         promptIds: prompts[0] ?? [],
         maxTokens: 12,
         sampling: { temperature: 0, topP: 1, topK: 0 },
-        controls: { mixWeights: MIXES[1] ?? [] },
+        controls: { mixWeights: LM_TEST_MIXES[1] ?? [] },
       }))
         if (e.type === 'token') got.push(e.id)
       return { got, counters: engine.counters }
@@ -316,8 +306,8 @@ describe.each([
             T,
           ),
         })
-        expect(maxAbsDiff(a.logits, zero.logits)).toBeGreaterThan(1e-2)
-        expect(maxAbsDiff(a.logits, b.logits)).toBeLessThan(1e-5)
+        expect(tensorMaxAbsDiff(a.logits, zero.logits)).toBeGreaterThan(1e-2)
+        expect(tensorMaxAbsDiff(a.logits, b.logits)).toBeLessThan(1e-5)
       }
     }, 60_000)
   },

@@ -13,13 +13,14 @@
  * A mix that dominates the recent merged passes (a tenant's pinned mix) is baked: a session of its own opens in the
  * background with the mix's matrices and the mix as constants, which onnxruntime prepacks and folds (a pass then
  * costs about what the plain shared model's does, where fed matrices cost 1.4–1.75× it on zoo/lm). Each baked
- * session holds one more copy of the model and costs ~25 ms to open, so at most `maxBaked` are open, and only a mix
- * that ran at least 1 / (maxBaked + 1) of the last `bakeWindow` merged passes is baked: a mix that many sequences
- * share now, not one of many that come and go (a first version baked any mix after 64 passes, and with routed
- * traffic beside a pinned tenant it reopened sessions for mixes that then ran 5 % of the passes: the routed cells of
- * `npm run bench:merged-decode` got 11–13 % slower). A baked mix that no longer dominates gives its session up to one
- * that does; a baked mix is the last to be dropped from the kept ones, and closes its session when it is. The engine
- * runs a new baked session's first pass beside the merged one and keeps it only if they agree (`verified`).
+ * session holds one more copy of the model and costs ~0.1 s to open in a thread of its own (`npm run
+ * bench:load-memory`), so at most `maxBaked` are open, and only a mix that ran at least 1 / (maxBaked + 1) of the
+ * last `bakeWindow` merged passes is baked: a mix that many sequences share now, not one of many that come and go
+ * (a first version baked any mix after 64 passes, and with routed traffic beside a pinned tenant it reopened
+ * sessions for mixes that then ran 5 % of the passes: the routed cells of `npm run bench:merged-decode` got 11–13 %
+ * slower). A baked mix that no longer dominates gives its session up to one that does; a baked mix is the last to be
+ * dropped from the kept ones, and closes its session when it is. The engine runs a new baked session's first pass
+ * beside the merged one and keeps it only if they agree (`verified`).
  * @module
  */
 import { ort } from '../runtime/ort-session.ts'

@@ -197,14 +197,19 @@ async function* chatChoice(
 async function* choiceStream(
   object: 'text_completion' | 'chat.completion.chunk',
   gen: TextGenerator,
-  choices: (usage: UsageTally, created: number) => AsyncGenerator<string, boolean>[],
-  id: string,
+  choice: typeof completionChoice,
+  choices: readonly AsyncIterable<GenerationEvent>[],
+  base: { id: string; logprobs: boolean },
   includeUsage: boolean,
 ): AsyncGenerator<string> {
+  const { id } = base
   const created = now()
   const usage: UsageTally = { prompt: 0, completion: 0 }
   try {
-    if (!(yield* interleave(choices(usage, created)))) return
+    const streams = choices.map((events, index) =>
+      choice(gen, events, { ...base, created, index }, usage),
+    )
+    if (!(yield* interleave(streams))) return
     if (includeUsage)
       yield JSON.stringify({
         id,
@@ -332,16 +337,9 @@ export function openaiRoutes(app: Hono<RunnerAppEnv>, deps: AppDeps): void {
         choiceStream(
           'text_completion',
           gen,
-          (usage, created) =>
-            started.events.map((events, index) =>
-              completionChoice(
-                gen,
-                events,
-                { id, created, index, logprobs: logprobs !== undefined },
-                usage,
-              ),
-            ),
-          id,
+          completionChoice,
+          started.events,
+          { id, logprobs: logprobs !== undefined },
           body.stream_options?.include_usage ?? false,
         ),
       )
@@ -398,16 +396,9 @@ export function openaiRoutes(app: Hono<RunnerAppEnv>, deps: AppDeps): void {
         choiceStream(
           'chat.completion.chunk',
           gen,
-          (usage, created) =>
-            started.events.map((events, index) =>
-              chatChoice(
-                gen,
-                events,
-                { id, created, index, logprobs: logprobs !== undefined },
-                usage,
-              ),
-            ),
-          id,
+          chatChoice,
+          started.events,
+          { id, logprobs: logprobs !== undefined },
           body.stream_options?.include_usage ?? false,
         ),
       )

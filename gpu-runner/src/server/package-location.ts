@@ -70,10 +70,11 @@ export async function resolvePackageDir(
  * come from and its arena keeps that peak: zoo/lm's generating load grew by 144–234 MiB over four runs against
  * 80–134 MiB without it, `npm run bench:load-memory` and scratch runs, 2026-12-06), and the engine keeps that many
  * mixes' merged matrices, in shared memory and in the decode session's
- * thread (generate/merged-decode-graph.ts, runtime/threaded-session.ts `keep`). The engine may also open `bakedMixes`
- * (`--baked-mixes`, default BAKED_MIXES) sessions with a hot mix baked in (generate/baked-mix-graph.ts), each a session and 5 times the matrices' bytes:
- * its initializers, onnxruntime's prepacked copies, and the graph's bytes while it opens (a scratch probe opening
- * eight on zoo/lm, 2026-12-06: 20.9 MiB each in threads of their own, 6.6 MiB on the event loop; counted 23 MiB).
+ * thread (generate/merged-decode-graph.ts, runtime/threaded-session.ts `keep`). The engine may also open
+ * `bakedMixes` (`--baked-mixes`, default BAKED_MIXES) sessions with a hot mix baked in (generate/baked-mix-graph.ts),
+ * each counted as a session and 5 times the matrices' bytes: its initializers, onnxruntime's prepacked copies, and
+ * the graph's bytes while it opens (23 MiB on zoo/lm, against 7.5–8.4 MiB measured per session in threads of their
+ * own by `npm run bench:load-memory`'s baked row; a scratch probe opening eight at once saw 20.9 MiB each).
  */
 export async function estimateLoadedBytes(
   dir: string,
