@@ -9,8 +9,10 @@
  *   as the yardstick, how far the graph as served itself moves between each row run alone and the same row in the
  *   batch of four.
  * - Cost: one decode pass (one position per row, a past of 40) at batch 1 and 32, onnxruntime on one intra-op thread,
- *   this process's CPU time per pass, median over `--rounds` rounds that interleave the three graphs (order reversed
- *   every other round); ratio = the graph's median ÷ the plain model's.
+ *   this process's CPU time per pass, median over `--rounds` rounds that interleave the graphs (order reversed
+ *   every other round); ratio = the graph's median ÷ the plain model's. Besides the three graphs, the merged decode
+ *   graph (merged-decode-graph.ts) with one mix's merged matrices fed, and that mix baked into a session of its own
+ *   (baked-mix-graph.ts), every row applying the mix: what a pinned mix's pass costs each way.
  *
  *   node --import tsx bench/decode-graph.ts [--prompts 150] [--rounds 40]
  * @module
@@ -19,9 +21,12 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import {
+  bakedMixGraph,
   decodeGraph,
   decoderAsServed,
   LmProfile,
+  MERGE_MIX,
+  mergedDecodeGraph,
   withoutNewKv,
 } from '@twinserve/gpu-runner/generate'
 import { onnx } from '@twinserve/gpu-runner/onnx'
@@ -60,13 +65,32 @@ const served = decoderAsServed(pkg.model)
 const rewritten = decodeGraph(served)
 if (!('bytes' in rewritten)) throw new Error(`no decode graph: ${rewritten.unavailable}`)
 const plain = decoderAsServed(await lmSharedModel())
-const graphs = { plain, served, decode: rewritten.bytes }
-const nodes = (bytes: Uint8Array) => onnx.ModelProto.decode(bytes).graph?.node?.length ?? 0
 const opts = { provider: 'cpu' as const, threads: 1 }
+// One pinned mix, merged (its matrices fed) and baked.
+const PINNED = Float32Array.from([0.6, 0.4, 0, 0, 0])
+const mergedGraph = mergedDecodeGraph(served, T)
+if ('unavailable' in mergedGraph)
+  throw new Error(`no merged decode graph: ${mergedGraph.unavailable}`)
+const mergeSession = (await openSession(mergedGraph.merge, opts)).session
+const mergedOut = await mergeSession.run({
+  [MERGE_MIX]: new ort.Tensor('float32', PINNED, [1, T]),
+})
+const matrices = Object.fromEntries(
+  mergedGraph.matrices.map((x) => [x.name, mergedOut[x.name] as ort.Tensor]),
+)
+const baked = bakedMixGraph(
+  mergedGraph.decode,
+  Object.fromEntries(Object.entries(matrices).map(([k, t]) => [k, t.data as Float32Array])),
+  PINNED,
+)
+const graphs = { plain, served, decode: rewritten.bytes, merged: mergedGraph.decode, baked }
+const nodes = (bytes: Uint8Array) => onnx.ModelProto.decode(bytes).graph?.node?.length ?? 0
 const sessions = {
   plain: (await openSession(plain, opts)).session,
   served: (await openSession(served, opts)).session,
   decode: (await openSession(rewritten.bytes, opts)).session,
+  merged: (await openSession(mergedGraph.decode, opts)).session,
+  baked: (await openSession(baked, opts)).session,
 }
 const controls = checkContract(pkg.manifest, withoutNewKv(sessions.served), new Map())
 
@@ -129,7 +153,8 @@ for (const ids of prompts) {
 markLoad(m, 'exactness done')
 
 // ---- Cost of one decode pass.
-function decodeFeeds(B: number, twin: boolean): Record<string, ort.Tensor> {
+type GraphName = keyof typeof sessions
+function decodeFeeds(B: number, name: GraphName): Record<string, ort.Tensor> {
   const feeds: Record<string, ort.Tensor> = {
     input_ids: new ort.Tensor(
       'int64',
@@ -142,7 +167,7 @@ function decodeFeeds(B: number, twin: boolean): Record<string, ort.Tensor> {
     ]),
     position_ids: new ort.Tensor('int64', new BigInt64Array(B).fill(BigInt(PAST)), [B, 1]),
   }
-  if (twin)
+  if (name === 'served' || name === 'decode')
     Object.assign(
       feeds,
       encodeControls(
@@ -153,6 +178,16 @@ function decodeFeeds(B: number, twin: boolean): Record<string, ort.Tensor> {
         controls,
       ),
     )
+  if (name === 'merged')
+    Object.assign(
+      feeds,
+      encodeControls(
+        Array.from({ length: B }, () => ({ mixWeights: Array.from(PINNED) })),
+        T,
+        controls,
+      ),
+      matrices,
+    )
   for (let l = 0; l < 3; l++)
     for (const kv of ['key', 'value'])
       feeds[`past_key_values.${l}.${kv}`] = new ort.Tensor(
@@ -162,13 +197,13 @@ function decodeFeeds(B: number, twin: boolean): Record<string, ort.Tensor> {
       )
   return feeds
 }
-const names = Object.keys(sessions) as (keyof typeof sessions)[]
+const names = Object.keys(sessions) as GraphName[]
 const cost = new Map<string, number[]>()
 for (const B of [1, 32])
   for (let r = 0; r < ROUNDS; r++)
     for (const name of r % 2 === 0 ? names : [...names].reverse()) {
       const s = sessions[name]
-      const feeds = decodeFeeds(B, name !== 'plain')
+      const feeds = decodeFeeds(B, name)
       const fetches = s.outputNames.filter((o) => o === 'logits' || o.startsWith('new_key_values'))
       for (let i = 0; i < 3; i++) await s.run(feeds, fetches)
       const cpu0 = process.cpuUsage()
@@ -194,11 +229,13 @@ console.log(
         'B = 32 CPU ms per pass',
         'ratio to plain',
       ],
-      (['plain', 'served', 'decode'] as const).map((name) => [
+      names.map((name) => [
         {
           plain: 'plain shared model',
           served: 'twin, graph as served',
           decode: 'twin, decode graph',
+          merged: 'twin, one mix merged (matrices fed)',
+          baked: 'twin, one mix baked',
         }[name],
         String(nodes(graphs[name])),
         fmt(ms(name, 1), 3),

@@ -5,9 +5,9 @@
  * Why: fed as inputs, the merged matrices cannot be prepacked by onnxruntime, and the vector deltas (biases,
  * LayerNorm scales) are still computed from the rows' `mix_weights` on every pass. As initializers, onnxruntime
  * prepacks the matrices and constant-folds the vector deltas when the session opens, so a pass costs what the
- * plain shared model's does. On zoo/lm, one decode pass on one thread (AMD EPYC, 2026-12-06, a scratch probe):
- * merged with inputs 1.4–1.75× the plain model's, with the matrices baked 1.2–1.35×, with the mix baked too
- * 1.09–1.14× (in the engine: `npm run bench:merged-decode`). Opening such a session takes ~0.1 s in a thread of its
+ * plain shared model's does. On zoo/lm, one decode pass on one thread (`npm run bench:decode-graph`, AMD EPYC,
+ * 2026-12-06): merged with the matrices fed 1.5–1.75× the plain model's, baked 1.1–1.2× (in the engine:
+ * `npm run bench:merged-decode`). Opening such a session takes ~0.1 s in a thread of its
  * own and holds one more copy of the model (`npm run bench:load-memory`), so the engine bakes only a mix that many
  * passes apply (a tenant's pinned mix: merged-mixes.ts).
  *
