@@ -568,6 +568,19 @@ describe('generation routes on a real runner', () => {
     // Non-streamed with the same body: the same text (greedy).
     const whole = await client.chat.completions.create({ ...params, stream: false })
     expect(whole.choices[0]?.message.content).toBe(text)
+    // The client's own fields for choices and penalties: two sampled choices, each a finished message.
+    const two = await client.chat.completions.create({
+      ...params,
+      stream: false,
+      n: 2,
+      seed: 5,
+      temperature: 0.9,
+      frequency_penalty: 1,
+      presence_penalty: 0.5,
+    })
+    expect(two.choices.map((c) => c.index)).toEqual([0, 1])
+    for (const c of two.choices) expect(['stop', 'length']).toContain(c.finish_reason)
+    expect(two.usage?.prompt_tokens).toBe(whole.usage?.prompt_tokens)
     expect(gen.engine.kvBytes).toBe(0)
   })
 })
